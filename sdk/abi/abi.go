@@ -1,0 +1,241 @@
+// Package abi is the contract between the Sluice host and its WebAssembly
+// filter plugins: the names of the functions each side provides, the
+// stages and verdicts, and the binary encoding of what crosses the
+// boundary. The host and the Go SDK both use this package, so they cannot
+// disagree; sdk/ABI.md describes the same contract for other languages.
+package abi
+
+// Version is the ABI version this package speaks. A guest declares it by
+// importing VersionMarker; a host refuses a module that imports a marker
+// of a version it does not speak.
+const Version = 1
+
+// Names of the imports the host provides, all in module HostModule.
+const (
+	HostModule = "sluice"
+	// VersionMarker is a no-op function. Importing it is how a guest says
+	// which ABI version it was built for.
+	VersionMarker = "abi_version_1"
+	// FuncLog writes a line to the gateway's log: (level i32, ptr i32, len i32).
+	FuncLog = "log"
+)
+
+// Names of the functions a guest exports.
+const (
+	// ExportBuffer (size i32) -> ptr i32 returns a guest-owned buffer of at
+	// least size bytes. The host writes each request there; the guest
+	// reuses the buffer from call to call.
+	ExportBuffer = "sluice_buffer"
+	// ExportConfigure (len i32) -> i64 reads a ConfigureRequest of len
+	// bytes from the buffer and returns a ConfigureResponse.
+	ExportConfigure = "sluice_configure"
+	// ExportHandle (len i32) -> i64 reads a Request of len bytes from the
+	// buffer and returns a Verdict.
+	ExportHandle = "sluice_handle"
+)
+
+// PackResult packs a guest memory region as an export's i64 result: the
+// pointer in the high 32 bits, the length in the low 32 bits.
+func PackResult(ptr, length uint32) uint64 { return uint64(ptr)<<32 | uint64(length) }
+
+// UnpackResult is the inverse of PackResult.
+func UnpackResult(v uint64) (ptr, length uint32) { return uint32(v >> 32), uint32(v) }
+
+// Log levels for FuncLog, matching log/slog's numeric levels.
+const (
+	LogDebug int32 = -4
+	LogInfo  int32 = 0
+	LogWarn  int32 = 4
+	LogError int32 = 8
+)
+
+// Stage is a point of the SMTP session at which the host calls plugins.
+type Stage uint8
+
+const (
+	StageConnect Stage = 1 // a client connected
+	StageHelo    Stage = 2 // HELO or EHLO
+	StageMail    Stage = 3 // MAIL FROM
+	StageRcpt    Stage = 4 // RCPT TO, once per recipient
+	StageData    Stage = 5 // the whole message has arrived
+	StageClose   Stage = 6 // the session ended; the verdict is ignored
+)
+
+var stageNames = map[Stage]string{
+	StageConnect: "connect", StageHelo: "helo", StageMail: "mail",
+	StageRcpt: "rcpt", StageData: "data", StageClose: "close",
+}
+
+func (s Stage) String() string {
+	if n, ok := stageNames[s]; ok {
+		return n
+	}
+	return "stage(" + itoa(uint64(s)) + ")"
+}
+
+// ParseStage returns the stage with the given name.
+func ParseStage(name string) (Stage, bool) {
+	for s, n := range stageNames {
+		if n == name {
+			return s, true
+		}
+	}
+	return 0, false
+}
+
+// Stages lists every stage in session order.
+func Stages() []Stage {
+	return []Stage{StageConnect, StageHelo, StageMail, StageRcpt, StageData, StageClose}
+}
+
+// StageSet is a set of stages, one bit per stage.
+type StageSet uint32
+
+// StageSetOf returns the set holding the given stages.
+func StageSetOf(stages ...Stage) StageSet {
+	var s StageSet
+	for _, st := range stages {
+		s |= 1 << st
+	}
+	return s
+}
+
+// Has reports whether st is in the set.
+func (s StageSet) Has(st Stage) bool { return s&(1<<st) != 0 }
+
+// Action is what a plugin decides.
+type Action uint8
+
+const (
+	// Continue passes the decision to the next plugin in the chain.
+	Continue Action = 0
+	// Accept ends the chain for this stage: later plugins are not asked.
+	Accept Action = 1
+	// Reject refuses with a 5xx reply.
+	Reject Action = 2
+	// Tempfail refuses with a 4xx reply, so that the client retries.
+	Tempfail Action = 3
+	// Discard accepts and drops: the recipient (at rcpt) or the whole
+	// message (at data) is answered 250 and never delivered.
+	Discard Action = 4
+	// Quarantine marks the message with a header and delivers it.
+	Quarantine Action = 5
+)
+
+var actionNames = map[Action]string{
+	Continue: "continue", Accept: "accept", Reject: "reject",
+	Tempfail: "tempfail", Discard: "discard", Quarantine: "quarantine",
+}
+
+func (a Action) String() string {
+	if n, ok := actionNames[a]; ok {
+		return n
+	}
+	return "action(" + itoa(uint64(a)) + ")"
+}
+
+// Permissions is the set of actions and changes a plugin declares at
+// configure time that it may take. The host treats any other verdict from
+// it as a plugin failure.
+type Permissions uint32
+
+const (
+	MayAccept         Permissions = 1 << Accept
+	MayReject         Permissions = 1 << Reject
+	MayTempfail       Permissions = 1 << Tempfail
+	MayDiscard        Permissions = 1 << Discard
+	MayQuarantine     Permissions = 1 << Quarantine
+	MayAddHeaders     Permissions = 1 << 16
+	MayRemoveHeaders  Permissions = 1 << 17
+	MaySetDestination Permissions = 1 << 18
+)
+
+// Allows reports whether the permissions cover a verdict's action and changes.
+func (p Permissions) Allows(v *Verdict) bool {
+	if v.Action != Continue && p&(1<<v.Action) == 0 {
+		return false
+	}
+	if len(v.AddHeaders) > 0 && p&MayAddHeaders == 0 {
+		return false
+	}
+	if len(v.RemoveHeaders) > 0 && p&MayRemoveHeaders == 0 {
+		return false
+	}
+	if v.Destination != "" && p&MaySetDestination == 0 {
+		return false
+	}
+	return true
+}
+
+// ConfigureRequest is sent once to each new instance, before any Request.
+type ConfigureRequest struct {
+	Version  uint32 // the host's ABI version
+	Name     string // the plugin's name in gateway.toml
+	Hostname string // the gateway's hostname
+	Config   []byte // the plugin's [plugin.config] table, encoded as TOML
+}
+
+// ConfigureResponse is the guest's answer to ConfigureRequest.
+type ConfigureResponse struct {
+	Error       string // not empty: the configuration is refused, and so is the load
+	Stages      StageSet
+	Permissions Permissions
+}
+
+// Request is what the host sends at each stage: the whole session and
+// transaction so far, so that any instance of a plugin can answer it.
+type Request struct {
+	Stage      Stage
+	SessionID  string
+	ClientIP   string
+	ClientName string // the client's verified reverse DNS name, or ""
+	Helo       string
+	TLS        bool
+	MailFrom   string // "" for the null reverse-path
+	UTF8       bool   // the client asked for SMTPUTF8
+	Rcpts      []string
+	Rcpt       string // StageRcpt: the recipient being decided
+	Size       uint64 // StageData: the message size in bytes
+}
+
+// Header is a header field to add.
+type Header struct {
+	Name  string
+	Value string
+}
+
+// Finding is something a plugin noticed, kept apart from its verdict so
+// that scores can add up across plugins.
+type Finding struct {
+	Symbol string
+	Score  float64
+}
+
+// Verdict is a plugin's answer to a Request.
+type Verdict struct {
+	Action Action
+	// Code, Enhanced and Text make the SMTP reply for Reject and Tempfail
+	// (the host picks defaults for those left empty) and the reason for
+	// Quarantine.
+	Code     uint16
+	Enhanced string // "5.7.1"
+	Text     string
+	// Destination, at StageRcpt, is where this recipient's mail goes.
+	Destination   string
+	AddHeaders    []Header
+	RemoveHeaders []string
+	Findings      []Finding
+}
+
+func itoa(v uint64) string {
+	var b [20]byte
+	i := len(b)
+	for {
+		i--
+		b[i] = byte('0' + v%10)
+		v /= 10
+		if v == 0 {
+			return string(b[i:])
+		}
+	}
+}

@@ -1,0 +1,155 @@
+package abi
+
+import (
+	"bytes"
+	"errors"
+	"reflect"
+	"testing"
+)
+
+func fullRequest() *Request {
+	return &Request{
+		Stage: StageRcpt, SessionID: "s1", ClientIP: "192.0.2.1", ClientName: "mail.example.org",
+		Helo: "mail.example.org", TLS: true, MailFrom: "a@example.org", UTF8: true,
+		Rcpts: []string{"x@example.com", "y@example.com"}, Rcpt: "z@example.com", Size: 4096,
+	}
+}
+
+func fullVerdict() *Verdict {
+	return &Verdict{
+		Action: Reject, Code: 550, Enhanced: "5.7.1", Text: "no", Destination: "me@example.net",
+		AddHeaders:    []Header{{"X-A", "1"}, {"X-B", ""}},
+		RemoveHeaders: []string{"X-Spam"},
+		Findings:      []Finding{{"BAYES_99", 3.5}, {"NEG", -1.25}},
+	}
+}
+
+func TestRoundTrip(t *testing.T) {
+	req := fullRequest()
+	var gotReq Request
+	if err := DecodeRequest(AppendRequest(nil, req), &gotReq); err != nil || !reflect.DeepEqual(&gotReq, req) {
+		t.Fatalf("request: got %+v, %v; want %+v", gotReq, err, req)
+	}
+	v := fullVerdict()
+	var gotV Verdict
+	if err := DecodeVerdict(AppendVerdict(nil, v), &gotV); err != nil || !reflect.DeepEqual(&gotV, v) {
+		t.Fatalf("verdict: got %+v, %v; want %+v", gotV, err, v)
+	}
+	cr := &ConfigureRequest{Version: Version, Name: "router", Hostname: "mx.test", Config: []byte("a = 1\n")}
+	var gotCR ConfigureRequest
+	if err := DecodeConfigureRequest(AppendConfigureRequest(nil, cr), &gotCR); err != nil || !reflect.DeepEqual(&gotCR, cr) {
+		t.Fatalf("configure request: got %+v, %v", gotCR, err)
+	}
+	cs := &ConfigureResponse{Error: "bad", Stages: StageSetOf(StageRcpt, StageData), Permissions: MayReject | MaySetDestination}
+	var gotCS ConfigureResponse
+	if err := DecodeConfigureResponse(AppendConfigureResponse(nil, cs), &gotCS); err != nil || !reflect.DeepEqual(&gotCS, cs) {
+		t.Fatalf("configure response: got %+v, %v", gotCS, err)
+	}
+}
+
+// An older peer sends fewer fields; a newer one sends more. Both must decode.
+func TestMissingAndExtraTrailingFields(t *testing.T) {
+	enc := AppendRequest(nil, fullRequest())
+	var got Request
+	if err := DecodeRequest(append(enc, 0x07, 0x01, 'x'), &got); err != nil || !reflect.DeepEqual(&got, fullRequest()) {
+		t.Fatalf("extra trailing bytes: got %+v, %v", got, err)
+	}
+	old := AppendRequest(nil, &Request{Stage: StageMail, SessionID: "s", MailFrom: "a@b"})
+	old = old[:len(old)-4] // drop Rcpts, Rcpt and Size as an older encoder would not write them
+	if err := DecodeRequest(old, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.MailFrom != "a@b" || got.Rcpts != nil || got.Size != 0 {
+		t.Fatalf("short message: got %+v", got)
+	}
+}
+
+func TestMalformed(t *testing.T) {
+	enc := AppendVerdict(nil, fullVerdict())
+	for cut := 1; cut < len(enc); cut++ {
+		var v Verdict
+		err := DecodeVerdict(enc[:cut], &v)
+		// A cut inside a string or float must be detected; a cut exactly
+		// between fields is a valid shorter message.
+		if err != nil && !errors.Is(err, ErrMalformed) {
+			t.Fatalf("cut %d: unexpected error %v", cut, err)
+		}
+	}
+	bad := [][]byte{
+		{byte(Reject), 0xff},             // truncated varint
+		{byte(Reject), 0, 5, 'a'},        // string longer than input
+		{0x09},                           // unknown action
+		{byte(Reject), 0, 0, 0, 0, 0xff}, // header count larger than input
+		{byte(Reject), 0xff, 0xff, 0x04}, // code above 65535
+	}
+	for _, b := range bad {
+		var v Verdict
+		if err := DecodeVerdict(b, &v); !errors.Is(err, ErrMalformed) {
+			t.Errorf("DecodeVerdict(%x) = %v, want ErrMalformed", b, err)
+		}
+	}
+}
+
+func TestPermissionsAllow(t *testing.T) {
+	p := MayReject | MaySetDestination
+	cases := []struct {
+		v    Verdict
+		want bool
+	}{
+		{Verdict{Action: Continue}, true},
+		{Verdict{Action: Reject}, true},
+		{Verdict{Action: Continue, Destination: "a@b"}, true},
+		{Verdict{Action: Discard}, false},
+		{Verdict{Action: Continue, AddHeaders: []Header{{"X", "y"}}}, false},
+		{Verdict{Action: Continue, RemoveHeaders: []string{"X"}}, false},
+	}
+	for _, c := range cases {
+		if got := p.Allows(&c.v); got != c.want {
+			t.Errorf("Allows(%+v) = %v, want %v", c.v, got, c.want)
+		}
+	}
+}
+
+func TestStageNames(t *testing.T) {
+	for _, s := range Stages() {
+		got, ok := ParseStage(s.String())
+		if !ok || got != s {
+			t.Errorf("ParseStage(%q) = %v, %v", s.String(), got, ok)
+		}
+	}
+	if _, ok := ParseStage("body"); ok {
+		t.Error("ParseStage accepted an unknown stage")
+	}
+	if StageSetOf(StageRcpt).Has(StageData) || !StageSetOf(StageRcpt).Has(StageRcpt) {
+		t.Error("StageSet membership is wrong")
+	}
+}
+
+func FuzzDecodeVerdict(f *testing.F) {
+	f.Add(AppendVerdict(nil, fullVerdict()))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var v Verdict
+		if err := DecodeVerdict(b, &v); err != nil {
+			return
+		}
+		// Whatever decodes must re-encode to something that decodes the same.
+		var again Verdict
+		if err := DecodeVerdict(AppendVerdict(nil, &v), &again); err != nil || !reflect.DeepEqual(v, again) {
+			t.Fatalf("re-decode differs: %+v vs %+v (%v)", v, again, err)
+		}
+	})
+}
+
+func FuzzDecodeRequest(f *testing.F) {
+	f.Add(AppendRequest(nil, fullRequest()))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var r Request
+		if err := DecodeRequest(b, &r); err != nil {
+			return
+		}
+		if !bytes.Equal(AppendRequest(nil, &r), AppendRequest(nil, &r)) {
+			t.Fatal("encoding is not deterministic")
+		}
+	})
+}
