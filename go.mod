@@ -1,6 +1,6 @@
 module github.com/sluice-mail/sluice
 
-go 1.26
+go 1.26.0
 
 require (
 	blitiri.com.ar/go/spf v1.6.0 // indirect
@@ -12,4 +12,5 @@ require (
 	github.com/tetratelabs/wazero v1.12.0 // indirect
 	golang.org/x/net v0.62.0 // indirect
 	golang.org/x/sys v0.49.0 // indirect
+	golang.org/x/text v0.43.0 // indirect
 )

@@ -1,0 +1,254 @@
+// Package config reads gateway.toml once, fills in defaults, and validates
+// it, reporting every problem as "file:line: what is wrong". The result is
+// a plain value that the rest of the gateway only reads.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Config is the whole gateway configuration.
+type Config struct {
+	// Hostname is the name in the greeting, EHLO, Received and
+	// Authentication-Results.
+	Hostname string `toml:"hostname"`
+	// Domains are the custom domains Sluice is the MX for. Mail to any
+	// other domain (but the SRS domain) is refused: Sluice is no open relay.
+	Domains []string `toml:"domains"`
+
+	SMTP   SMTP       `toml:"smtp"`
+	Relay  Relay      `toml:"relay"`
+	SRS    SRS        `toml:"srs"`
+	DKIM   DKIM       `toml:"dkim"`
+	DNS    DNS        `toml:"dns"`
+	Log    Log        `toml:"log"`
+	Plugin []Plugin   `toml:"plugin"`
+	WASM   WASM       `toml:"wasm"`
+	Dev    Dev        `toml:"dev"`
+
+	// File is the path the configuration was read from.
+	File  string `toml:"-"`
+	lines lineIndex
+}
+
+// SMTP configures the inbound listener.
+type SMTP struct {
+	Listen              []string `toml:"listen"`
+	MaxMessageSize      Size     `toml:"max_message_size"`
+	MaxRecipients       int      `toml:"max_recipients"`
+	MaxConnections      int      `toml:"max_connections"`
+	MaxConnectionsPerIP int      `toml:"max_connections_per_ip"`
+	CommandTimeout      Duration `toml:"command_timeout"`
+	DataTimeout         Duration `toml:"data_timeout"`
+	MaxLineLength       int      `toml:"max_line_length"`
+	MaxHops             int      `toml:"max_hops"`
+	TLSCert             string   `toml:"tls_cert"`
+	TLSKey              string   `toml:"tls_key"`
+	TLSSelfSigned       bool     `toml:"tls_self_signed"`
+}
+
+// Relay configures connections to destination MX hosts.
+type Relay struct {
+	Helo           string   `toml:"helo"`
+	Port           int      `toml:"port"`
+	SourceIPv4     string   `toml:"source_ipv4"`
+	SourceIPv6     string   `toml:"source_ipv6"`
+	IPv6           *bool    `toml:"ipv6"`
+	ConnectTimeout Duration `toml:"connect_timeout"`
+	CommandTimeout Duration `toml:"command_timeout"`
+	DataTimeout    Duration `toml:"data_timeout"`
+	MaxIdle        *int     `toml:"max_idle"`
+	IdleTimeout    Duration `toml:"idle_timeout"`
+}
+
+// SRS configures sender rewriting.
+type SRS struct {
+	Domain      string   `toml:"domain"`
+	Secrets     []string `toml:"secrets"`
+	SecretsFile string   `toml:"secrets_file"`
+	MaxAgeDays  int      `toml:"max_age_days"`
+	HashLength  int      `toml:"hash_length"`
+}
+
+// DKIM configures signing of forwarded mail.
+type DKIM struct {
+	Domain  string    `toml:"domain"`
+	Headers []string  `toml:"headers"`
+	Keys    []DKIMKey `toml:"key"`
+}
+
+// DKIMKey is one signing key; each key makes one signature.
+type DKIMKey struct {
+	Selector string `toml:"selector"`
+	File     string `toml:"file"`
+}
+
+// DNS configures the resolver.
+type DNS struct {
+	Nameservers []string `toml:"nameservers"`
+	Timeout     Duration `toml:"timeout"`
+	Static      []string `toml:"static"`
+}
+
+// Log configures logging.
+type Log struct {
+	Format string `toml:"format"` // text or json
+	Level  string `toml:"level"`  // debug, info, warn, error
+}
+
+// WASM configures the WebAssembly runtime shared by all plugins.
+type WASM struct {
+	// CacheDir keeps compiled plugins between runs; "" picks a directory
+	// under the user's cache directory.
+	CacheDir string `toml:"cache_dir"`
+}
+
+// Plugin is one [[plugin]] entry of the filter chain, in chain order.
+type Plugin struct {
+	Name        string         `toml:"name"`
+	Path        string         `toml:"path"`
+	Stages      []string       `toml:"stages"`
+	Timeout     Duration       `toml:"timeout"`
+	MemoryLimit Size           `toml:"memory_limit"`
+	Instances   int            `toml:"instances"`
+	OnFailure   string         `toml:"on_failure"`
+	Config      map[string]any `toml:"config"`
+}
+
+// Dev configures the capture inbox used by the demo: an SMTP server that
+// stores what it receives as files, standing in for a real mailbox.
+type Dev struct {
+	InboxListen string `toml:"inbox_listen"`
+	InboxDir    string `toml:"inbox_dir"`
+}
+
+// Duration is a time.Duration written as a Go duration string ("30s").
+type Duration time.Duration
+
+// UnmarshalText parses a Go duration string.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("not a duration (like \"30s\" or \"5m\"): %q", b)
+	}
+	if v < 0 {
+		return fmt.Errorf("duration must not be negative: %q", b)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// D returns the value as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// Error is one problem in a configuration file.
+type Error struct {
+	File string
+	Line int
+	Msg  string
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg) }
+
+// Errors is every problem found in a configuration, in file order.
+type Errors []*Error
+
+func (es Errors) Error() string {
+	var b strings.Builder
+	for i, e := range es {
+		if i > 0 {
+			b.WriteByte('\n')
+		}
+		b.WriteString(e.Error())
+	}
+	return b.String()
+}
+
+// Load reads, defaults and validates the configuration file at path. On
+// failure the error is an Errors value listing every problem found.
+func Load(path string) (*Config, error) {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return nil, Errors{{File: path, Line: 0, Msg: err.Error()}}
+	}
+	return Parse(path, src)
+}
+
+// Parse is Load on a configuration already read; path is used for errors
+// and to resolve relative file names.
+func Parse(path string, src []byte) (*Config, error) {
+	c := &Config{File: path, lines: indexLines(string(src))}
+	md, err := toml.Decode(string(src), c)
+	if err != nil {
+		return nil, Errors{c.decodeError(err)}
+	}
+	v := &validator{c: c}
+	reported := map[string]bool{}
+	for _, key := range md.Undecoded() {
+		// A plugin's own table is the plugin's to judge, at load time.
+		if len(key) > 2 && key[0] == "plugin" && key[1] == "config" || reported[key.String()] {
+			continue
+		}
+		reported[key.String()] = true
+		for _, line := range c.lines.linesOfUnnumbered(key) {
+			v.errs = append(v.errs, &Error{File: path, Line: line, Msg: fmt.Sprintf("unknown key %q", key.String())})
+		}
+	}
+	c.setDefaults()
+	v.validate()
+	if len(v.errs) > 0 {
+		sort.SliceStable(v.errs, func(i, j int) bool { return v.errs[i].Line < v.errs[j].Line })
+		return nil, v.errs
+	}
+	return c, nil
+}
+
+// decodeError turns toml's errors, which carry the position in different
+// ways, into one "file:line: problem".
+func (c *Config) decodeError(err error) *Error {
+	var pe toml.ParseError
+	if errors.As(err, &pe) {
+		msg := pe.Message
+		if pe.LastKey != "" && !strings.Contains(msg, pe.LastKey) {
+			msg = pe.LastKey + ": " + msg
+		}
+		return &Error{File: c.File, Line: pe.Position.Line, Msg: msg}
+	}
+	// Type mismatches come as "toml: line N (last key "k"): message".
+	msg := strings.TrimPrefix(err.Error(), "toml: ")
+	line := 1
+	var key string
+	if n, _ := fmt.Sscanf(msg, "line %d (last key %q): ", &line, &key); n == 2 {
+		msg = key + ": " + msg[strings.Index(msg, "): ")+3:]
+	}
+	return &Error{File: c.File, Line: line, Msg: msg}
+}
+
+// Where returns "file:line" for a key path such as "plugin.0.path", for
+// errors found after loading (a key file that cannot be read, a plugin
+// that fails to load).
+func (c *Config) Where(path string) string {
+	return fmt.Sprintf("%s:%d", c.File, c.lines.lookup(path))
+}
+
+// ErrorAt makes an Error for a key path.
+func (c *Config) ErrorAt(path string, format string, args ...any) *Error {
+	return &Error{File: c.File, Line: c.lines.lookup(path), Msg: fmt.Sprintf(format, args...)}
+}
+
+// Path resolves a file name from the configuration relative to the
+// configuration file's directory.
+func (c *Config) Path(name string) string {
+	if name == "" || filepath.IsAbs(name) {
+		return name
+	}
+	return filepath.Join(filepath.Dir(c.File), name)
+}

@@ -1,0 +1,158 @@
+package config
+
+import (
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files of bad configurations")
+
+// Each testdata/bad/X.toml must fail with exactly the errors in X.golden.
+func TestBadConfigsGolden(t *testing.T) {
+	files, err := filepath.Glob("testdata/bad/*.toml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no bad configurations found: %v", err)
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			_, err := Load(f)
+			if err == nil {
+				t.Fatal("Load succeeded; want errors")
+			}
+			var errs Errors
+			if !errors.As(err, &errs) {
+				t.Fatalf("error is %T, want Errors", err)
+			}
+			got := err.Error() + "\n"
+			golden := strings.TrimSuffix(f, ".toml") + ".golden"
+			if *update {
+				os.WriteFile(golden, []byte(got), 0o644)
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != string(want) {
+				t.Errorf("errors differ from %s:\ngot:\n%s\nwant:\n%s", golden, got, want)
+			}
+		})
+	}
+}
+
+func TestGoodConfigDefaultsAndNormalisation(t *testing.T) {
+	c, err := Load("testdata/good.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Hostname != "mx.example.test" {
+		t.Errorf("Hostname = %q, want lower case", c.Hostname)
+	}
+	if want := []string{"example.test", "xn--bcher-kva.example"}; strings.Join(c.Domains, ",") != strings.Join(want, ",") {
+		t.Errorf("Domains = %v, want %v (A-labels)", c.Domains, want)
+	}
+	if c.SRS.Domain != "example.test" || c.DKIM.Domain != "example.test" {
+		t.Errorf("SRS/DKIM domain defaults: %q %q", c.SRS.Domain, c.DKIM.Domain)
+	}
+	if c.SMTP.MaxMessageSize != 25<<20 || c.SMTP.MaxRecipients != 100 || c.SMTP.CommandTimeout.D() != 5*time.Minute {
+		t.Errorf("SMTP defaults: %+v", c.SMTP)
+	}
+	if got := strings.Join(c.SMTP.Listen, " "); got != "0.0.0.0:25 [::]:25" {
+		t.Errorf("default listen = %q", got)
+	}
+	if c.Relay.Helo != "mx.example.test" {
+		t.Errorf("relay HELO defaults to hostname, got %q", c.Relay.Helo)
+	}
+	if c.Plugin[0].OnFailure != "tempfail" {
+		t.Errorf("on_failure default = %q", c.Plugin[0].OnFailure)
+	}
+	if got := c.Path(c.Plugin[0].Path); got != filepath.Join("testdata", "plugins", "router.wasm") {
+		t.Errorf("plugin path resolves to %q, want it relative to the config file", got)
+	}
+	raw, err := c.Plugin[0].ConfigTOML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back struct {
+		Sep  string `toml:"subaddress_separator"`
+		Rule []struct{ Match, Action, To string }
+	}
+	if _, err := toml.Decode(string(raw), &back); err != nil {
+		t.Fatalf("plugin config is not TOML: %v\n%s", err, raw)
+	}
+	if back.Sep != "+" || len(back.Rule) != 1 || back.Rule[0].To != "me@example.net" {
+		t.Errorf("plugin config round trip lost data: %+v from\n%s", back, raw)
+	}
+	if got := c.Where("plugin.0.path"); got != "testdata/good.toml:9" {
+		t.Errorf("Where(plugin.0.path) = %q", got)
+	}
+}
+
+// The demo configuration at the top of the repository must always load.
+func TestDemoConfigLoads(t *testing.T) {
+	c, err := Load("../../../gateway.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Plugin) == 0 || c.Dev.InboxListen == "" || len(c.DKIM.Keys) != 2 {
+		t.Errorf("demo config lost its plugin, inbox or keys: %+v", c)
+	}
+}
+
+func TestLineIndex(t *testing.T) {
+	src := `a = 1
+s = """
+fake = 2
+"""
+[t]
+"quoted key" = [
+  1,
+  2, # x = 3
+]
+d.e = { f = 1 }
+[[arr]]
+x = 1
+[arr.sub]
+y = 2
+[[arr]]
+x = 'it''s'
+`
+	idx := indexLines(src)
+	want := map[string]int{"a": 1, "s": 2, "t": 5, "t.quoted key": 6, "t.d.e": 10, "arr.0": 11, "arr.0.x": 12, "arr.0.sub": 13, "arr.0.sub.y": 14, "arr.1": 15, "arr.1.x": 16}
+	for k, line := range want {
+		if idx[k] != line {
+			t.Errorf("line of %q = %d, want %d", k, idx[k], line)
+		}
+	}
+	if _, ok := idx["fake"]; ok {
+		t.Error("a key inside a multi-line string was indexed")
+	}
+	if _, ok := idx["t.x"]; ok {
+		t.Error("a key inside a comment was indexed")
+	}
+	if got := idx.lookup("t.d.e.f"); got != 10 {
+		t.Errorf("lookup of a key inside an inline table = %d, want its parent's line 10", got)
+	}
+}
+
+func TestSize(t *testing.T) {
+	cases := map[any]Size{int64(1024): 1024, "25MiB": 25 << 20, "10 KB": 10000, "7": 7, "1GiB": 1 << 30}
+	for in, want := range cases {
+		var s Size
+		if err := s.UnmarshalTOML(in); err != nil || s != want {
+			t.Errorf("Size(%v) = %d, %v; want %d", in, s, err, want)
+		}
+	}
+	for _, bad := range []any{"-1", "1.5MiB", "MiB", int64(-5), 3.2, "99999999999GiB"} {
+		var s Size
+		if err := s.UnmarshalTOML(bad); err == nil {
+			t.Errorf("Size(%v) accepted", bad)
+		}
+	}
+}

@@ -1,0 +1,350 @@
+package config
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"net/netip"
+	"regexp"
+	"strconv"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/sluice-mail/sluice/gateway/internal/address"
+	"github.com/sluice-mail/sluice/sdk/abi"
+)
+
+// setDefaults fills in what depends on other settings. Defaults that are a
+// single part's own business (timeouts, pool sizes) stay zero here and are
+// chosen by that part, so each default is written down once.
+func (c *Config) setDefaults() {
+	s := &c.SMTP
+	if s.Listen == nil {
+		s.Listen = []string{"0.0.0.0:25", "[::]:25"}
+	}
+	if s.MaxMessageSize == 0 {
+		s.MaxMessageSize = 25 << 20
+	}
+	if s.MaxRecipients == 0 {
+		s.MaxRecipients = 100 // RFC 5321 §4.5.3.1.8: at least 100 must be accepted
+	}
+	if s.MaxConnections == 0 {
+		s.MaxConnections = 1000
+	}
+	if s.MaxConnectionsPerIP == 0 {
+		s.MaxConnectionsPerIP = 20
+	}
+	if s.CommandTimeout == 0 {
+		s.CommandTimeout = Duration(5 * 60e9) // RFC 5321 §4.5.3.2.7
+	}
+	if s.DataTimeout == 0 {
+		s.DataTimeout = Duration(10 * 60e9)
+	}
+	if s.MaxLineLength == 0 {
+		s.MaxLineLength = 4096
+	}
+	if s.MaxHops == 0 {
+		s.MaxHops = 50 // as Postfix's hopcount_limit
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = "text"
+	}
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+	for i := range c.Plugin {
+		if c.Plugin[i].OnFailure == "" {
+			c.Plugin[i].OnFailure = "tempfail"
+		}
+	}
+}
+
+type validator struct {
+	c    *Config
+	errs Errors
+}
+
+func (v *validator) errorf(path, format string, args ...any) {
+	v.errs = append(v.errs, v.c.ErrorAt(path, format, args...))
+}
+
+func (v *validator) validate() {
+	c := v.c
+	if c.Hostname == "" {
+		v.errorf("hostname", "missing key \"hostname\": the name this gateway greets with")
+	} else if name, err := normalizeDomain(c.Hostname); err != nil {
+		v.errorf("hostname", "hostname: %v", err)
+	} else {
+		c.Hostname = name
+	}
+	if len(c.Domains) == 0 {
+		v.errorf("domains", "missing key \"domains\": the custom domains to accept mail for")
+	}
+	seen := map[string]bool{}
+	for i, d := range c.Domains {
+		name, err := normalizeDomain(d)
+		if err != nil {
+			v.errorf("domains", "domains[%d]: %v", i, err)
+			continue
+		}
+		if seen[name] {
+			v.errorf("domains", "domains[%d]: %q is listed twice", i, d)
+		}
+		seen[name] = true
+		c.Domains[i] = name
+	}
+	// Defaults derived from the names above, once those are normalised.
+	if c.Relay.Helo == "" {
+		c.Relay.Helo = c.Hostname
+	}
+	if len(c.Domains) > 0 {
+		if c.SRS.Domain == "" {
+			c.SRS.Domain = c.Domains[0]
+		}
+		if c.DKIM.Domain == "" {
+			c.DKIM.Domain = c.Domains[0]
+		}
+	}
+	v.smtp()
+	v.relay()
+	v.srs()
+	v.dkim()
+	v.dns()
+	v.log()
+	v.plugins()
+	v.dev()
+}
+
+func (v *validator) smtp() {
+	s := &v.c.SMTP
+	if len(s.Listen) == 0 {
+		v.errorf("smtp.listen", "smtp.listen: at least one address is needed")
+	}
+	for i, a := range s.Listen {
+		if err := checkListen(a); err != nil {
+			v.errorf("smtp.listen", "smtp.listen[%d]: %v", i, err)
+		}
+	}
+	v.positive("smtp.max_recipients", s.MaxRecipients)
+	v.positive("smtp.max_connections", s.MaxConnections)
+	v.positive("smtp.max_connections_per_ip", s.MaxConnectionsPerIP)
+	v.positive("smtp.max_hops", s.MaxHops)
+	if s.MaxLineLength < 512 {
+		// RFC 5321 §4.5.3.1.4: a command line may be 512 octets long.
+		v.errorf("smtp.max_line_length", "smtp.max_line_length: must be at least 512, not %d", s.MaxLineLength)
+	}
+	if (s.TLSCert == "") != (s.TLSKey == "") {
+		v.errorf("smtp", "smtp: tls_cert and tls_key go together: set both or neither")
+	}
+	if s.TLSSelfSigned && s.TLSCert != "" {
+		v.errorf("smtp.tls_self_signed", "smtp.tls_self_signed: cannot be used with tls_cert; choose one")
+	}
+}
+
+func (v *validator) relay() {
+	r := &v.c.Relay
+	if r.Port < 0 || r.Port > 65535 {
+		v.errorf("relay.port", "relay.port: %d is not a port number", r.Port)
+	}
+	if r.SourceIPv4 != "" {
+		if a, err := netip.ParseAddr(r.SourceIPv4); err != nil || !a.Is4() {
+			v.errorf("relay.source_ipv4", "relay.source_ipv4: %q is not an IPv4 address", r.SourceIPv4)
+		}
+	}
+	if r.SourceIPv6 != "" {
+		if a, err := netip.ParseAddr(r.SourceIPv6); err != nil || !a.Is6() || a.Is4In6() {
+			v.errorf("relay.source_ipv6", "relay.source_ipv6: %q is not an IPv6 address", r.SourceIPv6)
+		}
+	}
+	if r.MaxIdle != nil && *r.MaxIdle < 0 {
+		v.errorf("relay.max_idle", "relay.max_idle: must not be negative")
+	}
+	if r.Helo != v.c.Hostname {
+		if name, err := normalizeDomain(r.Helo); err != nil {
+			v.errorf("relay.helo", "relay.helo: %v", err)
+		} else {
+			r.Helo = name
+		}
+	}
+}
+
+func (v *validator) srs() {
+	s := &v.c.SRS
+	if s.Domain != "" {
+		name, err := normalizeDomain(s.Domain)
+		if err != nil {
+			v.errorf("srs.domain", "srs.domain: %v", err)
+		}
+		s.Domain = name
+	}
+	if len(s.Secrets) == 0 && s.SecretsFile == "" {
+		v.errorf("srs", "srs: missing key \"secrets\" (or \"secrets_file\"): SRS needs a secret to sign rewritten senders")
+	}
+	for i, sec := range s.Secrets {
+		if len(sec) < 16 {
+			v.errorf("srs.secrets", "srs.secrets[%d]: too short (%d bytes); use at least 16 random bytes", i, len(sec))
+		}
+	}
+	if s.MaxAgeDays < 0 {
+		v.errorf("srs.max_age_days", "srs.max_age_days: must not be negative")
+	}
+	if s.HashLength != 0 && (s.HashLength < 4 || s.HashLength > 27) {
+		// 27 is the whole base64 HMAC-SHA1; under 4 is too easy to forge.
+		v.errorf("srs.hash_length", "srs.hash_length: must be between 4 and 27, not %d", s.HashLength)
+	}
+}
+
+var selectorRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$`)
+
+func (v *validator) dkim() {
+	d := &v.c.DKIM
+	if d.Domain != "" {
+		name, err := normalizeDomain(d.Domain)
+		if err != nil {
+			v.errorf("dkim.domain", "dkim.domain: %v", err)
+		}
+		d.Domain = name
+	}
+	selectors := map[string]bool{}
+	for i, k := range d.Keys {
+		path := fmt.Sprintf("dkim.key.%d", i)
+		if k.Selector == "" {
+			v.errorf(path, "dkim.key[%d]: missing key \"selector\"", i)
+		} else if !selectorRE.MatchString(k.Selector) {
+			v.errorf(path+".selector", "dkim.key[%d].selector: %q is not a DNS label", i, k.Selector)
+		} else if selectors[k.Selector] {
+			v.errorf(path+".selector", "dkim.key[%d].selector: %q is used twice", i, k.Selector)
+		}
+		selectors[k.Selector] = true
+		if k.File == "" {
+			v.errorf(path, "dkim.key[%d]: missing key \"file\"", i)
+		}
+	}
+}
+
+func (v *validator) dns() {
+	for i, ns := range v.c.DNS.Nameservers {
+		addr, err := nameserverAddr(ns)
+		if err != nil {
+			v.errorf("dns.nameservers", "dns.nameservers[%d]: %v", i, err)
+			continue
+		}
+		v.c.DNS.Nameservers[i] = addr
+	}
+}
+
+func (v *validator) log() {
+	switch v.c.Log.Format {
+	case "text", "json":
+	default:
+		v.errorf("log.format", "log.format: %q is neither \"text\" nor \"json\"", v.c.Log.Format)
+	}
+	switch v.c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		v.errorf("log.level", "log.level: %q is not one of debug, info, warn, error", v.c.Log.Level)
+	}
+}
+
+var pluginNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
+
+func (v *validator) plugins() {
+	names := map[string]bool{}
+	for i, p := range v.c.Plugin {
+		path := fmt.Sprintf("plugin.%d", i)
+		switch {
+		case p.Name == "":
+			v.errorf(path, "plugin[%d]: missing key \"name\"", i)
+		case !pluginNameRE.MatchString(p.Name):
+			v.errorf(path+".name", "plugin[%d].name: %q: use lower-case letters, digits, - and _", i, p.Name)
+		case names[p.Name]:
+			v.errorf(path+".name", "plugin[%d].name: %q is used twice", i, p.Name)
+		}
+		names[p.Name] = true
+		if p.Path == "" {
+			v.errorf(path, "plugin %q: missing key \"path\" (the .wasm file)", p.Name)
+		}
+		for _, st := range p.Stages {
+			if _, ok := abi.ParseStage(st); !ok {
+				v.errorf(path+".stages", "plugin %q: unknown stage %q (stages: connect, helo, mail, rcpt, data, close)", p.Name, st)
+			}
+		}
+		switch p.OnFailure {
+		case "tempfail", "skip":
+		default:
+			v.errorf(path+".on_failure", "plugin %q: on_failure %q is neither \"tempfail\" nor \"skip\"", p.Name, p.OnFailure)
+		}
+		if p.Instances < 0 {
+			v.errorf(path+".instances", "plugin %q: instances must not be negative", p.Name)
+		}
+	}
+}
+
+func (v *validator) dev() {
+	d := v.c.Dev
+	if d.InboxListen == "" {
+		return
+	}
+	if err := checkListen(d.InboxListen); err != nil {
+		v.errorf("dev.inbox_listen", "dev.inbox_listen: %v", err)
+	}
+	if d.InboxDir == "" {
+		v.errorf("dev", "dev: inbox_listen needs inbox_dir, where captured messages are stored")
+	}
+}
+
+func (v *validator) positive(path string, n int) {
+	if n <= 0 {
+		v.errorf(path, "%s: must be positive, not %d", path, n)
+	}
+}
+
+// checkListen accepts "ip:port" and ":port"; the IP decides the family,
+// so that "0.0.0.0:25" and "[::]:25" can be listed together.
+func checkListen(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port", addr)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("%q: bad port %q", addr, port)
+	}
+	if host != "" {
+		if _, err := netip.ParseAddr(host); err != nil {
+			return fmt.Errorf("%q: listen on an IP address, not %q", addr, host)
+		}
+	}
+	return nil
+}
+
+func nameserverAddr(ns string) (string, error) {
+	if a, err := netip.ParseAddr(ns); err == nil {
+		return netip.AddrPortFrom(a, 53).String(), nil
+	}
+	ap, err := netip.ParseAddrPort(ns)
+	if err != nil {
+		return "", fmt.Errorf("%q is not an IP address or ip:port", ns)
+	}
+	return ap.String(), nil
+}
+
+func normalizeDomain(d string) (string, error) {
+	name, err := address.Domain(d)
+	if err != nil {
+		return "", fmt.Errorf("%q is not a domain name: %v", d, err)
+	}
+	return name, nil
+}
+
+// ConfigTOML returns the plugin's [plugin.config] table as TOML text, the
+// form in which plugins receive it.
+func (p *Plugin) ConfigTOML() ([]byte, error) {
+	if len(p.Config) == 0 {
+		return nil, nil
+	}
+	var b bytes.Buffer
+	if err := toml.NewEncoder(&b).Encode(p.Config); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
