@@ -24,15 +24,15 @@ type Config struct {
 	// other domain (but the SRS domain) is refused: Sluice is no open relay.
 	Domains []string `toml:"domains"`
 
-	SMTP   SMTP       `toml:"smtp"`
-	Relay  Relay      `toml:"relay"`
-	SRS    SRS        `toml:"srs"`
-	DKIM   DKIM       `toml:"dkim"`
-	DNS    DNS        `toml:"dns"`
-	Log    Log        `toml:"log"`
-	Plugin []Plugin   `toml:"plugin"`
-	WASM   WASM       `toml:"wasm"`
-	Dev    Dev        `toml:"dev"`
+	SMTP   SMTP     `toml:"smtp"`
+	Relay  Relay    `toml:"relay"`
+	SRS    SRS      `toml:"srs"`
+	DKIM   DKIM     `toml:"dkim"`
+	DNS    DNS      `toml:"dns"`
+	Log    Log      `toml:"log"`
+	Plugin []Plugin `toml:"plugin"`
+	WASM   WASM     `toml:"wasm"`
+	Dev    Dev      `toml:"dev"`
 
 	// File is the path the configuration was read from.
 	File  string `toml:"-"`
