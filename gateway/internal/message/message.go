@@ -1,0 +1,142 @@
+// Package message handles the parts of an RFC 5322 message the gateway
+// touches: line endings, the header block and its fields. It never
+// re-encodes what it does not change, so that DKIM signatures made
+// before Sluice still verify after it.
+package message
+
+import (
+	"bytes"
+	"strings"
+)
+
+// NormalizeLineEndings turns every bare LF into CRLF, returning msg itself
+// when there is none. Bare CR is left alone. A message is signed and
+// relayed with CRLF line endings only, so that what we sign is what the
+// destination receives and a bare LF cannot end the message early at the
+// next hop (SMTP smuggling).
+func NormalizeLineEndings(msg []byte) []byte {
+	bare := 0
+	for i, c := range msg {
+		if c == '\n' && (i == 0 || msg[i-1] != '\r') {
+			bare++
+		}
+	}
+	if bare == 0 {
+		return msg
+	}
+	out := make([]byte, 0, len(msg)+bare)
+	for i, c := range msg {
+		if c == '\n' && (i == 0 || msg[i-1] != '\r') {
+			out = append(out, '\r')
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+// Split returns the header block (each field ending in CRLF, without the
+// empty line) and the body (after the empty line). A message with no
+// empty line is all header.
+func Split(msg []byte) (header, body []byte) {
+	if bytes.HasPrefix(msg, []byte("\r\n")) {
+		return nil, msg[2:]
+	}
+	if i := bytes.Index(msg, []byte("\r\n\r\n")); i >= 0 {
+		return msg[:i+2], msg[i+4:]
+	}
+	return msg, nil
+}
+
+// Field is one header field as it appears, continuation lines included.
+type Field struct {
+	Name string // as written; compare with strings.EqualFold
+	Raw  []byte // the whole field, ending in CRLF
+}
+
+// Fields splits a header block into its fields. Lines that are neither a
+// field nor a continuation are kept as fields with an empty name, so that
+// joining Raw gives back the header block exactly.
+func Fields(header []byte) []Field {
+	var fields []Field
+	for len(header) > 0 {
+		end := lineEnd(header)
+		for end < len(header) && (header[end] == ' ' || header[end] == '\t') {
+			end += lineEnd(header[end:])
+		}
+		raw := header[:end]
+		name := ""
+		if i := bytes.IndexByte(raw, ':'); i > 0 {
+			name = strings.TrimRight(string(raw[:i]), " \t")
+		}
+		fields = append(fields, Field{Name: name, Raw: raw})
+		header = header[end:]
+	}
+	return fields
+}
+
+func lineEnd(b []byte) int {
+	if i := bytes.Index(b, []byte("\r\n")); i >= 0 {
+		return i + 2
+	}
+	return len(b)
+}
+
+// Count returns how many fields of the header block have the given name.
+func Count(header []byte, name string) int {
+	n := 0
+	for _, f := range Fields(header) {
+		if strings.EqualFold(f.Name, name) {
+			n++
+		}
+	}
+	return n
+}
+
+// Remove returns the header block without any field with one of names.
+func Remove(header []byte, names []string) []byte {
+	if len(names) == 0 {
+		return header
+	}
+	var out []byte
+	for _, f := range Fields(header) {
+		drop := false
+		for _, n := range names {
+			if strings.EqualFold(f.Name, n) {
+				drop = true
+				break
+			}
+		}
+		if !drop {
+			out = append(out, f.Raw...)
+		}
+	}
+	return out
+}
+
+// FormatField renders "Name: value\r\n", folding at spaces so that lines
+// stay under 78 characters where the value allows (RFC 5322 §2.1.1), and
+// replacing any CR or LF in the value, which could otherwise inject fields.
+func FormatField(name, value string) []byte {
+	value = strings.Map(func(r rune) rune {
+		if r == '\r' || r == '\n' {
+			return ' '
+		}
+		return r
+	}, value)
+	var b []byte
+	b = append(b, name...)
+	b = append(b, ':')
+	lineLen := len(b)
+	for i, word := range strings.Split(value, " ") {
+		if i > 0 && lineLen+1+len(word) > 78 && lineLen > 1 {
+			b = append(b, "\r\n\t"...)
+			lineLen = 1
+		} else {
+			b = append(b, ' ')
+			lineLen++
+		}
+		b = append(b, word...)
+		lineLen += len(word)
+	}
+	return append(b, "\r\n"...)
+}
