@@ -1,0 +1,157 @@
+package sdk
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/sluice-mail/sluice/sdk/abi"
+)
+
+// example subscribes to mail and rcpt, reads a setting, and panics on demand.
+type example struct{ greeting string }
+
+func (e *example) Configure(c *Config) error {
+	var s struct {
+		Greeting string `toml:"greeting"`
+	}
+	if err := c.Decode(&s); err != nil {
+		return err
+	}
+	e.greeting = s.Greeting
+	c.Permit(abi.MayReject)
+	c.Permit(abi.MayAddHeaders)
+	return nil
+}
+
+func (e *example) Mail(r *Request) Verdict { return Continue().AddHeader("X-Greeting", e.greeting) }
+
+func (e *example) Rcpt(r *Request) Verdict {
+	if r.Rcpt == "panic@x.test" {
+		var m map[string]int
+		m["boom"]++
+	}
+	return Reject(550, "5.1.1", "no "+r.Rcpt)
+}
+
+// roundTrip writes in into the guest's buffer as the host would and returns
+// the guest's answer.
+func roundTrip(g *guest, in []byte, call func(*guest, uint32) []byte) []byte {
+	copy(g.buffer(uint32(len(in))), in)
+	return call(g, uint32(len(in)))
+}
+
+func configureGuest(t *testing.T, g *guest, raw string) abi.ConfigureResponse {
+	t.Helper()
+	in := abi.AppendConfigureRequest(nil, &abi.ConfigureRequest{Version: abi.Version, Name: "ex", Config: []byte(raw)})
+	var resp abi.ConfigureResponse
+	if err := abi.DecodeConfigureResponse(roundTrip(g, in, (*guest).configure), &resp); err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
+func handle(t *testing.T, g *guest, req *abi.Request) abi.Verdict {
+	t.Helper()
+	var v abi.Verdict
+	if err := abi.DecodeVerdict(roundTrip(g, abi.AppendRequest(nil, req), (*guest).handle), &v); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func TestConfigureDeclaresStagesAndPermissions(t *testing.T) {
+	g := newGuest(&example{})
+	resp := configureGuest(t, g, `greeting = "hi"`)
+	if resp.Error != "" {
+		t.Fatalf("configure error %q", resp.Error)
+	}
+	if want := abi.StageSetOf(abi.StageMail, abi.StageRcpt); resp.Stages != want {
+		t.Errorf("stages = %b, want mail and rcpt (%b)", resp.Stages, want)
+	}
+	if want := abi.MayReject | abi.MayAddHeaders; resp.Permissions != want {
+		t.Errorf("permissions = %b, want %b", resp.Permissions, want)
+	}
+	v := handle(t, g, &abi.Request{Stage: abi.StageMail})
+	if len(v.AddHeaders) != 1 || v.AddHeaders[0] != (abi.Header{Name: "X-Greeting", Value: "hi"}) {
+		t.Errorf("mail verdict %+v does not carry the configured greeting", v)
+	}
+}
+
+func TestConfigureStrict(t *testing.T) {
+	resp := configureGuest(t, newGuest(&example{}), "greeting = \"hi\"\ngreting = \"typo\"\n")
+	if !strings.Contains(resp.Error, "unknown setting greting") {
+		t.Errorf("configure error = %q, want it to name the unknown key", resp.Error)
+	}
+}
+
+func TestHandleDispatchesByStage(t *testing.T) {
+	g := newGuest(&example{})
+	configureGuest(t, g, "")
+	v := handle(t, g, &abi.Request{Stage: abi.StageRcpt, Rcpt: "a@x.test"})
+	if v.Action != abi.Reject || v.Code != 550 || v.Enhanced != "5.1.1" || v.Text != "no a@x.test" {
+		t.Errorf("rcpt verdict = %+v", v)
+	}
+	if v := handle(t, g, &abi.Request{Stage: abi.StageData}); v.Action != abi.Continue {
+		t.Errorf("a stage the plugin lacks answered %v, want continue", v.Action)
+	}
+}
+
+func TestPanicBecomesTempfail(t *testing.T) {
+	g := newGuest(&example{})
+	configureGuest(t, g, "")
+	v := handle(t, g, &abi.Request{Stage: abi.StageRcpt, Rcpt: "panic@x.test"})
+	if v.Action != abi.Tempfail || !strings.Contains(v.Text, "plugin panicked at rcpt") || !strings.Contains(v.Text, "nil map") {
+		t.Errorf("panic verdict = %+v, want a tempfail naming the panic", v)
+	}
+	if v := handle(t, g, &abi.Request{Stage: abi.StageRcpt, Rcpt: "b@x.test"}); v.Text != "no b@x.test" {
+		t.Errorf("after a panic the guest answered %+v", v)
+	}
+}
+
+func TestBufferGrowsAndStaysPut(t *testing.T) {
+	g := newGuest(&example{})
+	small := g.buffer(10)
+	if again := g.buffer(minBuffer); &again[0] != &small[0] {
+		t.Error("the buffer moved although it was big enough")
+	}
+	big := g.buffer(minBuffer * 3)
+	if len(big) < minBuffer*3 {
+		t.Errorf("buffer(%d) has %d bytes", minBuffer*3, len(big))
+	}
+	configureGuest(t, g, "")
+	req := &abi.Request{Stage: abi.StageRcpt, Rcpt: strings.Repeat("a", 3*minBuffer) + "@x.test"}
+	if v := handle(t, g, req); v.Text != "no "+req.Rcpt {
+		t.Errorf("a request larger than the first buffer was not read whole")
+	}
+}
+
+func TestRequestLargerThanBuffer(t *testing.T) {
+	g := newGuest(&example{})
+	v := abi.Verdict{}
+	if err := abi.DecodeVerdict(g.handle(minBuffer+1), &v); err != nil {
+		t.Fatal(err)
+	}
+	if v.Action != abi.Tempfail || !strings.Contains(v.Text, "larger than the buffer") {
+		t.Errorf("verdict %+v, want a tempfail about the length", v)
+	}
+}
+
+func TestVerdictHelpersDoNotAlias(t *testing.T) {
+	base := Continue().AddHeader("A", "1")
+	x := base.AddHeader("B", "2")
+	y := base.AddHeader("C", "3")
+	if x.AddHeaders[1].Name != "B" || y.AddHeaders[1].Name != "C" || len(base.AddHeaders) != 1 {
+		t.Errorf("verdicts built from one base share headers: %+v %+v", x.AddHeaders, y.AddHeaders)
+	}
+	v := Quarantine("looks odd").WithDestination("a@b.test").RemoveHeader("X-Old").Finding("ODD", 2.5)
+	if v.Action != abi.Quarantine || v.Text != "looks odd" || v.Destination != "a@b.test" ||
+		v.RemoveHeaders[0] != "X-Old" || v.Findings[0] != (abi.Finding{Symbol: "ODD", Score: 2.5}) {
+		t.Errorf("verdict = %+v", v)
+	}
+}
+
+func TestStages(t *testing.T) {
+	if s := Stages(struct{}{}); s != 0 {
+		t.Errorf("a type with no stage methods subscribes to %b", s)
+	}
+}
