@@ -1,0 +1,35 @@
+package wasmbuild
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestForTestBuildsOnce(t *testing.T) {
+	p := ForTest(t, "./plugins/router")
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasPrefix(b, []byte("\x00asm\x01\x00\x00\x00")) {
+		t.Fatalf("%s is not a WebAssembly module", p)
+	}
+	if again := ForTest(t, "./plugins/router"); again != p {
+		t.Errorf("second ForTest gave %s, want the first build %s", again, p)
+	}
+}
+
+func TestBuildReportsCompilerErrors(t *testing.T) {
+	root, err := moduleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = Build(context.Background(), root, "./no/such/package", filepath.Join(t.TempDir(), "x.wasm"))
+	if err == nil || !strings.Contains(err.Error(), "no/such/package") {
+		t.Errorf("Build of a missing package: %v, want an error naming it", err)
+	}
+}
