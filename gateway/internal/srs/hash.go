@@ -50,9 +50,7 @@ func mac(secret []byte, parts []string) []byte {
 // touches UTF-8.
 func lowerASCII(b []byte) []byte {
 	for i, c := range b {
-		if c >= 'A' && c <= 'Z' {
-			b[i] = c + ('a' - 'A')
-		}
+		b[i] = lowerByte(c)
 	}
 	return b
 }

@@ -134,7 +134,7 @@ func (r *Rewriter) Forward(addr string) (string, error) {
 	if !validDomain(domain) {
 		return "", fmt.Errorf("%w: %q does not end in a domain name", ErrMalformed, addr)
 	}
-	if strings.EqualFold(domain, r.domain) {
+	if equalFoldASCII(domain, r.domain) {
 		return addr, nil
 	}
 	if !validLocal(local) {
@@ -174,7 +174,7 @@ func (r *Rewriter) srs1(firstHop, rest string) string {
 // original sender for SRS0, or the first hop's SRS0 address for SRS1.
 func (r *Rewriter) Reverse(addr string) (string, error) {
 	local, domain, ok := splitAddress(addr)
-	if !ok || !strings.EqualFold(domain, r.domain) {
+	if !ok || !equalFoldASCII(domain, r.domain) {
 		return "", fmt.Errorf("%w: %q is not at %s", ErrNotSRS, addr, r.domain)
 	}
 	switch tag(local) {
@@ -244,7 +244,7 @@ func splitAddress(addr string) (local, domain string, ok bool) {
 // tag returns "SRS0" or "SRS1" if local starts with that tag, in any case,
 // followed by one of the separators libsrs2 accepts; else "".
 func tag(local string) string {
-	if len(local) < 5 || !strings.EqualFold(local[:3], "SRS") || !strings.ContainsRune("=+-", rune(local[4])) {
+	if len(local) < 5 || !equalFoldASCII(local[:3], "SRS") || !strings.ContainsRune("=+-", rune(local[4])) {
 		return ""
 	}
 	switch local[3] {
@@ -254,6 +254,27 @@ func tag(local string) string {
 		return "SRS1"
 	}
 	return ""
+}
+
+// equalFoldASCII is strcasecmp, as libsrs2 uses: Unicode folding would let
+// "ſluice.test" (long s) pass for "sluice.test".
+func equalFoldASCII(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		if lowerByte(a[i]) != lowerByte(b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func lowerByte(c byte) byte {
+	if c >= 'A' && c <= 'Z' {
+		return c + ('a' - 'A')
+	}
+	return c
 }
 
 // splitSRS0 splits "SRS0=hash=stamp=domain=user"; the user keeps any

@@ -321,6 +321,7 @@ func TestReverseNotSRS(t *testing.T) {
 		"SRS0=uP83=G3=example.org=user", // no domain
 		"SRS0=uP83=G3=example.org=user@other.test",
 		"SRS0=uP83=G3=example.org=user@sluice.test.evil",
+		"SRS0=uP83=G3=example.org=user@\u017fluice.test", // long s folds to s in Unicode only
 		"user@sluice.test",
 		"SRS2=uP83=G3=example.org=user@sluice.test",
 		"SRS0_uP83=G3=example.org=user@sluice.test",
