@@ -1,0 +1,93 @@
+package resolver
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/miekg/dns"
+)
+
+// LookupMX returns the MX records for name sorted by preference, with equal
+// preferences in random order to spread load (RFC 5321 section 5.1). Host
+// keeps its trailing dot; a Host of "." is a null MX (RFC 7505): the domain
+// accepts no mail.
+func (r *Resolver) LookupMX(ctx context.Context, name string) ([]*net.MX, error) {
+	rrs, err := r.lookup(ctx, name, dns.TypeMX)
+	if err != nil {
+		return nil, err
+	}
+	mxs := make([]*net.MX, 0, len(rrs))
+	for _, rr := range rrs {
+		mx, ok := rr.(*dns.MX)
+		if !ok {
+			return nil, wrongRecord(name, rr)
+		}
+		mxs = append(mxs, &net.MX{Host: mx.Mx, Pref: mx.Preference})
+	}
+	rand.Shuffle(len(mxs), func(i, j int) { mxs[i], mxs[j] = mxs[j], mxs[i] })
+	slices.SortStableFunc(mxs, func(a, b *net.MX) int { return int(a.Pref) - int(b.Pref) })
+	return mxs, nil
+}
+
+// LookupNetIP returns the addresses of host: network "ip6" asks for AAAA
+// records, "ip4" for A records.
+func (r *Resolver) LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error) {
+	var qtype uint16
+	switch network {
+	case "ip4":
+		qtype = dns.TypeA
+	case "ip6":
+		qtype = dns.TypeAAAA
+	default:
+		return nil, &net.DNSError{Err: fmt.Sprintf("network %q: want ip4 or ip6", network), Name: host}
+	}
+	rrs, err := r.lookup(ctx, host, qtype)
+	if err != nil {
+		return nil, err
+	}
+	addrs := make([]netip.Addr, 0, len(rrs))
+	for _, rr := range rrs {
+		var ip net.IP
+		switch rr := rr.(type) {
+		case *dns.A:
+			ip = rr.A.To4()
+		case *dns.AAAA:
+			ip = rr.AAAA.To16()
+		}
+		addr, ok := netip.AddrFromSlice(ip)
+		if !ok {
+			return nil, wrongRecord(host, rr)
+		}
+		addrs = append(addrs, addr)
+	}
+	return addrs, nil
+}
+
+// LookupTXT returns the TXT records for name, each record's strings joined
+// into one (as SPF, DKIM and DMARC records are read).
+func (r *Resolver) LookupTXT(ctx context.Context, name string) ([]string, error) {
+	rrs, err := r.lookup(ctx, name, dns.TypeTXT)
+	if err != nil {
+		return nil, err
+	}
+	txts := make([]string, 0, len(rrs))
+	for _, rr := range rrs {
+		txt, ok := rr.(*dns.TXT)
+		if !ok {
+			return nil, wrongRecord(name, rr)
+		}
+		txts = append(txts, strings.Join(txt.Txt, ""))
+	}
+	return txts, nil
+}
+
+// wrongRecord reports a record whose data does not fit its type, which only
+// a broken server or static line can produce.
+func wrongRecord(name string, rr dns.RR) error {
+	return &net.DNSError{Err: fmt.Sprintf("bad answer: unusable record %q", rr.String()), Name: name, IsTemporary: true}
+}
