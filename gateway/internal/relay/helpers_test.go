@@ -1,0 +1,368 @@
+package relay
+
+import (
+	"bufio"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"io"
+	"log"
+	"math/big"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+)
+
+// mapResolver answers from maps. The real resolver is tested in its own
+// package; here DNS only has to say what each test needs.
+type mapResolver struct {
+	mx    map[string][]*net.MX    // missing name: NXDOMAIN; empty: NODATA
+	addrs map[string][]netip.Addr // missing name: NXDOMAIN
+	fail  map[string]bool         // names whose lookups fail temporarily
+}
+
+func key(name string) string { return strings.ToLower(strings.TrimSuffix(name, ".")) }
+
+func (m *mapResolver) LookupMX(ctx context.Context, name string) ([]*net.MX, error) {
+	if m.fail[key(name)] {
+		return nil, &net.DNSError{Err: "server misbehaving", Name: name, IsTemporary: true}
+	}
+	mx, ok := m.mx[key(name)]
+	if !ok {
+		return nil, &net.DNSError{Err: "no such host", Name: name, IsNotFound: true}
+	}
+	return mx, nil
+}
+
+func (m *mapResolver) LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error) {
+	if m.fail[key(host)] {
+		return nil, &net.DNSError{Err: "server misbehaving", Name: host, IsTemporary: true}
+	}
+	all, ok := m.addrs[key(host)]
+	if !ok {
+		return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
+	}
+	var out []netip.Addr
+	for _, a := range all {
+		if a.Is6() == (network == "ip6") {
+			out = append(out, a)
+		}
+	}
+	return out, nil
+}
+
+func addrs(ss ...string) []netip.Addr {
+	var out []netip.Addr
+	for _, s := range ss {
+		out = append(out, netip.MustParseAddr(s))
+	}
+	return out
+}
+
+// listenSamePort listens on one port on each of ips, so that several
+// "hosts" differ only by address, as MX hosts do.
+func listenSamePort(t testing.TB, ips ...string) (int, []net.Listener) {
+	t.Helper()
+	for range 50 {
+		first, err := net.Listen("tcp", net.JoinHostPort(ips[0], "0"))
+		if err != nil {
+			t.Fatalf("listen on %s: %v", ips[0], err)
+		}
+		port := first.Addr().(*net.TCPAddr).Port
+		lns := []net.Listener{first}
+		for _, ip := range ips[1:] {
+			ln, err := net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(port)))
+			if err != nil {
+				break
+			}
+			lns = append(lns, ln)
+		}
+		if len(lns) == len(ips) {
+			return port, lns
+		}
+		for _, ln := range lns {
+			ln.Close()
+		}
+	}
+	t.Fatalf("no port free on all of %v", ips)
+	return 0, nil
+}
+
+func requireIPv6(t *testing.T) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "[::1]:0")
+	if err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	}
+	ln.Close()
+}
+
+// delivery is what a destination saw of one transaction.
+type delivery struct {
+	from   string
+	utf8   bool
+	to     []string
+	data   string
+	tls    bool
+	helo   string
+	local  string // the destination's address the client connected to
+	remote string // the client's address
+}
+
+// destination is a real go-smtp server acting as a destination MX. Its
+// behaviour fields are set before the first connection.
+type destination struct {
+	server *smtp.Server
+
+	rcptReply   map[string]*smtp.SMTPError // per recipient; nil = accept
+	mailReply   *smtp.SMTPError
+	dataReply   func(delivery) *smtp.SMTPError // reply to the data; nil = go-smtp's 250
+	refuseEHLO  bool                           // fail NewSession, so EHLO gets 451
+	dropInData  atomic.Bool                    // close the connection while reading data
+	stallInData chan struct{}                  // if set, Data signals on it and waits for unstall
+	unstall     chan struct{}
+
+	mu       sync.Mutex
+	accepted int
+	conns    []net.Conn
+	got      []delivery
+}
+
+func newDestination() *destination {
+	d := &destination{rcptReply: map[string]*smtp.SMTPError{}}
+	d.server = smtp.NewServer(smtp.BackendFunc(d.newSession))
+	d.server.Domain = "dest.test"
+	d.server.ReadTimeout = time.Minute
+	d.server.WriteTimeout = time.Minute
+	d.server.ErrorLog = log.New(io.Discard, "", 0)
+	return d
+}
+
+// serve starts the destination on lns.
+func (d *destination) serve(t testing.TB, lns ...net.Listener) {
+	for _, ln := range lns {
+		go d.server.Serve(countingListener{ln, d})
+	}
+	t.Cleanup(func() { d.server.Close() })
+}
+
+func (d *destination) acceptedConns() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.accepted
+}
+
+func (d *destination) deliveries() []delivery {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]delivery(nil), d.got...)
+}
+
+// dropConnections closes the destination's side of every connection, as
+// a server does with connections idle too long.
+func (d *destination) dropConnections() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, c := range d.conns {
+		c.Close()
+	}
+}
+
+type countingListener struct {
+	net.Listener
+	d *destination
+}
+
+func (l countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.d.mu.Lock()
+		l.d.accepted++
+		l.d.conns = append(l.d.conns, c)
+		l.d.mu.Unlock()
+	}
+	return c, err
+}
+
+func (d *destination) newSession(c *smtp.Conn) (smtp.Session, error) {
+	if d.refuseEHLO {
+		return nil, &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "not now"}
+	}
+	_, isTLS := c.TLSConnectionState()
+	return &destSession{d: d, c: c, cur: delivery{
+		tls:    isTLS,
+		helo:   c.Hostname(),
+		local:  c.Conn().LocalAddr().String(),
+		remote: c.Conn().RemoteAddr().String(),
+	}}, nil
+}
+
+type destSession struct {
+	d   *destination
+	c   *smtp.Conn
+	cur delivery
+}
+
+func (s *destSession) Reset() {
+	s.cur = delivery{tls: s.cur.tls, helo: s.cur.helo, local: s.cur.local, remote: s.cur.remote}
+}
+
+func (s *destSession) Logout() error { return nil }
+
+func (s *destSession) Mail(from string, opts *smtp.MailOptions) error {
+	if s.d.mailReply != nil {
+		return s.d.mailReply
+	}
+	s.cur.from = from
+	s.cur.utf8 = opts != nil && opts.UTF8
+	return nil
+}
+
+func (s *destSession) Rcpt(to string, opts *smtp.RcptOptions) error {
+	if r := s.d.rcptReply[to]; r != nil {
+		return r
+	}
+	s.cur.to = append(s.cur.to, to)
+	return nil
+}
+
+func (s *destSession) Data(r io.Reader) error {
+	if s.d.dropInData.Load() {
+		io.ReadFull(r, make([]byte, 10))
+		s.c.Conn().Close()
+		return io.ErrUnexpectedEOF
+	}
+	if s.d.stallInData != nil {
+		s.d.stallInData <- struct{}{}
+		<-s.d.unstall
+	}
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	s.cur.data = string(b)
+	s.d.mu.Lock()
+	s.d.got = append(s.d.got, s.cur)
+	s.d.mu.Unlock()
+	if s.d.dataReply != nil {
+		if reply := s.d.dataReply(s.cur); reply != nil {
+			return reply
+		}
+	}
+	return nil
+}
+
+// selfSignedTLS is a server config with a throwaway certificate.
+func selfSignedTLS(t testing.TB, name string) *tls.Config {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: name},
+		DNSNames:     []string{name},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
+}
+
+// scriptedServer is a minimal SMTP server on ln that answers each command
+// verb with a fixed reply, for replies go-smtp's server cannot produce
+// (an enhanced code on every line, a refusing greeting).
+func scriptedServer(t testing.TB, ln net.Listener, greeting string, replies map[string]string) {
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(time.Minute))
+				io.WriteString(c, greeting)
+				br := bufio.NewReader(c)
+				for {
+					line, err := br.ReadString('\n')
+					if err != nil {
+						return
+					}
+					verb, _, _ := strings.Cut(strings.TrimSpace(line), " ")
+					verb = strings.ToUpper(verb)
+					reply, ok := replies[verb]
+					if !ok {
+						reply = "250 2.0.0 ok\r\n"
+					}
+					io.WriteString(c, reply)
+					if verb == "QUIT" || strings.HasPrefix(reply, "421") {
+						return
+					}
+				}
+			}()
+		}
+	}()
+}
+
+// newTestRelay returns a Relay for tests, closed at cleanup.
+func newTestRelay(t testing.TB, port int, res Resolver, adjust ...func(*Config)) *Relay {
+	t.Helper()
+	c := Config{Helo: "sluice.test", Port: port, ConnectTimeout: 10 * time.Second, CommandTimeout: time.Minute}
+	for _, f := range adjust {
+		f(&c)
+	}
+	r, err := New(c, res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
+// send runs one whole transaction and fails the test on any error.
+func send(t testing.TB, r *Relay, domain, from, to, msg string) (*Txn, *smtp.SMTPError) {
+	t.Helper()
+	ctx := context.Background()
+	txn, err := r.Begin(ctx, domain, from, nil)
+	if err != nil {
+		t.Fatalf("Begin: %v", err)
+	}
+	if err := txn.Rcpt(ctx, to); err != nil {
+		t.Fatalf("Rcpt: %v", err)
+	}
+	ok, err := txn.Data(ctx, []byte(msg))
+	if err != nil {
+		t.Fatalf("Data: %v", err)
+	}
+	txn.Close()
+	return txn, ok
+}
+
+const testMessage = "From: a@origin.test\r\nTo: info@example.test\r\nSubject: hi\r\n\r\nHello.\r\n.leading dot\r\n"
+
+// asReply asserts err is an *smtp.SMTPError and returns it.
+func asReply(t testing.TB, err error) *smtp.SMTPError {
+	t.Helper()
+	reply, ok := err.(*smtp.SMTPError)
+	if !ok {
+		t.Fatalf("error %T %v is not an *smtp.SMTPError", err, err)
+	}
+	return reply
+}

@@ -1,0 +1,118 @@
+package relay
+
+import (
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+)
+
+// pool keeps idle destination connections, at most max per MX host, each
+// for at most timeout. Every connection in it is between transactions.
+type pool struct {
+	max     int
+	timeout time.Duration
+
+	mu     sync.Mutex
+	closed bool
+	idle   map[string][]*idleSession // by MX host, oldest first
+}
+
+type idleSession struct {
+	s     *session
+	timer *time.Timer // closes s when it has been idle too long
+}
+
+func newPool(max int, timeout time.Duration) *pool {
+	return &pool{max: max, timeout: timeout, idle: make(map[string][]*idleSession)}
+}
+
+// get takes the most recently used idle connection to (host, ip), or
+// returns nil.
+func (p *pool) get(host string, ip netip.Addr) *session {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	list := p.idle[host]
+	for i := len(list) - 1; i >= 0; i-- {
+		if e := list[i]; e.s.addr.Addr() == ip {
+			p.remove(host, i)
+			e.timer.Stop()
+			return e.s
+		}
+	}
+	return nil
+}
+
+// put keeps s for reuse, evicting the host's oldest idle connection if
+// the host is at its limit.
+func (p *pool) put(s *session) {
+	p.mu.Lock()
+	if p.closed || p.max <= 0 {
+		p.mu.Unlock()
+		s.quit()
+		return
+	}
+	var evicted *session
+	if list := p.idle[s.host]; len(list) >= p.max {
+		evicted = list[0].s
+		list[0].timer.Stop()
+		p.remove(s.host, 0)
+	}
+	e := &idleSession{s: s}
+	e.timer = time.AfterFunc(p.timeout, func() { p.expire(e) })
+	p.idle[s.host] = append(p.idle[s.host], e)
+	p.mu.Unlock()
+	if evicted != nil {
+		evicted.quit()
+	}
+}
+
+// expire closes e unless get took it first.
+func (p *pool) expire(e *idleSession) {
+	p.mu.Lock()
+	i := slices.Index(p.idle[e.s.host], e)
+	if i >= 0 {
+		p.remove(e.s.host, i)
+	}
+	p.mu.Unlock()
+	if i >= 0 {
+		e.s.quit()
+	}
+}
+
+// closeAll closes every idle connection and keeps no more.
+func (p *pool) closeAll() {
+	p.mu.Lock()
+	p.closed = true
+	var all []*idleSession
+	for _, list := range p.idle {
+		all = append(all, list...)
+	}
+	clear(p.idle)
+	p.mu.Unlock()
+	for _, e := range all {
+		e.timer.Stop()
+		e.s.quit()
+	}
+}
+
+// idleCount is the number of idle connections, for tests.
+func (p *pool) idleCount() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, list := range p.idle {
+		n += len(list)
+	}
+	return n
+}
+
+// remove deletes the i'th idle connection of host; p.mu must be held.
+func (p *pool) remove(host string, i int) {
+	list := slices.Delete(p.idle[host], i, i+1)
+	if len(list) == 0 {
+		delete(p.idle, host)
+		return
+	}
+	p.idle[host] = list
+}

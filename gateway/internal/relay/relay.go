@@ -1,0 +1,349 @@
+// Package relay is Sluice's outbound SMTP client. It delivers a message to
+// the destination domain's MX while the sending client is still connected,
+// and turns every outcome into an SMTP reply that can be passed back to that
+// client as Sluice's own.
+package relay
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-smtp"
+)
+
+// Resolver is what relay needs from DNS. Errors are *net.DNSError: IsNotFound
+// for NXDOMAIN, else temporary. NODATA is an empty result with a nil error.
+// MX hosts keep their trailing dot; a single "." host is a null MX.
+type Resolver interface {
+	LookupMX(ctx context.Context, name string) ([]*net.MX, error)                // sorted by preference
+	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error) // "ip6" or "ip4"
+}
+
+// Config is the relay's configuration. Zero values get the defaults noted.
+type Config struct {
+	Helo           string        // EHLO name (required)
+	Port           int           // destination port, default 25 (tests and the demo use others)
+	SourceIPv4     netip.Addr    // optional local address for IPv4 connections
+	SourceIPv6     netip.Addr    // optional local address for IPv6 connections
+	DisableIPv6    bool          // never try AAAA
+	ConnectTimeout time.Duration // default 30s per address
+	CommandTimeout time.Duration // default 5m (RFC 5321 §4.5.3.2)
+	DataTimeout    time.Duration // for the reply to the end of data, default 10m
+	MaxIdle        int           // idle connections kept per destination host, default 4; negative = none
+	IdleTimeout    time.Duration // how long an idle connection is kept, default 10s
+	TLSConfig      *tls.Config   // base config for STARTTLS; nil = opportunistic, unverified (like Postfix's "may")
+	Logger         *slog.Logger
+}
+
+const (
+	defaultPort           = 25
+	defaultConnectTimeout = 30 * time.Second
+	defaultCommandTimeout = 5 * time.Minute
+	defaultDataTimeout    = 10 * time.Minute
+	defaultMaxIdle        = 4
+	defaultIdleTimeout    = 10 * time.Second
+
+	// maxAddresses bounds the fresh connections one Begin attempts, so a
+	// domain with many dead MX hosts cannot hold the sending client for an
+	// hour (Postfix's smtp_mx_address_limit exists for the same reason).
+	maxAddresses = 10
+)
+
+// Relay opens and reuses connections to destination MX hosts. It is safe
+// for concurrent use; each Txn belongs to one goroutine.
+type Relay struct {
+	cfg      Config
+	resolver Resolver
+	log      *slog.Logger
+	pool     *pool
+	// shuffle puts MX hosts of equal preference in random order, which
+	// RFC 5321 §5.1 requires to spread load; tests replace it.
+	shuffle func(n int, swap func(i, j int))
+}
+
+// New checks c, fills in defaults and returns a Relay that resolves
+// destinations with r.
+func New(c Config, r Resolver) (*Relay, error) {
+	if r == nil {
+		return nil, errors.New("relay: a resolver is required")
+	}
+	if c.Helo == "" {
+		return nil, errors.New("relay: Helo is required")
+	}
+	if strings.ContainsFunc(c.Helo, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		return nil, fmt.Errorf("relay: Helo %q contains spaces or control characters", c.Helo)
+	}
+	if c.Port < 0 || c.Port > 65535 {
+		return nil, fmt.Errorf("relay: Port %d is out of range", c.Port)
+	}
+	if c.SourceIPv4.IsValid() && !c.SourceIPv4.Is4() {
+		return nil, fmt.Errorf("relay: SourceIPv4 %s is not an IPv4 address", c.SourceIPv4)
+	}
+	if c.SourceIPv6.IsValid() && (!c.SourceIPv6.Is6() || c.SourceIPv6.Is4In6()) {
+		return nil, fmt.Errorf("relay: SourceIPv6 %s is not an IPv6 address", c.SourceIPv6)
+	}
+	if c.Port == 0 {
+		c.Port = defaultPort
+	}
+	c.ConnectTimeout = orDefault(c.ConnectTimeout, defaultConnectTimeout)
+	c.CommandTimeout = orDefault(c.CommandTimeout, defaultCommandTimeout)
+	c.DataTimeout = orDefault(c.DataTimeout, defaultDataTimeout)
+	c.IdleTimeout = orDefault(c.IdleTimeout, defaultIdleTimeout)
+	switch {
+	case c.MaxIdle == 0:
+		c.MaxIdle = defaultMaxIdle
+	case c.MaxIdle < 0:
+		c.MaxIdle = 0
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Relay{
+		cfg:      c,
+		resolver: r,
+		log:      c.Logger,
+		pool:     newPool(c.MaxIdle, c.IdleTimeout),
+		shuffle:  rand.Shuffle,
+	}, nil
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
+}
+
+// Close closes the idle connections. Transactions still open are not
+// affected, but their connections are closed instead of kept when they end.
+func (r *Relay) Close() error {
+	r.pool.closeAll()
+	return nil
+}
+
+// Begin finds the domain's MX hosts and opens or reuses a connection, then
+// sends MAIL FROM. Every error is an *smtp.SMTPError for the client.
+func (r *Relay) Begin(ctx context.Context, domain, from string, opts *smtp.MailOptions) (*Txn, error) {
+	if strings.ContainsAny(from, "\r\n") {
+		return nil, &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 1, 7},
+			Message: "Sender address contains a line break"}
+	}
+	hosts, err := r.mxHosts(ctx, domain)
+	if err != nil {
+		return nil, err
+	}
+	tried := &attempts{domain: domain}
+	for _, host := range hosts {
+		for _, ip := range r.addresses(ctx, host, tried) {
+			if tried.dialed >= maxAddresses || ctx.Err() != nil {
+				return nil, tried.failure(ctx)
+			}
+			txn, err := r.tryAddress(ctx, host, ip, from, opts, tried)
+			if txn != nil || err != nil {
+				return txn, err
+			}
+		}
+	}
+	return nil, tried.failure(ctx)
+}
+
+// mxHosts returns the host names to try, best first, without trailing dots.
+func (r *Relay) mxHosts(ctx context.Context, domain string) ([]string, error) {
+	mxs, err := r.resolver.LookupMX(ctx, domain)
+	if err != nil {
+		var dnsErr *net.DNSError
+		if errors.As(err, &dnsErr) && dnsErr.IsNotFound {
+			return nil, &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 2},
+				Message: fmt.Sprintf("%s: domain does not exist", domain)}
+		}
+		return nil, &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 3},
+			Message: fmt.Sprintf("%s: MX lookup failed: %s", domain, describe(err))}
+	}
+	if len(mxs) == 0 {
+		// RFC 5321 §5.1: without MX records the domain is its own host.
+		return []string{normalizeHost(domain)}, nil
+	}
+	mxs = slices.Clone(mxs)
+	slices.SortStableFunc(mxs, func(a, b *net.MX) int { return int(a.Pref) - int(b.Pref) })
+	for i := 0; i < len(mxs); {
+		j := i + 1
+		for j < len(mxs) && mxs[j].Pref == mxs[i].Pref {
+			j++
+		}
+		group := mxs[i:j]
+		r.shuffle(len(group), func(a, b int) { group[a], group[b] = group[b], group[a] })
+		i = j
+	}
+	var hosts []string
+	for _, mx := range mxs {
+		// RFC 7505: a null MX must stand alone; if it does not, the
+		// usable hosts beside it still count.
+		if h := normalizeHost(mx.Host); h != "" && !slices.Contains(hosts, h) {
+			hosts = append(hosts, h)
+		}
+	}
+	if len(hosts) == 0 {
+		return nil, &smtp.SMTPError{Code: 556, EnhancedCode: smtp.EnhancedCode{5, 1, 10},
+			Message: fmt.Sprintf("%s: domain does not accept mail (null MX)", domain)}
+	}
+	return hosts, nil
+}
+
+// normalizeHost makes a host name comparable: lower case, no trailing dot.
+func normalizeHost(h string) string {
+	return strings.ToLower(strings.TrimSuffix(h, "."))
+}
+
+// addresses returns host's addresses, IPv6 first (RFC 6724 preference for
+// dual-stack hosts), noting in tried what DNS said.
+func (r *Relay) addresses(ctx context.Context, host string, tried *attempts) []netip.Addr {
+	networks := []string{"ip6", "ip4"}
+	if r.cfg.DisableIPv6 {
+		networks = networks[1:]
+	}
+	var out []netip.Addr
+	failed := false
+	for _, network := range networks {
+		ips, err := r.resolver.LookupNetIP(ctx, network, host+".")
+		if err != nil {
+			failed = true
+			tried.dnsFailure(host, network, err)
+			continue
+		}
+		for _, ip := range ips {
+			ip = ip.Unmap()
+			if ip.Is6() != (network == "ip6") || slices.Contains(out, ip) {
+				continue
+			}
+			out = append(out, ip)
+		}
+	}
+	if len(out) > 0 {
+		tried.foundAddress = true
+	} else if !failed {
+		tried.note(host + ": no addresses")
+	}
+	return out
+}
+
+// tryAddress starts the transaction at one address: on an idle connection
+// to it if one still works, else on a fresh one. It returns a Txn, a final
+// error for the client, or neither when Begin should try the next address.
+func (r *Relay) tryAddress(ctx context.Context, host string, ip netip.Addr, from string, opts *smtp.MailOptions, tried *attempts) (*Txn, error) {
+	for s := r.pool.get(host, ip); s != nil; s = r.pool.get(host, ip) {
+		err := s.mail(ctx, r.cfg.Helo, from, opts)
+		if err == nil || isFinalReply(err) || isTransientReply(err) {
+			return r.started(s, err, tried)
+		}
+		// The destination closed it while it sat idle; that is normal.
+		r.log.Debug("relay: idle connection is dead", "remote", s.remote(), "err", err)
+		s.abort()
+	}
+
+	tried.dialed++
+	s, err := r.dial(ctx, host, ip, true)
+	if _, ok := errors.AsType[*tlsHandshakeError](err); ok {
+		// Like Postfix: a destination that offers STARTTLS but cannot
+		// complete it still gets the mail, in plaintext.
+		r.log.Warn("relay: TLS handshake failed, retrying without TLS",
+			"remote", formatRemote(host, netip.AddrPortFrom(ip, uint16(r.cfg.Port))), "err", err)
+		s, err = r.dial(ctx, host, ip, false)
+	}
+	if err != nil {
+		tried.note(fmt.Sprintf("%s: %s", formatRemote(host, netip.AddrPortFrom(ip, uint16(r.cfg.Port))), describe(err)))
+		return nil, nil
+	}
+	err = s.mail(ctx, r.cfg.Helo, from, opts)
+	if err != nil && !isFinalReply(err) && !isTransientReply(err) {
+		s.abort()
+		tried.note(fmt.Sprintf("%s: MAIL FROM: %s", s.remote(), describe(err)))
+		return nil, nil
+	}
+	return r.started(s, err, tried)
+}
+
+// started finishes tryAddress once the destination has answered MAIL FROM
+// with a reply that leaves the connection usable.
+func (r *Relay) started(s *session, err error, tried *attempts) (*Txn, error) {
+	if err == nil {
+		r.log.Debug("relay: transaction started", "remote", s.remote(), "tls", s.tls)
+		return &Txn{relay: r, s: s, remote: s.remote(), tls: s.tls}, nil
+	}
+	r.pool.put(s)
+	if isFinalReply(err) {
+		return nil, cleanReply(err.(*smtp.SMTPError))
+	}
+	tried.note(fmt.Sprintf("%s: MAIL FROM: %s", s.remote(), describe(err)))
+	return nil, nil
+}
+
+// isFinalReply reports whether err is a 5xx reply, which ends the attempt
+// for every MX host: they all act for the same domain.
+func isFinalReply(err error) bool {
+	reply, ok := errors.AsType[*smtp.SMTPError](err)
+	return ok && reply.Code/100 == 5
+}
+
+// isTransientReply reports whether err is a 4xx reply after which the
+// connection is still in a known state (421 means the server is closing).
+func isTransientReply(err error) bool {
+	reply, ok := errors.AsType[*smtp.SMTPError](err)
+	return ok && reply.Code/100 == 4 && reply.Code != 421
+}
+
+// attempts collects why each destination failed, for the reply to the
+// client when none works.
+type attempts struct {
+	domain       string
+	notes        []string
+	dialed       int
+	foundAddress bool
+	dnsTemporary bool
+}
+
+func (a *attempts) note(s string) { a.notes = append(a.notes, s) }
+
+func (a *attempts) dnsFailure(host, network string, err error) {
+	rr := "A"
+	if network == "ip6" {
+		rr = "AAAA"
+	}
+	if dnsErr, ok := errors.AsType[*net.DNSError](err); ok && dnsErr.IsNotFound {
+		a.note(fmt.Sprintf("%s: no such host (%s)", host, rr))
+		return
+	}
+	a.dnsTemporary = true
+	a.note(fmt.Sprintf("%s: %s lookup failed: %s", host, rr, describe(err)))
+}
+
+// failure is the reply when no destination took the transaction.
+func (a *attempts) failure(ctx context.Context) *smtp.SMTPError {
+	if ctx.Err() != nil {
+		a.note("gave up: " + ctx.Err().Error())
+	} else if a.dialed >= maxAddresses {
+		a.note(fmt.Sprintf("gave up after %d addresses", maxAddresses))
+	}
+	detail := truncate(strings.Join(a.notes, "; "), maxReplyDetail)
+	switch {
+	case a.foundAddress:
+		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 1},
+			Message: fmt.Sprintf("%s: no destination reachable: %s", a.domain, detail)}
+	case a.dnsTemporary || ctx.Err() != nil:
+		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 3},
+			Message: fmt.Sprintf("%s: cannot resolve destination hosts: %s", a.domain, detail)}
+	default:
+		// RFC 5321 §5.1: MX hosts (or an implicit MX) without addresses
+		// are an error, and retrying will not fix them.
+		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 4, 4},
+			Message: fmt.Sprintf("%s: no destination host has an address: %s", a.domain, detail)}
+	}
+}

@@ -1,0 +1,678 @@
+package relay
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net"
+	"net/netip"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+)
+
+// oneMX is DNS for example.test with one MX host at ip.
+func oneMX(ips ...string) *mapResolver {
+	return &mapResolver{
+		mx:    map[string][]*net.MX{"example.test": {{Host: "mx.example.test.", Pref: 10}}},
+		addrs: map[string][]netip.Addr{"mx.example.test": addrs(ips...)},
+	}
+}
+
+func sameReply(t *testing.T, got error, want *smtp.SMTPError) {
+	t.Helper()
+	reply := asReply(t, got)
+	if !reflect.DeepEqual(reply, want) {
+		t.Fatalf("reply = %d %v %q, want %d %v %q",
+			reply.Code, reply.EnhancedCode, reply.Message, want.Code, want.EnhancedCode, want.Message)
+	}
+}
+
+func TestDeliversWithEnvelopeAndReturnsDestinationReply(t *testing.T) {
+	port, lns := listenSamePort(t, "127.0.0.2")
+	d := newDestination()
+	d.dataReply = func(delivery) *smtp.SMTPError {
+		return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "Ok: queued as 4XyZ"}
+	}
+	d.serve(t, lns...)
+	r := newTestRelay(t, port, oneMX("127.0.0.2"))
+
+	from := "SRS0=HHH=TT=origin.test=alice@fwd.test"
+	txn, ok := send(t, r, "example.test", from, "owner@real.test", testMessage)
+
+	want := &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "Ok: queued as 4XyZ"}
+	if !reflect.DeepEqual(ok, want) {
+		t.Errorf("Data reply = %+v, want %+v", ok, want)
+	}
+	got := d.deliveries()
+	if len(got) != 1 {
+		t.Fatalf("destination got %d messages, want 1", len(got))
+	}
+	if got[0].from != from || !slices.Equal(got[0].to, []string{"owner@real.test"}) {
+		t.Errorf("envelope = %q -> %q", got[0].from, got[0].to)
+	}
+	if got[0].data != testMessage {
+		t.Errorf("data = %q, want %q", got[0].data, testMessage)
+	}
+	if got[0].helo != "sluice.test" {
+		t.Errorf("EHLO name = %q", got[0].helo)
+	}
+	if want := fmt.Sprintf("mx.example.test[127.0.0.2]:%d", port); txn.Remote() != want {
+		t.Errorf("Remote() = %q, want %q", txn.Remote(), want)
+	}
+}
+
+func TestDestinationRepliesComeBackVerbatim(t *testing.T) {
+	userUnknown := &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1},
+		Message: "<nobody@real.test>: Recipient address rejected: User unknown"}
+	greylisted := &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 7, 1},
+		Message: "Greylisted, try again in 5 minutes"}
+	multiLine := &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1},
+		Message: "Relaying denied.\nSee the policy page."}
+	spam := &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 1},
+		Message: "Message rejected as spam"}
+
+	for _, tc := range []struct {
+		name     string
+		rcpt     string
+		atData   bool
+		want     *smtp.SMTPError
+		prepared func(d *destination)
+	}{
+		{"550 at RCPT", "nobody@real.test", false, userUnknown, nil},
+		{"451 at RCPT", "later@real.test", false, greylisted, nil},
+		{"multi-line at RCPT", "relay@real.test", false, multiLine, nil},
+		{"554 at DATA", "spam@real.test", true, spam, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			port, lns := listenSamePort(t, "127.0.0.2")
+			d := newDestination()
+			d.rcptReply = map[string]*smtp.SMTPError{
+				"nobody@real.test": userUnknown, "later@real.test": greylisted, "relay@real.test": multiLine,
+			}
+			d.dataReply = func(got delivery) *smtp.SMTPError {
+				if slices.Contains(got.to, "spam@real.test") {
+					return spam
+				}
+				return nil
+			}
+			d.serve(t, lns...)
+			r := newTestRelay(t, port, oneMX("127.0.0.2"))
+			ctx := context.Background()
+
+			txn, err := r.Begin(ctx, "example.test", "bounce@fwd.test", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = txn.Rcpt(ctx, tc.rcpt)
+			if tc.atData {
+				if err != nil {
+					t.Fatalf("Rcpt: %v", err)
+				}
+				var ok *smtp.SMTPError
+				ok, err = txn.Data(ctx, []byte(testMessage))
+				if ok != nil {
+					t.Fatalf("Data succeeded with %+v", ok)
+				}
+			}
+			sameReply(t, err, tc.want)
+			txn.Close()
+
+			// The rejection left the connection in a known state: the next
+			// transaction reuses it and carries only its own recipient.
+			send(t, r, "example.test", "second@fwd.test", "owner@real.test", testMessage)
+			if n := d.acceptedConns(); n != 1 {
+				t.Errorf("destination accepted %d connections, want 1", n)
+			}
+			got := d.deliveries()
+			last := got[len(got)-1]
+			if last.from != "second@fwd.test" || !slices.Equal(last.to, []string{"owner@real.test"}) {
+				t.Errorf("second transaction envelope = %q -> %q", last.from, last.to)
+			}
+		})
+	}
+}
+
+func TestMultiLineReplyWithCodeOnEveryLine(t *testing.T) {
+	port, lns := listenSamePort(t, "127.0.0.2")
+	scriptedServer(t, lns[0], "220 mx.example.test ESMTP\r\n", map[string]string{
+		"EHLO": "250-mx.example.test\r\n250 8BITMIME\r\n",
+		"RCPT": "550-5.1.1 The email account that you tried to reach does not exist.\r\n" +
+			"550-5.1.1 Please try\x1b[31m double-checking.\r\n" +
+			"550 5.1.1 https://support.example/x - gsmtp\r\n",
+	})
+	r := newTestRelay(t, port, oneMX("127.0.0.2"))
+	ctx := context.Background()
+	txn, err := r.Begin(ctx, "example.test", "bounce@fwd.test", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer txn.Close()
+	sameReply(t, txn.Rcpt(ctx, "gone@real.test"), &smtp.SMTPError{
+		Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1},
+		Message: "The email account that you tried to reach does not exist.\n" +
+			"Please try[31m double-checking.\nhttps://support.example/x - gsmtp",
+	})
+}
+
+func TestFollowsMXPreferenceAndSkipsRefusingHost(t *testing.T) {
+	port, lns := listenSamePort(t, "127.0.0.2", "127.0.0.3", "127.0.0.4")
+	lns[0].Close() // the best MX refuses connections
+	second, third := newDestination(), newDestination()
+	second.serve(t, lns[1])
+	third.serve(t, lns[2])
+	res := &mapResolver{
+		mx: map[string][]*net.MX{"example.test": {
+			{Host: "mx3.example.test.", Pref: 30},
+			{Host: "mx1.example.test.", Pref: 10},
+			{Host: "mx2.example.test.", Pref: 20},
+		}},
+		addrs: map[string][]netip.Addr{
+			"mx1.example.test": addrs("127.0.0.2"),
+			"mx2.example.test": addrs("127.0.0.3"),
+			"mx3.example.test": addrs("127.0.0.4"),
+		},
+	}
+	r := newTestRelay(t, port, res)
+	txn, _ := send(t, r, "example.test", "a@fwd.test", "owner@real.test", testMessage)
+
+	if len(second.deliveries()) != 1 || len(third.deliveries()) != 0 {
+		t.Errorf("deliveries: mx2 %d, mx3 %d; want 1, 0", len(second.deliveries()), len(third.deliveries()))
+	}
+	if !strings.HasPrefix(txn.Remote(), "mx2.example.test[127.0.0.3]") {
+		t.Errorf("Remote() = %q, want mx2", txn.Remote())
+	}
+}
+
+func TestShufflesMXHostsOfEqualPreference(t *testing.T) {
+	port, lns := listenSamePort(t, "127.0.0.2", "127.0.0.3")
+	a, b := newDestination(), newDestination()
+	a.serve(t, lns[0])
+	b.serve(t, lns[1])
+	res := &mapResolver{
+		mx: map[string][]*net.MX{"example.test": {
+			{Host: "a.example.test.", Pref: 10}, {Host: "b.example.test.", Pref: 10},
+		}},
+		addrs: map[string][]netip.Addr{"a.example.test": addrs("127.0.0.2"), "b.example.test": addrs("127.0.0.3")},
+	}
+	r := newTestRelay(t, port, res)
+	shuffled := 0
+	r.shuffle = func(n int, swap func(i, j int)) {
+		shuffled++
+		swap(0, n-1)
+	}
+	send(t, r, "example.test", "a@fwd.test", "owner@real.test", testMessage)
+	if shuffled != 1 || len(b.deliveries()) != 1 || len(a.deliveries()) != 0 {
+		t.Errorf("shuffle called %d times; deliveries a %d, b %d; want 1, 0, 1",
+			shuffled, len(a.deliveries()), len(b.deliveries()))
+	}
+}
+
+func TestRefusedGreetingOrEHLOTriesNextHost(t *testing.T) {
+	port, lns := listenSamePort(t, "127.0.0.2", "127.0.0.3", "127.0.0.4")
+	scriptedServer(t, lns[0], "421 4.3.2 mx1 is busy\r\n", nil)
+	refusing, good := newDestination(), newDestination()
+	refusing.refuseEHLO = true
+	refusing.serve(t, lns[1])
+	good.serve(t, lns[2])
+	res := &mapResolver{
+		mx: map[string][]*net.MX{"example.test": {
+			{Host: "mx1.example.test.", Pref: 10}, {Host: "mx2.example.test.", Pref: 20}, {Host: "mx3.example.test.", Pref: 30},
+		}},
+		addrs: map[string][]netip.Addr{
+			"mx1.example.test": addrs("127.0.0.2"),
+			"mx2.example.test": addrs("127.0.0.3"),
+			"mx3.example.test": addrs("127.0.0.4"),
+		},
+	}
+	r := newTestRelay(t, port, res)
+	send(t, r, "example.test", "a@fwd.test", "owner@real.test", testMessage)
+	if refusing.acceptedConns() != 1 || len(good.deliveries()) != 1 {
+		t.Errorf("mx2 saw %d connections, mx3 got %d messages; want 1, 1",
+			refusing.acceptedConns(), len(good.deliveries()))
+	}
+}
+
+func TestRejectedSenderIsFinalButTemporaryOneTriesNextHost(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		reply     *smtp.SMTPError
+		wantFinal bool
+	}{
+		{"5xx", &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Sender rejected"}, true},
+		{"4xx", &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Try later"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			port, lns := listenSamePort(t, "127.0.0.2", "127.0.0.3")
+			first, backup := newDestination(), newDestination()
+			first.mailReply = tc.reply
+			first.serve(t, lns[0])
+			backup.serve(t, lns[1])
+			res := &mapResolver{
+				mx: map[string][]*net.MX{"example.test": {
+					{Host: "mx1.example.test.", Pref: 10}, {Host: "mx2.example.test.", Pref: 20},
+				}},
+				addrs: map[string][]netip.Addr{"mx1.example.test": addrs("127.0.0.2"), "mx2.example.test": addrs("127.0.0.3")},
+			}
+			r := newTestRelay(t, port, res)
+			txn, err := r.Begin(context.Background(), "example.test", "a@fwd.test", nil)
+			if tc.wantFinal {
+				sameReply(t, err, tc.reply)
+				if backup.acceptedConns() != 0 {
+					t.Errorf("backup MX was contacted after a 5xx to MAIL FROM")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Begin: %v", err)
+			}
+			defer txn.Close()
+			if !strings.HasPrefix(txn.Remote(), "mx2.example.test") {
+				t.Errorf("Remote() = %q, want the backup MX", txn.Remote())
+			}
+		})
+	}
+}
+
+func TestPrefersIPv6(t *testing.T) {
+	requireIPv6(t)
+	port, lns := listenSamePort(t, "::1", "127.0.0.2")
+	d := newDestination()
+	d.serve(t, lns...)
+	r := newTestRelay(t, port, oneMX("127.0.0.2", "::1"))
+	txn, _ := send(t, r, "example.test", "a@fwd.test", "owner@real.test", testMessage)
+	if got := d.deliveries()[0].local; got != fmt.Sprintf("[::1]:%d", port) {
+		t.Errorf("delivered via %s, want ::1", got)
+	}
+	if want := fmt.Sprintf("mx.example.test[::1]:%d", port); txn.Remote() != want {
+		t.Errorf("Remote() = %q, want %q", txn.Remote(), want)
+	}
+}
+
+func TestFallsBackToIPv4(t *testing.T) {
+	requireIPv6(t)
+	port, lns := listenSamePort(t, "::1", "127.0.0.2")
+	lns[0].Close() // nothing listens on ::1
+	d := newDestination()
+	d.serve(t, lns[1])
+	r := newTestRelay(t, port, oneMX("::1", "127.0.0.2"))
+	send(t, r, "example.test", "a@fwd.test", "owner@real.test", testMessage)
+	if got := d.deliveries()[0].local; got != fmt.Sprintf("127.0.0.2:%d", port) {
+		t.Errorf("delivered via %s, want 127.0.0.2", got)
+	}
+}
+
+func TestDisableIPv6UsesOnlyIPv4(t *testing.T) {
+	requireIPv6(t)
+	port, lns := listenSamePort(t, "::1", "127.0.0.2")
+	d := newDestination()
+	d.serve(t, lns...)
+	r := newTestRelay(t, port, oneMX("::1", "127.0.0.2"), func(c *Config) { c.DisableIPv6 = true })
+	send(t, r, "example.test", "a@fwd.test", "owner@real.test", testMessage)
+	if got := d.deliveries()[0].local; got != fmt.Sprintf("127.0.0.2:%d", port) {
+		t.Errorf("delivered via %s, want 127.0.0.2", got)
+	}
+}
+
+func TestUsesSourceAddress(t *testing.T) {
+	port, lns := listenSamePort(t, "127.0.0.2")
+	d := newDestination()
+	d.serve(t, lns...)
+	r := newTestRelay(t, port, oneMX("127.0.0.2"), func(c *Config) {
+		c.SourceIPv4 = netip.MustParseAddr("127.0.0.5")
+	})
+	send(t, r, "example.test", "a@fwd.test", "owner@real.test", testMessage)
+	if host, _, _ := net.SplitHostPort(d.deliveries()[0].remote); host != "127.0.0.5" {
+		t.Errorf("connection came from %s, want 127.0.0.5", host)
+	}
+}
+
+func TestDomainWithoutMXIsItsOwnHost(t *testing.T) {
+	port, lns := listenSamePort(t, "127.0.0.2")
+	d := newDestination()
+	d.serve(t, lns...)
+	res := &mapResolver{
+		mx:    map[string][]*net.MX{"example.test": {}},
+		addrs: map[string][]netip.Addr{"example.test": addrs("127.0.0.2")},
+	}
+	r := newTestRelay(t, port, res)
+	txn, _ := send(t, r, "example.test", "a@fwd.test", "owner@example.test", testMessage)
+	if len(d.deliveries()) != 1 || !strings.HasPrefix(txn.Remote(), "example.test[127.0.0.2]") {
+		t.Errorf("deliveries %d, Remote() %q", len(d.deliveries()), txn.Remote())
+	}
+}
+
+func TestDNSOutcomes(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		res  *mapResolver
+		code int
+		enh  smtp.EnhancedCode
+		text string
+	}{
+		{"null MX", &mapResolver{mx: map[string][]*net.MX{"example.test": {{Host: ".", Pref: 0}}}},
+			556, smtp.EnhancedCode{5, 1, 10}, "example.test: domain does not accept mail (null MX)"},
+		{"NXDOMAIN", &mapResolver{},
+			550, smtp.EnhancedCode{5, 1, 2}, "example.test: domain does not exist"},
+		{"MX lookup fails", &mapResolver{fail: map[string]bool{"example.test": true}},
+			451, smtp.EnhancedCode{4, 4, 3}, "example.test: MX lookup failed"},
+		{"MX host does not exist", &mapResolver{mx: map[string][]*net.MX{"example.test": {{Host: "gone.example.test.", Pref: 10}}}},
+			550, smtp.EnhancedCode{5, 4, 4}, "gone.example.test: no such host"},
+		{"MX host lookup fails", &mapResolver{
+			mx:   map[string][]*net.MX{"example.test": {{Host: "mx.example.test.", Pref: 10}}},
+			fail: map[string]bool{"mx.example.test": true}},
+			451, smtp.EnhancedCode{4, 4, 3}, "mx.example.test: AAAA lookup failed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newTestRelay(t, 2525, tc.res)
+			_, err := r.Begin(context.Background(), "example.test", "a@fwd.test", nil)
+			reply := asReply(t, err)
+			if reply.Code != tc.code || reply.EnhancedCode != tc.enh || !strings.Contains(reply.Message, tc.text) {
+				t.Errorf("reply = %d %v %q, want %d %v containing %q",
+					reply.Code, reply.EnhancedCode, reply.Message, tc.code, tc.enh, tc.text)
+			}
+		})
+	}
+}
+
+func TestAllUnreachableIsTemporaryAndSaysWhatWasTried(t *testing.T) {
+	port, lns := listenSamePort(t, "127.0.0.2", "127.0.0.3")
+	for _, ln := range lns {
+		ln.Close()
+	}
+	res := &mapResolver{
+		mx: map[string][]*net.MX{"example.test": {
+			{Host: "mx1.example.test.", Pref: 10}, {Host: "mx2.example.test.", Pref: 20},
+		}},
+		addrs: map[string][]netip.Addr{"mx1.example.test": addrs("127.0.0.2"), "mx2.example.test": addrs("127.0.0.3")},
+	}
+	r := newTestRelay(t, port, res)
+	_, err := r.Begin(context.Background(), "example.test", "a@fwd.test", nil)
+	want := fmt.Sprintf("example.test: no destination reachable: "+
+		"mx1.example.test[127.0.0.2]:%d: connection refused; mx2.example.test[127.0.0.3]:%d: connection refused", port, port)
+	sameReply(t, err, &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 1}, Message: want})
+}
+
+func TestStartTLSWhenOffered(t *testing.T) {
+	port, lns := listenSamePort(t, "127.0.0.2")
+	d := newDestination()
+	d.server.TLSConfig = selfSignedTLS(t, "mx.example.test")
+	d.serve(t, lns...)
+	r := newTestRelay(t, port, oneMX("127.0.0.2"))
+	txn, _ := send(t, r, "example.test", "a@fwd.test", "owner@real.test", testMessage)
+	if !txn.TLS() || !d.deliveries()[0].tls {
+		t.Errorf("TLS() = %v, destination saw TLS = %v; want both true", txn.TLS(), d.deliveries()[0].tls)
+	}
+	if d.deliveries()[0].helo != "sluice.test" {
+		t.Errorf("EHLO name after STARTTLS = %q", d.deliveries()[0].helo)
+	}
+}
+
+func TestTLSConfigVerifiesAgainstMXName(t *testing.T) {
+	port, lns := listenSamePort(t, "127.0.0.2")
+	d := newDestination()
+	d.server.TLSConfig = selfSignedTLS(t, "mx.example.test")
+	d.serve(t, lns...)
+	cert, err := x509.ParseCertificate(d.server.TLSConfig.Certificates[0].Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(cert)
+	r := newTestRelay(t, port, oneMX("127.0.0.2"), func(c *Config) { c.TLSConfig = &tls.Config{RootCAs: roots} })
+	txn, _ := send(t, r, "example.test", "a@fwd.test", "owner@real.test", testMessage)
+	if !txn.TLS() || d.acceptedConns() != 1 {
+		t.Errorf("TLS() = %v after %d connections; want a verified TLS session on the first", txn.TLS(), d.acceptedConns())
+	}
+}
+
+func TestTLSHandshakeFailureRetriesWithoutTLS(t *testing.T) {
+	port, lns := listenSamePort(t, "127.0.0.2")
+	d := newDestination()
+	d.server.TLSConfig = &tls.Config{} // offers STARTTLS, has no certificate
+	d.serve(t, lns...)
+	r := newTestRelay(t, port, oneMX("127.0.0.2"))
+	txn, _ := send(t, r, "example.test", "a@fwd.test", "owner@real.test", testMessage)
+	if txn.TLS() || d.deliveries()[0].tls || d.acceptedConns() != 2 {
+		t.Errorf("TLS() = %v, connections = %d; want plaintext on a second connection", txn.TLS(), d.acceptedConns())
+	}
+}
+
+func TestReusesConnection(t *testing.T) {
+	port, lns := listenSamePort(t, "127.0.0.2")
+	d := newDestination()
+	d.serve(t, lns...)
+	r := newTestRelay(t, port, oneMX("127.0.0.2"))
+	send(t, r, "example.test", "a@fwd.test", "one@real.test", testMessage)
+	send(t, r, "example.test", "b@fwd.test", "two@real.test", testMessage)
+	got := d.deliveries()
+	if d.acceptedConns() != 1 || len(got) != 2 {
+		t.Fatalf("%d connections for %d messages; want 1 for 2", d.acceptedConns(), len(got))
+	}
+	if got[1].from != "b@fwd.test" || !slices.Equal(got[1].to, []string{"two@real.test"}) {
+		t.Errorf("second envelope = %q -> %q", got[1].from, got[1].to)
+	}
+}
+
+func TestReplacesDeadIdleConnection(t *testing.T) {
+	port, lns := listenSamePort(t, "127.0.0.2")
+	d := newDestination()
+	d.serve(t, lns...)
+	r := newTestRelay(t, port, oneMX("127.0.0.2"))
+	send(t, r, "example.test", "a@fwd.test", "one@real.test", testMessage)
+	if r.pool.idleCount() != 1 {
+		t.Fatalf("%d idle connections, want 1", r.pool.idleCount())
+	}
+	d.dropConnections()
+	send(t, r, "example.test", "b@fwd.test", "two@real.test", testMessage)
+	if d.acceptedConns() != 2 || len(d.deliveries()) != 2 {
+		t.Errorf("%d connections, %d messages; want 2, 2", d.acceptedConns(), len(d.deliveries()))
+	}
+}
+
+func TestIdleLimitPerHost(t *testing.T) {
+	port, lns := listenSamePort(t, "127.0.0.2")
+	d := newDestination()
+	d.serve(t, lns...)
+	r := newTestRelay(t, port, oneMX("127.0.0.2"), func(c *Config) { c.MaxIdle = 1 })
+	ctx := context.Background()
+	var txns []*Txn
+	for range 3 {
+		txn, err := r.Begin(ctx, "example.test", "a@fwd.test", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		txns = append(txns, txn)
+	}
+	for _, txn := range txns {
+		txn.Close()
+	}
+	if d.acceptedConns() != 3 || r.pool.idleCount() != 1 {
+		t.Errorf("%d connections, %d idle; want 3, 1", d.acceptedConns(), r.pool.idleCount())
+	}
+}
+
+func TestIdleConnectionExpires(t *testing.T) {
+	port, lns := listenSamePort(t, "127.0.0.2")
+	d := newDestination()
+	d.serve(t, lns...)
+	r := newTestRelay(t, port, oneMX("127.0.0.2"), func(c *Config) { c.IdleTimeout = 10 * time.Millisecond })
+	send(t, r, "example.test", "a@fwd.test", "one@real.test", testMessage)
+	waitFor(t, "the idle connection to expire", func() bool { return r.pool.idleCount() == 0 })
+	send(t, r, "example.test", "b@fwd.test", "two@real.test", testMessage)
+	if d.acceptedConns() != 2 {
+		t.Errorf("%d connections, want 2", d.acceptedConns())
+	}
+}
+
+func TestCloseClosesIdleConnections(t *testing.T) {
+	port, lns := listenSamePort(t, "127.0.0.2")
+	d := newDestination()
+	d.serve(t, lns...)
+	r := newTestRelay(t, port, oneMX("127.0.0.2"))
+	send(t, r, "example.test", "a@fwd.test", "one@real.test", testMessage)
+	if r.pool.idleCount() != 1 {
+		t.Fatalf("%d idle before Close, want 1", r.pool.idleCount())
+	}
+	r.Close()
+	send(t, r, "example.test", "b@fwd.test", "two@real.test", testMessage)
+	if r.pool.idleCount() != 0 || d.acceptedConns() != 2 {
+		t.Errorf("after Close: %d idle, %d connections; want 0, 2", r.pool.idleCount(), d.acceptedConns())
+	}
+}
+
+func TestDropMidDataIsTemporaryAndNotPooled(t *testing.T) {
+	port, lns := listenSamePort(t, "127.0.0.2")
+	d := newDestination()
+	d.dropInData.Store(true)
+	d.serve(t, lns...)
+	r := newTestRelay(t, port, oneMX("127.0.0.2"))
+	ctx := context.Background()
+	txn, err := r.Begin(ctx, "example.test", "a@fwd.test", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := txn.Rcpt(ctx, "owner@real.test"); err != nil {
+		t.Fatal(err)
+	}
+	ok, err := txn.Data(ctx, []byte(testMessage))
+	if ok != nil {
+		t.Fatalf("Data reported success %+v for a dropped connection", ok)
+	}
+	reply := asReply(t, err)
+	if reply.Code != 451 || reply.EnhancedCode != (smtp.EnhancedCode{4, 4, 2}) {
+		t.Errorf("reply = %d %v %q, want 451 4.4.2", reply.Code, reply.EnhancedCode, reply.Message)
+	}
+	txn.Close()
+	if r.pool.idleCount() != 0 {
+		t.Errorf("the dropped connection was pooled")
+	}
+	d.dropInData.Store(false)
+	send(t, r, "example.test", "b@fwd.test", "owner@real.test", testMessage)
+	if d.acceptedConns() != 2 {
+		t.Errorf("%d connections, want 2", d.acceptedConns())
+	}
+}
+
+func TestCanceledContextAbortsData(t *testing.T) {
+	port, lns := listenSamePort(t, "127.0.0.2")
+	d := newDestination()
+	d.stallInData, d.unstall = make(chan struct{}), make(chan struct{})
+	d.serve(t, lns...)
+	t.Cleanup(func() { close(d.unstall) })
+	r := newTestRelay(t, port, oneMX("127.0.0.2"))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	txn, err := r.Begin(ctx, "example.test", "a@fwd.test", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := txn.Rcpt(ctx, "owner@real.test"); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		<-d.stallInData
+		cancel()
+	}()
+	ok, err := txn.Data(ctx, []byte(testMessage))
+	if ok != nil {
+		t.Fatalf("Data reported success %+v", ok)
+	}
+	if reply := asReply(t, err); reply.Code != 451 || reply.EnhancedCode != (smtp.EnhancedCode{4, 4, 2}) {
+		t.Errorf("reply = %d %v %q, want 451 4.4.2", reply.Code, reply.EnhancedCode, reply.Message)
+	}
+	txn.Close()
+	if r.pool.idleCount() != 0 {
+		t.Errorf("an aborted connection was pooled")
+	}
+}
+
+func TestSMTPUTF8(t *testing.T) {
+	for _, supported := range []bool{false, true} {
+		t.Run(fmt.Sprintf("supported=%v", supported), func(t *testing.T) {
+			port, lns := listenSamePort(t, "127.0.0.2")
+			d := newDestination()
+			d.server.EnableSMTPUTF8 = supported
+			d.serve(t, lns...)
+			r := newTestRelay(t, port, oneMX("127.0.0.2"))
+			ctx := context.Background()
+			txn, err := r.Begin(ctx, "example.test", "jörg@fwd.test", &smtp.MailOptions{UTF8: true})
+			if !supported {
+				reply := asReply(t, err)
+				if reply.Code != 553 || reply.EnhancedCode != (smtp.EnhancedCode{5, 6, 7}) ||
+					!strings.Contains(reply.Message, "SMTPUTF8") {
+					t.Errorf("reply = %d %v %q, want 553 5.6.7", reply.Code, reply.EnhancedCode, reply.Message)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := txn.Rcpt(ctx, "owner@real.test"); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := txn.Data(ctx, []byte(testMessage)); err != nil {
+				t.Fatal(err)
+			}
+			txn.Close()
+			if got := d.deliveries(); len(got) != 1 || !got[0].utf8 || got[0].from != "jörg@fwd.test" {
+				t.Errorf("deliveries = %+v, want one with SMTPUTF8", got)
+			}
+		})
+	}
+}
+
+func TestNewRejectsBadConfig(t *testing.T) {
+	res := &mapResolver{}
+	for name, tc := range map[string]struct {
+		c Config
+		r Resolver
+	}{
+		"no resolver":     {Config{Helo: "a.test"}, nil},
+		"no Helo":         {Config{}, res},
+		"Helo with space": {Config{Helo: "a test"}, res},
+		"port":            {Config{Helo: "a.test", Port: 70000}, res},
+		"IPv6 as v4":      {Config{Helo: "a.test", SourceIPv4: netip.MustParseAddr("::1")}, res},
+		"IPv4 as v6":      {Config{Helo: "a.test", SourceIPv6: netip.MustParseAddr("127.0.0.1")}, res},
+	} {
+		if _, err := New(tc.c, tc.r); err == nil {
+			t.Errorf("%s: New accepted %+v", name, tc.c)
+		}
+	}
+}
+
+func TestParseReply(t *testing.T) {
+	for _, tc := range []struct {
+		code int
+		text string
+		want smtp.SMTPError
+	}{
+		{250, "2.0.0 Ok: queued as X", smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "Ok: queued as X"}},
+		{250, "Ok", smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCodeNotSet, Message: "Ok"}},
+		{550, "5.1.1 a\n5.1.1 b", smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "a\nb"}},
+		{550, "a\n5.7.1 b", smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "a\nb"}},
+		{550, "4.1.1 wrong class", smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCodeNotSet, Message: "4.1.1 wrong class"}},
+		{451, "4.3.0 bell\a\r and\x00 nul", smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "bell and nul"}},
+	} {
+		if got := parseReply(tc.code, tc.text); !reflect.DeepEqual(*got, tc.want) {
+			t.Errorf("parseReply(%d, %q) = %+v, want %+v", tc.code, tc.text, *got, tc.want)
+		}
+	}
+}
+
+// waitFor polls cond until it holds, failing the test after a long while.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
