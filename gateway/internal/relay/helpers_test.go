@@ -13,7 +13,6 @@ import (
 	"log"
 	"math/big"
 	"net"
-	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,52 +21,25 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"github.com/miekg/dns"
+	"github.com/sluice-mail/sluice/gateway/internal/dnstest"
+	"github.com/sluice-mail/sluice/gateway/internal/resolver"
 )
 
-// mapResolver answers from maps. The real resolver is tested in its own
-// package; here DNS only has to say what each test needs.
-type mapResolver struct {
-	mx    map[string][]*net.MX    // missing name: NXDOMAIN; empty: NODATA
-	addrs map[string][]netip.Addr // missing name: NXDOMAIN
-	fail  map[string]bool         // names whose lookups fail temporarily
-}
-
-func key(name string) string { return strings.ToLower(strings.TrimSuffix(name, ".")) }
-
-func (m *mapResolver) LookupMX(ctx context.Context, name string) ([]*net.MX, error) {
-	if m.fail[key(name)] {
-		return nil, &net.DNSError{Err: "server misbehaving", Name: name, IsTemporary: true}
+// dnsFor serves zone (zone-file lines, absolute names) from a real DNS
+// server on loopback and returns the real resolver pointed at it. Queries
+// for the names in fail get SERVFAIL.
+func dnsFor(t testing.TB, zone string, fail ...string) Resolver {
+	t.Helper()
+	srv := dnstest.Start(t, "$TTL 300\n"+zone)
+	for _, name := range fail {
+		srv.Fail(name, dns.RcodeServerFailure)
 	}
-	mx, ok := m.mx[key(name)]
-	if !ok {
-		return nil, &net.DNSError{Err: "no such host", Name: name, IsNotFound: true}
+	r, err := resolver.New(resolver.Config{Nameservers: []string{srv.Addr()}, Attempts: 1})
+	if err != nil {
+		t.Fatal(err)
 	}
-	return mx, nil
-}
-
-func (m *mapResolver) LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error) {
-	if m.fail[key(host)] {
-		return nil, &net.DNSError{Err: "server misbehaving", Name: host, IsTemporary: true}
-	}
-	all, ok := m.addrs[key(host)]
-	if !ok {
-		return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
-	}
-	var out []netip.Addr
-	for _, a := range all {
-		if a.Is6() == (network == "ip6") {
-			out = append(out, a)
-		}
-	}
-	return out, nil
-}
-
-func addrs(ss ...string) []netip.Addr {
-	var out []netip.Addr
-	for _, s := range ss {
-		out = append(out, netip.MustParseAddr(s))
-	}
-	return out
+	return r
 }
 
 // listenSamePort listens on one port on each of ips, so that several

@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/netip"
 	"slices"
@@ -65,9 +64,6 @@ type Relay struct {
 	resolver Resolver
 	log      *slog.Logger
 	pool     *pool
-	// shuffle puts MX hosts of equal preference in random order, which
-	// RFC 5321 §5.1 requires to spread load; tests replace it.
-	shuffle func(n int, swap func(i, j int))
 }
 
 // New checks c, fills in defaults and returns a Relay that resolves
@@ -112,7 +108,6 @@ func New(c Config, r Resolver) (*Relay, error) {
 		resolver: r,
 		log:      c.Logger,
 		pool:     newPool(c.MaxIdle, c.IdleTimeout),
-		shuffle:  rand.Shuffle,
 	}, nil
 }
 
@@ -172,17 +167,10 @@ func (r *Relay) mxHosts(ctx context.Context, domain string) ([]string, error) {
 		// RFC 5321 §5.1: without MX records the domain is its own host.
 		return []string{normalizeHost(domain)}, nil
 	}
+	// The Resolver sorts, and shuffles equal preferences as RFC 5321 §5.1
+	// asks; a stable sort keeps that order and costs nothing.
 	mxs = slices.Clone(mxs)
 	slices.SortStableFunc(mxs, func(a, b *net.MX) int { return int(a.Pref) - int(b.Pref) })
-	for i := 0; i < len(mxs); {
-		j := i + 1
-		for j < len(mxs) && mxs[j].Pref == mxs[i].Pref {
-			j++
-		}
-		group := mxs[i:j]
-		r.shuffle(len(group), func(a, b int) { group[a], group[b] = group[b], group[a] })
-		i = j
-	}
 	var hosts []string
 	for _, mx := range mxs {
 		// RFC 7505: a null MX must stand alone; if it does not, the

@@ -16,13 +16,36 @@ import (
 	"github.com/emersion/go-smtp"
 )
 
-// oneMX is DNS for example.test with one MX host at ip.
-func oneMX(ips ...string) *mapResolver {
-	return &mapResolver{
-		mx:    map[string][]*net.MX{"example.test": {{Host: "mx.example.test.", Pref: 10}}},
-		addrs: map[string][]netip.Addr{"mx.example.test": addrs(ips...)},
+// oneMX is DNS for example.test with one MX host at ips.
+func oneMX(t testing.TB, ips ...string) Resolver {
+	zone := "example.test. IN MX 10 mx.example.test.\n"
+	for _, ip := range ips {
+		rr := "A"
+		if strings.Contains(ip, ":") {
+			rr = "AAAA"
+		}
+		zone += fmt.Sprintf("mx.example.test. IN %s %s\n", rr, ip)
 	}
+	return dnsFor(t, zone)
 }
+
+// twoMX and threeMX list their hosts out of preference order, so tests
+// also check that the best one is tried first.
+const twoMX = `
+example.test.     IN MX 20 mx2.example.test.
+example.test.     IN MX 10 mx1.example.test.
+mx1.example.test. IN A 127.0.0.2
+mx2.example.test. IN A 127.0.0.3
+`
+
+const threeMX = `
+example.test.     IN MX 30 mx3.example.test.
+example.test.     IN MX 10 mx1.example.test.
+example.test.     IN MX 20 mx2.example.test.
+mx1.example.test. IN A 127.0.0.2
+mx2.example.test. IN A 127.0.0.3
+mx3.example.test. IN A 127.0.0.4
+`
 
 func sameReply(t *testing.T, got error, want *smtp.SMTPError) {
 	t.Helper()
@@ -40,7 +63,7 @@ func TestDeliversWithEnvelopeAndReturnsDestinationReply(t *testing.T) {
 		return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "Ok: queued as 4XyZ"}
 	}
 	d.serve(t, lns...)
-	r := newTestRelay(t, port, oneMX("127.0.0.2"))
+	r := newTestRelay(t, port, oneMX(t, "127.0.0.2"))
 
 	from := "SRS0=HHH=TT=origin.test=alice@fwd.test"
 	txn, ok := send(t, r, "example.test", from, "owner@real.test", testMessage)
@@ -102,7 +125,7 @@ func TestDestinationRepliesComeBackVerbatim(t *testing.T) {
 				return nil
 			}
 			d.serve(t, lns...)
-			r := newTestRelay(t, port, oneMX("127.0.0.2"))
+			r := newTestRelay(t, port, oneMX(t, "127.0.0.2"))
 			ctx := context.Background()
 
 			txn, err := r.Begin(ctx, "example.test", "bounce@fwd.test", nil)
@@ -146,7 +169,7 @@ func TestMultiLineReplyWithCodeOnEveryLine(t *testing.T) {
 			"550-5.1.1 Please try\x1b[31m double-checking.\r\n" +
 			"550 5.1.1 https://support.example/x - gsmtp\r\n",
 	})
-	r := newTestRelay(t, port, oneMX("127.0.0.2"))
+	r := newTestRelay(t, port, oneMX(t, "127.0.0.2"))
 	ctx := context.Background()
 	txn, err := r.Begin(ctx, "example.test", "bounce@fwd.test", nil)
 	if err != nil {
@@ -166,18 +189,7 @@ func TestFollowsMXPreferenceAndSkipsRefusingHost(t *testing.T) {
 	second, third := newDestination(), newDestination()
 	second.serve(t, lns[1])
 	third.serve(t, lns[2])
-	res := &mapResolver{
-		mx: map[string][]*net.MX{"example.test": {
-			{Host: "mx3.example.test.", Pref: 30},
-			{Host: "mx1.example.test.", Pref: 10},
-			{Host: "mx2.example.test.", Pref: 20},
-		}},
-		addrs: map[string][]netip.Addr{
-			"mx1.example.test": addrs("127.0.0.2"),
-			"mx2.example.test": addrs("127.0.0.3"),
-			"mx3.example.test": addrs("127.0.0.4"),
-		},
-	}
+	res := dnsFor(t, threeMX)
 	r := newTestRelay(t, port, res)
 	txn, _ := send(t, r, "example.test", "a@fwd.test", "owner@real.test", testMessage)
 
@@ -189,30 +201,6 @@ func TestFollowsMXPreferenceAndSkipsRefusingHost(t *testing.T) {
 	}
 }
 
-func TestShufflesMXHostsOfEqualPreference(t *testing.T) {
-	port, lns := listenSamePort(t, "127.0.0.2", "127.0.0.3")
-	a, b := newDestination(), newDestination()
-	a.serve(t, lns[0])
-	b.serve(t, lns[1])
-	res := &mapResolver{
-		mx: map[string][]*net.MX{"example.test": {
-			{Host: "a.example.test.", Pref: 10}, {Host: "b.example.test.", Pref: 10},
-		}},
-		addrs: map[string][]netip.Addr{"a.example.test": addrs("127.0.0.2"), "b.example.test": addrs("127.0.0.3")},
-	}
-	r := newTestRelay(t, port, res)
-	shuffled := 0
-	r.shuffle = func(n int, swap func(i, j int)) {
-		shuffled++
-		swap(0, n-1)
-	}
-	send(t, r, "example.test", "a@fwd.test", "owner@real.test", testMessage)
-	if shuffled != 1 || len(b.deliveries()) != 1 || len(a.deliveries()) != 0 {
-		t.Errorf("shuffle called %d times; deliveries a %d, b %d; want 1, 0, 1",
-			shuffled, len(a.deliveries()), len(b.deliveries()))
-	}
-}
-
 func TestRefusedGreetingOrEHLOTriesNextHost(t *testing.T) {
 	port, lns := listenSamePort(t, "127.0.0.2", "127.0.0.3", "127.0.0.4")
 	scriptedServer(t, lns[0], "421 4.3.2 mx1 is busy\r\n", nil)
@@ -220,17 +208,7 @@ func TestRefusedGreetingOrEHLOTriesNextHost(t *testing.T) {
 	refusing.refuseEHLO = true
 	refusing.serve(t, lns[1])
 	good.serve(t, lns[2])
-	res := &mapResolver{
-		mx: map[string][]*net.MX{"example.test": {
-			{Host: "mx1.example.test.", Pref: 10}, {Host: "mx2.example.test.", Pref: 20}, {Host: "mx3.example.test.", Pref: 30},
-		}},
-		addrs: map[string][]netip.Addr{
-			"mx1.example.test": addrs("127.0.0.2"),
-			"mx2.example.test": addrs("127.0.0.3"),
-			"mx3.example.test": addrs("127.0.0.4"),
-		},
-	}
-	r := newTestRelay(t, port, res)
+	r := newTestRelay(t, port, dnsFor(t, threeMX))
 	send(t, r, "example.test", "a@fwd.test", "owner@real.test", testMessage)
 	if refusing.acceptedConns() != 1 || len(good.deliveries()) != 1 {
 		t.Errorf("mx2 saw %d connections, mx3 got %d messages; want 1, 1",
@@ -253,13 +231,7 @@ func TestRejectedSenderIsFinalButTemporaryOneTriesNextHost(t *testing.T) {
 			first.mailReply = tc.reply
 			first.serve(t, lns[0])
 			backup.serve(t, lns[1])
-			res := &mapResolver{
-				mx: map[string][]*net.MX{"example.test": {
-					{Host: "mx1.example.test.", Pref: 10}, {Host: "mx2.example.test.", Pref: 20},
-				}},
-				addrs: map[string][]netip.Addr{"mx1.example.test": addrs("127.0.0.2"), "mx2.example.test": addrs("127.0.0.3")},
-			}
-			r := newTestRelay(t, port, res)
+			r := newTestRelay(t, port, dnsFor(t, twoMX))
 			txn, err := r.Begin(context.Background(), "example.test", "a@fwd.test", nil)
 			if tc.wantFinal {
 				sameReply(t, err, tc.reply)
@@ -284,7 +256,7 @@ func TestPrefersIPv6(t *testing.T) {
 	port, lns := listenSamePort(t, "::1", "127.0.0.2")
 	d := newDestination()
 	d.serve(t, lns...)
-	r := newTestRelay(t, port, oneMX("127.0.0.2", "::1"))
+	r := newTestRelay(t, port, oneMX(t, "127.0.0.2", "::1"))
 	txn, _ := send(t, r, "example.test", "a@fwd.test", "owner@real.test", testMessage)
 	if got := d.deliveries()[0].local; got != fmt.Sprintf("[::1]:%d", port) {
 		t.Errorf("delivered via %s, want ::1", got)
@@ -300,7 +272,7 @@ func TestFallsBackToIPv4(t *testing.T) {
 	lns[0].Close() // nothing listens on ::1
 	d := newDestination()
 	d.serve(t, lns[1])
-	r := newTestRelay(t, port, oneMX("::1", "127.0.0.2"))
+	r := newTestRelay(t, port, oneMX(t, "::1", "127.0.0.2"))
 	send(t, r, "example.test", "a@fwd.test", "owner@real.test", testMessage)
 	if got := d.deliveries()[0].local; got != fmt.Sprintf("127.0.0.2:%d", port) {
 		t.Errorf("delivered via %s, want 127.0.0.2", got)
@@ -312,7 +284,7 @@ func TestDisableIPv6UsesOnlyIPv4(t *testing.T) {
 	port, lns := listenSamePort(t, "::1", "127.0.0.2")
 	d := newDestination()
 	d.serve(t, lns...)
-	r := newTestRelay(t, port, oneMX("::1", "127.0.0.2"), func(c *Config) { c.DisableIPv6 = true })
+	r := newTestRelay(t, port, oneMX(t, "::1", "127.0.0.2"), func(c *Config) { c.DisableIPv6 = true })
 	send(t, r, "example.test", "a@fwd.test", "owner@real.test", testMessage)
 	if got := d.deliveries()[0].local; got != fmt.Sprintf("127.0.0.2:%d", port) {
 		t.Errorf("delivered via %s, want 127.0.0.2", got)
@@ -323,7 +295,7 @@ func TestUsesSourceAddress(t *testing.T) {
 	port, lns := listenSamePort(t, "127.0.0.2")
 	d := newDestination()
 	d.serve(t, lns...)
-	r := newTestRelay(t, port, oneMX("127.0.0.2"), func(c *Config) {
+	r := newTestRelay(t, port, oneMX(t, "127.0.0.2"), func(c *Config) {
 		c.SourceIPv4 = netip.MustParseAddr("127.0.0.5")
 	})
 	send(t, r, "example.test", "a@fwd.test", "owner@real.test", testMessage)
@@ -336,11 +308,7 @@ func TestDomainWithoutMXIsItsOwnHost(t *testing.T) {
 	port, lns := listenSamePort(t, "127.0.0.2")
 	d := newDestination()
 	d.serve(t, lns...)
-	res := &mapResolver{
-		mx:    map[string][]*net.MX{"example.test": {}},
-		addrs: map[string][]netip.Addr{"example.test": addrs("127.0.0.2")},
-	}
-	r := newTestRelay(t, port, res)
+	r := newTestRelay(t, port, dnsFor(t, "example.test. IN A 127.0.0.2\n"))
 	txn, _ := send(t, r, "example.test", "a@fwd.test", "owner@example.test", testMessage)
 	if len(d.deliveries()) != 1 || !strings.HasPrefix(txn.Remote(), "example.test[127.0.0.2]") {
 		t.Errorf("deliveries %d, Remote() %q", len(d.deliveries()), txn.Remote())
@@ -350,26 +318,31 @@ func TestDomainWithoutMXIsItsOwnHost(t *testing.T) {
 func TestDNSOutcomes(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		res  *mapResolver
+		zone string
+		fail string
 		code int
 		enh  smtp.EnhancedCode
 		text string
 	}{
-		{"null MX", &mapResolver{mx: map[string][]*net.MX{"example.test": {{Host: ".", Pref: 0}}}},
+		{"null MX", "example.test. IN MX 0 .\n", "",
 			556, smtp.EnhancedCode{5, 1, 10}, "example.test: domain does not accept mail (null MX)"},
-		{"NXDOMAIN", &mapResolver{},
+		{"NXDOMAIN", "other.test. IN A 127.0.0.2\n", "",
 			550, smtp.EnhancedCode{5, 1, 2}, "example.test: domain does not exist"},
-		{"MX lookup fails", &mapResolver{fail: map[string]bool{"example.test": true}},
+		{"MX lookup fails", "example.test. IN MX 10 mx.example.test.\n", "example.test.",
 			451, smtp.EnhancedCode{4, 4, 3}, "example.test: MX lookup failed"},
-		{"MX host does not exist", &mapResolver{mx: map[string][]*net.MX{"example.test": {{Host: "gone.example.test.", Pref: 10}}}},
-			550, smtp.EnhancedCode{5, 4, 4}, "gone.example.test: no such host"},
-		{"MX host lookup fails", &mapResolver{
-			mx:   map[string][]*net.MX{"example.test": {{Host: "mx.example.test.", Pref: 10}}},
-			fail: map[string]bool{"mx.example.test": true}},
+		{"MX host does not exist", "example.test. IN MX 10 gone.example.test.\n", "",
+			550, smtp.EnhancedCode{5, 4, 4}, "gone.example.test: no such host (AAAA); gone.example.test: no such host (A)"},
+		{"no MX and no address", "example.test. IN TXT \"v=spf1 -all\"\n", "",
+			550, smtp.EnhancedCode{5, 4, 4}, "example.test: no addresses"},
+		{"MX host lookup fails", "example.test. IN MX 10 mx.example.test.\nmx.example.test. IN A 127.0.0.2\n", "mx.example.test.",
 			451, smtp.EnhancedCode{4, 4, 3}, "mx.example.test: AAAA lookup failed"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := newTestRelay(t, 2525, tc.res)
+			var fail []string
+			if tc.fail != "" {
+				fail = append(fail, tc.fail)
+			}
+			r := newTestRelay(t, 2525, dnsFor(t, tc.zone, fail...))
 			_, err := r.Begin(context.Background(), "example.test", "a@fwd.test", nil)
 			reply := asReply(t, err)
 			if reply.Code != tc.code || reply.EnhancedCode != tc.enh || !strings.Contains(reply.Message, tc.text) {
@@ -385,13 +358,7 @@ func TestAllUnreachableIsTemporaryAndSaysWhatWasTried(t *testing.T) {
 	for _, ln := range lns {
 		ln.Close()
 	}
-	res := &mapResolver{
-		mx: map[string][]*net.MX{"example.test": {
-			{Host: "mx1.example.test.", Pref: 10}, {Host: "mx2.example.test.", Pref: 20},
-		}},
-		addrs: map[string][]netip.Addr{"mx1.example.test": addrs("127.0.0.2"), "mx2.example.test": addrs("127.0.0.3")},
-	}
-	r := newTestRelay(t, port, res)
+	r := newTestRelay(t, port, dnsFor(t, twoMX))
 	_, err := r.Begin(context.Background(), "example.test", "a@fwd.test", nil)
 	want := fmt.Sprintf("example.test: no destination reachable: "+
 		"mx1.example.test[127.0.0.2]:%d: connection refused; mx2.example.test[127.0.0.3]:%d: connection refused", port, port)
@@ -403,7 +370,7 @@ func TestStartTLSWhenOffered(t *testing.T) {
 	d := newDestination()
 	d.server.TLSConfig = selfSignedTLS(t, "mx.example.test")
 	d.serve(t, lns...)
-	r := newTestRelay(t, port, oneMX("127.0.0.2"))
+	r := newTestRelay(t, port, oneMX(t, "127.0.0.2"))
 	txn, _ := send(t, r, "example.test", "a@fwd.test", "owner@real.test", testMessage)
 	if !txn.TLS() || !d.deliveries()[0].tls {
 		t.Errorf("TLS() = %v, destination saw TLS = %v; want both true", txn.TLS(), d.deliveries()[0].tls)
@@ -424,7 +391,7 @@ func TestTLSConfigVerifiesAgainstMXName(t *testing.T) {
 	}
 	roots := x509.NewCertPool()
 	roots.AddCert(cert)
-	r := newTestRelay(t, port, oneMX("127.0.0.2"), func(c *Config) { c.TLSConfig = &tls.Config{RootCAs: roots} })
+	r := newTestRelay(t, port, oneMX(t, "127.0.0.2"), func(c *Config) { c.TLSConfig = &tls.Config{RootCAs: roots} })
 	txn, _ := send(t, r, "example.test", "a@fwd.test", "owner@real.test", testMessage)
 	if !txn.TLS() || d.acceptedConns() != 1 {
 		t.Errorf("TLS() = %v after %d connections; want a verified TLS session on the first", txn.TLS(), d.acceptedConns())
@@ -436,7 +403,7 @@ func TestTLSHandshakeFailureRetriesWithoutTLS(t *testing.T) {
 	d := newDestination()
 	d.server.TLSConfig = &tls.Config{} // offers STARTTLS, has no certificate
 	d.serve(t, lns...)
-	r := newTestRelay(t, port, oneMX("127.0.0.2"))
+	r := newTestRelay(t, port, oneMX(t, "127.0.0.2"))
 	txn, _ := send(t, r, "example.test", "a@fwd.test", "owner@real.test", testMessage)
 	if txn.TLS() || d.deliveries()[0].tls || d.acceptedConns() != 2 {
 		t.Errorf("TLS() = %v, connections = %d; want plaintext on a second connection", txn.TLS(), d.acceptedConns())
@@ -447,7 +414,7 @@ func TestReusesConnection(t *testing.T) {
 	port, lns := listenSamePort(t, "127.0.0.2")
 	d := newDestination()
 	d.serve(t, lns...)
-	r := newTestRelay(t, port, oneMX("127.0.0.2"))
+	r := newTestRelay(t, port, oneMX(t, "127.0.0.2"))
 	send(t, r, "example.test", "a@fwd.test", "one@real.test", testMessage)
 	send(t, r, "example.test", "b@fwd.test", "two@real.test", testMessage)
 	got := d.deliveries()
@@ -463,7 +430,7 @@ func TestReplacesDeadIdleConnection(t *testing.T) {
 	port, lns := listenSamePort(t, "127.0.0.2")
 	d := newDestination()
 	d.serve(t, lns...)
-	r := newTestRelay(t, port, oneMX("127.0.0.2"))
+	r := newTestRelay(t, port, oneMX(t, "127.0.0.2"))
 	send(t, r, "example.test", "a@fwd.test", "one@real.test", testMessage)
 	if r.pool.idleCount() != 1 {
 		t.Fatalf("%d idle connections, want 1", r.pool.idleCount())
@@ -479,7 +446,7 @@ func TestIdleLimitPerHost(t *testing.T) {
 	port, lns := listenSamePort(t, "127.0.0.2")
 	d := newDestination()
 	d.serve(t, lns...)
-	r := newTestRelay(t, port, oneMX("127.0.0.2"), func(c *Config) { c.MaxIdle = 1 })
+	r := newTestRelay(t, port, oneMX(t, "127.0.0.2"), func(c *Config) { c.MaxIdle = 1 })
 	ctx := context.Background()
 	var txns []*Txn
 	for range 3 {
@@ -501,7 +468,7 @@ func TestIdleConnectionExpires(t *testing.T) {
 	port, lns := listenSamePort(t, "127.0.0.2")
 	d := newDestination()
 	d.serve(t, lns...)
-	r := newTestRelay(t, port, oneMX("127.0.0.2"), func(c *Config) { c.IdleTimeout = 10 * time.Millisecond })
+	r := newTestRelay(t, port, oneMX(t, "127.0.0.2"), func(c *Config) { c.IdleTimeout = 10 * time.Millisecond })
 	send(t, r, "example.test", "a@fwd.test", "one@real.test", testMessage)
 	waitFor(t, "the idle connection to expire", func() bool { return r.pool.idleCount() == 0 })
 	send(t, r, "example.test", "b@fwd.test", "two@real.test", testMessage)
@@ -514,7 +481,7 @@ func TestCloseClosesIdleConnections(t *testing.T) {
 	port, lns := listenSamePort(t, "127.0.0.2")
 	d := newDestination()
 	d.serve(t, lns...)
-	r := newTestRelay(t, port, oneMX("127.0.0.2"))
+	r := newTestRelay(t, port, oneMX(t, "127.0.0.2"))
 	send(t, r, "example.test", "a@fwd.test", "one@real.test", testMessage)
 	if r.pool.idleCount() != 1 {
 		t.Fatalf("%d idle before Close, want 1", r.pool.idleCount())
@@ -531,7 +498,7 @@ func TestDropMidDataIsTemporaryAndNotPooled(t *testing.T) {
 	d := newDestination()
 	d.dropInData.Store(true)
 	d.serve(t, lns...)
-	r := newTestRelay(t, port, oneMX("127.0.0.2"))
+	r := newTestRelay(t, port, oneMX(t, "127.0.0.2"))
 	ctx := context.Background()
 	txn, err := r.Begin(ctx, "example.test", "a@fwd.test", nil)
 	if err != nil {
@@ -565,7 +532,7 @@ func TestCanceledContextAbortsData(t *testing.T) {
 	d.stallInData, d.unstall = make(chan struct{}), make(chan struct{})
 	d.serve(t, lns...)
 	t.Cleanup(func() { close(d.unstall) })
-	r := newTestRelay(t, port, oneMX("127.0.0.2"))
+	r := newTestRelay(t, port, oneMX(t, "127.0.0.2"))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	txn, err := r.Begin(ctx, "example.test", "a@fwd.test", nil)
@@ -599,7 +566,7 @@ func TestSMTPUTF8(t *testing.T) {
 			d := newDestination()
 			d.server.EnableSMTPUTF8 = supported
 			d.serve(t, lns...)
-			r := newTestRelay(t, port, oneMX("127.0.0.2"))
+			r := newTestRelay(t, port, oneMX(t, "127.0.0.2"))
 			ctx := context.Background()
 			txn, err := r.Begin(ctx, "example.test", "jörg@fwd.test", &smtp.MailOptions{UTF8: true})
 			if !supported {
@@ -628,7 +595,7 @@ func TestSMTPUTF8(t *testing.T) {
 }
 
 func TestNewRejectsBadConfig(t *testing.T) {
-	res := &mapResolver{}
+	res := dnsFor(t, "")
 	for name, tc := range map[string]struct {
 		c Config
 		r Resolver

@@ -1,0 +1,41 @@
+package relay
+
+import (
+	"context"
+	"testing"
+)
+
+// BenchmarkTransaction measures one whole relayed transaction (MAIL, RCPT,
+// DATA of a small message) to a go-smtp sink on loopback.
+func BenchmarkTransaction(b *testing.B) {
+	for _, bc := range []struct {
+		name    string
+		maxIdle int
+	}{
+		{"reuse", 0},
+		{"fresh", -1},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			port, lns := listenSamePort(b, "127.0.0.2")
+			d := newDestination()
+			d.serve(b, lns...)
+			r := newTestRelay(b, port, oneMX(b, "127.0.0.2"), func(c *Config) { c.MaxIdle = bc.maxIdle })
+			ctx := context.Background()
+			msg := []byte(testMessage)
+			b.ReportAllocs()
+			for b.Loop() {
+				txn, err := r.Begin(ctx, "example.test", "a@fwd.test", nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := txn.Rcpt(ctx, "owner@real.test"); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := txn.Data(ctx, msg); err != nil {
+					b.Fatal(err)
+				}
+				txn.Close()
+			}
+		})
+	}
+}
