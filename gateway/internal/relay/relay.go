@@ -155,8 +155,7 @@ func (r *Relay) Begin(ctx context.Context, domain, from string, opts *smtp.MailO
 func (r *Relay) mxHosts(ctx context.Context, domain string) ([]string, error) {
 	mxs, err := r.resolver.LookupMX(ctx, domain)
 	if err != nil {
-		var dnsErr *net.DNSError
-		if errors.As(err, &dnsErr) && dnsErr.IsNotFound {
+		if dnsErr, ok := errors.AsType[*net.DNSError](err); ok && dnsErr.IsNotFound {
 			return nil, &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 2},
 				Message: fmt.Sprintf("%s: domain does not exist", domain)}
 		}
