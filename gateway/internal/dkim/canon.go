@@ -31,7 +31,8 @@ func splitMessage(msg []byte) ([]headerField, []byte) {
 			return fields, rest[end:]
 		}
 		if (line[0] == ' ' || line[0] == '\t') && len(fields) > 0 {
-			// A continuation line: the previous field grows over it.
+			// A continuation line. raw is a window on msg, so the
+			// previous field can grow over the line that follows it.
 			last := &fields[len(fields)-1]
 			last.raw = last.raw[:len(last.raw)+len(line)]
 		} else {

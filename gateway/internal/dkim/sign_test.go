@@ -289,6 +289,29 @@ func TestSignFieldFormat(t *testing.T) {
 	}
 }
 
+func TestSignUsesNow(t *testing.T) {
+	s, err := NewSigner(SignerConfig{
+		Domain: testDomain,
+		Keys:   testKeys(t),
+		Now:    func() time.Time { return time.Unix(1000000000, 0) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sigs, err := s.Sign([]byte(testMessage))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, tg := range signatureTags(t, string(sigs)+testMessage) {
+		if tg["t"] != "1000000000" {
+			t.Errorf("signature %d: t=%s, want the configured clock's 1000000000", i, tg["t"])
+		}
+		if x, ok := tg["x"]; ok {
+			t.Errorf("signature %d: x=%s without Expire", i, x)
+		}
+	}
+}
+
 func TestSignBareLF(t *testing.T) {
 	// Bare LF line ends are signed as CRLF, which is what they become on the
 	// SMTP wire.
@@ -390,4 +413,34 @@ type failingSigner struct{ crypto.Signer }
 
 func (failingSigner) Sign(_ io.Reader, _ []byte, _ crypto.SignerOpts) ([]byte, error) {
 	return nil, errors.New("token removed")
+}
+
+func TestSignConcurrent(t *testing.T) {
+	// One Signer serves every session; run with -race.
+	keys := testKeys(t)
+	s := newTestSigner(t, keys)
+	records := txtRecords(t, testDomain, keys)
+	done := make(chan string)
+	for i := range 4 {
+		go func() {
+			msg := strings.Replace(testMessage, "noon", "noon, table "+strconv.Itoa(i), 1)
+			sigs, err := s.Sign([]byte(msg))
+			if err != nil {
+				done <- ""
+				return
+			}
+			done <- string(sigs) + msg
+		}()
+	}
+	for range 4 {
+		signed := <-done
+		if signed == "" {
+			t.Fatal("Sign failed")
+		}
+		for i, v := range verifyGoMsgauth(t, signed, records) {
+			if v.Err != nil {
+				t.Errorf("signature %d: %v", i, v.Err)
+			}
+		}
+	}
 }
