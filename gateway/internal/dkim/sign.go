@@ -216,9 +216,10 @@ func appendSignature(dst []byte, tags []tag, signedHeaders []byte, k signingKey)
 // §2.1.1 asks for no more than 78.
 const maxLine = 76
 
-// folder writes a header field, breaking lines with CRLF SP where a break
-// is allowed. Breaks only go where the relaxed canonical form does not
-// change or where the field is hashed as written.
+// folder writes a header field, breaking lines with CRLF SP. The field is
+// signed as written (less the b= value), so a break may go anywhere the tag
+// grammar of RFC 6376 §3.2 allows whitespace: between tags, around the
+// colons of h=, inside base64.
 type folder struct {
 	b    []byte
 	line int // length of the current line
