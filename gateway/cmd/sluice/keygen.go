@@ -1,0 +1,76 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/sluice-mail/sluice/gateway/internal/dkim"
+)
+
+// keygen writes a DKIM private key and prints the TXT record to publish.
+func keygen(_ context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("keygen", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	alg := fs.String("algorithm", "rsa", "key `type`: rsa or ed25519")
+	bits := fs.Int("bits", 2048, "RSA key size")
+	selector := fs.String("selector", "sluice", "DKIM `selector` the key is published under")
+	domain := fs.String("domain", "your-domain.test", "signing `domain`")
+	out := fs.String("out", "", "where to write the private key (PEM, mode 0600); required")
+	force := fs.Bool("force", false, "overwrite an existing key file")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *out == "" {
+		fmt.Fprintln(stderr, "sluice keygen: -out is required")
+		return 2
+	}
+	if _, err := os.Stat(*out); err == nil && !*force {
+		fmt.Fprintf(stderr, "sluice keygen: %s exists; use -force to replace it\n", *out)
+		return 1
+	}
+	key, err := dkim.GenerateKey(*alg, *bits)
+	if err != nil {
+		fmt.Fprintf(stderr, "sluice keygen: %v\n", err)
+		return 1
+	}
+	pem, err := dkim.MarshalKey(key)
+	if err != nil {
+		fmt.Fprintf(stderr, "sluice keygen: %v\n", err)
+		return 1
+	}
+	txt, err := dkim.TXTRecord(key)
+	if err != nil {
+		fmt.Fprintf(stderr, "sluice keygen: %v\n", err)
+		return 1
+	}
+	if err := os.MkdirAll(filepath.Dir(*out), 0o755); err != nil {
+		fmt.Fprintf(stderr, "sluice keygen: %v\n", err)
+		return 1
+	}
+	if err := os.WriteFile(*out, pem, 0o600); err != nil {
+		fmt.Fprintf(stderr, "sluice keygen: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stderr, "wrote %s; publish this record:\n", *out)
+	fmt.Fprintf(stdout, "%s._domainkey.%s. IN TXT %s\n", *selector, *domain, quoteTXT(txt))
+	return 0
+}
+
+// quoteTXT splits a record into the 255-byte strings DNS TXT data is made
+// of, in zone-file form.
+func quoteTXT(s string) string {
+	var out string
+	for len(s) > 0 {
+		n := min(len(s), 255)
+		if out != "" {
+			out += " "
+		}
+		out += `"` + s[:n] + `"`
+		s = s[n:]
+	}
+	return out
+}

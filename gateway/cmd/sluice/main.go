@@ -1,0 +1,133 @@
+// Command sluice is the Sluice email routing gateway.
+//
+//	sluice serve -c gateway.toml     run the gateway
+//	sluice check -c gateway.toml     validate a configuration, plugins and keys included
+//	sluice send [flags] [file.eml]   send one message, printing the server's replies
+//	sluice keygen [flags]            write a DKIM key and print its DNS record
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/sluice-mail/sluice/gateway"
+	"github.com/sluice-mail/sluice/gateway/internal/config"
+)
+
+func main() {
+	os.Exit(run(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+const usage = `usage: sluice <command> [flags]
+
+commands:
+  serve   -c FILE            run the gateway
+  check   -c FILE            validate a configuration (keys and plugins are loaded)
+  send    [flags] [FILE]     send a message through an SMTP server and show its replies
+  keygen  [flags]            write a DKIM private key and print the DNS TXT record to publish
+
+Run "sluice <command> -h" for a command's flags.
+`
+
+// run is main without the process: tests call it.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	cmds := map[string]func(context.Context, []string, io.Reader, io.Writer, io.Writer) int{
+		"serve": serve, "check": check, "send": send, "keygen": keygen,
+	}
+	cmd, ok := cmds[args[0]]
+	if !ok {
+		if args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+			fmt.Fprint(stdout, usage)
+			return 0
+		}
+		fmt.Fprintf(stderr, "sluice: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	return cmd(ctx, args[1:], stdin, stdout, stderr)
+}
+
+func configFlag(fs *flag.FlagSet) *string {
+	return fs.String("c", "gateway.toml", "configuration `file`")
+}
+
+func serve(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writer) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	file := configFlag(fs)
+	grace := fs.Duration("grace", 30*time.Second, "how long sessions in flight may finish at shutdown")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	cfg, err := config.Load(*file)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	log := newLogger(cfg.Log, stderr)
+	g, err := gateway.New(ctx, cfg, log)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	if err := g.Listen(); err != nil {
+		fmt.Fprintln(stderr, err)
+		g.Close()
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := g.Serve(ctx, *grace); err != nil {
+		log.Error("serve", "err", err)
+		return 1
+	}
+	log.Info("stopped")
+	return 0
+}
+
+func check(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("check", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	file := configFlag(fs)
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	cfg, err := config.Load(*file)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	g, err := gateway.New(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		var errs config.Errors
+		if !errors.As(err, &errs) {
+			err = fmt.Errorf("%s: %v", *file, err)
+		}
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	g.Close()
+	fmt.Fprintf(stdout, "%s: OK\n", *file)
+	return 0
+}
+
+func newLogger(c config.Log, w io.Writer) *slog.Logger {
+	var level slog.Level
+	level.UnmarshalText([]byte(c.Level)) // validated by config
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

@@ -1,0 +1,342 @@
+// Package gateway builds a running Sluice from a validated configuration:
+// the resolver, SRS, DKIM signer, relay, plugin chain and SMTP server, and
+// the dev-mode capture inbox. It is the only place that knows how the
+// parts fit together; each part knows only its own settings.
+package gateway
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sluice-mail/sluice/gateway/internal/certs"
+	"github.com/sluice-mail/sluice/gateway/internal/config"
+	"github.com/sluice-mail/sluice/gateway/internal/dkim"
+	"github.com/sluice-mail/sluice/gateway/internal/inbox"
+	"github.com/sluice-mail/sluice/gateway/internal/plugin"
+	"github.com/sluice-mail/sluice/gateway/internal/relay"
+	"github.com/sluice-mail/sluice/gateway/internal/resolver"
+	"github.com/sluice-mail/sluice/gateway/internal/smtpd"
+	"github.com/sluice-mail/sluice/gateway/internal/srs"
+	"github.com/sluice-mail/sluice/sdk/abi"
+)
+
+// Gateway is a built Sluice, ready to listen.
+type Gateway struct {
+	cfg   *config.Config
+	log   *slog.Logger
+	host  *plugin.Host
+	chain *plugin.Chain
+	relay *relay.Relay
+	smtp  *smtpd.Server
+	inbox *inbox.Inbox
+
+	mu        sync.Mutex
+	listeners []net.Listener
+	addrs     []string
+}
+
+// New builds every part. Problems that only show when building (a key file
+// that cannot be read, a plugin that does not load) come back as
+// config.Errors pointing at the line of the setting concerned.
+func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Gateway, error) {
+	g := &Gateway{cfg: cfg, log: log}
+	var errs config.Errors
+	fail := func(path, format string, args ...any) { errs = append(errs, cfg.ErrorAt(path, format, args...)) }
+
+	tlsConfig, err := g.tlsConfig()
+	if err != nil {
+		fail("smtp.tls_cert", "%v", err)
+	}
+	res, err := resolver.New(resolver.Config{
+		Nameservers: cfg.DNS.Nameservers,
+		Timeout:     cfg.DNS.Timeout.D(),
+		Static:      cfg.DNS.Static,
+	})
+	if err != nil {
+		fail("dns.static", "dns: %v", err)
+	}
+	rewriter, err := g.srs()
+	if err != nil {
+		fail("srs", "srs: %v", err)
+	}
+	signer, err := g.signer(fail)
+	if err != nil {
+		fail("dkim", "dkim: %v", err)
+	}
+	g.host, err = plugin.NewHost(ctx, plugin.HostConfig{CacheDir: g.cacheDir(), Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("starting the WebAssembly runtime: %w", err)
+	}
+	var plugins []*plugin.Plugin
+	for i := range cfg.Plugin {
+		p, err := g.loadPlugin(ctx, i)
+		if err != nil {
+			fail(fmt.Sprintf("plugin.%d", i), "plugin %q: %v", cfg.Plugin[i].Name, err)
+			continue
+		}
+		plugins = append(plugins, p)
+	}
+	g.chain = plugin.NewChain(plugins...)
+	if len(errs) > 0 {
+		g.Close()
+		return nil, errs
+	}
+
+	g.relay, err = relay.New(g.relayConfig(), res)
+	if err != nil {
+		g.Close()
+		return nil, config.Errors{cfg.ErrorAt("relay", "relay: %v", err)}
+	}
+	g.smtp, err = smtpd.New(smtpd.Config{
+		Hostname:            cfg.Hostname,
+		Domains:             cfg.Domains,
+		SRSDomain:           cfg.SRS.Domain,
+		MaxMessageSize:      int64(cfg.SMTP.MaxMessageSize),
+		MaxRecipients:       cfg.SMTP.MaxRecipients,
+		MaxConnections:      cfg.SMTP.MaxConnections,
+		MaxConnectionsPerIP: cfg.SMTP.MaxConnectionsPerIP,
+		CommandTimeout:      cfg.SMTP.CommandTimeout.D(),
+		DataTimeout:         cfg.SMTP.DataTimeout.D(),
+		MaxLineLength:       cfg.SMTP.MaxLineLength,
+		MaxHops:             cfg.SMTP.MaxHops,
+		TLS:                 tlsConfig,
+	}, smtpd.Parts{Chain: g.chain, Relay: g.relay, SRS: rewriter, Signer: signer, Logger: log})
+	if err != nil {
+		g.Close()
+		return nil, err
+	}
+	if cfg.Dev.InboxListen != "" {
+		g.inbox = &inbox.Inbox{Dir: cfg.Path(cfg.Dev.InboxDir), Logger: log}
+	}
+	return g, nil
+}
+
+func (g *Gateway) tlsConfig() (*tls.Config, error) {
+	s := g.cfg.SMTP
+	switch {
+	case s.TLSCert != "":
+		cert, err := tls.LoadX509KeyPair(g.cfg.Path(s.TLSCert), g.cfg.Path(s.TLSKey))
+		if err != nil {
+			return nil, fmt.Errorf("smtp.tls_cert: %v", err)
+		}
+		return &tls.Config{Certificates: []tls.Certificate{cert}}, nil
+	case s.TLSSelfSigned:
+		cert, err := certs.SelfSigned(g.cfg.Hostname)
+		if err != nil {
+			return nil, err
+		}
+		g.log.Warn("STARTTLS uses a self-signed certificate made at start-up; set smtp.tls_cert and smtp.tls_key for a real MX")
+		return &tls.Config{Certificates: []tls.Certificate{cert}}, nil
+	}
+	return nil, nil
+}
+
+func (g *Gateway) srs() (*srs.Rewriter, error) {
+	s := g.cfg.SRS
+	secrets := append([]string(nil), s.Secrets...)
+	if s.SecretsFile != "" {
+		b, err := os.ReadFile(g.cfg.Path(s.SecretsFile))
+		if err != nil {
+			return nil, fmt.Errorf("secrets_file: %v", err)
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
+				secrets = append(secrets, line)
+			}
+		}
+	}
+	return srs.New(srs.Config{
+		Domain:     s.Domain,
+		Secrets:    secrets,
+		MaxAge:     time.Duration(s.MaxAgeDays) * 24 * time.Hour,
+		HashLength: s.HashLength,
+	})
+}
+
+// signer loads every key, reporting each unreadable one at its own line.
+func (g *Gateway) signer(fail func(path, format string, args ...any)) (*dkim.Signer, error) {
+	d := g.cfg.DKIM
+	if len(d.Keys) == 0 {
+		g.log.Warn("no [[dkim.key]] configured: forwarded mail will not be DKIM-signed")
+		return nil, nil
+	}
+	var keys []dkim.Key
+	for i, k := range d.Keys {
+		signer, err := dkim.LoadKey(g.cfg.Path(k.File))
+		if err != nil {
+			fail(fmt.Sprintf("dkim.key.%d.file", i), "dkim.key[%d]: %v", i, err)
+			continue
+		}
+		keys = append(keys, dkim.Key{Selector: k.Selector, Signer: signer})
+	}
+	if len(keys) < len(d.Keys) {
+		return nil, nil
+	}
+	return dkim.NewSigner(dkim.SignerConfig{Domain: d.Domain, Keys: keys, Headers: d.Headers})
+}
+
+func (g *Gateway) cacheDir() string {
+	if d := g.cfg.WASM.CacheDir; d != "" {
+		return g.cfg.Path(d)
+	}
+	if d, err := os.UserCacheDir(); err == nil {
+		return filepath.Join(d, "sluice", "wazero")
+	}
+	return ""
+}
+
+func (g *Gateway) loadPlugin(ctx context.Context, i int) (*plugin.Plugin, error) {
+	p := g.cfg.Plugin[i]
+	raw, err := p.ConfigTOML()
+	if err != nil {
+		return nil, fmt.Errorf("encoding its config: %v", err)
+	}
+	var stages []abi.Stage
+	for _, name := range p.Stages {
+		st, _ := abi.ParseStage(name) // validated by config
+		stages = append(stages, st)
+	}
+	policy := plugin.Tempfail
+	if p.OnFailure == "skip" {
+		policy = plugin.Skip
+	}
+	return g.host.Load(ctx, plugin.Spec{
+		Name:        p.Name,
+		Path:        g.cfg.Path(p.Path),
+		Stages:      stages,
+		Config:      raw,
+		Hostname:    g.cfg.Hostname,
+		Timeout:     p.Timeout.D(),
+		MemoryLimit: uint64(p.MemoryLimit),
+		Instances:   p.Instances,
+		OnFailure:   policy,
+	})
+}
+
+func (g *Gateway) relayConfig() relay.Config {
+	r := g.cfg.Relay
+	c := relay.Config{
+		Helo:           r.Helo,
+		Port:           r.Port,
+		DisableIPv6:    r.IPv6 != nil && !*r.IPv6,
+		ConnectTimeout: r.ConnectTimeout.D(),
+		CommandTimeout: r.CommandTimeout.D(),
+		DataTimeout:    r.DataTimeout.D(),
+		IdleTimeout:    r.IdleTimeout.D(),
+		Logger:         g.log,
+	}
+	if r.MaxIdle != nil {
+		c.MaxIdle = *r.MaxIdle
+		if c.MaxIdle == 0 {
+			c.MaxIdle = -1 // relay reads 0 as "default"; the config's 0 means "keep none"
+		}
+	}
+	c.SourceIPv4, _ = netip.ParseAddr(r.SourceIPv4) // validated by config
+	c.SourceIPv6, _ = netip.ParseAddr(r.SourceIPv6)
+	return c
+}
+
+// Listen opens every configured listener. An address whose IP is IPv6
+// listens on IPv6 only, so that "[::]:25" and "0.0.0.0:25" can be
+// configured side by side.
+func (g *Gateway) Listen() error {
+	for _, a := range g.cfg.SMTP.Listen {
+		l, err := listen(a)
+		if err != nil {
+			g.closeListeners()
+			return err
+		}
+		g.listeners = append(g.listeners, l)
+		g.addrs = append(g.addrs, l.Addr().String())
+	}
+	if g.inbox != nil {
+		l, err := listen(g.cfg.Dev.InboxListen)
+		if err != nil {
+			g.closeListeners()
+			return fmt.Errorf("dev inbox: %w", err)
+		}
+		g.listeners = append(g.listeners, l)
+	}
+	return nil
+}
+
+func listen(addr string) (net.Listener, error) {
+	host, _, _ := net.SplitHostPort(addr)
+	network := "tcp"
+	if ip, err := netip.ParseAddr(host); err == nil {
+		network = "tcp4"
+		if ip.Is6() && !ip.Is4In6() {
+			network = "tcp6"
+		}
+	}
+	return net.Listen(network, addr)
+}
+
+// Addrs returns the SMTP listeners' addresses (useful with port 0).
+func (g *Gateway) Addrs() []string { return g.addrs }
+
+// Serve serves on every listener until ctx is done, then shuts down,
+// giving sessions in flight up to grace to finish.
+func (g *Gateway) Serve(ctx context.Context, grace time.Duration) error {
+	errc := make(chan error, len(g.listeners))
+	n := len(g.cfg.SMTP.Listen)
+	for i, l := range g.listeners {
+		if i < n {
+			go func() { errc <- g.smtp.Serve(l) }()
+			g.log.Info("listening", "addr", l.Addr().String(), "hostname", g.cfg.Hostname)
+		} else {
+			go func() { errc <- g.inbox.Serve(l) }()
+			g.log.Info("dev inbox listening", "addr", l.Addr().String(), "dir", g.inbox.Dir)
+		}
+	}
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	g.smtp.Shutdown(sctx)
+	g.Close()
+	return err
+}
+
+func (g *Gateway) closeListeners() {
+	for _, l := range g.listeners {
+		l.Close()
+	}
+}
+
+// Close releases everything the gateway holds.
+func (g *Gateway) Close() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.closeListeners()
+	var errs []error
+	if g.inbox != nil {
+		g.inbox.Close()
+	}
+	if g.relay != nil {
+		errs = append(errs, g.relay.Close())
+	}
+	ctx := context.Background()
+	if g.chain != nil {
+		errs = append(errs, g.chain.Close(ctx))
+		g.chain = nil
+	}
+	if g.host != nil {
+		errs = append(errs, g.host.Close(ctx))
+		g.host = nil
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,384 @@
+package gateway_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/sluice-mail/sluice/gateway"
+	"github.com/sluice-mail/sluice/gateway/internal/certs"
+	"github.com/sluice-mail/sluice/gateway/internal/config"
+	"github.com/sluice-mail/sluice/gateway/internal/dkim"
+	"github.com/sluice-mail/sluice/gateway/internal/dnstest"
+	"github.com/sluice-mail/sluice/gateway/internal/wasmbuild"
+)
+
+// destination is a real SMTP server playing the destination MX. It
+// records what it accepts and answers some recipients and messages with
+// failures, as real mailbox providers do.
+type destination struct {
+	addr string
+
+	mu       sync.Mutex
+	received []delivery
+	conns    int
+}
+
+type delivery struct {
+	from string
+	to   []string
+	utf8 bool
+	tls  bool
+	data []byte
+}
+
+// Recipients and message markers the destination refuses.
+var destReplies = map[string]*smtp.SMTPError{
+	"bad@dest.test":   {Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "The email account that you tried to reach does not exist"},
+	"later@dest.test": {Code: 451, EnhancedCode: smtp.EnhancedCode{4, 2, 1}, Message: "Mailbox temporarily unavailable, try again later"},
+}
+
+const dataRejectMarker = "X-Test: reject-at-data"
+
+func startDestination(t *testing.T) *destination {
+	t.Helper()
+	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &destination{addr: l.Addr().String()}
+	s := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
+		return &destSession{d: d, conn: c}, nil
+	}))
+	s.Domain = "mx.dest.test"
+	s.EnableSMTPUTF8 = true
+	cert, err := certs.SelfSigned("mx.dest.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
+	s.ErrorLog = nopLogger{}
+	go s.Serve(countingListener{l, d})
+	t.Cleanup(func() { s.Close() })
+	return d
+}
+
+func (d *destination) port() string { _, p, _ := net.SplitHostPort(d.addr); return p }
+
+// countingListener counts TCP connections, which is what reuse saves.
+type countingListener struct {
+	net.Listener
+	d *destination
+}
+
+func (l countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.d.mu.Lock()
+		l.d.conns++
+		l.d.mu.Unlock()
+	}
+	return c, err
+}
+
+func (d *destination) connections() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.conns
+}
+
+func (d *destination) deliveries() []delivery {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]delivery(nil), d.received...)
+}
+
+type destSession struct {
+	d    *destination
+	conn *smtp.Conn
+	cur  delivery
+}
+
+func (s *destSession) Reset()        { s.cur = delivery{} }
+func (s *destSession) Logout() error { return nil }
+func (s *destSession) Mail(from string, o *smtp.MailOptions) error {
+	_, tls := s.conn.TLSConnectionState()
+	s.cur = delivery{from: from, utf8: o.UTF8, tls: tls}
+	return nil
+}
+func (s *destSession) Rcpt(to string, _ *smtp.RcptOptions) error {
+	if e, ok := destReplies[to]; ok {
+		return e
+	}
+	s.cur.to = append(s.cur.to, to)
+	return nil
+}
+func (s *destSession) Data(r io.Reader) error {
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	if bytes.Contains(b, []byte(dataRejectMarker)) {
+		return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Message refused by destination policy"}
+	}
+	s.cur.data = b
+	s.d.mu.Lock()
+	s.d.received = append(s.d.received, s.cur)
+	n := len(s.d.received)
+	s.d.mu.Unlock()
+	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: fmt.Sprintf("OK: queued as DEST%d", n)}
+}
+
+type nopLogger struct{}
+
+func (nopLogger) Printf(string, ...any) {}
+func (nopLogger) Println(...any)        {}
+
+// env is one Sluice under test with its DNS server and destination.
+type env struct {
+	dns     *dnstest.Server
+	dest    *destination
+	gw      *gateway.Gateway
+	addr    string // Sluice's first SMTP listener
+	addrs   []string
+	keys    map[string]string // selector -> TXT record
+	secret  string
+	logs    *syncBuffer
+	cfgText string
+}
+
+const testSRSSecret = "test-secret-0123456789abcdef"
+
+// The router's rules for every test; each address exercises one path.
+const routerRules = `
+[plugin.config]
+subaddress_separator = "+"
+[[plugin.config.rule]]
+match = "info@ours.test"
+action = "forward"
+to = "me@dest.test"
+[[plugin.config.rule]]
+match = "bad@ours.test"
+action = "forward"
+to = "bad@dest.test"
+[[plugin.config.rule]]
+match = "later@ours.test"
+action = "forward"
+to = "later@dest.test"
+[[plugin.config.rule]]
+match = "down@ours.test"
+action = "forward"
+to = "me@down.test"
+[[plugin.config.rule]]
+match = "elsewhere@ours.test"
+action = "forward"
+to = "friend@example.org"
+[[plugin.config.rule]]
+match = "loop@ours.test"
+action = "forward"
+to = "info@ours.test"
+[[plugin.config.rule]]
+match = "gone@ours.test"
+action = "reject"
+code = 550
+enhanced = "5.1.1"
+text = "Gone: this address was retired"
+[[plugin.config.rule]]
+match = "drop@ours.test"
+action = "drop"
+# A plugin that tries to make Sluice relay for a foreign domain.
+[[plugin.config.rule]]
+match = "*@other.test"
+action = "forward"
+to = "me@dest.test"
+`
+
+type envOptions struct {
+	smtp  string // extra lines for [smtp]
+	relay string // extra lines for [relay]
+}
+
+func startEnv(t *testing.T, o envOptions) *env {
+	t.Helper()
+	e := &env{dest: startDestination(t), keys: map[string]string{}, secret: testSRSSecret, logs: &syncBuffer{}}
+	dir := t.TempDir()
+	for _, k := range []struct{ sel, alg string }{{"rsa", "rsa"}, {"ed", "ed25519"}} {
+		key, err := dkim.GenerateKey(k.alg, 2048)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pem, _ := dkim.MarshalKey(key)
+		if err := os.WriteFile(filepath.Join(dir, k.sel+".pem"), pem, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		e.keys[k.sel], _ = dkim.TXTRecord(key)
+	}
+	zone := `
+dest.test.        300 IN MX 10 mx.dest.test.
+mx.dest.test.     300 IN A 127.0.0.1
+example.org.      300 IN MX 10 mx.dest.test.
+down.test.        300 IN MX 10 mx.down.test.
+mx.down.test.     300 IN A 127.0.0.9
+`
+	for sel, txt := range e.keys {
+		zone += fmt.Sprintf("%s._domainkey.ours.test. 300 IN TXT %s\n", sel, splitTXT(txt))
+	}
+	e.dns = dnstest.Start(t, zone)
+
+	e.cfgText = fmt.Sprintf(`
+hostname = "mx.ours.test"
+domains = ["ours.test"]
+[smtp]
+listen = ["127.0.0.1:0"]
+tls_self_signed = true
+%s
+[relay]
+port = %s
+connect_timeout = "2s"
+%s
+[srs]
+secrets = [%q]
+[dkim]
+[[dkim.key]]
+selector = "rsa"
+file = %q
+[[dkim.key]]
+selector = "ed"
+file = %q
+[dns]
+nameservers = [%q]
+timeout = "2s"
+[wasm]
+cache_dir = %q
+[[plugin]]
+name = "router"
+path = %q
+stages = ["rcpt"]
+%s
+`, o.smtp, e.dest.port(), o.relay, e.secret, filepath.Join(dir, "rsa.pem"), filepath.Join(dir, "ed.pem"),
+		e.dns.Addr(), wasmbuild.CacheDirForTest(), wasmbuild.ForTest(t, "./plugins/router"), routerRules)
+	cfgPath := filepath.Join(dir, "gateway.toml")
+	os.WriteFile(cfgPath, []byte(e.cfgText), 0o644)
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		t.Fatalf("config: %v", err)
+	}
+	log := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	g, err := gateway.New(context.Background(), cfg, log)
+	if err != nil {
+		t.Fatalf("gateway.New: %v", err)
+	}
+	if err := g.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	e.gw, e.addrs, e.addr = g, g.Addrs(), g.Addrs()[0]
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- g.Serve(ctx, time.Second) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+		if t.Failed() {
+			t.Logf("gateway log:\n%s", e.logs.String())
+		}
+	})
+	return e
+}
+
+// splitTXT writes a TXT record as zone-file strings of at most 255 bytes.
+func splitTXT(s string) string {
+	var parts []string
+	for len(s) > 0 {
+		n := min(len(s), 255)
+		parts = append(parts, `"`+s[:n]+`"`)
+		s = s[n:]
+	}
+	return strings.Join(parts, " ")
+}
+
+// client opens an SMTP session to Sluice, as a sending server would.
+func (e *env) client(t *testing.T) *smtp.Client {
+	t.Helper()
+	return dialClient(t, e.addr)
+}
+
+func dialClient(t *testing.T, addr string) *smtp.Client {
+	t.Helper()
+	c, err := smtp.Dial(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Hello("sender.example.org"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// sendData sends a message body and returns the reply: code and text.
+func sendData(t *testing.T, c *smtp.Client, msg string) (*smtp.DataResponse, error) {
+	t.Helper()
+	w, err := c.Data()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := io.WriteString(w, msg); err != nil {
+		t.Fatal(err)
+	}
+	return w.CloseWithResponse()
+}
+
+// wantReply checks that err is an SMTP reply with the code, enhanced code
+// and a text containing want.
+func wantReply(t *testing.T, what string, err error, code int, enh smtp.EnhancedCode, text string) {
+	t.Helper()
+	var e *smtp.SMTPError
+	if !errors.As(err, &e) {
+		t.Errorf("%s: got %v, want %d %v %q", what, err, code, enh, text)
+		return
+	}
+	if e.Code != code || e.EnhancedCode != enh || !strings.Contains(e.Message, text) {
+		t.Errorf("%s: got %d %v %q, want %d %v containing %q", what, e.Code, e.EnhancedCode, e.Message, code, enh, text)
+	}
+}
+
+const testMessage = "From: Alice <alice@example.org>\r\n" +
+	"To: info@ours.test\r\n" +
+	"Subject: a test\r\n" +
+	"Date: Thu, 26 Nov 2026 10:00:00 +0000\r\n" +
+	"Message-ID: <1@example.org>\r\n" +
+	"\r\n" +
+	"Hello.\r\n" +
+	".leading dot survives\r\n"
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}

@@ -1,0 +1,92 @@
+package smtpd
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+)
+
+// limitListener refuses connections over the total and per-IP limits
+// before go-smtp sees them, answering 421 as RFC 5321 §3.8 allows, so
+// that a flood from one address cannot starve everyone else.
+type limitListener struct {
+	net.Listener
+	hostname string
+	total    int
+	perIP    int
+
+	mu     sync.Mutex
+	open   int
+	byAddr map[netip.Addr]int
+}
+
+func newLimitListener(l net.Listener, hostname string, total, perIP int) *limitListener {
+	return &limitListener{Listener: l, hostname: hostname, total: total, perIP: perIP, byAddr: map[netip.Addr]int{}}
+}
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		ip := remoteIP(c)
+		if reason := l.admit(ip); reason != "" {
+			go refuse(c, fmt.Sprintf("421 4.7.0 %s %s, try again later\r\n", l.hostname, reason))
+			continue
+		}
+		return &limitedConn{Conn: c, release: func() { l.release(ip) }}, nil
+	}
+}
+
+func (l *limitListener) admit(ip netip.Addr) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.open >= l.total {
+		return "too many connections"
+	}
+	if l.byAddr[ip] >= l.perIP {
+		return "too many connections from " + ip.String()
+	}
+	l.open++
+	l.byAddr[ip]++
+	return ""
+}
+
+func (l *limitListener) release(ip netip.Addr) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.open--
+	if l.byAddr[ip]--; l.byAddr[ip] <= 0 {
+		delete(l.byAddr, ip)
+	}
+}
+
+func refuse(c net.Conn, reply string) {
+	c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	c.Write([]byte(reply))
+	c.Close()
+}
+
+// limitedConn gives its place back exactly once, however often it is closed.
+type limitedConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *limitedConn) Close() error {
+	c.once.Do(c.release)
+	return c.Conn.Close()
+}
+
+func remoteIP(c net.Conn) netip.Addr {
+	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		if ip, ok := netip.AddrFromSlice(a.IP); ok {
+			return ip.Unmap()
+		}
+	}
+	return netip.Addr{}
+}

@@ -1,0 +1,132 @@
+// Package smtpd is Sluice's inbound SMTP side: the session a sending
+// server talks to. For each recipient it asks the filter chain where the
+// mail goes, opens the relay to that destination while the client waits,
+// and answers with the destination's own replies. It accepts mail only
+// for its own domains and the SRS domain: it is never an open relay,
+// whatever a plugin says.
+package smtpd
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/sluice-mail/sluice/gateway/internal/dkim"
+	"github.com/sluice-mail/sluice/gateway/internal/plugin"
+	"github.com/sluice-mail/sluice/gateway/internal/relay"
+	"github.com/sluice-mail/sluice/gateway/internal/srs"
+)
+
+// Config is the inbound side's own settings.
+type Config struct {
+	Hostname            string
+	Domains             []string // the custom domains, normalised (lower-case ASCII)
+	SRSDomain           string
+	MaxMessageSize      int64
+	MaxRecipients       int
+	MaxConnections      int
+	MaxConnectionsPerIP int
+	CommandTimeout      time.Duration
+	DataTimeout         time.Duration
+	MaxLineLength       int
+	MaxHops             int
+	TLS                 *tls.Config // nil: no STARTTLS
+}
+
+// Parts are the pieces a session hands mail to.
+type Parts struct {
+	Chain  *plugin.Chain
+	Relay  *relay.Relay
+	SRS    *srs.Rewriter
+	Signer *dkim.Signer // nil: forward unsigned
+	Logger *slog.Logger
+}
+
+// Server accepts SMTP connections.
+type Server struct {
+	cfg     Config
+	parts   Parts
+	domains map[string]bool
+	smtp    *smtp.Server
+	log     *slog.Logger
+
+	// ctx is cancelled on Close, ending relay work of sessions in flight.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu        sync.Mutex
+	listeners []net.Listener
+}
+
+// New makes a server; Serve starts it on a listener.
+func New(cfg Config, parts Parts) (*Server, error) {
+	if cfg.Hostname == "" || len(cfg.Domains) == 0 {
+		return nil, errors.New("smtpd: a hostname and at least one domain are needed")
+	}
+	if parts.Chain == nil || parts.Relay == nil || parts.SRS == nil {
+		return nil, errors.New("smtpd: chain, relay and SRS are needed")
+	}
+	if parts.Logger == nil {
+		parts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	s := &Server{cfg: cfg, parts: parts, domains: map[string]bool{}, log: parts.Logger}
+	for _, d := range cfg.Domains {
+		s.domains[d] = true
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+
+	srv := smtp.NewServer(smtp.BackendFunc(s.newSession))
+	srv.Domain = cfg.Hostname
+	srv.MaxMessageBytes = cfg.MaxMessageSize
+	srv.MaxRecipients = cfg.MaxRecipients
+	srv.MaxLineLength = cfg.MaxLineLength
+	srv.ReadTimeout = cfg.CommandTimeout
+	srv.WriteTimeout = cfg.CommandTimeout
+	srv.EnableSMTPUTF8 = true
+	srv.TLSConfig = cfg.TLS
+	srv.ErrorLog = slogLogger{s.log}
+	s.smtp = srv
+	return s, nil
+}
+
+// Serve accepts connections on l until Close. Connections over the
+// configured limits are answered 421 and closed.
+func (s *Server) Serve(l net.Listener) error {
+	ll := newLimitListener(l, s.cfg.Hostname, s.cfg.MaxConnections, s.cfg.MaxConnectionsPerIP)
+	s.mu.Lock()
+	s.listeners = append(s.listeners, ll)
+	s.mu.Unlock()
+	err := s.smtp.Serve(ll)
+	if errors.Is(err, net.ErrClosed) || errors.Is(err, smtp.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Shutdown stops accepting and waits for sessions to end, until ctx is
+// done; then it closes them.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.smtp.Shutdown(ctx)
+	if err != nil {
+		s.cancel()
+		s.smtp.Close()
+	}
+	s.cancel()
+	return err
+}
+
+// slogLogger lets go-smtp's own error log go to ours.
+type slogLogger struct{ l *slog.Logger }
+
+func (s slogLogger) Printf(format string, v ...any) {
+	s.l.Debug("smtp", "detail", fmt.Sprintf(format, v...))
+}
+func (s slogLogger) Println(v ...any) { s.l.Debug("smtp", "detail", fmt.Sprint(v...)) }

@@ -1,0 +1,319 @@
+package smtpd
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/sluice-mail/sluice/gateway/internal/address"
+	"github.com/sluice-mail/sluice/gateway/internal/plugin"
+	"github.com/sluice-mail/sluice/gateway/internal/relay"
+	"github.com/sluice-mail/sluice/sdk/abi"
+)
+
+// session is one SMTP connection, from HELO to QUIT.
+type session struct {
+	srv      *Server
+	conn     *smtp.Conn
+	id       string
+	clientIP netip.Addr
+	started  time.Time
+	txn      transaction
+}
+
+// transaction is one MAIL FROM ... DATA exchange.
+type transaction struct {
+	from      string // as the client gave it; "" for the null reverse-path
+	mailOpts  *smtp.MailOptions
+	srsFrom   string   // the rewritten sender used towards the destination
+	rcpts     []string // every recipient accepted, as given
+	forwards  []forward
+	discarded []string
+	destDom   string     // the one destination domain of this transaction
+	relay     *relay.Txn // open towards destDom once a recipient is forwarded
+	remote    string     // the destination host used, for the log
+	changes   changes
+	verdicts  []plugin.Record
+	started   time.Time
+}
+
+type forward struct {
+	rcpt string // as the client gave it
+	dest string // where it goes
+}
+
+// changes are what plugins asked for at any stage of the transaction,
+// applied to the message once, after the data stage.
+type changes struct {
+	add        []abi.Header
+	remove     []string
+	quarantine string
+}
+
+func (c *changes) merge(o plugin.Outcome) {
+	c.add = append(c.add, o.AddHeaders...)
+	c.remove = append(c.remove, o.RemoveHeaders...)
+	if o.Quarantine != "" && c.quarantine == "" {
+		c.quarantine = o.Quarantine
+	}
+}
+
+// newSession runs when the client first says HELO or EHLO, which is when
+// go-smtp creates a session: the connect and helo stages run here.
+func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
+	sess := &session{srv: s, conn: c, id: newID(), clientIP: remoteIP(c.Conn()), started: time.Now()}
+	for _, st := range []abi.Stage{abi.StageConnect, abi.StageHelo} {
+		out := sess.run(st, "")
+		if out.Action == abi.Reject || out.Action == abi.Tempfail {
+			s.log.Info("session refused", "session", sess.id, "client", sess.clientIP, "stage", st.String(), "reply", out.Reply.Error())
+			return nil, out.Reply
+		}
+	}
+	return sess, nil
+}
+
+func newID() string {
+	var b [6]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// request describes the session and transaction so far to the plugins.
+func (s *session) request(st abi.Stage, rcpt string) *abi.Request {
+	_, tls := s.conn.TLSConnectionState()
+	r := &abi.Request{
+		Stage:     st,
+		SessionID: s.id,
+		ClientIP:  s.clientIP.String(),
+		Helo:      s.conn.Hostname(),
+		TLS:       tls,
+		MailFrom:  s.txn.from,
+		Rcpts:     s.txn.rcpts,
+		Rcpt:      rcpt,
+	}
+	if s.txn.mailOpts != nil {
+		r.UTF8 = s.txn.mailOpts.UTF8
+	}
+	return r
+}
+
+func (s *session) run(st abi.Stage, rcpt string) plugin.Outcome {
+	return s.runRequest(s.request(st, rcpt))
+}
+
+func (s *session) runRequest(req *abi.Request) plugin.Outcome {
+	out := s.srv.parts.Chain.Run(s.srv.ctx, req)
+	s.txn.verdicts = append(s.txn.verdicts, out.Verdicts...)
+	return out
+}
+
+// Mail starts a transaction: the mail stage, then SRS.
+func (s *session) Mail(from string, opts *smtp.MailOptions) error {
+	s.resetTxn()
+	s.txn = transaction{from: from, mailOpts: opts, started: time.Now()}
+	if from != "" {
+		if _, _, err := address.Split(from); err != nil {
+			s.txn = transaction{}
+			return &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 7}, Message: fmt.Sprintf("Bad sender address <%s>", from)}
+		}
+		if !opts.UTF8 && !isASCII(from) {
+			s.txn = transaction{}
+			return &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 6, 7}, Message: "Non-ASCII address without SMTPUTF8"}
+		}
+	}
+	out := s.run(abi.StageMail, "")
+	if out.Action == abi.Reject || out.Action == abi.Tempfail {
+		s.txn = transaction{}
+		return out.Reply
+	}
+	s.txn.changes.merge(out)
+	srsFrom, err := s.srv.parts.SRS.Forward(from)
+	if err != nil {
+		s.txn = transaction{}
+		return &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 7}, Message: fmt.Sprintf("Cannot rewrite sender <%s>: %v", from, err)}
+	}
+	s.txn.srsFrom = srsFrom
+	return nil
+}
+
+// Rcpt decides one recipient: relay protection, then where it goes (an
+// SRS bounce address, or the chain's destination), then the destination's
+// own answer to it.
+func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	if !s.txn.utf8() && !isASCII(to) {
+		return &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 6, 7}, Message: "Non-ASCII address without SMTPUTF8"}
+	}
+	bounceTo, err := s.srv.localRecipient(to)
+	if err != nil {
+		return err
+	}
+	out := s.run(abi.StageRcpt, to)
+	switch out.Action {
+	case abi.Reject, abi.Tempfail:
+		return out.Reply
+	case abi.Discard:
+		s.txn.changes.merge(out)
+		s.txn.rcpts = append(s.txn.rcpts, to)
+		s.txn.discarded = append(s.txn.discarded, to)
+		return nil
+	}
+	dest := out.Destination
+	if bounceTo != "" {
+		// A bounce goes back to the sender it was sent for; no plugin
+		// can redirect it.
+		dest = bounceTo
+	}
+	if dest == "" {
+		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: fmt.Sprintf("<%s>: no such recipient here", to)}
+	}
+	if err := s.forwardTo(to, dest); err != nil {
+		return err
+	}
+	s.txn.changes.merge(out)
+	s.txn.rcpts = append(s.txn.rcpts, to)
+	return nil
+}
+
+// forwardTo adds a destination to the transaction, opening the relay to
+// its domain if this is the first, and passes on the destination's reply.
+func (s *session) forwardTo(rcpt, dest string) error {
+	_, domain, err := address.Split(dest)
+	if err != nil {
+		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 5}, Message: fmt.Sprintf("<%s>: misconfigured destination: %v", rcpt, err)}
+	}
+	if s.srv.domains[domain] {
+		return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 4, 6}, Message: fmt.Sprintf("<%s>: routing loop: it forwards to a domain this gateway serves", rcpt)}
+	}
+	for _, f := range s.txn.forwards {
+		if f.dest == dest {
+			// Already accepted by the destination in this transaction.
+			s.txn.forwards = append(s.txn.forwards, forward{rcpt: rcpt, dest: dest})
+			return nil
+		}
+	}
+	if s.txn.relay != nil && domain != s.txn.destDom {
+		if len(s.txn.forwards) > 0 {
+			// One reply to DATA must be true for every recipient, so one
+			// transaction goes to one destination (RFC 5321 §3.3 lets a
+			// server defer a recipient to the next transaction).
+			return &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 5, 3}, Message: fmt.Sprintf("<%s>: send this recipient in a new transaction", rcpt)}
+		}
+		s.txn.relay.Close()
+		s.txn.relay = nil
+	}
+	ctx := s.srv.ctx
+	if s.txn.relay == nil {
+		t, err := s.srv.parts.Relay.Begin(ctx, domain, s.txn.srsFrom, s.relayMailOptions())
+		if err != nil {
+			return err
+		}
+		s.txn.relay, s.txn.destDom = t, domain
+	}
+	if err := s.txn.relay.Rcpt(ctx, dest); err != nil {
+		return err
+	}
+	s.txn.forwards = append(s.txn.forwards, forward{rcpt: rcpt, dest: dest})
+	return nil
+}
+
+// relayMailOptions passes on what the destination must know about the
+// message: its size and whether it needs SMTPUTF8.
+func (s *session) relayMailOptions() *smtp.MailOptions {
+	o := s.txn.mailOpts
+	if o == nil {
+		return &smtp.MailOptions{}
+	}
+	return &smtp.MailOptions{Size: o.Size, UTF8: o.UTF8, Body: o.Body}
+}
+
+func (t *transaction) utf8() bool { return t.mailOpts != nil && t.mailOpts.UTF8 }
+
+// Data reads the message, runs the data stage, and relays it; the reply
+// is the destination's.
+func (s *session) Data(r io.Reader) error {
+	if d := s.srv.cfg.DataTimeout; d > 0 {
+		s.conn.Conn().SetReadDeadline(time.Now().Add(d))
+	}
+	var hint int64
+	if s.txn.mailOpts != nil {
+		hint = s.txn.mailOpts.Size
+	}
+	msg, err := readMessage(r, hint)
+	if err != nil {
+		s.closeRelay()
+		s.logMessage(0, asSMTPError(err))
+		return err
+	}
+	reply := s.deliver(msg)
+	s.logMessage(len(msg), reply)
+	if reply == nil {
+		return nil // accepted and dropped by policy: go-smtp says 250
+	}
+	return reply
+}
+
+// Reset ends the transaction, keeping the session.
+func (s *session) Reset() { s.resetTxn() }
+
+// Logout runs the close stage; its verdict has no one to go to.
+func (s *session) Logout() error {
+	s.resetTxn()
+	s.run(abi.StageClose, "")
+	return nil
+}
+
+func (s *session) resetTxn() {
+	if s.txn.relay != nil {
+		s.txn.relay.Close()
+	}
+	s.txn = transaction{}
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+// logMessage writes the one line per message that says what happened.
+func (s *session) logMessage(size int, result *smtp.SMTPError) {
+	var dests []string
+	for _, f := range s.txn.forwards {
+		dests = append(dests, f.rcpt+"->"+f.dest)
+	}
+	var plugins []string
+	for _, v := range s.txn.verdicts {
+		p := v.Name + ":" + v.Action.String()
+		if v.Err != nil {
+			p += "(failed)"
+		}
+		plugins = append(plugins, p)
+	}
+	outcome := "250 dropped by policy"
+	if result != nil {
+		outcome = fmt.Sprintf("%d %d.%d.%d %s", result.Code, result.EnhancedCode[0], result.EnhancedCode[1], result.EnhancedCode[2], result.Message)
+	}
+	attrs := []any{
+		"session", s.id, "client", s.clientIP.String(), "from", s.txn.from,
+		"rcpts", strings.Join(s.txn.rcpts, ","), "forwards", strings.Join(dests, ","),
+		"discarded", strings.Join(s.txn.discarded, ","), "size", size,
+		"outcome", outcome, "plugins", strings.Join(plugins, ","),
+		"ms", time.Since(s.txn.started).Milliseconds(),
+	}
+	if s.txn.remote != "" {
+		attrs = append(attrs, "relay", s.txn.remote)
+	}
+	s.srv.log.Info("message", attrs...)
+}
+
+// Make sure the session satisfies go-smtp's interface.
+var _ smtp.Session = (*session)(nil)
