@@ -207,13 +207,17 @@ to = "me@dest.test"
 `
 
 type envOptions struct {
-	smtp  string // extra lines for [smtp]
+	listen string // TOML list of listen addresses; default one on 127.0.0.1
+	smtp   string // extra lines for [smtp]
 	relay string // extra lines for [relay]
 }
 
 func startEnv(t *testing.T, o envOptions) *env {
 	t.Helper()
 	e := &env{dest: startDestination(t), keys: map[string]string{}, secret: testSRSSecret, logs: &syncBuffer{}}
+	if o.listen == "" {
+		o.listen = `["127.0.0.1:0"]`
+	}
 	dir := t.TempDir()
 	for _, k := range []struct{ sel, alg string }{{"rsa", "rsa"}, {"ed", "ed25519"}} {
 		key, err := dkim.GenerateKey(k.alg, 2048)
@@ -242,7 +246,7 @@ mx.down.test.     300 IN A 127.0.0.9
 hostname = "mx.ours.test"
 domains = ["ours.test"]
 [smtp]
-listen = ["127.0.0.1:0"]
+listen = %s
 tls_self_signed = true
 %s
 [relay]
@@ -268,7 +272,7 @@ name = "router"
 path = %q
 stages = ["rcpt"]
 %s
-`, o.smtp, e.dest.port(), o.relay, e.secret, filepath.Join(dir, "rsa.pem"), filepath.Join(dir, "ed.pem"),
+`, o.listen, o.smtp, e.dest.port(), o.relay, e.secret, filepath.Join(dir, "rsa.pem"), filepath.Join(dir, "ed.pem"),
 		e.dns.Addr(), wasmbuild.CacheDirForTest(), wasmbuild.ForTest(t, "./plugins/router"), routerRules)
 	cfgPath := filepath.Join(dir, "gateway.toml")
 	os.WriteFile(cfgPath, []byte(e.cfgText), 0o644)

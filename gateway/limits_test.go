@@ -1,0 +1,184 @@
+package gateway_test
+
+import (
+	"bufio"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+)
+
+// Every limit answers with the right code and keeps the gateway serving.
+func TestLimits(t *testing.T) {
+	e := startEnv(t, envOptions{smtp: `
+max_recipients = 3
+max_message_size = 2000
+max_connections = 4
+max_connections_per_ip = 2
+command_timeout = "1s"
+max_line_length = 512
+`})
+
+	t.Run("recipients", func(t *testing.T) {
+		c := e.client(t)
+		if err := c.Mail("alice@example.org", nil); err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range []string{"info@ours.test", "info+a@ours.test", "info+b@ours.test"} {
+			if err := c.Rcpt(r, nil); err != nil {
+				t.Fatalf("RCPT %s: %v", r, err)
+			}
+		}
+		wantReply(t, "fourth recipient", c.Rcpt("info+c@ours.test", nil), 452, smtp.EnhancedCode{4, 5, 3}, "limit of 3 recipients")
+		c.Reset()
+	})
+
+	t.Run("size", func(t *testing.T) {
+		c := e.client(t)
+		if ok, size := c.Extension("SIZE"); !ok || size != "2000" {
+			t.Errorf("SIZE = %q", size)
+		}
+		if err := c.Mail("alice@example.org", nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Rcpt("info@ours.test", nil); err != nil {
+			t.Fatal(err)
+		}
+		_, err := sendData(t, c, "Subject: big\r\n\r\n"+strings.Repeat(strings.Repeat("x", 70)+"\r\n", 50))
+		wantReply(t, "oversize message", err, 552, smtp.EnhancedCode{5, 3, 4}, "size")
+		if n := len(e.dest.deliveries()); n != 0 {
+			t.Errorf("an oversize message reached the destination (%d)", n)
+		}
+	})
+
+	t.Run("line length", func(t *testing.T) {
+		conn := rawConn(t, e.addr, "")
+		conn.send("EHLO " + strings.Repeat("a", 600))
+		if got := conn.reply(); !strings.HasPrefix(got, "500 5.4.0") {
+			t.Errorf("overlong command: %q, want 500 5.4.0", got)
+		}
+	})
+
+	t.Run("idle timeout", func(t *testing.T) {
+		conn := rawConn(t, e.addr, "")
+		conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if got := conn.reply(); !strings.HasPrefix(got, "421 4.4.2") {
+			t.Errorf("idle client: %q, want 421 4.4.2", got)
+		}
+	})
+
+	t.Run("connections", func(t *testing.T) {
+		a := rawConn(t, e.addr, "127.0.0.1")
+		b := rawConn(t, e.addr, "127.0.0.1")
+		over := rawConn(t, e.addr, "127.0.0.1")
+		if got := over.lastLine; !strings.HasPrefix(got, "421 4.7.0") || !strings.Contains(got, "from 127.0.0.1") {
+			t.Errorf("third connection from one IP: %q, want 421 4.7.0 naming the IP", got)
+		}
+		// Other addresses are still served, up to the total.
+		c := rawConn(t, e.addr, "127.0.0.2")
+		d := rawConn(t, e.addr, "127.0.0.3")
+		if !strings.HasPrefix(c.lastLine, "220") || !strings.HasPrefix(d.lastLine, "220") {
+			t.Errorf("other clients: %q %q, want 220", c.lastLine, d.lastLine)
+		}
+		full := rawConn(t, e.addr, "127.0.0.4")
+		if got := full.lastLine; !strings.HasPrefix(got, "421 4.7.0") || !strings.Contains(got, "too many connections") {
+			t.Errorf("fifth connection in all: %q, want 421 4.7.0", got)
+		}
+		// A closed connection gives its place back.
+		a.Close()
+		time.Sleep(100 * time.Millisecond)
+		again := rawConn(t, e.addr, "127.0.0.1")
+		if !strings.HasPrefix(again.lastLine, "220") {
+			t.Errorf("after one closed: %q, want 220", again.lastLine)
+		}
+		b.Close()
+	})
+}
+
+// A client on IPv6 is served like any other.
+func TestListensOnIPv6(t *testing.T) {
+	e := startEnv(t, envOptions{listen: `["127.0.0.1:0", "[::1]:0"]`})
+	if len(e.addrs) != 2 || !strings.HasPrefix(e.addrs[1], "[::1]:") {
+		t.Fatalf("listeners: %v", e.addrs)
+	}
+	c := dialClient(t, e.addrs[1])
+	if err := c.Mail("alice@example.org", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Rcpt("info@ours.test", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sendData(t, c, testMessage); err != nil {
+		t.Fatal(err)
+	}
+	got := e.dest.deliveries()
+	if len(got) != 1 || !strings.Contains(string(got[0].data), "([IPv6:::1])") {
+		t.Errorf("the Received field should name the IPv6 client: %+v", got)
+	}
+}
+
+// Internationalised addresses pass through with SMTPUTF8, and need it.
+func TestSMTPUTF8(t *testing.T) {
+	e := startEnv(t, envOptions{})
+	c := e.client(t)
+	wantReply(t, "UTF-8 sender without SMTPUTF8", c.Mail("josé@example.org", nil), 553, smtp.EnhancedCode{5, 6, 7}, "SMTPUTF8")
+	if err := c.Mail("josé@example.org", &smtp.MailOptions{UTF8: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Rcpt("info@ours.test", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sendData(t, c, "From: josé@example.org\r\nSubject: café\r\n\r\nolá\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	got := e.dest.deliveries()
+	if len(got) != 1 || !got[0].utf8 || !strings.HasSuffix(got[0].from, "=josé@ours.test") {
+		t.Errorf("delivery %+v: want SMTPUTF8 and the UTF-8 local part kept in the SRS address", got)
+	}
+}
+
+// rawConn is a bare TCP client, for what go-smtp's client would not send.
+type rawClient struct {
+	net.Conn
+	r        *bufio.Reader
+	t        *testing.T
+	lastLine string // the first reply (greeting or refusal)
+}
+
+func rawConn(t *testing.T, addr, from string) *rawClient {
+	t.Helper()
+	d := net.Dialer{Timeout: 5 * time.Second}
+	if from != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(from)}
+	}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	rc := &rawClient{Conn: c, r: bufio.NewReader(c), t: t}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	rc.lastLine = rc.reply()
+	return rc
+}
+
+func (c *rawClient) send(line string) {
+	c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	c.Write([]byte(line + "\r\n"))
+}
+
+// reply reads one whole reply and returns its last line.
+func (c *rawClient) reply() string {
+	for {
+		line, err := c.r.ReadString('\n')
+		if err != nil {
+			return "read error: " + err.Error()
+		}
+		line = strings.TrimRight(line, "\r\n")
+		if len(line) < 4 || line[3] != '-' {
+			return line
+		}
+	}
+}
