@@ -1,0 +1,95 @@
+package plugin
+
+import (
+	"context"
+	"testing"
+
+	"github.com/sluice-mail/sluice/sdk/abi"
+)
+
+func TestChainSemantics(t *testing.T) {
+	h, _ := newHost(t)
+	p := func(name, config string) *Plugin { return load(t, h, scriptedSpec(t, name, config)) }
+	accept := p("accept", `verdict = "accept"`+"\npermit = [\"accept\"]")
+	reject := p("reject", `verdict = "reject"`+"\npermit = [\"reject\"]")
+	tempfail := p("tempfail", `verdict = "tempfail"`+"\ncode = 452\nenhanced = \"4.2.2\"\ntext = \"full\"\npermit = [\"tempfail\"]")
+	discard := p("discard", `verdict = "discard"`+"\npermit = [\"discard\"]")
+	quarantine := p("quarantine", `verdict = "quarantine"`+"\ntext = \"odd\"\nfinding = \"ODD\"\npermit = [\"quarantine\"]")
+	destA := p("dest-a", `destination = "a@inbox.test"`+"\nheader = \"X-A: 1\"\npermit = [\"destination\", \"add_headers\"]")
+	destB := p("dest-b", `destination = "b@inbox.test"`+"\nheader = \"X-B: 2\"\npermit = [\"destination\", \"add_headers\"]")
+	cont := p("continue", ``)
+
+	names := func(o Outcome) []string {
+		var n []string
+		for _, r := range o.Verdicts {
+			n = append(n, r.Name)
+		}
+		return n
+	}
+	cases := []struct {
+		name    string
+		chain   []*Plugin
+		action  abi.Action
+		called  []string
+		check   func(o Outcome) bool
+		explain string
+	}{
+		{"accept stops", []*Plugin{cont, accept, reject}, abi.Accept, []string{"continue", "accept"}, nil, ""},
+		{"reject stops", []*Plugin{reject, accept}, abi.Reject, []string{"reject"},
+			func(o Outcome) bool {
+				return o.Reply.Code == 550 && o.Reply.EnhancedCode == [3]int{5, 7, 1} && o.Reply.Message == "Refused by filter reject"
+			}, "default reply 550 5.7.1 naming the filter"},
+		{"tempfail keeps its reply", []*Plugin{tempfail}, abi.Tempfail, []string{"tempfail"},
+			func(o Outcome) bool {
+				return o.Reply.Code == 452 && o.Reply.EnhancedCode == [3]int{4, 2, 2} && o.Reply.Message == "full"
+			}, "the plugin's 452 4.2.2 full"},
+		{"discard stops", []*Plugin{discard, accept}, abi.Discard, []string{"discard"}, nil, ""},
+		{"quarantine continues", []*Plugin{quarantine, reject}, abi.Reject, []string{"quarantine", "reject"},
+			func(o Outcome) bool {
+				return o.Quarantine == "odd" && len(o.Findings) == 1 && o.Findings[0].Symbol == "ODD"
+			}, "quarantine reason and finding kept"},
+		{"destinations last wins, headers add up", []*Plugin{destA, destB, cont}, abi.Continue, []string{"dest-a", "dest-b", "continue"},
+			func(o Outcome) bool {
+				return o.Destination == "b@inbox.test" && len(o.AddHeaders) == 2 &&
+					o.AddHeaders[0].Name == "X-A" && o.AddHeaders[1].Name == "X-B"
+			}, "destination b@inbox.test and headers X-A, X-B"},
+		{"nobody decides", []*Plugin{cont, cont}, abi.Continue, []string{"continue", "continue"},
+			func(o Outcome) bool { return o.Reply == nil && o.Destination == "" }, "no reply, no destination"},
+	}
+	for _, tc := range cases {
+		c := &Chain{plugins: tc.chain}
+		o := c.Run(context.Background(), rcpt("someone@x.test"))
+		if o.Action != tc.action {
+			t.Errorf("%s: action %v, want %v", tc.name, o.Action, tc.action)
+		}
+		if got := names(o); len(got) != len(tc.called) || (len(got) > 0 && got[len(got)-1] != tc.called[len(tc.called)-1]) {
+			t.Errorf("%s: called %v, want %v", tc.name, got, tc.called)
+		}
+		if tc.check != nil && !tc.check(o) {
+			t.Errorf("%s: outcome %+v (reply %+v), want %s", tc.name, o, o.Reply, tc.explain)
+		}
+	}
+}
+
+func TestChainNoneSubscribed(t *testing.T) {
+	h, _ := newHost(t)
+	c := NewChain(load(t, h, routerSpec(t)))
+	for _, st := range []abi.Stage{abi.StageConnect, abi.StageHelo, abi.StageMail, abi.StageData, abi.StageClose} {
+		if o := c.Run(context.Background(), &abi.Request{Stage: st}); o.Action != abi.Continue || len(o.Verdicts) != 0 {
+			t.Errorf("%s: %+v, want continue with no plugin called", st, o)
+		}
+	}
+	if o := NewChain().Run(context.Background(), rcpt("a@b.test")); o.Action != abi.Continue {
+		t.Errorf("empty chain: %+v", o)
+	}
+}
+
+func TestCloseStageIgnoresVerdicts(t *testing.T) {
+	h, _ := newHost(t)
+	reject := load(t, h, scriptedSpec(t, "reject", `verdict = "reject"`+"\npermit = [\"reject\"]"))
+	cont := load(t, h, scriptedSpec(t, "continue", ""))
+	o := NewChain(reject, cont).Run(context.Background(), &abi.Request{Stage: abi.StageClose})
+	if o.Action != abi.Continue || o.Reply != nil || len(o.Verdicts) != 2 {
+		t.Errorf("close: %+v, want both plugins told and nothing decided", o)
+	}
+}

@@ -1,0 +1,313 @@
+// Package plugin runs the gateway's filter plugins: WebAssembly modules
+// (sdk/ABI.md) loaded with wazero, each with a pool of instances, called in
+// order by a Chain at each stage of an SMTP session. Everything specific to
+// wazero stays inside this package.
+package plugin
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sluice-mail/sluice/sdk/abi"
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+)
+
+// HostConfig configures a Host.
+type HostConfig struct {
+	// CacheDir keeps compiled modules between runs, which turns a load of
+	// seconds into one of milliseconds; "" compiles in memory only.
+	CacheDir string
+	// Logger receives plugin failures and what plugins log; nil discards.
+	Logger *slog.Logger
+}
+
+// Host loads plugins. Its compilation cache is shared by all of them, so a
+// module loaded twice is compiled once.
+type Host struct {
+	cache  wazero.CompilationCache
+	logger *slog.Logger
+}
+
+// NewHost returns a host ready to load plugins.
+func NewHost(ctx context.Context, c HostConfig) (*Host, error) {
+	h := &Host{logger: c.Logger}
+	if h.logger == nil {
+		h.logger = slog.New(slog.DiscardHandler)
+	}
+	if c.CacheDir == "" {
+		h.cache = wazero.NewCompilationCache()
+		return h, nil
+	}
+	cache, err := wazero.NewCompilationCacheWithDir(c.CacheDir)
+	if err != nil {
+		return nil, fmt.Errorf("plugin cache %s: %w", c.CacheDir, err)
+	}
+	h.cache = cache
+	return h, nil
+}
+
+// Close releases the compilation cache. Close the host's plugins first.
+func (h *Host) Close(ctx context.Context) error { return h.cache.Close(ctx) }
+
+// FailurePolicy is what a plugin's failure means for the message.
+type FailurePolicy uint8
+
+const (
+	// Tempfail answers 451 4.3.0, so that the client retries later.
+	Tempfail FailurePolicy = iota
+	// Skip goes on as if the plugin had answered Continue.
+	Skip
+)
+
+// ParseFailurePolicy reads gateway.toml's on_failure: "tempfail" or "skip".
+func ParseFailurePolicy(s string) (FailurePolicy, error) {
+	switch s {
+	case "tempfail", "":
+		return Tempfail, nil
+	case "skip":
+		return Skip, nil
+	}
+	return 0, fmt.Errorf("on_failure %q is neither \"tempfail\" nor \"skip\"", s)
+}
+
+func (f FailurePolicy) String() string {
+	if f == Skip {
+		return "skip"
+	}
+	return "tempfail"
+}
+
+// Spec is one plugin as gateway.toml describes it.
+type Spec struct {
+	Name string
+	Path string // the .wasm file
+	// Stages the plugin is called at; nil means all it declares. A stage it
+	// does not declare is a load error.
+	Stages   []abi.Stage
+	Config   []byte // its [plugin.config] table as TOML text
+	Hostname string
+	// Timeout bounds each call; 0 means DefaultTimeout.
+	Timeout time.Duration
+	// MemoryLimit bounds each instance's linear memory, rounded down to
+	// whole 64 KiB pages; 0 means DefaultMemoryLimit.
+	MemoryLimit uint64
+	// Instances is the pool size; 0 means runtime.GOMAXPROCS(0).
+	Instances int
+	OnFailure FailurePolicy
+
+	// noDeadline drops the per-call deadline, for benchmarks that measure
+	// what the deadline costs.
+	noDeadline bool
+}
+
+// Defaults for a Spec's zero values.
+const (
+	DefaultTimeout     = time.Second
+	DefaultMemoryLimit = 64 << 20
+)
+
+const (
+	pageSize = 65536
+	// startTimeout bounds starting an instance and configuring it, which
+	// runs the guest's runtime initialisation: far slower than a call.
+	startTimeout = 10 * time.Second
+	// maxSleep caps each sleep of the guest, because a host-side sleep does
+	// not see the call's deadline; the guest loops back and sleeps again,
+	// and the deadline catches it in between.
+	maxSleep = 10 * time.Millisecond
+)
+
+// Load compiles, checks, starts and configures a plugin. Every instance of
+// its pool is started and configured before Load returns, so that a
+// refused configuration fails the load rather than the first message.
+func (h *Host) Load(ctx context.Context, s Spec) (*Plugin, error) {
+	p, err := h.load(ctx, s)
+	if err != nil {
+		return nil, fmt.Errorf("plugin %s: %w", s.Name, err)
+	}
+	return p, nil
+}
+
+func (h *Host) load(ctx context.Context, s Spec) (*Plugin, error) {
+	if s.Timeout <= 0 {
+		s.Timeout = DefaultTimeout
+	}
+	if s.MemoryLimit == 0 {
+		s.MemoryLimit = DefaultMemoryLimit
+	}
+	if s.Instances <= 0 {
+		s.Instances = runtime.GOMAXPROCS(0)
+	}
+	pages := min(s.MemoryLimit/pageSize, 65536)
+	if pages == 0 {
+		return nil, fmt.Errorf("memory_limit of %d bytes is less than one 64 KiB page", s.MemoryLimit)
+	}
+	wasm, err := os.ReadFile(s.Path)
+	if err != nil {
+		return nil, err
+	}
+
+	logger := h.logger.With("plugin", s.Name)
+	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().
+		WithCompilationCache(h.cache).
+		WithMemoryLimitPages(uint32(pages)).
+		WithCloseOnContextDone(!s.noDeadline))
+	p := &Plugin{
+		name:      s.Name,
+		timeout:   s.Timeout,
+		deadline:  !s.noDeadline,
+		onFailure: s.OnFailure,
+		logger:    logger,
+		rt:        rt,
+		pool:      make(chan *instance, s.Instances),
+		closed:    make(chan struct{}),
+		configReq: abi.AppendConfigureRequest(nil, &abi.ConfigureRequest{
+			Version: abi.Version, Name: s.Name, Hostname: s.Hostname, Config: s.Config,
+		}),
+	}
+	if err := p.prepare(ctx, wasm, s, pages); err != nil {
+		// The pool may be part full: release everything without waiting
+		// for it, as Close would.
+		_ = rt.Close(ctx)
+		return nil, err
+	}
+	return p, nil
+}
+
+// prepare compiles and checks the module, fills the pool and settles which
+// stages the plugin is called at.
+func (p *Plugin) prepare(ctx context.Context, wasm []byte, s Spec, pages uint64) error {
+	if _, err := wasi_snapshot_preview1.Instantiate(ctx, p.rt); err != nil {
+		return err
+	}
+	if err := instantiateHostModule(ctx, p.rt, p.logger); err != nil {
+		return err
+	}
+	compiled, err := p.rt.CompileModule(ctx, wasm)
+	if err != nil {
+		if strings.Contains(err.Error(), "over limit of") {
+			return fmt.Errorf("memory_limit of %d MiB (%d pages) is below what %s needs: %w",
+				s.MemoryLimit>>20, pages, s.Path, err)
+		}
+		return fmt.Errorf("%s is not a WebAssembly module we can compile: %w", s.Path, err)
+	}
+	if err := checkModule(compiled); err != nil {
+		return fmt.Errorf("%s %w", s.Path, err)
+	}
+	p.moduleConfig = wazero.NewModuleConfig().
+		WithName("").
+		WithStartFunctions("_initialize").
+		WithSysWalltime().
+		WithSysNanotime().
+		WithNanosleep(cappedSleep).
+		WithRandSource(rand.Reader).
+		// The Go runtime collects harder as it nears GOMEMLIMIT, so a Go
+		// guest stays under the page limit instead of dying at it.
+		WithEnv("GOMEMLIMIT", strconv.FormatUint(pages*pageSize/4*3, 10))
+	p.compiled = compiled
+
+	// The first instance's declaration is the plugin's; start checks that
+	// the others say the same.
+	first, resp, err := p.startConfigured(ctx)
+	if err != nil {
+		return err
+	}
+	p.declared, p.permissions = resp.Stages&allStages, resp.Permissions
+	p.pool <- first
+	for range cap(p.pool) - 1 {
+		inst, err := p.start(ctx)
+		if err != nil {
+			return err
+		}
+		p.pool <- inst
+	}
+	return p.subscribe(s.Stages)
+}
+
+func cappedSleep(ns int64) { time.Sleep(min(time.Duration(ns), maxSleep)) }
+
+// subscribe settles the stages the plugin is called at: those asked for,
+// each of which it must declare, or all it declares.
+func (p *Plugin) subscribe(asked []abi.Stage) error {
+	if p.declared == 0 {
+		return errors.New("declares no stages, so it would never be called")
+	}
+	if asked == nil {
+		p.stages = p.declared
+		return nil
+	}
+	for _, st := range asked {
+		if !p.declared.Has(st) {
+			return fmt.Errorf("stages: the plugin does not handle %s (it declares %s)", st, stageList(p.declared))
+		}
+		p.stages |= abi.StageSetOf(st)
+	}
+	return nil
+}
+
+func stageList(set abi.StageSet) string {
+	var names []string
+	for _, st := range abi.Stages() {
+		if set.Has(st) {
+			names = append(names, st.String())
+		}
+	}
+	return strings.Join(names, ", ")
+}
+
+// allStages masks what a guest declares to the stages this host knows: a
+// newer guest may declare stages that an older host never calls.
+var allStages = abi.StageSetOf(abi.Stages()...)
+
+// instantiateHostModule provides the imports of module "sluice".
+func instantiateHostModule(ctx context.Context, rt wazero.Runtime, logger *slog.Logger) error {
+	i32 := api.ValueTypeI32
+	_, err := rt.NewHostModuleBuilder(abi.HostModule).
+		NewFunctionBuilder().
+		WithGoModuleFunction(api.GoModuleFunc(func(context.Context, api.Module, []uint64) {}), nil, nil).
+		Export(abi.VersionMarker).
+		NewFunctionBuilder().
+		WithGoModuleFunction(logFunc(logger), []api.ValueType{i32, i32, i32}, nil).
+		Export(abi.FuncLog).
+		Instantiate(ctx)
+	return err
+}
+
+// maxLogMessage caps what one log call of a plugin writes.
+const maxLogMessage = 4096
+
+// logFunc is the host's log import: (level, ptr, len) → a line in the
+// gateway's log, tagged with the plugin's name.
+func logFunc(logger *slog.Logger) api.GoModuleFunc {
+	return func(ctx context.Context, mod api.Module, stack []uint64) {
+		level := slog.Level(int32(stack[0]))
+		if !logger.Enabled(ctx, level) {
+			return
+		}
+		ptr, n := uint32(stack[1]), uint32(stack[2])
+		cut := n > maxLogMessage
+		if cut {
+			n = maxLogMessage
+		}
+		b, ok := mod.Memory().Read(ptr, n)
+		if !ok {
+			logger.Warn("plugin logged from outside its memory", "ptr", ptr, "len", stack[2])
+			return
+		}
+		msg := string(b)
+		if cut {
+			msg += "… (cut)"
+		}
+		logger.Log(ctx, level, msg)
+	}
+}

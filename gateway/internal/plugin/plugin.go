@@ -1,0 +1,188 @@
+package plugin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sluice-mail/sluice/sdk/abi"
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/sys"
+)
+
+// Plugin is a loaded plugin: a compiled module and a pool of configured
+// instances. It is safe for concurrent use.
+type Plugin struct {
+	name      string
+	timeout   time.Duration
+	deadline  bool
+	onFailure FailurePolicy
+	logger    *slog.Logger
+
+	rt           wazero.Runtime
+	compiled     wazero.CompiledModule
+	moduleConfig wazero.ModuleConfig
+	configReq    []byte // the encoded ConfigureRequest every instance gets
+
+	declared    abi.StageSet    // what the guest says it handles
+	stages      abi.StageSet    // what it is called at
+	permissions abi.Permissions // what it may do
+
+	// pool holds the idle instances; nil stands for one that failed and
+	// is started afresh when next taken.
+	pool      chan *instance
+	closed    chan struct{}
+	closeOnce sync.Once
+}
+
+// Name returns the plugin's name from its Spec.
+func (p *Plugin) Name() string { return p.name }
+
+// Stages returns the stages the plugin is called at.
+func (p *Plugin) Stages() abi.StageSet { return p.stages }
+
+// Permissions returns what the plugin declared it may do.
+func (p *Plugin) Permissions() abi.Permissions { return p.permissions }
+
+// start starts and configures a new instance, which must declare what the
+// first one did.
+func (p *Plugin) start(ctx context.Context) (*instance, error) {
+	inst, resp, err := p.startConfigured(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if resp.Stages&allStages != p.declared || resp.Permissions != p.permissions {
+		inst.close(ctx)
+		return nil, errors.New("an instance declared other stages or permissions than the first")
+	}
+	return inst, nil
+}
+
+// startConfigured starts a new instance and configures it.
+func (p *Plugin) startConfigured(ctx context.Context) (*instance, abi.ConfigureResponse, error) {
+	var resp abi.ConfigureResponse
+	ctx, cancel := context.WithTimeout(ctx, startTimeout)
+	defer cancel()
+	output := &capture{}
+	mod, err := p.rt.InstantiateModule(ctx, p.compiled, p.moduleConfig.WithStdout(output).WithStderr(output))
+	if err != nil {
+		return nil, resp, withOutput(fmt.Errorf("starting an instance: %w", err), output)
+	}
+	inst := newInstance(mod, output)
+	answer, err := inst.call(ctx, inst.configure, p.configReq)
+	if err == nil {
+		if err = abi.DecodeConfigureResponse(answer, &resp); err != nil {
+			err = fmt.Errorf("the answer is not a ConfigureResponse: %w", err)
+		}
+	}
+	if err != nil {
+		inst.close(ctx)
+		return nil, resp, withOutput(fmt.Errorf("configuring: %w", err), output)
+	}
+	if resp.Error != "" {
+		inst.close(ctx)
+		return nil, resp, fmt.Errorf("config refused: %s", resp.Error)
+	}
+	return inst, resp, nil
+}
+
+var errClosed = errors.New("the plugin is closed")
+
+// handle asks the plugin for its verdict on req. Any error is a failure of
+// the plugin; the instance involved is discarded and replaced.
+func (p *Plugin) handle(ctx context.Context, req *abi.Request) (abi.Verdict, error) {
+	var inst *instance
+	select {
+	case inst = <-p.pool:
+	case <-p.closed:
+		return abi.Verdict{}, errClosed
+	case <-ctx.Done():
+		return abi.Verdict{}, fmt.Errorf("waiting for a free instance: %w", ctx.Err())
+	}
+	if inst == nil {
+		var err error
+		if inst, err = p.start(ctx); err != nil {
+			p.pool <- nil
+			return abi.Verdict{}, fmt.Errorf("replacing a failed instance: %w", err)
+		}
+	}
+	v, err := p.decide(ctx, inst, req)
+	if err != nil {
+		inst.close(context.Background())
+		p.pool <- nil
+		return abi.Verdict{}, err
+	}
+	p.pool <- inst
+	return v, nil
+}
+
+// decide makes one call under the plugin's deadline and checks the verdict.
+func (p *Plugin) decide(ctx context.Context, inst *instance, req *abi.Request) (abi.Verdict, error) {
+	var v abi.Verdict
+	callCtx := ctx
+	if p.deadline {
+		var cancel context.CancelFunc
+		callCtx, cancel = context.WithTimeout(ctx, p.timeout)
+		defer cancel()
+	}
+	inst.req = abi.AppendRequest(inst.req[:0], req)
+	answer, err := inst.call(callCtx, inst.handle, inst.req)
+	if err != nil {
+		return v, withOutput(p.callError(ctx, err), inst.output)
+	}
+	if err := abi.DecodeVerdict(answer, &v); err != nil {
+		return v, fmt.Errorf("bad output: the answer is not a Verdict: %w", err)
+	}
+	if err := checkVerdict(&v, req.Stage, p.permissions); err != nil {
+		return v, fmt.Errorf("bad output: %w", err)
+	}
+	return v, nil
+}
+
+// callError says why a call failed: the plugin ran out of time, the caller
+// gave up, or the guest trapped.
+func (p *Plugin) callError(ctx context.Context, err error) error {
+	var exit *sys.ExitError
+	if errors.As(err, &exit) && exit.ExitCode() == sys.ExitCodeDeadlineExceeded && ctx.Err() == nil {
+		return fmt.Errorf("timed out after %s", p.timeout)
+	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("cancelled: %w", ctx.Err())
+	}
+	return fmt.Errorf("trapped: %w", err)
+}
+
+// withOutput adds what the guest last wrote to stdout or stderr, if
+// anything, to its failure.
+func withOutput(err error, t *capture) error {
+	if out := strings.TrimSpace(t.String()); out != "" {
+		return fmt.Errorf("%w; it wrote: %s", err, out)
+	}
+	return err
+}
+
+// Close waits for calls in progress to end (until ctx is done) and then
+// releases the plugin's instances and compiled code.
+func (p *Plugin) Close(ctx context.Context) error {
+	var err error
+	p.closeOnce.Do(func() {
+		close(p.closed)
+	drain:
+		for range cap(p.pool) {
+			select {
+			case inst := <-p.pool:
+				if inst != nil {
+					inst.close(ctx)
+				}
+			case <-ctx.Done():
+				break drain
+			}
+		}
+		err = p.rt.Close(context.WithoutCancel(ctx))
+	})
+	return err
+}

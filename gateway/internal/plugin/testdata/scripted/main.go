@@ -1,0 +1,129 @@
+// Command scripted is a test plugin: its config says what verdict it gives
+// at every stage, and some recipients make it misbehave on purpose.
+package main
+
+import (
+	"errors"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sluice-mail/sluice/sdk"
+	"github.com/sluice-mail/sluice/sdk/abi"
+)
+
+type settings struct {
+	Refuse      string   `toml:"refuse"`  // refuse the config with this text
+	Verdict     string   `toml:"verdict"` // continue, accept, reject, tempfail, discard, quarantine
+	Code        int      `toml:"code"`
+	Enhanced    string   `toml:"enhanced"`
+	Text        string   `toml:"text"`
+	Destination string   `toml:"destination"`
+	Header      string   `toml:"header"` // "Name: value" to add
+	Finding     string   `toml:"finding"`
+	Permit      []string `toml:"permit"` // accept, reject, ..., destination, add_headers, remove_headers
+}
+
+var permissions = map[string]abi.Permissions{
+	"accept": abi.MayAccept, "reject": abi.MayReject, "tempfail": abi.MayTempfail,
+	"discard": abi.MayDiscard, "quarantine": abi.MayQuarantine, "destination": abi.MaySetDestination,
+	"add_headers": abi.MayAddHeaders, "remove_headers": abi.MayRemoveHeaders,
+}
+
+type scripted struct {
+	s     settings
+	keep  [][]byte
+	calls int
+}
+
+func (p *scripted) Configure(c *sdk.Config) error {
+	if err := c.Decode(&p.s); err != nil {
+		return err
+	}
+	if p.s.Refuse != "" {
+		return errors.New(p.s.Refuse)
+	}
+	for _, name := range p.s.Permit {
+		c.Permit(permissions[name])
+	}
+	return nil
+}
+
+func (p *scripted) verdict(req *sdk.Request) sdk.Verdict {
+	p.calls++
+	if v, misbehaved := p.misbehave(req); misbehaved {
+		return v
+	}
+	s := p.s
+	var v sdk.Verdict
+	switch s.Verdict {
+	case "accept":
+		v = sdk.Accept()
+	case "reject":
+		v = sdk.Reject(uint16(s.Code), s.Enhanced, s.Text)
+	case "tempfail":
+		v = sdk.Tempfail(uint16(s.Code), s.Enhanced, s.Text)
+	case "discard":
+		v = sdk.Discard()
+	case "quarantine":
+		v = sdk.Quarantine(s.Text)
+	}
+	if s.Destination != "" {
+		v = v.WithDestination(s.Destination)
+	}
+	if name, value, ok := strings.Cut(s.Header, ": "); ok {
+		v = v.AddHeader(name, value)
+	}
+	if s.Finding != "" {
+		v = v.Finding(s.Finding, 1.5)
+	}
+	return v
+}
+
+// misbehave does what the recipient's local part asks for.
+func (p *scripted) misbehave(req *sdk.Request) (sdk.Verdict, bool) {
+	local, _, _ := strings.Cut(req.Rcpt, "@")
+	switch local {
+	case "loop":
+		for {
+		}
+	case "sleep":
+		time.Sleep(time.Hour)
+	case "oom":
+		for {
+			p.keep = append(p.keep, make([]byte, 1<<20))
+		}
+	case "fatal": // an error the Go runtime cannot recover from: a trap
+		var mu sync.Mutex
+		mu.Unlock()
+	case "exit":
+		os.Exit(3)
+	case "panic":
+		panic("scripted panic")
+	case "badcode":
+		return sdk.Reject(250, "", "not an error code"), true
+	case "inject":
+		return sdk.Continue().AddHeader("X-Test", "a\r\nBcc: victim@example.test"), true
+	case "log":
+		sdk.Log(abi.LogInfo, "hello from "+req.Rcpt)
+		return sdk.Continue(), true
+	case "biglog":
+		sdk.Log(abi.LogWarn, strings.Repeat("x", 100000))
+		return sdk.Continue(), true
+	case "count": // how many requests this instance has seen: 1 on a fresh one
+		return sdk.Continue().Finding("calls", float64(p.calls)), true
+	}
+	return sdk.Verdict{}, false
+}
+
+func (p *scripted) Connect(r *sdk.Request) sdk.Verdict { return p.verdict(r) }
+func (p *scripted) Helo(r *sdk.Request) sdk.Verdict    { return p.verdict(r) }
+func (p *scripted) Mail(r *sdk.Request) sdk.Verdict    { return p.verdict(r) }
+func (p *scripted) Rcpt(r *sdk.Request) sdk.Verdict    { return p.verdict(r) }
+func (p *scripted) Data(r *sdk.Request) sdk.Verdict    { return p.verdict(r) }
+func (p *scripted) Close(r *sdk.Request)               { p.verdict(r) }
+
+func init() { sdk.Register(&scripted{}) }
+
+func main() {}
