@@ -3,6 +3,7 @@ package plugin
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -78,7 +79,11 @@ func (c *Chain) Run(ctx context.Context, req *abi.Request) Outcome {
 			if p.onFailure == Tempfail && req.Stage != abi.StageClose {
 				rec.Action = abi.Tempfail
 			}
-			p.logger.Warn("plugin failed", "stage", req.Stage.String(), "session", req.SessionID,
+			level := slog.LevelWarn
+			if ctx.Err() != nil {
+				level = slog.LevelDebug // the caller gave up: not the plugin's fault
+			}
+			p.logger.Log(ctx, level, "plugin failed", "stage", req.Stage.String(), "session", req.SessionID,
 				"on_failure", p.onFailure.String(), "error", err)
 			o.Verdicts = append(o.Verdicts, rec)
 			if rec.Action == abi.Tempfail {

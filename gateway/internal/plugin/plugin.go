@@ -95,6 +95,11 @@ var errClosed = errors.New("the plugin is closed")
 // handle asks the plugin for its verdict on req. Any error is a failure of
 // the plugin; the instance involved is discarded and replaced.
 func (p *Plugin) handle(ctx context.Context, req *abi.Request) (abi.Verdict, error) {
+	// Checked first because select picks at random among ready cases, and a
+	// call under a done context would only wreck the instance it took.
+	if err := ctx.Err(); err != nil {
+		return abi.Verdict{}, fmt.Errorf("cancelled: %w", err)
+	}
 	var inst *instance
 	select {
 	case inst = <-p.pool:
