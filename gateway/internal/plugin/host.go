@@ -196,8 +196,8 @@ func (p *Plugin) prepare(ctx context.Context, wasm []byte, s Spec, pages uint64)
 	compiled, err := p.rt.CompileModule(ctx, wasm)
 	if err != nil {
 		if strings.Contains(err.Error(), "over limit of") {
-			return fmt.Errorf("memory_limit of %d MiB (%d pages) is below what %s needs: %w",
-				s.MemoryLimit>>20, pages, s.Path, err)
+			return fmt.Errorf("memory_limit of %s (%d pages) is below what %s needs: %w",
+				pagesSize(pages), pages, s.Path, err)
 		}
 		return fmt.Errorf("%s is not a WebAssembly module we can compile: %w", s.Path, err)
 	}
@@ -232,6 +232,14 @@ func (p *Plugin) prepare(ctx context.Context, wasm []byte, s Spec, pages uint64)
 		p.pool <- inst
 	}
 	return p.subscribe(s.Stages)
+}
+
+// pagesSize writes a number of pages as MiB or KiB.
+func pagesSize(pages uint64) string {
+	if pages%16 == 0 {
+		return strconv.FormatUint(pages/16, 10) + " MiB"
+	}
+	return strconv.FormatUint(pages*64, 10) + " KiB"
 }
 
 func cappedSleep(ns int64) { time.Sleep(min(time.Duration(ns), maxSleep)) }

@@ -25,8 +25,8 @@ const (
 	// minBufferRequest is the least buffer size asked of a guest, so that
 	// small requests of varying size do not each ask for a new buffer.
 	minBufferRequest = 4096
-	// maxAnswer bounds what the host copies out of a guest per call.
-	maxAnswer = 1 << 20
+	// maxMessage bounds a message either way across the boundary.
+	maxMessage = 1 << 20
 )
 
 func newInstance(mod api.Module, output *capture) *instance {
@@ -46,8 +46,8 @@ func newInstance(mod api.Module, output *capture) *instance {
 // guest, so that the deadline mechanism can be swapped here. After an
 // error the instance must not be used again.
 func (in *instance) call(ctx context.Context, fn api.Function, msg []byte) ([]byte, error) {
-	if len(msg) > maxAnswer {
-		return nil, fmt.Errorf("request of %d bytes is over the limit of %d", len(msg), maxAnswer)
+	if len(msg) > maxMessage {
+		return nil, fmt.Errorf("request of %d bytes is over the limit of %d", len(msg), maxMessage)
 	}
 	n := uint32(len(msg))
 	in.output.reset()
@@ -69,8 +69,8 @@ func (in *instance) call(ctx context.Context, fn api.Function, msg []byte) ([]by
 		return nil, err
 	}
 	ptr, length := abi.UnpackResult(in.stack[0])
-	if length > maxAnswer {
-		return nil, fmt.Errorf("answer of %d bytes is over the limit of %d", length, maxAnswer)
+	if length > maxMessage {
+		return nil, fmt.Errorf("answer of %d bytes is over the limit of %d", length, maxMessage)
 	}
 	b, ok := in.mem.Read(ptr, length)
 	if !ok {

@@ -207,6 +207,11 @@ func TestMemoryLimit(t *testing.T) {
 		!strings.Contains(err.Error(), "over limit of 16 pages") {
 		t.Errorf("Load with 1 MiB = %v", err)
 	}
+	s.MemoryLimit = 100 << 10
+	_, err = h.Load(context.Background(), s)
+	if err == nil || !strings.Contains(err.Error(), "memory_limit of 64 KiB (1 pages) is below what") {
+		t.Errorf("Load with 100 KiB = %v", err)
+	}
 	s.MemoryLimit = 100
 	_, err = h.Load(context.Background(), s)
 	if err == nil || !strings.Contains(err.Error(), "less than one 64 KiB page") {
@@ -288,8 +293,7 @@ func TestFailureSkip(t *testing.T) {
 	s.OnFailure = Skip
 	c := NewChain(load(t, h, s), load(t, h, routerSpec(t)))
 	for _, f := range failures[:3] {
-		o := c.Run(context.Background(), rcpt("x@x.test"))
-		o = c.Run(context.Background(), &abi.Request{Stage: abi.StageRcpt, Rcpt: f.rcpt})
+		o := c.Run(context.Background(), rcpt(f.rcpt))
 		if o.Action != abi.Continue || o.Reply != nil || len(o.Verdicts) != 2 {
 			t.Fatalf("%s with skip: outcome %+v, want continue through both plugins", f.rcpt, o)
 		}
