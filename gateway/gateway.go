@@ -81,7 +81,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Gateway, e
 	for i := range cfg.Plugin {
 		p, err := g.loadPlugin(ctx, i)
 		if err != nil {
-			fail(fmt.Sprintf("plugin.%d", i), "plugin %q: %v", cfg.Plugin[i].Name, err)
+			fail(fmt.Sprintf("plugin.%d", i), "%v", err) // plugin.Load names the plugin
 			continue
 		}
 		plugins = append(plugins, p)
@@ -206,10 +206,7 @@ func (g *Gateway) loadPlugin(ctx context.Context, i int) (*plugin.Plugin, error)
 		st, _ := abi.ParseStage(name) // validated by config
 		stages = append(stages, st)
 	}
-	policy := plugin.Tempfail
-	if p.OnFailure == "skip" {
-		policy = plugin.Skip
-	}
+	policy, _ := plugin.ParseFailurePolicy(p.OnFailure) // validated by config
 	return g.host.Load(ctx, plugin.Spec{
 		Name:        p.Name,
 		Path:        g.cfg.Path(p.Path),

@@ -209,7 +209,7 @@ to = "me@dest.test"
 type envOptions struct {
 	listen string // TOML list of listen addresses; default one on 127.0.0.1
 	smtp   string // extra lines for [smtp]
-	relay string // extra lines for [relay]
+	relay  string // extra lines for [relay]
 }
 
 func startEnv(t *testing.T, o envOptions) *env {
