@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"github.com/sluice-mail/sluice/gateway/internal/address"
 )
 
 // send is a small SMTP client for trying a gateway out: it sends one
@@ -69,7 +71,7 @@ func send(_ context.Context, args []string, stdin io.Reader, stdout, stderr io.W
 	if _, ok := c.TLSConnectionState(); ok {
 		fmt.Fprintln(stdout, "STARTTLS: encrypted")
 	}
-	opts := &smtp.MailOptions{UTF8: !isASCII(*from) || !isASCII(*to)}
+	opts := &smtp.MailOptions{UTF8: !address.IsASCII(*from) || !address.IsASCII(*to)}
 	if err := c.Mail(*from, opts); err != nil {
 		fmt.Fprintf(stdout, "MAIL FROM:<%s>: %v\n", *from, replyText(err))
 		return 1
@@ -128,14 +130,6 @@ func generateMessage(from string, to []string, subject string) []byte {
 	return b.Bytes()
 }
 
-func isASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= 0x80 {
-			return false
-		}
-	}
-	return true
-}
 
 // dial connects and greets, with STARTTLS when asked for and offered.
 // go-smtp's client can only start TLS before its first EHLO, so a server

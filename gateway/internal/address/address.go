@@ -51,3 +51,14 @@ func Split(addr string) (local, domain string, err error) {
 	}
 	return addr[:i], domain, nil
 }
+
+// IsASCII reports whether s is all ASCII: an address that is not needs
+// SMTPUTF8 (RFC 6531).
+func IsASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}

@@ -122,7 +122,7 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 			s.txn = transaction{}
 			return &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 7}, Message: fmt.Sprintf("Bad sender address <%s>", from)}
 		}
-		if !opts.UTF8 && !isASCII(from) {
+		if !opts.UTF8 && !address.IsASCII(from) {
 			s.txn = transaction{}
 			return &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 6, 7}, Message: "Non-ASCII address without SMTPUTF8"}
 		}
@@ -146,7 +146,7 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 // SRS bounce address, or the chain's destination), then the destination's
 // own answer to it.
 func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
-	if !s.txn.utf8() && !isASCII(to) {
+	if !s.txn.utf8() && !address.IsASCII(to) {
 		return &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 6, 7}, Message: "Non-ASCII address without SMTPUTF8"}
 	}
 	bounceTo, err := s.srv.localRecipient(to)
@@ -275,14 +275,6 @@ func (s *session) resetTxn() {
 	s.txn = transaction{}
 }
 
-func isASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= 0x80 {
-			return false
-		}
-	}
-	return true
-}
 
 // logMessage writes the one line per message that says what happened.
 func (s *session) logMessage(size int, result *smtp.SMTPError) {
