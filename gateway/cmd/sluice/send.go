@@ -130,7 +130,6 @@ func generateMessage(from string, to []string, subject string) []byte {
 	return b.Bytes()
 }
 
-
 // dial connects and greets, with STARTTLS when asked for and offered.
 // go-smtp's client can only start TLS before its first EHLO, so a server
 // without STARTTLS costs a second connection.

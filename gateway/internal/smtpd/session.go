@@ -275,7 +275,6 @@ func (s *session) resetTxn() {
 	s.txn = transaction{}
 }
 
-
 // logMessage writes the one line per message that says what happened.
 func (s *session) logMessage(size int, result *smtp.SMTPError) {
 	var dests []string
