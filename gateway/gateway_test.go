@@ -4,13 +4,19 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	msgdkim "github.com/emersion/go-msgauth/dkim"
 	"github.com/emersion/go-smtp"
 
+	"github.com/sluice-mail/sluice/gateway/internal/certs"
 	"github.com/sluice-mail/sluice/gateway/internal/resolver"
 	"github.com/sluice-mail/sluice/gateway/internal/srs"
 )
@@ -306,4 +312,37 @@ func asSMTP(err error, target **smtp.SMTPError) bool {
 	e, ok := err.(*smtp.SMTPError)
 	*target = e
 	return ok
+}
+
+// STARTTLS serves the certificate configured with tls_cert and tls_key.
+func TestConfiguredCertificate(t *testing.T) {
+	dir := t.TempDir()
+	cert, err := certs.SelfSigned("mx.ours.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, _ := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
+	os.WriteFile(filepath.Join(dir, "cert.pem"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}), 0o644)
+	os.WriteFile(filepath.Join(dir, "key.pem"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600)
+	e := startEnv(t, envOptions{tls: fmt.Sprintf("tls_cert = %q\ntls_key = %q", filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"))})
+
+	conn, err := net.Dial("tcp", e.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := smtp.NewClientStartTLS(conn, &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatalf("STARTTLS: %v", err)
+	}
+	defer c.Close()
+	if err := c.Hello("sender.example.org"); err != nil { // the handshake happens here
+		t.Fatal(err)
+	}
+	state, _ := c.TLSConnectionState()
+	if len(state.PeerCertificates) == 0 || !bytes.Equal(state.PeerCertificates[0].Raw, cert.Certificate[0]) {
+		t.Error("STARTTLS did not present the configured certificate")
+	}
+	if strings.Contains(e.logs.String(), "self-signed") {
+		t.Error("warned about a self-signed certificate although one was configured")
+	}
 }

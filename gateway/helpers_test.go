@@ -208,6 +208,7 @@ to = "me@dest.test"
 
 type envOptions struct {
 	listen string // TOML list of listen addresses; default one on 127.0.0.1
+	tls    string // TLS lines for [smtp]; default a self-signed certificate
 	smtp   string // extra lines for [smtp]
 	relay  string // extra lines for [relay]
 }
@@ -217,6 +218,9 @@ func startEnv(t *testing.T, o envOptions) *env {
 	e := &env{dest: startDestination(t), keys: map[string]string{}, secret: testSRSSecret, logs: &syncBuffer{}}
 	if o.listen == "" {
 		o.listen = `["127.0.0.1:0"]`
+	}
+	if o.tls == "" {
+		o.tls = "tls_self_signed = true"
 	}
 	dir := t.TempDir()
 	for _, k := range []struct{ sel, alg string }{{"rsa", "rsa"}, {"ed", "ed25519"}} {
@@ -247,7 +251,7 @@ hostname = "mx.ours.test"
 domains = ["ours.test"]
 [smtp]
 listen = %s
-tls_self_signed = true
+%s
 %s
 [relay]
 port = %s
@@ -272,7 +276,7 @@ name = "router"
 path = %q
 stages = ["rcpt"]
 %s
-`, o.listen, o.smtp, e.dest.port(), o.relay, e.secret, filepath.Join(dir, "rsa.pem"), filepath.Join(dir, "ed.pem"),
+`, o.listen, o.tls, o.smtp, e.dest.port(), o.relay, e.secret, filepath.Join(dir, "rsa.pem"), filepath.Join(dir, "ed.pem"),
 		e.dns.Addr(), wasmbuild.CacheDirForTest(), wasmbuild.ForTest(t, "./plugins/router"), routerRules)
 	cfgPath := filepath.Join(dir, "gateway.toml")
 	os.WriteFile(cfgPath, []byte(e.cfgText), 0o644)

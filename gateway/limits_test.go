@@ -195,3 +195,30 @@ func (c *rawClient) reply() string {
 		}
 	}
 }
+
+// A client that stalls in the middle of DATA is cut off with 421 and the
+// connection is closed: what it sends later must never be read as
+// commands, and nothing is delivered.
+func TestDataTimeoutClosesTheConnection(t *testing.T) {
+	e := startEnv(t, envOptions{smtp: `data_timeout = "1s"`})
+	c := rawConn(t, e.addr, "")
+	for _, cmd := range []string{"EHLO sender.example.org", "MAIL FROM:<alice@example.org>", "RCPT TO:<info@ours.test>", "DATA"} {
+		c.send(cmd)
+		if got := c.reply(); got[0] != '2' && got[0] != '3' {
+			t.Fatalf("%s: %q", cmd, got)
+		}
+	}
+	c.Write([]byte("Subject: stalled\r\n\r\nhalf a mess"))
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if got := c.reply(); !strings.HasPrefix(got, "421 4.4.2") {
+		t.Errorf("stalled DATA: %q, want 421 4.4.2", got)
+	}
+	// The server has closed: the next read ends.
+	c.send("age\r\nMAIL FROM:<smuggled@example.org>")
+	if got := c.reply(); !strings.HasPrefix(got, "read error") {
+		t.Errorf("after the timeout the server still answered: %q", got)
+	}
+	if n := len(e.dest.deliveries()); n != 0 {
+		t.Errorf("%d messages delivered, want 0", n)
+	}
+}

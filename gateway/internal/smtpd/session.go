@@ -247,6 +247,11 @@ func (s *session) Data(r io.Reader) error {
 	msg, err := readMessage(r, hint)
 	if err != nil {
 		s.closeRelay()
+		if _, ok := err.(*smtp.SMTPError); !ok {
+			// The client stalled or vanished mid-message. Its session cannot
+			// go on: whatever it sends later would be read as commands.
+			err = s.hangUp("421 4.4.2 " + s.srv.cfg.Hostname + " Timeout or error reading the message, closing connection")
+		}
 		s.logMessage(0, asSMTPError(err))
 		return err
 	}
@@ -256,6 +261,16 @@ func (s *session) Data(r io.Reader) error {
 		return nil // accepted and dropped by policy: go-smtp says 250
 	}
 	return reply
+}
+
+// hangUp writes a final reply and closes the connection, for when the
+// session cannot continue; go-smtp's own reply then goes nowhere.
+func (s *session) hangUp(reply string) error {
+	conn := s.conn.Conn()
+	conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	conn.Write([]byte(reply + "\r\n"))
+	conn.Close()
+	return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "connection closed after a read error"}
 }
 
 // Reset ends the transaction, keeping the session.
