@@ -10,6 +10,7 @@ require (
 	github.com/emersion/go-smtp v0.25.1 // indirect
 	github.com/miekg/dns v1.1.73 // indirect
 	github.com/tetratelabs/wazero v1.12.0 // indirect
+	go.yaml.in/yaml/v3 v3.0.6 // indirect
 	golang.org/x/crypto v0.58.0 // indirect
 	golang.org/x/net v0.62.0 // indirect
 	golang.org/x/sys v0.49.0 // indirect
