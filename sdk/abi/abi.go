@@ -196,6 +196,62 @@ type Request struct {
 	Rcpts      []string
 	Rcpt       string // StageRcpt: the recipient being decided
 	Size       uint64 // StageData: the message size in bytes
+	// Auth is what the host found about the message's authenticity: SPF
+	// from the mail stage on, DKIM, ARC and DMARC at the data stage.
+	Auth Auth
+}
+
+// Auth holds the host's authentication results. Result words are those of
+// RFC 8601 (Authentication-Results); "" means not checked (yet).
+type Auth struct {
+	SPF   SPF
+	DKIM  []DKIM // one per DKIM-Signature, in message order
+	ARC   ARC
+	DMARC DMARC
+}
+
+// SPF is the RFC 7208 check of the client's address.
+type SPF struct {
+	// Result for the MAIL FROM identity (or, for the null sender, the HELO
+	// identity as RFC 7208 §2.4 says): pass, fail, softfail, neutral,
+	// none, temperror or permerror.
+	Result string
+	Domain string // the domain checked
+	// Helo is the result of checking the HELO identity on its own.
+	Helo string
+}
+
+// DKIM is the verification of one DKIM-Signature.
+type DKIM struct {
+	Result   string // pass, fail, neutral, policy, temperror or permerror
+	Domain   string // its d=
+	Selector string // its s=
+	Reason   string // why, when it did not pass
+}
+
+// ARC is the validation of the message's ARC chain (RFC 8617).
+type ARC struct {
+	Result     string // none, pass or fail: the chain validation status
+	Instances  uint32 // how many ARC sets the message carries
+	OldestPass uint32 // the oldest instance whose ARC-Message-Signature still verifies; 0 if none
+	// Sealers are the d= domains of the ARC-Seals, instance 1 first.
+	Sealers []string
+	Reason  string
+}
+
+// DMARC is the RFC 7489 evaluation of the message's From domain. The host
+// finds the facts; a plugin decides what to do about them.
+type DMARC struct {
+	Result       string // pass, fail, none, temperror or permerror
+	FromDomain   string // the RFC5322.From domain
+	PolicyDomain string // where the record was found: the From or the organisational domain
+	// Policy is the one that applies to FromDomain: none, quarantine or
+	// reject (p, or sp for subdomains, or np for names that do not exist).
+	Policy      string
+	Pct         uint32 // the record's pct, 0 to 100
+	SPFAligned  bool
+	DKIMAligned bool
+	Reason      string
 }
 
 // Header is a header field to add.

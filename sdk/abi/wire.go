@@ -187,7 +187,67 @@ func AppendRequest(b []byte, m *Request) []byte {
 	}
 	e.str(m.Rcpt)
 	e.uint(m.Size)
+	e.auth(&m.Auth)
 	return e.b
+}
+
+func (e *encoder) auth(a *Auth) {
+	e.str(a.SPF.Result)
+	e.str(a.SPF.Domain)
+	e.str(a.SPF.Helo)
+	e.uint(uint64(len(a.DKIM)))
+	for _, d := range a.DKIM {
+		e.str(d.Result)
+		e.str(d.Domain)
+		e.str(d.Selector)
+		e.str(d.Reason)
+	}
+	e.str(a.ARC.Result)
+	e.uint(uint64(a.ARC.Instances))
+	e.uint(uint64(a.ARC.OldestPass))
+	e.uint(uint64(len(a.ARC.Sealers)))
+	for _, s := range a.ARC.Sealers {
+		e.str(s)
+	}
+	e.str(a.ARC.Reason)
+	d := &a.DMARC
+	e.str(d.Result)
+	e.str(d.FromDomain)
+	e.str(d.PolicyDomain)
+	e.str(d.Policy)
+	e.uint(uint64(d.Pct))
+	e.bool(d.SPFAligned)
+	e.bool(d.DKIMAligned)
+	e.str(d.Reason)
+}
+
+func (d *decoder) auth() Auth {
+	var a Auth
+	a.SPF = SPF{Result: d.str(), Domain: d.str(), Helo: d.str()}
+	if n := d.count(); n > 0 {
+		a.DKIM = make([]DKIM, n)
+		for i := range a.DKIM {
+			a.DKIM[i] = DKIM{Result: d.str(), Domain: d.str(), Selector: d.str(), Reason: d.str()}
+		}
+	}
+	a.ARC = ARC{
+		Result:     d.str(),
+		Instances:  d.uint32(math.MaxUint32),
+		OldestPass: d.uint32(math.MaxUint32),
+		Sealers:    d.strs(),
+		Reason:     d.str(),
+	}
+	a.DMARC = DMARC{
+		Result:       d.str(),
+		FromDomain:   d.str(),
+		PolicyDomain: d.str(),
+		Policy:       d.str(),
+		Pct:          d.uint32(100),
+		SPFAligned:   d.bool(),
+		DKIMAligned:  d.bool(),
+		Reason:       d.str(),
+	}
+	return a
 }
 
 // DecodeRequest decodes b into m.
@@ -205,6 +265,7 @@ func DecodeRequest(b []byte, m *Request) error {
 		Rcpts:      d.strs(),
 		Rcpt:       d.str(),
 		Size:       d.uint(),
+		Auth:       d.auth(),
 	}
 	return d.err
 }
