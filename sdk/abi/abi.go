@@ -196,8 +196,9 @@ type Request struct {
 	Rcpts      []string
 	Rcpt       string // StageRcpt: the recipient being decided
 	Size       uint64 // StageData: the message size in bytes
-	// Auth is what the host found about the message's authenticity: SPF
-	// from the mail stage on, DKIM, ARC and DMARC at the data stage.
+	// Auth is what the host found about the message's authenticity, set at
+	// the data stage. (SPF runs from MAIL FROM on, in the background; the
+	// data stage is where every result is known.)
 	Auth Auth
 }
 
