@@ -1,0 +1,70 @@
+package dmarc
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/mail"
+	"strings"
+
+	"github.com/sluice-mail/sluice/gateway/internal/address"
+	"github.com/sluice-mail/sluice/gateway/internal/message"
+)
+
+// fromParser reads From fields. Display names are never used, so an encoded
+// word in a charset Go does not know is passed through undecoded rather than
+// failing the whole field.
+var fromParser = mail.AddressParser{WordDecoder: &mime.WordDecoder{
+	CharsetReader: func(_ string, input io.Reader) (io.Reader, error) { return input, nil },
+}}
+
+// FromDomain returns the domain of the RFC5322.From address in a header
+// block, in A-labels and lower case. RFC 7489 §6.6.1 leaves messages
+// without exactly one From address to local policy; FromDomain reports them
+// as errors, and the host turns those into a DMARC permerror.
+func FromDomain(header []byte) (string, error) {
+	var value string
+	found := 0
+	for _, f := range message.Fields(header) {
+		if strings.EqualFold(f.Name, "From") {
+			found++
+			value = fieldValue(f.Raw)
+		}
+	}
+	switch {
+	case found == 0:
+		return "", errors.New("the message has no From field")
+	case found > 1:
+		return "", fmt.Errorf("the message has %d From fields", found)
+	}
+	if strings.TrimSpace(value) == "" {
+		return "", errors.New("the From field is empty")
+	}
+	addrs, err := fromParser.ParseList(value)
+	if err != nil {
+		return "", fmt.Errorf("the From field is not an address list: %v", err)
+	}
+	switch len(addrs) {
+	case 0:
+		return "", errors.New("the From field has no address")
+	case 1:
+	default:
+		return "", fmt.Errorf("the From field has %d addresses", len(addrs))
+	}
+	if strings.HasSuffix(addrs[0].Address, "]") {
+		return "", fmt.Errorf("the From address %q has an address literal, not a domain", addrs[0].Address)
+	}
+	_, domain, err := address.Split(addrs[0].Address)
+	if err != nil {
+		return "", fmt.Errorf("the From address: %v", err)
+	}
+	return domain, nil
+}
+
+// fieldValue is what follows the colon, unfolded: the address parser does
+// not take line breaks as white space.
+func fieldValue(raw []byte) string {
+	_, value, _ := strings.Cut(string(raw), ":")
+	return strings.ReplaceAll(value, "\r\n", "")
+}
