@@ -1,6 +1,8 @@
 package sdk
 
 import (
+	"encoding/binary"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -153,5 +155,79 @@ func TestVerdictHelpersDoNotAlias(t *testing.T) {
 func TestStages(t *testing.T) {
 	if s := Stages(struct{}{}); s != 0 {
 		t.Errorf("a type with no stage methods subscribes to %b", s)
+	}
+}
+
+// recorder keeps the last request it was given at data.
+type recorder struct{ got Request }
+
+func (r *recorder) Data(req *Request) Verdict {
+	r.got = *req
+	return Continue()
+}
+
+// olderHostRequest encodes a request as a host from before the Auth fields
+// did: fields 1 to 11 of sdk/ABI.md, written out by hand so that the test
+// does not share the encoder it checks.
+func olderHostRequest(r *Request) []byte {
+	var b []byte
+	varint := func(v uint64) { b = binary.AppendUvarint(b, v) }
+	str := func(s string) { varint(uint64(len(s))); b = append(b, s...) }
+	boolean := func(v bool) {
+		if v {
+			varint(1)
+		} else {
+			varint(0)
+		}
+	}
+	varint(uint64(r.Stage))
+	str(r.SessionID)
+	str(r.ClientIP)
+	str(r.ClientName)
+	str(r.Helo)
+	boolean(r.TLS)
+	str(r.MailFrom)
+	boolean(r.UTF8)
+	varint(uint64(len(r.Rcpts)))
+	for _, rc := range r.Rcpts {
+		str(rc)
+	}
+	str(r.Rcpt)
+	varint(r.Size)
+	return b
+}
+
+// A plugin built with this SDK runs on a host that sends no Auth fields:
+// it sees them as not checked, and everything else as sent.
+func TestGuestReadsRequestFromOlderHost(t *testing.T) {
+	rec := &recorder{}
+	g := newGuest(rec)
+	configureGuest(t, g, "")
+	want := Request{Stage: abi.StageData, SessionID: "s9", ClientIP: "192.0.2.7", ClientName: "mx.example.org",
+		Helo: "mx.example.org", TLS: true, MailFrom: "a@example.org", UTF8: true,
+		Rcpts: []string{"info@your-domain.test"}, Size: 1234}
+	var v abi.Verdict
+	if err := abi.DecodeVerdict(roundTrip(g, olderHostRequest(&want), (*guest).handle), &v); err != nil {
+		t.Fatal(err)
+	}
+	if v.Action != abi.Continue {
+		t.Fatalf("verdict %+v, want the plugin's continue (a tempfail means the request did not decode)", v)
+	}
+	if !reflect.DeepEqual(rec.got, want) {
+		t.Errorf("plugin saw %+v, want %+v", rec.got, want)
+	}
+	if a := rec.got.Auth; a.SPF.Result != "" || a.DKIM != nil || a.ARC.Result != "" || a.DMARC.Result != "" || a.Authenticated() {
+		t.Errorf("Auth from an older host = %+v, want every result empty (not checked)", a)
+	}
+
+	// And a newer host's request, with a field after Auth, reads whole.
+	want.Auth = abi.Auth{SPF: abi.SPF{Result: "pass", Domain: "example.org"},
+		DMARC: abi.DMARC{Result: "pass", FromDomain: "example.org", Policy: "reject", Pct: 100, SPFAligned: true}}
+	newer := append(abi.AppendRequest(nil, &want), 0x03, 'n', 'e', 'w')
+	if err := abi.DecodeVerdict(roundTrip(g, newer, (*guest).handle), &v); err != nil || v.Action != abi.Continue {
+		t.Fatalf("newer request: verdict %+v, %v", v, err)
+	}
+	if !reflect.DeepEqual(rec.got, want) {
+		t.Errorf("plugin saw %+v, want %+v", rec.got, want)
 	}
 }
