@@ -22,7 +22,9 @@ var fromParser = mail.AddressParser{WordDecoder: &mime.WordDecoder{
 // FromDomain returns the domain of the RFC5322.From address in a header
 // block, in A-labels and lower case. RFC 7489 §6.6.1 leaves messages
 // without exactly one From address to local policy; FromDomain reports them
-// as errors, and the host turns those into a DMARC permerror.
+// as errors, which the host turns into a DMARC permerror:
+//
+//	Result{Result: PermError, Reason: err.Error()}
 func FromDomain(header []byte) (string, error) {
 	var value string
 	found := 0
