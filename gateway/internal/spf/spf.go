@@ -40,9 +40,12 @@ func (c *Checker) MailFrom(ctx context.Context, ip netip.Addr, helo, from string
 		from = "postmaster@" + helo
 	}
 	local, domain := splitAddress(from)
-	if local == "" {
+	if local == "" || strings.Contains(local, "@") {
 		// RFC 7208 section 4.3: a sender without a local part is
 		// postmaster at its domain, which is what the "l" macro must see.
+		// A quoted local part holding "@" is treated the same, because
+		// the library splits the sender at its first "@" and would check
+		// the wrong domain.
 		from = "postmaster@" + domain
 	}
 	return c.check(ctx, ip, helo, from, domain)
