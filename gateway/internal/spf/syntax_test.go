@@ -15,7 +15,7 @@ func TestCheckRecordAccepts(t *testing.T) {
 		"v=spf1 exists:%{ir}.%{l1r+-}._spf.%{d} redirect=_spf.example.com exp=explain.%{d2}",
 		"v=spf1 a:%{H} exists:%{i}.%%.%_.%-.example.com -all",
 		"v=spf1 a:x.1-1 a:x.xn--p1ai -all", // toplabels: hyphenated numbers, IDNA
-		"v=spf1 -all   ",                    // extra spaces
+		"v=spf1 -all   ",                   // extra spaces
 		"v=spf1 moo.cow-far_out=man:dog/cat ra=foo.%{d} -all",
 	} {
 		if err := checkRecord(record); err != nil {
