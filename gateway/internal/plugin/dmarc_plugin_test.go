@@ -86,3 +86,20 @@ func TestDMARCPluginThroughChain(t *testing.T) {
 		t.Errorf("temperror: outcome %+v, reply %+v", o, o.Reply)
 	}
 }
+
+// BenchmarkChainDMARCData is one message through a chain of the dmarc
+// plugin: a data-stage request with its Auth fields, the pct hash, and a
+// reject or a quarantine.
+func BenchmarkChainDMARCData(b *testing.B) {
+	h, _ := newHost(b)
+	c := NewChain(load(b, h, Spec{Name: "dmarc", Path: wasmbuild.ForTest(b, "./plugins/dmarc"), Instances: 1}))
+	req := dmarcData("fail", "reject")
+	req.Auth.DMARC.Pct = 50
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if o := c.Run(ctx, req); o.Action != abi.Reject && o.Quarantine == "" {
+			b.Fatalf("outcome %+v", o)
+		}
+	}
+}
