@@ -24,9 +24,9 @@ type settings struct {
 	OnTemperror string `toml:"on_temperror"`
 }
 
-// OverrideField is the header field added when a trusted ARC chain
+// overrideField is the header field added when a trusted ARC chain
 // overrides a DMARC failure, for the gateway's Authentication-Results.
-const OverrideField = "X-Sluice-DMARC-Override"
+const overrideField = "X-Sluice-DMARC-Override"
 
 // The DMARC policies, in increasing severity.
 const (
@@ -78,7 +78,10 @@ func (p *policy) permissions() abi.Permissions {
 	return perms
 }
 
-// decide is the verdict for a message at the data stage.
+// decide is the verdict for a message at the data stage. A DMARC reject
+// is answered before require_authentication because its reply says more;
+// a trusted ARC chain lifts the DMARC policy only, since its sealer vouches
+// for an author's alignment, not for mail nobody authenticated.
 func (p *policy) decide(req *sdk.Request) sdk.Verdict {
 	a := &req.Auth
 	d := &a.DMARC
@@ -90,7 +93,7 @@ func (p *policy) decide(req *sdk.Request) sdk.Verdict {
 	applied := disposition(req)
 	if applied != policyNone {
 		if sealers, ok := p.vouching(&a.ARC); ok {
-			v = v.AddHeader(OverrideField, "arc; sealer="+strings.Join(sealers, ",")+"; policy="+applied)
+			v = v.AddHeader(overrideField, "arc; sealer="+strings.Join(sealers, ",")+"; policy="+applied)
 			applied = policyNone
 		}
 	}
