@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/miekg/dns"
+
 	"github.com/sluice-mail/sluice/gateway/internal/dnstest"
 	"github.com/sluice-mail/sluice/gateway/internal/resolver"
 )
@@ -115,11 +117,14 @@ func TestHelo(t *testing.T) {
 	}
 }
 
-func TestDroppedQueryIsTemperror(t *testing.T) {
+func TestDNSFailureIsTemperror(t *testing.T) {
 	c, srv := newChecker(t)
 	srv.Drop("timeout.example.test.")
 	srv.Drop("gone.example.test.")
+	srv.Fail("broken.example.test.", dns.RcodeServerFailure)
 	ip := netip.MustParseAddr("192.0.2.1")
+
+	want(t, c.MailFrom(context.Background(), ip, "h.test", "a@broken.example.test"), "temperror", "broken.example.test", "SERVFAIL")
 
 	// The resolver's own timeout ends the lookup of the SPF record itself...
 	want(t, c.MailFrom(context.Background(), ip, "h.test", "a@gone.example.test"), "temperror", "gone.example.test", "timeout")
