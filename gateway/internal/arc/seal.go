@@ -1,0 +1,341 @@
+package arc
+
+import (
+	"crypto"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sluice-mail/sluice/gateway/internal/dkim"
+)
+
+// SealConfig says who seals and how.
+type SealConfig struct {
+	Domain   string // d=: the sealing domain, whose DNS publishes the key
+	Selector string // s=: the key is at <Selector>._domainkey.<Domain>
+	// Key is an *rsa.PrivateKey (rsa-sha256) or an ed25519.PrivateKey
+	// (ed25519-sha256, RFC 8463).
+	Key crypto.Signer
+	// Headers are the header fields the ARC-Message-Signature signs, exactly
+	// as given. nil means the dkim package's DefaultHeaders (oversigned
+	// like a DKIM signature, so that a From or Subject added after Sluice
+	// shows as a change), plus each DKIM-Signature present, which RFC 8617
+	// §4.1.2 asks for. ARC fields and Authentication-Results may not be
+	// listed (§4.1.2).
+	Headers []string
+	Now     func() time.Time // for t=; nil means time.Now
+}
+
+// maxLine is the longest line Seal writes, CRLF not counted; RFC 5322
+// §2.1.1 asks for no more than 78.
+const maxLine = 76
+
+// Seal returns the ARC set that msg gets from Sluice: ARC-Seal,
+// ARC-Message-Signature and ARC-Authentication-Results, in that order, each
+// "Name: value\r\n" and folded under 78 columns, to prepend to msg. msg is
+// the message as it will be sent on, with CRLF line ends; chain is what
+// Verify returned for it; the AAR reads
+// "ARC-Authentication-Results: i=N; <authServID>; <results>" (results in
+// RFC 8601 form, "none" if empty).
+//
+// The new set's cv= is chain.CV. On a failed chain, the seal signs only the
+// new set (RFC 8617 §5.1.2); if the newest ARC-Seal already says cv=fail,
+// the chain is over and Seal returns nil and no error: nothing to add
+// (§5.1 step 2).
+func Seal(msg []byte, authServID, results string, chain Result, c SealConfig) ([]byte, error) {
+	return seal(msg, authServID, results, chain, c, maxLine)
+}
+
+// seal is Seal with the line width as a parameter: 0 writes each field on
+// one line, the layout the ARC test suite's expected signatures were made
+// with (its README, "Signing Header Format Standardization").
+func seal(msg []byte, authServID, results string, verified Result, c SealConfig, width int) ([]byte, error) {
+	algorithm, hash, err := c.algorithm()
+	if err != nil {
+		return nil, err
+	}
+	if err := checkAuthResults(authServID, results); err != nil {
+		return nil, err
+	}
+	if strings.TrimSpace(results) == "" {
+		results = "none"
+	}
+	fields, body := dkim.SplitMessage(msg)
+	names, err := c.signedNames(fields)
+	if err != nil {
+		return nil, err
+	}
+	instance, cv, earlier, err := nextSet(parseChain(fields), verified)
+	if err != nil || instance == 0 {
+		return nil, err
+	}
+	now := time.Now
+	if c.Now != nil {
+		now = c.Now
+	}
+	i := strconv.Itoa(instance)
+	t := strconv.FormatInt(now().Unix(), 10)
+
+	aar := newFieldWriter(aarName, width)
+	aar.text("i=" + i + "; " + authServID + "; " + results)
+
+	h := sha256.New()
+	dkim.WriteRelaxedBody(h, body)
+	ams, err := signField(amsName, []tag{
+		{"a", algorithm},
+		{"b", ""},
+		{"bh", base64.StdEncoding.EncodeToString(h.Sum(nil))},
+		{"c", "relaxed/relaxed"},
+		{"d", c.Domain},
+		{"h", strings.Join(names, ":")},
+		{"i", i},
+		{"s", c.Selector},
+		{"t", t},
+	}, dkim.AppendSignedHeaders(nil, fields, names), c.Key, hash, width)
+	if err != nil {
+		return nil, err
+	}
+	as, err := signField(asName, []tag{
+		{"a", algorithm},
+		{"b", ""},
+		{"cv", cv},
+		{"d", c.Domain},
+		{"i", i},
+		{"s", c.Selector},
+		{"t", t},
+	}, sealedHeaders(earlier, aar.bytes(), ams), c.Key, hash, width)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, 0, len(as)+len(ams)+len(aar.b)+2)
+	out = append(out, as...)
+	out = append(out, ams...)
+	return append(out, aar.bytes()...), nil
+}
+
+// nextSet decides the instance and cv= of the set to add, and which earlier
+// sets its seal signs. Instance 0 means none is to be added.
+func nextSet(c chain, verified Result) (instance int, cv string, earlier []arcSet, err error) {
+	switch verified.CV {
+	case CVNone:
+		if c.max != 0 || c.err != nil {
+			return 0, "", nil, errors.New("arc: the chain result says none, but the message has ARC fields; pass Verify's result for this message")
+		}
+		return 1, CVNone, nil, nil
+	case CVPass:
+		if c.err != nil || c.max != verified.Instances {
+			return 0, "", nil, errors.New("arc: the chain result says pass, but the message's chain is not the one verified; pass Verify's result for this message")
+		}
+	case CVFail:
+		if c.sealedFail {
+			return 0, "", nil, nil
+		}
+	default:
+		return 0, "", nil, fmt.Errorf("arc: chain result %q is not none, pass or fail", verified.CV)
+	}
+	if c.max >= maxInstances {
+		return 0, "", nil, fmt.Errorf("arc: the chain has reached instance %d; no set may follow (at most %d)", c.max, maxInstances)
+	}
+	if verified.CV == CVFail {
+		return c.max + 1, CVFail, nil, nil
+	}
+	return c.max + 1, CVPass, c.sets, nil
+}
+
+// algorithm checks c and returns the a= value for its key and the hash
+// option its Sign wants: RSA signs the SHA-256 digest as PKCS#1 v1.5;
+// Ed25519 signs the digest as a plain message (RFC 8463 §3), which
+// crypto/ed25519 wants as hash 0.
+func (c SealConfig) algorithm() (string, crypto.Hash, error) {
+	if !dkim.IsDNSName(c.Domain) {
+		return "", 0, fmt.Errorf("arc: domain %q is not a DNS name", c.Domain)
+	}
+	if !dkim.IsDNSName(c.Selector) {
+		return "", 0, fmt.Errorf("arc: selector %q is not a DNS label", c.Selector)
+	}
+	if c.Key == nil {
+		return "", 0, errors.New("arc: no sealing key")
+	}
+	kind, err := dkim.KeyKind(c.Key.Public())
+	if err != nil {
+		return "", 0, fmt.Errorf("arc: %w", err)
+	}
+	if kind == "rsa" {
+		return "rsa-sha256", crypto.SHA256, nil
+	}
+	return kind + "-sha256", 0, nil
+}
+
+// signedNames returns the h= list of the ARC-Message-Signature for a
+// message with these fields, lower case.
+func (c SealConfig) signedNames(fields []dkim.HeaderField) ([]string, error) {
+	if c.Headers == nil {
+		names := make([]string, 0, len(dkim.DefaultHeaders)+2)
+		for _, h := range dkim.DefaultHeaders {
+			names = append(names, strings.ToLower(h))
+		}
+		// Each DKIM-Signature once, not oversigned: hops after Sluice may
+		// add their own.
+		for _, f := range fields {
+			if strings.EqualFold(f.Name(), "DKIM-Signature") {
+				names = append(names, "dkim-signature")
+			}
+		}
+		return names, nil
+	}
+	names := make([]string, 0, len(c.Headers))
+	for _, h := range c.Headers {
+		if !dkim.IsFieldName(h) {
+			return nil, fmt.Errorf("arc: %q is not a header field name", h)
+		}
+		h = strings.ToLower(h)
+		if h == "authentication-results" || arcFieldName(h) != "" {
+			return nil, fmt.Errorf("arc: %s may not be signed by an ARC-Message-Signature (RFC 8617 §4.1.2)", h)
+		}
+		names = append(names, h)
+	}
+	return names, nil
+}
+
+// checkAuthResults rejects what would break the AAR field: Seal folds the
+// text itself, so line breaks may not come in, and the authserv-id is one
+// word.
+func checkAuthResults(authServID, results string) error {
+	if authServID == "" || strings.ContainsAny(authServID, " \t\r\n;") {
+		return fmt.Errorf("arc: authserv-id %q is empty or not one word", authServID)
+	}
+	if strings.ContainsAny(results, "\r\n") {
+		return errors.New("arc: the results contain a line break")
+	}
+	return nil
+}
+
+// tag is one tag=value of a signature field.
+type tag struct{ name, value string }
+
+// signField returns a complete ARC-Message-Signature or ARC-Seal with these
+// tags, signed over signedHeaders followed by the field itself with an empty
+// b= (RFC 6376 §3.7, RFC 8617 §5.1.1).
+func signField(name string, tags []tag, signedHeaders []byte, key crypto.Signer, hash crypto.Hash, width int) ([]byte, error) {
+	h := sha256.New()
+	h.Write(signedHeaders)
+	canon := dkim.AppendRelaxedHeader(nil, layoutField(name, tags, "", width))
+	h.Write(canon[:len(canon)-len("\r\n")]) // hashed without its CRLF
+	sig, err := key.Sign(rand.Reader, h.Sum(nil), hash)
+	if err != nil {
+		return nil, fmt.Errorf("arc: signing %s: %w", name, err)
+	}
+	return layoutField(name, tags, base64.StdEncoding.EncodeToString(sig), width), nil
+}
+
+// layoutField writes a signature field with sig as the b= value. A verifier
+// hashes the field with the b= value taken out, so the layout must give the
+// same canonical text with sig as without: b= starts where it would anyway,
+// and the tag after it always starts a new line.
+func layoutField(name string, tags []tag, sig string, width int) []byte {
+	f := newFieldWriter(name, width)
+	for i, t := range tags {
+		sep := ";"
+		if i == len(tags)-1 {
+			sep = ""
+		}
+		switch t.name {
+		case "b":
+			f.word("b=", true)
+			f.chars(sig)
+			// Never a fold before the ";": without sig it would come
+			// right after "b=" and change the canonical text.
+			f.b = append(f.b, sep...)
+			f.line += len(sep)
+			if sep != "" {
+				f.newLine()
+			}
+		case "h":
+			// Long lists break after a colon, where FWS is allowed.
+			for j, n := range strings.SplitAfter("h="+t.value+sep, ":") {
+				f.word(n, j == 0)
+			}
+		default:
+			f.word(t.name+"="+t.value+sep, true)
+		}
+	}
+	return f.bytes()
+}
+
+// fieldWriter writes a header field, breaking lines with CRLF SP before a
+// word that would not fit in width (0: never).
+type fieldWriter struct {
+	b     []byte
+	line  int  // length of the current line
+	fresh bool // the line was just started by a fold
+	width int
+}
+
+func newFieldWriter(name string, width int) *fieldWriter {
+	return &fieldWriter{b: []byte(name + ":"), line: len(name) + 1, width: width}
+}
+
+// newLine folds, when folding at all; otherwise the next word comes after a
+// space as usual.
+func (f *fieldWriter) newLine() {
+	if f.width > 0 && !f.fresh {
+		f.b = append(f.b, "\r\n "...)
+		f.line, f.fresh = 1, true
+	}
+}
+
+// word appends w, after a space if space is set. The fold before a word
+// stands for that space.
+func (f *fieldWriter) word(w string, space bool) {
+	if w == "" {
+		return
+	}
+	n := len(w)
+	if space {
+		n++
+	}
+	if f.width > 0 && !f.fresh && f.line+n > f.width {
+		f.newLine()
+	} else if space && !f.fresh {
+		f.b = append(f.b, ' ')
+		f.line++
+	}
+	f.b = append(f.b, w...)
+	f.line += len(w)
+	f.fresh = false
+}
+
+// text appends words separated by spaces or tabs, each run of them one
+// space or fold: the same text after relaxed canonicalization.
+func (f *fieldWriter) text(s string) {
+	for _, w := range strings.FieldsFunc(s, func(r rune) bool { return r == ' ' || r == '\t' }) {
+		f.word(w, true)
+	}
+}
+
+// chars appends s with no space, breaking it anywhere to fill the lines;
+// for base64, where whitespace is ignored.
+func (f *fieldWriter) chars(s string) {
+	for s != "" {
+		n := len(s)
+		if f.width > 0 {
+			if f.width-f.line <= 0 {
+				f.newLine()
+			}
+			n = min(n, f.width-f.line)
+		}
+		f.b = append(f.b, s[:n]...)
+		f.line += n
+		f.fresh = false
+		s = s[n:]
+	}
+}
+
+func (f *fieldWriter) bytes() []byte {
+	return append(f.b[:len(f.b):len(f.b)], "\r\n"...)
+}

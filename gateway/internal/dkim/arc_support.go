@@ -1,0 +1,50 @@
+package dkim
+
+import (
+	"crypto"
+	"io"
+)
+
+// Exported access to this package's message parsing and canonicalization for
+// package arc. The ARC-Message-Signature and ARC-Seal fields are DKIM
+// signatures under other names (RFC 8617 §4.1.2, §4.1.3): they must split,
+// select and canonicalize exactly as DKIM does, so arc uses this code rather
+// than a copy of it.
+
+// HeaderField is one header field exactly as it appears in a message.
+type HeaderField = headerField
+
+// Name returns the field name, without surrounding whitespace.
+func (f headerField) Name() string { return f.name }
+
+// Raw returns the field as it appears in the message: name, colon, value,
+// folding and final line break included.
+func (f headerField) Raw() []byte { return f.raw }
+
+// SplitMessage returns the header fields and the body of msg. The fields are
+// windows on msg, not copies.
+func SplitMessage(msg []byte) ([]HeaderField, []byte) { return splitMessage(msg) }
+
+// AppendSignedHeaders appends the relaxed canonical form of the fields named
+// in names (lower case), chosen bottom-up as RFC 6376 §5.4.2 says.
+func AppendSignedHeaders(dst []byte, fields []HeaderField, names []string) []byte {
+	return appendSignedHeaders(dst, fields, names)
+}
+
+// AppendRelaxedHeader appends the relaxed canonical form (RFC 6376 §3.4.2)
+// of one raw header field, ending in CRLF.
+func AppendRelaxedHeader(dst, raw []byte) []byte { return appendRelaxedHeader(dst, raw) }
+
+// WriteRelaxedBody writes the relaxed canonical form (RFC 6376 §3.4.4) of a
+// message body to w.
+func WriteRelaxedBody(w io.Writer, body []byte) { writeRelaxedBody(w, body) }
+
+// KeyKind returns the k= name of a public key ("rsa" or "ed25519"), or why
+// it cannot sign (wrong type, RSA size outside RFC 8301's bounds).
+func KeyKind(pub crypto.PublicKey) (string, error) { return keyKind(pub) }
+
+// IsDNSName reports whether s is a plausible ASCII domain name or selector.
+func IsDNSName(s string) bool { return isDNSName(s) }
+
+// IsFieldName reports whether s is a header field name (RFC 5322 §3.6.8).
+func IsFieldName(s string) bool { return isFieldName(s) }
