@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/miekg/dns"
@@ -81,7 +82,9 @@ func (r *Resolver) LookupTXT(ctx context.Context, name string) ([]string, error)
 		if !ok {
 			return nil, wrongRecord(name, rr)
 		}
-		txts = append(txts, strings.Join(txt.Txt, ""))
+		// miekg keeps character strings in presentation format; callers
+		// want the bytes the record holds.
+		txts = append(txts, Unescape(strings.Join(txt.Txt, "")))
 	}
 	return txts, nil
 }
@@ -90,4 +93,41 @@ func (r *Resolver) LookupTXT(ctx context.Context, name string) ([]string, error)
 // a broken server or static line can produce.
 func wrongRecord(name string, rr dns.RR) error {
 	return &net.DNSError{Err: fmt.Sprintf("bad answer: unusable record %q", rr.String()), Name: name, IsTemporary: true}
+}
+
+// Unescape turns a name or character string in presentation format back
+// into its raw bytes: \DDD is the byte DDD, \X is X.
+func Unescape(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c != '\\' || i+1 == len(s) {
+			b.WriteByte(c)
+			continue
+		}
+		if n, ok := decimalByte(s[i+1:]); ok {
+			b.WriteByte(n)
+			i += 3
+			continue
+		}
+		b.WriteByte(s[i+1])
+		i++
+	}
+	return b.String()
+}
+
+// decimalByte reads a DDD escape (three decimal digits, at most 255) at the
+// start of s.
+func decimalByte(s string) (byte, bool) {
+	if len(s) < 3 {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(s[:3], 10, 8)
+	if err != nil {
+		return 0, false
+	}
+	return byte(n), true
 }

@@ -41,12 +41,11 @@ func (l *lookups) LookupTXT(ctx context.Context, name string) ([]string, error) 
 	if err != nil {
 		return nil, err
 	}
-	for i, t := range txts {
-		txts[i] = unescape(t)
-		if !isSPFRecord(txts[i]) {
+	for _, t := range txts {
+		if !isSPFRecord(t) {
 			continue
 		}
-		if err := checkRecord(txts[i]); err != nil {
+		if err := checkRecord(t); err != nil {
 			return nil, fmt.Errorf("SPF record of %s: %w", name, err)
 		}
 	}
@@ -65,7 +64,7 @@ func (l *lookups) LookupMX(ctx context.Context, name string) ([]*net.MX, error) 
 		if mx.Host == "." {
 			continue
 		}
-		mx.Host = unescape(mx.Host)
+		mx.Host = resolver.Unescape(mx.Host)
 		out = append(out, mx)
 	}
 	return out, nil
@@ -124,7 +123,7 @@ func (l *lookups) LookupAddr(ctx context.Context, addr string) ([]string, error)
 	names := make([]string, 0, len(rrs))
 	for _, rr := range rrs {
 		if ptr, ok := rr.(*dns.PTR); ok {
-			names = append(names, unescape(ptr.Ptr))
+			names = append(names, resolver.Unescape(ptr.Ptr))
 		}
 	}
 	return names, nil
@@ -161,41 +160,4 @@ func escapeName(raw string) string {
 func escapeByte(c byte) string {
 	s := strconv.Itoa(int(c))
 	return `\` + strings.Repeat("0", 3-len(s)) + s
-}
-
-// unescape turns a name or character string in presentation format back
-// into its raw bytes: \DDD is the byte DDD, \X is X.
-func unescape(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c != '\\' || i+1 == len(s) {
-			b.WriteByte(c)
-			continue
-		}
-		if n, ok := decimalByte(s[i+1:]); ok {
-			b.WriteByte(n)
-			i += 3
-			continue
-		}
-		b.WriteByte(s[i+1])
-		i++
-	}
-	return b.String()
-}
-
-// decimalByte reads a DDD escape (three decimal digits, at most 255) at the
-// start of s.
-func decimalByte(s string) (byte, bool) {
-	if len(s) < 3 {
-		return 0, false
-	}
-	n, err := strconv.ParseUint(s[:3], 10, 8)
-	if err != nil {
-		return 0, false
-	}
-	return byte(n), true
 }

@@ -1,6 +1,7 @@
 package spf
 
 import (
+	"github.com/sluice-mail/sluice/gateway/internal/resolver"
 	"strings"
 	"testing"
 )
@@ -96,15 +97,15 @@ func TestEscaping(t *testing.T) {
 		if got := escapeName(raw); got != escaped {
 			t.Errorf("escapeName(%q) = %q, want %q", raw, got, escaped)
 		}
-		if got := unescape(escaped); got != raw {
-			t.Errorf("unescape(%q) = %q, want %q", escaped, got, raw)
+		if got := resolver.Unescape(escaped); got != raw {
+			t.Errorf("resolver.Unescape(%q) = %q, want %q", escaped, got, raw)
 		}
 	}
 	// Character strings as miekg/dns presents them: only \X and \DDD.
-	if got := unescape(`say \"hi\" \\ \255\0009`); got != "say \"hi\" \\ \xff\x009" {
+	if got := resolver.Unescape(`say \"hi\" \\ \255\0009`); got != "say \"hi\" \\ \xff\x009" {
 		t.Errorf("unescape = %q", got)
 	}
-	if got := unescape(`ends in \`); got != `ends in \` {
+	if got := resolver.Unescape(`ends in \`); got != `ends in \` {
 		t.Errorf("dangling backslash: %q", got)
 	}
 }
@@ -114,7 +115,7 @@ func FuzzCheckRecord(f *testing.F) {
 	f.Add("v=spf1 ip6:2001:db8::/32 ip4:192.0.2.0/24 -all")
 	f.Fuzz(func(t *testing.T, record string) {
 		checkRecord("v=spf1 " + record) // must not panic
-		if got := unescape(escapeName(record)); got != record {
+		if got := resolver.Unescape(escapeName(record)); got != record {
 			t.Errorf("escape round trip: %q became %q", record, got)
 		}
 	})
