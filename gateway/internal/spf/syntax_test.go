@@ -1,9 +1,10 @@
 package spf
 
 import (
-	"github.com/sluice-mail/sluice/gateway/internal/resolver"
 	"strings"
 	"testing"
+
+	"github.com/sluice-mail/sluice/gateway/internal/resolver"
 )
 
 func TestCheckRecordAccepts(t *testing.T) {
