@@ -504,8 +504,8 @@ func TestParseTags(t *testing.T) {
 func TestWithoutSignature(t *testing.T) {
 	for in, want := range map[string]string{
 		"X: a=1; b=abc\r\n def; bh=xyz\r\n": "X: a=1; b=; bh=xyz\r\n",
-		"X: bh=x; b = a b c \r\n":          "X: bh=x; b =",
-		"X: b=1;b=2":                       "X: b=;b=",
+		"X: bh=x; b = a b c \r\n":           "X: bh=x; b =",
+		"X: b=1;b=2":                        "X: b=;b=",
 	} {
 		if got := string(withoutSignature([]byte(in))); got != want {
 			t.Errorf("withoutSignature(%q) = %q, want %q", in, got, want)
