@@ -303,20 +303,23 @@ func TestVerifyGoMsgauthSigned(t *testing.T) {
 	keys := testKeys(t)
 	_, lookup := startDNS(t, txtZone(txtRecords(t, testDomain, keys)))
 	canons := []msgdkim.Canonicalization{msgdkim.CanonicalizationSimple, msgdkim.CanonicalizationRelaxed}
-	for _, k := range keys {
-		for _, hc := range canons {
-			for _, bc := range canons {
-				var signed strings.Builder
-				err := msgdkim.Sign(&signed, strings.NewReader(testMessage), &msgdkim.SignOptions{
-					Domain: testDomain, Selector: k.Selector, Signer: k.Signer,
-					HeaderCanonicalization: hc, BodyCanonicalization: bc,
-				})
-				if err != nil {
-					t.Fatal(err)
-				}
-				got := verifyString(t, signed.String(), lookup)
-				if len(got) != 1 || got[0].Result != "pass" {
-					t.Errorf("%s %s/%s: %+v, want pass", k.Selector, hc, bc, got)
+	emptyBody := "From: a@example.net\r\nSubject: empty\r\n\r\n"
+	for _, msg := range []string{testMessage, emptyBody} {
+		for _, k := range keys {
+			for _, hc := range canons {
+				for _, bc := range canons {
+					var signed strings.Builder
+					err := msgdkim.Sign(&signed, strings.NewReader(msg), &msgdkim.SignOptions{
+						Domain: testDomain, Selector: k.Selector, Signer: k.Signer,
+						HeaderCanonicalization: hc, BodyCanonicalization: bc,
+					})
+					if err != nil {
+						t.Fatal(err)
+					}
+					got := verifyString(t, signed.String(), lookup)
+					if len(got) != 1 || got[0].Result != "pass" {
+						t.Errorf("%q %s %s/%s: %+v, want pass", msg[len(msg)-12:], k.Selector, hc, bc, got)
+					}
 				}
 			}
 		}
