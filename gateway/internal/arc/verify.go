@@ -47,19 +47,20 @@ func Verify(ctx context.Context, msg []byte, o VerifyOptions) Result {
 		r.Reason = fmt.Sprintf("%s i=%d: %v", amsName, n, err)
 		return r
 	}
-	// Step 5: the oldest AMS that still validates shows how far back the
-	// message is unchanged. It does not decide the result.
+	for i := n; i >= 1; i-- {
+		if err := v.verifyAS(c.sets[:i]); err != nil {
+			r.Reason = fmt.Sprintf("%s i=%d: %v", asName, i, err)
+			return r
+		}
+	}
+	// Step 5, done after the seals (the order changes no result, and a
+	// failed chain needs no oldest-pass): the oldest AMS that still
+	// validates shows how far back the message is unchanged.
 	oldest := n
 	for ; oldest > 1; oldest-- {
 		s := c.sets[oldest-2]
 		if v.verifyAMS(s.ams, s.amsTags) != nil {
 			break
-		}
-	}
-	for i := n; i >= 1; i-- {
-		if err := v.verifyAS(c.sets[:i]); err != nil {
-			r.Reason = fmt.Sprintf("%s i=%d: %v", asName, i, err)
-			return r
 		}
 	}
 	r.CV, r.OldestPass = CVPass, oldest
