@@ -92,15 +92,7 @@ func Verify(ctx context.Context, msg []byte, o VerifyOptions) []Result {
 		limit = defaultMaxSignatures
 	}
 
-	tooManyFields := false
-	if cut := fieldsEnd(msg, maxHeaderFields); cut >= 0 {
-		// Only the fields before the cut are looked at, to find the
-		// signatures to report; none of them can be verified.
-		msg = msg[:cut]
-		tooManyFields = true
-	}
-	fields, body := splitMessage(msg)
-	m := newMessage(fields, body)
+	fields, body, tooManyFields := readHeader(msg)
 	var sigs []int // indexes in fields
 	for i, f := range fields {
 		if strings.EqualFold(f.name, "DKIM-Signature") {
@@ -111,6 +103,7 @@ func Verify(ctx context.Context, msg []byte, o VerifyOptions) []Result {
 		return nil
 	}
 
+	m := newMessage(fields, body)
 	at := now()
 	results := make([]Result, len(sigs))
 	var wg sync.WaitGroup
@@ -126,6 +119,35 @@ func Verify(ctx context.Context, msg []byte, o VerifyOptions) []Result {
 	}
 	wg.Wait()
 	return results
+}
+
+// readHeader splits msg into its header fields and body. A header of more
+// than maxHeaderFields fields cannot be verified: then only its
+// DKIM-Signature fields are returned, to be reported, and tooMany is set.
+// Such a header is read in parts, so that the memory spent on it stays
+// bounded however many fields it has.
+func readHeader(msg []byte) (fields []headerField, body []byte, tooMany bool) {
+	cut := fieldsEnd(msg, maxHeaderFields)
+	if cut < 0 {
+		fields, body = splitMessage(msg)
+		return fields, body, false
+	}
+	for ; cut >= 0; cut = fieldsEnd(msg, maxHeaderFields) {
+		part, _ := splitMessage(msg[:cut])
+		fields = appendSignatureFields(fields, part)
+		msg = msg[cut:]
+	}
+	last, _ := splitMessage(msg)
+	return appendSignatureFields(fields, last), nil, true
+}
+
+func appendSignatureFields(dst, fields []headerField) []headerField {
+	for _, f := range fields {
+		if strings.EqualFold(f.name, "DKIM-Signature") {
+			dst = append(dst, f)
+		}
+	}
+	return dst
 }
 
 // fieldsEnd returns the offset in msg where header field number max+1
@@ -426,7 +448,13 @@ func fetchKey(ctx context.Context, lookup TXTLookup, s *signature) (*publicKey, 
 		if errors.As(err, &dnsErr) && dnsErr.IsNotFound {
 			return nil, permerror("no key for signature")
 		}
-		return nil, &failure{resultTemperror, "key lookup: " + err.Error()}
+		// The DNS error's own text, without the name and the resolver's
+		// address: the reason goes into header fields others read.
+		reason := err.Error()
+		if dnsErr != nil {
+			reason = dnsErr.Err
+		}
+		return nil, &failure{resultTemperror, "key lookup: " + reason}
 	}
 	switch len(records) {
 	case 0:
