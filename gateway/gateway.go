@@ -6,6 +6,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/rsa"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -18,6 +19,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sluice-mail/sluice/gateway/internal/arc"
+	"github.com/sluice-mail/sluice/gateway/internal/auth"
 	"github.com/sluice-mail/sluice/gateway/internal/certs"
 	"github.com/sluice-mail/sluice/gateway/internal/config"
 	"github.com/sluice-mail/sluice/gateway/internal/dkim"
@@ -69,9 +72,18 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Gateway, e
 	if err != nil {
 		fail("srs", "srs: %v", err)
 	}
-	signer, err := g.signer(fail)
-	if err != nil {
-		fail("dkim", "dkim: %v", err)
+	keys, keysOK := g.keys(fail)
+	var signer *dkim.Signer
+	if len(g.cfg.DKIM.Keys) == 0 {
+		log.Warn("no [[dkim.key]] configured: forwarded mail will be neither DKIM-signed nor ARC-sealed")
+	} else if keysOK {
+		signer, err = dkim.NewSigner(dkim.SignerConfig{Domain: cfg.DKIM.Domain, Keys: keys, Headers: cfg.DKIM.Headers})
+		if err != nil {
+			fail("dkim", "dkim: %v", err)
+		}
+	}
+	if cfg.ARC.Seal != nil && *cfg.ARC.Seal && !cfg.AuthEnabled() {
+		fail("arc.seal", "arc.seal: sealing needs the checks of [auth] enabled, to know the chain it extends")
 	}
 	g.host, err = plugin.NewHost(ctx, plugin.HostConfig{CacheDir: g.cacheDir(), Logger: log})
 	if err != nil {
@@ -97,6 +109,10 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Gateway, e
 		g.Close()
 		return nil, config.Errors{cfg.ErrorAt("relay", "relay: %v", err)}
 	}
+	var checker *auth.Checker
+	if cfg.AuthEnabled() {
+		checker = auth.New(auth.Config{Hostname: cfg.Hostname, Resolver: res, Timeout: cfg.Auth.Timeout.D()})
+	}
 	g.smtp, err = smtpd.New(smtpd.Config{
 		Hostname:            cfg.Hostname,
 		Domains:             cfg.Domains,
@@ -110,7 +126,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Gateway, e
 		MaxLineLength:       cfg.SMTP.MaxLineLength,
 		MaxHops:             cfg.SMTP.MaxHops,
 		TLS:                 tlsConfig,
-	}, smtpd.Parts{Chain: g.chain, Relay: g.relay, SRS: rewriter, Signer: signer, Logger: log})
+	}, smtpd.Parts{Chain: g.chain, Relay: g.relay, SRS: rewriter, Signer: signer, Auth: checker, Seal: g.sealConfig(keys), Logger: log})
 	if err != nil {
 		g.Close()
 		return nil, err
@@ -163,26 +179,43 @@ func (g *Gateway) srs() (*srs.Rewriter, error) {
 	})
 }
 
-// signer loads every key, reporting each unreadable one at its own line.
-func (g *Gateway) signer(fail func(path, format string, args ...any)) (*dkim.Signer, error) {
-	d := g.cfg.DKIM
-	if len(d.Keys) == 0 {
-		g.log.Warn("no [[dkim.key]] configured: forwarded mail will not be DKIM-signed")
-		return nil, nil
-	}
-	var keys []dkim.Key
-	for i, k := range d.Keys {
+// keys loads every DKIM key, reporting each unreadable one at its own
+// line; ok is false if any failed.
+func (g *Gateway) keys(fail func(path, format string, args ...any)) (keys []dkim.Key, ok bool) {
+	ok = true
+	for i, k := range g.cfg.DKIM.Keys {
 		signer, err := dkim.LoadKey(g.cfg.Path(k.File))
 		if err != nil {
 			fail(fmt.Sprintf("dkim.key.%d.file", i), "dkim.key[%d]: %v", i, err)
+			ok = false
 			continue
 		}
 		keys = append(keys, dkim.Key{Selector: k.Selector, Signer: signer})
 	}
-	if len(keys) < len(d.Keys) {
-		return nil, nil
+	return keys, ok
+}
+
+// sealConfig picks the key that seals ARC sets: the configured selector,
+// or the first RSA key, since every ARC verifier supports rsa-sha256.
+func (g *Gateway) sealConfig(keys []dkim.Key) *arc.SealConfig {
+	a := g.cfg.ARC
+	if (a.Seal != nil && !*a.Seal) || !g.cfg.AuthEnabled() || len(keys) == 0 {
+		return nil
 	}
-	return dkim.NewSigner(dkim.SignerConfig{Domain: d.Domain, Keys: keys, Headers: d.Headers})
+	pick := -1
+	for i, k := range keys {
+		if a.Selector != "" && k.Selector == a.Selector {
+			pick = i
+			break
+		}
+		if _, isRSA := k.Signer.(*rsa.PrivateKey); a.Selector == "" && isRSA && pick < 0 {
+			pick = i
+		}
+	}
+	if pick < 0 {
+		pick = 0
+	}
+	return &arc.SealConfig{Domain: g.cfg.DKIM.Domain, Selector: keys[pick].Selector, Key: keys[pick].Signer}
 }
 
 func (g *Gateway) cacheDir() string {

@@ -28,6 +28,8 @@ type Config struct {
 	Relay  Relay    `toml:"relay"`
 	SRS    SRS      `toml:"srs"`
 	DKIM   DKIM     `toml:"dkim"`
+	Auth   Auth     `toml:"auth"`
+	ARC    ARC      `toml:"arc"`
 	DNS    DNS      `toml:"dns"`
 	Log    Log      `toml:"log"`
 	Plugin []Plugin `toml:"plugin"`
@@ -89,6 +91,22 @@ type DKIM struct {
 type DKIMKey struct {
 	Selector string `toml:"selector"`
 	File     string `toml:"file"`
+}
+
+// Auth configures the checks of incoming mail: SPF, DKIM, ARC and DMARC.
+// Their results go into Authentication-Results and to the plugins, which
+// decide what to do about them.
+type Auth struct {
+	Enabled *bool    `toml:"enabled"` // default true
+	Timeout Duration `toml:"timeout"` // bound on one message's checks; default 30s
+}
+
+// ARC configures sealing of forwarded mail (RFC 8617).
+type ARC struct {
+	Seal *bool `toml:"seal"` // default true when a DKIM key is configured
+	// Selector names the [[dkim.key]] that seals; default the first RSA
+	// key, since every ARC verifier must support rsa-sha256.
+	Selector string `toml:"selector"`
 }
 
 // DNS configures the resolver.

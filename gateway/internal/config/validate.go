@@ -109,6 +109,7 @@ func (v *validator) validate() {
 	v.relay()
 	v.srs()
 	v.dkim()
+	v.arc()
 	v.dns()
 	v.log()
 	v.plugins()
@@ -221,6 +222,22 @@ func (v *validator) dkim() {
 		}
 	}
 }
+
+func (v *validator) arc() {
+	a := v.c.ARC
+	if a.Selector == "" {
+		return
+	}
+	for _, k := range v.c.DKIM.Keys {
+		if k.Selector == a.Selector {
+			return
+		}
+	}
+	v.errorf("arc.selector", "arc.selector: %q is not the selector of any [[dkim.key]]", a.Selector)
+}
+
+// AuthEnabled reports whether incoming mail is checked.
+func (c *Config) AuthEnabled() bool { return c.Auth.Enabled == nil || *c.Auth.Enabled }
 
 func (v *validator) dns() {
 	for i, ns := range v.c.DNS.Nameservers {

@@ -8,6 +8,8 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/sluice-mail/sluice/gateway/internal/arc"
+	"github.com/sluice-mail/sluice/gateway/internal/auth"
 	"github.com/sluice-mail/sluice/gateway/internal/message"
 	"github.com/sluice-mail/sluice/sdk/abi"
 )
@@ -31,12 +33,18 @@ func readMessage(r io.Reader, sizeHint int64) ([]byte, error) {
 func (s *session) deliver(msg []byte) *smtp.SMTPError {
 	msg = message.NormalizeLineEndings(msg)
 	header, body := message.Split(msg)
+	header = auth.StripForged(header, s.srv.cfg.Hostname)
 	if hops := message.Count(header, "Received"); hops >= s.srv.cfg.MaxHops {
 		s.closeRelay()
 		return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 4, 6}, Message: fmt.Sprintf("Too many hops (%d Received fields): mail loop?", hops)}
 	}
 	req := s.request(abi.StageData, "")
 	req.Size = uint64(len(msg))
+	var report *auth.Report
+	if a := s.srv.parts.Auth; a != nil {
+		r := a.Message(s.srv.ctx, join(header, body), s.txn.spf.Wait(s.srv.ctx))
+		report, req.Auth = &r, r.Auth
+	}
 	out := s.runRequest(req)
 	switch out.Action {
 	case abi.Reject, abi.Tempfail:
@@ -53,30 +61,12 @@ func (s *session) deliver(msg []byte) *smtp.SMTPError {
 		return nil
 	}
 
-	var out2 bytes.Buffer
-	out2.Grow(len(msg) + 2048)
-	out2.Write(s.receivedField())
-	for _, h := range s.txn.changes.add {
-		out2.Write(message.FormatField(h.Name, h.Value))
+	fwd, err := s.forwardedMessage(header, body, report)
+	if err != nil {
+		s.closeRelay()
+		s.srv.log.Error("sealing or signing failed", "session", s.id, "err", err)
+		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Signing failed, try again later"}
 	}
-	if q := s.txn.changes.quarantine; q != "" {
-		out2.Write(message.FormatField("X-Sluice-Quarantine", q))
-	}
-	out2.Write(message.Remove(header, s.txn.changes.remove))
-	out2.WriteString("\r\n")
-	out2.Write(body)
-	fwd := out2.Bytes()
-
-	if signer := s.srv.parts.Signer; signer != nil {
-		sigs, err := signer.Sign(fwd)
-		if err != nil {
-			s.closeRelay()
-			s.srv.log.Error("DKIM signing failed", "session", s.id, "err", err)
-			return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Signing failed, try again later"}
-		}
-		fwd = append(sigs, fwd...)
-	}
-
 	reply, err := s.txn.relay.Data(s.srv.ctx, fwd)
 	s.txn.remote = s.txn.relay.Remote()
 	s.closeRelay()
@@ -84,6 +74,56 @@ func (s *session) deliver(msg []byte) *smtp.SMTPError {
 		return asSMTPError(err)
 	}
 	return reply
+}
+
+// forwardedMessage is the message as it leaves: our trace and result
+// fields and the plugins' changes on top of the original, then DKIM
+// signatures and an ARC set over all of it. Nothing else changes.
+func (s *session) forwardedMessage(header, body []byte, report *auth.Report) ([]byte, error) {
+	var b bytes.Buffer
+	b.Grow(len(header) + len(body) + 4096)
+	var results string
+	if report != nil {
+		results = report.Results(s.txn.from, s.conn.Hostname())
+		b.Write(message.FormatField("Authentication-Results", s.srv.cfg.Hostname+"; "+results))
+	}
+	b.Write(s.receivedField())
+	for _, h := range s.txn.changes.add {
+		b.Write(message.FormatField(h.Name, h.Value))
+	}
+	if q := s.txn.changes.quarantine; q != "" {
+		b.Write(message.FormatField("X-Sluice-Quarantine", q))
+	}
+	b.Write(message.Remove(header, s.txn.changes.remove))
+	b.WriteString("\r\n")
+	b.Write(body)
+	fwd := b.Bytes()
+
+	// DKIM first, then ARC (RFC 8617 §5.1): the seal then covers our own
+	// signatures too.
+	if signer := s.srv.parts.Signer; signer != nil {
+		sigs, err := signer.Sign(fwd)
+		if err != nil {
+			return nil, fmt.Errorf("DKIM: %w", err)
+		}
+		fwd = append(sigs, fwd...)
+	}
+	if c := s.srv.parts.Seal; c != nil && report != nil {
+		set, err := arc.Seal(fwd, s.srv.cfg.Hostname, results, report.ARC, *c)
+		if err != nil {
+			return nil, fmt.Errorf("ARC: %w", err)
+		}
+		fwd = append(set, fwd...)
+	}
+	return fwd, nil
+}
+
+// join puts a header block and body back together.
+func join(header, body []byte) []byte {
+	m := make([]byte, 0, len(header)+2+len(body))
+	m = append(m, header...)
+	m = append(m, "\r\n"...)
+	return append(m, body...)
 }
 
 func (s *session) closeRelay() {

@@ -19,6 +19,8 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/sluice-mail/sluice/gateway/internal/arc"
+	"github.com/sluice-mail/sluice/gateway/internal/auth"
 	"github.com/sluice-mail/sluice/gateway/internal/dkim"
 	"github.com/sluice-mail/sluice/gateway/internal/plugin"
 	"github.com/sluice-mail/sluice/gateway/internal/relay"
@@ -47,6 +49,11 @@ type Parts struct {
 	Relay  *relay.Relay
 	SRS    *srs.Rewriter
 	Signer *dkim.Signer // nil: forward unsigned
+	// Auth checks incoming mail; nil: no checks, no Authentication-Results.
+	Auth *auth.Checker
+	// Seal seals forwarded mail with ARC; nil: no sealing. It needs Auth,
+	// whose ARC verification says which instance comes next.
+	Seal   *arc.SealConfig
 	Logger *slog.Logger
 }
 
@@ -73,6 +80,9 @@ func New(cfg Config, parts Parts) (*Server, error) {
 	}
 	if parts.Chain == nil || parts.Relay == nil || parts.SRS == nil {
 		return nil, errors.New("smtpd: chain, relay and SRS are needed")
+	}
+	if parts.Seal != nil && parts.Auth == nil {
+		return nil, errors.New("smtpd: ARC sealing needs the authentication checks")
 	}
 	if parts.Logger == nil {
 		parts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))

@@ -12,6 +12,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/sluice-mail/sluice/gateway/internal/address"
+	"github.com/sluice-mail/sluice/gateway/internal/auth"
 	"github.com/sluice-mail/sluice/gateway/internal/plugin"
 	"github.com/sluice-mail/sluice/gateway/internal/relay"
 	"github.com/sluice-mail/sluice/sdk/abi"
@@ -40,6 +41,7 @@ type transaction struct {
 	remote    string     // the destination host used, for the log
 	changes   changes
 	verdicts  []plugin.Record
+	spf       *auth.SPF // running from MAIL FROM on
 	started   time.Time
 }
 
@@ -139,6 +141,9 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 		return &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 7}, Message: fmt.Sprintf("Cannot rewrite sender <%s>: %v", from, err)}
 	}
 	s.txn.srsFrom = srsFrom
+	if a := s.srv.parts.Auth; a != nil {
+		s.txn.spf = a.StartSPF(s.srv.ctx, s.clientIP, s.conn.Hostname(), from)
+	}
 	return nil
 }
 

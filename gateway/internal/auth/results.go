@@ -1,0 +1,151 @@
+package auth
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/sluice-mail/sluice/gateway/internal/message"
+)
+
+// Results renders what a Report found as the result list of an
+// Authentication-Results field (RFC 8601 §2.2), without the authserv-id:
+// "spf=pass smtp.mailfrom=a@example.org; dkim=pass header.d=...; ...". The
+// same list goes into our ARC-Authentication-Results. mailFrom is the
+// envelope sender as given ("" for the null sender); helo the client's.
+func (r *Report) Results(mailFrom, helo string) string {
+	var parts []string
+	a := &r.Auth
+	if a.SPF.Result != "" {
+		p := "spf=" + a.SPF.Result
+		if mailFrom != "" {
+			p += " smtp.mailfrom=" + pvalue(mailFrom)
+		} else {
+			p += " smtp.helo=" + pvalue(helo)
+		}
+		parts = append(parts, p)
+	}
+	if len(r.dkim) == 0 {
+		parts = append(parts, "dkim=none")
+	}
+	for _, d := range r.dkim {
+		p := "dkim=" + d.Result + comment(d.Reason)
+		if d.Domain != "" {
+			p += " header.d=" + pvalue(d.Domain)
+		}
+		if d.Selector != "" {
+			p += " header.s=" + pvalue(d.Selector)
+		}
+		if d.Algorithm != "" {
+			p += " header.a=" + pvalue(d.Algorithm)
+		}
+		parts = append(parts, p)
+	}
+	if a.ARC.Result != "" {
+		p := "arc=" + a.ARC.Result + comment(a.ARC.Reason)
+		// Only a chain some of whose older signatures no longer verify
+		// has an oldest pass worth naming (RFC 8617 §7.2).
+		if a.ARC.Result == "pass" && a.ARC.OldestPass > 1 {
+			p += fmt.Sprintf(" header.oldest-pass=%d", a.ARC.OldestPass)
+		}
+		parts = append(parts, p)
+	}
+	if d := a.DMARC; d.Result != "" {
+		c := d.Reason
+		if d.Policy != "" {
+			c = "p=" + d.Policy + ", " + c
+		}
+		p := "dmarc=" + d.Result + comment(c)
+		if d.FromDomain != "" {
+			p += " header.from=" + pvalue(d.FromDomain)
+		}
+		parts = append(parts, p)
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, "; ")
+}
+
+// comment renders text as an RFC 5322 comment, keeping it balanced.
+func comment(text string) string {
+	text = strings.Join(strings.Fields(strings.Map(func(r rune) rune {
+		switch r {
+		case '(', ')', '\\', '\r', '\n':
+			return ' '
+		}
+		return r
+	}, text)), " ")
+	if text == "" {
+		return ""
+	}
+	return " (" + text + ")"
+}
+
+// pvalue quotes a property value unless it is a plain token, a domain or
+// local-part@domain of token characters (RFC 8601 §2.2, RFC 2045 token).
+func pvalue(s string) string {
+	if s != "" && !strings.ContainsAny(s, "()<>,;:\\\"/[]?= \t") && !hasControl(s) {
+		return s
+	}
+	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
+}
+
+func hasControl(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] == 0x7f {
+			return true
+		}
+	}
+	return false
+}
+
+// StripForged removes what only we may write: Authentication-Results
+// fields that claim our authserv-id (nobody upstream may speak for us, RFC
+// 8601 §5) and fields named X-Sluice-*, which carry our plugins' marks
+// (quarantine, DMARC overrides). Fields of other authserv-ids are others'
+// claims and stay.
+func StripForged(header []byte, authServID string) []byte {
+	var out []byte
+	for _, f := range message.Fields(header) {
+		if strings.EqualFold(f.Name, "Authentication-Results") && strings.EqualFold(authServIDOf(f.Raw), authServID) {
+			continue
+		}
+		if len(f.Name) > 9 && strings.EqualFold(f.Name[:9], "X-Sluice-") {
+			continue
+		}
+		out = append(out, f.Raw...)
+	}
+	return out
+}
+
+// authServIDOf returns the authserv-id of a whole Authentication-Results
+// field: the first word of its value once comments and folding are gone.
+func authServIDOf(raw []byte) string {
+	v := string(raw)
+	if i := strings.IndexByte(v, ':'); i >= 0 {
+		v = v[i+1:]
+	}
+	var b strings.Builder
+	depth := 0
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; {
+		case c == '\\' && depth > 0:
+			i++
+		case c == '(':
+			depth++
+		case c == ')' && depth > 0:
+			depth--
+		case depth == 0:
+			b.WriteByte(c)
+		}
+	}
+	v = b.String()
+	if i := strings.IndexByte(v, ';'); i >= 0 {
+		v = v[:i]
+	}
+	fields := strings.Fields(v)
+	if len(fields) == 0 {
+		return ""
+	}
+	return strings.Trim(fields[0], `"`)
+}
