@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -155,6 +156,7 @@ type env struct {
 	addr    string // Sluice's first SMTP listener
 	addrs   []string
 	keys    map[string]string // selector -> TXT record
+	listKey crypto.Signer     // lists.example.net's ARC key, selector "arc"
 	secret  string
 	logs    *syncBuffer
 	cfgText string
@@ -223,28 +225,40 @@ func startEnv(t *testing.T, o envOptions) *env {
 		o.tls = "tls_self_signed = true"
 	}
 	dir := t.TempDir()
-	for _, k := range []struct{ sel, alg string }{{"rsa", "rsa"}, {"ed", "ed25519"}} {
-		key, err := dkim.GenerateKey(k.alg, 2048)
-		if err != nil {
-			t.Fatal(err)
-		}
+	keys := testKeys(t)
+	for sel, key := range map[string]crypto.Signer{"rsa": keys.rsa, "ed": keys.ed} {
 		pem, _ := dkim.MarshalKey(key)
-		if err := os.WriteFile(filepath.Join(dir, k.sel+".pem"), pem, 0o600); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, sel+".pem"), pem, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		e.keys[k.sel], _ = dkim.TXTRecord(key)
+		e.keys[sel], _ = dkim.TXTRecord(key)
 	}
+	listTXT, _ := dkim.TXTRecord(keys.list)
 	zone := `
 dest.test.        300 IN MX 10 mx.dest.test.
 mx.dest.test.     300 IN A 127.0.0.1
 example.org.      300 IN MX 10 mx.dest.test.
 down.test.        300 IN MX 10 mx.down.test.
 mx.down.test.     300 IN A 127.0.0.9
+; a sender whose policy is reject and whose SPF does not allow us
+strict.example.          300 IN TXT "v=spf1 ip4:192.0.2.1 -all"
+_dmarc.strict.example.   300 IN TXT "v=DMARC1; p=reject"
+quarantine.example.        300 IN TXT "v=spf1 ip4:192.0.2.1 -all"
+_dmarc.quarantine.example. 300 IN TXT "v=DMARC1; p=quarantine"
+; a mailing list that sends from loopback and seals with ARC
+lists.example.net.       300 IN TXT "v=spf1 ip4:127.0.0.0/8 -all"
+; a sender whose DMARC record never answers
+slow.example.            300 IN A 192.0.2.7
 `
+	zone += fmt.Sprintf("arc._domainkey.lists.example.net. 300 IN TXT %s\n", splitTXT(listTXT))
+	// Another list, not trusted, with the same key.
+	zone += fmt.Sprintf("arc._domainkey.other-list.example. 300 IN TXT %s\n", splitTXT(listTXT))
 	for sel, txt := range e.keys {
 		zone += fmt.Sprintf("%s._domainkey.ours.test. 300 IN TXT %s\n", sel, splitTXT(txt))
 	}
 	e.dns = dnstest.Start(t, zone)
+	e.dns.Drop("_dmarc.slow.example.")
+	e.listKey = keys.list
 
 	e.cfgText = fmt.Sprintf(`
 hostname = "mx.ours.test"
@@ -268,7 +282,9 @@ selector = "ed"
 file = %q
 [dns]
 nameservers = [%q]
-timeout = "2s"
+timeout = "1s"
+[auth]
+timeout = "5s"
 [wasm]
 cache_dir = %q
 [[plugin]]
@@ -276,8 +292,14 @@ name = "router"
 path = %q
 stages = ["rcpt"]
 %s
+[[plugin]]
+name = "dmarc"
+path = %q
+[plugin.config]
+trusted_arc_sealers = ["lists.example.net"]
 `, o.listen, o.tls, o.smtp, e.dest.port(), o.relay, e.secret, filepath.Join(dir, "rsa.pem"), filepath.Join(dir, "ed.pem"),
-		e.dns.Addr(), wasmbuild.CacheDirForTest(), wasmbuild.ForTest(t, "./plugins/router"), routerRules)
+		e.dns.Addr(), wasmbuild.CacheDirForTest(), wasmbuild.ForTest(t, "./plugins/router"), routerRules,
+		wasmbuild.ForTest(t, "./plugins/dmarc"))
 	cfgPath := filepath.Join(dir, "gateway.toml")
 	os.WriteFile(cfgPath, []byte(e.cfgText), 0o644)
 	cfg, err := config.Load(cfgPath)
@@ -306,6 +328,32 @@ stages = ["rcpt"]
 		}
 	})
 	return e
+}
+
+// keySet is made once per test process: RSA key generation is slow.
+type keySet struct{ rsa, ed, list crypto.Signer }
+
+var (
+	keysOnce   sync.Once
+	sharedKeys keySet
+	keysErr    error
+)
+
+func testKeys(t *testing.T) keySet {
+	keysOnce.Do(func() {
+		gen := func(alg string) crypto.Signer {
+			k, err := dkim.GenerateKey(alg, 2048)
+			if err != nil {
+				keysErr = err
+			}
+			return k
+		}
+		sharedKeys = keySet{rsa: gen("rsa"), ed: gen("ed25519"), list: gen("rsa")}
+	})
+	if keysErr != nil {
+		t.Fatal(keysErr)
+	}
+	return sharedKeys
 }
 
 // splitTXT writes a TXT record as zone-file strings of at most 255 bytes.
