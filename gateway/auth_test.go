@@ -220,7 +220,9 @@ func TestDMARCQuarantineMarks(t *testing.T) {
 func TestDNSTimeoutIsTemporary(t *testing.T) {
 	e := startEnv(t, envOptions{})
 	done := make(chan error, 1)
-	go func() { done <- e.send(t, "dave@slow.example", "info@ours.test", "From: dave@slow.example\r\nSubject: s\r\n\r\nbody\r\n") }()
+	go func() {
+		done <- e.send(t, "dave@slow.example", "info@ours.test", "From: dave@slow.example\r\nSubject: s\r\n\r\nbody\r\n")
+	}()
 	select {
 	case err := <-done:
 		wantReply(t, "DMARC lookup timed out", err, 451, smtp.EnhancedCode{4, 7, 1}, "slow.example")
