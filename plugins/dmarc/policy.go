@@ -24,9 +24,10 @@ type settings struct {
 	OnTemperror string `toml:"on_temperror"`
 }
 
-// overrideField is the header field added when a trusted ARC chain
-// overrides a DMARC failure, for the gateway's Authentication-Results.
-const overrideField = "X-Sluice-DMARC-Override"
+// resultsField is how a plugin records a result: the gateway folds the
+// entries of a field added under this name into its own
+// Authentication-Results, where a dmarc entry replaces the gateway's.
+const resultsField = "Authentication-Results"
 
 // The DMARC policies, in increasing severity.
 const (
@@ -93,7 +94,7 @@ func (p *policy) decide(req *sdk.Request) sdk.Verdict {
 	applied := disposition(req)
 	if applied != policyNone {
 		if sealers, ok := p.vouching(&a.ARC); ok {
-			v = v.AddHeader(overrideField, "arc; sealer="+strings.Join(sealers, ",")+"; policy="+applied)
+			v = v.AddHeader(resultsField, overrideResult(applied, sealers, d.FromDomain))
 			applied = policyNone
 		}
 	}
@@ -267,4 +268,11 @@ func domainName(s string) (string, bool) {
 		}
 	}
 	return d, true
+}
+
+// overrideResult is the dmarc entry that says a policy was not applied
+// because trusted ARC sealers vouched for the message.
+func overrideResult(policy string, sealers []string, from string) string {
+	return fmt.Sprintf("dmarc=fail (p=%s not applied: trusted ARC sealer %s) header.from=%s",
+		policy, strings.Join(sealers, ","), name(from))
 }

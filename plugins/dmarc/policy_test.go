@@ -195,7 +195,7 @@ func TestRequireAuthentication(t *testing.T) {
 func TestTrustedARC(t *testing.T) {
 	p, c := mustConfigure(t, `trusted_arc_sealers = ["lists.example.net", "Relay.Example.COM."]`)
 	override := func(sealers, policy string) string {
-		return "continue, adds X-Sluice-DMARC-Override: arc; sealer=" + sealers + "; policy=" + policy
+		return "continue, adds Authentication-Results: dmarc=fail (p=" + policy + " not applied: trusted ARC sealer " + sealers + ") header.from=example.org"
 	}
 	broken := withARC(failing("reject", 100), 2, "lists.example.net", "relay.example.com")
 	broken.Auth.ARC.Result = "fail"

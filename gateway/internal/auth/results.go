@@ -12,7 +12,37 @@ import (
 // "spf=pass smtp.mailfrom=a@example.org; dkim=pass header.d=...; ...". The
 // same list goes into our ARC-Authentication-Results. mailFrom is the
 // envelope sender as given ("" for the null sender); helo the client's.
-func (r *Report) Results(mailFrom, helo string) string {
+//
+// fromPlugins are entries plugins recorded ("dmarc=fail (...) ..."): one
+// for a method we report replaces ours, so that a plugin which overrode a
+// policy can say so; others are added at the end.
+func (r *Report) Results(mailFrom, helo string, fromPlugins ...string) string {
+	parts := r.ownResults(mailFrom, helo)
+	for _, p := range fromPlugins {
+		replaced := false
+		for i := range parts {
+			if method(parts[i]) == method(p) {
+				parts[i], replaced = p, true
+				break
+			}
+		}
+		if !replaced {
+			parts = append(parts, p)
+		}
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, "; ")
+}
+
+// method is the method name of a resinfo entry: what comes before "=".
+func method(resinfo string) string {
+	m, _, _ := strings.Cut(strings.TrimSpace(resinfo), "=")
+	return strings.ToLower(strings.TrimSpace(m))
+}
+
+func (r *Report) ownResults(mailFrom, helo string) []string {
 	var parts []string
 	a := &r.Auth
 	if a.SPF.Result != "" {
@@ -60,10 +90,7 @@ func (r *Report) Results(mailFrom, helo string) string {
 		}
 		parts = append(parts, p)
 	}
-	if len(parts) == 0 {
-		return "none"
-	}
-	return strings.Join(parts, "; ")
+	return parts
 }
 
 // comment renders text as an RFC 5322 comment, keeping it balanced.

@@ -49,6 +49,12 @@ func TestResults(t *testing.T) {
 	if got != want {
 		t.Errorf("Results:\n%s\nwant:\n%s", got, want)
 	}
+	// A plugin's dmarc entry replaces ours; a new method is added.
+	got = r.Results("a@example.org", "h", "dmarc=fail (p=reject not applied: trusted ARC sealer l.test) header.from=example.org", "x-spam=pass")
+	if !strings.HasSuffix(got, "arc=pass header.oldest-pass=2; dmarc=fail (p=reject not applied: trusted ARC sealer l.test) header.from=example.org; x-spam=pass") ||
+		strings.Count(got, "dmarc=") != 1 {
+		t.Errorf("with plugin results: %s", got)
+	}
 	null := Report{Auth: abi.Auth{SPF: abi.SPF{Result: "none"}}}
 	if got := null.Results("", "client.example"); got != "spf=none smtp.helo=client.example; dkim=none" {
 		t.Errorf("null sender: %q", got)

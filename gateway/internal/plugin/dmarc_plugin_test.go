@@ -61,7 +61,7 @@ func TestDMARCPluginThroughChain(t *testing.T) {
 	req := dmarcData("fail", "reject")
 	req.Auth.ARC = abi.ARC{Result: "pass", Instances: 2, OldestPass: 1, Sealers: []string{"lists.example.net", "relay.test"}}
 	o = c.Run(ctx, req)
-	want := abi.Header{Name: "X-Sluice-DMARC-Override", Value: "arc; sealer=lists.example.net; policy=reject"}
+	want := abi.Header{Name: "Authentication-Results", Value: "dmarc=fail (p=reject not applied: trusted ARC sealer lists.example.net) header.from=example.org"}
 	if o.Action != abi.Continue || o.Reply != nil || o.Quarantine != "" || len(o.AddHeaders) != 1 || o.AddHeaders[0] != want {
 		t.Errorf("ARC override: outcome %+v, want continue adding %+v", o, want)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -82,13 +83,24 @@ func (s *session) deliver(msg []byte) *smtp.SMTPError {
 func (s *session) forwardedMessage(header, body []byte, report *auth.Report) ([]byte, error) {
 	var b bytes.Buffer
 	b.Grow(len(header) + len(body) + 4096)
+	// What plugins record under Authentication-Results joins our own field
+	// rather than standing alone without an authserv-id.
+	var recorded []string
+	var added []abi.Header
+	for _, h := range s.txn.changes.add {
+		if strings.EqualFold(h.Name, "Authentication-Results") && report != nil {
+			recorded = append(recorded, h.Value)
+		} else {
+			added = append(added, h)
+		}
+	}
 	var results string
 	if report != nil {
-		results = report.Results(s.txn.from, s.conn.Hostname())
+		results = report.Results(s.txn.from, s.conn.Hostname(), recorded...)
 		b.Write(message.FormatField("Authentication-Results", s.srv.cfg.Hostname+"; "+results))
 	}
 	b.Write(s.receivedField())
-	for _, h := range s.txn.changes.add {
+	for _, h := range added {
 		b.Write(message.FormatField(h.Name, h.Value))
 	}
 	if q := s.txn.changes.quarantine; q != "" {
