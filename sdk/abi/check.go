@@ -1,0 +1,124 @@
+package abi
+
+import (
+	"fmt"
+	"strings"
+)
+
+// CheckVerdict checks a verdict given at stage against the permissions the
+// plugin declared and against what a gateway can safely act on: whatever
+// reaches an SMTP reply or a header must not be able to inject lines. It is
+// the check of sdk/ABI.md's "What the host checks in a verdict", shared by
+// the host and sdk/sdktest so that a plugin's native tests refuse what the
+// gateway would.
+func CheckVerdict(v *Verdict, stage Stage, perms Permissions) error {
+	if !perms.Allows(v) {
+		return fmt.Errorf("verdict %s%s is outside the permissions it declared", v.Action, changes(v))
+	}
+	if v.Action == Reject || v.Action == Tempfail {
+		if err := checkVerdictReply(v); err != nil {
+			return err
+		}
+	}
+	if hasControl(v.Text) {
+		return fmt.Errorf("text %q has control characters", v.Text)
+	}
+	if v.Destination != "" {
+		if stage != StageRcpt {
+			return fmt.Errorf("a destination is only for the rcpt stage, not %s", stage)
+		}
+		if !plausibleAddress(v.Destination) {
+			return fmt.Errorf("destination %q is not an address", v.Destination)
+		}
+	}
+	for _, h := range v.AddHeaders {
+		if !validFieldName(h.Name) {
+			return fmt.Errorf("header name %q is not a field name", h.Name)
+		}
+		if hasControl(strings.ReplaceAll(h.Value, "\t", " ")) {
+			return fmt.Errorf("header %s: value has control characters", h.Name)
+		}
+	}
+	for _, name := range v.RemoveHeaders {
+		if !validFieldName(name) {
+			return fmt.Errorf("header name %q is not a field name", name)
+		}
+	}
+	for _, f := range v.Findings {
+		if f.Symbol == "" || hasControl(f.Symbol) {
+			return fmt.Errorf("finding symbol %q is empty or has control characters", f.Symbol)
+		}
+	}
+	return nil
+}
+
+// DefaultCode is the reply code the host uses for a Reject (550) or
+// Tempfail (451) verdict that gives none.
+func DefaultCode(a Action) uint16 {
+	if a == Tempfail {
+		return 451
+	}
+	return 550
+}
+
+// changes describes the changes a verdict carries, for error messages.
+func changes(v *Verdict) string {
+	var c []string
+	if v.Destination != "" {
+		c = append(c, "destination")
+	}
+	if len(v.AddHeaders) > 0 {
+		c = append(c, "add headers")
+	}
+	if len(v.RemoveHeaders) > 0 {
+		c = append(c, "remove headers")
+	}
+	if len(c) == 0 {
+		return ""
+	}
+	return " with " + strings.Join(c, ", ")
+}
+
+func checkVerdictReply(v *Verdict) error {
+	code := v.Code
+	if code == 0 {
+		code = DefaultCode(v.Action)
+	}
+	if err := CheckReply(code, v.Enhanced); err != nil {
+		return err
+	}
+	if want := DefaultCode(v.Action) / 100; code/100 != want {
+		return fmt.Errorf("%s with reply code %d; it needs %dxx", v.Action, code, want)
+	}
+	return nil
+}
+
+func hasControl(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] == 0x7f {
+			return true
+		}
+	}
+	return false
+}
+
+// validFieldName reports whether s is a header field name (RFC 5322 §3.6.8:
+// printable ASCII except the colon).
+func validFieldName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 33 || s[i] > 126 || s[i] == ':' {
+			return false
+		}
+	}
+	return true
+}
+
+// plausibleAddress reports whether s looks like local@domain with nothing
+// that could break an SMTP command line.
+func plausibleAddress(s string) bool {
+	at := strings.LastIndexByte(s, '@')
+	return at > 0 && at < len(s)-1 && !hasControl(s) && !strings.ContainsAny(s, " <>")
+}
