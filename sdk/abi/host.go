@@ -1,0 +1,205 @@
+package abi
+
+import (
+	"bytes"
+	"strings"
+)
+
+// Names of the host functions beyond log, each in module HostModule and
+// each granted per plugin by a Capability. Every one returns an i32: a
+// length (0 or more) or one of the Err codes below.
+const (
+	// FuncHeaderGet (name_ptr, name_len, index, buf_ptr, buf_cap i32) -> i32
+	// writes the unfolded value of the index-th (from 0) header field of
+	// that name (any case), if it fits, and returns its length.
+	FuncHeaderGet = "header_get"
+	// FuncHeaders (buf_ptr, buf_cap i32) -> i32 writes the whole header
+	// block, if it fits, and returns its length.
+	FuncHeaders = "headers"
+	// FuncBodySize () -> i32 returns the body's length in bytes.
+	FuncBodySize = "body_size"
+	// FuncBodyRead (offset, buf_ptr, buf_cap i32) -> i32 writes the body's
+	// bytes from offset, as many as fit, and returns how many it wrote: 0
+	// at the end of the body.
+	FuncBodyRead = "body_read"
+	// FuncDNSLookup (qtype, name_ptr, name_len, buf_ptr, buf_cap i32) -> i32
+	// looks name up and writes the answers as a list of strings, if it
+	// fits, and returns its length.
+	FuncDNSLookup = "dns_lookup"
+	// FuncKVGet (key_ptr, key_len, buf_ptr, buf_cap i32) -> i32 writes the
+	// value stored under key, if it fits, and returns its length.
+	FuncKVGet = "kv_get"
+	// FuncKVSet (key_ptr, key_len, val_ptr, val_len i32, ttl_ms i64) -> i32
+	// stores the value under key for ttl_ms milliseconds; 0 on success.
+	FuncKVSet = "kv_set"
+	// FuncKVDelete (key_ptr, key_len i32) -> i32 removes key; 0 on success,
+	// also when there was no such key.
+	FuncKVDelete = "kv_delete"
+	// FuncCounterAdd (name_ptr, name_len i32, delta f64) -> i32 adds delta
+	// to the plugin's counter of that name; 0 on success.
+	FuncCounterAdd = "counter_add"
+)
+
+// Error codes that host functions return instead of a length.
+const (
+	ErrDenied    int32 = -1 // the plugin was not granted the function's capability
+	ErrStage     int32 = -2 // not available at this stage (headers and body: data only)
+	ErrNotFound  int32 = -3 // no such header field or key; the DNS name does not exist
+	ErrMemory    int32 = -4 // an argument lies outside the guest's memory
+	ErrInvalid   int32 = -5 // an argument is not acceptable (a name, a type, a size, a TTL)
+	ErrBudget    int32 = -6 // the call's DNS lookups or time are used up
+	ErrTemporary int32 = -7 // the lookup or the store failed; trying again later may work
+	ErrFull      int32 = -8 // the plugin's key-value store is full
+)
+
+var errNames = map[int32]string{
+	ErrDenied: "capability not granted", ErrStage: "not available at this stage",
+	ErrNotFound: "not found", ErrMemory: "outside the guest's memory",
+	ErrInvalid: "invalid argument", ErrBudget: "budget used up",
+	ErrTemporary: "temporary failure", ErrFull: "store full",
+}
+
+// ErrorText describes a host function's error code.
+func ErrorText(code int32) string {
+	if s, ok := errNames[code]; ok {
+		return s
+	}
+	if code < 0 {
+		return "unknown error -" + itoa(uint64(-int64(code)))
+	}
+	return "unknown error " + itoa(uint64(code))
+}
+
+// Limits on the arguments of host functions; beyond them a call returns
+// ErrInvalid.
+const (
+	MaxKVKey       = 256      // bytes of a key
+	MaxKVValue     = 64 << 10 // bytes of a value
+	MaxCounterName = 64       // bytes of a counter's name
+)
+
+// Capability is a group of host functions that gateway.toml grants a
+// plugin by name. FuncLog needs none.
+type Capability uint8
+
+const (
+	CapHeaders Capability = 1 << iota // FuncHeaderGet, FuncHeaders
+	CapBody                           // FuncBodySize, FuncBodyRead
+	CapDNS                            // FuncDNSLookup
+	CapKV                             // FuncKVGet, FuncKVSet, FuncKVDelete
+	CapMetrics                        // FuncCounterAdd
+)
+
+var capNames = []struct {
+	c    Capability
+	name string
+}{
+	{CapHeaders, "headers"}, {CapBody, "body"}, {CapDNS, "dns"}, {CapKV, "kv"}, {CapMetrics, "metrics"},
+}
+
+// ParseCapability returns the capability with the given name.
+func ParseCapability(name string) (Capability, bool) {
+	for _, c := range capNames {
+		if c.name == name {
+			return c.c, true
+		}
+	}
+	return 0, false
+}
+
+// CapabilityNames lists the names of every capability.
+func CapabilityNames() []string {
+	names := make([]string, len(capNames))
+	for i, c := range capNames {
+		names[i] = c.name
+	}
+	return names
+}
+
+// Has reports whether every capability of o is in c.
+func (c Capability) Has(o Capability) bool { return c&o == o }
+
+func (c Capability) String() string {
+	var names []string
+	for _, n := range capNames {
+		if c.Has(n.c) {
+			names = append(names, n.name)
+		}
+	}
+	return strings.Join(names, ",")
+}
+
+// DNS record types that FuncDNSLookup answers, and how each answer is
+// written: A and AAAA as an address in text form; TXT as the record's
+// strings joined, raw bytes; MX as "preference host"; PTR as a name. Names
+// are written without the final dot.
+const (
+	TypeA    = 1
+	TypeTXT  = 16
+	TypeMX   = 15
+	TypePTR  = 12
+	TypeAAAA = 28
+)
+
+// AppendStrings appends a list of strings in the ABI's encoding: its count
+// as a varint, then each string's length as a varint and its bytes. It is
+// how FuncDNSLookup writes its answers.
+func AppendStrings(b []byte, list []string) []byte {
+	e := encoder{b}
+	e.uint(uint64(len(list)))
+	for _, s := range list {
+		e.str(s)
+	}
+	return e.b
+}
+
+// DecodeStrings decodes a list written by AppendStrings.
+func DecodeStrings(b []byte) ([]string, error) {
+	d := decoder{b: b}
+	list := d.strs()
+	return list, d.err
+}
+
+// ParseHeader splits a header block into its fields, each with its name as
+// written and its value unfolded: the text after the colon without the
+// line breaks of continuation lines (RFC 5322 §2.2.3) and without
+// whitespace at either end. Nothing else is decoded. Lines that are not a
+// field are skipped. FuncHeaderGet answers from the same split.
+func ParseHeader(block []byte) []Header {
+	var fields []Header
+	for len(block) > 0 {
+		end := lineEnd(block)
+		for end < len(block) && (block[end] == ' ' || block[end] == '\t') {
+			end += lineEnd(block[end:])
+		}
+		raw := block[:end]
+		block = block[end:]
+		colon := bytes.IndexByte(raw, ':')
+		if colon <= 0 {
+			continue
+		}
+		name := strings.TrimRight(string(raw[:colon]), " \t")
+		fields = append(fields, Header{Name: name, Value: unfold(raw[colon+1:])})
+	}
+	return fields
+}
+
+func lineEnd(b []byte) int {
+	if i := bytes.IndexByte(b, '\n'); i >= 0 {
+		return i + 1
+	}
+	return len(b)
+}
+
+// unfold removes every CR and LF, which in a field only end its lines, and
+// trims the ends.
+func unfold(v []byte) string {
+	var b strings.Builder
+	b.Grow(len(v))
+	for _, c := range v {
+		if c != '\r' && c != '\n' {
+			b.WriteByte(c)
+		}
+	}
+	return strings.Trim(b.String(), " \t")
+}
