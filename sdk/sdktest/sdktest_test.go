@@ -1,0 +1,254 @@
+package sdktest
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluice-mail/sluice/sdk"
+	"github.com/sluice-mail/sluice/sdk/abi"
+)
+
+// probe is a plugin whose answers say what it saw, so that the tests can
+// check what sdktest sent it and what the host functions answered.
+type probe struct {
+	Refuse  []string `toml:"refuse"`  // senders to reject at mail
+	Permit  string   `toml:"permit"`  // "reject" (default) or "none"
+	Verdict string   `toml:"verdict"` // at rcpt: what to answer
+}
+
+func (p *probe) Configure(c *sdk.Config) error {
+	if err := c.Decode(p); err != nil {
+		return err
+	}
+	if p.Permit != "none" {
+		c.Permit(abi.MayReject | abi.MayAddHeaders)
+	}
+	return nil
+}
+
+func (p *probe) Mail(req *sdk.Request) sdk.Verdict {
+	for _, r := range p.Refuse {
+		if r == req.MailFrom {
+			return sdk.Reject(550, "5.7.1", "refused "+r)
+		}
+	}
+	return sdk.Continue()
+}
+
+func (p *probe) Rcpt(req *sdk.Request) sdk.Verdict {
+	switch {
+	case strings.HasPrefix(req.Rcpt, "no"):
+		return sdk.Reject(0, "", "")
+	case p.Verdict == "badcode":
+		return sdk.Reject(250, "", "")
+	case p.Verdict == "panic":
+		panic("probe panic")
+	case p.Verdict == "header":
+		_, err := sdk.Header("Subject")
+		return sdk.Continue().AddHeader("X-Err", errText(err))
+	}
+	return sdk.Continue()
+}
+
+// Data reports what it read: the Subject, the body's size, the recipients
+// and the request's size, as headers.
+func (p *probe) Data(req *sdk.Request) sdk.Verdict {
+	subject, err := sdk.Header("Subject")
+	if err != nil {
+		subject = errText(err)
+	}
+	body, err := sdk.ReadBody()
+	size := strings.Repeat("x", len(body))
+	if err != nil {
+		size = errText(err)
+	}
+	return sdk.Continue().
+		AddHeader("X-Subject", subject).
+		AddHeader("X-Body", size).
+		AddHeader("X-Rcpts", strings.Join(req.Rcpts, ",")).
+		AddHeader("X-Size", sdkItoa(req.Size))
+}
+
+func (p *probe) Close(*sdk.Request) {}
+
+func errText(err error) string {
+	switch {
+	case err == nil:
+		return "ok"
+	case errors.Is(err, sdk.ErrDenied):
+		return "denied"
+	case errors.Is(err, sdk.ErrStage):
+		return "stage"
+	case errors.Is(err, sdk.ErrNotFound):
+		return "notfound"
+	}
+	return err.Error()
+}
+
+func sdkItoa(n uint64) string {
+	s := ""
+	for {
+		s = string(rune('0'+n%10)) + s
+		n /= 10
+		if n == 0 {
+			return s
+		}
+	}
+}
+
+const message = "Subject: hello\n  world\nFrom: a@b.test\n\nbody\n"
+
+func TestConfigureDeclares(t *testing.T) {
+	p := New(t, &probe{}, `refuse = ["x@y.test"]`)
+	if want := abi.StageSetOf(abi.StageMail, abi.StageRcpt, abi.StageData, abi.StageClose); p.Stages() != want {
+		t.Errorf("stages %b, want %b", p.Stages(), want)
+	}
+	if p.Permissions() != abi.MayReject|abi.MayAddHeaders {
+		t.Errorf("permissions %b", p.Permissions())
+	}
+	v := p.Handle(t, &sdk.Request{Stage: abi.StageMail, MailFrom: "x@y.test"})
+	if v.Action != abi.Reject || v.Text != "refused x@y.test" {
+		t.Errorf("mail verdict %+v", v)
+	}
+}
+
+func TestConfigureRefused(t *testing.T) {
+	_, err := Configure(&probe{}, `refuse = ["x@y.test"]`+"\nrefuze = 1\n")
+	if err == nil || !strings.Contains(err.Error(), "config refused: unknown setting refuze") {
+		t.Errorf("err = %v, want the SDK's strict refusal", err)
+	}
+	_, err = Configure(&probe{}, `refuse = "not a list"`)
+	if err == nil || !strings.HasPrefix(err.Error(), "config refused:") {
+		t.Errorf("err = %v, want a refusal", err)
+	}
+}
+
+// The host's checks apply: a stage not declared, a verdict outside the
+// permissions, a bad reply code, and a panic without tempfail permission
+// are all failures.
+func TestTryAppliesTheHostsChecks(t *testing.T) {
+	p := New(t, &probe{}, "")
+	if _, err := p.Try(&sdk.Request{Stage: abi.StageHelo}); err == nil || !strings.Contains(err.Error(), "does not handle helo") {
+		t.Errorf("helo: %v, want the stage refused", err)
+	}
+	none := New(t, &probe{}, `permit = "none"`)
+	if _, err := none.Try(&sdk.Request{Stage: abi.StageRcpt, Rcpt: "no@x.test"}); err == nil || !strings.Contains(err.Error(), "outside the permissions") {
+		t.Errorf("reject without permission: %v", err)
+	}
+	bad := New(t, &probe{}, `verdict = "badcode"`)
+	if _, err := bad.Try(&sdk.Request{Stage: abi.StageRcpt, Rcpt: "a@x.test"}); err == nil || !strings.Contains(err.Error(), "reply code 250") {
+		t.Errorf("reject 250: %v", err)
+	}
+	panics := New(t, &probe{}, `verdict = "panic"`)
+	v, err := panics.Try(&sdk.Request{Stage: abi.StageRcpt, Rcpt: "a@x.test"})
+	if err == nil || v.Action != abi.Tempfail || !strings.Contains(v.Text, "probe panic") {
+		t.Errorf("panic: %+v, %v, want the SDK's tempfail refused as outside the permissions", v, err)
+	}
+}
+
+func TestSession(t *testing.T) {
+	p := New(t, &probe{}, "")
+	steps := p.Session(Envelope{
+		ClientIP: "192.0.2.1", Helo: "client.test", MailFrom: "a@b.test",
+		Rcpts: []string{"yes@x.test", "no@x.test", "also@x.test"}, Message: []byte(message),
+	})
+	var got []string
+	for _, s := range steps {
+		got = append(got, s.String())
+	}
+	want := []string{
+		"mail: continue",
+		"rcpt <yes@x.test>: continue",
+		"rcpt <no@x.test>: reject 550 5.7.1 Refused by filter sdktest",
+		"rcpt <also@x.test>: continue",
+		// Headers unfolded, the body with CRLF, refused recipients left
+		// out, the size of the message with CRLF line ends.
+		"data: continue; add header X-Subject: hello  world; add header X-Body: xxxxxx; add header X-Rcpts: yes@x.test,also@x.test; add header X-Size: " + sdkItoa(uint64(len(message)+5)),
+		"close: told",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("session:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if steps[2].Refused() != true || steps[1].Refused() {
+		t.Error("Refused is wrong")
+	}
+}
+
+func TestSessionStopsAtRefusedMail(t *testing.T) {
+	p := New(t, &probe{}, `refuse = ["a@b.test"]`)
+	steps := p.Session(Envelope{MailFrom: "a@b.test", Rcpts: []string{"yes@x.test"}, Message: []byte(message)})
+	if len(steps) != 2 || steps[0].Stage != abi.StageMail || !steps[0].Refused() || steps[1].Stage != abi.StageClose {
+		t.Errorf("steps %v, want mail refused then close", steps)
+	}
+}
+
+func TestHostFunctionRules(t *testing.T) {
+	// The message is for the data stage only.
+	p := New(t, &probe{}, `verdict = "header"`)
+	p.SetMessage([]byte(message))
+	if v := p.Handle(t, &sdk.Request{Stage: abi.StageRcpt, Rcpt: "a@x.test"}); v.AddHeaders[0].Value != "stage" {
+		t.Errorf("Header at rcpt: %q, want ErrStage", v.AddHeaders[0].Value)
+	}
+	// A capability the operator did not grant.
+	p = New(t, &probe{}, "", Deny(abi.CapBody))
+	p.SetMessage([]byte(message))
+	v := p.Handle(t, &sdk.Request{Stage: abi.StageData})
+	if v.AddHeaders[0].Value != "hello  world" || v.AddHeaders[1].Value != "denied" {
+		t.Errorf("with body denied: %+v", v.AddHeaders)
+	}
+}
+
+// kvPlugin counts calls in the key-value store and in a counter, and looks
+// up a TXT record.
+type kvPlugin struct{}
+
+func (kvPlugin) Connect(req *sdk.Request) sdk.Verdict {
+	n, err := sdk.KVGet("seen:" + req.ClientIP)
+	if errors.Is(err, sdk.ErrNotFound) {
+		n = nil
+	} else if err != nil {
+		return sdk.Continue().Finding("KV_"+errText(err), 1)
+	}
+	n = append(n, 'x')
+	if err := sdk.KVSet("seen:"+req.ClientIP, n, time.Minute); err != nil {
+		return sdk.Continue().Finding("KVSET_"+errText(err), 1)
+	}
+	if err := sdk.Count("connects", 1); err != nil {
+		return sdk.Continue().Finding("COUNT_"+errText(err), 1)
+	}
+	txt, err := sdk.LookupTXT("policy.example.test")
+	if err != nil {
+		return sdk.Continue().Finding("DNS_"+errText(err), 1)
+	}
+	return sdk.Continue().Finding("SEEN_"+strings.Join(txt, "_"), float64(len(n)))
+}
+
+func TestKVCountersAndDNS(t *testing.T) {
+	now := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	p := New(t, kvPlugin{}, "", Clock(func() time.Time { return now }),
+		Record(abi.TypeTXT, "policy.example.test.", "v=1", "v=2"))
+	req := &sdk.Request{Stage: abi.StageConnect, ClientIP: "192.0.2.1"}
+	for want := 1.0; want <= 2; want++ {
+		v := p.Handle(t, req)
+		if len(v.Findings) != 1 || v.Findings[0] != (abi.Finding{Symbol: "SEEN_v=1_v=2", Score: want}) {
+			t.Fatalf("call %v: %+v", want, v.Findings)
+		}
+	}
+	now = now.Add(2 * time.Minute) // the entry expired
+	if v := p.Handle(t, req); v.Findings[0].Score != 1 {
+		t.Errorf("after the TTL: %+v, want a fresh count", v.Findings)
+	}
+	if p.Counter("connects") != 3 {
+		t.Errorf("counter %v, want 3", p.Counter("connects"))
+	}
+	denied := New(t, kvPlugin{}, "", Deny(abi.CapKV))
+	if v := denied.Handle(t, req); v.Findings[0].Symbol != "KV_denied" {
+		t.Errorf("kv denied: %+v", v.Findings)
+	}
+	nodns := New(t, kvPlugin{}, "")
+	if v := nodns.Handle(t, req); v.Findings[0].Symbol != "DNS_notfound" {
+		t.Errorf("no record: %+v", v.Findings)
+	}
+}

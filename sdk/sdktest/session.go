@@ -1,0 +1,171 @@
+package sdktest
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/sluice-mail/sluice/sdk"
+	"github.com/sluice-mail/sluice/sdk/abi"
+)
+
+// Envelope is what one SMTP session brings, for Session.
+type Envelope struct {
+	ClientIP   string
+	ClientName string // the verified reverse DNS name, or ""
+	Helo       string
+	TLS        bool
+	MailFrom   string // "" for the null sender
+	UTF8       bool
+	Rcpts      []string
+	// Message is what DATA carries: header fields, an empty line, the
+	// body. Its length (after line ends become CRLF) is the request's Size.
+	Message []byte
+	// Auth is what the gateway found about the message, given at data.
+	Auth abi.Auth
+}
+
+// SessionID is the session ID of the requests Session sends.
+const SessionID = "sdktest-session"
+
+// Step is one call of the plugin in a Session.
+type Step struct {
+	Stage   abi.Stage
+	Rcpt    string // at rcpt: the recipient decided
+	Verdict sdk.Verdict
+	Err     error // what the gateway would count as a failure of the plugin
+}
+
+// Refused reports whether the step refused the session, the transaction or
+// the recipient: a Reject or Tempfail, or a failure, which the gateway's
+// default on_failure answers with a tempfail.
+func (s Step) Refused() bool {
+	return s.Err != nil || s.Verdict.Action == abi.Reject || s.Verdict.Action == abi.Tempfail
+}
+
+func (s Step) String() string {
+	what := s.Stage.String()
+	switch s.Stage {
+	case abi.StageRcpt:
+		what += " <" + s.Rcpt + ">"
+	}
+	if s.Err != nil {
+		return what + ": failed: " + s.Err.Error()
+	}
+	if s.Stage == abi.StageClose {
+		return what + ": told"
+	}
+	return what + ": " + Describe(s.Verdict)
+}
+
+// Session runs the stages the plugin handles in the order of an SMTP
+// session that brings e: connect, helo, mail, rcpt for each recipient,
+// data, and close, which always comes last. Like the gateway, it goes no
+// further after a refused connect, helo or mail, leaves refused recipients
+// out of the requests that follow, and skips data when every recipient was
+// refused. Each request carries the session so far.
+func (p *Plugin) Session(e Envelope) []Step {
+	req := abi.Request{
+		SessionID: SessionID, ClientIP: e.ClientIP, ClientName: e.ClientName,
+	}
+	var steps []Step
+	run := func(stage abi.Stage) (refused bool) {
+		req.Stage = stage
+		if !p.stages.Has(stage) {
+			return false
+		}
+		v, err := p.Try(&req)
+		steps = append(steps, Step{Stage: stage, Rcpt: req.Rcpt, Verdict: v, Err: err})
+		return steps[len(steps)-1].Refused()
+	}
+	p.transaction(e, &req, run)
+	req.Rcpt = ""
+	run(abi.StageClose)
+	return steps
+}
+
+// transaction runs the stages before close, up to the first refusal that
+// ends the session.
+func (p *Plugin) transaction(e Envelope, req *abi.Request, run func(abi.Stage) bool) {
+	if run(abi.StageConnect) {
+		return
+	}
+	req.Helo, req.TLS = e.Helo, e.TLS
+	if run(abi.StageHelo) {
+		return
+	}
+	req.MailFrom, req.UTF8 = e.MailFrom, e.UTF8
+	if run(abi.StageMail) {
+		return
+	}
+	for _, rcpt := range e.Rcpts {
+		req.Rcpt = rcpt
+		if !run(abi.StageRcpt) {
+			req.Rcpts = append(req.Rcpts, rcpt)
+		}
+	}
+	req.Rcpt = ""
+	if len(req.Rcpts) == 0 {
+		return
+	}
+	p.SetMessage(e.Message)
+	req.Size = uint64(p.host.size)
+	req.Auth = e.Auth
+	run(abi.StageData)
+}
+
+// Describe writes a verdict as `sluice plugin test` prints it: the action
+// with the reply the client would get (the gateway's defaults filled in,
+// naming the plugin "sdktest"), then each change.
+//
+//	reject 550 5.1.1 This address is no longer in use
+//	continue; destination me@inbox.test
+//	quarantine: DMARC policy of example.org; add header X-Tag: [EXT]
+func Describe(v sdk.Verdict) string { return describe(Name, (*abi.Verdict)(&v)) }
+
+func describe(name string, v *abi.Verdict) string {
+	var b strings.Builder
+	b.WriteString(v.Action.String())
+	switch v.Action {
+	case abi.Reject, abi.Tempfail:
+		code, enhanced, text := reply(name, v)
+		fmt.Fprintf(&b, " %d %s %s", code, enhanced, text)
+	case abi.Quarantine:
+		b.WriteString(": " + v.Text)
+	}
+	if v.Destination != "" {
+		b.WriteString("; destination " + v.Destination)
+	}
+	for _, h := range v.AddHeaders {
+		b.WriteString("; add header " + h.Name + ": " + h.Value)
+	}
+	for _, h := range v.RemoveHeaders {
+		b.WriteString("; remove header " + h)
+	}
+	for _, f := range v.Findings {
+		b.WriteString("; finding " + f.Symbol + " " + strconv.FormatFloat(f.Score, 'g', -1, 64))
+	}
+	return b.String()
+}
+
+// reply is the reply the gateway makes of a Reject or Tempfail verdict,
+// with its defaults for what the plugin left out (sdk/ABI.md).
+func reply(name string, v *abi.Verdict) (code uint16, enhanced, text string) {
+	code, enhanced, text = v.Code, v.Enhanced, v.Text
+	if code == 0 {
+		code = abi.DefaultCode(v.Action)
+	}
+	if enhanced == "" {
+		enhanced = "5.7.1"
+		if code < 500 {
+			enhanced = "4.7.1"
+		}
+	}
+	if text == "" {
+		text = "Refused by filter " + name
+		if code < 500 {
+			text = "Deferred by filter " + name + ", try again later"
+		}
+	}
+	return code, enhanced, text
+}
