@@ -16,7 +16,7 @@ func benchmarkRcpt(b *testing.B, deadline bool) {
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
-		if o := c.Run(ctx, req); o.Destination != "me@inbox.test" {
+		if o := c.Run(ctx, req, nil); o.Destination != "me@inbox.test" {
 			b.Fatalf("outcome %+v", o)
 		}
 	}
@@ -40,7 +40,7 @@ func BenchmarkChainRcptParallel(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		req := rcpt("Info+news@Example.test")
 		for pb.Next() {
-			if o := c.Run(context.Background(), req); o.Destination != "me@inbox.test" {
+			if o := c.Run(context.Background(), req, nil); o.Destination != "me@inbox.test" {
 				b.Errorf("outcome %+v", o)
 				return
 			}
@@ -55,7 +55,7 @@ func BenchmarkChainUnsubscribed(b *testing.B) {
 	req := &abi.Request{Stage: abi.StageHelo, Helo: "client.test"}
 	b.ReportAllocs()
 	for b.Loop() {
-		c.Run(context.Background(), req)
+		c.Run(context.Background(), req, nil)
 	}
 }
 

@@ -57,6 +57,9 @@ type Record struct {
 	Action   abi.Action // what the chain took from it: Continue when a failure was skipped
 	Duration time.Duration
 	Err      error // the plugin's failure, if it failed
+	// Findings are the plugin's, kept per plugin so that a transaction's
+	// score adds up every stage's.
+	Findings []abi.Finding
 }
 
 // Run asks the plugins subscribed to req.Stage, in order, until one
@@ -65,15 +68,21 @@ type Record struct {
 // Tempfail and Discard stop it with that action. Changes accumulate from
 // every plugin that answered. A failing plugin's OnFailure applies. At
 // StageClose every subscribed plugin is told and verdicts are ignored.
-func (c *Chain) Run(ctx context.Context, req *abi.Request) Outcome {
+//
+// msg is the message, which plugins read through host functions at
+// StageData; at other stages it is ignored and may be nil.
+func (c *Chain) Run(ctx context.Context, req *abi.Request, msg *Message) Outcome {
 	var o Outcome
+	if req.Stage != abi.StageData {
+		msg = nil
+	}
 	for _, p := range c.plugins {
 		if !p.stages.Has(req.Stage) {
 			continue
 		}
 		start := time.Now()
-		v, err := p.handle(ctx, req)
-		rec := Record{Name: p.name, Action: v.Action, Duration: time.Since(start), Err: err}
+		v, err := p.handle(p.callContext(ctx, msg), req)
+		rec := Record{Name: p.name, Action: v.Action, Duration: time.Since(start), Err: err, Findings: v.Findings}
 		if err != nil {
 			rec.Action = abi.Continue
 			if p.onFailure == Tempfail && req.Stage != abi.StageClose {

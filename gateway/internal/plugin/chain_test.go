@@ -58,7 +58,7 @@ func TestChainSemantics(t *testing.T) {
 	}
 	for _, tc := range cases {
 		c := &Chain{plugins: tc.chain}
-		o := c.Run(context.Background(), rcpt("someone@x.test"))
+		o := c.Run(context.Background(), rcpt("someone@x.test"), nil)
 		if o.Action != tc.action {
 			t.Errorf("%s: action %v, want %v", tc.name, o.Action, tc.action)
 		}
@@ -75,11 +75,11 @@ func TestChainNoneSubscribed(t *testing.T) {
 	h, _ := newHost(t)
 	c := NewChain(load(t, h, routerSpec(t)))
 	for _, st := range []abi.Stage{abi.StageConnect, abi.StageHelo, abi.StageMail, abi.StageData, abi.StageClose} {
-		if o := c.Run(context.Background(), &abi.Request{Stage: st}); o.Action != abi.Continue || len(o.Verdicts) != 0 {
+		if o := c.Run(context.Background(), &abi.Request{Stage: st}, nil); o.Action != abi.Continue || len(o.Verdicts) != 0 {
 			t.Errorf("%s: %+v, want continue with no plugin called", st, o)
 		}
 	}
-	if o := NewChain().Run(context.Background(), rcpt("a@b.test")); o.Action != abi.Continue {
+	if o := NewChain().Run(context.Background(), rcpt("a@b.test"), nil); o.Action != abi.Continue {
 		t.Errorf("empty chain: %+v", o)
 	}
 }
@@ -88,7 +88,7 @@ func TestCloseStageIgnoresVerdicts(t *testing.T) {
 	h, _ := newHost(t)
 	reject := load(t, h, scriptedSpec(t, "reject", `verdict = "reject"`+"\npermit = [\"reject\"]"))
 	cont := load(t, h, scriptedSpec(t, "continue", ""))
-	o := NewChain(reject, cont).Run(context.Background(), &abi.Request{Stage: abi.StageClose})
+	o := NewChain(reject, cont).Run(context.Background(), &abi.Request{Stage: abi.StageClose}, nil)
 	if o.Action != abi.Continue || o.Reply != nil || len(o.Verdicts) != 2 {
 		t.Errorf("close: %+v, want both plugins told and nothing decided", o)
 	}

@@ -43,7 +43,7 @@ func TestDMARCPluginThroughChain(t *testing.T) {
 	c := NewChain(p)
 	ctx := context.Background()
 
-	o := c.Run(ctx, dmarcData("fail", "reject"))
+	o := c.Run(ctx, dmarcData("fail", "reject"), nil)
 	if o.Action != abi.Reject || o.Reply == nil || o.Reply.Code != 550 || o.Reply.EnhancedCode != [3]int{5, 7, 1} ||
 		o.Reply.Message != "Message rejected: example.org's DMARC policy is reject and neither SPF nor DKIM aligned with example.org" {
 		t.Errorf("reject: outcome %+v, reply %+v", o, o.Reply)
@@ -52,7 +52,7 @@ func TestDMARCPluginThroughChain(t *testing.T) {
 		t.Errorf("reject: records %+v, want one clean record", o.Verdicts)
 	}
 
-	o = c.Run(ctx, dmarcData("fail", "quarantine"))
+	o = c.Run(ctx, dmarcData("fail", "quarantine"), nil)
 	if o.Action != abi.Continue || o.Reply != nil ||
 		o.Quarantine != "example.org's DMARC policy is quarantine and neither SPF nor DKIM aligned with example.org" {
 		t.Errorf("quarantine: outcome %+v, want continue with the quarantine reason", o)
@@ -60,7 +60,7 @@ func TestDMARCPluginThroughChain(t *testing.T) {
 
 	req := dmarcData("fail", "reject")
 	req.Auth.ARC = abi.ARC{Result: "pass", Instances: 2, OldestPass: 1, Sealers: []string{"lists.example.net", "relay.test"}}
-	o = c.Run(ctx, req)
+	o = c.Run(ctx, req, nil)
 	want := abi.Header{Name: "Authentication-Results", Value: "dmarc=fail (p=reject not applied: trusted ARC sealer lists.example.net) header.from=example.org"}
 	if o.Action != abi.Continue || o.Reply != nil || o.Quarantine != "" || len(o.AddHeaders) != 1 || o.AddHeaders[0] != want {
 		t.Errorf("ARC override: outcome %+v, want continue adding %+v", o, want)
@@ -68,20 +68,20 @@ func TestDMARCPluginThroughChain(t *testing.T) {
 
 	req = dmarcData("pass", "reject")
 	req.Auth.DMARC.DKIMAligned = true
-	o = c.Run(ctx, req)
+	o = c.Run(ctx, req, nil)
 	if o.Action != abi.Continue || o.Reply != nil || o.Quarantine != "" || len(o.AddHeaders) != 0 {
 		t.Errorf("pass: outcome %+v, want a plain continue", o)
 	}
 
 	req = dmarcData("none", "")
 	req.Auth.SPF.Result, req.Auth.DKIM = "softfail", nil
-	o = c.Run(ctx, req)
+	o = c.Run(ctx, req, nil)
 	if o.Action != abi.Reject || o.Reply == nil || o.Reply.Code != 550 || o.Reply.EnhancedCode != [3]int{5, 7, 26} ||
 		o.Reply.Message != "Unauthenticated email from example.org is not accepted: it passes neither SPF nor DKIM" {
 		t.Errorf("unauthenticated: outcome %+v, reply %+v", o, o.Reply)
 	}
 
-	o = c.Run(ctx, dmarcData("temperror", ""))
+	o = c.Run(ctx, dmarcData("temperror", ""), nil)
 	if o.Action != abi.Tempfail || o.Reply == nil || o.Reply.Code != 451 || o.Reply.EnhancedCode != [3]int{4, 7, 1} {
 		t.Errorf("temperror: outcome %+v, reply %+v", o, o.Reply)
 	}
@@ -98,7 +98,7 @@ func BenchmarkChainDMARCData(b *testing.B) {
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
-		if o := c.Run(ctx, req); o.Action != abi.Reject && o.Quarantine == "" {
+		if o := c.Run(ctx, req, nil); o.Action != abi.Reject && o.Quarantine == "" {
 			b.Fatalf("outcome %+v", o)
 		}
 	}

@@ -16,9 +16,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sluice-mail/sluice/gateway/internal/resolver"
 	"github.com/sluice-mail/sluice/sdk/abi"
 	"github.com/tetratelabs/wazero"
-	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 )
 
@@ -29,20 +29,39 @@ type HostConfig struct {
 	CacheDir string
 	// Logger receives plugin failures and what plugins log; nil discards.
 	Logger *slog.Logger
+
+	// What the host functions of plugins use (hostfuncs.go).
+	// Resolver answers dns_lookup; a plugin granted "dns" needs one.
+	Resolver *resolver.Resolver
+	// KV stores what plugins keep with kv_set; nil means a MemoryKV of
+	// the default size. Give the same store to every Host of a gateway so
+	// that what plugins stored survives a reload.
+	KV KV
+	// Counters receives what plugins count; nil drops it.
+	Counters Counters
 }
 
 // Host loads plugins. Its compilation cache is shared by all of them, so a
 // module loaded twice is compiled once.
 type Host struct {
-	cache  wazero.CompilationCache
-	logger *slog.Logger
+	cache    wazero.CompilationCache
+	logger   *slog.Logger
+	resolver *resolver.Resolver
+	kv       KV
+	counters Counters
 }
 
 // NewHost returns a host ready to load plugins.
 func NewHost(ctx context.Context, c HostConfig) (*Host, error) {
-	h := &Host{logger: c.Logger}
+	h := &Host{logger: c.Logger, resolver: c.Resolver, kv: c.KV, counters: c.Counters}
 	if h.logger == nil {
 		h.logger = slog.New(slog.DiscardHandler)
+	}
+	if h.kv == nil {
+		h.kv = NewMemoryKV(MemoryKVConfig{})
+	}
+	if h.counters == nil {
+		h.counters = noCounters{}
 	}
 	if c.CacheDir == "" {
 		h.cache = wazero.NewCompilationCache()
@@ -104,6 +123,11 @@ type Spec struct {
 	// Instances is the pool size; 0 means runtime.GOMAXPROCS(0).
 	Instances int
 	OnFailure FailurePolicy
+	// Capabilities are the host functions granted beyond log.
+	Capabilities abi.Capability
+	// DNSLookups bounds the DNS lookups of one call; 0 means
+	// DefaultDNSLookups.
+	DNSLookups int
 
 	// noDeadline drops the per-call deadline, for benchmarks that measure
 	// what the deadline costs.
@@ -152,6 +176,12 @@ func (h *Host) load(ctx context.Context, s Spec) (*Plugin, error) {
 	if pages == 0 {
 		return nil, fmt.Errorf("memory_limit of %d bytes is less than one 64 KiB page", s.MemoryLimit)
 	}
+	if s.DNSLookups <= 0 {
+		s.DNSLookups = DefaultDNSLookups
+	}
+	if s.Capabilities.Has(abi.CapDNS) && h.resolver == nil {
+		return nil, errors.New("capability dns: this host has no resolver")
+	}
 	wasm, err := os.ReadFile(s.Path)
 	if err != nil {
 		return nil, err
@@ -171,6 +201,10 @@ func (h *Host) load(ctx context.Context, s Spec) (*Plugin, error) {
 		rt:        rt,
 		pool:      make(chan *instance, s.Instances),
 		closed:    make(chan struct{}),
+		host: &hostFuncs{
+			plugin: s.Name, caps: s.Capabilities, lookups: s.DNSLookups, logger: logger,
+			resolver: h.resolver, kv: h.kv, counters: h.counters,
+		},
 		configReq: abi.AppendConfigureRequest(nil, &abi.ConfigureRequest{
 			Version: abi.Version, Name: s.Name, Hostname: s.Hostname, Config: s.Config,
 		}),
@@ -190,7 +224,7 @@ func (p *Plugin) prepare(ctx context.Context, wasm []byte, s Spec, pages uint64)
 	if _, err := wasi_snapshot_preview1.Instantiate(ctx, p.rt); err != nil {
 		return err
 	}
-	if err := instantiateHostModule(ctx, p.rt, p.logger); err != nil {
+	if err := instantiateHostModule(ctx, p.rt, p.host); err != nil {
 		return err
 	}
 	compiled, err := p.rt.CompileModule(ctx, wasm)
@@ -276,46 +310,3 @@ func stageList(set abi.StageSet) string {
 // allStages masks what a guest declares to the stages this host knows: a
 // newer guest may declare stages that an older host never calls.
 var allStages = abi.StageSetOf(abi.Stages()...)
-
-// instantiateHostModule provides the imports of module "sluice".
-func instantiateHostModule(ctx context.Context, rt wazero.Runtime, logger *slog.Logger) error {
-	i32 := api.ValueTypeI32
-	_, err := rt.NewHostModuleBuilder(abi.HostModule).
-		NewFunctionBuilder().
-		WithGoModuleFunction(api.GoModuleFunc(func(context.Context, api.Module, []uint64) {}), nil, nil).
-		Export(abi.VersionMarker).
-		NewFunctionBuilder().
-		WithGoModuleFunction(logFunc(logger), []api.ValueType{i32, i32, i32}, nil).
-		Export(abi.FuncLog).
-		Instantiate(ctx)
-	return err
-}
-
-// maxLogMessage caps what one log call of a plugin writes.
-const maxLogMessage = 4096
-
-// logFunc is the host's log import: (level, ptr, len) → a line in the
-// gateway's log, tagged with the plugin's name.
-func logFunc(logger *slog.Logger) api.GoModuleFunc {
-	return func(ctx context.Context, mod api.Module, stack []uint64) {
-		level := slog.Level(int32(stack[0]))
-		if !logger.Enabled(ctx, level) {
-			return
-		}
-		ptr, n := uint32(stack[1]), uint32(stack[2])
-		cut := n > maxLogMessage
-		if cut {
-			n = maxLogMessage
-		}
-		b, ok := mod.Memory().Read(ptr, n)
-		if !ok {
-			logger.Warn("plugin logged from outside its memory", "ptr", ptr, "len", stack[2])
-			return
-		}
-		msg := string(b)
-		if cut {
-			msg += "… (cut)"
-		}
-		logger.Log(ctx, level, msg)
-	}
-}

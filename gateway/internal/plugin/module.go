@@ -40,10 +40,11 @@ var (
 
 // hostFunctions are the imports of module "sluice" this host provides.
 func hostFunctions() map[string]signature {
-	return map[string]signature{
-		abi.VersionMarker: {},
-		abi.FuncLog:       {params: []api.ValueType{i32, i32, i32}},
+	m := make(map[string]signature, len(hostFuncTable))
+	for _, f := range hostFuncTable {
+		m[f.name] = signature{f.params, f.results}
 	}
+	return m
 }
 
 // guestExports are the functions every plugin must export.

@@ -37,6 +37,8 @@ type Plugin struct {
 	pool      chan *instance
 	closed    chan struct{}
 	closeOnce sync.Once
+
+	host *hostFuncs // what its host functions know (hostfuncs.go)
 }
 
 // Name returns the plugin's name from its Spec.

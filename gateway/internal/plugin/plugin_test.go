@@ -106,7 +106,7 @@ func TestRouterLoadsAndRoutes(t *testing.T) {
 	}
 	c := NewChain(p)
 
-	o := c.Run(context.Background(), rcpt("Info+news@Example.test"))
+	o := c.Run(context.Background(), rcpt("Info+news@Example.test"), nil)
 	if o.Action != abi.Continue || o.Destination != "me@inbox.test" || o.Reply != nil {
 		t.Errorf("forward: outcome %+v, want continue to me@inbox.test", o)
 	}
@@ -114,18 +114,18 @@ func TestRouterLoadsAndRoutes(t *testing.T) {
 		t.Errorf("forward: records %+v, want one clean record for router", o.Verdicts)
 	}
 
-	o = c.Run(context.Background(), rcpt("old@example.test"))
+	o = c.Run(context.Background(), rcpt("old@example.test"), nil)
 	if o.Action != abi.Reject || o.Reply == nil || o.Reply.Code != 550 ||
 		o.Reply.EnhancedCode != [3]int{5, 1, 1} || o.Reply.Message != "This address is no longer in use" {
 		t.Errorf("reject: outcome %+v reply %+v", o, o.Reply)
 	}
 
-	o = c.Run(context.Background(), rcpt("nobody@example.test"))
+	o = c.Run(context.Background(), rcpt("nobody@example.test"), nil)
 	if o.Action != abi.Continue || o.Destination != "" {
 		t.Errorf("unknown recipient: outcome %+v, want continue without destination", o)
 	}
 
-	o = c.Run(context.Background(), &abi.Request{Stage: abi.StageMail, MailFrom: "a@b.test"})
+	o = c.Run(context.Background(), &abi.Request{Stage: abi.StageMail, MailFrom: "a@b.test"}, nil)
 	if o.Action != abi.Continue || len(o.Verdicts) != 0 {
 		t.Errorf("mail stage: outcome %+v, want no plugin called", o)
 	}
@@ -190,10 +190,10 @@ func TestSubscribedStagesOnly(t *testing.T) {
 	s := scriptedSpec(t, "only-mail", `verdict = "reject"`+"\npermit = [\"reject\"]")
 	s.Stages = []abi.Stage{abi.StageMail}
 	c := NewChain(load(t, h, s))
-	if o := c.Run(context.Background(), rcpt("a@b.test")); o.Action != abi.Continue || len(o.Verdicts) != 0 {
+	if o := c.Run(context.Background(), rcpt("a@b.test"), nil); o.Action != abi.Continue || len(o.Verdicts) != 0 {
 		t.Errorf("rcpt with a mail-only plugin: %+v, want no call", o)
 	}
-	if o := c.Run(context.Background(), &abi.Request{Stage: abi.StageMail}); o.Action != abi.Reject {
+	if o := c.Run(context.Background(), &abi.Request{Stage: abi.StageMail}, nil); o.Action != abi.Reject {
 		t.Errorf("mail: %+v, want reject", o)
 	}
 }
@@ -223,7 +223,7 @@ func TestMemoryLimit(t *testing.T) {
 // including this one: 1 means a fresh instance.
 func calls(t *testing.T, c *Chain) float64 {
 	t.Helper()
-	o := c.Run(context.Background(), rcpt("count@x.test"))
+	o := c.Run(context.Background(), rcpt("count@x.test"), nil)
 	if len(o.Findings) != 1 || o.Findings[0].Symbol != "calls" {
 		t.Fatalf("count: outcome %+v", o)
 	}
@@ -253,7 +253,7 @@ func TestFailureTempfail(t *testing.T) {
 		if n := calls(t, c); n < 2 {
 			t.Fatalf("before %s: the instance has seen %v calls, want it kept between calls", f.rcpt, n)
 		}
-		o := c.Run(context.Background(), rcpt(f.rcpt))
+		o := c.Run(context.Background(), rcpt(f.rcpt), nil)
 		if o.Action != abi.Tempfail || o.Reply == nil || o.Reply.Code != 451 || o.Reply.EnhancedCode != [3]int{4, 3, 0} ||
 			o.Reply.Message != "Filter scripted failed, try again later" {
 			t.Errorf("%s: outcome %+v reply %+v, want 451 4.3.0 Filter scripted failed", f.rcpt, o, o.Reply)
@@ -277,7 +277,7 @@ func TestOutOfMemory(t *testing.T) {
 	s.Timeout = 20 * time.Second // generous: only the memory limit should stop it
 	s.MemoryLimit = 32 << 20
 	c := NewChain(load(t, h, s))
-	o := c.Run(context.Background(), rcpt("oom@x.test"))
+	o := c.Run(context.Background(), rcpt("oom@x.test"), nil)
 	if o.Action != abi.Tempfail || o.Verdicts[0].Err == nil || !strings.Contains(o.Verdicts[0].Err.Error(), "out of memory") {
 		t.Errorf("oom: %+v, want a failure saying out of memory", o)
 	}
@@ -293,14 +293,14 @@ func TestFailureSkip(t *testing.T) {
 	s.OnFailure = Skip
 	c := NewChain(load(t, h, s), load(t, h, routerSpec(t)))
 	for _, f := range failures[:3] {
-		o := c.Run(context.Background(), rcpt(f.rcpt))
+		o := c.Run(context.Background(), rcpt(f.rcpt), nil)
 		if o.Action != abi.Continue || o.Reply != nil || len(o.Verdicts) != 2 {
 			t.Fatalf("%s with skip: outcome %+v, want continue through both plugins", f.rcpt, o)
 		}
 		if r := o.Verdicts[0]; r.Err == nil || r.Action != abi.Continue {
 			t.Errorf("%s with skip: record %+v, want the failure recorded as continue", f.rcpt, r)
 		}
-		o = c.Run(context.Background(), rcpt("info@example.test"))
+		o = c.Run(context.Background(), rcpt("info@example.test"), nil)
 		if o.Destination != "me@inbox.test" || o.Verdicts[0].Err != nil {
 			t.Errorf("after %s: outcome %+v, want the chain working again", f.rcpt, o)
 		}
@@ -319,12 +319,12 @@ func TestRawOutputFailures(t *testing.T) {
 		"huge@x.test":      "over the limit",
 	}
 	for addr, want := range cases {
-		o := c.Run(context.Background(), rcpt(addr))
+		o := c.Run(context.Background(), rcpt(addr), nil)
 		if o.Action != abi.Tempfail || len(o.Verdicts) != 1 || o.Verdicts[0].Err == nil ||
 			!strings.Contains(o.Verdicts[0].Err.Error(), want) {
 			t.Errorf("%s: outcome %+v, want a failure saying %q", addr, o, want)
 		}
-		if o := c.Run(context.Background(), rcpt("fine@x.test")); o.Action != abi.Accept {
+		if o := c.Run(context.Background(), rcpt("fine@x.test"), nil); o.Action != abi.Accept {
 			t.Errorf("after %s: outcome %+v, want accept", addr, o)
 		}
 	}
@@ -333,7 +333,7 @@ func TestRawOutputFailures(t *testing.T) {
 func TestPanicWithTempfailPermission(t *testing.T) {
 	h, _ := newHost(t)
 	c := NewChain(load(t, h, scriptedSpec(t, "scripted", `permit = ["tempfail"]`)))
-	o := c.Run(context.Background(), rcpt("panic@x.test"))
+	o := c.Run(context.Background(), rcpt("panic@x.test"), nil)
 	if o.Action != abi.Tempfail || o.Verdicts[0].Err != nil || o.Reply.Code != 451 ||
 		!strings.Contains(o.Reply.Message, "plugin panicked at rcpt: scripted panic") {
 		t.Errorf("panic: outcome %+v reply %+v, want the SDK's tempfail naming the panic", o, o.Reply)
@@ -346,8 +346,8 @@ func TestPanicWithTempfailPermission(t *testing.T) {
 func TestLog(t *testing.T) {
 	h, logs := newHost(t)
 	c := NewChain(load(t, h, scriptedSpec(t, "talker", "")))
-	c.Run(context.Background(), rcpt("log@x.test"))
-	c.Run(context.Background(), rcpt("biglog@x.test"))
+	c.Run(context.Background(), rcpt("log@x.test"), nil)
+	c.Run(context.Background(), rcpt("biglog@x.test"), nil)
 	got := logs.String()
 	if !strings.Contains(got, `level=INFO msg="hello from log@x.test" plugin=talker`) {
 		t.Errorf("log line missing or untagged:\n%s", got)
@@ -384,7 +384,7 @@ func TestConcurrentCalls(t *testing.T) {
 				if i%3 == 0 {
 					addr, want = "nobody@example.test", ""
 				}
-				if o := c.Run(context.Background(), rcpt(addr)); o.Destination != want || o.Verdicts[0].Err != nil {
+				if o := c.Run(context.Background(), rcpt(addr), nil); o.Destination != want || o.Verdicts[0].Err != nil {
 					errs <- fmt.Sprintf("%s: %+v", addr, o)
 					return
 				}
@@ -407,14 +407,14 @@ func TestWaitForInstanceHonoursContext(t *testing.T) {
 	done := make(chan Outcome)
 	go func() {
 		close(started)
-		done <- c.Run(context.Background(), rcpt("loop@x.test"))
+		done <- c.Run(context.Background(), rcpt("loop@x.test"), nil)
 	}()
 	<-started
 	// The only instance is busy looping (or about to be): a caller whose
 	// context ends first gets a failure instead of waiting out the loop.
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if o := c.Run(ctx, rcpt("count@x.test")); o.Action != abi.Tempfail || o.Verdicts[0].Err == nil {
+	if o := c.Run(ctx, rcpt("count@x.test"), nil); o.Action != abi.Tempfail || o.Verdicts[0].Err == nil {
 		t.Errorf("with a cancelled context: %+v, want a failure", o)
 	}
 	if o := <-done; o.Action != abi.Tempfail || !strings.Contains(o.Verdicts[0].Err.Error(), "timed out") {
@@ -429,7 +429,7 @@ func TestClose(t *testing.T) {
 	if err := c.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	o := c.Run(context.Background(), rcpt("info@example.test"))
+	o := c.Run(context.Background(), rcpt("info@example.test"), nil)
 	if o.Action != abi.Tempfail || !errors.Is(o.Verdicts[0].Err, errClosed) {
 		t.Errorf("after Close: %+v, want a tempfail saying the plugin is closed", o)
 	}

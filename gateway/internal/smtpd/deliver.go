@@ -12,6 +12,7 @@ import (
 	"github.com/sluice-mail/sluice/gateway/internal/arc"
 	"github.com/sluice-mail/sluice/gateway/internal/auth"
 	"github.com/sluice-mail/sluice/gateway/internal/message"
+	"github.com/sluice-mail/sluice/gateway/internal/plugin"
 	"github.com/sluice-mail/sluice/sdk/abi"
 )
 
@@ -46,7 +47,7 @@ func (s *session) deliver(msg []byte) *smtp.SMTPError {
 		r := a.Message(s.srv.ctx, join(header, body), s.txn.spf.Wait(s.srv.ctx))
 		report, req.Auth = &r, r.Auth
 	}
-	out := s.runRequest(req)
+	out := s.runRequest(req, &plugin.Message{Header: header, Body: body})
 	switch out.Action {
 	case abi.Reject, abi.Tempfail:
 		s.closeRelay()

@@ -106,11 +106,13 @@ func (s *session) request(st abi.Stage, rcpt string) *abi.Request {
 }
 
 func (s *session) run(st abi.Stage, rcpt string) plugin.Outcome {
-	return s.runRequest(s.request(st, rcpt))
+	return s.runRequest(s.request(st, rcpt), nil)
 }
 
-func (s *session) runRequest(req *abi.Request) plugin.Outcome {
-	out := s.srv.parts.Chain.Run(s.srv.ctx, req)
+// runRequest runs the chain; msg is the message at the data stage, nil
+// before.
+func (s *session) runRequest(req *abi.Request, msg *plugin.Message) plugin.Outcome {
+	out := s.srv.parts.Chain.Run(s.srv.ctx, req, msg)
 	s.txn.verdicts = append(s.txn.verdicts, out.Verdicts...)
 	return out
 }

@@ -1,0 +1,100 @@
+package plugin
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/sluice-mail/sluice/gateway/internal/resolver"
+	"github.com/sluice-mail/sluice/sdk/abi"
+	"github.com/tetratelabs/wazero/api"
+)
+
+// dnsLookup is (qtype, name_ptr, name_len, buf_ptr, buf_cap) → length of
+// the answers, a list of strings. Lookups go through the gateway's
+// resolver and its cache; each call of the plugin may make p.lookups of
+// them, none past the call's deadline.
+func (h *hostFuncs) dnsLookup(ctx context.Context, mod api.Module, stack []uint64) {
+	c := callOf(ctx)
+	if c == nil {
+		ret(stack, abi.ErrStage)
+		return
+	}
+	qtype := uint16(stack[0])
+	b, ok := guestBytes(mod, stack[1], stack[2])
+	if !ok {
+		ret(stack, abi.ErrMemory)
+		return
+	}
+	name := string(b)
+	if _, ok := dns.IsDomainName(name); !ok || name == "" || uint32(stack[0]) != uint32(qtype) || !lookupTypes[qtype] {
+		ret(stack, abi.ErrInvalid)
+		return
+	}
+	if c.last.answer != nil && c.last.qtype == qtype && c.last.name == name {
+		ret(stack, answer(mod, stack[3], stack[4], c.last.answer))
+		return
+	}
+	if c.lookups <= 0 || !time.Now().Before(c.deadline) {
+		ret(stack, abi.ErrBudget)
+		return
+	}
+	c.lookups--
+	list, code := h.lookup(ctx, c.deadline, qtype, name)
+	if code < 0 {
+		ret(stack, code)
+		return
+	}
+	c.last.qtype, c.last.name, c.last.answer = qtype, name, abi.AppendStrings(nil, list)
+	ret(stack, answer(mod, stack[3], stack[4], c.last.answer))
+}
+
+// lookupTypes are the record types dns_lookup answers.
+var lookupTypes = map[uint16]bool{abi.TypeA: true, abi.TypeAAAA: true, abi.TypeTXT: true, abi.TypeMX: true, abi.TypePTR: true}
+
+// lookup asks the resolver and writes the records in their ABI text forms,
+// or returns an error code.
+func (h *hostFuncs) lookup(ctx context.Context, deadline time.Time, qtype uint16, name string) ([]string, int32) {
+	ctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	rrs, err := h.resolver.Query(ctx, name, qtype)
+	if err != nil {
+		var dnsErr *net.DNSError
+		switch {
+		case errors.As(err, &dnsErr) && dnsErr.IsNotFound:
+			return nil, abi.ErrNotFound
+		case ctx.Err() != nil:
+			return nil, abi.ErrBudget // out of time, not a failure of DNS
+		}
+		return nil, abi.ErrTemporary
+	}
+	list := make([]string, 0, len(rrs))
+	for _, rr := range rrs {
+		if s, ok := recordText(rr); ok {
+			list = append(list, s)
+		}
+	}
+	return list, 0
+}
+
+// recordText writes a record's data as sdk/ABI.md says for its type.
+func recordText(rr dns.RR) (string, bool) {
+	switch rr := rr.(type) {
+	case *dns.A:
+		return rr.A.String(), true
+	case *dns.AAAA:
+		return rr.AAAA.String(), true
+	case *dns.TXT:
+		return resolver.Unescape(strings.Join(rr.Txt, "")), true
+	case *dns.MX:
+		return strconv.Itoa(int(rr.Preference)) + " " + strings.TrimSuffix(rr.Mx, "."), true
+	case *dns.PTR:
+		return strings.TrimSuffix(rr.Ptr, "."), true
+	}
+	return "", false
+}

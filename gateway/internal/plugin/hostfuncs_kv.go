@@ -1,0 +1,239 @@
+package plugin
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/sluice-mail/sluice/sdk/abi"
+	"github.com/tetratelabs/wazero/api"
+)
+
+// KV is the store behind the kv host functions. Every key lives in a
+// scope, the plugin's name, so that plugins neither see nor overwrite each
+// other's keys. The gateway uses a MemoryKV; a store shared by several
+// gateway nodes implements the same three methods. Implementations must be
+// safe for concurrent use, and the bytes Get returns must not be changed.
+type KV interface {
+	// Get returns the value under key, and false if there is none or it
+	// has expired.
+	Get(ctx context.Context, scope, key string) ([]byte, bool, error)
+	// Set stores a copy of value under key until ttl has passed. It
+	// returns ErrKVFull when the scope has no room left.
+	Set(ctx context.Context, scope, key string, value []byte, ttl time.Duration) error
+	// Delete removes key; a key that is not there is no error.
+	Delete(ctx context.Context, scope, key string) error
+}
+
+// ErrKVFull is a KV's answer to a Set that would take a scope over its
+// share.
+var ErrKVFull = errors.New("the plugin's key-value store is full")
+
+// MemoryKVConfig configures a MemoryKV.
+type MemoryKVConfig struct {
+	// MaxBytes bounds each scope: the lengths of its keys and values, plus
+	// kvEntryOverhead per entry. 0 means DefaultKVBytes.
+	MaxBytes int
+	// Now is the clock that expires entries; nil means time.Now.
+	Now func() time.Time
+}
+
+// DefaultKVBytes is a MemoryKV scope's default size.
+const DefaultKVBytes = 16 << 20
+
+// kvEntryOverhead is what one entry costs beyond its key and value, so
+// that many tiny entries count for what they take.
+const kvEntryOverhead = 64
+
+// MemoryKV is a KV in the gateway's memory: fast, lost on restart, and
+// private to one gateway process.
+type MemoryKV struct {
+	max int
+	now func() time.Time
+
+	mu     sync.Mutex
+	scopes map[string]*kvScope
+}
+
+type kvScope struct {
+	entries map[string]kvEntry
+	bytes   int
+}
+
+type kvEntry struct {
+	value   []byte
+	expires time.Time
+}
+
+func (e kvEntry) size(key string) int { return len(key) + len(e.value) + kvEntryOverhead }
+
+// NewMemoryKV returns an empty store.
+func NewMemoryKV(c MemoryKVConfig) *MemoryKV {
+	if c.MaxBytes <= 0 {
+		c.MaxBytes = DefaultKVBytes
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return &MemoryKV{max: c.MaxBytes, now: c.Now, scopes: map[string]*kvScope{}}
+}
+
+// Get implements KV. An expired entry is removed when it is found.
+func (m *MemoryKV) Get(_ context.Context, scope, key string) ([]byte, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := m.scopes[scope]
+	if s == nil {
+		return nil, false, nil
+	}
+	e, ok := s.entries[key]
+	if !ok {
+		return nil, false, nil
+	}
+	if !m.now().Before(e.expires) {
+		s.remove(key)
+		return nil, false, nil
+	}
+	return e.value, true, nil
+}
+
+// Set implements KV. When the scope is full it first drops the entries
+// that have expired; if there is still no room, the new entry is refused
+// rather than an older one evicted, so that what a plugin stored stays
+// until its TTL.
+func (m *MemoryKV) Set(_ context.Context, scope, key string, value []byte, ttl time.Duration) error {
+	now := m.now()
+	e := kvEntry{value: append([]byte(nil), value...), expires: now.Add(ttl)}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := m.scopes[scope]
+	if s == nil {
+		s = &kvScope{entries: map[string]kvEntry{}}
+		m.scopes[scope] = s
+	}
+	// need is what storing e takes beyond what the old entry under key
+	// takes, if there is one.
+	need := func() int {
+		n := e.size(key)
+		if old, ok := s.entries[key]; ok {
+			n -= old.size(key)
+		}
+		return n
+	}
+	if s.bytes+need() > m.max {
+		s.sweep(now)
+		if s.bytes+need() > m.max {
+			return ErrKVFull
+		}
+	}
+	s.remove(key)
+	s.entries[key] = e
+	s.bytes += e.size(key)
+	return nil
+}
+
+// Delete implements KV.
+func (m *MemoryKV) Delete(_ context.Context, scope, key string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if s := m.scopes[scope]; s != nil {
+		s.remove(key)
+	}
+	return nil
+}
+
+func (s *kvScope) remove(key string) {
+	if e, ok := s.entries[key]; ok {
+		s.bytes -= e.size(key)
+		delete(s.entries, key)
+	}
+}
+
+// sweep drops every expired entry.
+func (s *kvScope) sweep(now time.Time) {
+	for k, e := range s.entries {
+		if !now.Before(e.expires) {
+			s.remove(k)
+		}
+	}
+}
+
+// kvKey reads a key argument and checks its length.
+func kvKey(mod api.Module, ptr, n uint64) (string, int32) {
+	b, ok := guestBytes(mod, ptr, n)
+	if !ok {
+		return "", abi.ErrMemory
+	}
+	if len(b) == 0 || len(b) > abi.MaxKVKey {
+		return "", abi.ErrInvalid
+	}
+	return string(b), 0
+}
+
+// kvGet is (key_ptr, key_len, buf_ptr, buf_cap) → length of the value.
+func (h *hostFuncs) kvGet(ctx context.Context, mod api.Module, stack []uint64) {
+	key, code := kvKey(mod, stack[0], stack[1])
+	if code < 0 {
+		ret(stack, code)
+		return
+	}
+	v, ok, err := h.kv.Get(ctx, h.plugin, key)
+	switch {
+	case err != nil:
+		h.logger.Warn("key-value store failed", "op", "get", "error", err)
+		ret(stack, abi.ErrTemporary)
+	case !ok:
+		ret(stack, abi.ErrNotFound)
+	default:
+		ret(stack, answer(mod, stack[2], stack[3], v))
+	}
+}
+
+// kvSet is (key_ptr, key_len, val_ptr, val_len, ttl_ms) → 0.
+func (h *hostFuncs) kvSet(ctx context.Context, mod api.Module, stack []uint64) {
+	key, code := kvKey(mod, stack[0], stack[1])
+	if code < 0 {
+		ret(stack, code)
+		return
+	}
+	value, ok := guestBytes(mod, stack[2], stack[3])
+	if !ok {
+		ret(stack, abi.ErrMemory)
+		return
+	}
+	ttl := int64(stack[4])
+	if len(value) > abi.MaxKVValue || ttl <= 0 || ttl > maxKVTTL.Milliseconds() {
+		ret(stack, abi.ErrInvalid)
+		return
+	}
+	err := h.kv.Set(ctx, h.plugin, key, value, time.Duration(ttl)*time.Millisecond)
+	switch {
+	case errors.Is(err, ErrKVFull):
+		ret(stack, abi.ErrFull)
+	case err != nil:
+		h.logger.Warn("key-value store failed", "op", "set", "error", err)
+		ret(stack, abi.ErrTemporary)
+	default:
+		ret(stack, 0)
+	}
+}
+
+// maxKVTTL keeps a TTL's arithmetic far from overflow; a year is longer
+// than any cache entry needs.
+const maxKVTTL = 366 * 24 * time.Hour
+
+// kvDelete is (key_ptr, key_len) → 0.
+func (h *hostFuncs) kvDelete(ctx context.Context, mod api.Module, stack []uint64) {
+	key, code := kvKey(mod, stack[0], stack[1])
+	if code < 0 {
+		ret(stack, code)
+		return
+	}
+	if err := h.kv.Delete(ctx, h.plugin, key); err != nil {
+		h.logger.Warn("key-value store failed", "op", "delete", "error", err)
+		ret(stack, abi.ErrTemporary)
+		return
+	}
+	ret(stack, 0)
+}
