@@ -40,16 +40,17 @@ func Clock(now func() time.Time) Option { return func(h *host) { h.now = now } }
 // test gave it, with the gateway's rules for capabilities, stages and
 // argument limits.
 type host struct {
-	denied abi.Capability
-	now    func() time.Time
-	stage  abi.Stage // of the call in progress
-	header []byte    // the header block, lines ending in CRLF
-	fields []abi.Header
-	body   []byte
-	size   int // of the whole message
-	dns    map[dnsKey][]string
-	kv     map[string]entry
-	count  map[string]float64
+	denied  abi.Capability
+	now     func() time.Time
+	stage   abi.Stage // of the call in progress; 0 while configuring
+	lookups int       // DNS lookups made in the call in progress
+	header  []byte    // the header block, lines ending in CRLF
+	fields  []abi.Header
+	body    []byte
+	size    int // of the whole message
+	dns     map[dnsKey][]string
+	kv      map[string]entry
+	count   map[string]float64
 }
 
 type dnsKey struct {
@@ -62,8 +63,13 @@ type entry struct {
 	expires time.Time
 }
 
-// maxKVEntries bounds the store, as the gateway bounds each plugin's share.
-const maxKVEntries = 10000
+// The gateway's limits: DNS lookups in one call, the entries of a
+// plugin's store, and the longest TTL.
+const (
+	maxLookups   = 10
+	maxKVEntries = 10000
+	maxTTL       = 366 * 24 * time.Hour
+)
 
 func newHost() *host {
 	return &host{now: time.Now, dns: map[dnsKey][]string{}, kv: map[string]entry{}, count: map[string]float64{}}
@@ -123,9 +129,6 @@ func (h *host) HeaderGet(name string, index uint32, buf []byte) int32 {
 	if code := h.message(abi.CapHeaders); code != 0 {
 		return code
 	}
-	if name == "" {
-		return abi.ErrInvalid
-	}
 	for _, f := range h.fields {
 		if strings.EqualFold(f.Name, name) {
 			if index == 0 {
@@ -155,8 +158,8 @@ func (h *host) BodyRead(offset uint32, buf []byte) int32 {
 	if code := h.message(abi.CapBody); code != 0 {
 		return code
 	}
-	if int64(offset) > int64(len(h.body)) {
-		return abi.ErrInvalid
+	if int64(offset) >= int64(len(h.body)) {
+		return 0
 	}
 	return int32(copy(buf, h.body[offset:]))
 }
@@ -164,6 +167,9 @@ func (h *host) BodyRead(offset uint32, buf []byte) int32 {
 func (h *host) DNSLookup(qtype uint16, name string, buf []byte) int32 {
 	if h.denied.Has(abi.CapDNS) {
 		return abi.ErrDenied
+	}
+	if h.stage == 0 {
+		return abi.ErrStage // no lookups while configuring
 	}
 	switch qtype {
 	case abi.TypeA, abi.TypeAAAA, abi.TypeTXT, abi.TypeMX, abi.TypePTR:
@@ -174,6 +180,10 @@ func (h *host) DNSLookup(qtype uint16, name string, buf []byte) int32 {
 	if name == "" {
 		return abi.ErrInvalid
 	}
+	if h.lookups >= maxLookups {
+		return abi.ErrBudget
+	}
+	h.lookups++
 	exists := false
 	for k := range h.dns {
 		exists = exists || k.name == name
@@ -202,7 +212,7 @@ func (h *host) KVSet(key string, value []byte, ttlMillis int64) int32 {
 	if h.denied.Has(abi.CapKV) {
 		return abi.ErrDenied
 	}
-	if key == "" || len(key) > abi.MaxKVKey || len(value) > abi.MaxKVValue || ttlMillis <= 0 {
+	if key == "" || len(key) > abi.MaxKVKey || len(value) > abi.MaxKVValue || ttlMillis <= 0 || ttlMillis > maxTTL.Milliseconds() {
 		return abi.ErrInvalid
 	}
 	now := h.now()
@@ -266,7 +276,7 @@ var calling sync.Mutex
 func (h *host) call(stage abi.Stage, f func()) {
 	calling.Lock()
 	defer calling.Unlock()
-	h.stage = stage
+	h.stage, h.lookups = stage, 0
 	defer sdk.SetImports(h)()
 	f()
 }
