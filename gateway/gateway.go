@@ -85,7 +85,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Gateway, e
 	if cfg.ARC.Seal != nil && *cfg.ARC.Seal && !cfg.AuthEnabled() {
 		fail("arc.seal", "arc.seal: sealing needs the checks of [auth] enabled, to know the chain it extends")
 	}
-	g.host, err = plugin.NewHost(ctx, plugin.HostConfig{CacheDir: g.cacheDir(), Logger: log})
+	g.host, err = plugin.NewHost(ctx, plugin.HostConfig{CacheDir: g.cacheDir(), Logger: log, Resolver: res})
 	if err != nil {
 		return nil, fmt.Errorf("starting the WebAssembly runtime: %w", err)
 	}
@@ -126,6 +126,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Gateway, e
 		MaxLineLength:       cfg.SMTP.MaxLineLength,
 		MaxHops:             cfg.SMTP.MaxHops,
 		TLS:                 tlsConfig,
+		Scoring:             smtpd.Scoring{Reject: cfg.Scoring.Reject, Quarantine: cfg.Scoring.Quarantine},
 	}, smtpd.Parts{Chain: g.chain, Relay: g.relay, SRS: rewriter, Signer: signer, Auth: checker, Seal: g.sealConfig(keys), Logger: log})
 	if err != nil {
 		g.Close()
@@ -241,15 +242,16 @@ func (g *Gateway) loadPlugin(ctx context.Context, i int) (*plugin.Plugin, error)
 	}
 	policy, _ := plugin.ParseFailurePolicy(p.OnFailure) // validated by config
 	return g.host.Load(ctx, plugin.Spec{
-		Name:        p.Name,
-		Path:        g.cfg.Path(p.Path),
-		Stages:      stages,
-		Config:      raw,
-		Hostname:    g.cfg.Hostname,
-		Timeout:     p.Timeout.D(),
-		MemoryLimit: uint64(p.MemoryLimit),
-		Instances:   p.Instances,
-		OnFailure:   policy,
+		Name:         p.Name,
+		Path:         g.cfg.Path(p.Path),
+		Stages:       stages,
+		Config:       raw,
+		Hostname:     g.cfg.Hostname,
+		Timeout:      p.Timeout.D(),
+		MemoryLimit:  uint64(p.MemoryLimit),
+		Instances:    p.Instances,
+		Capabilities: p.Granted(),
+		OnFailure:    policy,
 	})
 }
 

@@ -36,6 +36,9 @@ type Config struct {
 	WASM   WASM     `toml:"wasm"`
 	Dev    Dev      `toml:"dev"`
 
+	// Scoring maps the findings of plugins to an action.
+	Scoring Scoring `toml:"scoring"`
+
 	// File is the path the configuration was read from.
 	File  string `toml:"-"`
 	lines lineIndex
@@ -139,6 +142,21 @@ type Plugin struct {
 	Instances   int            `toml:"instances"`
 	OnFailure   string         `toml:"on_failure"`
 	Config      map[string]any `toml:"config"`
+
+	// Capabilities are the host functions granted to the plugin beyond
+	// log: headers, body, dns, kv, metrics.
+	Capabilities []string `toml:"capabilities"`
+}
+
+// Scoring maps the total score of a message's findings (every plugin's,
+// at every stage of its transaction) to an action. A threshold of 0 is
+// off; with none, scores are only recorded (X-Sluice-Score, the log).
+type Scoring struct {
+	// Reject refuses a message scoring this or more with 550 5.7.1.
+	Reject float64 `toml:"reject"`
+	// Quarantine marks a message scoring this or more (and less than
+	// Reject) with an X-Sluice-Quarantine field.
+	Quarantine float64 `toml:"quarantine"`
 }
 
 // Dev configures the capture inbox used by the demo: an SMTP server that

@@ -3,10 +3,12 @@ package config
 import (
 	"bytes"
 	"fmt"
+	"math"
 	"net"
 	"net/netip"
 	"regexp"
 	"strconv"
+	"strings"
 
 	"github.com/BurntSushi/toml"
 
@@ -113,6 +115,7 @@ func (v *validator) validate() {
 	v.dns()
 	v.log()
 	v.plugins()
+	v.scoring()
 	v.dev()
 }
 
@@ -294,7 +297,40 @@ func (v *validator) plugins() {
 		if p.Instances < 0 {
 			v.errorf(path+".instances", "plugin %q: instances must not be negative", p.Name)
 		}
+		for _, c := range p.Capabilities {
+			if _, ok := abi.ParseCapability(c); !ok && c != "log" {
+				v.errorf(path+".capabilities", "plugin %q: unknown capability %q (capabilities: %s)",
+					p.Name, c, strings.Join(abi.CapabilityNames(), ", "))
+			}
+		}
 	}
+}
+
+func (v *validator) scoring() {
+	s := v.c.Scoring
+	for _, t := range []struct {
+		key   string
+		value float64
+	}{{"reject", s.Reject}, {"quarantine", s.Quarantine}} {
+		// A threshold at or below 0 would act on mail nothing found fault with.
+		if t.value < 0 || math.IsNaN(t.value) || math.IsInf(t.value, 0) {
+			v.errorf("scoring."+t.key, "scoring.%s: must be a positive score (or 0 for off), not %v", t.key, t.value)
+		}
+	}
+	if s.Reject > 0 && s.Quarantine >= s.Reject {
+		v.errorf("scoring.quarantine", "scoring.quarantine (%v) must be below scoring.reject (%v), or it would never apply", s.Quarantine, s.Reject)
+	}
+}
+
+// Granted returns the capabilities the plugin is granted; validation has
+// refused unknown names.
+func (p *Plugin) Granted() abi.Capability {
+	var caps abi.Capability
+	for _, name := range p.Capabilities {
+		c, _ := abi.ParseCapability(name)
+		caps |= c
+	}
+	return caps
 }
 
 func (v *validator) dev() {

@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"math"
+	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -59,11 +62,16 @@ func (s *session) deliver(msg []byte) *smtp.SMTPError {
 		return nil
 	}
 	s.txn.changes.merge(out)
+	sc := s.txn.score()
+	if reply := s.judge(sc); reply != nil {
+		s.closeRelay()
+		return reply
+	}
 	if len(s.txn.forwards) == 0 {
 		return nil
 	}
 
-	fwd, err := s.forwardedMessage(header, body, report)
+	fwd, err := s.forwardedMessage(header, body, report, sc)
 	if err != nil {
 		s.closeRelay()
 		s.srv.log.Error("sealing or signing failed", "session", s.id, "err", err)
@@ -81,7 +89,7 @@ func (s *session) deliver(msg []byte) *smtp.SMTPError {
 // forwardedMessage is the message as it leaves: our trace and result
 // fields and the plugins' changes on top of the original, then DKIM
 // signatures and an ARC set over all of it. Nothing else changes.
-func (s *session) forwardedMessage(header, body []byte, report *auth.Report) ([]byte, error) {
+func (s *session) forwardedMessage(header, body []byte, report *auth.Report, sc score) ([]byte, error) {
 	var b bytes.Buffer
 	b.Grow(len(header) + len(body) + 4096)
 	// What plugins record under Authentication-Results joins our own field
@@ -107,6 +115,9 @@ func (s *session) forwardedMessage(header, body []byte, report *auth.Report) ([]
 	if q := s.txn.changes.quarantine; q != "" {
 		b.Write(message.FormatField("X-Sluice-Quarantine", q))
 	}
+	if len(sc.symbols) > 0 {
+		b.Write(message.FormatField("X-Sluice-Score", sc.String()))
+	}
 	b.Write(message.Remove(header, s.txn.changes.remove))
 	b.WriteString("\r\n")
 	b.Write(body)
@@ -129,6 +140,88 @@ func (s *session) forwardedMessage(header, body []byte, report *auth.Report) ([]
 		fwd = append(set, fwd...)
 	}
 	return fwd, nil
+}
+
+// Scoring is what a message's score leads to: the [scoring] section of
+// gateway.toml. A threshold of 0 is off.
+type Scoring struct {
+	Reject     float64 // refuse with 550 5.7.1 at this score or more
+	Quarantine float64 // mark with X-Sluice-Quarantine at this score or more
+}
+
+// score is what the findings of a transaction add up to.
+type score struct {
+	total   float64
+	symbols []abi.Finding // each symbol once, highest score first
+}
+
+// score adds up the findings of every plugin at every stage of the
+// transaction. A symbol counts once: found again (at another stage, for
+// another recipient, or by another plugin) its last score stands, so that
+// a plugin asked once per recipient does not multiply its own finding.
+func (t *transaction) score() score {
+	var sc score
+	seen := map[string]int{}
+	for _, v := range t.verdicts {
+		for _, f := range v.Findings {
+			if i, ok := seen[f.Symbol]; ok {
+				sc.symbols[i].Score = f.Score
+				continue
+			}
+			seen[f.Symbol] = len(sc.symbols)
+			sc.symbols = append(sc.symbols, f)
+		}
+	}
+	for _, f := range sc.symbols {
+		sc.total += f.Score
+	}
+	sort.SliceStable(sc.symbols, func(i, j int) bool { return sc.symbols[i].Score > sc.symbols[j].Score })
+	return sc
+}
+
+// maxScoreText bounds the list of symbols in a reply or field: an SMTP
+// reply line may be 512 bytes (RFC 5321 §4.5.3.1.5).
+const maxScoreText = 300
+
+// String is "16.5 (SYMBOL_A=10, SYMBOL_B=6.5)", the most significant
+// symbols first, cut short with "..." if the list is long.
+func (sc score) String() string {
+	var b strings.Builder
+	b.WriteString(formatScore(sc.total))
+	b.WriteString(" (")
+	for i, f := range sc.symbols {
+		item := f.Symbol + "=" + formatScore(f.Score)
+		if i > 0 {
+			if b.Len()+len(item) > maxScoreText {
+				b.WriteString(", ...")
+				break
+			}
+			b.WriteString(", ")
+		}
+		b.WriteString(item)
+	}
+	b.WriteString(")")
+	return b.String()
+}
+
+// formatScore writes a score with at most two decimals, so that sums of
+// decimal fractions read as the operator wrote them (0.1+0.2 is "0.3").
+func formatScore(f float64) string {
+	return strconv.FormatFloat(math.Round(f*100)/100, 'f', -1, 64)
+}
+
+// judge applies the [scoring] thresholds: a message at the reject
+// threshold is refused (the reply it returns); one at the quarantine
+// threshold is marked, unless a plugin already quarantined it.
+func (s *session) judge(sc score) *smtp.SMTPError {
+	t := s.srv.cfg.Scoring
+	if t.Reject > 0 && sc.total >= t.Reject {
+		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Message scored " + sc.String()}
+	}
+	if t.Quarantine > 0 && sc.total >= t.Quarantine && s.txn.changes.quarantine == "" {
+		s.txn.changes.quarantine = "score " + sc.String()
+	}
+	return nil
 }
 
 // join puts a header block and body back together.

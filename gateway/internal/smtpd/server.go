@@ -41,6 +41,8 @@ type Config struct {
 	MaxLineLength       int
 	MaxHops             int
 	TLS                 *tls.Config // nil: no STARTTLS
+
+	Scoring Scoring // what findings add up to (deliver.go)
 }
 
 // Parts are the pieces a session hands mail to.

@@ -325,6 +325,9 @@ func (s *session) logMessage(size int, result *smtp.SMTPError) {
 	if s.txn.remote != "" {
 		attrs = append(attrs, "relay", s.txn.remote)
 	}
+	if sc := s.txn.score(); len(sc.symbols) > 0 {
+		attrs = append(attrs, "score", sc.String())
+	}
 	s.srv.log.Info("message", attrs...)
 }
 
