@@ -438,44 +438,6 @@ func TestCheckTimes(t *testing.T) {
 	}
 }
 
-// TestSelectFieldsMatchesDKIM: the field choice for "simple" header
-// canonicalization is the one the dkim package makes for "relaxed".
-func TestSelectFieldsMatchesDKIM(t *testing.T) {
-	fields, _ := dkim.SplitMessage([]byte("Received: 1\r\nFrom: a\r\nTo: b\r\nreceived: 2\r\nSubject: s\r\nFROM: c\r\n\r\n"))
-	for _, names := range [][]string{
-		{"from"},
-		{"from", "from", "from"},
-		{"received", "from", "received", "to", "subject", "missing"},
-		{"subject", "received", "received", "received"},
-		nil,
-	} {
-		var got []byte
-		for _, f := range selectFields(fields, names) {
-			got = dkim.AppendRelaxedHeader(got, f.Raw())
-		}
-		if want := dkim.AppendSignedHeaders(nil, fields, names); !bytes.Equal(got, want) {
-			t.Errorf("%v: selectFields gives\n%q\ndkim gives\n%q", names, got, want)
-		}
-	}
-}
-
-func TestSimpleBody(t *testing.T) {
-	for body, want := range map[string]string{
-		"":                   "\r\n",
-		"\r\n":               "\r\n",
-		"\r\n\r\n\r\n":       "\r\n",
-		"a  b \r\n":          "a  b \r\n",
-		"a\r\n\r\n":          "a\r\n",
-		"a\r\n\r\nb":         "a\r\n\r\nb\r\n",
-		"a \r\n \r\n\r\n":    "a \r\n \r\n",
-		"no line end at all": "no line end at all\r\n",
-	} {
-		if got := string(simpleBody([]byte(body))); got != want {
-			t.Errorf("simpleBody(%q) = %q, want %q", body, got, want)
-		}
-	}
-}
-
 func TestParseTags(t *testing.T) {
 	for _, tc := range []struct {
 		in   string

@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 	"time"
@@ -16,8 +17,8 @@ import (
 	"github.com/sluice-mail/sluice/gateway/internal/dkim"
 )
 
-// maxSignedNames caps h= in an ARC-Message-Signature. Choosing the fields
-// costs names × fields, and real signers list a few dozen names.
+// maxSignedNames caps h= in an ARC-Message-Signature: real signers list a
+// few dozen names, and a longer list only makes work.
 const maxSignedNames = 256
 
 // Verify validates the ARC chain of msg as RFC 8617 §5.2 says. It never
@@ -120,16 +121,13 @@ func (v *verifier) verifyAMS(field dkim.HeaderField, t tags) error {
 	}
 
 	h := sha256.New()
-	self := withoutSignature(field.Raw())
-	if headerCanon == "relaxed" {
-		h.Write(dkim.AppendSignedHeaders(nil, v.fields, names))
-		h.Write(bytes.TrimSuffix(dkim.AppendRelaxedHeader(nil, self), []byte("\r\n")))
-	} else {
-		for _, f := range selectFields(v.fields, names) {
-			h.Write(f.Raw())
-		}
-		h.Write(bytes.TrimSuffix(self, []byte("\r\n")))
+	var buf []byte
+	for _, f := range dkim.SelectFields(v.fields, names) {
+		buf = dkim.AppendCanonHeader(buf[:0], f.Raw(), headerCanon)
+		h.Write(buf)
 	}
+	buf = dkim.AppendCanonHeader(buf[:0], withoutSignature(field.Raw()), headerCanon)
+	h.Write(bytes.TrimSuffix(buf, []byte("\r\n")))
 	return v.checkSignature(kind, t, h.Sum(nil), sig)
 }
 
@@ -314,11 +312,7 @@ func (v *verifier) bodyHash(canon string, t tags) ([]byte, error) {
 	}
 	h := sha256.New()
 	w := &limitedWriter{w: h, left: limit}
-	if canon == "relaxed" {
-		dkim.WriteRelaxedBody(w, v.body)
-	} else {
-		w.Write(simpleBody(v.body))
-	}
+	dkim.WriteCanonBody(w, v.body, canon)
 	if w.left > 0 {
 		return nil, errors.New("l= is longer than the body")
 	}
@@ -327,4 +321,21 @@ func (v *verifier) bodyHash(canon string, t tags) ([]byte, error) {
 	}
 	v.bodies[key] = h.Sum(nil)
 	return v.bodies[key], nil
+}
+
+// limitedWriter passes on the first left bytes written to it (all when left
+// is negative) and counts down what is still missing: the l= tag.
+type limitedWriter struct {
+	w    io.Writer
+	left int64
+}
+
+func (l *limitedWriter) Write(p []byte) (int, error) {
+	n := len(p)
+	if l.left >= 0 {
+		p = p[:min(int64(len(p)), l.left)]
+		l.left -= int64(len(p))
+	}
+	l.w.Write(p)
+	return n, nil
 }

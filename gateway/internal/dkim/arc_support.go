@@ -25,8 +25,14 @@ func (f headerField) Raw() []byte { return f.raw }
 // windows on msg, not copies.
 func SplitMessage(msg []byte) ([]HeaderField, []byte) { return splitMessage(msg) }
 
-// AppendSignedHeaders appends the relaxed canonical form of the fields named
-// in names (lower case), chosen bottom-up as RFC 6376 §5.4.2 says.
+// SelectFields returns the fields that the names of an h= list (lower case)
+// pick, in list order, chosen bottom-up as RFC 6376 §5.4.2 says.
+func SelectFields(fields []HeaderField, names []string) []HeaderField {
+	return selectFields(fields, names, -1)
+}
+
+// AppendSignedHeaders appends the relaxed canonical form of the fields that
+// names (lower case) picks, as SelectFields chooses them.
 func AppendSignedHeaders(dst []byte, fields []HeaderField, names []string) []byte {
 	return appendSignedHeaders(dst, fields, names)
 }
@@ -35,9 +41,19 @@ func AppendSignedHeaders(dst []byte, fields []HeaderField, names []string) []byt
 // of one raw header field, ending in CRLF.
 func AppendRelaxedHeader(dst, raw []byte) []byte { return appendRelaxedHeader(dst, raw) }
 
+// AppendCanonHeader appends one raw header field in the canonical form
+// canon, "simple" or "relaxed" (RFC 6376 §3.4.1, §3.4.2), ending in CRLF.
+func AppendCanonHeader(dst, raw []byte, canon string) []byte {
+	return appendCanonHeader(dst, raw, canon)
+}
+
 // WriteRelaxedBody writes the relaxed canonical form (RFC 6376 §3.4.4) of a
 // message body to w.
 func WriteRelaxedBody(w io.Writer, body []byte) { writeRelaxedBody(w, body) }
+
+// WriteCanonBody writes a message body to w in the canonical form canon,
+// "simple" or "relaxed" (RFC 6376 §3.4.3, §3.4.4).
+func WriteCanonBody(w io.Writer, body []byte, canon string) { writeCanonBody(w, body, canon) }
 
 // KeyKind returns the k= name of a public key ("rsa" or "ed25519"), or why
 // it cannot sign (wrong type, RSA size outside RFC 8301's bounds).

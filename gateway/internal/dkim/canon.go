@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"io"
-	"strings"
 )
 
 // headerField is one header field exactly as it appears in the message,
@@ -51,27 +50,90 @@ func isEmptyLine(line []byte) bool {
 	return string(line) == "\r\n" || string(line) == "\n"
 }
 
-// appendSignedHeaders appends the relaxed canonical form of the fields named
-// in names (lower case), chosen as RFC 6376 §5.4.2 says: each occurrence of a
-// name takes the next instance of that field counting from the bottom, and a
-// name with no instance left adds nothing. That last rule is what makes
+// selectFields returns the fields that the names of an h= list (lower case)
+// pick, in list order, as RFC 6376 §5.4.2 says: each occurrence of a name
+// takes the next instance of that field counting from the bottom, and a name
+// with no instance left picks nothing. That last rule is what makes
 // oversigning work: a field added later fills the empty slot and breaks the
-// signature.
-func appendSignedHeaders(dst []byte, fields []headerField, names []string) []byte {
-	taken := make(map[string]int, len(names))
+// signature. Field number except (-1 for none) is never picked: a verifier
+// passes the signature field it checks, which did not exist when h= was
+// written.
+//
+// Names match in ASCII only, as field names are ASCII (RFC 5322 §3.6.8).
+func selectFields(fields []headerField, names []string, except int) []headerField {
+	// One pass over the header chains each name's instances, so that
+	// picking is a look-up. A scan of the header per name would cost
+	// names × fields, and a verifier gets both from the message.
+	slot := make(map[string]int, len(names)) // name → index in head
 	for _, name := range names {
-		skip := taken[name]
-		taken[name]++
-		for i := len(fields) - 1; i >= 0; i-- {
-			if !strings.EqualFold(fields[i].name, name) {
-				continue
-			}
-			if skip > 0 {
-				skip--
-				continue
-			}
-			dst = appendRelaxedHeader(dst, fields[i].raw)
-			break
+		if _, ok := slot[name]; !ok {
+			slot[name] = len(slot)
+		}
+	}
+	// head[n] is the lowest field of name n not yet picked; next[i] is the
+	// field of the same name above field i. -1 ends both.
+	head := make([]int, len(slot))
+	for n := range head {
+		head[n] = -1
+	}
+	next := make([]int, len(fields))
+	var key []byte
+	for i, f := range fields {
+		key = appendLower(key[:0], f.name)
+		if n, ok := slot[string(key)]; ok && i != except {
+			next[i], head[n] = head[n], i
+		}
+	}
+	picked := make([]headerField, 0, len(names))
+	for _, name := range names {
+		n := slot[name]
+		if i := head[n]; i >= 0 {
+			picked = append(picked, fields[i])
+			head[n] = next[i]
+		}
+	}
+	return picked
+}
+
+// appendLower appends s with ASCII letters in lower case.
+func appendLower(dst []byte, s string) []byte {
+	for _, c := range []byte(s) {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		dst = append(dst, c)
+	}
+	return dst
+}
+
+// appendSignedHeaders appends the relaxed canonical form of the fields that
+// names (lower case) picks: what a signer signs.
+func appendSignedHeaders(dst []byte, fields []headerField, names []string) []byte {
+	for _, f := range selectFields(fields, names, -1) {
+		dst = appendRelaxedHeader(dst, f.raw)
+	}
+	return dst
+}
+
+// appendCanonHeader appends one header field in the canonical form canon,
+// "simple" or "relaxed".
+func appendCanonHeader(dst, raw []byte, canon string) []byte {
+	if canon == "relaxed" {
+		return appendRelaxedHeader(dst, raw)
+	}
+	return appendSimpleHeader(dst, raw)
+}
+
+// appendSimpleHeader appends the "simple" canonical form of a header field
+// (RFC 6376 §3.4.1): unchanged, except that a line ending in a bare LF ends
+// in CRLF, as on the SMTP wire (and as the signer hashes it).
+func appendSimpleHeader(dst, raw []byte) []byte {
+	for len(raw) > 0 {
+		line, rest, found := bytes.Cut(raw, []byte("\n"))
+		raw = rest
+		dst = append(dst, bytes.TrimSuffix(line, []byte("\r"))...)
+		if found {
+			dst = append(dst, "\r\n"...)
 		}
 	}
 	return dst
@@ -110,6 +172,16 @@ func appendRelaxedHeader(dst, raw []byte) []byte {
 	return append(dst, "\r\n"...)
 }
 
+// writeCanonBody writes body to w in the canonical form canon, "simple" or
+// "relaxed".
+func writeCanonBody(w io.Writer, body []byte, canon string) {
+	if canon == "relaxed" {
+		writeRelaxedBody(w, body)
+	} else {
+		writeSimpleBody(w, body)
+	}
+}
+
 // bodyHash returns the base64 SHA-256 of the "relaxed" canonical body
 // (RFC 6376 §3.4.4), the bh= value.
 func bodyHash(body []byte) string {
@@ -146,6 +218,40 @@ func writeRelaxedBody(w io.Writer, body []byte) {
 			w.Write(buf)
 			buf = buf[:0]
 		}
+	}
+	w.Write(buf)
+}
+
+// writeSimpleBody writes the "simple" canonical form of body to w (RFC 6376
+// §3.4.3): unchanged but for CRLF line ends, empty lines at the end
+// dropped, and a body that is empty or all empty lines written as one CRLF.
+func writeSimpleBody(w io.Writer, body []byte) {
+	const chunk = 4096
+	buf := make([]byte, 0, chunk+256)
+	emptyLines := 0
+	wrote := false
+	for len(body) > 0 {
+		line, rest, _ := bytes.Cut(body, []byte("\n"))
+		body = rest
+		line = bytes.TrimSuffix(line, []byte("\r"))
+		if len(line) == 0 {
+			// Held back: only written if a non-empty line follows.
+			emptyLines++
+			continue
+		}
+		for ; emptyLines > 0; emptyLines-- {
+			buf = append(buf, "\r\n"...)
+		}
+		buf = append(buf, line...)
+		buf = append(buf, "\r\n"...)
+		wrote = true
+		if len(buf) >= chunk {
+			w.Write(buf)
+			buf = buf[:0]
+		}
+	}
+	if !wrote {
+		buf = append(buf, "\r\n"...)
 	}
 	w.Write(buf)
 }

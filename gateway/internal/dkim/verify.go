@@ -12,7 +12,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"strconv"
 	"strings"
@@ -31,8 +30,8 @@ import (
 //     and the plugins want;
 //   - its lookups take no context, so they cannot end with the session.
 //
-// The relaxed canonicalization is the signer's (canon.go); the simple one,
-// which only verification needs, is below.
+// Header field selection and both canonicalizations are in canon.go, shared
+// with the signer and with package arc.
 
 // TXTLookup returns the TXT records at name, each record's strings joined
 // into one. Errors are *net.DNSError: IsNotFound when the name does not
@@ -184,32 +183,21 @@ func unverified(field headerField, reason string) Result {
 // message is one message being verified, shared by its signatures.
 type message struct {
 	fields []headerField
-	// byName lists, per lower-case field name, the indexes of the fields
-	// with that name, top to bottom: picking the fields named in h= is
-	// then a look-up, not a scan of the header per name.
-	byName map[string][]int
 	// bodyHash holds the SHA-256 of the body per body canonicalization,
 	// computed the first time a signature asks, once per message.
 	bodyHash map[string]func() []byte
 }
 
 func newMessage(fields []headerField, body []byte) *message {
-	m := &message{fields: fields, byName: make(map[string][]int, len(fields))}
-	for i, f := range fields {
-		name := strings.ToLower(f.name)
-		m.byName[name] = append(m.byName[name], i)
-	}
-	m.bodyHash = map[string]func() []byte{
-		"simple":  sync.OnceValue(func() []byte { return sum(body, writeSimpleBody) }),
-		"relaxed": sync.OnceValue(func() []byte { return sum(body, writeRelaxedBody) }),
+	m := &message{fields: fields, bodyHash: map[string]func() []byte{}}
+	for _, canon := range []string{"simple", "relaxed"} {
+		m.bodyHash[canon] = sync.OnceValue(func() []byte {
+			h := sha256.New()
+			writeCanonBody(h, body, canon)
+			return h.Sum(nil)
+		})
 	}
 	return m
-}
-
-func sum(body []byte, canonicalize func(w io.Writer, body []byte)) []byte {
-	h := sha256.New()
-	canonicalize(h, body)
-	return h.Sum(nil)
 }
 
 // verify checks the signature in field number i.
@@ -566,64 +554,18 @@ func (m *message) check(s *signature, key *publicKey, i int) error {
 }
 
 // headerHash hashes what the signer signed (RFC 6376 §3.7): the fields
-// named in h=, each occurrence of a name taking the next instance of the
-// field from the bottom (§5.4.2), then the signature field itself, field
-// number i, with an empty b= and no final line break.
+// named in h= (§5.4.2), then the signature field itself, field number i,
+// with an empty b= and no final line break.
 func (m *message) headerHash(s *signature, i int) []byte {
 	h := sha256.New()
 	var buf []byte
-	taken := make(map[string]int, len(s.headers))
-	for _, name := range s.headers {
-		candidates := m.byName[name]
-		if name == "dkim-signature" {
-			// The field being verified did not exist when it was
-			// signed, so h= cannot mean it.
-			candidates = without(candidates, i)
-		}
-		n := taken[name]
-		taken[name]++
-		if n >= len(candidates) {
-			continue // signs the absence of one more such field
-		}
-		buf = appendCanonHeader(buf[:0], m.fields[candidates[len(candidates)-1-n]].raw, s.headerCanon)
+	for _, f := range selectFields(m.fields, s.headers, i) {
+		buf = appendCanonHeader(buf[:0], f.raw, s.headerCanon)
 		h.Write(buf)
 	}
 	buf = appendCanonHeader(buf[:0], withoutSignature(m.fields[i].raw), s.headerCanon)
 	h.Write(bytes.TrimSuffix(buf, []byte("\r\n")))
 	return h.Sum(nil)
-}
-
-func without(list []int, v int) []int {
-	out := make([]int, 0, len(list))
-	for _, x := range list {
-		if x != v {
-			out = append(out, x)
-		}
-	}
-	return out
-}
-
-// appendCanonHeader appends one header field in the given canonical form.
-func appendCanonHeader(dst, raw []byte, canon string) []byte {
-	if canon == "relaxed" {
-		return appendRelaxedHeader(dst, raw)
-	}
-	return appendSimpleHeader(dst, raw)
-}
-
-// appendSimpleHeader appends the "simple" canonical form of a header field
-// (RFC 6376 §3.4.1): unchanged, except that a line ending in a bare LF ends
-// in CRLF, as on the SMTP wire (and as the signer hashes it).
-func appendSimpleHeader(dst, raw []byte) []byte {
-	for len(raw) > 0 {
-		line, rest, found := bytes.Cut(raw, []byte("\n"))
-		raw = rest
-		dst = append(dst, bytes.TrimSuffix(line, []byte("\r"))...)
-		if found {
-			dst = append(dst, "\r\n"...)
-		}
-	}
-	return dst
 }
 
 // withoutSignature returns a DKIM-Signature field with the value of its b=
@@ -649,40 +591,6 @@ func withoutSignature(raw []byte) []byte {
 		start = end + 1
 	}
 	return raw
-}
-
-// writeSimpleBody writes the "simple" canonical form of body to w (RFC 6376
-// §3.4.3): unchanged but for CRLF line ends, empty lines at the end
-// dropped, and a body that is empty or all empty lines written as one CRLF.
-func writeSimpleBody(w io.Writer, body []byte) {
-	const chunk = 4096
-	buf := make([]byte, 0, chunk+256)
-	emptyLines := 0
-	wrote := false
-	for len(body) > 0 {
-		line, rest, _ := bytes.Cut(body, []byte("\n"))
-		body = rest
-		line = bytes.TrimSuffix(line, []byte("\r"))
-		if len(line) == 0 {
-			// Held back: only written if a non-empty line follows.
-			emptyLines++
-			continue
-		}
-		for ; emptyLines > 0; emptyLines-- {
-			buf = append(buf, "\r\n"...)
-		}
-		buf = append(buf, line...)
-		buf = append(buf, "\r\n"...)
-		wrote = true
-		if len(buf) >= chunk {
-			w.Write(buf)
-			buf = buf[:0]
-		}
-	}
-	if !wrote {
-		buf = append(buf, "\r\n"...)
-	}
-	w.Write(buf)
 }
 
 // parseTags splits a tag-list (RFC 6376 §3.2) into values by tag name, with
