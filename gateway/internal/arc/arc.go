@@ -5,8 +5,8 @@
 // Seal adds Sluice's own set (ARC-Seal, ARC-Message-Signature,
 // ARC-Authentication-Results) so that the destination can see what Sluice
 // found when the message reached it. Signatures are rsa-sha256 or
-// ed25519-sha256 (RFC 8463); canonicalization and header selection are the
-// dkim package's.
+// ed25519-sha256 (RFC 8463); header selection, canonicalization and the
+// writing of signature fields are the dkim package's.
 package arc
 
 import (

@@ -2,7 +2,6 @@ package arc
 
 import (
 	"crypto"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
@@ -81,41 +80,40 @@ func seal(msg []byte, authServID, results string, verified Result, c SealConfig,
 	i := strconv.Itoa(instance)
 	t := strconv.FormatInt(now().Unix(), 10)
 
-	aar := newFieldWriter(aarName, width)
-	aar.text("i=" + i + "; " + authServID + "; " + results)
+	aar := dkim.FoldField(aarName, "i="+i+"; "+authServID+"; "+results, width)
 
 	h := sha256.New()
 	dkim.WriteRelaxedBody(h, body)
-	ams, err := signField(amsName, []tag{
-		{"a", algorithm},
-		{"b", ""},
-		{"bh", base64.StdEncoding.EncodeToString(h.Sum(nil))},
-		{"c", "relaxed/relaxed"},
-		{"d", c.Domain},
-		{"h", strings.Join(names, ":")},
-		{"i", i},
-		{"s", c.Selector},
-		{"t", t},
+	ams, err := signField(amsName, []dkim.Tag{
+		{Name: "a", Value: algorithm},
+		{Name: "b", Value: ""},
+		{Name: "bh", Value: base64.StdEncoding.EncodeToString(h.Sum(nil))},
+		{Name: "c", Value: "relaxed/relaxed"},
+		{Name: "d", Value: c.Domain},
+		{Name: "h", Value: strings.Join(names, ":")},
+		{Name: "i", Value: i},
+		{Name: "s", Value: c.Selector},
+		{Name: "t", Value: t},
 	}, dkim.AppendSignedHeaders(nil, fields, names), c.Key, hash, width)
 	if err != nil {
 		return nil, err
 	}
-	as, err := signField(asName, []tag{
-		{"a", algorithm},
-		{"b", ""},
-		{"cv", cv},
-		{"d", c.Domain},
-		{"i", i},
-		{"s", c.Selector},
-		{"t", t},
-	}, sealedHeaders(earlier, aar.bytes(), ams), c.Key, hash, width)
+	as, err := signField(asName, []dkim.Tag{
+		{Name: "a", Value: algorithm},
+		{Name: "b", Value: ""},
+		{Name: "cv", Value: cv},
+		{Name: "d", Value: c.Domain},
+		{Name: "i", Value: i},
+		{Name: "s", Value: c.Selector},
+		{Name: "t", Value: t},
+	}, sealedHeaders(earlier, aar, ams), c.Key, hash, width)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]byte, 0, len(as)+len(ams)+len(aar.b)+2)
+	out := make([]byte, 0, len(as)+len(ams)+len(aar))
 	out = append(out, as...)
 	out = append(out, ams...)
-	return append(out, aar.bytes()...), nil
+	return append(out, aar...), nil
 }
 
 // nextSet decides the instance and cv= of the set to add, and which earlier
@@ -215,127 +213,14 @@ func checkAuthResults(authServID, results string) error {
 	return nil
 }
 
-// tag is one tag=value of a signature field.
-type tag struct{ name, value string }
-
 // signField returns a complete ARC-Message-Signature or ARC-Seal with these
-// tags, signed over signedHeaders followed by the field itself with an empty
-// b= (RFC 6376 §3.7, RFC 8617 §5.1.1).
-func signField(name string, tags []tag, signedHeaders []byte, key crypto.Signer, hash crypto.Hash, width int) ([]byte, error) {
-	h := sha256.New()
-	h.Write(signedHeaders)
-	canon := dkim.AppendRelaxedHeader(nil, layoutField(name, tags, "", width))
-	h.Write(canon[:len(canon)-len("\r\n")]) // hashed without its CRLF
-	sig, err := key.Sign(rand.Reader, h.Sum(nil), hash)
+// tags, in this order (the ARC test suite's signatures list them
+// alphabetically), signed over signedHeaders followed by the field itself
+// with an empty b= (RFC 6376 §3.7, RFC 8617 §5.1.1).
+func signField(name string, tags []dkim.Tag, signedHeaders []byte, key crypto.Signer, hash crypto.Hash, width int) ([]byte, error) {
+	field, err := dkim.SignField(name, tags, signedHeaders, key, hash, width)
 	if err != nil {
 		return nil, fmt.Errorf("arc: signing %s: %w", name, err)
 	}
-	return layoutField(name, tags, base64.StdEncoding.EncodeToString(sig), width), nil
-}
-
-// layoutField writes a signature field with sig as the b= value. A verifier
-// hashes the field with the b= value taken out, so the layout must give the
-// same canonical text with sig as without: b= starts where it would anyway,
-// and the tag after it always starts a new line.
-func layoutField(name string, tags []tag, sig string, width int) []byte {
-	f := newFieldWriter(name, width)
-	for i, t := range tags {
-		sep := ";"
-		if i == len(tags)-1 {
-			sep = ""
-		}
-		switch t.name {
-		case "b":
-			f.word("b=", true)
-			f.chars(sig)
-			// Never a fold before the ";": without sig it would come
-			// right after "b=" and change the canonical text.
-			f.b = append(f.b, sep...)
-			f.line += len(sep)
-			if sep != "" {
-				f.newLine()
-			}
-		case "h":
-			// Long lists break after a colon, where FWS is allowed.
-			for j, n := range strings.SplitAfter("h="+t.value+sep, ":") {
-				f.word(n, j == 0)
-			}
-		default:
-			f.word(t.name+"="+t.value+sep, true)
-		}
-	}
-	return f.bytes()
-}
-
-// fieldWriter writes a header field, breaking lines with CRLF SP before a
-// word that would not fit in width (0: never).
-type fieldWriter struct {
-	b     []byte
-	line  int  // length of the current line
-	fresh bool // the line was just started by a fold
-	width int
-}
-
-func newFieldWriter(name string, width int) *fieldWriter {
-	return &fieldWriter{b: []byte(name + ":"), line: len(name) + 1, width: width}
-}
-
-// newLine folds, when folding at all; otherwise the next word comes after a
-// space as usual.
-func (f *fieldWriter) newLine() {
-	if f.width > 0 && !f.fresh {
-		f.b = append(f.b, "\r\n "...)
-		f.line, f.fresh = 1, true
-	}
-}
-
-// word appends w, after a space if space is set. The fold before a word
-// stands for that space.
-func (f *fieldWriter) word(w string, space bool) {
-	if w == "" {
-		return
-	}
-	n := len(w)
-	if space {
-		n++
-	}
-	if f.width > 0 && !f.fresh && f.line+n > f.width {
-		f.newLine()
-	} else if space && !f.fresh {
-		f.b = append(f.b, ' ')
-		f.line++
-	}
-	f.b = append(f.b, w...)
-	f.line += len(w)
-	f.fresh = false
-}
-
-// text appends words separated by spaces or tabs, each run of them one
-// space or fold: the same text after relaxed canonicalization.
-func (f *fieldWriter) text(s string) {
-	for _, w := range strings.FieldsFunc(s, func(r rune) bool { return r == ' ' || r == '\t' }) {
-		f.word(w, true)
-	}
-}
-
-// chars appends s with no space, breaking it anywhere to fill the lines;
-// for base64, where whitespace is ignored.
-func (f *fieldWriter) chars(s string) {
-	for s != "" {
-		n := len(s)
-		if f.width > 0 {
-			if f.width-f.line <= 0 {
-				f.newLine()
-			}
-			n = min(n, f.width-f.line)
-		}
-		f.b = append(f.b, s[:n]...)
-		f.line += n
-		f.fresh = false
-		s = s[n:]
-	}
-}
-
-func (f *fieldWriter) bytes() []byte {
-	return append(f.b[:len(f.b):len(f.b)], "\r\n"...)
+	return field, nil
 }

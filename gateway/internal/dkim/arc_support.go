@@ -55,6 +55,26 @@ func WriteRelaxedBody(w io.Writer, body []byte) { writeRelaxedBody(w, body) }
 // "simple" or "relaxed" (RFC 6376 §3.4.3, §3.4.4).
 func WriteCanonBody(w io.Writer, body []byte, canon string) { writeCanonBody(w, body, canon) }
 
+// Tag is one tag=value of a signature field.
+type Tag = tag
+
+// SignField returns a complete signature field, "name: tags" ending in CRLF:
+// the tags in the order given, each but the last followed by ";", and the
+// b= tag (which must be among them, with an empty value) holding the
+// signature by key of signedHeaders followed by the field itself with an
+// empty b=, relaxed (RFC 6376 §3.7). hash is the option for key.Sign:
+// crypto.SHA256 for RSA, 0 for Ed25519 (RFC 8463 §3). b= and the tag after
+// it start new lines; lines are folded before width columns, and width 0
+// writes one line.
+func SignField(name string, tags []Tag, signedHeaders []byte, key crypto.Signer, hash crypto.Hash, width int) ([]byte, error) {
+	return signField(name, tags, signedHeaders, key, hash, width)
+}
+
+// FoldField returns the header field "name: text" ending in CRLF, each run
+// of spaces and tabs in text written as one space or a fold before width
+// columns (0: no folds).
+func FoldField(name, text string, width int) []byte { return foldField(name, text, width) }
+
 // KeyKind returns the k= name of a public key ("rsa" or "ed25519"), or why
 // it cannot sign (wrong type, RSA size outside RFC 8301's bounds).
 func KeyKind(pub crypto.PublicKey) (string, error) { return keyKind(pub) }

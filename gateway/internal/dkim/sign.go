@@ -4,9 +4,6 @@ package dkim
 
 import (
 	"crypto"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"strconv"
@@ -165,9 +162,6 @@ func (s *Signer) Sign(msg []byte) ([]byte, error) {
 	return out, nil
 }
 
-// tag is one tag=value pair of a DKIM-Signature field.
-type tag struct{ name, value string }
-
 func (s *Signer) tags(k signingKey, now time.Time, bh string) []tag {
 	tags := []tag{
 		{"v", "1"},
@@ -187,103 +181,16 @@ func (s *Signer) tags(k signingKey, now time.Time, bh string) []tag {
 }
 
 // appendSignature appends a complete DKIM-Signature field with the given
-// tags, signed over signedHeaders (the canonical header fields named in h=)
-// followed by the field itself with an empty b= (RFC 6376 §3.7).
+// tags and b= last, signed over signedHeaders (the canonical header fields
+// named in h=) followed by the field itself with an empty b= (RFC 6376
+// §3.7).
 func appendSignature(dst []byte, tags []tag, signedHeaders []byte, k signingKey) ([]byte, error) {
-	f := newFolder("DKIM-Signature:")
-	for _, t := range tags {
-		f.text(t.name + "=" + t.value + ";")
-	}
-	// b= starts its own line so that the text a verifier hashes (this
-	// field with the b= value removed) is exactly the text signed here.
-	f.fold()
-	f.word("b=", false)
-
-	h := sha256.New()
-	h.Write(signedHeaders)
-	canon := appendRelaxedHeader(nil, f.b)
-	h.Write(canon[:len(canon)-len("\r\n")]) // the signature field is hashed without its CRLF
-	sig, err := k.signer.Sign(rand.Reader, h.Sum(nil), k.hash)
+	tags = append(tags[:len(tags):len(tags)], tag{"b", ""})
+	field, err := signField("DKIM-Signature", tags, signedHeaders, k.signer, k.hash, maxLine)
 	if err != nil {
 		return nil, err
 	}
-	f.chars(base64.StdEncoding.EncodeToString(sig))
-	dst = append(dst, f.b...)
-	return append(dst, "\r\n"...), nil
-}
-
-// maxLine is the longest line folder writes, CRLF not counted; RFC 5322
-// §2.1.1 asks for no more than 78.
-const maxLine = 76
-
-// folder writes a header field, breaking lines with CRLF SP. The field is
-// signed as written (less the b= value), so a break may go anywhere the tag
-// grammar of RFC 6376 §3.2 allows whitespace: between tags, around the
-// colons of h=, inside base64.
-type folder struct {
-	b    []byte
-	line int // length of the current line
-}
-
-func newFolder(name string) *folder {
-	return &folder{b: []byte(name), line: len(name)}
-}
-
-func (f *folder) fold() {
-	f.b = append(f.b, "\r\n "...)
-	f.line = 1
-}
-
-// word appends w, after a space if space is set, on a new line if it does
-// not fit on this one (unless the line holds nothing yet).
-func (f *folder) word(w string, space bool) {
-	n := len(w)
-	if space {
-		n++
-	}
-	if f.line+n > maxLine && f.line > 1 {
-		f.fold()
-	} else if space {
-		f.b = append(f.b, ' ')
-		f.line++
-	}
-	f.b = append(f.b, w...)
-	f.line += len(w)
-}
-
-// text appends text after a space, allowing breaks at its spaces and after
-// each colon (so a long h= list folds between names).
-func (f *folder) text(text string) {
-	for text != "" {
-		w, rest, _ := strings.Cut(text, " ")
-		text = rest
-		space := true
-		for w != "" {
-			n := strings.IndexByte(w, ':') + 1
-			if n == 0 {
-				n = len(w)
-			}
-			f.word(w[:n], space)
-			space = false
-			w = w[n:]
-		}
-	}
-}
-
-// chars appends s with no space, breaking it anywhere to fill each line;
-// used for base64, where whitespace is ignored.
-func (f *folder) chars(s string) {
-	for s != "" {
-		room := maxLine - f.line
-		if room <= 0 {
-			f.fold()
-			continue
-		}
-		n := min(room, len(s))
-		f.b = append(f.b, s[:n]...)
-		f.line += n
-		s = s[n:]
-	}
+	return append(dst, field...), nil
 }
 
 // isDNSName reports whether s is a plausible ASCII domain name or selector:
