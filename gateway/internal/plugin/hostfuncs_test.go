@@ -5,6 +5,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"os"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -14,6 +16,7 @@ import (
 	"github.com/sluice-mail/sluice/gateway/internal/resolver"
 	"github.com/sluice-mail/sluice/gateway/internal/wasmbuild"
 	"github.com/sluice-mail/sluice/sdk/abi"
+	"github.com/tetratelabs/wazero/api"
 )
 
 const allCaps = abi.CapHeaders | abi.CapBody | abi.CapDNS | abi.CapKV | abi.CapMetrics
@@ -158,7 +161,7 @@ c.example.test. IN TXT "c"
 d.example.test. IN TXT "d"
 `
 
-func dnsHost(t *testing.T, srv *dnstest.Server) *Host {
+func dnsHost(t testing.TB, srv *dnstest.Server) *Host {
 	t.Helper()
 	res, err := resolver.New(resolver.Config{Nameservers: []string{srv.Addr()}, Timeout: 5 * time.Second, Attempts: 1})
 	if err != nil {
@@ -389,4 +392,65 @@ func TestFindingsInRecords(t *testing.T) {
 func sha256Prefix(s string) string {
 	sum := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(sum[:8])
+}
+
+// TestABIDocumentsHostFunctions keeps sdk/ABI.md, the contract for other
+// languages, in step with what the host provides.
+func TestABIDocumentsHostFunctions(t *testing.T) {
+	doc, err := os.ReadFile("../../../sdk/ABI.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := regexp.MustCompile("(?m)^\\| `(\\w+)` \\| `\\(([^)]*)\\) -> ([^`]*)` \\|")
+	documented := map[string]signature{}
+	for _, m := range row.FindAllStringSubmatch(string(doc), -1) {
+		var s signature
+		for _, p := range strings.Split(m[2], ",") {
+			if f := strings.Fields(p); len(f) > 0 {
+				s.params = append(s.params, valueType(t, f[len(f)-1]))
+			}
+		}
+		if r := strings.Fields(strings.Trim(m[3], "() ")); len(r) > 0 {
+			s.results = append(s.results, valueType(t, r[len(r)-1]))
+		}
+		documented[m[1]] = s
+	}
+	for _, f := range hostFuncTable {
+		d, ok := documented[f.name]
+		if !ok {
+			t.Errorf("sdk/ABI.md does not list %s", f.name)
+			continue
+		}
+		if want := (signature{f.params, f.results}); !d.equal(want) {
+			t.Errorf("sdk/ABI.md gives %s as %s; the host's is %s", f.name, d, want)
+		}
+	}
+	codes := map[int32]string{
+		abi.ErrDenied: "ERR_DENIED", abi.ErrStage: "ERR_STAGE", abi.ErrNotFound: "ERR_NOT_FOUND",
+		abi.ErrMemory: "ERR_MEMORY", abi.ErrInvalid: "ERR_INVALID", abi.ErrBudget: "ERR_BUDGET",
+		abi.ErrTemporary: "ERR_TEMPORARY", abi.ErrFull: "ERR_FULL",
+	}
+	for code, name := range codes {
+		if !strings.Contains(string(doc), fmt.Sprintf("| %d | `%s` |", code, name)) {
+			t.Errorf("sdk/ABI.md does not give %s as %d", name, code)
+		}
+	}
+	for _, c := range abi.CapabilityNames() {
+		if !strings.Contains(string(doc), "| `"+c+"` |") {
+			t.Errorf("sdk/ABI.md does not describe the capability %s", c)
+		}
+	}
+}
+
+func valueType(t *testing.T, name string) api.ValueType {
+	switch name {
+	case "i32":
+		return i32
+	case "i64":
+		return i64
+	case "f64":
+		return f64
+	}
+	t.Fatalf("unknown type %q in sdk/ABI.md", name)
+	return 0
 }

@@ -6,12 +6,16 @@
 //	headers CAP             raw headers
 //	bodysize                raw body_size
 //	bodyread OFFSET CAP     raw body_read
+//	bodyall CAP             the whole body by raw body_read, CAP bytes at a time: its length
 //	dns TYPE NAME CAP       raw dns_lookup
 //	kvget KEY CAP           raw kv_get
 //	kvset KEY VALUE TTLMS   raw kv_set
 //	kvdel KEY               raw kv_delete
 //	count NAME DELTA        raw counter_add
 //	badptr                  header_get with a buffer outside memory
+//	repeat N COMMAND...     the command N times, reporting the last result
+//	hot N FUNC              FUNC (header, kvget, count, dns, bodysize) N times
+//	                        with fixed arguments and no allocation: "n=" the last result
 //	sdk-header NAME         sdk.Header
 //	sdk-body                sdk.ReadBody, reported as its length and the start of its SHA-256
 //	sdk-bodyhead N          the first N bytes through sdk.Body()
@@ -118,6 +122,14 @@ func do(f []string) string {
 		return ""
 	}
 	switch f[0] {
+	case "hot":
+		return "n=" + strconv.Itoa(int(hot(num(arg(1)), arg(2))))
+	case "repeat":
+		var out string
+		for range num(arg(1)) {
+			out = do(f[2:])
+		}
+		return out
 	case "header":
 		buf := make([]byte, num(arg(3)))
 		np, nl := str(arg(1))
@@ -131,6 +143,16 @@ func do(f []string) string {
 		buf := make([]byte, num(arg(2)))
 		n := bodyRead(num(arg(1)), unsafe.Pointer(unsafe.SliceData(buf)), uint32(len(buf)))
 		return raw(n, buf)
+	case "bodyall":
+		buf := make([]byte, num(arg(1)))
+		total := uint32(0)
+		for {
+			n := bodyRead(total, unsafe.Pointer(unsafe.SliceData(buf)), uint32(len(buf)))
+			if n <= 0 {
+				return raw(n, nil) + " total=" + strconv.Itoa(int(total))
+			}
+			total += uint32(n)
+		}
 	case "dns":
 		buf := make([]byte, num(arg(3)))
 		np, nl := str(arg(2))
@@ -180,6 +202,42 @@ func do(f []string) string {
 		return sdkResult(string(v), err)
 	}
 	return "unknown command " + f[0]
+}
+
+var hotBuf = make([]byte, 256)
+
+// hot calls a host function n times as cheaply as a guest can, for
+// benchmarks of the host side.
+func hot(n uint32, fn string) int32 {
+	bp, bl := unsafe.Pointer(unsafe.SliceData(hotBuf)), uint32(len(hotBuf))
+	var r int32
+	switch fn {
+	case "header":
+		np, nl := str("Subject")
+		for range n {
+			r = headerGet(np, nl, 0, bp, bl)
+		}
+	case "kvget":
+		kp, kl := str("k")
+		for range n {
+			r = kvGet(kp, kl, bp, bl)
+		}
+	case "count":
+		np, nl := str("hits")
+		for range n {
+			r = counterAdd(np, nl, 1)
+		}
+	case "dns":
+		np, nl := str("example.test")
+		for range n {
+			r = dnsLookup(abi.TypeTXT, np, nl, bp, bl)
+		}
+	case "bodysize":
+		for range n {
+			r = bodySize()
+		}
+	}
+	return r
 }
 
 func init() { sdk.Register(plugin{}) }
