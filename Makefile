@@ -1,9 +1,12 @@
 # Sluice: `make run` runs the demo gateway, `make test` runs every test.
 GO      ?= go
 SLUICE  := bin/sluice
-# Every folder under plugins/ is a plugin named after its folder.
-PLUGINS := $(patsubst plugins/%/,%,$(sort $(dir $(wildcard plugins/*/main.go))))
-WASM    := $(foreach p,$(PLUGINS),plugins/$(p)/$(p).wasm)
+# Every folder under plugins/ and examples/ is a plugin named after its
+# folder: in Go (main.go), or in WebAssembly text (NAME.wat, built with
+# wabt's wat2wasm).
+GO_PLUGINS  := $(patsubst %/,%,$(sort $(dir $(wildcard plugins/*/main.go examples/*/main.go))))
+WAT_PLUGINS := $(patsubst %/,%,$(sort $(dir $(wildcard examples/*/*.wat))))
+WASM        := $(foreach d,$(GO_PLUGINS) $(WAT_PLUGINS),$(d)/$(notdir $(d)).wasm)
 DEMO_KEYS := var/keys/rsa-demo.pem var/keys/ed-demo.pem
 
 .PHONY: all build plugins run test vet bench clean
@@ -13,12 +16,18 @@ all: build plugins
 build:
 	$(GO) build -o $(SLUICE) ./gateway/cmd/sluice
 
-# The Go toolchain decides what is out of date, so plugins always "rebuild".
-plugins:
-	@for p in $(PLUGINS); do \
-		echo "plugin $$p"; \
-		GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -o plugins/$$p/$$p.wasm ./plugins/$$p || exit 1; \
+# The Go toolchain decides what is out of date, so Go plugins always
+# "rebuild"; make decides for the others.
+plugins: $(foreach d,$(WAT_PLUGINS),$(d)/$(notdir $(d)).wasm)
+	@for d in $(GO_PLUGINS); do \
+		echo "plugin $$d"; \
+		GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -o $$d/$$(basename $$d).wasm ./$$d || exit 1; \
 	done
+
+%.wasm: %.wat
+	@echo "plugin $(@D)"
+	@command -v wat2wasm >/dev/null || { echo "wat2wasm not found: install the Debian package wabt"; exit 1; }
+	wat2wasm $< -o $@
 
 var/keys/rsa-demo.pem: | build
 	$(SLUICE) keygen -algorithm rsa -selector rsa-demo -domain your-domain.test -out $@
@@ -33,7 +42,7 @@ vet:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 		if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
-	GOOS=wasip1 GOARCH=wasm $(GO) vet ./sdk/... ./plugins/...
+	GOOS=wasip1 GOARCH=wasm $(GO) vet ./sdk/... ./plugins/... ./examples/...
 
 test: vet plugins
 	$(GO) test ./...

@@ -136,11 +136,11 @@ func describe(name string, v *abi.Verdict) string {
 	if v.Destination != "" {
 		b.WriteString("; destination " + v.Destination)
 	}
-	for _, h := range v.AddHeaders {
-		b.WriteString("; add header " + h.Name + ": " + h.Value)
-	}
 	for _, h := range v.RemoveHeaders {
 		b.WriteString("; remove header " + h)
+	}
+	for _, h := range v.AddHeaders {
+		b.WriteString("; add header " + h.Name + ": " + h.Value)
 	}
 	for _, f := range v.Findings {
 		b.WriteString("; finding " + f.Symbol + " " + strconv.FormatFloat(f.Score, 'g', -1, 64))
