@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -35,24 +36,33 @@ import (
 
 // Gateway is a built Sluice, ready to listen.
 type Gateway struct {
-	cfg   *config.Config
-	log   *slog.Logger
-	host  *plugin.Host
-	chain *plugin.Chain
-	relay *relay.Relay
-	smtp  *smtpd.Server
-	inbox *inbox.Inbox
+	// cfg is the configuration as started. A reload applies only its
+	// [[plugin]] part; everything else takes a restart.
+	cfg     *config.Config
+	log     *slog.Logger
+	host    *plugin.Host
+	chains  *smtpd.Chains
+	relay   *relay.Relay
+	smtp    *smtpd.Server
+	inbox   *inbox.Inbox
+	metrics *gatewayMetrics
+
+	reloadMu sync.Mutex // one reload at a time
+	closed   bool       // under reloadMu: no more reloads
+	seenMu   sync.Mutex
+	seen     map[string]stamp // the files the last load read, as it found them
 
 	mu        sync.Mutex
 	listeners []net.Listener
 	addrs     []string
+	admin     net.Listener // nil: no admin listener
 }
 
 // New builds every part. Problems that only show when building (a key file
 // that cannot be read, a plugin that does not load) come back as
 // config.Errors pointing at the line of the setting concerned.
 func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Gateway, error) {
-	g := &Gateway{cfg: cfg, log: log}
+	g := &Gateway{cfg: cfg, log: log, metrics: newGatewayMetrics()}
 	var errs config.Errors
 	fail := func(path, format string, args ...any) { errs = append(errs, cfg.ErrorAt(path, format, args...)) }
 
@@ -85,24 +95,23 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Gateway, e
 	if cfg.ARC.Seal != nil && *cfg.ARC.Seal && !cfg.AuthEnabled() {
 		fail("arc.seal", "arc.seal: sealing needs the checks of [auth] enabled, to know the chain it extends")
 	}
-	g.host, err = plugin.NewHost(ctx, plugin.HostConfig{CacheDir: g.cacheDir(), Logger: log, Resolver: res})
+	g.host, err = plugin.NewHost(ctx, plugin.HostConfig{CacheDir: g.cacheDir(), Logger: log, Resolver: res,
+		Counters: newPluginCounters(g.metrics.registry)})
 	if err != nil {
 		return nil, fmt.Errorf("starting the WebAssembly runtime: %w", err)
 	}
-	var plugins []*plugin.Plugin
-	for i := range cfg.Plugin {
-		p, err := g.loadPlugin(ctx, i)
-		if err != nil {
-			fail(fmt.Sprintf("plugin.%d", i), "%v", err) // plugin.Load names the plugin
-			continue
-		}
-		plugins = append(plugins, p)
-	}
-	g.chain = plugin.NewChain(plugins...)
+	g.seen = stampFiles(cfg)
+	chain, chainErrs := g.buildChain(ctx, cfg)
+	errs = append(errs, chainErrs...)
 	if len(errs) > 0 {
+		if chain != nil {
+			chain.Close(ctx)
+		}
 		g.Close()
 		return nil, errs
 	}
+	g.chains = smtpd.NewChains(chain, log)
+	g.metrics.generation.Set(1)
 
 	g.relay, err = relay.New(g.relayConfig(), res)
 	if err != nil {
@@ -127,7 +136,8 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Gateway, e
 		MaxHops:             cfg.SMTP.MaxHops,
 		TLS:                 tlsConfig,
 		Scoring:             smtpd.Scoring{Reject: cfg.Scoring.Reject, Quarantine: cfg.Scoring.Quarantine},
-	}, smtpd.Parts{Chain: g.chain, Relay: g.relay, SRS: rewriter, Signer: signer, Auth: checker, Seal: g.sealConfig(keys), Logger: log})
+	}, smtpd.Parts{Chains: g.chains, Relay: g.relay, SRS: rewriter, Signer: signer, Auth: checker, Seal: g.sealConfig(keys),
+		Logger: log, Metrics: g.metrics.registry})
 	if err != nil {
 		g.Close()
 		return nil, err
@@ -229,8 +239,29 @@ func (g *Gateway) cacheDir() string {
 	return ""
 }
 
-func (g *Gateway) loadPlugin(ctx context.Context, i int) (*plugin.Plugin, error) {
-	p := g.cfg.Plugin[i]
+// buildChain loads every [[plugin]] of cfg into a new chain. On failure it
+// closes what it loaded and reports each plugin's error at its line.
+func (g *Gateway) buildChain(ctx context.Context, cfg *config.Config) (*plugin.Chain, config.Errors) {
+	var errs config.Errors
+	var plugins []*plugin.Plugin
+	for i := range cfg.Plugin {
+		p, err := g.loadPlugin(ctx, cfg, i)
+		if err != nil {
+			errs = append(errs, cfg.ErrorAt(fmt.Sprintf("plugin.%d", i), "%v", err)) // plugin.Load names the plugin
+			continue
+		}
+		plugins = append(plugins, p)
+	}
+	chain := plugin.NewChain(plugins...)
+	if len(errs) > 0 {
+		chain.Close(ctx)
+		return nil, errs
+	}
+	return chain, nil
+}
+
+func (g *Gateway) loadPlugin(ctx context.Context, cfg *config.Config, i int) (*plugin.Plugin, error) {
+	p := cfg.Plugin[i]
 	raw, err := p.ConfigTOML()
 	if err != nil {
 		return nil, fmt.Errorf("encoding its config: %v", err)
@@ -243,10 +274,10 @@ func (g *Gateway) loadPlugin(ctx context.Context, i int) (*plugin.Plugin, error)
 	policy, _ := plugin.ParseFailurePolicy(p.OnFailure) // validated by config
 	return g.host.Load(ctx, plugin.Spec{
 		Name:         p.Name,
-		Path:         g.cfg.Path(p.Path),
+		Path:         cfg.Path(p.Path),
 		Stages:       stages,
 		Config:       raw,
-		Hostname:     g.cfg.Hostname,
+		Hostname:     cfg.Hostname,
 		Timeout:      p.Timeout.D(),
 		MemoryLimit:  uint64(p.MemoryLimit),
 		Instances:    p.Instances,
@@ -299,6 +330,14 @@ func (g *Gateway) Listen() error {
 		}
 		g.listeners = append(g.listeners, l)
 	}
+	if a := g.cfg.AdminListen(); a != "" {
+		l, err := listen(a)
+		if err != nil {
+			g.closeListeners()
+			return fmt.Errorf("admin listener: %w", err)
+		}
+		g.admin = l
+	}
 	return nil
 }
 
@@ -317,8 +356,17 @@ func listen(addr string) (net.Listener, error) {
 // Addrs returns the SMTP listeners' addresses (useful with port 0).
 func (g *Gateway) Addrs() []string { return g.addrs }
 
+// AdminAddr returns the admin listener's address, or "" if there is none.
+func (g *Gateway) AdminAddr() string {
+	if g.admin == nil {
+		return ""
+	}
+	return g.admin.Addr().String()
+}
+
 // Serve serves on every listener until ctx is done, then shuts down,
-// giving sessions in flight up to grace to finish.
+// giving sessions in flight up to grace to finish. Meanwhile it reloads the
+// filter chain when gateway.toml or a plugin's file changes.
 func (g *Gateway) Serve(ctx context.Context, grace time.Duration) error {
 	errc := make(chan error, len(g.listeners))
 	n := len(g.cfg.SMTP.Listen)
@@ -331,14 +379,39 @@ func (g *Gateway) Serve(ctx context.Context, grace time.Duration) error {
 			g.log.Info("dev inbox listening", "addr", l.Addr().String(), "dir", g.inbox.Dir)
 		}
 	}
+	var admin *http.Server
+	if g.admin != nil {
+		admin = g.adminServer()
+		go func() {
+			if err := admin.Serve(g.admin); !errors.Is(err, http.ErrServerClosed) {
+				g.log.Error("admin listener", "err", err)
+			}
+		}()
+		g.log.Info("admin listening", "addr", g.admin.Addr().String())
+		if ip, err := netip.ParseAddrPort(g.admin.Addr().String()); err == nil && !ip.Addr().IsLoopback() {
+			g.log.Warn("the admin listener is not on loopback and has no authentication: anyone who reaches it can reload the chain", "addr", g.admin.Addr().String())
+		}
+	}
+	watchCtx, stopWatching := context.WithCancel(ctx)
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		g.watch(watchCtx, g.watchInterval())
+	}()
+
 	var err error
 	select {
 	case <-ctx.Done():
 	case err = <-errc:
 	}
+	stopWatching()
+	<-watched
 	sctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
 	g.smtp.Shutdown(sctx)
+	if admin != nil {
+		admin.Shutdown(sctx)
+	}
 	g.Close()
 	return err
 }
@@ -347,10 +420,17 @@ func (g *Gateway) closeListeners() {
 	for _, l := range g.listeners {
 		l.Close()
 	}
+	if g.admin != nil {
+		g.admin.Close()
+	}
 }
 
-// Close releases everything the gateway holds.
+// Close releases everything the gateway holds. A reload in progress
+// finishes first; none start after.
 func (g *Gateway) Close() error {
+	g.reloadMu.Lock()
+	g.closed = true
+	g.reloadMu.Unlock()
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.closeListeners()
@@ -362,9 +442,9 @@ func (g *Gateway) Close() error {
 		errs = append(errs, g.relay.Close())
 	}
 	ctx := context.Background()
-	if g.chain != nil {
-		errs = append(errs, g.chain.Close(ctx))
-		g.chain = nil
+	if g.chains != nil {
+		// The chain closes now, or when the last session using it ends.
+		g.chains.Close()
 	}
 	if g.host != nil {
 		errs = append(errs, g.host.Close(ctx))

@@ -54,7 +54,7 @@ var destReplies = map[string]*smtp.SMTPError{
 
 const dataRejectMarker = "X-Test: reject-at-data"
 
-func startDestination(t *testing.T) *destination {
+func startDestination(t testing.TB) *destination {
 	t.Helper()
 	l, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
@@ -160,6 +160,7 @@ type env struct {
 	secret  string
 	logs    *syncBuffer
 	cfgText string
+	cfgPath string
 }
 
 const testSRSSecret = "test-secret-0123456789abcdef"
@@ -213,9 +214,13 @@ type envOptions struct {
 	tls    string // TLS lines for [smtp]; default a self-signed certificate
 	smtp   string // extra lines for [smtp]
 	relay  string // extra lines for [relay]
+	admin  string // extra lines for [admin], whose listener is on a free loopback port; default no watching
+	// plugins replaces the [[plugin]] tables; default the router and dmarc
+	// plugins.
+	plugins string
 }
 
-func startEnv(t *testing.T, o envOptions) *env {
+func startEnv(t testing.TB, o envOptions) *env {
 	t.Helper()
 	e := &env{dest: startDestination(t), keys: map[string]string{}, secret: testSRSSecret, logs: &syncBuffer{}}
 	if o.listen == "" {
@@ -223,6 +228,11 @@ func startEnv(t *testing.T, o envOptions) *env {
 	}
 	if o.tls == "" {
 		o.tls = "tls_self_signed = true"
+	}
+	if o.admin == "" {
+		// Other test processes rebuild the shared plugin files, which
+		// would set the watcher off.
+		o.admin = `watch_interval = "1h"`
 	}
 	dir := t.TempDir()
 	keys := testKeys(t)
@@ -287,6 +297,14 @@ timeout = "1s"
 timeout = "5s"
 [wasm]
 cache_dir = %q
+[admin]
+listen = "127.0.0.1:0"
+%s
+%s
+`, o.listen, o.tls, o.smtp, e.dest.port(), o.relay, e.secret, filepath.Join(dir, "rsa.pem"), filepath.Join(dir, "ed.pem"),
+		e.dns.Addr(), wasmbuild.CacheDirForTest(), o.admin, o.plugins)
+	if o.plugins == "" {
+		e.cfgText += fmt.Sprintf(`
 [[plugin]]
 name = "router"
 path = %q
@@ -297,12 +315,11 @@ name = "dmarc"
 path = %q
 [plugin.config]
 trusted_arc_sealers = ["lists.example.net"]
-`, o.listen, o.tls, o.smtp, e.dest.port(), o.relay, e.secret, filepath.Join(dir, "rsa.pem"), filepath.Join(dir, "ed.pem"),
-		e.dns.Addr(), wasmbuild.CacheDirForTest(), wasmbuild.ForTest(t, "./plugins/router"), routerRules,
-		wasmbuild.ForTest(t, "./plugins/dmarc"))
-	cfgPath := filepath.Join(dir, "gateway.toml")
-	os.WriteFile(cfgPath, []byte(e.cfgText), 0o644)
-	cfg, err := config.Load(cfgPath)
+`, wasmbuild.ForTest(t, "./plugins/router"), routerRules, wasmbuild.ForTest(t, "./plugins/dmarc"))
+	}
+	e.cfgPath = filepath.Join(dir, "gateway.toml")
+	os.WriteFile(e.cfgPath, []byte(e.cfgText), 0o644)
+	cfg, err := config.Load(e.cfgPath)
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
@@ -339,7 +356,7 @@ var (
 	keysErr    error
 )
 
-func testKeys(t *testing.T) keySet {
+func testKeys(t testing.TB) keySet {
 	keysOnce.Do(func() {
 		gen := func(alg string) crypto.Signer {
 			k, err := dkim.GenerateKey(alg, 2048)

@@ -51,7 +51,7 @@ func TestDemoWithTheRealBinary(t *testing.T) {
 		"port = 2526", "port = "+inboxPort,
 		`"plugins/router/router.wasm"`, `"`+wasmbuild.ForTest(t, "./plugins/router")+`"`,
 		`"plugins/dmarc/dmarc.wasm"`, `"`+wasmbuild.ForTest(t, "./plugins/dmarc")+`"`,
-		"[log]", "[wasm]\ncache_dir = \""+wasmbuild.CacheDirForTest()+"\"\n[log]",
+		"[log]", "[wasm]\ncache_dir = \""+wasmbuild.CacheDirForTest()+"\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[log]",
 	).Replace(string(src))
 	if strings.Count(cfg, smtpAddr) != 1 || strings.Count(cfg, inboxAddr) != 1 {
 		t.Fatal("gateway.toml no longer has the demo's addresses; update this test")

@@ -1,6 +1,6 @@
 // Command sluice is the Sluice email routing gateway.
 //
-//	sluice serve -c gateway.toml     run the gateway
+//	sluice serve -c gateway.toml     run the gateway (SIGHUP reloads the filter chain)
 //	sluice check -c gateway.toml     validate a configuration, plugins and keys included
 //	sluice send [flags] [file.eml]   send one message, printing the server's replies
 //	sluice keygen [flags]            write a DKIM key and print its DNS record
@@ -76,6 +76,11 @@ func serve(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writer)
 		return 1
 	}
 	log := newLogger(cfg.Log, stderr)
+	// Caught from here on, so that a SIGHUP while the plugins load is a
+	// reload once they have, rather than the end of the process.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	g, err := gateway.New(ctx, cfg, log)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
@@ -88,12 +93,27 @@ func serve(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writer)
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	go reloadOn(ctx, hup, g, log)
 	if err := g.Serve(ctx, *grace); err != nil {
 		log.Error("serve", "err", err)
 		return 1
 	}
 	log.Info("stopped")
 	return 0
+}
+
+// reloadOn reloads the filter chain on each SIGHUP until ctx is done.
+// Reload logs its own result.
+func reloadOn(ctx context.Context, hup <-chan os.Signal, g *gateway.Gateway, log *slog.Logger) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			log.Info("reloading: SIGHUP")
+			g.Reload(ctx)
+		}
+	}
 }
 
 func check(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {

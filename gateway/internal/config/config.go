@@ -35,6 +35,7 @@ type Config struct {
 	Plugin []Plugin `toml:"plugin"`
 	WASM   WASM     `toml:"wasm"`
 	Dev    Dev      `toml:"dev"`
+	Admin  Admin    `toml:"admin"`
 
 	// Scoring maps the findings of plugins to an action.
 	Scoring Scoring `toml:"scoring"`
@@ -146,6 +147,29 @@ type Plugin struct {
 	// Capabilities are the host functions granted to the plugin beyond
 	// log: headers, body, dns, kv, metrics.
 	Capabilities []string `toml:"capabilities"`
+}
+
+// Admin configures the operator's HTTP listener (health, metrics, reload,
+// the loaded chain) and how often plugin files and gateway.toml are
+// checked for changes.
+type Admin struct {
+	// Listen is ip:port; "" turns the listener off. Default
+	// DefaultAdminListen, on loopback: the listener has no authentication.
+	Listen *string `toml:"listen"`
+	// WatchInterval is how often the files are checked; 0 means the
+	// gateway's default (2s).
+	WatchInterval Duration `toml:"watch_interval"`
+}
+
+// DefaultAdminListen is the admin listener's address when none is set.
+const DefaultAdminListen = "127.0.0.1:8025"
+
+// AdminListen returns the admin listener's address, "" for none.
+func (c *Config) AdminListen() string {
+	if c.Admin.Listen == nil {
+		return DefaultAdminListen
+	}
+	return *c.Admin.Listen
 }
 
 // Scoring maps the total score of a message's findings (every plugin's,

@@ -117,6 +117,7 @@ func (v *validator) validate() {
 	v.plugins()
 	v.scoring()
 	v.dev()
+	v.admin()
 }
 
 func (v *validator) smtp() {
@@ -343,6 +344,15 @@ func (v *validator) dev() {
 	}
 	if d.InboxDir == "" {
 		v.errorf("dev", "dev: inbox_listen needs inbox_dir, where captured messages are stored")
+	}
+}
+
+func (v *validator) admin() {
+	a := &v.c.Admin
+	if a.Listen != nil && *a.Listen != "" {
+		if err := checkListen(*a.Listen); err != nil {
+			v.errorf("admin.listen", "admin.listen: %v", err)
+		}
 	}
 }
 

@@ -201,6 +201,7 @@ func (h *Host) load(ctx context.Context, s Spec) (*Plugin, error) {
 		rt:        rt,
 		pool:      make(chan *instance, s.Instances),
 		closed:    make(chan struct{}),
+		info:      newInfo(s, wasm),
 		host: &hostFuncs{
 			plugin: s.Name, caps: s.Capabilities, lookups: s.DNSLookups, logger: logger,
 			resolver: h.resolver, kv: h.kv, counters: h.counters,

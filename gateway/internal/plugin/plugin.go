@@ -39,6 +39,7 @@ type Plugin struct {
 	closeOnce sync.Once
 
 	host *hostFuncs // what its host functions know (hostfuncs.go)
+	info Info       // for operators (info.go)
 }
 
 // Name returns the plugin's name from its Spec.

@@ -78,6 +78,7 @@ func (s *session) deliver(msg []byte) *smtp.SMTPError {
 		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Signing failed, try again later"}
 	}
 	reply, err := s.txn.relay.Data(s.srv.ctx, fwd)
+	s.srv.metrics.relayReply("data", err)
 	s.txn.remote = s.txn.relay.Remote()
 	s.closeRelay()
 	if err != nil {

@@ -22,7 +22,7 @@ import (
 	"github.com/sluice-mail/sluice/gateway/internal/arc"
 	"github.com/sluice-mail/sluice/gateway/internal/auth"
 	"github.com/sluice-mail/sluice/gateway/internal/dkim"
-	"github.com/sluice-mail/sluice/gateway/internal/plugin"
+	"github.com/sluice-mail/sluice/gateway/internal/metrics"
 	"github.com/sluice-mail/sluice/gateway/internal/relay"
 	"github.com/sluice-mail/sluice/gateway/internal/srs"
 )
@@ -47,7 +47,9 @@ type Config struct {
 
 // Parts are the pieces a session hands mail to.
 type Parts struct {
-	Chain  *plugin.Chain
+	// Chains holds the filter chain; each session uses the generation that
+	// was current when it started.
+	Chains *Chains
 	Relay  *relay.Relay
 	SRS    *srs.Rewriter
 	Signer *dkim.Signer // nil: forward unsigned
@@ -57,6 +59,9 @@ type Parts struct {
 	// whose ARC verification says which instance comes next.
 	Seal   *arc.SealConfig
 	Logger *slog.Logger
+	// Metrics receives the server's counters; nil: a registry of its own,
+	// which nobody reads.
+	Metrics *metrics.Registry
 }
 
 // Server accepts SMTP connections.
@@ -66,6 +71,7 @@ type Server struct {
 	domains map[string]bool
 	smtp    *smtp.Server
 	log     *slog.Logger
+	metrics *serverMetrics
 
 	// ctx is cancelled on Close, ending relay work of sessions in flight.
 	ctx    context.Context
@@ -80,7 +86,7 @@ func New(cfg Config, parts Parts) (*Server, error) {
 	if cfg.Hostname == "" || len(cfg.Domains) == 0 {
 		return nil, errors.New("smtpd: a hostname and at least one domain are needed")
 	}
-	if parts.Chain == nil || parts.Relay == nil || parts.SRS == nil {
+	if parts.Chains == nil || parts.Relay == nil || parts.SRS == nil {
 		return nil, errors.New("smtpd: chain, relay and SRS are needed")
 	}
 	if parts.Seal != nil && parts.Auth == nil {
@@ -89,7 +95,10 @@ func New(cfg Config, parts Parts) (*Server, error) {
 	if parts.Logger == nil {
 		parts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	s := &Server{cfg: cfg, parts: parts, domains: map[string]bool{}, log: parts.Logger}
+	if parts.Metrics == nil {
+		parts.Metrics = metrics.NewRegistry()
+	}
+	s := &Server{cfg: cfg, parts: parts, domains: map[string]bool{}, log: parts.Logger, metrics: newServerMetrics(parts.Metrics)}
 	for _, d := range cfg.Domains {
 		s.domains[d] = true
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -26,6 +27,11 @@ type session struct {
 	clientIP netip.Addr
 	started  time.Time
 	txn      transaction
+
+	// gen is the filter chain generation this session started on and
+	// keeps to its end, whatever reloads happen meanwhile.
+	gen  *Generation
+	done sync.Once // gives gen back, once, at the end
 }
 
 // transaction is one MAIL FROM ... DATA exchange.
@@ -40,9 +46,15 @@ type transaction struct {
 	relay     *relay.Txn // open towards destDom once a recipient is forwarded
 	remote    string     // the destination host used, for the log
 	changes   changes
-	verdicts  []plugin.Record
+	verdicts  []verdict
 	spf       *auth.SPF // running from MAIL FROM on
 	started   time.Time
+}
+
+// verdict is one plugin's answer at one stage, for the message's log line.
+type verdict struct {
+	stage abi.Stage
+	plugin.Record
 }
 
 type forward struct {
@@ -68,16 +80,34 @@ func (c *changes) merge(o plugin.Outcome) {
 
 // newSession runs when the client first says HELO or EHLO, which is when
 // go-smtp creates a session: the connect and helo stages run here.
+// The session holds the chain generation current at this moment until
+// Logout.
 func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
-	sess := &session{srv: s, conn: c, id: newID(), clientIP: remoteIP(c.Conn()), started: time.Now()}
+	gen := s.parts.Chains.Acquire()
+	if gen == nil {
+		return nil, &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "Shutting down, try again later"}
+	}
+	sess := &session{srv: s, conn: c, id: newID(), clientIP: remoteIP(c.Conn()), started: time.Now(), gen: gen}
 	for _, st := range []abi.Stage{abi.StageConnect, abi.StageHelo} {
 		out := sess.run(st, "")
 		if out.Action == abi.Reject || out.Action == abi.Tempfail {
+			gen.Release()
 			s.log.Info("session refused", "session", sess.id, "client", sess.clientIP, "stage", st.String(), "reply", out.Reply.Error())
 			return nil, out.Reply
 		}
 	}
+	s.metrics.sessions.Inc()
+	s.metrics.openSessions.Add(1)
 	return sess, nil
+}
+
+// end gives the session's chain generation back. go-smtp may call Logout
+// from another goroutine when the server closes, so it runs once.
+func (s *session) end() {
+	s.done.Do(func() {
+		s.gen.Release()
+		s.srv.metrics.openSessions.Add(-1)
+	})
 }
 
 func newID() string {
@@ -112,8 +142,12 @@ func (s *session) run(st abi.Stage, rcpt string) plugin.Outcome {
 // runRequest runs the chain; msg is the message at the data stage, nil
 // before.
 func (s *session) runRequest(req *abi.Request, msg *plugin.Message) plugin.Outcome {
-	out := s.srv.parts.Chain.Run(s.srv.ctx, req, msg)
-	s.txn.verdicts = append(s.txn.verdicts, out.Verdicts...)
+	start := time.Now()
+	out := s.gen.Chain.Run(s.srv.ctx, req, msg)
+	s.srv.metrics.chainRun(req.Stage, time.Since(start), out.Verdicts)
+	for _, r := range out.Verdicts {
+		s.txn.verdicts = append(s.txn.verdicts, verdict{req.Stage, r})
+	}
 	return out
 }
 
@@ -217,12 +251,15 @@ func (s *session) forwardTo(rcpt, dest string) error {
 	ctx := s.srv.ctx
 	if s.txn.relay == nil {
 		t, err := s.srv.parts.Relay.Begin(ctx, domain, s.txn.srsFrom, s.relayMailOptions())
+		s.srv.metrics.relayReply("mail", err)
 		if err != nil {
 			return err
 		}
 		s.txn.relay, s.txn.destDom = t, domain
 	}
-	if err := s.txn.relay.Rcpt(ctx, dest); err != nil {
+	err = s.txn.relay.Rcpt(ctx, dest)
+	s.srv.metrics.relayReply("rcpt", err)
+	if err != nil {
 		return err
 	}
 	s.txn.forwards = append(s.txn.forwards, forward{rcpt: rcpt, dest: dest})
@@ -283,10 +320,12 @@ func (s *session) hangUp(reply string) error {
 // Reset ends the transaction, keeping the session.
 func (s *session) Reset() { s.resetTxn() }
 
-// Logout runs the close stage; its verdict has no one to go to.
+// Logout runs the close stage, whose verdict has no one to go to, and
+// ends the session.
 func (s *session) Logout() error {
 	s.resetTxn()
 	s.run(abi.StageClose, "")
+	s.end()
 	return nil
 }
 
@@ -297,29 +336,34 @@ func (s *session) resetTxn() {
 	s.txn = transaction{}
 }
 
-// logMessage writes the one line per message that says what happened.
+// logMessage writes the one line per message that says what happened, and
+// counts the message by its outcome. Each plugin's verdict reads
+// "name@stage:action:duration", with "(failed)" after the action of a
+// plugin that failed; chain is the generation of the filter chain used.
 func (s *session) logMessage(size int, result *smtp.SMTPError) {
+	s.srv.metrics.messages.With(outcome(result)).Inc()
 	var dests []string
 	for _, f := range s.txn.forwards {
 		dests = append(dests, f.rcpt+"->"+f.dest)
 	}
 	var plugins []string
 	for _, v := range s.txn.verdicts {
-		p := v.Name + ":" + v.Action.String()
+		p := v.Name + "@" + v.stage.String() + ":" + v.Action.String()
 		if v.Err != nil {
 			p += "(failed)"
 		}
+		p += ":" + v.Duration.Round(time.Microsecond).String()
 		plugins = append(plugins, p)
 	}
-	outcome := "250 dropped by policy"
+	reply := "250 dropped by policy"
 	if result != nil {
-		outcome = fmt.Sprintf("%d %d.%d.%d %s", result.Code, result.EnhancedCode[0], result.EnhancedCode[1], result.EnhancedCode[2], result.Message)
+		reply = fmt.Sprintf("%d %d.%d.%d %s", result.Code, result.EnhancedCode[0], result.EnhancedCode[1], result.EnhancedCode[2], result.Message)
 	}
 	attrs := []any{
 		"session", s.id, "client", s.clientIP.String(), "from", s.txn.from,
 		"rcpts", strings.Join(s.txn.rcpts, ","), "forwards", strings.Join(dests, ","),
 		"discarded", strings.Join(s.txn.discarded, ","), "size", size,
-		"outcome", outcome, "plugins", strings.Join(plugins, ","),
+		"outcome", reply, "plugins", strings.Join(plugins, ","), "chain", s.gen.N,
 		"ms", time.Since(s.txn.started).Milliseconds(),
 	}
 	if s.txn.remote != "" {

@@ -1,0 +1,154 @@
+// Package admin is the operator's HTTP interface to a running gateway:
+// health, metrics in the Prometheus text format, reloading the filter
+// chain, and a listing of the chain in use. It has no authentication, so
+// it belongs on loopback or behind something that authenticates.
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/sluice-mail/sluice/gateway/internal/metrics"
+	"github.com/sluice-mail/sluice/sdk/abi"
+)
+
+// Config is what the endpoints serve from.
+type Config struct {
+	Metrics *metrics.Registry
+	// Reload rebuilds the filter chain from the configuration and swaps it
+	// in; on failure the old chain keeps serving and the error, one
+	// "file:line: problem" per line, goes back to the caller.
+	Reload func(context.Context) error
+	// Chain describes the chain in use now.
+	Chain  func() Chain
+	Logger *slog.Logger
+}
+
+// Chain is the filter chain in use, as GET /admin/chain shows it.
+type Chain struct {
+	// Generation counts chains since start: 1 is the first, each
+	// successful reload adds one.
+	Generation uint64 `json:"generation"`
+	// OpenGenerations counts chains not yet closed: the current one and
+	// older ones that sessions in flight still use.
+	OpenGenerations int      `json:"open_generations"`
+	Plugins         []Plugin `json:"plugins"`
+}
+
+// Plugin is one loaded plugin.
+type Plugin struct {
+	Name        string   `json:"name"`
+	Path        string   `json:"path"`
+	SHA256      string   `json:"sha256"` // of the module file as loaded
+	ABIVersion  uint32   `json:"abi_version"`
+	Stages      []string `json:"stages"`      // those it is called at
+	Permissions []string `json:"permissions"` // what it declared it may do
+	// Capabilities are the host functions gateway.toml grants it.
+	Capabilities []string `json:"capabilities"`
+	Instances    int      `json:"instances"`
+}
+
+// reloadAnswer is the body of POST /admin/reload's answer.
+type reloadAnswer struct {
+	OK     bool     `json:"ok"`
+	Errors []string `json:"errors,omitempty"`
+	Chain  *Chain   `json:"chain,omitempty"`
+}
+
+// Handler returns the admin endpoints:
+//
+//	GET  /healthz        200 "ok" while the gateway runs
+//	GET  /metrics        every metric, Prometheus text format 0.0.4
+//	POST /admin/reload   rebuild and swap the chain; 200 with the new chain, or 422 with the errors
+//	GET  /admin/chain    the chain in use, as JSON
+func Handler(c Config) http.Handler {
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", metrics.ContentType)
+		if err := c.Metrics.WriteText(w); err != nil {
+			c.Logger.Debug("writing metrics", "err", err)
+		}
+	})
+	mux.HandleFunc("POST /admin/reload", func(w http.ResponseWriter, r *http.Request) {
+		// A reload once asked for runs to its end even if the caller
+		// hangs up: stopping halfway would only waste the work.
+		err := c.Reload(context.WithoutCancel(r.Context()))
+		if err != nil {
+			writeJSON(w, http.StatusUnprocessableEntity, reloadAnswer{Errors: strings.Split(err.Error(), "\n")})
+			return
+		}
+		chain := c.Chain()
+		writeJSON(w, http.StatusOK, reloadAnswer{OK: true, Chain: &chain})
+	})
+	mux.HandleFunc("GET /admin/chain", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, c.Chain())
+	})
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+// StageNames lists the stages of a set in session order.
+func StageNames(set abi.StageSet) []string {
+	names := []string{}
+	for _, st := range abi.Stages() {
+		if set.Has(st) {
+			names = append(names, st.String())
+		}
+	}
+	return names
+}
+
+// CapabilityNames lists the capabilities of a set.
+func CapabilityNames(c abi.Capability) []string {
+	names := []string{}
+	for _, name := range abi.CapabilityNames() {
+		if one, _ := abi.ParseCapability(name); c.Has(one) {
+			names = append(names, name)
+		}
+	}
+	return names
+}
+
+// permissionNames are the names of the permission bits, in the words of
+// sdk/ABI.md.
+var permissionNames = []struct {
+	p    abi.Permissions
+	name string
+}{
+	{abi.MayAccept, "accept"},
+	{abi.MayReject, "reject"},
+	{abi.MayTempfail, "tempfail"},
+	{abi.MayDiscard, "discard"},
+	{abi.MayQuarantine, "quarantine"},
+	{abi.MayAddHeaders, "add_headers"},
+	{abi.MayRemoveHeaders, "remove_headers"},
+	{abi.MaySetDestination, "set_destination"},
+}
+
+// PermissionNames lists the permissions of a set.
+func PermissionNames(p abi.Permissions) []string {
+	names := []string{}
+	for _, n := range permissionNames {
+		if p&n.p != 0 {
+			names = append(names, n.name)
+		}
+	}
+	return names
+}

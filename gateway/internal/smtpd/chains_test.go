@@ -1,0 +1,171 @@
+package smtpd
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/sluice-mail/sluice/gateway/internal/plugin"
+	"github.com/sluice-mail/sluice/gateway/internal/wasmbuild"
+	"github.com/sluice-mail/sluice/sdk/abi"
+)
+
+// routerChain loads the router plugin into a chain of its own, forwarding
+// info@example.test to dest.
+func routerChain(t testing.TB, h *plugin.Host, dest string) *plugin.Chain {
+	t.Helper()
+	p, err := h.Load(context.Background(), plugin.Spec{
+		Name:      "router",
+		Path:      wasmbuild.ForTest(t, "./plugins/router"),
+		Config:    []byte("[[rule]]\nmatch = \"info@example.test\"\naction = \"forward\"\nto = \"" + dest + "\"\n"),
+		Hostname:  "mx.example.test",
+		Instances: 1,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return plugin.NewChain(p)
+}
+
+func newTestHost(t testing.TB) *plugin.Host {
+	t.Helper()
+	h, err := plugin.NewHost(context.Background(), plugin.HostConfig{CacheDir: wasmbuild.CacheDirForTest()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close(context.Background()) })
+	return h
+}
+
+// route runs the chain for info@example.test and returns where it goes,
+// or the first plugin failure.
+func route(c *plugin.Chain) (string, error) {
+	o := c.Run(context.Background(), &abi.Request{Stage: abi.StageRcpt, Rcpt: "info@example.test"}, nil)
+	for _, v := range o.Verdicts {
+		if v.Err != nil {
+			return "", v.Err
+		}
+	}
+	return o.Destination, nil
+}
+
+// A swapped-out generation serves its sessions to their end and closes
+// when the last of them releases it; the new one serves new sessions.
+func TestChainsSwapKeepsOldChainForItsSessions(t *testing.T) {
+	h := newTestHost(t)
+	logs := &strings.Builder{}
+	chains := NewChains(routerChain(t, h, "v1@dest.test"), slog.New(slog.NewTextHandler(logs, nil)))
+	defer chains.Close()
+
+	a := chains.Acquire()
+	b := chains.Acquire()
+	if a != b || a.N != 1 {
+		t.Fatalf("two acquires before a swap: generations %d and %d, want both 1", a.N, b.N)
+	}
+	old := a.Chain
+	if n := chains.Swap(routerChain(t, h, "v2@dest.test")); n != 2 {
+		t.Fatalf("swap made generation %d, want 2", n)
+	}
+	c := chains.Acquire()
+	if c.N != 2 {
+		t.Fatalf("a session after the swap got generation %d", c.N)
+	}
+	if got, err := route(c.Chain); err != nil || got != "v2@dest.test" {
+		t.Errorf("new chain routes to %q, %v", got, err)
+	}
+	// Sessions in flight still run the old chain.
+	if got, err := route(a.Chain); err != nil || got != "v1@dest.test" {
+		t.Errorf("old chain, still in use, routes to %q, %v", got, err)
+	}
+	if n := chains.Open(); n != 2 {
+		t.Errorf("%d generations open, want 2", n)
+	}
+	a.Release()
+	if _, err := route(old); err != nil {
+		t.Errorf("old chain closed while a session still held it: %v", err)
+	}
+	b.Release()
+	if n := chains.Open(); n != 1 {
+		t.Errorf("%d generations open after the old one's last release, want 1", n)
+	}
+	if _, err := route(old); err == nil || !strings.Contains(err.Error(), "closed") {
+		t.Errorf("old chain still answers after its last release: %v", err)
+	}
+	if !strings.Contains(logs.String(), "filter chain closed") || !strings.Contains(logs.String(), "generation=1") {
+		t.Errorf("log lacks the close of generation 1: %s", logs)
+	}
+	c.Release()
+	if _, err := route(c.Chain); err != nil {
+		t.Errorf("the current chain closed when its sessions ended: %v", err)
+	}
+}
+
+// Close drops the current chain once its sessions are done, and no new
+// session gets one; a chain swapped in after Close is closed at once.
+func TestChainsClose(t *testing.T) {
+	h := newTestHost(t)
+	chains := NewChains(routerChain(t, h, "v1@dest.test"), nil)
+	g := chains.Acquire()
+	chains.Close()
+	if chains.Acquire() != nil {
+		t.Error("Acquire after Close returned a generation")
+	}
+	if _, err := route(g.Chain); err != nil {
+		t.Errorf("chain closed under a session: %v", err)
+	}
+	g.Release()
+	if _, err := route(g.Chain); err == nil {
+		t.Error("chain still open after Close and its last release")
+	}
+	late := routerChain(t, h, "v2@dest.test")
+	if n := chains.Swap(late); n != 0 {
+		t.Errorf("Swap after Close returned generation %d", n)
+	}
+	if _, err := route(late); err == nil {
+		t.Error("a chain swapped in after Close was not closed")
+	}
+	if chains.Open() != 0 {
+		t.Errorf("%d generations open after Close", chains.Open())
+	}
+}
+
+// Sessions acquiring and releasing from many goroutines while swaps
+// happen leave exactly the current generation open.
+func TestChainsConcurrentSwaps(t *testing.T) {
+	h := newTestHost(t)
+	chains := NewChains(plugin.NewChain(), nil)
+	defer chains.Close()
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 500 {
+				g := chains.Acquire()
+				if _, err := route(g.Chain); err != nil {
+					t.Errorf("generation %d: %v", g.N, err)
+					return
+				}
+				g.Release()
+			}
+		})
+	}
+	for range 3 {
+		chains.Swap(routerChain(t, h, "x@dest.test"))
+	}
+	wg.Wait()
+	if n := chains.Open(); n != 1 {
+		t.Errorf("%d generations open, want 1", n)
+	}
+}
+
+// What each session pays to take and give back its chain.
+func BenchmarkChainsAcquireRelease(b *testing.B) {
+	chains := NewChains(plugin.NewChain(), nil)
+	defer chains.Close()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			chains.Acquire().Release()
+		}
+	})
+}

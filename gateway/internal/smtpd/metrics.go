@@ -1,0 +1,97 @@
+package smtpd
+
+import (
+	"errors"
+	"strconv"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/sluice-mail/sluice/gateway/internal/metrics"
+	"github.com/sluice-mail/sluice/gateway/internal/plugin"
+	"github.com/sluice-mail/sluice/sdk/abi"
+)
+
+// serverMetrics are what the inbound side counts, registered once per
+// server on the registry the gateway gives it.
+type serverMetrics struct {
+	sessions     *metrics.Counter
+	openSessions *metrics.Gauge
+	messages     *metrics.CounterVec
+	stages       *metrics.HistogramVec
+	calls        *metrics.HistogramVec
+	failures     *metrics.CounterVec
+	relayReplies *metrics.CounterVec
+}
+
+// Message outcomes, as the messages counter labels them.
+const (
+	outcomeDelivered  = "delivered"
+	outcomeRejected   = "rejected"
+	outcomeTempfailed = "tempfailed"
+	outcomeDropped    = "dropped"
+)
+
+func newServerMetrics(r *metrics.Registry) *serverMetrics {
+	m := &serverMetrics{
+		sessions:     r.Counter("sluice_sessions_total", "SMTP sessions started (at HELO or EHLO).").With(),
+		openSessions: r.Gauge("sluice_sessions_current", "SMTP sessions open now.").With(),
+		messages: r.Counter("sluice_messages_total",
+			"Messages by outcome: delivered (the destination said 2xx), rejected (5xx), tempfailed (4xx), dropped (discarded by policy).",
+			"outcome"),
+		stages: r.Histogram("sluice_stage_seconds",
+			"Time the whole filter chain took at each stage.", nil, "stage"),
+		calls: r.Histogram("sluice_plugin_call_seconds",
+			"Time each plugin took per call, by plugin and stage.", nil, "plugin", "stage"),
+		failures: r.Counter("sluice_plugin_failures_total",
+			"Plugin calls that failed (trap, timeout, bad output, refused load of an instance), by plugin and stage.",
+			"plugin", "stage"),
+		relayReplies: r.Counter("sluice_relay_replies_total",
+			"Replies the relay passed on from destinations, by step (mail, rcpt, data) and class (2xx, 4xx, 5xx); a destination that cannot be reached counts as 4xx.",
+			"step", "class"),
+	}
+	// Every outcome shows from the start, so that rates work from zero.
+	for _, o := range []string{outcomeDelivered, outcomeRejected, outcomeTempfailed, outcomeDropped} {
+		m.messages.With(o)
+	}
+	return m
+}
+
+// outcome names what happened to a message from the reply its client got;
+// nil means it was accepted and dropped by policy.
+func outcome(reply *smtp.SMTPError) string {
+	switch {
+	case reply == nil:
+		return outcomeDropped
+	case reply.Code/100 == 2:
+		return outcomeDelivered
+	case reply.Code/100 == 4:
+		return outcomeTempfailed
+	}
+	return outcomeRejected
+}
+
+// chainRun records one run of the chain at a stage.
+func (m *serverMetrics) chainRun(st abi.Stage, took time.Duration, verdicts []plugin.Record) {
+	stage := st.String()
+	m.stages.With(stage).Observe(took.Seconds())
+	for _, v := range verdicts {
+		m.calls.With(v.Name, stage).Observe(v.Duration.Seconds())
+		if v.Err != nil {
+			m.failures.With(v.Name, stage).Inc()
+		}
+	}
+}
+
+// relayReply counts the class of what the relay answered at a step: nil
+// is success, anything else an SMTP reply or, failing that, a 4xx.
+func (m *serverMetrics) relayReply(step string, err error) {
+	class := "2xx"
+	if err != nil {
+		class = "4xx"
+		if e, ok := errors.AsType[*smtp.SMTPError](err); ok && e.Code >= 200 && e.Code < 600 {
+			class = strconv.Itoa(e.Code/100) + "xx"
+		}
+	}
+	m.relayReplies.With(step, class).Inc()
+}
