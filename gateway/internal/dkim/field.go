@@ -23,22 +23,26 @@ type tag struct{ Name, Value string }
 // option for key.Sign. Lines are folded before width columns; width 0
 // writes one line.
 func signField(name string, tags []tag, signedHeaders []byte, key crypto.Signer, hash crypto.Hash, width int) ([]byte, error) {
+	field, at, column := layoutField(name, tags, width)
 	h := sha256.New()
 	h.Write(signedHeaders)
-	canon := appendRelaxedHeader(nil, layoutField(name, tags, "", width))
+	canon := appendRelaxedHeader(nil, field)
 	h.Write(canon[:len(canon)-len("\r\n")])
 	sig, err := key.Sign(rand.Reader, h.Sum(nil), hash)
 	if err != nil {
 		return nil, err
 	}
-	return layoutField(name, tags, base64.StdEncoding.EncodeToString(sig), width), nil
+	// The signature goes where layoutField left room for it. What follows
+	// starts a new line, so it stays as it was signed.
+	f := &fieldWriter{b: make([]byte, 0, 2*len(field)), line: column, width: width}
+	f.b = append(f.b, field[:at]...)
+	f.chars(base64.StdEncoding.EncodeToString(sig))
+	return append(f.b, field[at:]...), nil
 }
 
-// layoutField writes a signature field with sig as the b= value. A verifier
-// hashes the field with the b= value taken out, so the layout must give the
-// same canonical text with sig as without: b= and the tag after it start
-// new lines whatever the length of sig.
-func layoutField(name string, tags []tag, sig string, width int) []byte {
+// layoutField writes a signature field with an empty b= value, and returns
+// it with the offset and the column where the value goes.
+func layoutField(name string, tags []tag, width int) (field []byte, at, column int) {
 	f := newFieldWriter(name, width)
 	for i, t := range tags {
 		sep := ";"
@@ -48,11 +52,10 @@ func layoutField(name string, tags []tag, sig string, width int) []byte {
 		if t.Name == "b" {
 			f.newLine()
 			f.word("b=", true)
-			f.chars(sig)
-			// Never a fold before the ";": without sig it would come
-			// right after "b=" and change the canonical text.
+			at, column = len(f.b), f.line
+			// The ";" stays right after the value, and the tag after it
+			// starts a new line whatever the value's length.
 			f.b = append(f.b, sep...)
-			f.line += len(sep)
 			if sep != "" {
 				f.newLine()
 			}
@@ -62,7 +65,7 @@ func layoutField(name string, tags []tag, sig string, width int) []byte {
 		// spaces in a value, and after the colons of h=.
 		f.text(t.Name+"="+t.Value+sep, true)
 	}
-	return f.bytes()
+	return f.bytes(), at, column
 }
 
 // foldField returns the header field "name: text", text's runs of spaces and
