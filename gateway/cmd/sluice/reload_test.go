@@ -1,0 +1,181 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/sluice-mail/sluice/gateway/internal/wasmbuild"
+)
+
+// reloadConfig is a gateway whose router rejects old@ours.test with a
+// text that names the configuration's version. Nothing here reaches DNS
+// or another host: auth is off and no recipient is forwarded.
+const reloadConfig = `
+hostname = "mx.ours.test"
+domains = ["ours.test"]
+[smtp]
+listen = [%q]
+[srs]
+secrets = ["test-secret-0123456789abcdef"]
+[auth]
+enabled = false
+[dns]
+nameservers = ["127.0.0.1:9"]
+[wasm]
+cache_dir = %q
+[admin]
+listen = "127.0.0.1:0"
+watch_interval = "1h"   # only the reloads the test asks for
+[[plugin]]
+name = "router"
+path = %q
+stages = ["rcpt"]
+[[plugin.config.rule]]
+match = "old@ours.test"
+action = "reject"
+code = 550
+enhanced = "5.1.1"
+text = "Retired in version %d"
+`
+
+// The real binary reloads its chain on SIGHUP and on POST /admin/reload,
+// and the new plugin configuration answers the next session.
+func TestServeReloadsOnSIGHUPAndAdminPost(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "sluice")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	smtpAddr := freeAddr(t)
+	router := wasmbuild.ForTest(t, "./plugins/router")
+	cfgPath := filepath.Join(dir, "gateway.toml")
+	writeVersion := func(v int) {
+		cfg := fmt.Sprintf(reloadConfig, smtpAddr, wasmbuild.CacheDirForTest(), router, v)
+		if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeVersion(1)
+
+	serve := exec.Command(bin, "serve", "-c", cfgPath)
+	stderr, _ := serve.StderrPipe()
+	if err := serve.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { serve.Process.Kill(); serve.Wait() })
+	logs := make(chan string, 100)
+	go func() {
+		s := bufio.NewScanner(stderr)
+		for s.Scan() {
+			logs <- s.Text()
+		}
+		close(logs)
+	}()
+	var seen []string
+	waitLog := func(what string) string {
+		t.Helper()
+		timeout := time.After(60 * time.Second)
+		for {
+			select {
+			case line, ok := <-logs:
+				if !ok {
+					t.Fatalf("serve exited before %q; it said:\n%s", what, strings.Join(seen, "\n"))
+				}
+				seen = append(seen, line)
+				if strings.Contains(line, what) {
+					return line
+				}
+			case <-timeout:
+				t.Fatalf("no %q in the log:\n%s", what, strings.Join(seen, "\n"))
+			}
+		}
+	}
+	waitLog(`msg=listening`)
+	line := waitLog(`msg="admin listening"`)
+	adminAddr := regexp.MustCompile(`addr=(\S+)`).FindStringSubmatch(line)[1]
+
+	if got := rcptReply(t, smtpAddr); !strings.Contains(got, "Retired in version 1") {
+		t.Fatalf("before any reload: %s", got)
+	}
+
+	writeVersion(2)
+	serve.Process.Signal(syscall.SIGHUP)
+	waitLog(`msg="reloading: SIGHUP"`)
+	if line := waitLog(`msg="filter chain reloaded"`); !strings.Contains(line, "generation=2") {
+		t.Errorf("SIGHUP reload logged %q, want generation 2", line)
+	}
+	if got := rcptReply(t, smtpAddr); !strings.Contains(got, "Retired in version 2") {
+		t.Errorf("after SIGHUP: %s", got)
+	}
+
+	writeVersion(3)
+	resp, err := http.Post("http://"+adminAddr+"/admin/reload", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var answer struct {
+		OK    bool `json:"ok"`
+		Chain struct {
+			Generation int `json:"generation"`
+		} `json:"chain"`
+	}
+	json.NewDecoder(resp.Body).Decode(&answer)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !answer.OK || answer.Chain.Generation != 3 {
+		t.Errorf("POST /admin/reload: %d %+v; want 200, ok, generation 3", resp.StatusCode, answer)
+	}
+	if got := rcptReply(t, smtpAddr); !strings.Contains(got, "Retired in version 3") {
+		t.Errorf("after POST /admin/reload: %s", got)
+	}
+
+	serve.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() {
+		for range logs {
+		}
+		done <- serve.Wait()
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("serve after SIGTERM: %v", err)
+		}
+	case <-time.After(40 * time.Second):
+		t.Error("serve did not stop on SIGTERM")
+	}
+}
+
+// rcptReply opens a session and returns the reply to RCPT TO:<old@ours.test>.
+func rcptReply(t *testing.T, addr string) string {
+	t.Helper()
+	c, err := smtp.Dial(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Hello("client.example.org"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Mail("alice@example.org", nil); err != nil {
+		t.Fatal(err)
+	}
+	err = c.Rcpt("old@ours.test", nil)
+	var e *smtp.SMTPError
+	if !errors.As(err, &e) {
+		t.Fatalf("RCPT: %v, want an SMTP reply", err)
+	}
+	return fmt.Sprintf("%d %v %s", e.Code, e.EnhancedCode, e.Message)
+}
