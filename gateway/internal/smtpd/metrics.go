@@ -34,7 +34,7 @@ const (
 
 func newServerMetrics(r *metrics.Registry) *serverMetrics {
 	m := &serverMetrics{
-		sessions:     r.Counter("sluice_sessions_total", "SMTP sessions started (at HELO or EHLO).").With(),
+		sessions:     r.Counter("sluice_sessions_total", "SMTP sessions accepted at their first HELO or EHLO.").With(),
 		openSessions: r.Gauge("sluice_sessions_current", "SMTP sessions open now.").With(),
 		messages: r.Counter("sluice_messages_total",
 			"Messages by outcome: delivered (the destination said 2xx), rejected (5xx), tempfailed (4xx), dropped (discarded by policy).",

@@ -96,7 +96,11 @@ func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
 			return nil, out.Reply
 		}
 	}
-	s.metrics.sessions.Inc()
+	// After STARTTLS go-smtp ends the session and starts another on the
+	// same connection: that is not a new client.
+	if _, tls := c.TLSConnectionState(); !tls {
+		s.metrics.sessions.Inc()
+	}
 	s.metrics.openSessions.Add(1)
 	return sess, nil
 }
