@@ -252,3 +252,31 @@ func TestKVCountersAndDNS(t *testing.T) {
 		t.Errorf("no record: %+v", v.Findings)
 	}
 }
+
+// lookups makes n DNS lookups in one call and reports the first error.
+type lookups struct{ n int }
+
+func (l lookups) Helo(*sdk.Request) sdk.Verdict {
+	for i := range l.n {
+		if _, err := sdk.LookupTXT("x.example.test"); err != nil {
+			return sdk.Continue().Finding("AT_"+sdkItoa(uint64(i))+"_"+errText(err), 1)
+		}
+	}
+	return sdk.Continue()
+}
+
+// As in the gateway, a call may make ten lookups; the budget starts again
+// with the next call.
+func TestDNSBudget(t *testing.T) {
+	rec := Record(abi.TypeTXT, "x.example.test", "v")
+	if v := New(t, lookups{10}, "", rec).Handle(t, &sdk.Request{Stage: abi.StageHelo}); len(v.Findings) != 0 {
+		t.Errorf("ten lookups: %+v", v.Findings)
+	}
+	p := New(t, lookups{11}, "", rec)
+	for range 2 {
+		v := p.Handle(t, &sdk.Request{Stage: abi.StageHelo})
+		if len(v.Findings) != 1 || !strings.HasPrefix(v.Findings[0].Symbol, "AT_10_") || !strings.Contains(v.Findings[0].Symbol, "budget") {
+			t.Errorf("eleven lookups: %+v, want the eleventh over budget", v.Findings)
+		}
+	}
+}
