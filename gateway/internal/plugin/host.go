@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sluice-mail/sluice/gateway/internal/plugin/interrupt"
 	"github.com/sluice-mail/sluice/gateway/internal/resolver"
 	"github.com/sluice-mail/sluice/sdk/abi"
 	"github.com/tetratelabs/wazero"
@@ -129,9 +130,9 @@ type Spec struct {
 	// DefaultDNSLookups.
 	DNSLookups int
 
-	// noDeadline drops the per-call deadline, for benchmarks that measure
-	// what the deadline costs.
-	noDeadline bool
+	// deadline is how calls are held to Timeout; benchmarks compare the
+	// others to the gateway's (the zero value).
+	deadline deadlineMode
 }
 
 // Defaults for a Spec's zero values.
@@ -187,15 +188,24 @@ func (h *Host) load(ctx context.Context, s Spec) (*Plugin, error) {
 		return nil, err
 	}
 
+	// The deadline's checks go in before compiling, so that the
+	// compilation cache keys on the instrumented module.
+	code := wasm
+	if s.deadline == deadlineInterrupt {
+		if code, err = interrupt.Instrument(wasm); err != nil {
+			return nil, fmt.Errorf("%s %w", s.Path, err)
+		}
+	}
+
 	logger := h.logger.With("plugin", s.Name)
 	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().
 		WithCompilationCache(h.cache).
 		WithMemoryLimitPages(uint32(pages)).
-		WithCloseOnContextDone(!s.noDeadline))
+		WithCloseOnContextDone(s.deadline == deadlineCCD))
 	p := &Plugin{
 		name:      s.Name,
 		timeout:   s.Timeout,
-		deadline:  !s.noDeadline,
+		deadline:  s.deadline,
 		onFailure: s.OnFailure,
 		logger:    logger,
 		rt:        rt,
@@ -210,7 +220,7 @@ func (h *Host) load(ctx context.Context, s Spec) (*Plugin, error) {
 			Version: abi.Version, Name: s.Name, Hostname: s.Hostname, Config: s.Config,
 		}),
 	}
-	if err := p.prepare(ctx, wasm, s, pages); err != nil {
+	if err := p.prepare(ctx, code, s, pages); err != nil {
 		// The pool may be part full: release everything without waiting
 		// for it, as Close would.
 		_ = rt.Close(ctx)
@@ -228,6 +238,9 @@ func (p *Plugin) prepare(ctx context.Context, wasm []byte, s Spec, pages uint64)
 	if err := instantiateHostModule(ctx, p.rt, p.host); err != nil {
 		return err
 	}
+	if err := instantiateYield(ctx, p.rt); err != nil {
+		return err
+	}
 	compiled, err := p.rt.CompileModule(ctx, wasm)
 	if err != nil {
 		if strings.Contains(err.Error(), "over limit of") {
@@ -241,7 +254,7 @@ func (p *Plugin) prepare(ctx context.Context, wasm []byte, s Spec, pages uint64)
 	}
 	p.moduleConfig = wazero.NewModuleConfig().
 		WithName("").
-		WithStartFunctions("_initialize").
+		WithStartFunctions(). // instance.start runs them, under the deadline
 		WithSysWalltime().
 		WithSysNanotime().
 		WithNanosleep(cappedSleep).

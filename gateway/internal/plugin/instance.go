@@ -2,9 +2,13 @@ package plugin
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"time"
 
+	"github.com/sluice-mail/sluice/gateway/internal/plugin/interrupt"
 	"github.com/sluice-mail/sluice/sdk/abi"
+	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 )
 
@@ -19,7 +23,31 @@ type instance struct {
 	req                       []byte   // the encoded request, reused
 	out                       []byte   // the guest's answer, copied out
 	output                    *capture // what the guest wrote to stdout and stderr
+
+	mode deadlineMode
+	// flag is the module's interrupt flag (package interrupt), which timer
+	// sets at a call's deadline; fired says the timer's function ran.
+	flag  api.MutableGlobal
+	timer *time.Timer
+	fired chan struct{}
 }
+
+// deadlineMode is how calls are held to their deadline.
+type deadlineMode uint8
+
+const (
+	// deadlineInterrupt is the gateway's way: the module is instrumented
+	// with package interrupt, and a timer per instance sets its flag.
+	deadlineInterrupt deadlineMode = iota
+	// deadlineNone has no deadline: the baseline of the benchmarks.
+	deadlineNone
+	// deadlineCCD is wazero's WithCloseOnContextDone, kept to compare the
+	// benchmarks against: it calls into Go at every loop back-edge.
+	deadlineCCD
+)
+
+// errDeadline marks a call the interrupt flag stopped.
+var errDeadline = errors.New("interrupted at its deadline")
 
 const (
 	// minBufferRequest is the least buffer size asked of a guest, so that
@@ -29,23 +57,113 @@ const (
 	maxMessage = 1 << 20
 )
 
-func newInstance(mod api.Module, output *capture) *instance {
-	return &instance{
+func newInstance(mod api.Module, output *capture, mode deadlineMode) (*instance, error) {
+	in := &instance{
 		mod:       mod,
 		mem:       mod.Memory(),
 		buffer:    mod.ExportedFunction(abi.ExportBuffer),
 		configure: mod.ExportedFunction(abi.ExportConfigure),
 		handle:    mod.ExportedFunction(abi.ExportHandle),
 		output:    output,
+		mode:      mode,
 	}
+	if mode == deadlineInterrupt {
+		flag, ok := mod.ExportedGlobal(interrupt.Global).(api.MutableGlobal)
+		if !ok {
+			return nil, fmt.Errorf("the module has no interrupt flag %s", interrupt.Global)
+		}
+		// One timer per instance, re-armed per call: creating a timer or a
+		// context per call would cost ten times as much (docs/plugins.md).
+		in.flag, in.fired = flag, make(chan struct{}, 1)
+		in.timer = time.AfterFunc(time.Hour, in.interrupt)
+		in.timer.Stop()
+	}
+	return in, nil
+}
+
+// instantiateYield provides the function an instrumented module calls
+// every interrupt.YieldEvery checks. It does nothing: the call itself, out
+// of machine code and into Go, is where the Go runtime can stop the
+// goroutine for a garbage collection, which otherwise would wait for the
+// guest, and the timer that is to interrupt it with them.
+func instantiateYield(ctx context.Context, rt wazero.Runtime) error {
+	_, err := rt.NewHostModuleBuilder(interrupt.YieldModule).
+		NewFunctionBuilder().
+		WithGoModuleFunction(api.GoModuleFunc(func(context.Context, api.Module, []uint64) {}), nil, nil).
+		Export(interrupt.YieldFunc).
+		Instantiate(ctx)
+	return err
+}
+
+// interrupt runs on the timer's goroutine at a call's deadline: the guest
+// traps at its next loop header or function entry.
+func (in *instance) interrupt() {
+	in.flag.Set(1)
+	in.fired <- struct{}{}
+}
+
+// start runs what the module runs once when it starts: its start function
+// (which instrumenting turned into an export) and the WASI reactor's
+// _initialize, where a Go guest initialises its runtime and packages.
+// Each runs under the deadline.
+func (in *instance) start(ctx context.Context, timeout time.Duration) error {
+	for _, name := range []string{interrupt.Start, "_initialize"} {
+		fn := in.mod.ExportedFunction(name)
+		if fn == nil {
+			continue
+		}
+		err := in.guard(ctx, timeout, func(ctx context.Context) error {
+			return fn.CallWithStack(ctx, in.stack[:])
+		})
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+	}
+	return nil
 }
 
 // call writes msg into the guest's buffer, calls fn with its length and
-// returns the guest's answer, copied out at once because memory may grow
-// under any view of it. It is the one path by which the host calls a
-// guest, so that the deadline mechanism can be swapped here. After an
-// error the instance must not be used again.
-func (in *instance) call(ctx context.Context, fn api.Function, msg []byte) ([]byte, error) {
+// returns the guest's answer, under the deadline. It is the one path by
+// which the host calls a guest's exports, so that the deadline mechanism
+// lives here. After an error the instance must not be used again.
+func (in *instance) call(ctx context.Context, fn api.Function, msg []byte, timeout time.Duration) ([]byte, error) {
+	var answer []byte
+	err := in.guard(ctx, timeout, func(ctx context.Context) error {
+		var err error
+		answer, err = in.exchange(ctx, fn, msg)
+		return err
+	})
+	return answer, err
+}
+
+// guard runs f, which calls into the guest, under a deadline of timeout.
+// f's error wraps errDeadline if the interrupt flag stopped it.
+func (in *instance) guard(ctx context.Context, timeout time.Duration, f func(context.Context) error) error {
+	switch in.mode {
+	case deadlineNone:
+		return f(ctx)
+	case deadlineCCD:
+		ctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		return f(ctx)
+	}
+	in.flag.Set(0)
+	in.timer.Reset(timeout)
+	err := f(ctx)
+	if !in.timer.Stop() {
+		// The timer fired: wait until its function is done with the flag,
+		// so that it cannot set it during the next call.
+		<-in.fired
+		if err != nil {
+			err = fmt.Errorf("%w: %w", errDeadline, err)
+		}
+	}
+	return err
+}
+
+// exchange is one call: the request into the guest's buffer, the answer
+// copied out at once, because memory may grow under any view of it.
+func (in *instance) exchange(ctx context.Context, fn api.Function, msg []byte) ([]byte, error) {
 	if len(msg) > maxMessage {
 		return nil, fmt.Errorf("request of %d bytes is over the limit of %d", len(msg), maxMessage)
 	}
@@ -80,7 +198,12 @@ func (in *instance) call(ctx context.Context, fn api.Function, msg []byte) ([]by
 	return in.out, nil
 }
 
-func (in *instance) close(ctx context.Context) { _ = in.mod.Close(ctx) }
+func (in *instance) close(ctx context.Context) {
+	if in.timer != nil {
+		in.timer.Stop()
+	}
+	_ = in.mod.Close(ctx)
+}
 
 // capture keeps the first bytes a guest wrote to stdout or stderr during
 // the current call, to show with its failure: a Go guest that runs out of

@@ -19,7 +19,7 @@ import (
 type Plugin struct {
 	name      string
 	timeout   time.Duration
-	deadline  bool
+	deadline  deadlineMode
 	onFailure FailurePolicy
 	logger    *slog.Logger
 
@@ -75,9 +75,19 @@ func (p *Plugin) startConfigured(ctx context.Context) (*instance, abi.ConfigureR
 	if err != nil {
 		return nil, resp, withOutput(fmt.Errorf("starting an instance: %w", err), output)
 	}
-	inst := newInstance(mod, output)
-	answer, err := inst.call(ctx, inst.configure, p.configReq)
-	if err == nil {
+	inst, err := newInstance(mod, output, p.deadline)
+	if err != nil {
+		_ = mod.Close(ctx)
+		return nil, resp, err
+	}
+	if err := inst.start(ctx, startTimeout); err != nil {
+		inst.close(ctx)
+		return nil, resp, withOutput(fmt.Errorf("starting an instance: %w", p.callError(ctx, err, startTimeout)), output)
+	}
+	answer, err := inst.call(ctx, inst.configure, p.configReq, startTimeout)
+	if err != nil {
+		err = p.callError(ctx, err, startTimeout)
+	} else {
 		if err = abi.DecodeConfigureResponse(answer, &resp); err != nil {
 			err = fmt.Errorf("the answer is not a ConfigureResponse: %w", err)
 		}
@@ -131,16 +141,10 @@ func (p *Plugin) handle(ctx context.Context, req *abi.Request) (abi.Verdict, err
 // decide makes one call under the plugin's deadline and checks the verdict.
 func (p *Plugin) decide(ctx context.Context, inst *instance, req *abi.Request) (abi.Verdict, error) {
 	var v abi.Verdict
-	callCtx := ctx
-	if p.deadline {
-		var cancel context.CancelFunc
-		callCtx, cancel = context.WithTimeout(ctx, p.timeout)
-		defer cancel()
-	}
 	inst.req = abi.AppendRequest(inst.req[:0], req)
-	answer, err := inst.call(callCtx, inst.handle, inst.req)
+	answer, err := inst.call(ctx, inst.handle, inst.req, p.timeout)
 	if err != nil {
-		return v, withOutput(p.callError(ctx, err), inst.output)
+		return v, withOutput(p.callError(ctx, err, p.timeout), inst.output)
 	}
 	if err := abi.DecodeVerdict(answer, &v); err != nil {
 		return v, fmt.Errorf("bad output: the answer is not a Verdict: %w", err)
@@ -151,12 +155,15 @@ func (p *Plugin) decide(ctx context.Context, inst *instance, req *abi.Request) (
 	return v, nil
 }
 
-// callError says why a call failed: the plugin ran out of time, the caller
-// gave up, or the guest trapped.
-func (p *Plugin) callError(ctx context.Context, err error) error {
-	var exit *sys.ExitError
+// callError says why a call with this timeout failed: the plugin ran out
+// of time, the caller gave up, or the guest trapped.
+func (p *Plugin) callError(ctx context.Context, err error, timeout time.Duration) error {
+	if errors.Is(err, errDeadline) {
+		return fmt.Errorf("timed out after %s", timeout)
+	}
+	var exit *sys.ExitError // how the deadlineCCD mode stops a call
 	if errors.As(err, &exit) && exit.ExitCode() == sys.ExitCodeDeadlineExceeded && ctx.Err() == nil {
-		return fmt.Errorf("timed out after %s", p.timeout)
+		return fmt.Errorf("timed out after %s", timeout)
 	}
 	if ctx.Err() != nil {
 		return fmt.Errorf("cancelled: %w", ctx.Err())

@@ -1,0 +1,275 @@
+package interrupt
+
+// edit replaces the bytes [at, end) of some code with put. Instrumenting
+// makes two kinds: a check inserted (at == end), and a function index
+// rewritten because the yield import shifts the module's own functions.
+type edit struct {
+	at, end int
+	put     []byte
+}
+
+// applyEdits appends src with the edits, which are in order, to dst.
+func applyEdits(dst, src []byte, edits []edit) []byte {
+	prev := 0
+	for _, e := range edits {
+		dst = append(dst, src[prev:e.at]...)
+		dst = append(dst, e.put...)
+		prev = e.end
+	}
+	return append(dst, src[prev:]...)
+}
+
+// editedLen is the length of src after the edits.
+func editedLen(src []byte, edits []edit) int {
+	n := len(src)
+	for _, e := range edits {
+		n += len(e.put) - (e.end - e.at)
+	}
+	return n
+}
+
+// scanner decodes instructions, from function bodies and from constant
+// expressions, and records the edits they need. It decodes every
+// instruction's immediates, because a loop opcode's byte value also
+// appears inside immediates; it refuses opcodes it does not know rather
+// than guess their length.
+type scanner struct {
+	r     *reader
+	funcs funcIndices
+	check []byte // the check to insert at the top of each loop body
+	edits []edit
+}
+
+// funcIndices maps the input's function indices to the output's: the
+// yield import goes after the module's imported functions, so each
+// function the module defines moves up by one.
+type funcIndices struct{ imported uint32 }
+
+func (f funcIndices) remap(i uint32) uint32 {
+	if i >= f.imported {
+		return i + 1
+	}
+	return i
+}
+
+// yield is the index of the added import.
+func (f funcIndices) yield() uint32 { return f.imported }
+
+// funcIndex reads a function index and rewrites it if it moves.
+func (s *scanner) funcIndex() {
+	at := s.r.off
+	i := s.r.u32()
+	if s.r.err == nil && s.funcs.remap(i) != i {
+		s.edits = append(s.edits, edit{at: at, end: s.r.off, put: appendULEB(nil, uint64(s.funcs.remap(i)))})
+	}
+}
+
+// flow is what scanning a function's instructions found out about how it
+// runs.
+type flow struct {
+	// calls says whether the function calls another function.
+	calls bool
+	// loopFirst says whether every run of the function reaches a loop
+	// header before any call or branch, so that the loop's check also
+	// guards the function's entry. Go's compiler starts most functions so.
+	loopFirst bool
+}
+
+// needsEntryCheck says whether a function needs a check at entry: one that
+// calls others can run unbounded work without a loop (a call tree of
+// exponential size, or recursion that fits the stack), unless a loop check
+// runs first anyway. A function without calls or loops runs at most its
+// own length.
+func (f flow) needsEntryCheck() bool { return f.calls && !f.loopFirst }
+
+// expr decodes instructions up to the end that closes the expression or
+// function body, inserting a check at the top of every loop body.
+func (s *scanner) expr() flow {
+	r := s.r
+	var f flow
+	// straight stays true while every instruction so far falls through to
+	// the next: a loop reached then guards the function's entry.
+	straight := true
+	for depth := 1; depth > 0 && r.err == nil; {
+		op := r.byte()
+		switch op {
+		case 0x02: // block
+			blockType(r)
+			depth++
+		case 0x03: // loop
+			blockType(r)
+			depth++
+			if r.err == nil {
+				s.edits = append(s.edits, edit{at: r.off, end: r.off, put: s.check})
+			}
+			if straight {
+				f.loopFirst = true
+			}
+			straight = false
+		case 0x04: // if
+			blockType(r)
+			depth++
+			straight = false
+		case 0x0b: // end
+			depth--
+			straight = false
+		case 0x05, 0x0f: // else, return
+			straight = false
+		case 0x0c, 0x0d: // br, br_if
+			r.u32()
+			straight = false
+		case 0x0e: // br_table: a vector of labels, then the default
+			n := r.u32()
+			for i := uint32(0); i <= n && r.err == nil; i++ {
+				r.u32()
+			}
+			straight = false
+		case 0x10, 0x12: // call, return_call
+			s.funcIndex()
+			f.calls, straight = true, false
+		case 0x11, 0x13: // call_indirect, return_call_indirect: type, table
+			r.u32()
+			r.u32()
+			f.calls, straight = true, false
+		case 0xd2: // ref.func
+			s.funcIndex()
+		default:
+			plainImmediates(r, op)
+		}
+	}
+	return f
+}
+
+// plainImmediates skips the immediates of an instruction that neither
+// branches nor refers to a function.
+func plainImmediates(r *reader, op byte) {
+	switch {
+	case op == 0x00 || op == 0x01 || op == 0x1a || op == 0x1b:
+		// unreachable, nop, drop, select
+	case op == 0x1c: // select with types
+		n := r.u32()
+		for i := uint32(0); i < n && r.err == nil; i++ {
+			valType(r)
+		}
+	case op >= 0x20 && op <= 0x26:
+		// local.get/set/tee, global.get/set, table.get/set: one index
+		r.u32()
+	case op >= 0x28 && op <= 0x3e: // loads and stores
+		memArg(r)
+	case op == 0x3f || op == 0x40: // memory.size, memory.grow: a memory index
+		r.u32()
+	case op == 0x41: // i32.const
+		r.sleb(32)
+	case op == 0x42: // i64.const
+		r.sleb(64)
+	case op == 0x43: // f32.const
+		r.bytes(4)
+	case op == 0x44: // f64.const
+		r.bytes(8)
+	case op >= 0x45 && op <= 0xc4:
+		// numeric instructions, sign extension included: no immediates
+	case op == 0xd0: // ref.null
+		refType(r)
+	case op == 0xd1: // ref.is_null
+	case op == 0xfc:
+		miscImmediates(r)
+	case op == 0xfd:
+		vectorImmediates(r)
+	case op == 0xfe:
+		atomicImmediates(r)
+	default:
+		r.failf("unknown opcode %#02x", op)
+	}
+}
+
+// miscImmediates skips a 0xFC instruction: saturating truncation, bulk
+// memory and table instructions.
+func miscImmediates(r *reader) {
+	switch op := r.u32(); {
+	case op <= 7: // trunc_sat
+	case op == 8: // memory.init: data segment, memory
+		r.u32()
+		r.u32()
+	case op == 9, op == 11, op == 13, op >= 15 && op <= 17:
+		// data.drop, memory.fill, elem.drop, table.grow/size/fill: one index
+		r.u32()
+	case op == 10, op == 12, op == 14:
+		// memory.copy, table.init, table.copy: two indices
+		r.u32()
+		r.u32()
+	default:
+		r.failf("unknown opcode 0xfc %d", op)
+	}
+}
+
+// vectorImmediates skips a 0xFD (SIMD) instruction.
+func vectorImmediates(r *reader) {
+	switch op := r.u32(); {
+	case op <= 0x0b, op == 0x5c, op == 0x5d: // loads, store, load_zero
+		memArg(r)
+	case op == 0x0c, op == 0x0d: // v128.const, i8x16.shuffle
+		r.bytes(16)
+	case op >= 0x15 && op <= 0x22: // extract_lane, replace_lane
+		r.byte()
+	case op >= 0x54 && op <= 0x5b: // load_lane, store_lane
+		memArg(r)
+		r.byte()
+	case op <= 0x113:
+		// Every other SIMD and relaxed SIMD instruction has no
+		// immediates. Numbers unassigned in this range have none either;
+		// the compiler refuses them later.
+	default:
+		r.failf("unknown opcode 0xfd %d", op)
+	}
+}
+
+// atomicImmediates skips a 0xFE (threads) instruction.
+func atomicImmediates(r *reader) {
+	switch op := r.u32(); {
+	case op == 0x03: // atomic.fence: a reserved byte
+		r.byte()
+	case op <= 0x02, op >= 0x10 && op <= 0x4e: // notify, wait, loads, stores, read-modify-writes
+		memArg(r)
+	default:
+		r.failf("unknown opcode 0xfe %d", op)
+	}
+}
+
+// memArg skips a memory argument: alignment, a memory index if the
+// alignment's bit 6 says so (multiple memories), and the offset.
+func memArg(r *reader) {
+	if align := r.u32(); align&0x40 != 0 {
+		r.u32()
+	}
+	r.uleb(64)
+}
+
+// blockType skips a block type: empty, a value type, or a type index,
+// all read as one signed 33-bit number.
+func blockType(r *reader) {
+	switch t := r.sleb(33); {
+	case t >= 0: // a type index
+	case t == -0x40: // empty
+	case t >= -0x40 && isValType(byte(t&0x7f)): // one byte
+	default:
+		r.failf("unknown block type %d", t)
+	}
+}
+
+func valType(r *reader) {
+	if t := r.byte(); r.err == nil && !isValType(t) {
+		r.failf("unknown value type %#02x", t)
+	}
+}
+
+func refType(r *reader) {
+	if t := r.byte(); r.err == nil && t != 0x70 && t != 0x6f {
+		r.failf("unknown reference type %#02x", t)
+	}
+}
+
+// isValType says whether t is i32, i64, f32, f64, v128, funcref or
+// externref.
+func isValType(t byte) bool {
+	return t >= 0x7b && t <= 0x7f || t == 0x70 || t == 0x6f
+}
