@@ -33,6 +33,7 @@ commands:
   check   -c FILE            validate a configuration (keys and plugins are loaded)
   send    [flags] [FILE]     send a message through an SMTP server and show its replies
   keygen  [flags]            write a DKIM private key and print the DNS TXT record to publish
+  plugin  new|test|check     tools for plugin authors: scaffold, run and check a plugin
 
 Run "sluice <command> -h" for a command's flags.
 `
@@ -44,7 +45,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return 2
 	}
 	cmds := map[string]func(context.Context, []string, io.Reader, io.Writer, io.Writer) int{
-		"serve": serve, "check": check, "send": send, "keygen": keygen,
+		"serve": serve, "check": check, "send": send, "keygen": keygen, "plugin": pluginCmd,
 	}
 	cmd, ok := cmds[args[0]]
 	if !ok {
