@@ -2,6 +2,7 @@ package abi
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -50,6 +51,56 @@ func CheckVerdict(v *Verdict, stage Stage, perms Permissions) error {
 		}
 	}
 	return nil
+}
+
+// DefaultReply is the SMTP reply the host makes of a Reject or Tempfail
+// verdict, with its defaults for what the plugin left empty (sdk/ABI.md).
+func DefaultReply(plugin string, v *Verdict) (code uint16, enhanced, text string) {
+	code, enhanced, text = v.Code, v.Enhanced, v.Text
+	if code == 0 {
+		code = DefaultCode(v.Action)
+	}
+	if enhanced == "" {
+		enhanced = "5.7.1"
+		if code < 500 {
+			enhanced = "4.7.1"
+		}
+	}
+	if text == "" {
+		text = "Refused by filter " + plugin
+		if code < 500 {
+			text = "Deferred by filter " + plugin + ", try again later"
+		}
+	}
+	return code, enhanced, text
+}
+
+// Describe writes a verdict of the named plugin for people: its action
+// (with the reply a client would get, or the quarantine reason), then each
+// change. sdk/sdktest and `sluice plugin test` print verdicts this way.
+func Describe(plugin string, v *Verdict) string {
+	var b strings.Builder
+	b.WriteString(v.Action.String())
+	switch v.Action {
+	case Reject, Tempfail:
+		code, enhanced, text := DefaultReply(plugin, v)
+		fmt.Fprintf(&b, " %d %s %s", code, enhanced, text)
+	case Quarantine:
+		b.WriteString(": " + v.Text)
+	}
+	if v.Destination != "" {
+		b.WriteString("; destination " + v.Destination)
+	}
+	for _, h := range v.RemoveHeaders {
+		b.WriteString("; remove header " + h)
+	}
+	for _, h := range v.AddHeaders {
+		b.WriteString("; add header " + h.Name + ": " + h.Value)
+	}
+	for _, f := range v.Findings {
+		b.WriteString("; finding " + f.Symbol + " " + strconv.FormatFloat(f.Score, 'g', -1, 64))
+	}
+	return b.String()
 }
 
 // DefaultCode is the reply code the host uses for a Reject (550) or

@@ -1,10 +1,6 @@
 package sdktest
 
 import (
-	"fmt"
-	"strconv"
-	"strings"
-
 	"github.com/sluice-mail/sluice/sdk"
 	"github.com/sluice-mail/sluice/sdk/abi"
 )
@@ -123,49 +119,4 @@ func (p *Plugin) transaction(e Envelope, req *abi.Request, run func(abi.Stage) b
 //	quarantine: DMARC policy of example.org; add header X-Tag: [EXT]
 func Describe(v sdk.Verdict) string { return describe(Name, (*abi.Verdict)(&v)) }
 
-func describe(name string, v *abi.Verdict) string {
-	var b strings.Builder
-	b.WriteString(v.Action.String())
-	switch v.Action {
-	case abi.Reject, abi.Tempfail:
-		code, enhanced, text := reply(name, v)
-		fmt.Fprintf(&b, " %d %s %s", code, enhanced, text)
-	case abi.Quarantine:
-		b.WriteString(": " + v.Text)
-	}
-	if v.Destination != "" {
-		b.WriteString("; destination " + v.Destination)
-	}
-	for _, h := range v.RemoveHeaders {
-		b.WriteString("; remove header " + h)
-	}
-	for _, h := range v.AddHeaders {
-		b.WriteString("; add header " + h.Name + ": " + h.Value)
-	}
-	for _, f := range v.Findings {
-		b.WriteString("; finding " + f.Symbol + " " + strconv.FormatFloat(f.Score, 'g', -1, 64))
-	}
-	return b.String()
-}
-
-// reply is the reply the gateway makes of a Reject or Tempfail verdict,
-// with its defaults for what the plugin left out (sdk/ABI.md).
-func reply(name string, v *abi.Verdict) (code uint16, enhanced, text string) {
-	code, enhanced, text = v.Code, v.Enhanced, v.Text
-	if code == 0 {
-		code = abi.DefaultCode(v.Action)
-	}
-	if enhanced == "" {
-		enhanced = "5.7.1"
-		if code < 500 {
-			enhanced = "4.7.1"
-		}
-	}
-	if text == "" {
-		text = "Refused by filter " + name
-		if code < 500 {
-			text = "Deferred by filter " + name + ", try again later"
-		}
-	}
-	return code, enhanced, text
-}
+func describe(name string, v *abi.Verdict) string { return abi.Describe(name, v) }

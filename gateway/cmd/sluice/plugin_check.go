@@ -329,7 +329,7 @@ func checkDeterminism(ctx context.Context, r *checkReport, p *plugin.Plugin, cas
 		}
 		if !reflect.DeepEqual(v, *first[i]) {
 			differ = append(differ, fmt.Sprintf("%s %s: %s, then %s", c.stage, c.name,
-				verdictText(first[i]), verdictText(&v)))
+				abi.Describe("", first[i]), abi.Describe("", &v)))
 		}
 	}
 	if len(differ) > 0 {

@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	"github.com/emersion/go-smtp"
@@ -310,12 +309,12 @@ func describeOutcome(req *abi.Request, o plugin.Outcome) string {
 	if rec.Action == abi.Quarantine {
 		v.Text = o.Quarantine
 	}
-	s := verdictText(&v)
-	if o.Reply != nil {
-		// The reply with the host's defaults filled in.
-		s = rec.Action.String() + " " + smtpReply(o.Reply) + strings.TrimPrefix(s, rec.Action.String())
+	if r := o.Reply; r != nil {
+		// The reply the client gets, the host's defaults filled in.
+		e := r.EnhancedCode
+		v.Code, v.Enhanced, v.Text = uint16(r.Code), fmt.Sprintf("%d.%d.%d", e[0], e[1], e[2]), r.Message
 	}
-	return what + ": " + s
+	return what + ": " + abi.Describe(rec.Name, &v)
 }
 
 func smtpReply(r *smtp.SMTPError) string {
@@ -323,30 +322,3 @@ func smtpReply(r *smtp.SMTPError) string {
 	return fmt.Sprintf("%d %d.%d.%d %s", r.Code, e[0], e[1], e[2], r.Message)
 }
 
-// verdictText writes a verdict: its action (and reply or reason), then
-// each change.
-func verdictText(v *abi.Verdict) string {
-	var b strings.Builder
-	b.WriteString(v.Action.String())
-	switch v.Action {
-	case abi.Reject, abi.Tempfail:
-		if v.Code != 0 || v.Enhanced != "" || v.Text != "" {
-			fmt.Fprintf(&b, " %d %s %s", v.Code, v.Enhanced, v.Text)
-		}
-	case abi.Quarantine:
-		b.WriteString(": " + v.Text)
-	}
-	if v.Destination != "" {
-		b.WriteString("; destination " + v.Destination)
-	}
-	for _, h := range v.RemoveHeaders {
-		b.WriteString("; remove header " + h)
-	}
-	for _, h := range v.AddHeaders {
-		b.WriteString("; add header " + h.Name + ": " + h.Value)
-	}
-	for _, f := range v.Findings {
-		b.WriteString("; finding " + f.Symbol + " " + strconv.FormatFloat(f.Score, 'g', -1, 64))
-	}
-	return b.String()
-}

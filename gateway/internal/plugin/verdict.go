@@ -15,22 +15,7 @@ func checkVerdict(v *abi.Verdict, stage abi.Stage, perms abi.Permissions) error 
 // reply is the SMTP reply for a checked Reject or Tempfail verdict, with
 // defaults for what the plugin left empty.
 func reply(plugin string, v *abi.Verdict) *smtp.SMTPError {
-	code, enhanced, text := v.Code, v.Enhanced, v.Text
-	if code == 0 {
-		code = abi.DefaultCode(v.Action)
-	}
-	if enhanced == "" {
-		enhanced = "5.7.1"
-		if code < 500 {
-			enhanced = "4.7.1"
-		}
-	}
-	if text == "" {
-		text = "Refused by filter " + plugin
-		if code < 500 {
-			text = "Deferred by filter " + plugin + ", try again later"
-		}
-	}
+	code, enhanced, text := abi.DefaultReply(plugin, v)
 	class, subject, detail, _ := abi.ParseEnhanced(enhanced)
 	return &smtp.SMTPError{Code: int(code), EnhancedCode: smtp.EnhancedCode{class, subject, detail}, Message: text}
 }
