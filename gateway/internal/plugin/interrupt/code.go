@@ -1,5 +1,14 @@
 package interrupt
 
+import (
+	"errors"
+	"fmt"
+)
+
+// errAmbiguous marks code that wazero decodes otherwise than the
+// specification: Instrument refuses it.
+var errAmbiguous = errors.New("wazero would decode it otherwise")
+
 // edit replaces the bytes [at, end) of some code with put. Instrumenting
 // makes two kinds: a check inserted (at == end), and a function index
 // rewritten because the yield import shifts the module's own functions.
@@ -38,6 +47,11 @@ type scanner struct {
 	funcs funcIndices
 	check []byte // the check to insert at the top of each loop body
 	edits []edit
+	// scratch is the index of the local a function body gets if it has
+	// bulk instructions (see bulkGuard); guard is that guard, once made.
+	// Constant expressions have neither.
+	scratch *uint32
+	guard   []byte
 }
 
 // funcIndices maps the input's function indices to the output's: the
@@ -73,6 +87,9 @@ type flow struct {
 	// header before any call or branch, so that the loop's check also
 	// guards the function's entry. Go's compiler starts most functions so.
 	loopFirst bool
+	// bulk says whether the function has bulk memory or table
+	// instructions, which got a guard that needs the scratch local.
+	bulk bool
 }
 
 // needsEntryCheck says whether a function needs a check at entry: one that
@@ -91,6 +108,7 @@ func (s *scanner) expr() flow {
 	// the next: a loop reached then guards the function's entry.
 	straight := true
 	for depth := 1; depth > 0 && r.err == nil; {
+		at := r.off
 		op := r.byte()
 		switch op {
 		case 0x02: // block
@@ -119,7 +137,7 @@ func (s *scanner) expr() flow {
 			r.u32()
 			straight = false
 		case 0x0e: // br_table: a vector of labels, then the default
-			n := r.u32()
+			n := r.count()
 			for i := uint32(0); i <= n && r.err == nil; i++ {
 				r.u32()
 			}
@@ -133,6 +151,14 @@ func (s *scanner) expr() flow {
 			f.calls, straight = true, false
 		case 0xd2: // ref.func
 			s.funcIndex()
+		case 0xfc:
+			if isBulk(miscImmediates(r)) && s.scratch != nil && r.err == nil {
+				if s.guard == nil {
+					s.guard = bulkGuard(*s.scratch, s.funcs.yield())
+				}
+				s.edits = append(s.edits, edit{at: at, end: at, put: s.guard})
+				f.bulk = true
+			}
 		default:
 			plainImmediates(r, op)
 		}
@@ -147,7 +173,7 @@ func plainImmediates(r *reader, op byte) {
 	case op == 0x00 || op == 0x01 || op == 0x1a || op == 0x1b:
 		// unreachable, nop, drop, select
 	case op == 0x1c: // select with types
-		n := r.u32()
+		n := r.count()
 		for i := uint32(0); i < n && r.err == nil; i++ {
 			valType(r)
 		}
@@ -159,9 +185,9 @@ func plainImmediates(r *reader, op byte) {
 	case op == 0x3f || op == 0x40: // memory.size, memory.grow: a memory index
 		r.u32()
 	case op == 0x41: // i32.const
-		r.sleb(32)
+		r.skipLEB(32)
 	case op == 0x42: // i64.const
-		r.sleb(64)
+		r.skipLEB(64)
 	case op == 0x43: // f32.const
 		r.bytes(4)
 	case op == 0x44: // f64.const
@@ -171,8 +197,6 @@ func plainImmediates(r *reader, op byte) {
 	case op == 0xd0: // ref.null
 		refType(r)
 	case op == 0xd1: // ref.is_null
-	case op == 0xfc:
-		miscImmediates(r)
 	case op == 0xfd:
 		vectorImmediates(r)
 	case op == 0xfe:
@@ -182,10 +206,11 @@ func plainImmediates(r *reader, op byte) {
 	}
 }
 
-// miscImmediates skips a 0xFC instruction: saturating truncation, bulk
-// memory and table instructions.
-func miscImmediates(r *reader) {
-	switch op := r.u32(); {
+// miscImmediates skips a 0xFC instruction (saturating truncation, bulk
+// memory and table instructions) and returns which it is.
+func miscImmediates(r *reader) uint32 {
+	op := r.u32()
+	switch {
 	case op <= 7: // trunc_sat
 	case op == 8: // memory.init: data segment, memory
 		r.u32()
@@ -200,11 +225,49 @@ func miscImmediates(r *reader) {
 	default:
 		r.failf("unknown opcode 0xfc %d", op)
 	}
+	return op
 }
 
-// vectorImmediates skips a 0xFD (SIMD) instruction.
+// isBulk says whether a 0xFC instruction takes time in proportion to a
+// length operand, which is on top of the stack: memory.init, memory.copy,
+// memory.fill, table.init, table.copy, table.grow and table.fill.
+func isBulk(op uint32) bool {
+	return op == 8 || op == 10 || op == 11 || op == 12 || op == 14 || op == 15 || op == 17
+}
+
+// bulkLimit is the length above which a bulk instruction yields first: a
+// 64 KiB copy takes some microseconds, so the yield costs under 1%.
+const bulkLimit = 64 << 10
+
+// bulkGuard returns the code inserted before a bulk instruction: it
+// yields before a long one, so that a loop of long copies cannot hold up
+// the garbage collector for YieldEvery of them. The length stays on the
+// stack; scratch is an i32 local added to the function for it.
+//
+//	if length > bulkLimit { yield() }
+func bulkGuard(scratch, yield uint32) []byte {
+	b := appendULEB([]byte{0x22}, uint64(scratch))   // local.tee scratch
+	b = appendULEB(append(b, 0x20), uint64(scratch)) // local.get scratch
+	b = appendSLEB(append(b, 0x41), bulkLimit)       // i32.const bulkLimit
+	b = append(b, 0x4b, 0x04, 0x40, 0x10)            // i32.gt_u; if; call
+	b = appendULEB(b, uint64(yield))                 //   yield
+	return append(b, 0x0b)                           // end
+}
+
+// vectorImmediates skips a 0xFD (SIMD) instruction. Its opcode is a u32
+// in LEB128, but wazero reads one byte: opcodes from 0x80 decode the same
+// both ways only in their shortest form, two bytes of which the second is
+// 1 (read by wazero as a nop). Any other form is refused, because wazero
+// would decode what follows differently, and could find a loop there
+// that Instrument did not see.
 func vectorImmediates(r *reader) {
-	switch op := r.u32(); {
+	at := r.off
+	op := r.u32()
+	if r.err == nil && (op >= 0x80) != (r.off-at == 2) || op > 0xff {
+		r.fail(fmt.Errorf("SIMD opcode %d at offset %d is not in its shortest form: %w", op, at, errAmbiguous))
+		return
+	}
+	switch {
 	case op <= 0x0b, op == 0x5c, op == 0x5d: // loads, store, load_zero
 		memArg(r)
 	case op == 0x0c, op == 0x0d: // v128.const, i8x16.shuffle
@@ -214,12 +277,9 @@ func vectorImmediates(r *reader) {
 	case op >= 0x54 && op <= 0x5b: // load_lane, store_lane
 		memArg(r)
 		r.byte()
-	case op <= 0x113:
-		// Every other SIMD and relaxed SIMD instruction has no
-		// immediates. Numbers unassigned in this range have none either;
-		// the compiler refuses them later.
 	default:
-		r.failf("unknown opcode 0xfd %d", op)
+		// Every other SIMD instruction has no immediates. Numbers
+		// unassigned have none either; the compiler refuses them later.
 	}
 }
 
@@ -245,11 +305,15 @@ func memArg(r *reader) {
 }
 
 // blockType skips a block type: empty, a value type, or a type index,
-// all read as one signed 33-bit number.
+// all read as one signed 33-bit number; or a reference type of the typed
+// function references proposal, which wazero decodes: 0x63 or 0x64 and a
+// heap type, another such number.
 func blockType(r *reader) {
 	switch t := r.sleb(33); {
 	case t >= 0: // a type index
 	case t == -0x40: // empty
+	case t == -0x1d || t == -0x1c: // (ref null ht), (ref ht)
+		r.sleb(33)
 	case t >= -0x40 && isValType(byte(t&0x7f)): // one byte
 	default:
 		r.failf("unknown block type %d", t)
@@ -268,8 +332,9 @@ func refType(r *reader) {
 	}
 }
 
-// isValType says whether t is i32, i64, f32, f64, v128, funcref or
-// externref.
+// isValType says whether t is i32, i64, f32, f64, v128, funcref,
+// externref, or exnref (of exception handling, whose instructions are not
+// decoded, but which wazero accepts as a local's type).
 func isValType(t byte) bool {
-	return t >= 0x7b && t <= 0x7f || t == 0x70 || t == 0x6f
+	return t >= 0x7b && t <= 0x7f || t == 0x70 || t == 0x6f || t == 0x69
 }

@@ -2,6 +2,7 @@ package interrupt
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/sluice-mail/sluice/gateway/internal/wasmbuild"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/experimental"
@@ -72,16 +74,34 @@ func validate(t testing.TB, wasm []byte) {
 // so that the tests cover their opcodes.
 var features = api.CoreFeaturesV2 | experimental.CoreFeaturesThreads | experimental.CoreFeaturesTailCall
 
+// newRuntime returns a runtime with the tests' features.
 func newRuntime(ctx context.Context) wazero.Runtime {
 	return wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().WithCoreFeatures(features))
 }
 
-// compile compiles a module with wazero, as the host does.
-func compile(wasm []byte) error {
+// newCachedRuntime returns a runtime with the compilation cache that
+// tests share, for the big modules of real plugins.
+func newCachedRuntime(ctx context.Context) wazero.Runtime {
+	config := wazero.NewRuntimeConfig().WithCoreFeatures(features)
+	if cache, err := wazero.NewCompilationCacheWithDir(wasmbuild.CacheDirForTest()); err == nil {
+		config = config.WithCompilationCache(cache)
+	}
+	return wazero.NewRuntimeWithConfig(ctx, config)
+}
+
+// compile compiles a module with wazero, as the host does. wazero v1.12
+// panics on some malformed modules (testdata/fuzz has one): that is an
+// error too.
+func compile(wasm []byte) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("wazero panicked: %v", p)
+		}
+	}()
 	ctx := context.Background()
 	rt := newRuntime(ctx)
 	defer rt.Close(ctx)
-	_, err := rt.CompileModule(ctx, wasm)
+	_, err = rt.CompileModule(ctx, wasm)
 	return err
 }
 

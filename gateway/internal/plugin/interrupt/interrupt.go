@@ -25,6 +25,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 )
 
 const (
@@ -56,6 +57,7 @@ const (
 	secCustom    = 0
 	secType      = 1
 	secImport    = 2
+	secFunction  = 3
 	secTable     = 4
 	secGlobal    = 6
 	secExport    = 7
@@ -68,7 +70,7 @@ const (
 
 // order is the position each known section id must have in a module.
 var order = map[byte]int{
-	secType: 1, secImport: 2, 3: 3, secTable: 4, 5: 5, secTag: 6, secGlobal: 7, secExport: 8,
+	secType: 1, secImport: 2, secFunction: 3, secTable: 4, 5: 5, secTag: 6, secGlobal: 7, secExport: 8,
 	secStart: 9, secElement: 10, secDataCount: 11, secCode: 12, 11: 13,
 }
 
@@ -80,10 +82,14 @@ type section struct {
 // module is what Instrument needs to know of a module.
 type module struct {
 	sections []section
-	types    uint32 // function types: the yield function's type is the next
-	funcs    funcIndices
-	globals  uint32  // imported and defined: the flag is the next
-	start    *uint32 // the start function, if any
+	// params has the number of parameters of each function type; the
+	// yield function's type is the next.
+	params []uint32
+	// funcTypes has the type of each function the module defines.
+	funcTypes []uint32
+	funcs     funcIndices
+	globals   uint32  // imported and defined: the flag is the next
+	start     *uint32 // the start function, if any
 }
 
 // Instrument returns the module with interrupt checks inserted, the flag
@@ -96,7 +102,9 @@ type module struct {
 // exports, element segments, the "name" section). Other custom sections
 // are kept, except those that point at code offsets, which the inserted
 // checks move: DWARF (".debug_*"), source maps ("sourceMappingURL",
-// "external_debug_info") and relocations ("linking", "reloc.*").
+// "external_debug_info") and relocations ("linking", "reloc.*"). Custom
+// sections are only for tools: one that is malformed (a name that is not
+// UTF-8, a "name" section that does not read whole) is dropped too.
 //
 // Instrument decodes what it must, and refuses what it cannot decode (an
 // unknown opcode or section), a module that already uses the names above,
@@ -123,6 +131,14 @@ func Instrument(wasm []byte) ([]byte, error) {
 	}
 	return nil, fmt.Errorf("cannot be instrumented: %w", err)
 }
+
+// maxLocals bounds the locals of a function, parameters included, as the
+// JavaScript embedding does. A count costs a few bytes to declare, and
+// wazero v1.12 allocates what it declares when it compiles: 4 billion
+// locals in a 29-byte module exhaust the gateway's memory.
+const maxLocals = 50000
+
+var errLimit = fmt.Errorf("over the limit of %d", maxLocals)
 
 // reservedError is a name the module must not use.
 type reservedError struct{ what string }
@@ -167,12 +183,17 @@ func (m *module) read(s section) error {
 	r := &reader{b: s.content}
 	var what string
 	switch s.id {
-	case secCustom:
-		what = "custom section"
-		r.name()
+	case secCustom: // read when written: a malformed one is dropped
 	case secType:
 		what = "type section"
-		m.types = readTypes(r)
+		m.params = readTypes(r)
+	case secFunction:
+		what = "function section"
+		n := r.count()
+		for i := uint32(0); i < n && r.err == nil; i++ {
+			m.funcTypes = append(m.funcTypes, r.u32())
+		}
+		end(r)
 	case secImport:
 		what = "import section"
 		m.readImports(r)
@@ -181,7 +202,7 @@ func (m *module) read(s section) error {
 		readTables(r)
 	case secGlobal:
 		what = "global section"
-		m.globals += r.u32()
+		m.globals += r.count()
 	case secExport:
 		what = "export section"
 		readExports(r)
@@ -190,6 +211,10 @@ func (m *module) read(s section) error {
 		start := r.u32()
 		m.start = &start
 		end(r)
+	case secDataCount:
+	default: // the other sections are vectors
+		what = fmt.Sprintf("section %d", s.id)
+		r.count()
 	}
 	if r.err != nil {
 		return fmt.Errorf("%s: %w", what, r.err)
@@ -204,27 +229,30 @@ func end(r *reader) {
 	}
 }
 
-// readTypes checks that every type is a function type, so that the count
-// is the number of type indices.
-func readTypes(r *reader) uint32 {
-	n := r.u32()
+// readTypes returns the number of parameters of each type, all of which
+// must be function types.
+func readTypes(r *reader) []uint32 {
+	n := r.count()
+	var params []uint32
 	for i := uint32(0); i < n && r.err == nil; i++ {
 		if form := r.byte(); form != 0x60 {
 			r.failf("type %d is not a function type (form %#02x)", i, form)
 		}
-		for range 2 { // parameters, results
-			count := r.u32()
-			for j := uint32(0); j < count && r.err == nil; j++ {
-				valType(r)
-			}
+		params = append(params, r.count())
+		for j := uint32(0); j < params[i] && r.err == nil; j++ {
+			valType(r)
+		}
+		results := r.count()
+		for j := uint32(0); j < results && r.err == nil; j++ {
+			valType(r)
 		}
 	}
 	end(r)
-	return n
+	return params
 }
 
 func (m *module) readImports(r *reader) {
-	n := r.u32()
+	n := r.count()
 	for i := uint32(0); i < n && r.err == nil; i++ {
 		if mod := r.name(); mod == YieldModule {
 			r.fail(reservedError{"the import module name " + YieldModule})
@@ -254,7 +282,7 @@ func (m *module) readImports(r *reader) {
 // function references proposal), whose function indices Instrument does
 // not rewrite.
 func readTables(r *reader) {
-	n := r.u32()
+	n := r.count()
 	for i := uint32(0); i < n && r.err == nil; i++ {
 		refType(r)
 		limits(r)
@@ -281,7 +309,7 @@ func limits(r *reader) {
 }
 
 func readExports(r *reader) {
-	n := r.u32()
+	n := r.count()
 	for i := uint32(0); i < n && r.err == nil; i++ {
 		name := r.name()
 		r.byte() // kind
@@ -385,18 +413,20 @@ func (m *module) rewrite(s section, check []byte) ([]byte, error) {
 	case secCustom:
 		r := &reader{b: s.content}
 		name := r.name()
+		// wazero also refuses a custom section with nothing after its
+		// name, which holds nothing anyway.
+		if r.err != nil || !utf8.ValidString(name) || r.done() || referencesCode(name) {
+			return nil, nil
+		}
 		if name == "name" {
 			return m.nameSection(s.content, r.off), nil
-		}
-		if referencesCode(name) {
-			return nil, nil
 		}
 		return s.content, nil
 	case secType:
 		return grow(s.content, nil, 1, []byte{0x60, 0x00, 0x00}), nil // () → ()
 	case secImport:
 		yield := appendName(appendName(nil, YieldModule), YieldFunc)
-		yield = appendULEB(append(yield, 0x00), uint64(m.types)) // a function of the type added
+		yield = appendULEB(append(yield, 0x00), uint64(len(m.params))) // a function of the type added
 		return grow(s.content, nil, 1, yield), nil
 	case secGlobal:
 		return m.globalSection(s.content)
@@ -438,7 +468,7 @@ func grow(content []byte, edits []edit, extra uint32, items []byte) []byte {
 func (m *module) globalSection(content []byte) ([]byte, error) {
 	s := m.scanner(content, nil)
 	if content != nil {
-		n := s.r.u32()
+		n := s.r.count()
 		for i := uint32(0); i < n && s.r.err == nil; i++ {
 			valType(s.r)
 			s.r.byte() // mutability
@@ -461,7 +491,7 @@ func (m *module) globalSection(content []byte) ([]byte, error) {
 func (m *module) exportSection(content []byte) ([]byte, error) {
 	s := m.scanner(content, nil)
 	if content != nil {
-		n := s.r.u32()
+		n := s.r.count()
 		for i := uint32(0); i < n && s.r.err == nil; i++ {
 			s.r.name()
 			if kind := s.r.byte(); kind == 0x00 {
@@ -490,7 +520,7 @@ func (m *module) exportSection(content []byte) ([]byte, error) {
 func (m *module) elementSection(content []byte) ([]byte, error) {
 	s := m.scanner(content, nil)
 	r := s.r
-	n := r.u32()
+	n := r.count()
 	for i := uint32(0); i < n && r.err == nil; i++ {
 		// The flags: bit 0 passive or declarative, bit 1 with a table
 		// index (if active) or declarative, bit 2 expressions instead of
@@ -513,7 +543,7 @@ func (m *module) elementSection(content []byte) ([]byte, error) {
 				r.failf("segment %d has unknown element kind %#02x", i, kind)
 			}
 		}
-		items := r.u32()
+		items := r.count()
 		for j := uint32(0); j < items && r.err == nil; j++ {
 			if flags&4 != 0 {
 				s.expr()
@@ -532,7 +562,7 @@ func (m *module) elementSection(content []byte) ([]byte, error) {
 // codeSection inserts the checks and rewrites function indices.
 func (m *module) codeSection(content []byte, check []byte) ([]byte, error) {
 	r := &reader{b: content}
-	n := r.u32()
+	n := r.count()
 	out := make([]byte, 0, len(content)+len(content)/16)
 	out = appendULEB(out, uint64(n))
 	var edits []edit
@@ -541,8 +571,11 @@ func (m *module) codeSection(content []byte, check []byte) ([]byte, error) {
 		if r.err != nil {
 			break
 		}
+		if int(i) >= len(m.funcTypes) || int(m.funcTypes[i]) >= len(m.params) {
+			return nil, fmt.Errorf("code of function %d: the function has no type", m.funcs.imported+i)
+		}
 		var err error
-		if edits, err = m.body(code, check, edits[:0]); err != nil {
+		if edits, err = m.body(code, check, m.params[m.funcTypes[i]], edits[:0]); err != nil {
 			return nil, fmt.Errorf("code of function %d: %w", m.funcs.imported+i, err)
 		}
 		out = appendULEB(out, uint64(editedLen(code, edits)))
@@ -555,16 +588,23 @@ func (m *module) codeSection(content []byte, check []byte) ([]byte, error) {
 	return out, nil
 }
 
-// body scans one function body (locals, then instructions) and returns
-// its edits, in order.
-func (m *module) body(code, check []byte, edits []edit) ([]edit, error) {
+// body scans one function body (locals, then instructions) of a function
+// with params parameters, and returns its edits, in order.
+func (m *module) body(code, check []byte, params uint32, edits []edit) ([]edit, error) {
 	s := m.scanner(code, check)
 	s.edits = edits
-	groups := s.r.u32()
+	groups := s.r.count()
+	groupsEnd := s.r.off
+	locals := uint64(params)
 	for i := uint32(0); i < groups && s.r.err == nil; i++ {
-		s.r.u32() // how many locals of this type
+		locals += uint64(s.r.u32()) // how many locals of this type
 		valType(s.r)
 	}
+	if locals > maxLocals {
+		return nil, fmt.Errorf("%d locals: %w", locals, errLimit)
+	}
+	scratch := uint32(locals) // the next local index
+	s.scratch = &scratch
 	start := s.r.off
 	f := s.expr()
 	if s.r.err != nil {
@@ -573,9 +613,17 @@ func (m *module) body(code, check []byte, edits []edit) ([]edit, error) {
 	if !s.r.done() {
 		return nil, fmt.Errorf("%d bytes after the end of the function's code", len(code)-s.r.off)
 	}
+	// The edits before the first instruction go first.
+	var head []edit
+	if f.bulk { // one more local, an i32: the scratch local
+		head = append(head, edit{at: 0, end: groupsEnd, put: appendULEB(nil, uint64(groups)+1)},
+			edit{at: start, end: start, put: []byte{0x01, 0x7f}})
+	}
 	if f.needsEntryCheck() {
-		// Every other edit comes after the first instruction's opcode.
-		s.edits = append([]edit{{at: start, end: start, put: check}}, s.edits...)
+		head = append(head, edit{at: start, end: start, put: check})
+	}
+	if head != nil {
+		s.edits = append(head, s.edits...)
 	}
 	return s.edits, nil
 }
@@ -585,41 +633,57 @@ func (m *module) scanner(b, check []byte) *scanner {
 }
 
 // nameSection rewrites the function indices of the "name" section's
-// function, local and label names (subsections 1, 2 and 3); the rest it
-// keeps. Names are only for people: a section it cannot read is dropped.
+// function, local and label names (subsections 1, 2 and 3); the module
+// name and the other subsections it keeps as they are. Names are only for
+// people: a section that does not read as the specification says, in
+// order and each subsection whole, is dropped, so that no decoder has to
+// make sense of it.
 func (m *module) nameSection(content []byte, off int) []byte {
 	r := &reader{b: content, off: off}
-	out := appendName(nil, "name")
+	out := append([]byte(nil), content[:off]...)
+	last := -1
 	for !r.done() {
+		at := r.off
 		id := r.byte()
 		sub := r.bytes(uint64(r.u32()))
-		if r.err != nil {
+		if r.err != nil || int(id) <= last {
 			return nil
 		}
-		if id >= 1 && id <= 3 {
-			s := m.scanner(sub, nil)
-			n := s.r.u32()
+		last = int(id)
+		if id > 3 {
+			out = append(out, content[at:r.off]...)
+			continue
+		}
+		s := m.scanner(sub, nil)
+		name := func() {
+			if n := s.r.name(); !utf8.ValidString(n) {
+				s.r.failf("a name is not UTF-8")
+			}
+		}
+		if id == 0 { // the module's name
+			name()
+		} else {
+			n := s.r.count()
 			for i := uint32(0); i < n && s.r.err == nil; i++ {
 				s.funcIndex()
 				if id == 1 {
-					s.r.name()
+					name()
 					continue
 				}
-				inner := s.r.u32() // local or label names: index, name
+				inner := s.r.count() // local or label names: index, name
 				for j := uint32(0); j < inner && s.r.err == nil; j++ {
 					s.r.u32()
-					s.r.name()
+					name()
 				}
 			}
-			end(s.r)
-			if s.r.err != nil {
-				return nil
-			}
-			sub = applyEdits(nil, sub, s.edits)
+		}
+		end(s.r)
+		if s.r.err != nil {
+			return nil
 		}
 		out = append(out, id)
-		out = appendULEB(out, uint64(len(sub)))
-		out = append(out, sub...)
+		out = appendULEB(out, uint64(editedLen(sub, s.edits)))
+		out = applyEdits(out, sub, s.edits)
 	}
 	return out
 }

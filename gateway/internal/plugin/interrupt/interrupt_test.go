@@ -23,9 +23,7 @@ func instrument(t testing.TB, wasm []byte) []byte {
 	if err != nil {
 		t.Fatalf("Instrument: %v", err)
 	}
-	if err := compile(out); err != nil {
-		t.Fatalf("the instrumented module does not compile: %v", err)
-	}
+	mustCompile(t, out)
 	validate(t, out)
 	if loops, checked := loopsChecked(t, out); checked != loops {
 		t.Fatalf("%d of %d loops start with the check", checked, loops)
@@ -190,7 +188,7 @@ func TestInstrumentKeepsBehaviour(t *testing.T) {
 func mustCompile(t testing.TB, wasm []byte) wazero.CompiledModule {
 	t.Helper()
 	ctx := context.Background()
-	rt := newRuntime(ctx)
+	rt := newCachedRuntime(ctx)
 	t.Cleanup(func() { rt.Close(ctx) })
 	m, err := rt.CompileModule(ctx, wasm)
 	if err != nil {
@@ -456,5 +454,65 @@ func BenchmarkInstrument(b *testing.B) {
 		if _, err := Instrument(wasm); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// A long bulk instruction yields first, so that a loop of them cannot
+// hold up the garbage collector for YieldEvery of them; a short one does
+// not, so that it costs nothing.
+func TestBulkInstructionsYield(t *testing.T) {
+	in := instantiate(t, instrument(t, wat(t, `(module
+	  (memory 4)
+	  (func (export "fill") (param $n i32) (param $len i32)
+	    (loop $l
+	      (memory.fill (i32.const 0) (i32.const 3) (local.get $len))
+	      (local.set $n (i32.sub (local.get $n) (i32.const 1)))
+	      (br_if $l (local.get $n)))))`)), nil)
+	fill := in.ExportedFunction("fill")
+	if _, err := fill.Call(context.Background(), 100, 1024); err != nil {
+		t.Fatal(err)
+	}
+	if n := in.yields.Load(); n != 0 {
+		t.Errorf("100 fills of 1 KiB yielded %d times, want 0", n)
+	}
+	if _, err := fill.Call(context.Background(), 100, 128<<10); err != nil {
+		t.Fatal(err)
+	}
+	if n := in.yields.Load(); n != 100 {
+		t.Errorf("100 fills of 128 KiB yielded %d times, want 100", n)
+	}
+	if b, ok := in.Memory().Read(128<<10-1, 2); !ok || b[0] != 3 || b[1] != 0 {
+		t.Errorf("memory after the fills: %v, want 3 then 0", b)
+	}
+}
+
+// A function declaring billions of locals, in a few bytes, is refused
+// before wazero would try to allocate them.
+func TestHugeLocalsRefused(t *testing.T) {
+	// type () → (); one function; its body: one group of 2^32-16 i32
+	// locals, nop, end.
+	wasm := []byte("\x00asm\x01\x00\x00\x00\x01\x04\x01\x60\x00\x00\x03\x02\x01\x00\x0a\x0b\x01\x09\x01\xf0\xff\xff\xff\x0f\x7f\x01\x0b")
+	_, err := Instrument(wasm)
+	if err == nil || !strings.Contains(err.Error(), "code of function 0: 4294967280 locals: over the limit of 50000") {
+		t.Errorf("Instrument = %v, want a refusal of 4294967280 locals", err)
+	}
+}
+
+// wazero reads a SIMD opcode as one byte, the specification as a LEB128
+// number: an encoding on which they disagree is refused, or a loop that
+// wazero sees could hide inside what Instrument took for immediates.
+func TestSIMDOpcodeFormRefused(t *testing.T) {
+	wasm := wat(t, `(module (func (drop (i16x8.abs (v128.const i32x4 0 0 0 0)))))`)
+	i := bytes.Index(wasm, []byte{0xfd, 0x80, 0x01}) // i16x8.abs, 0x80
+	if i < 0 {
+		t.Fatal("no i16x8.abs in the module")
+	}
+	if _, err := Instrument(wasm); err != nil {
+		t.Fatalf("the shortest form: %v", err)
+	}
+	wasm[i+2] = 0x00 // 0xfd 0x80 0x00: v128.load to the specification, i16x8.abs; unreachable to wazero
+	_, err := Instrument(wasm)
+	if err == nil || !strings.Contains(err.Error(), "SIMD opcode 0 at offset 20 is not in its shortest form: wazero would decode it otherwise") {
+		t.Errorf("Instrument = %v, want a refusal of the padded opcode", err)
 	}
 }

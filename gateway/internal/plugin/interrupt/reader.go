@@ -113,6 +113,35 @@ func (r *reader) sleb(bits uint) int64 {
 
 func (r *reader) u32() uint32 { return uint32(r.uleb(32)) }
 
+// skipLEB skips a LEB128 number of at most bits bits whose value does not
+// matter, a constant: only its length is checked. wazero accepts
+// constants whose last byte has bits beyond the width, which the
+// specification does not; being as lenient loses nothing here.
+func (r *reader) skipLEB(bits uint) {
+	for i := uint(0); r.err == nil; i++ {
+		if i*7 >= bits {
+			r.failf("integer representation too long")
+			return
+		}
+		if r.byte()&0x80 == 0 {
+			return
+		}
+	}
+}
+
+// count reads the length of a vector. Every item takes a byte at least,
+// so a count over the bytes left is refused as truncated: wazero v1.12
+// allocates for the count before it reads the items, and a few bytes can
+// promise gigabytes.
+func (r *reader) count() uint32 {
+	n := r.u32()
+	if left := len(r.b) - r.off; r.err == nil && uint64(n) > uint64(left) {
+		r.fail(fmt.Errorf("%d items in %d bytes: %w", n, left, errTruncated))
+		return 0
+	}
+	return n
+}
+
 // name reads a length-prefixed string.
 func (r *reader) name() string { return string(r.bytes(uint64(r.u32()))) }
 
