@@ -5,6 +5,7 @@
 package plugin
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -133,6 +134,9 @@ type Spec struct {
 	// deadline is how calls are held to Timeout; benchmarks compare the
 	// others to the gateway's (the zero value).
 	deadline deadlineMode
+	// startTimeout replaces the default bound on starting an instance,
+	// for tests of plugins that never finish starting.
+	startTimeout time.Duration
 }
 
 // Defaults for a Spec's zero values.
@@ -203,15 +207,16 @@ func (h *Host) load(ctx context.Context, s Spec) (*Plugin, error) {
 		WithMemoryLimitPages(uint32(pages)).
 		WithCloseOnContextDone(s.deadline == deadlineCCD))
 	p := &Plugin{
-		name:      s.Name,
-		timeout:   s.Timeout,
-		deadline:  s.deadline,
-		onFailure: s.OnFailure,
-		logger:    logger,
-		rt:        rt,
-		pool:      make(chan *instance, s.Instances),
-		closed:    make(chan struct{}),
-		info:      newInfo(s, wasm),
+		name:         s.Name,
+		timeout:      s.Timeout,
+		deadline:     s.deadline,
+		startTimeout: cmp.Or(s.startTimeout, startTimeout),
+		onFailure:    s.OnFailure,
+		logger:       logger,
+		rt:           rt,
+		pool:         make(chan *instance, s.Instances),
+		closed:       make(chan struct{}),
+		info:         newInfo(s, wasm),
 		host: &hostFuncs{
 			plugin: s.Name, caps: s.Capabilities, lookups: s.DNSLookups, logger: logger,
 			resolver: h.resolver, kv: h.kv, counters: h.counters,

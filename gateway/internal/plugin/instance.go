@@ -105,8 +105,8 @@ func (in *instance) interrupt() {
 // start runs what the module runs once when it starts: its start function
 // (which instrumenting turned into an export) and the WASI reactor's
 // _initialize, where a Go guest initialises its runtime and packages.
-// Each runs under the deadline.
-func (in *instance) start(ctx context.Context, timeout time.Duration) error {
+// Each runs under the deadline; a failure says which.
+func (in *instance) start(ctx context.Context, timeout time.Duration) (string, error) {
 	for _, name := range []string{interrupt.Start, "_initialize"} {
 		fn := in.mod.ExportedFunction(name)
 		if fn == nil {
@@ -116,10 +116,10 @@ func (in *instance) start(ctx context.Context, timeout time.Duration) error {
 			return fn.CallWithStack(ctx, in.stack[:])
 		})
 		if err != nil {
-			return fmt.Errorf("%s: %w", name, err)
+			return name, err
 		}
 	}
-	return nil
+	return "", nil
 }
 
 // call writes msg into the guest's buffer, calls fn with its length and

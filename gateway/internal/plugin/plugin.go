@@ -17,11 +17,14 @@ import (
 // Plugin is a loaded plugin: a compiled module and a pool of configured
 // instances. It is safe for concurrent use.
 type Plugin struct {
-	name      string
-	timeout   time.Duration
-	deadline  deadlineMode
-	onFailure FailurePolicy
-	logger    *slog.Logger
+	name     string
+	timeout  time.Duration
+	deadline deadlineMode
+	// startTimeout bounds each call that starts an instance: its start
+	// functions, then configure.
+	startTimeout time.Duration
+	onFailure    FailurePolicy
+	logger       *slog.Logger
 
 	rt           wazero.Runtime
 	compiled     wazero.CompiledModule
@@ -68,7 +71,7 @@ func (p *Plugin) start(ctx context.Context) (*instance, error) {
 // startConfigured starts a new instance and configures it.
 func (p *Plugin) startConfigured(ctx context.Context) (*instance, abi.ConfigureResponse, error) {
 	var resp abi.ConfigureResponse
-	ctx, cancel := context.WithTimeout(ctx, startTimeout)
+	ctx, cancel := context.WithTimeout(ctx, p.startTimeout)
 	defer cancel()
 	output := &capture{}
 	mod, err := p.rt.InstantiateModule(ctx, p.compiled, p.moduleConfig.WithStdout(output).WithStderr(output))
@@ -80,13 +83,13 @@ func (p *Plugin) startConfigured(ctx context.Context) (*instance, abi.ConfigureR
 		_ = mod.Close(ctx)
 		return nil, resp, err
 	}
-	if err := inst.start(ctx, startTimeout); err != nil {
+	if fn, err := inst.start(ctx, p.startTimeout); err != nil {
 		inst.close(ctx)
-		return nil, resp, withOutput(fmt.Errorf("starting an instance: %w", p.callError(ctx, err, startTimeout)), output)
+		return nil, resp, withOutput(fmt.Errorf("starting an instance: %s %w", fn, p.callError(ctx, err, p.startTimeout)), output)
 	}
-	answer, err := inst.call(ctx, inst.configure, p.configReq, startTimeout)
+	answer, err := inst.call(ctx, inst.configure, p.configReq, p.startTimeout)
 	if err != nil {
-		err = p.callError(ctx, err, startTimeout)
+		err = p.callError(ctx, err, p.startTimeout)
 	} else {
 		if err = abi.DecodeConfigureResponse(answer, &resp); err != nil {
 			err = fmt.Errorf("the answer is not a ConfigureResponse: %w", err)
