@@ -7,12 +7,13 @@
 // loop iteration, where wazero's WithCloseOnContextDone calls into Go at
 // every back-edge.
 //
-// Every YieldEvery checks, the check also calls a function the host
-// provides, which returns at once. Machine code compiled from WebAssembly
-// cannot be preempted by the Go runtime, so without these calls a guest in
-// a long loop would hold up every stop-the-world pause of the garbage
-// collector, and with it the very timer that is to set the flag: the
-// process would hang.
+// Every YieldEvery checks, and before a bulk memory or table instruction
+// longer than 64 KiB, the module also calls a function the host provides,
+// which returns at once. Machine code compiled from WebAssembly cannot be
+// preempted by the Go runtime, so without these calls a guest in a long
+// loop would hold up every stop-the-world pause of the garbage collector,
+// and with it the very timer that is to set the flag: the process would
+// hang.
 //
 // Code cannot run unboundedly without passing a check: it either iterates
 // (a loop, checked at its header), or makes calls (checked at the entry of
@@ -47,8 +48,9 @@ const (
 	YieldFunc   = "yield"
 	// YieldEvery is how many checks a module runs between two calls of
 	// the yield function: rarely enough to cost little (a call into Go
-	// costs about as much as a thousand checks), often enough that a
-	// stop-the-world pause waits at most about as long.
+	// costs about 40 ns, a few dozen checks), often enough that a
+	// stop-the-world pause waits for at most a thousand checks' worth of
+	// work.
 	YieldEvery = 1000
 )
 
@@ -107,10 +109,12 @@ type module struct {
 // UTF-8, a "name" section that does not read whole) is dropped too.
 //
 // Instrument decodes what it must, and refuses what it cannot decode (an
-// unknown opcode or section), a module that already uses the names above,
-// and anything malformed. It does not validate the module otherwise:
-// compile the result to do that. Its errors read after the module's name
-// ("x.wasm is not a WebAssembly module").
+// unknown opcode or section), code that wazero would decode otherwise than
+// the specification, counts that wazero would allocate before reading
+// them, a module that already uses the names above, and anything
+// malformed. It does not validate the module otherwise: compile the result
+// to do that. Its errors read after the module's name ("x.wasm is not a
+// WebAssembly module").
 func Instrument(wasm []byte) ([]byte, error) {
 	if !bytes.HasPrefix(wasm, header[:4]) {
 		return nil, errors.New("is not a WebAssembly module")
