@@ -321,4 +321,3 @@ func smtpReply(r *smtp.SMTPError) string {
 	e := r.EnhancedCode
 	return fmt.Sprintf("%d %d.%d.%d %s", r.Code, e[0], e[1], e[2], r.Message)
 }
-

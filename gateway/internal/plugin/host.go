@@ -246,7 +246,7 @@ func (p *Plugin) prepare(ctx context.Context, wasm []byte, s Spec, pages uint64)
 	if err := instantiateYield(ctx, p.rt); err != nil {
 		return err
 	}
-	compiled, err := p.rt.CompileModule(ctx, wasm)
+	compiled, err := compile(ctx, p.rt, wasm)
 	if err != nil {
 		if strings.Contains(err.Error(), "over limit of") {
 			return fmt.Errorf("memory_limit of %s (%d pages) is below what %s needs: %w",
@@ -329,3 +329,15 @@ func stageList(set abi.StageSet) string {
 // allStages masks what a guest declares to the stages this host knows: a
 // newer guest may declare stages that an older host never calls.
 var allStages = abi.StageSetOf(abi.Stages()...)
+
+// compile compiles a module, turning a panic of wazero's into an error:
+// wazero v1.12 can panic on some malformed modules, and a bad file given
+// to a reload must not take the gateway down with it.
+func compile(ctx context.Context, rt wazero.Runtime, wasm []byte) (c wazero.CompiledModule, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("the WebAssembly compiler failed on it: %v", r)
+		}
+	}()
+	return rt.CompileModule(ctx, wasm)
+}

@@ -437,3 +437,28 @@ func TestClose(t *testing.T) {
 		t.Errorf("second Close: %v", err)
 	}
 }
+
+// A module that would make wazero allocate without bound (here a body
+// declaring 4 billion locals: "fatal error: out of memory", which no
+// recover can catch) is refused at load, before the compiler sees it, so a
+// bad file given to a reload cannot take the gateway down.
+func TestLoadRefusesModulesThatWouldCrashTheCompiler(t *testing.T) {
+	mod := []byte{0, 'a', 's', 'm', 1, 0, 0, 0,
+		1, 4, 1, 0x60, 0, 0, // type section: () -> ()
+		3, 2, 1, 0, // function section: one function of type 0
+		10, 9, 1, 7, 1, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x7f, // code: 4294967295 locals of i32
+	}
+	path := filepath.Join(t.TempDir(), "bomb.wasm")
+	if err := os.WriteFile(path, mod, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h, err := NewHost(context.Background(), HostConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close(context.Background())
+	_, err = h.Load(context.Background(), Spec{Name: "bomb", Path: path})
+	if err == nil || !strings.Contains(err.Error(), "locals") {
+		t.Fatalf("Load = %v, want a refusal naming the locals", err)
+	}
+}
