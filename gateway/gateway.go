@@ -46,6 +46,9 @@ type Gateway struct {
 	smtp    *smtpd.Server
 	inbox   *inbox.Inbox
 	metrics *gatewayMetrics
+	// strict counts every plugin that fails to load as an error, whatever
+	// its on_failure (sluice check).
+	strict bool
 
 	reloadMu sync.Mutex // one reload at a time
 	closed   bool       // under reloadMu: no more reloads
@@ -60,9 +63,26 @@ type Gateway struct {
 
 // New builds every part. Problems that only show when building (a key file
 // that cannot be read, a plugin that does not load) come back as
-// config.Errors pointing at the line of the setting concerned.
+// config.Errors pointing at the line of the setting concerned. A plugin
+// whose on_failure is "skip" and that fails to load is left out of the
+// chain, logged and counted, as its failures at run time would be.
 func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Gateway, error) {
-	g := &Gateway{cfg: cfg, log: log, metrics: newGatewayMetrics()}
+	return build(ctx, cfg, log, false)
+}
+
+// Check builds every part as New does, then releases it. Every plugin that
+// fails to load is an error here, whatever its on_failure: a check is how
+// an operator finds out before mail does.
+func Check(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	g, err := build(ctx, cfg, log, true)
+	if err != nil {
+		return err
+	}
+	return g.Close()
+}
+
+func build(ctx context.Context, cfg *config.Config, log *slog.Logger, strict bool) (*Gateway, error) {
+	g := &Gateway{cfg: cfg, log: log, metrics: newGatewayMetrics(), strict: strict}
 	var errs config.Errors
 	fail := func(path, format string, args ...any) { errs = append(errs, cfg.ErrorAt(path, format, args...)) }
 
@@ -240,12 +260,19 @@ func (g *Gateway) cacheDir() string {
 }
 
 // buildChain loads every [[plugin]] of cfg into a new chain. On failure it
-// closes what it loaded and reports each plugin's error at its line.
+// closes what it loaded and reports each plugin's error at its line; a
+// plugin that may be skipped is left out instead, unless g.strict.
 func (g *Gateway) buildChain(ctx context.Context, cfg *config.Config) (*plugin.Chain, config.Errors) {
 	var errs config.Errors
 	var plugins []*plugin.Plugin
 	for i := range cfg.Plugin {
 		p, err := g.loadPlugin(ctx, cfg, i)
+		if err != nil && !g.strict && cfg.Plugin[i].OnFailure == "skip" {
+			g.log.Error("plugin left out of the chain: it failed to load, and its on_failure is skip",
+				"plugin", cfg.Plugin[i].Name, "where", cfg.Where(fmt.Sprintf("plugin.%d", i)), "err", err)
+			g.metrics.loadFailures.With(cfg.Plugin[i].Name).Inc()
+			continue
+		}
 		if err != nil {
 			errs = append(errs, cfg.ErrorAt(fmt.Sprintf("plugin.%d", i), "%v", err)) // plugin.Load names the plugin
 			continue

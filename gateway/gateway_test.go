@@ -19,6 +19,7 @@ import (
 	"github.com/sluice-mail/sluice/gateway/internal/certs"
 	"github.com/sluice-mail/sluice/gateway/internal/resolver"
 	"github.com/sluice-mail/sluice/gateway/internal/srs"
+	"github.com/sluice-mail/sluice/gateway/internal/wasmbuild"
 )
 
 // The whole path: a message for a custom address reaches the destination
@@ -344,5 +345,31 @@ func TestConfiguredCertificate(t *testing.T) {
 	}
 	if strings.Contains(e.logs.String(), "self-signed") {
 		t.Error("warned about a self-signed certificate although one was configured")
+	}
+}
+
+// A plugin that fails to load is left out of the chain when its
+// on_failure is skip: the gateway starts and serves with the others, and
+// says what it left out. (sluice check still reports it: cmd/sluice's
+// testdata/check/plugin-skip-missing.)
+func TestPluginThatFailsToLoadIsSkipped(t *testing.T) {
+	e := startEnv(t, envOptions{plugins: fmt.Sprintf(`
+[[plugin]]
+name = "broken"
+path = "no-such-plugin.wasm"
+on_failure = "skip"
+[[plugin]]
+name = "router"
+path = %q
+stages = ["rcpt"]
+%s`, wasmbuild.ForTest(t, "./plugins/router"), routerRules)})
+	if err := e.send(t, "alice@example.org", "info@ours.test", testMessage); err != nil {
+		t.Fatalf("with a skipped plugin: %v, want the router to serve", err)
+	}
+	if log := e.logs.String(); !strings.Contains(log, "plugin left out of the chain") || !strings.Contains(log, "plugin=broken") {
+		t.Errorf("the log does not say which plugin was left out:\n%s", log)
+	}
+	if _, m := adminDo(t, e, "GET", "/metrics"); !bytes.Contains(m, []byte(`sluice_plugin_load_failures_total{plugin="broken"} 1`)) {
+		t.Errorf("metrics lack the load failure:\n%s", m)
 	}
 }

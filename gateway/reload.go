@@ -23,9 +23,10 @@ const defaultWatchInterval = 2 * time.Second
 // gatewayMetrics are the metrics of the gateway as a whole; the parts
 // register their own on the same registry.
 type gatewayMetrics struct {
-	registry   *metrics.Registry
-	reloads    *metrics.CounterVec
-	generation *metrics.Gauge
+	registry     *metrics.Registry
+	reloads      *metrics.CounterVec
+	generation   *metrics.Gauge
+	loadFailures *metrics.CounterVec
 }
 
 func newGatewayMetrics() *gatewayMetrics {
@@ -36,6 +37,8 @@ func newGatewayMetrics() *gatewayMetrics {
 			"Reloads of the filter chain, by result: ok (the new chain serves) or failed (the old one still does).", "result"),
 		generation: r.Gauge("sluice_chain_generation",
 			"The filter chain in use: 1 at start, one more for each successful reload.").With(),
+		loadFailures: r.Counter("sluice_plugin_load_failures_total",
+			"Plugins left out of a new chain because they failed to load and their on_failure is skip.", "plugin"),
 	}
 	m.reloads.With("ok")
 	m.reloads.With("failed")

@@ -129,8 +129,7 @@ func check(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Wr
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	g, err := gateway.New(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
+	if err := gateway.Check(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
 		var errs config.Errors
 		if !errors.As(err, &errs) {
 			err = fmt.Errorf("%s: %v", *file, err)
@@ -138,7 +137,6 @@ func check(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Wr
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	g.Close()
 	fmt.Fprintf(stdout, "%s: OK\n", *file)
 	return 0
 }
