@@ -15,6 +15,10 @@
 // Session runs every stage the plugin handles, in the order of an SMTP
 // session, as `sluice plugin test` does with the built module.
 //
+// ReadmeExamples reads the ```toml blocks of a plugin's README and the
+// tables that follow them, so that a test can check each row against the
+// plugin and the README cannot promise what the code does not do.
+//
 // Calls of all Plugins are serialised (the SDK's host functions are
 // package state), so tests may run in parallel but their calls do not.
 package sdktest
