@@ -11,6 +11,12 @@ import (
 	"github.com/sluice-mail/sluice/gateway/internal/srs"
 )
 
+// maxAddressLength is RFC 5321's limit on a path (§4.5.3.1.3: 256 octets)
+// less its angle brackets. Longer addresses are refused before any plugin
+// sees them: no mail system delivers to them, and each plugin would
+// otherwise have to guard against them.
+const maxAddressLength = 254
+
 func relayDenied(to string) error {
 	return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: fmt.Sprintf("<%s>: relay access denied", to)}
 }
@@ -23,6 +29,9 @@ func relayDenied(to string) error {
 // unquoted a quoted local part, so "user@other"@ours arrives here as
 // user@other@ours and is caught by the '@' test.
 func (s *Server) localRecipient(to string) (bounceTo string, err error) {
+	if len(to) > maxAddressLength {
+		return "", &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 1, 3}, Message: fmt.Sprintf("Recipient address longer than %d octets", maxAddressLength)}
+	}
 	i := strings.LastIndexByte(to, '@')
 	if i <= 0 {
 		return "", relayDenied(to)
