@@ -146,4 +146,3 @@ func isASCII(s string) bool {
 	}
 	return true
 }
-
