@@ -4,6 +4,7 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -248,7 +249,7 @@ func Parse(path string, src []byte) (*Config, error) {
 	c := &Config{File: path, lines: indexLines(string(src))}
 	md, err := toml.Decode(string(src), c)
 	if err != nil {
-		return nil, Errors{c.decodeError(err)}
+		return nil, Errors{c.decodeError(err, src)}
 	}
 	v := &validator{c: c}
 	reported := map[string]bool{}
@@ -273,14 +274,14 @@ func Parse(path string, src []byte) (*Config, error) {
 
 // decodeError turns toml's errors, which carry the position in different
 // ways, into one "file:line: problem".
-func (c *Config) decodeError(err error) *Error {
+func (c *Config) decodeError(err error, src []byte) *Error {
 	var pe toml.ParseError
 	if errors.As(err, &pe) {
 		msg := pe.Message
 		if pe.LastKey != "" && !strings.Contains(msg, pe.LastKey) {
 			msg = pe.LastKey + ": " + msg
 		}
-		return &Error{File: c.File, Line: pe.Position.Line, Msg: msg}
+		return &Error{File: c.File, Line: fileLine(pe.Position.Line, src), Msg: msg}
 	}
 	// Type mismatches come as "toml: line N (last key "k"): message".
 	msg := strings.TrimPrefix(err.Error(), "toml: ")
@@ -289,7 +290,13 @@ func (c *Config) decodeError(err error) *Error {
 	if n, _ := fmt.Sscanf(msg, "line %d (last key %q): ", &line, &key); n == 2 {
 		msg = key + ": " + msg[strings.Index(msg, "): ")+3:]
 	}
-	return &Error{File: c.File, Line: line, Msg: msg}
+	return &Error{File: c.File, Line: fileLine(line, src), Msg: msg}
+}
+
+// fileLine keeps a line number from toml within the file: toml says line
+// 0 for some errors on the first line (a string broken by CRLF).
+func fileLine(line int, src []byte) int {
+	return min(max(line, 1), bytes.Count(src, []byte("\n"))+1)
 }
 
 // Where returns "file:line" for a key path such as "plugin.0.path", for
