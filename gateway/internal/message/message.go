@@ -9,29 +9,49 @@ import (
 	"strings"
 )
 
-// NormalizeLineEndings turns every bare LF into CRLF, returning msg itself
-// when there is none. Bare CR is left alone. A message is signed and
+// NormalizeLineEndings turns every bare LF and every bare CR into CRLF,
+// returning msg itself when there is none. A message is signed and
 // relayed with CRLF line endings only, so that what we sign is what the
-// destination receives and a bare LF cannot end the message early at the
-// next hop (SMTP smuggling).
+// destination receives, and so that no next hop that ends lines at a bare
+// LF or a bare CR can find the end of the message early in it (SMTP
+// smuggling: <LF>.<LF>, <CR>.<CR> and the like).
 func NormalizeLineEndings(msg []byte) []byte {
-	bare := 0
-	for i, c := range msg {
-		if c == '\n' && (i == 0 || msg[i-1] != '\r') {
-			bare++
-		}
-	}
+	bare := BareLineEndings(msg)
 	if bare == 0 {
 		return msg
 	}
 	out := make([]byte, 0, len(msg)+bare)
 	for i, c := range msg {
-		if c == '\n' && (i == 0 || msg[i-1] != '\r') {
-			out = append(out, '\r')
+		switch {
+		case c == '\r' && (i+1 == len(msg) || msg[i+1] != '\n'):
+			out = append(out, '\r', '\n')
+		case c == '\n' && (i == 0 || msg[i-1] != '\r'):
+			out = append(out, '\r', '\n')
+		default:
+			out = append(out, c)
 		}
-		out = append(out, c)
 	}
 	return out
+}
+
+// BareLineEndings counts the CRs not followed by an LF and the LFs not
+// preceded by a CR.
+func BareLineEndings(msg []byte) int {
+	bareLF, crlf := 0, 0
+	for i := 0; ; {
+		j := bytes.IndexByte(msg[i:], '\n')
+		if j < 0 {
+			break
+		}
+		if i+j > 0 && msg[i+j-1] == '\r' {
+			crlf++
+		} else {
+			bareLF++
+		}
+		i += j + 1
+	}
+	// Each CRLF has its own CR; any other CR is bare.
+	return bareLF + bytes.Count(msg, []byte("\r")) - crlf
 }
 
 // Split returns the header block (each field ending in CRLF, without the

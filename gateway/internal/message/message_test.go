@@ -11,12 +11,21 @@ func TestNormalizeLineEndings(t *testing.T) {
 		"a\r\nb\r\n":           "a\r\nb\r\n",
 		"a\nb\n":               "a\r\nb\r\n",
 		"\n.\n":                "\r\n.\r\n",
-		"a\r\n.\nb\r.\r\n":     "a\r\n.\r\nb\r.\r\n", // bare CR is left as it is
+		"a\r\n.\nb\r.\r\n":     "a\r\n.\r\nb\r\n.\r\n",
+		"\r.\r":                "\r\n.\r\n",
+		"a\r\r\nb":             "a\r\n\r\nb",
+		"a\n\rb":               "a\r\n\r\nb",
+		"\rstart and end\n":    "\r\nstart and end\r\n",
 		"mixed\r\nbare\nend\n": "mixed\r\nbare\r\nend\r\n",
 	}
 	for in, want := range cases {
 		if got := string(NormalizeLineEndings([]byte(in))); got != want {
 			t.Errorf("NormalizeLineEndings(%q) = %q, want %q", in, got, want)
+		}
+	}
+	for in, want := range map[string]int{"a\r\nb\r\n": 0, "": 0, "\n": 1, "\r": 1, "\r\r\n": 1, "\n\r": 2, "a\nb\rc\r\n": 2} {
+		if got := BareLineEndings([]byte(in)); got != want {
+			t.Errorf("BareLineEndings(%q) = %d, want %d", in, got, want)
 		}
 	}
 	clean := []byte("a\r\nb\r\n")
@@ -72,5 +81,14 @@ func TestFormatField(t *testing.T) {
 	}
 	if unfolded := strings.ReplaceAll(string(out), "\r\n\t", " "); unfolded != "Received: "+long+"\r\n" {
 		t.Errorf("folding changed the value: %q", unfolded)
+	}
+}
+
+// A clean 64 KiB message, the common case: only counted, never copied.
+func BenchmarkNormalizeLineEndingsClean(b *testing.B) {
+	msg := bytes.Repeat([]byte(strings.Repeat("x", 70)+"\r\n"), 64<<10/72)
+	b.SetBytes(int64(len(msg)))
+	for b.Loop() {
+		NormalizeLineEndings(msg)
 	}
 }
