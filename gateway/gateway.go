@@ -156,6 +156,8 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, strict boo
 		MaxHops:             cfg.SMTP.MaxHops,
 		TLS:                 tlsConfig,
 		Scoring:             smtpd.Scoring{Reject: cfg.Scoring.Reject, Quarantine: cfg.Scoring.Quarantine},
+
+		RejectBareLineEndings: cfg.SMTP.BareLineEndings == "reject",
 	}, smtpd.Parts{Chains: g.chains, Relay: g.relay, SRS: rewriter, Signer: signer, Auth: checker, Seal: g.sealConfig(keys),
 		Logger: log, Metrics: g.metrics.registry})
 	if err != nil {

@@ -36,6 +36,7 @@ type destination struct {
 	mu       sync.Mutex
 	received []delivery
 	conns    int
+	wire     *bytes.Buffer // what clients sent, when recorded
 }
 
 type delivery struct {
@@ -54,13 +55,19 @@ var destReplies = map[string]*smtp.SMTPError{
 
 const dataRejectMarker = "X-Test: reject-at-data"
 
-func startDestination(t testing.TB) *destination {
+// startDestination starts the destination. With wire, it offers no
+// STARTTLS and records every byte its clients send, for tests of what
+// goes over the wire.
+func startDestination(t testing.TB, wire bool) *destination {
 	t.Helper()
 	l, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	d := &destination{addr: l.Addr().String()}
+	if wire {
+		d.wire = &bytes.Buffer{}
+	}
 	s := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
 		return &destSession{d: d, conn: c}, nil
 	}))
@@ -70,7 +77,9 @@ func startDestination(t testing.TB) *destination {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
+	if !wire {
+		s.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
+	}
 	s.ErrorLog = nopLogger{}
 	go s.Serve(countingListener{l, d})
 	t.Cleanup(func() { s.Close() })
@@ -90,9 +99,32 @@ func (l countingListener) Accept() (net.Conn, error) {
 	if err == nil {
 		l.d.mu.Lock()
 		l.d.conns++
+		if l.d.wire != nil {
+			c = recordingConn{c, l.d}
+		}
 		l.d.mu.Unlock()
 	}
 	return c, err
+}
+
+// wireBytes returns what clients sent, with wire recording on.
+func (d *destination) wireBytes() []byte {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return bytes.Clone(d.wire.Bytes())
+}
+
+type recordingConn struct {
+	net.Conn
+	d *destination
+}
+
+func (c recordingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.d.mu.Lock()
+	c.d.wire.Write(p[:n])
+	c.d.mu.Unlock()
+	return n, err
 }
 
 func (d *destination) connections() int {
@@ -218,11 +250,13 @@ type envOptions struct {
 	// plugins replaces the [[plugin]] tables; default the router and dmarc
 	// plugins.
 	plugins string
+	// wire makes the destination record what it reads, in plain text.
+	wire bool
 }
 
 func startEnv(t testing.TB, o envOptions) *env {
 	t.Helper()
-	e := &env{dest: startDestination(t), keys: map[string]string{}, secret: testSRSSecret, logs: &syncBuffer{}}
+	e := &env{dest: startDestination(t, o.wire), keys: map[string]string{}, secret: testSRSSecret, logs: &syncBuffer{}}
 	if o.listen == "" {
 		o.listen = `["127.0.0.1:0"]`
 	}

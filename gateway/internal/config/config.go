@@ -60,6 +60,11 @@ type SMTP struct {
 	TLSCert             string   `toml:"tls_cert"`
 	TLSKey              string   `toml:"tls_key"`
 	TLSSelfSigned       bool     `toml:"tls_self_signed"`
+
+	// BareLineEndings is what happens to a message with a CR or an LF
+	// that is not part of a CRLF: "normalize" (the default) turns each
+	// into CRLF, "reject" refuses the message.
+	BareLineEndings string `toml:"bare_line_endings"`
 }
 
 // Relay configures connections to destination MX hosts.

@@ -63,6 +63,9 @@ func TestGoodConfigDefaultsAndNormalisation(t *testing.T) {
 	if c.SMTP.MaxMessageSize != 25<<20 || c.SMTP.MaxRecipients != 100 || c.SMTP.CommandTimeout.D() != 5*time.Minute {
 		t.Errorf("SMTP defaults: %+v", c.SMTP)
 	}
+	if c.SMTP.BareLineEndings != "normalize" {
+		t.Errorf("bare_line_endings default = %q, want normalize", c.SMTP.BareLineEndings)
+	}
 	if got := strings.Join(c.SMTP.Listen, " "); got != "0.0.0.0:25 [::]:25" {
 		t.Errorf("default listen = %q", got)
 	}

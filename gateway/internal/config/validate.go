@@ -48,6 +48,9 @@ func (c *Config) setDefaults() {
 	if s.MaxHops == 0 {
 		s.MaxHops = 50 // as Postfix's hopcount_limit
 	}
+	if s.BareLineEndings == "" {
+		s.BareLineEndings = "normalize"
+	}
 	if c.Log.Format == "" {
 		c.Log.Format = "text"
 	}
@@ -137,6 +140,9 @@ func (v *validator) smtp() {
 	if s.MaxLineLength < 512 {
 		// RFC 5321 §4.5.3.1.4: a command line may be 512 octets long.
 		v.errorf("smtp.max_line_length", "smtp.max_line_length: must be at least 512, not %d", s.MaxLineLength)
+	}
+	if s.BareLineEndings != "normalize" && s.BareLineEndings != "reject" {
+		v.errorf("smtp.bare_line_endings", "smtp.bare_line_endings: %q is neither \"normalize\" nor \"reject\"", s.BareLineEndings)
 	}
 	if (s.TLSCert == "") != (s.TLSKey == "") {
 		v.errorf("smtp", "smtp: tls_cert and tls_key go together: set both or neither")

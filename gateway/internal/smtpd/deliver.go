@@ -36,6 +36,12 @@ func readMessage(r io.Reader, sizeHint int64) ([]byte, error) {
 // it. A nil result means the message was accepted and dropped by policy
 // (every recipient discarded); otherwise the result is the SMTP reply.
 func (s *session) deliver(msg []byte) *smtp.SMTPError {
+	if reply := s.lineEndings(msg); reply != nil {
+		s.closeRelay()
+		return reply
+	}
+	// From here on the message has CRLF line endings only: nothing in it
+	// can end it early at a next hop that is lenient about line endings.
 	msg = message.NormalizeLineEndings(msg)
 	header, body := message.Split(msg)
 	header = auth.StripForged(header, s.srv.cfg.Hostname)
@@ -85,6 +91,22 @@ func (s *session) deliver(msg []byte) *smtp.SMTPError {
 		return asSMTPError(err)
 	}
 	return reply
+}
+
+// lineEndings applies the bare line ending policy: with reject, a message
+// with a CR or LF outside a CRLF is refused (as Postfix's
+// smtpd_forbid_bare_newline = reject does); otherwise each is turned into
+// CRLF. The message was read to its real end, CRLF.CRLF, so the session
+// goes on either way.
+func (s *session) lineEndings(msg []byte) *smtp.SMTPError {
+	if !s.srv.cfg.RejectBareLineEndings {
+		return nil
+	}
+	if n := message.BareLineEndings(msg); n > 0 {
+		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 5, 2},
+			Message: fmt.Sprintf("Message refused: %d bare CR or LF line endings; lines must end in CRLF (RFC 5321 section 2.3.8)", n)}
+	}
+	return nil
 }
 
 // forwardedMessage is the message as it leaves: our trace and result

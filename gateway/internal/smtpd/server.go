@@ -42,6 +42,10 @@ type Config struct {
 	MaxHops             int
 	TLS                 *tls.Config // nil: no STARTTLS
 
+	// RejectBareLineEndings refuses a message with a CR or LF outside a
+	// CRLF, instead of turning each into CRLF (deliver.go).
+	RejectBareLineEndings bool
+
 	Scoring Scoring // what findings add up to (deliver.go)
 }
 
