@@ -8,11 +8,10 @@ import (
 	"time"
 )
 
-// limitListener refuses connections over the total and per-IP limits
-// before go-smtp sees them, answering 421 as RFC 5321 §3.8 allows, so
-// that a flood from one address cannot starve everyone else.
-type limitListener struct {
-	net.Listener
+// limiter counts the connections of every listener of a server against
+// the total and per-IP limits, so that a flood from one address cannot
+// starve everyone else.
+type limiter struct {
 	hostname string
 	total    int
 	perIP    int
@@ -22,8 +21,15 @@ type limitListener struct {
 	byAddr map[netip.Addr]int
 }
 
-func newLimitListener(l net.Listener, hostname string, total, perIP int) *limitListener {
-	return &limitListener{Listener: l, hostname: hostname, total: total, perIP: perIP, byAddr: map[netip.Addr]int{}}
+func newLimiter(hostname string, total, perIP int) *limiter {
+	return &limiter{hostname: hostname, total: total, perIP: perIP, byAddr: map[netip.Addr]int{}}
+}
+
+// limitListener refuses connections over the limits before go-smtp sees
+// them, answering 421 as RFC 5321 §3.8 allows.
+type limitListener struct {
+	net.Listener
+	*limiter
 }
 
 func (l *limitListener) Accept() (net.Conn, error) {
@@ -41,7 +47,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 	}
 }
 
-func (l *limitListener) admit(ip netip.Addr) string {
+func (l *limiter) admit(ip netip.Addr) string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.open >= l.total {
@@ -55,7 +61,7 @@ func (l *limitListener) admit(ip netip.Addr) string {
 	return ""
 }
 
-func (l *limitListener) release(ip netip.Addr) {
+func (l *limiter) release(ip netip.Addr) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.open--

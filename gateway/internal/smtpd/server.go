@@ -74,6 +74,7 @@ type Server struct {
 	parts   Parts
 	domains map[string]bool
 	smtp    *smtp.Server
+	limits  *limiter // shared by every listener
 	log     *slog.Logger
 	metrics *serverMetrics
 
@@ -102,7 +103,8 @@ func New(cfg Config, parts Parts) (*Server, error) {
 	if parts.Metrics == nil {
 		parts.Metrics = metrics.NewRegistry()
 	}
-	s := &Server{cfg: cfg, parts: parts, domains: map[string]bool{}, log: parts.Logger, metrics: newServerMetrics(parts.Metrics)}
+	s := &Server{cfg: cfg, parts: parts, domains: map[string]bool{}, log: parts.Logger, metrics: newServerMetrics(parts.Metrics),
+		limits: newLimiter(cfg.Hostname, cfg.MaxConnections, cfg.MaxConnectionsPerIP)}
 	for _, d := range cfg.Domains {
 		s.domains[d] = true
 	}
@@ -123,9 +125,10 @@ func New(cfg Config, parts Parts) (*Server, error) {
 }
 
 // Serve accepts connections on l until Close. Connections over the
-// configured limits are answered 421 and closed.
+// configured limits, which count the connections of every listener
+// together, are answered 421 and closed.
 func (s *Server) Serve(l net.Listener) error {
-	ll := newLimitListener(l, s.cfg.Hostname, s.cfg.MaxConnections, s.cfg.MaxConnectionsPerIP)
+	ll := &limitListener{Listener: l, limiter: s.limits}
 	s.mu.Lock()
 	s.listeners = append(s.listeners, ll)
 	s.mu.Unlock()
