@@ -1,10 +1,13 @@
 package smtpd
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -76,11 +79,30 @@ func refuse(c net.Conn, reply string) {
 	c.Close()
 }
 
-// limitedConn gives its place back exactly once, however often it is closed.
+// limitedConn gives its place back exactly once, however often it is
+// closed, and makes a read timeout final.
 type limitedConn struct {
 	net.Conn
-	once    sync.Once
-	release func()
+	once     sync.Once
+	release  func()
+	timedOut atomic.Bool
+}
+
+// Read fails at once after a read has timed out. go-smtp reads commands
+// with bufio's ReadLine, which hands back the part of a line read before
+// a timeout as if it were a whole line, and then reads on with a new
+// deadline: a client trickling a byte at a time would never be cut off.
+// With the timeout final, the next read ends the session with go-smtp's
+// 421.
+func (c *limitedConn) Read(p []byte) (int, error) {
+	if c.timedOut.Load() {
+		return 0, os.ErrDeadlineExceeded
+	}
+	n, err := c.Conn.Read(p)
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		c.timedOut.Store(true)
+	}
+	return n, err
 }
 
 func (c *limitedConn) Close() error {
