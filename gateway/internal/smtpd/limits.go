@@ -1,6 +1,7 @@
 package smtpd
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -46,7 +47,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			go refuse(c, fmt.Sprintf("421 4.7.0 %s %s, try again later\r\n", l.hostname, reason))
 			continue
 		}
-		return &limitedConn{Conn: c, release: func() { l.release(ip) }}, nil
+		return &limitedConn{Conn: c, limits: l.limiter, ip: ip}, nil
 	}
 }
 
@@ -80,11 +81,12 @@ func refuse(c net.Conn, reply string) {
 }
 
 // limitedConn gives its place back exactly once, however often it is
-// closed, and makes a read timeout final.
+// closed, makes a read timeout final, and says goodbye with 421.
 type limitedConn struct {
 	net.Conn
+	limits   *limiter
+	ip       netip.Addr
 	once     sync.Once
-	release  func()
 	timedOut atomic.Bool
 }
 
@@ -106,8 +108,31 @@ func (c *limitedConn) Read(p []byte) (int, error) {
 }
 
 func (c *limitedConn) Close() error {
-	c.once.Do(c.release)
+	c.once.Do(func() { c.limits.release(c.ip) })
 	return c.Conn.Close()
+}
+
+// goSMTPTooManyErrors starts the reply with which go-smtp (v0.25) closes
+// a connection after its fourth protocol error (an unknown or mangled
+// command).
+var goSMTPTooManyErrors = []byte("500 5.5.1 Too many errors")
+
+// Write sends 421 in place of go-smtp's farewell after too many protocol
+// errors: RFC 5321 §3.8 has a server close only after a 421, and a
+// client then knows that the connection, not its message, failed. It sees
+// only plain text: inside TLS the farewell goes out as go-smtp wrote it.
+func (c *limitedConn) Write(p []byte) (int, error) {
+	if bytes.HasPrefix(p, goSMTPTooManyErrors) {
+		_, err := c.Conn.Write([]byte(tooManyErrors(c.limits.hostname) + "\r\n"))
+		return len(p), err
+	}
+	return c.Conn.Write(p)
+}
+
+// tooManyErrors is the reply that ends a session that made too many
+// errors, as Postfix words it.
+func tooManyErrors(hostname string) string {
+	return "421 4.7.0 " + hostname + " Error: too many errors, closing connection"
 }
 
 func remoteIP(c net.Conn) netip.Addr {
