@@ -148,6 +148,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, strict boo
 		SRSDomain:           cfg.SRS.Domain,
 		MaxMessageSize:      int64(cfg.SMTP.MaxMessageSize),
 		MaxRecipients:       cfg.SMTP.MaxRecipients,
+		MaxErrors:           cfg.SMTP.MaxErrors,
 		MaxConnections:      cfg.SMTP.MaxConnections,
 		MaxConnectionsPerIP: cfg.SMTP.MaxConnectionsPerIP,
 		CommandTimeout:      cfg.SMTP.CommandTimeout.D(),

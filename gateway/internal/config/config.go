@@ -51,6 +51,7 @@ type SMTP struct {
 	Listen              []string `toml:"listen"`
 	MaxMessageSize      Size     `toml:"max_message_size"`
 	MaxRecipients       int      `toml:"max_recipients"`
+	MaxErrors           int      `toml:"max_errors"`
 	MaxConnections      int      `toml:"max_connections"`
 	MaxConnectionsPerIP int      `toml:"max_connections_per_ip"`
 	CommandTimeout      Duration `toml:"command_timeout"`

@@ -30,6 +30,9 @@ func (c *Config) setDefaults() {
 	if s.MaxRecipients == 0 {
 		s.MaxRecipients = 100 // RFC 5321 §4.5.3.1.8: at least 100 must be accepted
 	}
+	if s.MaxErrors == 0 {
+		s.MaxErrors = 20 // as Postfix's smtpd_hard_error_limit
+	}
 	if s.MaxConnections == 0 {
 		s.MaxConnections = 1000
 	}
@@ -134,6 +137,7 @@ func (v *validator) smtp() {
 		}
 	}
 	v.positive("smtp.max_recipients", s.MaxRecipients)
+	v.positive("smtp.max_errors", s.MaxErrors)
 	v.positive("smtp.max_connections", s.MaxConnections)
 	v.positive("smtp.max_connections_per_ip", s.MaxConnectionsPerIP)
 	v.positive("smtp.max_hops", s.MaxHops)

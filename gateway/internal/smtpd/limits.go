@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/emersion/go-smtp"
 )
 
 // limiter counts the connections of every listener of a server against
@@ -123,7 +125,7 @@ var goSMTPTooManyErrors = []byte("500 5.5.1 Too many errors")
 // only plain text: inside TLS the farewell goes out as go-smtp wrote it.
 func (c *limitedConn) Write(p []byte) (int, error) {
 	if bytes.HasPrefix(p, goSMTPTooManyErrors) {
-		_, err := c.Conn.Write([]byte(tooManyErrors(c.limits.hostname) + "\r\n"))
+		_, err := c.Conn.Write(formatReply(tooManyErrors(c.limits.hostname)))
 		return len(p), err
 	}
 	return c.Conn.Write(p)
@@ -131,8 +133,13 @@ func (c *limitedConn) Write(p []byte) (int, error) {
 
 // tooManyErrors is the reply that ends a session that made too many
 // errors, as Postfix words it.
-func tooManyErrors(hostname string) string {
-	return "421 4.7.0 " + hostname + " Error: too many errors, closing connection"
+func tooManyErrors(hostname string) *smtp.SMTPError {
+	return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: hostname + " Error: too many errors, closing connection"}
+}
+
+// formatReply writes a one-line reply as go-smtp would.
+func formatReply(e *smtp.SMTPError) []byte {
+	return fmt.Appendf(nil, "%d %d.%d.%d %s\r\n", e.Code, e.EnhancedCode[0], e.EnhancedCode[1], e.EnhancedCode[2], e.Message)
 }
 
 func remoteIP(c net.Conn) netip.Addr {

@@ -34,6 +34,7 @@ type Config struct {
 	SRSDomain           string
 	MaxMessageSize      int64
 	MaxRecipients       int
+	MaxErrors           int // refusals of MAIL and RCPT before the session ends with 421; 0: no limit
 	MaxConnections      int
 	MaxConnectionsPerIP int
 	CommandTimeout      time.Duration

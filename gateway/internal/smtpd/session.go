@@ -27,6 +27,7 @@ type session struct {
 	clientIP netip.Addr
 	started  time.Time
 	txn      transaction
+	errors   int // refusals of MAIL and RCPT so far
 
 	// gen is the filter chain generation this session started on and
 	// keeps to its end, whatever reloads happen meanwhile.
@@ -157,6 +158,10 @@ func (s *session) runRequest(req *abi.Request, msg *plugin.Message) plugin.Outco
 
 // Mail starts a transaction: the mail stage, then SRS.
 func (s *session) Mail(from string, opts *smtp.MailOptions) error {
+	return s.refused(s.mail(from, opts))
+}
+
+func (s *session) mail(from string, opts *smtp.MailOptions) error {
 	s.resetTxn()
 	s.txn = transaction{from: from, mailOpts: opts, started: time.Now()}
 	if from != "" {
@@ -191,6 +196,10 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 // SRS bounce address, or the chain's destination), then the destination's
 // own answer to it.
 func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	return s.refused(s.rcpt(to))
+}
+
+func (s *session) rcpt(to string) error {
 	if !s.txn.utf8() && !address.IsASCII(to) {
 		return &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 6, 7}, Message: "Non-ASCII address without SMTPUTF8"}
 	}
@@ -298,7 +307,8 @@ func (s *session) Data(r io.Reader) error {
 		if _, ok := err.(*smtp.SMTPError); !ok {
 			// The client stalled or vanished mid-message. Its session cannot
 			// go on: whatever it sends later would be read as commands.
-			err = s.hangUp("421 4.4.2 " + s.srv.cfg.Hostname + " Timeout or error reading the message, closing connection")
+			err = s.hangUp(&smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 2},
+				Message: s.srv.cfg.Hostname + " Timeout or error reading the message, closing connection"})
 		}
 		s.logMessage(0, asSMTPError(err))
 		return err
@@ -312,13 +322,30 @@ func (s *session) Data(r io.Reader) error {
 }
 
 // hangUp writes a final reply and closes the connection, for when the
-// session cannot continue; go-smtp's own reply then goes nowhere.
-func (s *session) hangUp(reply string) error {
+// session cannot go on; go-smtp's own reply then goes nowhere. It returns
+// the reply, for the log.
+func (s *session) hangUp(reply *smtp.SMTPError) *smtp.SMTPError {
 	conn := s.conn.Conn()
 	conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	conn.Write([]byte(reply + "\r\n"))
+	conn.Write(formatReply(reply))
 	conn.Close()
-	return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "connection closed after a read error"}
+	return reply
+}
+
+// refused counts a refusal of MAIL or RCPT. At max_errors of them the
+// session ends with 421, as Postfix's smtpd_hard_error_limit does: a
+// client probing for addresses or for a way to relay cannot go on
+// forever.
+func (s *session) refused(err error) error {
+	if err == nil {
+		return nil
+	}
+	s.errors++
+	if max := s.srv.cfg.MaxErrors; max > 0 && s.errors >= max {
+		s.srv.log.Info("session ended: too many errors", "session", s.id, "client", s.clientIP, "errors", s.errors, "last", err.Error())
+		return s.hangUp(tooManyErrors(s.srv.cfg.Hostname))
+	}
+	return err
 }
 
 // Reset ends the transaction, keeping the session.
