@@ -155,6 +155,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, strict boo
 		DataTimeout:         cfg.SMTP.DataTimeout.D(),
 		MaxLineLength:       cfg.SMTP.MaxLineLength,
 		MaxHops:             cfg.SMTP.MaxHops,
+		MaxHeaderFields:     cfg.SMTP.MaxHeaderFields,
 		TLS:                 tlsConfig,
 		Scoring:             smtpd.Scoring{Reject: cfg.Scoring.Reject, Quarantine: cfg.Scoring.Quarantine},
 

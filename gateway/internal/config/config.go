@@ -58,6 +58,7 @@ type SMTP struct {
 	DataTimeout         Duration `toml:"data_timeout"`
 	MaxLineLength       int      `toml:"max_line_length"`
 	MaxHops             int      `toml:"max_hops"`
+	MaxHeaderFields     int      `toml:"max_header_fields"`
 	TLSCert             string   `toml:"tls_cert"`
 	TLSKey              string   `toml:"tls_key"`
 	TLSSelfSigned       bool     `toml:"tls_self_signed"`

@@ -63,8 +63,8 @@ func TestGoodConfigDefaultsAndNormalisation(t *testing.T) {
 	if c.SMTP.MaxMessageSize != 25<<20 || c.SMTP.MaxRecipients != 100 || c.SMTP.CommandTimeout.D() != 5*time.Minute {
 		t.Errorf("SMTP defaults: %+v", c.SMTP)
 	}
-	if c.SMTP.MaxErrors != 20 {
-		t.Errorf("max_errors default = %d, want 20", c.SMTP.MaxErrors)
+	if c.SMTP.MaxErrors != 20 || c.SMTP.MaxHeaderFields != 1000 {
+		t.Errorf("max_errors, max_header_fields defaults = %d, %d; want 20, 1000", c.SMTP.MaxErrors, c.SMTP.MaxHeaderFields)
 	}
 	if c.SMTP.BareLineEndings != "normalize" {
 		t.Errorf("bare_line_endings default = %q, want normalize", c.SMTP.BareLineEndings)

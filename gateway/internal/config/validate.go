@@ -51,6 +51,9 @@ func (c *Config) setDefaults() {
 	if s.MaxHops == 0 {
 		s.MaxHops = 50 // as Postfix's hopcount_limit
 	}
+	if s.MaxHeaderFields == 0 {
+		s.MaxHeaderFields = 1000
+	}
 	if s.BareLineEndings == "" {
 		s.BareLineEndings = "normalize"
 	}
@@ -141,6 +144,7 @@ func (v *validator) smtp() {
 	v.positive("smtp.max_connections", s.MaxConnections)
 	v.positive("smtp.max_connections_per_ip", s.MaxConnectionsPerIP)
 	v.positive("smtp.max_hops", s.MaxHops)
+	v.positive("smtp.max_header_fields", s.MaxHeaderFields)
 	if s.MaxLineLength < 512 {
 		// RFC 5321 §4.5.3.1.4: a command line may be 512 octets long.
 		v.errorf("smtp.max_line_length", "smtp.max_line_length: must be at least 512, not %d", s.MaxLineLength)

@@ -44,6 +44,14 @@ func (s *session) deliver(msg []byte) *smtp.SMTPError {
 	// can end it early at a next hop that is lenient about line endings.
 	msg = message.NormalizeLineEndings(msg)
 	header, body := message.Split(msg)
+	if max := s.srv.cfg.MaxHeaderFields; max > 0 {
+		// Every part that reads fields (plugins, DKIM, ARC, DMARC) pays
+		// for each one; a few thousand would cost them all.
+		if n := headerFields(header); n > max {
+			s.closeRelay()
+			return &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4}, Message: fmt.Sprintf("Too many header fields (%d; the limit is %d)", n, max)}
+		}
+	}
 	header = auth.StripForged(header, s.srv.cfg.Hostname)
 	if hops := message.Count(header, "Received"); hops >= s.srv.cfg.MaxHops {
 		s.closeRelay()
@@ -245,6 +253,23 @@ func (s *session) judge(sc score) *smtp.SMTPError {
 		s.txn.changes.quarantine = "score " + sc.String()
 	}
 	return nil
+}
+
+// headerFields counts the fields of a header block: its lines that do not
+// continue the one before.
+func headerFields(header []byte) int {
+	n := 0
+	for len(header) > 0 {
+		if header[0] != ' ' && header[0] != '\t' {
+			n++
+		}
+		i := bytes.IndexByte(header, '\n')
+		if i < 0 {
+			break
+		}
+		header = header[i+1:]
+	}
+	return n
 }
 
 // join puts a header block and body back together.

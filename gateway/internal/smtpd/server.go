@@ -41,6 +41,7 @@ type Config struct {
 	DataTimeout         time.Duration
 	MaxLineLength       int
 	MaxHops             int
+	MaxHeaderFields     int         // 0: no limit
 	TLS                 *tls.Config // nil: no STARTTLS
 
 	// RejectBareLineEndings refuses a message with a CR or LF outside a
