@@ -3,6 +3,7 @@ package smtpd
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net/netip"
@@ -304,7 +305,14 @@ func (s *session) Data(r io.Reader) error {
 	msg, err := readMessage(r, hint)
 	if err != nil {
 		s.closeRelay()
-		if _, ok := err.(*smtp.SMTPError); !ok {
+		switch _, isReply := err.(*smtp.SMTPError); {
+		case errors.Is(err, smtp.ErrTooLongLine):
+			// go-smtp reads nothing more after an overlong line, so the
+			// session cannot go on; the message itself will never pass, so
+			// the refusal is permanent.
+			err = s.hangUp(&smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0},
+				Message: fmt.Sprintf("Line longer than %d bytes in the message, closing connection", s.srv.cfg.MaxLineLength)})
+		case !isReply:
 			// The client stalled or vanished mid-message. Its session cannot
 			// go on: whatever it sends later would be read as commands.
 			err = s.hangUp(&smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 2},
