@@ -47,8 +47,11 @@ vet:
 test: vet plugins
 	$(GO) test ./...
 
+# The Go benchmarks of the hot paths, then the load benchmark against
+# Postfix's smtp-source and smtp-sink (bench/README.md): about 15 minutes.
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+	bench/load.sh
 
 clean:
 	rm -rf bin var $(WASM)

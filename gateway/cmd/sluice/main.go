@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -68,8 +69,17 @@ func serve(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writer)
 	fs.SetOutput(stderr)
 	file := configFlag(fs)
 	grace := fs.Duration("grace", 30*time.Second, "how long sessions in flight may finish at shutdown")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile (go tool pprof) to `file` until the gateway stops")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if *cpuProfile != "" {
+		stop, err := startCPUProfile(*cpuProfile)
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+		defer stop()
 	}
 	cfg, err := config.Load(*file)
 	if err != nil {
@@ -101,6 +111,23 @@ func serve(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writer)
 	}
 	log.Info("stopped")
 	return 0
+}
+
+// startCPUProfile profiles the whole process, so that a load benchmark
+// (bench/load.sh) can show where the time goes; stop writes the profile.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cpuprofile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
 
 // reloadOn reloads the filter chain on each SIGHUP until ctx is done.
