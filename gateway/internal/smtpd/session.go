@@ -34,6 +34,12 @@ type session struct {
 	// keeps to its end, whatever reloads happen meanwhile.
 	gen  *Generation
 	done sync.Once // gives gen back, once, at the end
+
+	// mu keeps Reset and Logout out while Data runs: with BDAT, go-smtp
+	// calls Data on a goroutine of its own and goes on reading commands,
+	// and RSET or a closed connection resets the session meanwhile (after
+	// ending the message Data is reading).
+	mu sync.Mutex
 }
 
 // transaction is one MAIL FROM ... DATA exchange.
@@ -295,6 +301,8 @@ func (t *transaction) utf8() bool { return t.mailOpts != nil && t.mailOpts.UTF8 
 // Data reads the message, runs the data stage, and relays it; the reply
 // is the destination's.
 func (s *session) Data(r io.Reader) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if d := s.srv.cfg.DataTimeout; d > 0 {
 		s.conn.Conn().SetReadDeadline(time.Now().Add(d))
 	}
@@ -306,6 +314,10 @@ func (s *session) Data(r io.Reader) error {
 	if err != nil {
 		s.closeRelay()
 		switch _, isReply := err.(*smtp.SMTPError); {
+		case errors.Is(err, smtp.ErrDataReset):
+			// RSET or a closed connection in the middle of BDAT: the
+			// client gave up this message, and go-smtp answers for it.
+			return err
 		case errors.Is(err, smtp.ErrTooLongLine):
 			// go-smtp reads nothing more after an overlong line, so the
 			// session cannot go on; the message itself will never pass, so
@@ -357,11 +369,17 @@ func (s *session) refused(err error) error {
 }
 
 // Reset ends the transaction, keeping the session.
-func (s *session) Reset() { s.resetTxn() }
+func (s *session) Reset() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.resetTxn()
+}
 
 // Logout runs the close stage, whose verdict has no one to go to, and
 // ends the session.
 func (s *session) Logout() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.resetTxn()
 	s.run(abi.StageClose, "")
 	s.end()
