@@ -35,10 +35,11 @@ type session struct {
 	gen  *Generation
 	done sync.Once // gives gen back, once, at the end
 
-	// mu keeps Reset and Logout out while Data runs: with BDAT, go-smtp
-	// calls Data on a goroutine of its own and goes on reading commands,
-	// and RSET or a closed connection resets the session meanwhile (after
-	// ending the message Data is reading).
+	// mu guards the session's state. With BDAT, go-smtp calls Data on a
+	// goroutine of its own and goes on reading commands: RSET, or a closed
+	// connection, resets the session while Data waits for the message.
+	// Data does not hold mu while it reads, so that a Logout from the
+	// server's Close is never stuck behind a client that sends nothing.
 	mu sync.Mutex
 }
 
@@ -165,6 +166,8 @@ func (s *session) runRequest(req *abi.Request, msg *plugin.Message) plugin.Outco
 
 // Mail starts a transaction: the mail stage, then SRS.
 func (s *session) Mail(from string, opts *smtp.MailOptions) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	return s.refused(s.mail(from, opts))
 }
 
@@ -203,6 +206,8 @@ func (s *session) mail(from string, opts *smtp.MailOptions) error {
 // SRS bounce address, or the chain's destination), then the destination's
 // own answer to it.
 func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	return s.refused(s.rcpt(to))
 }
 
@@ -301,23 +306,27 @@ func (t *transaction) utf8() bool { return t.mailOpts != nil && t.mailOpts.UTF8 
 // Data reads the message, runs the data stage, and relays it; the reply
 // is the destination's.
 func (s *session) Data(r io.Reader) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	if d := s.srv.cfg.DataTimeout; d > 0 {
 		s.conn.Conn().SetReadDeadline(time.Now().Add(d))
 	}
+	s.mu.Lock()
 	var hint int64
 	if s.txn.mailOpts != nil {
 		hint = s.txn.mailOpts.Size
 	}
+	s.mu.Unlock()
 	msg, err := readMessage(r, hint)
+	if errors.Is(err, smtp.ErrDataReset) {
+		// RSET or a closed connection in the middle of BDAT: the client
+		// gave up this message, go-smtp answers for it, and Reset or
+		// Logout ends the transaction.
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if err != nil {
 		s.closeRelay()
 		switch _, isReply := err.(*smtp.SMTPError); {
-		case errors.Is(err, smtp.ErrDataReset):
-			// RSET or a closed connection in the middle of BDAT: the
-			// client gave up this message, and go-smtp answers for it.
-			return err
 		case errors.Is(err, smtp.ErrTooLongLine):
 			// go-smtp reads nothing more after an overlong line, so the
 			// session cannot go on; the message itself will never pass, so
