@@ -19,12 +19,18 @@ import (
 	"github.com/sluice-mail/sluice/sdk/abi"
 )
 
+// maxPrealloc bounds what the client's SIZE can make us set aside before
+// the bytes arrive: a client that declares the largest size and then
+// sends nothing must not hold that much memory. Larger messages grow
+// their buffer as they come.
+const maxPrealloc = 128 << 10
+
 // readMessage reads the whole message: it is signed before it is sent,
 // and the signature goes in front. go-smtp stops it at the size limit.
 func readMessage(r io.Reader, sizeHint int64) ([]byte, error) {
 	var b bytes.Buffer
-	if sizeHint > 0 && sizeHint < 64<<20 {
-		b.Grow(int(sizeHint) + 512)
+	if sizeHint > 0 {
+		b.Grow(int(min(sizeHint, maxPrealloc)) + 512)
 	}
 	if _, err := b.ReadFrom(r); err != nil {
 		return nil, err
