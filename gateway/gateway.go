@@ -153,6 +153,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, strict boo
 		MaxConnectionsPerIP: cfg.SMTP.MaxConnectionsPerIP,
 		CommandTimeout:      cfg.SMTP.CommandTimeout.D(),
 		DataTimeout:         cfg.SMTP.DataTimeout.D(),
+		StressTimeout:       cfg.SMTP.StressTimeout.D(),
 		MaxLineLength:       cfg.SMTP.MaxLineLength,
 		MaxHops:             cfg.SMTP.MaxHops,
 		MaxHeaderFields:     cfg.SMTP.MaxHeaderFields,

@@ -56,6 +56,7 @@ type SMTP struct {
 	MaxConnectionsPerIP int      `toml:"max_connections_per_ip"`
 	CommandTimeout      Duration `toml:"command_timeout"`
 	DataTimeout         Duration `toml:"data_timeout"`
+	StressTimeout       Duration `toml:"stress_timeout"`
 	MaxLineLength       int      `toml:"max_line_length"`
 	MaxHops             int      `toml:"max_hops"`
 	MaxHeaderFields     int      `toml:"max_header_fields"`

@@ -66,6 +66,9 @@ func TestGoodConfigDefaultsAndNormalisation(t *testing.T) {
 	if c.SMTP.MaxErrors != 20 || c.SMTP.MaxHeaderFields != 1000 {
 		t.Errorf("max_errors, max_header_fields defaults = %d, %d; want 20, 1000", c.SMTP.MaxErrors, c.SMTP.MaxHeaderFields)
 	}
+	if c.SMTP.StressTimeout.D() != 10*time.Second {
+		t.Errorf("stress_timeout default = %v, want 10s", c.SMTP.StressTimeout.D())
+	}
 	if c.SMTP.BareLineEndings != "normalize" {
 		t.Errorf("bare_line_endings default = %q, want normalize", c.SMTP.BareLineEndings)
 	}

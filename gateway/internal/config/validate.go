@@ -45,6 +45,9 @@ func (c *Config) setDefaults() {
 	if s.DataTimeout == 0 {
 		s.DataTimeout = Duration(10 * 60e9)
 	}
+	if s.StressTimeout == 0 {
+		s.StressTimeout = Duration(10e9) // as Postfix's smtpd_timeout under stress
+	}
 	if s.MaxLineLength == 0 {
 		s.MaxLineLength = 4096
 	}

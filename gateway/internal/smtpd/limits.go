@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -17,18 +18,30 @@ import (
 // limiter counts the connections of every listener of a server against
 // the total and per-IP limits, so that a flood from one address cannot
 // starve everyone else.
+//
+// A gateway that is full is under stress, as Postfix calls it: from the
+// first connection refused for the total limit until the count falls to
+// half of it, every session's reads must complete within stressTimeout
+// (a command line, or what is left of a message), so that idle and slow
+// clients holding every place are cut off in seconds rather than at
+// command_timeout, and the others get in.
 type limiter struct {
-	hostname string
-	total    int
-	perIP    int
+	hostname      string
+	total         int
+	perIP         int
+	stressTimeout time.Duration // 0: no stress mode
+	log           *slog.Logger
+
+	stressed atomic.Bool
 
 	mu     sync.Mutex
-	open   int
+	conns  map[*limitedConn]struct{}
 	byAddr map[netip.Addr]int
 }
 
-func newLimiter(hostname string, total, perIP int) *limiter {
-	return &limiter{hostname: hostname, total: total, perIP: perIP, byAddr: map[netip.Addr]int{}}
+func newLimiter(hostname string, total, perIP int, stressTimeout time.Duration, log *slog.Logger) *limiter {
+	return &limiter{hostname: hostname, total: total, perIP: perIP, stressTimeout: stressTimeout, log: log,
+		conns: map[*limitedConn]struct{}{}, byAddr: map[netip.Addr]int{}}
 }
 
 // limitListener refuses connections over the limits before go-smtp sees
@@ -44,35 +57,56 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		ip := remoteIP(c)
-		if reason := l.admit(ip); reason != "" {
+		lc := &limitedConn{Conn: c, limits: l.limiter, ip: remoteIP(c)}
+		if reason := l.admit(lc); reason != "" {
 			go refuse(c, fmt.Sprintf("421 4.7.0 %s %s, try again later\r\n", l.hostname, reason))
 			continue
 		}
-		return &limitedConn{Conn: c, limits: l.limiter, ip: ip}, nil
+		return lc, nil
 	}
 }
 
-func (l *limiter) admit(ip netip.Addr) string {
+func (l *limiter) admit(c *limitedConn) string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.open >= l.total {
+	if len(l.conns) >= l.total {
+		l.startStress()
 		return "too many connections"
 	}
-	if l.byAddr[ip] >= l.perIP {
-		return "too many connections from " + ip.String()
+	if l.byAddr[c.ip] >= l.perIP {
+		// One address at its limit is not stress: only its own
+		// connections are refused.
+		return "too many connections from " + c.ip.String()
 	}
-	l.open++
-	l.byAddr[ip]++
+	l.conns[c] = struct{}{}
+	l.byAddr[c.ip]++
 	return ""
 }
 
-func (l *limiter) release(ip netip.Addr) {
+func (l *limiter) release(c *limitedConn) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.open--
-	if l.byAddr[ip]--; l.byAddr[ip] <= 0 {
-		delete(l.byAddr, ip)
+	delete(l.conns, c)
+	if l.byAddr[c.ip]--; l.byAddr[c.ip] <= 0 {
+		delete(l.byAddr, c.ip)
+	}
+	if l.stressed.Load() && len(l.conns) <= l.total/2 {
+		l.stressed.Store(false)
+		l.log.Info("connections back to half the limit: sessions get command_timeout again", "connections", len(l.conns))
+	}
+}
+
+// startStress cuts every open session's read deadline to stressTimeout
+// from now. l.mu is held.
+func (l *limiter) startStress() {
+	if l.stressTimeout <= 0 || l.stressed.Load() {
+		return
+	}
+	l.stressed.Store(true)
+	l.log.Warn("connection limit reached: every session now gets stress_timeout to send each command and the rest of a message",
+		"connections", len(l.conns), "stress_timeout", l.stressTimeout)
+	for c := range l.conns {
+		c.applyReadDeadline()
 	}
 }
 
@@ -83,13 +117,45 @@ func refuse(c net.Conn, reply string) {
 }
 
 // limitedConn gives its place back exactly once, however often it is
-// closed, makes a read timeout final, and says goodbye with 421.
+// closed, makes a read timeout final, shortens its read deadline under
+// stress, and says goodbye with 421.
 type limitedConn struct {
 	net.Conn
 	limits   *limiter
 	ip       netip.Addr
 	once     sync.Once
 	timedOut atomic.Bool
+
+	mu           sync.Mutex
+	readDeadline time.Time // as go-smtp or the session set it
+}
+
+// SetReadDeadline sets the deadline asked for, brought forward to
+// stress_timeout from now while the gateway is under stress.
+func (c *limitedConn) SetReadDeadline(t time.Time) error {
+	c.mu.Lock()
+	c.readDeadline = t
+	c.mu.Unlock()
+	return c.applyReadDeadline()
+}
+
+func (c *limitedConn) SetDeadline(t time.Time) error {
+	if err := c.Conn.SetWriteDeadline(t); err != nil {
+		return err
+	}
+	return c.SetReadDeadline(t)
+}
+
+func (c *limitedConn) applyReadDeadline() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t := c.readDeadline
+	if c.limits.stressed.Load() {
+		if cut := time.Now().Add(c.limits.stressTimeout); t.IsZero() || t.After(cut) {
+			t = cut
+		}
+	}
+	return c.Conn.SetReadDeadline(t)
 }
 
 // Read fails at once after a read has timed out. go-smtp reads commands
@@ -110,7 +176,7 @@ func (c *limitedConn) Read(p []byte) (int, error) {
 }
 
 func (c *limitedConn) Close() error {
-	c.once.Do(func() { c.limits.release(c.ip) })
+	c.once.Do(func() { c.limits.release(c) })
 	return c.Conn.Close()
 }
 

@@ -39,6 +39,7 @@ type Config struct {
 	MaxConnectionsPerIP int
 	CommandTimeout      time.Duration
 	DataTimeout         time.Duration
+	StressTimeout       time.Duration // for each read of every session while the gateway is full (limits.go); 0: none
 	MaxLineLength       int
 	MaxHops             int
 	MaxHeaderFields     int         // 0: no limit
@@ -106,7 +107,7 @@ func New(cfg Config, parts Parts) (*Server, error) {
 		parts.Metrics = metrics.NewRegistry()
 	}
 	s := &Server{cfg: cfg, parts: parts, domains: map[string]bool{}, log: parts.Logger, metrics: newServerMetrics(parts.Metrics),
-		limits: newLimiter(cfg.Hostname, cfg.MaxConnections, cfg.MaxConnectionsPerIP)}
+		limits: newLimiter(cfg.Hostname, cfg.MaxConnections, cfg.MaxConnectionsPerIP, cfg.StressTimeout, parts.Logger)}
 	for _, d := range cfg.Domains {
 		s.domains[d] = true
 	}
