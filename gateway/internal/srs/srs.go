@@ -35,6 +35,10 @@ var (
 )
 
 const (
+	// maxAddressLength is RFC 5321's limit on a path (§4.5.3.1.3: 256
+	// octets) less its angle brackets.
+	maxAddressLength = 254
+
 	defaultMaxAge     = 21 * day
 	defaultHashLength = 4
 	// A base64 HMAC-SHA1 has 27 significant characters.
@@ -141,20 +145,28 @@ func (r *Rewriter) Forward(addr string) (string, error) {
 		return "", fmt.Errorf("%w: the local part of %q cannot be carried in an SRS address", ErrMalformed, addr)
 	}
 
+	var out string
 	switch tag(local) {
 	case "SRS0":
 		// Keep the previous forwarder's address whole (including its
 		// separator) so that it can reverse it; we cannot check its hash.
 		rest := local[len("SRS0"):]
-		return r.srs1(domain, rest), nil
+		out = r.srs1(domain, rest)
 	case "SRS1":
 		firstHop, rest, ok := splitSRS1(local)
 		if !ok {
 			return "", fmt.Errorf("%w: %q is an SRS1 address without first hop and address", ErrMalformed, addr)
 		}
-		return r.srs1(firstHop, rest), nil
+		out = r.srs1(firstHop, rest)
+	default:
+		out = r.srs0(domain, local)
 	}
-	return r.srs0(domain, local), nil
+	// Bounces to a longer address would be refused, by us among others:
+	// better the sender hears now than its bounces vanish later.
+	if len(out) > maxAddressLength {
+		return "", fmt.Errorf("%w: %q would become %d octets, more than an SMTP path allows (%d)", ErrMalformed, addr, len(out), maxAddressLength)
+	}
+	return out, nil
 }
 
 func (r *Rewriter) srs0(domain, local string) string {
