@@ -14,7 +14,8 @@ import (
 )
 
 // pluginFailures are the ways a plugin fails, by the recipient that makes
-// one of the test plugins fail that way: scripted (built with the SDK)
+// one of the test plugins fail that way (each in a session of its own, in
+// parallel, so that the two that wait for the timeout wait together): scripted (built with the SDK)
 // loops, sleeps, runs out of memory, traps, exits, panics or answers
 // what it may not; raw (written against the ABI alone) answers bytes
 // that are no verdict.
@@ -50,16 +51,16 @@ to = "me@dest.test"
 name = "scripted"
 path = %q
 stages = ["rcpt"]
-timeout = "300ms"
-memory_limit = "32MiB"
-instances = 1
+timeout = "2s"
+memory_limit = "16MiB"
+instances = 4
 on_failure = %q
 [plugin.config]
 permit = ["reject", "add_headers"]
 [[plugin]]
 name = "raw"
 path = %q
-instances = 1
+instances = 4
 on_failure = %q
 `, wasmbuild.ForTest(t, "./plugins/router"), wasmbuild.ForTest(t, "./gateway/internal/plugin/testdata/scripted"), onFailure,
 		wasmbuild.ForTest(t, "./gateway/internal/plugin/testdata/raw"), onFailure)
@@ -71,21 +72,26 @@ on_failure = %q
 // instance of the plugin, and the failure is logged and counted.
 func TestPluginFailuresTempfail(t *testing.T) {
 	e := startEnv(t, envOptions{plugins: failingChain(t, "tempfail")})
-	for _, f := range pluginFailures {
-		c := e.client(t)
-		if err := c.Mail("alice@example.org", nil); err != nil {
-			t.Fatal(err)
+	t.Run("each", func(t *testing.T) {
+		for _, f := range pluginFailures {
+			t.Run(f.rcpt, func(t *testing.T) {
+				t.Parallel()
+				c := e.client(t)
+				if err := c.Mail("alice@example.org", nil); err != nil {
+					t.Fatal(err)
+				}
+				wantReply(t, f.rcpt, c.Rcpt(f.rcpt, nil), 451, smtp.EnhancedCode{4, 3, 0}, "Filter "+f.plugin+" failed, try again later")
+				// The same session, the same plugins: the next recipient passes.
+				if err := c.Rcpt("info@ours.test", nil); err != nil {
+					t.Fatalf("after %s: %v", f.rcpt, err)
+				}
+				if _, err := sendData(t, c, testMessage); err != nil {
+					t.Fatalf("after %s: %v", f.rcpt, err)
+				}
+				c.Quit()
+			})
 		}
-		wantReply(t, f.rcpt, c.Rcpt(f.rcpt, nil), 451, smtp.EnhancedCode{4, 3, 0}, "Filter "+f.plugin+" failed, try again later")
-		// The same session, the same plugins: the next recipient passes.
-		if err := c.Rcpt("info@ours.test", nil); err != nil {
-			t.Fatalf("after %s: %v", f.rcpt, err)
-		}
-		if _, err := sendData(t, c, testMessage); err != nil {
-			t.Fatalf("after %s: %v", f.rcpt, err)
-		}
-		c.Quit()
-	}
+	})
 	got := e.dest.deliveries()
 	if len(got) != len(pluginFailures) {
 		t.Fatalf("the destination has %d messages, want %d", len(got), len(pluginFailures))
@@ -102,11 +108,16 @@ func TestPluginFailuresTempfail(t *testing.T) {
 // on the router's word and the message delivered.
 func TestPluginFailuresSkip(t *testing.T) {
 	e := startEnv(t, envOptions{plugins: failingChain(t, "skip")})
-	for _, f := range pluginFailures {
-		if err := e.send(t, "alice@example.org", f.rcpt, testMessage); err != nil {
-			t.Errorf("%s with skip: %v, want the message delivered", f.rcpt, err)
+	t.Run("each", func(t *testing.T) {
+		for _, f := range pluginFailures {
+			t.Run(f.rcpt, func(t *testing.T) {
+				t.Parallel()
+				if err := e.send(t, "alice@example.org", f.rcpt, testMessage); err != nil {
+					t.Errorf("%s with skip: %v, want the message delivered", f.rcpt, err)
+				}
+			})
 		}
-	}
+	})
 	if n := len(e.dest.deliveries()); n != len(pluginFailures) {
 		t.Errorf("the destination has %d messages, want %d", n, len(pluginFailures))
 	}
