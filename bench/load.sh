@@ -12,16 +12,19 @@ set -euo pipefail
 
 usage() {
 	cat <<'EOF'
-usage: bench/load.sh [-q] [-n N] [-P PROFILES] [-z SIZES] [-s SESSIONS] [-p DIR] [-k]
+usage: bench/load.sh [-q] [-n N] [-r R] [-P PROFILES] [-z SIZES] [-s SESSIONS] [-b BIN] [-p DIR] [-k]
 
   -n N          messages per run (default 20000)
   -q            quick: 2000 messages per run, for trying things out
+  -r R          run each measurement R times and report the medians (default 1)
   -P PROFILES   Sluice profiles to run (default "forward full"):
                   forward  router only: [auth] off, no DKIM keys, no ARC
                   full     SPF, DKIM and ARC verification, router + dmarc plugins,
                            DKIM RSA-2048 + Ed25519 signing, ARC seal, SRS
   -z SIZES      message sizes in bytes (default "4096 65536")
   -s SESSIONS   concurrent sessions (default "32 1000")
+  -b BIN        use these sluice binaries (space-separated) instead of building
+                bin/sluice; each gets its own rows, run side by side, to compare builds
   -p DIR        write a CPU profile of each Sluice run to DIR (go tool pprof)
   -k            keep the work directory (configs, logs, messages)
 EOF
@@ -31,12 +34,16 @@ N=20000
 PROFILES="forward full"
 SIZES="4096 65536"
 SESSIONS="32 1000"
+REPEAT=1
+BINARIES=""
 PROFILE_DIR=""
 KEEP=0
-while getopts "qn:P:z:s:p:kh" opt; do
+while getopts "qn:r:P:z:s:b:p:kh" opt; do
 	case $opt in
 	q) N=2000 ;;
 	n) N=$OPTARG ;;
+	r) REPEAT=$OPTARG ;;
+	b) for b in $OPTARG; do BINARIES+="$(cd "$(dirname "$b")" && pwd)/$(basename "$b") "; done ;;
 	P) PROFILES=$OPTARG ;;
 	z) SIZES=$OPTARG ;;
 	s) SESSIONS=$OPTARG ;;
@@ -79,12 +86,16 @@ trap cleanup EXIT
 # 1,000 sessions through Sluice take 2,000 sockets on each side.
 ulimit -n "$(ulimit -Hn)"
 
-echo "building bin/sluice and the router and dmarc plugins"
-$GO build -o bin/sluice ./gateway/cmd/sluice
+if [ -z "$BINARIES" ]; then
+	echo "building bin/sluice"
+	$GO build -o bin/sluice ./gateway/cmd/sluice
+	BINARIES=$ROOT/bin/sluice
+fi
+echo "building the router and dmarc plugins"
 for p in router dmarc; do
 	GOOS=wasip1 GOARCH=wasm $GO build -buildmode=c-shared -o plugins/$p/$p.wasm ./plugins/$p
 done
-SLUICE=$ROOT/bin/sluice
+SLUICE=${BINARIES%% *}
 
 # Keys: the sending domain's (its record goes into Sluice's static DNS) and
 # Sluice's own signing keys.
@@ -127,27 +138,32 @@ SINK_USER=()
 start_sink() {
 	SINK_PORT=$(free_port)
 	SINK_OUT=$WORK/sink-$SINK_PORT.out
-	smtp-sink "${SINK_USER[@]}" -c -C "127.0.0.1:$SINK_PORT" 1024 >"$SINK_OUT" 2>&1 &
+	smtp-sink "${SINK_USER[@]}" -c -C -m 4096 "127.0.0.1:$SINK_PORT" 4096 >"$SINK_OUT" 2>&1 &
 	SINK_PID=$!
 	PIDS+=("$SINK_PID")
 	wait_for port_open "$SINK_PORT"
 }
 
-# stop_sink stops smtp-sink and prints how many messages it received.
+# stop_sink stops smtp-sink; sets GOT to how many messages it received.
 stop_sink() {
 	kill "$SINK_PID" 2>/dev/null || true
 	wait "$SINK_PID" 2>/dev/null || true
-	tr '\r' '\n' <"$SINK_OUT" | sed -n 's/.*mesg=\([0-9]*\).*/\1/p' | tail -1 | grep . || echo 0
+	GOT=$(tr '\r' '\n' <"$SINK_OUT" | sed -n 's/.*mesg=\([0-9]*\).*/\1/p' | tail -1)
+	GOT=${GOT:-0}
 }
 
-# send runs smtp-source against a port and prints its wall time in seconds.
+# send runs smtp-source against a port; sets SECS (wall time) and
+# SOURCE_TICKS (its CPU time).
 send() {
-	local port=$1 size=$2 sessions=$3 t0 t1
+	local port=$1 size=$2 sessions=$3 t0 t1 c0 c1
+	c0=$(children_ticks)
 	t0=$(date +%s.%N)
 	smtp-source -A -s "$sessions" -m "$N" -F "$WORK/msg-$size.eml" -M client.source.test \
 		-f a@source.test -t x@bench.test "127.0.0.1:$port" >>"$WORK/source.log" 2>&1 || true
 	t1=$(date +%s.%N)
-	awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }'
+	c1=$(children_ticks)
+	SECS=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
+	SOURCE_TICKS=$((c1 - c0))
 }
 
 # write_config writes a Sluice configuration for a profile.
@@ -242,33 +258,56 @@ EOF
 }
 
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+# children_ticks is the CPU time of this script's finished children.
+children_ticks() { awk '{ print $16 + $17 }' "/proc/$$/stat"; }
+# busy_ticks is the CPU time the whole machine has spent, all cores.
+busy_ticks() { awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
 peak_rss_kib() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
 CLK_TCK=$(getconf CLK_TCK)
+CORES=$(nproc)
 
 # metric prints the value of one sample of Sluice's /metrics, or 0.
 metric() {
 	awk -v name="$1" '$1 == name { v = $2 } END { print v + 0 }' "$WORK/metrics"
 }
 
+# others_pct is the share of the machine that processes other than the
+# three under test used during a run: high means the figures are noisy.
+others_pct() {
+	awk -v busy="$1" -v ours="$2" -v secs="$SECS" -v hz="$CLK_TCK" -v cores="$CORES" \
+		'BEGIN { o = (busy - ours) / (secs * hz * cores) * 100; printf "%.0f", o < 0 ? 0 : o }'
+}
+
+# median prints the median of its arguments (the lower middle one of an even count).
+median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+
 ROWS=()
-# row appends a line to the table: profile size sessions rate ratio cpu rss failures
-row() { ROWS+=("$(printf '| %-8s | %6s | %8s | %7s | %5s | %8s | %8s | %8s |' "$@")"); }
+# row appends a line to the table.
+row() { ROWS+=("$(printf '| %-9s | %6s | %8s | %6s | %5s | %10s | %4s | %8s | %6s |' "$@")"); }
 
 human_size() { awk -v s="$1" 'BEGIN { if (s % 1024 == 0) printf "%d KiB", s / 1024; else printf "%d B", s }'; }
 
-baseline() {
-	local size=$1 sessions=$2 secs got
+# baseline_once sends straight to a sink; sets RATE, OTHERS, FAILED.
+baseline_once() {
+	local size=$1 sessions=$2 b0 b1 k0 k1
 	start_sink
-	secs=$(send "$SINK_PORT" "$size" "$sessions")
-	got=$(stop_sink)
-	BASE_RATE=$(awk -v n="$N" -v s="$secs" 'BEGIN { printf "%.0f", n / s }')
-	printf '  straight  %6s %5s sessions: %6s msg/s (%s s), %d not delivered\n' "$(human_size "$size")" "$sessions" "$BASE_RATE" "$secs" $((N - got))
-	row straight "$(human_size "$size")" "$sessions" "$BASE_RATE" "1.00" "" "" $((N - got))
+	b0=$(busy_ticks)
+	k0=$(cpu_ticks "$SINK_PID")
+	send "$SINK_PORT" "$size" "$sessions"
+	k1=$(cpu_ticks "$SINK_PID")
+	b1=$(busy_ticks)
+	stop_sink
+	RATE=$(awk -v n="$N" -v s="$SECS" 'BEGIN { printf "%.0f", n / s }')
+	OTHERS=$(others_pct $((b1 - b0)) $((k1 - k0 + SOURCE_TICKS)))
+	FAILED=$((N - GOT))
+	printf '  %-8s  %6s %5s sessions: %6s msg/s (%s s), others used %s%% of the machine, %d not delivered\n' \
+		straight "$(human_size "$size")" "$sessions" "$RATE" "$SECS" "$OTHERS" "$FAILED"
 }
 
-run_sluice() {
-	local profile=$1 size=$2 sessions=$3 name cfg args c0 c1 secs rss got rate ratio cpu
-	name=$profile-$size-$sessions
+# sluice_once sends through a fresh Sluice; sets RATE, CPU, RSS, OTHERS, FAILED.
+sluice_once() {
+	local bin=$1 profile=$2 size=$3 sessions=$4 name cfg args c0 c1 b0 b1 k0 k1 outcomes
+	name=$profile-$size-$sessions-$RUN
 	start_sink
 	SLUICE_PORT=$(free_port)
 	ADMIN_PORT=$(free_port)
@@ -276,53 +315,103 @@ run_sluice() {
 	write_config "$profile" "$cfg"
 	args=(serve -c "$cfg" -grace 5s)
 	[ -n "$PROFILE_DIR" ] && args+=(-cpuprofile "$PROFILE_DIR/$name.pprof")
-	"$SLUICE" "${args[@]}" 2>"$WORK/$name.log" &
+	"$bin" "${args[@]}" 2>"$WORK/$name.log" &
 	local pid=$!
 	PIDS+=("$pid")
 	if ! wait_for curl -sf "http://127.0.0.1:$ADMIN_PORT/healthz" -o /dev/null; then
 		tail "$WORK/$name.log" >&2
 		exit 1
 	fi
+	b0=$(busy_ticks)
 	c0=$(cpu_ticks $pid)
-	secs=$(send "$SLUICE_PORT" "$size" "$sessions")
+	k0=$(cpu_ticks "$SINK_PID")
+	send "$SLUICE_PORT" "$size" "$sessions"
+	k1=$(cpu_ticks "$SINK_PID")
 	c1=$(cpu_ticks $pid)
-	rss=$(peak_rss_kib $pid)
+	b1=$(busy_ticks)
+	RSS=$(awk -v k="$(peak_rss_kib $pid)" 'BEGIN { printf "%.0f", k / 1024 }')
 	curl -sf "http://127.0.0.1:$ADMIN_PORT/metrics" -o "$WORK/metrics" || : >"$WORK/metrics"
 	kill -TERM $pid
 	wait $pid || true
-	got=$(stop_sink)
-	rate=$(awk -v n="$N" -v s="$secs" 'BEGIN { printf "%.0f", n / s }')
-	ratio=$(awk -v r="$rate" -v b="$BASE_RATE" 'BEGIN { printf "%.2f", r / b }')
-	cpu=$(awk -v c=$((c1 - c0)) -v t="$CLK_TCK" -v n="$N" 'BEGIN { printf "%.0f", c / t / n * 1e6 }')
-	rss=$(awk -v k="$rss" 'BEGIN { printf "%.0f", k / 1024 }')
-	local failed=$((N - got)) outcomes
+	stop_sink
+	RATE=$(awk -v n="$N" -v s="$SECS" 'BEGIN { printf "%.0f", n / s }')
+	CPU=$(awk -v c=$((c1 - c0)) -v t="$CLK_TCK" -v n="$N" 'BEGIN { printf "%.0f", c / t / n * 1e6 }')
+	OTHERS=$(others_pct $((b1 - b0)) $((c1 - c0 + k1 - k0 + SOURCE_TICKS)))
+	FAILED=$((N - GOT))
 	outcomes=$(printf 'delivered %s, rejected %s, tempfailed %s' \
 		"$(metric 'sluice_messages_total{outcome="delivered"}')" \
 		"$(metric 'sluice_messages_total{outcome="rejected"}')" \
 		"$(metric 'sluice_messages_total{outcome="tempfailed"}')")
-	printf '  %-8s  %6s %5s sessions: %6s msg/s (%s s), x%s of straight, %s µs CPU/msg, peak RSS %s MiB, %d not delivered (Sluice: %s)\n' \
-		"$profile" "$(human_size "$size")" "$sessions" "$rate" "$secs" "$ratio" "$cpu" "$rss" "$failed" "$outcomes"
-	if [ "$failed" -gt 0 ]; then
+	printf '  %-8s  %6s %5s sessions: %6s msg/s (%s s), %s µs CPU/msg, peak RSS %s MiB, others used %s%%, %d not delivered (Sluice: %s)\n' \
+		"$profile" "$(human_size "$size")" "$sessions" "$RATE" "$SECS" "$CPU" "$RSS" "$OTHERS" "$FAILED" "$outcomes"
+	if [ "$FAILED" -gt 0 ]; then
 		grep 'msg=message' "$WORK/$name.log" | grep -v 'outcome="250 ' | head -3 | sed 's/^/    /' || true
 	fi
-	row "$profile" "$(human_size "$size")" "$sessions" "$rate" "$ratio" "$cpu" "$rss" "$failed"
 }
 
-echo "$N messages per run; machine: $(nproc) cores, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)"
+# measure_straight runs the baseline REPEAT times and adds its row with
+# the medians; BASE_RATE is its rate.
+measure_straight() {
+	local size=$1 sessions=$2 rates=() others=() failed=0
+	for RUN in $(seq "$REPEAT"); do
+		baseline_once "$size" "$sessions"
+		rates+=("$RATE")
+		others+=("$OTHERS")
+		failed=$((failed + FAILED))
+	done
+	BASE_RATE=$(median "${rates[@]}")
+	row straight "$(human_size "$size")" "$sessions" "$BASE_RATE" "1.00" "" "" "$(median "${others[@]}")" "$failed"
+}
+
+# measure_sluice runs a profile REPEAT times with each binary, taking
+# turns, and adds a row per binary with the medians.
+measure_sluice() {
+	local profile=$1 size=$2 sessions=$3 i bin label
+	local -A rates=() cpus=() rsss=() others=() failed=()
+	for RUN in $(seq "$REPEAT"); do
+		i=0
+		for bin in $BINARIES; do
+			i=$((i + 1))
+			sluice_once "$bin" "$profile" "$size" "$sessions"
+			rates[$i]+=" $RATE"
+			cpus[$i]+=" $CPU"
+			rsss[$i]+=" $RSS"
+			others[$i]+=" $OTHERS"
+			failed[$i]=$((${failed[$i]:-0} + FAILED))
+		done
+	done
+	i=0
+	for bin in $BINARIES; do
+		i=$((i + 1))
+		label=$profile
+		[ "$(wc -w <<<"$BINARIES")" -gt 1 ] && label="$profile $i"
+		local rate
+		rate=$(median ${rates[$i]})
+		row "$label" "$(human_size "$size")" "$sessions" "$rate" \
+			"$(awk -v r="$rate" -v b="$BASE_RATE" 'BEGIN { printf "%.2f", r / b }')" \
+			"$(median ${cpus[$i]})" "$(median ${rsss[$i]})" "$(median ${others[$i]})" "${failed[$i]}"
+	done
+}
+
+echo "$N messages per run, $REPEAT run(s) each; machine: $CORES cores, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)"
 start=$(date +%s)
 for size in $SIZES; do
 	for sessions in $SESSIONS; do
-		baseline "$size" "$sessions"
+		measure_straight "$size" "$sessions"
 		for profile in $PROFILES; do
-			run_sluice "$profile" "$size" "$sessions"
+			measure_sluice "$profile" "$size" "$sessions"
 		done
 	done
 done
 
 echo
-echo "| profile  |   size | sessions |   msg/s | ratio | µs CPU/msg | peak RSS MiB | failures |"
-echo "|---|---|---|---|---|---|---|---|"
+[ "$(wc -w <<<"$BINARIES")" -gt 1 ] && echo "binaries: $(tr ' ' '\n' <<<"$BINARIES" | grep . | nl -w1 -s'=' | tr '\n' ' ')"
+echo "| profile   |   size | sessions |  msg/s | ratio | µs CPU/msg |  MiB | others % | failed |"
+echo "|---|---|---|---|---|---|---|---|---|"
 printf '%s\n' "${ROWS[@]}"
 echo
-echo "ratio: msg/s over the straight smtp-source → smtp-sink rate at the same size and sessions;"
-echo "CPU and RSS are Sluice's own. Took $(($(date +%s) - start)) s."
+echo "msg/s: N over smtp-source's wall time (median of $REPEAT); ratio: over the straight"
+echo "smtp-source → smtp-sink rate at the same size and sessions; µs CPU/msg and MiB"
+echo "(peak RSS) are the Sluice process's own; others %: the share of the machine's"
+echo "$CORES cores used meanwhile by processes other than smtp-source, smtp-sink and Sluice."
+echo "Took $(($(date +%s) - start)) s."

@@ -7,8 +7,12 @@ import (
 	"time"
 )
 
-// pool keeps idle destination connections, at most max per MX host, each
-// for at most timeout. Every connection in it is between transactions.
+// pool keeps idle destination connections, each for at most timeout.
+// Every connection in it is between transactions. Per MX host it keeps up
+// to max, or as many as there are transactions open to the host if that
+// is more: under load, each connection that finishes a transaction is
+// wanted again a moment later by one of the sessions still coming, and
+// closing it would cost the next one a connect, greeting and EHLO.
 type pool struct {
 	max     int
 	timeout time.Duration
@@ -16,6 +20,7 @@ type pool struct {
 	mu     sync.Mutex
 	closed bool
 	idle   map[string][]*idleSession // by MX host, oldest first
+	open   map[string]int            // transactions in progress, by MX host
 }
 
 type idleSession struct {
@@ -24,7 +29,7 @@ type idleSession struct {
 }
 
 func newPool(max int, timeout time.Duration) *pool {
-	return &pool{max: max, timeout: timeout, idle: make(map[string][]*idleSession)}
+	return &pool{max: max, timeout: timeout, idle: make(map[string][]*idleSession), open: make(map[string]int)}
 }
 
 // get takes the most recently used idle connection to (host, ip), or
@@ -43,8 +48,26 @@ func (p *pool) get(host string, ip netip.Addr) *session {
 	return nil
 }
 
-// put keeps s for reuse, evicting the host's oldest idle connection if
-// the host is at its limit.
+// begin counts a transaction starting on a connection to host.
+func (p *pool) begin(host string) {
+	p.mu.Lock()
+	p.open[host]++
+	p.mu.Unlock()
+}
+
+// end counts a transaction to host as over, after its connection was put
+// back or closed.
+func (p *pool) end(host string) {
+	p.mu.Lock()
+	if p.open[host]--; p.open[host] <= 0 {
+		delete(p.open, host)
+	}
+	p.mu.Unlock()
+}
+
+// put keeps s for reuse, evicting the host's oldest idle connections
+// while the host is at its limit: max, or the transactions open to it
+// (the one s just finished included).
 func (p *pool) put(s *session) {
 	p.mu.Lock()
 	if p.closed || p.max <= 0 {
@@ -52,9 +75,10 @@ func (p *pool) put(s *session) {
 		s.quit()
 		return
 	}
-	var evicted *session
-	if list := p.idle[s.host]; len(list) >= p.max {
-		evicted = list[0].s
+	limit := max(p.max, p.open[s.host])
+	var evicted []*session
+	for list := p.idle[s.host]; len(list) >= limit; list = p.idle[s.host] {
+		evicted = append(evicted, list[0].s)
 		list[0].timer.Stop()
 		p.remove(s.host, 0)
 	}
@@ -62,8 +86,8 @@ func (p *pool) put(s *session) {
 	e.timer = time.AfterFunc(p.timeout, func() { p.expire(e) })
 	p.idle[s.host] = append(p.idle[s.host], e)
 	p.mu.Unlock()
-	if evicted != nil {
-		evicted.quit()
+	for _, old := range evicted {
+		old.quit()
 	}
 }
 

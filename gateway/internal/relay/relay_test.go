@@ -464,6 +464,41 @@ func TestIdleLimitPerHost(t *testing.T) {
 	}
 }
 
+// Under load the pool keeps as many connections as there are transactions
+// open to the host, so that the sessions still coming reuse them rather
+// than connecting afresh, then shrinks back to MaxIdle.
+func TestIdleLimitGrowsWithOpenTransactions(t *testing.T) {
+	port, lns := listenSamePort(t, "127.0.0.2")
+	d := newDestination()
+	d.serve(t, lns...)
+	r := newTestRelay(t, port, oneMX(t, "127.0.0.2"), func(c *Config) { c.MaxIdle = 1 })
+	ctx := context.Background()
+	begin := func() *Txn {
+		t.Helper()
+		txn, err := r.Begin(ctx, "example.test", "a@fwd.test", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return txn
+	}
+	txns := []*Txn{begin(), begin(), begin()}
+	txns[0].Close()
+	txns[1].Close()
+	if r.pool.idleCount() != 2 {
+		t.Fatalf("%d idle with a transaction still open, want 2", r.pool.idleCount())
+	}
+	txns[0], txns[1] = begin(), begin()
+	if d.acceptedConns() != 3 {
+		t.Errorf("%d connections for 5 transactions, 3 at a time; want 3", d.acceptedConns())
+	}
+	for _, txn := range txns {
+		txn.Close()
+	}
+	if r.pool.idleCount() != 1 {
+		t.Errorf("%d idle once every transaction ended, want MaxIdle = 1", r.pool.idleCount())
+	}
+}
+
 func TestIdleConnectionExpires(t *testing.T) {
 	port, lns := listenSamePort(t, "127.0.0.2")
 	d := newDestination()
