@@ -76,9 +76,11 @@ func (t *Txn) Data(ctx context.Context, msg []byte) (*smtp.SMTPError, error) {
 		return nil
 	})
 	reply, isReply := errors.AsType[*smtp.SMTPError](err)
-	if err == nil || (isReply && reply.Code/100 == 2) {
+	if err == nil || (isReply && reply.Code/100 == 2 && dataSent) {
 		// Accepted is accepted, even if ctx ended just after: reporting a
-		// failure now would make the client send the message twice.
+		// failure now would make the client send the message twice. Only
+		// a reply to the end of data accepts: a 2xx instead of 354 to the
+		// DATA command is a broken destination that never got the message.
 		if !aborted {
 			t.state = finished
 		}
