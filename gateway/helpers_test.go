@@ -37,14 +37,46 @@ type destination struct {
 	received []delivery
 	conns    int
 	wire     *bytes.Buffer // what clients sent, when recorded
+	faults   func() fault  // chooses each transaction's fault; nil: none
+}
+
+// fault is what the destination does wrong in one transaction, for tests
+// of what Sluice promises when a destination misbehaves.
+type fault int
+
+const (
+	noFault      fault = iota
+	rcptTempfail       // 451 to each RCPT
+	rcptReject         // 550 to each RCPT
+	dataTempfail       // 451 at the end of data; nothing stored
+	dataReject         // 554 at the end of data; nothing stored
+	dropMidData        // the connection closes halfway through the message; nothing stored
+	dropReply          // the message is stored, then the connection closes before the reply
+)
+
+// setFaults makes the destination call choose at each MAIL FROM.
+func (d *destination) setFaults(choose func() fault) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.faults = choose
+}
+
+func (d *destination) nextFault() fault {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.faults == nil {
+		return noFault
+	}
+	return d.faults()
 }
 
 type delivery struct {
-	from string
-	to   []string
-	utf8 bool
-	tls  bool
-	data []byte
+	from    string
+	to      []string
+	utf8    bool
+	tls     bool
+	data    []byte
+	replied bool // false: stored, but the connection was closed before the 250 (dropReply)
 }
 
 // Recipients and message markers the destination refuses.
@@ -140,9 +172,10 @@ func (d *destination) deliveries() []delivery {
 }
 
 type destSession struct {
-	d    *destination
-	conn *smtp.Conn
-	cur  delivery
+	d     *destination
+	conn  *smtp.Conn
+	cur   delivery
+	fault fault
 }
 
 func (s *destSession) Reset()        { s.cur = delivery{} }
@@ -150,28 +183,50 @@ func (s *destSession) Logout() error { return nil }
 func (s *destSession) Mail(from string, o *smtp.MailOptions) error {
 	_, tls := s.conn.TLSConnectionState()
 	s.cur = delivery{from: from, utf8: o.UTF8, tls: tls}
+	s.fault = s.d.nextFault()
 	return nil
 }
 func (s *destSession) Rcpt(to string, _ *smtp.RcptOptions) error {
 	if e, ok := destReplies[to]; ok {
 		return e
 	}
+	switch s.fault {
+	case rcptTempfail:
+		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Fault: try again later"}
+	case rcptReject:
+		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "Fault: no such mailbox"}
+	}
 	s.cur.to = append(s.cur.to, to)
 	return nil
 }
 func (s *destSession) Data(r io.Reader) error {
+	if s.fault == dropMidData {
+		io.CopyN(io.Discard, r, 100)
+		s.conn.Conn().Close()
+		return errors.New("fault: connection dropped in the middle of the message")
+	}
 	b, err := io.ReadAll(r)
 	if err != nil {
 		return err
 	}
-	if bytes.Contains(b, []byte(dataRejectMarker)) {
+	switch {
+	case bytes.Contains(b, []byte(dataRejectMarker)):
 		return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Message refused by destination policy"}
+	case s.fault == dataTempfail:
+		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Fault: try again later"}
+	case s.fault == dataReject:
+		return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Fault: message refused"}
 	}
 	s.cur.data = b
+	s.cur.replied = s.fault != dropReply
 	s.d.mu.Lock()
 	s.d.received = append(s.d.received, s.cur)
 	n := len(s.d.received)
 	s.d.mu.Unlock()
+	if s.fault == dropReply {
+		s.conn.Conn().Close()
+		return errors.New("fault: connection dropped before the reply")
+	}
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: fmt.Sprintf("OK: queued as DEST%d", n)}
 }
 
@@ -254,7 +309,43 @@ type envOptions struct {
 	wire bool
 }
 
+// startEnv starts a gateway in this process, with its DNS server and
+// destination.
 func startEnv(t testing.TB, o envOptions) *env {
+	t.Helper()
+	e := prepareEnv(t, o)
+	cfg, err := config.Load(e.cfgPath)
+	if err != nil {
+		t.Fatalf("config: %v", err)
+	}
+	log := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	g, err := gateway.New(context.Background(), cfg, log)
+	if err != nil {
+		t.Fatalf("gateway.New: %v", err)
+	}
+	if err := g.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	e.gw, e.addrs, e.addr = g, g.Addrs(), g.Addrs()[0]
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- g.Serve(ctx, time.Second) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+		if t.Failed() {
+			t.Logf("gateway log:\n%s", e.logs.String())
+		}
+	})
+	return e
+}
+
+// prepareEnv starts the DNS server and the destination and writes
+// gateway.toml (e.cfgPath) for a gateway to serve, in this process or as
+// the real binary.
+func prepareEnv(t testing.TB, o envOptions) *env {
 	t.Helper()
 	e := &env{dest: startDestination(t, o.wire), keys: map[string]string{}, secret: testSRSSecret, logs: &syncBuffer{}}
 	if o.listen == "" {
@@ -352,32 +443,9 @@ trusted_arc_sealers = ["lists.example.net"]
 `, wasmbuild.ForTest(t, "./plugins/router"), routerRules, wasmbuild.ForTest(t, "./plugins/dmarc"))
 	}
 	e.cfgPath = filepath.Join(dir, "gateway.toml")
-	os.WriteFile(e.cfgPath, []byte(e.cfgText), 0o644)
-	cfg, err := config.Load(e.cfgPath)
-	if err != nil {
-		t.Fatalf("config: %v", err)
-	}
-	log := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	g, err := gateway.New(context.Background(), cfg, log)
-	if err != nil {
-		t.Fatalf("gateway.New: %v", err)
-	}
-	if err := g.Listen(); err != nil {
+	if err := os.WriteFile(e.cfgPath, []byte(e.cfgText), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	e.gw, e.addrs, e.addr = g, g.Addrs(), g.Addrs()[0]
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- g.Serve(ctx, time.Second) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-		if t.Failed() {
-			t.Logf("gateway log:\n%s", e.logs.String())
-		}
-	})
 	return e
 }
 
