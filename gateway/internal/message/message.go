@@ -148,7 +148,10 @@ func FormatField(name, value string) []byte {
 	b = append(b, ':')
 	lineLen := len(b)
 	for i, word := range strings.Split(value, " ") {
-		if i > 0 && lineLen+1+len(word) > 78 && lineLen > 1 {
+		// Never fold before a word of whitespace only (a run of spaces, a
+		// tab): the line would hold nothing else, and some parsers take a
+		// line of whitespace for the end of the header.
+		if i > 0 && lineLen+1+len(word) > 78 && lineLen > 1 && strings.Trim(word, " \t") != "" {
 			b = append(b, "\r\n\t"...)
 			lineLen = 1
 		} else {
