@@ -139,6 +139,26 @@ func TestRefusalFloodEndsWith421(t *testing.T) {
 	}
 }
 
+// A recipient put off to the next transaction (another destination) is
+// no error of the client's, however many there are.
+func TestDeferralsAreNotErrors(t *testing.T) {
+	e := startEnv(t, envOptions{smtp: "max_errors = 3"})
+	c := e.client(t)
+	if err := c.Mail("alice@example.org", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Rcpt("info@ours.test", nil); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		wantReply(t, "a recipient for another destination", c.Rcpt(fmt.Sprintf("elsewhere+%d@ours.test", i), nil),
+			452, smtp.EnhancedCode{4, 5, 3}, "new transaction")
+	}
+	if _, err := sendData(t, c, testMessage); err != nil {
+		t.Errorf("after five deferrals: %v, want the message delivered", err)
+	}
+}
+
 // Each limit on a message answers with its code; the session goes on
 // when it can, and closes when what follows cannot be trusted.
 func TestMessageLimits(t *testing.T) {

@@ -366,8 +366,8 @@ func (s *session) hangUp(reply *smtp.SMTPError) *smtp.SMTPError {
 // client probing for addresses or for a way to relay cannot go on
 // forever.
 func (s *session) refused(err error) error {
-	if err == nil {
-		return nil
+	if err == nil || isDeferral(err) {
+		return err
 	}
 	s.errors++
 	if max := s.srv.cfg.MaxErrors; max > 0 && s.errors >= max {
@@ -375,6 +375,13 @@ func (s *session) refused(err error) error {
 		return s.hangUp(tooManyErrors(s.srv.cfg.Hostname))
 	}
 	return err
+}
+
+// isDeferral reports a recipient put off to the next transaction (452
+// 4.5.3, one destination per transaction): the client did nothing wrong.
+func isDeferral(err error) bool {
+	e, ok := err.(*smtp.SMTPError)
+	return ok && e.Code == 452 && e.EnhancedCode == smtp.EnhancedCode{4, 5, 3}
 }
 
 // Reset ends the transaction, keeping the session.
