@@ -107,13 +107,14 @@ for size in $SIZES; do
 	$PYTHON bench/message.py "$size" "$WORK/source.pem" "$WORK/msg-$size.eml"
 done
 
-# free_port prints a TCP port nothing listens on.
-free_port() {
-	local p
+# next_port sets PORT to a TCP port nothing listens on, never the same one
+# twice in a run.
+LAST_PORT=$((20000 + RANDOM % 20000))
+next_port() {
 	while :; do
-		p=$((20000 + RANDOM % 30000))
-		if [ -z "$(ss -Htln "sport = :$p")" ]; then
-			echo $p
+		LAST_PORT=$((LAST_PORT + 1))
+		if [ -z "$(ss -Htln "sport = :$LAST_PORT")" ]; then
+			PORT=$LAST_PORT
 			return
 		fi
 	done
@@ -136,7 +137,8 @@ SINK_USER=()
 
 # start_sink starts smtp-sink on a fresh port; sets SINK_PORT, SINK_PID, SINK_OUT.
 start_sink() {
-	SINK_PORT=$(free_port)
+	next_port
+	SINK_PORT=$PORT
 	SINK_OUT=$WORK/sink-$SINK_PORT.out
 	smtp-sink "${SINK_USER[@]}" -c -C -m 4096 "127.0.0.1:$SINK_PORT" 4096 >"$SINK_OUT" 2>&1 &
 	SINK_PID=$!
@@ -309,8 +311,10 @@ sluice_once() {
 	local bin=$1 profile=$2 size=$3 sessions=$4 name cfg args c0 c1 b0 b1 k0 k1 outcomes
 	name=$profile-$size-$sessions-$RUN
 	start_sink
-	SLUICE_PORT=$(free_port)
-	ADMIN_PORT=$(free_port)
+	next_port
+	SLUICE_PORT=$PORT
+	next_port
+	ADMIN_PORT=$PORT
 	cfg=$WORK/$name.toml
 	write_config "$profile" "$cfg"
 	args=(serve -c "$cfg" -grace 5s)

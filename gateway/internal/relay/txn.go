@@ -65,7 +65,10 @@ func (t *Txn) Data(ctx context.Context, msg []byte) (*smtp.SMTPError, error) {
 		}
 		dataSent = true
 		t.s.conn.SetWriteDeadline(time.Now().Add(t.relay.cfg.DataTimeout))
-		if _, err := w.Write(msg); err != nil {
+		// The message goes straight to the connection in one write; go-smtp's
+		// writer, empty at this point, only adds the end-of-data marker
+		// (CRLF, dot, CRLF) and reads the reply.
+		if _, err := t.s.conn.Write(wireData(msg)); err != nil {
 			return err
 		}
 		resp, err := w.CloseWithResponse()
