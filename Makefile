@@ -9,7 +9,7 @@ WAT_PLUGINS := $(patsubst %/,%,$(sort $(dir $(wildcard examples/*/*.wat))))
 WASM        := $(foreach d,$(GO_PLUGINS) $(WAT_PLUGINS),$(d)/$(notdir $(d)).wasm)
 DEMO_KEYS := var/keys/rsa-demo.pem var/keys/ed-demo.pem
 
-.PHONY: all build plugins run test vet bench clean
+.PHONY: all build plugins run test vet bench fuzz-short clean
 
 all: build plugins
 
@@ -46,6 +46,12 @@ vet:
 
 test: vet plugins
 	$(GO) test ./...
+
+# Every fuzz target for FUZZTIME (3s by default) each, failing on any input
+# that breaks one (scripts/fuzz-short; RELIABILITY.md lists the targets):
+# about 3 minutes on 2 cores. CI runs it after make test.
+fuzz-short:
+	GO=$(GO) scripts/fuzz-short
 
 # The Go benchmarks of the hot paths, then the load benchmark against
 # Postfix's smtp-source and smtp-sink (bench/README.md): about 15 minutes.
