@@ -107,13 +107,14 @@ for size in $SIZES; do
 	$PYTHON bench/message.py "$size" "$WORK/source.pem" "$WORK/msg-$size.eml"
 done
 
-# next_port sets PORT to a TCP port nothing listens on, never the same one
-# twice in a run.
-LAST_PORT=$((20000 + RANDOM % 20000))
+# next_port sets PORT to a TCP port no socket uses, never the same one
+# twice in a run. It stays below the kernel's ephemeral range, which the
+# benchmark's own connections fill.
+LAST_PORT=$((20000 + RANDOM % 8000))
 next_port() {
 	while :; do
 		LAST_PORT=$((LAST_PORT + 1))
-		if [ -z "$(ss -Htln "sport = :$LAST_PORT")" ]; then
+		if [ -z "$(ss -Htan "sport = :$LAST_PORT")" ]; then
 			PORT=$LAST_PORT
 			return
 		fi
@@ -143,7 +144,10 @@ start_sink() {
 	smtp-sink "${SINK_USER[@]}" -c -C -m 4096 "127.0.0.1:$SINK_PORT" 4096 >"$SINK_OUT" 2>&1 &
 	SINK_PID=$!
 	PIDS+=("$SINK_PID")
-	wait_for port_open "$SINK_PORT"
+	wait_for port_open "$SINK_PORT" || {
+		cat "$SINK_OUT" >&2
+		exit 1
+	}
 }
 
 # stop_sink stops smtp-sink; sets GOT to how many messages it received.

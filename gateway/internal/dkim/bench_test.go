@@ -44,12 +44,26 @@ func BenchmarkSign(b *testing.B) {
 	}
 }
 
+// BenchmarkBodyHash hashes the relaxed canonical body: of benchMessage,
+// whose double spaces need collapsing, and of 64 KiB of text lines or
+// base64 that need nothing done, as most bodies.
 func BenchmarkBodyHash(b *testing.B) {
-	_, body := splitMessage(benchMessage())
-	b.SetBytes(int64(len(body)))
-	b.ReportAllocs()
-	for b.Loop() {
-		bodyHash(body)
+	_, collapsed := splitMessage(benchMessage())
+	for _, bench := range []struct {
+		name string
+		body []byte
+	}{
+		{"collapsed4KiB", collapsed},
+		{"text64KiB", []byte(strings.Repeat("The quick brown fox jumps over the lazy dog, again and again. 0123456789\r\n", 900))},
+		{"base64_64KiB", []byte(strings.Repeat("VGhlIHF1aWNrIGJyb3duIGZveCBqdW1wcyBvdmVyIHRoZSBsYXp5IGRvZywgYWdhaW4gYW5k\r\n", 900))},
+	} {
+		b.Run(bench.name, func(b *testing.B) {
+			b.SetBytes(int64(len(bench.body)))
+			b.ReportAllocs()
+			for b.Loop() {
+				bodyHash(bench.body)
+			}
+		})
 	}
 }
 

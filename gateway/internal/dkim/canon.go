@@ -196,6 +196,14 @@ func bodyHash(body []byte) string {
 // An empty body stays empty. It goes out in chunks of a few KiB, whatever
 // the body's size.
 func writeRelaxedBody(w io.Writer, body []byte) {
+	if n, ok := relaxedAsIs(body); ok {
+		// Most bodies (plain text, base64 attachments) need nothing done:
+		// hashing them as they are costs no copy and no pass per byte,
+		// and every message is hashed this way up to four times (DKIM and
+		// ARC, verified and signed).
+		w.Write(body[:n])
+		return
+	}
 	const chunk = 4096
 	buf := make([]byte, 0, chunk+256)
 	emptyLines := 0
@@ -256,8 +264,33 @@ func writeSimpleBody(w io.Writer, body []byte) {
 	w.Write(buf)
 }
 
+// relaxedAsIs reports whether the relaxed canonical form of body is body
+// itself without its empty lines at the end, n bytes long: it is when
+// every line ends in CRLF and none has a tab, two spaces in a row or a
+// space at its end.
+func relaxedAsIs(body []byte) (n int, ok bool) {
+	if bytes.IndexByte(body, '\t') >= 0 || bytes.Contains(body, []byte("  ")) || bytes.Contains(body, []byte(" \r\n")) {
+		return 0, false
+	}
+	if bytes.Count(body, []byte("\n")) != bytes.Count(body, []byte("\r\n")) {
+		return 0, false // a bare LF becomes CRLF
+	}
+	n = len(body)
+	for n >= 4 && string(body[n-4:n]) == "\r\n\r\n" {
+		n -= 2
+	}
+	if n == 2 && string(body[:2]) == "\r\n" {
+		return 0, true // only empty lines: the canonical body is empty
+	}
+	// A last line without CRLF gets one, and one ending in a space loses it.
+	return n, n == 0 || (n >= 2 && string(body[n-2:n]) == "\r\n")
+}
+
 // appendCollapsed appends line with each run of spaces and tabs as one space.
 func appendCollapsed(dst, line []byte) []byte {
+	if bytes.IndexByte(line, '\t') < 0 && !bytes.Contains(line, []byte("  ")) {
+		return append(dst, line...)
+	}
 	space := false
 	for _, c := range line {
 		if c == ' ' || c == '\t' {
