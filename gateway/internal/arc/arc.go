@@ -12,6 +12,8 @@ package arc
 import (
 	"context"
 	"time"
+
+	"github.com/sluice-mail/sluice/gateway/internal/dkim"
 )
 
 // TXTLookup returns the TXT records at name, each record's strings joined.
@@ -51,4 +53,5 @@ type Sealer struct {
 type VerifyOptions struct {
 	Lookup TXTLookup        // where public keys come from
 	Now    func() time.Time // for x= expiry; nil means time.Now
+	Keys   *dkim.KeyCache   // parsed keys kept across messages; nil = parse each time
 }

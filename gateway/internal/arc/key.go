@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/sluice-mail/sluice/gateway/internal/dkim"
 )
 
 // minRSABits: RFC 8301 §3.2, verifiers MUST NOT accept smaller RSA keys.
@@ -25,6 +27,7 @@ type publicKey struct {
 type keys struct {
 	lookup TXTLookup
 	cache  map[string]keyResult
+	parsed *dkim.KeyCache // RSA keys parsed before, across messages
 }
 
 type keyResult struct {
@@ -61,7 +64,7 @@ func (k *keys) fetch(ctx context.Context, name string) (publicKey, error) {
 	// the first that is a key.
 	var firstErr error
 	for _, r := range records {
-		key, err := parseKeyRecord(r)
+		key, err := readKeyRecord(r, k.parsed)
 		if err == nil {
 			return key, nil
 		}
@@ -73,7 +76,11 @@ func (k *keys) fetch(ctx context.Context, name string) (publicKey, error) {
 }
 
 // parseKeyRecord parses a DKIM key record (RFC 6376 §3.6.1, RFC 8463 §4).
-func parseKeyRecord(record string) (publicKey, error) {
+func parseKeyRecord(record string) (publicKey, error) { return readKeyRecord(record, nil) }
+
+// readKeyRecord parses a DKIM key record, taking its RSA key from parsed
+// if it was parsed before.
+func readKeyRecord(record string, parsed *dkim.KeyCache) (publicKey, error) {
 	t, err := parseTags(record)
 	if err != nil {
 		return publicKey{}, fmt.Errorf("record does not parse: %v", err)
@@ -104,7 +111,7 @@ func parseKeyRecord(record string) (publicKey, error) {
 	}
 	switch kind {
 	case "rsa":
-		key, err := parseRSAKey(der)
+		key, err := parsed.RSA(der, parseRSAKey)
 		if err != nil {
 			return publicKey{}, err
 		}

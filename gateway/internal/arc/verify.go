@@ -39,7 +39,7 @@ func Verify(ctx context.Context, msg []byte, o VerifyOptions) Result {
 		r.Sealers = append(r.Sealers, Sealer{Instance: i + 1, Domain: s.asTags["d"], Selector: s.asTags["s"]})
 	}
 
-	v := verifier{ctx: ctx, keys: keys{lookup: o.Lookup}, now: o.Now, fields: fields, body: body}
+	v := verifier{ctx: ctx, keys: keys{lookup: o.Lookup, parsed: o.Keys}, now: o.Now, fields: fields, body: body}
 	if v.now == nil {
 		v.now = time.Now
 	}

@@ -32,8 +32,9 @@ type Config struct {
 
 // Checker runs the checks. It is safe for concurrent use.
 type Checker struct {
-	cfg Config
-	spf *spf.Checker
+	cfg  Config
+	spf  *spf.Checker
+	keys *dkim.KeyCache // DKIM and ARC keys parsed before
 }
 
 // New returns a Checker.
@@ -44,7 +45,7 @@ func New(c Config) *Checker {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
-	return &Checker{cfg: c, spf: spf.New(c.Resolver)}
+	return &Checker{cfg: c, spf: spf.New(c.Resolver), keys: dkim.NewKeyCache()}
 }
 
 // SPF is an SPF check running in the background from MAIL FROM on.
@@ -101,8 +102,10 @@ func (c *Checker) Message(ctx context.Context, msg []byte, spfRes abi.SPF) Repor
 	lookup := c.cfg.Resolver.LookupTXT
 	var r Report
 	var wg sync.WaitGroup
-	wg.Go(func() { r.dkim = dkim.Verify(ctx, msg, dkim.VerifyOptions{Lookup: lookup, Now: c.cfg.Now}) })
-	wg.Go(func() { r.ARC = arc.Verify(ctx, msg, arc.VerifyOptions{Lookup: lookup, Now: c.cfg.Now}) })
+	wg.Go(func() {
+		r.dkim = dkim.Verify(ctx, msg, dkim.VerifyOptions{Lookup: lookup, Now: c.cfg.Now, Keys: c.keys})
+	})
+	wg.Go(func() { r.ARC = arc.Verify(ctx, msg, arc.VerifyOptions{Lookup: lookup, Now: c.cfg.Now, Keys: c.keys}) })
 	wg.Wait()
 
 	r.Auth.SPF = spfRes

@@ -53,6 +53,7 @@ type VerifyOptions struct {
 	Lookup        TXTLookup        // nil = net.DefaultResolver.LookupTXT
 	Now           func() time.Time // nil = time.Now; decides whether x= has passed
 	MaxSignatures int              // signatures verified per message; 0 = 10, the rest get permerror
+	Keys          *KeyCache        // parsed keys kept across messages; nil = parse each time
 }
 
 // The RFC 8601 result words.
@@ -103,6 +104,7 @@ func Verify(ctx context.Context, msg []byte, o VerifyOptions) []Result {
 	}
 
 	m := newMessage(fields, body)
+	m.keys = o.Keys
 	at := now()
 	results := make([]Result, len(sigs))
 	var wg sync.WaitGroup
@@ -183,6 +185,7 @@ func unverified(field headerField, reason string) Result {
 // message is one message being verified, shared by its signatures.
 type message struct {
 	fields []headerField
+	keys   *KeyCache
 	// bodyHash holds the SHA-256 of the body per body canonicalization,
 	// computed the first time a signature asks, once per message.
 	bodyHash map[string]func() []byte
@@ -210,7 +213,7 @@ func (m *message) verify(ctx context.Context, i int, lookup TXTLookup, now time.
 	}
 	var key *publicKey
 	if err == nil {
-		key, err = fetchKey(ctx, lookup, s)
+		key, err = fetchKey(ctx, lookup, s, m.keys)
 	}
 	if err == nil {
 		err = m.check(s, key, i)
@@ -428,7 +431,7 @@ type publicKey struct {
 // fetchKey looks up and parses the key record for s. Only a name or record
 // that does not exist is a permanent failure: anything else may work later
 // (RFC 6376 §6.1.2).
-func fetchKey(ctx context.Context, lookup TXTLookup, s *signature) (*publicKey, error) {
+func fetchKey(ctx context.Context, lookup TXTLookup, s *signature, keys *KeyCache) (*publicKey, error) {
 	name := s.selector + "._domainkey." + s.domain
 	records, err := lookup(ctx, name)
 	if err != nil {
@@ -448,7 +451,7 @@ func fetchKey(ctx context.Context, lookup TXTLookup, s *signature) (*publicKey, 
 	case 0:
 		return nil, permerror("no key for signature")
 	case 1:
-		return parseKeyRecord(records[0])
+		return readKeyRecord(records[0], keys)
 	default:
 		// RFC 6376 §3.6.2.2 leaves several records undefined; picking
 		// one would make the result depend on the order of the answer.
@@ -457,7 +460,11 @@ func fetchKey(ctx context.Context, lookup TXTLookup, s *signature) (*publicKey, 
 }
 
 // parseKeyRecord parses a key record.
-func parseKeyRecord(record string) (*publicKey, error) {
+func parseKeyRecord(record string) (*publicKey, error) { return readKeyRecord(record, nil) }
+
+// readKeyRecord parses a key record, taking its RSA key from keys if it
+// was parsed before.
+func readKeyRecord(record string, keys *KeyCache) (*publicKey, error) {
 	tags, err := parseTags(record)
 	if err != nil {
 		return nil, permerror("malformed key record: %v", err)
@@ -492,7 +499,7 @@ func parseKeyRecord(record string) (*publicKey, error) {
 	}
 	switch k.keyType {
 	case "rsa":
-		k.rsa, err = parseRSAKey(der)
+		k.rsa, err = keys.RSA(der, parseRSAKey)
 	case "ed25519":
 		if len(der) != ed25519.PublicKeySize {
 			err = permerror("Ed25519 key is not %d bytes", ed25519.PublicKeySize)
