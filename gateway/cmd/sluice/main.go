@@ -70,6 +70,7 @@ func serve(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writer)
 	file := configFlag(fs)
 	grace := fs.Duration("grace", 30*time.Second, "how long sessions in flight may finish at shutdown")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile (go tool pprof) to `file` until the gateway stops")
+	memProfile := fs.String("memprofile", "", "write the allocations made until the gateway stops (go tool pprof) to `file`")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -80,6 +81,9 @@ func serve(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writer)
 			return 1
 		}
 		defer stop()
+	}
+	if *memProfile != "" {
+		defer writeAllocsProfile(*memProfile, stderr)
 	}
 	cfg, err := config.Load(*file)
 	if err != nil {
@@ -128,6 +132,19 @@ func startCPUProfile(path string) (stop func(), err error) {
 		pprof.StopCPUProfile()
 		f.Close()
 	}, nil
+}
+
+// writeAllocsProfile writes every allocation sampled since the start,
+// with where it was made: what the garbage collector has to clean up.
+func writeAllocsProfile(path string, stderr io.Writer) {
+	f, err := os.Create(path)
+	if err == nil {
+		err = pprof.Lookup("allocs").WriteTo(f, 0)
+		f.Close()
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "memprofile:", err)
+	}
 }
 
 // reloadOn reloads the filter chain on each SIGHUP until ctx is done.
