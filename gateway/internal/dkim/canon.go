@@ -151,25 +151,48 @@ func appendRelaxedHeader(dst, raw []byte) []byte {
 		dst = append(dst, c)
 	}
 	dst = append(dst, ':')
+	if v := bytes.Trim(value, " \t\r\n"); isRelaxed(v) {
+		// An unfolded value with single spaces, as most are, stays as it is.
+		dst = append(dst, v...)
+		return append(dst, "\r\n"...)
+	}
+	// Words are copied whole; between them, line breaks go (unfolding)
+	// and any white space becomes one space.
 	space := false
 	wrote := false
-	for _, c := range value {
-		switch c {
-		case '\r', '\n':
-			// Unfolding removes the line breaks; the whitespace after
-			// them stays and is collapsed with the rest.
-		case ' ', '\t':
-			space = true
-		default:
-			if space && wrote {
-				dst = append(dst, ' ')
-			}
-			space = false
-			wrote = true
-			dst = append(dst, c)
+	for len(value) > 0 {
+		n := wordLength(value)
+		if n == 0 {
+			space = space || value[0] == ' ' || value[0] == '\t'
+			value = value[1:]
+			continue
 		}
+		if space && wrote {
+			dst = append(dst, ' ')
+		}
+		dst = append(dst, value[:n]...)
+		value = value[n:]
+		space, wrote = false, true
 	}
 	return append(dst, "\r\n"...)
+}
+
+// wordLength returns how many bytes at the start of b are neither white
+// space nor a line break.
+func wordLength(b []byte) int {
+	for i, c := range b {
+		if c <= ' ' && (c == ' ' || c == '\t' || c == '\r' || c == '\n') {
+			return i
+		}
+	}
+	return len(b)
+}
+
+// isRelaxed reports whether a trimmed header value is already in relaxed
+// form: no line breaks, no tabs, no two spaces in a row.
+func isRelaxed(v []byte) bool {
+	return bytes.IndexByte(v, '\n') < 0 && bytes.IndexByte(v, '\r') < 0 && bytes.IndexByte(v, '\t') < 0 &&
+		!bytes.Contains(v, []byte("  "))
 }
 
 // writeCanonBody writes body to w in the canonical form canon, "simple" or
