@@ -169,7 +169,11 @@ func (v *verifier) verifyAS(sets []arcSet) error {
 // canonical AAR, AMS and AS of each earlier set, then the AAR and AMS of its
 // own set.
 func sealedHeaders(earlier []arcSet, aar, ams []byte) []byte {
-	var b []byte
+	n := len(aar) + len(ams) // the relaxed forms are no longer
+	for _, s := range earlier {
+		n += len(s.aar.Raw()) + len(s.ams.Raw()) + len(s.as.Raw())
+	}
+	b := make([]byte, 0, n)
 	for _, s := range earlier {
 		b = dkim.AppendRelaxedHeader(b, s.aar.Raw())
 		b = dkim.AppendRelaxedHeader(b, s.ams.Raw())

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"io"
+	"slices"
 )
 
 // headerField is one header field exactly as it appears in the message,
@@ -109,7 +110,13 @@ func appendLower(dst []byte, s string) []byte {
 // appendSignedHeaders appends the relaxed canonical form of the fields that
 // names (lower case) picks: what a signer signs.
 func appendSignedHeaders(dst []byte, fields []headerField, names []string) []byte {
-	for _, f := range selectFields(fields, names, -1) {
+	picked := selectFields(fields, names, -1)
+	n := 0
+	for _, f := range picked {
+		n += len(f.raw) // the relaxed form is no longer
+	}
+	dst = slices.Grow(dst, n)
+	for _, f := range picked {
 		dst = appendRelaxedHeader(dst, f.raw)
 	}
 	return dst

@@ -26,7 +26,7 @@ func signField(name string, tags []tag, signedHeaders []byte, key crypto.Signer,
 	field, at, column := layoutField(name, tags, width)
 	h := sha256.New()
 	h.Write(signedHeaders)
-	canon := appendRelaxedHeader(nil, field)
+	canon := appendRelaxedHeader(make([]byte, 0, len(field)), field)
 	h.Write(canon[:len(canon)-len("\r\n")])
 	sig, err := key.Sign(rand.Reader, h.Sum(nil), hash)
 	if err != nil {
