@@ -2,6 +2,7 @@ package auth
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/sluice-mail/sluice/gateway/internal/message"
@@ -130,17 +131,22 @@ func hasControl(s string) bool {
 // fields that claim our authserv-id (nobody upstream may speak for us, RFC
 // 8601 §5) and fields named X-Sluice-*, which carry our plugins' marks
 // (quarantine, DMARC overrides). Fields of other authserv-ids are others'
-// claims and stay.
+// claims and stay. A header with nothing to remove, as nearly every one
+// is, comes back as it is, not copied.
 func StripForged(header []byte, authServID string) []byte {
+	fields := message.Fields(header)
+	forged := func(f message.Field) bool {
+		return strings.EqualFold(f.Name, "Authentication-Results") && strings.EqualFold(authServIDOf(f.Raw), authServID) ||
+			len(f.Name) > 9 && strings.EqualFold(f.Name[:9], "X-Sluice-")
+	}
+	if !slices.ContainsFunc(fields, forged) {
+		return header
+	}
 	var out []byte
-	for _, f := range message.Fields(header) {
-		if strings.EqualFold(f.Name, "Authentication-Results") && strings.EqualFold(authServIDOf(f.Raw), authServID) {
-			continue
+	for _, f := range fields {
+		if !forged(f) {
+			out = append(out, f.Raw...)
 		}
-		if len(f.Name) > 9 && strings.EqualFold(f.Name[:9], "X-Sluice-") {
-			continue
-		}
-		out = append(out, f.Raw...)
 	}
 	return out
 }

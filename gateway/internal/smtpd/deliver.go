@@ -3,7 +3,6 @@ package smtpd
 import (
 	"bytes"
 	"fmt"
-	"io"
 	"math"
 	"sort"
 	"strconv"
@@ -18,25 +17,6 @@ import (
 	"github.com/sluice-mail/sluice/gateway/internal/plugin"
 	"github.com/sluice-mail/sluice/sdk/abi"
 )
-
-// maxPrealloc bounds what the client's SIZE can make us set aside before
-// the bytes arrive: a client that declares the largest size and then
-// sends nothing must not hold that much memory. Larger messages grow
-// their buffer as they come.
-const maxPrealloc = 128 << 10
-
-// readMessage reads the whole message: it is signed before it is sent,
-// and the signature goes in front. go-smtp stops it at the size limit.
-func readMessage(r io.Reader, sizeHint int64) ([]byte, error) {
-	var b bytes.Buffer
-	if sizeHint > 0 {
-		b.Grow(int(min(sizeHint, maxPrealloc)) + 512)
-	}
-	if _, err := b.ReadFrom(r); err != nil {
-		return nil, err
-	}
-	return b.Bytes(), nil
-}
 
 // deliver runs the data stage, makes the message we forward, and relays
 // it. A nil result means the message was accepted and dropped by policy
@@ -58,7 +38,10 @@ func (s *session) deliver(msg []byte) *smtp.SMTPError {
 			return &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4}, Message: fmt.Sprintf("Too many header fields (%d; the limit is %d)", n, max)}
 		}
 	}
-	header = auth.StripForged(header, s.srv.cfg.Hostname)
+	whole := msg // the message as the checks see it
+	if h := auth.StripForged(header, s.srv.cfg.Hostname); len(h) != len(header) {
+		header, whole = h, join(h, body)
+	}
 	if hops := message.Count(header, "Received"); hops >= s.srv.cfg.MaxHops {
 		s.closeRelay()
 		return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 4, 6}, Message: fmt.Sprintf("Too many hops (%d Received fields): mail loop?", hops)}
@@ -67,7 +50,7 @@ func (s *session) deliver(msg []byte) *smtp.SMTPError {
 	req.Size = uint64(len(msg))
 	var report *auth.Report
 	if a := s.srv.parts.Auth; a != nil {
-		r := a.Message(s.srv.ctx, join(header, body), s.txn.spf.Wait(s.srv.ctx))
+		r := a.Message(s.srv.ctx, whole, s.txn.spf.Wait(s.srv.ctx))
 		report, req.Auth = &r, r.Auth
 	}
 	out := s.runRequest(req, &plugin.Message{Header: header, Body: body})
@@ -91,7 +74,9 @@ func (s *session) deliver(msg []byte) *smtp.SMTPError {
 		return nil
 	}
 
-	fwd, err := s.forwardedMessage(header, body, report, sc)
+	buf := s.srv.buffers.get()
+	defer s.srv.buffers.put(buf)
+	fwd, err := s.forwardedMessage(buf, header, body, report, sc)
 	if err != nil {
 		s.closeRelay()
 		s.srv.log.Error("sealing or signing failed", "session", s.id, "err", err)
@@ -126,9 +111,10 @@ func (s *session) lineEndings(msg []byte) *smtp.SMTPError {
 // forwardedMessage is the message as it leaves: our trace and result
 // fields and the plugins' changes on top of the original, then DKIM
 // signatures and an ARC set over all of it. Nothing else changes.
-func (s *session) forwardedMessage(header, body []byte, report *auth.Report, sc score) ([]byte, error) {
-	var b bytes.Buffer
-	b.Grow(len(header) + len(body) + 4096)
+// It is made in *buf, which it may grow.
+func (s *session) forwardedMessage(buf *[]byte, header, body []byte, report *auth.Report, sc score) ([]byte, error) {
+	b := newOutgoing(*buf, len(header)+len(body)+4096)
+	defer func() { *buf = b.buf }()
 	// What plugins record under Authentication-Results joins our own field
 	// rather than standing alone without an authserv-id.
 	var recorded []string
@@ -143,40 +129,39 @@ func (s *session) forwardedMessage(header, body []byte, report *auth.Report, sc 
 	var results string
 	if report != nil {
 		results = report.Results(s.txn.from, s.conn.Hostname(), recorded...)
-		b.Write(message.FormatField("Authentication-Results", s.srv.cfg.Hostname+"; "+results))
+		b.write(message.FormatField("Authentication-Results", s.srv.cfg.Hostname+"; "+results))
 	}
-	b.Write(s.receivedField())
+	b.write(s.receivedField())
 	for _, h := range added {
-		b.Write(message.FormatField(h.Name, h.Value))
+		b.write(message.FormatField(h.Name, h.Value))
 	}
 	if q := s.txn.changes.quarantine; q != "" {
-		b.Write(message.FormatField("X-Sluice-Quarantine", q))
+		b.write(message.FormatField("X-Sluice-Quarantine", q))
 	}
 	if len(sc.symbols) > 0 {
-		b.Write(message.FormatField("X-Sluice-Score", sc.String()))
+		b.write(message.FormatField("X-Sluice-Score", sc.String()))
 	}
-	b.Write(message.Remove(header, s.txn.changes.remove))
-	b.WriteString("\r\n")
-	b.Write(body)
-	fwd := b.Bytes()
+	b.write(message.Remove(header, s.txn.changes.remove))
+	b.writeString("\r\n")
+	b.write(body)
 
 	// DKIM first, then ARC (RFC 8617 §5.1): the seal then covers our own
 	// signatures too.
 	if signer := s.srv.parts.Signer; signer != nil {
-		sigs, err := signer.Sign(fwd)
+		sigs, err := signer.Sign(b.bytes())
 		if err != nil {
 			return nil, fmt.Errorf("DKIM: %w", err)
 		}
-		fwd = append(sigs, fwd...)
+		b.prepend(sigs)
 	}
 	if c := s.srv.parts.Seal; c != nil && report != nil {
-		set, err := arc.Seal(fwd, s.srv.cfg.Hostname, results, report.ARC, *c)
+		set, err := arc.Seal(b.bytes(), s.srv.cfg.Hostname, results, report.ARC, *c)
 		if err != nil {
 			return nil, fmt.Errorf("ARC: %w", err)
 		}
-		fwd = append(set, fwd...)
+		b.prepend(set)
 	}
-	return fwd, nil
+	return b.bytes(), nil
 }
 
 // Scoring is what a message's score leads to: the [scoring] section of

@@ -80,6 +80,7 @@ type Server struct {
 	limits  *limiter // shared by every listener
 	log     *slog.Logger
 	metrics *serverMetrics
+	buffers buffers // for reading and making messages
 
 	// ctx is cancelled on Close, ending relay work of sessions in flight.
 	ctx    context.Context

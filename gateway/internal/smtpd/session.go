@@ -315,7 +315,9 @@ func (s *session) Data(r io.Reader) error {
 		hint = s.txn.mailOpts.Size
 	}
 	s.mu.Unlock()
-	msg, err := readMessage(r, hint)
+	buf := s.srv.buffers.get()
+	defer s.srv.buffers.put(buf)
+	msg, err := readMessage(r, hint, buf)
 	if errors.Is(err, smtp.ErrDataReset) {
 		// RSET or a closed connection in the middle of BDAT: the client
 		// gave up this message, go-smtp answers for it, and Reset or
