@@ -13,11 +13,22 @@ import (
 // Chain is the plugins in the order gateway.toml lists them.
 type Chain struct {
 	plugins []*Plugin
+	stages  abi.StageSet // every stage some plugin is called at
 }
 
 // NewChain returns a chain that calls the plugins in this order. It takes
 // ownership: closing the chain closes them.
-func NewChain(plugins ...*Plugin) *Chain { return &Chain{plugins: plugins} }
+func NewChain(plugins ...*Plugin) *Chain {
+	c := &Chain{plugins: plugins}
+	for _, p := range plugins {
+		c.stages |= p.stages
+	}
+	return c
+}
+
+// Handles reports whether any plugin of the chain is called at st: at
+// other stages there is nothing to ask, so nothing need be prepared.
+func (c *Chain) Handles(st abi.Stage) bool { return c.stages.Has(st) }
 
 // Plugins returns the chain's plugins in order.
 func (c *Chain) Plugins() []*Plugin { return c.plugins }

@@ -78,6 +78,12 @@ func TestChainNoneSubscribed(t *testing.T) {
 		if o := c.Run(context.Background(), &abi.Request{Stage: st}, nil); o.Action != abi.Continue || len(o.Verdicts) != 0 {
 			t.Errorf("%s: %+v, want continue with no plugin called", st, o)
 		}
+		if c.Handles(st) {
+			t.Errorf("Handles(%s) with only a rcpt plugin", st)
+		}
+	}
+	if !c.Handles(abi.StageRcpt) {
+		t.Error("Handles(rcpt) is false with a rcpt plugin")
 	}
 	if o := NewChain().Run(context.Background(), rcpt("a@b.test"), nil); o.Action != abi.Continue {
 		t.Errorf("empty chain: %+v", o)

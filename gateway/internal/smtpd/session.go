@@ -149,12 +149,18 @@ func (s *session) request(st abi.Stage, rcpt string) *abi.Request {
 }
 
 func (s *session) run(st abi.Stage, rcpt string) plugin.Outcome {
+	if !s.gen.Chain.Handles(st) {
+		return plugin.Outcome{} // no plugin at this stage: nothing to ask or time
+	}
 	return s.runRequest(s.request(st, rcpt), nil)
 }
 
 // runRequest runs the chain; msg is the message at the data stage, nil
 // before.
 func (s *session) runRequest(req *abi.Request, msg *plugin.Message) plugin.Outcome {
+	if !s.gen.Chain.Handles(req.Stage) {
+		return plugin.Outcome{}
+	}
 	start := time.Now()
 	out := s.gen.Chain.Run(s.srv.ctx, req, msg)
 	s.srv.metrics.chainRun(req.Stage, time.Since(start), out.Verdicts)
