@@ -7,12 +7,13 @@ import (
 	"time"
 )
 
-// pool keeps idle destination connections, each for at most timeout.
-// Every connection in it is between transactions. Per MX host it keeps up
-// to max, or as many as there are transactions open to the host if that
-// is more: under load, each connection that finishes a transaction is
-// wanted again a moment later by one of the sessions still coming, and
-// closing it would cost the next one a connect, greeting and EHLO.
+// pool keeps idle destination connections. Every connection in it is
+// between transactions. Per MX host, max of them are kept for up to
+// timeout; more than that are kept too, but each closes once it has been
+// idle for surplusGrace: under load, a connection that finishes a
+// transaction is wanted again a moment later by one of the sessions still
+// coming, and closing it would cost that session a connect, greeting and
+// EHLO; once the load is over, the surplus goes within a second.
 type pool struct {
 	max     int
 	timeout time.Duration
@@ -20,16 +21,19 @@ type pool struct {
 	mu     sync.Mutex
 	closed bool
 	idle   map[string][]*idleSession // by MX host, oldest first
-	open   map[string]int            // transactions in progress, by MX host
 }
+
+// surplusGrace is how long a connection beyond a host's max stays idle.
+const surplusGrace = time.Second
 
 type idleSession struct {
 	s     *session
-	timer *time.Timer // closes s when it has been idle too long
+	since time.Time   // idle since
+	timer *time.Timer // checks whether s has been idle too long
 }
 
 func newPool(max int, timeout time.Duration) *pool {
-	return &pool{max: max, timeout: timeout, idle: make(map[string][]*idleSession), open: make(map[string]int)}
+	return &pool{max: max, timeout: timeout, idle: make(map[string][]*idleSession)}
 }
 
 // get takes the most recently used idle connection to (host, ip), or
@@ -48,26 +52,7 @@ func (p *pool) get(host string, ip netip.Addr) *session {
 	return nil
 }
 
-// begin counts a transaction starting on a connection to host.
-func (p *pool) begin(host string) {
-	p.mu.Lock()
-	p.open[host]++
-	p.mu.Unlock()
-}
-
-// end counts a transaction to host as over, after its connection was put
-// back or closed.
-func (p *pool) end(host string) {
-	p.mu.Lock()
-	if p.open[host]--; p.open[host] <= 0 {
-		delete(p.open, host)
-	}
-	p.mu.Unlock()
-}
-
-// put keeps s for reuse, evicting the host's oldest idle connections
-// while the host is at its limit: max, or the transactions open to it
-// (the one s just finished included).
+// put keeps s for reuse.
 func (p *pool) put(s *session) {
 	p.mu.Lock()
 	if p.closed || p.max <= 0 {
@@ -75,27 +60,24 @@ func (p *pool) put(s *session) {
 		s.quit()
 		return
 	}
-	limit := max(p.max, p.open[s.host])
-	var evicted []*session
-	for list := p.idle[s.host]; len(list) >= limit; list = p.idle[s.host] {
-		evicted = append(evicted, list[0].s)
-		list[0].timer.Stop()
-		p.remove(s.host, 0)
-	}
-	e := &idleSession{s: s}
-	e.timer = time.AfterFunc(p.timeout, func() { p.expire(e) })
+	e := &idleSession{s: s, since: time.Now()}
+	e.timer = time.AfterFunc(min(surplusGrace, p.timeout), func() { p.expire(e) })
 	p.idle[s.host] = append(p.idle[s.host], e)
 	p.mu.Unlock()
-	for _, old := range evicted {
-		old.quit()
-	}
 }
 
-// expire closes e unless get took it first.
+// expire closes e, unless get took it first, if it has been idle for the
+// timeout or is one more than the host's max; otherwise it looks again
+// when the timeout is up.
 func (p *pool) expire(e *idleSession) {
 	p.mu.Lock()
-	i := slices.Index(p.idle[e.s.host], e)
-	if i >= 0 {
+	list := p.idle[e.s.host]
+	i := slices.Index(list, e)
+	idle := time.Since(e.since)
+	if i >= 0 && idle < p.timeout && len(list) <= p.max {
+		e.timer.Reset(p.timeout - idle)
+		i = -1
+	} else if i >= 0 {
 		p.remove(e.s.host, i)
 	}
 	p.mu.Unlock()

@@ -37,7 +37,7 @@ type Config struct {
 	ConnectTimeout time.Duration // default 30s per address
 	CommandTimeout time.Duration // default 5m (RFC 5321 §4.5.3.2)
 	DataTimeout    time.Duration // for the reply to the end of data, default 10m
-	MaxIdle        int           // idle connections kept per destination host, default 4, or more while more transactions to it are open; negative = none
+	MaxIdle        int           // idle connections kept per destination host for IdleTimeout, default 4 (more are kept for a second); negative = none
 	IdleTimeout    time.Duration // how long an idle connection is kept, default 10s
 	TLSConfig      *tls.Config   // base config for STARTTLS; nil = opportunistic, unverified (like Postfix's "may")
 	Logger         *slog.Logger
@@ -263,7 +263,6 @@ func (r *Relay) tryAddress(ctx context.Context, host string, ip netip.Addr, from
 func (r *Relay) started(s *session, err error, tried *attempts) (*Txn, error) {
 	if err == nil {
 		r.log.Debug("relay: transaction started", "remote", s.remote(), "tls", s.tls)
-		r.pool.begin(s.host)
 		return &Txn{relay: r, s: s, remote: s.remote(), tls: s.tls}, nil
 	}
 	r.pool.put(s)

@@ -109,7 +109,6 @@ func (t *Txn) Close() {
 		return
 	}
 	t.s = nil
-	defer t.relay.pool.end(s.host)
 	switch t.state {
 	case finished:
 		t.relay.pool.put(s)
