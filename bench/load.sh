@@ -264,6 +264,7 @@ EOF
 }
 
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+sys_ticks() { awk '{ print $15 }' "/proc/$1/stat"; }
 # children_ticks is the CPU time of this script's finished children.
 children_ticks() { awk '{ print $16 + $17 }' "/proc/$$/stat"; }
 # busy_ticks is the CPU time the whole machine has spent, all cores.
@@ -289,7 +290,7 @@ median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print v[int(
 
 ROWS=()
 # row appends a line to the table.
-row() { ROWS+=("$(printf '| %-9s | %6s | %8s | %6s | %5s | %10s | %4s | %8s | %6s |' "$@")"); }
+row() { ROWS+=("$(printf '| %-9s | %6s | %8s | %6s | %5s | %10s | %8s | %4s | %8s | %6s |' "$@")"); }
 
 human_size() { awk -v s="$1" 'BEGIN { if (s % 1024 == 0) printf "%d KiB", s / 1024; else printf "%d B", s }'; }
 
@@ -332,9 +333,11 @@ sluice_once() {
 	fi
 	b0=$(busy_ticks)
 	c0=$(cpu_ticks $pid)
+	s0=$(sys_ticks $pid)
 	k0=$(cpu_ticks "$SINK_PID")
 	send "$SLUICE_PORT" "$size" "$sessions"
 	k1=$(cpu_ticks "$SINK_PID")
+	s1=$(sys_ticks $pid)
 	c1=$(cpu_ticks $pid)
 	b1=$(busy_ticks)
 	RSS=$(awk -v k="$(peak_rss_kib $pid)" 'BEGIN { printf "%.0f", k / 1024 }')
@@ -344,14 +347,15 @@ sluice_once() {
 	stop_sink
 	RATE=$(awk -v n="$N" -v s="$SECS" 'BEGIN { printf "%.0f", n / s }')
 	CPU=$(awk -v c=$((c1 - c0)) -v t="$CLK_TCK" -v n="$N" 'BEGIN { printf "%.0f", c / t / n * 1e6 }')
+	SYS=$(awk -v c=$((c1 - c0)) -v s=$((s1 - s0)) 'BEGIN { printf "%.0f", c ? s / c * 100 : 0 }')
 	OTHERS=$(others_pct $((b1 - b0)) $((c1 - c0 + k1 - k0 + SOURCE_TICKS)))
 	FAILED=$((N - GOT))
 	outcomes=$(printf 'delivered %s, rejected %s, tempfailed %s' \
 		"$(metric 'sluice_messages_total{outcome="delivered"}')" \
 		"$(metric 'sluice_messages_total{outcome="rejected"}')" \
 		"$(metric 'sluice_messages_total{outcome="tempfailed"}')")
-	printf '  %-8s  %6s %5s sessions: %6s msg/s (%s s), %s µs CPU/msg, peak RSS %s MiB, others used %s%%, %d not delivered (Sluice: %s)\n' \
-		"$profile" "$(human_size "$size")" "$sessions" "$RATE" "$SECS" "$CPU" "$RSS" "$OTHERS" "$FAILED" "$outcomes"
+	printf '  %-8s  %6s %5s sessions: %6s msg/s (%s s), %s µs CPU/msg (%s%% in the kernel), peak RSS %s MiB, others used %s%%, %d not delivered (Sluice: %s)\n' \
+		"$profile" "$(human_size "$size")" "$sessions" "$RATE" "$SECS" "$CPU" "$SYS" "$RSS" "$OTHERS" "$FAILED" "$outcomes"
 	if [ "$FAILED" -gt 0 ]; then
 		grep 'msg=message' "$WORK/$name.log" | grep -v 'outcome="250 ' | head -3 | sed 's/^/    /' || true
 	fi
@@ -368,14 +372,14 @@ measure_straight() {
 		failed=$((failed + FAILED))
 	done
 	BASE_RATE=$(median "${rates[@]}")
-	row straight "$(human_size "$size")" "$sessions" "$BASE_RATE" "1.00" "" "" "$(median "${others[@]}")" "$failed"
+	row straight "$(human_size "$size")" "$sessions" "$BASE_RATE" "1.00" "" "" "" "$(median "${others[@]}")" "$failed"
 }
 
 # measure_sluice runs a profile REPEAT times with each binary, taking
 # turns, and adds a row per binary with the medians.
 measure_sluice() {
 	local profile=$1 size=$2 sessions=$3 i bin label
-	local -A rates=() cpus=() rsss=() others=() failed=()
+	local -A rates=() cpus=() syss=() rsss=() others=() failed=()
 	for RUN in $(seq "$REPEAT"); do
 		i=0
 		for bin in $BINARIES; do
@@ -383,6 +387,7 @@ measure_sluice() {
 			sluice_once "$bin" "$profile" "$size" "$sessions"
 			rates[$i]+=" $RATE"
 			cpus[$i]+=" $CPU"
+			syss[$i]+=" $SYS"
 			rsss[$i]+=" $RSS"
 			others[$i]+=" $OTHERS"
 			failed[$i]=$((${failed[$i]:-0} + FAILED))
@@ -397,7 +402,7 @@ measure_sluice() {
 		rate=$(median ${rates[$i]})
 		row "$label" "$(human_size "$size")" "$sessions" "$rate" \
 			"$(awk -v r="$rate" -v b="$BASE_RATE" 'BEGIN { printf "%.2f", r / b }')" \
-			"$(median ${cpus[$i]})" "$(median ${rsss[$i]})" "$(median ${others[$i]})" "${failed[$i]}"
+			"$(median ${cpus[$i]})" "$(median ${syss[$i]})" "$(median ${rsss[$i]})" "$(median ${others[$i]})" "${failed[$i]}"
 	done
 }
 
@@ -414,12 +419,13 @@ done
 
 echo
 [ "$(wc -w <<<"$BINARIES")" -gt 1 ] && echo "binaries: $(tr ' ' '\n' <<<"$BINARIES" | grep . | nl -w1 -s'=' | tr '\n' ' ')"
-echo "| profile   |   size | sessions |  msg/s | ratio | µs CPU/msg |  MiB | others % | failed |"
-echo "|---|---|---|---|---|---|---|---|---|"
+echo "| profile   |   size | sessions |  msg/s | ratio | µs CPU/msg | kernel % |  MiB | others % | failed |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
 printf '%s\n' "${ROWS[@]}"
 echo
 echo "msg/s: N over smtp-source's wall time (median of $REPEAT); ratio: over the straight"
-echo "smtp-source → smtp-sink rate at the same size and sessions; µs CPU/msg and MiB"
-echo "(peak RSS) are the Sluice process's own; others %: the share of the machine's"
-echo "$CORES cores used meanwhile by processes other than smtp-source, smtp-sink and Sluice."
+echo "smtp-source → smtp-sink rate at the same size and sessions; µs CPU/msg (user and"
+echo "system; kernel %: the system part) and MiB (peak RSS) are the Sluice process's own;"
+echo "others %: the share of the machine's $CORES cores used meanwhile by processes other"
+echo "than smtp-source, smtp-sink and Sluice (high: the rates are not to be trusted)."
 echo "Took $(($(date +%s) - start)) s."
