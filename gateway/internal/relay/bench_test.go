@@ -24,11 +24,11 @@ func BenchmarkTransaction(b *testing.B) {
 			msg := []byte(testMessage)
 			b.ReportAllocs()
 			for b.Loop() {
-				txn, err := r.Begin(ctx, "example.test", "a@fwd.test", nil)
+				txn, rcptErr, err := r.Begin(ctx, "example.test", "a@fwd.test", nil, "owner@real.test")
 				if err != nil {
 					b.Fatal(err)
 				}
-				if err := txn.Rcpt(ctx, "owner@real.test"); err != nil {
+				if err := rcptErr; err != nil {
 					b.Fatal(err)
 				}
 				if _, err := txn.Data(ctx, msg); err != nil {

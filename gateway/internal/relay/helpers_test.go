@@ -312,11 +312,11 @@ func newTestRelay(t testing.TB, port int, res Resolver, adjust ...func(*Config))
 func send(t testing.TB, r *Relay, domain, from, to, msg string) (*Txn, *smtp.SMTPError) {
 	t.Helper()
 	ctx := context.Background()
-	txn, err := r.Begin(ctx, domain, from, nil)
+	txn, rcptErr, err := r.Begin(ctx, domain, from, nil, to)
 	if err != nil {
 		t.Fatalf("Begin: %v", err)
 	}
-	if err := txn.Rcpt(ctx, to); err != nil {
+	if err := rcptErr; err != nil {
 		t.Fatalf("Rcpt: %v", err)
 	}
 	ok, err := txn.Data(ctx, []byte(msg))

@@ -125,30 +125,40 @@ func (r *Relay) Close() error {
 	return nil
 }
 
-// Begin finds the domain's MX hosts and opens or reuses a connection, then
-// sends MAIL FROM. Every error is an *smtp.SMTPError for the client.
-func (r *Relay) Begin(ctx context.Context, domain, from string, opts *smtp.MailOptions) (*Txn, error) {
+// Begin finds the domain's MX hosts and opens or reuses a connection,
+// then sends MAIL FROM and RCPT TO for the transaction's first recipient,
+// to: in one write when the destination offers PIPELINING (RFC 2920).
+//
+// err is the answer to MAIL FROM, or why no destination took it; when it
+// is nil, the transaction is open and rcptErr is the answer to RCPT TO, as
+// Txn.Rcpt gives it for the recipients after the first. Every error is an
+// *smtp.SMTPError for the client.
+func (r *Relay) Begin(ctx context.Context, domain, from string, opts *smtp.MailOptions, to string) (txn *Txn, rcptErr, err error) {
 	if strings.ContainsAny(from, "\r\n") {
-		return nil, &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 1, 7},
+		return nil, nil, &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 1, 7},
 			Message: "Sender address contains a line break"}
+	}
+	if err := checkRecipient(to); err != nil {
+		return nil, nil, err
 	}
 	hosts, err := r.mxHosts(ctx, domain)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	env := envelope{from: from, opts: opts, to: to}
 	tried := &attempts{domain: domain}
 	for _, host := range hosts {
 		for _, ip := range r.addresses(ctx, host, tried) {
 			if tried.dialed >= maxAddresses || ctx.Err() != nil {
-				return nil, tried.failure(ctx)
+				return nil, nil, tried.failure(ctx)
 			}
-			txn, err := r.tryAddress(ctx, host, ip, from, opts, tried)
+			txn, rcptErr, err := r.tryAddress(ctx, host, ip, env, tried)
 			if txn != nil || err != nil {
-				return txn, err
+				return txn, rcptErr, err
 			}
 		}
 	}
-	return nil, tried.failure(ctx)
+	return nil, nil, tried.failure(ctx)
 }
 
 // mxHosts returns the host names to try, best first, without trailing dots.
@@ -223,16 +233,17 @@ func (r *Relay) addresses(ctx context.Context, host string, tried *attempts) []n
 }
 
 // tryAddress starts the transaction at one address: on an idle connection
-// to it if one still works, else on a fresh one. It returns a Txn, a final
-// error for the client, or neither when Begin should try the next address.
-func (r *Relay) tryAddress(ctx context.Context, host string, ip netip.Addr, from string, opts *smtp.MailOptions, tried *attempts) (*Txn, error) {
+// to it if one still works, else on a fresh one. It returns a Txn (and the
+// reply to RCPT TO), a final error for the client, or neither when Begin
+// should try the next address.
+func (r *Relay) tryAddress(ctx context.Context, host string, ip netip.Addr, env envelope, tried *attempts) (*Txn, error, error) {
 	for s := r.pool.get(host, ip); s != nil; s = r.pool.get(host, ip) {
-		err := s.mail(ctx, r.cfg.Helo, from, opts)
-		if err == nil || isFinalReply(err) || isTransientReply(err) {
-			return r.started(s, err, tried)
+		mailErr, rcptErr := s.open(ctx, env)
+		if mailErr == nil || isFinalReply(mailErr) || isTransientReply(mailErr) {
+			return r.started(s, mailErr, rcptErr, tried)
 		}
 		// The destination closed it while it sat idle; that is normal.
-		r.log.Debug("relay: idle connection is dead", "remote", s.remote(), "err", err)
+		r.log.Debug("relay: idle connection is dead", "remote", s.remote(), "err", mailErr)
 		s.abort()
 	}
 
@@ -247,30 +258,35 @@ func (r *Relay) tryAddress(ctx context.Context, host string, ip netip.Addr, from
 	}
 	if err != nil {
 		tried.note(fmt.Sprintf("%s: %s", formatRemote(host, netip.AddrPortFrom(ip, uint16(r.cfg.Port))), describe(err)))
-		return nil, nil
+		return nil, nil, nil
 	}
-	err = s.mail(ctx, r.cfg.Helo, from, opts)
-	if err != nil && !isFinalReply(err) && !isTransientReply(err) {
+	mailErr, rcptErr := s.open(ctx, env)
+	if mailErr != nil && !isFinalReply(mailErr) && !isTransientReply(mailErr) {
 		s.abort()
-		tried.note(fmt.Sprintf("%s: MAIL FROM: %s", s.remote(), describe(err)))
-		return nil, nil
+		tried.note(fmt.Sprintf("%s: MAIL FROM: %s", s.remote(), describe(mailErr)))
+		return nil, nil, nil
 	}
-	return r.started(s, err, tried)
+	return r.started(s, mailErr, rcptErr, tried)
 }
 
 // started finishes tryAddress once the destination has answered MAIL FROM
 // with a reply that leaves the connection usable.
-func (r *Relay) started(s *session, err error, tried *attempts) (*Txn, error) {
-	if err == nil {
+func (r *Relay) started(s *session, mailErr, rcptErr error, tried *attempts) (*Txn, error, error) {
+	if mailErr == nil {
 		r.log.Debug("relay: transaction started", "remote", s.remote(), "tls", s.tls)
-		return &Txn{relay: r, s: s, remote: s.remote(), tls: s.tls}, nil
+		t := &Txn{relay: r, s: s, remote: s.remote(), tls: s.tls}
+		return t, t.rcptResult(rcptErr), nil
 	}
-	r.pool.put(s)
-	if isFinalReply(err) {
-		return nil, cleanReply(err.(*smtp.SMTPError))
+	if s.broken {
+		s.abort()
+	} else {
+		r.pool.put(s)
 	}
-	tried.note(fmt.Sprintf("%s: MAIL FROM: %s", s.remote(), describe(err)))
-	return nil, nil
+	if isFinalReply(mailErr) {
+		return nil, nil, cleanReply(mailErr.(*smtp.SMTPError))
+	}
+	tried.note(fmt.Sprintf("%s: MAIL FROM: %s", s.remote(), describe(mailErr)))
+	return nil, nil, nil
 }
 
 // isFinalReply reports whether err is a 5xx reply, which ends the attempt

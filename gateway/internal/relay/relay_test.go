@@ -128,11 +128,11 @@ func TestDestinationRepliesComeBackVerbatim(t *testing.T) {
 			r := newTestRelay(t, port, oneMX(t, "127.0.0.2"))
 			ctx := context.Background()
 
-			txn, err := r.Begin(ctx, "example.test", "bounce@fwd.test", nil)
+			txn, rcptErr, err := r.Begin(ctx, "example.test", "bounce@fwd.test", nil, tc.rcpt)
 			if err != nil {
 				t.Fatal(err)
 			}
-			err = txn.Rcpt(ctx, tc.rcpt)
+			err = rcptErr
 			if tc.atData {
 				if err != nil {
 					t.Fatalf("Rcpt: %v", err)
@@ -171,12 +171,12 @@ func TestMultiLineReplyWithCodeOnEveryLine(t *testing.T) {
 	})
 	r := newTestRelay(t, port, oneMX(t, "127.0.0.2"))
 	ctx := context.Background()
-	txn, err := r.Begin(ctx, "example.test", "bounce@fwd.test", nil)
+	txn, rcptErr, err := r.Begin(ctx, "example.test", "bounce@fwd.test", nil, "gone@real.test")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer txn.Close()
-	sameReply(t, txn.Rcpt(ctx, "gone@real.test"), &smtp.SMTPError{
+	sameReply(t, rcptErr, &smtp.SMTPError{
 		Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1},
 		Message: "The email account that you tried to reach does not exist.\n" +
 			"Please try[31m double-checking.\nhttps://support.example/x - gsmtp",
@@ -232,7 +232,7 @@ func TestRejectedSenderIsFinalButTemporaryOneTriesNextHost(t *testing.T) {
 			first.serve(t, lns[0])
 			backup.serve(t, lns[1])
 			r := newTestRelay(t, port, dnsFor(t, twoMX))
-			txn, err := r.Begin(context.Background(), "example.test", "a@fwd.test", nil)
+			txn, _, err := r.Begin(context.Background(), "example.test", "a@fwd.test", nil, "owner@real.test")
 			if tc.wantFinal {
 				sameReply(t, err, tc.reply)
 				if backup.acceptedConns() != 0 {
@@ -343,7 +343,7 @@ func TestDNSOutcomes(t *testing.T) {
 				fail = append(fail, tc.fail)
 			}
 			r := newTestRelay(t, 2525, dnsFor(t, tc.zone, fail...))
-			_, err := r.Begin(context.Background(), "example.test", "a@fwd.test", nil)
+			_, _, err := r.Begin(context.Background(), "example.test", "a@fwd.test", nil, "owner@real.test")
 			reply := asReply(t, err)
 			if reply.Code != tc.code || reply.EnhancedCode != tc.enh || !strings.Contains(reply.Message, tc.text) {
 				t.Errorf("reply = %d %v %q, want %d %v containing %q",
@@ -359,7 +359,7 @@ func TestAllUnreachableIsTemporaryAndSaysWhatWasTried(t *testing.T) {
 		ln.Close()
 	}
 	r := newTestRelay(t, port, dnsFor(t, twoMX))
-	_, err := r.Begin(context.Background(), "example.test", "a@fwd.test", nil)
+	_, _, err := r.Begin(context.Background(), "example.test", "a@fwd.test", nil, "owner@real.test")
 	want := fmt.Sprintf("example.test: no destination reachable: "+
 		"mx1.example.test[127.0.0.2]:%d: connection refused; mx2.example.test[127.0.0.3]:%d: connection refused", port, port)
 	sameReply(t, err, &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 1}, Message: want})
@@ -450,7 +450,7 @@ func TestIdleLimitPerHost(t *testing.T) {
 	ctx := context.Background()
 	var txns []*Txn
 	for range 3 {
-		txn, err := r.Begin(ctx, "example.test", "a@fwd.test", nil)
+		txn, _, err := r.Begin(ctx, "example.test", "a@fwd.test", nil, "owner@real.test")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -476,7 +476,7 @@ func TestSurplusIdleConnectionsAreReusedThenClosed(t *testing.T) {
 	ctx := context.Background()
 	begin := func() *Txn {
 		t.Helper()
-		txn, err := r.Begin(ctx, "example.test", "a@fwd.test", nil)
+		txn, _, err := r.Begin(ctx, "example.test", "a@fwd.test", nil, "owner@real.test")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -535,11 +535,11 @@ func TestDropMidDataIsTemporaryAndNotPooled(t *testing.T) {
 	d.serve(t, lns...)
 	r := newTestRelay(t, port, oneMX(t, "127.0.0.2"))
 	ctx := context.Background()
-	txn, err := r.Begin(ctx, "example.test", "a@fwd.test", nil)
+	txn, rcptErr, err := r.Begin(ctx, "example.test", "a@fwd.test", nil, "owner@real.test")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := txn.Rcpt(ctx, "owner@real.test"); err != nil {
+	if err := rcptErr; err != nil {
 		t.Fatal(err)
 	}
 	ok, err := txn.Data(ctx, []byte(testMessage))
@@ -570,11 +570,11 @@ func TestCanceledContextAbortsData(t *testing.T) {
 	r := newTestRelay(t, port, oneMX(t, "127.0.0.2"))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	txn, err := r.Begin(ctx, "example.test", "a@fwd.test", nil)
+	txn, rcptErr, err := r.Begin(ctx, "example.test", "a@fwd.test", nil, "owner@real.test")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := txn.Rcpt(ctx, "owner@real.test"); err != nil {
+	if err := rcptErr; err != nil {
 		t.Fatal(err)
 	}
 	go func() {
@@ -603,7 +603,7 @@ func TestSMTPUTF8(t *testing.T) {
 			d.serve(t, lns...)
 			r := newTestRelay(t, port, oneMX(t, "127.0.0.2"))
 			ctx := context.Background()
-			txn, err := r.Begin(ctx, "example.test", "jörg@fwd.test", &smtp.MailOptions{UTF8: true})
+			txn, rcptErr, err := r.Begin(ctx, "example.test", "jörg@fwd.test", &smtp.MailOptions{UTF8: true}, "owner@real.test")
 			if !supported {
 				reply := asReply(t, err)
 				if reply.Code != 553 || reply.EnhancedCode != (smtp.EnhancedCode{5, 6, 7}) ||
@@ -615,7 +615,7 @@ func TestSMTPUTF8(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := txn.Rcpt(ctx, "owner@real.test"); err != nil {
+			if err := rcptErr; err != nil {
 				t.Fatal(err)
 			}
 			if _, err := txn.Data(ctx, []byte(testMessage)); err != nil {

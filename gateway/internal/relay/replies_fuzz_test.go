@@ -185,13 +185,13 @@ func FuzzDestinationReplies(f *testing.F) {
 // transaction runs MAIL, RCPT and DATA as the inbound session does,
 // checking each failure, and returns the reply to DATA if it succeeded.
 func transaction(ctx context.Context, t *testing.T, r *Relay) *smtp.SMTPError {
-	txn, err := r.Begin(ctx, "dest.test", "SRS0=abcd=JP=example.org=alice@ours.test", &smtp.MailOptions{})
+	txn, rcptErr, err := r.Begin(ctx, "dest.test", "SRS0=abcd=JP=example.org=alice@ours.test", &smtp.MailOptions{}, "me@dest.test")
 	if err != nil {
 		checkFailure(t, "MAIL", err)
 		return nil
 	}
 	defer txn.Close()
-	if err := txn.Rcpt(ctx, "me@dest.test"); err != nil {
+	if err := rcptErr; err != nil {
 		checkFailure(t, "RCPT", err)
 		return nil
 	}

@@ -1,16 +1,11 @@
 package relay
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
-	"net/textproto"
-	"strings"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -23,15 +18,25 @@ const quitTimeout = time.Second
 // session is one SMTP connection to a destination, greeted and ready for
 // MAIL FROM.
 type session struct {
-	host   string         // MX host name, no trailing dot
-	addr   netip.AddrPort // where we connected
-	raw    net.Conn       // the TCP connection; closing it aborts anything in progress
-	conn   net.Conn       // what client speaks over: raw, or TLS on top of it
-	client *smtp.Client
-	tls    bool
-	// needHello is set after RSET: go-smtp then forgets the EHLO, and
-	// sending it ourselves lets us see its error.
-	needHello bool
+	host string         // MX host name, no trailing dot
+	addr netip.AddrPort // where we connected
+	raw  net.Conn       // the TCP connection; closing it aborts anything in progress
+	c    *client
+	tls  bool
+	// resetPending says the last transaction was left open: RSET goes
+	// before the next MAIL FROM, in the same write when pipelining, rather
+	// than costing a round trip when the transaction is dropped.
+	resetPending bool
+	// broken says the connection's state is unknown: it is closed, never
+	// kept for reuse.
+	broken bool
+}
+
+// envelope is what Begin sends: MAIL FROM and the first RCPT TO.
+type envelope struct {
+	from string
+	opts *smtp.MailOptions
+	to   string
 }
 
 // tlsHandshakeError marks a failed handshake after the destination agreed
@@ -53,13 +58,14 @@ func (r *Relay) dial(ctx context.Context, host string, ip netip.Addr, tryTLS boo
 	if err != nil {
 		return nil, err
 	}
-	s := &session{host: host, addr: addr, raw: raw, conn: raw}
+	s := &session{host: host, addr: addr, raw: raw, c: newClient(raw, r.cfg.CommandTimeout)}
 	stop := context.AfterFunc(ctx, s.abort)
-	err = s.greet(r)
-	if err == nil && tryTLS {
-		if offered, _ := s.client.Extension("STARTTLS"); offered {
-			err = s.startTLS(r)
-		}
+	err = s.c.greet()
+	if err == nil {
+		err = s.c.hello(r.cfg.Helo)
+	}
+	if err == nil && tryTLS && s.c.has("STARTTLS") {
+		err = s.startTLS(r)
 	}
 	if !stop() && err == nil {
 		err = ctx.Err()
@@ -78,50 +84,21 @@ func (r *Relay) sourceFor(ip netip.Addr) netip.Addr {
 	return r.cfg.SourceIPv6
 }
 
-func (r *Relay) newClient(conn net.Conn) *smtp.Client {
-	c := smtp.NewClient(conn)
-	c.CommandTimeout = r.cfg.CommandTimeout
-	c.SubmissionTimeout = r.cfg.DataTimeout
-	return c
-}
-
-// greet reads the greeting and says EHLO (go-smtp falls back to HELO).
-func (s *session) greet(r *Relay) error {
-	s.client = r.newClient(s.conn)
-	return s.client.Hello(r.cfg.Helo)
-}
-
-// startTLS sends STARTTLS and, if the destination agrees, continues the
-// session over TLS. A refusal leaves the session in plaintext.
-//
-// go-smtp v0.25 can only start TLS before its own EHLO (which would then
-// say "localhost"), so the command and the handshake are done here and a
-// new Client takes over the TLS connection.
+// startTLS continues the session over TLS, saying EHLO again. A refusal
+// leaves the session in plaintext.
 func (s *session) startTLS(r *Relay) error {
-	s.raw.SetDeadline(time.Now().Add(r.cfg.CommandTimeout))
-	defer s.raw.SetDeadline(time.Time{})
-	if _, err := io.WriteString(s.raw, "STARTTLS\r\n"); err != nil {
-		return err
-	}
-	// The server sends nothing after this reply until our handshake
-	// starts, so this reader cannot swallow TLS bytes.
-	_, _, err := textproto.NewReader(bufio.NewReader(s.raw)).ReadResponse(220)
-	if protoErr, ok := errors.AsType[*textproto.Error](err); ok {
+	err := s.c.startTLS(r.tlsConfig(s.host))
+	if refusal, ok := err.(*smtp.SMTPError); ok {
 		r.log.Info("relay: destination refused STARTTLS, continuing without TLS",
-			"remote", s.remote(), "reply", fmt.Sprintf("%d %s", protoErr.Code, sanitize(protoErr.Msg)))
+			"remote", s.remote(), "reply", describe(refusal))
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	tc := tls.Client(s.raw, r.tlsConfig(s.host))
-	if err := tc.Handshake(); err != nil {
-		return &tlsHandshakeError{err}
-	}
-	s.conn = &greetedConn{Conn: tc, greeting: strings.NewReader("220 " + s.host + " TLS\r\n")}
 	s.tls = true
 	// RFC 3207 §4.2: forget what was learned before TLS and EHLO again.
-	return s.greet(r)
+	return s.c.hello(r.cfg.Helo)
 }
 
 func (r *Relay) tlsConfig(host string) *tls.Config {
@@ -138,69 +115,112 @@ func (r *Relay) tlsConfig(host string) *tls.Config {
 	return c
 }
 
-// greetedConn replays a 220 greeting before the connection's own bytes:
-// a fresh go-smtp Client insists on reading one, but after STARTTLS the
-// server sends none.
-type greetedConn struct {
-	net.Conn
-	greeting *strings.Reader
-}
-
-func (g *greetedConn) Read(p []byte) (int, error) {
-	if g.greeting.Len() > 0 {
-		return g.greeting.Read(p)
-	}
-	return g.Conn.Read(p)
-}
-
-// mail sends MAIL FROM, first checking that the destination supports the
-// extensions the message needs.
-func (s *session) mail(ctx context.Context, helo, from string, opts *smtp.MailOptions) error {
+// open starts a transaction: MAIL FROM, then RCPT TO for the first
+// recipient if MAIL FROM is accepted. rcptErr is only set when mailErr is
+// nil. If ctx ends, the connection is closed and mailErr says so.
+func (s *session) open(ctx context.Context, env envelope) (mailErr, rcptErr error) {
 	stop := context.AfterFunc(ctx, s.abort)
-	err := s.mailNow(helo, from, opts)
-	if !stop() && err == nil {
-		err = ctx.Err()
+	mailErr, rcptErr = s.openNow(env)
+	if !stop() && mailErr == nil {
+		mailErr = ctx.Err()
 	}
-	return err
+	return mailErr, rcptErr
 }
 
-func (s *session) mailNow(helo, from string, opts *smtp.MailOptions) error {
-	if s.needHello {
-		if err := s.client.Hello(helo); err != nil {
-			return err
-		}
-		s.needHello = false
+// openNow sends, after RSET if one is pending, MAIL FROM and RCPT TO. With
+// PIPELINING (RFC 2920) they go in one write and their replies are read in
+// order; without, one at a time, and RCPT TO only after MAIL FROM is
+// accepted. A reply to RSET or to a pipelined RCPT TO that leaves the
+// connection's state unknown marks it broken.
+func (s *session) openNow(env envelope) (mailErr, rcptErr error) {
+	if err := s.checkExtensions(env.opts); err != nil {
+		return err, nil
 	}
-	if opts != nil && opts.UTF8 {
-		if ok, _ := s.client.Extension("SMTPUTF8"); !ok {
-			return &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 6, 7},
-				Message: fmt.Sprintf("%s does not support SMTPUTF8, and this message needs it", s.remote())}
+	pipelining := s.c.has("PIPELINING")
+	if s.resetPending {
+		s.c.command("RSET")
+		if !pipelining {
+			if err := s.readReset(s.c.flush()); err != nil {
+				return err, nil
+			}
 		}
 	}
-	if opts != nil && opts.RequireTLS {
-		if ok, _ := s.client.Extension("REQUIRETLS"); !ok {
-			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 30},
-				Message: fmt.Sprintf("%s does not support REQUIRETLS, and this message requires it", s.remote())}
+	s.c.mail(env.from, env.opts)
+	if pipelining {
+		s.c.rcpt(env.to)
+	}
+	if err := s.c.flush(); err != nil {
+		return err, nil
+	}
+	if s.resetPending {
+		if err := s.readReset(nil); err != nil {
+			return err, nil
 		}
 	}
-	return s.client.Mail(from, opts)
+	_, mailErr = s.c.expect(2)
+	if !pipelining {
+		if mailErr != nil {
+			return mailErr, nil
+		}
+		s.c.rcpt(env.to)
+		_, rcptErr = s.c.roundTrip(2)
+		return nil, rcptErr
+	}
+	if !isReply(mailErr) {
+		return mailErr, nil // the connection is lost; the RCPT reply with it
+	}
+	_, rcptErr = s.c.expect(2)
+	if mailErr != nil && (rcptErr == nil || !isReply(rcptErr) || rcptErr.(*smtp.SMTPError).Code == 421) {
+		// Without a transaction the server should have refused the
+		// recipient; it did not, or said nothing we understand.
+		s.broken = true
+	}
+	if mailErr != nil {
+		return mailErr, nil
+	}
+	return nil, rcptErr
 }
 
-// reset ends an unfinished transaction with RSET so the connection can be
-// reused.
-func (s *session) reset() error {
-	if err := s.client.Reset(); err != nil {
-		return err
+// readReset reads the reply to a pending RSET, once sending it returned
+// err. Any failure means the connection cannot be used, and the error
+// returned is not a reply, so that the destination's words about RSET are
+// never taken for an answer to MAIL FROM.
+func (s *session) readReset(err error) error {
+	if err == nil {
+		_, err = s.c.expect(2)
 	}
-	s.needHello = true
+	if err != nil {
+		return fmt.Errorf("RSET: %s", describe(err))
+	}
+	s.resetPending = false
 	return nil
+}
+
+// checkExtensions refuses, before anything is sent, a message that needs
+// an extension the destination does not offer.
+func (s *session) checkExtensions(opts *smtp.MailOptions) error {
+	if opts != nil && opts.UTF8 && !s.c.has("SMTPUTF8") {
+		return &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 6, 7},
+			Message: fmt.Sprintf("%s does not support SMTPUTF8, and this message needs it", s.remote())}
+	}
+	if opts != nil && opts.RequireTLS && !s.c.has("REQUIRETLS") {
+		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 30},
+			Message: fmt.Sprintf("%s does not support REQUIRETLS, and this message requires it", s.remote())}
+	}
+	return nil
+}
+
+// isReply reports whether err is nil or a reply from the destination, as
+// opposed to a lost connection or bytes that were no reply.
+func isReply(err error) bool {
+	_, ok := err.(*smtp.SMTPError)
+	return err == nil || ok
 }
 
 // quit closes the connection politely, without waiting for the reply.
 func (s *session) quit() {
-	s.conn.SetWriteDeadline(time.Now().Add(quitTimeout))
-	io.WriteString(s.conn, "QUIT\r\n")
-	s.conn.Close()
+	s.c.quit(quitTimeout)
+	s.c.conn.Close()
 }
 
 // abort closes the connection at once; whatever was in progress fails.

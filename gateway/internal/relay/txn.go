@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/emersion/go-smtp"
 )
@@ -29,21 +28,38 @@ type Txn struct {
 	tls    bool
 }
 
-// Rcpt sends RCPT TO. It returns nil on 2xx; anything else is an
-// *smtp.SMTPError for the client.
+// Rcpt sends RCPT TO for a recipient after the first (which Begin sends).
+// It returns nil on 2xx; anything else is an *smtp.SMTPError for the
+// client.
 func (t *Txn) Rcpt(ctx context.Context, to string) error {
 	if err := t.usable(); err != nil {
 		return err
 	}
+	if err := checkRecipient(to); err != nil {
+		return err
+	}
+	err, aborted := t.guard(ctx, func() error {
+		t.s.c.rcpt(to)
+		_, err := t.s.c.roundTrip(2)
+		return err
+	})
+	if aborted && err == nil {
+		err = ctx.Err()
+	}
+	return t.rcptResult(err)
+}
+
+func checkRecipient(to string) error {
 	if strings.ContainsAny(to, "\r\n") {
 		return &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 1, 3},
 			Message: "Recipient address contains a line break"}
 	}
-	err, aborted := t.guard(ctx, func() error { return t.s.client.Rcpt(to, nil) })
-	if aborted && err == nil {
-		err = ctx.Err()
-	}
-	if err == nil || isSuccess(err) {
+	return nil
+}
+
+// rcptResult turns the outcome of RCPT TO into what Rcpt returns.
+func (t *Txn) rcptResult(err error) error {
+	if err == nil {
 		return nil
 	}
 	return t.fail("RCPT TO", err)
@@ -56,53 +72,32 @@ func (t *Txn) Data(ctx context.Context, msg []byte) (*smtp.SMTPError, error) {
 	if err := t.usable(); err != nil {
 		return nil, err
 	}
+	var code int
 	var text string
-	dataSent := false
-	err, aborted := t.guard(ctx, func() error {
-		w, err := t.s.client.Data()
-		if err != nil {
-			return err
-		}
-		dataSent = true
-		t.s.conn.SetWriteDeadline(time.Now().Add(t.relay.cfg.DataTimeout))
-		// The message goes straight to the connection in one write; go-smtp's
-		// writer, empty at this point, only adds the end-of-data marker
-		// (CRLF, dot, CRLF) and reads the reply.
-		if _, err := t.s.conn.Write(wireData(msg)); err != nil {
-			return err
-		}
-		resp, err := w.CloseWithResponse()
-		if err != nil {
-			return err
-		}
-		text = resp.StatusText
-		return nil
+	err, aborted := t.guard(ctx, func() (err error) {
+		code, text, err = t.s.c.data(wireData(msg), t.relay.cfg.DataTimeout)
+		return err
 	})
-	reply, isReply := errors.AsType[*smtp.SMTPError](err)
-	if err == nil || (isReply && reply.Code/100 == 2 && dataSent) {
-		// Accepted is accepted, even if ctx ended just after: reporting a
-		// failure now would make the client send the message twice. Only
-		// a reply to the end of data accepts: a 2xx instead of 354 to the
-		// DATA command is a broken destination that never got the message.
-		if !aborted {
-			t.state = finished
-		}
-		if isReply {
-			return cleanReply(reply), nil
-		}
-		return parseReply(250, text), nil
+	if err != nil {
+		return nil, t.fail("DATA", err)
 	}
-	if isReply && dataSent && !aborted {
-		// The destination answered the end of data: the transaction is
-		// over, whatever the answer.
+	// The destination answered the end of data: the transaction is over,
+	// whatever the answer. Accepted is accepted, even if ctx ended just
+	// after: reporting a failure now would make the client send the
+	// message twice.
+	if !aborted {
 		t.state = finished
 	}
-	return nil, t.fail("DATA", err)
+	reply := parseReply(code, text)
+	if code/100 == 2 {
+		return reply, nil
+	}
+	return nil, t.fail("DATA", reply)
 }
 
 // Close ends the transaction. A connection in a known state goes back to
-// the idle pool (after RSET if the transaction was unfinished, which costs
-// one round trip); any other is closed.
+// the idle pool; one whose transaction is still open gets RSET before its
+// next use. Any other is closed.
 func (t *Txn) Close() {
 	s := t.s
 	if s == nil {
@@ -113,10 +108,7 @@ func (t *Txn) Close() {
 	case finished:
 		t.relay.pool.put(s)
 	case inMail:
-		if err := s.reset(); err != nil {
-			s.abort()
-			return
-		}
+		s.resetPending = true
 		t.relay.pool.put(s)
 	default:
 		s.abort()
@@ -172,9 +164,4 @@ func (t *Txn) fail(stage string, err error) *smtp.SMTPError {
 		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 2},
 			Message: fmt.Sprintf("%s: connection lost during %s: %s", t.remote, stage, describe(err))}
 	}
-}
-
-func isSuccess(err error) bool {
-	reply, ok := errors.AsType[*smtp.SMTPError](err)
-	return ok && reply.Code/100 == 2
 }

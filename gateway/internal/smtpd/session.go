@@ -281,14 +281,17 @@ func (s *session) forwardTo(rcpt, dest string) error {
 	}
 	ctx := s.srv.ctx
 	if s.txn.relay == nil {
-		t, err := s.srv.parts.Relay.Begin(ctx, domain, s.txn.srsFrom, s.relayMailOptions())
-		s.srv.metrics.relayReply("mail", err)
-		if err != nil {
-			return err
+		// Begin sends the first RCPT TO with MAIL FROM, pipelined.
+		t, rcptErr, mailErr := s.srv.parts.Relay.Begin(ctx, domain, s.txn.srsFrom, s.relayMailOptions(), dest)
+		s.srv.metrics.relayReply("mail", mailErr)
+		if mailErr != nil {
+			return mailErr
 		}
 		s.txn.relay, s.txn.destDom = t, domain
+		err = rcptErr
+	} else {
+		err = s.txn.relay.Rcpt(ctx, dest)
 	}
-	err = s.txn.relay.Rcpt(ctx, dest)
 	s.srv.metrics.relayReply("rcpt", err)
 	if err != nil {
 		return err
