@@ -474,3 +474,29 @@ func TestWithoutSignature(t *testing.T) {
 		}
 	}
 }
+
+// TestSealPartsIsSeal: a message sealed in two pieces, header and body,
+// gets exactly the ARC set the joined message gets.
+func TestSealPartsIsSeal(t *testing.T) {
+	hops := testHops()
+	_, lookup := startDNS(t, hops)
+	msg := []byte(testMessage)
+	chain := verify(msg, lookup)
+	c := SealConfig{Domain: hops[0].domain, Selector: hops[0].selector, Key: hops[0].key,
+		Now: func() time.Time { return time.Unix(1700000000, 0) }}
+	const results = "spf=pass smtp.mailfrom=alice@example.org"
+	whole, err := Seal(msg, "mx.forwarder.example", results, chain, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	header, body, _ := bytes.Cut(msg, []byte("\r\n\r\n"))
+	parts, err := SealParts(append(bytes.Clone(header), "\r\n\r\n"...), body, "mx.forwarder.example", results, chain, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(parts) != string(whole) {
+		t.Errorf("SealParts:\n%s\nSeal of the whole message:\n%s", parts, whole)
+	}
+	sealed := append(parts, msg...)
+	wantResult(t, verify(sealed, lookup), CVPass, 1, 1)
+}

@@ -227,7 +227,8 @@ func checkSigningCase(tc signingCase, sc signingScenario, key crypto.Signer, loo
 		Now:      func() time.Time { return time.Unix(tc.T, 0) },
 	}
 	results := consolidateResults(msg, tc.SrvID)
-	out, err := seal(msg, tc.SrvID, results, chain, c, 0)
+	msgFields, body := dkim.SplitMessage(msg)
+	out, err := seal(msgFields, body, tc.SrvID, results, chain, c, 0)
 	if err != nil {
 		return "Seal: " + err.Error()
 	}

@@ -47,13 +47,22 @@ const maxLine = 76
 // the chain is over and Seal returns nil and no error: nothing to add
 // (§5.1 step 2).
 func Seal(msg []byte, authServID, results string, chain Result, c SealConfig) ([]byte, error) {
-	return seal(msg, authServID, results, chain, c, maxLine)
+	fields, body := dkim.SplitMessage(msg)
+	return seal(fields, body, authServID, results, chain, c, maxLine)
+}
+
+// SealParts is Seal for a message held in two pieces: its header (the
+// fields, and the empty line after them if it likes) and its body, so
+// that a forwarder need not copy the body behind the header it made.
+func SealParts(header, body []byte, authServID, results string, chain Result, c SealConfig) ([]byte, error) {
+	fields, _ := dkim.SplitMessage(header)
+	return seal(fields, body, authServID, results, chain, c, maxLine)
 }
 
 // seal is Seal with the line width as a parameter: 0 writes each field on
 // one line, the layout the ARC test suite's expected signatures were made
 // with (its README, "Signing Header Format Standardization").
-func seal(msg []byte, authServID, results string, verified Result, c SealConfig, width int) ([]byte, error) {
+func seal(fields []dkim.HeaderField, body []byte, authServID, results string, verified Result, c SealConfig, width int) ([]byte, error) {
 	algorithm, hash, err := c.algorithm()
 	if err != nil {
 		return nil, err
@@ -64,7 +73,6 @@ func seal(msg []byte, authServID, results string, verified Result, c SealConfig,
 	if strings.TrimSpace(results) == "" {
 		results = "none"
 	}
-	fields, body := dkim.SplitMessage(msg)
 	names, err := c.signedNames(fields)
 	if err != nil {
 		return nil, err

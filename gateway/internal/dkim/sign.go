@@ -148,6 +148,19 @@ func NewSigner(c SignerConfig) (*Signer, error) {
 // line endings; it is read, never changed.
 func (s *Signer) Sign(msg []byte) ([]byte, error) {
 	fields, body := splitMessage(msg)
+	return s.sign(fields, body)
+}
+
+// SignParts is Sign for a message held in two pieces: its header (the
+// fields, and the empty line after them if it likes) and its body. A
+// forwarder that adds fields to a message keeps the body where it was
+// read instead of copying it behind the new header.
+func (s *Signer) SignParts(header, body []byte) ([]byte, error) {
+	fields, _ := splitMessage(header)
+	return s.sign(fields, body)
+}
+
+func (s *Signer) sign(fields []headerField, body []byte) ([]byte, error) {
 	bh := bodyHash(body)
 	signed := appendSignedHeaders(nil, fields, s.headers)
 	now := s.now()

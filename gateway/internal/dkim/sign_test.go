@@ -444,3 +444,39 @@ func TestSignConcurrent(t *testing.T) {
 		}
 	}
 }
+
+// TestSignPartsIsSign: a message signed in two pieces, header and body,
+// gets exactly the signatures the joined message gets, whether or not
+// the header piece ends with the empty line.
+func TestSignPartsIsSign(t *testing.T) {
+	s, err := NewSigner(SignerConfig{
+		Domain: testDomain,
+		Keys:   testKeys(t),
+		Now:    func() time.Time { return time.Unix(1000000000, 0) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	whole, err := s.Sign([]byte(testMessage))
+	if err != nil {
+		t.Fatal(err)
+	}
+	header, body, _ := strings.Cut(testMessage, "\r\n\r\n")
+	for _, h := range []string{header + "\r\n\r\n", header + "\r\n"} {
+		parts, err := s.SignParts([]byte(h), []byte(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(parts) != string(whole) {
+			t.Errorf("SignParts(%q, body):\n%s\nSign(whole message):\n%s", h[len(h)-8:], parts, whole)
+		}
+	}
+	// And the body matters: the same header with another body signs differently.
+	other, err := s.SignParts([]byte(header+"\r\n\r\n"), []byte("another body\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(other) == string(whole) {
+		t.Error("SignParts ignored the body")
+	}
+}
