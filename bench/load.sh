@@ -158,18 +158,21 @@ stop_sink() {
 	GOT=${GOT:-0}
 }
 
-# send runs smtp-source against a port; sets SECS (wall time) and
-# SOURCE_TICKS (its CPU time).
+# send runs smtp-source against a port; sets SECS (wall time),
+# SOURCE_TICKS (its CPU time) and SOURCE_SYS (the system part).
 send() {
-	local port=$1 size=$2 sessions=$3 t0 t1 c0 c1
+	local port=$1 size=$2 sessions=$3 t0 t1 c0 c1 s0 s1
 	c0=$(children_ticks)
+	s0=$(children_sys_ticks)
 	t0=$(date +%s.%N)
 	smtp-source -A -s "$sessions" -m "$N" -F "$WORK/msg-$size.eml" -M client.source.test \
 		-f a@source.test -t x@bench.test "127.0.0.1:$port" >>"$WORK/source.log" 2>&1 || true
 	t1=$(date +%s.%N)
 	c1=$(children_ticks)
+	s1=$(children_sys_ticks)
 	SECS=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
 	SOURCE_TICKS=$((c1 - c0))
+	SOURCE_SYS=$((s1 - s0))
 }
 
 # write_config writes a Sluice configuration for a profile.
@@ -265,8 +268,10 @@ EOF
 
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 sys_ticks() { awk '{ print $15 }' "/proc/$1/stat"; }
-# children_ticks is the CPU time of this script's finished children.
+# children_ticks is the CPU time of this script's finished children;
+# children_sys_ticks its system part.
 children_ticks() { awk '{ print $16 + $17 }' "/proc/$$/stat"; }
+children_sys_ticks() { awk '{ print $17 }' "/proc/$$/stat"; }
 # busy_ticks is the CPU time the whole machine has spent, all cores.
 busy_ticks() { awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
 peak_rss_kib() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
@@ -294,21 +299,28 @@ row() { ROWS+=("$(printf '| %-9s | %6s | %8s | %6s | %5s | %10s | %8s | %4s | %8
 
 human_size() { awk -v s="$1" 'BEGIN { if (s % 1024 == 0) printf "%d KiB", s / 1024; else printf "%d B", s }'; }
 
-# baseline_once sends straight to a sink; sets RATE, OTHERS, FAILED.
+# baseline_once sends straight to a sink; sets RATE, CPU, SYS, OTHERS,
+# FAILED. Its CPU is smtp-source's and smtp-sink's together: sending a
+# message plus receiving it, the two halves of what a forwarder does.
 baseline_once() {
-	local size=$1 sessions=$2 b0 b1 k0 k1
+	local size=$1 sessions=$2 b0 b1 k0 k1 ks0 ks1 ticks
 	start_sink
 	b0=$(busy_ticks)
 	k0=$(cpu_ticks "$SINK_PID")
+	ks0=$(sys_ticks "$SINK_PID")
 	send "$SINK_PORT" "$size" "$sessions"
+	ks1=$(sys_ticks "$SINK_PID")
 	k1=$(cpu_ticks "$SINK_PID")
 	b1=$(busy_ticks)
 	stop_sink
+	ticks=$((k1 - k0 + SOURCE_TICKS))
 	RATE=$(awk -v n="$N" -v s="$SECS" 'BEGIN { printf "%.0f", n / s }')
-	OTHERS=$(others_pct $((b1 - b0)) $((k1 - k0 + SOURCE_TICKS)))
+	CPU=$(awk -v c=$ticks -v t="$CLK_TCK" -v n="$N" 'BEGIN { printf "%.0f", c / t / n * 1e6 }')
+	SYS=$(awk -v c=$ticks -v s=$((ks1 - ks0 + SOURCE_SYS)) 'BEGIN { printf "%.0f", c ? s / c * 100 : 0 }')
+	OTHERS=$(others_pct $((b1 - b0)) $ticks)
 	FAILED=$((N - GOT))
-	printf '  %-8s  %6s %5s sessions: %6s msg/s (%s s), others used %s%% of the machine, %d not delivered\n' \
-		straight "$(human_size "$size")" "$sessions" "$RATE" "$SECS" "$OTHERS" "$FAILED"
+	printf '  %-8s  %6s %5s sessions: %6s msg/s (%s s), smtp-source + smtp-sink %s µs CPU/msg (%s%% in the kernel), others used %s%% of the machine, %d not delivered\n' \
+		straight "$(human_size "$size")" "$sessions" "$RATE" "$SECS" "$CPU" "$SYS" "$OTHERS" "$FAILED"
 }
 
 # sluice_once sends through a fresh Sluice; sets RATE, CPU, RSS, OTHERS, FAILED.
@@ -364,15 +376,17 @@ sluice_once() {
 # measure_straight runs the baseline REPEAT times and adds its row with
 # the medians; BASE_RATE is its rate.
 measure_straight() {
-	local size=$1 sessions=$2 rates=() others=() failed=0
+	local size=$1 sessions=$2 rates=() cpus=() syss=() others=() failed=0
 	for RUN in $(seq "$REPEAT"); do
 		baseline_once "$size" "$sessions"
 		rates+=("$RATE")
+		cpus+=("$CPU")
+		syss+=("$SYS")
 		others+=("$OTHERS")
 		failed=$((failed + FAILED))
 	done
 	BASE_RATE=$(median "${rates[@]}")
-	row straight "$(human_size "$size")" "$sessions" "$BASE_RATE" "1.00" "" "" "" "$(median "${others[@]}")" "$failed"
+	row straight "$(human_size "$size")" "$sessions" "$BASE_RATE" "1.00" "$(median "${cpus[@]}")" "$(median "${syss[@]}")" "" "$(median "${others[@]}")" "$failed"
 }
 
 # measure_sluice runs a profile REPEAT times with each binary, taking
@@ -425,7 +439,8 @@ printf '%s\n' "${ROWS[@]}"
 echo
 echo "msg/s: N over smtp-source's wall time (median of $REPEAT); ratio: over the straight"
 echo "smtp-source → smtp-sink rate at the same size and sessions; µs CPU/msg (user and"
-echo "system; kernel %: the system part) and MiB (peak RSS) are the Sluice process's own;"
+echo "system; kernel %: the system part) and MiB (peak RSS) are the Sluice process's own,"
+echo "but on straight rows µs CPU/msg is smtp-source's and smtp-sink's together;"
 echo "others %: the share of the machine's $CORES cores used meanwhile by processes other"
 echo "than smtp-source, smtp-sink and Sluice (high: the rates are not to be trusted)."
 echo "Took $(($(date +%s) - start)) s."
