@@ -294,6 +294,7 @@ others_pct() {
 median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
 ROWS=()
+BOUND_LINES=()
 # row appends a line to the table.
 row() { ROWS+=("$(printf '| %-9s | %6s | %8s | %6s | %5s | %10s | %8s | %4s | %8s | %6s |' "$@")"); }
 
@@ -414,6 +415,10 @@ measure_sluice() {
 		[ "$(wc -w <<<"$BINARIES")" -gt 1 ] && label="$profile $i"
 		local rate
 		rate=$(median ${rates[$i]})
+		if [ "$profile" = full ] && [ -n "$RSA_BOUND" ]; then
+			BOUND_LINES+=("$(printf '%s %s, %s sessions: %s msg/s is %s%% of the RSA bound (%s msg/s)' "$label" \
+				"$(human_size "$size")" "$sessions" "$rate" "$(awk -v r="$rate" -v b="$RSA_BOUND" 'BEGIN { printf "%.0f", r / b * 100 }')" "$RSA_BOUND")")
+		fi
 		row "$label" "$(human_size "$size")" "$sessions" "$rate" \
 			"$(awk -v r="$rate" -v b="$BASE_RATE" 'BEGIN { printf "%.2f", r / b }')" \
 			"$(median ${cpus[$i]})" "$(median ${syss[$i]})" "$(median ${rsss[$i]})" "$(median ${others[$i]})" "${failed[$i]}"
@@ -422,6 +427,20 @@ measure_sluice() {
 
 echo "$N messages per run, $REPEAT run(s) each; machine: $CORES cores, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)"
 start=$(date +%s)
+
+# rsa_bound sets RSA_BOUND to the rate at which this machine, all cores
+# busy, makes the three RSA-2048 signatures the full profile puts on each
+# message (DKIM, ARC-Message-Signature, ARC-Seal): no full-profile rate can
+# beat it. Measured now, on the same cores, with Go's crypto/rsa.
+rsa_bound() {
+	local ns
+	ns=$($GO test -run '^$' -bench '^BenchmarkRSASignAllCores$' -benchtime 3s ./gateway/internal/dkim/ |
+		awk '/^BenchmarkRSASignAllCores/ { print $3 }')
+	RSA_BOUND=$(awk -v ns="$ns" 'BEGIN { printf "%.0f", 1e9 / ns / 3 }')
+	echo "RSA-2048 signatures with all $CORES cores busy: $(awk -v ns="$ns" 'BEGIN { printf "%.0f", 1e9 / ns }')/s, so three per message bound the full profile at $RSA_BOUND msg/s"
+}
+RSA_BOUND=""
+case " $PROFILES " in *" full "*) rsa_bound ;; esac
 for size in $SIZES; do
 	for sessions in $SESSIONS; do
 		measure_straight "$size" "$sessions"
@@ -443,4 +462,8 @@ echo "system; kernel %: the system part) and MiB (peak RSS) are the Sluice proce
 echo "but on straight rows µs CPU/msg is smtp-source's and smtp-sink's together;"
 echo "others %: the share of the machine's $CORES cores used meanwhile by processes other"
 echo "than smtp-source, smtp-sink and Sluice (high: the rates are not to be trusted)."
+if [ ${#BOUND_LINES[@]} -gt 0 ]; then
+	echo
+	printf '%s\n' "${BOUND_LINES[@]}"
+fi
 echo "Took $(($(date +%s) - start)) s."
