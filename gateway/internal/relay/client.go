@@ -294,18 +294,18 @@ func xtext(s string) string {
 }
 
 // data sends DATA and, once the server answers 354, the message (as
-// wireData made it) and the end-of-data marker in one write, then returns
+// wireParts made it) and the end-of-data marker in one write, then returns
 // the reply to the end of data, whatever its code. An error means no such
 // reply was read: DATA got another answer (an *smtp.SMTPError), or the
 // connection failed.
-func (c *client) data(wire []byte, timeout time.Duration) (int, string, error) {
+func (c *client) data(wire net.Buffers, timeout time.Duration) (int, string, error) {
 	c.command("DATA")
 	if _, err := c.roundTrip(354); err != nil {
 		return 0, "", err
 	}
 	c.conn.SetDeadline(time.Now().Add(timeout))
-	// Two buffers, one writev on TCP: the message is not copied.
-	bufs := net.Buffers{wire, endOfData}
+	// One writev on TCP: the message is not copied.
+	bufs := append(wire, endOfData)
 	if _, err := bufs.WriteTo(c.conn); err != nil {
 		return 0, "", err
 	}

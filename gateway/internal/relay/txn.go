@@ -65,17 +65,19 @@ func (t *Txn) rcptResult(err error) error {
 	return t.fail("RCPT TO", err)
 }
 
-// Data sends the message. On success it returns the destination's reply
-// (code 250, its enhanced code and text, e.g. "queued as X"); otherwise an
-// *smtp.SMTPError for the client.
-func (t *Txn) Data(ctx context.Context, msg []byte) (*smtp.SMTPError, error) {
+// Data sends the message, given whole or in parts sent one after the
+// other (a header and a body, so that the caller need not join them). On
+// success it returns the destination's reply (code 250, its enhanced
+// code and text, e.g. "queued as X"); otherwise an *smtp.SMTPError for
+// the client.
+func (t *Txn) Data(ctx context.Context, msg ...[]byte) (*smtp.SMTPError, error) {
 	if err := t.usable(); err != nil {
 		return nil, err
 	}
 	var code int
 	var text string
 	err, aborted := t.guard(ctx, func() (err error) {
-		code, text, err = t.s.c.data(wireData(msg), t.relay.cfg.DataTimeout)
+		code, text, err = t.s.c.data(wireParts(msg), t.relay.cfg.DataTimeout)
 		return err
 	})
 	if err != nil {

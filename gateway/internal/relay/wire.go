@@ -1,6 +1,10 @@
 package relay
 
-import "bytes"
+import (
+	"bytes"
+	"net"
+	"slices"
+)
 
 // wireData returns msg as DATA carries it (RFC 5321 §4.5.2), without its
 // last CRLF, which the end-of-data marker brings back: a CR before every
@@ -12,7 +16,33 @@ import "bytes"
 // (a write to the socket per 4 KiB), and turns the LF of "\r\r\n" into
 // another CRLF, changing a message after it was signed.
 func wireData(msg []byte) []byte {
-	msg = bytes.TrimSuffix(msg, []byte("\r\n"))
+	return stuff(bytes.TrimSuffix(msg, []byte("\r\n")))
+}
+
+// wireParts is wireData for a message given in parts, such as a header
+// (through its empty line) and a body, without joining them: a part that
+// ends a line is stuffed on its own, since the next starts a line.
+func wireParts(parts [][]byte) net.Buffers {
+	parts = slices.DeleteFunc(slices.Clone(parts), func(p []byte) bool { return len(p) == 0 })
+	out := make(net.Buffers, 0, len(parts))
+	for i, p := range parts {
+		if i == len(parts)-1 {
+			return append(out, wireData(p))
+		}
+		if p[len(p)-1] != '\n' {
+			// The next part continues this line: only joined can they
+			// be stuffed right. Sluice's own headers end in CRLF.
+			return append(out, wireData(bytes.Join(parts[i:], nil)))
+		}
+		out = append(out, stuff(p))
+	}
+	return append(out, wireData(nil))
+}
+
+// stuff returns msg with a second dot at the start of every line that
+// begins with one and a CR before every bare LF: msg itself when nothing
+// needs changing.
+func stuff(msg []byte) []byte {
 	if !needsStuffing(msg) {
 		return msg
 	}

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"bytes"
+	"context"
 	"strings"
 	"testing"
 )
@@ -78,5 +79,65 @@ func BenchmarkWireData(b *testing.B) {
 				wireData(c.msg)
 			}
 		})
+	}
+}
+
+// A message in parts goes on the wire exactly as the joined message
+// would, wherever it is cut: at the header's end, mid-line, before a dot,
+// between a CR and its LF, into three parts, or with empty parts.
+func TestWirePartsIsWireData(t *testing.T) {
+	for _, msg := range []string{
+		"A: b\r\n\r\nbody\r\n",
+		"A: b\r\n\r\n.\r\n..\r\n.x\r\nx.\r\n",
+		"A: b\n\n.body\n",
+		"A: b\r\n\r\nx\r\r\ny\r\n",
+		"A: b\r\n\r\n",
+		"A: b\r\n\r\nno final line end",
+		".\r\n",
+	} {
+		want := string(wireData([]byte(msg)))
+		for i := 0; i <= len(msg); i++ {
+			for j := i; j <= len(msg); j++ {
+				parts := [][]byte{[]byte(msg[:i]), []byte(msg[i:j]), []byte(msg[j:])}
+				var got bytes.Buffer
+				wire := wireParts(parts)
+				wire.WriteTo(&got)
+				if got.String() != want {
+					t.Fatalf("parts %q: on the wire %q, want %q", parts, got.String(), want)
+				}
+			}
+		}
+	}
+}
+
+// The header and the body go out as they are, neither copied nor joined,
+// when neither needs stuffing: the common case.
+func TestWirePartsDoesNotCopy(t *testing.T) {
+	header := []byte("A: b\r\n\r\n")
+	body := []byte(strings.Repeat("line\r\n", 100))
+	wire := wireParts([][]byte{header, body})
+	if len(wire) != 2 || &wire[0][0] != &header[0] || &wire[1][0] != &body[0] {
+		t.Error("a plain header and body were copied or joined")
+	}
+}
+
+// Sent in parts, a message arrives exactly as the joined message.
+func TestDataInPartsArrivesExactly(t *testing.T) {
+	port, lns := listenSamePort(t, "127.0.0.2")
+	d := newDestination()
+	d.serve(t, lns...)
+	r := newTestRelay(t, port, oneMX(t, "127.0.0.2"))
+	ctx := context.Background()
+	header, body := "From: a@origin.test\r\nSubject: parts\r\n\r\n", ".dot first\r\nthen text\r\n"
+	txn, rcptErr, err := r.Begin(ctx, "example.test", "a@fwd.test", nil, "one@real.test")
+	if err != nil || rcptErr != nil {
+		t.Fatalf("Begin: %v, %v", err, rcptErr)
+	}
+	if _, err := txn.Data(ctx, []byte(header), []byte(body)); err != nil {
+		t.Fatalf("Data: %v", err)
+	}
+	txn.Close()
+	if got := d.deliveries()[0].data; got != header+body {
+		t.Errorf("arrived as %q, want %q", got, header+body)
 	}
 }

@@ -54,12 +54,12 @@ func readMessage(r io.Reader, sizeHint int64, buf *[]byte) ([]byte, error) {
 	return *buf, nil
 }
 
-// headroom is the room left in front of a forwarded message for what is
+// headroom is the room left in front of a forwarded header for what is
 // signed over it and goes before it, DKIM signatures and an ARC set:
 // with it, putting them in front copies nothing of the message.
 const headroom = 8 << 10
 
-// outgoing is a forwarded message being made, in buf[start:].
+// outgoing is a forwarded header being made, in buf[start:].
 type outgoing struct {
 	buf   []byte
 	start int

@@ -74,15 +74,15 @@ func (s *session) deliver(msg []byte) *smtp.SMTPError {
 		return nil
 	}
 
-	buf := s.srv.buffers.get()
-	defer s.srv.buffers.put(buf)
-	fwd, err := s.forwardedMessage(buf, header, body, report, sc)
+	buf := s.srv.headers.get()
+	defer s.srv.headers.put(buf)
+	fwd, err := s.forwardedHeader(buf, header, body, report, sc)
 	if err != nil {
 		s.closeRelay()
 		s.srv.log.Error("sealing or signing failed", "session", s.id, "err", err)
 		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Signing failed, try again later"}
 	}
-	reply, err := s.txn.relay.Data(s.srv.ctx, fwd)
+	reply, err := s.txn.relay.Data(s.srv.ctx, fwd, body)
 	s.srv.metrics.relayReply("data", err)
 	s.txn.remote = s.txn.relay.Remote()
 	s.closeRelay()
@@ -108,12 +108,14 @@ func (s *session) lineEndings(msg []byte) *smtp.SMTPError {
 	return nil
 }
 
-// forwardedMessage is the message as it leaves: our trace and result
-// fields and the plugins' changes on top of the original, then DKIM
-// signatures and an ARC set over all of it. Nothing else changes.
-// It is made in *buf, which it may grow.
-func (s *session) forwardedMessage(buf *[]byte, header, body []byte, report *auth.Report, sc score) ([]byte, error) {
-	b := newOutgoing(*buf, len(header)+len(body)+4096)
+// forwardedHeader is the header of the message as it leaves, through
+// the empty line: our trace and result fields and the plugins' changes on
+// top of the original, then DKIM signatures and an ARC set over all of
+// it and the body. The body leaves as it came, from the buffer it was
+// read into: copying it behind the new header would hold a second copy
+// of every message in flight. It is made in *buf, which it may grow.
+func (s *session) forwardedHeader(buf *[]byte, header, body []byte, report *auth.Report, sc score) ([]byte, error) {
+	b := newOutgoing(*buf, len(header)+4096)
 	defer func() { *buf = b.buf }()
 	// What plugins record under Authentication-Results joins our own field
 	// rather than standing alone without an authserv-id.
@@ -143,19 +145,18 @@ func (s *session) forwardedMessage(buf *[]byte, header, body []byte, report *aut
 	}
 	b.write(message.Remove(header, s.txn.changes.remove))
 	b.writeString("\r\n")
-	b.write(body)
 
 	// DKIM first, then ARC (RFC 8617 §5.1): the seal then covers our own
 	// signatures too.
 	if signer := s.srv.parts.Signer; signer != nil {
-		sigs, err := signer.Sign(b.bytes())
+		sigs, err := signer.SignParts(b.bytes(), body)
 		if err != nil {
 			return nil, fmt.Errorf("DKIM: %w", err)
 		}
 		b.prepend(sigs)
 	}
 	if c := s.srv.parts.Seal; c != nil && report != nil {
-		set, err := arc.Seal(b.bytes(), s.srv.cfg.Hostname, results, report.ARC, *c)
+		set, err := arc.SealParts(b.bytes(), body, s.srv.cfg.Hostname, results, report.ARC, *c)
 		if err != nil {
 			return nil, fmt.Errorf("ARC: %w", err)
 		}

@@ -80,7 +80,8 @@ type Server struct {
 	limits  *limiter // shared by every listener
 	log     *slog.Logger
 	metrics *serverMetrics
-	buffers buffers // for reading and making messages
+	buffers buffers // for reading messages
+	headers buffers // for making the headers of forwarded messages: kept apart, so a header never holds a message-sized buffer
 
 	// ctx is cancelled on Close, ending relay work of sessions in flight.
 	ctx    context.Context
