@@ -19,9 +19,8 @@ const maxReplyDetail = 400
 // cleanReply copies a destination's reply for the client: same code, same
 // enhanced code, same text, minus what could break the client's parsing.
 // An enhanced code of another class than the code ("550 4.1.1") is
-// dropped, as parseReply drops it: go-smtp's client keeps it, and a client
-// that trusts enhanced codes would read a refusal as a deferral or the
-// other way round.
+// dropped, as parseReply drops it: a client that trusts enhanced codes
+// would read a refusal as a deferral or the other way round.
 func cleanReply(reply *smtp.SMTPError) *smtp.SMTPError {
 	out := parseReply(reply.Code, reply.Message)
 	if e := reply.EnhancedCode; e != smtp.EnhancedCodeNotSet && e != smtp.NoEnhancedCode && e[0] == reply.Code/100 {

@@ -11,10 +11,10 @@ import (
 // bare LF and a second dot at the start of every line that begins with
 // one. It is msg itself when nothing needs changing, as for most mail.
 //
-// It stands in for net/textproto's dot writer, which go-smtp's client
-// uses: that one copies a message a byte at a time through a 4 KiB buffer
-// (a write to the socket per 4 KiB), and turns the LF of "\r\r\n" into
-// another CRLF, changing a message after it was signed.
+// Not net/textproto's dot writer: that one copies a message a byte at a
+// time through a 4 KiB buffer (a write to the socket per 4 KiB), and
+// turns the LF of "\r\r\n" into another CRLF, changing a message after
+// it was signed.
 func wireData(msg []byte) []byte {
 	return stuff(bytes.TrimSuffix(msg, []byte("\r\n")))
 }
