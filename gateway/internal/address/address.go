@@ -23,6 +23,16 @@ func Domain(d string) (string, error) {
 	if d == "" || strings.HasSuffix(d, ".") || strings.HasPrefix(d, ".") {
 		return "", errors.New("empty label")
 	}
+	if isPlainHostName(d) {
+		// What IDNA would return, at a tenth of its cost: every MAIL and
+		// RCPT goes through here.
+		return strings.ToLower(d), nil
+	}
+	return idnaDomain(d)
+}
+
+// idnaDomain is Domain for the names that need IDNA's mapping and checks.
+func idnaDomain(d string) (string, error) {
 	name, err := idnaProfile.ToASCII(strings.ToLower(d))
 	if err != nil {
 		return "", err
@@ -36,6 +46,30 @@ func Domain(d string) (string, error) {
 		}
 	}
 	return name, nil
+}
+
+// isPlainHostName reports whether d is a host name that IDNA leaves as
+// it is but for case: ASCII letters, digits and hyphens in labels of 1 to
+// 63 characters, at most 253 in all, no label starting or ending with a
+// hyphen or with hyphens in its third and fourth places (which is where
+// "xn--" marks an A-label, which IDNA must check).
+func isPlainHostName(d string) bool {
+	if len(d) > 253 {
+		return false
+	}
+	for label := range strings.SplitSeq(d, ".") {
+		n := len(label)
+		if n == 0 || n > 63 || label[0] == '-' || label[n-1] == '-' || (n >= 4 && label[2] == '-' && label[3] == '-') {
+			return false
+		}
+		for i := 0; i < n; i++ {
+			c := label[i]
+			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // Split splits a mailbox at its last '@'. The local part is returned as

@@ -1,6 +1,9 @@
 package address
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestDomain(t *testing.T) {
 	good := map[string]string{
@@ -30,5 +33,39 @@ func TestSplit(t *testing.T) {
 	}
 	if IsASCII("josé@example.org") || !IsASCII("jose@example.org") {
 		t.Error("IsASCII is wrong")
+	}
+}
+
+// The fast path for plain ASCII names gives what IDNA gives, at the edges
+// of what it takes: lengths, hyphens, A-labels, case and digits.
+func TestDomainFastPathIsIDNA(t *testing.T) {
+	label63 := strings.Repeat("a", 63)
+	long := strings.Repeat(label63+".", 3) + strings.Repeat("b", 61) // 253
+	for _, d := range []string{
+		"example.test", "EXAMPLE.Test", "a", "1.2.3.4", "a-b.c", "a--b.test", "ab--cd.test", "xn--bcher-kva.example",
+		"XN--BCHER-KVA.example", "xn--zz.test", "-a.test", "a-.test", label63 + ".test", label63 + "a.test",
+		long, long + "b", "a..b", "under_score.test", "a b.test", "0-0.9", "xn--.test",
+	} {
+		want, wantErr := idnaDomain(d)
+		got, err := Domain(d)
+		if got != want || (err == nil) != (wantErr == nil) {
+			t.Errorf("Domain(%q) = %q, %v; IDNA says %q, %v", d, got, err, want, wantErr)
+		}
+	}
+}
+
+func BenchmarkDomain(b *testing.B) {
+	for b.Loop() {
+		if _, err := Domain("Mail.Example.TEST"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkDomainIDNA(b *testing.B) {
+	for b.Loop() {
+		if _, err := Domain("bücher.example"); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
