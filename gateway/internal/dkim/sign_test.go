@@ -290,14 +290,7 @@ func TestSignFieldFormat(t *testing.T) {
 }
 
 func TestSignUsesNow(t *testing.T) {
-	s, err := NewSigner(SignerConfig{
-		Domain: testDomain,
-		Keys:   testKeys(t),
-		Now:    func() time.Time { return time.Unix(1000000000, 0) },
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := fixedClockSigner(t)
 	sigs, err := s.Sign([]byte(testMessage))
 	if err != nil {
 		t.Fatal(err)
@@ -449,14 +442,7 @@ func TestSignConcurrent(t *testing.T) {
 // gets exactly the signatures the joined message gets, whether or not
 // the header piece ends with the empty line.
 func TestSignPartsIsSign(t *testing.T) {
-	s, err := NewSigner(SignerConfig{
-		Domain: testDomain,
-		Keys:   testKeys(t),
-		Now:    func() time.Time { return time.Unix(1000000000, 0) },
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := fixedClockSigner(t)
 	whole, err := s.Sign([]byte(testMessage))
 	if err != nil {
 		t.Fatal(err)
@@ -479,4 +465,19 @@ func TestSignPartsIsSign(t *testing.T) {
 	if string(other) == string(whole) {
 		t.Error("SignParts ignored the body")
 	}
+}
+
+// fixedClockSigner signs for testDomain with testKeys at the time
+// 1000000000.
+func fixedClockSigner(t *testing.T) *Signer {
+	t.Helper()
+	s, err := NewSigner(SignerConfig{
+		Domain: testDomain,
+		Keys:   testKeys(t),
+		Now:    func() time.Time { return time.Unix(1000000000, 0) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

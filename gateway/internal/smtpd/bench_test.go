@@ -51,21 +51,11 @@ func listenLoopback(b *testing.B) net.Listener {
 	return l
 }
 
-// BenchmarkForward is one message through a whole SMTP session, as a
-// sending server makes it: connect, EHLO, MAIL, RCPT, DATA of a 4 KiB
-// message, QUIT, relayed in session by the router plugin to a go-smtp sink
-// on loopback (without authentication checks or signing, as bench/load.sh's
-// forward profile). The client and the sink run in this process too, so
-// the figures are the whole exchange's; the per-message costs of Sluice
-// alone are what bench/load.sh measures.
-func BenchmarkForward(b *testing.B) {
-	sinkL := listenLoopback(b)
-	sink := smtp.NewServer(sinkBackend{})
-	sink.Domain = "mx.dest.test"
-	go sink.Serve(sinkL)
-	b.Cleanup(func() { sink.Close() })
-
-	r, err := relay.New(relay.Config{Helo: "mx.example.test", Port: sinkL.Addr().(*net.TCPAddr).Port}, loopbackMX{})
+// benchServer starts a Sluice SMTP server for example.test on loopback,
+// routing everything to owner@dest.test through the router plugin and
+// relaying to destPort on 127.0.0.1, and returns its listener.
+func benchServer(b *testing.B, destPort int) net.Listener {
+	r, err := relay.New(relay.Config{Helo: "mx.example.test", Port: destPort}, loopbackMX{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -87,6 +77,24 @@ func BenchmarkForward(b *testing.B) {
 	l := listenLoopback(b)
 	go srv.Serve(l)
 	b.Cleanup(func() { srv.Shutdown(context.Background()) })
+	return l
+}
+
+// BenchmarkForward is one message through a whole SMTP session, as a
+// sending server makes it: connect, EHLO, MAIL, RCPT, DATA of a 4 KiB
+// message, QUIT, relayed in session by the router plugin to a go-smtp sink
+// on loopback (without authentication checks or signing, as bench/load.sh's
+// forward profile). The client and the sink run in this process too, so
+// the figures are the whole exchange's; the per-message costs of Sluice
+// alone are what bench/load.sh measures.
+func BenchmarkForward(b *testing.B) {
+	sinkL := listenLoopback(b)
+	sink := smtp.NewServer(sinkBackend{})
+	sink.Domain = "mx.dest.test"
+	go sink.Serve(sinkL)
+	b.Cleanup(func() { sink.Close() })
+
+	l := benchServer(b, sinkL.Addr().(*net.TCPAddr).Port)
 
 	msg := "From: <alice@example.org>\r\nTo: <info@example.test>\r\nSubject: benchmark\r\n\r\n" +
 		strings.Repeat("The quick brown fox jumps over the lazy dog, again and again. 0123456789\r\n", 55)
@@ -111,28 +119,7 @@ func BenchmarkForward(b *testing.B) {
 // address parsed, SRS-rewritten) but starts no SPF check: there is no
 // [auth] here.
 func BenchmarkCommands(b *testing.B) {
-	r, err := relay.New(relay.Config{Helo: "mx.example.test"}, loopbackMX{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { r.Close() })
-	rw, err := srs.New(srs.Config{Domain: "example.test", Secrets: []string{"bench"}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	chains := NewChains(routerChain(b, newTestHost(b), "owner@dest.test"), nil)
-	b.Cleanup(func() { chains.Close() })
-	srv, err := New(Config{
-		Hostname: "mx.example.test", Domains: []string{"example.test"}, MaxMessageSize: 25 << 20,
-		MaxRecipients: 100, MaxConnections: 100, MaxConnectionsPerIP: 100, CommandTimeout: time.Minute,
-		DataTimeout: time.Minute, MaxLineLength: 4096, MaxHops: 50,
-	}, Parts{Chains: chains, Relay: r, SRS: rw})
-	if err != nil {
-		b.Fatal(err)
-	}
-	l := listenLoopback(b)
-	go srv.Serve(l)
-	b.Cleanup(func() { srv.Shutdown(context.Background()) })
+	l := benchServer(b, 0)
 
 	conn, err := net.Dial("tcp", l.Addr().String())
 	if err != nil {
