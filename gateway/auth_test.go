@@ -3,10 +3,6 @@ package gateway_test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +11,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/sluice-mail/sluice/gateway/internal/arc"
+	"github.com/sluice-mail/sluice/gateway/internal/dkimpy"
 	"github.com/sluice-mail/sluice/gateway/internal/resolver"
 )
 
@@ -75,27 +72,7 @@ func (e *env) checkForwarded(t *testing.T, msg []byte, instances int) {
 	for sel := range e.keys {
 		records[sel+"._domainkey.ours.test."] = e.keys[sel]
 	}
-	recFile := filepath.Join(t.TempDir(), "records.json")
-	b, _ := json.Marshal(records)
-	os.WriteFile(recFile, b, 0o644)
-	cmd := exec.Command("/usr/bin/python3", "testdata/dkimpy_check.py", recFile)
-	cmd.Stdin = bytes.NewReader(msg)
-	out, err := cmd.Output()
-	if err != nil {
-		var stderr string
-		if ee, ok := err.(*exec.ExitError); ok {
-			stderr = string(ee.Stderr)
-		}
-		t.Fatalf("dkimpy (Debian package python3-dkim) could not check the message: %v\n%s", err, stderr)
-	}
-	var got struct {
-		DKIM   []bool
-		ARC    string
-		Reason string
-	}
-	if err := json.Unmarshal(out, &got); err != nil {
-		t.Fatalf("dkimpy said %s: %v", out, err)
-	}
+	got := dkimpy.Check(t, msg, records)
 	if got.ARC != "pass" {
 		t.Errorf("dkimpy: ARC chain %s (%s), want pass", got.ARC, got.Reason)
 	}

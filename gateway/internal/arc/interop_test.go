@@ -2,19 +2,15 @@ package arc
 
 import (
 	"bytes"
-	"encoding/json"
-	"errors"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/sluice-mail/sluice/gateway/internal/dkim"
+	"github.com/sluice-mail/sluice/gateway/internal/dkimpy"
 )
 
 // dkimpyVerify runs dkimpy's arc_verify (Debian's python3-dkim) on msg and
-// returns the chain validation status it prints and its reason.
+// returns the chain validation status it gives and its reason.
 func dkimpyVerify(t *testing.T, msg []byte, hops []hop) (cv, reason string) {
 	t.Helper()
 	records := map[string]string{}
@@ -25,31 +21,8 @@ func dkimpyVerify(t *testing.T, msg []byte, hops []hop) (cv, reason string) {
 		}
 		records[h.selector+"._domainkey."+h.domain] = txt
 	}
-	dir := t.TempDir()
-	msgPath := filepath.Join(dir, "message.eml")
-	dnsPath := filepath.Join(dir, "records.json")
-	dns, err := json.Marshal(records)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(msgPath, msg, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(dnsPath, dns, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	// Debian's python, not one from PATH: python3-dkim installs there.
-	cmd := exec.Command("/usr/bin/python3", "testdata/dkimpy_arc_verify.py", msgPath, dnsPath)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if exit := (*exec.ExitError)(nil); errors.As(err, &exit) && exit.ExitCode() == 3 {
-		t.Fatal("dkimpy is missing: apt-get install -y python3-dkim")
-	}
-	if err != nil {
-		t.Fatalf("dkimpy: %v\n%s", err, stderr.String())
-	}
-	return strings.TrimSpace(string(out)), strings.TrimSpace(stderr.String())
+	r := dkimpy.Check(t, msg, records)
+	return r.ARC, r.Reason
 }
 
 // TestDkimpyVerifies has dkimpy, an independent implementation, validate

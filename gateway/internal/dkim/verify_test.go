@@ -8,10 +8,8 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -21,6 +19,7 @@ import (
 	msgdkim "github.com/emersion/go-msgauth/dkim"
 	"github.com/miekg/dns"
 
+	"github.com/sluice-mail/sluice/gateway/internal/dkimpy"
 	"github.com/sluice-mail/sluice/gateway/internal/dnstest"
 	"github.com/sluice-mail/sluice/gateway/internal/resolver"
 )
@@ -182,24 +181,7 @@ type dkimpyJob struct {
 // in one run.
 func dkimpySign(t *testing.T, jobs []dkimpyJob) []string {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "jobs.json")
-	data, err := json.Marshal(jobs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("/usr/bin/python3", "testdata/verify/dkimpy_sign.py", path)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if exit := (*exec.ExitError)(nil); errors.As(err, &exit) && exit.ExitCode() == 3 {
-		t.Fatal("dkimpy is missing: apt-get install -y python3-dkim python3-nacl")
-	}
-	if err != nil {
-		t.Fatalf("dkimpy: %v\n%s", err, stderr.String())
-	}
+	out := dkimpy.Run(t, "testdata/verify/dkimpy_sign.py", dkimpy.WriteJSON(t, "jobs.json", jobs))
 	var sigs []string
 	if err := json.Unmarshal(out, &sigs); err != nil || len(sigs) != len(jobs) {
 		t.Fatalf("dkimpy output %q: %v", out, err)
