@@ -1,16 +1,13 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
 	msgdkim "github.com/emersion/go-msgauth/dkim"
 
@@ -22,10 +19,7 @@ import (
 // send one message, find it in the capture inbox rewritten and signed.
 func TestDemoWithTheRealBinary(t *testing.T) {
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "sluice")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildSluice(t, dir)
 
 	// The keys, as `make run` makes them; keep the TXT records keygen prints.
 	txt := map[string]string{}
@@ -63,40 +57,8 @@ func TestDemoWithTheRealBinary(t *testing.T) {
 		t.Fatalf("sluice check: %v\n%s", err, out)
 	}
 
-	serve := exec.Command(bin, "serve", "-c", cfgPath)
-	stderr, _ := serve.StderrPipe()
-	if err := serve.Start(); err != nil {
-		t.Fatal(err)
-	}
-	logs := make(chan string, 100)
-	go func() {
-		s := bufio.NewScanner(stderr)
-		for s.Scan() {
-			logs <- s.Text()
-		}
-		close(logs)
-	}()
-	var seen []string
-	waitFor := func(what string) {
-		t.Helper()
-		timeout := time.After(30 * time.Second)
-		for {
-			select {
-			case line, ok := <-logs:
-				if !ok {
-					t.Fatalf("serve exited before %q; it said:\n%s", what, strings.Join(seen, "\n"))
-				}
-				seen = append(seen, line)
-				if strings.Contains(line, what) {
-					return
-				}
-			case <-timeout:
-				t.Fatalf("no %q in the log:\n%s", what, strings.Join(seen, "\n"))
-			}
-		}
-	}
-	t.Cleanup(func() { serve.Process.Kill() })
-	waitFor("dev inbox listening")
+	serve := startServe(t, bin, cfgPath)
+	serve.waitLog("dev inbox listening")
 
 	out, err := exec.Command(bin, "send", "-server", smtpAddr, "-to", "info@your-domain.test,old@your-domain.test").CombinedOutput()
 	if err != nil {
@@ -112,7 +74,7 @@ func TestDemoWithTheRealBinary(t *testing.T) {
 			t.Errorf("sluice send printed:\n%s\nwant a line with %q", out, want)
 		}
 	}
-	waitFor("msg=message")
+	serve.waitLog("msg=message")
 
 	files, _ := filepath.Glob(filepath.Join(dir, "var/inbox/*.eml"))
 	if len(files) != 1 {
@@ -141,21 +103,7 @@ func TestDemoWithTheRealBinary(t *testing.T) {
 	}
 
 	// SIGTERM stops it cleanly.
-	serve.Process.Signal(syscall.SIGTERM)
-	done := make(chan error, 1)
-	go func() {
-		for range logs {
-		}
-		done <- serve.Wait()
-	}()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("serve after SIGTERM: %v", err)
-		}
-	case <-time.After(40 * time.Second):
-		t.Error("serve did not stop on SIGTERM")
-	}
+	serve.stop()
 }
 
 func freeAddr(t *testing.T) string {

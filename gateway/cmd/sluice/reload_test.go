@@ -1,19 +1,16 @@
 package main
 
 import (
-	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/emersion/go-smtp"
 
@@ -55,10 +52,7 @@ text = "Retired in version %d"
 // and the new plugin configuration answers the next session.
 func TestServeReloadsOnSIGHUPAndAdminPost(t *testing.T) {
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "sluice")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildSluice(t, dir)
 	smtpAddr := freeAddr(t)
 	router := wasmbuild.ForTest(t, "./plugins/router")
 	cfgPath := filepath.Join(dir, "gateway.toml")
@@ -70,41 +64,9 @@ func TestServeReloadsOnSIGHUPAndAdminPost(t *testing.T) {
 	}
 	writeVersion(1)
 
-	serve := exec.Command(bin, "serve", "-c", cfgPath)
-	stderr, _ := serve.StderrPipe()
-	if err := serve.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { serve.Process.Kill(); serve.Wait() })
-	logs := make(chan string, 100)
-	go func() {
-		s := bufio.NewScanner(stderr)
-		for s.Scan() {
-			logs <- s.Text()
-		}
-		close(logs)
-	}()
-	var seen []string
-	waitLog := func(what string) string {
-		t.Helper()
-		timeout := time.After(60 * time.Second)
-		for {
-			select {
-			case line, ok := <-logs:
-				if !ok {
-					t.Fatalf("serve exited before %q; it said:\n%s", what, strings.Join(seen, "\n"))
-				}
-				seen = append(seen, line)
-				if strings.Contains(line, what) {
-					return line
-				}
-			case <-timeout:
-				t.Fatalf("no %q in the log:\n%s", what, strings.Join(seen, "\n"))
-			}
-		}
-	}
-	waitLog(`msg=listening`)
-	line := waitLog(`msg="admin listening"`)
+	serve := startServe(t, bin, cfgPath)
+	serve.waitLog(`msg=listening`)
+	line := serve.waitLog(`msg="admin listening"`)
 	adminAddr := regexp.MustCompile(`addr=(\S+)`).FindStringSubmatch(line)[1]
 
 	if got := rcptReply(t, smtpAddr); !strings.Contains(got, "Retired in version 1") {
@@ -112,9 +74,9 @@ func TestServeReloadsOnSIGHUPAndAdminPost(t *testing.T) {
 	}
 
 	writeVersion(2)
-	serve.Process.Signal(syscall.SIGHUP)
-	waitLog(`msg="reloading: SIGHUP"`)
-	if line := waitLog(`msg="filter chain reloaded"`); !strings.Contains(line, "generation=2") {
+	serve.signal(syscall.SIGHUP)
+	serve.waitLog(`msg="reloading: SIGHUP"`)
+	if line := serve.waitLog(`msg="filter chain reloaded"`); !strings.Contains(line, "generation=2") {
 		t.Errorf("SIGHUP reload logged %q, want generation 2", line)
 	}
 	if got := rcptReply(t, smtpAddr); !strings.Contains(got, "Retired in version 2") {
@@ -141,21 +103,7 @@ func TestServeReloadsOnSIGHUPAndAdminPost(t *testing.T) {
 		t.Errorf("after POST /admin/reload: %s", got)
 	}
 
-	serve.Process.Signal(syscall.SIGTERM)
-	done := make(chan error, 1)
-	go func() {
-		for range logs {
-		}
-		done <- serve.Wait()
-	}()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("serve after SIGTERM: %v", err)
-		}
-	case <-time.After(40 * time.Second):
-		t.Error("serve did not stop on SIGTERM")
-	}
+	serve.stop()
 }
 
 // rcptReply opens a session and returns the reply to RCPT TO:<old@ours.test>.
