@@ -90,6 +90,13 @@ func startDNS(t testing.TB, hops []hop) (*dnstest.Server, TXTLookup) {
 // mapLookup serves the hops' keys from memory, for fuzzing and benchmarks.
 func mapLookup(t testing.TB, hops []hop) TXTLookup {
 	t.Helper()
+	return suiteLookup(keyRecords(t, hops))
+}
+
+// keyRecords maps each hop's key name ("selector._domainkey.domain") to
+// its TXT record.
+func keyRecords(t testing.TB, hops []hop) map[string]string {
+	t.Helper()
 	records := map[string]string{}
 	for _, h := range hops {
 		txt, err := dkim.TXTRecord(h.key)
@@ -98,7 +105,7 @@ func mapLookup(t testing.TB, hops []hop) TXTLookup {
 		}
 		records[h.selector+"._domainkey."+h.domain] = txt
 	}
-	return suiteLookup(records)
+	return records
 }
 
 func verify(msg []byte, lookup TXTLookup) Result {

@@ -5,7 +5,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sluice-mail/sluice/gateway/internal/dkim"
 	"github.com/sluice-mail/sluice/gateway/internal/dkimpy"
 )
 
@@ -13,15 +12,7 @@ import (
 // returns the chain validation status it gives and its reason.
 func dkimpyVerify(t *testing.T, msg []byte, hops []hop) (cv, reason string) {
 	t.Helper()
-	records := map[string]string{}
-	for _, h := range hops {
-		txt, err := dkim.TXTRecord(h.key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		records[h.selector+"._domainkey."+h.domain] = txt
-	}
-	r := dkimpy.Check(t, msg, records)
+	r := dkimpy.Check(t, msg, keyRecords(t, hops))
 	return r.ARC, r.Reason
 }
 
