@@ -1,7 +1,7 @@
 package relay
 
 import (
-	"bufio"
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -13,6 +13,7 @@ import (
 	"log"
 	"math/big"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -256,10 +257,22 @@ func selfSignedTLS(t testing.TB, name string) *tls.Config {
 	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
 }
 
-// scriptedServer is a minimal SMTP server on ln that answers each command
-// verb with a fixed reply, for replies go-smtp's server cannot produce
-// (an enhanced code on every line, a refusing greeting).
-func scriptedServer(t testing.TB, ln net.Listener, greeting string, replies map[string]string) {
+// rawMX is a destination on loopback that speaks just enough SMTP, by
+// hand, to show how the relay's bytes arrive: it records every Read, so
+// commands that arrive in one Read left the relay in one write. It
+// answers each command line as soon as it has it, pipelined or not.
+type rawMX struct {
+	greeting string            // default "220 mx.dest.test ESMTP"
+	ehlo     string            // reply to EHLO, if not in replies
+	replies  map[string]string // reply per command verb; default 354 to DATA, else 250; after a 421 it hangs up
+
+	mu    sync.Mutex
+	reads []string // every Read of every connection, in order
+	lines []string // every command line (and "<message>" for each message)
+}
+
+// serve serves d on ln. Set its fields before.
+func (d *rawMX) serve(t testing.TB, ln net.Listener) {
 	t.Cleanup(func() { ln.Close() })
 	go func() {
 		for {
@@ -267,30 +280,99 @@ func scriptedServer(t testing.TB, ln net.Listener, greeting string, replies map[
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(time.Minute))
-				io.WriteString(c, greeting)
-				br := bufio.NewReader(c)
-				for {
-					line, err := br.ReadString('\n')
-					if err != nil {
-						return
-					}
-					verb, _, _ := strings.Cut(strings.TrimSpace(line), " ")
-					verb = strings.ToUpper(verb)
-					reply, ok := replies[verb]
-					if !ok {
-						reply = "250 2.0.0 ok\r\n"
-					}
-					io.WriteString(c, reply)
-					if verb == "QUIT" || strings.HasPrefix(reply, "421") {
-						return
-					}
-				}
-			}()
+			go d.conn(c)
 		}
 	}()
+}
+
+func (d *rawMX) conn(c net.Conn) {
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(time.Minute))
+	greeting := d.greeting
+	if greeting == "" {
+		greeting = "220 mx.dest.test ESMTP\r\n"
+	}
+	c.Write([]byte(greeting))
+	buf := make([]byte, 256<<10)
+	var pending []byte
+	inData := false
+	for {
+		n, err := c.Read(buf)
+		d.mu.Lock()
+		if n > 0 {
+			d.reads = append(d.reads, string(buf[:n]))
+		}
+		d.mu.Unlock()
+		pending = append(pending, buf[:n]...)
+		for {
+			if inData {
+				end := bytes.Index(pending, []byte("\r\n.\r\n"))
+				if end < 0 {
+					break
+				}
+				pending, inData = pending[end+5:], false
+				d.record("<message>")
+				c.Write([]byte("250 2.0.0 queued as X\r\n"))
+				continue
+			}
+			i := bytes.IndexByte(pending, '\n')
+			if i < 0 {
+				break
+			}
+			line := strings.TrimRight(string(pending[:i]), "\r")
+			pending = pending[i+1:]
+			d.record(line)
+			verb, _, _ := strings.Cut(line, " ")
+			verb = strings.ToUpper(verb)
+			reply, ok := d.replies[verb]
+			switch {
+			case verb == "EHLO" && d.ehlo != "":
+				reply = d.ehlo
+			case verb == "QUIT":
+				c.Write([]byte("221 bye\r\n"))
+				return
+			case !ok && verb == "DATA":
+				reply = "354 go ahead\r\n"
+			case !ok:
+				reply = "250 2.0.0 ok\r\n"
+			}
+			c.Write([]byte(reply))
+			if strings.HasPrefix(reply, "421") {
+				return
+			}
+			inData = verb == "DATA" && strings.HasPrefix(reply, "354")
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func (d *rawMX) record(line string) {
+	d.mu.Lock()
+	d.lines = append(d.lines, line)
+	d.mu.Unlock()
+}
+
+// readWith returns the Read that brought the command starting with
+// prefix, failing the test if none did.
+func (d *rawMX) readWith(t *testing.T, prefix string) string {
+	t.Helper()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, r := range d.reads {
+		if strings.HasPrefix(r, prefix) || strings.Contains(r, "\r\n"+prefix) {
+			return r
+		}
+	}
+	t.Fatalf("no read brought %q; reads: %q", prefix, d.reads)
+	return ""
+}
+
+func (d *rawMX) commands() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.Clone(d.lines)
 }
 
 // newTestRelay returns a Relay for tests, closed at cleanup.

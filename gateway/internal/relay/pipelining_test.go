@@ -1,127 +1,13 @@
 package relay
 
 import (
-	"bytes"
 	"context"
-	"net"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/emersion/go-smtp"
 )
-
-// rawMX is a destination on loopback that speaks just enough SMTP, by
-// hand, to show how the relay's bytes arrive: it records every Read, so
-// commands that arrive in one Read left the relay in one write. It
-// answers each command line as soon as it has it, pipelined or not.
-type rawMX struct {
-	ehlo    string            // reply to EHLO
-	replies map[string]string // reply per command verb; default 354 to DATA, else 250
-
-	mu    sync.Mutex
-	reads []string // every Read of every connection, in order
-	lines []string // every command line (and "<message>" for each message)
-}
-
-// serve serves d on ln. Set its fields before.
-func (d *rawMX) serve(t testing.TB, ln net.Listener) {
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go d.conn(c)
-		}
-	}()
-}
-
-func (d *rawMX) conn(c net.Conn) {
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(time.Minute))
-	c.Write([]byte("220 mx.dest.test ESMTP\r\n"))
-	buf := make([]byte, 256<<10)
-	var pending []byte
-	inData := false
-	for {
-		n, err := c.Read(buf)
-		d.mu.Lock()
-		if n > 0 {
-			d.reads = append(d.reads, string(buf[:n]))
-		}
-		d.mu.Unlock()
-		pending = append(pending, buf[:n]...)
-		for {
-			if inData {
-				end := bytes.Index(pending, []byte("\r\n.\r\n"))
-				if end < 0 {
-					break
-				}
-				pending, inData = pending[end+5:], false
-				d.record("<message>")
-				c.Write([]byte("250 2.0.0 queued as X\r\n"))
-				continue
-			}
-			i := bytes.IndexByte(pending, '\n')
-			if i < 0 {
-				break
-			}
-			line := strings.TrimRight(string(pending[:i]), "\r")
-			pending = pending[i+1:]
-			d.record(line)
-			verb, _, _ := strings.Cut(line, " ")
-			verb = strings.ToUpper(verb)
-			reply, ok := d.replies[verb]
-			switch {
-			case verb == "EHLO":
-				reply = d.ehlo
-			case verb == "QUIT":
-				c.Write([]byte("221 bye\r\n"))
-				return
-			case !ok && verb == "DATA":
-				reply = "354 go ahead\r\n"
-			case !ok:
-				reply = "250 2.0.0 ok\r\n"
-			}
-			c.Write([]byte(reply))
-			inData = verb == "DATA" && strings.HasPrefix(reply, "354")
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
-func (d *rawMX) record(line string) {
-	d.mu.Lock()
-	d.lines = append(d.lines, line)
-	d.mu.Unlock()
-}
-
-// readWith returns the Read that brought the command starting with
-// prefix, failing the test if none did.
-func (d *rawMX) readWith(t *testing.T, prefix string) string {
-	t.Helper()
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	for _, r := range d.reads {
-		if strings.HasPrefix(r, prefix) || strings.Contains(r, "\r\n"+prefix) {
-			return r
-		}
-	}
-	t.Fatalf("no read brought %q; reads: %q", prefix, d.reads)
-	return ""
-}
-
-func (d *rawMX) commands() []string {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return slices.Clone(d.lines)
-}
 
 const (
 	ehloPipelining = "250-mx.dest.test\r\n250-PIPELINING\r\n250 8BITMIME\r\n"

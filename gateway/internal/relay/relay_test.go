@@ -163,12 +163,11 @@ func TestDestinationRepliesComeBackVerbatim(t *testing.T) {
 
 func TestMultiLineReplyWithCodeOnEveryLine(t *testing.T) {
 	port, lns := listenSamePort(t, "127.0.0.2")
-	scriptedServer(t, lns[0], "220 mx.example.test ESMTP\r\n", map[string]string{
-		"EHLO": "250-mx.example.test\r\n250 8BITMIME\r\n",
+	(&rawMX{ehlo: "250-mx.example.test\r\n250 8BITMIME\r\n", replies: map[string]string{
 		"RCPT": "550-5.1.1 The email account that you tried to reach does not exist.\r\n" +
 			"550-5.1.1 Please try\x1b[31m double-checking.\r\n" +
 			"550 5.1.1 https://support.example/x - gsmtp\r\n",
-	})
+	}}).serve(t, lns[0])
 	r := newTestRelay(t, port, oneMX(t, "127.0.0.2"))
 	ctx := context.Background()
 	txn, rcptErr, err := r.Begin(ctx, "example.test", "bounce@fwd.test", nil, "gone@real.test")
@@ -203,7 +202,7 @@ func TestFollowsMXPreferenceAndSkipsRefusingHost(t *testing.T) {
 
 func TestRefusedGreetingOrEHLOTriesNextHost(t *testing.T) {
 	port, lns := listenSamePort(t, "127.0.0.2", "127.0.0.3", "127.0.0.4")
-	scriptedServer(t, lns[0], "421 4.3.2 mx1 is busy\r\n", nil)
+	(&rawMX{greeting: "421 4.3.2 mx1 is busy\r\n"}).serve(t, lns[0])
 	refusing, good := newDestination(), newDestination()
 	refusing.refuseEHLO = true
 	refusing.serve(t, lns[1])
