@@ -9,12 +9,19 @@ WAT_PLUGINS := $(patsubst %/,%,$(sort $(dir $(wildcard examples/*/*.wat))))
 WASM        := $(foreach d,$(GO_PLUGINS) $(WAT_PLUGINS),$(d)/$(notdir $(d)).wasm)
 DEMO_KEYS := var/keys/rsa-demo.pem var/keys/ed-demo.pem
 
+# What `sluice version` and the sluice_build_info metric say. Outside a git
+# checkout both are empty, and the binary says what Go recorded instead.
+VERSION   ?= $(shell git describe --always --dirty 2>/dev/null)
+REVISION  ?= $(shell git rev-parse HEAD 2>/dev/null)
+BUILDINFO := github.com/sluice-mail/sluice/gateway/internal/buildinfo
+LDFLAGS   := -X $(BUILDINFO).version=$(VERSION) -X $(BUILDINFO).revision=$(REVISION)
+
 .PHONY: all build plugins run test vet bench fuzz-short clean
 
 all: build plugins
 
 build:
-	$(GO) build -o $(SLUICE) ./gateway/cmd/sluice
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(SLUICE) ./gateway/cmd/sluice
 
 # The Go toolchain decides what is out of date, so Go plugins always
 # "rebuild"; make decides for the others.

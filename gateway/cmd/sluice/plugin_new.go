@@ -5,7 +5,6 @@ import (
 	"context"
 	"embed"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"io/fs"
@@ -27,16 +26,11 @@ var pluginTemplate embed.FS
 var pluginName = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]*$`)
 
 func pluginNew(_ context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
-	flags := flag.NewFlagSet("plugin new", flag.ContinueOnError)
-	flags.SetOutput(stderr)
+	flags := newFlagSet("plugin new", "usage: sluice plugin new NAME [-dir DIR]\n\nWrites DIR/NAME/ with main.go, main_test.go, README.md and example.toml.\n\n", stderr)
 	dir := flags.String("dir", ".", "the `directory` in which to make the plugin's folder")
-	flags.Usage = func() {
-		fmt.Fprintln(stderr, "usage: sluice plugin new NAME [-dir DIR]\n\nWrites DIR/NAME/ with main.go, main_test.go, README.md and example.toml.")
-		flags.PrintDefaults()
-	}
-	names, err := parseWithArgs(flags, args)
+	names, err := parseWithArgs(flags, args, stdout)
 	if err != nil {
-		return 2
+		return usageStatus(err)
 	}
 	if len(names) != 1 {
 		flags.Usage()
