@@ -16,7 +16,16 @@ REVISION  ?= $(shell git rev-parse HEAD 2>/dev/null)
 BUILDINFO := github.com/sluice-mail/sluice/gateway/internal/buildinfo
 LDFLAGS   := -X $(BUILDINFO).version=$(VERSION) -X $(BUILDINFO).revision=$(REVISION)
 
-.PHONY: all build plugins run test vet bench fuzz-short clean
+# Where make install puts things (docs/deploy.md); DESTDIR is prepended to
+# each, for packaging and tests.
+PREFIX     ?= /usr/local
+BINDIR     ?= $(PREFIX)/bin
+LIBDIR     ?= $(PREFIX)/lib/sluice
+SYSCONFDIR ?= /etc
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
+SUBST      := sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g'
+
+.PHONY: all build plugins install run test vet bench fuzz-short clean
 
 all: build plugins
 
@@ -41,6 +50,21 @@ var/keys/rsa-demo.pem: | build
 
 var/keys/ed-demo.pem: | build
 	$(SLUICE) keygen -algorithm ed25519 -selector ed-demo -domain your-domain.test -out $@
+
+# The binary, the first-party plugins (plugins/NAME/NAME.wasm under
+# LIBDIR), the production example configuration and the systemd unit, their
+# paths filled in. It never overwrites gateway.toml: only the .example.
+install: build plugins
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SYSCONFDIR)/sluice $(DESTDIR)$(UNITDIR)
+	install -m 0755 $(SLUICE) $(DESTDIR)$(BINDIR)/sluice
+	@for d in $(filter plugins/%,$(GO_PLUGINS)); do \
+		echo "install $$d/$$(basename $$d).wasm"; \
+		install -d $(DESTDIR)$(LIBDIR)/$$d && \
+		install -m 0644 $$d/$$(basename $$d).wasm $(DESTDIR)$(LIBDIR)/$$d/ || exit 1; \
+	done
+	$(SUBST) deploy/gateway.toml > $(DESTDIR)$(SYSCONFDIR)/sluice/gateway.toml.example
+	$(SUBST) deploy/sluice.service > $(DESTDIR)$(UNITDIR)/sluice.service
+	chmod 0644 $(DESTDIR)$(SYSCONFDIR)/sluice/gateway.toml.example $(DESTDIR)$(UNITDIR)/sluice.service
 
 run: build plugins $(DEMO_KEYS)
 	$(SLUICE) serve -c gateway.toml
