@@ -25,7 +25,7 @@ SYSCONFDIR ?= /etc
 UNITDIR    ?= $(PREFIX)/lib/systemd/system
 SUBST      := sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g'
 
-.PHONY: all build plugins install run test vet bench fuzz-short clean
+.PHONY: all build plugins go-plugins install run test vet bench fuzz-short clean
 
 all: build plugins
 
@@ -34,7 +34,9 @@ build:
 
 # The Go toolchain decides what is out of date, so Go plugins always
 # "rebuild"; make decides for the others.
-plugins: $(foreach d,$(WAT_PLUGINS),$(d)/$(notdir $(d)).wasm)
+plugins: go-plugins $(foreach d,$(WAT_PLUGINS),$(d)/$(notdir $(d)).wasm)
+
+go-plugins:
 	@for d in $(GO_PLUGINS); do \
 		echo "plugin $$d"; \
 		GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -o $$d/$$(basename $$d).wasm ./$$d || exit 1; \
@@ -54,7 +56,9 @@ var/keys/ed-demo.pem: | build
 # The binary, the first-party plugins (plugins/NAME/NAME.wasm under
 # LIBDIR), the production example configuration and the systemd unit, their
 # paths filled in. It never overwrites gateway.toml: only the .example.
-install: build plugins
+# Only plugins/ is installed, so only Go is needed: no wabt.
+install: build
+	@$(MAKE) --no-print-directory go-plugins GO_PLUGINS="$(filter plugins/%,$(GO_PLUGINS))"
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SYSCONFDIR)/sluice $(DESTDIR)$(UNITDIR)
 	install -m 0755 $(SLUICE) $(DESTDIR)$(BINDIR)/sluice
 	@for d in $(filter plugins/%,$(GO_PLUGINS)); do \
