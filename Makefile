@@ -9,16 +9,34 @@ WAT_PLUGINS := $(patsubst %/,%,$(sort $(dir $(wildcard examples/*/*.wat))))
 WASM        := $(foreach d,$(GO_PLUGINS) $(WAT_PLUGINS),$(d)/$(notdir $(d)).wasm)
 DEMO_KEYS := var/keys/rsa-demo.pem var/keys/ed-demo.pem
 
-.PHONY: all build plugins run test vet bench fuzz-short clean
+# What `sluice version` and the sluice_build_info metric say. Outside a git
+# checkout both are empty, and the binary says what Go recorded instead.
+VERSION   ?= $(shell git describe --always --dirty 2>/dev/null)
+REVISION  ?= $(shell git rev-parse HEAD 2>/dev/null)
+BUILDINFO := github.com/sluice-mail/sluice/gateway/internal/buildinfo
+LDFLAGS   := -X $(BUILDINFO).version=$(VERSION) -X $(BUILDINFO).revision=$(REVISION)
+
+# Where make install puts things (docs/deploy.md); DESTDIR is prepended to
+# each, for packaging and tests.
+PREFIX     ?= /usr/local
+BINDIR     ?= $(PREFIX)/bin
+LIBDIR     ?= $(PREFIX)/lib/sluice
+SYSCONFDIR ?= /etc
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
+SUBST      := sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g'
+
+.PHONY: all build plugins go-plugins install run test vet bench fuzz-short clean
 
 all: build plugins
 
 build:
-	$(GO) build -o $(SLUICE) ./gateway/cmd/sluice
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(SLUICE) ./gateway/cmd/sluice
 
 # The Go toolchain decides what is out of date, so Go plugins always
 # "rebuild"; make decides for the others.
-plugins: $(foreach d,$(WAT_PLUGINS),$(d)/$(notdir $(d)).wasm)
+plugins: go-plugins $(foreach d,$(WAT_PLUGINS),$(d)/$(notdir $(d)).wasm)
+
+go-plugins:
 	@for d in $(GO_PLUGINS); do \
 		echo "plugin $$d"; \
 		GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -o $$d/$$(basename $$d).wasm ./$$d || exit 1; \
@@ -35,6 +53,23 @@ var/keys/rsa-demo.pem: | build
 var/keys/ed-demo.pem: | build
 	$(SLUICE) keygen -algorithm ed25519 -selector ed-demo -domain your-domain.test -out $@
 
+# The binary, the first-party plugins (plugins/NAME/NAME.wasm under
+# LIBDIR), the production example configuration and the systemd unit, their
+# paths filled in. It never overwrites gateway.toml: only the .example.
+# Only plugins/ is installed, so only Go is needed: no wabt.
+install: build
+	@$(MAKE) --no-print-directory go-plugins GO_PLUGINS="$(filter plugins/%,$(GO_PLUGINS))"
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SYSCONFDIR)/sluice $(DESTDIR)$(UNITDIR)
+	install -m 0755 $(SLUICE) $(DESTDIR)$(BINDIR)/sluice
+	@for d in $(filter plugins/%,$(GO_PLUGINS)); do \
+		echo "install $$d/$$(basename $$d).wasm"; \
+		install -d $(DESTDIR)$(LIBDIR)/$$d && \
+		install -m 0644 $$d/$$(basename $$d).wasm $(DESTDIR)$(LIBDIR)/$$d/ || exit 1; \
+	done
+	$(SUBST) deploy/gateway.toml > $(DESTDIR)$(SYSCONFDIR)/sluice/gateway.toml.example
+	$(SUBST) deploy/sluice.service > $(DESTDIR)$(UNITDIR)/sluice.service
+	chmod 0644 $(DESTDIR)$(SYSCONFDIR)/sluice/gateway.toml.example $(DESTDIR)$(UNITDIR)/sluice.service
+
 run: build plugins $(DEMO_KEYS)
 	$(SLUICE) serve -c gateway.toml
 
@@ -42,6 +77,7 @@ vet:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 		if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	@$(GO) mod tidy -diff || { echo "go.mod or go.sum is not tidy: run go mod tidy"; exit 1; }
 	GOOS=wasip1 GOARCH=wasm $(GO) vet ./sdk/... ./plugins/... ./examples/...
 
 test: vet plugins

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -13,16 +12,15 @@ import (
 
 // keygen writes a DKIM private key and prints the TXT record to publish.
 func keygen(_ context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("keygen", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("keygen", "usage: sluice keygen -out FILE [flags]\n\nWrites a DKIM private key (PEM, mode 0600) and prints the DNS TXT record\nto publish for it.\n\n", stderr)
 	alg := fs.String("algorithm", "rsa", "key `type`: rsa or ed25519")
 	bits := fs.Int("bits", 2048, "RSA key size")
 	selector := fs.String("selector", "sluice", "DKIM `selector` the key is published under")
 	domain := fs.String("domain", "your-domain.test", "signing `domain`")
 	out := fs.String("out", "", "where to write the private key (PEM, mode 0600); required")
 	force := fs.Bool("force", false, "overwrite an existing key file")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if err := parseFlags(fs, args, stdout); err != nil {
+		return usageStatus(err)
 	}
 	if *out == "" {
 		fmt.Fprintln(stderr, "sluice keygen: -out is required")

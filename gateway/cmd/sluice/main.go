@@ -4,6 +4,8 @@
 //	sluice check -c gateway.toml     validate a configuration, plugins and keys included
 //	sluice send [flags] [file.eml]   send one message, printing the server's replies
 //	sluice keygen [flags]            write a DKIM key and print its DNS record
+//	sluice plugin new|test|check     tools for plugin authors
+//	sluice version                   which build this is
 package main
 
 import (
@@ -35,9 +37,19 @@ commands:
   send    [flags] [FILE]     send a message through an SMTP server and show its replies
   keygen  [flags]            write a DKIM private key and print the DNS TXT record to publish
   plugin  new|test|check     tools for plugin authors: scaffold, run and check a plugin
+  version                    print the version, revision, Go version and plugin ABI version
 
 Run "sluice <command> -h" for a command's flags.
 `
+
+// command is one of sluice's commands: it gets the arguments after its
+// name and returns the exit status.
+type command func(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int
+
+// commands are sluice's commands, by name.
+var commands = map[string]command{
+	"serve": serve, "check": check, "send": send, "keygen": keygen, "plugin": pluginCmd, "version": versionCmd,
+}
 
 // run is main without the process: tests call it.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
@@ -45,34 +57,32 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fmt.Fprint(stderr, usage)
 		return 2
 	}
-	cmds := map[string]func(context.Context, []string, io.Reader, io.Writer, io.Writer) int{
-		"serve": serve, "check": check, "send": send, "keygen": keygen, "plugin": pluginCmd,
+	cmd, ok := commands[args[0]]
+	switch {
+	case ok:
+		return cmd(ctx, args[1:], stdin, stdout, stderr)
+	case isHelp(args[0]):
+		fmt.Fprint(stdout, usage)
+		return 0
+	case args[0] == "-version" || args[0] == "--version":
+		return versionCmd(ctx, args[1:], stdin, stdout, stderr)
 	}
-	cmd, ok := cmds[args[0]]
-	if !ok {
-		if args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
-			fmt.Fprint(stdout, usage)
-			return 0
-		}
-		fmt.Fprintf(stderr, "sluice: unknown command %q\n\n%s", args[0], usage)
-		return 2
-	}
-	return cmd(ctx, args[1:], stdin, stdout, stderr)
+	fmt.Fprintf(stderr, "sluice: unknown command %q\n\n%s", args[0], usage)
+	return 2
 }
 
 func configFlag(fs *flag.FlagSet) *string {
 	return fs.String("c", "gateway.toml", "configuration `file`")
 }
 
-func serve(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writer) int {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+func serve(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
+	fs := newFlagSet("serve", "usage: sluice serve [-c FILE] [flags]\n\nRuns the gateway until SIGINT or SIGTERM; SIGHUP reloads it.\n\n", stderr)
 	file := configFlag(fs)
 	grace := fs.Duration("grace", 30*time.Second, "how long sessions in flight may finish at shutdown")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile (go tool pprof) to `file` until the gateway stops")
 	memProfile := fs.String("memprofile", "", "write the allocations made until the gateway stops (go tool pprof) to `file`")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if err := parseFlags(fs, args, stdout); err != nil {
+		return usageStatus(err)
 	}
 	if *cpuProfile != "" {
 		stop, err := startCPUProfile(*cpuProfile)
@@ -162,11 +172,10 @@ func reloadOn(ctx context.Context, hup <-chan os.Signal, g *gateway.Gateway, log
 }
 
 func check(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("check", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("check", "usage: sluice check [-c FILE]\n\nValidates a configuration, loading its keys and plugins. Exit status: 0 if\nit is good, 1 if not.\n\n", stderr)
 	file := configFlag(fs)
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if err := parseFlags(fs, args, stdout); err != nil {
+		return usageStatus(err)
 	}
 	cfg, err := config.Load(*file)
 	if err != nil {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -93,13 +92,7 @@ const (
 	memoryGrowth = 8 << 20
 )
 
-func pluginCheck(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("plugin check", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var hf hostFlags
-	hf.register(fs)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, `usage: sluice plugin check PLUGIN.wasm... [flags]
+const pluginCheckUsage = `usage: sluice plugin check PLUGIN.wasm... [flags]
 
 Runs the ABI conformance checks on each plugin module, through the
 gateway's plugin host: the version marker, imports and exports, configure,
@@ -109,12 +102,15 @@ that do not depend on the instance, and memory that stays bounded over
 many calls. Exit status: 0 if no check failed, 1 if one did, 2 on bad
 flags.
 
-`)
-		fs.PrintDefaults()
-	}
-	files, err := parseWithArgs(fs, args)
+`
+
+func pluginCheck(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
+	fs := newFlagSet("plugin check", pluginCheckUsage, stderr)
+	var hf hostFlags
+	hf.register(fs)
+	files, err := parseWithArgs(fs, args, stdout)
 	if err != nil {
-		return exitError
+		return usageStatus(err)
 	}
 	if len(files) == 0 {
 		fs.Usage()

@@ -5,7 +5,6 @@ import (
 	"context"
 	"embed"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"io/fs"
@@ -27,16 +26,11 @@ var pluginTemplate embed.FS
 var pluginName = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]*$`)
 
 func pluginNew(_ context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
-	flags := flag.NewFlagSet("plugin new", flag.ContinueOnError)
-	flags.SetOutput(stderr)
+	flags := newFlagSet("plugin new", "usage: sluice plugin new NAME [-dir DIR]\n\nWrites DIR/NAME/ with main.go, main_test.go, README.md and example.toml, and\nmakes it a Go module that builds with the SDK's source written beside it\n(in "+sdkFolder+"/), so that nothing needs downloading.\n\n", stderr)
 	dir := flags.String("dir", ".", "the `directory` in which to make the plugin's folder")
-	flags.Usage = func() {
-		fmt.Fprintln(stderr, "usage: sluice plugin new NAME [-dir DIR]\n\nWrites DIR/NAME/ with main.go, main_test.go, README.md and example.toml.")
-		flags.PrintDefaults()
-	}
-	names, err := parseWithArgs(flags, args)
+	names, err := parseWithArgs(flags, args, stdout)
 	if err != nil {
-		return 2
+		return usageStatus(err)
 	}
 	if len(names) != 1 {
 		flags.Usage()
@@ -80,11 +74,19 @@ func scaffold(dir, name string) (string, error) {
 		}
 		out[strings.TrimSuffix(filepath.Base(f), ".tmpl")] = b.Bytes()
 	}
-	if err := os.MkdirAll(folder, 0o755); err != nil {
+	module, err := pluginModule(name)
+	if err != nil {
 		return "", err
 	}
+	for file, content := range module {
+		out[file] = content
+	}
 	for file, content := range out {
-		if err := os.WriteFile(filepath.Join(folder, file), content, 0o644); err != nil {
+		file = filepath.Join(folder, filepath.FromSlash(file))
+		if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+			return "", err
+		}
+		if err := os.WriteFile(file, content, 0o644); err != nil {
 			return "", err
 		}
 	}

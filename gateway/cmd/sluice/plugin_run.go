@@ -126,9 +126,17 @@ func (h *hostFlags) load(ctx context.Context, path string, log io.Writer) (*plug
 	return host, p, nil
 }
 
+const pluginTestUsage = `usage: sluice plugin test PLUGIN.wasm [flags]
+
+Runs the plugin's stages through the gateway's plugin host, in the order of
+an SMTP session with the given envelope and message, and prints each
+verdict. Exit status: 0 if nothing was refused, 1 if a stage was refused
+(reject, tempfail or a failure of the plugin), 2 if it could not run.
+
+`
+
 func pluginTest(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("plugin test", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("plugin test", pluginTestUsage, stderr)
 	var hf hostFlags
 	hf.register(fs)
 	var e envelope
@@ -141,20 +149,9 @@ func pluginTest(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	fs.StringVar(&e.helo, "helo", "client.example", "what the client says in EHLO")
 	fs.BoolVar(&e.tls, "tls", false, "the session is encrypted")
 	auth := fs.String("auth", "", "what the gateway found about the message, for the data stage: a comma-separated `list` of spf=, dkim=, arc=, dmarc= and dmarc.policy= results (default: not checked)")
-	fs.Usage = func() {
-		fmt.Fprint(stderr, `usage: sluice plugin test PLUGIN.wasm [flags]
-
-Runs the plugin's stages through the gateway's plugin host, in the order of
-an SMTP session with the given envelope and message, and prints each
-verdict. Exit status: 0 if nothing was refused, 1 if a stage was refused
-(reject, tempfail or a failure of the plugin), 2 if it could not run.
-
-`)
-		fs.PrintDefaults()
-	}
-	files, err := parseWithArgs(fs, args)
+	files, err := parseWithArgs(fs, args, stdout)
 	if err != nil {
-		return exitError
+		return usageStatus(err)
 	}
 	if len(files) != 1 {
 		fs.Usage()

@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/hex"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -22,8 +21,7 @@ import (
 // send is a small SMTP client for trying a gateway out: it sends one
 // message and prints what the server answered to each step.
 func send(_ context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("send", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("send", "usage: sluice send [flags] [message.eml]\n\nWith no file, a short message is generated; \"-\" reads it from standard input.\n\n", stderr)
 	server := fs.String("server", "127.0.0.1:2525", "SMTP server `host:port`")
 	from := fs.String("from", "alice@example.org", "envelope sender and From: `address`")
 	to := fs.String("to", "info@your-domain.test", "recipient `addresses`, comma-separated")
@@ -31,12 +29,8 @@ func send(_ context.Context, args []string, stdin io.Reader, stdout, stderr io.W
 	helo := fs.String("helo", "client.example.org", "`name` to say in EHLO")
 	startTLS := fs.Bool("starttls", true, "use STARTTLS when offered (without verifying the certificate)")
 	verbose := fs.Bool("v", false, "print the whole SMTP conversation")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: sluice send [flags] [message.eml]\n\nWith no file, a short message is generated; \"-\" reads it from standard input.\n\n")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if err := parseFlags(fs, args, stdout); err != nil {
+		return usageStatus(err)
 	}
 	rcpts := strings.Split(*to, ",")
 	var msg []byte

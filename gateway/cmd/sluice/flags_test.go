@@ -1,0 +1,57 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"sort"
+	"strings"
+	"testing"
+)
+
+// Every command and subcommand answers -h, -help and --help with its usage
+// on stdout, naming itself, and exit status 0; nothing on stderr.
+func TestHelpOnEveryCommand(t *testing.T) {
+	var names []string
+	for name := range commands {
+		names = append(names, name)
+	}
+	for name := range pluginCommands {
+		names = append(names, "plugin "+name)
+	}
+	sort.Strings(names)
+	if len(names) < 9 {
+		t.Fatalf("only %d commands: %v", len(names), names)
+	}
+	names = append(names, "") // sluice itself
+	for _, name := range names {
+		for _, help := range []string{"-h", "-help", "--help"} {
+			args := append(strings.Fields(name), help)
+			var stdout, stderr bytes.Buffer
+			code := run(context.Background(), args, nil, &stdout, &stderr)
+			want := strings.TrimSpace("usage: sluice " + name)
+			if name == "" || name == "plugin" {
+				want += " <command>"
+			}
+			if code != 0 || !strings.HasPrefix(stdout.String(), want) || stderr.Len() > 0 {
+				t.Errorf("sluice %s: exit %d, stdout %q, stderr %q; want 0 and a usage starting %q", strings.Join(args, " "), code, firstLine(stdout.String()), stderr.String(), want)
+			}
+		}
+	}
+}
+
+// A flag that does not exist is still a mistake: the error and the usage
+// on stderr, exit status 2.
+func TestUnknownFlagIsAMistake(t *testing.T) {
+	for _, args := range [][]string{{"serve", "-frobnicate"}, {"plugin", "test", "-frobnicate"}, {"version", "-frobnicate"}, {"version", "extra"}} {
+		var stdout, stderr bytes.Buffer
+		code := run(context.Background(), args, nil, &stdout, &stderr)
+		if code != 2 || stdout.Len() > 0 || !strings.Contains(stderr.String(), "usage: sluice "+args[0]) {
+			t.Errorf("sluice %s: exit %d, stdout %q, stderr %q", strings.Join(args, " "), code, stdout.String(), stderr.String())
+		}
+	}
+}
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
+}

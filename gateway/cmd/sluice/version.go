@@ -1,0 +1,26 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/sluice-mail/sluice/gateway/internal/buildinfo"
+	"github.com/sluice-mail/sluice/sdk/abi"
+)
+
+// versionCmd prints which build this is: what to quote in a bug report,
+// and the plugin ABI version a plugin must be built for.
+func versionCmd(_ context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
+	fs := newFlagSet("version", "usage: sluice version\n\nPrints the version, the commit it was built from, the Go version that\nbuilt it and the plugin ABI version it speaks.\n", stderr)
+	if err := parseFlags(fs, args, stdout); err != nil {
+		return usageStatus(err)
+	}
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return 2
+	}
+	b := buildinfo.Read()
+	fmt.Fprintf(stdout, "sluice %s\nrevision:   %s\ngo:         %s\nplugin ABI: %d\n", b.Version, b.Revision, b.GoVersion, abi.Version)
+	return 0
+}
