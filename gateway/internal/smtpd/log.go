@@ -87,8 +87,8 @@ func (t *transaction) outcome() string {
 // MAIL, a new MAIL, RSET, QUIT and the connection's end.
 func (s *session) endTxn() {
 	if t := &s.txn; t.result != nil || len(t.decisions) > 0 {
+		s.srv.metrics.transaction(t) // first, so that whoever reads the line finds it counted
 		s.logTxn()
-		s.srv.metrics.transaction(t)
 	}
 	if s.txn.relay != nil {
 		s.txn.relay.Close()
