@@ -172,7 +172,7 @@ func TestEveryDecisionLogged(t *testing.T) {
 	wantAttrs(t, "forwarded", line, map[string]string{
 		"rcpts": "info@ours.test", "outcome": "forwarded", "decided_by": "destination",
 		"forwards": "info@ours.test->me@dest.test",
-		"refused": "gone@ours.test (plugin:router): 550 5.1.1 Gone: this address was retired",
+		"refused":  "gone@ours.test (plugin:router): 550 5.1.1 Gone: this address was retired",
 	})
 	if line["relay"] == "" {
 		t.Error("forwarded: no relay")
