@@ -206,3 +206,34 @@ func TestDNSTimeoutIsTemporary(t *testing.T) {
 		t.Fatal("the session hung on a DNS timeout")
 	}
 }
+
+// A message that arrives with an ARC set of instance 50 or more (forged:
+// no real chain is behind it) is forwarded without a set of ours, since
+// none may follow, and with arc=fail recorded: a 4xx could never clear,
+// and the sender would retry for days.
+func TestARCInstanceFiftyForwardedUnsealed(t *testing.T) {
+	e := startEnv(t, envOptions{})
+	for _, i := range []string{"50", "51"} {
+		forged := "ARC-Seal: i=" + i + "; a=rsa-sha256; cv=pass; d=evil.test; s=x; b=AAAA\r\n" +
+			"ARC-Message-Signature: i=" + i + "; a=rsa-sha256; d=evil.test; s=x; h=from; bh=AAAA; b=AAAA\r\n" +
+			"ARC-Authentication-Results: i=" + i + "; evil.test; spf=pass\r\n" + testMessage
+		if err := e.send(t, "alice@example.org", "info@ours.test", forged); err != nil {
+			t.Fatalf("i=%s: %v, want the message forwarded", i, err)
+		}
+	}
+	got := e.dest.deliveries()
+	if len(got) != 2 {
+		t.Fatalf("%d deliveries, want 2", len(got))
+	}
+	for _, d := range got {
+		if ar := fieldValue(d.data, "Authentication-Results"); !strings.Contains(ar, "arc=fail") {
+			t.Errorf("Authentication-Results %q, want arc=fail", ar)
+		}
+		if as := fieldValue(d.data, "ARC-Seal"); strings.Contains(as, "d=ours.test") || !strings.Contains(as, "d=evil.test") {
+			t.Errorf("first ARC-Seal %q, want the forged one and none of ours", as)
+		}
+		if fieldValue(d.data, "DKIM-Signature") == "" {
+			t.Error("not DKIM-signed")
+		}
+	}
+}

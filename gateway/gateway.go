@@ -270,12 +270,14 @@ func (g *Gateway) cacheDir() string {
 func (g *Gateway) buildChain(ctx context.Context, cfg *config.Config) (*plugin.Chain, config.Errors) {
 	var errs config.Errors
 	var plugins []*plugin.Plugin
+	var missing []plugin.Missing
 	for i := range cfg.Plugin {
 		p, err := g.loadPlugin(ctx, cfg, i)
 		if err != nil && !g.strict && cfg.Plugin[i].OnFailure == "skip" {
 			g.log.Error("plugin left out of the chain: it failed to load, and its on_failure is skip",
 				"plugin", cfg.Plugin[i].Name, "where", cfg.Where(fmt.Sprintf("plugin.%d", i)), "err", err)
 			g.metrics.loadFailures.With(cfg.Plugin[i].Name).Inc()
+			missing = append(missing, missingPlugin(cfg.Plugin[i]))
 			continue
 		}
 		if err != nil {
@@ -284,12 +286,28 @@ func (g *Gateway) buildChain(ctx context.Context, cfg *config.Config) (*plugin.C
 		}
 		plugins = append(plugins, p)
 	}
-	chain := plugin.NewChain(plugins...)
+	chain := plugin.NewPartialChain(missing, plugins...)
 	if len(errs) > 0 {
 		chain.Close(ctx)
 		return nil, errs
 	}
 	return chain, nil
+}
+
+// missingPlugin describes a plugin left out of the chain by the stages
+// it would have been called at: those its entry lists, or, when it lists
+// none and so would have been called at every stage it declares, which
+// cannot be known without it, every stage.
+func missingPlugin(p config.Plugin) plugin.Missing {
+	stages := abi.StageSetOf(abi.Stages()...)
+	if len(p.Stages) > 0 {
+		stages = 0
+		for _, name := range p.Stages {
+			st, _ := abi.ParseStage(name) // validated by config
+			stages |= abi.StageSetOf(st)
+		}
+	}
+	return plugin.Missing{Name: p.Name, Stages: stages}
 }
 
 func (g *Gateway) loadPlugin(ctx context.Context, cfg *config.Config, i int) (*plugin.Plugin, error) {

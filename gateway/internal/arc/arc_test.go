@@ -296,9 +296,9 @@ func TestFiftySets(t *testing.T) {
 	}
 	got := verify(msg, lookup)
 	wantResult(t, got, CVPass, 50, 1)
-	_, err := Seal(msg, "mx.example", "arc=pass", got, SealConfig{Domain: hops[0].domain, Selector: hops[0].selector, Key: hops[0].key})
-	if err == nil || !strings.Contains(err.Error(), "50") {
-		t.Errorf("sealing a 51st set: %v, want an error naming the limit", err)
+	set, err := Seal(msg, "mx.example", "arc=pass", got, SealConfig{Domain: hops[0].domain, Selector: hops[0].selector, Key: hops[0].key})
+	if err != nil || set != nil {
+		t.Errorf("sealing a 51st set: %q, %v; want nothing and no error", set, err)
 	}
 	// A 51st set made anyway (by renumbering a copy of the 50th) fails.
 	fields, _ := dkim.SplitMessage(msg)
@@ -506,4 +506,25 @@ func TestSealPartsIsSeal(t *testing.T) {
 	}
 	sealed := append(parts, msg...)
 	wantResult(t, verify(sealed, lookup), CVPass, 1, 1)
+}
+
+// TestForgedHighInstance: a message that claims instance 50 or more
+// without the sets before it fails verification, and Seal adds nothing
+// and reports no error: what the message says cannot change on a retry.
+func TestForgedHighInstance(t *testing.T) {
+	hops := testHops()[1:2]
+	lookup := mapLookup(t, hops)
+	for _, i := range []string{"50", "51"} {
+		forged := "ARC-Seal: i=" + i + "; a=rsa-sha256; cv=pass; d=evil.test; s=x; b=AAAA\r\n" +
+			"ARC-Message-Signature: i=" + i + "; a=rsa-sha256; d=evil.test; s=x; h=from; bh=AAAA; b=AAAA\r\n" +
+			"ARC-Authentication-Results: i=" + i + "; evil.test; spf=pass\r\n" + testMessage
+		got := verify([]byte(forged), lookup)
+		if got.CV != CVFail {
+			t.Errorf("i=%s: cv=%s, want fail", i, got.CV)
+		}
+		set, err := Seal([]byte(forged), "mx.example", "arc=fail", got, SealConfig{Domain: hops[0].domain, Selector: hops[0].selector, Key: hops[0].key})
+		if err != nil || set != nil {
+			t.Errorf("i=%s: sealing gave %q, %v; want nothing and no error", i, set, err)
+		}
+	}
 }

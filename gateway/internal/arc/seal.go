@@ -43,9 +43,12 @@ const maxLine = 76
 // RFC 8601 form, "none" if empty).
 //
 // The new set's cv= is chain.CV. On a failed chain, the seal signs only the
-// new set (RFC 8617 §5.1.2); if the newest ARC-Seal already says cv=fail,
-// the chain is over and Seal returns nil and no error: nothing to add
-// (§5.1 step 2).
+// new set (RFC 8617 §5.1.2). When no set may follow, Seal returns nil and
+// no error, nothing to add: if the newest ARC-Seal already says cv=fail,
+// the chain is over (§5.1 step 2); if the message has an instance of 50 or
+// more, a 51st is beyond the limit (§4.2.1). Either is the message's state,
+// which no retry changes, so it is no error: the message goes on without
+// a set of ours, its chain as broken (or as full) as it came.
 func Seal(msg []byte, authServID, results string, chain Result, c SealConfig) ([]byte, error) {
 	fields, body := dkim.SplitMessage(msg)
 	return seal(fields, body, authServID, results, chain, c, maxLine)
@@ -145,7 +148,7 @@ func nextSet(c chain, verified Result) (instance int, cv string, earlier []arcSe
 		return 0, "", nil, fmt.Errorf("arc: chain result %q is not none, pass or fail", verified.CV)
 	}
 	if c.max >= maxInstances {
-		return 0, "", nil, fmt.Errorf("arc: the chain has reached instance %d; no set may follow (at most %d)", c.max, maxInstances)
+		return 0, "", nil, nil
 	}
 	if verified.CV == CVFail {
 		return c.max + 1, CVFail, nil, nil

@@ -13,22 +13,43 @@ import (
 // Chain is the plugins in the order gateway.toml lists them.
 type Chain struct {
 	plugins []*Plugin
-	stages  abi.StageSet // every stage some plugin is called at
+	missing []Missing
+	stages  abi.StageSet // every stage some plugin is called at, or would be but is missing
+}
+
+// Missing is a plugin left out of a chain because it failed to load and
+// its on_failure is skip. The chain remembers it: at the stages it would
+// have been called at, every Outcome names it in Skipped, as it does a
+// plugin that fails there, so that no one takes the chain's silence for
+// the plugin's answer.
+type Missing struct {
+	Name   string
+	Stages abi.StageSet // where it would have been called
 }
 
 // NewChain returns a chain that calls the plugins in this order. It takes
 // ownership: closing the chain closes them.
-func NewChain(plugins ...*Plugin) *Chain {
-	c := &Chain{plugins: plugins}
+func NewChain(plugins ...*Plugin) *Chain { return NewPartialChain(nil, plugins...) }
+
+// NewPartialChain is NewChain for a chain that lacks the missing plugins.
+func NewPartialChain(missing []Missing, plugins ...*Plugin) *Chain {
+	c := &Chain{plugins: plugins, missing: missing}
 	for _, p := range plugins {
 		c.stages |= p.stages
+	}
+	for _, m := range missing {
+		c.stages |= m.Stages
 	}
 	return c
 }
 
-// Handles reports whether any plugin of the chain is called at st: at
-// other stages there is nothing to ask, so nothing need be prepared.
+// Handles reports whether any plugin of the chain is called at st, or
+// would be but is missing: at other stages there is nothing to ask, so
+// nothing need be prepared.
 func (c *Chain) Handles(st abi.Stage) bool { return c.stages.Has(st) }
+
+// Missing returns the plugins left out of the chain.
+func (c *Chain) Missing() []Missing { return c.missing }
 
 // Plugins returns the chain's plugins in order.
 func (c *Chain) Plugins() []*Plugin { return c.plugins }
@@ -47,7 +68,8 @@ type Outcome struct {
 	// Action is Continue when no plugin decided, or Accept, Reject,
 	// Tempfail or Discard.
 	Action abi.Action
-	// Reply is the SMTP reply for Reject and Tempfail.
+	// Reply is the SMTP reply for Reject and Tempfail, and for Discard the
+	// 250 that the client gets for the message it believes delivered.
 	Reply *smtp.SMTPError
 	// Destination is where the recipient goes (rcpt): the last one set, in
 	// chain order.
@@ -58,6 +80,14 @@ type Outcome struct {
 	AddHeaders    []abi.Header
 	RemoveHeaders []string
 	Findings      []abi.Finding
+	// DecidedBy names the plugin whose verdict (or failure, with
+	// on_failure tempfail) set Action; "" when Action is Continue.
+	DecidedBy string
+	// Skipped names the plugins of this stage whose answer is missing: a
+	// call that failed and was skipped (on_failure skip), or a plugin
+	// left out of the chain (Missing). The outcome may lack what they
+	// would have said, a destination for instance.
+	Skipped []string
 	// Verdicts has one record per plugin called, for the message's log line.
 	Verdicts []Record
 }
@@ -87,6 +117,11 @@ func (c *Chain) Run(ctx context.Context, req *abi.Request, msg *Message) Outcome
 	if req.Stage != abi.StageData {
 		msg = nil
 	}
+	for _, m := range c.missing {
+		if m.Stages.Has(req.Stage) && req.Stage != abi.StageClose {
+			o.Skipped = append(o.Skipped, m.Name)
+		}
+	}
 	for _, p := range c.plugins {
 		if !p.stages.Has(req.Stage) {
 			continue
@@ -107,8 +142,11 @@ func (c *Chain) Run(ctx context.Context, req *abi.Request, msg *Message) Outcome
 				"on_failure", p.onFailure.String(), "error", err)
 			o.Verdicts = append(o.Verdicts, rec)
 			if rec.Action == abi.Tempfail {
-				o.Action, o.Reply = abi.Tempfail, failureReply(p.name)
+				o.Action, o.Reply, o.DecidedBy = abi.Tempfail, FailureReply(p.name), p.name
 				return o
+			}
+			if req.Stage != abi.StageClose {
+				o.Skipped = append(o.Skipped, p.name)
 			}
 			continue
 		}
@@ -118,6 +156,7 @@ func (c *Chain) Run(ctx context.Context, req *abi.Request, msg *Message) Outcome
 		}
 		o.take(p.name, &v)
 		if o.Action != abi.Continue {
+			o.DecidedBy = p.name
 			return o
 		}
 	}
@@ -142,7 +181,9 @@ func (o *Outcome) take(plugin string, v *abi.Verdict) {
 		}
 	case abi.Reject, abi.Tempfail:
 		o.Action, o.Reply = v.Action, reply(plugin, v)
-	case abi.Accept, abi.Discard:
+	case abi.Discard:
+		o.Action, o.Reply = v.Action, dropReply(v)
+	case abi.Accept:
 		o.Action = v.Action
 	}
 }

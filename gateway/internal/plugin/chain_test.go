@@ -14,6 +14,7 @@ func TestChainSemantics(t *testing.T) {
 	reject := p("reject", `verdict = "reject"`+"\npermit = [\"reject\"]")
 	tempfail := p("tempfail", `verdict = "tempfail"`+"\ncode = 452\nenhanced = \"4.2.2\"\ntext = \"full\"\npermit = [\"tempfail\"]")
 	discard := p("discard", `verdict = "discard"`+"\npermit = [\"discard\"]")
+	discardText := p("discard-text", `verdict = "discard"`+"\ntext = \"Dropped: list traffic\"\npermit = [\"discard\"]")
 	quarantine := p("quarantine", `verdict = "quarantine"`+"\ntext = \"odd\"\nfinding = \"ODD\"\npermit = [\"quarantine\"]")
 	destA := p("dest-a", `destination = "a@inbox.test"`+"\nheader = \"X-A: 1\"\npermit = [\"destination\", \"add_headers\"]")
 	destB := p("dest-b", `destination = "b@inbox.test"`+"\nheader = \"X-B: 2\"\npermit = [\"destination\", \"add_headers\"]")
@@ -43,7 +44,13 @@ func TestChainSemantics(t *testing.T) {
 			func(o Outcome) bool {
 				return o.Reply.Code == 452 && o.Reply.EnhancedCode == [3]int{4, 2, 2} && o.Reply.Message == "full"
 			}, "the plugin's 452 4.2.2 full"},
-		{"discard stops", []*Plugin{discard, accept}, abi.Discard, []string{"discard"}, nil, ""},
+		{"discard stops", []*Plugin{discard, accept}, abi.Discard, []string{"discard"},
+			func(o Outcome) bool {
+				return o.Reply.Code == 250 && o.Reply.EnhancedCode == [3]int{2, 0, 0} && o.Reply.Message == "OK" && o.DecidedBy == "discard"
+			}, "250 2.0.0 OK, decided by discard"},
+		{"discard keeps its text", []*Plugin{discardText}, abi.Discard, []string{"discard-text"},
+			func(o Outcome) bool { return o.Reply.Code == 250 && o.Reply.Message == "Dropped: list traffic" },
+			"250 with the plugin's text"},
 		{"quarantine continues", []*Plugin{quarantine, reject}, abi.Reject, []string{"quarantine", "reject"},
 			func(o Outcome) bool {
 				return o.Quarantine == "odd" && len(o.Findings) == 1 && o.Findings[0].Symbol == "ODD"
@@ -97,5 +104,30 @@ func TestCloseStageIgnoresVerdicts(t *testing.T) {
 	o := NewChain(reject, cont).Run(context.Background(), &abi.Request{Stage: abi.StageClose}, nil)
 	if o.Action != abi.Continue || o.Reply != nil || len(o.Verdicts) != 2 {
 		t.Errorf("close: %+v, want both plugins told and nothing decided", o)
+	}
+}
+
+// A plugin whose answer is missing, because its call failed and its
+// on_failure is skip or because it was left out of the chain, is named in
+// the outcome's Skipped at the stages it would have been called at.
+func TestChainSkipped(t *testing.T) {
+	h, _ := newHost(t)
+	spec := scriptedSpec(t, "flaky", "")
+	spec.OnFailure = Skip
+	flaky := load(t, h, spec)
+	missing := []Missing{{Name: "router", Stages: abi.StageSetOf(abi.StageRcpt)}}
+	c := NewPartialChain(missing, flaky)
+	if !c.Handles(abi.StageRcpt) {
+		t.Error("Handles(rcpt) is false with a missing rcpt plugin")
+	}
+	o := c.Run(context.Background(), rcpt("fatal@x.test"), nil)
+	if o.Action != abi.Continue || len(o.Skipped) != 2 || o.Skipped[0] != "router" || o.Skipped[1] != "flaky" {
+		t.Errorf("a failed call and a missing plugin: %+v, want continue with router and flaky skipped", o)
+	}
+	if o := c.Run(context.Background(), rcpt("fine@x.test"), nil); len(o.Skipped) != 1 || o.Skipped[0] != "router" {
+		t.Errorf("a missing plugin: skipped %v, want [router]", o.Skipped)
+	}
+	if o := c.Run(context.Background(), &abi.Request{Stage: abi.StageMail}, nil); len(o.Skipped) != 0 {
+		t.Errorf("mail stage: skipped %v, want none: router is a rcpt plugin", o.Skipped)
 	}
 }

@@ -20,8 +20,21 @@ func reply(plugin string, v *abi.Verdict) *smtp.SMTPError {
 	return &smtp.SMTPError{Code: int(code), EnhancedCode: smtp.EnhancedCode{class, subject, detail}, Message: text}
 }
 
-// failureReply is the reply when a plugin fails and its policy is Tempfail.
-func failureReply(plugin string) *smtp.SMTPError {
+// dropReply is the reply for a Discard verdict: 250, with the plugin's
+// text if it gave one. A dropped message is neither queued nor delivered,
+// so the reply says only OK.
+func dropReply(v *abi.Verdict) *smtp.SMTPError {
+	text := v.Text
+	if text == "" {
+		text = "OK"
+	}
+	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: text}
+}
+
+// FailureReply is the reply when a plugin fails and its policy is
+// Tempfail, or when the answer of a plugin that failed and was skipped
+// was needed after all (a recipient no plugin routed).
+func FailureReply(plugin string) *smtp.SMTPError {
 	return &smtp.SMTPError{
 		Code:         451,
 		EnhancedCode: smtp.EnhancedCode{4, 3, 0},

@@ -19,12 +19,12 @@ import (
 )
 
 // deliver runs the data stage, makes the message we forward, and relays
-// it. A nil result means the message was accepted and dropped by policy
-// (every recipient discarded); otherwise the result is the SMTP reply.
-func (s *session) deliver(msg []byte) *smtp.SMTPError {
+// it. It returns the reply to DATA and who decided it; a message dropped
+// by policy (every recipient discarded) gets 250, and s.txn.dropped.
+func (s *session) deliver(msg []byte) (*smtp.SMTPError, decider) {
 	if reply := s.lineEndings(msg); reply != nil {
 		s.closeRelay()
-		return reply
+		return reply, byHost
 	}
 	// From here on the message has CRLF line endings only: nothing in it
 	// can end it early at a next hop that is lenient about line endings.
@@ -35,7 +35,7 @@ func (s *session) deliver(msg []byte) *smtp.SMTPError {
 		// for each one; a few thousand would cost them all.
 		if n := headerFields(header); n > max {
 			s.closeRelay()
-			return &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4}, Message: fmt.Sprintf("Too many header fields (%d; the limit is %d)", n, max)}
+			return &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4}, Message: fmt.Sprintf("Too many header fields (%d; the limit is %d)", n, max)}, byHost
 		}
 	}
 	whole := msg // the message as the checks see it
@@ -44,7 +44,7 @@ func (s *session) deliver(msg []byte) *smtp.SMTPError {
 	}
 	if hops := message.Count(header, "Received"); hops >= s.srv.cfg.MaxHops {
 		s.closeRelay()
-		return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 4, 6}, Message: fmt.Sprintf("Too many hops (%d Received fields): mail loop?", hops)}
+		return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 4, 6}, Message: fmt.Sprintf("Too many hops (%d Received fields): mail loop?", hops)}, byHost
 	}
 	req := s.request(abi.StageData, "")
 	req.Size = uint64(len(msg))
@@ -57,21 +57,27 @@ func (s *session) deliver(msg []byte) *smtp.SMTPError {
 	switch out.Action {
 	case abi.Reject, abi.Tempfail:
 		s.closeRelay()
-		return out.Reply
+		return out.Reply, pluginDecider(out)
 	case abi.Discard:
 		s.closeRelay()
 		s.txn.discarded = append(s.txn.discarded, s.txn.rcpts...)
 		s.txn.forwards = nil
-		return nil
+		s.txn.dropped = true
+		return out.Reply, pluginDecider(out)
 	}
 	s.txn.changes.merge(out)
 	sc := s.txn.score()
 	if reply := s.judge(sc); reply != nil {
 		s.closeRelay()
-		return reply
+		return reply, byHost
 	}
 	if len(s.txn.forwards) == 0 {
-		return nil
+		// Every recipient was dropped at RCPT.
+		s.txn.dropped = true
+		if s.txn.dropReply == nil {
+			return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK"}, s.txn.dropper()
+		}
+		return s.txn.dropReply, s.txn.dropper()
 	}
 
 	buf := s.srv.headers.get()
@@ -80,16 +86,16 @@ func (s *session) deliver(msg []byte) *smtp.SMTPError {
 	if err != nil {
 		s.closeRelay()
 		s.srv.log.Error("sealing or signing failed", "session", s.id, "err", err)
-		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Signing failed, try again later"}
+		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Signing failed, try again later"}, byHost
 	}
 	reply, err := s.txn.relay.Data(s.srv.ctx, fwd, body)
 	s.srv.metrics.relayReply("data", err)
 	s.txn.remote = s.txn.relay.Remote()
 	s.closeRelay()
 	if err != nil {
-		return asSMTPError(err)
+		return asSMTPError(err), byDestination
 	}
-	return reply
+	return reply, byDestination
 }
 
 // lineEndings applies the bare line ending policy: with reject, a message

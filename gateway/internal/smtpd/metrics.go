@@ -22,9 +22,11 @@ type serverMetrics struct {
 	calls        *metrics.HistogramVec
 	failures     *metrics.CounterVec
 	relayReplies *metrics.CounterVec
+	recipients   *metrics.CounterVec
 }
 
-// Message outcomes, as the messages counter labels them.
+// Message outcomes, as the messages counter labels them; the recipients
+// counter says forwarded (log.go) for delivered.
 const (
 	outcomeDelivered  = "delivered"
 	outcomeRejected   = "rejected"
@@ -49,20 +51,65 @@ func newServerMetrics(r *metrics.Registry) *serverMetrics {
 		relayReplies: r.Counter("sluice_relay_replies_total",
 			"Replies the relay passed on from destinations, by step (mail, rcpt, data) and class (2xx, 4xx, 5xx); a destination that cannot be reached counts as 4xx.",
 			"step", "class"),
+		recipients: r.Counter("sluice_recipients_total",
+			"Recipients by what became of them (forwarded, rejected, tempfailed, dropped) and who decided (host, plugin, destination). "+
+				"A recipient refused at RCPT counts then; one accepted counts with its message's reply to DATA.",
+			"outcome", "decided_by"),
 	}
 	// Every outcome shows from the start, so that rates work from zero.
 	for _, o := range []string{outcomeDelivered, outcomeRejected, outcomeTempfailed, outcomeDropped} {
 		m.messages.With(o)
 	}
+	for _, o := range []string{outcomeForwarded, outcomeRejected, outcomeTempfailed, outcomeDropped} {
+		for _, by := range []string{deciderHost, deciderPlugin, deciderDestination} {
+			m.recipients.With(o, by)
+		}
+	}
 	return m
 }
 
-// outcome names what happened to a message from the reply its client got;
-// nil means it was accepted and dropped by policy.
+// transaction counts what became of a transaction's message and of each
+// of its recipients, when it ends. A recipient accepted in a transaction
+// that ended without a reply to DATA (RSET, QUIT) has no outcome and is
+// not counted.
+func (m *serverMetrics) transaction(t *transaction) {
+	if t.data {
+		m.messages.With(messageOutcome(t)).Inc()
+	}
+	for _, d := range t.decisions {
+		switch {
+		case d.reply != nil:
+			m.recipients.With(replyOutcome(d.reply), d.by.kind).Inc()
+		case !t.data:
+		case t.result.Code/100 == 2 && d.by.kind == deciderPlugin:
+			// Dropped at RCPT, its message accepted.
+			m.recipients.With(outcomeDropped, deciderPlugin).Inc()
+		default:
+			m.recipients.With(t.outcome(), t.resultBy.kind).Inc()
+		}
+	}
+}
+
+// messageOutcome names what happened to a message, as the messages
+// counter says it.
+func messageOutcome(t *transaction) string {
+	if t.dropped {
+		return outcomeDropped
+	}
+	return outcome(t.result)
+}
+
+// replyOutcome is the outcome a refusal gives a recipient.
+func replyOutcome(reply *smtp.SMTPError) string {
+	if reply.Code/100 == 4 {
+		return outcomeTempfailed
+	}
+	return outcomeRejected
+}
+
+// outcome names what happened to a message from the reply its client got.
 func outcome(reply *smtp.SMTPError) string {
 	switch {
-	case reply == nil:
-		return outcomeDropped
 	case reply.Code/100 == 2:
 		return outcomeDelivered
 	case reply.Code/100 == 4:

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
-	"strings"
 	"sync"
 	"time"
 
@@ -58,6 +57,16 @@ type transaction struct {
 	verdicts  []verdict
 	spf       *auth.SPF // running from MAIL FROM on
 	started   time.Time
+
+	// What was decided, for the transaction's log line and the recipient
+	// counts, written once when the transaction ends (log.go).
+	decisions []decision      // each recipient asked for, in order
+	dropReply *smtp.SMTPError // the reply of the first plugin that dropped a recipient
+	result    *smtp.SMTPError // the reply to a refused MAIL, or to DATA; nil before
+	resultBy  decider         // who gave result
+	data      bool            // result is the reply to DATA
+	dropped   bool            // result is the 250 for a message dropped whole
+	size      int             // of the message, once read
 }
 
 // verdict is one plugin's answer at one stage, for the message's log line.
@@ -101,7 +110,8 @@ func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
 		out := sess.run(st, "")
 		if out.Action == abi.Reject || out.Action == abi.Tempfail {
 			gen.Release()
-			s.log.Info("session refused", "session", sess.id, "client", sess.clientIP, "stage", st.String(), "reply", out.Reply.Error())
+			s.log.Info("session refused", "session", sess.id, "client", sess.clientIP, "stage", st.String(),
+				"reply", replyText(out.Reply), "decided_by", pluginDecider(out).String())
 			return nil, out.Reply
 		}
 	}
@@ -174,38 +184,40 @@ func (s *session) runRequest(req *abi.Request, msg *plugin.Message) plugin.Outco
 func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.refused(s.mail(from, opts))
+	s.endTxn()
+	s.txn = transaction{from: from, mailOpts: opts, started: time.Now()}
+	by, err := s.mail(from, opts)
+	if err != nil {
+		// A refused MAIL ends its transaction at once.
+		s.txn.result, s.txn.resultBy = asSMTPError(err), by
+		s.endTxn()
+	}
+	return s.refused(err)
 }
 
-func (s *session) mail(from string, opts *smtp.MailOptions) error {
-	s.resetTxn()
-	s.txn = transaction{from: from, mailOpts: opts, started: time.Now()}
+func (s *session) mail(from string, opts *smtp.MailOptions) (decider, error) {
 	if from != "" {
 		if _, _, err := address.Split(from); err != nil {
-			s.txn = transaction{}
-			return &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 7}, Message: fmt.Sprintf("Bad sender address <%s>", from)}
+			return byHost, &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 7}, Message: fmt.Sprintf("Bad sender address <%s>", from)}
 		}
 		if !opts.UTF8 && !address.IsASCII(from) {
-			s.txn = transaction{}
-			return &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 6, 7}, Message: "Non-ASCII address without SMTPUTF8"}
+			return byHost, &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 6, 7}, Message: "Non-ASCII address without SMTPUTF8"}
 		}
 	}
 	out := s.run(abi.StageMail, "")
 	if out.Action == abi.Reject || out.Action == abi.Tempfail {
-		s.txn = transaction{}
-		return out.Reply
+		return pluginDecider(out), out.Reply
 	}
 	s.txn.changes.merge(out)
 	srsFrom, err := s.srv.parts.SRS.Forward(from)
 	if err != nil {
-		s.txn = transaction{}
-		return &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 7}, Message: fmt.Sprintf("Cannot rewrite sender <%s>: %v", from, err)}
+		return byHost, &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 7}, Message: fmt.Sprintf("Cannot rewrite sender <%s>: %v", from, err)}
 	}
 	s.txn.srsFrom = srsFrom
 	if a := s.srv.parts.Auth; a != nil {
 		s.txn.spf = a.StartSPF(s.srv.ctx, s.clientIP, s.conn.Hostname(), from)
 	}
-	return nil
+	return decider{}, nil
 }
 
 // Rcpt decides one recipient: relay protection, then where it goes (an
@@ -214,26 +226,38 @@ func (s *session) mail(from string, opts *smtp.MailOptions) error {
 func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.refused(s.rcpt(to))
+	by, err := s.rcpt(to)
+	d := decision{rcpt: to, by: by}
+	if err != nil {
+		d.reply = asSMTPError(err)
+	}
+	s.txn.decisions = append(s.txn.decisions, d)
+	return s.refused(err)
 }
 
-func (s *session) rcpt(to string) error {
+// rcpt decides one recipient and says who decided: a refusal's author, or
+// for an accepted recipient the destination (forwarded) or the plugin
+// that dropped it.
+func (s *session) rcpt(to string) (decider, error) {
 	if !s.txn.utf8() && !address.IsASCII(to) {
-		return &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 6, 7}, Message: "Non-ASCII address without SMTPUTF8"}
+		return byHost, &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 6, 7}, Message: "Non-ASCII address without SMTPUTF8"}
 	}
 	bounceTo, err := s.srv.localRecipient(to)
 	if err != nil {
-		return err
+		return byHost, err
 	}
 	out := s.run(abi.StageRcpt, to)
 	switch out.Action {
 	case abi.Reject, abi.Tempfail:
-		return out.Reply
+		return pluginDecider(out), out.Reply
 	case abi.Discard:
 		s.txn.changes.merge(out)
 		s.txn.rcpts = append(s.txn.rcpts, to)
 		s.txn.discarded = append(s.txn.discarded, to)
-		return nil
+		if s.txn.dropReply == nil {
+			s.txn.dropReply = out.Reply
+		}
+		return pluginDecider(out), nil
 	}
 	dest := out.Destination
 	if bounceTo != "" {
@@ -242,31 +266,38 @@ func (s *session) rcpt(to string) error {
 		dest = bounceTo
 	}
 	if dest == "" {
-		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: fmt.Sprintf("<%s>: no such recipient here", to)}
+		if len(out.Skipped) > 0 {
+			// A plugin that failed may be the one that would have routed
+			// it: refusing for good would bounce good mail for a failure
+			// of ours.
+			return decider{kind: deciderPlugin, plugin: out.Skipped[0]}, plugin.FailureReply(out.Skipped[0])
+		}
+		return byHost, &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: fmt.Sprintf("<%s>: no such recipient here", to)}
 	}
-	if err := s.forwardTo(to, dest); err != nil {
-		return err
+	if by, err := s.forwardTo(to, dest); err != nil {
+		return by, err
 	}
 	s.txn.changes.merge(out)
 	s.txn.rcpts = append(s.txn.rcpts, to)
-	return nil
+	return byDestination, nil
 }
 
 // forwardTo adds a destination to the transaction, opening the relay to
 // its domain if this is the first, and passes on the destination's reply.
-func (s *session) forwardTo(rcpt, dest string) error {
+// A refusal is the host's own or the destination's, as it says.
+func (s *session) forwardTo(rcpt, dest string) (decider, error) {
 	_, domain, err := address.Split(dest)
 	if err != nil {
-		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 5}, Message: fmt.Sprintf("<%s>: misconfigured destination: %v", rcpt, err)}
+		return byHost, &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 5}, Message: fmt.Sprintf("<%s>: misconfigured destination: %v", rcpt, err)}
 	}
 	if s.srv.domains[domain] {
-		return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 4, 6}, Message: fmt.Sprintf("<%s>: routing loop: it forwards to a domain this gateway serves", rcpt)}
+		return byHost, &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 4, 6}, Message: fmt.Sprintf("<%s>: routing loop: it forwards to a domain this gateway serves", rcpt)}
 	}
 	for _, f := range s.txn.forwards {
 		if f.dest == dest {
 			// Already accepted by the destination in this transaction.
 			s.txn.forwards = append(s.txn.forwards, forward{rcpt: rcpt, dest: dest})
-			return nil
+			return byDestination, nil
 		}
 	}
 	if s.txn.relay != nil && domain != s.txn.destDom {
@@ -274,7 +305,7 @@ func (s *session) forwardTo(rcpt, dest string) error {
 			// One reply to DATA must be true for every recipient, so one
 			// transaction goes to one destination (RFC 5321 §3.3 lets a
 			// server defer a recipient to the next transaction).
-			return &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 5, 3}, Message: fmt.Sprintf("<%s>: send this recipient in a new transaction", rcpt)}
+			return byHost, &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 5, 3}, Message: fmt.Sprintf("<%s>: send this recipient in a new transaction", rcpt)}
 		}
 		s.txn.relay.Close()
 		s.txn.relay = nil
@@ -285,7 +316,7 @@ func (s *session) forwardTo(rcpt, dest string) error {
 		t, rcptErr, mailErr := s.srv.parts.Relay.Begin(ctx, domain, s.txn.srsFrom, s.relayMailOptions(), dest)
 		s.srv.metrics.relayReply("mail", mailErr)
 		if mailErr != nil {
-			return mailErr
+			return byDestination, mailErr
 		}
 		s.txn.relay, s.txn.destDom = t, domain
 		err = rcptErr
@@ -294,10 +325,10 @@ func (s *session) forwardTo(rcpt, dest string) error {
 	}
 	s.srv.metrics.relayReply("rcpt", err)
 	if err != nil {
-		return err
+		return byDestination, err
 	}
 	s.txn.forwards = append(s.txn.forwards, forward{rcpt: rcpt, dest: dest})
-	return nil
+	return byDestination, nil
 }
 
 // relayMailOptions passes on what the destination must know about the
@@ -350,14 +381,13 @@ func (s *session) Data(r io.Reader) error {
 			err = s.hangUp(&smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 2},
 				Message: s.srv.cfg.Hostname + " Timeout or error reading the message, closing connection"})
 		}
-		s.logMessage(0, asSMTPError(err))
+		s.txn.result, s.txn.resultBy, s.txn.data = asSMTPError(err), byHost, true
+		s.endTxn()
 		return err
 	}
-	reply := s.deliver(msg)
-	s.logMessage(len(msg), reply)
-	if reply == nil {
-		return nil // accepted and dropped by policy: go-smtp says 250
-	}
+	reply, by := s.deliver(msg)
+	s.txn.result, s.txn.resultBy, s.txn.size, s.txn.data = reply, by, len(msg), true
+	s.endTxn()
 	return reply
 }
 
@@ -399,7 +429,7 @@ func isDeferral(err error) bool {
 func (s *session) Reset() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.resetTxn()
+	s.endTxn()
 }
 
 // Logout runs the close stage, whose verdict has no one to go to, and
@@ -407,56 +437,10 @@ func (s *session) Reset() {
 func (s *session) Logout() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.resetTxn()
+	s.endTxn()
 	s.run(abi.StageClose, "")
 	s.end()
 	return nil
-}
-
-func (s *session) resetTxn() {
-	if s.txn.relay != nil {
-		s.txn.relay.Close()
-	}
-	s.txn = transaction{}
-}
-
-// logMessage writes the one line per message that says what happened, and
-// counts the message by its outcome. Each plugin's verdict reads
-// "name@stage:action:duration", with "(failed)" after the action of a
-// plugin that failed; chain is the generation of the filter chain used.
-func (s *session) logMessage(size int, result *smtp.SMTPError) {
-	s.srv.metrics.messages.With(outcome(result)).Inc()
-	var dests []string
-	for _, f := range s.txn.forwards {
-		dests = append(dests, f.rcpt+"->"+f.dest)
-	}
-	var plugins []string
-	for _, v := range s.txn.verdicts {
-		p := v.Name + "@" + v.stage.String() + ":" + v.Action.String()
-		if v.Err != nil {
-			p += "(failed)"
-		}
-		p += ":" + v.Duration.Round(time.Microsecond).String()
-		plugins = append(plugins, p)
-	}
-	reply := "250 dropped by policy"
-	if result != nil {
-		reply = fmt.Sprintf("%d %d.%d.%d %s", result.Code, result.EnhancedCode[0], result.EnhancedCode[1], result.EnhancedCode[2], result.Message)
-	}
-	attrs := []any{
-		"session", s.id, "client", s.clientIP.String(), "from", s.txn.from,
-		"rcpts", strings.Join(s.txn.rcpts, ","), "forwards", strings.Join(dests, ","),
-		"discarded", strings.Join(s.txn.discarded, ","), "size", size,
-		"outcome", reply, "plugins", strings.Join(plugins, ","), "chain", s.gen.N,
-		"ms", time.Since(s.txn.started).Milliseconds(),
-	}
-	if s.txn.remote != "" {
-		attrs = append(attrs, "relay", s.txn.remote)
-	}
-	if sc := s.txn.score(); len(sc.symbols) > 0 {
-		attrs = append(attrs, "score", sc.String())
-	}
-	s.srv.log.Info("message", attrs...)
 }
 
 // Make sure the session satisfies go-smtp's interface.

@@ -66,6 +66,7 @@ func (p *scripted) verdict(req *sdk.Request) sdk.Verdict {
 		v = sdk.Tempfail(uint16(s.Code), s.Enhanced, s.Text)
 	case "discard":
 		v = sdk.Discard()
+		v.Text = s.Text
 	case "quarantine":
 		v = sdk.Quarantine(s.Text)
 	}

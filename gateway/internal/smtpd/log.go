@@ -1,0 +1,176 @@
+package smtpd
+
+import (
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/sluice-mail/sluice/gateway/internal/plugin"
+)
+
+// decision is what became of one recipient at RCPT: the reply it got (nil:
+// accepted) and who decided.
+type decision struct {
+	rcpt  string
+	reply *smtp.SMTPError
+	by    decider
+}
+
+// decider is who made a decision: the host's own rules, a plugin, or the
+// destination (its reply, or its being out of reach).
+type decider struct {
+	kind   string // deciderHost, deciderPlugin or deciderDestination
+	plugin string // the plugin's name
+}
+
+const (
+	deciderHost        = "host"
+	deciderPlugin      = "plugin"
+	deciderDestination = "destination"
+)
+
+var (
+	byHost        = decider{kind: deciderHost}
+	byDestination = decider{kind: deciderDestination}
+)
+
+// String is "host", "destination" or "plugin:<name>".
+func (d decider) String() string {
+	if d.kind == deciderPlugin {
+		return deciderPlugin + ":" + d.plugin
+	}
+	return d.kind
+}
+
+// pluginDecider is the plugin that decided a stage's outcome.
+func pluginDecider(out plugin.Outcome) decider {
+	return decider{kind: deciderPlugin, plugin: out.DecidedBy}
+}
+
+// dropper is who dropped the first recipient dropped at RCPT.
+func (t *transaction) dropper() decider {
+	for _, d := range t.decisions {
+		if d.reply == nil && d.by.kind == deciderPlugin {
+			return d.by
+		}
+	}
+	return decider{kind: deciderPlugin}
+}
+
+// Transaction outcomes, as the log line says them and the recipients
+// counter labels them.
+const (
+	outcomeForwarded = "forwarded"
+	outcomeNone      = "none" // the transaction ended before its message was answered
+)
+
+// outcome is what became of the transaction's message.
+func (t *transaction) outcome() string {
+	switch {
+	case t.result == nil:
+		return outcomeNone
+	case t.dropped:
+		return outcomeDropped
+	case t.result.Code/100 == 2:
+		return outcomeForwarded
+	case t.result.Code/100 == 4:
+		return outcomeTempfailed
+	}
+	return outcomeRejected
+}
+
+// endTxn ends the transaction: its line is written and its recipients
+// counted, once, if anything was decided in it, and its relay closed.
+// Every way a transaction ends comes here: the reply to DATA, a refused
+// MAIL, a new MAIL, RSET, QUIT and the connection's end.
+func (s *session) endTxn() {
+	if t := &s.txn; t.result != nil || len(t.decisions) > 0 {
+		s.srv.metrics.transaction(t) // first, so that whoever reads the line finds it counted
+		s.logTxn()
+	}
+	if s.txn.relay != nil {
+		s.txn.relay.Close()
+	}
+	s.txn = transaction{}
+}
+
+// logTxn writes the one line per transaction that says what happened
+// (docs/operations.md, Logs). Each plugin's verdict reads
+// "name@stage:action:duration", with "(failed)" after the action of a
+// plugin that failed; chain is the generation of the filter chain used.
+// forwards and relay appear only for a message that left.
+func (s *session) logTxn() {
+	t := &s.txn
+	var refused, plugins strings.Builder
+	for _, d := range t.decisions {
+		if d.reply == nil {
+			continue
+		}
+		if refused.Len() > 0 {
+			refused.WriteString("; ")
+		}
+		refused.WriteString(d.rcpt)
+		refused.WriteString(" (")
+		refused.WriteString(d.by.String())
+		refused.WriteString("): ")
+		refused.WriteString(replyText(d.reply))
+	}
+	for i, v := range t.verdicts {
+		if i > 0 {
+			plugins.WriteByte(',')
+		}
+		plugins.WriteString(v.Name + "@" + v.stage.String() + ":" + v.Action.String())
+		if v.Err != nil {
+			plugins.WriteString("(failed)")
+		}
+		plugins.WriteString(":" + v.Duration.Round(time.Microsecond).String())
+	}
+	outcome := t.outcome()
+	attrs := make([]any, 0, 32)
+	attrs = append(attrs,
+		"session", s.id, "client", s.clientIP.String(), "from", t.from,
+		"rcpts", strings.Join(t.rcpts, ","), "refused", refused.String(),
+		"discarded", strings.Join(t.discarded, ","), "size", t.size, "outcome", outcome)
+	if t.result != nil {
+		attrs = append(attrs, "reply", replyText(t.result), "decided_by", t.resultBy.String())
+	}
+	attrs = append(attrs, "plugins", plugins.String(), "chain", s.gen.N, "ms", time.Since(t.started).Milliseconds())
+	if outcome == outcomeForwarded {
+		var dests strings.Builder
+		for i, f := range t.forwards {
+			if i > 0 {
+				dests.WriteByte(',')
+			}
+			dests.WriteString(f.rcpt + "->" + f.dest)
+		}
+		attrs = append(attrs, "forwards", dests.String(), "relay", t.remote)
+	}
+	if sc := t.score(); len(sc.symbols) > 0 {
+		attrs = append(attrs, "score", sc.String())
+	}
+	s.srv.log.Info("message", attrs...)
+}
+
+// replyText is a reply as the client read it: "550 5.1.1 text".
+func replyText(e *smtp.SMTPError) string {
+	if e == nil {
+		return ""
+	}
+	b := make([]byte, 0, 16+len(e.Message))
+	b = strconv.AppendInt(b, int64(e.Code), 10)
+	if e.EnhancedCode != smtp.NoEnhancedCode && e.EnhancedCode != smtp.EnhancedCodeNotSet {
+		for i, n := range e.EnhancedCode {
+			if i == 0 {
+				b = append(b, ' ')
+			} else {
+				b = append(b, '.')
+			}
+			b = strconv.AppendInt(b, int64(n), 10)
+		}
+	}
+	b = append(b, ' ')
+	b = append(b, e.Message...)
+	return string(b)
+}
