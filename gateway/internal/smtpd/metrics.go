@@ -120,8 +120,11 @@ func (m *serverMetrics) chainRun(st abi.Stage, took time.Duration, verdicts []pl
 	m.stages.WithLabelValues(stage).Observe(took.Seconds())
 	for _, v := range verdicts {
 		m.calls.WithLabelValues(v.Name, stage).Observe(v.Duration.Seconds())
+		// A plugin's failures show at 0 from its first call, so that
+		// their rate works from zero.
+		failures := m.failures.WithLabelValues(v.Name, stage)
 		if v.Err != nil {
-			m.failures.WithLabelValues(v.Name, stage).Inc()
+			failures.Inc()
 		}
 	}
 }
