@@ -3,7 +3,9 @@ package gateway
 import (
 	"sync"
 
-	"github.com/sluice-mail/sluice/gateway/internal/metrics"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
 	"github.com/sluice-mail/sluice/gateway/internal/plugin"
 )
 
@@ -16,21 +18,22 @@ const maxCountersPerPlugin = 100
 // function) as sluice_plugin_counter_total{plugin, name}. Counts survive
 // reloads: the family belongs to the gateway, not to a chain.
 type pluginCounters struct {
-	vec *metrics.CounterVec
+	vec *prometheus.CounterVec
 
 	mu      sync.RWMutex
-	known   map[[2]string]*metrics.Counter
+	known   map[[2]string]prometheus.Counter
 	perName map[string]int // names made, per plugin
-	dropped *metrics.CounterVec
+	dropped *prometheus.CounterVec
 }
 
-func newPluginCounters(r *metrics.Registry) *pluginCounters {
+func newPluginCounters(r prometheus.Registerer) *pluginCounters {
+	f := promauto.With(r)
 	return &pluginCounters{
-		vec: r.Counter("sluice_plugin_counter_total",
-			"What plugins count with the counter_add host function, by plugin and counter name.", "plugin", "name"),
-		dropped: r.Counter("sluice_plugin_counter_dropped_total",
-			"Additions to counters refused because the plugin already has the maximum number of counter names (100).", "plugin"),
-		known:   map[[2]string]*metrics.Counter{},
+		vec: f.NewCounterVec(prometheus.CounterOpts{Name: "sluice_plugin_counter_total",
+			Help: "What plugins count with the counter_add host function, by plugin and counter name."}, []string{"plugin", "name"}),
+		dropped: f.NewCounterVec(prometheus.CounterOpts{Name: "sluice_plugin_counter_dropped_total",
+			Help: "Additions to counters refused because the plugin already has the maximum number of counter names (100)."}, []string{"plugin"}),
+		known:   map[[2]string]prometheus.Counter{},
 		perName: map[string]int{},
 	}
 }
@@ -44,7 +47,7 @@ func (c *pluginCounters) Add(pluginName, name string, delta float64) {
 	c.mu.RUnlock()
 	if !ok {
 		if ctr = c.make(key); ctr == nil {
-			c.dropped.With(pluginName).Inc()
+			c.dropped.WithLabelValues(pluginName).Inc()
 			return
 		}
 	}
@@ -53,7 +56,7 @@ func (c *pluginCounters) Add(pluginName, name string, delta float64) {
 
 // make returns the counter for key, making it if the plugin is under its
 // limit of names; nil if it is not.
-func (c *pluginCounters) make(key [2]string) *metrics.Counter {
+func (c *pluginCounters) make(key [2]string) prometheus.Counter {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if ctr, ok := c.known[key]; ok {
@@ -63,7 +66,7 @@ func (c *pluginCounters) make(key [2]string) *metrics.Counter {
 		return nil
 	}
 	c.perName[key[0]]++
-	ctr := c.vec.With(key[0], key[1])
+	ctr := c.vec.WithLabelValues(key[0], key[1])
 	c.known[key] = ctr
 	return ctr
 }

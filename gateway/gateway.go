@@ -26,6 +26,7 @@ import (
 	"github.com/sluice-mail/sluice/gateway/internal/config"
 	"github.com/sluice-mail/sluice/gateway/internal/dkim"
 	"github.com/sluice-mail/sluice/gateway/internal/inbox"
+	"github.com/sluice-mail/sluice/gateway/internal/metrics"
 	"github.com/sluice-mail/sluice/gateway/internal/plugin"
 	"github.com/sluice-mail/sluice/gateway/internal/relay"
 	"github.com/sluice-mail/sluice/gateway/internal/resolver"
@@ -65,24 +66,25 @@ type Gateway struct {
 // that cannot be read, a plugin that does not load) come back as
 // config.Errors pointing at the line of the setting concerned. A plugin
 // whose on_failure is "skip" and that fails to load is left out of the
-// chain, logged and counted, as its failures at run time would be.
-func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Gateway, error) {
-	return build(ctx, cfg, log, false)
+// chain, logged and counted, as its failures at run time would be. build
+// says which binary runs, for sluice_build_info.
+func New(ctx context.Context, cfg *config.Config, log *slog.Logger, build metrics.Build) (*Gateway, error) {
+	return newGateway(ctx, cfg, log, build, false)
 }
 
 // Check builds every part as New does, then releases it. Every plugin that
 // fails to load is an error here, whatever its on_failure: a check is how
 // an operator finds out before mail does.
 func Check(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
-	g, err := build(ctx, cfg, log, true)
+	g, err := newGateway(ctx, cfg, log, metrics.Build{}, true)
 	if err != nil {
 		return err
 	}
 	return g.Close()
 }
 
-func build(ctx context.Context, cfg *config.Config, log *slog.Logger, strict bool) (*Gateway, error) {
-	g := &Gateway{cfg: cfg, log: log, metrics: newGatewayMetrics(), strict: strict}
+func newGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, build metrics.Build, strict bool) (*Gateway, error) {
+	g := &Gateway{cfg: cfg, log: log, metrics: newGatewayMetrics(build), strict: strict}
 	var errs config.Errors
 	fail := func(path, format string, args ...any) { errs = append(errs, cfg.ErrorAt(path, format, args...)) }
 
@@ -94,6 +96,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, strict boo
 		Nameservers: cfg.DNS.Nameservers,
 		Timeout:     cfg.DNS.Timeout.D(),
 		Static:      cfg.DNS.Static,
+		Metrics:     g.metrics.registry,
 	})
 	if err != nil {
 		fail("dns.static", "dns: %v", err)
@@ -276,7 +279,7 @@ func (g *Gateway) buildChain(ctx context.Context, cfg *config.Config) (*plugin.C
 		if err != nil && !g.strict && cfg.Plugin[i].OnFailure == "skip" {
 			g.log.Error("plugin left out of the chain: it failed to load, and its on_failure is skip",
 				"plugin", cfg.Plugin[i].Name, "where", cfg.Where(fmt.Sprintf("plugin.%d", i)), "err", err)
-			g.metrics.loadFailures.With(cfg.Plugin[i].Name).Inc()
+			g.metrics.loadFailures.WithLabelValues(cfg.Plugin[i].Name).Inc()
 			missing = append(missing, missingPlugin(cfg.Plugin[i]))
 			continue
 		}
@@ -347,6 +350,7 @@ func (g *Gateway) relayConfig() relay.Config {
 		DataTimeout:    r.DataTimeout.D(),
 		IdleTimeout:    r.IdleTimeout.D(),
 		Logger:         g.log,
+		Observe:        g.metrics.relayStep,
 	}
 	if r.MaxIdle != nil {
 		c.MaxIdle = *r.MaxIdle

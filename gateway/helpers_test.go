@@ -24,6 +24,7 @@ import (
 	"github.com/sluice-mail/sluice/gateway/internal/config"
 	"github.com/sluice-mail/sluice/gateway/internal/dkim"
 	"github.com/sluice-mail/sluice/gateway/internal/dnstest"
+	"github.com/sluice-mail/sluice/gateway/internal/metrics"
 	"github.com/sluice-mail/sluice/gateway/internal/wasmbuild"
 )
 
@@ -319,7 +320,7 @@ func startEnv(t testing.TB, o envOptions) *env {
 		t.Fatalf("config: %v", err)
 	}
 	log := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	g, err := gateway.New(context.Background(), cfg, log)
+	g, err := gateway.New(context.Background(), cfg, log, metrics.ReadBuild("test"))
 	if err != nil {
 		t.Fatalf("gateway.New: %v", err)
 	}

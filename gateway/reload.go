@@ -11,6 +11,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
 	"github.com/sluice-mail/sluice/gateway/internal/admin"
 	"github.com/sluice-mail/sluice/gateway/internal/config"
 	"github.com/sluice-mail/sluice/gateway/internal/metrics"
@@ -23,26 +26,39 @@ const defaultWatchInterval = 2 * time.Second
 // gatewayMetrics are the metrics of the gateway as a whole; the parts
 // register their own on the same registry.
 type gatewayMetrics struct {
-	registry     *metrics.Registry
-	reloads      *metrics.CounterVec
-	generation   *metrics.Gauge
-	loadFailures *metrics.CounterVec
+	registry     *prometheus.Registry
+	reloads      *prometheus.CounterVec
+	generation   prometheus.Gauge
+	loadFailures *prometheus.CounterVec
+	relaySeconds *prometheus.HistogramVec
 }
 
-func newGatewayMetrics() *gatewayMetrics {
-	r := metrics.NewRegistry()
+func newGatewayMetrics(b metrics.Build) *gatewayMetrics {
+	r := metrics.NewRegistry(b)
+	f := promauto.With(r)
 	m := &gatewayMetrics{
 		registry: r,
-		reloads: r.Counter("sluice_reloads_total",
-			"Reloads of the filter chain, by result: ok (the new chain serves) or failed (the old one still does).", "result"),
-		generation: r.Gauge("sluice_chain_generation",
-			"The filter chain in use: 1 at start, one more for each successful reload.").With(),
-		loadFailures: r.Counter("sluice_plugin_load_failures_total",
-			"Plugins left out of a new chain because they failed to load and their on_failure is skip.", "plugin"),
+		reloads: f.NewCounterVec(prometheus.CounterOpts{Name: "sluice_reloads_total",
+			Help: "Reloads of the filter chain, by result: ok (the new chain serves) or failed (the old one still does)."}, []string{"result"}),
+		generation: f.NewGauge(prometheus.GaugeOpts{Name: "sluice_chain_generation",
+			Help: "The filter chain in use: 1 at start, one more for each successful reload."}),
+		loadFailures: f.NewCounterVec(prometheus.CounterOpts{Name: "sluice_plugin_load_failures_total",
+			Help: "Plugins left out of a new chain because they failed to load and their on_failure is skip."}, []string{"plugin"}),
+		relaySeconds: f.NewHistogramVec(prometheus.HistogramOpts{Name: "sluice_relay_seconds",
+			Help:    "Time each step with a destination took, failed ones included: connect (TCP, greeting, EHLO, STARTTLS), mail (MAIL FROM and the first RCPT TO), rcpt (each later RCPT TO), data (DATA to the reply to the end of data).",
+			Buckets: metrics.DefaultBuckets}, []string{"step"}),
 	}
-	m.reloads.With("ok")
-	m.reloads.With("failed")
+	m.reloads.WithLabelValues("ok")
+	m.reloads.WithLabelValues("failed")
+	for _, step := range []string{"connect", "mail", "rcpt", "data"} {
+		m.relaySeconds.WithLabelValues(step)
+	}
 	return m
+}
+
+// relayStep records how long a step with a destination took.
+func (m *gatewayMetrics) relayStep(step string, took time.Duration) {
+	m.relaySeconds.WithLabelValues(step).Observe(took.Seconds())
 }
 
 var errClosed = errors.New("the gateway is shut down")
@@ -63,11 +79,11 @@ func (g *Gateway) Reload(ctx context.Context) error {
 	start := time.Now()
 	err := g.reload(ctx)
 	if err != nil {
-		g.metrics.reloads.With("failed").Inc()
+		g.metrics.reloads.WithLabelValues("failed").Inc()
 		g.log.Error("reload failed; the previous filter chain keeps serving", "err", err)
 		return err
 	}
-	g.metrics.reloads.With("ok").Inc()
+	g.metrics.reloads.WithLabelValues("ok").Inc()
 	chain := g.chainInfo()
 	var plugins []string
 	for _, p := range chain.Plugins {
@@ -241,6 +257,7 @@ func (g *Gateway) chainInfo() admin.Chain {
 func (g *Gateway) adminServer() *http.Server {
 	h := admin.Handler(admin.Config{
 		Metrics: g.metrics.registry,
+		Hosts:   []string{g.cfg.Hostname},
 		Reload: func(ctx context.Context) error {
 			g.log.Info("reloading: asked over HTTP")
 			return g.Reload(ctx)

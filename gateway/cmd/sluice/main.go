@@ -23,6 +23,7 @@ import (
 
 	"github.com/sluice-mail/sluice/gateway"
 	"github.com/sluice-mail/sluice/gateway/internal/config"
+	"github.com/sluice-mail/sluice/gateway/internal/metrics"
 )
 
 func main() {
@@ -106,7 +107,9 @@ func serve(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Wr
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	g, err := gateway.New(ctx, cfg, log)
+	// No release is stamped into the binary yet (-ldflags -X): the build
+	// information stands in.
+	g, err := gateway.New(ctx, cfg, log, metrics.ReadBuild(""))
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1

@@ -2,14 +2,24 @@
 // health, metrics in the Prometheus text format, reloading the filter
 // chain, and a listing of the chain in use. It has no authentication, so
 // it belongs on loopback or behind something that authenticates.
+//
+// Being on loopback is not enough against a browser: a page on another
+// site can point a name of its own at 127.0.0.1 (DNS rebinding) and have
+// the operator's browser read /metrics or post to /admin/reload. So only
+// requests whose Host is one of ours are served, and a browser's
+// cross-origin requests may not change anything.
 package admin
 
 import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
 	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluice-mail/sluice/gateway/internal/metrics"
 	"github.com/sluice-mail/sluice/sdk/abi"
@@ -17,7 +27,11 @@ import (
 
 // Config is what the endpoints serve from.
 type Config struct {
-	Metrics *metrics.Registry
+	Metrics prometheus.Gatherer
+	// Hosts are the names, besides localhost and IP address literals of
+	// loopback or of the listener itself, that a request's Host may
+	// carry: the gateway's hostname.
+	Hosts []string
 	// Reload rebuilds the filter chain from the configuration and swaps it
 	// in; on failure the old chain keeps serving and the error, one
 	// "file:line: problem" per line, goes back to the caller.
@@ -61,24 +75,26 @@ type reloadAnswer struct {
 // Handler returns the admin endpoints:
 //
 //	GET  /healthz        200 "ok" while the gateway runs
-//	GET  /metrics        every metric, Prometheus text format 0.0.4
+//	GET  /metrics        every metric, in the Prometheus text format 0.0.4 or OpenMetrics
 //	POST /admin/reload   rebuild and swap the chain; 200 with the new chain, or 422 with the errors
 //	GET  /admin/chain    the chain in use, as JSON
+//
+// A request whose Host is not one of ours gets 421; a browser's request
+// from another origin that is not GET or HEAD gets 403.
 func Handler(c Config) http.Handler {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+	return checkHost(c.Hosts, http.NewCrossOriginProtection().Handler(endpoints(c)))
+}
+
+func endpoints(c Config) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Write([]byte("ok\n"))
 	})
-	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", metrics.ContentType)
-		if err := c.Metrics.WriteText(w); err != nil {
-			c.Logger.Debug("writing metrics", "err", err)
-		}
-	})
+	mux.Handle("GET /metrics", metrics.Handler(c.Metrics, c.Logger))
 	mux.HandleFunc("POST /admin/reload", func(w http.ResponseWriter, r *http.Request) {
 		// A reload once asked for runs to its end even if the caller
 		// hangs up: stopping halfway would only waste the work.
@@ -94,6 +110,53 @@ func Handler(c Config) http.Handler {
 		writeJSON(w, http.StatusOK, c.Chain())
 	})
 	return mux
+}
+
+// checkHost serves only requests whose Host names this listener: one of
+// hosts, localhost, or an IP address literal that is loopback or the
+// address the request came in on. Any other name may be one that a
+// stranger pointed at us. The port is not checked: a name is what a
+// stranger controls.
+func checkHost(hosts []string, next http.Handler) http.Handler {
+	allowed := map[string]bool{"localhost": true}
+	for _, h := range hosts {
+		allowed[normalHost(h)] = true
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host := r.Host
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
+		host = normalHost(host)
+		ok := allowed[host]
+		if ip, err := netip.ParseAddr(host); err == nil {
+			ok = ip.IsLoopback() || ip.Unmap() == localIP(r)
+		}
+		if !ok {
+			http.Error(w, "misdirected request: this admin listener does not serve the host "+r.Host, http.StatusMisdirectedRequest)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// normalHost is a host name or address as compared: lower case, without
+// brackets or a final dot.
+func normalHost(h string) string {
+	return strings.ToLower(strings.TrimSuffix(strings.Trim(h, "[]"), "."))
+}
+
+// localIP is the address a request came in on.
+func localIP(r *http.Request) netip.Addr {
+	a, _ := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
+	if a == nil {
+		return netip.Addr{}
+	}
+	ap, err := netip.ParseAddrPort(a.String())
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

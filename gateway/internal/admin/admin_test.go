@@ -11,6 +11,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
 	"github.com/sluice-mail/sluice/gateway/internal/metrics"
 	"github.com/sluice-mail/sluice/sdk/abi"
 )
@@ -19,12 +22,13 @@ import (
 // and works the second.
 func testServer(t *testing.T) *httptest.Server {
 	t.Helper()
-	reg := metrics.NewRegistry()
-	reg.Counter("sluice_test_total", "A test counter.").With().Add(3)
+	reg := metrics.NewRegistry(metrics.Build{Version: "v0", Revision: "r", GoVersion: "go"})
+	promauto.With(reg).NewCounter(prometheus.CounterOpts{Name: "sluice_test_total", Help: "A test counter."}).Add(3)
 	generation := uint64(1)
 	calls := 0
 	srv := httptest.NewServer(Handler(Config{
 		Metrics: reg,
+		Hosts:   []string{"mx.ours.test"},
 		Reload: func(context.Context) error {
 			calls++
 			if calls == 1 {
@@ -86,7 +90,7 @@ func TestEndpoints(t *testing.T) {
 		t.Errorf("/healthz: %d %q", resp.StatusCode, body)
 	}
 	resp, body := get("/metrics")
-	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != metrics.ContentType || !strings.Contains(body, "\nsluice_test_total 3\n") {
+	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain; version=0.0.4") || !strings.Contains(body, "\nsluice_test_total 3\n") {
 		t.Errorf("/metrics: %d %s\n%s", resp.StatusCode, resp.Header.Get("Content-Type"), body)
 	}
 	resp, body = get("/admin/chain")
@@ -115,5 +119,112 @@ func TestNames(t *testing.T) {
 	}
 	if got := PermissionNames(0); got == nil || len(got) != 0 {
 		t.Errorf("no permissions gave %#v; want an empty list, which JSON writes as []", got)
+	}
+}
+
+// adminRequest sends a request to srv with the Host and other headers
+// given, as a browser or a stranger's page might.
+func adminRequest(t *testing.T, srv *httptest.Server, method, path, host string, header map[string]string) int {
+	t.Helper()
+	req, err := http.NewRequest(method, srv.URL+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if host != "" {
+		req.Host = host
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// Only our own names reach the endpoints: a name a stranger pointed at
+// the listener (DNS rebinding) gets 421, for reading as for reloading.
+func TestHostChecked(t *testing.T) {
+	srv := testServer(t) // on 127.0.0.1
+	for _, c := range []struct {
+		host string
+		want int
+	}{
+		{"", 200}, // the listener's own address, as the client dialled it
+		{"localhost", 200},
+		{"localhost:8025", 200},
+		{"LOCALHOST.", 200},
+		{"127.0.0.1:1", 200},
+		{"127.5.6.7", 200},
+		{"[::1]:8025", 200},
+		{"mx.ours.test:8025", 200}, // the gateway's hostname
+		{"MX.Ours.Test", 200},
+		{"rebind.attacker.test", http.StatusMisdirectedRequest},
+		{"rebind.attacker.test:8025", http.StatusMisdirectedRequest},
+		{"localhost.attacker.test", http.StatusMisdirectedRequest},
+		{"192.0.2.1:8025", http.StatusMisdirectedRequest}, // an address that is not this listener's
+	} {
+		for _, path := range []string{"/metrics", "/healthz", "/admin/chain"} {
+			if got := adminRequest(t, srv, "GET", path, c.host, nil); got != c.want {
+				t.Errorf("GET %s with Host %q: %d, want %d", path, c.host, got, c.want)
+			}
+		}
+		// testServer's first reload fails and the others work: 422 or
+		// 200 both say that it ran.
+		got := adminRequest(t, srv, "POST", "/admin/reload", c.host, nil)
+		if ran := got == 200 || got == http.StatusUnprocessableEntity; ran != (c.want == 200) || !ran && got != c.want {
+			t.Errorf("POST /admin/reload with Host %q: %d, want %d", c.host, got, c.want)
+		}
+	}
+}
+
+// A browser's POST from another origin gets 403 and reloads nothing, even
+// with a Host of ours; GETs, and POSTs from tools that are not browsers,
+// still work.
+func TestCrossOriginPostRefused(t *testing.T) {
+	reloads := 0
+	srv := httptest.NewServer(Handler(Config{
+		Metrics: metrics.NewRegistry(metrics.Build{}),
+		Hosts:   []string{"mx.ours.test"},
+		Reload:  func(context.Context) error { reloads++; return nil },
+		Chain:   func() Chain { return Chain{} },
+	}))
+	t.Cleanup(srv.Close)
+	refused := []map[string]string{
+		{"Sec-Fetch-Site": "cross-site"},
+		{"Sec-Fetch-Site": "same-site"},
+		{"Origin": "https://attacker.test"},
+		{"Origin": "http://localhost.attacker.test:8025"},
+		{"Origin": "null"},
+	}
+	for _, h := range refused {
+		if got := adminRequest(t, srv, "POST", "/admin/reload", "localhost:8025", h); got != http.StatusForbidden {
+			t.Errorf("POST /admin/reload with %v: %d, want 403", h, got)
+		}
+	}
+	if reloads != 0 {
+		t.Fatalf("%d reloads ran from refused requests", reloads)
+	}
+	allowed := []map[string]string{
+		nil, // curl, a cron job, certbot's hook
+		{"Sec-Fetch-Site": "same-origin"},
+		{"Sec-Fetch-Site": "none"}, // typed by the operator
+		{"Origin": "http://localhost:8025"},
+	}
+	for _, h := range allowed {
+		if got := adminRequest(t, srv, "POST", "/admin/reload", "localhost:8025", h); got != http.StatusOK {
+			t.Errorf("POST /admin/reload with %v: %d, want 200", h, got)
+		}
+	}
+	if reloads != len(allowed) {
+		t.Errorf("%d reloads ran, want %d", reloads, len(allowed))
+	}
+	// Reading is not changing: a cross-site GET is served (the browser's
+	// same-origin policy keeps its answer from the page).
+	if got := adminRequest(t, srv, "GET", "/healthz", "localhost", map[string]string{"Sec-Fetch-Site": "cross-site"}); got != 200 {
+		t.Errorf("cross-site GET /healthz: %d, want 200", got)
 	}
 }

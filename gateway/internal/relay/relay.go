@@ -41,6 +41,12 @@ type Config struct {
 	IdleTimeout    time.Duration // how long an idle connection is kept, default 10s
 	TLSConfig      *tls.Config   // base config for STARTTLS; nil = opportunistic, unverified (like Postfix's "may")
 	Logger         *slog.Logger
+	// Observe, if set, is told how long each step with a destination
+	// took: "connect" (TCP, greeting, EHLO and STARTTLS of a new
+	// connection), "mail" (MAIL FROM and the first RCPT TO, pipelined
+	// when offered), "rcpt" (each later RCPT TO) and "data" (DATA to the
+	// reply to the end of data). Steps that failed are told too.
+	Observe func(step string, took time.Duration)
 }
 
 const (
@@ -238,7 +244,9 @@ func (r *Relay) addresses(ctx context.Context, host string, tried *attempts) []n
 // should try the next address.
 func (r *Relay) tryAddress(ctx context.Context, host string, ip netip.Addr, env envelope, tried *attempts) (*Txn, error, error) {
 	for s := r.pool.get(host, ip); s != nil; s = r.pool.get(host, ip) {
+		start := time.Now()
 		mailErr, rcptErr := s.open(ctx, env)
+		r.observe("mail", start)
 		if mailErr == nil || isFinalReply(mailErr) || isTransientReply(mailErr) {
 			return r.started(s, mailErr, rcptErr, tried)
 		}
@@ -260,7 +268,9 @@ func (r *Relay) tryAddress(ctx context.Context, host string, ip netip.Addr, env 
 		tried.note(fmt.Sprintf("%s: %s", formatRemote(host, netip.AddrPortFrom(ip, uint16(r.cfg.Port))), describe(err)))
 		return nil, nil, nil
 	}
+	start := time.Now()
 	mailErr, rcptErr := s.open(ctx, env)
+	r.observe("mail", start)
 	if mailErr != nil && !isFinalReply(mailErr) && !isTransientReply(mailErr) {
 		s.abort()
 		tried.note(fmt.Sprintf("%s: MAIL FROM: %s", s.remote(), describe(mailErr)))
@@ -274,7 +284,7 @@ func (r *Relay) tryAddress(ctx context.Context, host string, ip netip.Addr, env 
 func (r *Relay) started(s *session, mailErr, rcptErr error, tried *attempts) (*Txn, error, error) {
 	if mailErr == nil {
 		r.log.Debug("relay: transaction started", "remote", s.remote(), "tls", s.tls)
-		t := &Txn{relay: r, s: s, remote: s.remote(), tls: s.tls}
+		t := &Txn{relay: r, s: s, remote: s.remote(), tls: s.tls, tlsVersion: s.tlsVersion}
 		return t, t.rcptResult(rcptErr), nil
 	}
 	if s.broken {
@@ -287,6 +297,13 @@ func (r *Relay) started(s *session, mailErr, rcptErr error, tried *attempts) (*T
 	}
 	tried.note(fmt.Sprintf("%s: MAIL FROM: %s", s.remote(), describe(mailErr)))
 	return nil, nil, nil
+}
+
+// observe tells Config.Observe how long a step since start took.
+func (r *Relay) observe(step string, start time.Time) {
+	if r.cfg.Observe != nil {
+		r.cfg.Observe(step, time.Since(start))
+	}
 }
 
 // isFinalReply reports whether err is a 5xx reply, which ends the attempt

@@ -23,6 +23,8 @@ type session struct {
 	raw  net.Conn       // the TCP connection; closing it aborts anything in progress
 	c    *client
 	tls  bool
+	// tlsVersion is the TLS version in use, 0 without TLS.
+	tlsVersion uint16
 	// resetPending says the last transaction was left open: RSET goes
 	// before the next MAIL FROM, in the same write when pipelining, rather
 	// than costing a round trip when the transaction is dropped.
@@ -49,6 +51,8 @@ func (e *tlsHandshakeError) Unwrap() error { return e.err }
 // dial connects to ip, reads the greeting, says EHLO and, if tryTLS and the
 // destination offers it, starts TLS.
 func (r *Relay) dial(ctx context.Context, host string, ip netip.Addr, tryTLS bool) (*session, error) {
+	start := time.Now()
+	defer r.observe("connect", start)
 	addr := netip.AddrPortFrom(ip, uint16(r.cfg.Port))
 	d := net.Dialer{Timeout: r.cfg.ConnectTimeout}
 	if src := r.sourceFor(ip); src.IsValid() {
@@ -97,6 +101,9 @@ func (s *session) startTLS(r *Relay) error {
 		return err
 	}
 	s.tls = true
+	if tc, ok := s.c.conn.(*tls.Conn); ok {
+		s.tlsVersion = tc.ConnectionState().Version
+	}
 	// RFC 3207 §4.2: forget what was learned before TLS and EHLO again.
 	return s.c.hello(r.cfg.Helo)
 }

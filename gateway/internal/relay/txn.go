@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/emersion/go-smtp"
 )
@@ -26,6 +27,8 @@ type Txn struct {
 	state  txnState
 	remote string
 	tls    bool
+	// tlsVersion is the TLS version of the connection, 0 without TLS.
+	tlsVersion uint16
 }
 
 // Rcpt sends RCPT TO for a recipient after the first (which Begin sends).
@@ -38,6 +41,7 @@ func (t *Txn) Rcpt(ctx context.Context, to string) error {
 	if err := checkRecipient(to); err != nil {
 		return err
 	}
+	defer t.relay.observe("rcpt", time.Now())
 	err, aborted := t.guard(ctx, func() error {
 		t.s.c.rcpt(to)
 		_, err := t.s.c.roundTrip(2)
@@ -76,10 +80,12 @@ func (t *Txn) Data(ctx context.Context, msg ...[]byte) (*smtp.SMTPError, error) 
 	}
 	var code int
 	var text string
+	start := time.Now()
 	err, aborted := t.guard(ctx, func() (err error) {
 		code, text, err = t.s.c.data(wireParts(msg), t.relay.cfg.DataTimeout)
 		return err
 	})
+	t.relay.observe("data", start)
 	if err != nil {
 		return nil, t.fail("DATA", err)
 	}
@@ -122,6 +128,10 @@ func (t *Txn) Remote() string { return t.remote }
 
 // TLS reports whether the connection to the destination is encrypted.
 func (t *Txn) TLS() bool { return t.tls }
+
+// TLSVersion is the TLS version of the connection to the destination
+// (tls.VersionTLS13 and so on), 0 without TLS.
+func (t *Txn) TLSVersion() uint16 { return t.tlsVersion }
 
 func (t *Txn) usable() error {
 	if t.s == nil || t.state == broken {

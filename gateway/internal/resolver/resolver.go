@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Config is the resolver's configuration.
@@ -29,6 +30,9 @@ type Config struct {
 	Static      []string         // zone-file RR lines, e.g. "inbox.test. 300 IN MX 10 mx.inbox.test."
 	CacheSize   int              // max cached answers, default 10000; the least recently used go first
 	Now         func() time.Time // nil = time.Now; must be safe for concurrent use
+	// Metrics receives the counts and latencies of the questions sent to
+	// the nameservers; nil: they are counted but registered nowhere.
+	Metrics prometheus.Registerer
 }
 
 const (
@@ -47,6 +51,7 @@ type Resolver struct {
 	now         func() time.Time
 	cache       *cache
 	flights     flights
+	metrics     *lookupMetrics
 }
 
 // key identifies one question.
@@ -62,6 +67,7 @@ func New(c Config) (*Resolver, error) {
 		attempts: c.Attempts,
 		now:      c.Now,
 		flights:  flights{calls: map[key]*call{}},
+		metrics:  newLookupMetrics(c.Metrics),
 	}
 	if r.timeout <= 0 {
 		r.timeout = defaultTimeout
@@ -220,7 +226,9 @@ func (r *Resolver) fromNameservers(ctx context.Context, k key) ([]dns.RR, error)
 // resolve asks the nameservers and caches what they say for as long as the
 // caching rules allow.
 func (r *Resolver) resolve(k key) answer {
+	start := time.Now()
 	res, ttl := r.exchange(k)
+	r.metrics.lookup(k.qtype, res.err, time.Since(start))
 	if ttl > 0 {
 		r.cache.put(k, res, r.now().Add(ttl))
 	}

@@ -52,6 +52,7 @@ func (s *session) deliver(msg []byte) (*smtp.SMTPError, decider) {
 	if a := s.srv.parts.Auth; a != nil {
 		r := a.Message(s.srv.ctx, whole, s.txn.spf.Wait(s.srv.ctx))
 		report, req.Auth = &r, r.Auth
+		s.srv.metrics.authChecked(r.Auth)
 	}
 	out := s.runRequest(req, &plugin.Message{Header: header, Body: body})
 	switch out.Action {
@@ -90,6 +91,7 @@ func (s *session) deliver(msg []byte) (*smtp.SMTPError, decider) {
 	}
 	reply, err := s.txn.relay.Data(s.srv.ctx, fwd, body)
 	s.srv.metrics.relayReply("data", err)
+	s.srv.metrics.tlsUsed("outbound", s.txn.relay.TLSVersion())
 	s.txn.remote = s.txn.relay.Remote()
 	s.closeRelay()
 	if err != nil {

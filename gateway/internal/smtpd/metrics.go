@@ -1,11 +1,15 @@
 package smtpd
 
 import (
+	"crypto/tls"
 	"errors"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/sluice-mail/sluice/gateway/internal/metrics"
 	"github.com/sluice-mail/sluice/gateway/internal/plugin"
@@ -15,14 +19,16 @@ import (
 // serverMetrics are what the inbound side counts, registered once per
 // server on the registry the gateway gives it.
 type serverMetrics struct {
-	sessions     *metrics.Counter
-	openSessions *metrics.Gauge
-	messages     *metrics.CounterVec
-	stages       *metrics.HistogramVec
-	calls        *metrics.HistogramVec
-	failures     *metrics.CounterVec
-	relayReplies *metrics.CounterVec
-	recipients   *metrics.CounterVec
+	sessions     prometheus.Counter
+	openSessions prometheus.Gauge
+	messages     *prometheus.CounterVec
+	stages       *prometheus.HistogramVec
+	calls        *prometheus.HistogramVec
+	failures     *prometheus.CounterVec
+	relayReplies *prometheus.CounterVec
+	authResults  *prometheus.CounterVec
+	tlsSessions  *prometheus.CounterVec
+	recipients   *prometheus.CounterVec
 }
 
 // Message outcomes, as the messages counter labels them; the recipients
@@ -34,35 +40,72 @@ const (
 	outcomeDropped    = "dropped"
 )
 
-func newServerMetrics(r *metrics.Registry) *serverMetrics {
+// authResultValues are the results each check can give (sdk/abi's Auth),
+// shown at 0 from the start. DKIM's none is a message without signatures.
+var authResultValues = map[string][]string{
+	"spf":   {"pass", "fail", "softfail", "neutral", "none", "temperror", "permerror"},
+	"dkim":  {"pass", "fail", "neutral", "policy", "temperror", "permerror", "none"},
+	"arc":   {"pass", "fail", "none"},
+	"dmarc": {"pass", "fail", "none", "temperror", "permerror"},
+}
+
+// tlsNone is the version label of a session or connection without TLS.
+const tlsNone = "none"
+
+// newServerMetrics registers the server's metrics on r; nil registers
+// them nowhere.
+func newServerMetrics(r prometheus.Registerer) *serverMetrics {
+	f := promauto.With(r)
 	m := &serverMetrics{
-		sessions:     r.Counter("sluice_sessions_total", "SMTP sessions accepted at their first HELO or EHLO.").With(),
-		openSessions: r.Gauge("sluice_sessions_current", "SMTP sessions open now.").With(),
-		messages: r.Counter("sluice_messages_total",
-			"Messages by outcome: delivered (the destination said 2xx), rejected (5xx), tempfailed (4xx), dropped (discarded by policy).",
-			"outcome"),
-		stages: r.Histogram("sluice_stage_seconds",
-			"Time the whole filter chain took at each stage.", nil, "stage"),
-		calls: r.Histogram("sluice_plugin_call_seconds",
-			"Time each plugin took per call, by plugin and stage.", nil, "plugin", "stage"),
-		failures: r.Counter("sluice_plugin_failures_total",
-			"Plugin calls that failed (trap, timeout, bad output, refused load of an instance), by plugin and stage.",
-			"plugin", "stage"),
-		relayReplies: r.Counter("sluice_relay_replies_total",
-			"Replies the relay passed on from destinations, by step (mail, rcpt, data) and class (2xx, 4xx, 5xx); a destination that cannot be reached counts as 4xx.",
-			"step", "class"),
-		recipients: r.Counter("sluice_recipients_total",
-			"Recipients by what became of them (forwarded, rejected, tempfailed, dropped) and who decided (host, plugin, destination). "+
-				"A recipient refused at RCPT counts then; one accepted counts with its message's reply to DATA.",
-			"outcome", "decided_by"),
+		sessions:     f.NewCounter(prometheus.CounterOpts{Name: "sluice_sessions_total", Help: "SMTP sessions accepted at their first HELO or EHLO."}),
+		openSessions: f.NewGauge(prometheus.GaugeOpts{Name: "sluice_sessions_current", Help: "SMTP sessions open now."}),
+		messages: f.NewCounterVec(prometheus.CounterOpts{Name: "sluice_messages_total",
+			Help: "Messages by outcome: delivered (the destination said 2xx), rejected (5xx), tempfailed (4xx), dropped (discarded by policy)."},
+			[]string{"outcome"}),
+		stages: f.NewHistogramVec(prometheus.HistogramOpts{Name: "sluice_stage_seconds",
+			Help: "Time the whole filter chain took at each stage.", Buckets: metrics.DefaultBuckets}, []string{"stage"}),
+		calls: f.NewHistogramVec(prometheus.HistogramOpts{Name: "sluice_plugin_call_seconds",
+			Help: "Time each plugin took per call, by plugin and stage.", Buckets: metrics.DefaultBuckets}, []string{"plugin", "stage"}),
+		failures: f.NewCounterVec(prometheus.CounterOpts{Name: "sluice_plugin_failures_total",
+			Help: "Plugin calls that failed (trap, timeout, bad output, refused load of an instance), by plugin and stage."},
+			[]string{"plugin", "stage"}),
+		relayReplies: f.NewCounterVec(prometheus.CounterOpts{Name: "sluice_relay_replies_total",
+			Help: "Replies the relay passed on from destinations, by step (mail, rcpt, data) and class (2xx, 4xx, 5xx); a destination that cannot be reached counts as 4xx."},
+			[]string{"step", "class"}),
+		authResults: f.NewCounterVec(prometheus.CounterOpts{Name: "sluice_auth_results_total",
+			Help: "Messages checked, by method (spf, dkim, arc, dmarc) and result; dkim counts pass if any signature passed, else the first signature's result, none if unsigned."},
+			[]string{"method", "result"}),
+		tlsSessions: f.NewCounterVec(prometheus.CounterOpts{Name: "sluice_tls_sessions_total",
+			Help: "TLS in use, by direction: inbound counts client sessions by the TLS version they ended with, outbound counts messages sent to destinations by the TLS version of the connection; none is plaintext."},
+			[]string{"direction", "version"}),
+		recipients: f.NewCounterVec(prometheus.CounterOpts{Name: "sluice_recipients_total",
+			Help: "Recipients by what became of them (forwarded, rejected, tempfailed, dropped) and who decided (host, plugin, destination). " +
+				"A recipient refused at RCPT counts then; one accepted counts with its message's reply to DATA."},
+			[]string{"outcome", "decided_by"}),
 	}
-	// Every outcome shows from the start, so that rates work from zero.
+	// Every known label value shows from the start, so that rates work
+	// from zero.
 	for _, o := range []string{outcomeDelivered, outcomeRejected, outcomeTempfailed, outcomeDropped} {
-		m.messages.With(o)
+		m.messages.WithLabelValues(o)
+	}
+	for method, results := range authResultValues {
+		for _, r := range results {
+			m.authResults.WithLabelValues(method, r)
+		}
+	}
+	for _, dir := range []string{"inbound", "outbound"} {
+		for _, v := range []string{tlsNone, tlsVersion(tls.VersionTLS12), tlsVersion(tls.VersionTLS13)} {
+			m.tlsSessions.WithLabelValues(dir, v)
+		}
+	}
+	for _, step := range []string{"mail", "rcpt", "data"} {
+		for _, class := range []string{"2xx", "4xx", "5xx"} {
+			m.relayReplies.WithLabelValues(step, class)
+		}
 	}
 	for _, o := range []string{outcomeForwarded, outcomeRejected, outcomeTempfailed, outcomeDropped} {
 		for _, by := range []string{deciderHost, deciderPlugin, deciderDestination} {
-			m.recipients.With(o, by)
+			m.recipients.WithLabelValues(o, by)
 		}
 	}
 	return m
@@ -74,18 +117,18 @@ func newServerMetrics(r *metrics.Registry) *serverMetrics {
 // not counted.
 func (m *serverMetrics) transaction(t *transaction) {
 	if t.data {
-		m.messages.With(messageOutcome(t)).Inc()
+		m.messages.WithLabelValues(messageOutcome(t)).Inc()
 	}
 	for _, d := range t.decisions {
 		switch {
 		case d.reply != nil:
-			m.recipients.With(replyOutcome(d.reply), d.by.kind).Inc()
+			m.recipients.WithLabelValues(replyOutcome(d.reply), d.by.kind).Inc()
 		case !t.data:
 		case t.result.Code/100 == 2 && d.by.kind == deciderPlugin:
 			// Dropped at RCPT, its message accepted.
-			m.recipients.With(outcomeDropped, deciderPlugin).Inc()
+			m.recipients.WithLabelValues(outcomeDropped, deciderPlugin).Inc()
 		default:
-			m.recipients.With(t.outcome(), t.resultBy.kind).Inc()
+			m.recipients.WithLabelValues(t.outcome(), t.resultBy.kind).Inc()
 		}
 	}
 }
@@ -121,11 +164,14 @@ func outcome(reply *smtp.SMTPError) string {
 // chainRun records one run of the chain at a stage.
 func (m *serverMetrics) chainRun(st abi.Stage, took time.Duration, verdicts []plugin.Record) {
 	stage := st.String()
-	m.stages.With(stage).Observe(took.Seconds())
+	m.stages.WithLabelValues(stage).Observe(took.Seconds())
 	for _, v := range verdicts {
-		m.calls.With(v.Name, stage).Observe(v.Duration.Seconds())
+		m.calls.WithLabelValues(v.Name, stage).Observe(v.Duration.Seconds())
+		// A plugin's failures show at 0 from its first call, so that
+		// their rate works from zero.
+		failures := m.failures.WithLabelValues(v.Name, stage)
 		if v.Err != nil {
-			m.failures.With(v.Name, stage).Inc()
+			failures.Inc()
 		}
 	}
 }
@@ -140,5 +186,42 @@ func (m *serverMetrics) relayReply(step string, err error) {
 			class = strconv.Itoa(e.Code/100) + "xx"
 		}
 	}
-	m.relayReplies.With(step, class).Inc()
+	m.relayReplies.WithLabelValues(step, class).Inc()
 }
+
+// authChecked counts the results of one message's checks, once each.
+func (m *serverMetrics) authChecked(a abi.Auth) {
+	m.authResults.WithLabelValues("spf", orNone(a.SPF.Result)).Inc()
+	dkim := "none"
+	for i, d := range a.DKIM {
+		if i == 0 || d.Result == "pass" {
+			dkim = d.Result
+		}
+		if d.Result == "pass" {
+			break
+		}
+	}
+	m.authResults.WithLabelValues("dkim", orNone(dkim)).Inc()
+	m.authResults.WithLabelValues("arc", orNone(a.ARC.Result)).Inc()
+	m.authResults.WithLabelValues("dmarc", orNone(a.DMARC.Result)).Inc()
+}
+
+func orNone(result string) string {
+	if result == "" {
+		return "none"
+	}
+	return result
+}
+
+// tlsUsed counts one session or message in a direction by the TLS version
+// it used; 0 is none.
+func (m *serverMetrics) tlsUsed(direction string, version uint16) {
+	v := tlsNone
+	if version != 0 {
+		v = tlsVersion(version)
+	}
+	m.tlsSessions.WithLabelValues(direction, v).Inc()
+}
+
+// tlsVersion names a TLS version as a label value: "TLS1.3".
+func tlsVersion(v uint16) string { return strings.ReplaceAll(tls.VersionName(v), " ", "") }

@@ -18,11 +18,11 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluice-mail/sluice/gateway/internal/arc"
 	"github.com/sluice-mail/sluice/gateway/internal/auth"
 	"github.com/sluice-mail/sluice/gateway/internal/dkim"
-	"github.com/sluice-mail/sluice/gateway/internal/metrics"
 	"github.com/sluice-mail/sluice/gateway/internal/relay"
 	"github.com/sluice-mail/sluice/gateway/internal/srs"
 )
@@ -66,9 +66,9 @@ type Parts struct {
 	// whose ARC verification says which instance comes next.
 	Seal   *arc.SealConfig
 	Logger *slog.Logger
-	// Metrics receives the server's counters; nil: a registry of its own,
-	// which nobody reads.
-	Metrics *metrics.Registry
+	// Metrics receives the server's counters; nil: they are counted but
+	// registered nowhere.
+	Metrics prometheus.Registerer
 }
 
 // Server accepts SMTP connections.
@@ -104,9 +104,6 @@ func New(cfg Config, parts Parts) (*Server, error) {
 	}
 	if parts.Logger == nil {
 		parts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
-	if parts.Metrics == nil {
-		parts.Metrics = metrics.NewRegistry()
 	}
 	s := &Server{cfg: cfg, parts: parts, domains: map[string]bool{}, log: parts.Logger, metrics: newServerMetrics(parts.Metrics),
 		limits: newLimiter(cfg.Hostname, cfg.MaxConnections, cfg.MaxConnectionsPerIP, cfg.StressTimeout, parts.Logger)}

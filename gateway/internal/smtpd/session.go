@@ -33,6 +33,9 @@ type session struct {
 	// keeps to its end, whatever reloads happen meanwhile.
 	gen  *Generation
 	done sync.Once // gives gen back, once, at the end
+	// first says the session is the connection's first, which counts it:
+	// after STARTTLS go-smtp starts another on the same connection.
+	first bool
 
 	// mu guards the session's state. With BDAT, go-smtp calls Data on a
 	// goroutine of its own and goes on reading commands: RSET, or a closed
@@ -118,6 +121,7 @@ func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
 	// After STARTTLS go-smtp ends the session and starts another on the
 	// same connection: that is not a new client.
 	if _, tls := c.TLSConnectionState(); !tls {
+		sess.first = true
 		s.metrics.sessions.Inc()
 	}
 	s.metrics.openSessions.Add(1)
@@ -130,6 +134,13 @@ func (s *session) end() {
 	s.done.Do(func() {
 		s.gen.Release()
 		s.srv.metrics.openSessions.Add(-1)
+		if s.first {
+			// go-smtp upgrades the connection before it ends the
+			// session that said STARTTLS, so a client that started TLS
+			// counts with its version, once.
+			state, _ := s.conn.TLSConnectionState()
+			s.srv.metrics.tlsUsed("inbound", state.Version)
+		}
 	})
 }
 
