@@ -112,6 +112,24 @@ func (idx lineIndex) linesOfUnnumbered(key []string) []int {
 	return lines
 }
 
+// lastLineOf returns the line of the last entry at or before line limit
+// of a path given without array indexes, or of its nearest ancestor that
+// has one (a key inside an inline table is not indexed); 0 if none.
+func (idx lineIndex) lastLineOf(key []string, limit int) int {
+	for ; len(key) > 0; key = key[:len(key)-1] {
+		best := 0
+		for _, line := range idx.linesOfUnnumbered(key) {
+			if line <= limit && line > best {
+				best = line
+			}
+		}
+		if best > 0 {
+			return best
+		}
+	}
+	return 0
+}
+
 func isNumber(s string) bool { _, err := strconv.Atoi(s); return err == nil }
 
 type tomlScanner struct {
