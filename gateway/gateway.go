@@ -279,7 +279,7 @@ func (g *Gateway) buildChain(ctx context.Context, cfg *config.Config) (*plugin.C
 			continue
 		}
 		if err != nil {
-			errs = append(errs, cfg.ErrorAt(fmt.Sprintf("plugin.%d", i), "%v", err)) // plugin.Load names the plugin
+			errs = append(errs, cfg.PluginError(i, err)) // plugin.Load names the plugin
 			continue
 		}
 		plugins = append(plugins, p)

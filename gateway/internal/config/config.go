@@ -321,6 +321,19 @@ func (c *Config) ErrorAt(path string, format string, args ...any) *Error {
 	return &Error{File: c.File, Line: c.lines.lookup(path), Msg: fmt.Sprintf(format, args...)}
 }
 
+// PluginError places an error of loading the i-th plugin at the line of
+// the setting it is about, when it names one (with a ConfigKey method, as
+// plugin.KeyError has: "capabilities", "config.rule.1.to"), else at the
+// plugin's [[plugin]] line.
+func (c *Config) PluginError(i int, err error) *Error {
+	path := fmt.Sprintf("plugin.%d", i)
+	var k interface{ ConfigKey() string }
+	if errors.As(err, &k) && k.ConfigKey() != "" {
+		path += "." + k.ConfigKey()
+	}
+	return &Error{File: c.File, Line: c.lines.lookupLoose(path), Msg: err.Error()}
+}
+
 // Path resolves a file name from the configuration relative to the
 // configuration file's directory.
 func (c *Config) Path(name string) string {

@@ -137,6 +137,9 @@ type Spec struct {
 	// startTimeout replaces the default bound on starting an instance,
 	// for tests of plugins that never finish starting.
 	startTimeout time.Duration
+	// ungranted loads a module that imports functions it was not granted
+	// (refused otherwise: grants.go), for tests of their denial.
+	ungranted bool
 }
 
 // Defaults for a Spec's zero values.
@@ -256,6 +259,11 @@ func (p *Plugin) prepare(ctx context.Context, wasm []byte, s Spec, pages uint64)
 	}
 	if err := checkModule(compiled); err != nil {
 		return fmt.Errorf("%s %w", s.Path, err)
+	}
+	if !s.ungranted {
+		if err := checkGranted(compiled, s.Capabilities); err != nil {
+			return err
+		}
 	}
 	p.moduleConfig = wazero.NewModuleConfig().
 		WithName("").
