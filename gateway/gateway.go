@@ -310,6 +310,7 @@ func (g *Gateway) loadPlugin(ctx context.Context, cfg *config.Config, i int) (*p
 		Stages:       stages,
 		Config:       raw,
 		Hostname:     cfg.Hostname,
+		Domains:      cfg.Domains,
 		Timeout:      p.Timeout.D(),
 		MemoryLimit:  uint64(p.MemoryLimit),
 		Instances:    p.Instances,

@@ -15,16 +15,30 @@ type Config struct {
 	Name     string // the plugin's name in gateway.toml
 	Hostname string // the gateway's hostname
 	Raw      []byte // the plugin's [plugin.config] table, as TOML
+	// Domains are the domains the gateway is the MX for, as A-labels in
+	// lower case: mail sent to one of them comes back to the gateway, so a
+	// plugin should refuse settings that forward there. Empty from a host
+	// that predates it.
+	Domains []string
 
 	perms abi.Permissions
 }
 
 // Decode reads the plugin's settings into v (a pointer to a struct with toml
 // tags). It is strict: a key that v has no field for is an error naming the
-// key, so that a typo in gateway.toml is refused instead of ignored.
+// key, so that a typo in gateway.toml is refused instead of ignored. Its
+// errors are SettingErrors, so that the gateway points at the line.
 func (c *Config) Decode(v any) error {
 	md, err := toml.NewDecoder(bytes.NewReader(c.Raw)).Decode(v)
 	if err != nil {
+		// "toml: line N (last key "k"): ...": N counts lines of Raw, which
+		// the host wrote, not of gateway.toml; the key finds the line.
+		msg := strings.TrimPrefix(err.Error(), "toml: ")
+		var line int
+		var key string
+		if n, _ := fmt.Sscanf(msg, "line %d (last key %q): ", &line, &key); n == 2 {
+			return &SettingError{Key: key, Err: fmt.Errorf("%s: %s", key, msg[strings.Index(msg, "): ")+3:])}
+		}
 		return err
 	}
 	if und := md.Undecoded(); len(und) > 0 {
@@ -32,11 +46,26 @@ func (c *Config) Decode(v any) error {
 		for i, k := range und {
 			keys[i] = k.String()
 		}
+		first := keys[0] // in the order of the text
 		sort.Strings(keys)
-		return fmt.Errorf("unknown setting %s", strings.Join(keys, ", "))
+		return &SettingError{Key: first, Err: fmt.Errorf("unknown setting %s", strings.Join(keys, ", "))}
 	}
 	return nil
 }
+
+// SettingError is an error about one setting of the plugin's config.
+// Returned (or wrapped) by Configure, it tells the gateway which setting
+// to point at: `sluice check` reports it at that line of gateway.toml.
+type SettingError struct {
+	// Key is the setting's dotted path in the config table, entries of a
+	// list of tables numbered from 0: "rule.1.to" for the to of the
+	// second [[plugin.config.rule]].
+	Key string
+	Err error
+}
+
+func (e *SettingError) Error() string { return e.Err.Error() }
+func (e *SettingError) Unwrap() error { return e.Err }
 
 // Permit declares actions and changes the plugin may take, adding to those
 // declared before. The host treats a verdict outside them as a failure of
