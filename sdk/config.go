@@ -37,20 +37,44 @@ func (c *Config) Decode(v any) error {
 		var line int
 		var key string
 		if n, _ := fmt.Sscanf(msg, "line %d (last key %q): ", &line, &key); n == 2 {
-			return &SettingError{Key: key, Err: fmt.Errorf("%s: %s", key, msg[strings.Index(msg, "): ")+3:])}
+			return &SettingError{Key: key, Err: fmt.Errorf("%s: %s", key, typeError(msg[strings.Index(msg, "): ")+3:]))}
 		}
 		return err
 	}
 	if und := md.Undecoded(); len(und) > 0 {
-		keys := make([]string, len(und))
-		for i, k := range und {
-			keys[i] = k.String()
+		// Once each, and a table without the keys inside it.
+		var keys []string
+		seen := map[string]bool{}
+		for _, k := range und {
+			if !seen[k.String()] && (len(k) < 2 || !seen[k[:len(k)-1].String()]) {
+				keys = append(keys, k.String())
+			}
+			seen[k.String()] = true
 		}
 		first := keys[0] // in the order of the text
 		sort.Strings(keys)
 		return &SettingError{Key: first, Err: fmt.Errorf("unknown setting %s", strings.Join(keys, ", "))}
 	}
 	return nil
+}
+
+// typeError says toml's type mismatch in the words of a config file:
+// "expected a whole number, got a string".
+func typeError(msg string) string {
+	var got, want string
+	if n, _ := fmt.Sscanf(msg, "incompatible types: TOML value has type %s destination has type %s", &got, &want); n != 2 {
+		return msg
+	}
+	words := map[string]string{
+		"string": "a string", "int64": "a number", "integer": "a whole number", "float64": "a number",
+		"float": "a number", "bool": "true or false", "slice": "a list", "[]interface": "a list",
+		"map[string]interface": "a table", "struct": "a table", "time.Time": "a date",
+	}
+	got, want = strings.TrimSuffix(got, ";"), strings.TrimSuffix(want, "{}")
+	if words[got] == "" || words[want] == "" {
+		return msg
+	}
+	return "expected " + words[want] + ", got " + words[got]
 }
 
 // SettingError is an error about one setting of the plugin's config.
