@@ -284,7 +284,7 @@ func (g *Gateway) buildChain(ctx context.Context, cfg *config.Config) (*plugin.C
 			continue
 		}
 		if err != nil {
-			errs = append(errs, cfg.ErrorAt(fmt.Sprintf("plugin.%d", i), "%v", err)) // plugin.Load names the plugin
+			errs = append(errs, cfg.PluginError(i, err)) // plugin.Load names the plugin
 			continue
 		}
 		plugins = append(plugins, p)
@@ -331,6 +331,7 @@ func (g *Gateway) loadPlugin(ctx context.Context, cfg *config.Config, i int) (*p
 		Stages:       stages,
 		Config:       raw,
 		Hostname:     cfg.Hostname,
+		Domains:      cfg.Domains,
 		Timeout:      p.Timeout.D(),
 		MemoryLimit:  uint64(p.MemoryLimit),
 		Instances:    p.Instances,

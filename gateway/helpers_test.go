@@ -278,10 +278,6 @@ match = "elsewhere@ours.test"
 action = "forward"
 to = "friend@example.org"
 [[plugin.config.rule]]
-match = "loop@ours.test"
-action = "forward"
-to = "info@ours.test"
-[[plugin.config.rule]]
 match = "gone@ours.test"
 action = "reject"
 code = 550

@@ -15,28 +15,81 @@ type Config struct {
 	Name     string // the plugin's name in gateway.toml
 	Hostname string // the gateway's hostname
 	Raw      []byte // the plugin's [plugin.config] table, as TOML
+	// Domains are the domains the gateway is the MX for, as A-labels in
+	// lower case: mail sent to one of them comes back to the gateway, so a
+	// plugin should refuse settings that forward there. Empty from a host
+	// that predates it.
+	Domains []string
 
 	perms abi.Permissions
 }
 
 // Decode reads the plugin's settings into v (a pointer to a struct with toml
 // tags). It is strict: a key that v has no field for is an error naming the
-// key, so that a typo in gateway.toml is refused instead of ignored.
+// key, so that a typo in gateway.toml is refused instead of ignored. Its
+// errors are SettingErrors, so that the gateway points at the line.
 func (c *Config) Decode(v any) error {
 	md, err := toml.NewDecoder(bytes.NewReader(c.Raw)).Decode(v)
 	if err != nil {
+		// "toml: line N (last key "k"): ...": N counts lines of Raw, which
+		// the host wrote, not of gateway.toml; the key finds the line.
+		msg := strings.TrimPrefix(err.Error(), "toml: ")
+		var line int
+		var key string
+		if n, _ := fmt.Sscanf(msg, "line %d (last key %q): ", &line, &key); n == 2 {
+			return &SettingError{Key: key, Err: fmt.Errorf("%s: %s", key, typeError(msg[strings.Index(msg, "): ")+3:]))}
+		}
 		return err
 	}
 	if und := md.Undecoded(); len(und) > 0 {
-		keys := make([]string, len(und))
-		for i, k := range und {
-			keys[i] = k.String()
+		// Once each, and a table without the keys inside it.
+		var keys []string
+		seen := map[string]bool{}
+		for _, k := range und {
+			if !seen[k.String()] && (len(k) < 2 || !seen[k[:len(k)-1].String()]) {
+				keys = append(keys, k.String())
+			}
+			seen[k.String()] = true
 		}
+		first := keys[0] // in the order of the text
 		sort.Strings(keys)
-		return fmt.Errorf("unknown setting %s", strings.Join(keys, ", "))
+		return &SettingError{Key: first, Err: fmt.Errorf("unknown setting %s", strings.Join(keys, ", "))}
 	}
 	return nil
 }
+
+// typeError says toml's type mismatch in the words of a config file:
+// "expected a whole number, got a string".
+func typeError(msg string) string {
+	var got, want string
+	if n, _ := fmt.Sscanf(msg, "incompatible types: TOML value has type %s destination has type %s", &got, &want); n != 2 {
+		return msg
+	}
+	words := map[string]string{
+		"string": "a string", "int64": "a number", "integer": "a whole number", "float64": "a number",
+		"float": "a number", "bool": "true or false", "slice": "a list", "[]interface": "a list",
+		"map[string]interface": "a table", "struct": "a table", "time.Time": "a date",
+	}
+	got, want = strings.TrimSuffix(got, ";"), strings.TrimSuffix(want, "{}")
+	if words[got] == "" || words[want] == "" {
+		return msg
+	}
+	return "expected " + words[want] + ", got " + words[got]
+}
+
+// SettingError is an error about one setting of the plugin's config.
+// Returned (or wrapped) by Configure, it tells the gateway which setting
+// to point at: `sluice check` reports it at that line of gateway.toml.
+type SettingError struct {
+	// Key is the setting's dotted path in the config table, entries of a
+	// list of tables numbered from 0: "rule.1.to" for the to of the
+	// second [[plugin.config.rule]].
+	Key string
+	Err error
+}
+
+func (e *SettingError) Error() string { return e.Err.Error() }
+func (e *SettingError) Unwrap() error { return e.Err }
 
 // Permit declares actions and changes the plugin may take, adding to those
 // declared before. The host treats a verdict outside them as a failure of

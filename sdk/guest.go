@@ -1,6 +1,7 @@
 package sdk
 
 import (
+	"errors"
 	"fmt"
 	"runtime/debug"
 
@@ -41,9 +42,13 @@ func (g *guest) configure(n uint32) []byte {
 	if err := g.request(n, func(b []byte) error { return abi.DecodeConfigureRequest(b, &req) }); err != nil {
 		resp.Error = err.Error()
 	} else {
-		c := &Config{Name: req.Name, Hostname: req.Hostname, Raw: req.Config}
+		c := &Config{Name: req.Name, Hostname: req.Hostname, Raw: req.Config, Domains: req.Domains}
 		if err := g.callConfigure(c); err != nil {
 			resp.Error = err.Error()
+			var se *SettingError
+			if errors.As(err, &se) {
+				resp.ErrorKey = se.Key
+			}
 		}
 		resp.Stages = Stages(g.plugin)
 		resp.Permissions = c.perms

@@ -231,3 +231,31 @@ func TestGuestReadsRequestFromOlderHost(t *testing.T) {
 		t.Errorf("plugin saw %+v, want %+v", rec.got, want)
 	}
 }
+
+// A setting that Decode refuses is named in the answer's error_key, for
+// the gateway to point at its line, and said in a config file's words.
+func TestConfigureNamesTheRefusedSetting(t *testing.T) {
+	for raw, want := range map[string][2]string{
+		"greeting = 5\n":                   {"greeting", "greeting: expected a string, got a number"},
+		"greting = \"hi\"\nother = 1\n":    {"greting", "unknown setting greting, other"},
+		"[[rule]]\nx = 1\n[[rule]]\ny=2\n": {"rule", "unknown setting rule"},
+	} {
+		resp := configureGuest(t, newGuest(&example{}), raw)
+		if resp.ErrorKey != want[0] || resp.Error != want[1] {
+			t.Errorf("%q: error %q at %q, want %q at %q", raw, resp.Error, resp.ErrorKey, want[1], want[0])
+		}
+	}
+	// Domains reach Configure.
+	var got []string
+	g := newGuest(&domainsPlugin{&got})
+	in := abi.AppendConfigureRequest(nil, &abi.ConfigureRequest{Version: abi.Version, Name: "ex", Domains: []string{"ours.test"}})
+	var resp abi.ConfigureResponse
+	if err := abi.DecodeConfigureResponse(roundTrip(g, in, (*guest).configure), &resp); err != nil || !reflect.DeepEqual(got, []string{"ours.test"}) {
+		t.Errorf("Config.Domains = %q (%v), want [ours.test]", got, err)
+	}
+}
+
+type domainsPlugin struct{ got *[]string }
+
+func (d *domainsPlugin) Configure(c *Config) error { *d.got = c.Domains; return nil }
+func (d *domainsPlugin) Mail(*Request) Verdict     { return Continue() }

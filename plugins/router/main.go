@@ -17,7 +17,7 @@ func (p *plugin) Configure(c *sdk.Config) error {
 	if err := c.Decode(&s); err != nil {
 		return err
 	}
-	t, err := newTable(s)
+	t, err := newTable(s, c.Domains)
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
@@ -39,9 +40,12 @@ type table struct {
 	catchAll  map[string]sdk.Verdict // "domain"
 }
 
-func newTable(s settings) (*table, error) {
+// newTable builds the table of s. ours are the domains the gateway is the
+// MX for: a rule that forwards to one of them would loop.
+func newTable(s settings, ours []string) (*table, error) {
 	if strings.ContainsAny(s.SubaddressSeparator, "@ \t\r\n\"") {
-		return nil, fmt.Errorf("subaddress_separator %q: must not contain @, quotes or spaces", s.SubaddressSeparator)
+		return nil, &sdk.SettingError{Key: "subaddress_separator",
+			Err: fmt.Errorf("subaddress_separator %q: must not contain @, quotes or spaces", s.SubaddressSeparator)}
 	}
 	t := &table{
 		separator: s.SubaddressSeparator,
@@ -49,35 +53,61 @@ func newTable(s settings) (*table, error) {
 		catchAll:  make(map[string]sdk.Verdict),
 	}
 	for i, r := range s.Rule {
-		if err := t.add(r); err != nil {
-			return nil, fmt.Errorf("rule %d (match %q): %w", i+1, r.Match, err)
+		if err := t.add(r, ours); err != nil {
+			// The setting at fault, so that the gateway points at its line.
+			key := fmt.Sprintf("rule.%d", i)
+			var se *settingError
+			if errors.As(err, &se) {
+				key += "." + se.key
+			}
+			return nil, &sdk.SettingError{Key: key, Err: fmt.Errorf("rule %d (match %q): %w", i+1, r.Match, err)}
 		}
 	}
 	return t, nil
 }
 
-func (t *table) add(r ruleSetting) error {
+// settingError is an error about one setting of a rule.
+type settingError struct {
+	key string
+	err error
+}
+
+func (e *settingError) Error() string { return e.err.Error() }
+func (e *settingError) Unwrap() error { return e.err }
+
+// at says that err is about the rule's setting key.
+func at(key string, err error) error { return &settingError{key, err} }
+
+func (t *table) add(r ruleSetting, ours []string) error {
 	v, err := verdictFor(r)
 	if err != nil {
 		return err
 	}
+	if v.Destination != "" {
+		_, to, _ := splitAddress(v.Destination)
+		for _, d := range ours {
+			if strings.EqualFold(to, d) {
+				return at("to", fmt.Errorf("to %q is at %s, a domain this gateway serves: mail forwarded there would come back here (a routing loop)", r.To, d))
+			}
+		}
+	}
 	local, domain, ok := splitAddress(r.Match)
 	if !ok {
-		return fmt.Errorf("match must be an address or *@domain")
+		return at("match", fmt.Errorf("match must be an address or *@domain"))
 	}
 	local, domain = strings.ToLower(local), strings.ToLower(domain)
 	switch {
 	case local == "*":
 		if _, dup := t.catchAll[domain]; dup {
-			return fmt.Errorf("*@%s is matched by an earlier rule too", domain)
+			return at("match", fmt.Errorf("*@%s is matched by an earlier rule too", domain))
 		}
 		t.catchAll[domain] = v
 	case strings.Contains(local, "*"):
-		return fmt.Errorf("only a whole local part can be a wildcard, as in *@%s", domain)
+		return at("match", fmt.Errorf("only a whole local part can be a wildcard, as in *@%s", domain))
 	default:
 		key := local + "@" + domain
 		if _, dup := t.exact[key]; dup {
-			return fmt.Errorf("%s is matched by an earlier rule too", key)
+			return at("match", fmt.Errorf("%s is matched by an earlier rule too", key))
 		}
 		t.exact[key] = v
 	}
@@ -88,18 +118,24 @@ func (t *table) add(r ruleSetting) error {
 // verdict the rule gives.
 func verdictFor(r ruleSetting) (sdk.Verdict, error) {
 	if r.Action != "forward" && r.To != "" {
-		return sdk.Verdict{}, fmt.Errorf("to is only for action = \"forward\"")
+		return sdk.Verdict{}, at("to", fmt.Errorf("to is only for action = \"forward\""))
 	}
 	if r.Action != "reject" && (r.Code != 0 || r.Enhanced != "" || r.Text != "") {
-		return sdk.Verdict{}, fmt.Errorf("code, enhanced and text are only for action = \"reject\"")
+		key := "text"
+		if r.Code != 0 {
+			key = "code"
+		} else if r.Enhanced != "" {
+			key = "enhanced"
+		}
+		return sdk.Verdict{}, at(key, fmt.Errorf("code, enhanced and text are only for action = \"reject\""))
 	}
 	switch r.Action {
 	case "forward":
 		if r.To == "" {
-			return sdk.Verdict{}, fmt.Errorf("forward needs to = \"address\"")
+			return sdk.Verdict{}, at("action", fmt.Errorf("forward needs to = \"address\""))
 		}
 		if _, _, ok := splitAddress(r.To); !ok || strings.Contains(r.To, "*") {
-			return sdk.Verdict{}, fmt.Errorf("to %q is not an address", r.To)
+			return sdk.Verdict{}, at("to", fmt.Errorf("to %q is not an address", r.To))
 		}
 		// Continue rather than Accept, so that plugins after the router
 		// still see the recipient; the destination is what forwards it.
@@ -109,7 +145,7 @@ func verdictFor(r ruleSetting) (sdk.Verdict, error) {
 	case "reject":
 		return rejectVerdict(r)
 	}
-	return sdk.Verdict{}, fmt.Errorf("action %q is not forward, drop or reject", r.Action)
+	return sdk.Verdict{}, at("action", fmt.Errorf("action %q is not forward, drop or reject", r.Action))
 }
 
 func rejectVerdict(r ruleSetting) (sdk.Verdict, error) {
@@ -118,10 +154,14 @@ func rejectVerdict(r ruleSetting) (sdk.Verdict, error) {
 		code = defaultRejectCode
 	}
 	if code < 0 || code > 999 {
-		return sdk.Verdict{}, fmt.Errorf("code %d is not 4xx or 5xx", code)
+		return sdk.Verdict{}, at("code", fmt.Errorf("code %d is not 4xx or 5xx", code))
 	}
 	if err := abi.CheckReply(uint16(code), enhanced); err != nil {
-		return sdk.Verdict{}, err
+		key := "code"
+		if enhanced != "" && code/100 >= 4 && code/100 <= 5 {
+			key = "enhanced"
+		}
+		return sdk.Verdict{}, at(key, err)
 	}
 	if enhanced == "" {
 		enhanced = fmt.Sprintf("%d.1.1", code/100)
@@ -130,7 +170,7 @@ func rejectVerdict(r ruleSetting) (sdk.Verdict, error) {
 		text = defaultRejectText
 	}
 	if strings.ContainsAny(text, "\r\n") {
-		return sdk.Verdict{}, fmt.Errorf("text must be one line")
+		return sdk.Verdict{}, at("text", fmt.Errorf("text must be one line"))
 	}
 	if code < 500 {
 		return sdk.Tempfail(uint16(code), enhanced, text), nil

@@ -1,12 +1,14 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
 
 	"github.com/sluice-mail/sluice/sdk"
 	"github.com/sluice-mail/sluice/sdk/abi"
+	"github.com/sluice-mail/sluice/sdk/sdktest"
 )
 
 // configure runs the plugin's Configure on a config table as TOML text.
@@ -131,26 +133,27 @@ func TestPermissionsFollowRules(t *testing.T) {
 
 func TestConfigErrors(t *testing.T) {
 	rule := func(body string) string { return "[[rule]]\nmatch = \"a@d.test\"\n" + body }
-	cases := []struct{ name, raw, want string }{
-		{"unknown action", rule(`action = "bounce"`), `rule 1 (match "a@d.test"): action "bounce" is not forward, drop or reject`},
-		{"missing action", rule(``), `rule 1 (match "a@d.test"): action "" is not`},
-		{"forward without to", rule(`action = "forward"`), `rule 1 (match "a@d.test"): forward needs to`},
-		{"bad to", rule("action = \"forward\"\nto = \"me\""), `to "me" is not an address`},
-		{"wildcard to", rule("action = \"forward\"\nto = \"*@x.test\""), `to "*@x.test" is not an address`},
-		{"to on drop", rule("action = \"drop\"\nto = \"me@x.test\""), `to is only for action = "forward"`},
-		{"code on forward", rule("action = \"forward\"\nto = \"me@x.test\"\ncode = 550"), `only for action = "reject"`},
-		{"duplicate", rule("action = \"drop\"") + "\n" + "[[rule]]\nmatch = \"A@D.test\"\naction = \"drop\"\n", `rule 2 (match "A@D.test"): a@d.test is matched by an earlier rule too`},
-		{"duplicate catch-all", "[[rule]]\nmatch = \"*@d.test\"\naction = \"drop\"\n[[rule]]\nmatch = \"*@d.test\"\naction = \"drop\"\n", `rule 2 (match "*@d.test"): *@d.test is matched`},
-		{"code 250", rule("action = \"reject\"\ncode = 250"), `rule 1 (match "a@d.test"): reply code 250 is not 4xx or 5xx`},
-		{"code 1000", rule("action = \"reject\"\ncode = 1000"), `code 1000 is not 4xx or 5xx`},
-		{"class mismatch", rule("action = \"reject\"\ncode = 550\nenhanced = \"4.1.1\""), `enhanced code 4.1.1 does not match reply code 550`},
-		{"bad enhanced", rule("action = \"reject\"\nenhanced = \"5.1\""), `enhanced code "5.1" is not class.subject.detail`},
-		{"bad match", "[[rule]]\nmatch = \"nobody\"\naction = \"drop\"\n", `rule 1 (match "nobody"): match must be an address`},
-		{"partial wildcard", "[[rule]]\nmatch = \"a*@d.test\"\naction = \"drop\"\n", `only a whole local part can be a wildcard`},
-		{"unknown key", rule("action = \"drop\"\ncolour = \"red\""), `unknown setting rule.colour`},
-		{"unknown top key", "subaddress = \"+\"", `unknown setting subaddress`},
-		{"bad separator", "subaddress_separator = \"@\"", `subaddress_separator "@"`},
-		{"not toml", "rule = [", ``},
+	// key is the setting the error names, for the gateway to point at.
+	cases := []struct{ name, raw, want, key string }{
+		{"unknown action", rule(`action = "bounce"`), `rule 1 (match "a@d.test"): action "bounce" is not forward, drop or reject`, "rule.0.action"},
+		{"missing action", rule(``), `rule 1 (match "a@d.test"): action "" is not`, "rule.0.action"},
+		{"forward without to", rule(`action = "forward"`), `rule 1 (match "a@d.test"): forward needs to`, "rule.0.action"},
+		{"bad to", rule("action = \"forward\"\nto = \"me\""), `to "me" is not an address`, "rule.0.to"},
+		{"wildcard to", rule("action = \"forward\"\nto = \"*@x.test\""), `to "*@x.test" is not an address`, "rule.0.to"},
+		{"to on drop", rule("action = \"drop\"\nto = \"me@x.test\""), `to is only for action = "forward"`, "rule.0.to"},
+		{"code on forward", rule("action = \"forward\"\nto = \"me@x.test\"\ncode = 550"), `only for action = "reject"`, "rule.0.code"},
+		{"duplicate", rule("action = \"drop\"") + "\n" + "[[rule]]\nmatch = \"A@D.test\"\naction = \"drop\"\n", `rule 2 (match "A@D.test"): a@d.test is matched by an earlier rule too`, "rule.1.match"},
+		{"duplicate catch-all", "[[rule]]\nmatch = \"*@d.test\"\naction = \"drop\"\n[[rule]]\nmatch = \"*@d.test\"\naction = \"drop\"\n", `rule 2 (match "*@d.test"): *@d.test is matched`, "rule.1.match"},
+		{"code 250", rule("action = \"reject\"\ncode = 250"), `rule 1 (match "a@d.test"): reply code 250 is not 4xx or 5xx`, "rule.0.code"},
+		{"code 1000", rule("action = \"reject\"\ncode = 1000"), `code 1000 is not 4xx or 5xx`, "rule.0.code"},
+		{"class mismatch", rule("action = \"reject\"\ncode = 550\nenhanced = \"4.1.1\""), `enhanced code 4.1.1 does not match reply code 550`, "rule.0.enhanced"},
+		{"bad enhanced", rule("action = \"reject\"\nenhanced = \"5.1\""), `enhanced code "5.1" is not class.subject.detail`, "rule.0.enhanced"},
+		{"bad match", "[[rule]]\nmatch = \"nobody\"\naction = \"drop\"\n", `rule 1 (match "nobody"): match must be an address`, "rule.0.match"},
+		{"partial wildcard", "[[rule]]\nmatch = \"a*@d.test\"\naction = \"drop\"\n", `only a whole local part can be a wildcard`, "rule.0.match"},
+		{"unknown key", rule("action = \"drop\"\ncolour = \"red\""), `unknown setting rule.colour`, "rule.colour"},
+		{"unknown top key", "subaddress = \"+\"", `unknown setting subaddress`, "subaddress"},
+		{"bad separator", "subaddress_separator = \"@\"", `subaddress_separator "@"`, "subaddress_separator"},
+		{"not toml", "rule = [", ``, ""},
 	}
 	for _, c := range cases {
 		_, _, err := configure(t, c.raw)
@@ -161,6 +164,36 @@ func TestConfigErrors(t *testing.T) {
 		if !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: error %q does not contain %q", c.name, err, c.want)
 		}
+		var se *sdk.SettingError
+		if c.key != "" && (!errors.As(err, &se) || se.Key != c.key) {
+			t.Errorf("%s: error %q names setting %v, want %q", c.name, err, se, c.key)
+		}
+	}
+}
+
+// A rule that forwards to a domain the gateway serves would send the mail
+// back to the gateway: the router refuses to load, naming the rule's to, as
+// the gateway told it its domains when configuring it.
+func TestForwardToOurDomainIsALoop(t *testing.T) {
+	config := `
+[[rule]]
+match = "a@ours.test"
+action = "forward"
+to = "me@inbox.test"
+[[rule]]
+match = "b@ours.test"
+action = "forward"
+to = "a@OURS.test"
+`
+	_, err := sdktest.Configure(&plugin{}, config, sdktest.Domains("other.test", "ours.test"))
+	want := `config refused: rule 2 (match "b@ours.test"): to "a@OURS.test" is at ours.test, a domain this gateway serves: mail forwarded there would come back here (a routing loop)`
+	var se *sdk.SettingError
+	if err == nil || err.Error() != want || !errors.As(err, &se) || se.Key != "rule.1.to" {
+		t.Errorf("Configure = %v (setting %v), want %q at rule.1.to", err, se, want)
+	}
+	// A host that does not say its domains (older than the field) loads it.
+	if _, err := sdktest.Configure(&plugin{}, config); err != nil {
+		t.Errorf("without domains: %v", err)
 	}
 }
 

@@ -173,6 +173,10 @@ type ConfigureRequest struct {
 	Name     string // the plugin's name in gateway.toml
 	Hostname string // the gateway's hostname
 	Config   []byte // the plugin's [plugin.config] table, encoded as TOML
+	// Domains are the domains the gateway is the MX for, as A-labels in
+	// lower case: mail forwarded to one would come back (a routing loop).
+	// Empty from hosts older than this field.
+	Domains []string
 }
 
 // ConfigureResponse is the guest's answer to ConfigureRequest.
@@ -180,6 +184,11 @@ type ConfigureResponse struct {
 	Error       string // not empty: the configuration is refused, and so is the load
 	Stages      StageSet
 	Permissions Permissions
+	// ErrorKey is the setting of the config that Error is about, as a
+	// dotted path ("rule.1.to", entries of a list of tables numbered from
+	// 0, or left out when unknown: "rule.to"); "" for none. The host
+	// reports the error at that setting's line.
+	ErrorKey string
 }
 
 // Request is what the host sends at each stage: the whole session and

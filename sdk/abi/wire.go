@@ -135,6 +135,10 @@ func AppendConfigureRequest(b []byte, m *ConfigureRequest) []byte {
 	e.str(m.Name)
 	e.str(m.Hostname)
 	e.bytes(m.Config)
+	e.uint(uint64(len(m.Domains)))
+	for _, d := range m.Domains {
+		e.str(d)
+	}
 	return e.b
 }
 
@@ -146,6 +150,7 @@ func DecodeConfigureRequest(b []byte, m *ConfigureRequest) error {
 		Name:     d.str(),
 		Hostname: d.str(),
 		Config:   d.bytes(),
+		Domains:  d.strs(),
 	}
 	return d.err
 }
@@ -156,6 +161,7 @@ func AppendConfigureResponse(b []byte, m *ConfigureResponse) []byte {
 	e.str(m.Error)
 	e.uint(uint64(m.Stages))
 	e.uint(uint64(m.Permissions))
+	e.str(m.ErrorKey)
 	return e.b
 }
 
@@ -166,6 +172,7 @@ func DecodeConfigureResponse(b []byte, m *ConfigureResponse) error {
 		Error:       d.str(),
 		Stages:      StageSet(d.uint32(math.MaxUint32)),
 		Permissions: Permissions(d.uint32(math.MaxUint32)),
+		ErrorKey:    d.str(),
 	}
 	return d.err
 }

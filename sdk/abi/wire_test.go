@@ -42,12 +42,12 @@ func TestRoundTrip(t *testing.T) {
 	if err := DecodeVerdict(AppendVerdict(nil, v), &gotV); err != nil || !reflect.DeepEqual(&gotV, v) {
 		t.Fatalf("verdict: got %+v, %v; want %+v", gotV, err, v)
 	}
-	cr := &ConfigureRequest{Version: Version, Name: "router", Hostname: "mx.test", Config: []byte("a = 1\n")}
+	cr := &ConfigureRequest{Version: Version, Name: "router", Hostname: "mx.test", Config: []byte("a = 1\n"), Domains: []string{"ours.test", "xn--bcher-kva.example"}}
 	var gotCR ConfigureRequest
 	if err := DecodeConfigureRequest(AppendConfigureRequest(nil, cr), &gotCR); err != nil || !reflect.DeepEqual(&gotCR, cr) {
 		t.Fatalf("configure request: got %+v, %v", gotCR, err)
 	}
-	cs := &ConfigureResponse{Error: "bad", Stages: StageSetOf(StageRcpt, StageData), Permissions: MayReject | MaySetDestination}
+	cs := &ConfigureResponse{Error: "bad", Stages: StageSetOf(StageRcpt, StageData), Permissions: MayReject | MaySetDestination, ErrorKey: "rule.0.to"}
 	var gotCS ConfigureResponse
 	if err := DecodeConfigureResponse(AppendConfigureResponse(nil, cs), &gotCS); err != nil || !reflect.DeepEqual(&gotCS, cs) {
 		t.Fatalf("configure response: got %+v, %v", gotCS, err)
@@ -68,6 +68,27 @@ func TestMissingAndExtraTrailingFields(t *testing.T) {
 	}
 	if got.MailFrom != "a@b" || got.Rcpts != nil || got.Size != 0 {
 		t.Fatalf("short message: got %+v", got)
+	}
+}
+
+// The fields appended to the configure messages (the host's domains, the
+// key of a refused setting) are read as empty from an older peer, and an
+// older peer, which stops at the fields it knows, reads the rest as before.
+func TestConfigureFieldsAppended(t *testing.T) {
+	old := AppendConfigureRequest(nil, &ConfigureRequest{Version: Version, Name: "r", Hostname: "mx.test", Config: []byte("a = 1\n")})
+	old = old[:len(old)-1] // an older host writes no domains (here the count 0)
+	var cr ConfigureRequest
+	if err := DecodeConfigureRequest(old, &cr); err != nil || cr.Domains != nil || string(cr.Config) != "a = 1\n" {
+		t.Errorf("request of an older host: %+v, %v", cr, err)
+	}
+	enc := AppendConfigureResponse(nil, &ConfigureResponse{Error: "no", Stages: StageSetOf(StageRcpt), ErrorKey: "rule.0.to"})
+	d := decoder{b: enc}
+	if e, st, p := d.str(), d.uint(), d.uint(); d.err != nil || e != "no" || st != uint64(StageSetOf(StageRcpt)) || p != 0 {
+		t.Errorf("the response's first three fields, as an older host reads them: %q %d %d %v", e, st, p, d.err)
+	}
+	var cs ConfigureResponse
+	if err := DecodeConfigureResponse(enc[:len(enc)-len("rule.0.to")-1], &cs); err != nil || cs.ErrorKey != "" || cs.Error != "no" {
+		t.Errorf("response of an older guest: %+v, %v", cs, err)
 	}
 }
 

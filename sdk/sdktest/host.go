@@ -31,6 +31,10 @@ func Record(qtype uint16, name string, values ...string) Option {
 	}
 }
 
+// Domains sets the domains the gateway is the MX for, which the plugin is
+// told when it is configured (sdk.Config.Domains).
+func Domains(d ...string) Option { return func(h *host) { h.domains = d } }
+
 // Clock sets the clock of the key-value store's TTLs; without it, the
 // store uses time.Now.
 func Clock(now func() time.Time) Option { return func(h *host) { h.now = now } }
@@ -40,6 +44,7 @@ func Clock(now func() time.Time) Option { return func(h *host) { h.now = now } }
 // test gave it, with the gateway's rules for capabilities, stages and
 // argument limits.
 type host struct {
+	domains []string
 	denied  abi.Capability
 	now     func() time.Time
 	stage   abi.Stage // of the call in progress; 0 while configuring

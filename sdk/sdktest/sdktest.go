@@ -67,7 +67,7 @@ func Configure(p any, config string, opts ...Option) (*Plugin, error) {
 		o(pl.host)
 	}
 	in := abi.AppendConfigureRequest(nil, &abi.ConfigureRequest{
-		Version: abi.Version, Name: Name, Hostname: Hostname, Config: []byte(config),
+		Version: abi.Version, Name: Name, Hostname: Hostname, Config: []byte(config), Domains: pl.host.domains,
 	})
 	var resp abi.ConfigureResponse
 	var err error
@@ -76,6 +76,9 @@ func Configure(p any, config string, opts ...Option) (*Plugin, error) {
 		return nil, fmt.Errorf("the answer is not a ConfigureResponse: %w", err)
 	}
 	if resp.Error != "" {
+		if resp.ErrorKey != "" {
+			return nil, fmt.Errorf("config refused: %w", &sdk.SettingError{Key: resp.ErrorKey, Err: errors.New(resp.Error)})
+		}
 		return nil, fmt.Errorf("config refused: %s", resp.Error)
 	}
 	pl.stages = resp.Stages & abi.StageSetOf(abi.Stages()...)

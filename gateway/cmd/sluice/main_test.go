@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sluice-mail/sluice/gateway/internal/dkim"
 	"github.com/sluice-mail/sluice/gateway/internal/wasmbuild"
@@ -16,7 +17,8 @@ import (
 var update = flag.Bool("update", false, "rewrite golden files")
 
 // checkDir makes a directory holding a testdata configuration with what it
-// refers to: the router plugin, built from source, and a DKIM key.
+// refers to: the router plugin (and examples/subjecttag where it is named),
+// built from source, and a DKIM key.
 func checkDir(t *testing.T, name string) (dir, cfg string) {
 	t.Helper()
 	dir = t.TempDir()
@@ -34,6 +36,13 @@ func checkDir(t *testing.T, name string) (dir, cfg string) {
 		t.Fatal(err)
 	}
 	os.WriteFile(filepath.Join(dir, "router.wasm"), wasm, 0o644)
+	if bytes.Contains(src, []byte("subjecttag.wasm")) { // a plugin that needs the headers capability
+		wasm, err := os.ReadFile(wasmbuild.ForTest(t, "./examples/subjecttag"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(dir, "subjecttag.wasm"), wasm, 0o644)
+	}
 	os.Mkdir(filepath.Join(dir, "keys"), 0o755)
 	if out := run(context.Background(), []string{"keygen", "-out", filepath.Join(dir, "keys", "rsa.pem"), "-bits", "1024"}, nil, &bytes.Buffer{}, &bytes.Buffer{}); out != 0 {
 		t.Fatal("keygen failed")
@@ -105,5 +114,34 @@ func TestUnknownCommand(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	if code := run(context.Background(), []string{"frobnicate"}, nil, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), `unknown command "frobnicate"`) {
 		t.Errorf("exit %d, %q", code, stderr.String())
+	}
+}
+
+// A configuration file that is not there is reported as such.
+func TestCheckMissingConfig(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "gateway.toml")
+	var stdout, stderr bytes.Buffer
+	if code := run(context.Background(), []string{"check", "-c", missing}, nil, &stdout, &stderr); code != 1 || stderr.String() != missing+": no such file\n" {
+		t.Errorf("exit %d, printed %q", code, stderr.String())
+	}
+}
+
+// serve refuses what check refuses: a plugin that imports a host function
+// it was not granted would filter nothing, so it is a load error there
+// too, not a silent no-op.
+func TestServeRefusesUngrantedImports(t *testing.T) {
+	_, cfg := checkDir(t, "plugin-ungranted.toml")
+	f, err := os.OpenFile(cfg, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString("[smtp]\nlisten = [\"127.0.0.1:0\"]\n[admin]\nlisten = \"\"\n")
+	f.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	code := run(ctx, []string{"serve", "-c", cfg}, nil, &stdout, &stderr)
+	if want := `plugin tagger: it imports sluice.header_get but capabilities does not grant "headers": add capabilities = ["headers"]`; code != 1 || !strings.Contains(stderr.String(), want) {
+		t.Errorf("serve: exit %d, printed\n%s\nwant exit 1 and %q", code, stderr.String(), want)
 	}
 }

@@ -104,9 +104,9 @@ func TestPluginTestMessage(t *testing.T) {
 	if _, out, _ := pluginTestRun(t, "", wasm, "--config", cfg); !strings.Contains(out, "Subject: [T] test") {
 		t.Errorf("no --eml: printed %q", out)
 	}
-	// Without the headers capability the plugin refuses to load.
+	// Without the headers capability the host refuses to load it.
 	code, _, errOut := pluginTestRun(t, "", wasm, "--config", cfg, "--capabilities", "body,kv")
-	if code != exitError || !strings.Contains(errOut, "grant it the headers capability") {
+	if code != exitError || !strings.Contains(errOut, `capabilities does not grant "headers"`) {
 		t.Errorf("no headers: exit %d, %s", code, errOut)
 	}
 }

@@ -42,7 +42,7 @@ func TestAdminErrors(t *testing.T) {
 		"[admin]\nlisten = \"localhost:8025\"\n": `gateway.toml:7: admin.listen: "localhost:8025": listen on an IP address, not "localhost"`,
 		"[admin]\nlisten = \"127.0.0.1\"\n":      `gateway.toml:7: admin.listen: "127.0.0.1" is not host:port`,
 		"[admin]\nwatch_interval = \"soon\"\n":   `gateway.toml:7: admin.watch_interval: not a duration`,
-		"[admin]\nport = 8025\n":                 `gateway.toml:7: unknown key "admin.port"`,
+		"[admin]\nport = 8025\n":                 `gateway.toml:7: unknown key "port" in [admin]`,
 	} {
 		_, err := Parse("gateway.toml", []byte(adminBase+src))
 		if err == nil || !strings.Contains(err.Error(), want) {

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -225,7 +226,12 @@ type Error struct {
 	Msg  string
 }
 
-func (e *Error) Error() string { return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg) }
+func (e *Error) Error() string {
+	if e.Line == 0 { // about the whole file: it cannot be read
+		return e.File + ": " + e.Msg
+	}
+	return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg)
+}
 
 // Errors is every problem found in a configuration, in file order.
 type Errors []*Error
@@ -246,9 +252,22 @@ func (es Errors) Error() string {
 func Load(path string) (*Config, error) {
 	src, err := os.ReadFile(path)
 	if err != nil {
-		return nil, Errors{{File: path, Line: 0, Msg: err.Error()}}
+		return nil, Errors{{File: path, Msg: readError(err)}}
 	}
 	return Parse(path, src)
+}
+
+// readError says why the configuration file could not be read, without
+// repeating its name.
+func readError(err error) string {
+	if errors.Is(err, fs.ErrNotExist) {
+		return "no such file"
+	}
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		err = pe.Err
+	}
+	return "cannot read the configuration: " + err.Error()
 }
 
 // Parse is Load on a configuration already read; path is used for errors
@@ -262,13 +281,17 @@ func Parse(path string, src []byte) (*Config, error) {
 	v := &validator{c: c}
 	reported := map[string]bool{}
 	for _, key := range md.Undecoded() {
-		// A plugin's own table is the plugin's to judge, at load time.
-		if len(key) > 2 && key[0] == "plugin" && key[1] == "config" || reported[key.String()] {
+		// A plugin's own table is the plugin's to judge, at load time; the
+		// keys of an unknown table are reported with it.
+		if len(key) > 2 && key[0] == "plugin" && key[1] == "config" || reported[key.String()] ||
+			len(key) > 1 && reported[key[:len(key)-1].String()] {
+			reported[key.String()] = true
 			continue
 		}
 		reported[key.String()] = true
+		msg := unknownKey(key, md.Type(key...) == "Hash")
 		for _, line := range c.lines.linesOfUnnumbered(key) {
-			v.errs = append(v.errs, &Error{File: path, Line: line, Msg: fmt.Sprintf("unknown key %q", key.String())})
+			v.errs = append(v.errs, &Error{File: path, Line: line, Msg: msg})
 		}
 	}
 	c.setDefaults()
@@ -278,27 +301,6 @@ func Parse(path string, src []byte) (*Config, error) {
 		return nil, v.errs
 	}
 	return c, nil
-}
-
-// decodeError turns toml's errors, which carry the position in different
-// ways, into one "file:line: problem".
-func (c *Config) decodeError(err error, src []byte) *Error {
-	var pe toml.ParseError
-	if errors.As(err, &pe) {
-		msg := pe.Message
-		if pe.LastKey != "" && !strings.Contains(msg, pe.LastKey) {
-			msg = pe.LastKey + ": " + msg
-		}
-		return &Error{File: c.File, Line: fileLine(pe.Position.Line, src), Msg: msg}
-	}
-	// Type mismatches come as "toml: line N (last key "k"): message".
-	msg := strings.TrimPrefix(err.Error(), "toml: ")
-	line := 1
-	var key string
-	if n, _ := fmt.Sscanf(msg, "line %d (last key %q): ", &line, &key); n == 2 {
-		msg = key + ": " + msg[strings.Index(msg, "): ")+3:]
-	}
-	return &Error{File: c.File, Line: fileLine(line, src), Msg: msg}
 }
 
 // fileLine keeps a line number from toml within the file: toml says line
@@ -317,6 +319,19 @@ func (c *Config) Where(path string) string {
 // ErrorAt makes an Error for a key path.
 func (c *Config) ErrorAt(path string, format string, args ...any) *Error {
 	return &Error{File: c.File, Line: c.lines.lookup(path), Msg: fmt.Sprintf(format, args...)}
+}
+
+// PluginError places an error of loading the i-th plugin at the line of
+// the setting it is about, when it names one (with a ConfigKey method, as
+// plugin.KeyError has: "capabilities", "config.rule.1.to"), else at the
+// plugin's [[plugin]] line.
+func (c *Config) PluginError(i int, err error) *Error {
+	path := fmt.Sprintf("plugin.%d", i)
+	var k interface{ ConfigKey() string }
+	if errors.As(err, &k) && k.ConfigKey() != "" {
+		path += "." + k.ConfigKey()
+	}
+	return &Error{File: c.File, Line: c.lines.lookupLoose(path), Msg: err.Error()}
 }
 
 // Path resolves a file name from the configuration relative to the

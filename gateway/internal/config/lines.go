@@ -92,6 +92,43 @@ func (idx lineIndex) lookup(path string) int {
 	}
 }
 
+// lookupLoose is lookup for a path that may leave out the entry numbers of
+// arrays of tables, as plugins report keys of their config ("rule.actoin"
+// for the key of some [[plugin.config.rule]]): the first entry it fits.
+func (idx lineIndex) lookupLoose(path string) int {
+	want := strings.Split(path, ".")
+	for ; len(want) > 0; want = want[:len(want)-1] {
+		if l, ok := idx[joinPath(want)]; ok {
+			return l
+		}
+		best := 0
+		for p, line := range idx {
+			if (best == 0 || line < best) && fitsLoosely(want, strings.Split(p, ".")) {
+				best = line
+			}
+		}
+		if best > 0 {
+			return best
+		}
+	}
+	return 1
+}
+
+// fitsLoosely reports whether the indexed path got is want with entry
+// numbers added.
+func fitsLoosely(want, got []string) bool {
+	i := 0
+	for _, g := range got {
+		switch {
+		case i < len(want) && g == want[i]:
+			i++
+		case !isNumber(g):
+			return false
+		}
+	}
+	return i == len(want)
+}
+
 // linesOfUnnumbered returns the lines of every entry matching a path given
 // without array indexes (as toml's Undecoded reports them).
 func (idx lineIndex) linesOfUnnumbered(key []string) []int {
@@ -110,6 +147,24 @@ func (idx lineIndex) linesOfUnnumbered(key []string) []int {
 		}
 	}
 	return lines
+}
+
+// lastLineOf returns the line of the last entry at or before line limit
+// of a path given without array indexes, or of its nearest ancestor that
+// has one (a key inside an inline table is not indexed); 0 if none.
+func (idx lineIndex) lastLineOf(key []string, limit int) int {
+	for ; len(key) > 0; key = key[:len(key)-1] {
+		best := 0
+		for _, line := range idx.linesOfUnnumbered(key) {
+			if line <= limit && line > best {
+				best = line
+			}
+		}
+		if best > 0 {
+			return best
+		}
+	}
+	return 0
 }
 
 func isNumber(s string) bool { _, err := strconv.Atoi(s); return err == nil }

@@ -117,6 +117,9 @@ type Spec struct {
 	Stages   []abi.Stage
 	Config   []byte // its [plugin.config] table as TOML text
 	Hostname string
+	// Domains are the domains the gateway is the MX for, which the plugin
+	// is told so that it can refuse settings that forward to them.
+	Domains []string
 	// Timeout bounds each call; 0 means DefaultTimeout.
 	Timeout time.Duration
 	// MemoryLimit bounds each instance's linear memory, rounded down to
@@ -137,6 +140,9 @@ type Spec struct {
 	// startTimeout replaces the default bound on starting an instance,
 	// for tests of plugins that never finish starting.
 	startTimeout time.Duration
+	// ungranted loads a module that imports functions it was not granted
+	// (refused otherwise: grants.go), for tests of their denial.
+	ungranted bool
 }
 
 // Defaults for a Spec's zero values.
@@ -222,7 +228,7 @@ func (h *Host) load(ctx context.Context, s Spec) (*Plugin, error) {
 			resolver: h.resolver, kv: h.kv, counters: h.counters,
 		},
 		configReq: abi.AppendConfigureRequest(nil, &abi.ConfigureRequest{
-			Version: abi.Version, Name: s.Name, Hostname: s.Hostname, Config: s.Config,
+			Version: abi.Version, Name: s.Name, Hostname: s.Hostname, Config: s.Config, Domains: s.Domains,
 		}),
 	}
 	if err := p.prepare(ctx, code, s, pages); err != nil {
@@ -256,6 +262,11 @@ func (p *Plugin) prepare(ctx context.Context, wasm []byte, s Spec, pages uint64)
 	}
 	if err := checkModule(compiled); err != nil {
 		return fmt.Errorf("%s %w", s.Path, err)
+	}
+	if !s.ungranted {
+		if err := checkGranted(compiled, s.Capabilities); err != nil {
+			return err
+		}
 	}
 	p.moduleConfig = wazero.NewModuleConfig().
 		WithName("").

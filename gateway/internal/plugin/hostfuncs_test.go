@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"regexp"
@@ -29,6 +30,8 @@ func hostcallsSpec(t testing.TB, name string, caps abi.Capability) Spec {
 		Path:         wasmbuild.ForTest(t, "./gateway/internal/plugin/testdata/hostcalls"),
 		Instances:    1,
 		Capabilities: caps,
+		// It imports every host function, to test each granted or not.
+		ungranted: true,
 	}
 }
 
@@ -231,6 +234,31 @@ func TestDNSDeadline(t *testing.T) {
 		{"dns 16 slow.example.test 64", "n=-6"},
 		{"dns 16 b.example.test 64", "n=-6"},
 	})
+}
+
+// A module that imports a function it was not granted would see ErrDenied
+// on every call and, like most plugins, let everything through: the load is
+// refused, naming the setting to fix and what to write there.
+func TestUngrantedImportsRefuseTheLoad(t *testing.T) {
+	h, _ := newHost(t)
+	for _, c := range []struct {
+		caps abi.Capability
+		want string
+	}{
+		{abi.CapHeaders | abi.CapBody | abi.CapKV | abi.CapMetrics,
+			`plugin hc: it imports sluice.dns_lookup but capabilities does not grant "dns": make it capabilities = ["headers", "body", "dns", "kv", "metrics"]`},
+		{abi.CapBody | abi.CapKV | abi.CapMetrics,
+			`plugin hc: it imports sluice.header_get, sluice.headers and sluice.dns_lookup but capabilities does not grant "headers" or "dns": make it capabilities = ["headers", "body", "dns", "kv", "metrics"]`},
+		{0, `but capabilities does not grant "headers", "body", "dns", "kv" or "metrics": add capabilities = ["headers", "body", "dns", "kv", "metrics"]`},
+	} {
+		s := hostcallsSpec(t, "hc", c.caps)
+		s.ungranted = false
+		_, err := h.Load(context.Background(), s)
+		var ke *KeyError
+		if err == nil || !strings.Contains(err.Error(), c.want) || !errors.As(err, &ke) || ke.Key != "capabilities" {
+			t.Errorf("granted %q: Load = %v, want a KeyError for capabilities with %q", c.caps, err, c.want)
+		}
+	}
 }
 
 func TestDNSNeedsResolver(t *testing.T) {

@@ -101,7 +101,12 @@ func (p *Plugin) startConfigured(ctx context.Context) (*instance, abi.ConfigureR
 	}
 	if resp.Error != "" {
 		inst.close(ctx)
-		return nil, resp, fmt.Errorf("config refused: %s", resp.Error)
+		err := fmt.Errorf("config refused: %s", resp.Error)
+		if resp.ErrorKey != "" {
+			// The plugin named the setting: report the error at its line.
+			return nil, resp, &KeyError{Key: "config." + resp.ErrorKey, Err: err}
+		}
+		return nil, resp, err
 	}
 	return inst, resp, nil
 }
