@@ -319,7 +319,7 @@ func startEnv(t testing.TB, o envOptions) *env {
 		t.Fatalf("config: %v", err)
 	}
 	log := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	g, err := gateway.New(context.Background(), cfg, log)
+	g, err := gateway.New(context.Background(), cfg, log, nil)
 	if err != nil {
 		t.Fatalf("gateway.New: %v", err)
 	}

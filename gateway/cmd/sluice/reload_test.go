@@ -76,7 +76,7 @@ func TestServeReloadsOnSIGHUPAndAdminPost(t *testing.T) {
 	writeVersion(2)
 	serve.signal(syscall.SIGHUP)
 	serve.waitLog(`msg="reloading: SIGHUP"`)
-	if line := serve.waitLog(`msg="filter chain reloaded"`); !strings.Contains(line, "generation=2") {
+	if line := serve.waitLog(`msg="configuration reloaded"`); !strings.Contains(line, "generation=2") {
 		t.Errorf("SIGHUP reload logged %q, want generation 2", line)
 	}
 	if got := rcptReply(t, smtpAddr); !strings.Contains(got, "Retired in version 2") {
