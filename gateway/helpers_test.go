@@ -24,7 +24,6 @@ import (
 	"github.com/sluice-mail/sluice/gateway/internal/config"
 	"github.com/sluice-mail/sluice/gateway/internal/dkim"
 	"github.com/sluice-mail/sluice/gateway/internal/dnstest"
-	"github.com/sluice-mail/sluice/gateway/internal/metrics"
 	"github.com/sluice-mail/sluice/gateway/internal/wasmbuild"
 )
 
@@ -249,6 +248,7 @@ type env struct {
 	logs    *syncBuffer
 	cfgText string
 	cfgPath string
+	zone    string // what e.dns serves; publishKey adds to it
 }
 
 const testSRSSecret = "test-secret-0123456789abcdef"
@@ -304,6 +304,9 @@ type envOptions struct {
 	plugins string
 	// wire makes the destination record what it reads, in plain text.
 	wire bool
+	// level, if set, is the gateway's log level, which reloads set from
+	// [log] level; default debug, fixed.
+	level *slog.LevelVar
 }
 
 // startEnv starts a gateway in this process, with its DNS server and
@@ -315,8 +318,12 @@ func startEnv(t testing.TB, o envOptions) *env {
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
-	log := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	g, err := gateway.New(context.Background(), cfg, log, metrics.ReadBuild("test"))
+	var level slog.Leveler = slog.LevelDebug
+	if o.level != nil {
+		level = o.level
+	}
+	log := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: level}))
+	g, err := gateway.New(context.Background(), cfg, log, o.level)
 	if err != nil {
 		t.Fatalf("gateway.New: %v", err)
 	}
@@ -388,7 +395,7 @@ slow.example.            300 IN A 192.0.2.7
 	for sel, txt := range e.keys {
 		zone += fmt.Sprintf("%s._domainkey.ours.test. 300 IN TXT %s\n", sel, splitTXT(txt))
 	}
-	e.dns = dnstest.Start(t, zone)
+	e.dns, e.zone = dnstest.Start(t, zone), zone
 	e.dns.Drop("_dmarc.slow.example.")
 	e.listKey = keys.list
 
@@ -444,6 +451,17 @@ trusted_arc_sealers = ["lists.example.net"]
 		t.Fatal(err)
 	}
 	return e
+}
+
+// publishKey publishes a DKIM key of ours under selector sel, and makes it
+// one of the keys checkForwarded expects to have signed.
+func (e *env) publishKey(t testing.TB, sel, txt string) {
+	t.Helper()
+	e.zone += fmt.Sprintf("%s._domainkey.ours.test. 300 IN TXT %s\n", sel, splitTXT(txt))
+	if err := e.dns.SetRecords(e.zone); err != nil {
+		t.Fatal(err)
+	}
+	e.keys[sel] = txt
 }
 
 // keySet is made once per test process: RSA key generation is slow.

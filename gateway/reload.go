@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"maps"
 	"net/http"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/sluice-mail/sluice/gateway/internal/admin"
+	"github.com/sluice-mail/sluice/gateway/internal/buildinfo"
 	"github.com/sluice-mail/sluice/gateway/internal/config"
 	"github.com/sluice-mail/sluice/gateway/internal/metrics"
 )
@@ -33,15 +35,15 @@ type gatewayMetrics struct {
 	relaySeconds *prometheus.HistogramVec
 }
 
-func newGatewayMetrics(b metrics.Build) *gatewayMetrics {
-	r := metrics.NewRegistry(b)
+func newGatewayMetrics() *gatewayMetrics {
+	r := metrics.NewRegistry(buildinfo.Read())
 	f := promauto.With(r)
 	m := &gatewayMetrics{
 		registry: r,
 		reloads: f.NewCounterVec(prometheus.CounterOpts{Name: "sluice_reloads_total",
-			Help: "Reloads of the filter chain, by result: ok (the new chain serves) or failed (the old one still does)."}, []string{"result"}),
-		generation: f.NewGauge(prometheus.GaugeOpts{Name: "sluice_chain_generation",
-			Help: "The filter chain in use: 1 at start, one more for each successful reload."}),
+			Help: "Reloads of the configuration, by result: ok (the new generation serves) or failed (the old one still does)."}, []string{"result"}),
+		generation: f.NewGauge(prometheus.GaugeOpts{Name: "sluice_config_generation",
+			Help: "The generation of the configuration in use (chain, keys, certificate, settings): 1 at start, one more for each successful reload."}),
 		loadFailures: f.NewCounterVec(prometheus.CounterOpts{Name: "sluice_plugin_load_failures_total",
 			Help: "Plugins left out of a new chain because they failed to load and their on_failure is skip."}, []string{"plugin"}),
 		relaySeconds: f.NewHistogramVec(prometheus.HistogramOpts{Name: "sluice_relay_seconds",
@@ -63,13 +65,17 @@ func (m *gatewayMetrics) relayStep(step string, took time.Duration) {
 
 var errClosed = errors.New("the gateway is shut down")
 
-// Reload reads gateway.toml again and rebuilds the filter chain from its
-// [[plugin]] tables: every plugin is compiled, started and configured
-// before the new chain replaces the old one, at once. Sessions in flight
-// finish on the chain they started with; new sessions get the new one.
-// If anything fails, the old chain keeps serving and the error says what,
-// as "file:line: problem" lines. Other settings that changed are not
-// applied: a warning names them, and they take effect at the next start.
+// Reload reads gateway.toml again and builds a new generation from it:
+// the filter chain (every plugin compiled, started and configured), the
+// DKIM keys, signer and ARC sealer, SRS and its secrets, the STARTTLS
+// certificate, the checks, [scoring], [dns], [relay], and the log level.
+// Only once all of it is built does it replace the current generation, at
+// once. Sessions in flight finish on the generation they started with;
+// new sessions get the new one. If anything fails, the old generation
+// keeps serving and the error says what, as "file:line: problem" lines.
+// Settings bound to the listeners or the process (restartOnly) keep their
+// running values: a warning names each one that changed, and they take
+// effect at the next start.
 func (g *Gateway) Reload(ctx context.Context) error {
 	g.reloadMu.Lock()
 	defer g.reloadMu.Unlock()
@@ -80,7 +86,7 @@ func (g *Gateway) Reload(ctx context.Context) error {
 	err := g.reload(ctx)
 	if err != nil {
 		g.metrics.reloads.WithLabelValues("failed").Inc()
-		g.log.Error("reload failed; the previous filter chain keeps serving", "err", err)
+		g.log.Error("reload failed; the previous generation keeps serving", "err", err)
 		return err
 	}
 	g.metrics.reloads.WithLabelValues("ok").Inc()
@@ -89,7 +95,7 @@ func (g *Gateway) Reload(ctx context.Context) error {
 	for _, p := range chain.Plugins {
 		plugins = append(plugins, p.Name+"="+p.SHA256[:12])
 	}
-	g.log.Info("filter chain reloaded", "generation", chain.Generation, "plugins", strings.Join(plugins, ","),
+	g.log.Info("configuration reloaded", "generation", chain.Generation, "plugins", strings.Join(plugins, ","),
 		"ms", time.Since(start).Milliseconds())
 	return nil
 }
@@ -104,35 +110,94 @@ func (g *Gateway) reload(ctx context.Context) error {
 		return err
 	}
 	g.remember(g.cfg.File, cfgStamp, stampFiles(cfg))
-	if changed := restartOnly(g.cfg, cfg); len(changed) > 0 {
-		g.log.Warn("settings other than [[plugin]] changed in the configuration; they take effect at the next start",
-			"sections", strings.Join(changed, ","))
+	cfg, kept := keepRestartOnly(g.cfg, cfg)
+	if len(kept) > 0 {
+		g.log.Warn("settings changed that a reload does not apply; they keep their running values until the next start",
+			"settings", strings.Join(kept, ","))
 	}
-	chain, errs := g.buildChain(ctx, cfg)
+	parts, errs := g.buildParts(ctx, cfg)
 	if errs != nil {
 		return errs
 	}
-	n := g.chains.Swap(chain)
+	n, err := g.gens.Swap(parts)
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return errClosed
+	}
 	g.metrics.generation.Set(float64(n))
+	g.setLevel(cfg.Log.Level)
 	return nil
 }
 
-// restartOnly names the top-level settings, other than [[plugin]], that
-// differ between two configurations.
-func restartOnly(old, cur *config.Config) []string {
-	a, b := reflect.ValueOf(old).Elem(), reflect.ValueOf(cur).Elem()
-	var changed []string
-	for i := range a.NumField() {
-		f := a.Type().Field(i)
-		if !f.IsExported() || f.Name == "Plugin" || f.Name == "File" {
-			continue
+// setLevel makes the logger log at level from now on.
+func (g *Gateway) setLevel(level string) {
+	var l slog.Level
+	if g.level != nil && l.UnmarshalText([]byte(level)) == nil { // validated by config
+		g.level.Set(l)
+	}
+}
+
+// reloadable are the settings a reload applies, by section or dotted
+// key: those built into a generation (buildParts). Naming what reloads,
+// rather than what does not, means that a setting added later is reported
+// as not applied until it is made to reload, never silently ignored.
+var reloadable = []string{
+	"plugin", "dkim", "arc", "auth", "dns", "relay", "scoring", "log.level",
+	"srs.secrets", "srs.secrets_file", "srs.max_age_days", "srs.hash_length",
+}
+
+// tlsSettings reload while STARTTLS stays on (or off): whether the server
+// offers it is fixed for its life, the certificate is not.
+var tlsSettings = []string{"smtp.tls_cert", "smtp.tls_key", "smtp.tls_self_signed"}
+
+// keepRestartOnly returns loaded with every setting a reload does not
+// apply put back to its running value, and the dotted keys of those that
+// differed. Everything built from the result is then consistent with what
+// the listeners and the process still run with.
+func keepRestartOnly(running, loaded *config.Config) (*config.Config, []string) {
+	out := *loaded
+	tlsStays := starttls(running) == starttls(loaded)
+	var kept []string
+	eachSetting(reflect.ValueOf(running).Elem(), reflect.ValueOf(&out).Elem(), "", func(key string, run, cur reflect.Value) {
+		if reflect.DeepEqual(run.Interface(), cur.Interface()) || applies(key, tlsStays) {
+			return
 		}
-		if !reflect.DeepEqual(a.Field(i).Interface(), b.Field(i).Interface()) {
-			name, _, _ := strings.Cut(f.Tag.Get("toml"), ",")
-			changed = append(changed, name)
+		cur.Set(run)
+		kept = append(kept, key)
+	})
+	return &out, kept
+}
+
+func applies(key string, tlsStays bool) bool {
+	if slices.Contains(tlsSettings, key) {
+		return tlsStays
+	}
+	for _, r := range reloadable {
+		if key == r || strings.HasPrefix(key, r+".") {
+			return true
 		}
 	}
-	return changed
+	return false
+}
+
+// eachSetting calls fn with the dotted key of every setting of two
+// configurations: the top-level ones, and those of each section.
+func eachSetting(a, b reflect.Value, prefix string, fn func(key string, a, b reflect.Value)) {
+	t := a.Type()
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("toml"), ",")
+		if !f.IsExported() || name == "" || name == "-" {
+			continue
+		}
+		if f.Type.Kind() == reflect.Struct && prefix == "" {
+			eachSetting(a.Field(i), b.Field(i), name+".", fn)
+			continue
+		}
+		fn(prefix+name, a.Field(i), b.Field(i))
+	}
 }
 
 // stamp is what the watcher compares to see a file change: its
@@ -150,13 +215,23 @@ func stampOf(path string) stamp {
 	return stamp{fi.ModTime().UnixNano(), fi.Size()}
 }
 
-// stampFiles stamps the configuration file and every plugin module it
-// names.
+// stampFiles stamps the configuration file and every file it names that
+// a generation reads: plugin modules, DKIM keys, the certificate and its
+// key (which certbot renews in place) and the SRS secrets file.
 func stampFiles(cfg *config.Config) map[string]stamp {
-	s := map[string]stamp{cfg.File: stampOf(cfg.File)}
+	files := []string{cfg.SMTP.TLSCert, cfg.SMTP.TLSKey, cfg.SRS.SecretsFile}
 	for _, p := range cfg.Plugin {
-		path := cfg.Path(p.Path)
-		s[path] = stampOf(path)
+		files = append(files, p.Path)
+	}
+	for _, k := range cfg.DKIM.Keys {
+		files = append(files, k.File)
+	}
+	s := map[string]stamp{cfg.File: stampOf(cfg.File)}
+	for _, f := range files {
+		if f != "" {
+			path := cfg.Path(f)
+			s[path] = stampOf(path)
+		}
 	}
 	return s
 }
@@ -190,7 +265,7 @@ func (g *Gateway) watchInterval() time.Duration {
 	return defaultWatchInterval
 }
 
-// watch checks gateway.toml and the plugin files every interval until ctx
+// watch checks gateway.toml and the files it names every interval until ctx
 // is done, and reloads when one changed. A change is acted on once the
 // files have stayed the same for a whole interval, so that a module caught
 // halfway through being copied is not loaded.
@@ -232,12 +307,12 @@ func (g *Gateway) watch(ctx context.Context, every time.Duration) {
 
 // chainInfo describes the chain in use.
 func (g *Gateway) chainInfo() admin.Chain {
-	gen := g.chains.Acquire()
+	gen := g.gens.Acquire()
 	if gen == nil {
 		return admin.Chain{}
 	}
 	defer gen.Release()
-	c := admin.Chain{Generation: gen.N, OpenGenerations: g.chains.Open(), Plugins: []admin.Plugin{}}
+	c := admin.Chain{Generation: gen.N, OpenGenerations: g.gens.Open(), Plugins: []admin.Plugin{}}
 	for _, p := range gen.Chain.Plugins() {
 		i := p.Info()
 		c.Plugins = append(c.Plugins, admin.Plugin{

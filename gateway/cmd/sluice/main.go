@@ -1,6 +1,6 @@
 // Command sluice is the Sluice email routing gateway.
 //
-//	sluice serve -c gateway.toml     run the gateway (SIGHUP reloads the filter chain)
+//	sluice serve -c gateway.toml     run the gateway (SIGHUP reloads the configuration)
 //	sluice check -c gateway.toml     validate a configuration, plugins and keys included
 //	sluice send [flags] [file.eml]   send one message, printing the server's replies
 //	sluice keygen [flags]            write a DKIM key and print its DNS record
@@ -23,7 +23,6 @@ import (
 
 	"github.com/sluice-mail/sluice/gateway"
 	"github.com/sluice-mail/sluice/gateway/internal/config"
-	"github.com/sluice-mail/sluice/gateway/internal/metrics"
 )
 
 func main() {
@@ -101,15 +100,13 @@ func serve(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Wr
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	log := newLogger(cfg.Log, stderr)
+	log, level := newLogger(cfg.Log, stderr)
 	// Caught from here on, so that a SIGHUP while the plugins load is a
 	// reload once they have, rather than the end of the process.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	// No release is stamped into the binary yet (-ldflags -X): the build
-	// information stands in.
-	g, err := gateway.New(ctx, cfg, log, metrics.ReadBuild(""))
+	g, err := gateway.New(ctx, cfg, log, level)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
@@ -160,7 +157,7 @@ func writeAllocsProfile(path string, stderr io.Writer) {
 	}
 }
 
-// reloadOn reloads the filter chain on each SIGHUP until ctx is done.
+// reloadOn reloads the configuration on each SIGHUP until ctx is done.
 // Reload logs its own result.
 func reloadOn(ctx context.Context, hup <-chan os.Signal, g *gateway.Gateway, log *slog.Logger) {
 	for {
@@ -197,12 +194,14 @@ func check(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Wr
 	return 0
 }
 
-func newLogger(c config.Log, w io.Writer) *slog.Logger {
-	var level slog.Level
+// newLogger makes the logger [log] describes. Its level is a LevelVar,
+// which a reload sets from [log] level.
+func newLogger(c config.Log, w io.Writer) (*slog.Logger, *slog.LevelVar) {
+	level := new(slog.LevelVar)
 	level.UnmarshalText([]byte(c.Level)) // validated by config
 	opts := &slog.HandlerOptions{Level: level}
 	if c.Format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		return slog.New(slog.NewJSONHandler(w, opts)), level
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	return slog.New(slog.NewTextHandler(w, opts)), level
 }

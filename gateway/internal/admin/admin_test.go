@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
+	"github.com/sluice-mail/sluice/gateway/internal/buildinfo"
 	"github.com/sluice-mail/sluice/gateway/internal/metrics"
 	"github.com/sluice-mail/sluice/sdk/abi"
 )
@@ -22,7 +23,7 @@ import (
 // and works the second.
 func testServer(t *testing.T) *httptest.Server {
 	t.Helper()
-	reg := metrics.NewRegistry(metrics.Build{Version: "v0", Revision: "r", GoVersion: "go"})
+	reg := metrics.NewRegistry(buildinfo.Info{Version: "v0", Revision: "r", GoVersion: "go"})
 	promauto.With(reg).NewCounter(prometheus.CounterOpts{Name: "sluice_test_total", Help: "A test counter."}).Add(3)
 	generation := uint64(1)
 	calls := 0
@@ -187,7 +188,7 @@ func TestHostChecked(t *testing.T) {
 func TestCrossOriginPostRefused(t *testing.T) {
 	reloads := 0
 	srv := httptest.NewServer(Handler(Config{
-		Metrics: metrics.NewRegistry(metrics.Build{}),
+		Metrics: metrics.NewRegistry(buildinfo.Info{}),
 		Hosts:   []string{"mx.ours.test"},
 		Reload:  func(context.Context) error { reloads++; return nil },
 		Chain:   func() Chain { return Chain{} },

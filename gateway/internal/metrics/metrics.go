@@ -12,48 +12,18 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"runtime"
-	"runtime/debug"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/sluice-mail/sluice/gateway/internal/buildinfo"
 )
-
-// Build says which binary runs, as sluice_build_info shows it.
-type Build struct {
-	Version   string // the release, or the main module's version; "unknown" when neither is known
-	Revision  string // the VCS revision built from; "unknown" when it was not recorded
-	GoVersion string // the Go toolchain that built it
-}
-
-// ReadBuild describes the running binary. version is the release the
-// binary was stamped with at link time (-ldflags -X), if any; without it
-// the main module's version from the build information stands in. The
-// revision comes from the build information that the go command records
-// when it builds from a VCS checkout.
-func ReadBuild(version string) Build {
-	b := Build{Version: version, Revision: "unknown", GoVersion: runtime.Version()}
-	if info, ok := debug.ReadBuildInfo(); ok {
-		if b.Version == "" && info.Main.Version != "" {
-			b.Version = info.Main.Version // "(devel)" for a build from a checkout
-		}
-		for _, s := range info.Settings {
-			if s.Key == "vcs.revision" && s.Value != "" {
-				b.Revision = s.Value
-			}
-		}
-	}
-	if b.Version == "" {
-		b.Version = "unknown"
-	}
-	return b
-}
 
 // NewRegistry returns a registry holding what every Prometheus user
 // expects of a Go program: the process collector (CPU, memory, open
-// files), the Go runtime collector and sluice_build_info.
-func NewRegistry(b Build) *prometheus.Registry {
+// files), the Go runtime collector and sluice_build_info, which shows b.
+func NewRegistry(b buildinfo.Info) *prometheus.Registry {
 	r := prometheus.NewRegistry()
 	r.MustRegister(
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),

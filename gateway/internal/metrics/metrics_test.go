@@ -12,6 +12,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/sluice-mail/sluice/gateway/internal/buildinfo"
 )
 
 // sample is one line of the exposition as the reference parser read it.
@@ -99,7 +101,7 @@ func scrape(t *testing.T, h http.Handler, accept string) (contentType, body stri
 // testRegistry holds a metric of each kind the gateway uses, with values
 // that show whether they are written right.
 func testRegistry() (*prometheus.Registry, string) {
-	r := NewRegistry(Build{Version: "v1.2.3", Revision: "abc123", GoVersion: "go1.99"})
+	r := NewRegistry(buildinfo.Info{Version: "v1.2.3", Revision: "abc123", GoVersion: "go1.99"})
 	f := promauto.With(r)
 	msgs := f.NewCounterVec(prometheus.CounterOpts{Name: "test_messages_total", Help: "Messages by outcome.\nSecond line with a \\ backslash."}, []string{"outcome"})
 	msgs.WithLabelValues("delivered").Add(3)
@@ -228,7 +230,7 @@ func checkSamples(t *testing.T, s []sample, weird string, openMetrics bool) {
 // Each registry stands alone: nothing goes to the library's global
 // default registry, so two gateways in one process count apart.
 func TestRegistriesApart(t *testing.T) {
-	a, b := NewRegistry(Build{}), NewRegistry(Build{})
+	a, b := NewRegistry(buildinfo.Info{}), NewRegistry(buildinfo.Info{})
 	promauto.With(a).NewCounter(prometheus.CounterOpts{Name: "sluice_apart_total", Help: "x"}).Inc()
 	promauto.With(b).NewCounter(prometheus.CounterOpts{Name: "sluice_apart_total", Help: "x"})
 	_, body := scrape(t, Handler(b, nil), "")
@@ -241,15 +243,5 @@ func TestRegistriesApart(t *testing.T) {
 				t.Errorf("%s is on the global default registry", f.GetName())
 			}
 		}
-	}
-}
-
-func TestReadBuild(t *testing.T) {
-	b := ReadBuild("v9.9.9")
-	if b.Version != "v9.9.9" || b.GoVersion == "" || b.Revision == "" {
-		t.Errorf("ReadBuild(v9.9.9) = %+v; want the version given, a Go version and a revision or unknown", b)
-	}
-	if b := ReadBuild(""); b.Version == "" {
-		t.Errorf("ReadBuild without a version left it empty: %+v", b)
 	}
 }

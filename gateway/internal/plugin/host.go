@@ -133,6 +133,10 @@ type Spec struct {
 	// DNSLookups bounds the DNS lookups of one call; 0 means
 	// DefaultDNSLookups.
 	DNSLookups int
+	// Resolver answers this plugin's dns_lookup instead of the host's, so
+	// that a chain built from a new configuration uses that
+	// configuration's [dns]; nil: the host's.
+	Resolver *resolver.Resolver
 
 	// deadline is how calls are held to Timeout; benchmarks compare the
 	// others to the gateway's (the zero value).
@@ -190,7 +194,8 @@ func (h *Host) load(ctx context.Context, s Spec) (*Plugin, error) {
 	if s.DNSLookups <= 0 {
 		s.DNSLookups = DefaultDNSLookups
 	}
-	if s.Capabilities.Has(abi.CapDNS) && h.resolver == nil {
+	res := cmp.Or(s.Resolver, h.resolver)
+	if s.Capabilities.Has(abi.CapDNS) && res == nil {
 		return nil, errors.New("capability dns: this host has no resolver")
 	}
 	wasm, err := os.ReadFile(s.Path)
@@ -225,7 +230,7 @@ func (h *Host) load(ctx context.Context, s Spec) (*Plugin, error) {
 		info:         newInfo(s, wasm),
 		host: &hostFuncs{
 			plugin: s.Name, caps: s.Capabilities, lookups: s.DNSLookups, logger: logger,
-			resolver: h.resolver, kv: h.kv, counters: h.counters,
+			resolver: res, kv: h.kv, counters: h.counters,
 		},
 		configReq: abi.AppendConfigureRequest(nil, &abi.ConfigureRequest{
 			Version: abi.Version, Name: s.Name, Hostname: s.Hostname, Config: s.Config, Domains: s.Domains,

@@ -94,6 +94,20 @@ func New(c Config) (*Resolver, error) {
 	return r, nil
 }
 
+// Reconfigured returns a resolver with c's settings that shares r's cache
+// and metrics (c.CacheSize and c.Metrics are not used), so that a reload
+// of the configuration does not forget every answer nor count twice. Static records are answered before the cache
+// is asked and never enter it, so a change of them takes effect at once.
+func (r *Resolver) Reconfigured(c Config) (*Resolver, error) {
+	n, err := New(Config{Nameservers: c.Nameservers, Timeout: c.Timeout, Attempts: c.Attempts, Static: c.Static,
+		CacheSize: 1, Now: c.Now})
+	if err != nil {
+		return nil, err
+	}
+	n.cache, n.metrics = r.cache, r.metrics
+	return n, nil
+}
+
 // nameservers normalises the configured list to "ip:port", or reads the
 // system's list when none is configured.
 func nameservers(configured []string) ([]string, error) {

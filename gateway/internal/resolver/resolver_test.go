@@ -508,3 +508,35 @@ func TestNXDOMAINEndsTheSearch(t *testing.T) {
 		t.Errorf("queries: first %d, second %d; NXDOMAIN is an answer, not a failure", first.Queries(), second.Queries())
 	}
 }
+
+// A reconfigured resolver answers from its own static records and
+// nameservers, and shares the cache of the one it came from: what was
+// cached before a reload is not asked again.
+func TestReconfiguredSharesTheCache(t *testing.T) {
+	s := dnstest.Start(t, zone)
+	ctx := context.Background()
+	old := newResolver(t, Config{Static: []string{"inbox.test. 300 IN MX 10 old.inbox.test."}}, s.Addr())
+	if _, err := old.LookupMX(ctx, "example.test"); err != nil {
+		t.Fatal(err)
+	}
+	cur, err := old.Reconfigured(Config{Nameservers: []string{s.Addr()},
+		Static: []string{"inbox.test. 300 IN MX 10 new.inbox.test."}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mxs, err := cur.LookupMX(ctx, "inbox.test"); err != nil || len(mxs) != 1 || mxs[0].Host != "new.inbox.test." {
+		t.Errorf("reconfigured static MX = %v, %v; want new.inbox.test.", mxs, err)
+	}
+	if mxs, err := old.LookupMX(ctx, "inbox.test"); err != nil || len(mxs) != 1 || mxs[0].Host != "old.inbox.test." {
+		t.Errorf("the old resolver's static MX = %v, %v; want old.inbox.test. still", mxs, err)
+	}
+	if _, err := cur.LookupMX(ctx, "example.test"); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.Queries(); n != 1 {
+		t.Errorf("server got %d queries, want 1: the answer cached before reconfiguring should serve", n)
+	}
+	if _, err := old.Reconfigured(Config{Static: []string{"not a record"}, Nameservers: []string{s.Addr()}}); err == nil {
+		t.Error("a bad static line reconfigured without an error")
+	}
+}

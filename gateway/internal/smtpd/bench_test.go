@@ -59,18 +59,20 @@ func benchServer(b *testing.B, destPort int) net.Listener {
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() { r.Close() })
 	rw, err := srs.New(srs.Config{Domain: "example.test", Secrets: []string{"bench"}})
 	if err != nil {
 		b.Fatal(err)
 	}
-	chains := NewChains(routerChain(b, newTestHost(b), "owner@dest.test"), nil)
-	b.Cleanup(func() { chains.Close() })
+	gens, err := NewGenerations(Parts{Chain: routerChain(b, newTestHost(b), "owner@dest.test"), Relay: r, SRS: rw}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { gens.Close() })
 	srv, err := New(Config{
 		Hostname: "mx.example.test", Domains: []string{"example.test"}, MaxMessageSize: 25 << 20,
 		MaxRecipients: 100, MaxConnections: 100, MaxConnectionsPerIP: 100, CommandTimeout: time.Minute,
 		DataTimeout: time.Minute, MaxLineLength: 4096, MaxHops: 50,
-	}, Parts{Chains: chains, Relay: r, SRS: rw})
+	}, gens)
 	if err != nil {
 		b.Fatal(err)
 	}

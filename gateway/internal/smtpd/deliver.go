@@ -49,7 +49,7 @@ func (s *session) deliver(msg []byte) (*smtp.SMTPError, decider) {
 	req := s.request(abi.StageData, "")
 	req.Size = uint64(len(msg))
 	var report *auth.Report
-	if a := s.srv.parts.Auth; a != nil {
+	if a := s.gen.Auth; a != nil {
 		r := a.Message(s.srv.ctx, whole, s.txn.spf.Wait(s.srv.ctx))
 		report, req.Auth = &r, r.Auth
 		s.srv.metrics.authChecked(r.Auth)
@@ -156,14 +156,14 @@ func (s *session) forwardedHeader(buf *[]byte, header, body []byte, report *auth
 
 	// DKIM first, then ARC (RFC 8617 §5.1): the seal then covers our own
 	// signatures too.
-	if signer := s.srv.parts.Signer; signer != nil {
+	if signer := s.gen.Signer; signer != nil {
 		sigs, err := signer.SignParts(b.bytes(), body)
 		if err != nil {
 			return nil, fmt.Errorf("DKIM: %w", err)
 		}
 		b.prepend(sigs)
 	}
-	if c := s.srv.parts.Seal; c != nil && report != nil {
+	if c := s.gen.Seal; c != nil && report != nil {
 		set, err := arc.SealParts(b.bytes(), body, s.srv.cfg.Hostname, results, report.ARC, *c)
 		if err != nil {
 			return nil, fmt.Errorf("ARC: %w", err)
@@ -245,7 +245,7 @@ func formatScore(f float64) string {
 // threshold is refused (the reply it returns); one at the quarantine
 // threshold is marked, unless a plugin already quarantined it.
 func (s *session) judge(sc score) *smtp.SMTPError {
-	t := s.srv.cfg.Scoring
+	t := s.gen.Scoring
 	if t.Reject > 0 && sc.total >= t.Reject {
 		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Message scored " + sc.String()}
 	}

@@ -28,7 +28,7 @@ func relayDenied(to string) error {
 // go-smtp has already dropped any source route (@a,@b:user@c) and
 // unquoted a quoted local part, so "user@other"@ours arrives here as
 // user@other@ours and is caught by the '@' test.
-func (s *Server) localRecipient(to string) (bounceTo string, err error) {
+func (s *Server) localRecipient(to string, rw *srs.Rewriter) (bounceTo string, err error) {
 	if len(to) > maxAddressLength {
 		return "", &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 1, 3}, Message: fmt.Sprintf("Recipient address longer than %d octets", maxAddressLength)}
 	}
@@ -47,7 +47,7 @@ func (s *Server) localRecipient(to string) (bounceTo string, err error) {
 		return "", relayDenied(to)
 	}
 	if domain == s.cfg.SRSDomain && srs.IsSRS(to) {
-		orig, err := s.parts.SRS.Reverse(to)
+		orig, err := rw.Reverse(to)
 		if err != nil {
 			return "", &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: fmt.Sprintf("<%s>: invalid SRS address: %s", to, srsReason(err))}
 		}

@@ -27,7 +27,7 @@ func FuzzLocalRecipient(f *testing.F) {
 		f.Fatal(err)
 	}
 	domains := []string{"ours.test", "xn--bcher-kva.example"}
-	s := &Server{cfg: Config{Hostname: "mx.ours.test", Domains: domains, SRSDomain: "ours.test"}, parts: Parts{SRS: rw}, domains: map[string]bool{}}
+	s := &Server{cfg: Config{Hostname: "mx.ours.test", Domains: domains, SRSDomain: "ours.test"}, domains: map[string]bool{}}
 	for _, d := range domains {
 		s.domains[d] = true
 	}
@@ -39,7 +39,7 @@ func FuzzLocalRecipient(f *testing.F) {
 		f.Add(fwd)
 	}
 	f.Fuzz(func(t *testing.T, to string) {
-		bounceTo, err := s.localRecipient(to)
+		bounceTo, err := s.localRecipient(to, rw)
 		if err != nil {
 			var reply *smtp.SMTPError
 			if !errors.As(err, &reply) || reply.Code < 500 || reply.Code > 599 || reply.EnhancedCode[0] != 5 {

@@ -19,12 +19,6 @@ import (
 
 	"github.com/emersion/go-smtp"
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/sluice-mail/sluice/gateway/internal/arc"
-	"github.com/sluice-mail/sluice/gateway/internal/auth"
-	"github.com/sluice-mail/sluice/gateway/internal/dkim"
-	"github.com/sluice-mail/sluice/gateway/internal/relay"
-	"github.com/sluice-mail/sluice/gateway/internal/srs"
 )
 
 // Config is the inbound side's own settings.
@@ -42,29 +36,15 @@ type Config struct {
 	StressTimeout       time.Duration // for each read of every session while the gateway is full (limits.go); 0: none
 	MaxLineLength       int
 	MaxHops             int
-	MaxHeaderFields     int         // 0: no limit
-	TLS                 *tls.Config // nil: no STARTTLS
+	MaxHeaderFields     int // 0: no limit
+	// STARTTLS offers STARTTLS, with the certificate of the generation
+	// current at the handshake (Parts.TLS).
+	STARTTLS bool
 
 	// RejectBareLineEndings refuses a message with a CR or LF outside a
 	// CRLF, instead of turning each into CRLF (deliver.go).
 	RejectBareLineEndings bool
 
-	Scoring Scoring // what findings add up to (deliver.go)
-}
-
-// Parts are the pieces a session hands mail to.
-type Parts struct {
-	// Chains holds the filter chain; each session uses the generation that
-	// was current when it started.
-	Chains *Chains
-	Relay  *relay.Relay
-	SRS    *srs.Rewriter
-	Signer *dkim.Signer // nil: forward unsigned
-	// Auth checks incoming mail; nil: no checks, no Authentication-Results.
-	Auth *auth.Checker
-	// Seal seals forwarded mail with ARC; nil: no sealing. It needs Auth,
-	// whose ARC verification says which instance comes next.
-	Seal   *arc.SealConfig
 	Logger *slog.Logger
 	// Metrics receives the server's counters; nil: they are counted but
 	// registered nowhere.
@@ -74,7 +54,7 @@ type Parts struct {
 // Server accepts SMTP connections.
 type Server struct {
 	cfg     Config
-	parts   Parts
+	gens    *Generations // each session uses the one current at its start
 	domains map[string]bool
 	smtp    *smtp.Server
 	limits  *limiter // shared by every listener
@@ -91,22 +71,20 @@ type Server struct {
 	listeners []net.Listener
 }
 
-// New makes a server; Serve starts it on a listener.
-func New(cfg Config, parts Parts) (*Server, error) {
+// New makes a server whose sessions take their parts from gens; Serve
+// starts it on a listener.
+func New(cfg Config, gens *Generations) (*Server, error) {
 	if cfg.Hostname == "" || len(cfg.Domains) == 0 {
 		return nil, errors.New("smtpd: a hostname and at least one domain are needed")
 	}
-	if parts.Chains == nil || parts.Relay == nil || parts.SRS == nil {
-		return nil, errors.New("smtpd: chain, relay and SRS are needed")
+	if gens == nil {
+		return nil, errors.New("smtpd: the parts are needed")
 	}
-	if parts.Seal != nil && parts.Auth == nil {
-		return nil, errors.New("smtpd: ARC sealing needs the authentication checks")
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	if parts.Logger == nil {
-		parts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
-	s := &Server{cfg: cfg, parts: parts, domains: map[string]bool{}, log: parts.Logger, metrics: newServerMetrics(parts.Metrics),
-		limits: newLimiter(cfg.Hostname, cfg.MaxConnections, cfg.MaxConnectionsPerIP, cfg.StressTimeout, parts.Logger)}
+	s := &Server{cfg: cfg, gens: gens, domains: map[string]bool{}, log: cfg.Logger, metrics: newServerMetrics(cfg.Metrics),
+		limits: newLimiter(cfg.Hostname, cfg.MaxConnections, cfg.MaxConnectionsPerIP, cfg.StressTimeout, cfg.Logger)}
 	for _, d := range cfg.Domains {
 		s.domains[d] = true
 	}
@@ -120,10 +98,28 @@ func New(cfg Config, parts Parts) (*Server, error) {
 	srv.ReadTimeout = cfg.CommandTimeout
 	srv.WriteTimeout = cfg.CommandTimeout
 	srv.EnableSMTPUTF8 = true
-	srv.TLSConfig = cfg.TLS
+	if cfg.STARTTLS {
+		// go-smtp's TLSConfig is fixed for the server's life; the
+		// certificate is not: each handshake takes the current one.
+		srv.TLSConfig = &tls.Config{GetConfigForClient: s.tlsConfig}
+	}
 	srv.ErrorLog = slogLogger{s.log}
 	s.smtp = srv
 	return s, nil
+}
+
+// tlsConfig is the TLS configuration of the current generation, so that
+// a renewed certificate serves the next handshake after a reload.
+func (s *Server) tlsConfig(*tls.ClientHelloInfo) (*tls.Config, error) {
+	gen := s.gens.Acquire()
+	if gen == nil {
+		return nil, errors.New("shutting down")
+	}
+	defer gen.Release()
+	if gen.TLS == nil {
+		return nil, errors.New("no certificate configured")
+	}
+	return gen.TLS, nil
 }
 
 // Serve accepts connections on l until Close. Connections over the

@@ -29,8 +29,9 @@ type session struct {
 	txn      transaction
 	errors   int // refusals of MAIL and RCPT so far
 
-	// gen is the filter chain generation this session started on and
-	// keeps to its end, whatever reloads happen meanwhile.
+	// gen is the generation of parts (chain, relay, keys, settings) this
+	// session started on and keeps to its end, whatever reloads happen
+	// meanwhile.
 	gen  *Generation
 	done sync.Once // gives gen back, once, at the end
 	// first says the session is the connection's first, which counts it:
@@ -101,10 +102,9 @@ func (c *changes) merge(o plugin.Outcome) {
 
 // newSession runs when the client first says HELO or EHLO, which is when
 // go-smtp creates a session: the connect and helo stages run here.
-// The session holds the chain generation current at this moment until
-// Logout.
+// The session holds the generation current at this moment until Logout.
 func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
-	gen := s.parts.Chains.Acquire()
+	gen := s.gens.Acquire()
 	if gen == nil {
 		return nil, &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "Shutting down, try again later"}
 	}
@@ -128,7 +128,7 @@ func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
 	return sess, nil
 }
 
-// end gives the session's chain generation back. go-smtp may call Logout
+// end gives the session's generation back. go-smtp may call Logout
 // from another goroutine when the server closes, so it runs once.
 func (s *session) end() {
 	s.done.Do(func() {
@@ -220,12 +220,12 @@ func (s *session) mail(from string, opts *smtp.MailOptions) (decider, error) {
 		return pluginDecider(out), out.Reply
 	}
 	s.txn.changes.merge(out)
-	srsFrom, err := s.srv.parts.SRS.Forward(from)
+	srsFrom, err := s.gen.SRS.Forward(from)
 	if err != nil {
 		return byHost, &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 7}, Message: fmt.Sprintf("Cannot rewrite sender <%s>: %v", from, err)}
 	}
 	s.txn.srsFrom = srsFrom
-	if a := s.srv.parts.Auth; a != nil {
+	if a := s.gen.Auth; a != nil {
 		s.txn.spf = a.StartSPF(s.srv.ctx, s.clientIP, s.conn.Hostname(), from)
 	}
 	return decider{}, nil
@@ -253,7 +253,7 @@ func (s *session) rcpt(to string) (decider, error) {
 	if !s.txn.utf8() && !address.IsASCII(to) {
 		return byHost, &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 6, 7}, Message: "Non-ASCII address without SMTPUTF8"}
 	}
-	bounceTo, err := s.srv.localRecipient(to)
+	bounceTo, err := s.srv.localRecipient(to, s.gen.SRS)
 	if err != nil {
 		return byHost, err
 	}
@@ -324,7 +324,7 @@ func (s *session) forwardTo(rcpt, dest string) (decider, error) {
 	ctx := s.srv.ctx
 	if s.txn.relay == nil {
 		// Begin sends the first RCPT TO with MAIL FROM, pipelined.
-		t, rcptErr, mailErr := s.srv.parts.Relay.Begin(ctx, domain, s.txn.srsFrom, s.relayMailOptions(), dest)
+		t, rcptErr, mailErr := s.gen.Relay.Begin(ctx, domain, s.txn.srsFrom, s.relayMailOptions(), dest)
 		s.srv.metrics.relayReply("mail", mailErr)
 		if mailErr != nil {
 			return byDestination, mailErr

@@ -7,7 +7,10 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/sluice-mail/sluice/gateway/internal/arc"
 	"github.com/sluice-mail/sluice/gateway/internal/plugin"
+	"github.com/sluice-mail/sluice/gateway/internal/relay"
+	"github.com/sluice-mail/sluice/gateway/internal/srs"
 	"github.com/sluice-mail/sluice/gateway/internal/wasmbuild"
 	"github.com/sluice-mail/sluice/sdk/abi"
 )
@@ -39,6 +42,40 @@ func newTestHost(t testing.TB) *plugin.Host {
 	return h
 }
 
+// parts makes the Parts of a generation around chain c, with a relay
+// and an SRS rewriter of their own.
+func parts(t testing.TB, c *plugin.Chain) Parts {
+	t.Helper()
+	r, err := relay.New(relay.Config{Helo: "mx.example.test"}, loopbackMX{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rw, err := srs.New(srs.Config{Domain: "example.test", Secrets: []string{"test"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Parts{Chain: c, Relay: r, SRS: rw}
+}
+
+func newGenerations(t testing.TB, c *plugin.Chain, log *slog.Logger) *Generations {
+	t.Helper()
+	gens, err := NewGenerations(parts(t, c), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return gens
+}
+
+// swap swaps in a generation around c and returns its number.
+func swap(t testing.TB, gens *Generations, c *plugin.Chain) uint64 {
+	t.Helper()
+	n, err := gens.Swap(parts(t, c))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
 // route runs the chain for info@example.test and returns where it goes,
 // or the first plugin failure.
 func route(c *plugin.Chain) (string, error) {
@@ -53,22 +90,22 @@ func route(c *plugin.Chain) (string, error) {
 
 // A swapped-out generation serves its sessions to their end and closes
 // when the last of them releases it; the new one serves new sessions.
-func TestChainsSwapKeepsOldChainForItsSessions(t *testing.T) {
+func TestGenerationsSwapKeepsOldPartsForTheirSessions(t *testing.T) {
 	h := newTestHost(t)
 	logs := &strings.Builder{}
-	chains := NewChains(routerChain(t, h, "v1@dest.test"), slog.New(slog.NewTextHandler(logs, nil)))
-	defer chains.Close()
+	gens := newGenerations(t, routerChain(t, h, "v1@dest.test"), slog.New(slog.NewTextHandler(logs, nil)))
+	defer gens.Close()
 
-	a := chains.Acquire()
-	b := chains.Acquire()
+	a := gens.Acquire()
+	b := gens.Acquire()
 	if a != b || a.N != 1 {
 		t.Fatalf("two acquires before a swap: generations %d and %d, want both 1", a.N, b.N)
 	}
 	old := a.Chain
-	if n := chains.Swap(routerChain(t, h, "v2@dest.test")); n != 2 {
+	if n := swap(t, gens, routerChain(t, h, "v2@dest.test")); n != 2 {
 		t.Fatalf("swap made generation %d, want 2", n)
 	}
-	c := chains.Acquire()
+	c := gens.Acquire()
 	if c.N != 2 {
 		t.Fatalf("a session after the swap got generation %d", c.N)
 	}
@@ -79,7 +116,7 @@ func TestChainsSwapKeepsOldChainForItsSessions(t *testing.T) {
 	if got, err := route(a.Chain); err != nil || got != "v1@dest.test" {
 		t.Errorf("old chain, still in use, routes to %q, %v", got, err)
 	}
-	if n := chains.Open(); n != 2 {
+	if n := gens.Open(); n != 2 {
 		t.Errorf("%d generations open, want 2", n)
 	}
 	a.Release()
@@ -87,13 +124,13 @@ func TestChainsSwapKeepsOldChainForItsSessions(t *testing.T) {
 		t.Errorf("old chain closed while a session still held it: %v", err)
 	}
 	b.Release()
-	if n := chains.Open(); n != 1 {
+	if n := gens.Open(); n != 1 {
 		t.Errorf("%d generations open after the old one's last release, want 1", n)
 	}
 	if _, err := route(old); err == nil || !strings.Contains(err.Error(), "closed") {
 		t.Errorf("old chain still answers after its last release: %v", err)
 	}
-	if !strings.Contains(logs.String(), "filter chain closed") || !strings.Contains(logs.String(), "generation=1") {
+	if !strings.Contains(logs.String(), "generation closed") || !strings.Contains(logs.String(), "generation=1") {
 		t.Errorf("log lacks the close of generation 1: %s", logs)
 	}
 	c.Release()
@@ -104,12 +141,12 @@ func TestChainsSwapKeepsOldChainForItsSessions(t *testing.T) {
 
 // Close drops the current chain once its sessions are done, and no new
 // session gets one; a chain swapped in after Close is closed at once.
-func TestChainsClose(t *testing.T) {
+func TestGenerationsClose(t *testing.T) {
 	h := newTestHost(t)
-	chains := NewChains(routerChain(t, h, "v1@dest.test"), nil)
-	g := chains.Acquire()
-	chains.Close()
-	if chains.Acquire() != nil {
+	gens := newGenerations(t, routerChain(t, h, "v1@dest.test"), nil)
+	g := gens.Acquire()
+	gens.Close()
+	if gens.Acquire() != nil {
 		t.Error("Acquire after Close returned a generation")
 	}
 	if _, err := route(g.Chain); err != nil {
@@ -120,28 +157,28 @@ func TestChainsClose(t *testing.T) {
 		t.Error("chain still open after Close and its last release")
 	}
 	late := routerChain(t, h, "v2@dest.test")
-	if n := chains.Swap(late); n != 0 {
+	if n := swap(t, gens, late); n != 0 {
 		t.Errorf("Swap after Close returned generation %d", n)
 	}
 	if _, err := route(late); err == nil {
 		t.Error("a chain swapped in after Close was not closed")
 	}
-	if chains.Open() != 0 {
-		t.Errorf("%d generations open after Close", chains.Open())
+	if gens.Open() != 0 {
+		t.Errorf("%d generations open after Close", gens.Open())
 	}
 }
 
 // Sessions acquiring and releasing from many goroutines while swaps
 // happen leave exactly the current generation open.
-func TestChainsConcurrentSwaps(t *testing.T) {
+func TestGenerationsConcurrentSwaps(t *testing.T) {
 	h := newTestHost(t)
-	chains := NewChains(plugin.NewChain(), nil)
-	defer chains.Close()
+	gens := newGenerations(t, plugin.NewChain(), nil)
+	defer gens.Close()
 	var wg sync.WaitGroup
 	for range 8 {
 		wg.Go(func() {
 			for range 500 {
-				g := chains.Acquire()
+				g := gens.Acquire()
 				if _, err := route(g.Chain); err != nil {
 					t.Errorf("generation %d: %v", g.N, err)
 					return
@@ -151,21 +188,42 @@ func TestChainsConcurrentSwaps(t *testing.T) {
 		})
 	}
 	for range 3 {
-		chains.Swap(routerChain(t, h, "x@dest.test"))
+		swap(t, gens, routerChain(t, h, "x@dest.test"))
 	}
 	wg.Wait()
-	if n := chains.Open(); n != 1 {
+	if n := gens.Open(); n != 1 {
 		t.Errorf("%d generations open, want 1", n)
 	}
 }
 
 // What each session pays to take and give back its chain.
-func BenchmarkChainsAcquireRelease(b *testing.B) {
-	chains := NewChains(plugin.NewChain(), nil)
-	defer chains.Close()
+func BenchmarkGenerationsAcquireRelease(b *testing.B) {
+	gens := newGenerations(b, plugin.NewChain(), nil)
+	defer gens.Close()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			chains.Acquire().Release()
+			gens.Acquire().Release()
 		}
 	})
+}
+
+// Parts a session cannot work without are refused, by the first
+// generation and by a swap, and a refused swap leaves the current
+// generation serving.
+func TestGenerationsRefuseIncompleteParts(t *testing.T) {
+	if _, err := NewGenerations(Parts{Chain: plugin.NewChain()}, nil); err == nil {
+		t.Error("NewGenerations took parts without a relay or SRS")
+	}
+	gens := newGenerations(t, plugin.NewChain(), nil)
+	defer gens.Close()
+	p := parts(t, plugin.NewChain())
+	p.Seal = &arc.SealConfig{}
+	if n, err := gens.Swap(p); err == nil || n != 0 {
+		t.Errorf("Swap of parts that seal without checks: %d, %v; want an error", n, err)
+	}
+	if g := gens.Acquire(); g == nil || g.N != 1 {
+		t.Error("a refused swap replaced the current generation")
+	} else {
+		g.Release()
+	}
 }
