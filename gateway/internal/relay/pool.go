@@ -8,7 +8,9 @@ import (
 )
 
 // pool keeps idle destination connections. Every connection in it is
-// between transactions. Per MX host, max of them are kept for up to
+// between transactions, with every reply to its commands read and nothing
+// else from the destination: it is quiet when it goes in and when it
+// comes out (session.quiet), and is closed otherwise. Per MX host, max of them are kept for up to
 // timeout; more than that are kept too, but each closes once it has been
 // idle for surplusGrace: under load, a connection that finishes a
 // transaction is wanted again a moment later by one of the sessions still
@@ -36,9 +38,22 @@ func newPool(max int, timeout time.Duration) *pool {
 	return &pool{max: max, timeout: timeout, idle: make(map[string][]*idleSession)}
 }
 
-// get takes the most recently used idle connection to (host, ip), or
-// returns nil.
+// get takes the most recently used quiet idle connection to (host, ip),
+// closing those the destination closed or sent something on while they
+// sat idle, or returns nil.
 func (p *pool) get(host string, ip netip.Addr) *session {
+	for {
+		s := p.take(host, ip)
+		if s == nil || s.quiet() {
+			return s
+		}
+		s.abort()
+	}
+}
+
+// take removes the most recently used idle connection to (host, ip) from
+// the pool and returns it, or nil.
+func (p *pool) take(host string, ip netip.Addr) *session {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	list := p.idle[host]
@@ -52,8 +67,12 @@ func (p *pool) get(host string, ip netip.Addr) *session {
 	return nil
 }
 
-// put keeps s for reuse.
+// put keeps s for reuse if it is quiet, else closes it.
 func (p *pool) put(s *session) {
+	if !s.quiet() {
+		s.abort()
+		return
+	}
 	p.mu.Lock()
 	if p.closed || p.max <= 0 {
 		p.mu.Unlock()
