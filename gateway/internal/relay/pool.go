@@ -9,9 +9,9 @@ import (
 
 // pool keeps idle destination connections. Every connection in it is
 // between transactions, with every reply to its commands read and nothing
-// else from the destination: it is quiet when it goes in and when it
-// comes out (session.quiet), and is closed otherwise. Per MX host, max of them are kept for up to
-// timeout; more than that are kept too, but each closes once it has been
+// else from the destination: it goes in with nothing unread in its
+// buffer, and comes out quiet (session.quiet), or is closed. Per MX host,
+// max of them are kept for up to timeout; more than that are kept too, but each closes once it has been
 // idle for surplusGrace: under load, a connection that finishes a
 // transaction is wanted again a moment later by one of the sessions still
 // coming, and closing it would cost that session a connect, greeting and
@@ -67,9 +67,11 @@ func (p *pool) take(host string, ip netip.Addr) *session {
 	return nil
 }
 
-// put keeps s for reuse if it is quiet, else closes it.
+// put keeps s for reuse, unless the destination sent more than the
+// replies read (it is then in our read buffer): then it closes s. The
+// socket is looked at when s is taken (get): later, so it sees more.
 func (p *pool) put(s *session) {
-	if !s.quiet() {
+	if s.c.r.Buffered() > 0 {
 		s.abort()
 		return
 	}

@@ -30,10 +30,10 @@ type session struct {
 	// broken says the connection's state is unknown: it is closed, never
 	// kept for reuse.
 	broken bool
-	// reused says the connection came from the idle pool and its next
-	// transaction has had no reply yet: a reply that is no 2xx to MAIL
-	// FROM might be a late one to an earlier command, so it is not
-	// believed (see openNow).
+	// reused says the connection came from the idle pool and its new
+	// transaction has had no reply yet: a first reply that is no 2xx
+	// might be a late one to an earlier command, so it is not believed
+	// (see openNow).
 	reused bool
 }
 
@@ -236,8 +236,8 @@ func isReply(err error) bool {
 // quiet reports whether nothing has come from the destination since the
 // last reply we read: nothing left in our read buffer and, where the
 // socket can be looked at, nothing waiting there and no close. Only a
-// quiet connection is kept idle or reused: bytes sent out of turn would
-// be read as the answers to the next transaction's commands.
+// quiet connection is reused: bytes sent out of turn would be read as the
+// answers to the next transaction's commands.
 //
 // Over TLS, bytes the TLS layer has read but not yet decrypted for us are
 // not seen here; openNow's rule for reused connections covers them.
