@@ -2,6 +2,7 @@ package relay
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -261,14 +262,25 @@ func selfSignedTLS(t testing.TB, name string) *tls.Config {
 // hand, to show how the relay's bytes arrive: it records every Read, so
 // commands that arrive in one Read left the relay in one write. It
 // answers each command line as soon as it has it, pipelined or not.
+// Its fields for the first message make it answer out of turn, as broken
+// or hurried servers do; later messages get "250 2.0.0 queued as X".
 type rawMX struct {
 	greeting string            // default "220 mx.dest.test ESMTP"
 	ehlo     string            // reply to EHLO, if not in replies
 	replies  map[string]string // reply per command verb; default 354 to DATA, else 250; after a 421 it hangs up
 
-	mu    sync.Mutex
-	reads []string // every Read of every connection, in order
-	lines []string // every command line (and "<message>" for each message)
+	// For the first message only:
+	dataReply  string        // written once it has the message, instead of the 250
+	afterReply string        // written after that, on its own, once idle is closed if set
+	idle       chan struct{} // closed by the test once the relay has put the connection away
+	hangUp     bool          // close the connection after that
+	replied    chan struct{} // if set, closed when all that is done
+	beforeNext string        // written just before the reply to the next command, as a late reply
+
+	mu       sync.Mutex
+	messages int
+	reads    []string // every Read of every connection, in order
+	lines    []string // every command line (and "<message>" for each message)
 }
 
 // serve serves d on ln. Set its fields before.
@@ -296,6 +308,7 @@ func (d *rawMX) conn(c net.Conn) {
 	buf := make([]byte, 256<<10)
 	var pending []byte
 	inData := false
+	late := "" // written before the next reply
 	for {
 		n, err := c.Read(buf)
 		d.mu.Lock()
@@ -312,7 +325,10 @@ func (d *rawMX) conn(c net.Conn) {
 				}
 				pending, inData = pending[end+5:], false
 				d.record("<message>")
-				c.Write([]byte("250 2.0.0 queued as X\r\n"))
+				var open bool
+				if late, open = d.answerMessage(c); !open {
+					return
+				}
 				continue
 			}
 			i := bytes.IndexByte(pending, '\n')
@@ -336,7 +352,8 @@ func (d *rawMX) conn(c net.Conn) {
 			case !ok:
 				reply = "250 2.0.0 ok\r\n"
 			}
-			c.Write([]byte(reply))
+			c.Write([]byte(late + reply))
+			late = ""
 			if strings.HasPrefix(reply, "421") {
 				return
 			}
@@ -346,6 +363,34 @@ func (d *rawMX) conn(c net.Conn) {
 			return
 		}
 	}
+}
+
+// answerMessage answers the end of a message. It returns what to write
+// before the next reply, and whether the connection stays open.
+func (d *rawMX) answerMessage(c net.Conn) (late string, open bool) {
+	const queued = "250 2.0.0 queued as X\r\n"
+	d.mu.Lock()
+	d.messages++
+	first := d.messages == 1
+	d.mu.Unlock()
+	if !first {
+		c.Write([]byte(queued))
+		return "", true
+	}
+	c.Write([]byte(cmp.Or(d.dataReply, queued)))
+	if d.afterReply != "" {
+		if d.idle != nil {
+			<-d.idle
+		}
+		c.Write([]byte(d.afterReply))
+	}
+	if d.hangUp {
+		c.Close()
+	}
+	if d.replied != nil {
+		close(d.replied)
+	}
+	return d.beforeNext, !d.hangUp
 }
 
 func (d *rawMX) record(line string) {

@@ -8,8 +8,10 @@ import (
 )
 
 // pool keeps idle destination connections. Every connection in it is
-// between transactions. Per MX host, max of them are kept for up to
-// timeout; more than that are kept too, but each closes once it has been
+// between transactions, with every reply to its commands read and nothing
+// else from the destination: it goes in with nothing unread in its
+// buffer, and comes out quiet (session.quiet), or is closed. Per MX host,
+// max of them are kept for up to timeout; more than that are kept too, but each closes once it has been
 // idle for surplusGrace: under load, a connection that finishes a
 // transaction is wanted again a moment later by one of the sessions still
 // coming, and closing it would cost that session a connect, greeting and
@@ -36,9 +38,22 @@ func newPool(max int, timeout time.Duration) *pool {
 	return &pool{max: max, timeout: timeout, idle: make(map[string][]*idleSession)}
 }
 
-// get takes the most recently used idle connection to (host, ip), or
-// returns nil.
+// get takes the most recently used quiet idle connection to (host, ip),
+// closing those the destination closed or sent something on while they
+// sat idle, or returns nil.
 func (p *pool) get(host string, ip netip.Addr) *session {
+	for {
+		s := p.take(host, ip)
+		if s == nil || s.quiet() {
+			return s
+		}
+		s.abort()
+	}
+}
+
+// take removes the most recently used idle connection to (host, ip) from
+// the pool and returns it, or nil.
+func (p *pool) take(host string, ip netip.Addr) *session {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	list := p.idle[host]
@@ -52,8 +67,14 @@ func (p *pool) get(host string, ip netip.Addr) *session {
 	return nil
 }
 
-// put keeps s for reuse.
+// put keeps s for reuse, unless the destination sent more than the
+// replies read (it is then in our read buffer): then it closes s. The
+// socket is looked at when s is taken (get): later, so it sees more.
 func (p *pool) put(s *session) {
+	if s.c.r.Buffered() > 0 {
+		s.abort()
+		return
+	}
 	p.mu.Lock()
 	if p.closed || p.max <= 0 {
 		p.mu.Unlock()

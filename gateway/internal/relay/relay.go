@@ -239,19 +239,23 @@ func (r *Relay) addresses(ctx context.Context, host string, tried *attempts) []n
 }
 
 // tryAddress starts the transaction at one address: on an idle connection
-// to it if one still works, else on a fresh one. It returns a Txn (and the
-// reply to RCPT TO), a final error for the client, or neither when Begin
-// should try the next address.
+// to it if there is one, else, or if that one fails before its first
+// reply (openNow), on a fresh one. It returns a Txn (and the reply to
+// RCPT TO), a final error for the client, or neither when Begin should
+// try the next address.
 func (r *Relay) tryAddress(ctx context.Context, host string, ip netip.Addr, env envelope, tried *attempts) (*Txn, error, error) {
-	for s := r.pool.get(host, ip); s != nil; s = r.pool.get(host, ip) {
+	if s := r.pool.get(host, ip); s != nil {
+		s.reused = true
 		start := time.Now()
 		mailErr, rcptErr := s.open(ctx, env)
 		r.observe("mail", start)
 		if mailErr == nil || isFinalReply(mailErr) || isTransientReply(mailErr) {
 			return r.started(s, mailErr, rcptErr, tried)
 		}
-		// The destination closed it while it sat idle; that is normal.
-		r.log.Debug("relay: idle connection is dead", "remote", s.remote(), "err", mailErr)
+		// Closed by the destination while it sat idle (that is normal),
+		// or out of step: either way the destination has not answered
+		// this transaction yet, and a fresh connection will.
+		r.log.Debug("relay: reused connection failed, retrying on a fresh one", "remote", s.remote(), "err", mailErr)
 		s.abort()
 	}
 

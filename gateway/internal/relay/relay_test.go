@@ -146,11 +146,17 @@ func TestDestinationRepliesComeBackVerbatim(t *testing.T) {
 			sameReply(t, err, tc.want)
 			txn.Close()
 
-			// The rejection left the connection in a known state: the next
-			// transaction reuses it and carries only its own recipient.
+			// A refused recipient leaves the connection in a known state:
+			// the next transaction reuses it and carries only its own
+			// recipient. A refused message may have been answered before
+			// the destination read all of it: that connection is closed.
 			send(t, r, "example.test", "second@fwd.test", "owner@real.test", testMessage)
-			if n := d.acceptedConns(); n != 1 {
-				t.Errorf("destination accepted %d connections, want 1", n)
+			want := 1
+			if tc.atData {
+				want = 2
+			}
+			if n := d.acceptedConns(); n != want {
+				t.Errorf("destination accepted %d connections, want %d", n, want)
 			}
 			got := d.deliveries()
 			last := got[len(got)-1]

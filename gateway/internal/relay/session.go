@@ -32,6 +32,11 @@ type session struct {
 	// broken says the connection's state is unknown: it is closed, never
 	// kept for reuse.
 	broken bool
+	// reused says the connection came from the idle pool and its new
+	// transaction has had no reply yet: a first reply that is no 2xx
+	// might be a late one to an earlier command, so it is not believed
+	// (see openNow).
+	reused bool
 }
 
 // envelope is what Begin sends: MAIL FROM and the first RCPT TO.
@@ -138,7 +143,9 @@ func (s *session) open(ctx context.Context, env envelope) (mailErr, rcptErr erro
 // PIPELINING (RFC 2920) they go in one write and their replies are read in
 // order; without, one at a time, and RCPT TO only after MAIL FROM is
 // accepted. A reply to RSET or to a pipelined RCPT TO that leaves the
-// connection's state unknown marks it broken.
+// connection's state unknown marks it broken. On a reused connection,
+// anything but 2xx to RSET and MAIL FROM is an error that is no reply, so
+// the caller tries again on a fresh connection rather than pass it on.
 func (s *session) openNow(env envelope) (mailErr, rcptErr error) {
 	if err := s.checkExtensions(env.opts); err != nil {
 		return err, nil
@@ -165,6 +172,15 @@ func (s *session) openNow(env envelope) (mailErr, rcptErr error) {
 		}
 	}
 	_, mailErr = s.c.expect(2)
+	if mailErr != nil && s.reused {
+		// This may be no answer to our MAIL FROM but a late reply to a
+		// command of an earlier transaction, sent after the connection
+		// was last found quiet. It is never passed on as the answer to
+		// this sender: the caller retries on a fresh connection.
+		s.broken = true
+		return fmt.Errorf("first reply on a reused connection: %s", describe(mailErr)), nil
+	}
+	s.reused = false
 	if !pipelining {
 		if mailErr != nil {
 			return mailErr, nil
@@ -222,6 +238,18 @@ func (s *session) checkExtensions(opts *smtp.MailOptions) error {
 func isReply(err error) bool {
 	_, ok := err.(*smtp.SMTPError)
 	return err == nil || ok
+}
+
+// quiet reports whether nothing has come from the destination since the
+// last reply we read: nothing left in our read buffer and, where the
+// socket can be looked at, nothing waiting there and no close. Only a
+// quiet connection is reused: bytes sent out of turn would be read as the
+// answers to the next transaction's commands.
+//
+// Over TLS, bytes the TLS layer has read but not yet decrypted for us are
+// not seen here; openNow's rule for reused connections covers them.
+func (s *session) quiet() bool {
+	return s.c.r.Buffered() == 0 && !sentSomething(s.raw)
 }
 
 // quit closes the connection politely, without waiting for the reply.

@@ -15,8 +15,8 @@ type txnState int
 
 const (
 	inMail   txnState = iota // MAIL FROM accepted: RSET before reuse
-	finished                 // the destination answered the end of data: reusable as is
-	broken                   // state unknown (lost, timed out, canceled): close
+	finished                 // the destination accepted the message (2xx): reusable as is
+	broken                   // state unknown (lost, timed out, canceled, message refused): close
 )
 
 // Txn is one mail transaction on one destination connection, driven by the
@@ -93,13 +93,18 @@ func (t *Txn) Data(ctx context.Context, msg ...[]byte) (*smtp.SMTPError, error) 
 	// whatever the answer. Accepted is accepted, even if ctx ended just
 	// after: reporting a failure now would make the client send the
 	// message twice.
-	if !aborted {
-		t.state = finished
-	}
 	reply := parseReply(code, text)
 	if code/100 == 2 {
+		if !aborted {
+			t.state = finished
+		}
 		return reply, nil
 	}
+	// A refusal may have come before the destination read the whole
+	// message: go-smtp answers a line over its limit at once, then reads
+	// the rest of the message as commands and answers those too. Replies
+	// may still be on their way, so the connection is not reused.
+	t.state = broken
 	return nil, t.fail("DATA", reply)
 }
 
