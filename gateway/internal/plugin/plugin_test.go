@@ -358,6 +358,27 @@ func TestLog(t *testing.T) {
 	}
 }
 
+// A log call whose region runs past the guest's memory is refused, as
+// every host function refuses such a region: it must not log the memory
+// the region does cover.
+func TestLogPastMemory(t *testing.T) {
+	h, logs := newHost(t)
+	c := NewChain(load(t, h, Spec{
+		Name: "raw", Path: wasmbuild.ForTest(t, "./gateway/internal/plugin/testdata/raw"), Instances: 1,
+	}))
+	if o := c.Run(context.Background(), rcpt("logpast@x.test"), nil); o.Action != abi.Accept {
+		t.Errorf("outcome %+v, want the plugin's accept", o)
+	}
+	got := logs.String()
+	if !strings.Contains(got, `level=WARN msg="plugin logged from outside its memory" plugin=raw`) ||
+		!strings.Contains(got, "len=2147483648") {
+		t.Errorf("no warning about the region:\n%s", got)
+	}
+	if strings.Contains(got, "(cut)") {
+		t.Errorf("memory was logged:\n%.300s", got)
+	}
+}
+
 func TestConfigRefusedBySDKPlugin(t *testing.T) {
 	h, _ := newHost(t)
 	_, err := h.Load(context.Background(), scriptedSpec(t, "s", `refuse = "no way"`))
