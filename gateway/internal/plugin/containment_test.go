@@ -132,8 +132,9 @@ func TestMemoryContainment(t *testing.T) {
 	}
 	const instances, runs = 2, 1000
 	// slack is for what the test itself allocates, and the Go heap's
-	// garbage between two collections.
-	const slack = 48 << 20
+	// garbage between two collections. Without the allocator of
+	// memory.go, the Go plugin's copies on growth take it past this.
+	const slack = 16 << 20
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			s := c.spec
