@@ -158,6 +158,9 @@ func (p *Plugin) decide(ctx context.Context, inst *instance, req *abi.Request) (
 	if err := abi.DecodeVerdict(answer, &v); err != nil {
 		return v, fmt.Errorf("bad output: the answer is not a Verdict: %w", err)
 	}
+	if v.Failure != "" { // "panicked at rcpt: ..." from the Go SDK
+		return abi.Verdict{}, errors.New(firstLine(v.Failure))
+	}
 	if err := checkVerdict(&v, req.Stage, p.permissions); err != nil {
 		return v, fmt.Errorf("bad output: %w", err)
 	}
@@ -219,4 +222,11 @@ func (p *Plugin) Close(ctx context.Context) error {
 		}
 	})
 	return err
+}
+
+// firstLine is s up to its first line break, at most 512 bytes: what a
+// guest says of its failure goes into one log line.
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	return strings.ToValidUTF8(s[:min(len(s), 512)], "")
 }
