@@ -25,7 +25,7 @@ var pluginFailures = []struct{ rcpt, plugin, logged string }{
 	{"oom@ours.test", "scripted", "out of memory"},
 	{"fatal@ours.test", "scripted", "trapped"},
 	{"exit@ours.test", "scripted", "trapped"},
-	{"panic@ours.test", "scripted", "outside the permissions"},
+	{"panic@ours.test", "scripted", "panicked at rcpt: scripted panic"},
 	{"badcode@ours.test", "scripted", "reply code 250 is not 4xx or 5xx"},
 	{"inject@ours.test", "scripted", "control characters"},
 	{"garbage@ours.test", "raw", "not a Verdict"},

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"strings"
 
 	"github.com/sluice-mail/sluice/sdk/abi"
 )
@@ -90,13 +91,17 @@ func (g *guest) request(n uint32, decode func([]byte) error) error {
 }
 
 // dispatch calls the plugin's method for the request's stage. A panic there
-// becomes a Tempfail naming it, which keeps the instance usable.
+// is a failure of the plugin, reported with the panic's first line (the
+// whole of it and the stack go to the log). A host that predates the
+// verdict's failure field gets a Tempfail naming the panic instead.
 func (g *guest) dispatch(req *Request) (v Verdict) {
 	defer func() {
 		if p := recover(); p != nil {
 			msg := fmt.Sprintf("plugin panicked at %s: %v", req.Stage, p)
 			Log(abi.LogError, msg+"\n"+string(debug.Stack()))
-			v = Tempfail(451, "4.3.0", msg)
+			first, _, _ := strings.Cut(msg, "\n")
+			v = Tempfail(451, "4.3.0", first)
+			v.Failure = strings.TrimPrefix(first, "plugin ")
 		}
 	}()
 	switch req.Stage {

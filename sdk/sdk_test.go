@@ -98,10 +98,15 @@ func TestHandleDispatchesByStage(t *testing.T) {
 	}
 }
 
-func TestPanicBecomesTempfail(t *testing.T) {
+// A panic is a failure for the host; a host that predates the failure
+// field sees a tempfail naming the panic.
+func TestPanicBecomesFailure(t *testing.T) {
 	g := newGuest(&example{})
 	configureGuest(t, g, "")
 	v := handle(t, g, &abi.Request{Stage: abi.StageRcpt, Rcpt: "panic@x.test"})
+	if v.Failure != "panicked at rcpt: assignment to entry in nil map" {
+		t.Errorf("panic verdict = %+v, want a failure naming the panic", v)
+	}
 	if v.Action != abi.Tempfail || !strings.Contains(v.Text, "plugin panicked at rcpt") || !strings.Contains(v.Text, "nil map") {
 		t.Errorf("panic verdict = %+v, want a tempfail naming the panic", v)
 	}

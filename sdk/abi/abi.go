@@ -291,6 +291,11 @@ type Verdict struct {
 	AddHeaders    []Header
 	RemoveHeaders []string
 	Findings      []Finding
+	// Failure, if not empty, says that the guest failed to decide (the Go
+	// SDK: a stage method panicked): the host treats the call as a failure
+	// of the plugin, with this text, and ignores the rest. A host that
+	// predates the field acts on the rest instead.
+	Failure string
 }
 
 func itoa(v uint64) string {

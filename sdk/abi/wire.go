@@ -299,6 +299,9 @@ func AppendVerdict(b []byte, m *Verdict) []byte {
 		e.str(f.Symbol)
 		e.float(f.Score)
 	}
+	if m.Failure != "" { // older guests end at the findings
+		e.str(m.Failure)
+	}
 	return e.b
 }
 
@@ -325,6 +328,7 @@ func DecodeVerdict(b []byte, m *Verdict) error {
 			m.Findings[i] = Finding{Symbol: d.str(), Score: d.float()}
 		}
 	}
+	m.Failure = d.str()
 	if d.err == nil && m.Action > Quarantine {
 		return ErrMalformed
 	}

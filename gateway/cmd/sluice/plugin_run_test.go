@@ -81,7 +81,7 @@ func TestPluginTestFailure(t *testing.T) {
 		t.Errorf("exit %d, printed\n%s", code, out)
 	}
 	code, out, _ = pluginTestRun(t, "", scripted, "--rcpt", "panic@example.test", "--name", "p")
-	if !strings.Contains(out, "rcpt <panic@example.test>: failed: bad output: verdict tempfail is outside the permissions") || code != exitRefused {
+	if !strings.Contains(out, "rcpt <panic@example.test>: failed: panicked at rcpt: scripted panic; on_failure tempfail") || code != exitRefused {
 		t.Errorf("panic: exit %d, printed\n%s", code, out)
 	}
 }

@@ -225,6 +225,7 @@ func (h *Host) load(ctx context.Context, s Spec) (*Plugin, error) {
 		onFailure:    s.OnFailure,
 		logger:       logger,
 		rt:           rt,
+		memory:       newMemoryPool(),
 		pool:         make(chan *instance, s.Instances),
 		closed:       make(chan struct{}),
 		info:         newInfo(s, wasm),
@@ -240,6 +241,7 @@ func (h *Host) load(ctx context.Context, s Spec) (*Plugin, error) {
 		// The pool may be part full: release everything without waiting
 		// for it, as Close would.
 		_ = rt.Close(ctx)
+		p.memory.release()
 		return nil, err
 	}
 	return p, nil

@@ -203,18 +203,15 @@ func (h *hostFuncs) log(ctx context.Context, mod api.Module, stack []uint64) {
 	if !h.logger.Enabled(ctx, level) {
 		return
 	}
-	n := uint32(stack[2])
-	cut := n > maxLogMessage
-	if cut {
-		n = maxLogMessage
-	}
-	b, ok := guestBytes(mod, stack[1], uint64(n))
+	// The whole region must lie in memory, as for every other host
+	// function; only then is it cut to what is logged.
+	b, ok := guestBytes(mod, stack[1], stack[2])
 	if !ok {
 		h.logger.Warn("plugin logged from outside its memory", "ptr", uint32(stack[1]), "len", uint32(stack[2]))
 		return
 	}
-	msg := string(b)
-	if cut {
+	msg := string(b[:min(len(b), maxLogMessage)])
+	if len(b) > maxLogMessage {
 		msg += "… (cut)"
 	}
 	h.logger.Log(ctx, level, msg)

@@ -30,6 +30,9 @@ type instance struct {
 	flag  api.MutableGlobal
 	timer *time.Timer
 	fired chan struct{}
+	// budget is the module's stack budget (package interrupt), which says
+	// whether a trap was the call depth limit.
+	budget api.Global
 }
 
 // deadlineMode is how calls are held to their deadline.
@@ -48,6 +51,20 @@ const (
 
 // errDeadline marks a call the interrupt flag stopped.
 var errDeadline = errors.New("interrupted at its deadline")
+
+// errDepth marks a call that trapped because its calls would have taken
+// more of the stack than package interrupt allows.
+var errDepth = errors.New("call depth limit exceeded")
+
+// stackBound bounds the memory an instance's calls take on wazero's call
+// stacks, beyond its linear memory. wazero keeps one stack per function
+// the host calls (sluice_buffer, sluice_configure, sluice_handle; those of
+// start are dropped), grows each by doubling from 10 KiB, and package
+// interrupt keeps what calls need of each under interrupt.MaxStack, a
+// little over 4 MiB: a stack of 5 MiB (10 KiB × 2⁹, plus a little) holds
+// that. Three of them, and a doubling's old copy until it is collected,
+// stay under 16 MiB.
+const stackBound = 16 << 20
 
 const (
 	// minBufferRequest is the least buffer size asked of a guest, so that
@@ -76,6 +93,9 @@ func newInstance(mod api.Module, output *capture, mode deadlineMode) (*instance,
 		// context per call costs three to eight times as much
 		// (BenchmarkDeadlineArming).
 		in.flag, in.fired = flag, make(chan struct{}, 1)
+		if in.budget = mod.ExportedGlobal(interrupt.StackGlobal); in.budget == nil {
+			return nil, fmt.Errorf("the module has no stack budget %s", interrupt.StackGlobal)
+		}
 		in.timer = time.AfterFunc(time.Hour, in.interrupt)
 		in.timer.Stop()
 	}
@@ -151,6 +171,9 @@ func (in *instance) guard(ctx context.Context, timeout time.Duration, f func(con
 	in.flag.Set(0)
 	in.timer.Reset(timeout)
 	err := f(ctx)
+	if err != nil && uint32(in.budget.Get()) == interrupt.StackTrapped {
+		err = fmt.Errorf("%w: %w", errDepth, err)
+	}
 	if !in.timer.Stop() {
 		// The timer fired: wait until its function is done with the flag,
 		// so that it cannot set it during the next call.

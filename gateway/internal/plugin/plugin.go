@@ -9,8 +9,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sluice-mail/sluice/gateway/internal/plugin/interrupt"
 	"github.com/sluice-mail/sluice/sdk/abi"
 	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/sys"
 )
 
@@ -27,6 +29,7 @@ type Plugin struct {
 	logger       *slog.Logger
 
 	rt           wazero.Runtime
+	memory       *memoryPool // backs the instances' linear memories
 	compiled     wazero.CompiledModule
 	moduleConfig wazero.ModuleConfig
 	configReq    []byte // the encoded ConfigureRequest every instance gets
@@ -74,6 +77,9 @@ func (p *Plugin) startConfigured(ctx context.Context) (*instance, abi.ConfigureR
 	ctx, cancel := context.WithTimeout(ctx, p.startTimeout)
 	defer cancel()
 	output := &capture{}
+	// The memory is reserved to its limit and unmapped when the instance
+	// closes (memory.go).
+	ctx = experimental.WithMemoryAllocator(ctx, p.memory)
 	mod, err := p.rt.InstantiateModule(ctx, p.compiled, p.moduleConfig.WithStdout(output).WithStderr(output))
 	if err != nil {
 		return nil, resp, withOutput(fmt.Errorf("starting an instance: %w", err), output)
@@ -157,6 +163,9 @@ func (p *Plugin) decide(ctx context.Context, inst *instance, req *abi.Request) (
 	if err := abi.DecodeVerdict(answer, &v); err != nil {
 		return v, fmt.Errorf("bad output: the answer is not a Verdict: %w", err)
 	}
+	if v.Failure != "" { // "panicked at rcpt: ..." from the Go SDK
+		return abi.Verdict{}, errors.New(firstLine(v.Failure))
+	}
 	if err := checkVerdict(&v, req.Stage, p.permissions); err != nil {
 		return v, fmt.Errorf("bad output: %w", err)
 	}
@@ -168,6 +177,9 @@ func (p *Plugin) decide(ctx context.Context, inst *instance, req *abi.Request) (
 func (p *Plugin) callError(ctx context.Context, err error, timeout time.Duration) error {
 	if errors.Is(err, errDeadline) {
 		return fmt.Errorf("timed out after %s", timeout)
+	}
+	if errors.Is(err, errDepth) {
+		return fmt.Errorf("%w: its calls would take more than %d KiB of stack", errDepth, interrupt.MaxStack>>10)
 	}
 	var exit *sys.ExitError // how the deadlineCCD mode stops a call
 	if errors.As(err, &exit) && exit.ExitCode() == sys.ExitCodeDeadlineExceeded && ctx.Err() == nil {
@@ -194,6 +206,7 @@ func (p *Plugin) Close(ctx context.Context) error {
 	var err error
 	p.closeOnce.Do(func() {
 		close(p.closed)
+		idle := 0
 	drain:
 		for range cap(p.pool) {
 			select {
@@ -201,11 +214,24 @@ func (p *Plugin) Close(ctx context.Context) error {
 				if inst != nil {
 					inst.close(ctx)
 				}
+				idle++
 			case <-ctx.Done():
 				break drain
 			}
 		}
 		err = p.rt.Close(context.WithoutCancel(ctx))
+		// An instance still running keeps its memory mapped (memory.go),
+		// its pages released.
+		if idle == cap(p.pool) {
+			p.memory.release()
+		}
 	})
 	return err
+}
+
+// firstLine is s up to its first line break, at most 512 bytes: what a
+// guest says of its failure goes into one log line.
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	return strings.ToValidUTF8(s[:min(len(s), 512)], "")
 }

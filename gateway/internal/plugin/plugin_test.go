@@ -237,7 +237,7 @@ var failures = []struct{ rcpt, want string }{
 	{"sleep@x.test", "timed out after 300ms"},
 	{"fatal@x.test", "trapped"},
 	{"exit@x.test", "trapped"},
-	{"panic@x.test", "verdict tempfail is outside the permissions"}, // a panic is a tempfail, which it may not give
+	{"panic@x.test", "panicked at rcpt: scripted panic"},
 	{"badcode@x.test", "bad output: reply code 250 is not 4xx or 5xx"},
 	{"inject@x.test", "bad output: header X-Test: value has control characters"},
 }
@@ -330,16 +330,31 @@ func TestRawOutputFailures(t *testing.T) {
 	}
 }
 
-func TestPanicWithTempfailPermission(t *testing.T) {
-	h, _ := newHost(t)
-	c := NewChain(load(t, h, scriptedSpec(t, "scripted", `permit = ["tempfail"]`)))
-	o := c.Run(context.Background(), rcpt("panic@x.test"), nil)
-	if o.Action != abi.Tempfail || o.Verdicts[0].Err != nil || o.Reply.Code != 451 ||
-		!strings.Contains(o.Reply.Message, "plugin panicked at rcpt: scripted panic") {
-		t.Errorf("panic: outcome %+v reply %+v, want the SDK's tempfail naming the panic", o, o.Reply)
+// A panic is a failure of the plugin, logged as a panic with the session,
+// even when the plugin may tempfail (which is how the SDK answers a host
+// that predates the verdict's failure field), and its on_failure applies.
+func TestPanicIsFailure(t *testing.T) {
+	h, logs := newHost(t)
+	for _, policy := range []FailurePolicy{Tempfail, Skip} {
+		s := scriptedSpec(t, "scripted", `permit = ["tempfail"]`)
+		s.OnFailure = policy
+		c := NewChain(load(t, h, s))
+		o := c.Run(context.Background(), rcpt("panic@x.test"), nil)
+		if len(o.Verdicts) != 1 || o.Verdicts[0].Err == nil || o.Verdicts[0].Err.Error() != "panicked at rcpt: scripted panic" {
+			t.Fatalf("%s: outcome %+v, want a failure saying the plugin panicked", policy, o)
+		}
+		if want := map[FailurePolicy]abi.Action{Tempfail: abi.Tempfail, Skip: abi.Continue}[policy]; o.Action != want {
+			t.Errorf("%s: action %v, want %v", policy, o.Action, want)
+		}
+		if policy == Tempfail && o.Reply.Message != "Filter scripted failed, try again later" {
+			t.Errorf("reply %+v, want the failure reply", o.Reply)
+		}
+		if n := calls(t, c); n != 1 {
+			t.Errorf("%s: after a panic the instance has seen %v calls, want a fresh one", policy, n)
+		}
 	}
-	if n := calls(t, c); n != 2 {
-		t.Errorf("after a recovered panic the instance has seen %v calls, want 2: the same instance", n)
+	if !strings.Contains(logs.String(), `msg="plugin failed" plugin=scripted stage=rcpt session=s1 on_failure=tempfail error="panicked at rcpt: scripted panic"`) {
+		t.Errorf("no log line saying the plugin panicked:\n%s", logs)
 	}
 }
 
@@ -355,6 +370,27 @@ func TestLog(t *testing.T) {
 	cut := fmt.Sprintf("msg=\"%s… (cut)\"", strings.Repeat("x", maxLogMessage))
 	if !strings.Contains(got, cut) {
 		t.Errorf("a long message was not cut at %d bytes", maxLogMessage)
+	}
+}
+
+// A log call whose region runs past the guest's memory is refused, as
+// every host function refuses such a region: it must not log the memory
+// the region does cover.
+func TestLogPastMemory(t *testing.T) {
+	h, logs := newHost(t)
+	c := NewChain(load(t, h, Spec{
+		Name: "raw", Path: wasmbuild.ForTest(t, "./gateway/internal/plugin/testdata/raw"), Instances: 1,
+	}))
+	if o := c.Run(context.Background(), rcpt("logpast@x.test"), nil); o.Action != abi.Accept {
+		t.Errorf("outcome %+v, want the plugin's accept", o)
+	}
+	got := logs.String()
+	if !strings.Contains(got, `level=WARN msg="plugin logged from outside its memory" plugin=raw`) ||
+		!strings.Contains(got, "len=2147483648") {
+		t.Errorf("no warning about the region:\n%s", got)
+	}
+	if strings.Contains(got, "(cut)") {
+		t.Errorf("memory was logged:\n%.300s", got)
 	}
 }
 

@@ -44,6 +44,7 @@ func editedLen(src []byte, edits []edit) int {
 // than guess their length.
 type scanner struct {
 	r     *reader
+	m     *module // for the types of functions and blocks
 	funcs funcIndices
 	check []byte // the check to insert at the top of each loop body
 	edits []edit
@@ -69,13 +70,48 @@ func (f funcIndices) remap(i uint32) uint32 {
 // yield is the index of the added import.
 func (f funcIndices) yield() uint32 { return f.imported }
 
-// funcIndex reads a function index and rewrites it if it moves.
-func (s *scanner) funcIndex() {
+// funcIndex reads a function index, rewrites it if it moves, and returns
+// it as it was.
+func (s *scanner) funcIndex() uint32 {
 	at := s.r.off
 	i := s.r.u32()
 	if s.r.err == nil && s.funcs.remap(i) != i {
 		s.edits = append(s.edits, edit{at: at, end: s.r.off, put: appendULEB(nil, uint64(s.funcs.remap(i)))})
 	}
+	return i
+}
+
+// funcType returns the type index of function i (of the input), or an
+// index past the types if there is no such function: the compiler refuses
+// that module later.
+func (m *module) funcType(i uint32) uint32 {
+	if i < uint32(len(m.importTypes)) {
+		return m.importTypes[i]
+	}
+	if i -= uint32(len(m.importTypes)); i < uint32(len(m.funcTypes)) {
+		return m.funcTypes[i]
+	}
+	return ^uint32(0)
+}
+
+// results returns the number of results of function type typ, 0 for a
+// type that does not exist.
+func (s *scanner) results(typ uint32) uint64 {
+	if typ < uint32(len(s.m.types)) {
+		return uint64(len(s.m.types[typ].results))
+	}
+	return 0
+}
+
+// blockType skips a block type and returns how many values the block may
+// define: its parameters, which become values of their own inside, and
+// its results.
+func (s *scanner) blockType() uint64 {
+	t := blockType(s.r)
+	if t >= 0 && t < int64(len(s.m.types)) {
+		return uint64(s.m.types[t].params) + uint64(len(s.m.types[t].results))
+	}
+	return 1
 }
 
 // flow is what scanning a function's instructions found out about how it
@@ -90,6 +126,14 @@ type flow struct {
 	// bulk says whether the function has bulk memory or table
 	// instructions, which got a guard that needs the scratch local.
 	bulk bool
+	// values bounds how many values the function's code defines: one per
+	// instruction, and for calls and blocks the results they give, and
+	// for a local set inside loops one per loop, which may join the
+	// value from an iteration to the value before the loop.
+	values uint64
+	// exits are the offsets of the function's return and return_call
+	// instructions, which leave it without passing its end.
+	exits []int
 }
 
 // needsEntryCheck says whether a function needs a check at entry: one that
@@ -107,16 +151,22 @@ func (s *scanner) expr() flow {
 	// straight stays true while every instruction so far falls through to
 	// the next: a loop reached then guards the function's entry.
 	straight := true
+	// loops has, for each open block, how many loops enclose it, itself
+	// included.
+	loops := []uint64{0}
 	for depth := 1; depth > 0 && r.err == nil; {
 		at := r.off
 		op := r.byte()
+		f.values++
 		switch op {
 		case 0x02: // block
-			blockType(r)
+			f.values += s.blockType()
 			depth++
+			loops = append(loops, loops[len(loops)-1])
 		case 0x03: // loop
-			blockType(r)
+			f.values += s.blockType()
 			depth++
+			loops = append(loops, loops[len(loops)-1]+1)
 			if r.err == nil {
 				s.edits = append(s.edits, edit{at: r.off, end: r.off, put: s.check})
 			}
@@ -125,14 +175,22 @@ func (s *scanner) expr() flow {
 			}
 			straight = false
 		case 0x04: // if
-			blockType(r)
+			f.values += s.blockType()
 			depth++
+			loops = append(loops, loops[len(loops)-1])
 			straight = false
 		case 0x0b: // end
 			depth--
+			loops = loops[:max(len(loops)-1, 1)]
 			straight = false
-		case 0x05, 0x0f: // else, return
+		case 0x05: // else
 			straight = false
+		case 0x0f: // return
+			f.exits = append(f.exits, at)
+			straight = false
+		case 0x21, 0x22: // local.set, local.tee
+			r.u32()
+			f.values += loops[len(loops)-1]
 		case 0x0c, 0x0d: // br, br_if
 			r.u32()
 			straight = false
@@ -143,11 +201,17 @@ func (s *scanner) expr() flow {
 			}
 			straight = false
 		case 0x10, 0x12: // call, return_call
-			s.funcIndex()
+			f.values += s.results(s.m.funcType(s.funcIndex()))
+			if op == 0x12 {
+				f.exits = append(f.exits, at)
+			}
 			f.calls, straight = true, false
 		case 0x11, 0x13: // call_indirect, return_call_indirect: type, table
+			f.values += s.results(r.u32())
 			r.u32()
-			r.u32()
+			if op == 0x13 {
+				f.exits = append(f.exits, at)
+			}
 			f.calls, straight = true, false
 		case 0xd2: // ref.func
 			s.funcIndex()
@@ -308,8 +372,9 @@ func memArg(r *reader) {
 // all read as one signed 33-bit number; or a reference type of the typed
 // function references proposal, which wazero decodes: 0x63 or 0x64 and a
 // heap type, another such number.
-func blockType(r *reader) {
-	switch t := r.sleb(33); {
+func blockType(r *reader) int64 {
+	t := r.sleb(33)
+	switch {
 	case t >= 0: // a type index
 	case t == -0x40: // empty
 	case t == -0x1d || t == -0x1c: // (ref null ht), (ref ht)
@@ -318,6 +383,7 @@ func blockType(r *reader) {
 	default:
 		r.failf("unknown block type %d", t)
 	}
+	return t
 }
 
 func valType(r *reader) {

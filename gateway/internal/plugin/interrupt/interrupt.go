@@ -84,14 +84,25 @@ type section struct {
 // module is what Instrument needs to know of a module.
 type module struct {
 	sections []section
-	// params has the number of parameters of each function type; the
-	// yield function's type is the next.
-	params []uint32
-	// funcTypes has the type of each function the module defines.
-	funcTypes []uint32
-	funcs     funcIndices
-	globals   uint32  // imported and defined: the flag is the next
-	start     *uint32 // the start function, if any
+	// types has each function type; the yield function's type is the
+	// next, then the block types of the stack accounting (blockTypes).
+	types []funcType
+	// importTypes and funcTypes have the type of each function the module
+	// imports and defines.
+	importTypes, funcTypes []uint32
+	funcs                  funcIndices
+	globals                uint32  // imported and defined: the flag is the next
+	start                  *uint32 // the start function, if any
+	// blockTypes maps a function type with more than one result to the
+	// type, added, of a block with those results and no parameters: the
+	// block that wraps a counted function's body.
+	blockTypes map[uint32]uint32
+}
+
+// funcType is what instrumenting needs of a function type.
+type funcType struct {
+	params  uint32
+	results []byte // the value types, one byte each
 }
 
 // Instrument returns the module with interrupt checks inserted, the flag
@@ -190,7 +201,7 @@ func (m *module) read(s section) error {
 	case secCustom: // read when written: a malformed one is dropped
 	case secType:
 		what = "type section"
-		m.params = readTypes(r)
+		m.types = readTypes(r)
 	case secFunction:
 		what = "function section"
 		n := r.count()
@@ -233,26 +244,31 @@ func end(r *reader) {
 	}
 }
 
-// readTypes returns the number of parameters of each type, all of which
-// must be function types.
-func readTypes(r *reader) []uint32 {
+// readTypes returns the types, all of which must be function types.
+func readTypes(r *reader) []funcType {
 	n := r.count()
-	var params []uint32
+	var types []funcType
 	for i := uint32(0); i < n && r.err == nil; i++ {
 		if form := r.byte(); form != 0x60 {
 			r.failf("type %d is not a function type (form %#02x)", i, form)
 		}
-		params = append(params, r.count())
-		for j := uint32(0); j < params[i] && r.err == nil; j++ {
+		var t funcType
+		t.params = r.count()
+		for j := uint32(0); j < t.params && r.err == nil; j++ {
 			valType(r)
 		}
 		results := r.count()
+		at := r.off
 		for j := uint32(0); j < results && r.err == nil; j++ {
 			valType(r)
 		}
+		if r.err == nil {
+			t.results = r.b[at:r.off]
+		}
+		types = append(types, t)
 	}
 	end(r)
-	return params
+	return types
 }
 
 func (m *module) readImports(r *reader) {
@@ -264,7 +280,7 @@ func (m *module) readImports(r *reader) {
 		r.name() // field
 		switch kind := r.byte(); kind {
 		case 0x00: // function: a type index
-			r.u32()
+			m.importTypes = append(m.importTypes, r.u32())
 			m.funcs.imported++
 		case 0x01: // table: reference type, limits
 			refType(r)
@@ -337,6 +353,7 @@ func (m *module) write(size int) ([]byte, error) {
 	flag := m.globals // the next global indices
 	fuel := flag + 1
 	check := m.check(flag, fuel)
+	m.addBlockTypes()
 	out := make([]byte, 0, size+size/16)
 	out = append(out, header...)
 	// The module may lack a section that instrumenting adds to: add it
@@ -427,10 +444,16 @@ func (m *module) rewrite(s section, check []byte) ([]byte, error) {
 		}
 		return s.content, nil
 	case secType:
-		return grow(s.content, nil, 1, []byte{0x60, 0x00, 0x00}), nil // () → ()
+		added := []byte{0x60, 0x00, 0x00} // () → (), the yield function's
+		for i, t := range m.types {
+			if _, ok := m.blockTypes[uint32(i)]; ok { // () → (t's results)
+				added = append(appendULEB(append(added, 0x60, 0x00), uint64(len(t.results))), t.results...)
+			}
+		}
+		return grow(s.content, nil, 1+uint32(len(m.blockTypes)), added), nil
 	case secImport:
 		yield := appendName(appendName(nil, YieldModule), YieldFunc)
-		yield = appendULEB(append(yield, 0x00), uint64(len(m.params))) // a function of the type added
+		yield = appendULEB(append(yield, 0x00), uint64(len(m.types))) // a function of the type added
 		return grow(s.content, nil, 1, yield), nil
 	case secGlobal:
 		return m.globalSection(s.content)
@@ -483,11 +506,13 @@ func (m *module) globalSection(content []byte) ([]byte, error) {
 	if s.r.err != nil {
 		return nil, fmt.Errorf("global section: %w", s.r.err)
 	}
-	// Both mutable i32s, initialised by a constant expression.
+	// All mutable i32s, initialised by a constant expression.
 	added := []byte{0x7f, 0x01, 0x41, 0x00, 0x0b} // the flag: i32.const 0
 	added = append(added, 0x7f, 0x01, 0x41)
 	added = append(appendSLEB(added, YieldEvery), 0x0b) // the fuel
-	return grow(content, s.edits, 2, added), nil
+	added = append(added, 0x7f, 0x01, 0x41)
+	added = append(appendSLEB(added, StackBudget), 0x0b) // the stack budget
+	return grow(content, s.edits, 3, added), nil
 }
 
 // exportSection adds the flag and the start function, and rewrites
@@ -511,7 +536,9 @@ func (m *module) exportSection(content []byte) ([]byte, error) {
 	}
 	added := appendName(nil, Global)
 	added = appendULEB(append(added, 0x03), uint64(m.globals)) // a global: the flag
-	extra := uint32(1)
+	added = appendName(added, StackGlobal)
+	added = appendULEB(append(added, 0x03), uint64(m.stackGlobal()))
+	extra := uint32(2)
 	if m.start != nil {
 		added = appendName(added, Start)
 		added = appendULEB(append(added, 0x00), uint64(m.funcs.remap(*m.start))) // a function
@@ -575,11 +602,11 @@ func (m *module) codeSection(content []byte, check []byte) ([]byte, error) {
 		if r.err != nil {
 			break
 		}
-		if int(i) >= len(m.funcTypes) || int(m.funcTypes[i]) >= len(m.params) {
+		if int(i) >= len(m.funcTypes) || int(m.funcTypes[i]) >= len(m.types) {
 			return nil, fmt.Errorf("code of function %d: the function has no type", m.funcs.imported+i)
 		}
 		var err error
-		if edits, err = m.body(code, check, m.params[m.funcTypes[i]], edits[:0]); err != nil {
+		if edits, err = m.body(code, check, m.funcTypes[i], edits[:0]); err != nil {
 			return nil, fmt.Errorf("code of function %d: %w", m.funcs.imported+i, err)
 		}
 		out = appendULEB(out, uint64(editedLen(code, edits)))
@@ -593,13 +620,13 @@ func (m *module) codeSection(content []byte, check []byte) ([]byte, error) {
 }
 
 // body scans one function body (locals, then instructions) of a function
-// with params parameters, and returns its edits, in order.
-func (m *module) body(code, check []byte, params uint32, edits []edit) ([]edit, error) {
+// of type typ, and returns its edits, in order.
+func (m *module) body(code, check []byte, typ uint32, edits []edit) ([]edit, error) {
 	s := m.scanner(code, check)
 	s.edits = edits
 	groups := s.r.count()
 	groupsEnd := s.r.off
-	locals := uint64(params)
+	locals := uint64(m.types[typ].params)
 	for i := uint32(0); i < groups && s.r.err == nil; i++ {
 		locals += uint64(s.r.u32()) // how many locals of this type
 		valType(s.r)
@@ -623,8 +650,17 @@ func (m *module) body(code, check []byte, params uint32, edits []edit) ([]edit, 
 		head = append(head, edit{at: 0, end: groupsEnd, put: appendULEB(nil, uint64(groups)+1)},
 			edit{at: start, end: start, put: []byte{0x01, 0x7f}})
 	}
+	frame := frameSize(locals, f.values)
+	counted := f.calls || frame > LeafFrame
+	if counted {
+		head = append(head, edit{at: start, end: start, put: m.stackEntry(frame)})
+	}
 	if f.needsEntryCheck() {
 		head = append(head, edit{at: start, end: start, put: check})
+	}
+	if counted {
+		head = append(head, edit{at: start, end: start, put: append([]byte{0x02}, m.blockType(typ)...)})
+		s.edits = m.stackExits(s.edits, f.exits, len(code), frame)
 	}
 	if head != nil {
 		s.edits = append(head, s.edits...)
@@ -633,7 +669,7 @@ func (m *module) body(code, check []byte, params uint32, edits []edit) ([]edit, 
 }
 
 func (m *module) scanner(b, check []byte) *scanner {
-	return &scanner{r: &reader{b: b}, funcs: m.funcs, check: check}
+	return &scanner{r: &reader{b: b}, m: m, funcs: m.funcs, check: check}
 }
 
 // nameSection rewrites the function indices of the "name" section's

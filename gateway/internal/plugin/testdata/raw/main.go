@@ -12,6 +12,9 @@ import (
 //go:wasmimport sluice abi_version_1
 func abiVersion1()
 
+//go:wasmimport sluice log
+func hostLog(level int32, ptr unsafe.Pointer, size uint32)
+
 var (
 	in  = make([]byte, 4096)
 	out []byte
@@ -52,6 +55,9 @@ func handle(n uint32) uint64 {
 		return abi.PackResult(0xffff0000, 16)
 	case "huge":
 		return abi.PackResult(0, 0xffffffff)
+	case "logpast": // a log message that runs past the end of memory
+		hostLog(abi.LogWarn, unsafe.Pointer(&in[0]), 0x80000000)
+		out = abi.AppendVerdict(out[:0], &abi.Verdict{Action: abi.Accept})
 	default:
 		out = abi.AppendVerdict(out[:0], &abi.Verdict{Action: abi.Accept})
 	}

@@ -1,0 +1,131 @@
+package interrupt
+
+import (
+	"slices"
+)
+
+// The stack accounting. wazero runs a module's calls on a stack of its own
+// that grows, by doubling, up to about 400 MB before it reports a stack
+// overflow, outside the memory limit: a plugin that recurses without end
+// would take the gateway's memory with it. So Instrument also makes a
+// module count what its calls put on that stack. A budget, a mutable
+// global exported as StackGlobal, starts at StackBudget bytes; the entry
+// of a counted function takes an estimate of its frame from it, or traps
+// if the budget is short, and every way out of the function (its end, a
+// branch to its outermost block, return, return_call) gives it back. The
+// body of a counted function is wrapped in a block, so that a branch out
+// of the function reaches the code that gives the frame back; only
+// return needs code of its own.
+//
+// A function that calls no other and whose estimate is at most LeafFrame
+// is not counted, which spares the small functions called most often: it
+// can only be the top frame, so it adds at most LeafFrame to the stack.
+
+const (
+	// StackGlobal is the name under which an instrumented module exports
+	// its stack budget, a mutable i32. The module sets it to StackTrapped
+	// when it traps for want of budget, so that the host can tell that
+	// trap from others.
+	StackGlobal = "sluice_stack"
+	// StackBudget is the budget, in bytes, that a module starts with:
+	// what its calls may put on wazero's stack at once, by the estimates.
+	StackBudget = 4 << 20
+	// StackTrapped is the budget's value after the module trapped because
+	// a call would have gone over it.
+	StackTrapped = ^uint32(0)
+	// LeafFrame is the largest estimate of a function that is not
+	// counted because it calls no other.
+	LeafFrame = 1 << 10
+	// MaxStack bounds what a module's calls need of wazero's stack:
+	// the budget and one uncounted function on top. wazero allocates its
+	// stack by doubling, so it allocates at most twice that per function
+	// the host calls, and the old copy is garbage after growing.
+	MaxStack = StackBudget + LeafFrame
+
+	// frameBase and valueBytes make the estimate of a frame from what the
+	// function may hold across a call (frameSize). They are set from
+	// wazero v1.12's compiler on amd64, which gives each value it spills
+	// a slot of its own for the whole call: the frames measured (a
+	// function with many locals live across a call, with a deep operand
+	// stack, or redefining its locals between many calls) needed 12 to 24
+	// bytes per instruction, and the smallest frame 190 bytes.
+	frameBase  = 256
+	valueBytes = 48
+)
+
+// frameSize estimates the bytes a function's frame takes on wazero's
+// stack, from its locals (parameters included) and the values its code
+// may define (scanner.values): each of those may be spilled to a slot of
+// its own.
+func frameSize(locals, values uint64) uint32 {
+	return uint32(min(frameBase+valueBytes*(locals+values), StackBudget+1))
+}
+
+// stackGlobal is the index of the budget's global.
+func (m *module) stackGlobal() uint32 { return m.globals + 2 }
+
+// addBlockTypes assigns a block type to each function type with more than
+// one result: a counted function's body is wrapped in a block of its
+// results, and only a type index can give more than one.
+func (m *module) addBlockTypes() {
+	m.blockTypes = map[uint32]uint32{}
+	next := uint32(len(m.types)) + 1 // after the yield function's
+	for i, t := range m.types {
+		if len(t.results) > 1 {
+			m.blockTypes[uint32(i)] = next
+			next++
+		}
+	}
+}
+
+// blockType is the block type of a block with the results of function
+// type typ.
+func (m *module) blockType(typ uint32) []byte {
+	results := m.types[typ].results
+	switch len(results) {
+	case 0:
+		return []byte{0x40}
+	case 1:
+		return results
+	}
+	return appendSLEB(nil, int64(m.blockTypes[typ]))
+}
+
+// stackEntry returns the code at the entry of a counted function with an
+// estimate of frame bytes:
+//
+//	if budget < frame { budget = StackTrapped; unreachable }
+//	budget -= frame
+func (m *module) stackEntry(frame uint32) []byte {
+	g := uint64(m.stackGlobal())
+	b := appendULEB([]byte{0x23}, g)              // global.get budget
+	b = appendSLEB(append(b, 0x41), int64(frame)) // i32.const frame
+	b = append(b, 0x49, 0x04, 0x40, 0x41, 0x7f)   // i32.lt_u; if; i32.const -1
+	b = appendULEB(append(b, 0x24), g)            //   global.set budget
+	b = append(b, 0x00, 0x0b)                     //   unreachable; end
+	return append(b, m.stackAdjust(frame, 0x6b)...)
+}
+
+// stackAdjust returns budget = budget op frame, op being i32.add or
+// i32.sub.
+func (m *module) stackAdjust(frame uint32, op byte) []byte {
+	g := uint64(m.stackGlobal())
+	b := appendULEB([]byte{0x23}, g)              // global.get budget
+	b = appendSLEB(append(b, 0x41), int64(frame)) // i32.const frame
+	b = appendULEB(append(b, op, 0x24), g)        // op; global.set budget
+	return b
+}
+
+// stackExits adds to edits, which are in order, the code that gives a
+// counted function's frame back: before each return and return_call at
+// the offsets exits, and after the end of the block that wraps its body,
+// at the end of its code, followed by the function's own end.
+func (m *module) stackExits(edits []edit, exits []int, codeLen int, frame uint32) []edit {
+	back := m.stackAdjust(frame, 0x6a)
+	for _, at := range exits {
+		edits = append(edits, edit{at: at, end: at, put: back})
+	}
+	edits = append(edits, edit{at: codeLen, end: codeLen, put: append(back[:len(back):len(back)], 0x0b)})
+	slices.SortStableFunc(edits, func(a, b edit) int { return a.at - b.at })
+	return edits
+}
