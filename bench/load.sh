@@ -370,7 +370,7 @@ sluice_once() {
 	printf '  %-8s  %6s %5s sessions: %6s msg/s (%s s), %s µs CPU/msg (%s%% in the kernel), peak RSS %s MiB, others used %s%%, %d not delivered (Sluice: %s)\n' \
 		"$profile" "$(human_size "$size")" "$sessions" "$RATE" "$SECS" "$CPU" "$SYS" "$RSS" "$OTHERS" "$FAILED" "$outcomes"
 	if [ "$FAILED" -gt 0 ]; then
-		grep 'msg=message' "$WORK/$name.log" | grep -v 'outcome="250 ' | head -3 | sed 's/^/    /' || true
+		grep 'msg=message' "$WORK/$name.log" | grep -v 'outcome=forwarded' | head -3 | sed 's/^/    /' || true
 	fi
 }
 
