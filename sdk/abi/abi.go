@@ -209,6 +209,11 @@ type Request struct {
 	// the data stage. (SPF runs from MAIL FROM on, in the background; the
 	// data stage is where every result is known.)
 	Auth Auth
+	// ClientNameResult is how ClientName was found (forward-confirmed
+	// reverse DNS): pass (ClientName is set), fail (the PTR names do not
+	// resolve back to ClientIP), none (no PTR record), temperror (DNS
+	// failed), or "" from a host that does not look it up.
+	ClientNameResult string
 }
 
 // Auth holds the host's authentication results. Result words are those of

@@ -195,6 +195,7 @@ func AppendRequest(b []byte, m *Request) []byte {
 	e.str(m.Rcpt)
 	e.uint(m.Size)
 	e.auth(&m.Auth)
+	e.str(m.ClientNameResult)
 	return e.b
 }
 
@@ -274,6 +275,7 @@ func DecodeRequest(b []byte, m *Request) error {
 		Size:       d.uint(),
 		Auth:       d.auth(),
 	}
+	m.ClientNameResult = d.str()
 	return d.err
 }
 

@@ -9,11 +9,14 @@ import (
 type Envelope struct {
 	ClientIP   string
 	ClientName string // the verified reverse DNS name, or ""
-	Helo       string
-	TLS        bool
-	MailFrom   string // "" for the null sender
-	UTF8       bool
-	Rcpts      []string
+	// ClientNameResult is how ClientName was found: pass, fail, none or
+	// temperror (abi.Request.ClientNameResult).
+	ClientNameResult string
+	Helo             string
+	TLS              bool
+	MailFrom         string // "" for the null sender
+	UTF8             bool
+	Rcpts            []string
 	// Message is what DATA carries: header fields, an empty line, the
 	// body. Its length (after line ends become CRLF) is the request's Size.
 	Message []byte
@@ -62,7 +65,7 @@ func (s Step) String() string {
 // refused. Each request carries the session so far.
 func (p *Plugin) Session(e Envelope) []Step {
 	req := abi.Request{
-		SessionID: SessionID, ClientIP: e.ClientIP, ClientName: e.ClientName,
+		SessionID: SessionID, ClientIP: e.ClientIP, ClientName: e.ClientName, ClientNameResult: e.ClientNameResult,
 	}
 	var steps []Step
 	run := func(stage abi.Stage) (refused bool) {
