@@ -81,12 +81,16 @@ func newRewriter(s settings, domains []string) (*rewriter, error) {
 // forged reply address) at rcpt; replaces From and adds Reply-To and its
 // result at data, or defers when it cannot read the header.
 func (r *rewriter) permissions() abi.Permissions {
-	return abi.MaySetDestination | abi.MayReject | abi.MayTempfail | abi.MayAddHeaders | abi.MayRemoveHeaders
+	return abi.MayAccept | abi.MaySetDestination | abi.MayReject | abi.MayTempfail | abi.MayAddHeaders | abi.MayRemoveHeaders
 }
 
 // route sends a recipient that is one of our reply addresses to the author
 // it stands for, refuses one in the form of a reply address that we did
 // not mint, and leaves any other recipient to the other plugins.
+//
+// A reply is accepted, which ends the chain for that recipient: the
+// router after us would otherwise give it its domain's catch-all, forward
+// or reject, and the last destination set wins.
 func (r *rewriter) route(rcpt string) sdk.Verdict {
 	at := strings.LastIndex(rcpt, "@")
 	if at <= 0 {
@@ -103,7 +107,7 @@ func (r *rewriter) route(rcpt string) sdk.Verdict {
 	case !ok:
 		return sdk.Reject(550, "5.1.1", fmt.Sprintf("<%s>: no such reply address here", printable(rcpt)))
 	}
-	return sdk.Continue().WithDestination(author)
+	return sdk.Accept().WithDestination(author)
 }
 
 // decide is the verdict at data: the From rewritten, or the message left
