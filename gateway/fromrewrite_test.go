@@ -10,6 +10,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/sluice-mail/sluice/gateway/internal/dkim"
+	"github.com/sluice-mail/sluice/gateway/internal/dkimpy"
 	"github.com/sluice-mail/sluice/gateway/internal/wasmbuild"
 )
 
@@ -18,9 +19,11 @@ import (
 // DMARC here by SPF alone (spf-only.example, p=reject), by an aligned
 // DKIM signature (signed.example, p=reject), and with policy none
 // (relaxed.example). Each has its MX at the destination, where replies go.
-func startFromRewrite(t *testing.T) *env {
+// settings are lines added to the plugin's config; before are plugins
+// ahead of it in the chain.
+func startFromRewrite(t *testing.T, settings, before string) *env {
 	t.Helper()
-	e := startEnv(t, envOptions{plugins: fmt.Sprintf(`
+	e := startEnv(t, envOptions{plugins: before + fmt.Sprintf(`
 [[plugin]]
 name = "fromrewrite"
 path = %q
@@ -28,6 +31,7 @@ capabilities = ["headers"]
 [plugin.config]
 domain = "ours.test"
 secret = "fromrewrite-test-secret-0123"
+%s
 
 [[plugin]]
 name = "router"
@@ -43,7 +47,7 @@ text = "No such address"
 [[plugin]]
 name = "dmarc"
 path = %q
-`, wasmbuild.ForTest(t, "./plugins/fromrewrite"), wasmbuild.ForTest(t, "./plugins/router"), routerRules, wasmbuild.ForTest(t, "./plugins/dmarc"))})
+`, wasmbuild.ForTest(t, "./plugins/fromrewrite"), settings, wasmbuild.ForTest(t, "./plugins/router"), routerRules, wasmbuild.ForTest(t, "./plugins/dmarc"))})
 	txt, _ := dkim.TXTRecord(testKeys(t).list)
 	e.zone += `
 spf-only.example.          300 IN TXT "v=spf1 ip4:127.0.0.0/8 -all"
@@ -79,7 +83,7 @@ func fields(msg []byte, name string) []string {
 // From reach the author, and an address in that form we did not mint is
 // refused.
 func TestFromRewrittenAndRepliesRouted(t *testing.T) {
-	e := startFromRewrite(t)
+	e := startFromRewrite(t, "", "")
 	msg := "From: =?utf-8?q?J=C3=B6rg_M=C3=BCller?= <joerg@spf-only.example>\r\n" +
 		"To: info@ours.test\r\nSubject: rewritten\r\nDate: Thu, 26 Nov 2026 10:00:00 +0000\r\n" +
 		"Message-ID: <1@spf-only.example>\r\n\r\nHello.\r\n"
@@ -144,18 +148,9 @@ func TestFromRewrittenAndRepliesRouted(t *testing.T) {
 // with an aligned DKIM signature, and mail whose author asks for nothing
 // (p=none). A Reply-To of the author's is kept.
 func TestFromLeftAlone(t *testing.T) {
-	e := startFromRewrite(t)
-	signer, err := dkim.NewSigner(dkim.SignerConfig{Domain: "signed.example", Keys: []dkim.Key{{Selector: "s1", Signer: testKeys(t).list}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	signedMsg := "From: Sam <sam@signed.example>\r\nTo: info@ours.test\r\nSubject: signed\r\n\r\nHello.\r\n"
-	sig, err := signer.Sign([]byte(signedMsg))
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := startFromRewrite(t, "", "")
 	for _, m := range []struct{ from, msg, wantFrom string }{
-		{"sam@signed.example", string(sig) + signedMsg, "Sam <sam@signed.example>"},
+		{"sam@signed.example", signedBySam(t), "Sam <sam@signed.example>"},
 		{"rita@relaxed.example", "From: Rita <rita@relaxed.example>\r\nSubject: none\r\n\r\nHello.\r\n", "Rita <rita@relaxed.example>"},
 	} {
 		if err := e.send(t, m.from, "info@ours.test", m.msg); err != nil {
@@ -183,5 +178,66 @@ func TestFromLeftAlone(t *testing.T) {
 	}
 	if rt := fields(got, "Reply-To"); len(rt) != 1 || rt[0] != "Team <team@spf-only.example>" {
 		t.Errorf("Reply-To %q, want the message's own", rt)
+	}
+}
+
+// signedBySam is a message of signed.example, which its DKIM signature
+// aligns with.
+func signedBySam(t *testing.T) string {
+	t.Helper()
+	signer, err := dkim.NewSigner(dkim.SignerConfig{Domain: "signed.example", Keys: []dkim.Key{{Selector: "s1", Signer: testKeys(t).list}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := "From: Sam <sam@signed.example>\r\nTo: info@ours.test\r\nSubject: signed\r\n" +
+		"Date: Thu, 26 Nov 2026 10:00:00 +0000\r\nMessage-ID: <3@signed.example>\r\n\r\nHello.\r\n"
+	sig, err := signer.Sign([]byte(msg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(sig) + msg
+}
+
+// A plugin that tags the Subject breaks the author's signature, so that
+// the destination's DMARC check of the author's domain fails after all,
+// although it passed here by DKIM; with rewrite_signed the From is
+// rewritten, and our signature is what the destination's check rests on.
+func TestSubjectTagBreaksAuthorSignature(t *testing.T) {
+	tagger := fmt.Sprintf(`
+[[plugin]]
+name = "subjecttag"
+path = %q
+capabilities = ["headers"]
+[[plugin.config.rule]]
+tag = "[EXTERNAL]"
+`, wasmbuild.ForTest(t, "./examples/subjecttag"))
+	for _, rewriteSigned := range []bool{false, true} {
+		e := startFromRewrite(t, fmt.Sprintf("rewrite_signed = %v", rewriteSigned), tagger)
+		if err := e.send(t, "sam@signed.example", "info@ours.test", signedBySam(t)); err != nil {
+			t.Fatal(err)
+		}
+		got := e.dest.deliveries()[0].data
+		if s := fieldValue(got, "Subject"); s != "[EXTERNAL] signed" {
+			t.Fatalf("Subject %q, want it tagged", s)
+		}
+		if ar := fieldValue(got, "Authentication-Results"); !strings.Contains(ar, "dkim=pass") || !strings.Contains(ar, "header.d=signed.example") {
+			t.Errorf("Authentication-Results %q: want the author's signature passing here", ar)
+		}
+		// The destination, verifying as dkimpy does, finds our two
+		// signatures good and the author's broken.
+		records := map[string]string{"s1._domainkey.signed.example.": mustTXT(t, e.resolver(t), "s1._domainkey.signed.example")}
+		for sel := range e.keys {
+			records[sel+"._domainkey.ours.test."] = e.keys[sel]
+		}
+		if res := dkimpy.Check(t, got, records); len(res.DKIM) != 3 || !res.DKIM[0] || !res.DKIM[1] || res.DKIM[2] {
+			t.Errorf("dkimpy: DKIM results %v, want ours valid and the author's broken by the tag", res.DKIM)
+		}
+		from := fieldValue(got, "From")
+		if rewritten := strings.Contains(from, "sam_at_signed.example_"); rewritten != rewriteSigned {
+			t.Errorf("rewrite_signed = %v: From %q", rewriteSigned, from)
+		}
+		if rewriteSigned {
+			e.checkForwarded(t, got, 1)
+		}
 	}
 }

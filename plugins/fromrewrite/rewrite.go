@@ -194,7 +194,12 @@ func result(d *abi.DMARC, addr string) string {
 	if d.Reason != "" {
 		c += ", " + d.Reason
 	}
-	c += "; From rewritten to " + addr + ": no aligned DKIM signature to survive forwarding"
+	c += "; From rewritten to " + addr + ": "
+	if d.DKIMAligned {
+		c += "rewrite_signed, the author's signature may not survive our changes"
+	} else {
+		c += "no aligned DKIM signature to survive forwarding"
+	}
 	return "dmarc=pass (" + commentText(c) + ") header.from=" + d.FromDomain
 }
 

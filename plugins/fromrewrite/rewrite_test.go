@@ -139,8 +139,12 @@ func TestRewriteSigned(t *testing.T) {
 	p := newPlugin(t, testConfig+"rewrite_signed = true\n")
 	req := passing("reject")
 	req.Auth.DMARC.DKIMAligned = true
-	if v := data(t, p, req, "From: alice@example.org\r\n"); field(v, "From") == "" {
+	v := data(t, p, req, "From: alice@example.org\r\n")
+	if field(v, "From") == "" {
 		t.Errorf("aligned DKIM with rewrite_signed: %s, want From rewritten", describe(v))
+	}
+	if ar := field(v, resultsField); !strings.Contains(ar, ": rewrite_signed, the author's signature may not survive our changes)") {
+		t.Errorf("Authentication-Results entry %q, want the reason", ar)
 	}
 }
 
