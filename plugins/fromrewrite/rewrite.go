@@ -142,6 +142,11 @@ func (r *rewriter) decide(req *sdk.Request) sdk.Verdict {
 	if len(from) != 1 {
 		return r.leave(req, fmt.Sprintf("%d From fields", len(from)))
 	}
+	if strings.ContainsFunc(from[0], control) {
+		// Copied into Reply-To, it would make our verdict one the gateway
+		// refuses, and the sender would be told to retry for ever.
+		return r.leave(req, fmt.Sprintf("the From field %q has control characters", from[0]))
+	}
 	author, err := parseFrom(from[0])
 	if err != nil {
 		return r.leave(req, fmt.Sprintf("the From field %q: %v", from[0], err))
@@ -279,6 +284,10 @@ func commentText(s string) string {
 		return r
 	}, s)), " ")
 }
+
+// control reports whether r is a control character other than a tab,
+// which a header field's value may not hold.
+func control(r rune) bool { return r < 0x20 && r != '\t' || r == 0x7f }
 
 // printable makes text from the message safe for a reply line or a log:
 // the gateway treats a control character there as a broken plugin.

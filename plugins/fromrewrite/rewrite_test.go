@@ -126,6 +126,7 @@ func TestLeavesAlone(t *testing.T) {
 		"From: Alice <alice@elsewhere.example>\r\n",                    // not the domain DMARC checked
 		"From: undisclosed\r\n",                                        // no address
 		"From: jörg@example.org\r\n",                                   // non-ASCII without SMTPUTF8
+		"From: Alice (\x01) <alice@example.org>\r\n",                   // a control character
 	} {
 		if v := data(t, p, passing("reject"), from); describe(v) != "continue" {
 			t.Errorf("%q: %s, want continue", from, describe(v))
@@ -180,6 +181,8 @@ func TestDisplayNames(t *testing.T) {
 		{"Jörg <alice@example.org>", "Jörg via your-domain.test", ""},
 		// Outside what we decode: kept as written, our words in a quoted string.
 		{"=?windows-1252?Q?J=F6rg?= <alice@example.org>", "", `=?windows-1252?Q?J=F6rg?= "via your-domain.test" ` + addr},
+		// Line breaks in a name stay encoded.
+		{"=?utf-8?q?a=0D=0Ab?= <alice@example.org>", "a\r\nb via your-domain.test", ""},
 		// A name long enough to need several encoded words.
 		{"=?utf-8?b?" + base64.StdEncoding.EncodeToString([]byte(strings.Repeat("ü", 60))) + "?= <alice@example.org>", strings.Repeat("ü", 60) + " via your-domain.test", ""},
 	}
