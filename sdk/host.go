@@ -31,6 +31,14 @@ type Imports interface {
 	CounterAdd(name string, delta float64) int32
 }
 
+// LookupManyImports is the batched DNS lookup (abi.FuncDNSLookupMany), kept
+// out of Imports so that stand-ins written before it still satisfy
+// Imports: LookupMany asks their DNSLookup once per name instead. names is
+// the list of names in the ABI's encoding (abi.AppendStrings).
+type LookupManyImports interface {
+	DNSLookupMany(qtype uint16, names []byte, buf []byte) int32
+}
+
 // imports are the host functions the typed functions call: the gateway's
 // in a WebAssembly build, none natively until a test sets some. It is
 // package state because the gateway's imports are package-level functions.
@@ -249,6 +257,59 @@ func Lookup(qtype uint16, name string) ([]string, error) {
 		return nil, fmt.Errorf("sdk: %s: %w", abi.FuncDNSLookup, err)
 	}
 	return list, nil
+}
+
+// Answer is one name's answer of LookupMany: its records, as Lookup gives
+// them, or why there are none (ErrNotFound, ErrTemporary, ErrBudget, ...).
+type Answer struct {
+	Records []string
+	Err     error
+}
+
+// LookupMany looks up the records of type qtype at each of names at the
+// same time, and waits for the slowest: a plugin is single-threaded, and
+// this is how it asks a few lists at once. Each name counts as one lookup
+// against the call's budget; at most abi.MaxLookupMany names. The answers
+// come in the order of names. The error is for the call as a whole (the
+// "dns" capability not granted, too many names, ...).
+func LookupMany(qtype uint16, names []string) ([]Answer, error) {
+	i := imports
+	if i == nil {
+		return nil, fmt.Errorf("sdk: %s: %w", abi.FuncDNSLookupMany, ErrNoHost)
+	}
+	many, ok := i.(LookupManyImports)
+	if !ok {
+		answers := make([]Answer, len(names))
+		for n, name := range names {
+			answers[n].Records, answers[n].Err = Lookup(qtype, name)
+		}
+		return answers, nil
+	}
+	list := abi.AppendStrings(nil, names)
+	b, err := fetch(abi.FuncDNSLookupMany, func(_ Imports, buf []byte) int32 { return many.DNSLookupMany(qtype, list, buf) })
+	if err != nil {
+		return nil, err
+	}
+	parts, err := abi.DecodeStrings(b)
+	if err == nil && len(parts) != len(names) {
+		err = abi.ErrMalformed
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sdk: %s: %w", abi.FuncDNSLookupMany, err)
+	}
+	answers := make([]Answer, len(names))
+	for n, p := range parts {
+		records, code, err := abi.DecodeLookupAnswer([]byte(p))
+		switch {
+		case err != nil:
+			return nil, fmt.Errorf("sdk: %s: %w", abi.FuncDNSLookupMany, err)
+		case code < 0:
+			answers[n].Err = hostError(abi.FuncDNSLookup, code)
+		default:
+			answers[n].Records = records
+		}
+	}
+	return answers, nil
 }
 
 // LookupTXT returns the TXT records at name, each one's strings joined.

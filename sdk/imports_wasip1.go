@@ -23,6 +23,9 @@ func hostBodyRead(offset uint32, buf unsafe.Pointer, bufCap uint32) int32
 //go:wasmimport sluice dns_lookup
 func hostDNSLookup(qtype uint32, name unsafe.Pointer, nameLen uint32, buf unsafe.Pointer, bufCap uint32) int32
 
+//go:wasmimport sluice dns_lookup_many
+func hostDNSLookupMany(qtype uint32, names unsafe.Pointer, namesLen uint32, buf unsafe.Pointer, bufCap uint32) int32
+
 //go:wasmimport sluice kv_get
 func hostKVGet(key unsafe.Pointer, keyLen uint32, buf unsafe.Pointer, bufCap uint32) int32
 
@@ -70,6 +73,12 @@ func (wasmImports) DNSLookup(qtype uint16, name string, b []byte) int32 {
 	np, nl := str(name)
 	bp, bl := buf(b)
 	return hostDNSLookup(uint32(qtype), np, nl, bp, bl)
+}
+
+func (wasmImports) DNSLookupMany(qtype uint16, names []byte, b []byte) int32 {
+	np, nl := buf(names)
+	bp, bl := buf(b)
+	return hostDNSLookupMany(uint32(qtype), np, nl, bp, bl)
 }
 
 func (wasmImports) KVGet(key string, b []byte) int32 {

@@ -26,6 +26,11 @@ const (
 	// looks name up and writes the answers as a list of strings, if it
 	// fits, and returns its length.
 	FuncDNSLookup = "dns_lookup"
+	// FuncDNSLookupMany (qtype, names_ptr, names_len, buf_ptr, buf_cap i32)
+	// -> i32 looks up every name of a list of strings at the same time
+	// and writes one answer per name (AppendLookupAnswer), as a list of
+	// strings, if it fits, and returns its length.
+	FuncDNSLookupMany = "dns_lookup_many"
 	// FuncKVGet (key_ptr, key_len, buf_ptr, buf_cap i32) -> i32 writes the
 	// value stored under key, if it fits, and returns its length.
 	FuncKVGet = "kv_get"
@@ -85,7 +90,7 @@ type Capability uint8
 const (
 	CapHeaders Capability = 1 << iota // FuncHeaderGet, FuncHeaders
 	CapBody                           // FuncBodySize, FuncBodyRead
-	CapDNS                            // FuncDNSLookup
+	CapDNS                            // FuncDNSLookup, FuncDNSLookupMany
 	CapKV                             // FuncKVGet, FuncKVSet, FuncKVDelete
 	CapMetrics                        // FuncCounterAdd
 )
@@ -140,6 +145,38 @@ const (
 	TypePTR  = 12
 	TypeAAAA = 28
 )
+
+// MaxLookupMany is the most names one FuncDNSLookupMany call may ask for;
+// more is ErrInvalid. Each name also counts against the call's budget of
+// lookups.
+const MaxLookupMany = 16
+
+// AppendLookupAnswer appends one name's answer of FuncDNSLookupMany: the
+// byte 0 and the records as FuncDNSLookup writes them (AppendStrings), or
+// for a name whose lookup failed the one byte -code (3 for ErrNotFound,
+// 7 for ErrTemporary, ...).
+func AppendLookupAnswer(b []byte, records []string, code int32) []byte {
+	if code < 0 {
+		return append(b, byte(-code))
+	}
+	return AppendStrings(append(b, 0), records)
+}
+
+// DecodeLookupAnswer decodes one name's answer of FuncDNSLookupMany into
+// its records, or the error code of its lookup.
+func DecodeLookupAnswer(b []byte) (records []string, code int32, err error) {
+	switch {
+	case len(b) == 0:
+		return nil, 0, ErrMalformed
+	case b[0] != 0:
+		if len(b) != 1 {
+			return nil, 0, ErrMalformed
+		}
+		return nil, -int32(b[0]), nil
+	}
+	records, err = DecodeStrings(b[1:])
+	return records, 0, err
+}
 
 // AppendStrings appends a list of strings in the ABI's encoding: its count
 // as a varint, then each string's length as a varint and its bytes. It is

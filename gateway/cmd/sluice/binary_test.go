@@ -16,7 +16,9 @@ import (
 
 // The demo as the README runs it, with the real binary and the shipped
 // gateway.toml (ports and paths moved into a temporary directory): serve,
-// send one message, find it in the capture inbox rewritten and signed.
+// send one message, find it in the capture inbox rewritten and signed;
+// then from 127.0.0.2, which the demo's DNS blocklist lists: refused at
+// RCPT, but for postmaster.
 func TestDemoWithTheRealBinary(t *testing.T) {
 	dir := t.TempDir()
 	bin := buildSluice(t, dir)
@@ -45,6 +47,7 @@ func TestDemoWithTheRealBinary(t *testing.T) {
 		"port = 2526", "port = "+inboxPort,
 		`"plugins/router/router.wasm"`, `"`+wasmbuild.ForTest(t, "./plugins/router")+`"`,
 		`"plugins/dmarc/dmarc.wasm"`, `"`+wasmbuild.ForTest(t, "./plugins/dmarc")+`"`,
+		`"plugins/dnsbl/dnsbl.wasm"`, `"`+wasmbuild.ForTest(t, "./plugins/dnsbl")+`"`,
 		"[log]", "[wasm]\ncache_dir = \""+wasmbuild.CacheDirForTest()+"\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[log]",
 	).Replace(string(src))
 	if strings.Count(cfg, smtpAddr) != 1 || strings.Count(cfg, inboxAddr) != 1 {
@@ -85,7 +88,8 @@ func TestDemoWithTheRealBinary(t *testing.T) {
 		t.Errorf("the stored message lacks the SRS envelope or the destination:\n%.300s", msg)
 	}
 	// The demo's static DNS answers every check: nothing needed the internet.
-	for _, want := range []string{"Authentication-Results: mx.your-domain.test; spf=pass", "dmarc=pass", "ARC-Seal: ", "cv=none"} {
+	for _, want := range []string{"Authentication-Results: mx.your-domain.test; spf=pass", "dmarc=pass", "ARC-Seal: ", "cv=none",
+		"Received: from client.example.org (client.example.org [127.0.0.1])"} {
 		if !bytes.Contains(bytes.ReplaceAll(msg, []byte("\r\n "), []byte(" ")), []byte(want)) {
 			t.Errorf("the stored message lacks %q:\n%.1500s", want, msg)
 		}
@@ -99,6 +103,22 @@ func TestDemoWithTheRealBinary(t *testing.T) {
 	for _, v := range vs {
 		if v.Err != nil {
 			t.Errorf("DKIM signature of %s: %v", v.Domain, v.Err)
+		}
+	}
+
+	// A client the demo's blocklist lists, as the README shows it.
+	out, err = exec.Command(bin, "send", "-server", smtpAddr, "-source", "127.0.0.2",
+		"-to", "info@your-domain.test,postmaster@your-domain.test").CombinedOutput()
+	if err != nil {
+		t.Fatalf("sluice send -source 127.0.0.2: %v\n%s", err, out)
+	}
+	for _, want := range []string{
+		"RCPT TO:<info@your-domain.test>: 554 5.7.1 127.0.0.2 found on one or more DNSBLs (dnsbl.test). Refer to https://your-domain.test/blocked\n",
+		"RCPT TO:<postmaster@your-domain.test>: 250",
+		"DATA: 250 2.0.0 Stored as ",
+	} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("sluice send -source 127.0.0.2 printed:\n%s\nwant a line with %q", out, want)
 		}
 	}
 

@@ -234,8 +234,8 @@ var importCapability = map[string]abi.Capability{
 	abi.FuncLog:       0,
 	abi.FuncHeaderGet: abi.CapHeaders, abi.FuncHeaders: abi.CapHeaders,
 	abi.FuncBodySize: abi.CapBody, abi.FuncBodyRead: abi.CapBody,
-	abi.FuncDNSLookup: abi.CapDNS,
-	abi.FuncKVGet:     abi.CapKV, abi.FuncKVSet: abi.CapKV, abi.FuncKVDelete: abi.CapKV,
+	abi.FuncDNSLookup: abi.CapDNS, abi.FuncDNSLookupMany: abi.CapDNS,
+	abi.FuncKVGet: abi.CapKV, abi.FuncKVSet: abi.CapKV, abi.FuncKVDelete: abi.CapKV,
 	abi.FuncCounterAdd: abi.CapMetrics,
 }
 

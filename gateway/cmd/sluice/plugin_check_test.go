@@ -58,6 +58,7 @@ func TestConformanceOfPluginsAndExamples(t *testing.T) {
 	targets["plugins/router"] = routerConfig
 	targets["plugins/dmarc"] = `trusted_arc_sealers = ["lists.example.org"]`
 	targets["plugins/fromrewrite"] = "domain = \"example.test\"\nsecret = \"conformance-secret-0123\"\n"
+	targets["plugins/dnsbl"] = "[[zone]]\nname = \"bl.example\"\n"
 	// Every example, with the first config file its README's examples use.
 	for _, folder := range examples(t) {
 		ex := readReadme(t, filepath.Join(moduleRoot, folder, "README.md"))

@@ -27,10 +27,20 @@ func send(_ context.Context, args []string, stdin io.Reader, stdout, stderr io.W
 	to := fs.String("to", "info@your-domain.test", "recipient `addresses`, comma-separated")
 	subject := fs.String("subject", "Hello from sluice send", "Subject: of the generated message")
 	helo := fs.String("helo", "client.example.org", "`name` to say in EHLO")
+	source := fs.String("source", "", "connect from this local `address` (any of 127.0.0.0/8 is local on Linux: try a listed client)")
 	startTLS := fs.Bool("starttls", true, "use STARTTLS when offered (without verifying the certificate)")
 	verbose := fs.Bool("v", false, "print the whole SMTP conversation")
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return usageStatus(err)
+	}
+	var local net.Addr
+	if *source != "" {
+		ip := net.ParseIP(*source)
+		if ip == nil {
+			fmt.Fprintf(stderr, "sluice send: -source %q: want an IP address\n", *source)
+			return 2
+		}
+		local = &net.TCPAddr{IP: ip}
 	}
 	rcpts := strings.Split(*to, ",")
 	var msg []byte
@@ -53,7 +63,7 @@ func send(_ context.Context, args []string, stdin io.Reader, stdout, stderr io.W
 		msg = b
 	}
 
-	c, err := dial(*server, *helo, *startTLS)
+	c, err := dial(*server, local, *helo, *startTLS)
 	if err != nil {
 		fmt.Fprintf(stdout, "connect: %s\n", replyText(err))
 		return 1
@@ -127,8 +137,9 @@ func generateMessage(from string, to []string, subject string) []byte {
 // dial connects and greets, with STARTTLS when asked for and offered.
 // go-smtp's client can only start TLS before its first EHLO, so a server
 // without STARTTLS costs a second connection.
-func dial(server, helo string, startTLS bool) (*smtp.Client, error) {
-	conn, err := net.DialTimeout("tcp", server, 10*time.Second)
+func dial(server string, local net.Addr, helo string, startTLS bool) (*smtp.Client, error) {
+	d := net.Dialer{Timeout: 10 * time.Second, LocalAddr: local}
+	conn, err := d.Dial("tcp", server)
 	if err != nil {
 		return nil, err
 	}
@@ -138,7 +149,7 @@ func dial(server, helo string, startTLS bool) (*smtp.Client, error) {
 		if err == nil {
 			return c, c.Hello(helo)
 		}
-		if conn, err = net.DialTimeout("tcp", server, 10*time.Second); err != nil {
+		if conn, err = d.Dial("tcp", server); err != nil {
 			return nil, err
 		}
 	}

@@ -80,7 +80,8 @@ type callState struct {
 	// guest asks again with a larger buffer.
 	last struct {
 		qtype  uint16
-		name   string
+		name   string // for dns_lookup_many, the list of names as the guest wrote it
+		many   bool   // the answer of dns_lookup_many
 		answer []byte
 	}
 }
@@ -143,6 +144,7 @@ var hostFuncTable = []hostFunc{
 	{abi.FuncBodySize, nil, types(i32), abi.CapBody, (*hostFuncs).bodySize},
 	{abi.FuncBodyRead, types(i32, i32, i32), types(i32), abi.CapBody, (*hostFuncs).bodyRead},
 	{abi.FuncDNSLookup, types(i32, i32, i32, i32, i32), types(i32), abi.CapDNS, (*hostFuncs).dnsLookup},
+	{abi.FuncDNSLookupMany, types(i32, i32, i32, i32, i32), types(i32), abi.CapDNS, (*hostFuncs).dnsLookupMany},
 	{abi.FuncKVGet, types(i32, i32, i32, i32), types(i32), abi.CapKV, (*hostFuncs).kvGet},
 	{abi.FuncKVSet, types(i32, i32, i32, i32, i64), types(i32), abi.CapKV, (*hostFuncs).kvSet},
 	{abi.FuncKVDelete, types(i32, i32), types(i32), abi.CapKV, (*hostFuncs).kvDelete},

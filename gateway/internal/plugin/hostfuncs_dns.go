@@ -6,6 +6,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/miekg/dns"
@@ -32,11 +33,11 @@ func (h *hostFuncs) dnsLookup(ctx context.Context, mod api.Module, stack []uint6
 		return
 	}
 	name := string(b)
-	if _, ok := dns.IsDomainName(name); !ok || name == "" || uint32(stack[0]) != uint32(qtype) || !lookupTypes[qtype] {
+	if !validName(name) || uint32(stack[0]) != uint32(qtype) || !lookupTypes[qtype] {
 		ret(stack, abi.ErrInvalid)
 		return
 	}
-	if c.last.answer != nil && c.last.qtype == qtype && c.last.name == name {
+	if c.last.answer != nil && !c.last.many && c.last.qtype == qtype && c.last.name == name {
 		ret(stack, answer(mod, stack[3], stack[4], c.last.answer))
 		return
 	}
@@ -50,8 +51,65 @@ func (h *hostFuncs) dnsLookup(ctx context.Context, mod api.Module, stack []uint6
 		ret(stack, code)
 		return
 	}
-	c.last.qtype, c.last.name, c.last.answer = qtype, name, abi.AppendStrings(nil, list)
+	c.last.qtype, c.last.name, c.last.many, c.last.answer = qtype, name, false, abi.AppendStrings(nil, list)
 	ret(stack, answer(mod, stack[3], stack[4], c.last.answer))
+}
+
+// dnsLookupMany is (qtype, names_ptr, names_len, buf_ptr, buf_cap) →
+// length of the answers, one per name. The guest runs on one thread, so
+// asking for several names in one call is how it waits for the slowest
+// lookup rather than for their sum (a plugin asking a few DNS blocklists
+// about the client, say). Each name counts against the call's budget: one
+// past it is answered ErrBudget, the others are still looked up.
+func (h *hostFuncs) dnsLookupMany(ctx context.Context, mod api.Module, stack []uint64) {
+	c := callOf(ctx)
+	if c == nil {
+		ret(stack, abi.ErrStage)
+		return
+	}
+	qtype := uint16(stack[0])
+	b, ok := guestBytes(mod, stack[1], stack[2])
+	if !ok {
+		ret(stack, abi.ErrMemory)
+		return
+	}
+	names, err := abi.DecodeStrings(b)
+	if err != nil || len(names) == 0 || len(names) > abi.MaxLookupMany || uint32(stack[0]) != uint32(qtype) || !lookupTypes[qtype] {
+		ret(stack, abi.ErrInvalid)
+		return
+	}
+	key := string(b)
+	if c.last.answer != nil && c.last.many && c.last.qtype == qtype && c.last.name == key {
+		ret(stack, answer(mod, stack[3], stack[4], c.last.answer))
+		return
+	}
+	lists := make([][]string, len(names))
+	codes := make([]int32, len(names))
+	var wg sync.WaitGroup
+	for i, name := range names {
+		switch {
+		case !validName(name):
+			codes[i] = abi.ErrInvalid
+		case c.lookups <= 0 || !time.Now().Before(c.deadline):
+			codes[i] = abi.ErrBudget
+		default:
+			c.lookups--
+			wg.Go(func() { lists[i], codes[i] = h.lookup(ctx, c.deadline, qtype, name) })
+		}
+	}
+	wg.Wait()
+	all := make([]string, len(names))
+	for i := range names {
+		all[i] = string(abi.AppendLookupAnswer(nil, lists[i], codes[i]))
+	}
+	c.last.qtype, c.last.name, c.last.many, c.last.answer = qtype, key, true, abi.AppendStrings(nil, all)
+	ret(stack, answer(mod, stack[3], stack[4], c.last.answer))
+}
+
+// validName reports whether name is one dns_lookup accepts.
+func validName(name string) bool {
+	_, ok := dns.IsDomainName(name)
+	return ok && name != ""
 }
 
 // lookupTypes are the record types dns_lookup answers.

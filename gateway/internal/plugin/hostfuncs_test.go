@@ -246,9 +246,9 @@ func TestUngrantedImportsRefuseTheLoad(t *testing.T) {
 		want string
 	}{
 		{abi.CapHeaders | abi.CapBody | abi.CapKV | abi.CapMetrics,
-			`plugin hc: it imports sluice.dns_lookup but capabilities does not grant "dns": make it capabilities = ["headers", "body", "dns", "kv", "metrics"]`},
+			`plugin hc: it imports sluice.dns_lookup and sluice.dns_lookup_many but capabilities does not grant "dns": make it capabilities = ["headers", "body", "dns", "kv", "metrics"]`},
 		{abi.CapBody | abi.CapKV | abi.CapMetrics,
-			`plugin hc: it imports sluice.header_get, sluice.headers and sluice.dns_lookup but capabilities does not grant "headers" or "dns": make it capabilities = ["headers", "body", "dns", "kv", "metrics"]`},
+			`plugin hc: it imports sluice.header_get, sluice.headers, sluice.dns_lookup and sluice.dns_lookup_many but capabilities does not grant "headers" or "dns": make it capabilities = ["headers", "body", "dns", "kv", "metrics"]`},
 		{0, `but capabilities does not grant "headers", "body", "dns", "kv" or "metrics": add capabilities = ["headers", "body", "dns", "kv", "metrics"]`},
 	} {
 		s := hostcallsSpec(t, "hc", c.caps)

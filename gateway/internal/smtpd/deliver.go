@@ -298,7 +298,13 @@ func (s *session) receivedField() []byte {
 	if _, ok := s.conn.TLSConnectionState(); ok {
 		proto += "S"
 	}
-	v := fmt.Sprintf("from %s (%s) by %s (Sluice) with %s id %s", s.conn.Hostname(), addrLiteral(s.clientIP.String()), s.srv.cfg.Hostname, proto, s.id)
+	// The client as it named itself, then as we know it: its verified
+	// name, if it has one, and its address (as Postfix writes it).
+	client := addrLiteral(s.clientIP.String())
+	if name, _ := s.name.wait(s.srv.ctx); name != "" {
+		client = name + " " + client
+	}
+	v := fmt.Sprintf("from %s (%s) by %s (Sluice) with %s id %s", s.conn.Hostname(), client, s.srv.cfg.Hostname, proto, s.id)
 	if len(s.txn.rcpts) == 1 {
 		v += fmt.Sprintf(" for <%s>", s.txn.rcpts[0])
 	}

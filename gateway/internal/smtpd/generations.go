@@ -12,6 +12,7 @@ import (
 	"github.com/sluice-mail/sluice/gateway/internal/dkim"
 	"github.com/sluice-mail/sluice/gateway/internal/plugin"
 	"github.com/sluice-mail/sluice/gateway/internal/relay"
+	"github.com/sluice-mail/sluice/gateway/internal/resolver"
 	"github.com/sluice-mail/sluice/gateway/internal/srs"
 )
 
@@ -32,6 +33,10 @@ type Parts struct {
 	// the server offers no STARTTLS.
 	TLS     *tls.Config
 	Scoring Scoring // what findings add up to (deliver.go)
+	// DNS looks up each client's verified name (forward-confirmed
+	// reverse DNS) for the plugins and the Received field; nil: not
+	// looked up, and plugins see an empty name and result.
+	DNS *resolver.Resolver
 }
 
 func (p *Parts) check() error {

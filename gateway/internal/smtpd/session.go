@@ -25,6 +25,7 @@ type session struct {
 	conn     *smtp.Conn
 	id       string
 	clientIP netip.Addr
+	name     *clientName // the client's verified name, looked up from the start
 	started  time.Time
 	txn      transaction
 	errors   int // refusals of MAIL and RCPT so far
@@ -109,6 +110,7 @@ func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
 		return nil, &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "Shutting down, try again later"}
 	}
 	sess := &session{srv: s, conn: c, id: newID(), clientIP: remoteIP(c.Conn()), started: time.Now(), gen: gen}
+	sess.name = lookupClientName(s.ctx, gen.DNS, sess.clientIP)
 	for _, st := range []abi.Stage{abi.StageConnect, abi.StageHelo} {
 		out := sess.run(st, "")
 		if out.Action == abi.Reject || out.Action == abi.Tempfail {
@@ -151,6 +153,8 @@ func newID() string {
 }
 
 // request describes the session and transaction so far to the plugins.
+// It is built only for a stage some plugin handles, so that only then does
+// the session wait for the client's name.
 func (s *session) request(st abi.Stage, rcpt string) *abi.Request {
 	_, tls := s.conn.TLSConnectionState()
 	r := &abi.Request{
@@ -163,6 +167,7 @@ func (s *session) request(st abi.Stage, rcpt string) *abi.Request {
 		Rcpts:     s.txn.rcpts,
 		Rcpt:      rcpt,
 	}
+	r.ClientName, r.ClientNameResult = s.name.wait(s.srv.ctx)
 	if s.txn.mailOpts != nil {
 		r.UTF8 = s.txn.mailOpts.UTF8
 	}

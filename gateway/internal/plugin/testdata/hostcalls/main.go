@@ -20,6 +20,8 @@
 //	sdk-body                sdk.ReadBody, reported as its length and the start of its SHA-256
 //	sdk-bodyhead N          the first N bytes through sdk.Body()
 //	sdk-txt NAME            sdk.LookupTXT
+//	sdk-many TYPE NAME...   sdk.LookupMany: each answer's records joined with "|", or "err=" and
+//	                        its error, the answers joined with " ; "
 //	sdk-kv KEY              sdk.KVGet
 //
 // A raw call reports "n=RESULT" and, when the answer fit, " v=" and the
@@ -194,6 +196,21 @@ func do(f []string) string {
 		b := make([]byte, num(arg(1)))
 		n, err := io.ReadFull(sdk.Body(), b)
 		return sdkResult(string(b[:n]), err)
+	case "sdk-many":
+		qtype, _ := strconv.ParseUint(arg(1), 10, 16)
+		answers, err := sdk.LookupMany(uint16(qtype), f[2:])
+		if err != nil {
+			return "err=" + err.Error()
+		}
+		var out []string
+		for _, a := range answers {
+			if a.Err != nil {
+				out = append(out, "err="+a.Err.Error())
+				continue
+			}
+			out = append(out, strings.Join(a.Records, "|"))
+		}
+		return strings.Join(out, " ; ")
 	case "sdk-txt":
 		list, err := sdk.LookupTXT(arg(1))
 		return sdkResult(strings.Join(list, "|"), err)

@@ -20,7 +20,7 @@ type settings struct {
 	Enhanced    string   `toml:"enhanced"`
 	Text        string   `toml:"text"`
 	Destination string   `toml:"destination"`
-	Header      string   `toml:"header"` // "Name: value" to add
+	Header      string   `toml:"header"` // "Name: value" to add; {client_name} and {client_name_result} are the request's
 	Finding     string   `toml:"finding"`
 	Permit      []string `toml:"permit"` // accept, reject, ..., destination, add_headers, remove_headers
 }
@@ -74,6 +74,7 @@ func (p *scripted) verdict(req *sdk.Request) sdk.Verdict {
 		v = v.WithDestination(s.Destination)
 	}
 	if name, value, ok := strings.Cut(s.Header, ": "); ok {
+		value = strings.NewReplacer("{client_name}", req.ClientName, "{client_name_result}", req.ClientNameResult).Replace(value)
 		v = v.AddHeader(name, value)
 	}
 	if s.Finding != "" {

@@ -1,0 +1,93 @@
+package gateway_test
+
+import (
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+	"github.com/miekg/dns"
+
+	"github.com/sluice-mail/sluice/gateway/internal/wasmbuild"
+)
+
+// The client's forward-confirmed reverse DNS name reaches the plugins with
+// its result, and a verified name goes into our Received field; each
+// loopback address the client connects from has its own reverse zone.
+func TestClientNameGivenToPlugins(t *testing.T) {
+	e := startEnv(t, envOptions{plugins: fmt.Sprintf(`
+[[plugin]]
+name = "whoami"
+path = %q
+stages = ["mail"]
+[plugin.config]
+permit = ["add_headers"]
+header = "X-Client: [{client_name}] {client_name_result}"
+[[plugin]]
+name = "router"
+path = %q
+stages = ["rcpt"]
+%s
+`, wasmbuild.ForTest(t, "./gateway/internal/plugin/testdata/scripted"), wasmbuild.ForTest(t, "./plugins/router"), routerRules)})
+	e.zone += `
+1.0.0.127.in-addr.arpa.  300 IN PTR Client.Example.ORG.
+client.example.org.      300 IN A   127.0.0.1
+2.0.0.127.in-addr.arpa.  300 IN PTR liar.example.org.
+liar.example.org.        300 IN A   192.0.2.1
+`
+	if err := e.dns.SetRecords(e.zone); err != nil {
+		t.Fatal(err)
+	}
+	e.dns.Fail("4.0.0.127.in-addr.arpa.", dns.RcodeServerFailure)
+
+	for _, tc := range []struct {
+		from, header, received string
+	}{
+		{"127.0.0.1", "X-Client: [client.example.org] pass", "from sender.example.org (client.example.org [127.0.0.1])"},
+		{"127.0.0.2", "X-Client: [] fail", "from sender.example.org ([127.0.0.2])"},
+		{"127.0.0.3", "X-Client: [] none", "from sender.example.org ([127.0.0.3])"},
+		{"127.0.0.4", "X-Client: [] temperror", "from sender.example.org ([127.0.0.4])"},
+	} {
+		before := len(e.dest.deliveries())
+		c := dialFrom(t, e.addr, tc.from)
+		if err := c.Mail("alice@example.org", nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Rcpt("info@ours.test", nil); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := sendData(t, c, testMessage); err != nil {
+			t.Fatal(err)
+		}
+		got := e.dest.deliveries()
+		if len(got) != before+1 {
+			t.Fatalf("from %s: %d deliveries, want %d", tc.from, len(got), before+1)
+		}
+		data := string(got[before].data)
+		if !strings.Contains(data, tc.header+"\r\n") {
+			t.Errorf("from %s: no %q in\n%s", tc.from, tc.header, data)
+		}
+		unfolded := strings.ReplaceAll(data, "\r\n\t", " ")
+		if !strings.Contains(unfolded, "Received: "+tc.received+" by mx.ours.test") {
+			t.Errorf("from %s: no Received field %q in\n%s", tc.from, tc.received, data)
+		}
+	}
+}
+
+// dialFrom opens an SMTP session to addr from the loopback address from.
+func dialFrom(t *testing.T, addr, from string) *smtp.Client {
+	t.Helper()
+	d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
+	conn, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := smtp.NewClient(conn)
+	t.Cleanup(func() { c.Close() })
+	if err := c.Hello("sender.example.org"); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
