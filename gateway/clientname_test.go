@@ -91,3 +91,42 @@ func dialFrom(t *testing.T, addr, from string) *smtp.Client {
 	}
 	return c
 }
+
+// A client whose reverse zone never answers waits client_name_timeout for
+// its first plugin, not every retry of every query: with a 20-second DNS
+// timeout, the name is a temperror after 200ms and the session goes on.
+func TestClientNameLookupIsBounded(t *testing.T) {
+	e := startEnv(t, envOptions{dns: "timeout = \"20s\"\nclient_name_timeout = \"200ms\"", plugins: fmt.Sprintf(`
+[[plugin]]
+name = "whoami"
+path = %q
+stages = ["mail"]
+[plugin.config]
+permit = ["add_headers"]
+header = "X-Client: [{client_name}] {client_name_result}"
+[[plugin]]
+name = "router"
+path = %q
+stages = ["rcpt"]
+%s
+`, wasmbuild.ForTest(t, "./gateway/internal/plugin/testdata/scripted"), wasmbuild.ForTest(t, "./plugins/router"), routerRules)})
+	e.dns.Drop("5.0.0.127.in-addr.arpa.")
+
+	c := dialFrom(t, e.addr, "127.0.0.5")
+	// Without the bound, MAIL would wait for the PTR query's 20-second
+	// attempts; the deadline fails the test long before they end.
+	c.CommandTimeout = 10 * time.Second
+	if err := c.Mail("alice@example.org", nil); err != nil {
+		t.Fatalf("MAIL: %v", err)
+	}
+	if err := c.Rcpt("info@ours.test", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sendData(t, c, testMessage); err != nil {
+		t.Fatal(err)
+	}
+	got := e.dest.deliveries()
+	if len(got) != 1 || !strings.Contains(string(got[0].data), "X-Client: [] temperror\r\n") {
+		t.Errorf("deliveries %d; want one with X-Client: [] temperror", len(got))
+	}
+}

@@ -63,7 +63,7 @@ func (g *Gateway) buildParts(ctx context.Context, cfg *config.Config) (smtpd.Par
 	if res == nil {
 		return smtpd.Parts{}, errs // the relay, checks and plugins all need the resolver
 	}
-	p.DNS = res
+	p.DNS, p.ClientNameTimeout = res, cfg.DNS.ClientNameTimeout.D()
 	if cfg.AuthEnabled() {
 		p.Auth = auth.New(auth.Config{Hostname: cfg.Hostname, Resolver: res, Timeout: cfg.Auth.Timeout.D()})
 	}

@@ -298,6 +298,7 @@ type envOptions struct {
 	tls    string // TLS lines for [smtp]; default a self-signed certificate
 	smtp   string // extra lines for [smtp]
 	relay  string // extra lines for [relay]
+	dns    string // lines for [dns] besides nameservers; default timeout = "1s"
 	admin  string // extra lines for [admin], whose listener is on a free loopback port; default no watching
 	// plugins replaces the [[plugin]] tables; default the router and dmarc
 	// plugins.
@@ -399,6 +400,10 @@ slow.example.            300 IN A 192.0.2.7
 	e.dns.Drop("_dmarc.slow.example.")
 	e.listKey = keys.list
 
+	dnsLines := o.dns
+	if dnsLines == "" {
+		dnsLines = `timeout = "1s"`
+	}
 	e.cfgText = fmt.Sprintf(`
 hostname = "mx.ours.test"
 domains = ["ours.test"]
@@ -421,7 +426,7 @@ selector = "ed"
 file = %q
 [dns]
 nameservers = [%q]
-timeout = "1s"
+%s
 [auth]
 timeout = "5s"
 [wasm]
@@ -431,7 +436,7 @@ listen = "127.0.0.1:0"
 %s
 %s
 `, o.listen, o.tls, o.smtp, e.dest.port(), o.relay, e.secret, filepath.Join(dir, "rsa.pem"), filepath.Join(dir, "ed.pem"),
-		e.dns.Addr(), wasmbuild.CacheDirForTest(), o.admin, o.plugins)
+		e.dns.Addr(), dnsLines, wasmbuild.CacheDirForTest(), o.admin, o.plugins)
 	if o.plugins == "" {
 		e.cfgText += fmt.Sprintf(`
 [[plugin]]

@@ -128,6 +128,9 @@ type DNS struct {
 	Nameservers []string `toml:"nameservers"`
 	Timeout     Duration `toml:"timeout"`
 	Static      []string `toml:"static"`
+	// ClientNameTimeout bounds the lookup of a client's verified name
+	// (PTR, then A/AAAA back); default 5s (smtpd).
+	ClientNameTimeout Duration `toml:"client_name_timeout"`
 }
 
 // Log configures logging.

@@ -3,6 +3,7 @@ package smtpd
 import (
 	"context"
 	"net/netip"
+	"time"
 
 	"github.com/sluice-mail/sluice/gateway/internal/resolver"
 )
@@ -17,16 +18,27 @@ type clientName struct {
 	result string // resolver.NamePass, ...; "" when not looked up
 }
 
-// lookupClientName starts the lookup of ip's name; with no resolver there
-// is nothing to look up, and the name and its result stay empty.
-func lookupClientName(ctx context.Context, r *resolver.Resolver, ip netip.Addr) *clientName {
+// defaultClientNameTimeout bounds the lookup of a client's name when
+// [dns] client_name_timeout is not set: a few round trips to a slow
+// server, well under what a sender waits for a reply.
+const defaultClientNameTimeout = 5 * time.Second
+
+// lookupClientName starts the lookup of ip's name, which gives up after
+// timeout (0: the default) as a temperror; with no resolver there is
+// nothing to look up, and the name and its result stay empty.
+func lookupClientName(ctx context.Context, r *resolver.Resolver, timeout time.Duration, ip netip.Addr) *clientName {
 	c := &clientName{done: make(chan struct{})}
 	if r == nil {
 		close(c.done)
 		return c
 	}
+	if timeout <= 0 {
+		timeout = defaultClientNameTimeout
+	}
 	go func() {
 		defer close(c.done)
+		ctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
 		c.name, c.result = r.VerifiedName(ctx, ip)
 	}()
 	return c

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/sluice-mail/sluice/gateway/internal/arc"
 	"github.com/sluice-mail/sluice/gateway/internal/auth"
@@ -37,6 +38,10 @@ type Parts struct {
 	// reverse DNS) for the plugins and the Received field; nil: not
 	// looked up, and plugins see an empty name and result.
 	DNS *resolver.Resolver
+	// ClientNameTimeout bounds that lookup, so that a client whose
+	// reverse zone does not answer waits this long at most for its first
+	// plugin, not every retry of every query; 0: defaultClientNameTimeout.
+	ClientNameTimeout time.Duration
 }
 
 func (p *Parts) check() error {

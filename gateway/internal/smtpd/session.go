@@ -110,7 +110,7 @@ func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
 		return nil, &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "Shutting down, try again later"}
 	}
 	sess := &session{srv: s, conn: c, id: newID(), clientIP: remoteIP(c.Conn()), started: time.Now(), gen: gen}
-	sess.name = lookupClientName(s.ctx, gen.DNS, sess.clientIP)
+	sess.name = lookupClientName(s.ctx, gen.DNS, gen.ClientNameTimeout, sess.clientIP)
 	for _, st := range []abi.Stage{abi.StageConnect, abi.StageHelo} {
 		out := sess.run(st, "")
 		if out.Action == abi.Reject || out.Action == abi.Tempfail {
