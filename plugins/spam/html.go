@@ -89,9 +89,7 @@ func (w *walker) html(doc []byte) {
 			if len(open) > 0 && open[len(open)-1].hidden {
 				hiddenLetters += letters(text)
 			}
-			for _, u := range urlPattern.FindAll(text, w.lim.urls) {
-				w.addLink(string(u), "")
-			}
+			w.textURLs(text)
 		}
 	}
 }
