@@ -1,0 +1,271 @@
+package main
+
+import (
+	"net/mail"
+	"net/netip"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/sluice-mail/sluice/sdk"
+	"github.com/sluice-mail/sluice/sdk/abi"
+)
+
+// findings collects the symbols found, each once, in the order found.
+type findings struct {
+	scores map[string]float64 // the configured weights
+	list   []abi.Finding
+	seen   map[string]bool
+}
+
+func newFindings(scores map[string]float64) *findings {
+	return &findings{scores: scores, seen: map[string]bool{}}
+}
+
+// add records symbol with its configured weight; a weight of 0 is a check
+// turned off.
+func (f *findings) add(symbol string) { f.addScore(symbol, f.scores[symbol]) }
+
+func (f *findings) addScore(symbol string, score float64) {
+	if score == 0 || f.seen[symbol] {
+		return
+	}
+	f.seen[symbol] = true
+	f.list = append(f.list, abi.Finding{Symbol: symbol, Score: score})
+}
+
+// total is the sum of the scores found.
+func (f *findings) total() float64 {
+	var t float64
+	for _, x := range f.list {
+		t += x.Score
+	}
+	return t
+}
+
+// authentication scores what the gateway found about the message's
+// authenticity. An empty result means the gateway did not check.
+func authentication(f *findings, a *abi.Auth) {
+	switch a.SPF.Result {
+	case "pass":
+		f.add(spfAllow)
+	case "fail":
+		f.add(spfFail)
+	case "softfail":
+		f.add(spfSoftfail)
+	case "neutral":
+		f.add(spfNeutral)
+	case "none":
+		f.add(spfNone)
+	case "permerror":
+		f.add(spfPermfail)
+	case "temperror":
+		f.add(spfDNSFail)
+	}
+	// One passing signature is enough: a broken one beside it is often
+	// a mailing list's footer.
+	results := map[string]bool{}
+	for _, d := range a.DKIM {
+		results[d.Result] = true
+	}
+	switch {
+	case results["pass"]:
+		f.add(dkimAllow)
+	case results["fail"]:
+		f.add(dkimReject)
+	case results["permerror"]:
+		f.add(dkimPermfail)
+	case results["temperror"]:
+		f.add(dkimTempfail)
+	case len(a.DKIM) == 0 && a.SPF.Result != "":
+		f.add(dkimNone)
+	}
+	switch a.DMARC.Result {
+	case "pass":
+		f.add(dmarcAllow)
+	case "fail":
+		switch a.DMARC.Policy {
+		case "reject":
+			f.add(dmarcReject)
+		case "quarantine":
+			f.add(dmarcQuarantine)
+		default:
+			f.add(dmarcSoftfail)
+		}
+	case "none":
+		f.add(dmarcNone)
+	case "permerror":
+		f.add(dmarcBadPolicy)
+	case "temperror":
+		f.add(dmarcDNSFail)
+	}
+	switch a.ARC.Result {
+	case "pass":
+		f.add(arcAllow)
+	case "fail":
+		f.add(arcReject)
+	}
+}
+
+// client scores the connecting host: its forward-confirmed reverse DNS,
+// and its HELO name.
+func (c *config) client(f *findings, req *sdk.Request) {
+	switch req.ClientNameResult {
+	case "none":
+		f.add(rdnsNone)
+	case "fail":
+		f.add(rdnsFail)
+	case "temperror":
+		f.add(rdnsDNSFail)
+	}
+	helo := strings.TrimSuffix(strings.TrimSpace(req.Helo), ".")
+	if helo == "" {
+		return
+	}
+	if bareIP(helo) {
+		f.add(heloBareIP)
+		return
+	}
+	if f.scores[heloNoRes] != 0 {
+		if _, ok := domainName(helo); ok && resolves(helo) == no {
+			f.add(heloNoRes)
+		}
+	}
+}
+
+// bareIP reports whether a HELO name is an address: an address literal
+// ([192.0.2.1], [IPv6:2001:db8::1]) or an address without brackets.
+func bareIP(helo string) bool {
+	if strings.HasPrefix(helo, "[") && strings.HasSuffix(helo, "]") {
+		return true
+	}
+	_, err := netip.ParseAddr(helo)
+	return err == nil
+}
+
+// headers scores the header fields of the message.
+func (c *config) headers(f *findings, h mail.Header, now time.Time) {
+	switch date := h.Get("Date"); {
+	case date == "":
+		f.add(missingDate)
+	default:
+		t, err := mail.ParseDate(date)
+		switch {
+		case err != nil:
+			f.add(invalidDate)
+		case t.Sub(now) > c.dateFuture:
+			f.add(dateFuture)
+		case now.Sub(t) > c.datePast:
+			f.add(datePast)
+		}
+	}
+	switch id := h.Get("Message-Id"); {
+	case id == "":
+		f.add(missingMID)
+	case !validMessageID(id):
+		f.add(invalidMID)
+	}
+	subject, ok := h["Subject"]
+	switch {
+	case !ok:
+		f.add(noSubject)
+	case strings.TrimSpace(decodeWords(subject[0])) == "":
+		f.add(emptySubject)
+	case c.allCapitals(decodeWords(subject[0])):
+		f.add(subjAllCaps)
+	}
+	from, err := addressParser.Parse(h.Get("From"))
+	if err != nil {
+		return
+	}
+	if spoofedName(from) {
+		f.add(spoofName)
+	}
+	if replyTo, err := addressParser.ParseList(h.Get("Reply-To")); err == nil {
+		fromDomain := domainOf(from.Address)
+		for _, r := range replyTo {
+			d := domainOf(r.Address)
+			if c.freemail[d] && d != fromDomain {
+				f.add(freemailRTo)
+			}
+		}
+	}
+}
+
+// validMessageID reports whether a Message-ID field is one msg-id of RFC
+// 5322 §3.6.4 in its usual form: <left@right>, without spaces.
+func validMessageID(id string) bool {
+	id = strings.TrimSpace(id)
+	if len(id) < 5 || id[0] != '<' || id[len(id)-1] != '>' {
+		return false
+	}
+	left, right, ok := strings.Cut(id[1:len(id)-1], "@")
+	return ok && left != "" && right != "" && !strings.ContainsAny(id[1:len(id)-1], " \t<>") && !strings.Contains(right, "@")
+}
+
+// allCapitals reports whether a subject shouts: enough letters, and none
+// of them in lower case.
+func (c *config) allCapitals(s string) bool {
+	n := 0
+	for _, r := range s {
+		switch {
+		case unicode.IsLower(r):
+			return false
+		case unicode.IsUpper(r):
+			n++
+		}
+	}
+	return n >= c.minCaps
+}
+
+// addressInText finds an email address in a display name.
+func addressInText(s string) string {
+	for word := range strings.FieldsFuncSeq(s, func(r rune) bool {
+		return unicode.IsSpace(r) || strings.ContainsRune(`"'<>()[],;`, r)
+	}) {
+		if local, domain, ok := strings.Cut(word, "@"); ok && local != "" && strings.Contains(domain, ".") {
+			return word
+		}
+	}
+	return ""
+}
+
+// spoofedName reports whether a From field's display name shows an
+// address other than the one it is from: "support@bank.example"
+// <x@elsewhere.example>.
+func spoofedName(a *mail.Address) bool {
+	shown := addressInText(a.Name)
+	return shown != "" && !strings.EqualFold(shown, a.Address)
+}
+
+// domainOf is the domain of an address, in lower case.
+func domainOf(addr string) string {
+	_, d, _ := strings.Cut(addr, "@")
+	return strings.ToLower(strings.TrimSuffix(d, "."))
+}
+
+// body scores what the MIME walk found.
+func (c *config) body(f *findings, m *message) {
+	if m.hasHTML && !m.hasText {
+		f.add(htmlOnly)
+	}
+	if m.hiddenText {
+		f.add(hiddenText)
+	}
+	for _, l := range m.links {
+		switch {
+		case isIPHost(l.host):
+			f.add(urlIP)
+		case c.shortener(l.host):
+			f.add(urlShort)
+		}
+		if phishingLink(l) {
+			f.add(phishing)
+		}
+	}
+	for _, name := range m.attachments {
+		if s := attachmentSymbol(name); s != "" {
+			f.add(s)
+		}
+	}
+}
