@@ -83,6 +83,9 @@ type callState struct {
 		name   string
 		answer []byte
 	}
+	httpRequests int // HTTP requests left
+	// lastHTTP is the last HTTP response, kept like last.
+	lastHTTP struct{ request, answer []byte }
 }
 
 type callKey struct{}
@@ -90,15 +93,16 @@ type callKey struct{}
 // callContext returns ctx carrying the state of one call of p. Plugins
 // whose host functions need none get ctx itself, so that they pay nothing.
 func (p *Plugin) callContext(ctx context.Context, msg *Message) context.Context {
-	if p.host.caps&(abi.CapHeaders|abi.CapBody|abi.CapDNS) == 0 {
+	if p.host.caps&(abi.CapHeaders|abi.CapBody|abi.CapDNS|abi.CapHTTP) == 0 {
 		return ctx
 	}
 	return context.WithValue(ctx, callKey{}, &callState{
 		msg: msg,
 		// Lookups stop at three quarters of the call's time, so that a
 		// plugin whose DNS hangs still has time to answer without it.
-		deadline: time.Now().Add(p.timeout * 3 / 4),
-		lookups:  p.host.lookups,
+		deadline:     time.Now().Add(p.timeout * 3 / 4),
+		lookups:      p.host.lookups,
+		httpRequests: httpRequests,
 	})
 }
 
@@ -118,6 +122,7 @@ type hostFuncs struct {
 	resolver *resolver.Resolver
 	kv       KV
 	counters Counters
+	http     *httpClient // for a plugin granted http
 }
 
 // hostFunc is one function of module "sluice".
@@ -147,6 +152,7 @@ var hostFuncTable = []hostFunc{
 	{abi.FuncKVSet, types(i32, i32, i32, i32, i64), types(i32), abi.CapKV, (*hostFuncs).kvSet},
 	{abi.FuncKVDelete, types(i32, i32), types(i32), abi.CapKV, (*hostFuncs).kvDelete},
 	{abi.FuncCounterAdd, types(i32, i32, f64), types(i32), abi.CapMetrics, (*hostFuncs).counterAdd},
+	{abi.FuncHTTPRequest, types(i32, i32, i32, i32), types(i32), abi.CapHTTP, (*hostFuncs).httpRequest},
 }
 
 // instantiateHostModule provides the imports of module "sluice" to one
