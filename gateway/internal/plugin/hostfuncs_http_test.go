@@ -61,8 +61,9 @@ func TestHTTPRequest(t *testing.T) {
 	srv, hits := httpServer(t)
 	h, logs := newHost(t)
 	c := NewChain(load(t, h, httpSpec(t, srv)))
-	// Any port but the allowed one, on the same address.
-	other := strings.Replace(srv.URL, "http://127.0.0.1:", "http://127.0.0.1:1", 1)
+	// A server on another port of the same address, which answers.
+	otherSrv, otherHits := httpServer(t)
+	other := otherSrv.URL
 	expect(t, c, abi.StageConnect, nil, [][2]string{
 		{"get " + srv.URL + "/", "200 pong"},
 		{"post " + srv.URL + "/echo hello", "200 POST hello hello"},
@@ -76,8 +77,8 @@ func TestHTTPRequest(t *testing.T) {
 		{"get http://localhost:" + srv.URL[len("http://127.0.0.1:"):] + "/", notAllowed},
 		{"get ftp://" + srv.URL[len("http://"):] + "/", notAllowed},
 	})
-	if hits.Load() != before {
-		t.Errorf("a request that was not allowed reached the server")
+	if hits.Load() != before || otherHits.Load() != 0 {
+		t.Errorf("a request that was not allowed reached a server")
 	}
 	if !strings.Contains(logs.String(), "not in the plugin's http_hosts") {
 		t.Errorf("the refusal is not logged:\n%s", logs)
