@@ -245,18 +245,21 @@ func (g *Gateway) loadPlugin(ctx context.Context, cfg *config.Config, i int, res
 	}
 	policy, _ := plugin.ParseFailurePolicy(p.OnFailure) // validated by config
 	return g.host.Load(ctx, plugin.Spec{
-		Name:         p.Name,
-		Path:         cfg.Path(p.Path),
-		Stages:       stages,
-		Config:       raw,
-		Hostname:     cfg.Hostname,
-		Domains:      cfg.Domains,
-		Timeout:      p.Timeout.D(),
-		MemoryLimit:  uint64(p.MemoryLimit),
-		Instances:    p.Instances,
-		Capabilities: p.Granted(),
-		OnFailure:    policy,
-		Resolver:     res,
+		Name:            p.Name,
+		Path:            cfg.Path(p.Path),
+		Stages:          stages,
+		Config:          raw,
+		Hostname:        cfg.Hostname,
+		Domains:         cfg.Domains,
+		Timeout:         p.Timeout.D(),
+		MemoryLimit:     uint64(p.MemoryLimit),
+		Instances:       p.Instances,
+		Capabilities:    p.Granted(),
+		OnFailure:       policy,
+		Resolver:        res,
+		HTTPHosts:       p.HTTPHosts,
+		HTTPTimeout:     p.HTTPTimeout.D(),
+		HTTPMaxResponse: int64(p.HTTPMaxResponse),
 	})
 }
 

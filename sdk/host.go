@@ -29,6 +29,7 @@ type Imports interface {
 	KVSet(key string, value []byte, ttlMillis int64) int32
 	KVDelete(key string) int32
 	CounterAdd(name string, delta float64) int32
+	HTTPRequest(req []byte, buf []byte) int32
 }
 
 // LookupManyImports is the batched DNS lookup (abi.FuncDNSLookupMany), kept
@@ -70,12 +71,21 @@ var (
 	ErrBudget    = errors.New("lookup budget of this call used up")
 	ErrTemporary = errors.New("temporary failure")
 	ErrFull      = errors.New("key-value store full")
+	// ErrNotAllowed: the URL's host and port are not in the plugin's
+	// http_hosts in gateway.toml, or its scheme is not http or https.
+	ErrNotAllowed = errors.New("host not allowed: add its host:port to the plugin's http_hosts in gateway.toml")
+	// ErrTooLarge: the HTTP response is over the plugin's http_max_response.
+	ErrTooLarge = errors.New("response larger than the plugin's http_max_response")
+	// ErrTimeout: no whole HTTP response within the plugin's http_timeout
+	// or the call's deadline.
+	ErrTimeout = errors.New("no response in time")
 )
 
 var codeErrors = map[int32]error{
 	abi.ErrDenied: ErrDenied, abi.ErrStage: ErrStage, abi.ErrNotFound: ErrNotFound,
 	abi.ErrMemory: ErrMemory, abi.ErrInvalid: ErrInvalid, abi.ErrBudget: ErrBudget,
 	abi.ErrTemporary: ErrTemporary, abi.ErrFull: ErrFull,
+	abi.ErrNotAllowed: ErrNotAllowed, abi.ErrTooLarge: ErrTooLarge, abi.ErrTimeout: ErrTimeout,
 }
 
 func hostError(fn string, code int32) error {
@@ -434,5 +444,48 @@ func KVDelete(key string) error {
 // abi.MaxCounterName bytes. It needs the "metrics" capability.
 func Count(name string, delta float64) error {
 	_, err := call(abi.FuncCounterAdd, func(i Imports) int32 { return i.CounterAdd(name, delta) })
+	return err
+}
+
+// HTTPRequest is a request for HTTP.
+type HTTPRequest = abi.HTTPRequest
+
+// HTTPResponse is the answer of HTTP.
+type HTTPResponse = abi.HTTPResponse
+
+// HTTP sends req and returns the response, whatever its status: redirects
+// are not followed. It needs the "http" capability, and the URL's host and
+// port must be in the plugin's http_hosts (ErrNotAllowed otherwise). A
+// response over http_max_response is ErrTooLarge; none within http_timeout
+// or the call's deadline, ErrTimeout; a refused connection or a TLS
+// failure, ErrTemporary. Each call of a plugin may send a few requests
+// (ErrBudget after that), at any stage. While configuring nothing is sent:
+// an allowed URL is ErrStage, so that Configure can check a URL setting.
+func HTTP(req *HTTPRequest) (*HTTPResponse, error) {
+	enc := abi.AppendHTTPRequest(nil, req)
+	b, err := fetch(abi.FuncHTTPRequest, func(i Imports, buf []byte) int32 { return i.HTTPRequest(enc, buf) })
+	if err != nil {
+		return nil, err
+	}
+	var resp HTTPResponse
+	if err := abi.DecodeHTTPResponse(b, &resp); err != nil {
+		return nil, fmt.Errorf("sdk: %s: %w", abi.FuncHTTPRequest, err)
+	}
+	return &resp, nil
+}
+
+// CheckURL reports whether HTTP may send requests to url: call it from
+// Configure, where it sends nothing, to refuse a URL setting that the
+// plugin's http_hosts do not allow when the plugin loads rather than at
+// the first message. It returns nil for an allowed URL, ErrNotAllowed for
+// one outside http_hosts, ErrDenied without the "http" capability.
+func CheckURL(url string) error {
+	_, err := HTTP(&HTTPRequest{Method: "GET", URL: url})
+	if errors.Is(err, ErrStage) {
+		return nil
+	}
+	if err == nil {
+		return fmt.Errorf("sdk: CheckURL: call it from Configure only, where nothing is sent")
+	}
 	return err
 }

@@ -25,6 +25,7 @@ type fakeHost struct {
 	counters     map[string]float64
 	deny         int32 // when not 0, every call returns it
 	bodyCopied   int   // bytes BodyRead wrote
+	httpSent     int   // HTTPRequest calls answered
 }
 
 func (f *fakeHost) fit(data, buf []byte) int32 {
@@ -111,6 +112,21 @@ func (f *fakeHost) CounterAdd(name string, delta float64) int32 {
 	}
 	f.counters[name] += delta
 	return 0
+}
+
+// HTTPRequest answers every request with its own method and URL as the
+// body, so that a test sees what crossed; stage 0 is configuring.
+func (f *fakeHost) HTTPRequest(req []byte, buf []byte) int32 {
+	var m abi.HTTPRequest
+	if err := abi.DecodeHTTPRequest(req, &m); err != nil {
+		return abi.ErrInvalid
+	}
+	if f.deny != 0 {
+		return f.deny
+	}
+	f.httpSent++
+	resp := abi.HTTPResponse{Status: 200, Header: m.Header, Body: []byte(m.Method + " " + m.URL + " " + string(m.Body))}
+	return f.fit(abi.AppendHTTPResponse(nil, &resp), buf)
 }
 
 func installFake(t *testing.T) *fakeHost {
@@ -211,8 +227,14 @@ func TestHostErrors(t *testing.T) {
 		if _, err := ReadBody(); !errors.Is(err, want) {
 			t.Errorf("code %d: ReadBody error = %v, want %v", code, err, want)
 		}
+		if _, err := HTTP(&HTTPRequest{Method: "GET", URL: "http://x.test/"}); !errors.Is(err, want) || !strings.Contains(err.Error(), abi.FuncHTTPRequest) {
+			t.Errorf("code %d: HTTP error = %v, want %v", code, err, want)
+		}
 	}
 	f.deny = -99
+	if _, err := HTTP(&HTTPRequest{Method: "GET", URL: "http://x.test/"}); err == nil || !strings.Contains(err.Error(), "unknown error -99") {
+		t.Errorf("unknown code: HTTP error = %v", err)
+	}
 	if _, err := KVGet("k"); err == nil || !strings.Contains(err.Error(), "unknown error -99") {
 		t.Errorf("unknown code: error = %v", err)
 	}
@@ -296,5 +318,33 @@ func TestKVAndCount(t *testing.T) {
 	Count("hits", 2.5)
 	if f.counters["hits"] != 3.5 {
 		t.Errorf("counter = %v, want 3.5", f.counters["hits"])
+	}
+}
+
+// A response larger than the first buffer is fetched again: the host
+// answers that from the response it kept.
+func TestHTTP(t *testing.T) {
+	f := installFake(t)
+	body := strings.Repeat("x", 3000)
+	resp, err := HTTP(&HTTPRequest{Method: "POST", URL: "http://127.0.0.1:11333/checkv2",
+		Header: []Field{{Name: "Rcpt", Value: "a@example.org"}}, Body: []byte(body)})
+	if err != nil || resp.Status != 200 || string(resp.Body) != "POST http://127.0.0.1:11333/checkv2 "+body ||
+		len(resp.Header) != 1 || resp.Header[0].Value != "a@example.org" {
+		t.Fatalf("HTTP = %+v, %v", resp, err)
+	}
+	if f.httpSent != 2 {
+		t.Errorf("%d calls of the host, want 2 (the first buffer was too small)", f.httpSent)
+	}
+	// Outside configuring, CheckURL would send a request: it says so.
+	if err := CheckURL("http://127.0.0.1:11333/"); err == nil || !strings.Contains(err.Error(), "Configure only") {
+		t.Errorf("CheckURL outside Configure = %v", err)
+	}
+	f.deny = abi.ErrStage
+	if err := CheckURL("http://127.0.0.1:11333/"); err != nil {
+		t.Errorf("CheckURL of an allowed URL = %v", err)
+	}
+	f.deny = abi.ErrNotAllowed
+	if err := CheckURL("http://192.0.2.1/"); !errors.Is(err, ErrNotAllowed) {
+		t.Errorf("CheckURL of a URL not allowed = %v", err)
 	}
 }

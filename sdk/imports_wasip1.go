@@ -38,6 +38,9 @@ func hostKVDelete(key unsafe.Pointer, keyLen uint32) int32
 //go:wasmimport sluice counter_add
 func hostCounterAdd(name unsafe.Pointer, nameLen uint32, delta float64) int32
 
+//go:wasmimport sluice http_request
+func hostHTTPRequest(req unsafe.Pointer, reqLen uint32, buf unsafe.Pointer, bufCap uint32) int32
+
 func defaultImports() Imports { return wasmImports{} }
 
 // wasmImports passes Go strings and slices to the host as (pointer,
@@ -101,4 +104,10 @@ func (wasmImports) KVDelete(key string) int32 {
 func (wasmImports) CounterAdd(name string, delta float64) int32 {
 	np, nl := str(name)
 	return hostCounterAdd(np, nl, delta)
+}
+
+func (wasmImports) HTTPRequest(req []byte, b []byte) int32 {
+	rp, rl := buf(req)
+	bp, bl := buf(b)
+	return hostHTTPRequest(rp, rl, bp, bl)
 }

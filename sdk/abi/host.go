@@ -43,6 +43,11 @@ const (
 	// FuncCounterAdd (name_ptr, name_len i32, delta f64) -> i32 adds delta
 	// to the plugin's counter of that name; 0 on success.
 	FuncCounterAdd = "counter_add"
+	// FuncHTTPRequest (req_ptr, req_len, buf_ptr, buf_cap i32) -> i32
+	// sends the HTTPRequest encoded at req to one of the plugin's allowed
+	// hosts and writes the HTTPResponse, if it fits, and returns its
+	// length.
+	FuncHTTPRequest = "http_request"
 )
 
 // Error codes that host functions return instead of a length.
@@ -55,6 +60,11 @@ const (
 	ErrBudget    int32 = -6 // the call's DNS lookups or time are used up
 	ErrTemporary int32 = -7 // the lookup or the store failed; trying again later may work
 	ErrFull      int32 = -8 // the plugin's key-value store is full
+	// ErrNotAllowed: the URL's host and port are not in the plugin's
+	// http_hosts, or its scheme is neither http nor https.
+	ErrNotAllowed int32 = -9
+	ErrTooLarge   int32 = -10 // the HTTP response is larger than the plugin's http_max_response
+	ErrTimeout    int32 = -11 // no whole HTTP response within http_timeout or the call's deadline
 )
 
 var errNames = map[int32]string{
@@ -62,6 +72,7 @@ var errNames = map[int32]string{
 	ErrNotFound: "not found", ErrMemory: "outside the guest's memory",
 	ErrInvalid: "invalid argument", ErrBudget: "budget used up",
 	ErrTemporary: "temporary failure", ErrFull: "store full",
+	ErrNotAllowed: "host not allowed", ErrTooLarge: "response too large", ErrTimeout: "timed out",
 }
 
 // ErrorText describes a host function's error code.
@@ -93,6 +104,7 @@ const (
 	CapDNS                            // FuncDNSLookup, FuncDNSLookupMany
 	CapKV                             // FuncKVGet, FuncKVSet, FuncKVDelete
 	CapMetrics                        // FuncCounterAdd
+	CapHTTP                           // FuncHTTPRequest
 )
 
 var capNames = []struct {
@@ -100,6 +112,7 @@ var capNames = []struct {
 	name string
 }{
 	{CapHeaders, "headers"}, {CapBody, "body"}, {CapDNS, "dns"}, {CapKV, "kv"}, {CapMetrics, "metrics"},
+	{CapHTTP, "http"},
 }
 
 // ParseCapability returns the capability with the given name.

@@ -48,7 +48,7 @@ func TestCapabilities(t *testing.T) {
 		}
 		all |= c
 	}
-	if all.String() != "headers,body,dns,kv,metrics" || !all.Has(CapDNS|CapKV) {
+	if all.String() != "headers,body,dns,kv,metrics,http" || !all.Has(CapDNS|CapKV) {
 		t.Errorf("all = %q", all)
 	}
 	if _, ok := ParseCapability("log"); ok {

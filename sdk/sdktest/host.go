@@ -56,6 +56,12 @@ type host struct {
 	dns     map[dnsKey][]string
 	kv      map[string]entry
 	count   map[string]float64
+
+	httpHosts   map[string]bool // host:port
+	httpTimeout time.Duration
+	httpMax     int64
+	httpSent    int // HTTP requests sent in the call in progress
+	lastHTTP    struct{ request, answer []byte }
 }
 
 type dnsKey struct {
@@ -77,7 +83,10 @@ const (
 )
 
 func newHost() *host {
-	return &host{now: time.Now, dns: map[dnsKey][]string{}, kv: map[string]entry{}, count: map[string]float64{}}
+	return &host{
+		now: time.Now, dns: map[dnsKey][]string{}, kv: map[string]entry{}, count: map[string]float64{},
+		httpHosts: map[string]bool{}, httpTimeout: 5 * time.Second, httpMax: 1 << 20,
+	}
 }
 
 // setMessage splits msg into the header block and the body as the gateway
@@ -281,7 +290,7 @@ var calling sync.Mutex
 func (h *host) call(stage abi.Stage, f func()) {
 	calling.Lock()
 	defer calling.Unlock()
-	h.stage, h.lookups = stage, 0
+	h.stage, h.lookups, h.httpSent, h.lastHTTP.answer = stage, 0, 0, nil
 	defer sdk.SetImports(h)()
 	f()
 }

@@ -236,7 +236,8 @@ var importCapability = map[string]abi.Capability{
 	abi.FuncBodySize: abi.CapBody, abi.FuncBodyRead: abi.CapBody,
 	abi.FuncDNSLookup: abi.CapDNS, abi.FuncDNSLookupMany: abi.CapDNS,
 	abi.FuncKVGet: abi.CapKV, abi.FuncKVSet: abi.CapKV, abi.FuncKVDelete: abi.CapKV,
-	abi.FuncCounterAdd: abi.CapMetrics,
+	abi.FuncHTTPRequest: abi.CapHTTP,
+	abi.FuncCounterAdd:  abi.CapMetrics,
 }
 
 // unknownSetting is a key no plugin has.

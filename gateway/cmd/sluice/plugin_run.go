@@ -47,7 +47,7 @@ func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 // server, shared by sluice plugin test and check.
 type hostFlags struct {
 	config, name, caps, dnsServer, cacheDir string
-	dnsRecords                              listFlag
+	dnsRecords, httpHosts                   listFlag
 	verbose                                 bool
 
 	// Set by sluice plugin check: the settings to use instead of the
@@ -70,6 +70,7 @@ func (h *hostFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&h.caps, "capabilities", strings.Join(abi.CapabilityNames(), ","), "host functions to grant, as in gateway.toml: a comma-separated `list`, or \"\" for none")
 	fs.StringVar(&h.dnsServer, "dns-server", "", "the nameserver (`ip:port`) for the plugin's DNS lookups (default: /etc/resolv.conf)")
 	fs.Var(&h.dnsRecords, "dns-record", "a DNS record the plugin's lookups find, as a zone-file `line` (repeatable)")
+	fs.Var(&h.httpHosts, "http-host", "a `host:port` the plugin's HTTP requests may reach, as http_hosts in gateway.toml (repeatable)")
 	fs.StringVar(&h.cacheDir, "cache-dir", "", "keep compiled modules in this `directory` between runs")
 	fs.BoolVar(&h.verbose, "v", false, "print what the plugin logs")
 }
@@ -77,7 +78,7 @@ func (h *hostFlags) register(fs *flag.FlagSet) {
 // load starts a host and loads the plugin at path with it. The caller
 // closes both.
 func (h *hostFlags) load(ctx context.Context, path string, log io.Writer) (*plugin.Host, *plugin.Plugin, error) {
-	spec := plugin.Spec{Name: h.name, Path: path, Hostname: "mx.plugin-test.test", Instances: max(h.instances, 1)}
+	spec := plugin.Spec{Name: h.name, Path: path, Hostname: "mx.plugin-test.test", Instances: max(h.instances, 1), HTTPHosts: h.httpHosts}
 	if spec.Name == "" {
 		spec.Name = strings.TrimSuffix(filepath.Base(path), ".wasm")
 	}

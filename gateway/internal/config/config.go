@@ -158,8 +158,18 @@ type Plugin struct {
 	Config      map[string]any `toml:"config"`
 
 	// Capabilities are the host functions granted to the plugin beyond
-	// log: headers, body, dns, kv, metrics.
+	// log: headers, body, dns, kv, metrics, http.
 	Capabilities []string `toml:"capabilities"`
+
+	// HTTPHosts are the host:port pairs a plugin granted "http" may send
+	// requests to, and nothing else.
+	HTTPHosts []string `toml:"http_hosts"`
+	// HTTPTimeout bounds each of its HTTP requests, within the call's
+	// deadline; 0 means the host's default (5s).
+	HTTPTimeout Duration `toml:"http_timeout"`
+	// HTTPMaxResponse bounds the body of an HTTP response; 0 means the
+	// host's default (1 MiB).
+	HTTPMaxResponse Size `toml:"http_max_response"`
 }
 
 // Admin configures the operator's HTTP listener (health, metrics, reload,

@@ -321,7 +321,57 @@ func (v *validator) plugins() {
 					p.Name, c, strings.Join(abi.CapabilityNames(), ", "))
 			}
 		}
+		v.pluginHTTP(path, &p)
 	}
+}
+
+// maxHTTPResponse is the largest http_max_response: a response is copied
+// into the plugin's memory (plugin.MaxHTTPMaxResponse).
+const maxHTTPResponse = 16 << 20
+
+// pluginHTTP checks the settings of the http capability: a plugin granted
+// it reaches only the hosts listed, so it needs some, and the settings of
+// a plugin not granted it would do nothing.
+func (v *validator) pluginHTTP(path string, p *Plugin) {
+	if !p.Granted().Has(abi.CapHTTP) {
+		for _, k := range []struct {
+			key string
+			set bool
+		}{{"http_hosts", p.HTTPHosts != nil}, {"http_timeout", p.HTTPTimeout != 0}, {"http_max_response", p.HTTPMaxResponse != 0}} {
+			if k.set {
+				v.errorf(path+"."+k.key, "plugin %q: %s is set but capabilities does not grant \"http\"", p.Name, k.key)
+			}
+		}
+		return
+	}
+	if len(p.HTTPHosts) == 0 {
+		v.errorf(path+".capabilities", "plugin %q: capability \"http\" needs http_hosts, the host:port pairs it may send requests to (like http_hosts = [\"127.0.0.1:11333\"])", p.Name)
+	}
+	for i, h := range p.HTTPHosts {
+		if err := checkHostPort(h); err != nil {
+			v.errorf(path+".http_hosts", "plugin %q: http_hosts[%d]: %v", p.Name, i, err)
+		}
+	}
+	if p.HTTPMaxResponse < 0 || p.HTTPMaxResponse > maxHTTPResponse {
+		v.errorf(path+".http_max_response", "plugin %q: http_max_response must be from 1 byte to 16MiB", p.Name)
+	}
+}
+
+// checkHostPort checks a host:port that a plugin may send HTTP requests
+// to: a name or IP address, and a port, as the host compares them
+// (plugin.HTTPHost).
+func checkHostPort(s string) error {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port (the scheme goes in the plugin's URL, not here)", s)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("%q: the port must be a number from 1 to 65535", s)
+	}
+	if host == "" || strings.ContainsAny(host, "/@?#%[] ") {
+		return fmt.Errorf("%q: not a host name or IP address", s)
+	}
+	return nil
 }
 
 func (v *validator) scoring() {

@@ -137,6 +137,15 @@ type Spec struct {
 	// that a chain built from a new configuration uses that
 	// configuration's [dns]; nil: the host's.
 	Resolver *resolver.Resolver
+	// HTTPHosts are the host:port pairs that a plugin granted http may
+	// send requests to, over http or https.
+	HTTPHosts []string
+	// HTTPTimeout bounds each HTTP request, within the call's deadline;
+	// 0 means DefaultHTTPTimeout.
+	HTTPTimeout time.Duration
+	// HTTPMaxResponse bounds the body of an HTTP response; 0 means
+	// DefaultHTTPMaxResponse.
+	HTTPMaxResponse int64
 
 	// deadline is how calls are held to Timeout; benchmarks compare the
 	// others to the gateway's (the zero value).
@@ -198,6 +207,13 @@ func (h *Host) load(ctx context.Context, s Spec) (*Plugin, error) {
 	if s.Capabilities.Has(abi.CapDNS) && res == nil {
 		return nil, errors.New("capability dns: this host has no resolver")
 	}
+	var web *httpClient
+	if s.Capabilities.Has(abi.CapHTTP) {
+		var err error
+		if web, err = newHTTPClient(s); err != nil {
+			return nil, err
+		}
+	}
 	wasm, err := os.ReadFile(s.Path)
 	if err != nil {
 		return nil, err
@@ -231,7 +247,7 @@ func (h *Host) load(ctx context.Context, s Spec) (*Plugin, error) {
 		info:         newInfo(s, wasm),
 		host: &hostFuncs{
 			plugin: s.Name, caps: s.Capabilities, lookups: s.DNSLookups, logger: logger,
-			resolver: res, kv: h.kv, counters: h.counters,
+			resolver: res, kv: h.kv, counters: h.counters, http: web,
 		},
 		configReq: abi.AppendConfigureRequest(nil, &abi.ConfigureRequest{
 			Version: abi.Version, Name: s.Name, Hostname: s.Hostname, Config: s.Config, Domains: s.Domains,

@@ -84,6 +84,9 @@ type callState struct {
 		many   bool   // the answer of dns_lookup_many
 		answer []byte
 	}
+	httpRequests int // HTTP requests left
+	// lastHTTP is the last HTTP response, kept like last.
+	lastHTTP struct{ request, answer []byte }
 }
 
 type callKey struct{}
@@ -91,15 +94,16 @@ type callKey struct{}
 // callContext returns ctx carrying the state of one call of p. Plugins
 // whose host functions need none get ctx itself, so that they pay nothing.
 func (p *Plugin) callContext(ctx context.Context, msg *Message) context.Context {
-	if p.host.caps&(abi.CapHeaders|abi.CapBody|abi.CapDNS) == 0 {
+	if p.host.caps&(abi.CapHeaders|abi.CapBody|abi.CapDNS|abi.CapHTTP) == 0 {
 		return ctx
 	}
 	return context.WithValue(ctx, callKey{}, &callState{
 		msg: msg,
 		// Lookups stop at three quarters of the call's time, so that a
 		// plugin whose DNS hangs still has time to answer without it.
-		deadline: time.Now().Add(p.timeout * 3 / 4),
-		lookups:  p.host.lookups,
+		deadline:     time.Now().Add(p.timeout * 3 / 4),
+		lookups:      p.host.lookups,
+		httpRequests: httpRequests,
 	})
 }
 
@@ -119,6 +123,7 @@ type hostFuncs struct {
 	resolver *resolver.Resolver
 	kv       KV
 	counters Counters
+	http     *httpClient // for a plugin granted http
 }
 
 // hostFunc is one function of module "sluice".
@@ -149,6 +154,7 @@ var hostFuncTable = []hostFunc{
 	{abi.FuncKVSet, types(i32, i32, i32, i32, i64), types(i32), abi.CapKV, (*hostFuncs).kvSet},
 	{abi.FuncKVDelete, types(i32, i32), types(i32), abi.CapKV, (*hostFuncs).kvDelete},
 	{abi.FuncCounterAdd, types(i32, i32, f64), types(i32), abi.CapMetrics, (*hostFuncs).counterAdd},
+	{abi.FuncHTTPRequest, types(i32, i32, i32, i32), types(i32), abi.CapHTTP, (*hostFuncs).httpRequest},
 }
 
 // instantiateHostModule provides the imports of module "sluice" to one

@@ -457,6 +457,7 @@ func TestABIDocumentsHostFunctions(t *testing.T) {
 		abi.ErrDenied: "ERR_DENIED", abi.ErrStage: "ERR_STAGE", abi.ErrNotFound: "ERR_NOT_FOUND",
 		abi.ErrMemory: "ERR_MEMORY", abi.ErrInvalid: "ERR_INVALID", abi.ErrBudget: "ERR_BUDGET",
 		abi.ErrTemporary: "ERR_TEMPORARY", abi.ErrFull: "ERR_FULL",
+		abi.ErrNotAllowed: "ERR_NOT_ALLOWED", abi.ErrTooLarge: "ERR_TOO_LARGE", abi.ErrTimeout: "ERR_TIMEOUT",
 	}
 	for code, name := range codes {
 		if !strings.Contains(string(doc), fmt.Sprintf("| %d | `%s` |", code, name)) {

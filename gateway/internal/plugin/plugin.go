@@ -220,6 +220,7 @@ func (p *Plugin) Close(ctx context.Context) error {
 			}
 		}
 		err = p.rt.Close(context.WithoutCancel(ctx))
+		p.host.http.close()
 		// An instance still running keeps its memory mapped (memory.go),
 		// its pages released.
 		if idle == cap(p.pool) {

@@ -1,0 +1,76 @@
+package abi
+
+import "math"
+
+// HTTPRequest is what a guest asks FuncHTTPRequest to send.
+type HTTPRequest struct {
+	Method string // GET, HEAD, POST, PUT, PATCH, DELETE or OPTIONS
+	// URL is absolute: http or https, a host and port that the plugin's
+	// http_hosts allow (the port may be left to the scheme's default).
+	URL    string
+	Header []Header // in order; a name may repeat
+	Body   []byte
+}
+
+// HTTPResponse is what FuncHTTPRequest answers. A response of any status
+// is an answer, redirects included: the host follows none.
+type HTTPResponse struct {
+	Status uint16
+	Header []Header // canonical names, sorted by name, one item per value
+	Body   []byte
+}
+
+// AppendHTTPRequest appends the encoding of m to b: method, URL, the
+// header fields as a list of (name, value), the body.
+func AppendHTTPRequest(b []byte, m *HTTPRequest) []byte {
+	e := encoder{b}
+	e.str(m.Method)
+	e.str(m.URL)
+	e.headers(m.Header)
+	e.bytes(m.Body)
+	return e.b
+}
+
+// DecodeHTTPRequest decodes b into m.
+func DecodeHTTPRequest(b []byte, m *HTTPRequest) error {
+	d := decoder{b: b}
+	*m = HTTPRequest{Method: d.str(), URL: d.str(), Header: d.headers(), Body: d.bytes()}
+	return d.err
+}
+
+// AppendHTTPResponse appends the encoding of m to b: status, the header
+// fields as a list of (name, value), the body.
+func AppendHTTPResponse(b []byte, m *HTTPResponse) []byte {
+	e := encoder{b}
+	e.uint(uint64(m.Status))
+	e.headers(m.Header)
+	e.bytes(m.Body)
+	return e.b
+}
+
+// DecodeHTTPResponse decodes b into m.
+func DecodeHTTPResponse(b []byte, m *HTTPResponse) error {
+	d := decoder{b: b}
+	*m = HTTPResponse{Status: uint16(d.uint32(math.MaxUint16)), Header: d.headers(), Body: d.bytes()}
+	return d.err
+}
+
+func (e *encoder) headers(h []Header) {
+	e.uint(uint64(len(h)))
+	for _, f := range h {
+		e.str(f.Name)
+		e.str(f.Value)
+	}
+}
+
+func (d *decoder) headers() []Header {
+	n := d.count()
+	if n == 0 {
+		return nil
+	}
+	h := make([]Header, n)
+	for i := range h {
+		h[i] = Header{Name: d.str(), Value: d.str()}
+	}
+	return h
+}
