@@ -68,7 +68,7 @@ func typeError(msg string) string {
 		return msg
 	}
 	words := map[string]string{
-		"string": "a string", "int64": "a number", "integer": "a whole number", "float64": "a number",
+		"string": "a string", "int64": "a number", "integer": "a whole number", "float64": "a number", "boolean": "true or false",
 		"float": "a number", "bool": "true or false", "slice": "a list", "[]interface": "a list",
 		"map[string]interface": "a table", "struct": "a table", "time.Time": "a date",
 	}
