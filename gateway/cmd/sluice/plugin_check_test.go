@@ -57,6 +57,7 @@ func TestConformanceOfPluginsAndExamples(t *testing.T) {
 	}
 	targets["plugins/router"] = routerConfig
 	targets["plugins/dmarc"] = `trusted_arc_sealers = ["lists.example.org"]`
+	targets["plugins/ratelimit"] = "[[limit]]\ncount = \"client\"\nmax = 100\nper = \"1h\"\n"
 	// Every example, with the first config file its README's examples use.
 	for _, folder := range examples(t) {
 		ex := readReadme(t, filepath.Join(moduleRoot, folder, "README.md"))
