@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/BurntSushi/toml"
 	"github.com/sluice-mail/sluice/sdk/abi"
@@ -66,7 +68,7 @@ func typeError(msg string) string {
 		return msg
 	}
 	words := map[string]string{
-		"string": "a string", "int64": "a number", "integer": "a whole number", "float64": "a number",
+		"string": "a string", "int64": "a number", "integer": "a whole number", "float64": "a number", "boolean": "true or false",
 		"float": "a number", "bool": "true or false", "slice": "a list", "[]interface": "a list",
 		"map[string]interface": "a table", "struct": "a table", "time.Time": "a date",
 	}
@@ -99,3 +101,48 @@ func (c *Config) Permit(p abi.Permissions) { c.perms |= p }
 // Permissions returns what has been permitted so far, for tests to check
 // verdicts against.
 func (c *Config) Permissions() abi.Permissions { return c.perms }
+
+// Duration is a setting that is a length of time, written in TOML as a
+// string: a number and a unit, "30s", "10m", "1h", "2d" (days of 24
+// hours), or anything time.ParseDuration reads ("1h30m"). It must be
+// positive. String writes it back in the largest unit that divides it.
+type Duration time.Duration
+
+// UnmarshalText implements encoding.TextUnmarshaler, which the config
+// decoder uses.
+func (d *Duration) UnmarshalText(text []byte) error {
+	s := string(text)
+	var v time.Duration
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.ParseUint(days, 10, 16)
+		if err != nil {
+			return fmt.Errorf("duration %q: not a whole number of days", s)
+		}
+		v = time.Duration(n) * 24 * time.Hour
+	} else {
+		var err error
+		if v, err = time.ParseDuration(s); err != nil {
+			return fmt.Errorf("duration %q: want a number and a unit: 30s, 10m, 1h, 2d", s)
+		}
+	}
+	if v <= 0 {
+		return fmt.Errorf("duration %q: must be more than 0", s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// String writes d as "45s", "10m", "1h", "2d", or as time.Duration does
+// when no single unit fits.
+func (d Duration) String() string {
+	v := time.Duration(d)
+	for _, u := range []struct {
+		unit time.Duration
+		name string
+	}{{24 * time.Hour, "d"}, {time.Hour, "h"}, {time.Minute, "m"}, {time.Second, "s"}} {
+		if v >= u.unit && v%u.unit == 0 {
+			return strconv.FormatInt(int64(v/u.unit), 10) + u.name
+		}
+	}
+	return v.String()
+}

@@ -28,6 +28,8 @@ type Imports interface {
 	KVGet(key string, buf []byte) int32
 	KVSet(key string, value []byte, ttlMillis int64) int32
 	KVDelete(key string) int32
+	// KVIncr answers the new value beside 0, or an error code.
+	KVIncr(key string, delta, ttlMillis int64) (int64, int32)
 	CounterAdd(name string, delta float64) int32
 	HTTPRequest(req []byte, buf []byte) int32
 }
@@ -436,6 +438,29 @@ func KVSet(key string, value []byte, ttl time.Duration) error {
 func KVDelete(key string) error {
 	_, err := call(abi.FuncKVDelete, func(i Imports) int32 { return i.KVDelete(key) })
 	return err
+}
+
+// KVIncr adds delta (which may be negative) to the counter under key and
+// returns the new value, atomically: instances of the plugin that count at
+// the same time, and with a shared store the gateway's nodes, each get a
+// value of their own and none is lost. A key that is not there, or has
+// expired, starts at 0 and is created to expire after ttl (rounded up to
+// whole milliseconds); adding to it later does not move its expiry, so a
+// counter made with a window's length counts that fixed window. The value
+// is the number in decimal, as KVGet reads it. ErrInvalid when the value
+// under key is not a decimal number (it was set otherwise), when the sum
+// would not fit in an int64, or when ttl is not positive; ErrFull when the
+// store is full.
+func KVIncr(key string, delta int64, ttl time.Duration) (int64, error) {
+	i := imports
+	if i == nil {
+		return 0, fmt.Errorf("sdk: %s: %w", abi.FuncKVIncr, ErrNoHost)
+	}
+	n, code := i.KVIncr(key, delta, int64((ttl+time.Millisecond-1)/time.Millisecond))
+	if code < 0 {
+		return 0, hostError(abi.FuncKVIncr, code)
+	}
+	return n, nil
 }
 
 // Count adds delta (0 or more) to the plugin's counter of this name, which

@@ -106,6 +106,26 @@ func (f *fakeHost) KVDelete(key string) int32 {
 	return 0
 }
 
+// KVIncr keeps counters in decimal, as the gateway does, but never
+// expires them.
+func (f *fakeHost) KVIncr(key string, delta, ttl int64) (int64, int32) {
+	if f.deny != 0 {
+		return 0, f.deny
+	}
+	var n int64
+	if v, ok := f.kv[key]; ok {
+		var err error
+		if n, err = strconv.ParseInt(string(v), 10, 64); err != nil {
+			return 0, abi.ErrInvalid
+		}
+	} else {
+		f.ttl[key] = ttl
+	}
+	n += delta
+	f.kv[key] = []byte(strconv.FormatInt(n, 10))
+	return n, 0
+}
+
 func (f *fakeHost) CounterAdd(name string, delta float64) int32 {
 	if f.deny != 0 {
 		return f.deny
@@ -314,6 +334,24 @@ func TestKVAndCount(t *testing.T) {
 	if _, err := KVGet("seen"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("KVGet after delete: %v, want ErrNotFound", err)
 	}
+	for i, want := range []int64{3, 5, -1} {
+		n, err := KVIncr("n", []int64{3, 2, -6}[i], 1500*time.Microsecond)
+		if err != nil || n != want {
+			t.Errorf("KVIncr %d = %d, %v; want %d", i, n, err, want)
+		}
+	}
+	if v, _ := KVGet("n"); string(v) != "-1" || f.ttl["n"] != 2 {
+		t.Errorf("counter stored as %q with ttl %d ms, want \"-1\" and 2 (rounded up)", v, f.ttl["n"])
+	}
+	KVSet("text", []byte("abc"), time.Second)
+	if _, err := KVIncr("text", 1, time.Second); !errors.Is(err, ErrInvalid) {
+		t.Errorf("KVIncr of a value that is no number: %v, want ErrInvalid", err)
+	}
+	f.deny = abi.ErrFull
+	if _, err := KVIncr("n", 1, time.Second); !errors.Is(err, ErrFull) {
+		t.Errorf("KVIncr of a full store: %v, want ErrFull", err)
+	}
+	f.deny = 0
 	Count("hits", 1)
 	Count("hits", 2.5)
 	if f.counters["hits"] != 3.5 {

@@ -35,6 +35,9 @@ func hostKVSet(key unsafe.Pointer, keyLen uint32, value unsafe.Pointer, valueLen
 //go:wasmimport sluice kv_delete
 func hostKVDelete(key unsafe.Pointer, keyLen uint32) int32
 
+//go:wasmimport sluice kv_incr
+func hostKVIncr(key unsafe.Pointer, keyLen uint32, delta, ttlMillis int64, out unsafe.Pointer) int32
+
 //go:wasmimport sluice counter_add
 func hostCounterAdd(name unsafe.Pointer, nameLen uint32, delta float64) int32
 
@@ -99,6 +102,13 @@ func (wasmImports) KVSet(key string, value []byte, ttlMillis int64) int32 {
 func (wasmImports) KVDelete(key string) int32 {
 	kp, kl := str(key)
 	return hostKVDelete(kp, kl)
+}
+
+func (wasmImports) KVIncr(key string, delta, ttlMillis int64) (int64, int32) {
+	kp, kl := str(key)
+	var n int64 // linear memory is little-endian, as the host writes it
+	code := hostKVIncr(kp, kl, delta, ttlMillis, unsafe.Pointer(&n))
+	return n, code
 }
 
 func (wasmImports) CounterAdd(name string, delta float64) int32 {

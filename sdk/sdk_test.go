@@ -2,6 +2,7 @@ package sdk
 
 import (
 	"encoding/binary"
+	"errors"
 	"reflect"
 	"strings"
 	"testing"
@@ -264,3 +265,29 @@ type domainsPlugin struct{ got *[]string }
 
 func (d *domainsPlugin) Configure(c *Config) error { *d.got = c.Domains; return nil }
 func (d *domainsPlugin) Mail(*Request) Verdict     { return Continue() }
+
+func TestDuration(t *testing.T) {
+	var s struct {
+		Per Duration `toml:"per"`
+		On  *bool    `toml:"on"`
+	}
+	for text, want := range map[string]string{
+		"30s": "30s", "90s": "90s", "120s": "2m", "1h": "1h", "1h30m": "90m", "2d": "2d", "48h": "2d", "1500ms": "1.5s",
+	} {
+		c := &Config{Raw: []byte("per = \"" + text + "\"\n")}
+		if err := c.Decode(&s); err != nil || s.Per.String() != want {
+			t.Errorf("%q: %s, %v; want %s", text, s.Per, err, want)
+		}
+	}
+	for raw, want := range map[string]string{
+		"per = \"1 hour\"\n": "per: duration \"1 hour\": want a number and a unit: 30s, 10m, 1h, 2d",
+		"per = \"-1d\"\n":    "per: duration \"-1d\": not a whole number of days",
+		"per = \"0s\"\n":     "per: duration \"0s\": must be more than 0",
+		"on = 1\n":           "on: expected true or false, got a number",
+	} {
+		var se *SettingError
+		if err := (&Config{Raw: []byte(raw)}).Decode(&s); !errors.As(err, &se) || err.Error() != want {
+			t.Errorf("%q: %v, want %q", raw, err, want)
+		}
+	}
+}

@@ -40,6 +40,11 @@ const (
 	// FuncKVDelete (key_ptr, key_len i32) -> i32 removes key; 0 on success,
 	// also when there was no such key.
 	FuncKVDelete = "kv_delete"
+	// FuncKVIncr (key_ptr, key_len i32, delta, ttl_ms i64, out_ptr i32) -> i32
+	// adds delta to the decimal counter under key, creating it at 0 with
+	// ttl_ms when it is not there, and writes the new value at out_ptr as
+	// 8 bytes little-endian; 0 on success.
+	FuncKVIncr = "kv_incr"
 	// FuncCounterAdd (name_ptr, name_len i32, delta f64) -> i32 adds delta
 	// to the plugin's counter of that name; 0 on success.
 	FuncCounterAdd = "counter_add"
@@ -102,7 +107,7 @@ const (
 	CapHeaders Capability = 1 << iota // FuncHeaderGet, FuncHeaders
 	CapBody                           // FuncBodySize, FuncBodyRead
 	CapDNS                            // FuncDNSLookup, FuncDNSLookupMany
-	CapKV                             // FuncKVGet, FuncKVSet, FuncKVDelete
+	CapKV                             // FuncKVGet, FuncKVSet, FuncKVDelete, FuncKVIncr
 	CapMetrics                        // FuncCounterAdd
 	CapHTTP                           // FuncHTTPRequest
 )

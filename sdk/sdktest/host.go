@@ -3,6 +3,7 @@ package sdktest
 import (
 	"bytes"
 	"math"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -230,15 +231,8 @@ func (h *host) KVSet(key string, value []byte, ttlMillis int64) int32 {
 		return abi.ErrInvalid
 	}
 	now := h.now()
-	if _, ok := h.kv[key]; !ok && len(h.kv) >= maxKVEntries {
-		for k, e := range h.kv {
-			if !now.Before(e.expires) {
-				delete(h.kv, k)
-			}
-		}
-		if len(h.kv) >= maxKVEntries {
-			return abi.ErrFull
-		}
+	if code := h.room(key, now); code < 0 {
+		return code
 	}
 	h.kv[key] = entry{value: bytes.Clone(value), expires: now.Add(time.Duration(ttlMillis) * time.Millisecond)}
 	return 0
@@ -252,6 +246,53 @@ func (h *host) KVDelete(key string) int32 {
 		return abi.ErrInvalid
 	}
 	delete(h.kv, key)
+	return 0
+}
+
+func (h *host) KVIncr(key string, delta, ttlMillis int64) (int64, int32) {
+	if h.denied.Has(abi.CapKV) {
+		return 0, abi.ErrDenied
+	}
+	if key == "" || len(key) > abi.MaxKVKey || ttlMillis <= 0 || ttlMillis > maxTTL.Milliseconds() {
+		return 0, abi.ErrInvalid
+	}
+	now := h.now()
+	var n int64
+	e, ok := h.kv[key]
+	if ok && now.Before(e.expires) {
+		var err error
+		if n, err = strconv.ParseInt(string(e.value), 10, 64); err != nil {
+			return 0, abi.ErrInvalid
+		}
+	} else {
+		e.expires = now.Add(time.Duration(ttlMillis) * time.Millisecond)
+	}
+	sum := n + delta
+	if (delta > 0 && sum < n) || (delta < 0 && sum > n) {
+		return 0, abi.ErrInvalid
+	}
+	if code := h.room(key, now); code < 0 {
+		return 0, code
+	}
+	e.value = strconv.AppendInt(nil, sum, 10)
+	h.kv[key] = e
+	return sum, 0
+}
+
+// room makes room for one more entry under key, if it is new, by dropping
+// expired entries; ErrFull if there is none.
+func (h *host) room(key string, now time.Time) int32 {
+	if _, ok := h.kv[key]; ok || len(h.kv) < maxKVEntries {
+		return 0
+	}
+	for k, e := range h.kv {
+		if !now.Before(e.expires) {
+			delete(h.kv, k)
+		}
+	}
+	if len(h.kv) >= maxKVEntries {
+		return abi.ErrFull
+	}
 	return 0
 }
 

@@ -253,6 +253,39 @@ func TestKVCountersAndDNS(t *testing.T) {
 	}
 }
 
+// incrPlugin counts mail per client with sdk.KVIncr, in a window of a
+// minute, and reports the count, or the error, as a finding.
+type incrPlugin struct{}
+
+func (incrPlugin) Mail(req *sdk.Request) sdk.Verdict {
+	n, err := sdk.KVIncr("mail:"+req.ClientIP, 1, time.Minute)
+	if err != nil {
+		return sdk.Continue().Finding("INCR_"+errText(err), 1)
+	}
+	return sdk.Continue().Finding("COUNT", float64(n))
+}
+
+// The native store counts as the gateway's: from 0, with the TTL of the
+// first increment, and not over a value that is no number.
+func TestKVIncr(t *testing.T) {
+	now := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	p := New(t, incrPlugin{}, "", Clock(func() time.Time { return now }))
+	req := &sdk.Request{Stage: abi.StageMail, ClientIP: "192.0.2.1"}
+	check := func(what string, want abi.Finding) {
+		t.Helper()
+		if v := p.Handle(t, req); len(v.Findings) != 1 || v.Findings[0] != want {
+			t.Errorf("%s: %+v, want %+v", what, v.Findings, want)
+		}
+	}
+	check("first", abi.Finding{Symbol: "COUNT", Score: 1})
+	now = now.Add(59 * time.Second)
+	check("second", abi.Finding{Symbol: "COUNT", Score: 2})
+	now = now.Add(time.Second) // a minute after the first: a new window
+	check("after the window", abi.Finding{Symbol: "COUNT", Score: 1})
+	p.host.kv["mail:192.0.2.1"] = entry{value: []byte("one"), expires: now.Add(time.Hour)}
+	check("not a number", abi.Finding{Symbol: "INCR_sdk: kv_incr: invalid argument", Score: 1})
+}
+
 // lookups makes n DNS lookups in one call and reports the first error.
 type lookups struct{ n int }
 

@@ -235,7 +235,7 @@ var importCapability = map[string]abi.Capability{
 	abi.FuncHeaderGet: abi.CapHeaders, abi.FuncHeaders: abi.CapHeaders,
 	abi.FuncBodySize: abi.CapBody, abi.FuncBodyRead: abi.CapBody,
 	abi.FuncDNSLookup: abi.CapDNS, abi.FuncDNSLookupMany: abi.CapDNS,
-	abi.FuncKVGet: abi.CapKV, abi.FuncKVSet: abi.CapKV, abi.FuncKVDelete: abi.CapKV,
+	abi.FuncKVGet: abi.CapKV, abi.FuncKVSet: abi.CapKV, abi.FuncKVDelete: abi.CapKV, abi.FuncKVIncr: abi.CapKV,
 	abi.FuncHTTPRequest: abi.CapHTTP,
 	abi.FuncCounterAdd:  abi.CapMetrics,
 }

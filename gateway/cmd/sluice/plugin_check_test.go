@@ -61,6 +61,7 @@ func TestConformanceOfPluginsAndExamples(t *testing.T) {
 	targets["plugins/fromrewrite"] = "domain = \"example.test\"\nsecret = \"conformance-secret-0123\"\n"
 	targets["plugins/dnsbl"] = "[[zone]]\nname = \"bl.example\"\n"
 	targets["plugins/rspamd"] = `url = "http://127.0.0.1:9"`
+	targets["plugins/ratelimit"] = "[[limit]]\ncount = \"client\"\nmax = 100\nper = \"1h\"\n"
 	// Every example, with the first config file its README's examples use.
 	for _, folder := range examples(t) {
 		ex := readReadme(t, filepath.Join(moduleRoot, folder, "README.md"))

@@ -153,6 +153,7 @@ var hostFuncTable = []hostFunc{
 	{abi.FuncKVGet, types(i32, i32, i32, i32), types(i32), abi.CapKV, (*hostFuncs).kvGet},
 	{abi.FuncKVSet, types(i32, i32, i32, i32, i64), types(i32), abi.CapKV, (*hostFuncs).kvSet},
 	{abi.FuncKVDelete, types(i32, i32), types(i32), abi.CapKV, (*hostFuncs).kvDelete},
+	{abi.FuncKVIncr, types(i32, i32, i64, i64, i32), types(i32), abi.CapKV, (*hostFuncs).kvIncr},
 	{abi.FuncCounterAdd, types(i32, i32, f64), types(i32), abi.CapMetrics, (*hostFuncs).counterAdd},
 	{abi.FuncHTTPRequest, types(i32, i32, i32, i32), types(i32), abi.CapHTTP, (*hostFuncs).httpRequest},
 }

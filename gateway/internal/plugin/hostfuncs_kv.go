@@ -2,7 +2,9 @@ package plugin
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
+	"strconv"
 	"sync"
 	"time"
 
@@ -13,7 +15,7 @@ import (
 // KV is the store behind the kv host functions. Every key lives in a
 // scope, the plugin's name, so that plugins neither see nor overwrite each
 // other's keys. The gateway uses a MemoryKV; a store shared by several
-// gateway nodes implements the same three methods. Implementations must be
+// gateway nodes implements the same four methods. Implementations must be
 // safe for concurrent use, and the bytes Get returns must not be changed.
 type KV interface {
 	// Get returns the value under key, and false if there is none or it
@@ -24,11 +26,28 @@ type KV interface {
 	Set(ctx context.Context, scope, key string, value []byte, ttl time.Duration) error
 	// Delete removes key; a key that is not there is no error.
 	Delete(ctx context.Context, scope, key string) error
+	// Incr adds delta to the counter under key, atomically, and returns
+	// the new value. A counter is a value in decimal, as Set would store
+	// strconv.FormatInt's text, so Get reads it and Set can reset it. A
+	// key that is not there or has expired starts at 0 and is created
+	// with ttl; an existing key keeps its expiry, so a counter created
+	// with a window's length counts one fixed window. A value that is not
+	// such a number is ErrKVNotCounter, a sum beyond int64 is
+	// ErrKVOverflow (the value stays), and no room is ErrKVFull. (Redis
+	// does the same in one script: INCRBY, then PEXPIRE when PTTL says
+	// the key has no expiry.)
+	Incr(ctx context.Context, scope, key string, delta int64, ttl time.Duration) (int64, error)
 }
 
-// ErrKVFull is a KV's answer to a Set that would take a scope over its
-// share.
+// ErrKVFull is a KV's answer to a Set or Incr that would take a scope over
+// its share.
 var ErrKVFull = errors.New("the plugin's key-value store is full")
+
+// Errors of Incr about the value under the key.
+var (
+	ErrKVNotCounter = errors.New("the value is not a whole number in decimal")
+	ErrKVOverflow   = errors.New("the counter would overflow 64 bits")
+)
 
 // MemoryKVConfig configures a MemoryKV.
 type MemoryKVConfig struct {
@@ -98,20 +117,57 @@ func (m *MemoryKV) Get(_ context.Context, scope, key string) ([]byte, bool, erro
 	return e.value, true, nil
 }
 
-// Set implements KV. When the scope is full it first drops the entries
-// that have expired; if there is still no room, the new entry is refused
-// rather than an older one evicted, so that what a plugin stored stays
-// until its TTL.
+// Set implements KV.
 func (m *MemoryKV) Set(_ context.Context, scope, key string, value []byte, ttl time.Duration) error {
 	now := m.now()
 	e := kvEntry{value: append([]byte(nil), value...), expires: now.Add(ttl)}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	s := m.scopes[scope]
+	return m.scope(scope).put(key, e, now, m.max)
+}
+
+// Incr implements KV.
+func (m *MemoryKV) Incr(_ context.Context, scope, key string, delta int64, ttl time.Duration) (int64, error) {
+	now := m.now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := m.scope(scope)
+	var n int64
+	e, ok := s.entries[key]
+	if ok && now.Before(e.expires) {
+		var err error
+		if n, err = strconv.ParseInt(string(e.value), 10, 64); err != nil {
+			return 0, ErrKVNotCounter
+		}
+	} else {
+		e.expires = now.Add(ttl)
+	}
+	sum := n + delta
+	if (delta > 0 && sum < n) || (delta < 0 && sum > n) {
+		return 0, ErrKVOverflow
+	}
+	e.value = strconv.AppendInt(nil, sum, 10)
+	if err := s.put(key, e, now, m.max); err != nil {
+		return 0, err
+	}
+	return sum, nil
+}
+
+// scope returns the entries of a scope, made on first use. m.mu is held.
+func (m *MemoryKV) scope(name string) *kvScope {
+	s := m.scopes[name]
 	if s == nil {
 		s = &kvScope{entries: map[string]kvEntry{}}
-		m.scopes[scope] = s
+		m.scopes[name] = s
 	}
+	return s
+}
+
+// put stores e under key. When the scope is full it first drops the
+// entries that have expired; if there is still no room, the new entry is
+// refused rather than an older one evicted, so that what a plugin stored
+// stays until its TTL.
+func (s *kvScope) put(key string, e kvEntry, now time.Time, max int) error {
 	// need is what storing e takes beyond what the old entry under key
 	// takes, if there is one.
 	need := func() int {
@@ -121,9 +177,9 @@ func (m *MemoryKV) Set(_ context.Context, scope, key string, value []byte, ttl t
 		}
 		return n
 	}
-	if s.bytes+need() > m.max {
+	if s.bytes+need() > max {
 		s.sweep(now)
-		if s.bytes+need() > m.max {
+		if s.bytes+need() > max {
 			return ErrKVFull
 		}
 	}
@@ -215,6 +271,40 @@ func (h *hostFuncs) kvSet(ctx context.Context, mod api.Module, stack []uint64) {
 		h.logger.Warn("key-value store failed", "op", "set", "error", err)
 		ret(stack, abi.ErrTemporary)
 	default:
+		ret(stack, 0)
+	}
+}
+
+// kvIncr is (key_ptr, key_len, delta i64, ttl_ms i64, out_ptr) → 0, with
+// the new value written at out_ptr as 8 bytes, little-endian: an i32 result
+// cannot carry a 64-bit counter beside the error codes.
+func (h *hostFuncs) kvIncr(ctx context.Context, mod api.Module, stack []uint64) {
+	key, code := kvKey(mod, stack[0], stack[1])
+	if code < 0 {
+		ret(stack, code)
+		return
+	}
+	delta, ttl := int64(stack[2]), int64(stack[3])
+	out, ok := guestBytes(mod, stack[4], 8)
+	if !ok {
+		ret(stack, abi.ErrMemory)
+		return
+	}
+	if ttl <= 0 || ttl > maxKVTTL.Milliseconds() {
+		ret(stack, abi.ErrInvalid)
+		return
+	}
+	n, err := h.kv.Incr(ctx, h.plugin, key, delta, time.Duration(ttl)*time.Millisecond)
+	switch {
+	case errors.Is(err, ErrKVFull):
+		ret(stack, abi.ErrFull)
+	case errors.Is(err, ErrKVNotCounter), errors.Is(err, ErrKVOverflow):
+		ret(stack, abi.ErrInvalid)
+	case err != nil:
+		h.logger.Warn("key-value store failed", "op", "incr", "error", err)
+		ret(stack, abi.ErrTemporary)
+	default:
+		binary.LittleEndian.PutUint64(out, uint64(n))
 		ret(stack, 0)
 	}
 }

@@ -116,6 +116,7 @@ func TestHostFunctionsNotGranted(t *testing.T) {
 		{"kvget k 64", "n=-1"},
 		{"kvset k v 1000", "n=-1"},
 		{"kvdel k", "n=-1"},
+		{"kvincr k 1 1000", "n=-1"},
 		{"count hits 1", "n=-1"},
 		{"sdk-header Subject", "err=sdk: header_get: capability not granted to this plugin in gateway.toml"},
 	}
@@ -342,6 +343,96 @@ func TestKV(t *testing.T) {
 	expect(t, a, abi.StageRcpt, nil, fill)
 	clk.advance(time.Second)
 	expect(t, a, abi.StageRcpt, nil, [][2]string{{"kvset kf v 1000", "n=0"}})
+}
+
+func TestKVIncr(t *testing.T) {
+	clk := &clock{now: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
+	kv := NewMemoryKV(MemoryKVConfig{Now: clk.Now, MaxBytes: 1000})
+	h, err := NewHost(context.Background(), HostConfig{CacheDir: wasmbuild.CacheDirForTest(), KV: kv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close(context.Background()) })
+	a := NewChain(load(t, h, hostcallsSpec(t, "a", abi.CapKV)))
+
+	huge := "9223372036854775807"
+	expect(t, a, abi.StageMail, nil, [][2]string{
+		{"kvincr n 1 1000", "n=0 v=1"}, // a missing key starts at 0
+		{"kvincr n 41 1000", "n=0 v=42"},
+		{"kvget n 64", `n=2 v="42"`}, // in decimal, as kv_get reads it
+		{"kvincr n -50 1000", "n=0 v=-8"},
+		{"kvincr n 0 1000", "n=0 v=-8"},
+		{"sdk-incr n 10 1000", `"2"`},
+		{"kvset text hello 1000", "n=0"},
+		{"kvincr text 1 1000", "n=-5"}, // not a number
+		{"kvget text 64", `n=5 v="hello"`},
+		{"kvset big " + huge + " 1000", "n=0"},
+		{"kvincr big 1 1000", "n=-5"}, // would overflow
+		{"kvget big 64", fmt.Sprintf("n=%d v=%q", len(huge), huge)},
+		{"kvincr big -1 1000", "n=0 v=9223372036854775806"},
+		{"kvincr n 1 0", "n=-5"}, // a TTL is required
+		{"kvincr n 1 -1", "n=-5"},
+		{"kvincr " + strings.Repeat("k", abi.MaxKVKey+1) + " 1 1000", "n=-5"},
+	})
+	// The TTL counts from the key's creation: adding does not move it.
+	clk.advance(600 * time.Millisecond)
+	expect(t, a, abi.StageRcpt, nil, [][2]string{{"kvincr n 1 5000", "n=0 v=3"}})
+	clk.advance(400 * time.Millisecond)
+	expect(t, a, abi.StageRcpt, nil, [][2]string{
+		{"kvget n 64", "n=-3"},
+		{"kvincr n 1 5000", "n=0 v=1"}, // expired: a new window, with the new TTL
+	})
+	clk.advance(4999 * time.Millisecond)
+	expect(t, a, abi.StageRcpt, nil, [][2]string{{"kvincr n 1 1000", "n=0 v=2"}})
+
+	// A full store refuses a new counter; expired entries make room.
+	var fill [][2]string
+	for i := range 13 { // 13 entries of 67 or 68 bytes and n's 66 leave 60 of 1000: less than a counter takes
+		fill = append(fill, [2]string{fmt.Sprintf("kvset f%d v 1000", i), "n=0"})
+	}
+	expect(t, a, abi.StageRcpt, nil, fill)
+	expect(t, a, abi.StageRcpt, nil, [][2]string{{"kvincr c 1 1000", "n=-8"}})
+	clk.advance(time.Second)
+	expect(t, a, abi.StageRcpt, nil, [][2]string{{"kvincr c 1 1000", "n=0 v=1"}})
+}
+
+// Counters are exact under concurrency: instances of a plugin, called at
+// once, each increment the same key, and none is lost.
+func TestKVIncrConcurrent(t *testing.T) {
+	kv := NewMemoryKV(MemoryKVConfig{})
+	h, err := NewHost(context.Background(), HostConfig{CacheDir: wasmbuild.CacheDirForTest(), KV: kv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close(context.Background()) })
+	spec := hostcallsSpec(t, "a", abi.CapKV)
+	spec.Instances = 4
+	c := NewChain(load(t, h, spec))
+	const callers, calls, each = 8, 10, 50
+	var wg sync.WaitGroup
+	for range callers {
+		wg.Go(func() {
+			for range calls {
+				req := &abi.Request{Stage: abi.StageRcpt, SessionID: "s", ClientIP: "127.0.0.1", Helo: fmt.Sprintf("repeat %d kvincr hits 1 60000", each)}
+				if o := c.Run(context.Background(), req, nil); len(o.Verdicts) != 1 || o.Verdicts[0].Err != nil {
+					t.Errorf("%+v", o.Verdicts)
+				}
+			}
+		})
+	}
+	// And the store directly, as a store shared by nodes is used.
+	for range callers {
+		wg.Go(func() {
+			for range calls * each {
+				if _, err := kv.Incr(context.Background(), "a", "hits", 1, time.Minute); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	want := fmt.Sprintf(`n=4 v="%d"`, 2*callers*calls*each)
+	expect(t, c, abi.StageRcpt, nil, [][2]string{{"kvget hits 64", want}})
 }
 
 // recorder is a Counters that keeps what it is given.

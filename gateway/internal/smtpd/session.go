@@ -404,6 +404,16 @@ func (s *session) Data(r io.Reader) error {
 	reply, by := s.deliver(msg)
 	s.txn.result, s.txn.resultBy, s.txn.size, s.txn.data = reply, by, len(msg), true
 	s.endTxn()
+	return s.closing(reply)
+}
+
+// closing hangs up after a reply of 421, such as plugins/ratelimit's with
+// code = 421: the code says the server closes the connection (RFC 5321
+// §3.8), and go-smtp would otherwise keep reading commands.
+func (s *session) closing(reply *smtp.SMTPError) *smtp.SMTPError {
+	if reply != nil && reply.Code == 421 {
+		return s.hangUp(reply)
+	}
 	return reply
 }
 
@@ -425,6 +435,9 @@ func (s *session) hangUp(reply *smtp.SMTPError) *smtp.SMTPError {
 func (s *session) refused(err error) error {
 	if err == nil || isDeferral(err) {
 		return err
+	}
+	if e, ok := err.(*smtp.SMTPError); ok && e.Code == 421 {
+		return s.closing(e)
 	}
 	s.errors++
 	if max := s.srv.cfg.MaxErrors; max > 0 && s.errors >= max {

@@ -11,6 +11,7 @@
 //	kvget KEY CAP           raw kv_get
 //	kvset KEY VALUE TTLMS   raw kv_set
 //	kvdel KEY               raw kv_delete
+//	kvincr KEY DELTA TTLMS  raw kv_incr: "n=" the result and, on success, " v=" the new value
 //	count NAME DELTA        raw counter_add
 //	badptr                  header_get with a buffer outside memory
 //	repeat N COMMAND...     the command N times, reporting the last result
@@ -23,6 +24,7 @@
 //	sdk-many TYPE NAME...   sdk.LookupMany: each answer's records joined with "|", or "err=" and
 //	                        its error, the answers joined with " ; "
 //	sdk-kv KEY              sdk.KVGet
+//	sdk-incr KEY DELTA MS   sdk.KVIncr
 //
 // A raw call reports "n=RESULT" and, when the answer fit, " v=" and the
 // answer quoted as Go does; the answer of dns is decoded and joined with
@@ -35,6 +37,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"time"
 	"unsafe"
 
 	"github.com/sluice-mail/sluice/sdk"
@@ -64,6 +67,9 @@ func kvSet(key unsafe.Pointer, keyLen uint32, value unsafe.Pointer, valueLen uin
 
 //go:wasmimport sluice kv_delete
 func kvDelete(key unsafe.Pointer, keyLen uint32) int32
+
+//go:wasmimport sluice kv_incr
+func kvIncr(key unsafe.Pointer, keyLen uint32, delta, ttlMillis int64, out unsafe.Pointer) int32
 
 //go:wasmimport sluice counter_add
 func counterAdd(name unsafe.Pointer, nameLen uint32, delta float64) int32
@@ -179,6 +185,16 @@ func do(f []string) string {
 	case "kvdel":
 		kp, kl := str(arg(1))
 		return raw(kvDelete(kp, kl), nil)
+	case "kvincr":
+		kp, kl := str(arg(1))
+		delta, _ := strconv.ParseInt(arg(2), 10, 64)
+		ttl, _ := strconv.ParseInt(arg(3), 10, 64)
+		var v int64
+		n := kvIncr(kp, kl, delta, ttl, unsafe.Pointer(&v))
+		if n < 0 {
+			return raw(n, nil)
+		}
+		return raw(n, nil) + " v=" + strconv.FormatInt(v, 10)
 	case "count":
 		np, nl := str(arg(1))
 		delta, _ := strconv.ParseFloat(arg(2), 64)
@@ -214,6 +230,11 @@ func do(f []string) string {
 	case "sdk-txt":
 		list, err := sdk.LookupTXT(arg(1))
 		return sdkResult(strings.Join(list, "|"), err)
+	case "sdk-incr":
+		delta, _ := strconv.ParseInt(arg(2), 10, 64)
+		ms, _ := strconv.ParseInt(arg(3), 10, 64)
+		n, err := sdk.KVIncr(arg(1), delta, time.Duration(ms)*time.Millisecond)
+		return sdkResult(strconv.FormatInt(n, 10), err)
 	case "sdk-kv":
 		v, err := sdk.KVGet(arg(1))
 		return sdkResult(string(v), err)

@@ -1,0 +1,328 @@
+package main
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sluice-mail/sluice/sdk"
+	"github.com/sluice-mail/sluice/sdk/abi"
+)
+
+// settings is the plugin's config table.
+type settings struct {
+	Delay            sdk.Duration `toml:"delay"`
+	RetryWindow      sdk.Duration `toml:"retry_window"`
+	Expiry           sdk.Duration `toml:"expiry"`
+	Stage            string       `toml:"stage"` // rcpt (default) or data
+	IPv4Prefix       *int         `toml:"ipv4_prefix"`
+	IPv6Prefix       *int         `toml:"ipv6_prefix"`
+	AutoAllowlist    *bool        `toml:"auto_allowlist"`
+	AllowNetworks    []string     `toml:"allow_networks"`
+	AllowClientNames []string     `toml:"allow_client_names"`
+	AllowDomains     []string     `toml:"allow_domains"`
+}
+
+// The defaults are postgrey's: a first attempt waits 5 minutes, a retry is
+// accepted for 2 days after that, and what passed is remembered for 35
+// days after it was last seen.
+const (
+	defaultDelay       = 5 * time.Minute
+	defaultRetryWindow = 2 * 24 * time.Hour
+	defaultExpiry      = 35 * 24 * time.Hour
+	defaultIPv4Prefix  = 24
+	defaultIPv6Prefix  = 64
+	maxDuration        = 366 * 24 * time.Hour // the store's longest TTL
+)
+
+// greylist decides triplets (client network, sender, recipient): the first
+// attempt of each is deferred, and a retry after the delay passes.
+type greylist struct {
+	delay, window, expiry time.Duration
+	stage                 abi.Stage
+	ipv4, ipv6            int
+	auto                  bool
+	allowNets             []netip.Prefix
+	allowNames            []string // lower case, no leading dot
+	allowDomains          []string
+	now                   func() time.Time
+}
+
+func newGreylist(s settings) (*greylist, error) {
+	g := &greylist{
+		delay: defaultDelay, window: defaultRetryWindow, expiry: defaultExpiry, stage: abi.StageRcpt,
+		ipv4: defaultIPv4Prefix, ipv6: defaultIPv6Prefix, auto: true, now: time.Now,
+	}
+	for _, d := range []struct {
+		key string
+		set sdk.Duration
+		to  *time.Duration
+	}{{"delay", s.Delay, &g.delay}, {"retry_window", s.RetryWindow, &g.window}, {"expiry", s.Expiry, &g.expiry}} {
+		if d.set == 0 {
+			continue
+		}
+		if time.Duration(d.set) < time.Second || time.Duration(d.set) > maxDuration {
+			return nil, &sdk.SettingError{Key: d.key, Err: fmt.Errorf("%s %s: want 1s to 366d", d.key, d.set)}
+		}
+		*d.to = time.Duration(d.set)
+	}
+	if g.delay+g.window > maxDuration {
+		return nil, &sdk.SettingError{Key: "retry_window", Err: errors.New("delay and retry_window together: want at most 366d")}
+	}
+	switch s.Stage {
+	case "", "rcpt":
+	case "data":
+		g.stage = abi.StageData
+	default:
+		return nil, &sdk.SettingError{Key: "stage", Err: fmt.Errorf("stage %q: want \"rcpt\" or \"data\"", s.Stage)}
+	}
+	if p := s.IPv4Prefix; p != nil {
+		if *p < 8 || *p > 32 {
+			return nil, &sdk.SettingError{Key: "ipv4_prefix", Err: fmt.Errorf("ipv4_prefix %d: want 8 to 32", *p)}
+		}
+		g.ipv4 = *p
+	}
+	if p := s.IPv6Prefix; p != nil {
+		if *p < 16 || *p > 128 {
+			return nil, &sdk.SettingError{Key: "ipv6_prefix", Err: fmt.Errorf("ipv6_prefix %d: want 16 to 128", *p)}
+		}
+		g.ipv6 = *p
+	}
+	if s.AutoAllowlist != nil {
+		g.auto = *s.AutoAllowlist
+	}
+	for i, n := range s.AllowNetworks {
+		p, err := parseNetwork(n)
+		if err != nil {
+			return nil, &sdk.SettingError{Key: "allow_networks", Err: fmt.Errorf("allow_networks %d: %w", i+1, err)}
+		}
+		g.allowNets = append(g.allowNets, p)
+	}
+	var err error
+	if g.allowNames, err = domains("allow_client_names", s.AllowClientNames); err != nil {
+		return nil, err
+	}
+	if g.allowDomains, err = domains("allow_domains", s.AllowDomains); err != nil {
+		return nil, err
+	}
+	if len(g.allowDomains) > 0 && g.stage != abi.StageData {
+		// SPF and DKIM results reach plugins with the message, at data.
+		return nil, &sdk.SettingError{Key: "allow_domains", Err: errors.New(
+			`allow_domains needs stage = "data": SPF and DKIM results are known only once the message has arrived`)}
+	}
+	return g, nil
+}
+
+// domains reads a list of domain names or suffixes ("google.com" or
+// ".google.com": the same), in lower case.
+func domains(key string, list []string) ([]string, error) {
+	var out []string
+	for i, d := range list {
+		d = strings.ToLower(strings.Trim(d, "."))
+		if d == "" || strings.ContainsAny(d, "@ \t/") {
+			return nil, &sdk.SettingError{Key: key, Err: fmt.Errorf("%s %d: %q is not a domain", key, i+1, list[i])}
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+// parseNetwork reads "192.0.2.0/24", "2001:db8::/32" or a lone address.
+func parseNetwork(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Prefix{}, fmt.Errorf("%q is not a network", s)
+		}
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("%q is not an address or a network", s)
+	}
+	return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
+}
+
+// under reports whether name is d or a name under d.
+func under(name string, list []string) bool {
+	name = strings.ToLower(strings.TrimSuffix(name, "."))
+	for _, d := range list {
+		if name == d || strings.HasSuffix(name, "."+d) {
+			return true
+		}
+	}
+	return false
+}
+
+// decide greylists the request's triplets at the configured stage: the
+// recipient at rcpt, or every recipient of the message at data.
+func (g *greylist) decide(req *sdk.Request) sdk.Verdict {
+	if req.Stage != g.stage || g.skip(req) {
+		return sdk.Continue()
+	}
+	client, _ := netip.ParseAddr(req.ClientIP)
+	network := g.network(client.Unmap(), req.ClientIP)
+	rcpts := []string{req.Rcpt}
+	if req.Stage == abi.StageData {
+		rcpts = req.Rcpts
+	}
+	if g.auto {
+		_, err := sdk.KVGet("n:" + network)
+		if err == nil {
+			return g.passed(network)
+		}
+		if !errors.Is(err, sdk.ErrNotFound) {
+			return failure(err)
+		}
+	}
+	wait := time.Duration(0)
+	for _, r := range rcpts {
+		w, err := g.triplet(network, req.MailFrom, r)
+		if err != nil {
+			return failure(err)
+		}
+		wait = max(wait, w)
+	}
+	if wait > 0 {
+		secs := (wait + time.Second - 1) / time.Second
+		return sdk.Tempfail(451, "4.7.1", "Greylisted, try again in "+strconv.FormatInt(int64(secs), 10)+" seconds")
+	}
+	return sdk.Continue()
+}
+
+// skip reports the clients and senders that are not greylisted: listed
+// networks, clients whose forward-confirmed name is under an allowed
+// suffix, and at data senders that SPF or DKIM passed for an allowed
+// domain.
+func (g *greylist) skip(req *sdk.Request) bool {
+	if a, err := netip.ParseAddr(req.ClientIP); err == nil {
+		for _, p := range g.allowNets {
+			if p.Contains(a.Unmap()) {
+				return true
+			}
+		}
+	}
+	if req.ClientNameResult == "pass" && req.ClientName != "" && under(req.ClientName, g.allowNames) {
+		return true
+	}
+	if req.Stage == abi.StageData && len(g.allowDomains) > 0 {
+		if req.Auth.SPF.Result == "pass" && under(req.Auth.SPF.Domain, g.allowDomains) {
+			return true
+		}
+		for _, s := range req.Auth.DKIM {
+			if s.Result == "pass" && under(s.Domain, g.allowDomains) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// network is the client's network as the triplet has it: its /24 or /64
+// by default, so that a sender whose retries leave from another address of
+// its pool is still recognised.
+func (g *greylist) network(client netip.Addr, raw string) string {
+	if !client.IsValid() {
+		return raw
+	}
+	bits := g.ipv4
+	if client.Is6() {
+		bits = g.ipv6
+	}
+	p, _ := client.Prefix(bits)
+	return p.String()
+}
+
+// triplet decides one triplet and returns how long it must still wait: 0
+// when it passes.
+//
+// Time is kept by the store's TTLs alone, so that gateway nodes that
+// share a store agree whatever their clocks say. Under the triplet's hash
+// h, "d:h" lives for the delay from the first attempt, "r:h" for the delay
+// and the retry window, "p:h" for the expiry after the last pass. Both of
+// the first two are counters, so that of attempts made at the same time
+// one alone is the first. "f:h" holds when the delay ends, by the
+// plugin's clock, only to say how long is left.
+func (g *greylist) triplet(network, sender, rcpt string) (time.Duration, error) {
+	sum := sha256.Sum256([]byte(network + "\x00" + strings.ToLower(sender) + "\x00" + strings.ToLower(rcpt)))
+	h := hex.EncodeToString(sum[:16])
+	if _, err := sdk.KVGet("p:" + h); err == nil {
+		return 0, g.pass(network, h)
+	} else if !errors.Is(err, sdk.ErrNotFound) {
+		return 0, err
+	}
+	d, err := sdk.KVIncr("d:"+h, 1, g.delay)
+	if err != nil {
+		return 0, err
+	}
+	if d > 1 { // within the delay
+		left := g.delay
+		if f, err := sdk.KVGet("f:" + h); err == nil {
+			if end, err := strconv.ParseInt(string(f), 10, 64); err == nil {
+				left = min(g.delay, max(time.Second, time.UnixMilli(end).Sub(g.now())))
+			}
+		}
+		return left, nil
+	}
+	r, err := sdk.KVIncr("r:"+h, 1, g.delay+g.window)
+	if err != nil {
+		return 0, err
+	}
+	if r == 1 { // the first attempt, or the first since the window closed
+		end := g.now().Add(g.delay).UnixMilli()
+		if err := sdk.KVSet("f:"+h, []byte(strconv.FormatInt(end, 10)), g.delay); err != nil {
+			return 0, err
+		}
+		return g.delay, nil
+	}
+	// A retry after the delay and within the window: it passes. The
+	// counters are done with; "d:h" was made again by this attempt.
+	if err := g.pass(network, h); err != nil {
+		return 0, err
+	}
+	for _, k := range []string{"d:" + h, "r:" + h} {
+		if err := sdk.KVDelete(k); err != nil {
+			return 0, err
+		}
+	}
+	return 0, nil
+}
+
+// pass remembers that the triplet h passed, and with auto_allowlist its
+// client network, for the expiry from now.
+func (g *greylist) pass(network, h string) error {
+	if err := sdk.KVSet("p:"+h, []byte("1"), g.expiry); err != nil {
+		return err
+	}
+	if g.auto {
+		return sdk.KVSet("n:"+network, []byte("1"), g.expiry)
+	}
+	return nil
+}
+
+// passed is the answer for a network on the auto-allowlist, whose entry
+// is renewed: a sender that keeps sending stays on it.
+func (g *greylist) passed(network string) sdk.Verdict {
+	if err := sdk.KVSet("n:"+network, []byte("1"), g.expiry); err != nil {
+		return failure(err)
+	}
+	return sdk.Continue()
+}
+
+// failure is the answer when the store fails: a failure of the plugin, so
+// that the operator's on_failure decides between deferring the mail
+// (tempfail, the default) and letting it through (skip). A host that
+// predates the failure field defers.
+func failure(err error) sdk.Verdict {
+	v := sdk.Tempfail(451, "4.3.0", "Greylisting not checked, try again later")
+	v.Failure = "greylist store: " + err.Error()
+	return v
+}
+
+// permissions are what the greylist's verdicts need.
+func (g *greylist) permissions() abi.Permissions { return abi.MayTempfail }

@@ -1,0 +1,94 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluice-mail/sluice/sdk"
+	"github.com/sluice-mail/sluice/sdk/abi"
+	"github.com/sluice-mail/sluice/sdk/sdktest"
+)
+
+// attempt builds the request that the README's words describe: a stage,
+// then key=value words.
+func attempt(t *testing.T, line int, words string) *sdk.Request {
+	t.Helper()
+	f := strings.Fields(words)
+	req := &sdk.Request{SessionID: "readme"}
+	switch f[0] {
+	case "mail":
+		req.Stage = abi.StageMail
+	case "rcpt":
+		req.Stage = abi.StageRcpt
+	case "data":
+		req.Stage = abi.StageData
+	default:
+		t.Fatalf("README.md:%d: unknown stage %q", line, f[0])
+	}
+	for _, w := range f[1:] {
+		key, value, ok := strings.Cut(w, "=")
+		if !ok {
+			t.Fatalf("README.md:%d: %q is not key=value", line, w)
+		}
+		switch key {
+		case "ip":
+			req.ClientIP = value
+		case "from":
+			req.MailFrom = strings.Trim(value, "<>")
+		case "to":
+			req.Rcpts = strings.Split(value, ",")
+			if req.Stage == abi.StageRcpt {
+				req.Rcpt, req.Rcpts = req.Rcpts[0], nil
+			}
+		case "spf":
+			req.Auth.SPF = abi.SPF{Result: "pass", Domain: value}
+		case "dkim":
+			for d := range strings.SplitSeq(value, ",") {
+				req.Auth.DKIM = append(req.Auth.DKIM, abi.DKIM{Result: "pass", Domain: d})
+			}
+		default:
+			t.Fatalf("README.md:%d: unknown key %q", line, key)
+		}
+	}
+	return req
+}
+
+// Each ```toml block of the README configures the plugin, and the table
+// that follows it is a sequence of attempts and what the plugin answers.
+func TestReadmeExamples(t *testing.T) {
+	examples := sdktest.ReadmeExamples(t, "README.md")
+	if len(examples) < 4 {
+		t.Fatalf("found %d toml blocks in README.md, want at least 4", len(examples))
+	}
+	checked := 0
+	for _, e := range examples {
+		clk := &clock{start}
+		p := &plugin{}
+		sp, err := sdktest.Configure(p, e.PluginConfig(t, "ratelimit"), sdktest.Clock(clk.Now))
+		if err != nil {
+			t.Errorf("README.md:%d: does not configure: %v", e.Line, err)
+			continue
+		}
+		p.limiter.now = clk.Now
+		for _, r := range e.Rows {
+			if len(r.Cells) != 3 {
+				t.Fatalf("README.md:%d: an example row needs three cells", r.Line)
+			}
+			var at sdk.Duration
+			if r.Cells[0] != "0s" {
+				if err := at.UnmarshalText([]byte(r.Cells[0])); err != nil {
+					t.Fatalf("README.md:%d: %v", r.Line, err)
+				}
+			}
+			clk.now = start.Add(time.Duration(at))
+			if got := reply(sp.Handle(t, attempt(t, r.Line, r.Cells[1]))); got != r.Cells[2] {
+				t.Errorf("README.md:%d: the plugin answers %q, the README says %q", r.Line, got, r.Cells[2])
+			}
+			checked++
+		}
+	}
+	if checked < 20 {
+		t.Errorf("checked %d rows of the README, want at least 20", checked)
+	}
+}
