@@ -313,7 +313,7 @@ func (t *table) action(n int, r ruleSetting, p *pattern, ours []string) (action,
 			x[i] = "x"
 		}
 		if err := checkDestination(act.to.expand(x)); err != nil {
-			return action{}, at("to", fmt.Errorf("to %q is not an address, whatever the captures are: %v", r.To, err))
+			return action{}, at("to", fmt.Errorf("to %q is not an address, whatever the captures are (tried with x for each): %v", r.To, err))
 		}
 		toDomain = act.to.fixedDomain()
 		act.verdict = sdk.Continue()
