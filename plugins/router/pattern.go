@@ -22,28 +22,52 @@ type pattern struct {
 	// of it after the @, which says at which domains it can match.
 	re       *regexp.Regexp
 	domainRE *regexp.Regexp
+	// prefix and suffix are literals, in lower case, that every address
+	// the expression matches starts and ends with: a test of an ASCII
+	// address against them is much cheaper than the expression.
+	prefix, suffix string
 
 	act action
 }
 
+// subject is a recipient in the forms patterns match.
+type subject struct {
+	form, nfc       string // the local part in localForm, and in its own case (the same length)
+	domain, udomain string // the domain key and its U-label form, or ""
+	// For expressions, made once for all of them: nfc@domain and
+	// form@domain (lower), nfc@udomain if there is a udomain.
+	addr, lower, uaddr string
+	ascii              bool // addr is ASCII
+}
+
+func newSubject(form, nfc, domain, udomain string) *subject {
+	s := &subject{form: form, nfc: nfc, domain: domain, udomain: udomain,
+		addr: nfc + "@" + domain, lower: form + "@" + domain}
+	s.ascii = isASCII(s.addr)
+	if udomain != "" {
+		s.uaddr = nfc + "@" + udomain
+	}
+	return s
+}
+
 // match reports whether the pattern matches the recipient and returns its
-// captures, numbered from 1 (caps[0] is unused). form is the local part in
-// localForm and nfc the same in its own case (the same length): a
-// wildcard compares form and captures from nfc, so that what it puts in the
-// destination is what the client sent. domain is the recipient's domain
-// key and udomain its U-label form, or "".
-func (p *pattern) match(form, nfc, domain, udomain string) ([]string, bool) {
+// captures, numbered from 1 (caps[0] is unused). A wildcard compares the
+// local part's form and captures from nfc, so that what it puts in the
+// destination is what the client sent.
+func (p *pattern) match(s *subject) ([]string, bool) {
 	if p.re == nil {
-		if domain != p.domain {
+		if s.domain != p.domain {
 			return nil, false
 		}
-		return matchGlob(p.glob, form, nfc)
+		return matchGlob(p.glob, s.form, s.nfc)
 	}
-	for _, d := range []string{domain, udomain} {
-		if d == "" {
-			continue
+	if !s.ascii || strings.HasPrefix(s.lower, p.prefix) && strings.HasSuffix(s.lower, p.suffix) {
+		if m := p.re.FindStringSubmatch(s.addr); m != nil {
+			return m, true
 		}
-		if m := p.re.FindStringSubmatch(nfc + "@" + d); m != nil {
+	}
+	if s.uaddr != "" {
+		if m := p.re.FindStringSubmatch(s.uaddr); m != nil {
 			return m, true
 		}
 	}
@@ -92,36 +116,63 @@ func matchGlob(runs []string, s, orig string) ([]string, bool) {
 // matching here does. It is refused if it cannot match at any of ours (the
 // gateway's domains, when known): the gateway refuses mail for other
 // domains before the router sees it.
-func newRegexp(expr string, ours []string) (re, domainRE *regexp.Regexp, err error) {
+func newRegexp(expr string, ours []string) (*pattern, error) {
 	if _, err := regexp.Compile(expr); err != nil {
-		return nil, nil, fmt.Errorf("regex %q: %v", expr, strings.TrimPrefix(err.Error(), "error parsing regexp: "))
+		return nil, fmt.Errorf("regex %q: %v", expr, strings.TrimPrefix(err.Error(), "error parsing regexp: "))
 	}
-	re = regexp.MustCompile(`(?i)^(?:` + expr + `)$`)
+	re := regexp.MustCompile(`(?i)^(?:` + expr + `)$`)
 	tree, err := syntax.Parse(`(?i)`+expr, syntax.Perl)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
+	prefix, suffix := literalEnds(tree)
 	parts, ok := domainParts(tree)
 	if !ok {
-		return nil, nil, fmt.Errorf("regex %q: needs a literal @ between the local part and the domain, as in ^(.+)-orders@shop\\.test$", expr)
+		return nil, fmt.Errorf("regex %q: needs a literal @ between the local part and the domain, as in ^(.+)-orders@shop\\.test$", expr)
 	}
 	alt := &syntax.Regexp{Op: syntax.OpAlternate, Sub: parts}
 	if len(parts) == 1 {
 		alt = parts[0]
 	}
-	domainRE, err = regexp.Compile(`^(?:` + alt.String() + `)$`)
+	domainRE, err := regexp.Compile(`^(?:` + alt.String() + `)$`)
 	if err != nil {
-		return nil, nil, fmt.Errorf("regex %q: its domain part: %v", expr, err)
+		return nil, fmt.Errorf("regex %q: its domain part: %v", expr, err)
 	}
 	if len(ours) > 0 {
 		for _, d := range ours {
 			if domainRE.MatchString(d) || domainRE.MatchString(unicodeForm(d)) {
-				return re, domainRE, nil
+				return &pattern{re: re, domainRE: domainRE, prefix: prefix, suffix: suffix}, nil
 			}
 		}
-		return nil, nil, fmt.Errorf("regex %q can never match: its domain is none of this gateway's domains (%s), and mail for other domains never reaches the router", expr, strings.Join(ours, ", "))
+		return nil, fmt.Errorf("regex %q can never match: its domain is none of this gateway's domains (%s), and mail for other domains never reaches the router", expr, strings.Join(ours, ", "))
 	}
-	return re, domainRE, nil
+	return &pattern{re: re, domainRE: domainRE, prefix: prefix, suffix: suffix}, nil
+}
+
+// literalEnds returns the ASCII literals, in lower case, that every match
+// of the expression re, anchored at both ends, starts and ends with ("" if
+// none): its first and last parts if they are literals.
+func literalEnds(re *syntax.Regexp) (prefix, suffix string) {
+	subs := []*syntax.Regexp{re}
+	if re.Op == syntax.OpConcat {
+		subs = re.Sub
+	}
+	for len(subs) > 0 && (subs[0].Op == syntax.OpBeginText || subs[0].Op == syntax.OpBeginLine) {
+		subs = subs[1:]
+	}
+	for len(subs) > 0 && (subs[len(subs)-1].Op == syntax.OpEndText || subs[len(subs)-1].Op == syntax.OpEndLine) {
+		subs = subs[:len(subs)-1]
+	}
+	lit := func(r *syntax.Regexp) string {
+		if r.Op != syntax.OpLiteral || !isASCII(string(r.Rune)) {
+			return ""
+		}
+		return strings.ToLower(string(r.Rune))
+	}
+	if len(subs) > 0 {
+		prefix, suffix = lit(subs[0]), lit(subs[len(subs)-1])
+	}
+	return prefix, suffix
 }
 
 // domainParts returns, for each way re matches an address, the part of it

@@ -228,11 +228,10 @@ func (t *table) add(n int, r ruleSetting, ours []string) (*pattern, error) {
 	var p *pattern
 	var local, key string
 	if r.Regex != "" {
-		re, domainRE, err := newRegexp(r.Regex, ours)
-		if err != nil {
+		var err error
+		if p, err = newRegexp(r.Regex, ours); err != nil {
 			return nil, at("regex", err)
 		}
-		p = &pattern{re: re, domainRE: domainRE}
 	} else {
 		l, d, ok := splitAddress(r.Match)
 		if !ok {
@@ -455,14 +454,16 @@ func (t *table) route(rcpt string, utf8 bool) sdk.Verdict {
 		if !known {
 			udomain = unicodeForm(key)
 		}
+		s := newSubject(form, nfc, key, udomain)
 		for _, p := range d.patterns {
-			if caps, ok := p.match(form, nfc, key, udomain); ok {
+			if caps, ok := p.match(s); ok {
 				return p.act.result(rcpt, caps)
 			}
 		}
 		if base > 0 {
+			s = newSubject(form[:base], nfc[:base], key, udomain)
 			for _, p := range d.patterns {
-				if caps, ok := p.match(form[:base], nfc[:base], key, udomain); ok {
+				if caps, ok := p.match(s); ok {
 					return p.act.result(rcpt, caps)
 				}
 			}

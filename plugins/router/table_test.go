@@ -222,6 +222,66 @@ func BenchmarkRoute(b *testing.B) {
 	}
 }
 
+// largeTable is a config of n exact rules (user0@big.test ...) and m
+// patterns, half wildcards (team0-*@big.test ...) and half regular
+// expressions (^(.+)-dept0@big\.test$ ...), and a catch-all.
+func largeTable(n, m int) string {
+	var b strings.Builder
+	b.WriteString("subaddress_separator = \"+\"\n")
+	for i := range n {
+		fmt.Fprintf(&b, "[[rule]]\nmatch = \"user%d@big.test\"\naction = \"forward\"\nto = \"user%d@inbox.test\"\n", i, i)
+	}
+	for i := range m {
+		if i%2 == 0 {
+			fmt.Fprintf(&b, "[[rule]]\nmatch = \"team%d-*@big.test\"\naction = \"forward\"\nto = \"$1@team%d.test\"\n", i, i)
+		} else {
+			fmt.Fprintf(&b, "[[rule]]\nregex = '^(.+)-dept%d@big\\.test$'\naction = \"forward\"\nto = \"$1@dept%d.test\"\n", i, i)
+		}
+	}
+	b.WriteString("[[rule]]\nmatch = \"*@big.test\"\naction = \"forward\"\nto = \"all@inbox.test\"\n")
+	return b.String()
+}
+
+// BenchmarkRouteLarge is the cost of one recipient with 10,000 exact
+// rules and 100 patterns: an exact address, its subaddress, the last
+// pattern, and one that no pattern matches (the catch-all's, after all
+// 100).
+func BenchmarkRouteLarge(b *testing.B) {
+	p := &plugin{}
+	c := &sdk.Config{Name: "router", Raw: []byte(largeTable(10000, 100)), Domains: []string{"big.test"}}
+	if err := p.Configure(c); err != nil {
+		b.Fatal(err)
+	}
+	for _, c := range []struct{ name, rcpt, want string }{
+		{"exact", "User9999@big.test", "forward to user9999@inbox.test"},
+		{"subaddress", "user9999+news@big.test", "forward to user9999@inbox.test"},
+		{"first-pattern", "Team0-x@big.test", "forward to x@team0.test"},
+		{"last-pattern", "ana-dept99@big.test", "forward to ana@dept99.test"},
+		{"catch-all", "nobody@big.test", "forward to all@inbox.test"},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			req := &sdk.Request{Stage: abi.StageRcpt, Rcpt: c.rcpt}
+			if got := describe(p.Rcpt(req)); got != c.want {
+				b.Fatalf("%s: %s, want %s", c.rcpt, got, c.want)
+			}
+			for b.Loop() {
+				p.Rcpt(req)
+			}
+		})
+	}
+}
+
+// BenchmarkConfigureLarge is loading that table: what a start or a
+// reload costs per instance.
+func BenchmarkConfigureLarge(b *testing.B) {
+	config := largeTable(10000, 100)
+	for b.Loop() {
+		if _, err := sdktest.Configure(&plugin{}, config, sdktest.Domains("big.test")); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // routes checks where each recipient goes, and that every verdict is one
 // the plugin declared.
 func routes(t *testing.T, p *sdktest.Plugin, utf8 bool, cases map[string]string) {
