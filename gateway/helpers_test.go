@@ -303,6 +303,9 @@ type envOptions struct {
 	// plugins replaces the [[plugin]] tables; default the router and dmarc
 	// plugins.
 	plugins string
+	// domains is the TOML list of the gateway's domains; default
+	// ["ours.test"].
+	domains string
 	// wire makes the destination record what it reads, in plain text.
 	wire bool
 	// level, if set, is the gateway's log level, which reloads set from
@@ -359,6 +362,9 @@ func prepareEnv(t testing.TB, o envOptions) *env {
 	if o.tls == "" {
 		o.tls = "tls_self_signed = true"
 	}
+	if o.domains == "" {
+		o.domains = `["ours.test"]`
+	}
 	if o.admin == "" {
 		// Other test processes rebuild the shared plugin files, which
 		// would set the watcher off.
@@ -406,7 +412,7 @@ slow.example.            300 IN A 192.0.2.7
 	}
 	e.cfgText = fmt.Sprintf(`
 hostname = "mx.ours.test"
-domains = ["ours.test"]
+domains = %s
 [smtp]
 listen = %s
 %s
@@ -435,7 +441,7 @@ cache_dir = %q
 listen = "127.0.0.1:0"
 %s
 %s
-`, o.listen, o.tls, o.smtp, e.dest.port(), o.relay, e.secret, filepath.Join(dir, "rsa.pem"), filepath.Join(dir, "ed.pem"),
+`, o.domains, o.listen, o.tls, o.smtp, e.dest.port(), o.relay, e.secret, filepath.Join(dir, "rsa.pem"), filepath.Join(dir, "ed.pem"),
 		e.dns.Addr(), dnsLines, wasmbuild.CacheDirForTest(), o.admin, o.plugins)
 	if o.plugins == "" {
 		e.cfgText += fmt.Sprintf(`

@@ -22,11 +22,11 @@ func (p *plugin) Configure(c *sdk.Config) error {
 		return err
 	}
 	p.table = t
-	c.Permit(t.permissions())
+	c.Permit(t.perms)
 	return nil
 }
 
-func (p *plugin) Rcpt(req *sdk.Request) sdk.Verdict { return p.table.route(req.Rcpt) }
+func (p *plugin) Rcpt(req *sdk.Request) sdk.Verdict { return p.table.route(req.Rcpt, req.UTF8) }
 
 func init() { sdk.Register(&plugin{}) }
 

@@ -27,7 +27,7 @@ func TestReadmeExamples(t *testing.T) {
 				t.Fatalf("README.md:%d: a route table row needs two cells", r.Line)
 			}
 			rcpt, result := r.Cells[0], r.Cells[1]
-			v := p.Rcpt(&sdk.Request{Stage: abi.StageRcpt, Rcpt: rcpt})
+			v := p.Rcpt(&sdk.Request{Stage: abi.StageRcpt, Rcpt: rcpt, UTF8: true})
 			if got := describe(v); got != result {
 				t.Errorf("README.md:%d: %s routes to %q, the README says %q", e.Line, rcpt, got, result)
 			}

@@ -3,22 +3,36 @@ package main
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/sluice-mail/sluice/sdk"
 	"github.com/sluice-mail/sluice/sdk/abi"
+	"golang.org/x/text/unicode/norm"
 )
 
 // settings is the plugin's config table.
 type settings struct {
 	// SubaddressSeparator holds the characters that start a subaddress:
 	// with "+", "info+tag@d" falls back to the rule for "info@d".
-	SubaddressSeparator string        `toml:"subaddress_separator"`
-	Rule                []ruleSetting `toml:"rule"`
+	SubaddressSeparator string          `toml:"subaddress_separator"`
+	Domain              []domainSetting `toml:"domain"`
+	Rule                []ruleSetting   `toml:"rule"`
+}
+
+// domainSetting is how one domain's local parts are read.
+type domainSetting struct {
+	Name string `toml:"name"`
+	// IgnoreDots makes first.last@ the same address as firstlast@.
+	IgnoreDots bool `toml:"ignore_dots"`
+	// SubaddressSeparator, if set, replaces the top-level one.
+	SubaddressSeparator *string `toml:"subaddress_separator"`
 }
 
 type ruleSetting struct {
-	Match    string `toml:"match"`  // an address, or "*@domain"
+	Match    string `toml:"match"`  // an address, "*@domain", or a wildcard such as "sales-*@domain"
+	Regex    string `toml:"regex"`  // or a regular expression over the whole address
 	Action   string `toml:"action"` // forward, drop or reject
 	To       string `toml:"to"`
 	Code     int    `toml:"code"`
@@ -32,86 +46,293 @@ const (
 	defaultRejectText = "Recipient address rejected"
 )
 
-// table is the routing table: the verdict for each exact address and for
-// each domain's catch-all, keys in lower case.
+// table is the routing table. Exact addresses are one map lookup, however
+// many there are; patterns are tried in file order, only those that can
+// match the recipient's domain.
 type table struct {
-	separator string
-	exact     map[string]sdk.Verdict // "local@domain"
-	catchAll  map[string]sdk.Verdict // "domain"
+	exact   map[string]sdk.Verdict // "local@domain", local in its domain's key form
+	domains map[string]*domain     // by domain key: its settings, patterns and catch-all
+	// other stands for every domain not in domains: the top-level
+	// settings, and the patterns that might match anywhere (regular
+	// expressions, when the host did not say which domains are ours).
+	other domain
+	// perms are the actions the rules can take.
+	perms abi.Permissions
+}
+
+// domain is what the table knows about one domain.
+type domain struct {
+	set        bool // by a [[domain]] table
+	separator  string
+	ignoreDots bool
+	unicode    string     // the U-label form of its key, or ""
+	patterns   []*pattern // in file order
+	catchAll   *action
+}
+
+// key is a local part as the domain's exact rules are keyed.
+func (d *domain) key(form string) string {
+	if d.ignoreDots {
+		return withoutDots(form)
+	}
+	return form
+}
+
+// action is what a rule does to a recipient it matches.
+type action struct {
+	n       int // the rule's number in the file, from 1
+	verdict sdk.Verdict
+	// to, for a forward with captures in its destination, makes the
+	// destination for each recipient; nil: verdict's is fixed.
+	to *template
+}
+
+// result is the verdict for a recipient the rule matched with captures
+// caps. A destination made from captures is checked: a recipient whose
+// captures make no address (the pattern is wider than the template
+// allows for) is deferred, as any failure of ours, never forwarded to
+// garbage.
+func (a *action) result(rcpt string, caps []string) sdk.Verdict {
+	if a.to == nil {
+		return a.verdict
+	}
+	dest := a.to.expand(caps)
+	if err := checkDestination(dest); err != nil {
+		return sdk.Tempfail(451, "4.3.5", fmt.Sprintf("<%s>: routing rule %d makes no valid destination for it, try again later", rcpt, a.n))
+	}
+	return sdk.Continue().WithDestination(dest)
 }
 
 // newTable builds the table of s. ours are the domains the gateway is the
-// MX for: a rule that forwards to one of them would loop.
+// MX for, as A-labels (empty from a host that does not say): a rule that
+// forwards to one of them would loop, and a pattern or domain setting
+// for another could never apply.
 func newTable(s settings, ours []string) (*table, error) {
-	if strings.ContainsAny(s.SubaddressSeparator, "@ \t\r\n\"") {
-		return nil, &sdk.SettingError{Key: "subaddress_separator",
-			Err: fmt.Errorf("subaddress_separator %q: must not contain @, quotes or spaces", s.SubaddressSeparator)}
+	if err := checkSeparator(s.SubaddressSeparator); err != nil {
+		return nil, &sdk.SettingError{Key: "subaddress_separator", Err: err}
 	}
 	t := &table{
-		separator: s.SubaddressSeparator,
-		exact:     make(map[string]sdk.Verdict),
-		catchAll:  make(map[string]sdk.Verdict),
+		exact:   make(map[string]sdk.Verdict),
+		domains: make(map[string]*domain),
+		other:   domain{separator: s.SubaddressSeparator},
 	}
+	for _, d := range ours {
+		t.domain(d)
+	}
+	for i, ds := range s.Domain {
+		if err := t.setDomain(ds, ours); err != nil {
+			return nil, settingError(fmt.Sprintf("domain.%d", i), fmt.Sprintf("domain %d (name %q)", i+1, ds.Name), err)
+		}
+	}
+	var patterns []*pattern
 	for i, r := range s.Rule {
-		if err := t.add(r, ours); err != nil {
-			// The setting at fault, so that the gateway points at its line.
-			key := fmt.Sprintf("rule.%d", i)
-			var se *settingError
-			if errors.As(err, &se) {
-				key += "." + se.key
+		p, err := t.add(i+1, r, ours)
+		if err != nil {
+			what := fmt.Sprintf("rule %d (match %q)", i+1, r.Match)
+			if r.Regex != "" && r.Match == "" {
+				what = fmt.Sprintf("rule %d", i+1)
 			}
-			return nil, &sdk.SettingError{Key: key, Err: fmt.Errorf("rule %d (match %q): %w", i+1, r.Match, err)}
+			return nil, settingError(fmt.Sprintf("rule.%d", i), what, err)
+		}
+		if p != nil {
+			patterns = append(patterns, p)
+		}
+	}
+	// Each domain gets, in file order, the patterns that can match there.
+	for key, d := range t.domains {
+		for _, p := range patterns {
+			if p.canMatch(key, d.unicode) {
+				d.patterns = append(d.patterns, p)
+			}
+		}
+	}
+	for _, p := range patterns {
+		if p.re != nil {
+			t.other.patterns = append(t.other.patterns, p)
 		}
 	}
 	return t, nil
 }
 
-// settingError is an error about one setting of a rule.
-type settingError struct {
+// settingError names the setting at fault, so that the gateway points at
+// its line: prefix is the table's key ("rule.0"), what its description.
+func settingError(prefix, what string, err error) error {
+	key := prefix
+	var se *keyError
+	if errors.As(err, &se) {
+		key += "." + se.key
+	}
+	return &sdk.SettingError{Key: key, Err: fmt.Errorf("%s: %w", what, err)}
+}
+
+func checkSeparator(sep string) error {
+	if strings.ContainsAny(sep, "@ \t\r\n\"") {
+		return fmt.Errorf("subaddress_separator %q: must not contain @, quotes or spaces", sep)
+	}
+	return nil
+}
+
+// domain returns the table's entry for the domain key, made with the
+// top-level settings if there is none yet.
+func (t *table) domain(key string) *domain {
+	if d, ok := t.domains[key]; ok {
+		return d
+	}
+	d := &domain{separator: t.other.separator, unicode: unicodeForm(key)}
+	t.domains[key] = d
+	return d
+}
+
+// setDomain applies one [[domain]] table. It must come before the rules,
+// whose keys depend on it.
+func (t *table) setDomain(ds domainSetting, ours []string) error {
+	key, err := checkedDomain(ds.Name)
+	if err != nil {
+		return at("name", fmt.Errorf("name %q is not a domain: %v", ds.Name, err))
+	}
+	if len(ours) > 0 && !slices.Contains(ours, key) {
+		return at("name", fmt.Errorf("%s is not one of this gateway's domains (%s): its settings would never apply", key, strings.Join(ours, ", ")))
+	}
+	if d, ok := t.domains[key]; ok && d.set {
+		return at("name", fmt.Errorf("%s has settings in an earlier [[domain]] too", key))
+	}
+	d := t.domain(key)
+	d.set, d.ignoreDots = true, ds.IgnoreDots
+	if ds.SubaddressSeparator != nil {
+		if err := checkSeparator(*ds.SubaddressSeparator); err != nil {
+			return at("subaddress_separator", err)
+		}
+		d.separator = *ds.SubaddressSeparator
+	}
+	return nil
+}
+
+// keyError is an error about one setting of a rule or domain table.
+type keyError struct {
 	key string
 	err error
 }
 
-func (e *settingError) Error() string { return e.err.Error() }
-func (e *settingError) Unwrap() error { return e.err }
+func (e *keyError) Error() string { return e.err.Error() }
+func (e *keyError) Unwrap() error { return e.err }
 
-// at says that err is about the rule's setting key.
-func at(key string, err error) error { return &settingError{key, err} }
+// at says that err is about the table's setting key.
+func at(key string, err error) error { return &keyError{key, err} }
 
-func (t *table) add(r ruleSetting, ours []string) error {
-	v, err := verdictFor(r)
-	if err != nil {
-		return err
+// add adds rule number n to the table. A pattern rule is returned, for
+// newTable to give the domains it can match.
+func (t *table) add(n int, r ruleSetting, ours []string) (*pattern, error) {
+	if (r.Match == "") == (r.Regex == "") {
+		return nil, at("match", fmt.Errorf("a rule needs match = \"address\" or regex = '...', and only one of them"))
 	}
-	if v.Destination != "" {
-		_, to, _ := splitAddress(v.Destination)
-		for _, d := range ours {
-			if strings.EqualFold(to, d) {
-				return at("to", fmt.Errorf("to %q is at %s, a domain this gateway serves: mail forwarded there would come back here (a routing loop)", r.To, d))
+	var p *pattern
+	var local, key string
+	if r.Regex != "" {
+		var err error
+		if p, err = newRegexp(r.Regex, ours); err != nil {
+			return nil, at("regex", err)
+		}
+	} else {
+		l, d, ok := splitAddress(r.Match)
+		if !ok {
+			return nil, at("match", fmt.Errorf("match must be an address, *@domain or a wildcard such as sales-*@domain"))
+		}
+		var err error
+		if key, err = checkedDomain(d); err != nil {
+			return nil, at("match", fmt.Errorf("%q is not a domain: %v", d, err))
+		}
+		if !utf8.ValidString(l) {
+			return nil, at("match", fmt.Errorf("the local part is not UTF-8"))
+		}
+		local = localForm(l)
+		if local == "*" {
+			p = &pattern{glob: []string{"", ""}, domain: key} // for its capture, $1
+		} else if strings.Contains(local, "*") {
+			if len(ours) > 0 && !slices.Contains(ours, key) {
+				return nil, at("match", fmt.Errorf("%s can never match: %s is not one of this gateway's domains (%s), and mail for other domains never reaches the router", r.Match, key, strings.Join(ours, ", ")))
 			}
+			p = &pattern{glob: newGlob(l), domain: key}
 		}
 	}
-	local, domain, ok := splitAddress(r.Match)
-	if !ok {
-		return at("match", fmt.Errorf("match must be an address or *@domain"))
+	act, err := t.action(n, r, p, ours)
+	if err != nil {
+		return nil, err
 	}
-	local, domain = strings.ToLower(local), strings.ToLower(domain)
 	switch {
 	case local == "*":
-		if _, dup := t.catchAll[domain]; dup {
-			return at("match", fmt.Errorf("*@%s is matched by an earlier rule too", domain))
+		d := t.domain(key)
+		if d.catchAll != nil {
+			return nil, at("match", fmt.Errorf("*@%s is matched by an earlier rule too", key))
 		}
-		t.catchAll[domain] = v
-	case strings.Contains(local, "*"):
-		return at("match", fmt.Errorf("only a whole local part can be a wildcard, as in *@%s", domain))
+		d.catchAll = &act
+	case p != nil:
+		p.act = act
+		if p.glob != nil {
+			t.domain(p.domain) // so that the domain's patterns are found
+		}
+		return p, nil
 	default:
-		key := local + "@" + domain
-		if _, dup := t.exact[key]; dup {
-			return at("match", fmt.Errorf("%s is matched by an earlier rule too", key))
+		d := t.domains[key]
+		if d == nil {
+			d = &t.other
 		}
-		t.exact[key] = v
+		addr := d.key(local) + "@" + key
+		if _, dup := t.exact[addr]; dup {
+			return nil, at("match", fmt.Errorf("%s is matched by an earlier rule too", addr))
+		}
+		t.exact[addr] = act.verdict
 	}
-	return nil
+	return nil, nil
+}
+
+// action checks rule n's action and its settings and returns what the rule
+// does. p is the rule's pattern, nil for an exact address or a catch-all.
+func (t *table) action(n int, r ruleSetting, p *pattern, ours []string) (action, error) {
+	v, err := verdictFor(r)
+	if err != nil {
+		return action{}, err
+	}
+	act := action{n: n, verdict: v}
+	toDomain := "" // the destination's domain, if the rule fixes it
+	switch {
+	case v.Destination == "":
+	case p != nil && strings.Contains(r.To, "$"):
+		// A destination made from the pattern's captures.
+		caps, index := len(p.glob)-1, (func(string) int)(nil)
+		if p.re != nil {
+			caps, index = p.re.NumSubexp(), p.re.SubexpIndex
+		}
+		if act.to, err = parseTemplate(r.To, caps, index); err != nil {
+			return action{}, at("to", err)
+		}
+		// What the captures cannot change must already make an address:
+		// try it with "x" for each capture.
+		x := make([]string, caps+1)
+		for i := range x {
+			x[i] = "x"
+		}
+		if err := checkDestination(act.to.expand(x)); err != nil {
+			return action{}, at("to", fmt.Errorf("to %q is not an address, whatever the captures are (tried with x for each): %v", r.To, err))
+		}
+		toDomain = act.to.fixedDomain()
+		act.verdict = sdk.Continue()
+	default:
+		if err := checkDestination(v.Destination); err != nil {
+			return action{}, at("to", fmt.Errorf("to %q is not an address", r.To))
+		}
+		_, toDomain, _ = splitAddress(v.Destination)
+	}
+	if toDomain != "" {
+		key, _ := checkedDomain(toDomain)
+		if slices.Contains(ours, key) {
+			return action{}, at("to", fmt.Errorf("to %q is at %s, a domain this gateway serves: mail forwarded there would come back here (a routing loop)", r.To, key))
+		}
+	}
+	t.perms |= permission(v)
+	if act.to != nil {
+		t.perms |= abi.MayTempfail // for a recipient whose captures make no address
+	}
+	return act, nil
 }
 
 // verdictFor checks a rule's action and its settings and returns the
@@ -178,57 +399,78 @@ func rejectVerdict(r ruleSetting) (sdk.Verdict, error) {
 	return sdk.Reject(uint16(code), enhanced, text), nil
 }
 
-// permissions declares the actions this table's rules can take, and no more.
-func (t *table) permissions() abi.Permissions {
-	var p abi.Permissions
-	for _, m := range []map[string]sdk.Verdict{t.exact, t.catchAll} {
-		for _, v := range m {
-			switch {
-			case v.Destination != "":
-				p |= abi.MaySetDestination
-			case v.Action == abi.Discard:
-				p |= abi.MayDiscard
-			case v.Action == abi.Reject:
-				p |= abi.MayReject
-			case v.Action == abi.Tempfail:
-				p |= abi.MayTempfail
-			}
-		}
+// permission is what a verdict needs to be permitted.
+func permission(v sdk.Verdict) abi.Permissions {
+	switch {
+	case v.Destination != "":
+		return abi.MaySetDestination
+	case v.Action == abi.Discard:
+		return abi.MayDiscard
+	case v.Action == abi.Reject:
+		return abi.MayReject
+	case v.Action == abi.Tempfail:
+		return abi.MayTempfail
 	}
-	return p
+	return 0
 }
 
-// route returns the verdict for a recipient: the rule for the exact
-// address, else for its subaddress base, else the domain's catch-all, else
-// Continue.
-func (t *table) route(rcpt string) sdk.Verdict {
-	local, domain, ok := splitAddress(rcpt)
-	if !ok {
+// route returns the verdict for a recipient, the first of: the rule for
+// the exact address; for its subaddress base; the patterns in file order,
+// for the address and then for its base; the domain's catch-all; else
+// Continue. utf8 says whether the session is SMTPUTF8: without it, a
+// recipient that is not ASCII matches nothing (the gateway refuses it).
+func (t *table) route(rcpt string, utf8 bool) sdk.Verdict {
+	l, dom, ok := splitAddress(rcpt)
+	if !ok || !utf8 && !isASCII(rcpt) {
 		return sdk.Continue()
 	}
-	local, domain = strings.ToLower(local), strings.ToLower(domain)
-	if v, ok := t.exact[local+"@"+domain]; ok {
+	key, err := domainKey(dom)
+	if err != nil {
+		return sdk.Continue()
+	}
+	d, known := t.domains[key]
+	if !known {
+		d = &t.other
+	}
+	nfc := l
+	if !isASCII(l) {
+		nfc = norm.NFC.String(l)
+	}
+	form := asciiLower(nfc)
+	if v, ok := t.exact[d.key(form)+"@"+key]; ok {
 		return v
 	}
-	if t.separator != "" {
-		if i := strings.IndexAny(local, t.separator); i > 0 {
-			if v, ok := t.exact[local[:i]+"@"+domain]; ok {
+	base := -1
+	if d.separator != "" {
+		if i := strings.IndexAny(form, d.separator); i > 0 {
+			base = i
+			if v, ok := t.exact[d.key(form[:i])+"@"+key]; ok {
 				return v
 			}
 		}
 	}
-	if v, ok := t.catchAll[domain]; ok {
-		return v
+	if len(d.patterns) > 0 {
+		udomain := d.unicode
+		if !known {
+			udomain = unicodeForm(key)
+		}
+		s := newSubject(form, nfc, key, udomain)
+		for _, p := range d.patterns {
+			if caps, ok := p.match(s); ok {
+				return p.act.result(rcpt, caps)
+			}
+		}
+		if base > 0 {
+			s = newSubject(form[:base], nfc[:base], key, udomain)
+			for _, p := range d.patterns {
+				if caps, ok := p.match(s); ok {
+					return p.act.result(rcpt, caps)
+				}
+			}
+		}
+	}
+	if d.catchAll != nil {
+		return d.catchAll.result(rcpt, []string{"", nfc})
 	}
 	return sdk.Continue()
-}
-
-// splitAddress splits local@domain at its last @; both parts must be
-// non-empty and free of spaces and angle brackets.
-func splitAddress(addr string) (local, domain string, ok bool) {
-	i := strings.LastIndexByte(addr, '@')
-	if i <= 0 || i == len(addr)-1 || strings.ContainsAny(addr, " \t\r\n<>") {
-		return "", "", false
-	}
-	return addr[:i], addr[i+1:], true
 }
