@@ -179,20 +179,3 @@ func TestLoadUnreadableFile(t *testing.T) {
 		t.Errorf("Load of a directory: %v, want %q", err, want)
 	}
 }
-
-func TestNearestKey(t *testing.T) {
-	known := []string{"max_recipients", "max_errors", "max_hops", "listen", "tls_cert", "tls_key"}
-	for name, want := range map[string]string{
-		"max_recipents":  "max_recipients", // a letter left out
-		"max_recipeints": "max_recipients", // two letters swapped
-		"lisen":          "listen",
-		"tls_kye":        "tls_key",
-		"max_erors":      "max_errors",
-		"colour":         "", // nothing like it
-		"hops":           "", // too far from max_hops for its length
-	} {
-		if got := nearest(name, known); got != want {
-			t.Errorf("nearest(%q) = %q, want %q", name, got, want)
-		}
-	}
-}
