@@ -10,7 +10,6 @@
 package tomlkeys
 
 import (
-	"bytes"
 	"reflect"
 	"strconv"
 	"strings"
@@ -21,104 +20,61 @@ import (
 // Entry returns key, a path at which decoding src into a value of type t
 // failed as toml reports it (without entry numbers: "plugin.name"), with
 // the number of the entry of each array of tables along it added:
-// ["plugin", "1", "name"]. The entry is the first whose value fails
-// alone: toml decodes entries in order and stops at the first error. The
-// key is returned as it was if src does not parse or no entry fails.
+// ["plugin", "1", "name"]. The entry is the first whose value at the path
+// fails to decode alone: toml decodes entries in order and stops at the
+// first error. The key is returned as it was if src does not parse or no
+// value fails.
 func Entry(src string, t reflect.Type, key []string) []string {
-	var data map[string]any
-	if _, err := toml.Decode(src, &data); err != nil {
+	var top map[string]toml.Primitive
+	md, err := toml.Decode(src, &top)
+	if err != nil || len(key) == 0 {
 		return key
 	}
-	root := prune(data, key)
-	fails := func() bool {
-		var b bytes.Buffer
-		if err := toml.NewEncoder(&b).Encode(root); err != nil {
-			return false
-		}
-		_, err := toml.Decode(b.String(), reflect.New(t).Interface())
-		return err != nil
+	if path, ok := locate(md, top, t, key); ok {
+		return path
 	}
-	if !fails() {
-		return key
-	}
-	// Narrow each array of tables on the path to its first failing entry,
-	// from the outermost in.
-	var out []string
-	table := root
-	for i, k := range key {
-		out = append(out, k)
-		v, ok := table[k]
-		if !ok {
-			return append(out, key[i+1:]...)
-		}
-		entries, isArray := v.([]map[string]any)
-		if !isArray {
-			next, ok := v.(map[string]any)
-			if !ok {
-				return append(out, key[i+1:]...)
-			}
-			table = next
-			continue
-		}
-		found := false
-		for n, e := range entries {
-			table[k] = []map[string]any{e}
-			if fails() {
-				out, table, found = append(out, strconv.Itoa(n)), e, true
-				break
-			}
-		}
-		if !found {
-			return append(out, key[i+1:]...)
-		}
-	}
-	return out
+	return key
 }
 
-// prune returns the part of table on the path key: every entry of an
-// array of tables along it, each with only that path.
-func prune(table map[string]any, key []string) map[string]any {
-	if len(key) == 0 {
-		return table
-	}
-	v, ok := table[key[0]]
+// locate finds the value at key in table, of type t, that fails to decode
+// into its setting's type; key is returned with entry numbers, and ok
+// false if no value fails. Each value is decoded by toml itself, as
+// Primitives are, so that what fails here is what failed in the whole.
+func locate(md toml.MetaData, table map[string]toml.Primitive, t reflect.Type, key []string) (_ []string, ok bool) {
+	value, ok := table[key[0]]
 	if !ok {
-		return map[string]any{}
+		return nil, false
 	}
-	rest := key[1:]
-	if m, ok := v.(map[string]any); ok {
-		return map[string]any{key[0]: prune(m, rest)}
+	ft, ok := Type(t, key[:1])
+	if !ok {
+		return nil, false
 	}
-	if entries, ok := tables(v); ok {
-		for i, e := range entries {
-			entries[i] = prune(e, rest)
-		}
-		return map[string]any{key[0]: entries}
+	here := key[:1:1]
+	if len(key) == 1 {
+		return here, md.PrimitiveDecode(value, reflect.New(ft).Interface()) != nil
 	}
-	return map[string]any{key[0]: v}
-}
-
-// tables returns a copy of v's entries if v is an array of tables, in
-// either form: [[key]] sections, or a list of inline tables.
-func tables(v any) ([]map[string]any, bool) {
-	switch v := v.(type) {
-	case []map[string]any:
-		return append([]map[string]any(nil), v...), true
-	case []any:
-		if len(v) == 0 {
+	if ft.Kind() == reflect.Slice && deref(ft.Elem()).Kind() == reflect.Struct {
+		var entries []toml.Primitive
+		if md.PrimitiveDecode(value, &entries) != nil {
 			return nil, false
 		}
-		entries := make([]map[string]any, len(v))
-		for i, e := range v {
-			m, ok := e.(map[string]any)
-			if !ok {
-				return nil, false
+		for i, e := range entries {
+			var sub map[string]toml.Primitive
+			if md.PrimitiveDecode(e, &sub) != nil {
+				continue
 			}
-			entries[i] = m
+			if p, ok := locate(md, sub, deref(ft.Elem()), key[1:]); ok {
+				return append(append(here, strconv.Itoa(i)), p...), true
+			}
 		}
-		return entries, true
+		return nil, false
 	}
-	return nil, false
+	var sub map[string]toml.Primitive
+	if md.PrimitiveDecode(value, &sub) != nil {
+		return nil, false
+	}
+	p, ok := locate(md, sub, ft, key[1:])
+	return append(here, p...), ok
 }
 
 // String writes a numbered path as a person reads it: plugin[1].name.
