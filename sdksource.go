@@ -10,10 +10,10 @@ import (
 	"io/fs"
 )
 
-//go:embed go.mod go.sum sdk/*.go sdk/abi/*.go sdk/sdktest/*.go sdk/ABI.md
+//go:embed go.mod go.sum sdk/*.go sdk/abi/*.go sdk/sdktest/*.go sdk/tomlkeys/*.go sdk/ABI.md
 var sdkSource embed.FS
 
-// SDKSource returns the SDK's packages (sdk, sdk/abi, sdk/sdktest, with
-// their tests) and the module's go.mod and go.sum, at their paths in the
-// repository.
+// SDKSource returns the SDK's packages (sdk, sdk/abi, sdk/sdktest,
+// sdk/tomlkeys, with their tests) and the module's go.mod and go.sum, at
+// their paths in the repository.
 func SDKSource() fs.FS { return sdkSource }

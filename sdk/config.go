@@ -2,7 +2,9 @@ package sdk
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"reflect"
 	"sort"
 	"strconv"
 	"strings"
@@ -10,6 +12,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 	"github.com/sluice-mail/sluice/sdk/abi"
+	"github.com/sluice-mail/sluice/sdk/tomlkeys"
 )
 
 // Config is what a plugin is told when it is configured.
@@ -28,36 +31,73 @@ type Config struct {
 
 // Decode reads the plugin's settings into v (a pointer to a struct with toml
 // tags). It is strict: a key that v has no field for is an error naming the
-// key, so that a typo in gateway.toml is refused instead of ignored. Its
-// errors are SettingErrors, so that the gateway points at the line.
+// key, and the one probably meant, so that a typo in gateway.toml is
+// refused instead of ignored. Its errors are SettingErrors, so that the
+// gateway points at the line.
 func (c *Config) Decode(v any) error {
 	md, err := toml.NewDecoder(bytes.NewReader(c.Raw)).Decode(v)
+	t := reflect.TypeOf(v)
+	if t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
 	if err != nil {
 		// "toml: line N (last key "k"): ...": N counts lines of Raw, which
-		// the host wrote, not of gateway.toml; the key finds the line.
+		// the host wrote, not of gateway.toml; the key finds the line, once
+		// the entry of each list of tables is added to it (toml leaves it
+		// out).
 		msg := strings.TrimPrefix(err.Error(), "toml: ")
 		var line int
 		var key string
-		if n, _ := fmt.Sscanf(msg, "line %d (last key %q): ", &line, &key); n == 2 {
-			return &SettingError{Key: key, Err: fmt.Errorf("%s: %s", key, typeError(msg[strings.Index(msg, "): ")+3:]))}
+		if n, _ := fmt.Sscanf(msg, "line %d (last key %q): ", &line, &key); n == 2 && t != nil {
+			path := tomlkeys.Entry(string(c.Raw), t, strings.Split(key, "."))
+			return &SettingError{Key: strings.Join(path, "."),
+				Err: fmt.Errorf("%s: %s", tomlkeys.String(path), typeError(msg[strings.Index(msg, "): ")+3:]))}
 		}
 		return err
 	}
 	if und := md.Undecoded(); len(und) > 0 {
 		// Once each, and a table without the keys inside it.
-		var keys []string
+		var keys []toml.Key
 		seen := map[string]bool{}
 		for _, k := range und {
 			if !seen[k.String()] && (len(k) < 2 || !seen[k[:len(k)-1].String()]) {
-				keys = append(keys, k.String())
+				keys = append(keys, k)
 			}
 			seen[k.String()] = true
 		}
-		first := keys[0] // in the order of the text
-		sort.Strings(keys)
-		return &SettingError{Key: first, Err: fmt.Errorf("unknown setting %s", strings.Join(keys, ", "))}
+		first := keys[0].String() // in the order of the text
+		sort.Slice(keys, func(i, j int) bool { return keys[i].String() < keys[j].String() })
+		return &SettingError{Key: first, Err: errors.New(unknownSettings(t, keys))}
 	}
 	return nil
+}
+
+// unknownSettings says which keys the settings of type t do not have,
+// and for each the one probably meant: "unknown setting rule.txt; did you
+// mean "text"?".
+func unknownSettings(t reflect.Type, keys []toml.Key) string {
+	var b strings.Builder
+	b.WriteString("unknown setting ")
+	for i, k := range keys {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(k.String())
+		var known []string
+		if t != nil {
+			if parent, ok := tomlkeys.Type(t, k[:len(k)-1]); ok {
+				known = tomlkeys.Names(parent)
+			}
+		}
+		if best := tomlkeys.Nearest(k[len(k)-1], known); best != "" {
+			if len(keys) == 1 {
+				fmt.Fprintf(&b, "; did you mean %q?", best)
+			} else {
+				fmt.Fprintf(&b, " (did you mean %q?)", best)
+			}
+		}
+	}
+	return b.String()
 }
 
 // typeError says toml's type mismatch in the words of a config file:
@@ -85,7 +125,8 @@ func typeError(msg string) string {
 type SettingError struct {
 	// Key is the setting's dotted path in the config table, entries of a
 	// list of tables numbered from 0: "rule.1.to" for the to of the
-	// second [[plugin.config.rule]].
+	// second [[plugin.config.rule]]. Without the number ("rule.to") the
+	// gateway points at the first entry that has the key.
 	Key string
 	Err error
 }

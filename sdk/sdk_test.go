@@ -239,14 +239,28 @@ func TestGuestReadsRequestFromOlderHost(t *testing.T) {
 }
 
 // A setting that Decode refuses is named in the answer's error_key, for
-// the gateway to point at its line, and said in a config file's words.
+// the gateway to point at its line, and said in a config file's words: the
+// entry of a list of tables numbered, a typo with the key probably meant.
 func TestConfigureNamesTheRefusedSetting(t *testing.T) {
 	for raw, want := range map[string][2]string{
 		"greeting = 5\n":                   {"greeting", "greeting: expected a string, got a number"},
-		"greting = \"hi\"\nother = 1\n":    {"greting", "unknown setting greting, other"},
+		"greting = \"hi\"\n":               {"greting", `unknown setting greting; did you mean "greeting"?`},
+		"greting = \"hi\"\nother = 1\n":    {"greting", `unknown setting greting (did you mean "greeting"?), other`},
 		"[[rule]]\nx = 1\n[[rule]]\ny=2\n": {"rule", "unknown setting rule"},
 	} {
 		resp := configureGuest(t, newGuest(&example{}), raw)
+		if resp.ErrorKey != want[0] || resp.Error != want[1] {
+			t.Errorf("%q: error %q at %q, want %q at %q", raw, resp.Error, resp.ErrorKey, want[1], want[0])
+		}
+	}
+	// In a list of tables, the entry at fault: toml names the key alone.
+	rules := "[[rule]]\nmatch = \"a\"\ncode = 550\n[[rule]]\nmatch = \"b\"\n[[rule]]\nmatch = \"c\"\ncode = \"550\"\n"
+	for raw, want := range map[string][2]string{
+		rules: {"rule.2.code", "rule[2].code: expected a whole number, got a string"},
+		"[[rule]]\nmatch = \"a\"\n[[rule]]\nmatch = \"b\"\ncdoe = 550\n": {"rule.cdoe", `unknown setting rule.cdoe; did you mean "code"?`},
+		"subaddress_seperator = \"+\"\n":                                 {"subaddress_seperator", `unknown setting subaddress_seperator; did you mean "subaddress_separator"?`},
+	} {
+		resp := configureGuest(t, newGuest(&rulesPlugin{}), raw)
 		if resp.ErrorKey != want[0] || resp.Error != want[1] {
 			t.Errorf("%q: error %q at %q, want %q at %q", raw, resp.Error, resp.ErrorKey, want[1], want[0])
 		}
@@ -260,6 +274,21 @@ func TestConfigureNamesTheRefusedSetting(t *testing.T) {
 		t.Errorf("Config.Domains = %q (%v), want [ours.test]", got, err)
 	}
 }
+
+// rulesPlugin has settings with a list of tables.
+type rulesPlugin struct{}
+
+func (*rulesPlugin) Configure(c *Config) error {
+	var s struct {
+		SubaddressSeparator string `toml:"subaddress_separator"`
+		Rule                []struct {
+			Match string `toml:"match"`
+			Code  int    `toml:"code"`
+		} `toml:"rule"`
+	}
+	return c.Decode(&s)
+}
+func (*rulesPlugin) Mail(*Request) Verdict { return Continue() }
 
 type domainsPlugin struct{ got *[]string }
 

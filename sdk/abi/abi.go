@@ -186,8 +186,9 @@ type ConfigureResponse struct {
 	Permissions Permissions
 	// ErrorKey is the setting of the config that Error is about, as a
 	// dotted path ("rule.1.to", entries of a list of tables numbered from
-	// 0, or left out when unknown: "rule.to"); "" for none. The host
-	// reports the error at that setting's line.
+	// 0, or left out when unknown: "rule.to", which the host places at the
+	// first entry that has the key); "" for none. The host reports the
+	// error at that setting's line.
 	ErrorKey string
 }
 

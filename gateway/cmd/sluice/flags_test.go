@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"sort"
 	"strings"
 	"testing"
@@ -35,6 +36,42 @@ func TestHelpOnEveryCommand(t *testing.T) {
 			if code != 0 || !strings.HasPrefix(stdout.String(), want) || stderr.Len() > 0 {
 				t.Errorf("sluice %s: exit %d, stdout %q, stderr %q; want 0 and a usage starting %q", strings.Join(args, " "), code, firstLine(stdout.String()), stderr.String(), want)
 			}
+		}
+	}
+}
+
+// "sluice help CMD" and "sluice plugin help CMD" print what CMD -h
+// prints, with exit status 0, for every command; help for a command that
+// does not exist, or a subcommand of one that has none, is a mistake (and
+// runs nothing).
+func TestHelpCommand(t *testing.T) {
+	help := map[string][]string{"": {"help"}} // the help form, by command
+	for name := range commands {
+		help[name] = []string{"help", name}
+	}
+	for name := range pluginCommands {
+		help["plugin "+name] = []string{"help", "plugin", name}
+	}
+	for name, args := range help {
+		var want, stdout, stderr bytes.Buffer
+		run(context.Background(), append(strings.Fields(name), "-h"), nil, &want, io.Discard)
+		code := run(context.Background(), args, nil, &stdout, &stderr)
+		if code != 0 || stdout.String() != want.String() || stderr.Len() > 0 || want.Len() == 0 {
+			t.Errorf("sluice %s: exit %d, stdout %q, stderr %q; want 0 and %q", strings.Join(args, " "), code, firstLine(stdout.String()), stderr.String(), firstLine(want.String()))
+		}
+		if strings.HasPrefix(name, "plugin ") {
+			stdout.Reset()
+			args := []string{"plugin", "help", strings.TrimPrefix(name, "plugin ")}
+			if code := run(context.Background(), args, nil, &stdout, &stderr); code != 0 || stdout.String() != want.String() || stderr.Len() > 0 {
+				t.Errorf("sluice %s: exit %d, stdout %q, stderr %q; want 0 and %q", strings.Join(args, " "), code, firstLine(stdout.String()), stderr.String(), firstLine(want.String()))
+			}
+		}
+	}
+	for _, args := range [][]string{{"help", "nosuch"}, {"help", "serve", "-c", "nosuch.toml"}, {"plugin", "help", "nosuch"}, {"help", "plugin", "nosuch"}} {
+		var stdout, stderr bytes.Buffer
+		code := run(context.Background(), args, nil, &stdout, &stderr)
+		if code != 2 || stdout.Len() > 0 || !strings.Contains(stderr.String(), "help: ") {
+			t.Errorf("sluice %s: exit %d, stdout %q, stderr %q; want 2 and the mistake on stderr", strings.Join(args, " "), code, stdout.String(), stderr.String())
 		}
 	}
 }

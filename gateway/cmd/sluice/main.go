@@ -6,6 +6,7 @@
 //	sluice keygen [flags]            write a DKIM key and print its DNS record
 //	sluice plugin new|test|check     tools for plugin authors
 //	sluice version                   which build this is
+//	sluice help COMMAND              a command's usage, as COMMAND -h prints it
 package main
 
 import (
@@ -39,7 +40,7 @@ commands:
   plugin  new|test|check     tools for plugin authors: scaffold, run and check a plugin
   version                    print the version, revision, Go version and plugin ABI version
 
-Run "sluice <command> -h" for a command's flags.
+Run "sluice help <command>" or "sluice <command> -h" for a command's usage.
 `
 
 // command is one of sluice's commands: it gets the arguments after its
@@ -51,24 +52,66 @@ var commands = map[string]command{
 	"serve": serve, "check": check, "send": send, "keygen": keygen, "plugin": pluginCmd, "version": versionCmd,
 }
 
+// sluiceGroup is sluice itself: the commands, and the help on them.
+var sluiceGroup = &group{name: "sluice", usage: usage, cmds: commands, groups: map[string]*group{"plugin": pluginGroup}}
+
 // run is main without the process: tests call it.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) > 0 && (args[0] == "-version" || args[0] == "--version") {
+		return versionCmd(ctx, args[1:], stdin, stdout, stderr)
+	}
+	return sluiceGroup.run(ctx, args, stdin, stdout, stderr)
+}
+
+// group is a command made of subcommands: sluice, and sluice plugin.
+type group struct {
+	name   string // as typed: "sluice plugin"
+	usage  string
+	cmds   map[string]command
+	groups map[string]*group // the subcommands that are groups too
+}
+
+// run runs the subcommand args[0] with the rest of args, or answers help.
+func (g *group) run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
+		fmt.Fprint(stderr, g.usage)
 		return 2
 	}
-	cmd, ok := commands[args[0]]
+	cmd, ok := g.cmds[args[0]]
 	switch {
 	case ok:
 		return cmd(ctx, args[1:], stdin, stdout, stderr)
+	case args[0] == "help":
+		return g.help(ctx, args[1:], stdout, stderr)
 	case isHelp(args[0]):
-		fmt.Fprint(stdout, usage)
+		fmt.Fprint(stdout, g.usage)
 		return 0
-	case args[0] == "-version" || args[0] == "--version":
-		return versionCmd(ctx, args[1:], stdin, stdout, stderr)
 	}
-	fmt.Fprintf(stderr, "sluice: unknown command %q\n\n%s", args[0], usage)
+	fmt.Fprintf(stderr, "%s: unknown command %q\n\n%s", g.name, args[0], g.usage)
 	return 2
+}
+
+// help answers "help [COMMAND...]": the usage COMMAND prints for -h, or
+// the group's own without one. Only -h reaches the command, so that help
+// never runs it.
+func (g *group) help(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stdout, g.usage)
+		return 0
+	}
+	if sub, ok := g.groups[args[0]]; ok {
+		return sub.help(ctx, args[1:], stdout, stderr)
+	}
+	cmd, ok := g.cmds[args[0]]
+	switch {
+	case !ok:
+		fmt.Fprintf(stderr, "%s help: unknown command %q\n\n%s", g.name, args[0], g.usage)
+		return 2
+	case len(args) > 1:
+		fmt.Fprintf(stderr, "%s help: %s has no subcommands\n", g.name, args[0])
+		return 2
+	}
+	return cmd(ctx, []string{"-h"}, nil, stdout, stderr)
 }
 
 func configFlag(fs *flag.FlagSet) *string {

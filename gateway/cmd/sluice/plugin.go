@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"io"
 )
 
@@ -13,7 +12,8 @@ commands:
   test   PLUGIN.wasm [flags]             run a plugin's stages on one message and print its verdicts
   check  PLUGIN.wasm [--config FILE]     run the ABI conformance checks on a plugin
 
-Run "sluice plugin <command> -h" for a command's flags.
+Run "sluice plugin help <command>" or "sluice plugin <command> -h" for a
+command's usage.
 `
 
 // pluginCommands are the subcommands of `sluice plugin`.
@@ -21,20 +21,10 @@ var pluginCommands = map[string]command{
 	"new": pluginNew, "test": pluginTest, "check": pluginCheck,
 }
 
+// pluginGroup is `sluice plugin`.
+var pluginGroup = &group{name: "sluice plugin", usage: pluginUsage, cmds: pluginCommands}
+
 // pluginCmd runs the tools for plugin authors.
 func pluginCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, pluginUsage)
-		return 2
-	}
-	cmd, ok := pluginCommands[args[0]]
-	if !ok {
-		if isHelp(args[0]) {
-			fmt.Fprint(stdout, pluginUsage)
-			return 0
-		}
-		fmt.Fprintf(stderr, "sluice plugin: unknown command %q\n\n%s", args[0], pluginUsage)
-		return 2
-	}
-	return cmd(ctx, args[1:], stdin, stdout, stderr)
+	return pluginGroup.run(ctx, args, stdin, stdout, stderr)
 }

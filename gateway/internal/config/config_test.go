@@ -180,19 +180,47 @@ func TestLoadUnreadableFile(t *testing.T) {
 	}
 }
 
-func TestNearestKey(t *testing.T) {
-	known := []string{"max_recipients", "max_errors", "max_hops", "listen", "tls_cert", "tls_key"}
-	for name, want := range map[string]string{
-		"max_recipents":  "max_recipients", // a letter left out
-		"max_recipeints": "max_recipients", // two letters swapped
-		"lisen":          "listen",
-		"tls_kye":        "tls_key",
-		"max_erors":      "max_errors",
-		"colour":         "", // nothing like it
-		"hops":           "", // too far from max_hops for its length
+// keyError is a plugin's load error naming a setting, as plugin.KeyError.
+type keyError string
+
+func (k keyError) Error() string     { return "refused" }
+func (k keyError) ConfigKey() string { return string(k) }
+
+// A plugin's error about a setting of its own is placed at that setting's
+// line: of the numbered entry when the key has its number, of the first
+// entry holding the key when it has none (an unknown key only the entries
+// with the typo have), of the entry when the entry lacks the key.
+func TestPluginErrorLine(t *testing.T) {
+	src := `hostname = "mx.example.test"
+domains = ["example.test"]
+[srs]
+secrets = ["0123456789abcdef0123"]
+[[plugin]]
+name = "router"
+path = "router.wasm"
+[[plugin.config.rule]]
+match = "a@example.test"
+code = 550
+[[plugin.config.rule]]
+match = "b@example.test"
+colour = "red"
+[[plugin.config.rule]]
+match = "c@example.test"
+code = "550"
+`
+	c, err := Parse("gateway.toml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for key, want := range map[string]int{
+		"config.rule.2.code":  16, // the SDK's numbered key
+		"config.rule.colour":  13,
+		"config.rule.1.code":  11, // not in the entry: the entry's line
+		"config.rule.0.match": 9,
+		"capabilities":        5,
 	} {
-		if got := nearest(name, known); got != want {
-			t.Errorf("nearest(%q) = %q, want %q", name, got, want)
+		if got := c.PluginError(0, keyError(key)); got.Line != want {
+			t.Errorf("PluginError at %s: line %d, want %d", key, got.Line, want)
 		}
 	}
 }

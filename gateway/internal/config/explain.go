@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/BurntSushi/toml"
+	"github.com/sluice-mail/sluice/sdk/tomlkeys"
 )
 
 // This file turns what the toml package reports into what an operator can
@@ -27,10 +28,19 @@ func (c *Config) decodeError(err error, src []byte) *Error {
 	line := 1
 	var key string
 	if n, _ := fmt.Sscanf(msg, "line %d (last key %q): ", &line, &key); n == 2 {
-		msg = key + ": " + typeError(key, msg[strings.Index(msg, "): ")+3:])
+		// toml names the key without the entry of an array of tables,
+		// and its line is that key's in the last entry: find the entry.
+		path := tomlkeys.Entry(string(src), configType, strings.Split(key, "."))
+		if l, ok := c.lines[joinPath(path)]; ok {
+			line = l
+		}
+		msg = tomlkeys.String(path) + ": " + typeError(key, msg[strings.Index(msg, "): ")+3:])
 	}
 	return &Error{File: c.File, Line: fileLine(line, src), Msg: msg}
 }
+
+// configType is the type gateway.toml is decoded into.
+var configType = reflect.TypeFor[Config]()
 
 // syntaxError returns the line the user must fix and what to do there.
 // toml's Position.Line is where the parser gave up, which for a value left
@@ -183,46 +193,9 @@ func unnumbered(key string) string {
 	return joinPath(out)
 }
 
-// fieldType returns the Go type of the setting at path, following toml
-// tags from Config; entry numbers in path are skipped.
-func fieldType(path []string) (reflect.Type, bool) {
-	t := reflect.TypeFor[Config]()
-	for _, name := range path {
-		if isNumber(name) {
-			continue
-		}
-		t = deref(t)
-		if t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Struct {
-			t = t.Elem()
-		}
-		if t.Kind() != reflect.Struct {
-			return nil, false
-		}
-		f, ok := fieldByTag(t, name)
-		if !ok {
-			return nil, false
-		}
-		t = f.Type
-	}
-	return deref(t), true
-}
-
-func deref(t reflect.Type) reflect.Type {
-	for t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	return t
-}
-
-func fieldByTag(t reflect.Type, name string) (reflect.StructField, bool) {
-	for i := range t.NumField() {
-		f := t.Field(i)
-		if tag, _, _ := strings.Cut(f.Tag.Get("toml"), ","); tag == name && tag != "-" {
-			return f, true
-		}
-	}
-	return reflect.StructField{}, false
-}
+// fieldType returns the Go type of the setting at path; entry numbers in
+// path are skipped.
+func fieldType(path []string) (reflect.Type, bool) { return tomlkeys.Type(configType, path) }
 
 // unknownKey says that key (a table if table) is not a setting, and
 // which one was probably meant.
@@ -231,15 +204,9 @@ func unknownKey(key toml.Key, table bool) string {
 	t, _ := fieldType(parent)
 	var known []string
 	if t != nil {
+		known = tomlkeys.Names(t)
 		if t.Kind() == reflect.Slice {
 			t = t.Elem()
-		}
-		if t.Kind() == reflect.Struct {
-			for i := range t.NumField() {
-				if tag, _, _ := strings.Cut(t.Field(i).Tag.Get("toml"), ","); tag != "" && tag != "-" {
-					known = append(known, tag)
-				}
-			}
 		}
 	}
 	where := ""
@@ -250,7 +217,7 @@ func unknownKey(key toml.Key, table bool) string {
 			where = " in [" + parent.String() + "]"
 		}
 	}
-	best := nearest(name, known)
+	best := tomlkeys.Nearest(name, known)
 	if table {
 		msg := fmt.Sprintf("unknown table [%s]", key)
 		if best != "" {
@@ -267,49 +234,6 @@ func unknownKey(key toml.Key, table bool) string {
 
 // fieldIsList reports whether the table at path is an array of tables.
 func fieldIsList(path toml.Key) bool {
-	t, ok := fieldType(path[:len(path)-1])
-	if !ok || t.Kind() != reflect.Struct {
-		return false
-	}
-	f, ok := fieldByTag(t, path[len(path)-1])
-	return ok && f.Type.Kind() == reflect.Slice
-}
-
-// nearest returns the candidate closest to name, if it is close enough to
-// be a typo of it: at most a third of the name's letters off.
-func nearest(name string, candidates []string) string {
-	best, bestDist := "", len(name)/3+1
-	for _, c := range candidates {
-		if d := editDistance(name, c); d < bestDist {
-			best, bestDist = c, d
-		}
-	}
-	return best
-}
-
-// editDistance is the number of single-letter insertions, deletions,
-// substitutions and swaps of neighbours that turn a into b (the optimal
-// string alignment distance).
-func editDistance(a, b string) int {
-	prev2 := make([]int, len(b)+1)
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
-				cur[j] = min(cur[j], prev2[j-2]+1)
-			}
-		}
-		prev2, prev, cur = prev, cur, prev2
-	}
-	return prev[len(b)]
+	t, ok := fieldType(path)
+	return ok && t.Kind() == reflect.Slice
 }

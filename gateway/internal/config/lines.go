@@ -93,8 +93,12 @@ func (idx lineIndex) lookup(path string) int {
 }
 
 // lookupLoose is lookup for a path that may leave out the entry numbers of
-// arrays of tables, as plugins report keys of their config ("rule.actoin"
-// for the key of some [[plugin.config.rule]]): the first entry it fits.
+// arrays of tables, as plugins may report keys of their config: the first
+// entry it fits. The SDK numbers the entry of a value of the wrong type
+// ("rule.3.code", found by lookup); it leaves the number out for a key
+// that is not a setting ("rule.actoin"), which only the entries holding
+// the typo have, so that the first of them is the one to fix. Plugins
+// built with an older SDK leave it out for both.
 func (idx lineIndex) lookupLoose(path string) int {
 	want := strings.Split(path, ".")
 	for ; len(want) > 0; want = want[:len(want)-1] {
