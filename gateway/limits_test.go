@@ -19,9 +19,11 @@ command_timeout = "1s"
 max_line_length = 512
 `})
 
+	// The recipient over the limit is put off to another transaction, and
+	// the refusal is logged and counted as the host's like any other.
 	t.Run("recipients", func(t *testing.T) {
 		c := e.client(t)
-		if err := c.Mail("alice@example.org", nil); err != nil {
+		if err := c.Mail("many@example.org", nil); err != nil {
 			t.Fatal(err)
 		}
 		for _, r := range []string{"info@ours.test", "info+a@ours.test", "info+b@ours.test"} {
@@ -31,6 +33,13 @@ max_line_length = 512
 		}
 		wantReply(t, "fourth recipient", c.Rcpt("info+c@ours.test", nil), 452, smtp.EnhancedCode{4, 5, 3}, "limit of 3 recipients")
 		c.Reset()
+		wantAttrs(t, "too many recipients", txnLine(t, e, "many@example.org"), map[string]string{
+			"rcpts":   "info@ours.test,info+a@ours.test,info+b@ours.test",
+			"refused": "info+c@ours.test (host): 452 4.5.3 Maximum limit of 3 recipients reached",
+		})
+		if got := scrape(t, e)[`sluice_recipients_total{decided_by="host",outcome="tempfailed"}`]; got != 1 {
+			t.Errorf(`sluice_recipients_total{decided_by="host",outcome="tempfailed"} = %v, want 1`, got)
+		}
 	})
 
 	t.Run("size", func(t *testing.T) {
