@@ -83,8 +83,9 @@ func New(cfg Config, gens *Generations) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	s := &Server{cfg: cfg, gens: gens, domains: map[string]bool{}, log: cfg.Logger, metrics: newServerMetrics(cfg.Metrics),
-		limits: newLimiter(cfg.Hostname, cfg.MaxConnections, cfg.MaxConnectionsPerIP, cfg.StressTimeout, cfg.Logger)}
+	m := newServerMetrics(cfg.Metrics)
+	s := &Server{cfg: cfg, gens: gens, domains: map[string]bool{}, log: cfg.Logger, metrics: m,
+		limits: newLimiter(cfg.Hostname, cfg.MaxConnections, cfg.MaxConnectionsPerIP, cfg.StressTimeout, cfg.Logger, m.connsRefused)}
 	for _, d := range cfg.Domains {
 		s.domains[d] = true
 	}
