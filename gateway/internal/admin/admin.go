@@ -123,13 +123,19 @@ func endpoints(c Config) http.Handler {
 // hosts, localhost, or an IP address literal that is loopback or the
 // address the request came in on. Any other name may be one that a
 // stranger pointed at us. The port is not checked: a name is what a
-// stranger controls.
+// stranger controls. An HTTP/1.0 request may have no Host at all (net/http
+// refuses HTTP/1.1 without one): it is served, since browsers always send
+// Host, so it cannot come from a stranger's page.
 func checkHost(hosts []string, next http.Handler) http.Handler {
 	allowed := map[string]bool{"localhost": true}
 	for _, h := range hosts {
 		allowed[normalHost(h)] = true
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Host == "" {
+			next.ServeHTTP(w, r)
+			return
+		}
 		host := r.Host
 		if h, _, err := net.SplitHostPort(host); err == nil {
 			host = h

@@ -1,15 +1,18 @@
 package admin
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
@@ -193,6 +196,33 @@ func TestHostChecked(t *testing.T) {
 		got := adminRequest(t, srv, "POST", "/admin/reload", c.host, nil)
 		if ran := got == 200 || got == http.StatusUnprocessableEntity; ran != (c.want == 200) || !ran && got != c.want {
 			t.Errorf("POST /admin/reload with Host %q: %d, want %d", c.host, got, c.want)
+		}
+	}
+}
+
+// An HTTP/1.0 request without a Host header is served: no browser sends
+// one (browsers always send Host), so it cannot come from a page of a
+// stranger's. A foreign Host is still refused over HTTP/1.0.
+func TestHTTP10WithoutHost(t *testing.T) {
+	srv := testServer(t)
+	for _, c := range []struct {
+		request string
+		want    string
+	}{
+		{"GET /healthz HTTP/1.0\r\n\r\n", "HTTP/1.0 200 OK"},
+		{"POST /admin/reload HTTP/1.0\r\nContent-Length: 0\r\n\r\n", "HTTP/1.0 422 "}, // testServer's first reload fails: it ran
+		{"GET /healthz HTTP/1.0\r\nHost: rebind.attacker.test\r\n\r\n", "HTTP/1.0 421 "},
+	} {
+		conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		io.WriteString(conn, c.request)
+		status, err := bufio.NewReader(conn).ReadString('\n')
+		conn.Close()
+		if err != nil || !strings.HasPrefix(status, c.want) {
+			t.Errorf("%q: %q %v, want %q", c.request, status, err, c.want)
 		}
 	}
 }
