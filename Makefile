@@ -7,6 +7,9 @@ SLUICE  := bin/sluice
 GO_PLUGINS  := $(patsubst %/,%,$(sort $(dir $(wildcard plugins/*/main.go examples/*/main.go))))
 WAT_PLUGINS := $(patsubst %/,%,$(sort $(dir $(wildcard examples/*/*.wat))))
 WASM        := $(foreach d,$(GO_PLUGINS) $(WAT_PLUGINS),$(d)/$(notdir $(d)).wasm)
+# The first-party plugins, those under plugins/: the demo and make install
+# use only these, which need only Go.
+FIRST_PARTY := $(filter plugins/%,$(GO_PLUGINS))
 DEMO_KEYS := var/keys/rsa-demo.pem var/keys/ed-demo.pem
 
 # What `sluice version` and the sluice_build_info metric say. Outside a git
@@ -25,7 +28,7 @@ SYSCONFDIR ?= /etc
 UNITDIR    ?= $(PREFIX)/lib/systemd/system
 SUBST      := sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g'
 
-.PHONY: all build plugins go-plugins install run test vet bench fuzz-short clean
+.PHONY: all build plugins go-plugins first-party-plugins install run test vet bench fuzz-short clean
 
 all: build plugins
 
@@ -42,6 +45,10 @@ go-plugins:
 		GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -o $$d/$$(basename $$d).wasm ./$$d || exit 1; \
 	done
 
+# What the demo and make install need: no wabt for the examples' .wat.
+first-party-plugins:
+	@$(MAKE) --no-print-directory go-plugins GO_PLUGINS="$(FIRST_PARTY)"
+
 %.wasm: %.wat
 	@echo "plugin $(@D)"
 	@command -v wat2wasm >/dev/null || { echo "wat2wasm not found: install the Debian package wabt"; exit 1; }
@@ -57,11 +64,10 @@ var/keys/ed-demo.pem: | build
 # LIBDIR), the production example configuration and the systemd unit, their
 # paths filled in. It never overwrites gateway.toml: only the .example.
 # Only plugins/ is installed, so only Go is needed: no wabt.
-install: build
-	@$(MAKE) --no-print-directory go-plugins GO_PLUGINS="$(filter plugins/%,$(GO_PLUGINS))"
+install: build first-party-plugins
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SYSCONFDIR)/sluice $(DESTDIR)$(UNITDIR)
 	install -m 0755 $(SLUICE) $(DESTDIR)$(BINDIR)/sluice
-	@for d in $(filter plugins/%,$(GO_PLUGINS)); do \
+	@for d in $(FIRST_PARTY); do \
 		echo "install $$d/$$(basename $$d).wasm"; \
 		install -d $(DESTDIR)$(LIBDIR)/$$d && \
 		install -m 0644 $$d/$$(basename $$d).wasm $(DESTDIR)$(LIBDIR)/$$d/ || exit 1; \
@@ -70,7 +76,9 @@ install: build
 	$(SUBST) deploy/sluice.service > $(DESTDIR)$(UNITDIR)/sluice.service
 	chmod 0644 $(DESTDIR)$(SYSCONFDIR)/sluice/gateway.toml.example $(DESTDIR)$(UNITDIR)/sluice.service
 
-run: build plugins $(DEMO_KEYS)
+# The demo (gateway.toml) uses the first-party plugins only, so that a
+# machine with Go and make runs it.
+run: build first-party-plugins $(DEMO_KEYS)
 	$(SLUICE) serve -c gateway.toml
 
 vet:

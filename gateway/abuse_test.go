@@ -49,7 +49,7 @@ func readToEnd(c net.Conn, within time.Duration) (last string, closed bool) {
 
 // A flood of commands go-smtp does not know ends with 421 and a closed
 // connection (RFC 5321 §3.8: a server closes only after 421), after three
-// tolerated mistakes.
+// tolerated mistakes, and a log line.
 func TestBadCommandFloodEndsWith421(t *testing.T) {
 	e := startEnv(t, envOptions{})
 	c := rawConn(t, e.addr, "")
@@ -74,6 +74,13 @@ func TestBadCommandFloodEndsWith421(t *testing.T) {
 			t.Errorf("reply %q to an unknown command, want 500 or 501 5.5.2", r)
 		}
 	}
+	// No session had started, but the end is logged.
+	lines := logLines(t, e.logs.String(), "session ended: too many errors")
+	if len(lines) != 1 {
+		t.Fatalf("%d lines session ended: too many errors, want 1", len(lines))
+	}
+	wantAttrs(t, "bad command flood", lines[0], map[string]string{"client": "127.0.0.1", "session": absent,
+		"reply": "421 4.7.0 mx.ours.test Error: too many errors, closing connection"})
 	// The gateway still serves.
 	if err := e.send(t, "alice@example.org", "info@ours.test", testMessage); err != nil {
 		t.Errorf("after the flood: %v", err)

@@ -307,3 +307,34 @@ on_failure = "skip"
 		c.Quit()
 	})
 }
+
+// A session a plugin refuses at connect or HELO has no transaction: it
+// gets a line of its own, with the stage, the reply and the plugin.
+func TestSessionRefusedLogged(t *testing.T) {
+	e := startEnv(t, envOptions{plugins: fmt.Sprintf(`
+[[plugin]]
+name = "gate"
+path = %q
+stages = ["connect"]
+[plugin.config]
+verdict = "reject"
+code = 554
+enhanced = "5.7.1"
+text = "No mail from you"
+permit = ["reject"]
+`, wasmbuild.ForTest(t, "./gateway/internal/plugin/testdata/scripted"))})
+	c := rawConn(t, e.addr, "127.0.0.1")
+	c.send("EHLO sender.example.org")
+	if got := c.reply(); got != "554 5.7.1 No mail from you" {
+		t.Errorf("EHLO: %q, want the plugin's 554 5.7.1", got)
+	}
+	lines := logLines(t, e.logs.String(), "session refused")
+	if len(lines) != 1 {
+		t.Fatalf("%d lines session refused, want 1", len(lines))
+	}
+	wantAttrs(t, "session refused", lines[0], map[string]string{"client": "127.0.0.1", "stage": "connect",
+		"reply": "554 5.7.1 No mail from you", "decided_by": "plugin:gate"})
+	if lines[0]["session"] == "" {
+		t.Error("session refused: no session id")
+	}
+}

@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"bufio"
+	"fmt"
 	"net"
 	"strings"
 	"testing"
@@ -19,9 +20,11 @@ command_timeout = "1s"
 max_line_length = 512
 `})
 
+	// The recipient over the limit is put off to another transaction, and
+	// the refusal is logged and counted as the host's like any other.
 	t.Run("recipients", func(t *testing.T) {
 		c := e.client(t)
-		if err := c.Mail("alice@example.org", nil); err != nil {
+		if err := c.Mail("many@example.org", nil); err != nil {
 			t.Fatal(err)
 		}
 		for _, r := range []string{"info@ours.test", "info+a@ours.test", "info+b@ours.test"} {
@@ -31,6 +34,13 @@ max_line_length = 512
 		}
 		wantReply(t, "fourth recipient", c.Rcpt("info+c@ours.test", nil), 452, smtp.EnhancedCode{4, 5, 3}, "limit of 3 recipients")
 		c.Reset()
+		wantAttrs(t, "too many recipients", txnLine(t, e, "many@example.org"), map[string]string{
+			"rcpts":   "info@ours.test,info+a@ours.test,info+b@ours.test",
+			"refused": "info+c@ours.test (host): 452 4.5.3 Maximum limit of 3 recipients reached",
+		})
+		if got := scrape(t, e)[`sluice_recipients_total{decided_by="host",outcome="tempfailed"}`]; got != 1 {
+			t.Errorf(`sluice_recipients_total{decided_by="host",outcome="tempfailed"} = %v, want 1`, got)
+		}
 	})
 
 	t.Run("size", func(t *testing.T) {
@@ -69,19 +79,30 @@ max_line_length = 512
 }
 
 // Connections over the total or per-IP limit are answered 421 and closed,
-// while other clients are still served. (Its own gateway: connections of
-// other tests would count against the limits until the server sees them
-// close.)
+// while other clients are still served. Each refusal is counted by the
+// limit it met, and logged, at most once per limit in refusalLogEvery (10
+// s). (Its own gateway: connections of other tests would count against
+// the limits until the server sees them close.)
 func TestConnectionLimits(t *testing.T) {
 	e := startEnv(t, envOptions{smtp: `
 max_connections = 4
 max_connections_per_ip = 2
 `})
+	before := scrape(t, e)
+	for _, reason := range []string{"max_connections", "max_connections_per_ip"} {
+		key := fmt.Sprintf("sluice_connections_refused_total{reason=%q}", reason)
+		if v, ok := before[key]; !ok || v != 0 {
+			t.Errorf("at start %s = %v (present: %v), want 0", key, v, ok)
+		}
+	}
 	a := rawConn(t, e.addr, "127.0.0.1")
 	b := rawConn(t, e.addr, "127.0.0.1")
 	over := rawConn(t, e.addr, "127.0.0.1")
 	if got := over.lastLine; !strings.HasPrefix(got, "421 4.7.0") || !strings.Contains(got, "from 127.0.0.1") {
 		t.Errorf("third connection from one IP: %q, want 421 4.7.0 naming the IP", got)
+	}
+	if got := rawConn(t, e.addr, "127.0.0.1").lastLine; !strings.HasPrefix(got, "421 4.7.0") {
+		t.Errorf("fourth connection from one IP: %q, want 421 4.7.0", got)
 	}
 	// Other addresses are still served, up to the total.
 	c := rawConn(t, e.addr, "127.0.0.2")
@@ -93,6 +114,22 @@ max_connections_per_ip = 2
 	if got := full.lastLine; !strings.HasPrefix(got, "421 4.7.0") || !strings.Contains(got, "too many connections") {
 		t.Errorf("fifth connection in all: %q, want 421 4.7.0", got)
 	}
+	m := scrape(t, e)
+	for reason, n := range map[string]float64{"max_connections": 1, "max_connections_per_ip": 2} {
+		if key := fmt.Sprintf("sluice_connections_refused_total{reason=%q}", reason); m[key] != n {
+			t.Errorf("%s = %v, want %v", key, m[key], n)
+		}
+	}
+	// The second refusal from 127.0.0.1 came within 10 s of the first:
+	// counted, not logged.
+	lines := logLines(t, e.logs.String(), "connection refused")
+	if len(lines) != 2 {
+		t.Fatalf("%d lines connection refused, want 2 (one per limit): %v", len(lines), lines)
+	}
+	wantAttrs(t, "per-IP refusal", lines[0], map[string]string{"reason": "max_connections_per_ip", "client": "127.0.0.1",
+		"reply": "421 4.7.0 mx.ours.test too many connections from 127.0.0.1, try again later", "not_logged": "0"})
+	wantAttrs(t, "total refusal", lines[1], map[string]string{"reason": "max_connections", "client": "127.0.0.4",
+		"reply": "421 4.7.0 mx.ours.test too many connections, try again later", "not_logged": "0"})
 	// A closed connection gives its place back once the server has seen
 	// it close; until then the client is refused, and may retry.
 	a.Close()

@@ -74,20 +74,28 @@ var errClosed = errors.New("the gateway is shut down")
 // new sessions get the new one. If anything fails, the old generation
 // keeps serving and the error says what, as "file:line: problem" lines.
 // Settings bound to the listeners or the process (restartOnly) keep their
-// running values: a warning names each one that changed, and they take
-// effect at the next start.
+// running values: once the new generation is in, a warning names each one
+// that changed, and they take effect at the next start.
 func (g *Gateway) Reload(ctx context.Context) error {
+	_, err := g.reloadReporting(ctx)
+	return err
+}
+
+// reloadReporting is Reload, returning also the dotted keys of the
+// settings that changed but were not applied, for POST /admin/reload to
+// show.
+func (g *Gateway) reloadReporting(ctx context.Context) (notApplied []string, err error) {
 	g.reloadMu.Lock()
 	defer g.reloadMu.Unlock()
 	if g.closed {
-		return errClosed
+		return nil, errClosed
 	}
 	start := time.Now()
-	err := g.reload(ctx)
+	kept, err := g.reload(ctx)
 	if err != nil {
 		g.metrics.reloads.WithLabelValues("failed").Inc()
 		g.log.Error("reload failed; the previous generation keeps serving", "err", err)
-		return err
+		return nil, err
 	}
 	g.metrics.reloads.WithLabelValues("ok").Inc()
 	chain := g.chainInfo()
@@ -97,38 +105,40 @@ func (g *Gateway) Reload(ctx context.Context) error {
 	}
 	g.log.Info("configuration reloaded", "generation", chain.Generation, "plugins", strings.Join(plugins, ","),
 		"ms", time.Since(start).Milliseconds())
-	return nil
+	if len(kept) > 0 {
+		g.log.Warn("settings changed that a reload does not apply; they keep their running values until the next start",
+			"settings", strings.Join(kept, ","))
+	}
+	return kept, nil
 }
 
-func (g *Gateway) reload(ctx context.Context) error {
+// reload builds the new generation and swaps it in. It returns the
+// settings that changed and were kept at their running values.
+func (g *Gateway) reload(ctx context.Context) ([]string, error) {
 	// Files are stamped before they are read, so that a change made while
 	// loading is seen by the next check.
 	cfgStamp := stampOf(g.cfg.File)
 	cfg, err := config.Load(g.cfg.File)
 	if err != nil {
 		g.remember(g.cfg.File, cfgStamp, nil)
-		return err
+		return nil, err
 	}
 	g.remember(g.cfg.File, cfgStamp, stampFiles(cfg))
 	cfg, kept := keepRestartOnly(g.cfg, cfg)
-	if len(kept) > 0 {
-		g.log.Warn("settings changed that a reload does not apply; they keep their running values until the next start",
-			"settings", strings.Join(kept, ","))
-	}
 	parts, errs := g.buildParts(ctx, cfg)
 	if errs != nil {
-		return errs
+		return nil, errs
 	}
 	n, err := g.gens.Swap(parts)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if n == 0 {
-		return errClosed
+		return nil, errClosed
 	}
 	g.metrics.generation.Set(float64(n))
 	g.setLevel(cfg.Log.Level)
-	return nil
+	return kept, nil
 }
 
 // setLevel makes the logger log at level from now on.
@@ -333,9 +343,9 @@ func (g *Gateway) adminServer() *http.Server {
 	h := admin.Handler(admin.Config{
 		Metrics: g.metrics.registry,
 		Hosts:   []string{g.cfg.Hostname},
-		Reload: func(ctx context.Context) error {
+		Reload: func(ctx context.Context) ([]string, error) {
 			g.log.Info("reloading: asked over HTTP")
-			return g.Reload(ctx)
+			return g.reloadReporting(ctx)
 		},
 		Chain:  g.chainInfo,
 		Logger: g.log,

@@ -122,9 +122,10 @@ func getChain(t *testing.T, e *env) adminChain {
 
 // reloadAnswer is POST /admin/reload's answer.
 type reloadAnswer struct {
-	OK     bool       `json:"ok"`
-	Errors []string   `json:"errors"`
-	Chain  adminChain `json:"chain"`
+	OK         bool       `json:"ok"`
+	Errors     []string   `json:"errors"`
+	Chain      adminChain `json:"chain"`
+	NotApplied []string   `json:"not_applied"`
 }
 
 func postReload(t *testing.T, e *env) (int, reloadAnswer) {
@@ -373,13 +374,22 @@ func sendOne(t *testing.T, e *env, id string) string {
 
 // A reload that cannot build its chain changes nothing: the old chain
 // keeps serving, and the error, at its file and line, goes to the caller,
-// the log and the metrics. Once the problem is fixed, a reload works.
+// the log and the metrics; a setting that needs a restart is not reported
+// as kept, since nothing was applied. Once the problem is fixed, a reload
+// works, and its answer and the log name the setting it did not apply.
 func TestFailedReloadKeepsTheOldChain(t *testing.T) {
 	e, wasm := swapEnv(t, `watch_interval = "1h"`) // only explicit reloads here
 	v1SHA := fileSHA256(t, wasm)
-	pluginLine := lineOf(t, e.cfgText, `name = "tagger"`) - 1
+	restartOnly := strings.Replace(e.cfgText, "[smtp]\n", "[smtp]\nmax_recipients = 7\n", 1)
+	if restartOnly == e.cfgText {
+		t.Fatal("no [smtp] in the configuration")
+	}
+	pluginLine := lineOf(t, restartOnly, `name = "tagger"`) - 1
+	const notApplied = "settings changed that a reload does not apply; they keep their running values until the next start"
 
-	// A module that is not WebAssembly.
+	// A module that is not WebAssembly, and a setting that needs a
+	// restart.
+	os.WriteFile(e.cfgPath, []byte(restartOnly), 0o644)
 	replaceFile(t, wasm, []byte("not a module"))
 	code, a := postReload(t, e)
 	want := fmt.Sprintf("%s:%d: plugin tagger: ", e.cfgPath, pluginLine)
@@ -412,12 +422,22 @@ func TestFailedReloadKeepsTheOldChain(t *testing.T) {
 	if n := strings.Count(e.logs.String(), "reload failed; the previous generation keeps serving"); n != 2 {
 		t.Errorf("the log has %d reload failures, want 2", n)
 	}
+	if strings.Contains(e.logs.String(), notApplied) {
+		t.Errorf("a failed reload logged %q: nothing was applied", notApplied)
+	}
 
-	// Fixed: the reload answers with the new chain, which serves at once.
-	os.WriteFile(e.cfgPath, []byte(e.cfgText), 0o644)
+	// Fixed: the reload answers with the new chain, which serves at once,
+	// and names the setting it did not apply.
+	os.WriteFile(e.cfgPath, []byte(restartOnly), 0o644)
 	code, a = postReload(t, e)
 	if code != http.StatusOK || !a.OK || a.Chain.Generation != 2 || a.Chain.Plugins[0].SHA256 != fileSHA256(t, wasm) {
 		t.Fatalf("reload after the fix answered %d %+v", code, a)
+	}
+	if !slices.Equal(a.NotApplied, []string{"smtp.max_recipients"}) {
+		t.Errorf("reload after the fix: not_applied = %q, want [smtp.max_recipients]", a.NotApplied)
+	}
+	if lines := logLines(t, e.logs.String(), notApplied); len(lines) != 1 || lines[0]["settings"] != "smtp.max_recipients" {
+		t.Errorf("after the reload, lines %q: %v; want one naming smtp.max_recipients", notApplied, lines)
 	}
 	if v := sendOne(t, e, "after-fix"); v != "2" {
 		t.Errorf("after the reload mail went through version %q; want 2", v)

@@ -32,10 +32,11 @@ type Config struct {
 	// loopback or of the listener itself, that a request's Host may
 	// carry: the gateway's hostname.
 	Hosts []string
-	// Reload rebuilds the filter chain from the configuration and swaps it
-	// in; on failure the old chain keeps serving and the error, one
-	// "file:line: problem" per line, goes back to the caller.
-	Reload func(context.Context) error
+	// Reload rebuilds the generation from the configuration and swaps it
+	// in, and returns the dotted keys of the settings that changed but
+	// need a restart; on failure the old generation keeps serving and the
+	// error, one "file:line: problem" per line, goes back to the caller.
+	Reload func(context.Context) (notApplied []string, err error)
 	// Chain describes the chain in use now.
 	Chain  func() Chain
 	Logger *slog.Logger
@@ -70,13 +71,16 @@ type reloadAnswer struct {
 	OK     bool     `json:"ok"`
 	Errors []string `json:"errors,omitempty"`
 	Chain  *Chain   `json:"chain,omitempty"`
+	// NotApplied, in every successful answer, lists the settings that
+	// changed but keep their running values until a restart: [] if none.
+	NotApplied []string `json:"not_applied,omitzero"`
 }
 
 // Handler returns the admin endpoints:
 //
 //	GET  /healthz        200 "ok" while the gateway runs
 //	GET  /metrics        every metric, in the Prometheus text format 0.0.4 or OpenMetrics
-//	POST /admin/reload   rebuild and swap the chain; 200 with the new chain, or 422 with the errors
+//	POST /admin/reload   rebuild and swap the generation; 200 with the new chain and the settings not applied, or 422 with the errors
 //	GET  /admin/chain    the chain in use, as JSON
 //
 // A request whose Host is not one of ours gets 421; a browser's request
@@ -98,13 +102,16 @@ func endpoints(c Config) http.Handler {
 	mux.HandleFunc("POST /admin/reload", func(w http.ResponseWriter, r *http.Request) {
 		// A reload once asked for runs to its end even if the caller
 		// hangs up: stopping halfway would only waste the work.
-		err := c.Reload(context.WithoutCancel(r.Context()))
+		notApplied, err := c.Reload(context.WithoutCancel(r.Context()))
 		if err != nil {
 			writeJSON(w, http.StatusUnprocessableEntity, reloadAnswer{Errors: strings.Split(err.Error(), "\n")})
 			return
 		}
 		chain := c.Chain()
-		writeJSON(w, http.StatusOK, reloadAnswer{OK: true, Chain: &chain})
+		if notApplied == nil {
+			notApplied = []string{}
+		}
+		writeJSON(w, http.StatusOK, reloadAnswer{OK: true, Chain: &chain, NotApplied: notApplied})
 	})
 	mux.HandleFunc("GET /admin/chain", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, c.Chain())
@@ -116,13 +123,19 @@ func endpoints(c Config) http.Handler {
 // hosts, localhost, or an IP address literal that is loopback or the
 // address the request came in on. Any other name may be one that a
 // stranger pointed at us. The port is not checked: a name is what a
-// stranger controls.
+// stranger controls. An HTTP/1.0 request may have no Host at all (net/http
+// refuses HTTP/1.1 without one): it is served, since browsers always send
+// Host, so it cannot come from a stranger's page.
 func checkHost(hosts []string, next http.Handler) http.Handler {
 	allowed := map[string]bool{"localhost": true}
 	for _, h := range hosts {
 		allowed[normalHost(h)] = true
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Host == "" {
+			next.ServeHTTP(w, r)
+			return
+		}
 		host := r.Host
 		if h, _, err := net.SplitHostPort(host); err == nil {
 			host = h

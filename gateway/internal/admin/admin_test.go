@@ -1,15 +1,18 @@
 package admin
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
@@ -30,13 +33,17 @@ func testServer(t *testing.T) *httptest.Server {
 	srv := httptest.NewServer(Handler(Config{
 		Metrics: reg,
 		Hosts:   []string{"mx.ours.test"},
-		Reload: func(context.Context) error {
+		Reload: func(context.Context) ([]string, error) {
 			calls++
-			if calls == 1 {
-				return errors.New("gateway.toml:12: plugin router: config refused: bad rule\ngateway.toml:20: plugin dmarc: no such file")
+			switch calls {
+			case 1:
+				return nil, errors.New("gateway.toml:12: plugin router: config refused: bad rule\ngateway.toml:20: plugin dmarc: no such file")
+			case 2:
+				generation++
+				return []string{"smtp.listen", "smtp.max_recipients"}, nil
 			}
 			generation++
-			return nil
+			return nil, nil
 		},
 		Chain: func() Chain {
 			return Chain{Generation: generation, OpenGenerations: 1, Plugins: []Plugin{{Name: "router", SHA256: "ab12"}}}
@@ -46,33 +53,44 @@ func testServer(t *testing.T) *httptest.Server {
 	return srv
 }
 
+// A failed reload answers 422 with its errors; a good one 200 with the
+// new chain and, always, the settings it did not apply ([] if none).
 func TestReloadAnswers(t *testing.T) {
 	srv := testServer(t)
-	var a struct {
-		OK     bool     `json:"ok"`
-		Errors []string `json:"errors"`
-		Chain  *Chain   `json:"chain"`
+	type answer struct {
+		OK         bool      `json:"ok"`
+		Errors     []string  `json:"errors"`
+		Chain      *Chain    `json:"chain"`
+		NotApplied *[]string `json:"not_applied"`
 	}
-	resp, err := http.Post(srv.URL+"/admin/reload", "", nil)
-	if err != nil {
-		t.Fatal(err)
+	post := func() (int, answer) {
+		t.Helper()
+		resp, err := http.Post(srv.URL+"/admin/reload", "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var a answer
+		if err := json.NewDecoder(resp.Body).Decode(&a); err != nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode, a
 	}
-	json.NewDecoder(resp.Body).Decode(&a)
-	resp.Body.Close()
+	code, a := post()
 	want := []string{"gateway.toml:12: plugin router: config refused: bad rule", "gateway.toml:20: plugin dmarc: no such file"}
-	if resp.StatusCode != http.StatusUnprocessableEntity || a.OK || !slices.Equal(a.Errors, want) || a.Chain != nil {
-		t.Errorf("failed reload: %d %+v; want 422 with one error per line", resp.StatusCode, a)
+	if code != http.StatusUnprocessableEntity || a.OK || !slices.Equal(a.Errors, want) || a.Chain != nil || a.NotApplied != nil {
+		t.Errorf("failed reload: %d %+v; want 422 with one error per line", code, a)
 	}
 
-	a.Errors = nil
-	resp, err = http.Post(srv.URL+"/admin/reload", "", nil)
-	if err != nil {
-		t.Fatal(err)
+	code, a = post()
+	if code != http.StatusOK || !a.OK || len(a.Errors) != 0 || a.Chain == nil || a.Chain.Generation != 2 ||
+		a.NotApplied == nil || !slices.Equal(*a.NotApplied, []string{"smtp.listen", "smtp.max_recipients"}) {
+		t.Errorf("good reload: %d %+v; want 200 with the new chain and the settings not applied", code, a)
 	}
-	json.NewDecoder(resp.Body).Decode(&a)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || !a.OK || len(a.Errors) != 0 || a.Chain == nil || a.Chain.Generation != 2 {
-		t.Errorf("good reload: %d %+v; want 200 with the new chain", resp.StatusCode, a)
+
+	code, a = post()
+	if code != http.StatusOK || a.NotApplied == nil || len(*a.NotApplied) != 0 {
+		t.Errorf("good reload, every setting applied: %d %+v; want 200 with not_applied []", code, a)
 	}
 }
 
@@ -182,6 +200,33 @@ func TestHostChecked(t *testing.T) {
 	}
 }
 
+// An HTTP/1.0 request without a Host header is served: no browser sends
+// one (browsers always send Host), so it cannot come from a page of a
+// stranger's. A foreign Host is still refused over HTTP/1.0.
+func TestHTTP10WithoutHost(t *testing.T) {
+	srv := testServer(t)
+	for _, c := range []struct {
+		request string
+		want    string
+	}{
+		{"GET /healthz HTTP/1.0\r\n\r\n", "HTTP/1.0 200 OK"},
+		{"POST /admin/reload HTTP/1.0\r\nContent-Length: 0\r\n\r\n", "HTTP/1.0 422 "}, // testServer's first reload fails: it ran
+		{"GET /healthz HTTP/1.0\r\nHost: rebind.attacker.test\r\n\r\n", "HTTP/1.0 421 "},
+	} {
+		conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		io.WriteString(conn, c.request)
+		status, err := bufio.NewReader(conn).ReadString('\n')
+		conn.Close()
+		if err != nil || !strings.HasPrefix(status, c.want) {
+			t.Errorf("%q: %q %v, want %q", c.request, status, err, c.want)
+		}
+	}
+}
+
 // A browser's POST from another origin gets 403 and reloads nothing, even
 // with a Host of ours; GETs, and POSTs from tools that are not browsers,
 // still work.
@@ -190,7 +235,7 @@ func TestCrossOriginPostRefused(t *testing.T) {
 	srv := httptest.NewServer(Handler(Config{
 		Metrics: metrics.NewRegistry(buildinfo.Info{}),
 		Hosts:   []string{"mx.ours.test"},
-		Reload:  func(context.Context) error { reloads++; return nil },
+		Reload:  func(context.Context) ([]string, error) { reloads++; return nil, nil },
 		Chain:   func() Chain { return Chain{} },
 	}))
 	t.Cleanup(srv.Close)

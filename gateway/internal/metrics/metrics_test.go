@@ -31,17 +31,9 @@ type sample struct {
 // format 0.0.4's parser, or with openMetrics the OpenMetrics one.
 func parse(t *testing.T, text string, openMetrics bool) []sample {
 	t.Helper()
-	args := []string{"testdata/parse.py"}
-	if openMetrics {
-		args = append(args, "--openmetrics")
-	}
-	cmd := exec.Command("/usr/bin/python3", args...)
-	cmd.Stdin = strings.NewReader(text)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
+	out, stderr, err := runParser(text, openMetrics)
 	if err != nil {
-		t.Fatalf("the Prometheus parser refused our output: %v\n%s\noutput was:\n%s", err, stderr.Bytes(), text)
+		t.Fatalf("the Prometheus parser refused our output: %v\n%s\noutput was:\n%s", err, stderr, text)
 	}
 	var raw [][]any
 	if err := json.Unmarshal(out, &raw); err != nil {
@@ -56,6 +48,20 @@ func parse(t *testing.T, text string, openMetrics bool) []sample {
 		samples = append(samples, s)
 	}
 	return samples
+}
+
+// runParser runs testdata/parse.py on text.
+func runParser(text string, openMetrics bool) (out []byte, stderr string, err error) {
+	args := []string{"testdata/parse.py"}
+	if openMetrics {
+		args = append(args, "--openmetrics")
+	}
+	cmd := exec.Command("/usr/bin/python3", args...)
+	cmd.Stdin = strings.NewReader(text)
+	var errOut bytes.Buffer
+	cmd.Stderr = &errOut
+	out, err = cmd.Output()
+	return out, errOut.String(), err
 }
 
 // find returns the value of the sample with this name and labels.
@@ -147,7 +153,14 @@ func TestOpenMetricsNegotiated(t *testing.T) {
 	// counter go_memstats_alloc_bytes_total, which OpenMetrics names the
 	// same family (prometheus/client_golang issue 829). Prometheus takes
 	// both; the strict reference parser does not, so the gauge is left out
-	// here, and no metric of ours may collide so.
+	// here, and no metric of ours may collide so. docs/operations.md says
+	// so: if the library stops serving the clash, this test says to take
+	// the caveat out.
+	if _, stderr, err := runParser(body, true); err == nil {
+		t.Error("the whole OpenMetrics output parses: client_golang issue 829 is fixed; take its caveat out of docs/operations.md (Metrics) and RATIONALE.md, and dropFamily out of this test")
+	} else if !strings.Contains(stderr, "go_memstats_alloc_bytes") {
+		t.Errorf("the OpenMetrics parser refused our output for another reason than client_golang issue 829:\n%s", stderr)
+	}
 	s := parse(t, dropFamily(body, "# TYPE go_memstats_alloc_bytes gauge\n"), true)
 	checkSamples(t, s, weird, true)
 }

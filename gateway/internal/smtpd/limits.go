@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // limiter counts the connections of every listener of a server against
@@ -25,12 +26,17 @@ import (
 // (a command line, or what is left of a message), so that idle and slow
 // clients holding every place are cut off in seconds rather than at
 // command_timeout, and the others get in.
+//
+// Every connection refused is counted by the limit it met; the log gets a
+// sample (refusalLogEvery).
 type limiter struct {
 	hostname      string
 	total         int
 	perIP         int
 	stressTimeout time.Duration // 0: no stress mode
 	log           *slog.Logger
+	refusals      *prometheus.CounterVec // by limit
+	refusalLogs   map[string]*sampler    // by limit
 
 	stressed atomic.Bool
 
@@ -39,9 +45,29 @@ type limiter struct {
 	byAddr map[netip.Addr]int
 }
 
-func newLimiter(hostname string, total, perIP int, stressTimeout time.Duration, log *slog.Logger) *limiter {
-	return &limiter{hostname: hostname, total: total, perIP: perIP, stressTimeout: stressTimeout, log: log,
+// The limits a connection can meet, named after their settings: the
+// reason sluice_connections_refused_total and the log give for a refusal.
+const (
+	limitTotal = "max_connections"
+	limitPerIP = "max_connections_per_ip"
+)
+
+var connectionLimits = []string{limitTotal, limitPerIP}
+
+// refusalLogEvery is how often, at most, a refused connection is logged
+// for each limit: under a flood of connections the log must not be
+// flooded too. The refusals in between are counted by the metric, and
+// the next line says how many it did not log.
+const refusalLogEvery = 10 * time.Second
+
+func newLimiter(hostname string, total, perIP int, stressTimeout time.Duration, log *slog.Logger, refusals *prometheus.CounterVec) *limiter {
+	l := &limiter{hostname: hostname, total: total, perIP: perIP, stressTimeout: stressTimeout, log: log,
+		refusals: refusals, refusalLogs: map[string]*sampler{},
 		conns: map[*limitedConn]struct{}{}, byAddr: map[netip.Addr]int{}}
+	for _, limit := range connectionLimits {
+		l.refusalLogs[limit] = &sampler{every: refusalLogEvery}
+	}
+	return l
 }
 
 // limitListener refuses connections over the limits before go-smtp sees
@@ -58,29 +84,51 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			return nil, err
 		}
 		lc := &limitedConn{Conn: c, limits: l.limiter, ip: remoteIP(c)}
-		if reason := l.admit(lc); reason != "" {
-			go refuse(c, fmt.Sprintf("421 4.7.0 %s %s, try again later\r\n", l.hostname, reason))
+		if limit := l.admit(lc); limit != "" {
+			reply := l.refusal(limit, lc.ip)
+			l.refused(limit, lc.ip, reply)
+			go refuse(c, formatReply(reply))
 			continue
 		}
 		return lc, nil
 	}
 }
 
+// admit takes a place for c, or names the limit that refuses it.
 func (l *limiter) admit(c *limitedConn) string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if len(l.conns) >= l.total {
 		l.startStress()
-		return "too many connections"
+		return limitTotal
 	}
 	if l.byAddr[c.ip] >= l.perIP {
 		// One address at its limit is not stress: only its own
 		// connections are refused.
-		return "too many connections from " + c.ip.String()
+		return limitPerIP
 	}
 	l.conns[c] = struct{}{}
 	l.byAddr[c.ip]++
 	return ""
+}
+
+// refusal is the reply to a connection over a limit.
+func (l *limiter) refusal(limit string, ip netip.Addr) *smtp.SMTPError {
+	why := "too many connections"
+	if limit == limitPerIP {
+		why += " from " + ip.String()
+	}
+	return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: fmt.Sprintf("%s %s, try again later", l.hostname, why)}
+}
+
+// refused counts a refused connection, and logs it unless a refusal for
+// the same limit was logged less than refusalLogEvery ago.
+func (l *limiter) refused(limit string, ip netip.Addr, reply *smtp.SMTPError) {
+	l.refusals.WithLabelValues(limit).Inc()
+	if ok, held := l.refusalLogs[limit].allow(time.Now()); ok {
+		l.log.Warn("connection refused", "reason", limit, "client", ip.String(), "reply", replyText(reply),
+			"not_logged", held)
+	}
 }
 
 func (l *limiter) release(c *limitedConn) {
@@ -110,10 +158,33 @@ func (l *limiter) startStress() {
 	}
 }
 
-func refuse(c net.Conn, reply string) {
+func refuse(c net.Conn, reply []byte) {
 	c.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	c.Write([]byte(reply))
+	c.Write(reply)
 	c.Close()
+}
+
+// sampler lets one event through per interval and counts the others.
+type sampler struct {
+	every time.Duration
+
+	mu   sync.Mutex
+	next time.Time // when the next event may go through
+	held int       // events held back since the last one let through
+}
+
+// allow reports whether an event at now goes through and, if it does,
+// how many were held back since the last one that did.
+func (s *sampler) allow(now time.Time) (bool, int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if now.Before(s.next) {
+		s.held++
+		return false, 0
+	}
+	held := s.held
+	s.next, s.held = now.Add(s.every), 0
+	return true, held
 }
 
 // limitedConn gives its place back exactly once, however often it is
@@ -189,9 +260,13 @@ var goSMTPTooManyErrors = []byte("500 5.5.1 Too many errors")
 // errors: RFC 5321 §3.8 has a server close only after a 421, and a
 // client then knows that the connection, not its message, failed. It sees
 // only plain text: inside TLS the farewell goes out as go-smtp wrote it.
+// As go-smtp ends the connection without asking the session, the end is
+// logged here.
 func (c *limitedConn) Write(p []byte) (int, error) {
 	if bytes.HasPrefix(p, goSMTPTooManyErrors) {
-		_, err := c.Conn.Write(formatReply(tooManyErrors(c.limits.hostname)))
+		reply := tooManyErrors(c.limits.hostname)
+		c.limits.log.Info("session ended: too many errors", "client", c.ip.String(), "reply", replyText(reply))
+		_, err := c.Conn.Write(formatReply(reply))
 		return len(p), err
 	}
 	return c.Conn.Write(p)

@@ -29,6 +29,7 @@ type serverMetrics struct {
 	authResults  *prometheus.CounterVec
 	tlsSessions  *prometheus.CounterVec
 	recipients   *prometheus.CounterVec
+	connsRefused *prometheus.CounterVec
 }
 
 // Message outcomes, as the messages counter labels them; the recipients
@@ -82,6 +83,9 @@ func newServerMetrics(r prometheus.Registerer) *serverMetrics {
 			Help: "Recipients by what became of them (forwarded, rejected, tempfailed, dropped) and who decided (host, plugin, destination). " +
 				"A recipient refused at RCPT counts then; one accepted counts with its message's reply to DATA."},
 			[]string{"outcome", "decided_by"}),
+		connsRefused: f.NewCounterVec(prometheus.CounterOpts{Name: "sluice_connections_refused_total",
+			Help: "Connections answered 421 and closed before the greeting, by the limit they met: max_connections (all listeners together) or max_connections_per_ip."},
+			[]string{"reason"}),
 	}
 	// Every known label value shows from the start, so that rates work
 	// from zero.
@@ -107,6 +111,9 @@ func newServerMetrics(r prometheus.Registerer) *serverMetrics {
 		for _, by := range []string{deciderHost, deciderPlugin, deciderDestination} {
 			m.recipients.WithLabelValues(o, by)
 		}
+	}
+	for _, limit := range connectionLimits {
+		m.connsRefused.WithLabelValues(limit)
 	}
 	return m
 }

@@ -27,7 +27,7 @@ type Config struct {
 	Domains             []string // the custom domains, normalised (lower-case ASCII)
 	SRSDomain           string
 	MaxMessageSize      int64
-	MaxRecipients       int
+	MaxRecipients       int // accepted per transaction; the next get 452 4.5.3 (session.go)
 	MaxErrors           int // refusals of MAIL and RCPT before the session ends with 421; 0: no limit
 	MaxConnections      int
 	MaxConnectionsPerIP int
@@ -83,8 +83,9 @@ func New(cfg Config, gens *Generations) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	s := &Server{cfg: cfg, gens: gens, domains: map[string]bool{}, log: cfg.Logger, metrics: newServerMetrics(cfg.Metrics),
-		limits: newLimiter(cfg.Hostname, cfg.MaxConnections, cfg.MaxConnectionsPerIP, cfg.StressTimeout, cfg.Logger)}
+	m := newServerMetrics(cfg.Metrics)
+	s := &Server{cfg: cfg, gens: gens, domains: map[string]bool{}, log: cfg.Logger, metrics: m,
+		limits: newLimiter(cfg.Hostname, cfg.MaxConnections, cfg.MaxConnectionsPerIP, cfg.StressTimeout, cfg.Logger, m.connsRefused)}
 	for _, d := range cfg.Domains {
 		s.domains[d] = true
 	}
@@ -93,7 +94,8 @@ func New(cfg Config, gens *Generations) (*Server, error) {
 	srv := smtp.NewServer(smtp.BackendFunc(s.newSession))
 	srv.Domain = cfg.Hostname
 	srv.MaxMessageBytes = cfg.MaxMessageSize
-	srv.MaxRecipients = cfg.MaxRecipients
+	// MaxRecipients is left at 0: the session enforces it (rcpt), so
+	// that the refusal is logged and counted.
 	srv.MaxLineLength = cfg.MaxLineLength
 	srv.ReadTimeout = cfg.CommandTimeout
 	srv.WriteTimeout = cfg.CommandTimeout

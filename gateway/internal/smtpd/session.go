@@ -255,6 +255,13 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 // for an accepted recipient the destination (forwarded) or the plugin
 // that dropped it.
 func (s *session) rcpt(to string) (decider, error) {
+	if max := s.srv.cfg.MaxRecipients; max > 0 && len(s.txn.rcpts) >= max {
+		// Counted here rather than by go-smtp, which would refuse before
+		// the session hears of the recipient, so that the refusal is
+		// logged and counted like any other. RFC 5321 §4.5.3.1.10: the
+		// client sends the rest in another transaction.
+		return byHost, &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 5, 3}, Message: fmt.Sprintf("Maximum limit of %d recipients reached", max)}
+	}
 	if !s.txn.utf8() && !address.IsASCII(to) {
 		return byHost, &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 6, 7}, Message: "Non-ASCII address without SMTPUTF8"}
 	}
