@@ -264,8 +264,7 @@ func TestConfigErrors(t *testing.T) {
 		{"[[limit]]\ncount = \"ip\"\nmax = 5\nper = \"1m\"\n", "limit.0.count", `count "ip"`},
 		{"[[limit]]\ncount = \"client\"\nmax = 0\nper = \"1m\"\n", "limit.0.max", "max must be 1 or more"},
 		{"[[limit]]\ncount = \"client\"\nmax = 5\n", "limit.0.per", "per is required"},
-		// The decoder knows the table but not which of the list.
-		{"[[limit]]\ncount = \"client\"\nmax = 5\nper = \"1 hour\"\n", "limit.per", "want a number and a unit"},
+		{"[[limit]]\ncount = \"client\"\nmax = 5\nper = \"1 hour\"\n", "limit.0.per", "want a number and a unit"},
 		{"[[limit]]\ncount = \"client\"\nmax = 5\nper = \"10ms\"\n", "limit.0.per", "want 1s to 366d"},
 		{"code = 550\n" + limit, "code", "want 450"},
 		{"window = \"rolling\"\n" + limit, "window", `window "rolling"`},

@@ -160,7 +160,7 @@ func TestConfigErrors(t *testing.T) {
 		{"lone dollar", "[[rule]]\nmatch = \"a-*@d.test\"\naction = \"forward\"\nto = \"$@x.test\"\n", `a $ that names no capture (write $$ for a dollar sign)`, "rule.0.to"},
 		{"template not an address", "[[rule]]\nmatch = \"a-*@d.test\"\naction = \"forward\"\nto = \"$1 at x.test\"\n", `to "$1 at x.test" is not an address`, "rule.0.to"},
 		{"template bad domain", "[[rule]]\nmatch = \"a-*@d.test\"\naction = \"forward\"\nto = \"$1@x..test\"\n", `to "$1@x..test" is not an address, whatever the captures are`, "rule.0.to"},
-		{"dots not a bool", "[[domain]]\nname = \"d.test\"\nignore_dots = \"yes\"\n", `domain.ignore_dots: `, "domain.ignore_dots"},
+		{"dots not a bool", "[[domain]]\nname = \"d.test\"\nignore_dots = \"yes\"\n", `domain[0].ignore_dots: expected true or false`, "domain.0.ignore_dots"},
 		{"bad domain name", "[[domain]]\nname = \"d test\"\n", `domain 1 (name "d test"): name "d test" is not a domain`, "domain.0.name"},
 		{"duplicate domain", "[[domain]]\nname = \"d.test\"\n[[domain]]\nname = \"D.TEST\"\n", `domain 2 (name "D.TEST"): d.test has settings in an earlier [[domain]] too`, "domain.1.name"},
 		{"bad domain separator", "[[domain]]\nname = \"d.test\"\nsubaddress_separator = \" \"\n", `subaddress_separator " ": must not contain`, "domain.0.subaddress_separator"},
