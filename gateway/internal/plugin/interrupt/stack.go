@@ -68,7 +68,7 @@ func MaxStack(budget uint32) uint64 { return uint64(budget) + LeafFrame }
 // budget just over a doubling would take a stack of nearly 2.5 times it.
 func CheckStackBudget(n uint64) error {
 	if n < MinStackBudget || n > MaxStackBudget || n&(n-1) != 0 {
-		return fmt.Errorf("must be a power of two from %d KiB to %d MiB", MinStackBudget>>10, MaxStackBudget>>20)
+		return fmt.Errorf("must be a power of two from %dKiB to %dMiB", MinStackBudget>>10, MaxStackBudget>>20)
 	}
 	return nil
 }
