@@ -30,7 +30,7 @@ const (
 	StackGlobal = "sluice_stack"
 	// DefaultStackBudget is the usual budget, in bytes: what a module's
 	// calls may put on wazero's stack at once, by the estimates. Go
-	// plugins need 1.5 to 2 MiB of it to start.
+	// plugins need 2 to 2.5 MiB of it to start.
 	DefaultStackBudget = 4 << 20
 	// MinStackBudget and MaxStackBudget bound the budgets the gateway
 	// takes (CheckStackBudget). The largest is far below wazero's own
