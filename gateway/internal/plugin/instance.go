@@ -61,8 +61,8 @@ var errDepth = errors.New("call depth limit exceeded")
 // budget, a power of two). wazero keeps one stack per function the host
 // calls (sluice_buffer, sluice_configure, sluice_handle; those of start
 // are dropped) and grows each by doubling from 10 KiB; package interrupt
-// keeps what calls need of each under interrupt.MaxStack, the limit and
-// 1 KiB, which the doubling from 10 KiB holds in 1.25 × the limit
+// keeps what calls need of each under the limit and interrupt.LeafFrame,
+// which the doubling from 10 KiB holds in 1.25 × the limit
 // (interrupt.CheckStackBudget): 5 MiB for the default 4 MiB. Three of
 // them take 3.75 × the limit; the rest of 4 × is for the frame each
 // growth adds to the doubling. Real frames are at most half of the

@@ -33,8 +33,9 @@ const (
 	// plugins need 2 to 2.5 MiB of it to start.
 	DefaultStackBudget = 4 << 20
 	// MinStackBudget and MaxStackBudget bound the budgets the gateway
-	// takes (CheckStackBudget). The largest is far below wazero's own
-	// ceiling, and small enough that every estimate fits an i32 constant.
+	// takes (CheckStackBudget). The stack the largest needs, 320 MiB,
+	// is under wazero's own ceiling of 400 MB, and every estimate fits an
+	// i32 constant.
 	MinStackBudget = 256 << 10
 	MaxStackBudget = 256 << 20
 	// StackTrapped is the budget's value after the module trapped because
@@ -55,17 +56,14 @@ const (
 	valueBytes = 48
 )
 
-// MaxStack bounds what the calls of a module instrumented with this budget
-// need of wazero's stack: the budget and one uncounted function on top.
-func MaxStack(budget uint32) uint64 { return uint64(budget) + LeafFrame }
-
 // CheckStackBudget says why a budget is not one the gateway takes: it
 // must be a power of two from MinStackBudget to MaxStackBudget. A power of
 // two, because wazero grows a stack by doubling from 10 KiB (plus the frame
 // that made it grow): the stack that holds the calls of a budget of 2ⁿ
-// bytes, and a leaf on top, is 10 KiB × 2ⁿ⁻¹³ = 1.25 × 2ⁿ, the same share
-// of every budget, so that the memory bound is a multiple of the budget. A
-// budget just over a doubling would take a stack of nearly 2.5 times it.
+// bytes, and a leaf of LeafFrame on top, is 10 KiB × 2ⁿ⁻¹³ = 1.25 × 2ⁿ,
+// the same share of every budget, so that the memory bound is a multiple
+// of the budget. A budget just over a step (5 MiB) would take a stack of
+// twice its size.
 func CheckStackBudget(n uint64) error {
 	if n < MinStackBudget || n > MaxStackBudget || n&(n-1) != 0 {
 		return fmt.Errorf("must be a power of two from %dKiB to %dMiB", MinStackBudget>>10, MaxStackBudget>>20)
