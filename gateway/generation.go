@@ -253,6 +253,7 @@ func (g *Gateway) loadPlugin(ctx context.Context, cfg *config.Config, i int, res
 		Domains:         cfg.Domains,
 		Timeout:         p.Timeout.D(),
 		MemoryLimit:     uint64(p.MemoryLimit),
+		StackLimit:      uint64(p.StackLimit),
 		Instances:       p.Instances,
 		Capabilities:    p.Granted(),
 		OnFailure:       policy,

@@ -153,6 +153,7 @@ type Plugin struct {
 	Stages      []string       `toml:"stages"`
 	Timeout     Duration       `toml:"timeout"`
 	MemoryLimit Size           `toml:"memory_limit"`
+	StackLimit  Size           `toml:"stack_limit"` // of the call stack, by the frames' estimate; 0: 4MiB
 	Instances   int            `toml:"instances"`
 	OnFailure   string         `toml:"on_failure"`
 	Config      map[string]any `toml:"config"`

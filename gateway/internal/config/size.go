@@ -39,6 +39,16 @@ func (s *Size) UnmarshalTOML(v any) error {
 	return fmt.Errorf("a size is an integer or a string like \"25MiB\", not %T", v)
 }
 
+// String writes the size in the largest binary unit that holds it whole.
+func (s Size) String() string {
+	for _, u := range sizeUnits[:3] {
+		if f := Size(u.factor); s >= f && s%f == 0 && (s/f < 1024 || u.suffix == "GiB") {
+			return strconv.FormatInt(int64(s/f), 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(int64(s), 10) + "B"
+}
+
 func parseSize(text string) (Size, error) {
 	t := strings.TrimSpace(text)
 	factor := int64(1)

@@ -13,6 +13,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/sluice-mail/sluice/gateway/internal/address"
+	"github.com/sluice-mail/sluice/gateway/internal/plugin/interrupt"
 	"github.com/sluice-mail/sluice/sdk/abi"
 )
 
@@ -311,6 +312,11 @@ func (v *validator) plugins() {
 		case "tempfail", "skip":
 		default:
 			v.errorf(path+".on_failure", "plugin %q: on_failure %q is neither \"tempfail\" nor \"skip\"", p.Name, p.OnFailure)
+		}
+		if p.StackLimit != 0 {
+			if err := interrupt.CheckStackBudget(uint64(p.StackLimit)); err != nil {
+				v.errorf(path+".stack_limit", "plugin %q: stack_limit %v, not %s", p.Name, err, p.StackLimit)
+			}
 		}
 		if p.Instances < 0 {
 			v.errorf(path+".instances", "plugin %q: instances must not be negative", p.Name)

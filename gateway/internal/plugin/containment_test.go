@@ -90,6 +90,33 @@ func TestCallDepthLimit(t *testing.T) {
 	}
 }
 
+// A Go plugin that compiles a regular expression with a counted repeat
+// when it is configured fails to load with the default stack_limit (Go's
+// regexp compiler recurses once per repetition, each frame some 450 KB by
+// the estimate), with an error naming the setting, and loads and answers
+// with a larger one. Both loads share one host: the compilation cache must
+// keep the two budgets apart, whichever is compiled first.
+func TestStackLimitSetting(t *testing.T) {
+	h, _ := newHost(t)
+	// A DNS label, as a router's users write it.
+	spec := scriptedSpec(t, "labels", `pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"`)
+	large := spec
+	large.StackLimit = 64 << 20
+	c := NewChain(load(t, h, large))
+	if o := c.Run(context.Background(), rcpt("a@x.test"), nil); o.Action != abi.Continue || o.Verdicts[0].Err != nil {
+		t.Errorf("with stack_limit 64 MiB: outcome %+v, want continue", o)
+	}
+	_, err := h.Load(context.Background(), spec)
+	want := "call depth limit exceeded: its calls would take more than its stack_limit of 4 MiB; raise stack_limit if the plugin needs it"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("with the default stack_limit: %v, want a failure saying %q", err, want)
+	}
+	spec.StackLimit = 6 << 20
+	if _, err := h.Load(context.Background(), spec); err == nil || !strings.Contains(err.Error(), "stack_limit of 6291456 bytes: must be a power of two") {
+		t.Errorf("with stack_limit 6 MiB: %v, want it refused", err)
+	}
+}
+
 // rss is the process's resident memory in bytes.
 func rss(t testing.TB) int64 {
 	t.Helper()
@@ -121,6 +148,10 @@ func TestMemoryContainment(t *testing.T) {
 		error string
 	}{
 		{"recursion", Spec{Path: watPlugin(t, recursion)}, "call depth limit exceeded"},
+		// The stack bound grows with stack_limit; with one page of
+		// memory, the bound is almost all stack.
+		{"recursion, stack_limit 32MiB", Spec{Path: watPlugin(t, recursion), StackLimit: 32 << 20, MemoryLimit: 64 << 10},
+			"call depth limit exceeded"},
 		{"memory.grow", Spec{Path: watPlugin(t, memoryGrowth)}, "trapped"},
 		// A Go plugin that allocates until its runtime gives up; a
 		// smaller limit keeps the test short.
@@ -142,7 +173,7 @@ func TestMemoryContainment(t *testing.T) {
 			s.MemoryLimit = cmpOr(s.MemoryLimit, DefaultMemoryLimit)
 			p := load(t, h, s)
 			chain := NewChain(p)
-			bound := int64(instances * (s.MemoryLimit + stackBound))
+			bound := int64(instances * (s.MemoryLimit + stackBound(cmpOr(s.StackLimit, DefaultStackLimit))))
 			runtime.GC()
 			debug.FreeOSMemory()
 			base := rss(t)

@@ -125,6 +125,11 @@ type Spec struct {
 	// MemoryLimit bounds each instance's linear memory, rounded down to
 	// whole 64 KiB pages; 0 means DefaultMemoryLimit.
 	MemoryLimit uint64
+	// StackLimit bounds what each instance's calls put on wazero's call
+	// stack, by the instrumenter's estimate of their frames
+	// (interrupt.CheckStackBudget says which values it takes); 0 means
+	// DefaultStackLimit.
+	StackLimit uint64
 	// Instances is the pool size; 0 means runtime.GOMAXPROCS(0).
 	Instances int
 	OnFailure FailurePolicy
@@ -162,6 +167,7 @@ type Spec struct {
 const (
 	DefaultTimeout     = time.Second
 	DefaultMemoryLimit = 64 << 20
+	DefaultStackLimit  = interrupt.DefaultStackBudget
 )
 
 const (
@@ -193,6 +199,12 @@ func (h *Host) load(ctx context.Context, s Spec) (*Plugin, error) {
 	if s.MemoryLimit == 0 {
 		s.MemoryLimit = DefaultMemoryLimit
 	}
+	if s.StackLimit == 0 {
+		s.StackLimit = DefaultStackLimit
+	}
+	if err := interrupt.CheckStackBudget(s.StackLimit); err != nil {
+		return nil, fmt.Errorf("stack_limit of %d bytes: %w", s.StackLimit, err)
+	}
 	if s.Instances <= 0 {
 		s.Instances = runtime.GOMAXPROCS(0)
 	}
@@ -219,11 +231,12 @@ func (h *Host) load(ctx context.Context, s Spec) (*Plugin, error) {
 		return nil, err
 	}
 
-	// The deadline's checks go in before compiling, so that the
-	// compilation cache keys on the instrumented module.
+	// The deadline's checks and the stack budget go in before compiling,
+	// so that the compilation cache keys on the instrumented module: the
+	// same file with another stack_limit compiles apart.
 	code := wasm
 	if s.deadline == deadlineInterrupt {
-		if code, err = interrupt.Instrument(wasm); err != nil {
+		if code, err = interrupt.Instrument(wasm, uint32(s.StackLimit)); err != nil {
 			return nil, fmt.Errorf("%s %w", s.Path, err)
 		}
 	}
@@ -236,6 +249,7 @@ func (h *Host) load(ctx context.Context, s Spec) (*Plugin, error) {
 	p := &Plugin{
 		name:         s.Name,
 		timeout:      s.Timeout,
+		stackLimit:   s.StackLimit,
 		deadline:     s.deadline,
 		startTimeout: cmp.Or(s.startTimeout, startTimeout),
 		onFailure:    s.OnFailure,

@@ -57,14 +57,18 @@ var errDeadline = errors.New("interrupted at its deadline")
 var errDepth = errors.New("call depth limit exceeded")
 
 // stackBound bounds the memory an instance's calls take on wazero's call
-// stacks, beyond its linear memory. wazero keeps one stack per function
-// the host calls (sluice_buffer, sluice_configure, sluice_handle; those of
-// start are dropped), grows each by doubling from 10 KiB, and package
-// interrupt keeps what calls need of each under interrupt.MaxStack, a
-// little over 4 MiB: a stack of 5 MiB (10 KiB × 2⁹, plus a little) holds
-// that. Three of them, and a doubling's old copy until it is collected,
-// stay under 16 MiB.
-const stackBound = 16 << 20
+// stacks, beyond its linear memory, for a stack_limit (the instrumenter's
+// budget, a power of two). wazero keeps one stack per function the host
+// calls (sluice_buffer, sluice_configure, sluice_handle; those of start
+// are dropped) and grows each by doubling from 10 KiB; package interrupt
+// keeps what calls need of each under the limit and interrupt.LeafFrame,
+// which the doubling from 10 KiB holds in 1.25 × the limit
+// (interrupt.CheckStackBudget): 5 MiB for the default 4 MiB. Three of
+// them take 3.75 × the limit; the rest of 4 × is for the frame each
+// growth adds to the doubling. Real frames are at most half of the
+// estimates, which leaves room for a doubling's old copy until it is
+// collected. So 16 MiB for the default.
+func stackBound(limit uint64) uint64 { return 4 * limit }
 
 const (
 	// minBufferRequest is the least buffer size asked of a guest, so that

@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/sluice-mail/sluice/gateway/internal/plugin/interrupt"
 	"github.com/sluice-mail/sluice/sdk/abi"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/experimental"
@@ -22,6 +21,9 @@ type Plugin struct {
 	name     string
 	timeout  time.Duration
 	deadline deadlineMode
+	// stackLimit is the stack budget its module was instrumented with,
+	// for the error at the call depth limit.
+	stackLimit uint64
 	// startTimeout bounds each call that starts an instance: its start
 	// functions, then configure.
 	startTimeout time.Duration
@@ -179,7 +181,9 @@ func (p *Plugin) callError(ctx context.Context, err error, timeout time.Duration
 		return fmt.Errorf("timed out after %s", timeout)
 	}
 	if errors.Is(err, errDepth) {
-		return fmt.Errorf("%w: its calls would take more than %d KiB of stack", errDepth, interrupt.MaxStack>>10)
+		// A stack_limit is a power of two of 256 KiB or more: whole pages.
+		return fmt.Errorf("%w: its calls would take more than its stack_limit of %s; raise stack_limit if the plugin needs it",
+			errDepth, pagesSize(p.stackLimit/pageSize))
 	}
 	var exit *sys.ExitError // how the deadlineCCD mode stops a call
 	if errors.As(err, &exit) && exit.ExitCode() == sys.ExitCodeDeadlineExceeded && ctx.Err() == nil {

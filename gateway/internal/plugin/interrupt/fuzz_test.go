@@ -19,7 +19,7 @@ func FuzzInstrument(f *testing.F) {
 		f.Add(binaryen(f, seed))
 	}
 	f.Fuzz(func(t *testing.T, wasm []byte) {
-		out, err := Instrument(wasm)
+		out, err := Instrument(wasm, DefaultStackBudget)
 		if errors.Is(err, errTruncated) || errors.Is(err, errLimit) || !bytes.HasPrefix(wasm, header) {
 			// Not there to decode, for any decoder; or over a limit
 			// that protects wazero, which first allocates what a count

@@ -93,6 +93,7 @@ type module struct {
 	funcs                  funcIndices
 	globals                uint32  // imported and defined: the flag is the next
 	start                  *uint32 // the start function, if any
+	budget                 uint32  // the stack budget's initial value (stack.go)
 	// blockTypes maps a function type with more than one result to the
 	// type, added, of a block with those results and no parameters: the
 	// block that wraps a counted function's body.
@@ -106,9 +107,11 @@ type funcType struct {
 }
 
 // Instrument returns the module with interrupt checks inserted, the flag
-// exported as Global, the yield function imported (YieldModule, YieldFunc)
-// and the start function, if any, exported as Start. The result depends
-// only on the input, so a compilation cache keyed on it works.
+// exported as Global, the yield function imported (YieldModule, YieldFunc),
+// the start function, if any, exported as Start, and its calls held to a
+// stack budget of stackBudget bytes (stack.go), at most MaxStackBudget. The
+// result depends only on the input and the budget, so a compilation cache
+// keyed on it works: a module instrumented with two budgets is two modules.
 //
 // The functions the module defines move up one index, after the added
 // import; Instrument rewrites every reference to them (calls, ref.func,
@@ -126,7 +129,10 @@ type funcType struct {
 // malformed. It does not validate the module otherwise: compile the result
 // to do that. Its errors read after the module's name ("x.wasm is not a
 // WebAssembly module").
-func Instrument(wasm []byte) ([]byte, error) {
+func Instrument(wasm []byte, stackBudget uint32) ([]byte, error) {
+	if stackBudget > MaxStackBudget {
+		return nil, fmt.Errorf("cannot be instrumented with a stack budget of %d bytes, over the limit of %d", stackBudget, MaxStackBudget)
+	}
 	if !bytes.HasPrefix(wasm, header[:4]) {
 		return nil, errors.New("is not a WebAssembly module")
 	}
@@ -135,6 +141,7 @@ func Instrument(wasm []byte) ([]byte, error) {
 	}
 	m, err := parse(wasm)
 	if err == nil {
+		m.budget = stackBudget
 		var out []byte
 		if out, err = m.write(len(wasm)); err == nil {
 			return out, nil
@@ -511,7 +518,7 @@ func (m *module) globalSection(content []byte) ([]byte, error) {
 	added = append(added, 0x7f, 0x01, 0x41)
 	added = append(appendSLEB(added, YieldEvery), 0x0b) // the fuel
 	added = append(added, 0x7f, 0x01, 0x41)
-	added = append(appendSLEB(added, StackBudget), 0x0b) // the stack budget
+	added = append(appendSLEB(added, int64(m.budget)), 0x0b) // the stack budget
 	return grow(content, s.edits, 3, added), nil
 }
 
@@ -650,7 +657,7 @@ func (m *module) body(code, check []byte, typ uint32, edits []edit) ([]edit, err
 		head = append(head, edit{at: 0, end: groupsEnd, put: appendULEB(nil, uint64(groups)+1)},
 			edit{at: start, end: start, put: []byte{0x01, 0x7f}})
 	}
-	frame := frameSize(locals, f.values)
+	frame := m.frameSize(locals, f.values)
 	counted := f.calls || frame > LeafFrame
 	if counted {
 		head = append(head, edit{at: start, end: start, put: m.stackEntry(frame)})

@@ -19,7 +19,7 @@ import (
 // with every loop checked.
 func instrument(t testing.TB, wasm []byte) []byte {
 	t.Helper()
-	out, err := Instrument(wasm)
+	out, err := Instrument(wasm, DefaultStackBudget)
 	if err != nil {
 		t.Fatalf("Instrument: %v", err)
 	}
@@ -342,16 +342,16 @@ func TestReservedNamesRefused(t *testing.T) {
 		`(module (import "sluice_interrupt" "yield" (func)))`:                   `already uses the import module name sluice_interrupt`,
 	}
 	for src, want := range cases {
-		_, err := Instrument(wat(t, src))
+		_, err := Instrument(wat(t, src), DefaultStackBudget)
 		if err == nil || !strings.HasPrefix(err.Error(), want) {
 			t.Errorf("%s: %v, want %q", src, err, want)
 		}
 	}
-	once, err := Instrument(wat(t, `(module (func (loop)))`))
+	once, err := Instrument(wat(t, `(module (func (loop)))`), DefaultStackBudget)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Instrument(once); err == nil || !strings.Contains(err.Error(), "already uses") {
+	if _, err := Instrument(once, DefaultStackBudget); err == nil || !strings.Contains(err.Error(), "already uses") {
 		t.Errorf("instrumenting twice: %v, want a refusal", err)
 	}
 }
@@ -366,7 +366,7 @@ func TestNotAModule(t *testing.T) {
 		"\x00asm\x01\x00\x00\x00\x02\x01\x00\x01\x01\x00": "cannot be instrumented: section 1 is out of order or repeated",
 	}
 	for in, want := range cases {
-		_, err := Instrument([]byte(in))
+		_, err := Instrument([]byte(in), DefaultStackBudget)
 		if err == nil || !strings.HasPrefix(err.Error(), want) {
 			t.Errorf("%q: %v, want %q", in, err, want)
 		}
@@ -377,7 +377,7 @@ func TestNotAModule(t *testing.T) {
 func TestTruncated(t *testing.T) {
 	wasm := wat(t, behaviour)
 	for n := len(header); n < len(wasm); n++ {
-		if out, err := Instrument(wasm[:n]); err == nil && compile(wasm[:n]) != nil && compile(out) == nil {
+		if out, err := Instrument(wasm[:n], DefaultStackBudget); err == nil && compile(wasm[:n]) != nil && compile(out) == nil {
 			t.Errorf("the first %d bytes: an invalid module came out valid", n)
 		}
 	}
@@ -388,7 +388,7 @@ func TestUnknownOpcodeRefused(t *testing.T) {
 	wasm := wat(t, `(module (func (nop)))`)
 	i := bytes.LastIndex(wasm, []byte{0x01, 0x0b}) // nop; end
 	wasm[i] = 0x06
-	_, err := Instrument(wasm)
+	_, err := Instrument(wasm, DefaultStackBudget)
 	if err == nil || !strings.Contains(err.Error(), "code of function 0: unknown opcode 0x06") {
 		t.Errorf("Instrument = %v, want unknown opcode 0x06 in function 0", err)
 	}
@@ -414,10 +414,71 @@ func TestCustomSections(t *testing.T) {
 
 func TestDeterministic(t *testing.T) {
 	wasm := wat(t, behaviour)
-	a, _ := Instrument(wasm)
-	b, _ := Instrument(wasm)
+	a, _ := Instrument(wasm, DefaultStackBudget)
+	b, _ := Instrument(wasm, DefaultStackBudget)
 	if !bytes.Equal(a, b) {
 		t.Error("two runs gave different modules")
+	}
+}
+
+// The budget given to Instrument is the module's own: a recursion that
+// goes over the default budget traps, marking the budget StackTrapped, and
+// runs with a larger budget, which it gives back whole. The two modules
+// differ, so that a compilation cache keyed on the module keeps them
+// apart; a budget over MaxStackBudget is refused.
+func TestStackBudget(t *testing.T) {
+	wasm := wat(t, `(module
+  (func $depth (export "depth") (param i32) (result i32)
+    (if (result i32) (local.get 0)
+      (then (i32.add (i32.const 1) (call $depth (i32.sub (local.get 0) (i32.const 1)))))
+      (else (i32.const 0)))))`)
+	// Every counted frame is estimated at more than frameBase+valueBytes
+	// bytes, so this many go over the default budget; and at most a few
+	// hundred bytes, so that 64 MiB holds them.
+	const calls = DefaultStackBudget/(frameBase+valueBytes) + 1
+	const large = 64 << 20
+	for _, c := range []struct {
+		budget uint32
+		fits   bool
+	}{{DefaultStackBudget, false}, {large, true}} {
+		out, err := Instrument(wasm, c.budget)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustCompile(t, out)
+		in := instantiate(t, out, nil)
+		budget := in.ExportedGlobal(StackGlobal)
+		if budget == nil || uint32(budget.Get()) != c.budget {
+			t.Fatalf("budget %d: the module starts with %v", c.budget, budget)
+		}
+		got, err := in.ExportedFunction("depth").Call(context.Background(), calls)
+		switch {
+		case c.fits && (err != nil || got[0] != calls):
+			t.Errorf("budget %d: depth(%d) = %v, %v; want %d", c.budget, calls, got, err, calls)
+		case c.fits && uint32(budget.Get()) != c.budget:
+			t.Errorf("budget %d: %d left after the call, want all of it back", c.budget, uint32(budget.Get()))
+		case !c.fits && (err == nil || uint32(budget.Get()) != StackTrapped):
+			t.Errorf("budget %d: depth(%d) = %v, %v with %d left; want the trap at the stack budget", c.budget, calls, got, err, uint32(budget.Get()))
+		}
+	}
+	a, _ := Instrument(wasm, DefaultStackBudget)
+	b, _ := Instrument(wasm, large)
+	if bytes.Equal(a, b) {
+		t.Error("two budgets gave the same module")
+	}
+	if _, err := Instrument(wasm, MaxStackBudget+1); err == nil || !strings.Contains(err.Error(), "stack budget") {
+		t.Errorf("a budget over MaxStackBudget: %v, want it refused", err)
+	}
+}
+
+func TestCheckStackBudget(t *testing.T) {
+	for n, ok := range map[uint64]bool{
+		0: false, 128 << 10: false, MinStackBudget: true, DefaultStackBudget: true, 32 << 20: true,
+		MaxStackBudget: true, 6 << 20: false, MinStackBudget + 1: false, 2 * MaxStackBudget: false,
+	} {
+		if err := CheckStackBudget(n); (err == nil) != ok {
+			t.Errorf("CheckStackBudget(%d) = %v, want ok %v", n, err, ok)
+		}
 	}
 }
 
@@ -451,7 +512,7 @@ func BenchmarkInstrument(b *testing.B) {
 	}
 	b.SetBytes(int64(len(wasm)))
 	for b.Loop() {
-		if _, err := Instrument(wasm); err != nil {
+		if _, err := Instrument(wasm, DefaultStackBudget); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -492,7 +553,7 @@ func TestHugeLocalsRefused(t *testing.T) {
 	// type () → (); one function; its body: one group of 2^32-16 i32
 	// locals, nop, end.
 	wasm := []byte("\x00asm\x01\x00\x00\x00\x01\x04\x01\x60\x00\x00\x03\x02\x01\x00\x0a\x0b\x01\x09\x01\xf0\xff\xff\xff\x0f\x7f\x01\x0b")
-	_, err := Instrument(wasm)
+	_, err := Instrument(wasm, DefaultStackBudget)
 	if err == nil || !strings.Contains(err.Error(), "code of function 0: 4294967280 locals: over the limit of 50000") {
 		t.Errorf("Instrument = %v, want a refusal of 4294967280 locals", err)
 	}
@@ -507,11 +568,11 @@ func TestSIMDOpcodeFormRefused(t *testing.T) {
 	if i < 0 {
 		t.Fatal("no i16x8.abs in the module")
 	}
-	if _, err := Instrument(wasm); err != nil {
+	if _, err := Instrument(wasm, DefaultStackBudget); err != nil {
 		t.Fatalf("the shortest form: %v", err)
 	}
 	wasm[i+2] = 0x00 // 0xfd 0x80 0x00: v128.load to the specification, i16x8.abs; unreachable to wazero
-	_, err := Instrument(wasm)
+	_, err := Instrument(wasm, DefaultStackBudget)
 	if err == nil || !strings.Contains(err.Error(), "SIMD opcode 0 at offset 20 is not in its shortest form: wazero would decode it otherwise") {
 		t.Errorf("Instrument = %v, want a refusal of the padded opcode", err)
 	}

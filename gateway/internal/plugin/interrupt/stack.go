@@ -1,6 +1,7 @@
 package interrupt
 
 import (
+	"fmt"
 	"slices"
 )
 
@@ -9,13 +10,13 @@ import (
 // overflow, outside the memory limit: a plugin that recurses without end
 // would take the gateway's memory with it. So Instrument also makes a
 // module count what its calls put on that stack. A budget, a mutable
-// global exported as StackGlobal, starts at StackBudget bytes; the entry
-// of a counted function takes an estimate of its frame from it, or traps
-// if the budget is short, and every way out of the function (its end, a
-// branch to its outermost block, return, return_call) gives it back. The
-// body of a counted function is wrapped in a block, so that a branch out
-// of the function reaches the code that gives the frame back; only
-// return needs code of its own.
+// global exported as StackGlobal, starts at the bytes given to Instrument;
+// the entry of a counted function takes an estimate of its frame from it,
+// or traps if the budget is short, and every way out of the function (its
+// end, a branch to its outermost block, return, return_call) gives it
+// back. The body of a counted function is wrapped in a block, so that a
+// branch out of the function reaches the code that gives the frame back;
+// only return needs code of its own.
 //
 // A function that calls no other and whose estimate is at most LeafFrame
 // is not counted, which spares the small functions called most often: it
@@ -27,20 +28,22 @@ const (
 	// when it traps for want of budget, so that the host can tell that
 	// trap from others.
 	StackGlobal = "sluice_stack"
-	// StackBudget is the budget, in bytes, that a module starts with:
-	// what its calls may put on wazero's stack at once, by the estimates.
-	StackBudget = 4 << 20
+	// DefaultStackBudget is the usual budget, in bytes: what a module's
+	// calls may put on wazero's stack at once, by the estimates. Go
+	// plugins need 2 to 2.5 MiB of it to start.
+	DefaultStackBudget = 4 << 20
+	// MinStackBudget and MaxStackBudget bound the budgets the gateway
+	// takes (CheckStackBudget). The stack the largest needs, 320 MiB,
+	// is under wazero's own ceiling of 400 MB, and every estimate fits an
+	// i32 constant.
+	MinStackBudget = 256 << 10
+	MaxStackBudget = 256 << 20
 	// StackTrapped is the budget's value after the module trapped because
 	// a call would have gone over it.
 	StackTrapped = ^uint32(0)
 	// LeafFrame is the largest estimate of a function that is not
 	// counted because it calls no other.
 	LeafFrame = 1 << 10
-	// MaxStack bounds what a module's calls need of wazero's stack:
-	// the budget and one uncounted function on top. wazero allocates its
-	// stack by doubling, so it allocates at most twice that per function
-	// the host calls, and the old copy is garbage after growing.
-	MaxStack = StackBudget + LeafFrame
 
 	// frameBase and valueBytes make the estimate of a frame from what the
 	// function may hold across a call (frameSize). They are set from
@@ -53,12 +56,28 @@ const (
 	valueBytes = 48
 )
 
+// CheckStackBudget says why a budget is not one the gateway takes: it
+// must be a power of two from MinStackBudget to MaxStackBudget. A power of
+// two, because wazero grows a stack by doubling from 10 KiB (plus the frame
+// that made it grow): the stack that holds the calls of a budget of 2ⁿ
+// bytes, and a leaf of LeafFrame on top, is 10 KiB × 2ⁿ⁻¹³ = 1.25 × 2ⁿ,
+// the same share of every budget, so that the memory bound is a multiple
+// of the budget. A budget just over a step (5 MiB) would take a stack of
+// twice its size.
+func CheckStackBudget(n uint64) error {
+	if n < MinStackBudget || n > MaxStackBudget || n&(n-1) != 0 {
+		return fmt.Errorf("must be a power of two from %dKiB to %dMiB", MinStackBudget>>10, MaxStackBudget>>20)
+	}
+	return nil
+}
+
 // frameSize estimates the bytes a function's frame takes on wazero's
 // stack, from its locals (parameters included) and the values its code
 // may define (scanner.values): each of those may be spilled to a slot of
-// its own.
-func frameSize(locals, values uint64) uint32 {
-	return uint32(min(frameBase+valueBytes*(locals+values), StackBudget+1))
+// its own. An estimate over the budget is cut to just over it: the
+// function always traps.
+func (m *module) frameSize(locals, values uint64) uint32 {
+	return uint32(min(frameBase+valueBytes*(locals+values), uint64(m.budget)+1))
 }
 
 // stackGlobal is the index of the budget's global.

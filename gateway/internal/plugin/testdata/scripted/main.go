@@ -5,6 +5,7 @@ package main
 import (
 	"errors"
 	"os"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -23,6 +24,9 @@ type settings struct {
 	Header      string   `toml:"header"` // "Name: value" to add; {client_name} and {client_name_result} are the request's
 	Finding     string   `toml:"finding"`
 	Permit      []string `toml:"permit"` // accept, reject, ..., destination, add_headers, remove_headers
+	// Pattern is a regular expression compiled at configure time, as a
+	// router compiles its users' patterns: Go's parser recurses on it.
+	Pattern string `toml:"pattern"`
 }
 
 var permissions = map[string]abi.Permissions{
@@ -43,6 +47,9 @@ func (p *scripted) Configure(c *sdk.Config) error {
 	}
 	if p.s.Refuse != "" {
 		return errors.New(p.s.Refuse)
+	}
+	if _, err := regexp.Compile(p.s.Pattern); err != nil {
+		return err
 	}
 	for _, name := range p.s.Permit {
 		c.Permit(permissions[name])
