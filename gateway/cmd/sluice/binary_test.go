@@ -26,55 +26,8 @@ import (
 // blocklist's refusal and postmaster@ let through), and the first message's
 // SRS envelope, signatures and authentication results.
 func TestDemoWithTheRealBinary(t *testing.T) {
-	dir := t.TempDir()
-	bin := buildSluice(t, dir)
-
-	// The keys, as `make run` makes them; keep the TXT records keygen prints.
-	txt := map[string]string{}
-	for _, k := range []struct{ sel, alg string }{{"rsa-demo", "rsa"}, {"ed-demo", "ed25519"}} {
-		out, err := exec.Command(bin, "keygen", "-algorithm", k.alg, "-selector", k.sel, "-domain", "your-domain.test",
-			"-out", filepath.Join(dir, "var/keys", k.sel+".pem")).Output()
-		if err != nil {
-			t.Fatalf("keygen: %v", err)
-		}
-		rec := string(out[strings.Index(string(out), `"`):])
-		txt[k.sel+"._domainkey.your-domain.test."] = strings.NewReplacer(`" "`, "", `"`, "", "\n", "").Replace(rec)
-	}
-
-	src, err := os.ReadFile(filepath.Join(moduleRoot, "gateway.toml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	smtpAddr, inboxAddr := freeAddr(t), freeAddr(t)
-	_, inboxPort, _ := net.SplitHostPort(inboxAddr)
-	cfg := strings.NewReplacer(
-		`"127.0.0.1:2525"`, `"`+smtpAddr+`"`,
-		`"127.0.0.1:2526"`, `"`+inboxAddr+`"`,
-		"port = 2526", "port = "+inboxPort,
-		"[log]", "[wasm]\ncache_dir = \""+wasmbuild.CacheDirForTest()+"\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[log]",
-	).Replace(string(src))
-	if strings.Count(cfg, smtpAddr) != 1 || strings.Count(cfg, inboxAddr) != 1 {
-		t.Fatal("gateway.toml no longer has the demo's addresses; update this test")
-	}
-	// Every plugin the demo names, built from source.
-	var names []string
-	cfg = demoPluginPath.ReplaceAllStringFunc(cfg, func(p string) string {
-		name := demoPluginPath.FindStringSubmatch(p)[1]
-		names = append(names, name)
-		return `path = "` + wasmbuild.ForTest(t, "./plugins/"+name) + `"`
-	})
-	if got := strings.Join(names, ","); got != "dnsbl,ratelimit,router,spam,dmarc" {
-		t.Errorf("the demo's chain is %s; update the README's Try it and this test", got)
-	}
-	cfgPath := filepath.Join(dir, "gateway.toml")
-	os.WriteFile(cfgPath, []byte(cfg), 0o644)
-
-	if out, err := exec.Command(bin, "check", "-c", cfgPath).CombinedOutput(); err != nil {
-		t.Fatalf("sluice check: %v\n%s", err, out)
-	}
-
-	serve := startServe(t, bin, cfgPath)
-	serve.waitLog("dev inbox listening")
+	d := startDemo(t, "")
+	bin, dir, smtpAddr, serve, txt := d.bin, d.dir, d.smtpAddr, d.serve, d.txt
 
 	readme := filepath.Join(moduleRoot, "README.md")
 	var stored []string // each message the capture inbox stored, in order
@@ -153,6 +106,99 @@ func TestDemoWithTheRealBinary(t *testing.T) {
 
 	// SIGTERM stops it cleanly.
 	serve.stop()
+}
+
+// The README's way to turn greylisting on in the demo: its ```toml block
+// that names the greylist plugin, added at the end of gateway.toml, loads,
+// and the first message gets the reply the README shows.
+func TestDemoWithGreylisting(t *testing.T) {
+	src, err := os.ReadFile(filepath.Join(moduleRoot, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var block string
+	for _, b := range strings.Split(string(src), "```toml\n")[1:] {
+		if b, _, _ = strings.Cut(b, "```"); strings.Contains(b, `name = "greylist"`) {
+			block = b
+		}
+	}
+	if block == "" {
+		t.Fatal("README.md shows no ```toml block with the greylist plugin")
+	}
+	d := startDemo(t, block)
+	out, _ := exec.Command(d.bin, "send", "-server", d.smtpAddr).CombinedOutput()
+	want := "RCPT TO:<info@your-domain.test>: 451 4.7.1 Greylisted, try again in 60 seconds"
+	if !strings.Contains(string(out), want+"\n") {
+		t.Errorf("sluice send printed\n%swant %q", out, want)
+	}
+	if !strings.Contains(strings.Join(strings.Fields(string(src)), " "), "`"+want+"`") {
+		t.Errorf("README.md no longer shows %q", want)
+	}
+	d.serve.stop()
+}
+
+// demo is the README's demo, served by the real binary from a temporary
+// directory.
+type demo struct {
+	bin, dir, smtpAddr string
+	serve              *served
+	txt                map[string]string // the DKIM keys' TXT records, by name
+}
+
+// startDemo serves the shipped gateway.toml, with extra added at its end,
+// its ports and paths moved into a temporary directory and its plugins
+// built from source, after `sluice check` passed it.
+func startDemo(t *testing.T, extra string) *demo {
+	t.Helper()
+	dir := t.TempDir()
+	bin := buildSluice(t, dir)
+
+	// The keys, as `make run` makes them; keep the TXT records keygen prints.
+	txt := map[string]string{}
+	for _, k := range []struct{ sel, alg string }{{"rsa-demo", "rsa"}, {"ed-demo", "ed25519"}} {
+		out, err := exec.Command(bin, "keygen", "-algorithm", k.alg, "-selector", k.sel, "-domain", "your-domain.test",
+			"-out", filepath.Join(dir, "var/keys", k.sel+".pem")).Output()
+		if err != nil {
+			t.Fatalf("keygen: %v", err)
+		}
+		rec := string(out[strings.Index(string(out), `"`):])
+		txt[k.sel+"._domainkey.your-domain.test."] = strings.NewReplacer(`" "`, "", `"`, "", "\n", "").Replace(rec)
+	}
+
+	src, err := os.ReadFile(filepath.Join(moduleRoot, "gateway.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	smtpAddr, inboxAddr := freeAddr(t), freeAddr(t)
+	_, inboxPort, _ := net.SplitHostPort(inboxAddr)
+	cfg := strings.NewReplacer(
+		`"127.0.0.1:2525"`, `"`+smtpAddr+`"`,
+		`"127.0.0.1:2526"`, `"`+inboxAddr+`"`,
+		"port = 2526", "port = "+inboxPort,
+		"[log]", "[wasm]\ncache_dir = \""+wasmbuild.CacheDirForTest()+"\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[log]",
+	).Replace(string(src))
+	if strings.Count(cfg, smtpAddr) != 1 || strings.Count(cfg, inboxAddr) != 1 {
+		t.Fatal("gateway.toml no longer has the demo's addresses; update this test")
+	}
+	// Every plugin the demo names, built from source.
+	var names []string
+	cfg = demoPluginPath.ReplaceAllStringFunc(cfg+"\n"+extra, func(p string) string {
+		name := demoPluginPath.FindStringSubmatch(p)[1]
+		names = append(names, name)
+		return `path = "` + wasmbuild.ForTest(t, "./plugins/"+name) + `"`
+	})
+	if got := strings.Join(names, ","); !strings.HasPrefix(got, "dnsbl,ratelimit,router,spam,dmarc") {
+		t.Errorf("the demo's chain is %s; update the README's Try it and this test", got)
+	}
+	cfgPath := filepath.Join(dir, "gateway.toml")
+	os.WriteFile(cfgPath, []byte(cfg), 0o644)
+
+	if out, err := exec.Command(bin, "check", "-c", cfgPath).CombinedOutput(); err != nil {
+		t.Fatalf("sluice check: %v\n%s", err, out)
+	}
+	serve := startServe(t, bin, cfgPath)
+	serve.waitLog("dev inbox listening")
+	return &demo{bin: bin, dir: dir, smtpAddr: smtpAddr, serve: serve, txt: txt}
 }
 
 var (
