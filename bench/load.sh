@@ -19,7 +19,8 @@ usage: bench/load.sh [-q] [-n N] [-r R] [-P PROFILES] [-z SIZES] [-s SESSIONS] [
   -r R          run each measurement R times and report the medians (default 1)
   -P PROFILES   Sluice profiles to run (default "forward full"):
                   forward  router only: [auth] off, no DKIM keys, no ARC
-                  full     SPF, DKIM and ARC verification, router + dmarc plugins,
+                  full     SPF, DKIM and ARC verification, the demo's chain (dnsbl,
+                           ratelimit, router, spam, dmarc plugins; [scoring]),
                            DKIM RSA-2048 + Ed25519 signing, ARC seal, SRS
   -z SIZES      message sizes in bytes (default "4096 65536")
   -s SESSIONS   concurrent sessions (default "32 1000")
@@ -91,8 +92,8 @@ if [ -z "$BINARIES" ]; then
 	$GO build -o bin/sluice ./gateway/cmd/sluice
 	BINARIES=$ROOT/bin/sluice
 fi
-echo "building the router and dmarc plugins"
-for p in router dmarc; do
+echo "building the demo's plugins: dnsbl, ratelimit, router, spam, dmarc"
+for p in dnsbl ratelimit router spam dmarc; do
 	GOOS=wasip1 GOARCH=wasm $GO build -buildmode=c-shared -o plugins/$p/$p.wasm ./plugins/$p
 done
 SLUICE=${BINARIES%% *}
@@ -206,6 +207,11 @@ static = [
   'client.source.test. IN TXT "v=spf1 ip4:127.0.0.0/8 -all"',
   '_dmarc.source.test. IN TXT "v=DMARC1; p=reject"',
   '$SOURCE_KEY_RECORD',
+  # The client's confirmed name, which is also its HELO (the spam plugin
+  # looks it up); and the demo blocklist's "not listed" for 127.0.0.1.
+  "1.0.0.127.in-addr.arpa. IN PTR client.source.test.",
+  "client.source.test.     IN A   127.0.0.1",
+  '1.0.0.127.dnsbl.test.   IN TXT "not listed"',
 ]
 
 [log]
@@ -216,6 +222,35 @@ listen = "127.0.0.1:$ADMIN_PORT"
 
 [wasm]
 cache_dir = "$WORK/wasm-cache"
+EOF
+	# The full profile runs the demo's chain (gateway.toml), in its order.
+	if [ "$profile" = full ]; then
+		cat >>"$file" <<EOF
+
+[[plugin]]
+name = "dnsbl"
+path = "$ROOT/plugins/dnsbl/dnsbl.wasm"
+stages = ["rcpt"]
+capabilities = ["dns"]
+[plugin.config]
+url = "https://bench.test/blocked"
+[[plugin.config.zone]]
+name = "dnsbl.test"
+
+# The demo's limit per client, raised out of the benchmark's reach: it
+# still counts every message.
+[[plugin]]
+name = "ratelimit"
+path = "$ROOT/plugins/ratelimit/ratelimit.wasm"
+stages = ["mail"]
+capabilities = ["kv"]
+[[plugin.config.limit]]
+count = "client"
+max = 1000000000
+per = "1h"
+EOF
+	fi
+	cat >>"$file" <<EOF
 
 [[plugin]]
 name = "router"
@@ -239,6 +274,13 @@ EOF
 		cat >>"$file" <<EOF
 
 [[plugin]]
+name = "spam"
+path = "$ROOT/plugins/spam/spam.wasm"
+stages = ["data"]
+capabilities = ["headers", "body", "dns"]
+on_failure = "skip"
+
+[[plugin]]
 name = "dmarc"
 path = "$ROOT/plugins/dmarc/dmarc.wasm"
 stages = ["data"]
@@ -257,6 +299,10 @@ file = "$WORK/ed.pem"
 [arc]
 seal = true
 selector = "rsa"
+
+[scoring]
+quarantine = 6.0
+reject = 15.0
 EOF
 		;;
 	*)

@@ -308,6 +308,10 @@ type envOptions struct {
 	domains string
 	// wire makes the destination record what it reads, in plain text.
 	wire bool
+	// unsigned leaves out the DKIM keys: nothing is signed or sealed.
+	unsigned bool
+	// auth holds extra lines for [auth], such as enabled = false.
+	auth string
 	// level, if set, is the gateway's log level, which reloads set from
 	// [log] level; default debug, fixed.
 	level *slog.LevelVar
@@ -410,6 +414,11 @@ slow.example.            300 IN A 192.0.2.7
 	if dnsLines == "" {
 		dnsLines = `timeout = "1s"`
 	}
+	dkimKeys := fmt.Sprintf("[dkim]\n[[dkim.key]]\nselector = \"rsa\"\nfile = %q\n[[dkim.key]]\nselector = \"ed\"\nfile = %q",
+		filepath.Join(dir, "rsa.pem"), filepath.Join(dir, "ed.pem"))
+	if o.unsigned {
+		dkimKeys = ""
+	}
 	e.cfgText = fmt.Sprintf(`
 hostname = "mx.ours.test"
 domains = %s
@@ -423,26 +432,21 @@ connect_timeout = "2s"
 %s
 [srs]
 secrets = [%q]
-[dkim]
-[[dkim.key]]
-selector = "rsa"
-file = %q
-[[dkim.key]]
-selector = "ed"
-file = %q
+%s
 [dns]
 nameservers = [%q]
 %s
 [auth]
 timeout = "5s"
+%s
 [wasm]
 cache_dir = %q
 [admin]
 listen = "127.0.0.1:0"
 %s
 %s
-`, o.domains, o.listen, o.tls, o.smtp, e.dest.port(), o.relay, e.secret, filepath.Join(dir, "rsa.pem"), filepath.Join(dir, "ed.pem"),
-		e.dns.Addr(), dnsLines, wasmbuild.CacheDirForTest(), o.admin, o.plugins)
+`, o.domains, o.listen, o.tls, o.smtp, e.dest.port(), o.relay, e.secret, dkimKeys,
+		e.dns.Addr(), dnsLines, o.auth, wasmbuild.CacheDirForTest(), o.admin, o.plugins)
 	if o.plugins == "" {
 		e.cfgText += fmt.Sprintf(`
 [[plugin]]

@@ -1,11 +1,13 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -14,12 +16,140 @@ import (
 	"github.com/sluice-mail/sluice/gateway/internal/wasmbuild"
 )
 
-// The demo as the README runs it, with the real binary and the shipped
-// gateway.toml (ports and paths moved into a temporary directory): serve,
-// send one message, find it in the capture inbox rewritten and signed;
-// then from 127.0.0.2, which the demo's DNS blocklist lists: refused at
-// RCPT, but for postmaster.
+// The demo as the README's "Try it" runs it, with the real binary and the
+// shipped gateway.toml (ports and paths moved into a temporary directory):
+// every `bin/sluice send` the README shows is run, in order, and prints
+// what the README says; every `cat` of the inbox shows the X- fields the
+// README says, in the message the send before it stored. Beyond the
+// README's text, the test checks that it still shows the demo's chain at
+// work (the router's refusal, a quarantine and a refusal by score, the
+// blocklist's refusal and postmaster@ let through), and the first message's
+// SRS envelope, signatures and authentication results.
 func TestDemoWithTheRealBinary(t *testing.T) {
+	d := startDemo(t, "")
+	bin, dir, smtpAddr, serve, txt := d.bin, d.dir, d.smtpAddr, d.serve, d.txt
+
+	readme := filepath.Join(moduleRoot, "README.md")
+	var stored []string // each message the capture inbox stored, in order
+	var shown strings.Builder
+	for _, c := range readTryIt(t, readme) {
+		if c.args[0] == "cat" {
+			if len(stored) == 0 {
+				t.Fatalf("README.md:%d: cat before any message was stored", c.line)
+			}
+			file := stored[len(stored)-1]
+			if ok, _ := filepath.Match(filepath.Base(c.args[1]), filepath.Base(file)); !ok {
+				t.Errorf("README.md:%d: cat %s does not show %s, the message the send before it stored", c.line, c.args[1], filepath.Base(file))
+			}
+			msg := readInbox(t, dir, file)
+			for _, f := range xFields(c.want) {
+				if !strings.Contains(msg, "\n"+f+"\n") {
+					t.Errorf("README.md:%d: the stored message lacks\n%s\nit is:\n%s", c.line, f, msg)
+				}
+			}
+			continue
+		}
+		cmd := exec.Command(bin, append([]string{"send", "-server", smtpAddr}, c.args[1:]...)...)
+		cmd.Stdin = strings.NewReader(c.stdin)
+		out, _ := cmd.CombinedOutput()
+		shown.WriteString(c.want)
+		if got := storedAs.ReplaceAllString(string(out), "Stored as X.eml"); got != storedAs.ReplaceAllString(c.want, "Stored as X.eml") {
+			t.Errorf("README.md:%d: bin/sluice %s printed\n%sthe README shows\n%s", c.line, strings.Join(c.args, " "), out, c.want)
+		}
+		if m := storedAs.FindStringSubmatch(string(out)); m != nil {
+			stored = append(stored, m[1])
+			serve.waitLog(m[1])
+		}
+	}
+	// What the README must go on showing: each part of the chain at work.
+	for _, want := range []string{
+		"RCPT TO:<old@your-domain.test>: 550 5.1.1 This address is no longer in use",
+		"DATA: 550 5.7.1 Message scored ",
+		"RCPT TO:<info@your-domain.test>: 554 5.7.1 127.0.0.2 found on one or more DNSBLs (dnsbl.test). Refer to https://your-domain.test/blocked\n",
+		"RCPT TO:<postmaster@your-domain.test>: 250",
+	} {
+		if !strings.Contains(shown.String(), want) {
+			t.Errorf("README.md's Try it no longer shows %q", want)
+		}
+	}
+	if len(stored) < 3 {
+		t.Fatalf("the README's sends stored %d messages, want 3 (plain, quarantined, to postmaster@)", len(stored))
+	}
+	for i, want := range []string{"X-Spam-Flag: NO\n", "X-Sluice-Quarantine: score ", "X-Spam-Score: "} {
+		if msg := readInbox(t, dir, stored[i]); !strings.Contains(msg, want) {
+			t.Errorf("stored message %d lacks %q:\n%s", i+1, want, msg)
+		}
+	}
+
+	first, _ := os.ReadFile(filepath.Join(dir, "var/inbox", stored[0]))
+	if !bytes.HasPrefix(first, []byte("Return-Path: <SRS0=")) || !bytes.Contains(first, []byte("Delivered-To: me@inbox.test\r\n")) {
+		t.Errorf("the stored message lacks the SRS envelope or the destination:\n%.300s", first)
+	}
+	// The demo's static DNS answers every check: nothing needed the internet.
+	for _, want := range []string{"Authentication-Results: mx.your-domain.test; spf=pass", "dmarc=pass", "ARC-Seal: ", "cv=none",
+		"Received: from client.example.org (client.example.org [127.0.0.1])"} {
+		if !strings.Contains(readInbox(t, dir, stored[0]), want) {
+			t.Errorf("the stored message lacks %q:\n%.1500s", want, first)
+		}
+	}
+	vs, err := msgdkim.VerifyWithOptions(bytes.NewReader(first), &msgdkim.VerifyOptions{
+		LookupTXT: func(name string) ([]string, error) { return []string{txt[name+"."]}, nil },
+	})
+	if err != nil || len(vs) != 2 {
+		t.Fatalf("DKIM: %d signatures, %v", len(vs), err)
+	}
+	for _, v := range vs {
+		if v.Err != nil {
+			t.Errorf("DKIM signature of %s: %v", v.Domain, v.Err)
+		}
+	}
+
+	// SIGTERM stops it cleanly.
+	serve.stop()
+}
+
+// The README's way to turn greylisting on in the demo: its ```toml block
+// that names the greylist plugin, added at the end of gateway.toml, loads,
+// and the first message gets the reply the README shows.
+func TestDemoWithGreylisting(t *testing.T) {
+	src, err := os.ReadFile(filepath.Join(moduleRoot, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var block string
+	for _, b := range strings.Split(string(src), "```toml\n")[1:] {
+		if b, _, _ = strings.Cut(b, "```"); strings.Contains(b, `name = "greylist"`) {
+			block = b
+		}
+	}
+	if block == "" {
+		t.Fatal("README.md shows no ```toml block with the greylist plugin")
+	}
+	d := startDemo(t, block)
+	out, _ := exec.Command(d.bin, "send", "-server", d.smtpAddr).CombinedOutput()
+	want := "RCPT TO:<info@your-domain.test>: 451 4.7.1 Greylisted, try again in 60 seconds"
+	if !strings.Contains(string(out), want+"\n") {
+		t.Errorf("sluice send printed\n%swant %q", out, want)
+	}
+	if !strings.Contains(strings.Join(strings.Fields(string(src)), " "), "`"+want+"`") {
+		t.Errorf("README.md no longer shows %q", want)
+	}
+	d.serve.stop()
+}
+
+// demo is the README's demo, served by the real binary from a temporary
+// directory.
+type demo struct {
+	bin, dir, smtpAddr string
+	serve              *served
+	txt                map[string]string // the DKIM keys' TXT records, by name
+}
+
+// startDemo serves the shipped gateway.toml, with extra added at its end,
+// its ports and paths moved into a temporary directory and its plugins
+// built from source, after `sluice check` passed it.
+func startDemo(t *testing.T, extra string) *demo {
+	t.Helper()
 	dir := t.TempDir()
 	bin := buildSluice(t, dir)
 
@@ -35,7 +165,7 @@ func TestDemoWithTheRealBinary(t *testing.T) {
 		txt[k.sel+"._domainkey.your-domain.test."] = strings.NewReplacer(`" "`, "", `"`, "", "\n", "").Replace(rec)
 	}
 
-	src, err := os.ReadFile("../../../gateway.toml")
+	src, err := os.ReadFile(filepath.Join(moduleRoot, "gateway.toml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,13 +175,20 @@ func TestDemoWithTheRealBinary(t *testing.T) {
 		`"127.0.0.1:2525"`, `"`+smtpAddr+`"`,
 		`"127.0.0.1:2526"`, `"`+inboxAddr+`"`,
 		"port = 2526", "port = "+inboxPort,
-		`"plugins/router/router.wasm"`, `"`+wasmbuild.ForTest(t, "./plugins/router")+`"`,
-		`"plugins/dmarc/dmarc.wasm"`, `"`+wasmbuild.ForTest(t, "./plugins/dmarc")+`"`,
-		`"plugins/dnsbl/dnsbl.wasm"`, `"`+wasmbuild.ForTest(t, "./plugins/dnsbl")+`"`,
 		"[log]", "[wasm]\ncache_dir = \""+wasmbuild.CacheDirForTest()+"\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[log]",
 	).Replace(string(src))
 	if strings.Count(cfg, smtpAddr) != 1 || strings.Count(cfg, inboxAddr) != 1 {
 		t.Fatal("gateway.toml no longer has the demo's addresses; update this test")
+	}
+	// Every plugin the demo names, built from source.
+	var names []string
+	cfg = demoPluginPath.ReplaceAllStringFunc(cfg+"\n"+extra, func(p string) string {
+		name := demoPluginPath.FindStringSubmatch(p)[1]
+		names = append(names, name)
+		return `path = "` + wasmbuild.ForTest(t, "./plugins/"+name) + `"`
+	})
+	if got := strings.Join(names, ","); !strings.HasPrefix(got, "dnsbl,ratelimit,router,spam,dmarc") {
+		t.Errorf("the demo's chain is %s; update the README's Try it and this test", got)
 	}
 	cfgPath := filepath.Join(dir, "gateway.toml")
 	os.WriteFile(cfgPath, []byte(cfg), 0o644)
@@ -59,71 +196,100 @@ func TestDemoWithTheRealBinary(t *testing.T) {
 	if out, err := exec.Command(bin, "check", "-c", cfgPath).CombinedOutput(); err != nil {
 		t.Fatalf("sluice check: %v\n%s", err, out)
 	}
-
 	serve := startServe(t, bin, cfgPath)
 	serve.waitLog("dev inbox listening")
+	return &demo{bin: bin, dir: dir, smtpAddr: smtpAddr, serve: serve, txt: txt}
+}
 
-	out, err := exec.Command(bin, "send", "-server", smtpAddr, "-to", "info@your-domain.test,old@your-domain.test").CombinedOutput()
+var (
+	demoPluginPath = regexp.MustCompile(`path = "plugins/([a-z]+)/[a-z]+\.wasm"`)
+	storedAs       = regexp.MustCompile(`Stored as (\S+\.eml)`)
+)
+
+// tryItCommand is a command of the README's Try it: `bin/sluice send ...`
+// (its arguments after bin/sluice, and a here-document as its input) or
+// `cat var/inbox/...`, with the lines the README shows after it.
+type tryItCommand struct {
+	line  int
+	args  []string
+	stdin string
+	want  string
+}
+
+// readTryIt reads the commands of the README's "## Try it" section: the
+// lines of ```sh blocks that start with "$ ".
+func readTryIt(t *testing.T, path string) []tryItCommand {
+	t.Helper()
+	src, err := os.ReadFile(path)
 	if err != nil {
-		t.Fatalf("sluice send: %v\n%s", err, out)
+		t.Fatal(err)
 	}
-	for _, want := range []string{
-		"STARTTLS: encrypted",
-		"RCPT TO:<info@your-domain.test>: 250",
-		"RCPT TO:<old@your-domain.test>: 550 5.1.1 This address is no longer in use",
-		"DATA: 250 2.0.0 Stored as ",
-	} {
-		if !strings.Contains(string(out), want) {
-			t.Errorf("sluice send printed:\n%s\nwant a line with %q", out, want)
+	var cmds []tryItCommand
+	var cmd *tryItCommand
+	in, block, heredoc := false, false, false
+	sc := bufio.NewScanner(bytes.NewReader(src))
+	for n := 1; sc.Scan(); n++ {
+		line := sc.Text()
+		switch {
+		case !block && strings.HasPrefix(line, "## "):
+			in = line == "## Try it"
+		case !in:
+		case !block && line == "```sh":
+			block = true
+		case block && line == "```":
+			block, cmd = false, nil
+		case !block:
+		case strings.HasPrefix(line, "$ bin/sluice send ") || strings.HasPrefix(line, "$ cat var/inbox/"):
+			args := strings.Fields(strings.TrimPrefix(strings.TrimPrefix(line, "$ "), "bin/sluice "))
+			if heredoc = args[len(args)-1] == "<<'EOF'"; heredoc {
+				args = args[:len(args)-1]
+			}
+			for _, a := range args {
+				if strings.ContainsAny(a, `'"<>|;$`) {
+					t.Fatalf("README.md:%d: %q: the test runs only plain arguments and <<'EOF'", n, a)
+				}
+			}
+			cmds = append(cmds, tryItCommand{line: n, args: args})
+			cmd = &cmds[len(cmds)-1]
+		case strings.HasPrefix(line, "$ "):
+			t.Fatalf("README.md:%d: %q: the test runs only bin/sluice send and cat var/inbox/", n, line)
+		case cmd == nil:
+		case heredoc && line == "EOF":
+			heredoc = false
+		case heredoc:
+			cmd.stdin += line + "\r\n"
+		default:
+			cmd.want += line + "\n"
 		}
 	}
-	serve.waitLog("msg=message")
+	if len(cmds) < 4 {
+		t.Fatalf("README.md's Try it has %d commands the test runs, want at least 4", len(cmds))
+	}
+	return cmds
+}
 
-	files, _ := filepath.Glob(filepath.Join(dir, "var/inbox/*.eml"))
-	if len(files) != 1 {
-		t.Fatalf("inbox holds %v, want one message", files)
-	}
-	msg, _ := os.ReadFile(files[0])
-	if !bytes.HasPrefix(msg, []byte("Return-Path: <SRS0=")) || !bytes.Contains(msg, []byte("Delivered-To: me@inbox.test\r\n")) {
-		t.Errorf("the stored message lacks the SRS envelope or the destination:\n%.300s", msg)
-	}
-	// The demo's static DNS answers every check: nothing needed the internet.
-	for _, want := range []string{"Authentication-Results: mx.your-domain.test; spf=pass", "dmarc=pass", "ARC-Seal: ", "cv=none",
-		"Received: from client.example.org (client.example.org [127.0.0.1])"} {
-		if !bytes.Contains(bytes.ReplaceAll(msg, []byte("\r\n "), []byte(" ")), []byte(want)) {
-			t.Errorf("the stored message lacks %q:\n%.1500s", want, msg)
-		}
-	}
-	vs, err := msgdkim.VerifyWithOptions(bytes.NewReader(msg), &msgdkim.VerifyOptions{
-		LookupTXT: func(name string) ([]string, error) { return []string{txt[name+"."]}, nil },
-	})
-	if err != nil || len(vs) != 2 {
-		t.Fatalf("DKIM: %d signatures, %v", len(vs), err)
-	}
-	for _, v := range vs {
-		if v.Err != nil {
-			t.Errorf("DKIM signature of %s: %v", v.Domain, v.Err)
-		}
-	}
-
-	// A client the demo's blocklist lists, as the README shows it.
-	out, err = exec.Command(bin, "send", "-server", smtpAddr, "-source", "127.0.0.2",
-		"-to", "info@your-domain.test,postmaster@your-domain.test").CombinedOutput()
+// readInbox reads a message the capture inbox stored, unfolded and with
+// "\n" line ends, as a reader compares it with what the README shows.
+func readInbox(t *testing.T, dir, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, "var/inbox", name))
 	if err != nil {
-		t.Fatalf("sluice send -source 127.0.0.2: %v\n%s", err, out)
+		t.Fatal(err)
 	}
-	for _, want := range []string{
-		"RCPT TO:<info@your-domain.test>: 554 5.7.1 127.0.0.2 found on one or more DNSBLs (dnsbl.test). Refer to https://your-domain.test/blocked\n",
-		"RCPT TO:<postmaster@your-domain.test>: 250",
-		"DATA: 250 2.0.0 Stored as ",
-	} {
-		if !strings.Contains(string(out), want) {
-			t.Errorf("sluice send -source 127.0.0.2 printed:\n%s\nwant a line with %q", out, want)
+	s := strings.ReplaceAll(string(b), "\r\n", "\n")
+	return strings.NewReplacer("\n ", " ", "\n\t", " ").Replace(s)
+}
+
+// xFields returns the X- fields among the lines the README shows, each on
+// one line, unfolded as readInbox unfolds.
+func xFields(shown string) []string {
+	var out []string
+	for _, line := range strings.Split(strings.NewReplacer("\n ", " ", "\n\t", " ").Replace(shown), "\n") {
+		if strings.HasPrefix(line, "X-") {
+			out = append(out, line)
 		}
 	}
-
-	// SIGTERM stops it cleanly.
-	serve.stop()
+	return out
 }
 
 func freeAddr(t *testing.T) string {
