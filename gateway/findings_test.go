@@ -50,7 +50,7 @@ quarantine = 6.0
 	}
 	msg := d[0].data
 	want := []string{
-		"scorer:PROMO_SENDER=2", // mail
+		"scorer:PROMO_SENDER=2",                                        // mail
 		"scorer:PROMO_SENDER=2, scorer:OUR_RCPT=0.5",                   // the first rcpt
 		"scorer:PROMO_SENDER=2, scorer:OUR_RCPT=0.5",                   // the second: OUR_RCPT once
 		"scorer:PROMO_SENDER=2, scorer:OUR_RCPT=0.5, scorer:CHEAP=4.5", // data
