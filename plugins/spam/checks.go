@@ -34,15 +34,6 @@ func (f *findings) addScore(symbol string, score float64) {
 	f.list = append(f.list, abi.Finding{Symbol: symbol, Score: score})
 }
 
-// total is the sum of the scores found.
-func (f *findings) total() float64 {
-	var t float64
-	for _, x := range f.list {
-		t += x.Score
-	}
-	return t
-}
-
 // authentication scores what the gateway found about the message's
 // authenticity. An empty result means the gateway did not check.
 func authentication(f *findings, a *abi.Auth) {

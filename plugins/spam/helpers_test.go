@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -23,7 +24,9 @@ func newPlugin(t testing.TB, config string, opts ...sdktest.Option) *sdktest.Plu
 
 // request builds the data-stage request that words of key=value describe:
 // ip, fcrdns (pass, fail, none, temperror), helo, mailfrom, spf, dkim (a
-// signature's result; repeatable), dmarc, p (the DMARC policy), arc.
+// signature's result; repeatable), dmarc, p (the DMARC policy), arc, and
+// found (a finding of a plugin before this one, PLUGIN:SYMBOL=score;
+// repeatable).
 func request(t testing.TB, words string) *sdk.Request {
 	t.Helper()
 	req := &sdk.Request{Stage: abi.StageData, SessionID: "test", ClientIP: "192.0.2.25", Rcpts: []string{"info@example.test"}}
@@ -54,6 +57,14 @@ func request(t testing.TB, words string) *sdk.Request {
 			req.Auth.DMARC.Policy = value
 		case "arc":
 			req.Auth.ARC = abi.ARC{Result: value, Instances: 1, Sealers: []string{"lists.example.net"}}
+		case "found":
+			plugin, finding, _ := strings.Cut(value, ":")
+			symbol, score, _ := strings.Cut(finding, "=")
+			f, err := strconv.ParseFloat(score, 64)
+			if plugin == "" || symbol == "" || err != nil {
+				t.Fatalf("found=%s is not PLUGIN:SYMBOL=score", value)
+			}
+			req.Findings = append(req.Findings, abi.PluginFinding{Plugin: plugin, Symbol: symbol, Score: f})
 		default:
 			t.Fatalf("unknown key %q in %q", key, words)
 		}

@@ -24,8 +24,13 @@ const (
 // short enough for one reply line.
 const topSymbols = 3
 
+// maxListed is how many symbols X-Spam-Symbols and a quarantine reason
+// name: a request may bring hundreds of other plugins' findings.
+const maxListed = 50
+
 // score checks a message and answers with its findings, the X-Spam fields,
-// and the action the plugin's own thresholds give.
+// and the action its thresholds give on the total: the findings of the
+// plugins before it (req.Findings) and its own.
 func (c *config) score(req *sdk.Request, now time.Time) sdk.Verdict {
 	f := newFindings(c.scores)
 	authentication(f, &req.Auth)
@@ -40,7 +45,7 @@ func (c *config) score(req *sdk.Request, now time.Time) sdk.Verdict {
 		c.body(f, m)
 		c.uriblCheck(f, m)
 	}
-	return c.verdict(f, m)
+	return c.verdict(f, m, req.Findings)
 }
 
 // read reads the message's header and the first max_bytes of its body.
@@ -61,11 +66,15 @@ func read(lim limits) (*message, error) {
 	return parseMessage(block, body[:n], lim), nil
 }
 
-// verdict turns the findings into the plugin's answer. m is nil if the
-// message could not be read.
-func (c *config) verdict(f *findings, m *message) sdk.Verdict {
-	total := f.total()
-	symbols := slices.Clone(f.list)
+// verdict turns the findings into the plugin's answer: its thresholds and
+// fields go by the total of the earlier plugins' findings and its own. m
+// is nil if the message could not be read.
+func (c *config) verdict(f *findings, m *message, earlier []abi.PluginFinding) sdk.Verdict {
+	symbols := combine(earlier, f.list)
+	var total float64
+	for _, s := range symbols {
+		total += s.Score
+	}
 	slices.SortStableFunc(symbols, func(a, b abi.Finding) int {
 		switch {
 		case a.Score > b.Score:
@@ -80,7 +89,7 @@ func (c *config) verdict(f *findings, m *message) sdk.Verdict {
 	case c.reject > 0 && total >= c.reject:
 		v = sdk.Reject(550, "5.7.1", "Message rejected as spam, score "+summary(total, symbols, topSymbols))
 	case c.quarantine > 0 && total >= c.quarantine:
-		v = sdk.Quarantine("spam score " + summary(total, symbols, len(symbols)))
+		v = sdk.Quarantine("spam score " + summary(total, symbols, maxListed))
 		if c.subjectTag != "" && m != nil {
 			v = tagSubject(v, c.subjectTag, m.header["Subject"])
 		}
@@ -95,7 +104,7 @@ func (c *config) verdict(f *findings, m *message) sdk.Verdict {
 		v = v.RemoveHeader(scoreField).RemoveHeader(symbolsField).RemoveHeader(flagField).
 			AddHeader(scoreField, formatScore(total))
 		if len(symbols) > 0 {
-			v = v.AddHeader(symbolsField, list(symbols, len(symbols)))
+			v = v.AddHeader(symbolsField, list(symbols, maxListed))
 		}
 		v = v.AddHeader(flagField, flag)
 	}
@@ -103,6 +112,30 @@ func (c *config) verdict(f *findings, m *message) sdk.Verdict {
 		v = v.Finding(s.Symbol, s.Score)
 	}
 	return v
+}
+
+// combine adds the plugin's own findings to those of the plugins before
+// it as the gateway adds up a score: each symbol once, the last score
+// standing (its own over an earlier plugin's). Its own always count,
+// however many came before.
+func combine(earlier []abi.PluginFinding, own []abi.Finding) []abi.Finding {
+	all := make([]abi.Finding, 0, len(earlier)+len(own))
+	at := make(map[string]int, len(earlier)+len(own))
+	add := func(f abi.Finding) {
+		if i, ok := at[f.Symbol]; ok {
+			all[i].Score = f.Score
+			return
+		}
+		at[f.Symbol] = len(all)
+		all = append(all, f)
+	}
+	for _, e := range earlier {
+		add(abi.Finding{Symbol: e.Symbol, Score: e.Score})
+	}
+	for _, o := range own {
+		add(o)
+	}
+	return all
 }
 
 // tagSubject puts tag before the subject, replacing the field. The

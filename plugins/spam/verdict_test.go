@@ -46,6 +46,65 @@ func TestVerdicts(t *testing.T) {
 	}
 }
 
+// Its thresholds and fields go by the total: the findings of the plugins
+// before it in the chain and its own, each symbol once (its own score over
+// an earlier plugin's). Its findings stay its own.
+func TestVerdictsOnTheTotal(t *testing.T) {
+	earlier := "found=dnsbl:DNSBL_LISTED=4 found=rspamd:BAYES_HAM=-1 found=other:MISSING_MID=1"
+	cases := []struct {
+		config, words, want string
+	}{
+		// 11.5 of its own is under 12; with 4 and -1 from before, 14.5 is not.
+		{"quarantine = 12", "", "continue; X-Spam-Score: 11.5; X-Spam-Symbols: SPOOF_DISPLAY_NAME=6, SUBJ_ALL_CAPS=3, MISSING_MID=2.5; X-Spam-Flag: YES"},
+		{"quarantine = 12", earlier, "quarantine: spam score 14.5 (SPOOF_DISPLAY_NAME=6, DNSBL_LISTED=4, SUBJ_ALL_CAPS=3, MISSING_MID=2.5, BAYES_HAM=-1); " +
+			"Subject: [SPAM] VERIFY YOUR ACCOUNT; X-Spam-Score: 14.5; X-Spam-Symbols: SPOOF_DISPLAY_NAME=6, DNSBL_LISTED=4, SUBJ_ALL_CAPS=3, MISSING_MID=2.5, BAYES_HAM=-1; X-Spam-Flag: YES"},
+		{"quarantine = 10\nreject = 14", earlier, "reject 550 5.7.1 Message rejected as spam, score 14.5 (SPOOF_DISPLAY_NAME=6, DNSBL_LISTED=4, SUBJ_ALL_CAPS=3, ...)"},
+		// Negative findings before it can keep a message under the flag.
+		{"", "found=rspamd:BAYES_HAM=-6", "continue; X-Spam-Score: 5.5; X-Spam-Symbols: SPOOF_DISPLAY_NAME=6, SUBJ_ALL_CAPS=3, MISSING_MID=2.5, BAYES_HAM=-6; X-Spam-Flag: NO"},
+	}
+	for _, c := range cases {
+		p := newPlugin(t, c.config)
+		v := scan(t, p, c.words, spammy)
+		if got := describe(v); got != c.want {
+			t.Errorf("config %q, %s:\n got %s\nwant %s", c.config, c.words, got, c.want)
+		}
+		if got := fmt.Sprint(symbols(v)); got != "[MISSING_MID SUBJ_ALL_CAPS SPOOF_DISPLAY_NAME]" {
+			t.Errorf("config %q, %s: findings %s, want its own only", c.config, c.words, got)
+		}
+	}
+}
+
+// However many findings came before, its own count, and its fields name
+// at most maxListed symbols.
+func TestVerdictManyEarlierFindings(t *testing.T) {
+	p := newPlugin(t, "quarantine = 200")
+	req := request(t, "")
+	for i := range abi.MaxRequestFindings {
+		req.Findings = append(req.Findings, abi.PluginFinding{Plugin: "many", Symbol: fmt.Sprintf("S%03d", i), Score: 1})
+	}
+	p.SetMessage([]byte(spammy))
+	v := p.Handle(t, req)
+	want := fmt.Sprintf("quarantine: spam score %v (SPOOF_DISPLAY_NAME=6, SUBJ_ALL_CAPS=3, MISSING_MID=2.5, S000=1, ", abi.MaxRequestFindings+11.5)
+	if got := describe(v); !strings.HasPrefix(got, want) || !strings.Contains(v.Text, ", S046=1, ...)") || strings.Contains(v.Text, "S047") {
+		t.Errorf("got %s\nwant %s... with %d symbols named", got, want, maxListed)
+	}
+}
+
+// Through sdktest's session, as the gateway runs it: the findings of the
+// plugins before it reach its data stage.
+func TestSessionWithEarlierFindings(t *testing.T) {
+	p := newPlugin(t, "quarantine = 12", readmeDNS...)
+	steps := p.Session(sdktest.Envelope{
+		ClientIP: "192.0.2.25", ClientNameResult: "pass", ClientName: "mail.example.org", Helo: "mail.example.org",
+		MailFrom: "a@mailer.example", Rcpts: []string{"info@example.test"}, Message: []byte(spammy),
+		Findings: []abi.PluginFinding{{Plugin: "dnsbl", Symbol: "DNSBL_LISTED", Score: 4}},
+	})
+	if len(steps) != 1 || steps[0].Stage != abi.StageData || steps[0].Verdict.Action != abi.Quarantine ||
+		!strings.HasPrefix(steps[0].Verdict.Text, "spam score 15.5 (SPOOF_DISPLAY_NAME=6, DNSBL_LISTED=4, ") {
+		t.Errorf("steps %v, want data quarantined at 15.5", steps)
+	}
+}
+
 // The fields a sender wrote under the plugin's names are removed, so that
 // a filter on them can trust them; a quarantine replaces the Subject.
 func TestVerdictRemovesFields(t *testing.T) {

@@ -215,6 +215,44 @@ type Request struct {
 	// resolve back to ClientIP), none (no PTR record), temperror (DNS
 	// failed), or "" from a host that does not look it up.
 	ClientNameResult string
+	// Findings are what plugins reported before this call: at the earlier
+	// stages of the transaction, and by the plugins before this one at
+	// this stage, in the order they were reported, each symbol once with
+	// its last score (as the host adds them up; see AddFindings). At most
+	// MaxRequestFindings. Empty from a host older than this field.
+	Findings []PluginFinding
+}
+
+// PluginFinding is a finding of a Request: which plugin reported it.
+type PluginFinding struct {
+	Plugin string
+	Symbol string
+	Score  float64
+}
+
+// MaxRequestFindings bounds a Request's Findings: symbols found beyond it
+// are left out of requests (the host still counts them in its score).
+const MaxRequestFindings = 256
+
+// AddFindings adds the findings of plugin to list as the host adds up a
+// transaction's score: a symbol counts once, so one already in the list
+// keeps its place and takes the new score (and plugin); a new one is
+// appended, unless the list holds MaxRequestFindings already. It changes
+// list's items in place.
+func AddFindings(list []PluginFinding, plugin string, found []Finding) []PluginFinding {
+	for _, f := range found {
+		i := 0
+		for i < len(list) && list[i].Symbol != f.Symbol {
+			i++
+		}
+		switch {
+		case i < len(list):
+			list[i].Plugin, list[i].Score = plugin, f.Score
+		case len(list) < MaxRequestFindings:
+			list = append(list, PluginFinding{Plugin: plugin, Symbol: f.Symbol, Score: f.Score})
+		}
+	}
+	return list
 }
 
 // Auth holds the host's authentication results. Result words are those of

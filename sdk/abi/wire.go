@@ -196,6 +196,12 @@ func AppendRequest(b []byte, m *Request) []byte {
 	e.uint(m.Size)
 	e.auth(&m.Auth)
 	e.str(m.ClientNameResult)
+	e.uint(uint64(len(m.Findings)))
+	for _, f := range m.Findings {
+		e.str(f.Plugin)
+		e.str(f.Symbol)
+		e.float(f.Score)
+	}
 	return e.b
 }
 
@@ -276,6 +282,12 @@ func DecodeRequest(b []byte, m *Request) error {
 		Auth:       d.auth(),
 	}
 	m.ClientNameResult = d.str()
+	if n := d.count(); n > 0 {
+		m.Findings = make([]PluginFinding, n)
+		for i := range m.Findings {
+			m.Findings[i] = PluginFinding{Plugin: d.str(), Symbol: d.str(), Score: d.float()}
+		}
+	}
 	return d.err
 }
 

@@ -19,6 +19,8 @@ func fullRequest() *Request {
 			DMARC: DMARC{Result: "fail", FromDomain: "example.org", PolicyDomain: "example.org", Policy: "reject", Pct: 100,
 				SPFAligned: false, DKIMAligned: true, Reason: "x"},
 		},
+		ClientNameResult: "pass",
+		Findings:         []PluginFinding{{"dnsbl", "DNSBL_X", 2.5}, {"rspamd", "BAYES_HAM", -3.25}},
 	}
 }
 
@@ -68,6 +70,49 @@ func TestMissingAndExtraTrailingFields(t *testing.T) {
 	}
 	if got.MailFrom != "a@b" || got.Rcpts != nil || got.Size != 0 {
 		t.Fatalf("short message: got %+v", got)
+	}
+	// A host before the findings ends at client_name_result: the guest
+	// reads no findings; a guest before them reads the rest as before.
+	full := fullRequest()
+	full.Findings = nil
+	enc = AppendRequest(nil, full)
+	enc = enc[:len(enc)-1] // the count 0 of findings, which an older host does not write
+	if err := DecodeRequest(enc, &got); err != nil || !reflect.DeepEqual(&got, full) {
+		t.Fatalf("request of a host before findings: got %+v, %v; want %+v", got, err, full)
+	}
+	d := decoder{b: AppendRequest(nil, fullRequest())}
+	prior := Request{Stage: Stage(d.uint()), SessionID: d.str(), ClientIP: d.str(), ClientName: d.str(), Helo: d.str(), TLS: d.bool(),
+		MailFrom: d.str(), UTF8: d.bool(), Rcpts: d.strs(), Rcpt: d.str(), Size: d.uint(), Auth: d.auth(), ClientNameResult: d.str()}
+	if d.err != nil || !reflect.DeepEqual(&prior, full) {
+		t.Fatalf("the fields before findings, as a guest before them reads them: %+v, %v", prior, d.err)
+	}
+}
+
+// AddFindings adds up as the host's score does: in the order found, a
+// symbol once with its last score and plugin, no more than
+// MaxRequestFindings symbols.
+func TestAddFindings(t *testing.T) {
+	var list []PluginFinding
+	if list = AddFindings(list, "a", nil); list != nil {
+		t.Errorf("nothing found: %v, want nil", list)
+	}
+	list = AddFindings(list, "a", []Finding{{"X", 1}, {"Y", 2}})
+	list = AddFindings(list, "b", []Finding{{"Z", 3}, {"X", -1}})
+	want := []PluginFinding{{"b", "X", -1}, {"a", "Y", 2}, {"b", "Z", 3}}
+	if !reflect.DeepEqual(list, want) {
+		t.Errorf("got %v, want %v", list, want)
+	}
+	var many []Finding
+	for i := range MaxRequestFindings + 10 {
+		many = append(many, Finding{"S" + itoa(uint64(i)), 1})
+	}
+	list = AddFindings(list, "c", many)
+	if len(list) != MaxRequestFindings || list[MaxRequestFindings-1].Symbol != "S"+itoa(MaxRequestFindings-4) {
+		t.Errorf("%d findings, the last %v; want %d, the first ones kept", len(list), list[len(list)-1], MaxRequestFindings)
+	}
+	list = AddFindings(list, "d", []Finding{{"Y", 7}, {"NEW", 1}})
+	if len(list) != MaxRequestFindings || list[1] != (PluginFinding{"d", "Y", 7}) {
+		t.Errorf("a full list: %d findings, Y %v; want a known symbol's score changed and no new one", len(list), list[1])
 	}
 }
 
@@ -171,13 +216,20 @@ func FuzzDecodeVerdict(f *testing.F) {
 
 func FuzzDecodeRequest(f *testing.F) {
 	f.Add(AppendRequest(nil, fullRequest()))
+	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var r Request
 		if err := DecodeRequest(b, &r); err != nil {
 			return
 		}
-		if !bytes.Equal(AppendRequest(nil, &r), AppendRequest(nil, &r)) {
+		enc := AppendRequest(nil, &r)
+		if !bytes.Equal(enc, AppendRequest(nil, &r)) {
 			t.Fatal("encoding is not deterministic")
+		}
+		// Whatever decodes must re-encode to something that decodes the same.
+		var again Request
+		if err := DecodeRequest(enc, &again); err != nil || !reflect.DeepEqual(r, again) {
+			t.Fatalf("re-decode differs: %+v vs %+v (%v)", r, again, err)
 		}
 	})
 }

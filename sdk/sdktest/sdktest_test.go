@@ -2,6 +2,7 @@ package sdktest
 
 import (
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -15,7 +16,7 @@ import (
 type probe struct {
 	Refuse  []string `toml:"refuse"`  // senders to reject at mail
 	Permit  string   `toml:"permit"`  // "reject" (default) or "none"
-	Verdict string   `toml:"verdict"` // at rcpt: what to answer
+	Verdict string   `toml:"verdict"` // at rcpt: what to answer; "findings": find at mail and rcpt, and tell the findings seen
 }
 
 func (p *probe) Configure(c *sdk.Config) error {
@@ -34,7 +35,19 @@ func (p *probe) Mail(req *sdk.Request) sdk.Verdict {
 			return sdk.Reject(550, "5.7.1", "refused "+r)
 		}
 	}
+	if p.Verdict == "findings" {
+		return sdk.Continue().Finding("MAIL_SEEN", 1)
+	}
 	return sdk.Continue()
+}
+
+// seen writes the findings of a request: plugin:SYMBOL=score, ...
+func seen(req *sdk.Request) string {
+	var s []string
+	for _, f := range req.Findings {
+		s = append(s, f.Plugin+":"+f.Symbol+"="+strconv.FormatFloat(f.Score, 'g', -1, 64))
+	}
+	return strings.Join(s, ",")
 }
 
 func (p *probe) Rcpt(req *sdk.Request) sdk.Verdict {
@@ -43,6 +56,8 @@ func (p *probe) Rcpt(req *sdk.Request) sdk.Verdict {
 		return sdk.Reject(0, "", "")
 	case p.Verdict == "badcode":
 		return sdk.Reject(250, "", "")
+	case p.Verdict == "findings":
+		return sdk.Continue().Finding("RCPT_SEEN", 0.5).AddHeader("X-Findings", seen(req))
 	case p.Verdict == "panic":
 		panic("probe panic")
 	case p.Verdict == "header":
@@ -63,6 +78,9 @@ func (p *probe) Data(req *sdk.Request) sdk.Verdict {
 	size := strings.Repeat("x", len(body))
 	if err != nil {
 		size = errText(err)
+	}
+	if p.Verdict == "findings" {
+		return sdk.Continue().AddHeader("X-Findings", seen(req))
 	}
 	return sdk.Continue().
 		AddHeader("X-Subject", subject).
@@ -173,6 +191,31 @@ func TestSession(t *testing.T) {
 	}
 	if steps[2].Refused() != true || steps[1].Refused() {
 		t.Error("Refused is wrong")
+	}
+}
+
+// The findings of plugins before this one (Envelope.Findings) reach every
+// request from the mail stage on, and the plugin's own join them stage by
+// stage, each symbol once, as the gateway adds them up.
+func TestSessionFindings(t *testing.T) {
+	p := New(t, &probe{}, `verdict = "findings"`)
+	steps := p.Session(Envelope{
+		MailFrom: "a@b.test", Rcpts: []string{"yes@x.test", "also@x.test"}, Message: []byte(message),
+		Findings: []abi.PluginFinding{{Plugin: "dnsbl", Symbol: "DNSBL_X", Score: 2.5}, {Plugin: "rspamd", Symbol: "BAYES_SPAM", Score: 4}},
+	})
+	var got []string
+	for _, s := range steps {
+		got = append(got, s.String())
+	}
+	want := []string{
+		"mail: continue; finding MAIL_SEEN 1",
+		"rcpt <yes@x.test>: continue; add header X-Findings: dnsbl:DNSBL_X=2.5,rspamd:BAYES_SPAM=4,sdktest:MAIL_SEEN=1; finding RCPT_SEEN 0.5",
+		"rcpt <also@x.test>: continue; add header X-Findings: dnsbl:DNSBL_X=2.5,rspamd:BAYES_SPAM=4,sdktest:MAIL_SEEN=1,sdktest:RCPT_SEEN=0.5; finding RCPT_SEEN 0.5",
+		"data: continue; add header X-Findings: dnsbl:DNSBL_X=2.5,rspamd:BAYES_SPAM=4,sdktest:MAIL_SEEN=1,sdktest:RCPT_SEEN=0.5",
+		"close: told",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("session:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
 

@@ -1,6 +1,8 @@
 package sdktest
 
 import (
+	"slices"
+
 	"github.com/sluice-mail/sluice/sdk"
 	"github.com/sluice-mail/sluice/sdk/abi"
 )
@@ -22,6 +24,11 @@ type Envelope struct {
 	Message []byte
 	// Auth is what the gateway found about the message, given at data.
 	Auth abi.Auth
+	// Findings are what plugins before this one in the chain found, as if
+	// at MAIL FROM: every request from the mail stage on carries them
+	// (abi.Request.Findings), and the plugin's own findings join them
+	// stage by stage, as the gateway adds them up.
+	Findings []abi.PluginFinding
 }
 
 // SessionID is the session ID of the requests Session sends.
@@ -75,10 +82,15 @@ func (p *Plugin) Session(e Envelope) []Step {
 		}
 		v, err := p.Try(&req)
 		steps = append(steps, Step{Stage: stage, Rcpt: req.Rcpt, Verdict: v, Err: err})
+		if err == nil {
+			req.Findings = abi.AddFindings(req.Findings, Name, v.Findings)
+		}
 		return steps[len(steps)-1].Refused()
 	}
 	p.transaction(e, &req, run)
-	req.Rcpt = ""
+	// The gateway tells close after the transaction, whose findings are
+	// gone with it.
+	req.Rcpt, req.Findings = "", nil
 	run(abi.StageClose)
 	return steps
 }
@@ -93,7 +105,9 @@ func (p *Plugin) transaction(e Envelope, req *abi.Request, run func(abi.Stage) b
 	if run(abi.StageHelo) {
 		return
 	}
-	req.MailFrom, req.UTF8 = e.MailFrom, e.UTF8
+	// A transaction starts at MAIL FROM: the gateway's findings of
+	// connect and helo are not part of it.
+	req.MailFrom, req.UTF8, req.Findings = e.MailFrom, e.UTF8, slices.Clone(e.Findings)
 	if run(abi.StageMail) {
 		return
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -110,6 +111,11 @@ type Record struct {
 // every plugin that answered. A failing plugin's OnFailure applies. At
 // StageClose every subscribed plugin is told and verdicts are ignored.
 //
+// Each plugin's request carries req.Findings and then the findings of the
+// plugins before it in this run (abi.AddFindings), so that a plugin that
+// weighs a total, plugins/spam, sees what they found; req itself is not
+// changed.
+//
 // msg is the message, which plugins read through host functions at
 // StageData; at other stages it is ignored and may be nil.
 func (c *Chain) Run(ctx context.Context, req *abi.Request, msg *Message) Outcome {
@@ -117,6 +123,7 @@ func (c *Chain) Run(ctx context.Context, req *abi.Request, msg *Message) Outcome
 	if req.Stage != abi.StageData {
 		msg = nil
 	}
+	shared := req
 	for _, m := range c.missing {
 		if m.Stages.Has(req.Stage) && req.Stage != abi.StageClose {
 			o.Skipped = append(o.Skipped, m.Name)
@@ -155,12 +162,29 @@ func (c *Chain) Run(ctx context.Context, req *abi.Request, msg *Message) Outcome
 			continue
 		}
 		o.take(p.name, &v)
+		if len(v.Findings) > 0 {
+			req = withFindings(req, shared, p.name, v.Findings)
+		}
 		if o.Action != abi.Continue {
 			o.DecidedBy = p.name
 			return o
 		}
 	}
 	return o
+}
+
+// withFindings returns req with a plugin's findings added, for the next
+// plugins of the run. The first time (req is still the caller's shared
+// request) it copies the request and its findings, which the caller
+// keeps.
+func withFindings(req, shared *abi.Request, plugin string, found []abi.Finding) *abi.Request {
+	if req == shared {
+		r := *req
+		r.Findings = slices.Clone(req.Findings)
+		req = &r
+	}
+	req.Findings = abi.AddFindings(req.Findings, plugin, found)
+	return req
 }
 
 // take adds a plugin's verdict to the outcome.

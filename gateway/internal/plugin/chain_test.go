@@ -2,6 +2,7 @@ package plugin
 
 import (
 	"context"
+	"reflect"
 	"testing"
 
 	"github.com/sluice-mail/sluice/sdk/abi"
@@ -129,5 +130,31 @@ func TestChainSkipped(t *testing.T) {
 	}
 	if o := c.Run(context.Background(), &abi.Request{Stage: abi.StageMail}, nil); len(o.Skipped) != 0 {
 		t.Errorf("mail stage: skipped %v, want none: router is a rcpt plugin", o.Skipped)
+	}
+}
+
+// Each plugin's request carries the findings given with the request and
+// those of the plugins before it in the run, each symbol once with its
+// last score; the caller's request is left as it was.
+func TestChainPassesFindingsOn(t *testing.T) {
+	h, _ := newHost(t)
+	p := func(name, config string) *Plugin { return load(t, h, scriptedSpec(t, name, config)) }
+	a := p("a", "finding = \"A\"\nfinding_score = 2\nheader = \"X-Seen-By-A: {findings}\"\npermit = [\"add_headers\"]")
+	b := p("b", "finding = \"EARLIER\"\nfinding_score = -1\nheader = \"X-Seen-By-B: {findings}\"\npermit = [\"add_headers\"]")
+	quiet := p("quiet", "")
+	c := p("c", "header = \"X-Seen-By-C: {findings}\"\npermit = [\"add_headers\"]")
+	req := rcpt("someone@x.test")
+	req.Findings = []abi.PluginFinding{{Plugin: "dnsbl", Symbol: "EARLIER", Score: 3}}
+	o := NewChain(a, b, quiet, c).Run(context.Background(), req, nil)
+	want := []abi.Header{
+		{Name: "X-Seen-By-A", Value: "dnsbl:EARLIER=3"},
+		{Name: "X-Seen-By-B", Value: "dnsbl:EARLIER=3, a:A=2"},
+		{Name: "X-Seen-By-C", Value: "b:EARLIER=-1, a:A=2"},
+	}
+	if !reflect.DeepEqual(o.AddHeaders, want) {
+		t.Errorf("what each plugin saw: %+v, want %+v", o.AddHeaders, want)
+	}
+	if len(req.Findings) != 1 || req.Findings[0] != (abi.PluginFinding{Plugin: "dnsbl", Symbol: "EARLIER", Score: 3}) {
+		t.Errorf("the caller's request was changed: %+v", req.Findings)
 	}
 }

@@ -155,6 +155,48 @@ func TestSpamPluginThroughChain(t *testing.T) {
 	}
 }
 
+// The built module acts on the total: a plugin before it in the chain
+// that finds something pushes a message over its quarantine threshold,
+// and its fields show the total; alone, the same message passes.
+func TestSpamPluginWeighsEarlierFindings(t *testing.T) {
+	h := dnsHost(t, dnstest.Start(t, spamZone))
+	spam := load(t, h, spamSpec(t, "quarantine = 6\n"))
+	listed := load(t, h, scriptedSpec(t, "dnsbl", "finding = \"DNSBL_LISTED\"\nfinding_score = 4\n"))
+	ctx := context.Background()
+	header := func(o Outcome, name string) string {
+		for _, f := range o.AddHeaders {
+			if f.Name == name {
+				return f.Value
+			}
+		}
+		return ""
+	}
+	// No reverse DNS and a zip with an executable: RDNS_NONE=2,
+	// MIME_BAD_EXTENSION=4 and R_SPF_ALLOW=-0.2, 5.8 of its own.
+	msg := spamMessage(t, "Alice <alice@example.org>", "=?utf-8?Q?Facture_impay=C3=A9e?=", "see the attachment", "setup.exe")
+	alone := NewChain(spam).Run(ctx, spamData("mail.example.org", "none"), NewMessage(msg))
+	if alone.Quarantine != "" || header(alone, "X-Spam-Score") != "5.8" || header(alone, "Subject") != "" {
+		t.Fatalf("alone: outcome %+v, want 5.8 and no quarantine", alone)
+	}
+	c := NewChain(listed, spam)
+	defer c.Close(ctx)
+	o := c.Run(ctx, spamData("mail.example.org", "none"), NewMessage(msg))
+	const symbols = "DNSBL_LISTED=4, MIME_BAD_EXTENSION=4, RDNS_NONE=2, R_SPF_ALLOW=-0.2"
+	if o.Quarantine != "spam score 9.8 ("+symbols+")" || header(o, "Subject") != "[SPAM] =?utf-8?Q?Facture_impay=C3=A9e?=" ||
+		header(o, "X-Spam-Score") != "9.8" || header(o, "X-Spam-Symbols") != symbols || header(o, "X-Spam-Flag") != "YES" {
+		t.Errorf("after a finding of 4: outcome %+v, want quarantined at 9.8 with the Subject tagged", o)
+	}
+	// The outcome's findings are each plugin's own: the gateway adds them
+	// up once.
+	var found []string
+	for _, f := range o.Findings {
+		found = append(found, f.Symbol)
+	}
+	if want := []string{"DNSBL_LISTED", "R_SPF_ALLOW", "RDNS_NONE", "MIME_BAD_EXTENSION"}; !slices.Equal(found, want) {
+		t.Errorf("findings %v, want %v", found, want)
+	}
+}
+
 // A hostile message cannot take the plugin past its memory limit or its
 // timeout: a megabyte of nested parts, links and tags within 32 MiB of
 // memory is scored like any other.

@@ -171,6 +171,13 @@ func (s *session) request(st abi.Stage, rcpt string) *abi.Request {
 	if s.txn.mailOpts != nil {
 		r.UTF8 = s.txn.mailOpts.UTF8
 	}
+	// What plugins found so far, as score adds it up; the chain adds what
+	// the plugins of this stage find as it goes.
+	for _, v := range s.txn.verdicts {
+		if len(v.Findings) > 0 {
+			r.Findings = abi.AddFindings(r.Findings, v.Name, v.Findings)
+		}
+	}
 	return r
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -15,15 +16,18 @@ import (
 )
 
 type settings struct {
-	Refuse      string   `toml:"refuse"`  // refuse the config with this text
-	Verdict     string   `toml:"verdict"` // continue, accept, reject, tempfail, discard, quarantine
-	Code        int      `toml:"code"`
-	Enhanced    string   `toml:"enhanced"`
-	Text        string   `toml:"text"`
-	Destination string   `toml:"destination"`
-	Header      string   `toml:"header"` // "Name: value" to add; {client_name} and {client_name_result} are the request's
-	Finding     string   `toml:"finding"`
-	Permit      []string `toml:"permit"` // accept, reject, ..., destination, add_headers, remove_headers
+	Refuse      string `toml:"refuse"`  // refuse the config with this text
+	Verdict     string `toml:"verdict"` // continue, accept, reject, tempfail, discard, quarantine
+	Code        int    `toml:"code"`
+	Enhanced    string `toml:"enhanced"`
+	Text        string `toml:"text"`
+	Destination string `toml:"destination"`
+	// Header is "Name: value" to add; {client_name}, {client_name_result}
+	// and {findings} (plugin:SYMBOL=score, ...) are the request's.
+	Header       string   `toml:"header"`
+	Finding      string   `toml:"finding"`
+	FindingScore float64  `toml:"finding_score"` // default 1.5
+	Permit       []string `toml:"permit"`        // accept, reject, ..., destination, add_headers, remove_headers
 	// Pattern is a regular expression compiled at configure time, as a
 	// router compiles its users' patterns: Go's parser recurses on it.
 	Pattern string `toml:"pattern"`
@@ -81,13 +85,30 @@ func (p *scripted) verdict(req *sdk.Request) sdk.Verdict {
 		v = v.WithDestination(s.Destination)
 	}
 	if name, value, ok := strings.Cut(s.Header, ": "); ok {
-		value = strings.NewReplacer("{client_name}", req.ClientName, "{client_name_result}", req.ClientNameResult).Replace(value)
+		value = strings.NewReplacer("{client_name}", req.ClientName, "{client_name_result}", req.ClientNameResult,
+			"{findings}", findings(req)).Replace(value)
 		v = v.AddHeader(name, value)
 	}
 	if s.Finding != "" {
-		v = v.Finding(s.Finding, 1.5)
+		score := s.FindingScore
+		if score == 0 {
+			score = 1.5
+		}
+		v = v.Finding(s.Finding, score)
 	}
 	return v
+}
+
+// findings writes the findings of a request: plugin:SYMBOL=score, ...
+func findings(req *sdk.Request) string {
+	var b strings.Builder
+	for i, f := range req.Findings {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(f.Plugin + ":" + f.Symbol + "=" + strconv.FormatFloat(f.Score, 'g', -1, 64))
+	}
+	return b.String()
 }
 
 // misbehave does what the recipient's local part asks for.
