@@ -19,15 +19,7 @@ import (
 // refusal).
 func (e *env) send(t *testing.T, from, to, msg string) error {
 	t.Helper()
-	c := e.client(t)
-	if err := c.Mail(from, nil); err != nil {
-		return err
-	}
-	if err := c.Rcpt(to, nil); err != nil {
-		return err
-	}
-	_, err := sendData(t, c, msg)
-	return err
+	return sendMail(t, e.client(t), from, to, msg)
 }
 
 func (e *env) resolver(t *testing.T) *resolver.Resolver {

@@ -17,20 +17,7 @@ import (
 // its result, and a verified name goes into our Received field; each
 // loopback address the client connects from has its own reverse zone.
 func TestClientNameGivenToPlugins(t *testing.T) {
-	e := startEnv(t, envOptions{plugins: fmt.Sprintf(`
-[[plugin]]
-name = "whoami"
-path = %q
-stages = ["mail"]
-[plugin.config]
-permit = ["add_headers"]
-header = "X-Client: [{client_name}] {client_name_result}"
-[[plugin]]
-name = "router"
-path = %q
-stages = ["rcpt"]
-%s
-`, wasmbuild.ForTest(t, "./gateway/internal/plugin/testdata/scripted"), wasmbuild.ForTest(t, "./plugins/router"), routerRules)})
+	e := startEnv(t, envOptions{plugins: clientNamePlugins(t)})
 	e.zone += `
 1.0.0.127.in-addr.arpa.  300 IN PTR Client.Example.ORG.
 client.example.org.      300 IN A   127.0.0.1
@@ -51,14 +38,7 @@ liar.example.org.        300 IN A   192.0.2.1
 		{"127.0.0.4", "X-Client: [] temperror", "from sender.example.org ([127.0.0.4])"},
 	} {
 		before := len(e.dest.deliveries())
-		c := dialFrom(t, e.addr, tc.from)
-		if err := c.Mail("alice@example.org", nil); err != nil {
-			t.Fatal(err)
-		}
-		if err := c.Rcpt("info@ours.test", nil); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := sendData(t, c, testMessage); err != nil {
+		if err := sendMail(t, dialFrom(t, e.addr, tc.from), "alice@example.org", "info@ours.test", testMessage); err != nil {
 			t.Fatal(err)
 		}
 		got := e.dest.deliveries()
@@ -74,6 +54,21 @@ liar.example.org.        300 IN A   192.0.2.1
 			t.Errorf("from %s: no Received field %q in\n%s", tc.from, tc.received, data)
 		}
 	}
+}
+
+// clientNamePlugins are a plugin that adds the client's name and its
+// result as a header field, X-Client: [name] result, and the router.
+func clientNamePlugins(t *testing.T) string {
+	return fmt.Sprintf(`
+[[plugin]]
+name = "whoami"
+path = %q
+stages = ["mail"]
+[plugin.config]
+permit = ["add_headers"]
+header = "X-Client: [{client_name}] {client_name_result}"
+%s
+`, wasmbuild.ForTest(t, "./gateway/internal/plugin/testdata/scripted"), routerPlugin(t))
 }
 
 // dialFrom opens an SMTP session to addr from the loopback address from.
@@ -96,33 +91,14 @@ func dialFrom(t *testing.T, addr, from string) *smtp.Client {
 // its first plugin, not every retry of every query: with a 20-second DNS
 // timeout, the name is a temperror after 200ms and the session goes on.
 func TestClientNameLookupIsBounded(t *testing.T) {
-	e := startEnv(t, envOptions{dns: "timeout = \"20s\"\nclient_name_timeout = \"200ms\"", plugins: fmt.Sprintf(`
-[[plugin]]
-name = "whoami"
-path = %q
-stages = ["mail"]
-[plugin.config]
-permit = ["add_headers"]
-header = "X-Client: [{client_name}] {client_name_result}"
-[[plugin]]
-name = "router"
-path = %q
-stages = ["rcpt"]
-%s
-`, wasmbuild.ForTest(t, "./gateway/internal/plugin/testdata/scripted"), wasmbuild.ForTest(t, "./plugins/router"), routerRules)})
+	e := startEnv(t, envOptions{dns: "timeout = \"20s\"\nclient_name_timeout = \"200ms\"", plugins: clientNamePlugins(t)})
 	e.dns.Drop("5.0.0.127.in-addr.arpa.")
 
 	c := dialFrom(t, e.addr, "127.0.0.5")
 	// Without the bound, MAIL would wait for the PTR query's 20-second
 	// attempts; the deadline fails the test long before they end.
 	c.CommandTimeout = 10 * time.Second
-	if err := c.Mail("alice@example.org", nil); err != nil {
-		t.Fatalf("MAIL: %v", err)
-	}
-	if err := c.Rcpt("info@ours.test", nil); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := sendData(t, c, testMessage); err != nil {
+	if err := sendMail(t, c, "alice@example.org", "info@ours.test", testMessage); err != nil {
 		t.Fatal(err)
 	}
 	got := e.dest.deliveries()

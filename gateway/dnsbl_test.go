@@ -29,16 +29,12 @@ allow_names = ["trusted.example"]
 name = "bl.test"
 [[plugin.config.zone]]
 name = "other.test"
-[[plugin]]
-name = "router"
-path = %q
-stages = ["rcpt"]
 %s
 [[plugin.config.rule]]
 match = "postmaster@ours.test"
 action = "forward"
 to = "me@dest.test"
-`, wasmbuild.ForTest(t, "./plugins/dnsbl"), wasmbuild.ForTest(t, "./plugins/router"), routerRules)})
+`, wasmbuild.ForTest(t, "./plugins/dnsbl"), routerPlugin(t))})
 	e.zone += `
 2.0.0.127.bl.test.          300 IN A   127.0.0.2
 2.0.0.127.other.test.       300 IN A   127.0.0.5

@@ -33,10 +33,6 @@ domain = "ours.test"
 secret = "fromrewrite-test-secret-0123"
 %s
 
-[[plugin]]
-name = "router"
-path = %q
-stages = ["rcpt"]
 %s
 # Replies are routed before this catch-all sees them.
 [[plugin.config.rule]]
@@ -47,7 +43,7 @@ text = "No such address"
 [[plugin]]
 name = "dmarc"
 path = %q
-`, wasmbuild.ForTest(t, "./plugins/fromrewrite"), settings, wasmbuild.ForTest(t, "./plugins/router"), routerRules, wasmbuild.ForTest(t, "./plugins/dmarc"))})
+`, wasmbuild.ForTest(t, "./plugins/fromrewrite"), settings, routerPlugin(t), wasmbuild.ForTest(t, "./plugins/dmarc"))})
 	txt, _ := dkim.TXTRecord(testKeys(t).list)
 	e.zone += `
 spf-only.example.          300 IN TXT "v=spf1 ip4:127.0.0.0/8 -all"

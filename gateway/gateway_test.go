@@ -384,11 +384,7 @@ func TestPluginThatFailsToLoadIsSkipped(t *testing.T) {
 name = "broken"
 path = "no-such-plugin.wasm"
 on_failure = "skip"
-[[plugin]]
-name = "router"
-path = %q
-stages = ["rcpt"]
-%s`, wasmbuild.ForTest(t, "./plugins/router"), routerRules)})
+%s`, routerPlugin(t))})
 	if err := e.send(t, "alice@example.org", "info@ours.test", testMessage); err != nil {
 		t.Fatalf("with a skipped plugin: %v, want the router to serve", err)
 	}

@@ -293,6 +293,17 @@ action = "forward"
 to = "me@dest.test"
 `
 
+// routerPlugin is the [[plugin]] entry of the router with routerRules;
+// rules that follow it are the router's too.
+func routerPlugin(t testing.TB) string {
+	return fmt.Sprintf(`
+[[plugin]]
+name = "router"
+path = %q
+stages = ["rcpt"]
+%s`, wasmbuild.ForTest(t, "./plugins/router"), routerRules)
+}
+
 type envOptions struct {
 	listen string // TOML list of listen addresses; default one on 127.0.0.1
 	tls    string // TLS lines for [smtp]; default a self-signed certificate
@@ -449,17 +460,13 @@ listen = "127.0.0.1:0"
 		e.dns.Addr(), dnsLines, o.auth, wasmbuild.CacheDirForTest(), o.admin, o.plugins)
 	if o.plugins == "" {
 		e.cfgText += fmt.Sprintf(`
-[[plugin]]
-name = "router"
-path = %q
-stages = ["rcpt"]
 %s
 [[plugin]]
 name = "dmarc"
 path = %q
 [plugin.config]
 trusted_arc_sealers = ["lists.example.net"]
-`, wasmbuild.ForTest(t, "./plugins/router"), routerRules, wasmbuild.ForTest(t, "./plugins/dmarc"))
+`, routerPlugin(t), wasmbuild.ForTest(t, "./plugins/dmarc"))
 	}
 	e.cfgPath = filepath.Join(dir, "gateway.toml")
 	if err := os.WriteFile(e.cfgPath, []byte(e.cfgText), 0o644); err != nil {
@@ -533,6 +540,57 @@ func dialClient(t *testing.T, addr string) *smtp.Client {
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
+}
+
+// sendMail sends one message over c: from, to one recipient, msg.
+func sendMail(t *testing.T, c *smtp.Client, from, to, msg string) error {
+	t.Helper()
+	if err := c.Mail(from, nil); err != nil {
+		return err
+	}
+	if err := c.Rcpt(to, nil); err != nil {
+		return err
+	}
+	_, err := sendData(t, c, msg)
+	return err
+}
+
+// tlsClient opens an SMTP session to addr over STARTTLS.
+func tlsClient(t *testing.T, addr string) *smtp.Client {
+	t.Helper()
+	c, err := smtp.DialStartTLS(addr, &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// sendNumbered sends n messages over c, each with an X-Test-Id field,
+// NAME-m0, NAME-m1...: for a test to find each message at the
+// destination. It returns the ids of those accepted, and why the next was
+// not.
+func sendNumbered(c *smtp.Client, name string, n int) ([]string, error) {
+	var ids []string
+	for i := range n {
+		id := fmt.Sprintf("%s-m%d", name, i)
+		if err := c.Mail("alice@example.org", nil); err != nil {
+			return ids, fmt.Errorf("%s: MAIL: %w", id, err)
+		}
+		if err := c.Rcpt("info@ours.test", nil); err != nil {
+			return ids, fmt.Errorf("%s: RCPT: %w", id, err)
+		}
+		w, err := c.Data()
+		if err != nil {
+			return ids, fmt.Errorf("%s: DATA: %w", id, err)
+		}
+		io.WriteString(w, "X-Test-Id: "+id+"\r\n"+testMessage)
+		if err := w.Close(); err != nil {
+			return ids, fmt.Errorf("%s: end of data: %w", id, err)
+		}
+		ids = append(ids, id)
+	}
+	return ids, nil
 }
 
 // sendData sends a message body and returns the reply: code and text.

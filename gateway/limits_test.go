@@ -153,14 +153,7 @@ func TestListensOnIPv6(t *testing.T) {
 	if len(e.addrs) != 2 || !strings.HasPrefix(e.addrs[1], "[::1]:") {
 		t.Fatalf("listeners: %v", e.addrs)
 	}
-	c := dialClient(t, e.addrs[1])
-	if err := c.Mail("alice@example.org", nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Rcpt("info@ours.test", nil); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := sendData(t, c, testMessage); err != nil {
+	if err := sendMail(t, dialClient(t, e.addrs[1]), "alice@example.org", "info@ours.test", testMessage); err != nil {
 		t.Fatal(err)
 	}
 	got := e.dest.deliveries()

@@ -1,14 +1,11 @@
 package gateway_test
 
 import (
-	"crypto/tls"
 	"os"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
-
-	"github.com/emersion/go-smtp"
 )
 
 // metricDoc is one row of the metrics table in docs/operations.md, or
@@ -122,16 +119,8 @@ func TestMetricsDocumented(t *testing.T) {
 		}
 	}
 	// A message over STARTTLS, checked, through both plugins, relayed.
-	cl, err := smtp.DialStartTLS(e.addr, &tls.Config{InsecureSkipVerify: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	cl.Mail("alice@example.org", nil)
-	if err := cl.Rcpt("info@ours.test", nil); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := sendData(t, cl, testMessage); err != nil {
+	cl := tlsClient(t, e.addr)
+	if err := sendMail(t, cl, "alice@example.org", "info@ours.test", testMessage); err != nil {
 		t.Fatal(err)
 	}
 	cl.Quit()

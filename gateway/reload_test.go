@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -326,23 +325,8 @@ func sendSession(addr, name string, n int) (swapSession, error) {
 	if err := c.Hello("sender.example.org"); err != nil {
 		return s, fmt.Errorf("%s: EHLO: %w", name, err)
 	}
-	for i := range n {
-		id := fmt.Sprintf("%s-m%d", name, i)
-		if err := c.Mail("alice@example.org", nil); err != nil {
-			return s, fmt.Errorf("%s: MAIL: %w", id, err)
-		}
-		if err := c.Rcpt("info@ours.test", nil); err != nil {
-			return s, fmt.Errorf("%s: RCPT: %w", id, err)
-		}
-		w, err := c.Data()
-		if err != nil {
-			return s, fmt.Errorf("%s: DATA: %w", id, err)
-		}
-		io.WriteString(w, "X-Test-Id: "+id+"\r\n"+testMessage)
-		if err := w.Close(); err != nil {
-			return s, fmt.Errorf("%s: end of data: %w", id, err)
-		}
-		s.ids = append(s.ids, id)
+	if s.ids, err = sendNumbered(c, name, n); err != nil {
+		return s, err
 	}
 	return s, c.Quit()
 }
@@ -513,16 +497,8 @@ func TestAdminEndpoints(t *testing.T) {
 	before := scrape(t, e)
 	// After STARTTLS go-smtp starts a second session on the connection;
 	// it is still one client's session.
-	cl, err := smtp.DialStartTLS(e.addr, &tls.Config{InsecureSkipVerify: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	cl.Mail("alice@example.org", nil)
-	if err := cl.Rcpt("info@ours.test", nil); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := sendData(t, cl, testMessage); err != nil {
+	cl := tlsClient(t, e.addr)
+	if err := sendMail(t, cl, "alice@example.org", "info@ours.test", testMessage); err != nil {
 		t.Fatal(err)
 	}
 	cl.Mail("alice@example.org", nil)

@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/big"
 	"net"
@@ -417,23 +416,8 @@ func sendTLSSession(addr, name string, n int) (ids []string, serial *big.Int, er
 		return nil, nil, fmt.Errorf("%s: %w", name, err)
 	}
 	defer c.Close()
-	for i := range n {
-		id := fmt.Sprintf("%s-m%d", name, i)
-		if err := c.Mail("alice@example.org", nil); err != nil {
-			return ids, serial, fmt.Errorf("%s: MAIL: %w", id, err)
-		}
-		if err := c.Rcpt("info@ours.test", nil); err != nil {
-			return ids, serial, fmt.Errorf("%s: RCPT: %w", id, err)
-		}
-		w, err := c.Data()
-		if err != nil {
-			return ids, serial, fmt.Errorf("%s: DATA: %w", id, err)
-		}
-		io.WriteString(w, "X-Test-Id: "+id+"\r\n"+testMessage)
-		if err := w.Close(); err != nil {
-			return ids, serial, fmt.Errorf("%s: end of data: %w", id, err)
-		}
-		ids = append(ids, id)
+	if ids, err = sendNumbered(c, name, n); err != nil {
+		return ids, serial, err
 	}
 	return ids, serial, c.Quit()
 }

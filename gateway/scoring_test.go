@@ -18,10 +18,6 @@ func scoringPlugins(t *testing.T, scoring string) string {
 [scoring]
 %s
 
-[[plugin]]
-name = "router"
-path = %q
-stages = ["rcpt"]
 %s
 
 [[plugin]]
@@ -48,7 +44,7 @@ stage = "data"
 match = "pills"
 symbol = "PILLS"
 score = 10.0
-`, scoring, wasmbuild.ForTest(t, "./plugins/router"), routerRules, wasmbuild.ForTest(t, "./gateway/testdata/scorer"))
+`, scoring, routerPlugin(t), wasmbuild.ForTest(t, "./gateway/testdata/scorer"))
 }
 
 func subjectMessage(subject string) string {

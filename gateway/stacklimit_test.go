@@ -20,11 +20,7 @@ stages = ["rcpt"]
 stack_limit = "64MiB"
 [plugin.config]
 pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
-[[plugin]]
-name = "router"
-path = %q
-stages = ["rcpt"]
-%s`, wasmbuild.ForTest(t, "./gateway/internal/plugin/testdata/scripted"), wasmbuild.ForTest(t, "./plugins/router"), routerRules)})
+%s`, wasmbuild.ForTest(t, "./gateway/internal/plugin/testdata/scripted"), routerPlugin(t))})
 	if err := e.send(t, "alice@example.org", "info@ours.test", testMessage); err != nil {
 		t.Fatalf("with stack_limit 64MiB: %v, want the message delivered", err)
 	}

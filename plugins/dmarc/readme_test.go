@@ -62,29 +62,10 @@ func request(t *testing.T, line int, found string) *sdk.Request {
 // Each ```toml block of the README configures the plugin, and the table of
 // messages and results that follows it says what it does with each.
 func TestReadmeExamples(t *testing.T) {
-	examples := sdktest.ReadmeExamples(t, "README.md")
-	if len(examples) < 4 {
-		t.Fatalf("found %d toml blocks in README.md, want at least 4", len(examples))
-	}
-	checked := 0
-	for _, e := range examples {
-		p, c, err := configure(t, e.PluginConfig(t, "dmarc"))
-		if err != nil {
-			t.Errorf("README.md:%d: does not configure: %v", e.Line, err)
-			continue
-		}
-		for _, r := range e.Rows {
-			if len(r.Cells) != 2 {
-				t.Fatalf("README.md:%d: an example row needs two cells", r.Line)
-			}
-			found, result := r.Cells[0], r.Cells[1]
-			if got := decide(t, p, c, request(t, r.Line, found)); got != result {
-				t.Errorf("README.md:%d: the plugin answers %q, the README says %q", r.Line, got, result)
-			}
-			checked++
-		}
-	}
-	if checked < 15 {
-		t.Errorf("checked %d rows of the README, want at least 15", checked)
-	}
+	sdktest.ReadmeTest{Plugin: "dmarc", Examples: 4, Rows: 15, Cells: 2}.Run(t, func(config string) (func(sdktest.Row) (string, string), error) {
+		p, c, err := configure(t, config)
+		return func(r sdktest.Row) (string, string) {
+			return decide(t, p, c, request(t, r.Line, r.Cells[0])), r.Cells[1]
+		}, err
+	})
 }

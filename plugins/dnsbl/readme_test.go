@@ -55,28 +55,10 @@ func row(t *testing.T, line int, config, client, answers string) string {
 // Each ```toml block of the README configures the plugin, and the table
 // that follows says what it does with each client.
 func TestReadmeExamples(t *testing.T) {
-	examples := sdktest.ReadmeExamples(t, "README.md")
-	if len(examples) < 3 {
-		t.Fatalf("found %d toml blocks in README.md, want at least 3", len(examples))
-	}
-	checked := 0
-	for _, e := range examples {
-		config := e.PluginConfig(t, "dnsbl")
-		if _, err := sdktest.Configure(&plugin{}, config); err != nil {
-			t.Errorf("README.md:%d: does not configure: %v", e.Line, err)
-			continue
-		}
-		for _, r := range e.Rows {
-			if len(r.Cells) != 3 {
-				t.Fatalf("README.md:%d: an example row needs three cells", r.Line)
-			}
-			if got := row(t, r.Line, config, r.Cells[0], r.Cells[1]); got != r.Cells[2] {
-				t.Errorf("README.md:%d: the plugin answers %q, the README says %q", r.Line, got, r.Cells[2])
-			}
-			checked++
-		}
-	}
-	if checked < 15 {
-		t.Errorf("checked %d rows of the README, want at least 15", checked)
-	}
+	sdktest.ReadmeTest{Plugin: "dnsbl", Examples: 3, Rows: 15, Cells: 3}.Run(t, func(config string) (func(sdktest.Row) (string, string), error) {
+		_, err := sdktest.Configure(&plugin{}, config)
+		return func(r sdktest.Row) (string, string) {
+			return row(t, r.Line, config, r.Cells[0], r.Cells[1]), r.Cells[2]
+		}, err
+	})
 }

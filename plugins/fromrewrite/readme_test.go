@@ -73,47 +73,28 @@ func found(t *testing.T, line int, words string) *sdk.Request {
 // follow it say what it does with messages (three cells) and recipients
 // (two).
 func TestReadmeExamples(t *testing.T) {
-	examples := sdktest.ReadmeExamples(t, "README.md")
-	if len(examples) < 2 {
-		t.Fatalf("found %d toml blocks in README.md, want at least 2", len(examples))
-	}
-	checked := 0
-	for _, e := range examples {
-		p, err := sdktest.Configure(&plugin{}, e.PluginConfig(t, "fromrewrite"), sdktest.Domains("your-domain.test"))
-		if err != nil {
-			t.Errorf("README.md:%d: does not configure: %v", e.Line, err)
-			continue
-		}
-		for _, r := range e.Rows {
-			var got, want string
+	sdktest.ReadmeTest{Plugin: "fromrewrite", Examples: 2, Rows: 15}.Run(t, func(config string) (func(sdktest.Row) (string, string), error) {
+		p, err := sdktest.Configure(&plugin{}, config, sdktest.Domains("your-domain.test"))
+		return func(r sdktest.Row) (string, string) {
 			switch len(r.Cells) {
 			case 3:
-				want = spans(r.Cells[2])
 				p.SetMessage([]byte(strings.Join(fieldsOf(r.Cells[1]), "\r\n") + "\r\nSubject: hi\r\n\r\nHello.\r\n"))
 				v, err := p.Try(found(t, r.Line, r.Cells[0]))
 				if err != nil {
 					t.Fatalf("README.md:%d: %v", r.Line, err)
 				}
-				got = describe(v)
+				return describe(v), spans(r.Cells[2])
 			case 2:
-				want = r.Cells[1]
 				v, err := p.Try(&sdk.Request{Stage: abi.StageRcpt, Rcpt: r.Cells[0]})
 				if err != nil {
 					t.Fatalf("README.md:%d: %v", r.Line, err)
 				}
-				got = describe(v)
-			default:
-				t.Fatalf("README.md:%d: a row needs two cells (recipients) or three (messages)", r.Line)
+				return describe(v), r.Cells[1]
 			}
-			if got != want {
-				t.Errorf("README.md:%d: the plugin answers\n\t%q\nthe README says\n\t%q", r.Line, got, want)
-			}
-			checked++
-		}
-	}
-	if checked < 15 {
-		t.Errorf("checked %d rows of the README, want at least 15", checked)
-	}
+			t.Fatalf("README.md:%d: a row needs two cells (recipients) or three (messages)", r.Line)
+			return "", ""
+		}, err
+	})
 }
 
 // fieldsOf returns the header fields written as code spans in a cell.

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sluice-mail/sluice/plugins/internal/clientnet"
 	"github.com/sluice-mail/sluice/sdk"
 	"github.com/sluice-mail/sluice/sdk/abi"
 )
@@ -45,7 +46,7 @@ const (
 type greylist struct {
 	delay, window, expiry time.Duration
 	stage                 abi.Stage
-	ipv4, ipv6            int
+	prefixes              clientnet.Prefixes
 	auto                  bool
 	allowNets             []netip.Prefix
 	allowNames            []string // lower case, no leading dot
@@ -56,7 +57,7 @@ type greylist struct {
 func newGreylist(s settings) (*greylist, error) {
 	g := &greylist{
 		delay: defaultDelay, window: defaultRetryWindow, expiry: defaultExpiry, stage: abi.StageRcpt,
-		ipv4: defaultIPv4Prefix, ipv6: defaultIPv6Prefix, auto: true, now: time.Now,
+		prefixes: clientnet.Prefixes{IPv4: defaultIPv4Prefix, IPv6: defaultIPv6Prefix}, auto: true, now: time.Now,
 	}
 	for _, d := range []struct {
 		key string
@@ -81,29 +82,16 @@ func newGreylist(s settings) (*greylist, error) {
 	default:
 		return nil, &sdk.SettingError{Key: "stage", Err: fmt.Errorf("stage %q: want \"rcpt\" or \"data\"", s.Stage)}
 	}
-	if p := s.IPv4Prefix; p != nil {
-		if *p < 8 || *p > 32 {
-			return nil, &sdk.SettingError{Key: "ipv4_prefix", Err: fmt.Errorf("ipv4_prefix %d: want 8 to 32", *p)}
-		}
-		g.ipv4 = *p
-	}
-	if p := s.IPv6Prefix; p != nil {
-		if *p < 16 || *p > 128 {
-			return nil, &sdk.SettingError{Key: "ipv6_prefix", Err: fmt.Errorf("ipv6_prefix %d: want 16 to 128", *p)}
-		}
-		g.ipv6 = *p
+	if err := g.prefixes.Set(s.IPv4Prefix, s.IPv6Prefix); err != nil {
+		return nil, err
 	}
 	if s.AutoAllowlist != nil {
 		g.auto = *s.AutoAllowlist
 	}
-	for i, n := range s.AllowNetworks {
-		p, err := parseNetwork(n)
-		if err != nil {
-			return nil, &sdk.SettingError{Key: "allow_networks", Err: fmt.Errorf("allow_networks %d: %w", i+1, err)}
-		}
-		g.allowNets = append(g.allowNets, p)
-	}
 	var err error
+	if g.allowNets, err = clientnet.Networks("allow_networks", s.AllowNetworks); err != nil {
+		return nil, err
+	}
 	if g.allowNames, err = domains("allow_client_names", s.AllowClientNames); err != nil {
 		return nil, err
 	}
@@ -130,33 +118,6 @@ func domains(key string, list []string) ([]string, error) {
 		out = append(out, d)
 	}
 	return out, nil
-}
-
-// parseNetwork reads "192.0.2.0/24", "2001:db8::/32" or a lone address.
-func parseNetwork(s string) (netip.Prefix, error) {
-	if strings.Contains(s, "/") {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			return netip.Prefix{}, fmt.Errorf("%q is not a network", s)
-		}
-		return p.Masked(), nil
-	}
-	a, err := netip.ParseAddr(s)
-	if err != nil {
-		return netip.Prefix{}, fmt.Errorf("%q is not an address or a network", s)
-	}
-	return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
-}
-
-// under reports whether name is d or a name under d.
-func under(name string, list []string) bool {
-	name = strings.ToLower(strings.TrimSuffix(name, "."))
-	for _, d := range list {
-		if name == d || strings.HasSuffix(name, "."+d) {
-			return true
-		}
-	}
-	return false
 }
 
 // decide greylists the request's triplets at the configured stage: the
@@ -200,22 +161,18 @@ func (g *greylist) decide(req *sdk.Request) sdk.Verdict {
 // suffix, and at data senders that SPF or DKIM passed for an allowed
 // domain.
 func (g *greylist) skip(req *sdk.Request) bool {
-	if a, err := netip.ParseAddr(req.ClientIP); err == nil {
-		for _, p := range g.allowNets {
-			if p.Contains(a.Unmap()) {
-				return true
-			}
-		}
+	if a, err := netip.ParseAddr(req.ClientIP); err == nil && clientnet.Contains(g.allowNets, a) {
+		return true
 	}
-	if req.ClientNameResult == "pass" && req.ClientName != "" && under(req.ClientName, g.allowNames) {
+	if req.ClientNameResult == "pass" && req.ClientName != "" && clientnet.Under(req.ClientName, g.allowNames) {
 		return true
 	}
 	if req.Stage == abi.StageData && len(g.allowDomains) > 0 {
-		if req.Auth.SPF.Result == "pass" && under(req.Auth.SPF.Domain, g.allowDomains) {
+		if req.Auth.SPF.Result == "pass" && clientnet.Under(req.Auth.SPF.Domain, g.allowDomains) {
 			return true
 		}
 		for _, s := range req.Auth.DKIM {
-			if s.Result == "pass" && under(s.Domain, g.allowDomains) {
+			if s.Result == "pass" && clientnet.Under(s.Domain, g.allowDomains) {
 				return true
 			}
 		}
@@ -230,12 +187,7 @@ func (g *greylist) network(client netip.Addr, raw string) string {
 	if !client.IsValid() {
 		return raw
 	}
-	bits := g.ipv4
-	if client.Is6() {
-		bits = g.ipv6
-	}
-	p, _ := client.Prefix(bits)
-	return p.String()
+	return g.prefixes.Of(client).String()
 }
 
 // triplet decides one triplet and returns how long it must still wait: 0

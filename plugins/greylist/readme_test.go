@@ -55,25 +55,16 @@ func attempt(t *testing.T, line int, words string) *sdk.Request {
 // Each ```toml block of the README configures the plugin, and the table
 // that follows it is a sequence of attempts and what the plugin answers.
 func TestReadmeExamples(t *testing.T) {
-	examples := sdktest.ReadmeExamples(t, "README.md")
-	if len(examples) < 3 {
-		t.Fatalf("found %d toml blocks in README.md, want at least 3", len(examples))
-	}
 	start := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
-	checked := 0
-	for _, e := range examples {
+	sdktest.ReadmeTest{Plugin: "greylist", Examples: 3, Rows: 15, Cells: 3}.Run(t, func(config string) (func(sdktest.Row) (string, string), error) {
 		clk := &clock{start}
 		p := &plugin{}
-		sp, err := sdktest.Configure(p, e.PluginConfig(t, "greylist"), sdktest.Clock(clk.Now))
+		sp, err := sdktest.Configure(p, config, sdktest.Clock(clk.Now))
 		if err != nil {
-			t.Errorf("README.md:%d: does not configure: %v", e.Line, err)
-			continue
+			return nil, err
 		}
 		p.greylist.now = clk.Now
-		for _, r := range e.Rows {
-			if len(r.Cells) != 3 {
-				t.Fatalf("README.md:%d: an example row needs three cells", r.Line)
-			}
+		return func(r sdktest.Row) (string, string) {
 			var at sdk.Duration
 			if r.Cells[0] != "0s" {
 				if err := at.UnmarshalText([]byte(r.Cells[0])); err != nil {
@@ -81,13 +72,7 @@ func TestReadmeExamples(t *testing.T) {
 				}
 			}
 			clk.now = start.Add(time.Duration(at))
-			if got := reply(sp.Handle(t, attempt(t, r.Line, r.Cells[1]))); got != r.Cells[2] {
-				t.Errorf("README.md:%d: the plugin answers %q, the README says %q", r.Line, got, r.Cells[2])
-			}
-			checked++
-		}
-	}
-	if checked < 15 {
-		t.Errorf("checked %d rows of the README, want at least 15", checked)
-	}
+			return reply(sp.Handle(t, attempt(t, r.Line, r.Cells[1]))), r.Cells[2]
+		}, nil
+	})
 }

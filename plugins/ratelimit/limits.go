@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sluice-mail/sluice/plugins/internal/clientnet"
 	"github.com/sluice-mail/sluice/sdk"
 	"github.com/sluice-mail/sluice/sdk/abi"
 )
@@ -68,14 +69,14 @@ type limiter struct {
 	limits     []limit
 	sliding    bool
 	code       uint16
-	ipv4, ipv6 int
+	prefixes   clientnet.Prefixes
 	exemptNets []netip.Prefix
 	exemptDoms []string // lower case
 	now        func() time.Time
 }
 
 func newLimiter(s settings) (*limiter, error) {
-	l := &limiter{ipv4: defaultIPv4Prefix, ipv6: defaultIPv6Prefix, code: defaultCode, now: time.Now}
+	l := &limiter{prefixes: clientnet.Prefixes{IPv4: defaultIPv4Prefix, IPv6: defaultIPv6Prefix}, code: defaultCode, now: time.Now}
 	if len(s.Limit) == 0 {
 		return nil, &sdk.SettingError{Key: "limit", Err: errors.New("no [[limit]]: the plugin would count nothing")}
 	}
@@ -101,17 +102,8 @@ func newLimiter(s settings) (*limiter, error) {
 	default:
 		return nil, &sdk.SettingError{Key: "code", Err: fmt.Errorf("code %d: want 450 (defer the message) or 421 (defer and close the session)", s.Code)}
 	}
-	if p := s.IPv4Prefix; p != nil {
-		if *p < 8 || *p > 32 {
-			return nil, &sdk.SettingError{Key: "ipv4_prefix", Err: fmt.Errorf("ipv4_prefix %d: want 8 to 32", *p)}
-		}
-		l.ipv4 = *p
-	}
-	if p := s.IPv6Prefix; p != nil {
-		if *p < 16 || *p > 128 {
-			return nil, &sdk.SettingError{Key: "ipv6_prefix", Err: fmt.Errorf("ipv6_prefix %d: want 16 to 128", *p)}
-		}
-		l.ipv6 = *p
+	if err := l.prefixes.Set(s.IPv4Prefix, s.IPv6Prefix); err != nil {
+		return nil, err
 	}
 	authLimit := false
 	for i, ls := range s.Limit {
@@ -136,12 +128,9 @@ func newLimiter(s settings) (*limiter, error) {
 		authLimit = authLimit || st == abi.StageData
 		l.limits = append(l.limits, limit{kind: ls.Count, max: ls.Max, per: time.Duration(ls.Per), stage: st})
 	}
-	for i, n := range s.ExemptNetworks {
-		p, err := parseNetwork(n)
-		if err != nil {
-			return nil, &sdk.SettingError{Key: "exempt_networks", Err: fmt.Errorf("exempt_networks %d: %w", i+1, err)}
-		}
-		l.exemptNets = append(l.exemptNets, p)
+	var err error
+	if l.exemptNets, err = clientnet.Networks("exempt_networks", s.ExemptNetworks); err != nil {
+		return nil, err
 	}
 	for i, d := range s.ExemptDomains {
 		d = strings.ToLower(strings.TrimSuffix(d, "."))
@@ -159,38 +148,20 @@ func newLimiter(s settings) (*limiter, error) {
 	return l, nil
 }
 
-// parseNetwork reads "192.0.2.0/24", "2001:db8::/32" or a lone address.
-func parseNetwork(s string) (netip.Prefix, error) {
-	if strings.Contains(s, "/") {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			return netip.Prefix{}, fmt.Errorf("%q is not a network", s)
-		}
-		return p.Masked(), nil
-	}
-	a, err := netip.ParseAddr(s)
-	if err != nil {
-		return netip.Prefix{}, fmt.Errorf("%q is not an address or a network", s)
-	}
-	return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
-}
-
 // decide counts the request against each limit of its stage and refuses
 // it when one is exceeded. Every attempt counts, refused ones too: a
 // client that keeps trying stays over the limit.
 func (l *limiter) decide(req *sdk.Request) sdk.Verdict {
 	client, _ := netip.ParseAddr(req.ClientIP)
 	client = client.Unmap()
-	for _, p := range l.exemptNets {
-		if p.Contains(client) {
-			return sdk.Continue()
-		}
+	if clientnet.Contains(l.exemptNets, client) {
+		return sdk.Continue()
 	}
 	var authDomains []string
 	if req.Stage == abi.StageData {
 		authDomains = authenticated(&req.Auth)
 		for _, d := range authDomains {
-			if l.exempt(d) {
+			if clientnet.Under(d, l.exemptDoms) {
 				return sdk.Continue()
 			}
 		}
@@ -222,16 +193,6 @@ func failure(text string) sdk.Verdict {
 	return v
 }
 
-// exempt reports whether d is an exempt domain or a subdomain of one.
-func (l *limiter) exempt(d string) bool {
-	for _, e := range l.exemptDoms {
-		if d == e || strings.HasSuffix(d, "."+e) {
-			return true
-		}
-	}
-	return false
-}
-
 // subject is one thing a limit counts: its key in the store and its name
 // in the reply.
 type subject struct{ key, what string }
@@ -244,14 +205,10 @@ func (l *limiter) subjects(kind string, req *sdk.Request, client netip.Addr, aut
 		if !client.IsValid() {
 			return nil
 		}
-		bits := l.ipv4
-		if client.Is6() {
-			bits = l.ipv6
-		}
-		if bits == client.BitLen() {
+		p := l.prefixes.Of(client)
+		if p.Bits() == client.BitLen() {
 			return []subject{{"c:" + client.String(), "Client " + client.String()}}
 		}
-		p, _ := client.Prefix(bits)
 		return []subject{{"c:" + p.String(), "Client network " + p.String()}}
 	case kindSender:
 		_, d, ok := strings.Cut(req.MailFrom, "@")

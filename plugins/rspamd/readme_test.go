@@ -88,37 +88,17 @@ func TestReadmeExamples(t *testing.T) {
 	fake := &fakeRspamd{}
 	srv := httptest.NewServer(fake)
 	defer srv.Close()
-	examples := sdktest.ReadmeExamples(t, "README.md")
-	if len(examples) < 3 {
-		t.Fatalf("found %d toml blocks in README.md, want at least 3", len(examples))
-	}
-	checked := 0
-	for _, e := range examples {
-		config := e.PluginConfig(t, "rspamd")
+	sdktest.ReadmeTest{Plugin: "rspamd", Examples: 3, Rows: 12, Cells: 2}.Run(t, func(config string) (func(sdktest.Row) (string, string), error) {
 		if !strings.Contains(config, "url") {
 			config = `url = "` + readmeURL + `"` + "\n" + config
 		}
 		config = strings.ReplaceAll(config, readmeURL, srv.URL)
 		p, err := sdktest.Configure(&plugin{}, config, sdktest.HTTPHosts(strings.TrimPrefix(srv.URL, "http://")))
-		if err != nil {
-			t.Errorf("README.md:%d: does not configure: %v", e.Line, err)
-			continue
-		}
-		for _, r := range e.Rows {
-			if len(r.Cells) != 2 {
-				t.Fatalf("README.md:%d: an example row needs two cells", r.Line)
-			}
+		return func(r sdktest.Row) (string, string) {
 			fake.set(answer(t, r.Line, r.Cells[0]))
 			p.SetMessage([]byte(readmeMessage))
 			v := p.Handle(t, &sdk.Request{Stage: abi.StageData, SessionID: "s1", ClientIP: "192.0.2.1", Rcpts: []string{"info@example.test"}})
-			want := strings.ReplaceAll(r.Cells[1], `\*`, "*")
-			if got := sdktest.Describe(v); got != want {
-				t.Errorf("README.md:%d: the plugin answers %q, the README says %q", r.Line, got, want)
-			}
-			checked++
-		}
-	}
-	if checked < 12 {
-		t.Errorf("checked %d rows of the README, want at least 12", checked)
-	}
+			return sdktest.Describe(v), strings.ReplaceAll(r.Cells[1], `\*`, "*")
+		}, err
+	})
 }

@@ -25,21 +25,9 @@ var readmeDNS = []sdktest.Option{
 // of testdata/corpus (its X-Corpus-Envelope line is not used: the row
 // gives the envelope).
 func TestReadmeExamples(t *testing.T) {
-	examples := sdktest.ReadmeExamples(t, "README.md")
-	if len(examples) < 3 {
-		t.Fatalf("found %d toml blocks in README.md, want at least 3", len(examples))
-	}
-	checked := 0
-	for _, e := range examples {
-		p, err := sdktest.Configure(&plugin{now: func() time.Time { return testNow }}, e.PluginConfig(t, "spam"), readmeDNS...)
-		if err != nil {
-			t.Errorf("README.md:%d: does not configure: %v", e.Line, err)
-			continue
-		}
-		for _, r := range e.Rows {
-			if len(r.Cells) != 2 {
-				t.Fatalf("README.md:%d: an example row needs two cells", r.Line)
-			}
+	sdktest.ReadmeTest{Plugin: "spam", Examples: 3, Rows: 8, Cells: 2}.Run(t, func(config string) (func(sdktest.Row) (string, string), error) {
+		p, err := sdktest.Configure(&plugin{now: func() time.Time { return testNow }}, config, readmeDNS...)
+		return func(r sdktest.Row) (string, string) {
 			var words []string
 			var msg []byte
 			for w := range strings.FieldsSeq(r.Cells[0]) {
@@ -57,14 +45,7 @@ func TestReadmeExamples(t *testing.T) {
 			if msg == nil {
 				t.Fatalf("README.md:%d: no msg=", r.Line)
 			}
-			v := scan(t, p, strings.Join(words, " "), string(msg))
-			if got := describe(v); got != r.Cells[1] {
-				t.Errorf("README.md:%d: the plugin answers\n%s\nthe README says\n%s", r.Line, got, r.Cells[1])
-			}
-			checked++
-		}
-	}
-	if checked < 8 {
-		t.Errorf("checked %d rows of the README, want at least 8", checked)
-	}
+			return describe(scan(t, p, strings.Join(words, " "), string(msg))), r.Cells[1]
+		}, err
+	})
 }

@@ -1,6 +1,10 @@
 package abi
 
-import "math"
+import (
+	"math"
+	"net/url"
+	"strings"
+)
 
 // HTTPRequest is what a guest asks FuncHTTPRequest to send.
 type HTTPRequest struct {
@@ -18,6 +22,44 @@ type HTTPResponse struct {
 	Status uint16
 	Header []Header // canonical names, sorted by name, one item per value
 	Body   []byte
+}
+
+// HTTPMethod reports whether FuncHTTPRequest sends requests of method m.
+func HTTPMethod(m string) bool {
+	switch m {
+	case "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS":
+		return true
+	}
+	return false
+}
+
+// HTTPTarget parses an HTTPRequest's URL and returns it with the host:port
+// it goes to, as http_hosts lists it: the host in lower case, the port
+// the scheme's when the URL leaves it out. A URL without a host, or with
+// user information, is ErrInvalid; a scheme other than http and https is
+// ErrNotAllowed. The host and sdk/sdktest both check a request with it,
+// so that a plugin's native tests allow what the gateway allows.
+func HTTPTarget(rawURL string) (*url.URL, string, int32) {
+	u, err := url.Parse(rawURL)
+	if err != nil || u.Host == "" || u.User != nil || u.Opaque != "" {
+		return nil, "", ErrInvalid
+	}
+	port := u.Port()
+	switch {
+	case u.Scheme != "http" && u.Scheme != "https":
+		return nil, "", ErrNotAllowed
+	case port == "" && u.Scheme == "http":
+		port = "80"
+	case port == "":
+		port = "443"
+	}
+	host := strings.ToLower(u.Hostname())
+	if strings.Contains(host, ":") {
+		// As net.JoinHostPort writes it: the net package would make every
+		// plugin larger.
+		host = "[" + host + "]"
+	}
+	return u, host + ":" + port, 0
 }
 
 // AppendHTTPRequest appends the encoding of m to b: method, URL, the

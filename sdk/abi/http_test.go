@@ -27,3 +27,34 @@ func TestHTTPRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// The host:port a URL goes to is written as http_hosts lists it; what
+// could go elsewhere than it says is refused.
+func TestHTTPTarget(t *testing.T) {
+	for _, c := range []struct {
+		url, hostPort string
+		code          int32
+	}{
+		{"http://127.0.0.1:11333/checkv2", "127.0.0.1:11333", 0},
+		{"http://Rspamd.Example.TEST/x", "rspamd.example.test:80", 0},
+		{"https://api.example.test/v1?q=1", "api.example.test:443", 0},
+		{"http://[::1]:8080/", "[::1]:8080", 0},
+		{"https://[2001:DB8::1]/", "[2001:db8::1]:443", 0},
+		{"ftp://files.example.test/", "", ErrNotAllowed},
+		{"file:///etc/passwd", "", ErrInvalid},
+		{"http:opaque", "", ErrInvalid},
+		{"/checkv2", "", ErrInvalid},
+		{"http://user:pw@127.0.0.1:11333/", "", ErrInvalid},
+		{"http://%zz/", "", ErrInvalid},
+	} {
+		u, hostPort, code := HTTPTarget(c.url)
+		if hostPort != c.hostPort || code != c.code || (code == 0) != (u != nil) {
+			t.Errorf("%s: %q %d (URL %v), want %q %d", c.url, hostPort, code, u, c.hostPort, c.code)
+		}
+	}
+	for m, want := range map[string]bool{"GET": true, "POST": true, "OPTIONS": true, "get": false, "CONNECT": false, "TRACE": false, "": false} {
+		if HTTPMethod(m) != want {
+			t.Errorf("HTTPMethod(%q) = %v", m, !want)
+		}
+	}
+}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -38,8 +37,6 @@ func HTTPMaxResponse(n int64) Option { return func(h *host) { h.httpMax = n } }
 // maxHTTPRequests is how many HTTP requests one call may send.
 const maxHTTPRequests = 4
 
-var httpMethods = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
-
 // HTTPRequest sends the request with the gateway's rules: only to the
 // allowed hosts, no redirects followed, nothing sent while configuring,
 // the timeout and the size limit.
@@ -48,23 +45,14 @@ func (h *host) HTTPRequest(req []byte, buf []byte) int32 {
 		return abi.ErrDenied
 	}
 	var m abi.HTTPRequest
-	if abi.DecodeHTTPRequest(req, &m) != nil || !slices.Contains(httpMethods, m.Method) {
+	if abi.DecodeHTTPRequest(req, &m) != nil || !abi.HTTPMethod(m.Method) {
 		return abi.ErrInvalid
 	}
-	u, err := url.Parse(m.URL)
-	if err != nil || u.Host == "" || u.User != nil {
-		return abi.ErrInvalid
+	u, hostPort, code := abi.HTTPTarget(m.URL)
+	if code < 0 {
+		return code
 	}
-	port := u.Port()
-	switch {
-	case u.Scheme == "http" && port == "":
-		port = "80"
-	case u.Scheme == "https" && port == "":
-		port = "443"
-	case u.Scheme != "http" && u.Scheme != "https":
-		return abi.ErrNotAllowed
-	}
-	if !h.httpHosts[net.JoinHostPort(strings.ToLower(u.Hostname()), port)] {
+	if !h.httpHosts[hostPort] {
 		return abi.ErrNotAllowed
 	}
 	if h.stage == 0 {

@@ -3,6 +3,7 @@ package sdktest
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"fmt"
 	"io"
 	"os"
@@ -140,4 +141,51 @@ func (e Example) pluginConfig(name string) (string, error) {
 		return "", err
 	}
 	return buf.String(), nil
+}
+
+// ReadmeTest runs a plugin's README as a test: each example's
+// configuration, then each row of its tables against the plugin so
+// configured.
+type ReadmeTest struct {
+	Path     string // the README; "README.md" when empty
+	Plugin   string // the [[plugin]] name in each example's configuration
+	Examples int    // the toml blocks the README must have, at least
+	Rows     int    // the rows it must check, at least
+	Cells    int    // the cells of each row; 0 leaves them to the rows' function
+}
+
+// Run reads the README and calls configure with each example's plugin
+// config (see PluginConfig). An error fails the test for that example,
+// whose rows are skipped; otherwise the function configure returns
+// answers each row of the example: what the plugin does (got) and what the
+// row says it does (want), which must be the same. Run fails the test too
+// when the README has fewer examples or rows than rt asks: a README that
+// lost its tables would otherwise check nothing.
+func (rt ReadmeTest) Run(t testing.TB, configure func(config string) (rows func(r Row) (got, want string), err error)) {
+	t.Helper()
+	path := cmp.Or(rt.Path, "README.md")
+	examples := ReadmeExamples(t, path)
+	if len(examples) < rt.Examples {
+		t.Fatalf("found %d toml blocks in %s, want at least %d", len(examples), path, rt.Examples)
+	}
+	checked := 0
+	for _, e := range examples {
+		rows, err := configure(e.PluginConfig(t, rt.Plugin))
+		if err != nil {
+			t.Errorf("%s:%d: does not configure: %v", path, e.Line, err)
+			continue
+		}
+		for _, r := range e.Rows {
+			if rt.Cells != 0 && len(r.Cells) != rt.Cells {
+				t.Fatalf("%s:%d: an example row needs %d cells", path, r.Line, rt.Cells)
+			}
+			if got, want := rows(r); got != want {
+				t.Errorf("%s:%d: the plugin answers\n\t%q\nthe README says\n\t%q", path, r.Line, got, want)
+			}
+			checked++
+		}
+	}
+	if checked < rt.Rows {
+		t.Errorf("checked %d rows of %s, want at least %d", checked, path, rt.Rows)
+	}
 }

@@ -1,9 +1,11 @@
 package sdktest
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -119,6 +121,102 @@ func TestReadmeTableRefused(t *testing.T) {
 		_, err := readExamples("README.md", strings.NewReader("```toml\n```\n"+c.table))
 		if err == nil || err.Error() != c.want {
 			t.Errorf("%q: error %v, want %q", c.table, err, c.want)
+		}
+	}
+}
+
+// runReadme is a README with an example that configures the probe, its
+// rows, and an example that does not configure.
+const runReadme = "```toml\n" + // 1
+	"[[plugin]]\n" +
+	"name = \"probe\"\n" +
+	"[plugin.config]\n" +
+	"refuse = [\"spam@example.test\"]\n" + // 5
+	"```\n" +
+	"\n" +
+	"| sender | result |\n" +
+	"|---|---|\n" +
+	"| spam@example.test | reject 550 5.7.1 refused spam@example.test |\n" + // 10
+	"| friend@example.test | reject 550 5.7.1 not so |\n" +
+	"\n" +
+	"```toml\n" +
+	"[[plugin]]\n" +
+	"name = \"probe\"\n" + // 15
+	"[plugin.config]\n" +
+	"refuse = \"one\"\n" +
+	"```\n" +
+	"\n" +
+	"| sender | result |\n" + // 20
+	"|---|---|\n" +
+	"| never@example.test | run |\n"
+
+// failures is a testing.TB that keeps what a test reports; Fatal ends the
+// goroutine, as it does a test's.
+type failures struct {
+	testing.TB
+	got []string
+}
+
+func (f *failures) Helper() {}
+func (f *failures) Errorf(format string, args ...any) {
+	f.got = append(f.got, fmt.Sprintf(format, args...))
+}
+func (f *failures) Fatalf(format string, args ...any) { f.Errorf(format, args...); runtime.Goexit() }
+func (f *failures) Fatal(args ...any)                 { f.got = append(f.got, fmt.Sprint(args...)); runtime.Goexit() }
+
+// Run configures the plugin with each example, answers each row of the
+// examples that configure, and reports a row whose answer differs, an
+// example that does not configure, and a README with fewer examples, rows
+// or cells than asked.
+func TestReadmeTestRun(t *testing.T) {
+	path := writeReadme(t, runReadme)
+	for _, c := range []struct {
+		rt   ReadmeTest
+		rows int
+		want []string
+	}{
+		{ReadmeTest{Path: path, Plugin: "probe", Examples: 2, Rows: 2, Cells: 2}, 2, []string{
+			path + ":11: the plugin answers\n\t\"continue\"\nthe README says\n\t\"reject 550 5.7.1 not so\"",
+			path + ":13: does not configure: ",
+		}},
+		{ReadmeTest{Path: path, Plugin: "probe", Examples: 3}, 0, []string{
+			"found 2 toml blocks in " + path + ", want at least 3",
+		}},
+		{ReadmeTest{Path: path, Plugin: "probe", Rows: 3}, 2, []string{
+			path + ":11: the plugin answers",
+			path + ":13: does not configure: ",
+			"checked 2 rows of " + path + ", want at least 3",
+		}},
+		{ReadmeTest{Path: path, Plugin: "probe", Cells: 3}, 0, []string{
+			path + ":10: an example row needs 3 cells",
+		}},
+	} {
+		f := &failures{}
+		rows := 0
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			c.rt.Run(f, func(config string) (func(Row) (string, string), error) {
+				p, err := Configure(&probe{}, config)
+				return func(r Row) (string, string) {
+					rows++
+					v := p.Handle(t, &sdk.Request{Stage: abi.StageMail, MailFrom: r.Cells[0]})
+					return Describe(v), r.Cells[1]
+				}, err
+			})
+		}()
+		<-done
+		if rows != c.rows {
+			t.Errorf("%+v: %d rows answered, want %d", c.rt, rows, c.rows)
+		}
+		if len(f.got) != len(c.want) {
+			t.Errorf("%+v: reported %q, want %q", c.rt, f.got, c.want)
+			continue
+		}
+		for i := range c.want {
+			if !strings.HasPrefix(f.got[i], c.want[i]) {
+				t.Errorf("%+v: reported %q, want it to begin %q", c.rt, f.got[i], c.want[i])
+			}
 		}
 	}
 }

@@ -2,7 +2,6 @@ package plugin
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -115,9 +114,6 @@ func (c *httpClient) close() {
 	}
 }
 
-// httpMethods are the methods http_request sends.
-var httpMethods = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
-
 // httpRequest is (req_ptr, req_len, buf_ptr, buf_cap) → length of the
 // encoded HTTPResponse. Asking again with the same request, after a
 // buffer that was too small, is answered from that response without
@@ -170,23 +166,14 @@ func (h *hostFuncs) httpRequest(ctx context.Context, mod api.Module, stack []uin
 // check refuses a request that may not be sent: a URL outside http_hosts,
 // or a method or header field that is not acceptable.
 func (c *httpClient) check(m *abi.HTTPRequest) (*url.URL, int32) {
-	u, err := url.Parse(m.URL)
-	if err != nil || u.Host == "" || u.User != nil || u.Opaque != "" {
-		return nil, abi.ErrInvalid
+	u, hostPort, code := abi.HTTPTarget(m.URL)
+	if code < 0 {
+		return nil, code
 	}
-	port := u.Port()
-	switch u.Scheme {
-	case "http":
-		port = cmp.Or(port, "80")
-	case "https":
-		port = cmp.Or(port, "443")
-	default:
+	if !c.allowed[hostPort] {
 		return nil, abi.ErrNotAllowed
 	}
-	if !c.allowed[net.JoinHostPort(strings.ToLower(u.Hostname()), port)] {
-		return nil, abi.ErrNotAllowed
-	}
-	if !slices.Contains(httpMethods, m.Method) {
+	if !abi.HTTPMethod(m.Method) {
 		return nil, abi.ErrInvalid
 	}
 	for _, f := range m.Header {
