@@ -92,10 +92,10 @@ func newGreylist(s settings) (*greylist, error) {
 	if g.allowNets, err = clientnet.Networks("allow_networks", s.AllowNetworks); err != nil {
 		return nil, err
 	}
-	if g.allowNames, err = domains("allow_client_names", s.AllowClientNames); err != nil {
+	if g.allowNames, err = clientnet.Domains("allow_client_names", s.AllowClientNames); err != nil {
 		return nil, err
 	}
-	if g.allowDomains, err = domains("allow_domains", s.AllowDomains); err != nil {
+	if g.allowDomains, err = clientnet.Domains("allow_domains", s.AllowDomains); err != nil {
 		return nil, err
 	}
 	if len(g.allowDomains) > 0 && g.stage != abi.StageData {
@@ -104,20 +104,6 @@ func newGreylist(s settings) (*greylist, error) {
 			`allow_domains needs stage = "data": SPF and DKIM results are known only once the message has arrived`)}
 	}
 	return g, nil
-}
-
-// domains reads a list of domain names or suffixes ("google.com" or
-// ".google.com": the same), in lower case.
-func domains(key string, list []string) ([]string, error) {
-	var out []string
-	for i, d := range list {
-		d = strings.ToLower(strings.Trim(d, "."))
-		if d == "" || strings.ContainsAny(d, "@ \t/") {
-			return nil, &sdk.SettingError{Key: key, Err: fmt.Errorf("%s %d: %q is not a domain", key, i+1, list[i])}
-		}
-		out = append(out, d)
-	}
-	return out, nil
 }
 
 // decide greylists the request's triplets at the configured stage: the

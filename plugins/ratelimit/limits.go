@@ -132,12 +132,8 @@ func newLimiter(s settings) (*limiter, error) {
 	if l.exemptNets, err = clientnet.Networks("exempt_networks", s.ExemptNetworks); err != nil {
 		return nil, err
 	}
-	for i, d := range s.ExemptDomains {
-		d = strings.ToLower(strings.TrimSuffix(d, "."))
-		if d == "" || strings.ContainsAny(d, "@ \t/") {
-			return nil, &sdk.SettingError{Key: "exempt_domains", Err: fmt.Errorf("exempt_domains %d: %q is not a domain", i+1, s.ExemptDomains[i])}
-		}
-		l.exemptDoms = append(l.exemptDoms, d)
+	if l.exemptDoms, err = clientnet.Domains("exempt_domains", s.ExemptDomains); err != nil {
+		return nil, err
 	}
 	if len(l.exemptDoms) > 0 && !authLimit {
 		// Authentication is known at data only: with every limit decided

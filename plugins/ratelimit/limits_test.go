@@ -148,7 +148,7 @@ func spfPass(ip, domain string) *sdk.Request {
 func TestAuthenticatedDomain(t *testing.T) {
 	clk := &clock{start}
 	p := newPlugin(t, `
-exempt_domains = ["bulk.example"]
+exempt_domains = [".bulk.example"]  # a leading dot reads as the domain, as in greylist
 [[limit]]
 count = "authenticated_domain"
 max = 2

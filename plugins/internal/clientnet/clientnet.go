@@ -86,6 +86,21 @@ func (p Prefixes) Of(a netip.Addr) netip.Prefix {
 	return n
 }
 
+// Domains reads the setting key's list of domains, each meaning itself
+// and the names under it: lower case, without a leading or trailing dot
+// (".example.com" and "example.com." both read as example.com).
+func Domains(key string, list []string) ([]string, error) {
+	var out []string
+	for i, d := range list {
+		d = strings.ToLower(strings.Trim(d, "."))
+		if d == "" || strings.ContainsAny(d, "@ \t/") {
+			return nil, &sdk.SettingError{Key: key, Err: fmt.Errorf("%s %d: %q is not a domain", key, i+1, list[i])}
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
 // Under reports whether name is one of the domains of list, or a name
 // under one; list holds them in lower case, without a trailing dot.
 func Under(name string, list []string) bool {
