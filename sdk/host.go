@@ -69,8 +69,10 @@ var (
 	ErrNotFound = errors.New("not found")
 	ErrMemory   = errors.New("argument outside the plugin's memory")
 	ErrInvalid  = errors.New("invalid argument")
-	// ErrBudget: the call's DNS lookups or time are used up.
-	ErrBudget    = errors.New("lookup budget of this call used up")
+	// ErrBudget: the call's DNS lookups or HTTP requests, or its time for
+	// them, are used up. A lookup or request cut off at the call's deadline
+	// gets it too, so the text names all three.
+	ErrBudget    = errors.New("the call's DNS lookups, HTTP requests or time are used up")
 	ErrTemporary = errors.New("temporary failure")
 	ErrFull      = errors.New("key-value store full")
 	// ErrNotAllowed: the URL's host and port are not in the plugin's

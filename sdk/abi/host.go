@@ -62,7 +62,7 @@ const (
 	ErrNotFound  int32 = -3 // no such header field or key; the DNS name does not exist
 	ErrMemory    int32 = -4 // an argument lies outside the guest's memory
 	ErrInvalid   int32 = -5 // an argument is not acceptable (a name, a type, a size, a TTL)
-	ErrBudget    int32 = -6 // the call's DNS lookups or time are used up
+	ErrBudget    int32 = -6 // the call's DNS lookups or HTTP requests, or its time for them, are used up
 	ErrTemporary int32 = -7 // the lookup or the store failed; trying again later may work
 	ErrFull      int32 = -8 // the plugin's key-value store is full
 	// ErrNotAllowed: the URL's host and port are not in the plugin's

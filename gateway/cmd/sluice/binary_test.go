@@ -47,6 +47,11 @@ func TestDemoWithTheRealBinary(t *testing.T) {
 					t.Errorf("README.md:%d: the stored message lacks\n%s\nit is:\n%s", c.line, f, msg)
 				}
 			}
+			for _, re := range receivedFields(c.want) {
+				if !re.MatchString(msg) {
+					t.Errorf("README.md:%d: the stored message has no Received field like\n%s\nit is:\n%s", c.line, re, msg)
+				}
+			}
 			continue
 		}
 		cmd := exec.Command(bin, append([]string{"send", "-server", smtpAddr}, c.args[1:]...)...)
@@ -291,6 +296,27 @@ func xFields(shown string) []string {
 	}
 	return out
 }
+
+// receivedFields returns the Received fields among the lines the README
+// shows, as patterns for a whole line of readInbox's text: the id and the
+// date, which change with each message, match any.
+func receivedFields(shown string) []*regexp.Regexp {
+	var out []*regexp.Regexp
+	for _, line := range strings.Split(strings.NewReplacer("\n ", " ", "\n\t", " ").Replace(shown), "\n") {
+		if strings.HasPrefix(line, "Received: ") {
+			p := regexp.QuoteMeta(line)
+			p = receivedID.ReplaceAllString(p, " id [0-9a-f]+")
+			p = receivedDate.ReplaceAllString(p, "; [^\n]+")
+			out = append(out, regexp.MustCompile("\n"+p+"\n"))
+		}
+	}
+	return out
+}
+
+var (
+	receivedID   = regexp.MustCompile(` id [0-9a-f]+`)
+	receivedDate = regexp.MustCompile(`; [^;]*$`)
+)
 
 func freeAddr(t *testing.T) string {
 	l, err := net.Listen("tcp4", "127.0.0.1:0")

@@ -5,9 +5,11 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/pem"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -46,6 +48,18 @@ func TestMakeInstallDestdir(t *testing.T) {
 			t.Errorf("%s: %v, mode %v; want mode %v", file, err, fi, mode)
 		}
 	}
+	// Every first-party plugin, as docs/deploy.md lists them.
+	deploy, _ := os.ReadFile(filepath.Join(moduleRoot, "docs", "deploy.md"))
+	mains, _ := filepath.Glob(filepath.Join(moduleRoot, "plugins", "*", "main.go"))
+	for _, m := range mains {
+		name := filepath.Base(filepath.Dir(m))
+		if fi, err := os.Stat(filepath.Join(dest, "usr/local/lib/sluice/plugins", name, name+".wasm")); err != nil || fi.Mode().Perm() != 0o644 {
+			t.Errorf("plugin %s: %v, %v; want it installed, mode 0644", name, err, fi)
+		}
+		if !bytes.Contains(deploy, []byte("`"+name+"`")) {
+			t.Errorf("docs/deploy.md does not list the installed plugin %s", name)
+		}
+	}
 	unit, _ := os.ReadFile(filepath.Join(dest, "usr/local/lib/systemd/system/sluice.service"))
 	example, _ := os.ReadFile(filepath.Join(dest, "etc/sluice/gateway.toml.example"))
 	for _, want := range []string{"ExecStart=/usr/local/bin/sluice serve -c /etc/sluice/gateway.toml\n", "ExecReload=/bin/kill -HUP $MAINPID\n", "AmbientCapabilities=CAP_NET_BIND_SERVICE\n", "User=sluice\n"} {
@@ -75,9 +89,14 @@ func TestMakeInstallDestdir(t *testing.T) {
 	}
 }
 
+// commentedOut is a line of the example configuration commented out to be
+// turned on by removing its "#"; explanations start with "# ".
+var commentedOut = regexp.MustCompile(`(?m)^#([^ \n]|$)`)
+
 // Installed to a PREFIX, the example configuration passes sluice check
 // once its keys and certificate exist (its plugin paths are where make
-// install put the plugins), and systemd-analyze finds nothing wrong in the
+// install put the plugins), and so does it with every block commented out
+// turned on (a block for each installed plugin), and systemd-analyze finds nothing wrong in the
 // unit, whose ExecStart names the installed binary.
 func TestMakeInstallPrefix(t *testing.T) {
 	prefix := t.TempDir()
@@ -113,6 +132,31 @@ func TestMakeInstallPrefix(t *testing.T) {
 	out, err := exec.Command(filepath.Join(prefix, "bin", "sluice"), "check", "-c", cfgPath).CombinedOutput()
 	if err != nil {
 		t.Errorf("sluice check of the installed example: %v\n%s", err, out)
+	}
+
+	// Every block commented out, the other first-party plugins among them,
+	// turned on as its note says; fromrewrite's secret is the operator's.
+	all := commentedOut.ReplaceAllString(cfg, "$1")
+	all = strings.Replace(all, `secret = ""`, `secret = "a-secret-for-the-test-of-24"`, 1)
+	mains, _ := filepath.Glob(filepath.Join(moduleRoot, "plugins", "*", "main.go"))
+	if len(mains) < 2 {
+		t.Fatalf("found %d first-party plugins", len(mains))
+	}
+	for _, m := range mains {
+		name := filepath.Base(filepath.Dir(m))
+		path := fmt.Sprintf("\npath = %q\n", filepath.Join(prefix, "lib", "sluice", "plugins", name, name+".wasm"))
+		if !strings.Contains(all, path) {
+			t.Errorf("the example configuration has no block, on or commented out, for the installed plugin %s", name)
+		}
+	}
+	if !strings.Contains(all, "\n[scoring]\n") || !strings.Contains(all, "\n[dns]\n") {
+		t.Errorf("the example configuration has no [scoring] or [dns] to turn on")
+	}
+	allPath := filepath.Join(prefix, "etc", "sluice", "all.toml")
+	os.WriteFile(allPath, []byte(all), 0o644)
+	out, err = exec.Command(filepath.Join(prefix, "bin", "sluice"), "check", "-c", allPath).CombinedOutput()
+	if err != nil {
+		t.Errorf("sluice check of the installed example with every block turned on: %v\n%s\n%s", err, out, all)
 	}
 
 	if _, err := exec.LookPath("systemd-analyze"); err != nil {

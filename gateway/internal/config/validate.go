@@ -368,8 +368,8 @@ func (v *validator) pluginHTTP(path string, p *Plugin) {
 // (plugin.HTTPHost).
 func checkHostPort(s string) error {
 	host, port, err := net.SplitHostPort(s)
-	if err != nil {
-		return fmt.Errorf("%q is not host:port (the scheme goes in the plugin's URL, not here)", s)
+	if err != nil || strings.ContainsAny(s, "/?#") {
+		return notHostPort(s)
 	}
 	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
 		return fmt.Errorf("%q: the port must be a number from 1 to 65535", s)
@@ -378,6 +378,33 @@ func checkHostPort(s string) error {
 		return fmt.Errorf("%q: not a host name or IP address", s)
 	}
 	return nil
+}
+
+// notHostPort says what is wrong with an http_hosts entry that is not
+// host:port, and what to write instead: the usual slips are a whole URL,
+// a path, and a host without its port.
+func notHostPort(s string) error {
+	if strings.Contains(s, "://") {
+		// The host:port the gateway compares for this URL, if it is one a
+		// plugin may send to.
+		if _, hostPort, code := abi.HTTPTarget(s); code == 0 {
+			return fmt.Errorf("%q is a URL: http_hosts takes only the host:port it is sent to, %q (the scheme and path go in the plugin's URL)", s, hostPort)
+		}
+		return fmt.Errorf("%q is a URL: http_hosts takes only host:port (the scheme, http or https, and the path go in the plugin's URL)", s)
+	}
+	if i := strings.IndexAny(s, "/?#"); i >= 0 {
+		if checkHostPort(s[:i]) == nil {
+			return fmt.Errorf("%q has a path: http_hosts takes only host:port, %q (the path goes in the plugin's URL)", s, s[:i])
+		}
+		return fmt.Errorf("%q has a path, which goes in the plugin's URL; and %w", s, notHostPort(s[:i]))
+	}
+	if ip, err := netip.ParseAddr(s); err == nil && ip.Is6() {
+		return fmt.Errorf("%q has no port: an IPv6 address goes in brackets before it, like %q", s, "["+s+"]:11333")
+	}
+	if host, _, err := net.SplitHostPort(s + ":80"); err == nil && host != "" {
+		return fmt.Errorf("%q has no port: add the one the plugin's URL uses, like %q (a URL without a port uses 80 for http, 443 for https)", s, s+":11333")
+	}
+	return fmt.Errorf("%q is not host:port", s)
 }
 
 func (v *validator) scoring() {

@@ -30,7 +30,7 @@ func TestDNSLookupMany(t *testing.T) {
 		{"sdk-many 1 example.test", `192.0.2.1`},
 		// Past the budget (one left): the first is looked up, the rest not.
 		{"sdk-many 16 d.example.test b.example.test c.example.test",
-			`d ; err=sdk: dns_lookup: lookup budget of this call used up ; err=sdk: dns_lookup: lookup budget of this call used up`},
+			`d ; err=sdk: dns_lookup: the call's DNS lookups, HTTP requests or time are used up ; err=sdk: dns_lookup: the call's DNS lookups, HTTP requests or time are used up`},
 		{"sdk-many 99 example.test", `err=sdk: dns_lookup_many: invalid argument`},
 		{"sdk-many 16 " + strings.Repeat("b.example.test ", abi.MaxLookupMany+1), `err=sdk: dns_lookup_many: invalid argument`},
 	})

@@ -111,7 +111,7 @@ func TestHTTPBudget(t *testing.T) {
 	expect(t, c, abi.StageConnect, nil, [][2]string{
 		{get + "1", "200 pong"}, {get + "1", "200 pong"}, // the same again is free
 		{get + "2", "200 pong"}, {get + "3", "200 pong"}, {get + "4", "200 pong"},
-		{get + "5", "err=sdk: http_request: lookup budget of this call used up"},
+		{get + "5", "err=sdk: http_request: the call's DNS lookups, HTTP requests or time are used up"},
 	})
 }
 
