@@ -74,7 +74,7 @@ func TestChecks(t *testing.T) {
 		not   []string
 	}{
 		{"a good message", good, compose("Hi Bob, lunch at noon?\n"),
-			[]string{spfAllow, dkimAllow, dmarcAllow}, []string{missingDate, missingMID, htmlOnly, rdnsNone, heloNoRes}},
+			[]string{spfAllow, dkimAllow, dmarcAllow}, []string{missingDate, missingMID, htmlOnly, rdnsNone, heloNoRes, missingFrom, fromInvalid}},
 		{"SPF fail", "spf=fail", compose("x\n"), []string{spfFail}, []string{spfAllow, dkimNone}}, // R_DKIM_NA weighs 0: off
 		{"SPF softfail", "spf=softfail", compose("x\n"), []string{spfSoftfail}, nil},
 		{"a broken signature beside a good one", "spf=pass dkim=fail dkim=pass", compose("x\n"), []string{dkimAllow}, []string{dkimReject}},
@@ -106,6 +106,19 @@ func TestChecks(t *testing.T) {
 			nil, []string{spoofName}},
 		{"an encoded display name with another address", "", compose("x\n", `From: =?utf-8?B?c2VydmljZUBiYW5rLmV4YW1wbGU=?= <noreply@mailer.example>`),
 			[]string{spoofName}, nil},
+		{"an unquoted display name with another address", "", compose("x\n", `From: support@paypal.com <x@evil.example>`),
+			[]string{spoofName, fromInvalid}, nil},
+		{"an unquoted encoded display name with another address", "", compose("x\n", `From: =?utf-8?B?c2VydmljZUBiYW5rLmV4YW1wbGU=?= Team, Support <x@evil.example>`),
+			[]string{spoofName}, nil},
+		{"an unquoted display name with its own address", "", compose("x\n", `From: x@evil.example <x@evil.example>`),
+			[]string{fromInvalid}, []string{spoofName}},
+		{"a malformed From, Reply-To at a freemail", "", compose("x\n", `From: Billing, Bank <billing@bank.example>`, "Reply-To: <claims.dept@gmail.com>"),
+			[]string{fromInvalid, freemailRTo}, []string{spoofName}},
+		{"a From of two addresses", "", compose("x\n", `From: a@example.org, support@bank.example`), []string{fromInvalid}, []string{spoofName, missingFrom}},
+		{"a From without an address", "", compose("x\n", `From: Alice Example`), []string{fromInvalid}, []string{missingFrom}},
+		{"two From fields", "", strings.Replace(compose("x\n"), "To:", "From: Mallory <m@evil.example>\nTo:", 1), []string{fromInvalid}, nil},
+		{"no From", "", compose("x\n", "-From"), []string{missingFrom}, []string{fromInvalid}},
+		{"an empty From", "", compose("x\n", "From: "), []string{missingFrom}, []string{fromInvalid}},
 		{"Reply-To at a freemail", "", compose("x\n", "Reply-To: <claims.dept@gmail.com>"), []string{freemailRTo}, nil},
 		{"Reply-To at a freemail, from there", "", compose("x\n", "From: Bob <bob@gmail.com>", "Reply-To: <bob.other@gmail.com>"),
 			nil, []string{freemailRTo}},

@@ -42,6 +42,7 @@ func (c *config) score(req *sdk.Request, now time.Time) sdk.Verdict {
 		sdk.Log(4, "cannot read the message, scoring the envelope only: "+err.Error())
 	} else {
 		c.headers(f, m.header, now)
+		c.fromField(f, m.header)
 		c.body(f, m)
 		c.uriblCheck(f, m)
 	}
