@@ -86,7 +86,11 @@ func authentication(f *findings, a *abi.Auth) {
 	case "none":
 		f.add(dmarcNone)
 	case "permerror":
-		f.add(dmarcBadPolicy)
+		// A permerror about the From field is scored with the From
+		// field (fromField), not as a broken record.
+		if !fromAtFault(&a.DMARC) {
+			f.add(dmarcBadPolicy)
+		}
 	case "temperror":
 		f.add(dmarcDNSFail)
 	}
@@ -168,9 +172,13 @@ func (c *config) headers(f *findings, h mail.Header, now time.Time) {
 }
 
 // fromField scores the From field: missing, malformed, or showing another
-// address than its own.
-func (c *config) fromField(f *findings, h mail.Header) {
+// address than its own. dmarc is the gateway's DMARC result, which can say
+// the From field is at fault where the plugin's reading found no fault.
+func (c *config) fromField(f *findings, h mail.Header, dmarc *abi.DMARC) {
 	from, problem := parseFrom(h["From"])
+	if problem == "" && fromAtFault(dmarc) {
+		problem = fromInvalid
+	}
 	if problem != "" {
 		f.add(problem)
 	}
@@ -226,6 +234,16 @@ func lenientAddress(field string) *mail.Address {
 	}
 	name := strings.Trim(field[:open], " \t\"")
 	return &mail.Address{Name: decodeWords(name), Address: strings.TrimSpace(spec)}
+}
+
+// fromAtFault reports whether the gateway's DMARC permerror is about the
+// From field rather than a record. The gateway gives permerror when the
+// From field does not hold one address with a domain name (its reason says
+// which: "the From field is not an address list: ..."), before it looks
+// for a record, so without a policy domain; a record it cannot use is no
+// record (none). A permerror with a policy domain is about that record.
+func fromAtFault(d *abi.DMARC) bool {
+	return d.Result == "permerror" && d.PolicyDomain == ""
 }
 
 // validMessageID reports whether a Message-ID field is one msg-id of RFC
