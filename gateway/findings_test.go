@@ -83,3 +83,48 @@ quarantine = 6.0
 		t.Errorf("X-Spam-Symbols = %q, want those of X-Sluice-Score %q", symbols, total[0])
 	}
 }
+
+// The spam plugin reads a From field that net/mail refuses as a reader
+// shows it: an unquoted display name with an @ is the commonest forged
+// sender, and the gateway's DMARC permerror for it is the From's fault,
+// not a broken record's. A message without From is scored too.
+func TestSpamMalformedFrom(t *testing.T) {
+	plugins := routerPlugin(t) + fmt.Sprintf(`
+[[plugin]]
+name = "spam"
+path = %q
+capabilities = ["headers", "body", "dns"]
+`, wasmbuild.ForTest(t, "./plugins/spam"))
+	e := startEnv(t, envOptions{plugins: plugins})
+	cases := []struct {
+		name      string
+		from      string // the From line, "" for none
+		want, not []string
+	}{
+		{"unquoted display name", "From: support@paypal.com <x@evil.example>\r\nReply-To: <claims.dept@gmail.com>\r\n",
+			[]string{"SPOOF_DISPLAY_NAME=6", "FREEMAIL_REPLYTO_NEQ_FROM_DOM=3", "FROM_INVALID=2"}, []string{"DMARC_BAD_POLICY", "MISSING_FROM"}},
+		{"no From", "", []string{"MISSING_FROM=2"}, []string{"DMARC_BAD_POLICY", "FROM_INVALID"}},
+	}
+	for _, c := range cases {
+		msg := strings.Replace(testMessage, "From: Alice <alice@example.org>\r\n", c.from, 1)
+		if err := e.send(t, "alice@example.org", "info@ours.test", msg); err != nil {
+			t.Fatalf("%s: message refused: %v", c.name, err)
+		}
+		d := e.dest.deliveries()
+		delivered := []byte(strings.ReplaceAll(string(d[len(d)-1].data), "\r\n\t", " "))
+		if got := fieldValues(delivered, "Authentication-Results"); !strings.Contains(strings.Join(got, " "), "dmarc=permerror") {
+			t.Errorf("%s: Authentication-Results %q, want dmarc=permerror", c.name, got)
+		}
+		symbols := strings.Join(fieldValues(delivered, "X-Spam-Symbols"), "")
+		for _, s := range c.want {
+			if !strings.Contains(symbols, s) {
+				t.Errorf("%s: X-Spam-Symbols %q, want %s", c.name, symbols, s)
+			}
+		}
+		for _, s := range c.not {
+			if strings.Contains(symbols, s) {
+				t.Errorf("%s: X-Spam-Symbols %q, want no %s", c.name, symbols, s)
+			}
+		}
+	}
+}

@@ -34,7 +34,7 @@ per = "1h"
 		t.Fatal(err)
 	}
 	wantReply(t, "second message", c.Mail("alice@example.org", nil), 421, smtp.EnhancedCode{4, 7, 1},
-		"Client 127.0.0.1 exceeded 1 messages per 1h, try again later")
+		"Client 127.0.0.1 exceeded 1 message per 1h, try again later")
 	if err := c.Noop(); err == nil {
 		t.Error("the session goes on after 421")
 	}

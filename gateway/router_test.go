@@ -50,7 +50,7 @@ match = "sales-*@shop.test"
 action = "forward"
 to = "sales@dest.test"
 [[plugin.config.rule]]
-regex = '^fwd-(.*)@shop\.test$'
+match = "fwd-*@shop.test"
 action = "forward"
 to = "$1@dest.test"
 `

@@ -172,7 +172,11 @@ func (l *limiter) decide(req *sdk.Request) sdk.Verdict {
 				return failure("counting " + s.what + ": " + err.Error())
 			}
 			if n > float64(lim.max) {
-				return sdk.Tempfail(l.code, "4.7.1", fmt.Sprintf("%s exceeded %d messages per %s, try again later", s.what, lim.max, sdk.Duration(lim.per)))
+				messages := "messages"
+				if lim.max == 1 {
+					messages = "message"
+				}
+				return sdk.Tempfail(l.code, "4.7.1", fmt.Sprintf("%s exceeded %d %s per %s, try again later", s.what, lim.max, messages, sdk.Duration(lim.per)))
 			}
 		}
 	}

@@ -91,7 +91,7 @@ per = "1h"
 `, clk)
 	expect(t, p, mail("2001:db8:1:2::1", "a@example.org"), "continue")
 	expect(t, p, mail("2001:db8:1:2:ffff::9", "a@example.org"),
-		"450 4.7.1 Client network 2001:db8:1:2::/64 exceeded 1 messages per 1h, try again later")
+		"450 4.7.1 Client network 2001:db8:1:2::/64 exceeded 1 message per 1h, try again later")
 	expect(t, p, mail("2001:db8:1:3::1", "a@example.org"), "continue")
 
 	// The prefixes are settable; IPv4 by /24 here.
@@ -104,7 +104,7 @@ max = 1
 per = "1h"
 `, clk)
 	expect(t, p, mail("198.51.100.7", ""), "continue")
-	expect(t, p, mail("198.51.100.200", ""), "450 4.7.1 Client network 198.51.100.0/24 exceeded 1 messages per 1h, try again later")
+	expect(t, p, mail("198.51.100.200", ""), "450 4.7.1 Client network 198.51.100.0/24 exceeded 1 message per 1h, try again later")
 	expect(t, p, mail("2001:db8::1", ""), "continue")
 	expect(t, p, mail("2001:db8::2", ""), "continue")
 }
@@ -131,7 +131,7 @@ per = "10m"
 	rcpt := &sdk.Request{Stage: abi.StageRcpt, ClientIP: "192.0.2.1", MailFrom: "a@example.net", Rcpt: "Info@your-domain.test"}
 	expect(t, p, rcpt, "continue")
 	rcpt.Rcpt = "info@your-domain.test"
-	expect(t, p, rcpt, "421 4.7.1 Recipient info@your-domain.test exceeded 1 messages per 10m, try again later")
+	expect(t, p, rcpt, "421 4.7.1 Recipient info@your-domain.test exceeded 1 message per 10m, try again later")
 	rcpt.Rcpt = "sales@your-domain.test"
 	expect(t, p, rcpt, "continue")
 	// Limits decided at mail and rcpt do not count at data.
@@ -199,7 +199,7 @@ per = "1h"
 	expect(t, p, mail("192.0.2.1", "a@example.org"), "continue") // not counted at mail
 	expect(t, p, mail("192.0.2.1", "a@example.org"), "continue")
 	expect(t, p, spfPass("192.0.2.1", "example.org"), "continue")
-	expect(t, p, spfPass("192.0.2.1", "example.org"), "450 4.7.1 Client 192.0.2.1 exceeded 1 messages per 1h, try again later")
+	expect(t, p, spfPass("192.0.2.1", "example.org"), "450 4.7.1 Client 192.0.2.1 exceeded 1 message per 1h, try again later")
 	for range 3 {
 		expect(t, p, spfPass("192.0.2.1", "partner.example"), "continue")
 		expect(t, p, spfPass("203.0.113.50", "example.org"), "continue")

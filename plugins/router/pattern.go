@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"regexp"
 	"regexp/syntax"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -26,6 +27,9 @@ type pattern struct {
 	// the expression matches starts and ends with: a test of an ASCII
 	// address against them is much cheaper than the expression.
 	prefix, suffix string
+	// emptyCaps says, by group number, which groups of an expression can
+	// capture "" (see emptyCaptures).
+	emptyCaps []bool
 
 	act action
 }
@@ -138,15 +142,71 @@ func newRegexp(expr string, ours []string) (*pattern, error) {
 	if err != nil {
 		return nil, fmt.Errorf("regex %q: its domain part: %v", expr, err)
 	}
+	p := &pattern{re: re, domainRE: domainRE, prefix: prefix, suffix: suffix, emptyCaps: emptyCaptures(tree)}
 	if len(ours) > 0 {
 		for _, d := range ours {
 			if domainRE.MatchString(d) || domainRE.MatchString(unicodeForm(d)) {
-				return &pattern{re: re, domainRE: domainRE, prefix: prefix, suffix: suffix}, nil
+				return p, nil
 			}
 		}
 		return nil, fmt.Errorf("regex %q can never match: its domain is none of this gateway's domains (%s), and mail for other domains never reaches the router", expr, strings.Join(ours, ", "))
 	}
-	return &pattern{re: re, domainRE: domainRE, prefix: prefix, suffix: suffix}, nil
+	return p, nil
+}
+
+// emptyCaptures returns, by group number, whether each group of re can
+// capture "": its expression matches the empty string, or the group can
+// take no part in a match (it is under ?, * or {0,n}, or in one branch of
+// an alternative), which captures "" too. The answer errs towards "can":
+// every assertion (^, $, \b) is taken as one that holds there.
+func emptyCaptures(re *syntax.Regexp) []bool {
+	empty := make([]bool, re.MaxCap()+1)
+	var walk func(re *syntax.Regexp, optional bool)
+	walk = func(re *syntax.Regexp, optional bool) {
+		switch re.Op {
+		case syntax.OpCapture:
+			empty[re.Cap] = optional || nullable(re.Sub[0])
+		case syntax.OpStar, syntax.OpQuest, syntax.OpAlternate:
+			optional = true
+		case syntax.OpRepeat:
+			optional = optional || re.Min == 0
+		}
+		for _, sub := range re.Sub {
+			walk(sub, optional)
+		}
+	}
+	walk(re, false)
+	return empty
+}
+
+// nullable reports whether re can match the empty string, taking every
+// assertion as one that holds.
+func nullable(re *syntax.Regexp) bool {
+	switch re.Op {
+	case syntax.OpEmptyMatch, syntax.OpStar, syntax.OpQuest, syntax.OpBeginLine, syntax.OpEndLine,
+		syntax.OpBeginText, syntax.OpEndText, syntax.OpWordBoundary, syntax.OpNoWordBoundary:
+		return true
+	case syntax.OpLiteral:
+		return len(re.Rune) == 0
+	case syntax.OpCapture, syntax.OpPlus:
+		return nullable(re.Sub[0])
+	case syntax.OpRepeat:
+		return re.Min == 0 || nullable(re.Sub[0])
+	case syntax.OpConcat:
+		for _, sub := range re.Sub {
+			if !nullable(sub) {
+				return false
+			}
+		}
+		return true
+	case syntax.OpAlternate:
+		for _, sub := range re.Sub {
+			if nullable(sub) {
+				return true
+			}
+		}
+	}
+	return false // a character, a class, or no match
 }
 
 // literalEnds returns the ASCII literals, in lower case, that every match
@@ -325,4 +385,31 @@ func (t *template) fixedDomain() string {
 		return ""
 	}
 	return last[i+1:]
+}
+
+// emptyCaptureFault finds a group of the expression that the template
+// uses, that can capture "", and that leaves the template no address
+// then: each recipient that leaves it empty would be deferred until it
+// bounces. It returns the group's reference ($1, ${name}) and what is
+// wrong with the address; err is nil if there is no such group. x holds
+// "x" for every capture. Wildcards are not checked: a * can always match
+// nothing, and the run-time check defers what no address comes of.
+func (p *pattern) emptyCaptureFault(t *template, x []string) (ref string, err error) {
+	if p.re == nil {
+		return "", nil
+	}
+	for _, g := range t.groups {
+		if !p.emptyCaps[g] {
+			continue
+		}
+		caps := slices.Clone(x)
+		caps[g] = ""
+		if err := checkDestination(t.expand(caps)); err != nil {
+			if name := p.re.SubexpNames()[g]; name != "" {
+				return "${" + name + "}", err
+			}
+			return "$" + strconv.Itoa(g), err
+		}
+	}
+	return "", nil
 }

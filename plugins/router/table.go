@@ -314,6 +314,9 @@ func (t *table) action(n int, r ruleSetting, p *pattern, ours []string) (action,
 		if err := checkDestination(act.to.expand(x)); err != nil {
 			return action{}, at("to", fmt.Errorf("to %q is not an address, whatever the captures are (tried with x for each): %v", r.To, err))
 		}
+		if ref, err := p.emptyCaptureFault(act.to, x); err != nil {
+			return action{}, at("regex", fmt.Errorf("to %q is not an address when %s is empty (%v), which regex %q allows: make its group match at least one character (.+ rather than .*; not optional, nor in one branch of an alternative), or route those addresses with a rule before this one", r.To, ref, err, r.Regex))
+		}
 		toDomain = act.to.fixedDomain()
 		act.verdict = sdk.Continue()
 	default:

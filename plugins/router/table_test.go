@@ -466,17 +466,24 @@ func TestPatterns(t *testing.T) {
 }
 
 // A destination that its captures make no address of is a temporary
-// failure for that recipient, never a forward to garbage.
+// failure for that recipient, never a forward to garbage. (An expression
+// whose group can be empty where the destination cannot is refused at
+// load: TestEmptyCaptureLoadErrors.)
 func TestBadSubstitutionIsATempfail(t *testing.T) {
 	p := sdktest.New(t, &plugin{}, `
 [[rule]]
-regex = '^fwd-(.*)@d\.test$'
+regex = '^fwd-(.+)@d\.test$'
+action = "forward"
+to = "$1@inbox.test"
+
+[[rule]]
+match = "glob-*@d.test"
 action = "forward"
 to = "$1@inbox.test"
 `)
 	routes(t, p, true, map[string]string{
 		"fwd-ok@d.test":   "forward to ok@inbox.test",
-		"fwd-@d.test":     "tempfail 451 4.3.5 <fwd-@d.test>: routing rule 1 makes no valid destination for it, try again later",
+		"glob-@d.test":    "tempfail 451 4.3.5 <glob-@d.test>: routing rule 2 makes no valid destination for it, try again later",
 		"fwd-a..b@d.test": "tempfail 451 4.3.5 <fwd-a..b@d.test>: routing rule 1 makes no valid destination for it, try again later",
 		"fwd-a(b)@d.test": "tempfail 451 4.3.5 <fwd-a(b)@d.test>: routing rule 1 makes no valid destination for it, try again later",
 		"fwd-" + strings.Repeat("a", 65) + "@d.test": "tempfail 451 4.3.5 <fwd-" + strings.Repeat("a", 65) + "@d.test>: routing rule 1 makes no valid destination for it, try again later",
@@ -515,6 +522,46 @@ func TestPatternLoadErrors(t *testing.T) {
 		"[[rule]]\nregex = '^(.+@shop\\.test)$'\naction = \"drop\"\n",
 		"[[rule]]\nregex = '.+@.+'\naction = \"drop\"\n",
 		"[[rule]]\nmatch = \"x-*@BÜCHER.test\"\naction = \"drop\"\n",
+	} {
+		if _, err := sdktest.Configure(&plugin{}, ok, ours); err != nil {
+			t.Errorf("%q: %v", ok, err)
+		}
+	}
+}
+
+// A destination that is no address when a group of the expression is
+// empty is refused at the rule, if the expression lets the group be empty:
+// the recipients that leave it empty would be deferred until they bounce.
+func TestEmptyCaptureLoadErrors(t *testing.T) {
+	ours := sdktest.Domains("shop.test")
+	rule := func(regex, to string) string {
+		return "[[rule]]\nregex = '" + regex + "'\naction = \"forward\"\nto = \"" + to + "\"\n"
+	}
+	cases := []struct{ name, raw, want string }{
+		{"a group of .*", rule(`^(.*)-x@shop\.test$`, "$1@inbox.test"),
+			`rule 1: to "$1@inbox.test" is not an address when $1 is empty ("@inbox.test" is not local@domain), which regex "^(.*)-x@shop\\.test$" allows: make its group match at least one character (.+ rather than .*`},
+		{"a named group", rule(`^(?P<user>[a-z]*)\.x@shop\.test$`, "${user}@inbox.test"), `when ${user} is empty`},
+		{"a group at most 3 long", rule(`^(a{0,3})b@shop\.test$`, "$1@inbox.test"), `when $1 is empty`},
+		{"an optional group", rule(`^(.+)?-x@shop\.test$`, "$1@inbox.test"), `when $1 is empty`},
+		{"a group in one branch", rule(`^(?:(.+)-a|b)@shop\.test$`, "$1@inbox.test"), `when $1 is empty`},
+		{"a group of a group that can be empty", rule(`^((?:ab)*|c)-x@shop\.test$`, "$1@inbox.test"), `when $1 is empty`},
+		{"an empty domain label", rule(`^x-(.*)@shop\.test$`, "x@$1.inbox.test"), `when $1 is empty`},
+		{"the second group", rule(`^(.+)-(.*)@shop\.test$`, "$1.$2@inbox.test"), `when $2 is empty`},
+	}
+	for _, c := range cases {
+		_, err := sdktest.Configure(&plugin{}, c.raw, ours)
+		var se *sdk.SettingError
+		if err == nil || !strings.Contains(err.Error(), c.want) || !errors.As(err, &se) || se.Key != "rule.0.regex" {
+			t.Errorf("%s: %v (setting %v), want %q at rule.0.regex", c.name, err, se, c.want)
+		}
+	}
+	for _, ok := range []string{
+		rule(`^(.+)-x@shop\.test$`, "$1@inbox.test"),
+		rule(`^(.*)-x@shop\.test$`, "fwd$1@inbox.test"),           // empty, it still makes an address
+		rule(`^(.*)-(.+)@shop\.test$`, "$2@inbox.test"),           // the group that can be empty is not used
+		rule(`^(x+|y+)-z@shop\.test$`, "$1@inbox.test"),           // an alternative inside the group
+		rule(`^(?:a-(.+)|b-(.+))@shop\.test$`, "$1$2@inbox.test"), // one of the two is empty, never both: each alone is tried
+		"[[rule]]\nregex = '^(.*)-x@shop\\.test$'\naction = \"drop\"\n",
 	} {
 		if _, err := sdktest.Configure(&plugin{}, ok, ours); err != nil {
 			t.Errorf("%q: %v", ok, err)

@@ -86,7 +86,11 @@ func authentication(f *findings, a *abi.Auth) {
 	case "none":
 		f.add(dmarcNone)
 	case "permerror":
-		f.add(dmarcBadPolicy)
+		// A permerror about the From field is scored with the From
+		// field (fromField), not as a broken record.
+		if !fromAtFault(&a.DMARC) {
+			f.add(dmarcBadPolicy)
+		}
 	case "temperror":
 		f.add(dmarcDNSFail)
 	}
@@ -165,8 +169,20 @@ func (c *config) headers(f *findings, h mail.Header, now time.Time) {
 	case c.allCapitals(decodeWords(subject[0])):
 		f.add(subjAllCaps)
 	}
-	from, err := addressParser.Parse(h.Get("From"))
-	if err != nil {
+}
+
+// fromField scores the From field: missing, malformed, or showing another
+// address than its own. dmarc is the gateway's DMARC result, which can say
+// the From field is at fault where the plugin's reading found no fault.
+func (c *config) fromField(f *findings, h mail.Header, dmarc *abi.DMARC) {
+	from, problem := parseFrom(h["From"])
+	if problem == "" && fromAtFault(dmarc) {
+		problem = fromInvalid
+	}
+	if problem != "" {
+		f.add(problem)
+	}
+	if from == nil {
 		return
 	}
 	if spoofedName(from) {
@@ -181,6 +197,53 @@ func (c *config) headers(f *findings, h mail.Header, now time.Time) {
 			}
 		}
 	}
+}
+
+// parseFrom reads the From field of RFC 5322 §3.6.2: one field, one
+// address. A field that does not parse strictly is read leniently, as a
+// mail reader shows it: its last <addr-spec> is the address and what comes
+// before it the display name. That is where spoofs live: an unquoted
+// `support@bank.example <x@elsewhere.example>` is not RFC 5322 (an @ needs
+// quotes in a display name), and readers show it all the same. problem is
+// missingFrom, fromInvalid, or "".
+func parseFrom(fields []string) (from *mail.Address, problem string) {
+	if len(fields) == 0 || len(fields) == 1 && strings.TrimSpace(fields[0]) == "" {
+		return nil, missingFrom
+	}
+	if len(fields) > 1 {
+		problem = fromInvalid
+	}
+	if a, err := addressParser.Parse(fields[0]); err == nil {
+		return a, problem
+	}
+	return lenientAddress(fields[0]), fromInvalid
+}
+
+// lenientAddress reads the last <local@domain> of a field and the text
+// before it as the display name, its encoded words decoded; nil if the
+// field has no such address.
+func lenientAddress(field string) *mail.Address {
+	open := strings.LastIndexByte(field, '<')
+	if open < 0 {
+		return nil
+	}
+	spec, _, closed := strings.Cut(field[open+1:], ">")
+	local, domain, _ := strings.Cut(strings.TrimSpace(spec), "@")
+	if !closed || local == "" || domain == "" || strings.Contains(domain, "@") {
+		return nil
+	}
+	name := strings.Trim(field[:open], " \t\"")
+	return &mail.Address{Name: decodeWords(name), Address: strings.TrimSpace(spec)}
+}
+
+// fromAtFault reports whether the gateway's DMARC permerror is about the
+// From field rather than a record. The gateway gives permerror when the
+// From field does not hold one address with a domain name (its reason says
+// which: "the From field is not an address list: ..."), before it looks
+// for a record, so without a policy domain; a record it cannot use is no
+// record (none). A permerror with a policy domain is about that record.
+func fromAtFault(d *abi.DMARC) bool {
+	return d.Result == "permerror" && d.PolicyDomain == ""
 }
 
 // validMessageID reports whether a Message-ID field is one msg-id of RFC

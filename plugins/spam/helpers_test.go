@@ -24,9 +24,12 @@ func newPlugin(t testing.TB, config string, opts ...sdktest.Option) *sdktest.Plu
 
 // request builds the data-stage request that words of key=value describe:
 // ip, fcrdns (pass, fail, none, temperror), helo, mailfrom, spf, dkim (a
-// signature's result; repeatable), dmarc, p (the DMARC policy), arc, and
-// found (a finding of a plugin before this one, PLUGIN:SYMBOL=score;
-// repeatable).
+// signature's result; repeatable), dmarc, p (the DMARC policy),
+// policydomain (where the DMARC record was found), arc, and found (a
+// finding of a plugin before this one, PLUGIN:SYMBOL=score; repeatable).
+// dmarc=pass and dmarc=fail found the record at example.org; the others,
+// as the gateway gives them, found none (a permerror is then about the
+// From field).
 func request(t testing.TB, words string) *sdk.Request {
 	t.Helper()
 	req := &sdk.Request{Stage: abi.StageData, SessionID: "test", ClientIP: "192.0.2.25", Rcpts: []string{"info@example.test"}}
@@ -53,6 +56,11 @@ func request(t testing.TB, words string) *sdk.Request {
 			req.Auth.DKIM = append(req.Auth.DKIM, abi.DKIM{Result: value, Domain: "example.org", Selector: "s1"})
 		case "dmarc":
 			req.Auth.DMARC.Result, req.Auth.DMARC.FromDomain, req.Auth.DMARC.Pct = value, "example.org", 100
+			if value == "pass" || value == "fail" {
+				req.Auth.DMARC.PolicyDomain = "example.org"
+			}
+		case "policydomain":
+			req.Auth.DMARC.PolicyDomain = value
 		case "p":
 			req.Auth.DMARC.Policy = value
 		case "arc":

@@ -40,8 +40,12 @@ func (c *config) score(req *sdk.Request, now time.Time) sdk.Verdict {
 		// A message the plugin cannot read is scored on what the gateway
 		// found; refusing it would hold the sender to our failure.
 		sdk.Log(4, "cannot read the message, scoring the envelope only: "+err.Error())
+		if fromAtFault(&req.Auth.DMARC) {
+			f.add(fromInvalid)
+		}
 	} else {
 		c.headers(f, m.header, now)
+		c.fromField(f, m.header, &req.Auth.DMARC)
 		c.body(f, m)
 		c.uriblCheck(f, m)
 	}

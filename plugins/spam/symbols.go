@@ -41,6 +41,8 @@ const (
 	datePast     = "DATE_IN_PAST"
 	missingMID   = "MISSING_MID"
 	invalidMID   = "INVALID_MSGID"
+	missingFrom  = "MISSING_FROM"
+	fromInvalid  = "FROM_INVALID"
 	spoofName    = "SPOOF_DISPLAY_NAME"
 	freemailRTo  = "FREEMAIL_REPLYTO_NEQ_FROM_DOM"
 	subjAllCaps  = "SUBJ_ALL_CAPS"
@@ -99,6 +101,8 @@ var defaultScores = map[string]float64{
 	datePast:     1,
 	missingMID:   2.5,
 	invalidMID:   1.5,
+	missingFrom:  2,
+	fromInvalid:  2,
 	spoofName:    6,
 	freemailRTo:  3,
 	subjAllCaps:  3,

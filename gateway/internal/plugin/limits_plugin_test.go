@@ -61,7 +61,7 @@ func TestRatelimitPluginThroughChain(t *testing.T) {
 	}
 	rcpt := &abi.Request{Stage: abi.StageRcpt, SessionID: "s1", ClientIP: "192.0.2.1", MailFrom: "a@example.org", Rcpt: "info@example.test"}
 	c.Run(ctx, rcpt, nil)
-	if got := replyOf(c.Run(ctx, rcpt, nil)); got != "421 4.7.1 Recipient info@example.test exceeded 1 messages per 1m, try again later" {
+	if got := replyOf(c.Run(ctx, rcpt, nil)); got != "421 4.7.1 Recipient info@example.test exceeded 1 message per 1m, try again later" {
 		t.Errorf("rcpt: %q", got)
 	}
 }
