@@ -3,6 +3,7 @@ package abi
 import (
 	"math"
 	"net/url"
+	"slices"
 	"strings"
 )
 
@@ -60,6 +61,25 @@ func HTTPTarget(rawURL string) (*url.URL, string, int32) {
 		host = "[" + host + "]"
 	}
 	return u, host + ":" + port, 0
+}
+
+// ResponseHeader lists the fields of an HTTP response's header (an
+// http.Header) as a response carries them: by name in sorted order, each
+// name's values in the order received, so that what a plugin reads does not
+// depend on map order.
+func ResponseHeader(h map[string][]string) []Header {
+	names := make([]string, 0, len(h))
+	for name := range h {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	var out []Header
+	for _, name := range names {
+		for _, v := range h[name] {
+			out = append(out, Header{Name: name, Value: v})
+		}
+	}
+	return out
 }
 
 // AppendHTTPRequest appends the encoding of m to b: method, URL, the

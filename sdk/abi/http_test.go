@@ -2,6 +2,7 @@ package abi
 
 import (
 	"reflect"
+	"slices"
 	"testing"
 )
 
@@ -56,5 +57,15 @@ func TestHTTPTarget(t *testing.T) {
 		if HTTPMethod(m) != want {
 			t.Errorf("HTTPMethod(%q) = %v", m, !want)
 		}
+	}
+}
+
+// A response's fields come out by name, each name's values in order, so
+// that what a plugin reads does not depend on Go's map order.
+func TestResponseHeader(t *testing.T) {
+	got := ResponseHeader(map[string][]string{"X-B": {"1", "2"}, "Content-Type": {"text/plain"}, "X-A": {"3"}})
+	want := []Header{{"Content-Type", "text/plain"}, {"X-A", "3"}, {"X-B", "1"}, {"X-B", "2"}}
+	if !slices.Equal(got, want) {
+		t.Errorf("ResponseHeader = %v, want %v", got, want)
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"slices"
 	"strings"
 	"time"
 
@@ -100,18 +99,7 @@ func (h *host) send(u *url.URL, m *abi.HTTPRequest) (*abi.HTTPResponse, int32) {
 	if int64(len(body)) > h.httpMax {
 		return nil, abi.ErrTooLarge
 	}
-	out := &abi.HTTPResponse{Status: uint16(resp.StatusCode), Body: body}
-	names := make([]string, 0, len(resp.Header))
-	for name := range resp.Header {
-		names = append(names, name)
-	}
-	slices.Sort(names)
-	for _, name := range names {
-		for _, v := range resp.Header[name] {
-			out.Header = append(out.Header, abi.Header{Name: name, Value: v})
-		}
-	}
-	return out, 0
+	return &abi.HTTPResponse{Status: uint16(resp.StatusCode), Header: abi.ResponseHeader(resp.Header), Body: body}, 0
 }
 
 func failure(ctx context.Context, err error) int32 {

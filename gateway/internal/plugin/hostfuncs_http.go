@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -219,18 +218,7 @@ func (c *httpClient) send(ctx context.Context, deadline time.Time, u *url.URL, m
 		log.Warn("http response refused: larger than http_max_response", "url", u.Redacted(), "max", c.max)
 		return nil, abi.ErrTooLarge
 	}
-	out := &abi.HTTPResponse{Status: uint16(resp.StatusCode), Body: body}
-	names := make([]string, 0, len(resp.Header))
-	for name := range resp.Header {
-		names = append(names, name)
-	}
-	slices.Sort(names)
-	for _, name := range names {
-		for _, v := range resp.Header[name] {
-			out.Header = append(out.Header, abi.Header{Name: name, Value: v})
-		}
-	}
-	return out, 0
+	return &abi.HTTPResponse{Status: uint16(resp.StatusCode), Header: abi.ResponseHeader(resp.Header), Body: body}, 0
 }
 
 // httpFailure logs why a request got no response and returns its code.
