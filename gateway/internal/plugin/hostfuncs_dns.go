@@ -21,23 +21,16 @@ import (
 // resolver and its cache; each call of the plugin may make p.lookups of
 // them, none past the call's deadline.
 func (h *hostFuncs) dnsLookup(ctx context.Context, mod api.Module, stack []uint64) {
-	c := callOf(ctx)
-	if c == nil {
-		ret(stack, abi.ErrStage)
-		return
-	}
-	qtype := uint16(stack[0])
-	b, ok := guestBytes(mod, stack[1], stack[2])
-	if !ok {
-		ret(stack, abi.ErrMemory)
-		return
-	}
+	c, qtype, b, code := lookupArgs(ctx, mod, stack)
 	name := string(b)
-	if !validName(name) || uint32(stack[0]) != uint32(qtype) || !lookupTypes[qtype] {
-		ret(stack, abi.ErrInvalid)
+	if code == 0 && !validName(name) {
+		code = abi.ErrInvalid
+	}
+	if code < 0 {
+		ret(stack, code)
 		return
 	}
-	if c.last.answer != nil && !c.last.many && c.last.qtype == qtype && c.last.name == name {
+	if c.repeated(false, qtype, name) {
 		ret(stack, answer(mod, stack[3], stack[4], c.last.answer))
 		return
 	}
@@ -55,6 +48,30 @@ func (h *hostFuncs) dnsLookup(ctx context.Context, mod api.Module, stack []uint6
 	ret(stack, answer(mod, stack[3], stack[4], c.last.answer))
 }
 
+// lookupArgs reads what dns_lookup and dns_lookup_many share: the call
+// (none outside a stage call), the record type and the name or names, or
+// the error code to return.
+func lookupArgs(ctx context.Context, mod api.Module, stack []uint64) (c *callState, qtype uint16, b []byte, code int32) {
+	if c = callOf(ctx); c == nil {
+		return nil, 0, nil, abi.ErrStage
+	}
+	qtype = uint16(stack[0])
+	b, ok := guestBytes(mod, stack[1], stack[2])
+	switch {
+	case !ok:
+		return nil, 0, nil, abi.ErrMemory
+	case uint32(stack[0]) != uint32(qtype) || !lookupTypes[qtype]:
+		return nil, 0, nil, abi.ErrInvalid
+	}
+	return c, qtype, b, 0
+}
+
+// repeated reports whether the call's last answer is the one for this
+// question, which a guest whose buffer was too small asks again.
+func (c *callState) repeated(many bool, qtype uint16, name string) bool {
+	return c.last.answer != nil && c.last.many == many && c.last.qtype == qtype && c.last.name == name
+}
+
 // dnsLookupMany is (qtype, names_ptr, names_len, buf_ptr, buf_cap) →
 // length of the answers, one per name. The guest runs on one thread, so
 // asking for several names in one call is how it waits for the slowest
@@ -62,24 +79,18 @@ func (h *hostFuncs) dnsLookup(ctx context.Context, mod api.Module, stack []uint6
 // about the client, say). Each name counts against the call's budget: one
 // past it is answered ErrBudget, the others are still looked up.
 func (h *hostFuncs) dnsLookupMany(ctx context.Context, mod api.Module, stack []uint64) {
-	c := callOf(ctx)
-	if c == nil {
-		ret(stack, abi.ErrStage)
-		return
-	}
-	qtype := uint16(stack[0])
-	b, ok := guestBytes(mod, stack[1], stack[2])
-	if !ok {
-		ret(stack, abi.ErrMemory)
+	c, qtype, b, code := lookupArgs(ctx, mod, stack)
+	if code < 0 {
+		ret(stack, code)
 		return
 	}
 	names, err := abi.DecodeStrings(b)
-	if err != nil || len(names) == 0 || len(names) > abi.MaxLookupMany || uint32(stack[0]) != uint32(qtype) || !lookupTypes[qtype] {
+	if err != nil || len(names) == 0 || len(names) > abi.MaxLookupMany {
 		ret(stack, abi.ErrInvalid)
 		return
 	}
 	key := string(b)
-	if c.last.answer != nil && c.last.many && c.last.qtype == qtype && c.last.name == key {
+	if c.repeated(true, qtype, key) {
 		ret(stack, answer(mod, stack[3], stack[4], c.last.answer))
 		return
 	}
