@@ -1,53 +1,20 @@
 package main
 
 import (
-	"strings"
 	"testing"
 	"time"
 
+	"github.com/sluice-mail/sluice/plugins/internal/words"
 	"github.com/sluice-mail/sluice/sdk"
-	"github.com/sluice-mail/sluice/sdk/abi"
 	"github.com/sluice-mail/sluice/sdk/sdktest"
 )
 
-// attempt builds the request that the README's words describe: a stage,
-// then key=value words.
-func attempt(t *testing.T, line int, words string) *sdk.Request {
+// attempt builds the request that a README row's words describe.
+func attempt(t *testing.T, line int, text string) *sdk.Request {
 	t.Helper()
-	f := strings.Fields(words)
-	req := &sdk.Request{SessionID: "readme"}
-	switch f[0] {
-	case "rcpt":
-		req.Stage = abi.StageRcpt
-	case "data":
-		req.Stage = abi.StageData
-	default:
-		t.Fatalf("README.md:%d: unknown stage %q", line, f[0])
-	}
-	for _, w := range f[1:] {
-		key, value, ok := strings.Cut(w, "=")
-		if !ok {
-			t.Fatalf("README.md:%d: %q is not key=value", line, w)
-		}
-		switch key {
-		case "ip":
-			req.ClientIP = value
-		case "from":
-			req.MailFrom = strings.Trim(value, "<>")
-		case "to":
-			req.Rcpts = strings.Split(value, ",")
-			if req.Stage == abi.StageRcpt {
-				req.Rcpt, req.Rcpts = req.Rcpts[0], nil
-			}
-		case "name":
-			req.ClientName, req.ClientNameResult = value, "pass"
-		case "spf":
-			req.Auth.SPF = abi.SPF{Result: "pass", Domain: value}
-		case "dkim":
-			req.Auth.DKIM = append(req.Auth.DKIM, abi.DKIM{Result: "pass", Domain: value})
-		default:
-			t.Fatalf("README.md:%d: unknown key %q", line, key)
-		}
+	req, err := words.Request(text)
+	if err != nil {
+		t.Fatalf("README.md:%d: %v", line, err)
 	}
 	return req
 }
