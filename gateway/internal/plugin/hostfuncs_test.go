@@ -291,7 +291,10 @@ func (c *clock) advance(d time.Duration) {
 	c.mu.Unlock()
 }
 
-func TestKV(t *testing.T) {
+// kvHost starts a host whose key-value store holds 1000 bytes and runs on
+// a clock the test moves.
+func kvHost(t *testing.T) (*clock, *Host) {
+	t.Helper()
 	clk := &clock{now: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
 	kv := NewMemoryKV(MemoryKVConfig{Now: clk.Now, MaxBytes: 1000})
 	h, err := NewHost(context.Background(), HostConfig{CacheDir: wasmbuild.CacheDirForTest(), KV: kv})
@@ -299,6 +302,11 @@ func TestKV(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { h.Close(context.Background()) })
+	return clk, h
+}
+
+func TestKV(t *testing.T) {
+	clk, h := kvHost(t)
 	a := NewChain(load(t, h, hostcallsSpec(t, "a", abi.CapKV)))
 	b := NewChain(load(t, h, hostcallsSpec(t, "b", abi.CapKV)))
 
@@ -349,13 +357,7 @@ func TestKV(t *testing.T) {
 }
 
 func TestKVIncr(t *testing.T) {
-	clk := &clock{now: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
-	kv := NewMemoryKV(MemoryKVConfig{Now: clk.Now, MaxBytes: 1000})
-	h, err := NewHost(context.Background(), HostConfig{CacheDir: wasmbuild.CacheDirForTest(), KV: kv})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { h.Close(context.Background()) })
+	clk, h := kvHost(t)
 	a := NewChain(load(t, h, hostcallsSpec(t, "a", abi.CapKV)))
 
 	huge := "9223372036854775807"
