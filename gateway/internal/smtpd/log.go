@@ -75,10 +75,8 @@ func (t *transaction) outcome() string {
 		return outcomeDropped
 	case t.result.Code/100 == 2:
 		return outcomeForwarded
-	case t.result.Code/100 == 4:
-		return outcomeTempfailed
 	}
-	return outcomeRejected
+	return replyOutcome(t.result)
 }
 
 // endTxn ends the transaction: its line is written and its recipients
