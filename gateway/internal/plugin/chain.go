@@ -124,9 +124,11 @@ func (c *Chain) Run(ctx context.Context, req *abi.Request, msg *Message) Outcome
 		msg = nil
 	}
 	shared := req
-	for _, m := range c.missing {
-		if m.Stages.Has(req.Stage) && req.Stage != abi.StageClose {
-			o.Skipped = append(o.Skipped, m.Name)
+	if req.Stage != abi.StageClose {
+		for _, m := range c.missing {
+			if m.Stages.Has(req.Stage) {
+				o.Skipped = append(o.Skipped, m.Name)
+			}
 		}
 	}
 	for _, p := range c.plugins {

@@ -287,8 +287,8 @@ func (r *Relay) tryAddress(ctx context.Context, host string, ip netip.Addr, env 
 // with a reply that leaves the connection usable.
 func (r *Relay) started(s *session, mailErr, rcptErr error, tried *attempts) (*Txn, error, error) {
 	if mailErr == nil {
-		r.log.Debug("relay: transaction started", "remote", s.remote(), "tls", s.tls)
-		t := &Txn{relay: r, s: s, remote: s.remote(), tls: s.tls, tlsVersion: s.tlsVersion}
+		r.log.Debug("relay: transaction started", "remote", s.remote(), "tls", s.tlsVersion != 0)
+		t := &Txn{relay: r, s: s, remote: s.remote(), tlsVersion: s.tlsVersion}
 		return t, t.rcptResult(rcptErr), nil
 	}
 	if s.broken {

@@ -22,7 +22,6 @@ type session struct {
 	addr netip.AddrPort // where we connected
 	raw  net.Conn       // the TCP connection; closing it aborts anything in progress
 	c    *client
-	tls  bool
 	// tlsVersion is the TLS version in use, 0 without TLS.
 	tlsVersion uint16
 	// resetPending says the last transaction was left open: RSET goes
@@ -105,10 +104,8 @@ func (s *session) startTLS(r *Relay) error {
 	if err != nil {
 		return err
 	}
-	s.tls = true
-	if tc, ok := s.c.conn.(*tls.Conn); ok {
-		s.tlsVersion = tc.ConnectionState().Version
-	}
+	// c.conn is the handshaken *tls.Conn now.
+	s.tlsVersion = s.c.conn.(*tls.Conn).ConnectionState().Version
 	// RFC 3207 §4.2: forget what was learned before TLS and EHLO again.
 	return s.c.hello(r.cfg.Helo)
 }

@@ -26,7 +26,6 @@ type Txn struct {
 	s      *session // nil after Close
 	state  txnState
 	remote string
-	tls    bool
 	// tlsVersion is the TLS version of the connection, 0 without TLS.
 	tlsVersion uint16
 }
@@ -132,7 +131,7 @@ func (t *Txn) Close() {
 func (t *Txn) Remote() string { return t.remote }
 
 // TLS reports whether the connection to the destination is encrypted.
-func (t *Txn) TLS() bool { return t.tls }
+func (t *Txn) TLS() bool { return t.tlsVersion != 0 }
 
 // TLSVersion is the TLS version of the connection to the destination
 // (tls.VersionTLS13 and so on), 0 without TLS.

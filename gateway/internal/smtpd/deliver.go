@@ -46,15 +46,21 @@ func (s *session) deliver(msg []byte) (*smtp.SMTPError, decider) {
 		s.closeRelay()
 		return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 4, 6}, Message: fmt.Sprintf("Too many hops (%d Received fields): mail loop?", hops)}, byHost
 	}
-	req := s.request(abi.StageData, "")
-	req.Size = uint64(len(msg))
 	var report *auth.Report
 	if a := s.gen.Auth; a != nil {
 		r := a.Message(s.srv.ctx, whole, s.txn.spf.Wait(s.srv.ctx))
-		report, req.Auth = &r, r.Auth
+		report = &r
 		s.srv.metrics.authChecked(r.Auth)
 	}
-	out := s.runRequest(req, &plugin.Message{Header: header, Body: body})
+	var out plugin.Outcome
+	if s.gen.Chain.Handles(abi.StageData) {
+		req := s.request(abi.StageData, "")
+		req.Size = uint64(len(msg))
+		if report != nil {
+			req.Auth = report.Auth
+		}
+		out = s.runRequest(req, &plugin.Message{Header: header, Body: body})
+	}
 	switch out.Action {
 	case abi.Reject, abi.Tempfail:
 		s.closeRelay()

@@ -75,10 +75,8 @@ func (t *transaction) outcome() string {
 		return outcomeDropped
 	case t.result.Code/100 == 2:
 		return outcomeForwarded
-	case t.result.Code/100 == 4:
-		return outcomeTempfailed
 	}
-	return outcomeRejected
+	return replyOutcome(t.result)
 }
 
 // endTxn ends the transaction: its line is written and its recipients
@@ -99,7 +97,8 @@ func (s *session) endTxn() {
 // logTxn writes the one line per transaction that says what happened
 // (docs/operations.md, Logs). Each plugin's verdict reads
 // "name@stage:action:duration", with "(failed)" after the action of a
-// plugin that failed; chain is the generation of the filter chain used.
+// plugin that failed; chain is the number of the generation (chain, keys,
+// settings) the session used.
 // forwards and relay appear only for a message that left.
 func (s *session) logTxn() {
 	t := &s.txn

@@ -149,7 +149,8 @@ func messageOutcome(t *transaction) string {
 	return outcome(t.result)
 }
 
-// replyOutcome is the outcome a refusal gives a recipient.
+// replyOutcome is the outcome a refusal (any reply but 2xx) gives a
+// recipient or a message: tempfailed for 4xx, else rejected.
 func replyOutcome(reply *smtp.SMTPError) string {
 	if reply.Code/100 == 4 {
 		return outcomeTempfailed
@@ -159,13 +160,10 @@ func replyOutcome(reply *smtp.SMTPError) string {
 
 // outcome names what happened to a message from the reply its client got.
 func outcome(reply *smtp.SMTPError) string {
-	switch {
-	case reply.Code/100 == 2:
+	if reply.Code/100 == 2 {
 		return outcomeDelivered
-	case reply.Code/100 == 4:
-		return outcomeTempfailed
 	}
-	return outcomeRejected
+	return replyOutcome(reply)
 }
 
 // chainRun records one run of the chain at a stage.

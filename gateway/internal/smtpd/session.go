@@ -188,12 +188,9 @@ func (s *session) run(st abi.Stage, rcpt string) plugin.Outcome {
 	return s.runRequest(s.request(st, rcpt), nil)
 }
 
-// runRequest runs the chain; msg is the message at the data stage, nil
-// before.
+// runRequest runs the chain at a stage it handles; msg is the message at
+// the data stage, nil before.
 func (s *session) runRequest(req *abi.Request, msg *plugin.Message) plugin.Outcome {
-	if !s.gen.Chain.Handles(req.Stage) {
-		return plugin.Outcome{}
-	}
 	start := time.Now()
 	out := s.gen.Chain.Run(s.srv.ctx, req, msg)
 	s.srv.metrics.chainRun(req.Stage, time.Since(start), out.Verdicts)
