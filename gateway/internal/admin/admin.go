@@ -44,11 +44,12 @@ type Config struct {
 
 // Chain is the filter chain in use, as GET /admin/chain shows it.
 type Chain struct {
-	// Generation counts chains since start: 1 is the first, each
-	// successful reload adds one.
+	// Generation numbers the configuration's generations (chain, keys,
+	// certificate, settings) since start: 1 is the first, each successful
+	// reload adds one.
 	Generation uint64 `json:"generation"`
-	// OpenGenerations counts chains not yet closed: the current one and
-	// older ones that sessions in flight still use.
+	// OpenGenerations counts generations not yet closed: the current one
+	// and older ones that sessions in flight still use.
 	OpenGenerations int      `json:"open_generations"`
 	Plugins         []Plugin `json:"plugins"`
 }
