@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"strconv"
 	"testing"
 	"time"
 
@@ -29,7 +30,7 @@ var memoryModule = []byte{
 // argument positions of the buffer's pointer and capacity.
 var answerBuffer = map[string][2]int{
 	abi.FuncHeaderGet: {3, 4}, abi.FuncHeaders: {0, 1}, abi.FuncBodyRead: {1, 2},
-	abi.FuncDNSLookup: {3, 4}, abi.FuncKVGet: {2, 3},
+	abi.FuncDNSLookup: {3, 4}, abi.FuncDNSLookupMany: {3, 4}, abi.FuncKVGet: {2, 3},
 }
 
 // FuzzHostFuncs calls the host functions with arguments as a guest passes
@@ -60,28 +61,38 @@ mx.example.test.  300 IN AAAA 2001:db8::1
 		f.Fatal(err)
 	}
 	logger := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	names := map[uint8]string{}
-	for i, fn := range hostFuncTable {
-		names[uint8(i)] = fn.name
-	}
 
 	// Seeds: the guest's memory starts with names at fixed offsets, and
 	// each function is called once as a well-behaved guest would.
 	memory := []byte("Subject\x00X-Key\x00example.test\x00hits")
 	f64one := binary.LittleEndian.AppendUint64(nil, math.Float64bits(1))
 	ttl := binary.LittleEndian.AppendUint64(nil, 1000)
+	one := binary.LittleEndian.AppendUint64(nil, 1)
+	call := func(name string, args ...byte) []byte {
+		for i, fn := range hostFuncTable {
+			if fn.name == name {
+				return append([]byte{byte(i)}, args...)
+			}
+		}
+		f.Fatalf("no host function %s", name)
+		return nil
+	}
+	lookupNames := abi.AppendStrings(nil, []string{"example.test", "mx.example.test"})
+	memory = append(memory, lookupNames...) // at offset 31
 	seeds := [][]byte{
-		{1, 0, 0, 0, 0, 7, 0},                         // log "Subject"
-		{2, 0, 0, 7, 0, 0, 0, 0x00, 0x10, 0x00, 0x01}, // header_get Subject 0 into 4096, 256 bytes
-		{3, 0x00, 0x10, 0x00, 0x04},                   // headers into 4096, 1024 bytes
-		{4},                                           // body_size
-		{5, 0, 0, 0x00, 0x10, 8, 0},                   // body_read from 0 into 4096, 8 bytes
-		{6, 16, 0, 14, 0, 12, 0, 0x00, 0x10, 0x00, 0x02},                // dns_lookup TXT example.test
-		append([]byte{8, 8, 0, 5, 0, 0, 0, 7, 0}, ttl...),               // kv_set X-Key = "Subject"
-		{7, 8, 0, 5, 0, 0x00, 0x10, 64, 0},                              // kv_get X-Key
-		{9, 8, 0, 5, 0},                                                 // kv_delete X-Key
-		append([]byte{10, 27, 0, 4, 0}, f64one...),                      // counter_add hits 1
-		{3, 0xff, 0xff, 0xf0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, // headers past the end of memory
+		call(abi.FuncLog, 0, 0, 0, 0, 7, 0),                               // "Subject"
+		call(abi.FuncHeaderGet, 0, 0, 7, 0, 0, 0, 0x00, 0x10, 0x00, 0x01), // Subject 0 into 4096, 256 bytes
+		call(abi.FuncHeaders, 0x00, 0x10, 0x00, 0x04),                     // into 4096, 1024 bytes
+		call(abi.FuncBodySize),
+		call(abi.FuncBodyRead, 0, 0, 0x00, 0x10, 8, 0),                                                   // from 0 into 4096, 8 bytes
+		call(abi.FuncDNSLookup, 16, 0, 14, 0, 12, 0, 0x00, 0x10, 0x00, 0x02),                             // TXT example.test
+		call(abi.FuncDNSLookupMany, 15, 0, 31, 0, byte(len(lookupNames)), 0, 0x00, 0x10, 0x00, 0x02),     // MX of both names
+		call(abi.FuncKVSet, append([]byte{8, 0, 5, 0, 0, 0, 7, 0}, ttl...)...),                           // X-Key = "Subject"
+		call(abi.FuncKVGet, 8, 0, 5, 0, 0x00, 0x10, 64, 0),                                               // X-Key
+		call(abi.FuncKVIncr, append(append([]byte{27, 0, 4, 0}, one...), append(ttl, 0x00, 0x10)...)...), // hits += 1, into 4096
+		call(abi.FuncKVDelete, 8, 0, 5, 0),                                                               // X-Key
+		call(abi.FuncCounterAdd, append([]byte{27, 0, 4, 0}, f64one...)...),                              // hits 1
+		call(abi.FuncHeaders, 0xff, 0xff, 0xf0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff),                // past the end of memory
 	}
 	var all []byte
 	for _, call := range seeds {
@@ -168,6 +179,13 @@ func checkHostCall(t *testing.T, fn hostFunc, args, stack []uint64, before, afte
 	}
 	buf, writes := answerBuffer[fn.name]
 	lo, hi := 0, 0
+	if fn.name == abi.FuncKVIncr && r == 0 {
+		// The new value, as 8 bytes at out_ptr.
+		lo, hi = int(uint32(args[4])), int(uint32(args[4]))+8
+		if hi > 1<<16 {
+			t.Fatalf("%s%v = 0 with out_ptr outside memory", fn.name, args)
+		}
+	}
 	if writes && r > 0 {
 		ptr, capacity := uint32(args[buf[0]]), uint32(args[buf[1]])
 		if uint64(ptr)+uint64(capacity) > 1<<16 {
@@ -197,6 +215,24 @@ func checkHostCall(t *testing.T, fn hostFunc, args, stack []uint64, before, afte
 		want = m.Body[off:min(uint64(len(m.Body)), off+uint64(uint32(args[2])))]
 	case abi.FuncKVGet:
 		want, _, _ = h.kv.Get(context.Background(), h.plugin, string(arg(0)))
+	case abi.FuncKVIncr:
+		stored, _, _ := h.kv.Get(context.Background(), h.plugin, string(arg(0)))
+		n, err := strconv.ParseInt(string(stored), 10, 64)
+		if err != nil {
+			t.Fatalf("%s%v = 0 but the store holds %q, not a counter", fn.name, args, stored)
+		}
+		want = binary.LittleEndian.AppendUint64(nil, uint64(n))
+	case abi.FuncDNSLookupMany:
+		answers, err := abi.DecodeStrings(got)
+		if err != nil {
+			t.Fatalf("%s%v wrote %q, not a list of strings: %v", fn.name, args, got, err)
+		}
+		for _, a := range answers {
+			if _, _, err := abi.DecodeLookupAnswer([]byte(a)); err != nil {
+				t.Fatalf("%s%v wrote the answer %q: %v", fn.name, args, a, err)
+			}
+		}
+		return
 	case abi.FuncDNSLookup:
 		if _, err := abi.DecodeStrings(got); err != nil {
 			t.Fatalf("%s%v wrote %q, not a list of strings: %v", fn.name, args, got, err)
