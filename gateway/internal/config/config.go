@@ -25,6 +25,10 @@ type Config struct {
 	// Domains are the custom domains Sluice is the MX for. Mail to any
 	// other domain (but the SRS domain) is refused: Sluice is no open relay.
 	Domains []string `toml:"domains"`
+	// DataDir holds what the gateway keeps on disk: ACME account and
+	// certificates (later the queue). Relative to the file; default
+	// DefaultDataDir.
+	DataDir string `toml:"data_dir"`
 
 	SMTP   SMTP     `toml:"smtp"`
 	Relay  Relay    `toml:"relay"`
@@ -38,6 +42,16 @@ type Config struct {
 	WASM   WASM     `toml:"wasm"`
 	Dev    Dev      `toml:"dev"`
 	Admin  Admin    `toml:"admin"`
+
+	// TLS gets the listeners' certificate from an ACME CA (issue 11).
+	TLS TLS `toml:"tls"`
+	// HTTPS is the listener for MTA-STS policies and ACME TLS-ALPN-01.
+	HTTPS HTTPS `toml:"https"`
+	// MTASTS is the policy published for our domains (RFC 8461).
+	MTASTS MTASTS `toml:"mta_sts"`
+	// Records are what `sluice dns` prints and `sluice doctor` checks
+	// beyond what the rest of the config implies; serving ignores them.
+	Records Records `toml:"records"`
 
 	// Scoring maps the findings of plugins to an action.
 	Scoring Scoring `toml:"scoring"`
@@ -83,6 +97,32 @@ type Relay struct {
 	DataTimeout    Duration `toml:"data_timeout"`
 	MaxIdle        *int     `toml:"max_idle"`
 	IdleTimeout    Duration `toml:"idle_timeout"`
+
+	// Sources are the outbound addresses, each with its EHLO name; a
+	// connection uses one of the destination address's family. They
+	// replace source_ipv4/source_ipv6 (both at once is an error).
+	Sources []Source `toml:"source"`
+
+	// TLSSecurity is the least a destination gets when no MTA-STS or
+	// DANE policy asks for more: "may" (the default: STARTTLS when
+	// offered, unverified, plaintext after a failed handshake, like
+	// Postfix's "may"), "encrypt" (TLS required, unverified) or
+	// "verify" (TLS required, certificate valid for the MX name).
+	TLSSecurity string `toml:"tls_security"`
+	// TLSCAFile adds PEM roots to the system's for verifying destinations
+	// (verify, MTA-STS, DANE-TA is separate); "" = system roots only.
+	TLSCAFile string `toml:"tls_ca_file"`
+	// MTASTS honours destinations' MTA-STS policies (RFC 8461); default true.
+	MTASTS *bool `toml:"mta_sts"`
+	// DANE honours destinations' TLSA records (RFC 7672) when the
+	// resolver's answers are validated ([dns] dnssec); default true.
+	DANE *bool `toml:"dane"`
+}
+
+// Source is one outbound address.
+type Source struct {
+	Address string `toml:"address"` // an IPv4 or IPv6 address on this machine
+	Helo    string `toml:"helo"`    // EHLO name; default relay.helo
 }
 
 // SRS configures sender rewriting.
@@ -113,6 +153,10 @@ type DKIMKey struct {
 type Auth struct {
 	Enabled *bool    `toml:"enabled"` // default true
 	Timeout Duration `toml:"timeout"` // bound on one message's checks; default 30s
+	// DMARCDiscovery is how the DMARC policy and organizational domain
+	// are found: "rfc9989" (the DNS tree walk, the default) or "rfc7489"
+	// (the public suffix list).
+	DMARCDiscovery string `toml:"dmarc_discovery"`
 }
 
 // ARC configures sealing of forwarded mail (RFC 8617).
@@ -131,6 +175,10 @@ type DNS struct {
 	// ClientNameTimeout bounds the lookup of a client's verified name
 	// (PTR, then A/AAAA back); default 5s (smtpd).
 	ClientNameTimeout Duration `toml:"client_name_timeout"`
+	// DNSSEC trusts the AD bit of the nameservers' answers: set it only
+	// when they are validating resolvers reached over a trusted path (a
+	// local unbound). DANE needs it. Default false.
+	DNSSEC bool `toml:"dnssec"`
 }
 
 // Log configures logging.
@@ -206,6 +254,58 @@ type Scoring struct {
 	// Reject) with an X-Sluice-Quarantine field.
 	Quarantine float64 `toml:"quarantine"`
 }
+
+// TLS configures automatic certificates (ACME, RFC 8555).
+type TLS struct {
+	// ACME gets and renews the certificate for hostname (and the
+	// mta-sts.<domain> names when MTA-STS is published) from an ACME CA,
+	// answering TLS-ALPN-01 challenges on [https] listen. It excludes
+	// smtp.tls_cert and smtp.tls_self_signed.
+	ACME bool `toml:"acme"`
+	// ACMEEmail is the account's contact address.
+	ACMEEmail string `toml:"acme_email"`
+	// ACMEDirectory is the CA's directory URL; default Let's Encrypt's.
+	ACMEDirectory string `toml:"acme_directory"`
+	// ACMECAFile is PEM roots to trust for the directory's HTTPS (a
+	// private ACME CA); "" = system roots.
+	ACMECAFile string `toml:"acme_ca_file"`
+	// ACMERenewBefore renews a certificate this long before it expires;
+	// default 30 days.
+	ACMERenewBefore Duration `toml:"acme_renew_before"`
+}
+
+// HTTPS configures the HTTPS listener, which serves MTA-STS policies and
+// ACME TLS-ALPN-01 challenges.
+type HTTPS struct {
+	Listen []string `toml:"listen"` // default none: off
+}
+
+// MTASTS is the MTA-STS policy published for every served domain at
+// https://mta-sts.<domain>/.well-known/mta-sts.txt.
+type MTASTS struct {
+	Mode   string   `toml:"mode"`    // "" (not published), "none", "testing" or "enforce"
+	MX     []string `toml:"mx"`      // MX patterns; default records.mx
+	MaxAge Duration `toml:"max_age"` // default 1 week
+}
+
+// Records says what `sluice dns` prints beyond what the rest of the
+// configuration implies.
+type Records struct {
+	// MX are the domains' MX hosts in preference order (10, 20, ...);
+	// default [hostname].
+	MX []string `toml:"mx"`
+	// SPFInclude, if set, is the SPF include the domains use instead of
+	// listing the outbound addresses.
+	SPFInclude string `toml:"spf_include"`
+	// DMARCPolicy is the p= of the suggested DMARC record; default "none".
+	DMARCPolicy string `toml:"dmarc_policy"`
+	// ReportAddress receives DMARC aggregate (rua) and TLS-RPT reports;
+	// default postmaster@ the first domain.
+	ReportAddress string `toml:"report_address"`
+}
+
+// DefaultDataDir is where the gateway keeps its files when data_dir is unset.
+const DefaultDataDir = "/var/lib/sluice"
 
 // Dev configures the capture inbox used by the demo: an SMTP server that
 // stores what it receives as files, standing in for a real mailbox.
