@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/sluice-mail/sluice/gateway/internal/mtasts"
 )
 
 // Config is the whole gateway configuration.
@@ -456,3 +458,48 @@ func (c *Config) Path(name string) string {
 	}
 	return filepath.Join(filepath.Dir(c.File), name)
 }
+
+// MXHosts are the domains' MX hosts in preference order: records.mx, or
+// the hostname.
+func (c *Config) MXHosts() []string {
+	if len(c.Records.MX) > 0 {
+		return c.Records.MX
+	}
+	return []string{c.Hostname}
+}
+
+// DefaultMTASTSMaxAge is a published policy's max_age when none is set:
+// a week, long enough to protect, short enough to change (RFC 8461 §3.2
+// suggests weeks).
+const DefaultMTASTSMaxAge = 7 * 24 * time.Hour
+
+// MTASTSPolicy is the policy published for every served domain, and
+// whether one is published at all (mta_sts.mode set).
+func (c *Config) MTASTSPolicy() (mtasts.Policy, bool) {
+	m := c.MTASTS
+	if m.Mode == "" {
+		return mtasts.Policy{}, false
+	}
+	p := mtasts.Policy{Mode: m.Mode, MX: m.MX, MaxAge: m.MaxAge.D()}
+	if len(p.MX) == 0 {
+		p.MX = c.MXHosts()
+	}
+	if p.MaxAge == 0 {
+		p.MaxAge = DefaultMTASTSMaxAge
+	}
+	return p, true
+}
+
+// DataPath is name inside the data directory (data_dir, relative to the
+// file, or DefaultDataDir).
+func (c *Config) DataPath(name string) string {
+	dir := c.DataDir
+	if dir == "" {
+		dir = DefaultDataDir
+	}
+	return filepath.Join(c.Path(dir), name)
+}
+
+// ACMEDir is where ACME keeps its account key and certificates, in
+// autocert's DirCache layout (one file per host name: key, then chain).
+func (c *Config) ACMEDir() string { return c.DataPath("acme") }
