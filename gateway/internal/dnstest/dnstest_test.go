@@ -218,7 +218,7 @@ out.example.test. IN CNAME other.test.
 		{"mx.example.test.", dns.TypeA, false, true, true},   // DO asks too
 		{"mx.example.test.", dns.TypeA, false, false, false}, // not asked
 		{"nothing.example.test.", dns.TypeA, true, false, true},
-		{"www.example.test.", dns.TypeA, true, false, true},   // CNAME inside the zone
+		{"www.example.test.", dns.TypeA, true, false, true},    // CNAME inside the zone
 		{"out.example.test.", dns.TypeTXT, true, false, false}, // CNAME out of it
 		{"other.test.", dns.TypeTXT, true, false, false},
 		{"broken.example.test.", dns.TypeA, true, false, false},
