@@ -115,7 +115,7 @@ func (r *Relay) danePolicy(ctx context.Context, host string, secure bool, tried 
 		return nil, true
 	}
 	name := fmt.Sprintf("_%d._%s.%s.", tlsaPort, tlsaTransport, host)
-	records, secure, err := r.dane.LookupTLSA(ctx, name)
+	records, recordsSecure, err := r.dane.LookupTLSA(ctx, name)
 	if dnsErr, ok := errors.AsType[*net.DNSError](err); ok && dnsErr.IsNotFound {
 		return nil, true
 	}
@@ -125,7 +125,7 @@ func (r *Relay) danePolicy(ctx context.Context, host string, secure bool, tried 
 		tried.note(fmt.Sprintf("%s: TLSA lookup failed: %s", host, describe(err)))
 		return nil, false
 	}
-	if !secure || len(records) == 0 {
+	if !recordsSecure || len(records) == 0 {
 		return nil, true
 	}
 	dane = &daneHost{host: host}
