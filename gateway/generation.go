@@ -67,7 +67,12 @@ func (g *Gateway) buildParts(ctx context.Context, cfg *config.Config) (smtpd.Par
 	if cfg.AuthEnabled() {
 		p.Auth = auth.New(auth.Config{Hostname: cfg.Hostname, Resolver: res, Timeout: cfg.Auth.Timeout.D()})
 	}
-	if p.Relay, err = relay.New(relayConfig(cfg, g.log, g.metrics.relayStep), res); err != nil {
+	if cfg.Relay.DANE != nil && *cfg.Relay.DANE && !cfg.DNS.DNSSEC {
+		g.log.Warn("relay.dane = true has no effect without [dns] dnssec = true: TLSA records are only believed from a validating resolver")
+	}
+	rc := relayConfig(cfg, g.log, g.metrics.relayStep)
+	rc.TLSPolicy = g.metrics.relayTLSPolicy
+	if p.Relay, err = relay.New(rc, res); err != nil {
 		fail("relay", "relay: %v", err)
 	}
 	chain, chainErrs := g.buildChain(ctx, cfg, res)
@@ -88,7 +93,8 @@ func (g *Gateway) buildParts(ctx context.Context, cfg *config.Config) (smtpd.Par
 // resolver makes the resolver of a new generation. The first one's cache
 // serves every later generation too, so that a reload forgets no answer.
 func (g *Gateway) resolver(cfg *config.Config) (*resolver.Resolver, error) {
-	c := resolver.Config{Nameservers: cfg.DNS.Nameservers, Timeout: cfg.DNS.Timeout.D(), Static: cfg.DNS.Static}
+	c := resolver.Config{Nameservers: cfg.DNS.Nameservers, Timeout: cfg.DNS.Timeout.D(), Static: cfg.DNS.Static,
+		DNSSEC: cfg.DNS.DNSSEC}
 	if g.dns != nil {
 		return g.dns.Reconfigured(c)
 	}
@@ -276,6 +282,7 @@ func relayConfig(cfg *config.Config, log *slog.Logger, observe func(step string,
 		IdleTimeout:    r.IdleTimeout.D(),
 		Logger:         log,
 		Observe:        observe,
+		DANE:           cfg.RelayDANE(),
 	}
 	if r.MaxIdle != nil {
 		c.MaxIdle = *r.MaxIdle

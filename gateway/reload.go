@@ -19,6 +19,7 @@ import (
 	"github.com/sluice-mail/sluice/gateway/internal/buildinfo"
 	"github.com/sluice-mail/sluice/gateway/internal/config"
 	"github.com/sluice-mail/sluice/gateway/internal/metrics"
+	"github.com/sluice-mail/sluice/gateway/internal/relay"
 )
 
 // defaultWatchInterval is how often gateway.toml and the plugin files are
@@ -33,6 +34,7 @@ type gatewayMetrics struct {
 	generation   prometheus.Gauge
 	loadFailures *prometheus.CounterVec
 	relaySeconds *prometheus.HistogramVec
+	tlsPolicy    *prometheus.CounterVec
 }
 
 func newGatewayMetrics() *gatewayMetrics {
@@ -49,13 +51,24 @@ func newGatewayMetrics() *gatewayMetrics {
 		relaySeconds: f.NewHistogramVec(prometheus.HistogramOpts{Name: "sluice_relay_seconds",
 			Help:    "Time each step with a destination took, failed ones included: connect (TCP, greeting, EHLO, STARTTLS), mail (MAIL FROM and the first RCPT TO), rcpt (each later RCPT TO), data (DATA to the reply to the end of data).",
 			Buckets: metrics.DefaultBuckets}, []string{"step"}),
+		tlsPolicy: f.NewCounterVec(prometheus.CounterOpts{Name: "sluice_relay_tls_policy_total",
+			Help: "Results of the TLS policies of destinations, by policy and result: for dane, per new connection to a host with secure TLSA records, verified, unauthenticated (only unusable records: TLS without authentication), no_starttls, tls_failed, mismatch; and lookup_failed per host whose TLSA lookup failed."},
+			[]string{"policy", "result"}),
 	}
 	m.reloads.WithLabelValues("ok")
 	m.reloads.WithLabelValues("failed")
 	for _, step := range []string{"connect", "mail", "rcpt", "data"} {
 		m.relaySeconds.WithLabelValues(step)
 	}
+	for _, result := range relay.DANEResults {
+		m.tlsPolicy.WithLabelValues(relay.TLSPolicyDANE, result)
+	}
 	return m
+}
+
+// relayTLSPolicy counts one result of a destination's TLS policy.
+func (m *gatewayMetrics) relayTLSPolicy(policy, result string) {
+	m.tlsPolicy.WithLabelValues(policy, result).Inc()
 }
 
 // relayStep records how long a step with a destination took.

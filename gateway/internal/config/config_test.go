@@ -224,3 +224,26 @@ code = "550"
 		}
 	}
 }
+
+// relay.dane defaults to true but takes effect only with [dns] dnssec.
+func TestRelayDANE(t *testing.T) {
+	base := "hostname = \"mx.example.test\"\ndomains = [\"example.test\"]\n[srs]\nsecrets = [\"0123456789abcdef0123\"]\n"
+	cases := []struct {
+		extra string
+		want  bool
+	}{
+		{"", false},
+		{"[dns]\ndnssec = true\n", true},
+		{"[dns]\ndnssec = true\n[relay]\ndane = false\n", false},
+		{"[dns]\ndnssec = false\n[relay]\ndane = true\n", false},
+	}
+	for _, c := range cases {
+		cfg, err := Parse("test.toml", []byte(base+c.extra))
+		if err != nil {
+			t.Fatalf("%q: %v", c.extra, err)
+		}
+		if got := cfg.RelayDANE(); got != c.want {
+			t.Errorf("%q: RelayDANE() = %v, want %v", c.extra, got, c.want)
+		}
+	}
+}

@@ -261,6 +261,13 @@ func (v *validator) arc() {
 // AuthEnabled reports whether incoming mail is checked.
 func (c *Config) AuthEnabled() bool { return c.Auth.Enabled == nil || *c.Auth.Enabled }
 
+// RelayDANE reports whether the relay honours destinations' TLSA records:
+// relay.dane (default true), and only with answers the resolver can
+// vouch for, [dns] dnssec.
+func (c *Config) RelayDANE() bool {
+	return c.DNS.DNSSEC && (c.Relay.DANE == nil || *c.Relay.DANE)
+}
+
 func (v *validator) dns() {
 	for i, ns := range v.c.DNS.Nameservers {
 		addr, err := nameserverAddr(ns)

@@ -27,6 +27,7 @@ type Server struct {
 	records map[string][]dns.RR // by canonical owner name
 	fails   map[string]int      // canonical name -> rcode
 	drops   map[string]bool     // canonical name -> never answer
+	signed  []string            // canonical zone apexes whose answers carry AD
 }
 
 // Start serves the records (zone-file syntax, one RR per line, absolute
@@ -124,6 +125,22 @@ func (s *Server) Fail(name string, rcode int) {
 	s.mu.Unlock()
 }
 
+// Authenticate makes the server act, for the names at or below each zone,
+// as a validating resolver does for a DNSSEC-signed zone whose signatures
+// it checked: it sets the AD bit on their answers (NOERROR and NXDOMAIN)
+// when the query asked for it with AD or DO (RFC 6840 section 5.7). It is a
+// stub of a trusted validating resolver: nothing is signed or checked, the
+// bit is simply believed by the client, as Sluice believes its configured
+// nameservers with [dns] dnssec. An answer that follows a CNAME into a
+// zone not named here has no AD, and neither has an answer set by Fail.
+func (s *Server) Authenticate(zones ...string) {
+	s.mu.Lock()
+	for _, z := range zones {
+		s.signed = append(s.signed, dns.CanonicalName(z))
+	}
+	s.mu.Unlock()
+}
+
 // Drop makes the server never answer queries for name, to test timeouts.
 func (s *Server) Drop(name string) {
 	s.mu.Lock()
@@ -157,8 +174,41 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 		reply.Rcode = rcode
 	} else {
 		s.answer(reply, name, q.Qtype)
+		reply.AuthenticatedData = askedAD(req) && s.authenticated(name, reply)
 	}
 	s.write(w, req, reply)
+}
+
+// askedAD reports whether req asked for the AD bit, with AD or DO.
+func askedAD(req *dns.Msg) bool {
+	if req.AuthenticatedData {
+		return true
+	}
+	opt := req.IsEdns0()
+	return opt != nil && opt.Do()
+}
+
+// authenticated reports whether every name reply's answer comes from (the
+// question and the targets of its CNAMEs) is in a zone set by Authenticate.
+func (s *Server) authenticated(name string, reply *dns.Msg) bool {
+	names := []string{name}
+	for _, rr := range reply.Answer {
+		if c, ok := rr.(*dns.CNAME); ok {
+			names = append(names, dns.CanonicalName(c.Target))
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, n := range names {
+		signed := false
+		for _, z := range s.signed {
+			signed = signed || dns.IsSubDomain(z, n)
+		}
+		if !signed {
+			return false
+		}
+	}
+	return true
 }
 
 // write sends reply, echoing EDNS0 and truncating UDP answers to the size the

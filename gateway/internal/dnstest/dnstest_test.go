@@ -188,3 +188,52 @@ func TestTruncatesBigUDPAnswers(t *testing.T) {
 		t.Fatalf("TCP: truncated=%v with %d records, want all 40", tcp.Truncated, len(tcp.Answer))
 	}
 }
+
+func TestAuthenticateSetsADWhenAsked(t *testing.T) {
+	s := Start(t, testZone+`
+_25._tcp.mx.example.test. IN TLSA 3 1 1 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
+out.example.test. IN CNAME other.test.
+`)
+	s.Authenticate("example.test.")
+	s.Fail("broken.example.test.", dns.RcodeServerFailure)
+	ask := func(name string, qtype uint16, ad, do bool) *dns.Msg {
+		t.Helper()
+		m := new(dns.Msg)
+		m.SetQuestion(name, qtype)
+		m.AuthenticatedData = ad
+		m.SetEdns0(1232, do)
+		r, _, err := (&dns.Client{Timeout: 5 * time.Second}).Exchange(m, s.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	cases := []struct {
+		name   string
+		qtype  uint16
+		ad, do bool
+		wantAD bool
+	}{
+		{"mx.example.test.", dns.TypeA, true, false, true},
+		{"mx.example.test.", dns.TypeA, false, true, true},   // DO asks too
+		{"mx.example.test.", dns.TypeA, false, false, false}, // not asked
+		{"nothing.example.test.", dns.TypeA, true, false, true},
+		{"www.example.test.", dns.TypeA, true, false, true},    // CNAME inside the zone
+		{"out.example.test.", dns.TypeTXT, true, false, false}, // CNAME out of it
+		{"other.test.", dns.TypeTXT, true, false, false},
+		{"broken.example.test.", dns.TypeA, true, false, false},
+	}
+	for _, c := range cases {
+		if r := ask(c.name, c.qtype, c.ad, c.do); r.AuthenticatedData != c.wantAD {
+			t.Errorf("%s %s (AD %v, DO %v): AD = %v, want %v", c.name, dns.TypeToString[c.qtype], c.ad, c.do,
+				r.AuthenticatedData, c.wantAD)
+		}
+	}
+	r := ask("_25._tcp.mx.example.test.", dns.TypeTLSA, true, false)
+	if len(r.Answer) != 1 || !r.AuthenticatedData {
+		t.Fatalf("TLSA: answer %v, AD %v", r.Answer, r.AuthenticatedData)
+	}
+	if tlsa, ok := r.Answer[0].(*dns.TLSA); !ok || tlsa.Usage != 3 || tlsa.Selector != 1 || tlsa.MatchingType != 1 {
+		t.Errorf("TLSA: got %v", r.Answer[0])
+	}
+}

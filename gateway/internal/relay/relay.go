@@ -41,6 +41,13 @@ type Config struct {
 	IdleTimeout    time.Duration // how long an idle connection is kept, default 10s
 	TLSConfig      *tls.Config   // base config for STARTTLS; nil = opportunistic, unverified (like Postfix's "may")
 	Logger         *slog.Logger
+	// DANE honours destinations' TLSA records (RFC 7672, see dane.go).
+	// The resolver must be a DANEResolver whose secure answers are
+	// DNSSEC-validated.
+	DANE bool
+	// TLSPolicy, if set, is told the result of each new connection made
+	// under a TLS policy: policy "dane" with one of DANEResults.
+	TLSPolicy func(policy, result string)
 	// Observe, if set, is told how long each step with a destination
 	// took: "connect" (TCP, greeting, EHLO and STARTTLS of a new
 	// connection), "mail" (MAIL FROM and the first RCPT TO, pipelined
@@ -70,6 +77,7 @@ type Relay struct {
 	resolver Resolver
 	log      *slog.Logger
 	pool     *pool
+	dane     DANEResolver // nil without Config.DANE
 }
 
 // New checks c, fills in defaults and returns a Relay that resolves
@@ -109,11 +117,19 @@ func New(c Config, r Resolver) (*Relay, error) {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+	var dane DANEResolver
+	if c.DANE {
+		var ok bool
+		if dane, ok = r.(DANEResolver); !ok {
+			return nil, errors.New("relay: DANE needs a resolver that tells DNSSEC-validated answers")
+		}
+	}
 	return &Relay{
 		cfg:      c,
 		resolver: r,
 		log:      c.Logger,
 		pool:     newPool(c.MaxIdle, c.IdleTimeout),
+		dane:     dane,
 	}, nil
 }
 
@@ -147,18 +163,23 @@ func (r *Relay) Begin(ctx context.Context, domain, from string, opts *smtp.MailO
 	if err := checkRecipient(to); err != nil {
 		return nil, nil, err
 	}
-	hosts, err := r.mxHosts(ctx, domain)
+	hosts, mxSecure, err := r.mxHosts(ctx, domain)
 	if err != nil {
 		return nil, nil, err
 	}
 	env := envelope{from: from, opts: opts, to: to}
 	tried := &attempts{domain: domain}
 	for _, host := range hosts {
-		for _, ip := range r.addresses(ctx, host, tried) {
+		ips, ipsSecure := r.addresses(ctx, host, tried)
+		dane, use := r.danePolicy(ctx, host, mxSecure && ipsSecure && len(ips) > 0, tried)
+		if !use {
+			continue
+		}
+		for _, ip := range ips {
 			if tried.dialed >= maxAddresses || ctx.Err() != nil {
 				return nil, nil, tried.failure(ctx)
 			}
-			txn, rcptErr, err := r.tryAddress(ctx, host, ip, env, tried)
+			txn, rcptErr, err := r.tryAddress(ctx, host, ip, env, tried, dane)
 			if txn != nil || err != nil {
 				return txn, rcptErr, err
 			}
@@ -167,20 +188,21 @@ func (r *Relay) Begin(ctx context.Context, domain, from string, opts *smtp.MailO
 	return nil, nil, tried.failure(ctx)
 }
 
-// mxHosts returns the host names to try, best first, without trailing dots.
-func (r *Relay) mxHosts(ctx context.Context, domain string) ([]string, error) {
-	mxs, err := r.resolver.LookupMX(ctx, domain)
+// mxHosts returns the host names to try, best first, without trailing
+// dots, and whether DNSSEC vouched for them (only asked with DANE).
+func (r *Relay) mxHosts(ctx context.Context, domain string) ([]string, bool, error) {
+	mxs, secure, err := r.lookupMX(ctx, domain)
 	if err != nil {
 		if dnsErr, ok := errors.AsType[*net.DNSError](err); ok && dnsErr.IsNotFound {
-			return nil, &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 2},
+			return nil, false, &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 2},
 				Message: fmt.Sprintf("%s: domain does not exist", domain)}
 		}
-		return nil, &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 3},
+		return nil, false, &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 3},
 			Message: fmt.Sprintf("%s: MX lookup failed: %s", domain, describe(err))}
 	}
 	if len(mxs) == 0 {
 		// RFC 5321 §5.1: without MX records the domain is its own host.
-		return []string{normalizeHost(domain)}, nil
+		return []string{normalizeHost(domain)}, secure, nil
 	}
 	// The Resolver sorts, and shuffles equal preferences as RFC 5321 §5.1
 	// asks; a stable sort keeps that order and costs nothing.
@@ -195,10 +217,10 @@ func (r *Relay) mxHosts(ctx context.Context, domain string) ([]string, error) {
 		}
 	}
 	if len(hosts) == 0 {
-		return nil, &smtp.SMTPError{Code: 556, EnhancedCode: smtp.EnhancedCode{5, 1, 10},
+		return nil, false, &smtp.SMTPError{Code: 556, EnhancedCode: smtp.EnhancedCode{5, 1, 10},
 			Message: fmt.Sprintf("%s: domain does not accept mail (null MX)", domain)}
 	}
-	return hosts, nil
+	return hosts, secure, nil
 }
 
 // normalizeHost makes a host name comparable: lower case, no trailing dot.
@@ -207,21 +229,23 @@ func normalizeHost(h string) string {
 }
 
 // addresses returns host's addresses, IPv6 first (RFC 6724 preference for
-// dual-stack hosts), noting in tried what DNS said.
-func (r *Relay) addresses(ctx context.Context, host string, tried *attempts) []netip.Addr {
+// dual-stack hosts), noting in tried what DNS said, and whether DNSSEC
+// vouched for every answer that gave addresses (only asked with DANE).
+func (r *Relay) addresses(ctx context.Context, host string, tried *attempts) ([]netip.Addr, bool) {
 	networks := []string{"ip6", "ip4"}
 	if r.cfg.DisableIPv6 {
 		networks = networks[1:]
 	}
 	var out []netip.Addr
-	failed := false
+	failed, secure := false, true
 	for _, network := range networks {
-		ips, err := r.resolver.LookupNetIP(ctx, network, host+".")
+		ips, ipsSecure, err := r.lookupNetIP(ctx, network, host+".")
 		if err != nil {
 			failed = true
 			tried.dnsFailure(host, network, err)
 			continue
 		}
+		secure = secure && (ipsSecure || len(ips) == 0)
 		for _, ip := range ips {
 			ip = ip.Unmap()
 			if ip.Is6() != (network == "ip6") || slices.Contains(out, ip) {
@@ -235,16 +259,17 @@ func (r *Relay) addresses(ctx context.Context, host string, tried *attempts) []n
 	} else if !failed {
 		tried.note(host + ": no addresses")
 	}
-	return out
+	return out, secure
 }
 
 // tryAddress starts the transaction at one address: on an idle connection
 // to it if there is one, else, or if that one fails before its first
 // reply (openNow), on a fresh one. It returns a Txn (and the reply to
 // RCPT TO), a final error for the client, or neither when Begin should
-// try the next address.
-func (r *Relay) tryAddress(ctx context.Context, host string, ip netip.Addr, env envelope, tried *attempts) (*Txn, error, error) {
-	if s := r.pool.get(host, ip); s != nil {
+// try the next address. dane, if not nil, is what DANE asks of the
+// connection.
+func (r *Relay) tryAddress(ctx context.Context, host string, ip netip.Addr, env envelope, tried *attempts, dane *daneHost) (*Txn, error, error) {
+	if s := r.reuse(host, ip, dane); s != nil {
 		s.reused = true
 		start := time.Now()
 		mailErr, rcptErr := s.open(ctx, env)
@@ -260,13 +285,16 @@ func (r *Relay) tryAddress(ctx context.Context, host string, ip netip.Addr, env 
 	}
 
 	tried.dialed++
-	s, err := r.dial(ctx, host, ip, true)
+	s, err := r.dial(ctx, host, ip, true, dane) // under DANE, a failed handshake is a *daneError
 	if _, ok := errors.AsType[*tlsHandshakeError](err); ok {
 		// Like Postfix: a destination that offers STARTTLS but cannot
 		// complete it still gets the mail, in plaintext.
 		r.log.Warn("relay: TLS handshake failed, retrying without TLS",
 			"remote", formatRemote(host, netip.AddrPortFrom(ip, uint16(r.cfg.Port))), "err", err)
-		s, err = r.dial(ctx, host, ip, false)
+		s, err = r.dial(ctx, host, ip, false, nil)
+	}
+	if _, ok := errors.AsType[*daneError](err); ok {
+		tried.daneFailed = true
 	}
 	if err != nil {
 		tried.note(fmt.Sprintf("%s: %s", formatRemote(host, netip.AddrPortFrom(ip, uint16(r.cfg.Port))), describe(err)))
@@ -332,6 +360,7 @@ type attempts struct {
 	dialed       int
 	foundAddress bool
 	dnsTemporary bool
+	daneFailed   bool // DANE kept a host or address from being used
 }
 
 func (a *attempts) note(s string) { a.notes = append(a.notes, s) }
@@ -358,6 +387,11 @@ func (a *attempts) failure(ctx context.Context) *smtp.SMTPError {
 	}
 	detail := truncate(strings.Join(a.notes, "; "), maxReplyDetail)
 	switch {
+	case a.daneFailed:
+		// What DANE refused may be fixed by the destination (a new
+		// certificate, TLSA records) or by DNS answering again: retry.
+		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 7, 5},
+			Message: fmt.Sprintf("%s: DANE: %s", a.domain, detail)}
 	case a.foundAddress:
 		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 1},
 			Message: fmt.Sprintf("%s: no destination reachable: %s", a.domain, detail)}

@@ -24,6 +24,9 @@ type session struct {
 	c    *client
 	// tlsVersion is the TLS version in use, 0 without TLS.
 	tlsVersion uint16
+	// dane is what DANE asked of the connection, nil if nothing: a
+	// connection that does not satisfy it is closed, never kept.
+	dane *daneHost
 	// resetPending says the last transaction was left open: RSET goes
 	// before the next MAIL FROM, in the same write when pipelining, rather
 	// than costing a round trip when the transaction is dropped.
@@ -53,8 +56,9 @@ func (e *tlsHandshakeError) Error() string { return "TLS handshake: " + e.err.Er
 func (e *tlsHandshakeError) Unwrap() error { return e.err }
 
 // dial connects to ip, reads the greeting, says EHLO and, if tryTLS and the
-// destination offers it, starts TLS.
-func (r *Relay) dial(ctx context.Context, host string, ip netip.Addr, tryTLS bool) (*session, error) {
+// destination offers it, starts TLS. Under dane, TLS is required and
+// checked against the TLSA records.
+func (r *Relay) dial(ctx context.Context, host string, ip netip.Addr, tryTLS bool, dane *daneHost) (*session, error) {
 	start := time.Now()
 	defer r.observe("connect", start)
 	addr := netip.AddrPortFrom(ip, uint16(r.cfg.Port))
@@ -66,7 +70,7 @@ func (r *Relay) dial(ctx context.Context, host string, ip netip.Addr, tryTLS boo
 	if err != nil {
 		return nil, err
 	}
-	s := &session{host: host, addr: addr, raw: raw, c: newClient(raw, r.cfg.CommandTimeout)}
+	s := &session{host: host, addr: addr, raw: raw, c: newClient(raw, r.cfg.CommandTimeout), dane: dane}
 	stop := context.AfterFunc(ctx, s.abort)
 	err = s.c.greet()
 	if err == nil {
@@ -74,6 +78,9 @@ func (r *Relay) dial(ctx context.Context, host string, ip netip.Addr, tryTLS boo
 	}
 	if err == nil && tryTLS && s.c.has("STARTTLS") {
 		err = s.startTLS(r)
+	}
+	if dane != nil {
+		err = r.checkDANE(s, dane, err)
 	}
 	if !stop() && err == nil {
 		err = ctx.Err()
@@ -95,7 +102,7 @@ func (r *Relay) sourceFor(ip netip.Addr) netip.Addr {
 // startTLS continues the session over TLS, saying EHLO again. A refusal
 // leaves the session in plaintext.
 func (s *session) startTLS(r *Relay) error {
-	err := s.c.startTLS(r.tlsConfig(s.host))
+	err := s.c.startTLS(s.dane.tlsConfig(r.tlsConfig(s.host)))
 	if refusal, ok := err.(*smtp.SMTPError); ok {
 		r.log.Info("relay: destination refused STARTTLS, continuing without TLS",
 			"remote", s.remote(), "reply", describe(refusal))

@@ -27,10 +27,13 @@ const (
 )
 
 // answer is the outcome of one question: records for the final name of a
-// CNAME chain (empty for NODATA), or an error.
+// CNAME chain (empty for NODATA), or an error. secure says the nameserver
+// vouched for the records (or NODATA) with the AD bit, which is only
+// believed when DNSSEC is on; it is kept with the answer in the cache.
 type answer struct {
-	rrs []dns.RR
-	err *net.DNSError
+	rrs    []dns.RR
+	err    *net.DNSError
+	secure bool
 }
 
 // exchange asks the nameservers about k, trying each in order, Attempts
@@ -40,6 +43,10 @@ func (r *Resolver) exchange(k key) (answer, time.Duration) {
 	q := new(dns.Msg)
 	q.SetQuestion(k.name, k.qtype)
 	q.RecursionDesired = true
+	// RFC 6840 section 5.7: AD in a question asks a validating resolver
+	// to say whether it validated the answer, without the RRSIGs that DO
+	// would bring.
+	q.AuthenticatedData = r.dnssec
 	q.SetEdns0(ednsBufferSize, false)
 
 	var failure *net.DNSError
@@ -58,6 +65,7 @@ func (r *Resolver) exchange(k key) (answer, time.Duration) {
 			if res.err != nil {
 				res.err.Server = server
 			}
+			res.secure = res.err == nil && r.dnssec && resp.AuthenticatedData
 			return res, ttl
 		}
 	}

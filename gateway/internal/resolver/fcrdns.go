@@ -41,7 +41,7 @@ func (r *Resolver) VerifiedName(ctx context.Context, ip netip.Addr) (name, resul
 	if err != nil {
 		return "", NameNone
 	}
-	rrs, err := r.lookup(ctx, rev, dns.TypePTR)
+	rrs, _, err := r.lookup(ctx, rev, dns.TypePTR)
 	if err != nil {
 		if isNotFound(err) {
 			return "", NameNone

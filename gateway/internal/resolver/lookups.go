@@ -18,26 +18,40 @@ import (
 // keeps its trailing dot; a Host of "." is a null MX (RFC 7505): the domain
 // accepts no mail.
 func (r *Resolver) LookupMX(ctx context.Context, name string) ([]*net.MX, error) {
-	rrs, err := r.lookup(ctx, name, dns.TypeMX)
+	mxs, _, err := r.LookupMXSecure(ctx, name)
+	return mxs, err
+}
+
+// LookupMXSecure is LookupMX, also saying whether the answer was secure
+// (DNSSEC-validated, see Config.DNSSEC), NODATA included.
+func (r *Resolver) LookupMXSecure(ctx context.Context, name string) ([]*net.MX, bool, error) {
+	rrs, secure, err := r.lookup(ctx, name, dns.TypeMX)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	mxs := make([]*net.MX, 0, len(rrs))
 	for _, rr := range rrs {
 		mx, ok := rr.(*dns.MX)
 		if !ok {
-			return nil, wrongRecord(name, rr)
+			return nil, false, wrongRecord(name, rr)
 		}
 		mxs = append(mxs, &net.MX{Host: mx.Mx, Pref: mx.Preference})
 	}
 	rand.Shuffle(len(mxs), func(i, j int) { mxs[i], mxs[j] = mxs[j], mxs[i] })
 	slices.SortStableFunc(mxs, func(a, b *net.MX) int { return int(a.Pref) - int(b.Pref) })
-	return mxs, nil
+	return mxs, secure, nil
 }
 
 // LookupNetIP returns the addresses of host: network "ip6" asks for AAAA
 // records, "ip4" for A records.
 func (r *Resolver) LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error) {
+	addrs, _, err := r.LookupNetIPSecure(ctx, network, host)
+	return addrs, err
+}
+
+// LookupNetIPSecure is LookupNetIP, also saying whether the answer was
+// secure (DNSSEC-validated, see Config.DNSSEC), NODATA included.
+func (r *Resolver) LookupNetIPSecure(ctx context.Context, network, host string) ([]netip.Addr, bool, error) {
 	var qtype uint16
 	switch network {
 	case "ip4":
@@ -45,11 +59,11 @@ func (r *Resolver) LookupNetIP(ctx context.Context, network, host string) ([]net
 	case "ip6":
 		qtype = dns.TypeAAAA
 	default:
-		return nil, &net.DNSError{Err: fmt.Sprintf("network %q: want ip4 or ip6", network), Name: host}
+		return nil, false, &net.DNSError{Err: fmt.Sprintf("network %q: want ip4 or ip6", network), Name: host}
 	}
-	rrs, err := r.lookup(ctx, host, qtype)
+	rrs, secure, err := r.lookup(ctx, host, qtype)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	addrs := make([]netip.Addr, 0, len(rrs))
 	for _, rr := range rrs {
@@ -62,17 +76,17 @@ func (r *Resolver) LookupNetIP(ctx context.Context, network, host string) ([]net
 		}
 		addr, ok := netip.AddrFromSlice(ip)
 		if !ok {
-			return nil, wrongRecord(host, rr)
+			return nil, false, wrongRecord(host, rr)
 		}
 		addrs = append(addrs, addr)
 	}
-	return addrs, nil
+	return addrs, secure, nil
 }
 
 // LookupTXT returns the TXT records for name, each record's strings joined
 // into one (as SPF, DKIM and DMARC records are read).
 func (r *Resolver) LookupTXT(ctx context.Context, name string) ([]string, error) {
-	rrs, err := r.lookup(ctx, name, dns.TypeTXT)
+	rrs, _, err := r.lookup(ctx, name, dns.TypeTXT)
 	if err != nil {
 		return nil, err
 	}
@@ -87,6 +101,26 @@ func (r *Resolver) LookupTXT(ctx context.Context, name string) ([]string, error)
 		txts = append(txts, Unescape(strings.Join(txt.Txt, "")))
 	}
 	return txts, nil
+}
+
+// LookupTLSA returns the TLSA records for name (e.g.
+// "_25._tcp.mx.example.com"), and whether the answer was secure
+// (DNSSEC-validated, see Config.DNSSEC), NODATA included. The records are
+// copies the caller may keep.
+func (r *Resolver) LookupTLSA(ctx context.Context, name string) ([]*dns.TLSA, bool, error) {
+	rrs, secure, err := r.lookup(ctx, name, dns.TypeTLSA)
+	if err != nil {
+		return nil, false, err
+	}
+	out := make([]*dns.TLSA, 0, len(rrs))
+	for _, rr := range rrs {
+		tlsa, ok := rr.(*dns.TLSA)
+		if !ok {
+			return nil, false, wrongRecord(name, rr)
+		}
+		out = append(out, dns.Copy(tlsa).(*dns.TLSA))
+	}
+	return out, secure, nil
 }
 
 // wrongRecord reports a record whose data does not fit its type, which only

@@ -33,6 +33,10 @@ type Config struct {
 	// Metrics receives the counts and latencies of the questions sent to
 	// the nameservers; nil: they are counted but registered nowhere.
 	Metrics prometheus.Registerer
+	// DNSSEC trusts the nameservers to validate: questions ask for the
+	// AD bit (RFC 6840 section 5.7) and an answer that carries it counts
+	// as secure. Only for validating resolvers on a trusted path.
+	DNSSEC bool
 }
 
 const (
@@ -47,6 +51,8 @@ type Resolver struct {
 	nameservers []string
 	timeout     time.Duration
 	attempts    int
+	dnssec      bool
+	cacheSize   int
 	static      map[string][]dns.RR // by canonical owner name
 	now         func() time.Time
 	cache       *cache
@@ -65,6 +71,7 @@ func New(c Config) (*Resolver, error) {
 	r := &Resolver{
 		timeout:  c.Timeout,
 		attempts: c.Attempts,
+		dnssec:   c.DNSSEC,
 		now:      c.Now,
 		flights:  flights{calls: map[key]*call{}},
 		metrics:  newLookupMetrics(c.Metrics),
@@ -82,7 +89,7 @@ func New(c Config) (*Resolver, error) {
 	if size <= 0 {
 		size = defaultCacheSize
 	}
-	r.cache = newCache(size)
+	r.cache, r.cacheSize = newCache(size), size
 
 	var err error
 	if r.nameservers, err = nameservers(c.Nameservers); err != nil {
@@ -98,13 +105,18 @@ func New(c Config) (*Resolver, error) {
 // and metrics (c.CacheSize and c.Metrics are not used), so that a reload
 // of the configuration does not forget every answer nor count twice. Static records are answered before the cache
 // is asked and never enter it, so a change of them takes effect at once.
+// A change of DNSSEC starts an empty cache of the same size instead: the
+// answers cached before were asked for and trusted differently.
 func (r *Resolver) Reconfigured(c Config) (*Resolver, error) {
 	n, err := New(Config{Nameservers: c.Nameservers, Timeout: c.Timeout, Attempts: c.Attempts, Static: c.Static,
-		CacheSize: 1, Now: c.Now})
+		CacheSize: 1, Now: c.Now, DNSSEC: c.DNSSEC})
 	if err != nil {
 		return nil, err
 	}
-	n.cache, n.metrics = r.cache, r.metrics
+	n.cache, n.cacheSize, n.metrics = r.cache, r.cacheSize, r.metrics
+	if n.dnssec != r.dnssec {
+		n.cache = newCache(r.cacheSize)
+	}
 	return n, nil
 }
 
@@ -160,7 +172,7 @@ func parseStatic(lines []string) (map[string][]dns.RR, error) {
 // Query returns the records of type qtype for name, after following CNAMEs.
 // The records are copies the caller may keep and change.
 func (r *Resolver) Query(ctx context.Context, name string, qtype uint16) ([]dns.RR, error) {
-	rrs, err := r.lookup(ctx, name, qtype)
+	rrs, _, err := r.lookup(ctx, name, qtype)
 	if err != nil {
 		return nil, err
 	}
@@ -172,11 +184,14 @@ func (r *Resolver) Query(ctx context.Context, name string, qtype uint16) ([]dns.
 }
 
 // lookup is Query without the copy: the records it returns are shared with
-// the cache and must not be changed.
-func (r *Resolver) lookup(ctx context.Context, name string, qtype uint16) ([]dns.RR, error) {
+// the cache and must not be changed. secure says the answer (records or
+// NODATA) was validated: the nameservers set the AD bit and DNSSEC is on.
+// Static records count as secure when DNSSEC is on: they come from the
+// configuration, which is trusted as much as the nameservers are.
+func (r *Resolver) lookup(ctx context.Context, name string, qtype uint16) (rrs []dns.RR, secure bool, err error) {
 	k := key{dns.CanonicalName(name), qtype}
 	if _, ok := dns.IsDomainName(k.name); !ok {
-		return nil, &net.DNSError{Err: "invalid domain name", Name: name, IsNotFound: true}
+		return nil, false, &net.DNSError{Err: "invalid domain name", Name: name, IsNotFound: true}
 	}
 	for range maxCNAMEChain {
 		rrs, cname, ok := r.fromStatic(k)
@@ -184,11 +199,11 @@ func (r *Resolver) lookup(ctx context.Context, name string, qtype uint16) ([]dns
 			return r.fromNameservers(ctx, k)
 		}
 		if cname == "" {
-			return rrs, nil
+			return rrs, r.dnssec, nil
 		}
 		k.name = cname
 	}
-	return nil, &net.DNSError{Err: "static CNAME chain too long", Name: name, IsTemporary: true}
+	return nil, false, &net.DNSError{Err: "static CNAME chain too long", Name: name, IsTemporary: true}
 }
 
 // fromStatic answers k from the static records if they hold its name. A
@@ -215,13 +230,13 @@ func (r *Resolver) fromStatic(k key) (rrs []dns.RR, cname string, ok bool) {
 // fromNameservers answers k from the cache, or asks the nameservers once for
 // all concurrent callers. The query itself does not stop when ctx does (its
 // answer is still worth caching) but the caller stops waiting.
-func (r *Resolver) fromNameservers(ctx context.Context, k key) ([]dns.RR, error) {
+func (r *Resolver) fromNameservers(ctx context.Context, k key) ([]dns.RR, bool, error) {
 	res, ok := r.cache.get(k, r.now())
 	if !ok {
 		var err error
 		res, err = r.flights.do(ctx, k, func() answer { return r.resolve(k) })
 		if err != nil {
-			return nil, &net.DNSError{
+			return nil, false, &net.DNSError{
 				Err:         err.Error(),
 				Name:        k.name,
 				IsTimeout:   errors.Is(err, context.DeadlineExceeded),
@@ -232,9 +247,9 @@ func (r *Resolver) fromNameservers(ctx context.Context, k key) ([]dns.RR, error)
 	}
 	if res.err != nil {
 		e := *res.err // callers get their own copy of the cached error
-		return nil, &e
+		return nil, false, &e
 	}
-	return res.rrs, nil
+	return res.rrs, res.secure, nil
 }
 
 // resolve asks the nameservers and caches what they say for as long as the

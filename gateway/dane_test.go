@@ -1,0 +1,45 @@
+package gateway_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/emersion/go-smtp"
+)
+
+// DANE through the whole gateway: [dns] dnssec reaches the resolver,
+// relay.dane the relay, and the result the client and the metrics. The
+// DNS server sets AD for dest.test as a trusted validating resolver would
+// (dnstest.Authenticate); mx.dest.test publishes a TLSA record its
+// certificate does not match.
+func TestDANEMismatchDefersAndCounts(t *testing.T) {
+	e := startEnv(t, envOptions{dns: "timeout = \"1s\"\ndnssec = true"})
+	e.dns.Authenticate("dest.test.")
+	e.zone += "_25._tcp.mx.dest.test. 300 IN TLSA 3 1 1 " + strings.Repeat("ab", 32) + "\n"
+	if err := e.dns.SetRecords(e.zone); err != nil {
+		t.Fatal(err)
+	}
+	wantReply(t, "a message to a destination whose certificate matches no TLSA record",
+		e.send(t, "alice@example.org", "info@ours.test", testMessage),
+		451, smtp.EnhancedCode{4, 7, 5}, "dest.test: DANE: mx.dest.test[127.0.0.1]:"+e.dest.port()+": certificate matches no TLSA record")
+	if d := e.dest.deliveries(); len(d) != 0 {
+		t.Errorf("%d deliveries, want none", len(d))
+	}
+	m := scrape(t, e)
+	if got := m[`sluice_relay_tls_policy_total{policy="dane",result="mismatch"}`]; got != 1 {
+		t.Errorf("dane mismatch count = %v, want 1", got)
+	}
+	if got, ok := m[`sluice_relay_tls_policy_total{policy="dane",result="verified"}`]; !ok || got != 0 {
+		t.Errorf("dane verified count = %v (shown %v), want 0 from the start", got, ok)
+	}
+
+	// relay.dane = false turns it off at a reload.
+	e.editConfig(t, "[relay]\n", "[relay]\ndane = false\n")
+	e.reload(t, 2)
+	if err := e.send(t, "alice@example.org", "info@ours.test", testMessage); err != nil {
+		t.Fatalf("with relay.dane = false: %v", err)
+	}
+	if d := e.dest.deliveries(); len(d) != 1 {
+		t.Errorf("%d deliveries, want 1", len(d))
+	}
+}
