@@ -46,8 +46,11 @@ type Gateway struct {
 
 	reloadMu sync.Mutex // one reload at a time
 	closed   bool       // under reloadMu: no more reloads
-	seenMu   sync.Mutex
-	seen     map[string]stamp // the files the last load read, as it found them
+	// sources are the outbound addresses in use, under reloadMu: a
+	// reload that changes them checks their DNS again (checkIdentity).
+	sources []config.Source
+	seenMu  sync.Mutex
+	seen    map[string]stamp // the files the last load read, as it found them
 
 	mu        sync.Mutex
 	listeners []net.Listener
@@ -99,6 +102,10 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, level *slo
 		return nil, err
 	}
 	g.metrics.generation.Set(1)
+	if !strict {
+		g.sources = cfg.Relay.Sources
+		g.checkIdentity(parts.DNS, g.sources)
+	}
 	g.smtp, err = smtpd.New(smtpd.Config{
 		Hostname:            cfg.Hostname,
 		Domains:             cfg.Domains,

@@ -70,6 +70,7 @@ func (g *Gateway) buildParts(ctx context.Context, cfg *config.Config) (smtpd.Par
 	if cfg.Relay.DANE != nil && *cfg.Relay.DANE && !cfg.DNS.DNSSEC {
 		g.log.Warn("relay.dane = true has no effect without [dns] dnssec = true: TLSA records are only believed from a validating resolver")
 	}
+	checkSources(cfg, &errs)
 	rc := relayConfig(cfg, g.log, g.metrics.relayStep)
 	rc.TLSPolicy = g.metrics.relayTLSPolicy
 	if p.Relay, err = relay.New(rc, res); err != nil {
@@ -290,7 +291,19 @@ func relayConfig(cfg *config.Config, log *slog.Logger, observe func(step string,
 			c.MaxIdle = -1 // relay reads 0 as "default"; the config's 0 means "keep none"
 		}
 	}
-	c.SourceIPv4, _ = netip.ParseAddr(r.SourceIPv4) // validated by config
-	c.SourceIPv6, _ = netip.ParseAddr(r.SourceIPv6)
+	for _, src := range r.Sources {
+		c.Sources = append(c.Sources, relay.Source{Addr: netip.MustParseAddr(src.Address), Helo: src.Helo}) // validated by config
+	}
 	return c
+}
+
+// checkSources reports each outbound address that new connections cannot
+// come from, because it is not (or no longer) on this machine: better
+// now than as a failed connection for every message.
+func checkSources(cfg *config.Config, errs *config.Errors) {
+	for i, src := range cfg.Relay.Sources {
+		if err := relay.CheckLocal(netip.MustParseAddr(src.Address)); err != nil {
+			*errs = append(*errs, cfg.SourceError(i, "%v", err))
+		}
+	}
 }

@@ -151,6 +151,10 @@ func (g *Gateway) reload(ctx context.Context) ([]string, error) {
 	}
 	g.metrics.generation.Set(float64(n))
 	g.setLevel(cfg.Log.Level)
+	if !sameSources(g.sources, cfg.Relay.Sources) {
+		g.sources = cfg.Relay.Sources
+		g.checkIdentity(parts.DNS, g.sources)
+	}
 	return kept, nil
 }
 

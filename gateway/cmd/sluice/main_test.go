@@ -145,3 +145,23 @@ func TestServeRefusesUngrantedImports(t *testing.T) {
 		t.Errorf("serve: exit %d, printed\n%s\nwant exit 1 and %q", code, stderr.String(), want)
 	}
 }
+
+// serve refuses to start with an outbound address that is not on the
+// machine, saying what check says: otherwise every connection from it
+// would fail.
+func TestServeRefusesSourceNotHere(t *testing.T) {
+	_, cfg := checkDir(t, "relay-source-not-here.toml")
+	f, err := os.OpenFile(cfg, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString("[smtp]\nlisten = [\"127.0.0.1:0\"]\n[admin]\nlisten = \"\"\n")
+	f.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	code := run(ctx, []string{"serve", "-c", cfg}, nil, &stdout, &stderr)
+	if want := `relay-source-not-here.toml:13: relay.source[1].address: 192.0.2.25 is not an address of this machine`; code != 1 || !strings.Contains(stderr.String(), want) {
+		t.Errorf("serve: exit %d, printed\n%s\nwant exit 1 and %q", code, stderr.String(), want)
+	}
+}

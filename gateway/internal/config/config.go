@@ -17,6 +17,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/sluice-mail/sluice/gateway/internal/mtasts"
+	"github.com/sluice-mail/sluice/sdk/tomlkeys"
 )
 
 // Config is the whole gateway configuration.
@@ -102,7 +103,9 @@ type Relay struct {
 
 	// Sources are the outbound addresses, each with its EHLO name; a
 	// connection uses one of the destination address's family. They
-	// replace source_ipv4/source_ipv6 (both at once is an error).
+	// replace source_ipv4/source_ipv6 (both at once is an error). Once
+	// loaded, they are the whole list: source_ipv4 and source_ipv6 are
+	// in it, each helo is set and each address is in canonical form.
 	Sources []Source `toml:"source"`
 
 	// TLSSecurity is the least a destination gets when no MTA-STS or
@@ -125,6 +128,16 @@ type Relay struct {
 type Source struct {
 	Address string `toml:"address"` // an IPv4 or IPv6 address on this machine
 	Helo    string `toml:"helo"`    // EHLO name; default relay.helo
+
+	key string // where it is set, for errors found after loading
+}
+
+// SourceError is an error about the i-th outbound address (one that is
+// not on this machine), at the line that names it and saying which key
+// that is: relay.source[1].address, relay.source_ipv4.
+func (c *Config) SourceError(i int, format string, args ...any) *Error {
+	key := c.Relay.Sources[i].key
+	return c.ErrorAt(key, "%s: %s", tomlkeys.String(strings.Split(key, ".")), fmt.Sprintf(format, args...))
 }
 
 // SRS configures sender rewriting.

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -244,6 +245,50 @@ func TestRelayDANE(t *testing.T) {
 		}
 		if got := cfg.RelayDANE(); got != c.want {
 			t.Errorf("%q: RelayDANE() = %v, want %v", c.extra, got, c.want)
+		}
+	}
+}
+
+// Once loaded, Relay.Sources is the whole list of outbound addresses, the
+// older keys included, each with its EHLO name, and SourceError points at
+// the line of each.
+func TestRelaySources(t *testing.T) {
+	head := `hostname = "mx.example.test"
+domains = ["example.test"]
+[srs]
+secrets = ["0123456789abcdef0123"]
+[relay]
+helo = "Out.Example.test"
+`
+	for name, tc := range map[string]struct {
+		src   string
+		want  []Source
+		lines []int
+	}{
+		"tables": {`[[relay.source]]
+address = "2001:DB8::25"
+[[relay.source]]
+address = "192.0.2.25"
+helo = "Four.example.test"
+`, []Source{{Address: "2001:db8::25", Helo: "out.example.test"}, {Address: "192.0.2.25", Helo: "four.example.test"}}, []int{8, 10}},
+		"older keys": {`source_ipv6 = "2001:db8::25"
+source_ipv4 = "192.0.2.25"
+`, []Source{{Address: "192.0.2.25", Helo: "out.example.test"}, {Address: "2001:db8::25", Helo: "out.example.test"}}, []int{8, 7}},
+		"none": {"", nil, nil},
+	} {
+		c, err := Parse("gateway.toml", []byte(head+tc.src))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		var got []Source
+		for i, s := range c.Relay.Sources {
+			got = append(got, Source{Address: s.Address, Helo: s.Helo})
+			if line := c.SourceError(i, "x").Line; line != tc.lines[i] {
+				t.Errorf("%s: source %d is at line %d, want %d", name, i, line, tc.lines[i])
+			}
+		}
+		if !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%s: sources %+v, want %+v", name, got, tc.want)
 		}
 	}
 }

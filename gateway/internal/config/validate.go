@@ -169,16 +169,6 @@ func (v *validator) relay() {
 	if r.Port < 0 || r.Port > 65535 {
 		v.errorf("relay.port", "relay.port: %d is not a port number", r.Port)
 	}
-	if r.SourceIPv4 != "" {
-		if a, err := netip.ParseAddr(r.SourceIPv4); err != nil || !a.Is4() {
-			v.errorf("relay.source_ipv4", "relay.source_ipv4: %q is not an IPv4 address", r.SourceIPv4)
-		}
-	}
-	if r.SourceIPv6 != "" {
-		if a, err := netip.ParseAddr(r.SourceIPv6); err != nil || !a.Is6() || a.Is4In6() {
-			v.errorf("relay.source_ipv6", "relay.source_ipv6: %q is not an IPv6 address", r.SourceIPv6)
-		}
-	}
 	if r.MaxIdle != nil && *r.MaxIdle < 0 {
 		v.errorf("relay.max_idle", "relay.max_idle: must not be negative")
 	}
@@ -189,6 +179,76 @@ func (v *validator) relay() {
 			r.Helo = name
 		}
 	}
+	v.sources()
+}
+
+// sources checks [[relay.source]] and fills in each one's helo; then it
+// adds source_ipv4 and source_ipv6, the older way to name one address of
+// each family, so that Sources is the whole list.
+func (v *validator) sources() {
+	r := &v.c.Relay
+	addrs := map[netip.Addr]bool{}
+	listed := len(r.Sources) > 0
+	for i := range r.Sources {
+		s := &r.Sources[i]
+		path := fmt.Sprintf("relay.source.%d", i)
+		s.key = path + ".address"
+		if s.Address == "" {
+			v.errorf(path, "relay.source[%d]: missing key \"address\": the outbound IP address", i)
+		} else if a, err := sourceAddr(s.Address); err != nil {
+			v.errorf(s.key, "relay.source[%d].address: %v", i, err)
+		} else if addrs[a] {
+			v.errorf(s.key, "relay.source[%d].address: %s is listed twice", i, a)
+		} else {
+			addrs[a] = true
+			s.Address = a.String()
+		}
+		if s.Helo == "" {
+			s.Helo = r.Helo
+		} else if name, err := normalizeDomain(s.Helo); err != nil {
+			v.errorf(path+".helo", "relay.source[%d].helo: %v", i, err)
+		} else {
+			s.Helo = name
+		}
+	}
+	for _, old := range []struct {
+		key, value, family string
+		is                 func(netip.Addr) bool
+	}{
+		{"source_ipv4", r.SourceIPv4, "IPv4", netip.Addr.Is4},
+		{"source_ipv6", r.SourceIPv6, "IPv6", netip.Addr.Is6},
+	} {
+		if old.value == "" {
+			continue
+		}
+		if listed {
+			v.errorf("relay."+old.key, "relay.%s: cannot be used with [[relay.source]]: give %s a [[relay.source]] instead", old.key, old.value)
+			continue
+		}
+		a, err := sourceAddr(old.value)
+		if err != nil || !old.is(a) {
+			v.errorf("relay."+old.key, "relay.%s: %q is not an %s address", old.key, old.value, old.family)
+			continue
+		}
+		r.Sources = append(r.Sources, Source{Address: a.String(), Helo: r.Helo, key: "relay." + old.key})
+	}
+}
+
+// sourceAddr parses an outbound address: one IPv4 or IPv6 address that a
+// connection can come from.
+func sourceAddr(s string) (netip.Addr, error) {
+	a, err := netip.ParseAddr(s)
+	switch {
+	case err != nil:
+		return netip.Addr{}, fmt.Errorf("%q is not an IP address", s)
+	case a.Zone() != "":
+		return netip.Addr{}, fmt.Errorf("%q has a zone: mail to other networks cannot come from a link-local address", s)
+	case a.Is4In6():
+		return netip.Addr{}, fmt.Errorf("%q is an IPv4 address written as IPv6: write %s", s, a.Unmap())
+	case !a.IsGlobalUnicast() && !a.IsLoopback():
+		return netip.Addr{}, fmt.Errorf("%q is not a unicast address a connection can come from", s)
+	}
+	return a, nil
 }
 
 func (v *validator) srs() {

@@ -29,10 +29,9 @@ type Resolver interface {
 
 // Config is the relay's configuration. Zero values get the defaults noted.
 type Config struct {
-	Helo           string        // EHLO name (required)
+	Helo           string        // EHLO name where no source has one (required)
 	Port           int           // destination port, default 25 (tests and the demo use others)
-	SourceIPv4     netip.Addr    // optional local address for IPv4 connections
-	SourceIPv6     netip.Addr    // optional local address for IPv6 connections
+	Sources        []Source      // local addresses for new connections; none of a family = the kernel picks
 	DisableIPv6    bool          // never try AAAA
 	ConnectTimeout time.Duration // default 30s per address
 	CommandTimeout time.Duration // default 5m (RFC 5321 §4.5.3.2)
@@ -78,6 +77,8 @@ type Relay struct {
 	log      *slog.Logger
 	pool     *pool
 	dane     DANEResolver // nil without Config.DANE
+	// sources are Config.Sources by family, each list used in turn.
+	ipv4, ipv6 sourceList
 }
 
 // New checks c, fills in defaults and returns a Relay that resolves
@@ -89,17 +90,22 @@ func New(c Config, r Resolver) (*Relay, error) {
 	if c.Helo == "" {
 		return nil, errors.New("relay: Helo is required")
 	}
-	if strings.ContainsFunc(c.Helo, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
-		return nil, fmt.Errorf("relay: Helo %q contains spaces or control characters", c.Helo)
+	if err := checkHelo(c.Helo); err != nil {
+		return nil, err
 	}
 	if c.Port < 0 || c.Port > 65535 {
 		return nil, fmt.Errorf("relay: Port %d is out of range", c.Port)
 	}
-	if c.SourceIPv4.IsValid() && !c.SourceIPv4.Is4() {
-		return nil, fmt.Errorf("relay: SourceIPv4 %s is not an IPv4 address", c.SourceIPv4)
-	}
-	if c.SourceIPv6.IsValid() && (!c.SourceIPv6.Is6() || c.SourceIPv6.Is4In6()) {
-		return nil, fmt.Errorf("relay: SourceIPv6 %s is not an IPv6 address", c.SourceIPv6)
+	c.Sources = slices.Clone(c.Sources) // defaults filled in below are ours
+	for i, src := range c.Sources {
+		if !src.Addr.IsValid() || src.Addr.Is4In6() || src.Addr.Zone() != "" || !src.Addr.IsGlobalUnicast() && !src.Addr.IsLoopback() {
+			return nil, fmt.Errorf("relay: source %s is not an IPv4 or IPv6 unicast address", src.Addr)
+		}
+		if src.Helo == "" {
+			c.Sources[i].Helo = c.Helo
+		} else if err := checkHelo(src.Helo); err != nil {
+			return nil, err
+		}
 	}
 	if c.Port == 0 {
 		c.Port = defaultPort
@@ -124,13 +130,18 @@ func New(c Config, r Resolver) (*Relay, error) {
 			return nil, errors.New("relay: DANE needs a resolver that tells DNSSEC-validated answers")
 		}
 	}
-	return &Relay{
+	relay := &Relay{
 		cfg:      c,
 		resolver: r,
 		log:      c.Logger,
 		pool:     newPool(c.MaxIdle, c.IdleTimeout),
 		dane:     dane,
-	}, nil
+	}
+	for _, src := range c.Sources {
+		l := relay.sourcesFor(src.Addr)
+		l.sources = append(l.sources, src)
+	}
+	return relay, nil
 }
 
 func orDefault(d, def time.Duration) time.Duration {

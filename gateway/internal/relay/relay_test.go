@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
-	"net"
 	"net/netip"
 	"reflect"
 	"slices"
@@ -293,19 +292,6 @@ func TestDisableIPv6UsesOnlyIPv4(t *testing.T) {
 	send(t, r, "example.test", "a@fwd.test", "owner@real.test", testMessage)
 	if got := d.deliveries()[0].local; got != fmt.Sprintf("127.0.0.2:%d", port) {
 		t.Errorf("delivered via %s, want 127.0.0.2", got)
-	}
-}
-
-func TestUsesSourceAddress(t *testing.T) {
-	port, lns := listenSamePort(t, "127.0.0.2")
-	d := newDestination()
-	d.serve(t, lns...)
-	r := newTestRelay(t, port, oneMX(t, "127.0.0.2"), func(c *Config) {
-		c.SourceIPv4 = netip.MustParseAddr("127.0.0.5")
-	})
-	send(t, r, "example.test", "a@fwd.test", "owner@real.test", testMessage)
-	if host, _, _ := net.SplitHostPort(d.deliveries()[0].remote); host != "127.0.0.5" {
-		t.Errorf("connection came from %s, want 127.0.0.5", host)
 	}
 }
 
@@ -640,12 +626,14 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		c Config
 		r Resolver
 	}{
-		"no resolver":     {Config{Helo: "a.test"}, nil},
-		"no Helo":         {Config{}, res},
-		"Helo with space": {Config{Helo: "a test"}, res},
-		"port":            {Config{Helo: "a.test", Port: 70000}, res},
-		"IPv6 as v4":      {Config{Helo: "a.test", SourceIPv4: netip.MustParseAddr("::1")}, res},
-		"IPv4 as v6":      {Config{Helo: "a.test", SourceIPv6: netip.MustParseAddr("127.0.0.1")}, res},
+		"no resolver":            {Config{Helo: "a.test"}, nil},
+		"no Helo":                {Config{}, res},
+		"Helo with space":        {Config{Helo: "a test"}, res},
+		"port":                   {Config{Helo: "a.test", Port: 70000}, res},
+		"source unset":           {Config{Helo: "a.test", Sources: []Source{{Helo: "b.test"}}}, res},
+		"source IPv4-mapped":     {Config{Helo: "a.test", Sources: []Source{{Addr: netip.MustParseAddr("::ffff:127.0.0.1")}}}, res},
+		"source unspecified":     {Config{Helo: "a.test", Sources: []Source{{Addr: netip.MustParseAddr("::")}}}, res},
+		"source Helo with space": {Config{Helo: "a.test", Sources: []Source{{Addr: netip.MustParseAddr("127.0.0.2"), Helo: "b test"}}}, res},
 	} {
 		if _, err := New(tc.c, tc.r); err == nil {
 			t.Errorf("%s: New accepted %+v", name, tc.c)

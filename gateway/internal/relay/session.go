@@ -20,6 +20,7 @@ const quitTimeout = time.Second
 type session struct {
 	host string         // MX host name, no trailing dot
 	addr netip.AddrPort // where we connected
+	helo string         // the EHLO name, that of the local address
 	raw  net.Conn       // the TCP connection; closing it aborts anything in progress
 	c    *client
 	// tlsVersion is the TLS version in use, 0 without TLS.
@@ -63,18 +64,19 @@ func (r *Relay) dial(ctx context.Context, host string, ip netip.Addr, tryTLS boo
 	defer r.observe("connect", start)
 	addr := netip.AddrPortFrom(ip, uint16(r.cfg.Port))
 	d := net.Dialer{Timeout: r.cfg.ConnectTimeout}
-	if src := r.sourceFor(ip); src.IsValid() {
-		d.LocalAddr = net.TCPAddrFromAddrPort(netip.AddrPortFrom(src, 0))
+	src := r.source(ip)
+	if src.Addr.IsValid() {
+		d.LocalAddr = net.TCPAddrFromAddrPort(netip.AddrPortFrom(src.Addr, 0))
 	}
 	raw, err := d.DialContext(ctx, "tcp", addr.String())
 	if err != nil {
 		return nil, err
 	}
-	s := &session{host: host, addr: addr, raw: raw, c: newClient(raw, r.cfg.CommandTimeout), dane: dane}
+	s := &session{host: host, addr: addr, helo: src.Helo, raw: raw, c: newClient(raw, r.cfg.CommandTimeout), dane: dane}
 	stop := context.AfterFunc(ctx, s.abort)
 	err = s.c.greet()
 	if err == nil {
-		err = s.c.hello(r.cfg.Helo)
+		err = s.c.hello(s.helo)
 	}
 	if err == nil && tryTLS && s.c.has("STARTTLS") {
 		err = s.startTLS(r)
@@ -92,13 +94,6 @@ func (r *Relay) dial(ctx context.Context, host string, ip netip.Addr, tryTLS boo
 	return s, nil
 }
 
-func (r *Relay) sourceFor(ip netip.Addr) netip.Addr {
-	if ip.Is4() {
-		return r.cfg.SourceIPv4
-	}
-	return r.cfg.SourceIPv6
-}
-
 // startTLS continues the session over TLS, saying EHLO again. A refusal
 // leaves the session in plaintext.
 func (s *session) startTLS(r *Relay) error {
@@ -114,7 +109,7 @@ func (s *session) startTLS(r *Relay) error {
 	// c.conn is the handshaken *tls.Conn now.
 	s.tlsVersion = s.c.conn.(*tls.Conn).ConnectionState().Version
 	// RFC 3207 §4.2: forget what was learned before TLS and EHLO again.
-	return s.c.hello(r.cfg.Helo)
+	return s.c.hello(s.helo)
 }
 
 func (r *Relay) tlsConfig(host string) *tls.Config {
