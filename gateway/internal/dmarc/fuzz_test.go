@@ -45,7 +45,7 @@ func FuzzParseRecord(f *testing.F) {
 		if !isDMARC1(txt) {
 			return
 		}
-		rec, err := parseRecord(txt)
+		rec, err := parseRecord(txt, TreeWalk)
 		if err != nil {
 			return
 		}
