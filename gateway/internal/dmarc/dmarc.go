@@ -52,8 +52,8 @@ const (
 
 // Result is what Evaluate found.
 type Result struct {
-	Result       string // Pass, Fail, None (no usable record), TempError or PermError
-	FromDomain   string // in A-labels, lower case
+	Result     string // Pass, Fail, None (no usable record), TempError or PermError
+	FromDomain string // in A-labels, lower case
 	// PolicyDomain is where the record was found: FromDomain, its
 	// organizational domain, or (RFC 9989) its public suffix domain.
 	PolicyDomain string
