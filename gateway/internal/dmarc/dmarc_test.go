@@ -14,9 +14,13 @@ import (
 )
 
 // zone holds one domain per situation. Names without data answer NXDOMAIN,
-// which is how ghost.example.org does not exist.
+// which is how ghost.example.org does not exist. The SOA records of the
+// top-level domains let the resolver cache the NXDOMAIN at their _dmarc,
+// where the tree walk ends, as real ones do.
 const zone = `
 $TTL 300
+org.                      IN SOA ns.org. admin.org. 1 3600 600 86400 60
+test.                     IN SOA ns.test. admin.test. 1 3600 600 86400 60
 example.org.              IN SOA ns.example.org. admin.example.org. 1 3600 600 86400 60
 example.org.              IN A   192.0.2.1
 _dmarc.example.org.       IN TXT "v=DMARC1; p=quarantine; sp=none; np=reject; rua=mailto:d@example.org"
