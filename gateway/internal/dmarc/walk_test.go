@@ -320,3 +320,18 @@ func TestParseDiscovery(t *testing.T) {
 		t.Error("ParseDiscovery accepted RFC9989")
 	}
 }
+
+// TestPublicSuffixDiscovery: with rfc7489 there is no walk: the From
+// domain and its organizational domain by the public suffix list are the
+// only names asked, and a psd=y record at a top-level domain is never seen.
+func TestPublicSuffixDiscovery(t *testing.T) {
+	s := dnstest.Start(t, `_dmarc.com. IN TXT "v=DMARC1; p=reject; psd=y"`)
+	r := &askedTXT{Resolver: newTestResolver(t, s)}
+	got := Evaluate(context.Background(), r, PublicSuffix, "a.b.c.d.e.f.g.h.i.j.mail.example.com", Identifiers{})
+	if got.Result != None {
+		t.Errorf("got %+v, want none", got)
+	}
+	if want := dmarcNames("a.b.c.d.e.f.g.h.i.j.mail.example.com", "example.com"); !slices.Equal(r.names, want) {
+		t.Errorf("asked %v, want %v", r.names, want)
+	}
+}
