@@ -16,6 +16,7 @@ import (
 	"github.com/sluice-mail/sluice/gateway/internal/certs"
 	"github.com/sluice-mail/sluice/gateway/internal/config"
 	"github.com/sluice-mail/sluice/gateway/internal/dkim"
+	"github.com/sluice-mail/sluice/gateway/internal/dmarc"
 	"github.com/sluice-mail/sluice/gateway/internal/plugin"
 	"github.com/sluice-mail/sluice/gateway/internal/relay"
 	"github.com/sluice-mail/sluice/gateway/internal/resolver"
@@ -65,7 +66,8 @@ func (g *Gateway) buildParts(ctx context.Context, cfg *config.Config) (smtpd.Par
 	}
 	p.DNS, p.ClientNameTimeout = res, cfg.DNS.ClientNameTimeout.D()
 	if cfg.AuthEnabled() {
-		p.Auth = auth.New(auth.Config{Hostname: cfg.Hostname, Resolver: res, Timeout: cfg.Auth.Timeout.D()})
+		discovery, _ := dmarc.ParseDiscovery(cfg.Auth.DMARCDiscovery) // validated with the config
+		p.Auth = auth.New(auth.Config{Hostname: cfg.Hostname, Resolver: res, Timeout: cfg.Auth.Timeout.D(), DMARCDiscovery: discovery})
 	}
 	if cfg.Relay.DANE != nil && *cfg.Relay.DANE && !cfg.DNS.DNSSEC {
 		g.log.Warn("relay.dane = true has no effect without [dns] dnssec = true: TLSA records are only believed from a validating resolver")

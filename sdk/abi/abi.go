@@ -293,16 +293,20 @@ type ARC struct {
 	Reason  string
 }
 
-// DMARC is the RFC 7489 evaluation of the message's From domain. The host
-// finds the facts; a plugin decides what to do about them.
+// DMARC is the evaluation of the message's From domain (RFC 9989, or RFC
+// 7489 when the gateway is configured so). The host finds the facts; a
+// plugin decides what to do about them.
 type DMARC struct {
 	Result       string // pass, fail, none, temperror or permerror
 	FromDomain   string // the RFC5322.From domain
-	PolicyDomain string // where the record was found: the From or the organisational domain
+	PolicyDomain string // where the record was found: the From, organizational or public suffix domain
 	// Policy is the one that applies to FromDomain: none, quarantine or
 	// reject (p, or sp for subdomains, or np for names that do not exist).
-	Policy      string
-	Pct         uint32 // the record's pct, 0 to 100
+	Policy string
+	// Pct is the share of failing mail Policy is for, 0 to 100, the rest
+	// getting the next milder policy: under RFC 9989 0 for a policy in
+	// test mode (t=y) and 100 otherwise; under RFC 7489 the record's pct.
+	Pct         uint32
 	SPFAligned  bool
 	DKIMAligned bool
 	Reason      string

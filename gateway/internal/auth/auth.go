@@ -27,7 +27,10 @@ type Config struct {
 	// delays a message by at most this much; what is unfinished by then
 	// is temperror.
 	Timeout time.Duration
-	Now     func() time.Time
+	// DMARCDiscovery is how DMARC records and organizational domains are
+	// found: RFC 9989's tree walk (the zero value) or RFC 7489's list.
+	DMARCDiscovery dmarc.Discovery
+	Now            func() time.Time
 }
 
 // Checker runs the checks. It is safe for concurrent use.
@@ -130,7 +133,7 @@ func (c *Checker) Message(ctx context.Context, msg []byte, spfRes abi.SPF) Repor
 		r.Auth.DMARC = abi.DMARC{Result: "permerror", Reason: err.Error()}
 		return r
 	}
-	d := dmarc.Evaluate(ctx, c.cfg.Resolver, from, ids)
+	d := dmarc.Evaluate(ctx, c.cfg.Resolver, c.cfg.DMARCDiscovery, from, ids)
 	r.Auth.DMARC = abi.DMARC{
 		Result:       d.Result,
 		FromDomain:   d.FromDomain,

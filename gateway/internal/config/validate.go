@@ -13,6 +13,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/sluice-mail/sluice/gateway/internal/address"
+	"github.com/sluice-mail/sluice/gateway/internal/dmarc"
 	"github.com/sluice-mail/sluice/gateway/internal/plugin/interrupt"
 	"github.com/sluice-mail/sluice/sdk/abi"
 )
@@ -125,6 +126,7 @@ func (v *validator) validate() {
 	v.srs()
 	v.dkim()
 	v.arc()
+	v.auth()
 	v.dns()
 	v.log()
 	v.plugins()
@@ -326,6 +328,14 @@ func (c *Config) AuthEnabled() bool { return c.Auth.Enabled == nil || *c.Auth.En
 // vouch for, [dns] dnssec.
 func (c *Config) RelayDANE() bool {
 	return c.DNS.DNSSEC && (c.Relay.DANE == nil || *c.Relay.DANE)
+}
+
+// auth checks the checks' settings; dmarc.ParseDiscovery knows the
+// discovery names and reads the key again when the checker is built.
+func (v *validator) auth() {
+	if _, err := dmarc.ParseDiscovery(v.c.Auth.DMARCDiscovery); err != nil {
+		v.errorf("auth.dmarc_discovery", "auth.dmarc_discovery: %v", err)
+	}
 }
 
 func (v *validator) dns() {

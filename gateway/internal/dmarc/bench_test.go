@@ -20,17 +20,19 @@ func BenchmarkEvaluate(b *testing.B) {
 		{"org-fallback", "mail.example.org", Identifiers{SPFResult: "pass", SPFDomain: "bounce.example.org"}},
 		{"np-nonexistent", "ghost.example.org", Identifiers{DKIM: []DKIMResult{{"fail", "ghost.example.org"}}}},
 	} {
-		b.Run(bench.name, func(b *testing.B) {
-			ctx := context.Background()
-			Evaluate(ctx, r, bench.from, bench.ids) // warm the cache
-			queries := s.Queries()
-			b.ReportAllocs()
-			for b.Loop() {
-				Evaluate(ctx, r, bench.from, bench.ids)
-			}
-			if s.Queries() != queries {
-				b.Fatalf("%d DNS queries during the loop: the cache was not warm", s.Queries()-queries)
-			}
-		})
+		for _, how := range []Discovery{TreeWalk, PublicSuffix} {
+			b.Run(bench.name+"/"+how.String(), func(b *testing.B) {
+				ctx := context.Background()
+				Evaluate(ctx, r, how, bench.from, bench.ids) // warm the cache
+				queries := s.Queries()
+				b.ReportAllocs()
+				for b.Loop() {
+					Evaluate(ctx, r, how, bench.from, bench.ids)
+				}
+				if s.Queries() != queries {
+					b.Fatalf("%d DNS queries during the loop: the cache was not warm", s.Queries()-queries)
+				}
+			})
+		}
 	}
 }

@@ -1,7 +1,8 @@
-// Package dmarc finds the DMARC facts of a message (RFC 7489, with the np
-// tag of RFC 9091): whether SPF or DKIM aligns with the RFC5322.From domain,
-// and which policy the domain owner asks for. It decides nothing; a plugin
-// does that with the facts.
+// Package dmarc finds the DMARC facts of a message: whether SPF or DKIM
+// aligns with the RFC5322.From domain, and which policy the domain owner
+// asks for. Records and organizational domains are found by RFC 9989's DNS
+// tree walk, or, when configured, by RFC 7489's public suffix list (with
+// RFC 9091's np). It decides nothing; a plugin does that with the facts.
 package dmarc
 
 import (
@@ -51,33 +52,39 @@ const (
 
 // Result is what Evaluate found.
 type Result struct {
-	Result       string // Pass, Fail, None (no usable record), TempError or PermError
-	FromDomain   string // in A-labels, lower case
-	PolicyDomain string // where the record was found: FromDomain or its organisational domain
+	Result     string // Pass, Fail, None (no usable record), TempError or PermError
+	FromDomain string // in A-labels, lower case
+	// PolicyDomain is where the record was found: FromDomain, its
+	// organizational domain, or (RFC 9989) its public suffix domain.
+	PolicyDomain string
 	// Record is the record as understood: bad optional tags replaced by
 	// their defaults, a bad p= by none (see parseRecord). nil if none.
-	// go-msgauth's Record has no np; Policy reflects it.
+	// go-msgauth's Record has no np, psd or t; Policy and Pct reflect them.
 	Record *dmarc.Record
 	// Policy is the one that applies to FromDomain: "none", "quarantine"
 	// or "reject" ("" when there is no record).
-	Policy                  string
-	Pct                     int // 0 to 100; 100 when the record has no pct
+	Policy string
+	// Pct is the share of failing mail Policy is meant for; the rest gets
+	// the next milder policy. Under RFC 7489 the record's pct (100 when
+	// absent); under RFC 9989 0 for a policy in test mode (t=y, or an old
+	// record's pct=0) and 100 otherwise.
+	Pct                     int
 	SPFAligned, DKIMAligned bool
 	Reason                  string // one short sentence for humans
 }
 
 // Evaluate checks fromDomain (the RFC5322.From domain, as FromDomain
 // returns it) against the authenticated identifiers, using the DMARC record
-// found through r.
-func Evaluate(ctx context.Context, r Resolver, fromDomain string, ids Identifiers) Result {
+// found through r the way how says.
+func Evaluate(ctx context.Context, r Resolver, how Discovery, fromDomain string, ids Identifiers) Result {
 	from, err := address.Domain(strings.TrimSuffix(fromDomain, "."))
 	if err != nil {
 		return Result{Result: PermError, FromDomain: fromDomain,
 			Reason: fmt.Sprintf("the From domain %q is not a domain name: %v", fromDomain, err)}
 	}
 	res := Result{FromDomain: from}
-	org := OrganizationalDomain(from)
-	rec, policyDomain, err := discover(ctx, r, from, org)
+	e := newEvaluation(ctx, r, how)
+	rec, policyDomain, err := e.discover(from)
 	if err != nil {
 		var none noRecord
 		if errors.As(err, &none) {
@@ -89,23 +96,36 @@ func Evaluate(ctx context.Context, r Resolver, fromDomain string, ids Identifier
 	}
 	res.PolicyDomain = policyDomain
 	res.Record = rec.Record
-	res.Pct = 100
-	if rec.Percent != nil {
-		res.Pct = *rec.Percent
-	}
-	policy, err := applicablePolicy(ctx, r, rec, from, policyDomain)
+	res.Pct = rec.pct(how)
+	policy, err := e.applicablePolicy(rec, from, policyDomain)
 	if err != nil {
 		res.Result, res.Reason = TempError, err.Error()
 		return res
 	}
 	res.Policy = string(policy)
 
-	res.SPFAligned = ids.SPFResult == Pass && aligned(ids.SPFDomain, from, rec.SPFAlignment)
+	// An identifier whose alignment DNS could not tell leaves the result
+	// open only if no other one aligns.
+	var unknown error
+	if ids.SPFResult == Pass {
+		res.SPFAligned, unknown = e.aligned(ids.SPFDomain, from, rec.SPFAlignment)
+	}
 	for _, d := range ids.DKIM {
-		if d.Result == Pass && aligned(d.Domain, from, rec.DKIMAlignment) {
+		if d.Result != Pass {
+			continue
+		}
+		ok, err := e.aligned(d.Domain, from, rec.DKIMAlignment)
+		if ok {
 			res.DKIMAligned = true
 			break
 		}
+		if unknown == nil {
+			unknown = err
+		}
+	}
+	if !res.SPFAligned && !res.DKIMAligned && unknown != nil {
+		res.Result, res.Reason = TempError, "cannot tell alignment with "+from+": "+unknown.Error()
+		return res
 	}
 	res.Result, res.Reason = verdict(res, ids)
 	return res
@@ -116,60 +136,10 @@ type noRecord struct{ why string }
 
 func (e noRecord) Error() string { return e.why }
 
-// discover finds the record that applies to from (RFC 7489 §6.6.3): at
-// _dmarc.<from>, or else at _dmarc.<org>. It returns a noRecord error when
-// DMARC does not apply, any other error when DNS failed.
-func discover(ctx context.Context, r Resolver, from, org string) (*record, string, error) {
-	rec, found, err := lookupRecord(ctx, r, from)
-	if err != nil || found {
-		return rec, from, err
-	}
-	if org == from {
-		return nil, "", noRecord{"no DMARC record for " + from}
-	}
-	rec, found, err = lookupRecord(ctx, r, org)
-	if err != nil || found {
-		return rec, org, err
-	}
-	return nil, "", noRecord{fmt.Sprintf("no DMARC record for %s or its organisational domain %s", from, org)}
-}
-
-// lookupRecord reads the record at _dmarc.<domain>. found is false when
-// there is none, so that discovery goes on; several records, or one that is
-// unusable, end discovery with a noRecord error.
-func lookupRecord(ctx context.Context, r Resolver, domain string) (rec *record, found bool, err error) {
-	name := "_dmarc." + domain
-	txts, err := r.LookupTXT(ctx, name)
-	if dnsErr, ok := errors.AsType[*net.DNSError](err); ok && dnsErr.IsNotFound {
-		return nil, false, nil
-	}
-	if err != nil {
-		return nil, false, fmt.Errorf("the DNS lookup of %s failed: %v", name, err)
-	}
-	var records []string
-	for _, txt := range txts {
-		if isDMARC1(txt) {
-			records = append(records, txt)
-		}
-	}
-	switch len(records) {
-	case 0:
-		return nil, false, nil
-	case 1:
-	default:
-		return nil, false, noRecord{fmt.Sprintf("%s has %d DMARC records, so none applies", name, len(records))}
-	}
-	rec, err = parseRecord(records[0])
-	if err != nil {
-		return nil, false, noRecord{fmt.Sprintf("the DMARC record at %s is unusable: %v", name, err)}
-	}
-	return rec, true, nil
-}
-
 // applicablePolicy picks p for the domain that published the record, sp
-// for its subdomains, and np (RFC 9091) for subdomains that do not exist.
-// Existence is only looked up when it changes the answer.
-func applicablePolicy(ctx context.Context, r Resolver, rec *record, from, policyDomain string) (dmarc.Policy, error) {
+// for its subdomains, and np for subdomains that do not exist. Existence
+// is only looked up when it changes the answer.
+func (e *evaluation) applicablePolicy(rec *record, from, policyDomain string) (dmarc.Policy, error) {
 	if policyDomain == from {
 		return rec.Policy, nil
 	}
@@ -180,7 +150,7 @@ func applicablePolicy(ctx context.Context, r Resolver, rec *record, from, policy
 	if rec.np == "" || rec.np == sp {
 		return sp, nil
 	}
-	exists, err := domainExists(ctx, r, from)
+	exists, err := e.domainExists(from)
 	if err != nil {
 		return "", err
 	}
@@ -190,38 +160,34 @@ func applicablePolicy(ctx context.Context, r Resolver, rec *record, from, policy
 	return rec.np, nil
 }
 
-// domainExists follows RFC 9091 §2.1: a domain does not exist when A, AAAA
-// and MX queries all answer NXDOMAIN.
-func domainExists(ctx context.Context, r Resolver, domain string) (bool, error) {
-	lookups := []func() error{
-		func() error { _, err := r.LookupNetIP(ctx, "ip4", domain); return err },
-		func() error { _, err := r.LookupNetIP(ctx, "ip6", domain); return err },
-		func() error { _, err := r.LookupMX(ctx, domain); return err },
-	}
-	for _, lookup := range lookups {
-		err := lookup()
-		if err == nil {
-			return true, nil
-		}
-		if dnsErr, ok := errors.AsType[*net.DNSError](err); !ok || !dnsErr.IsNotFound {
-			return false, fmt.Errorf("cannot tell whether %s exists: %v", domain, err)
-		}
-	}
-	return false, nil
-}
-
 // aligned reports whether an authenticated domain aligns with the From
-// domain: the same name in strict mode, the same organisational domain in
-// relaxed mode (RFC 7489 §3.1).
-func aligned(domain, from string, mode dmarc.AlignmentMode) bool {
+// domain: the same name in strict mode, the same organizational domain in
+// relaxed mode. An error says DNS could not tell.
+func (e *evaluation) aligned(domain, from string, mode dmarc.AlignmentMode) (bool, error) {
 	d, err := address.Domain(strings.TrimSuffix(domain, "."))
 	if err != nil {
-		return false
+		return false, nil
+	}
+	if d == from {
+		return true, nil
 	}
 	if mode == dmarc.AlignmentStrict {
-		return d == from
+		return false, nil
 	}
-	return OrganizationalDomain(d) == OrganizationalDomain(from)
+	fromOrg, err := e.orgDomain(from)
+	if err != nil {
+		return false, err
+	}
+	// An organizational domain is its domain or a parent of it, so d
+	// cannot align unless fromOrg is one of those: no walk for d then.
+	if d != fromOrg && !strings.HasSuffix(d, "."+fromOrg) {
+		return false, nil
+	}
+	dOrg, err := e.orgDomain(d)
+	if err != nil {
+		return false, err
+	}
+	return dOrg == fromOrg, nil
 }
 
 // verdict is pass when either identifier aligns, with the reason.

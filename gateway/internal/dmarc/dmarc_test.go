@@ -14,9 +14,13 @@ import (
 )
 
 // zone holds one domain per situation. Names without data answer NXDOMAIN,
-// which is how ghost.example.org does not exist.
+// which is how ghost.example.org does not exist. The SOA records of the
+// top-level domains let the resolver cache the NXDOMAIN at their _dmarc,
+// where the tree walk ends, as real ones do.
 const zone = `
 $TTL 300
+org.                      IN SOA ns.org. admin.org. 1 3600 600 86400 60
+test.                     IN SOA ns.test. admin.test. 1 3600 600 86400 60
 example.org.              IN SOA ns.example.org. admin.example.org. 1 3600 600 86400 60
 example.org.              IN A   192.0.2.1
 _dmarc.example.org.       IN TXT "v=DMARC1; p=quarantine; sp=none; np=reject; rua=mailto:d@example.org"
@@ -59,6 +63,16 @@ _dmarc.wrongfirst.test.   IN TXT "p=reject; v=DMARC1"
 servfail.test.            IN A   192.0.2.17
 _dmarc.servfail.test.     IN TXT "v=DMARC1; p=reject"
 orgfail.test.             IN A   192.0.2.18
+twice.example.org.        IN A   192.0.2.19
+_dmarc.twice.example.org. IN TXT "v=DMARC1; p=reject"
+_dmarc.twice.example.org. IN TXT "v=DMARC1; p=none"
+t.test.                   IN A   192.0.2.20
+_dmarc.t.test.            IN TXT "v=DMARC1; p=reject; t=y"
+_dmarc.pct0.test.         IN TXT "v=DMARC1; p=reject; pct=0"
+_dmarc.pct0-tn.test.      IN TXT "v=DMARC1; p=reject; pct=0; t=n"
+_dmarc.tbad.test.         IN TXT "v=DMARC1; p=reject; t=maybe"
+_dmarc.own-org.example.org. IN TXT "v=DMARC1; p=none; psd=n"
+_dmarc.psd.example.org.   IN TXT "v=DMARC1; p=quarantine; psd=y"
 `
 
 // newTestResolver is the real resolver, asking only s.
@@ -152,19 +166,33 @@ func TestEvaluate(t *testing.T) {
 		{"np defaults to sp", "ghost.nonp.test", Identifiers{},
 			want{"fail", "nonp.test", "quarantine", 100, false, false, ""}},
 		{"pct", "pct.test", Identifiers{},
-			want{"fail", "pct.test", "quarantine", 20, false, false, ""}},
+			want{"fail", "pct.test", "quarantine", 100, false, false, ""}},
+		{"t=y", "t.test", Identifiers{},
+			want{"fail", "t.test", "reject", 0, false, false, ""}},
+		{"pct=0", "pct0.test", Identifiers{},
+			want{"fail", "pct0.test", "reject", 0, false, false, ""}},
+		{"t=n over pct=0", "pct0-tn.test", Identifiers{},
+			want{"fail", "pct0-tn.test", "reject", 100, false, false, ""}},
+		{"bad t", "tbad.test", Identifiers{},
+			want{"fail", "tbad.test", "reject", 100, false, false, ""}},
 
 		// No usable record.
 		{"no record", "none.test", spf("pass", "none.test"),
 			want{"none", "", "", 0, false, false, "no DMARC record for none.test"}},
 		{"no record here or at org", "a.none.test", Identifiers{},
-			want{"none", "", "", 0, false, false, "no DMARC record for a.none.test or its organisational domain none.test"}},
+			want{"none", "", "", 0, false, false, "no DMARC record for a.none.test or above it in the DNS tree"}},
 		{"public suffix From", "test", Identifiers{},
 			want{"none", "", "", 0, false, false, "no DMARC record for test"}},
 		{"several records", "multi.test", spf("pass", "multi.test"),
 			want{"none", "", "", 0, false, false, "_dmarc.multi.test has 2 DMARC records"}},
 		{"several records end discovery", "a.multi.test", Identifiers{},
 			want{"none", "", "", 0, false, false, "_dmarc.a.multi.test has 2 DMARC records"}},
+		{"several records are passed over", "twice.example.org", spf("pass", "example.org"),
+			want{"pass", "example.org", "none", 100, true, false, ""}},
+		{"psd=n: its own organizational domain", "own-org.example.org", dkim("pass", "example.org"),
+			want{"fail", "own-org.example.org", "none", 100, false, false, ""}},
+		{"psd=y: subdomains are organizational domains", "a.psd.example.org", dkim("pass", "psd.example.org"),
+			want{"fail", "psd.example.org", "quarantine", 100, false, false, ""}},
 		{"other TXT records ignored", "others.test", spf("pass", "x.others.test"),
 			want{"fail", "others.test", "reject", 100, false, false, ""}},
 		{"v= not first", "wrongfirst.test", Identifiers{},
@@ -176,7 +204,7 @@ func TestEvaluate(t *testing.T) {
 		{"bad p without rua", "badp-norua.test", Identifiers{},
 			want{"none", "", "", 0, false, false, "_dmarc.badp-norua.test is unusable: p= is not"}},
 		{"no p", "nop.test", Identifiers{},
-			want{"none", "", "", 0, false, false, "unusable"}},
+			want{"fail", "nop.test", "none", 100, false, false, ""}},
 		{"bad sp without rua", "badsp.test", Identifiers{},
 			want{"none", "", "", 0, false, false, "unusable"}},
 		{"bad optional tags take defaults", "badtags.test", spf("pass", "x.badtags.test"),
@@ -188,10 +216,34 @@ func TestEvaluate(t *testing.T) {
 		{"empty From domain", "", Identifiers{},
 			want{"permerror", "", "", 0, false, false, "the From domain \"\" is not a domain name"}},
 	} {
-		t.Run(c.name, func(t *testing.T) {
-			check(t, Evaluate(context.Background(), r, c.from, c.ids), c.want)
-		})
+		for _, how := range []Discovery{TreeWalk, PublicSuffix} {
+			w := c.want
+			if old, differs := rfc7489Differs[c.name]; differs && how == PublicSuffix {
+				w = old
+			}
+			t.Run(how.String()+"/"+c.name, func(t *testing.T) {
+				check(t, Evaluate(context.Background(), r, how, c.from, c.ids), w)
+			})
+		}
 	}
+}
+
+// rfc7489Differs are TestEvaluate's cases that RFC 7489 (with RFC 9091)
+// answers otherwise, by case name: the differences docs/dmarc.md lists.
+var rfc7489Differs = map[string]want{
+	// pct is a sampling rate; RFC 9989 keeps only 0 and 100, as t.
+	"pct":            {"fail", "pct.test", "quarantine", 20, false, false, ""},
+	"t=y":            {"fail", "t.test", "reject", 100, false, false, ""},
+	"t=n over pct=0": {"fail", "pct0-tn.test", "reject", 0, false, false, ""},
+	// No walk up from the organizational domain, so the reason names it.
+	"no record here or at org": {"none", "", "", 0, false, false, "no DMARC record for a.none.test or its organisational domain none.test"},
+	// Several records end discovery rather than being passed over.
+	"several records are passed over": {"none", "", "", 0, false, false, "_dmarc.twice.example.org has 2 DMARC records"},
+	// psd is unknown: the public suffix list decides.
+	"psd=n: its own organizational domain":         {"pass", "own-org.example.org", "none", 100, false, true, ""},
+	"psd=y: subdomains are organizational domains": {"pass", "example.org", "reject", 100, false, true, ""},
+	// A record without p is unusable.
+	"no p": {"none", "", "", 0, false, false, "unusable"},
 }
 
 // TestRecordAsUnderstood checks the go-msgauth record handed to callers:
@@ -199,17 +251,17 @@ func TestEvaluate(t *testing.T) {
 func TestRecordAsUnderstood(t *testing.T) {
 	s := dnstest.Start(t, zone)
 	r := newTestResolver(t, s)
-	got := Evaluate(context.Background(), r, "badtags.test", Identifiers{})
+	got := Evaluate(context.Background(), r, TreeWalk, "badtags.test", Identifiers{})
 	rec := got.Record
 	if rec == nil || rec.Policy != dmarc.PolicyReject || rec.Percent != nil ||
 		rec.DKIMAlignment != dmarc.AlignmentRelaxed || rec.FailureOptions != 0 {
 		t.Fatalf("badtags.test: Record = %+v", rec)
 	}
-	got = Evaluate(context.Background(), r, "others.test", Identifiers{})
+	got = Evaluate(context.Background(), r, TreeWalk, "others.test", Identifiers{})
 	if rec := got.Record; rec == nil || rec.Policy != dmarc.PolicyReject || rec.SPFAlignment != dmarc.AlignmentStrict {
 		t.Fatalf("others.test: Record = %+v", rec)
 	}
-	got = Evaluate(context.Background(), r, "example.org", Identifiers{})
+	got = Evaluate(context.Background(), r, TreeWalk, "example.org", Identifiers{})
 	if rec := got.Record; rec == nil || len(rec.ReportURIAggregate) != 1 || rec.ReportURIAggregate[0] != "mailto:d@example.org" {
 		t.Fatalf("example.org: Record = %+v", rec)
 	}
@@ -230,7 +282,7 @@ func TestTempError(t *testing.T) {
 		{"sick.example.org", "cannot tell whether sick.example.org exists"},
 	} {
 		t.Run(c.from, func(t *testing.T) {
-			got := Evaluate(context.Background(), r, c.from, spf("pass", "example.org"))
+			got := Evaluate(context.Background(), r, TreeWalk, c.from, spf("pass", "example.org"))
 			if got.Result != TempError || !strings.Contains(got.Reason, c.reason) || got.SPFAligned {
 				t.Fatalf("got %+v, want temperror saying %q", got, c.reason)
 			}
@@ -245,7 +297,7 @@ func TestCancelledContext(t *testing.T) {
 	r := newTestResolver(t, s)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if got := Evaluate(ctx, r, "example.org", Identifiers{}); got.Result != TempError {
+	if got := Evaluate(ctx, r, TreeWalk, "example.org", Identifiers{}); got.Result != TempError {
 		t.Fatalf("got %+v, want temperror", got)
 	}
 }

@@ -38,6 +38,9 @@ func FuzzParseRecord(f *testing.F) {
 		"v=DMARC1; p=none; pct=abc; fo=0:1:d:s; rf=afrf; ri=86400; ruf=mailto:x@y.example",
 		"v=DMARC1;;;=;p=;sp",
 		"p=none; v=DMARC1",
+		"v=DMARC1; p=reject; psd=y; t=y; np=none",
+		"v=DMARC1; psd=n; pct=0; t=maybe",
+		"v=DMARC1",
 	} {
 		f.Add(r)
 	}
@@ -45,9 +48,19 @@ func FuzzParseRecord(f *testing.F) {
 		if !isDMARC1(txt) {
 			return
 		}
-		rec, err := parseRecord(txt)
+		if psd := psdOf(txt); psd != 'y' && psd != 'n' && psd != 'u' {
+			t.Fatalf("%q: psd %q", txt, psd)
+		}
+		old, err := parseRecord(txt, PublicSuffix)
+		if err == nil && old.testing {
+			t.Fatalf("%q: test mode under RFC 7489", txt)
+		}
+		rec, err := parseRecord(txt, TreeWalk)
 		if err != nil {
 			return
+		}
+		if pct := rec.pct(TreeWalk); pct != 0 && pct != 100 {
+			t.Fatalf("%q: pct %d under RFC 9989", txt, pct)
 		}
 		if _, ok := parsePolicy(string(rec.Policy)); !ok {
 			t.Fatalf("%q: p = %q", txt, rec.Policy)

@@ -9,11 +9,28 @@ import (
 	"github.com/emersion/go-msgauth/dmarc"
 )
 
-// record is a usable DMARC record: go-msgauth's, plus the np tag of RFC 9091
-// that go-msgauth does not know.
+// record is a usable DMARC record: go-msgauth's, plus what go-msgauth does
+// not know: the np tag (RFC 9091, RFC 9989) and RFC 9989's test mode.
 type record struct {
 	*dmarc.Record
 	np dmarc.Policy // "" when absent
+	// testing is RFC 9989's t=y, or an old record's pct=0 without t, which
+	// RFC 9989's appendix on the removal of pct makes the same; always
+	// false under RFC 7489.
+	testing bool
+}
+
+// pct is the share of failing mail the policy is meant for (Result.Pct).
+// RFC 9989 made pct historic and t its replacement, t=y and t=n being
+// meant as pct=0 and pct=100: so 0 or 100.
+func (r *record) pct(how Discovery) int {
+	switch {
+	case how == TreeWalk && r.testing:
+		return 0
+	case how == TreeWalk || r.Percent == nil:
+		return 100
+	}
+	return *r.Percent
 }
 
 // tag is one "name=value" of a record, both trimmed, the name in lower case.
@@ -47,25 +64,51 @@ func isDMARC1(txt string) bool {
 
 var errNoPolicy = errors.New("p= is not none, quarantine or reject and rua= has no valid URI")
 
+// psdOf is the psd tag of a record (RFC 9989): 'y', 'n', or 'u', the
+// default, also for a bad value.
+func psdOf(txt string) byte {
+	for _, t := range splitTags(txt) {
+		if t.name == "psd" {
+			if v := strings.ToLower(t.value); v == "y" || v == "n" {
+				return v[0]
+			}
+			break
+		}
+	}
+	return 'u'
+}
+
 // parseRecord reads a record that isDMARC1. go-msgauth refuses a whole
-// record for one bad tag; RFC 7489 §6.3 says to use the default for a bad
-// optional tag instead, so each optional tag is checked by go-msgauth on its
-// own and left out if it is refused. A bad p= or sp= follows §6.6.3: with a
-// valid rua= the record counts as p=none (and a bad sp= is left out);
-// without one the record is unusable. A bad np= is left out, so sp applies.
-func parseRecord(txt string) (*record, error) {
+// record for one bad tag; RFC 7489 §6.3 (and RFC 9989) say to use the
+// default for a bad optional tag instead, so each optional tag is checked
+// by go-msgauth on its own and left out if it is refused. A bad p= or sp=
+// follows §6.6.3 (RFC 9989 §4.10.1 says the same): with a valid rua= the
+// record counts as p=none (and a bad sp= is left out); without one the
+// record is unusable. A missing p= is the same under RFC 7489, but RFC
+// 9989 reads it as p=none. A bad np= is left out, so sp applies. t (test
+// mode) counts only under RFC 9989, which also reads psd (see psdOf).
+func parseRecord(txt string, how Discovery) (*record, error) {
 	var p, sp, np dmarc.Policy
-	pValid, spValid, ruaValid := false, true, false
+	pSeen, pValid, spValid, ruaValid := false, false, true, false
+	tSeen, testing := false, false
 	kept := []string{}
 	for _, t := range splitTags(txt) {
 		switch t.name {
-		case "v":
+		case "v", "psd":
 		case "p":
+			pSeen = true
 			p, pValid = parsePolicy(t.value)
 		case "sp":
 			sp, spValid = parsePolicy(t.value)
 		case "np":
 			np, _ = parsePolicy(t.value)
+		case "t":
+			switch strings.ToLower(t.value) {
+			case "y":
+				tSeen, testing = true, true
+			case "n":
+				tSeen = true
+			}
 		case "adkim", "aspf":
 			kept = appendIfValid(kept, t.name+"="+strings.ToLower(t.value))
 		case "rua":
@@ -74,6 +117,9 @@ func parseRecord(txt string) (*record, error) {
 		default:
 			kept = appendIfValid(kept, t.name+"="+t.value)
 		}
+	}
+	if !pSeen && how == TreeWalk {
+		p, pValid = dmarc.PolicyNone, true
 	}
 	if !pValid || !spValid {
 		if !ruaValid {
@@ -90,7 +136,11 @@ func parseRecord(txt string) (*record, error) {
 	if err != nil { // cannot happen: every tag was accepted on its own
 		return nil, err
 	}
-	return &record{Record: rec, np: np}, nil
+	r := &record{Record: rec, np: np}
+	if how == TreeWalk {
+		r.testing = testing || !tSeen && rec.Percent != nil && *rec.Percent == 0
+	}
+	return r, nil
 }
 
 // appendIfValid adds the tag "name=value" to kept if go-msgauth accepts it.
