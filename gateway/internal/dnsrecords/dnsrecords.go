@@ -57,9 +57,10 @@ type Record struct {
 }
 
 // String is the record as a zone-file line, its comment at the end.
-func (r Record) String() string {
-	return fmt.Sprintf("%s %d IN %s %s ; %s", r.Name, r.TTL, r.Type, r.Value, r.Comment)
-}
+func (r Record) String() string { return r.Line() + " ; " + r.Comment }
+
+// Line is the record as a zone-file line without the comment.
+func (r Record) Line() string { return fmt.Sprintf("%s %d IN %s %s", r.Name, r.TTL, r.Type, r.Value) }
 
 // Section is the records of one domain, or of the gateway itself.
 type Section struct {

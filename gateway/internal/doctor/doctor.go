@@ -119,7 +119,7 @@ func (f *Finding) fix(lines ...string) { f.Fix = append(f.Fix, lines...) }
 func recordLines(rs ...dnsrecords.Record) []string {
 	var out []string
 	for _, r := range rs {
-		out = append(out, r.String())
+		out = append(out, r.Line())
 	}
 	return out
 }
@@ -165,7 +165,7 @@ func (d *doctor) outbound(ctx context.Context) []dnsrecords.Source {
 func addrList(srcs []dnsrecords.Source) string {
 	var s []string
 	for _, a := range srcs {
-		s = append(s, a.Addr.String())
+		s = append(s, a.Addr.Line())
 	}
 	return strings.Join(s, ", ")
 }
@@ -243,11 +243,11 @@ func (d *doctor) checkSPF(ctx context.Context, r dnsrecords.Record) {
 	}
 	switch len(records) {
 	case 0:
-		d.add(Error, "SPF", n, "no SPF record: receivers cannot tell mail Sluice sends for %s from forgeries", n).fix(r.String())
+		d.add(Error, "SPF", n, "no SPF record: receivers cannot tell mail Sluice sends for %s from forgeries", n).fix(r.Line())
 		return
 	case 1:
 	default:
-		d.add(Error, "SPF", n, "%d SPF records: receivers treat more than one as an error (permerror); merge them into one", len(records)).fix(r.String())
+		d.add(Error, "SPF", n, "%d SPF records: receivers treat more than one as an error (permerror); merge them into one", len(records)).fix(r.Line())
 		return
 	}
 	// The addresses that send as this name: a HELO name's own, else all.
@@ -264,7 +264,7 @@ func (d *doctor) checkSPF(ctx context.Context, r dnsrecords.Record) {
 	for _, a := range addrs {
 		res := d.spf.MailFrom(ctx, a.Addr, a.Helo, "postmaster@"+n)
 		if res.Result == "pass" {
-			passed = append(passed, a.Addr.String())
+			passed = append(passed, a.Addr.Line())
 			continue
 		}
 		limit = limit || strings.Contains(res.Reason, "lookup limit")
@@ -273,9 +273,9 @@ func (d *doctor) checkSPF(ctx context.Context, r dnsrecords.Record) {
 	switch {
 	case limit:
 		d.add(Error, "SPF", n, "%q needs more than the 10 DNS lookups (or 2 void lookups) SPF allows, so receivers get permerror: %s", records[0], strings.Join(failed, "; ")).
-			fix("flatten the includes, or publish:", r.String())
+			fix("flatten the includes, or publish:", r.Line())
 	case len(failed) > 0:
-		d.add(Error, "SPF", n, "%q does not cover every outbound address: %s", records[0], strings.Join(failed, "; ")).fix(r.String())
+		d.add(Error, "SPF", n, "%q does not cover every outbound address: %s", records[0], strings.Join(failed, "; ")).fix(r.Line())
 	default:
 		d.add(OK, "SPF", n, "%q passes %s", records[0], strings.Join(passed, ", "))
 	}
@@ -291,20 +291,20 @@ func (d *doctor) dkim(ctx context.Context, r dnsrecords.Record) {
 	}
 	switch len(txts) {
 	case 0:
-		d.add(Error, "DKIM", n, "no DKIM key published: receivers cannot verify Sluice's signatures with this selector").fix(r.String())
+		d.add(Error, "DKIM", n, "no DKIM key published: receivers cannot verify Sluice's signatures with this selector").fix(r.Line())
 		return
 	case 1:
 	default:
-		d.add(Error, "DKIM", n, "%d TXT records: verifiers fail signatures when a selector has more than one", len(txts)).fix("publish only:", r.String())
+		d.add(Error, "DKIM", n, "%d TXT records: verifiers fail signatures when a selector has more than one", len(txts)).fix("publish only:", r.Line())
 		return
 	}
 	ours, _ := dkim.PublicKey(r.Text)
 	published, err := dkim.PublicKey(txts[0])
 	switch {
 	case err != nil:
-		d.add(Error, "DKIM", n, "the published record is not a usable key (%v)", err).fix(r.String())
+		d.add(Error, "DKIM", n, "the published record is not a usable key (%v)", err).fix(r.Line())
 	case !ours.(interface{ Equal(crypto.PublicKey) bool }).Equal(published):
-		d.add(Error, "DKIM", n, "the published key is not the key in the [[dkim.key]] file: every signature with this selector fails").fix(r.String())
+		d.add(Error, "DKIM", n, "the published key is not the key in the [[dkim.key]] file: every signature with this selector fails").fix(r.Line())
 	default:
 		d.add(OK, "DKIM", n, "the published key matches the private key")
 	}
@@ -316,7 +316,7 @@ func (d *doctor) dmarc(ctx context.Context, r dnsrecords.Record) {
 	rec, status := d.oneTXT(ctx, r, "DMARC", "v=DMARC1")
 	if status != OK {
 		if status == "" {
-			d.add(Error, "DMARC", n, "no DMARC record: receivers apply no policy to forgeries of %s, and big mailbox providers distrust its mail", r.Domain).fix(r.String())
+			d.add(Error, "DMARC", n, "no DMARC record: receivers apply no policy to forgeries of %s, and big mailbox providers distrust its mail", r.Domain).fix(r.Line())
 		}
 		return
 	}
@@ -330,9 +330,9 @@ func (d *doctor) dmarc(ctx context.Context, r dnsrecords.Record) {
 	want := d.Config.Records.DMARCPolicy
 	switch {
 	case policy == "":
-		d.add(Error, "DMARC", n, "%q has no p= tag: receivers ignore it", rec).fix(r.String())
+		d.add(Error, "DMARC", n, "%q has no p= tag: receivers ignore it", rec).fix(r.Line())
 	case policy != want:
-		d.add(Warn, "DMARC", n, "%q has p=%s, but records.dmarc_policy is %s", rec, policy, want).fix(r.String())
+		d.add(Warn, "DMARC", n, "%q has p=%s, but records.dmarc_policy is %s", rec, policy, want).fix(r.Line())
 	case policy == "none":
 		d.add(OK, "DMARC", n, "%q: p=none only asks for reports; set records.dmarc_policy to quarantine, then reject, once they show %s's mail passing", rec, r.Domain)
 	default:
@@ -362,7 +362,7 @@ func (d *doctor) oneTXT(ctx context.Context, r dnsrecords.Record, check, prefix 
 	case 1:
 		return found[0], OK
 	}
-	d.add(Error, check, n, "%d %s records: receivers ignore them all", len(found), check).fix("publish only:", r.String())
+	d.add(Error, check, n, "%d %s records: receivers ignore them all", len(found), check).fix("publish only:", r.Line())
 	return "", Error
 }
 
@@ -371,7 +371,7 @@ func (d *doctor) txtPresent(ctx context.Context, r dnsrecords.Record, check, pre
 	rec, status := d.oneTXT(ctx, r, check, prefix)
 	switch status {
 	case "":
-		d.add(missing, check, name(r), "%s", why).fix(r.String())
+		d.add(missing, check, name(r), "%s", why).fix(r.Line())
 	case OK:
 		d.add(OK, check, name(r), "%q", rec)
 	}
@@ -390,11 +390,11 @@ func (d *doctor) mtasts(ctx context.Context, r dnsrecords.Record) {
 	id, err := mtasts.ParseRecord(txts)
 	switch {
 	case err == mtasts.ErrNoRecord:
-		d.add(Error, "MTA-STS", n, "no MTA-STS record: senders do not look for the policy Sluice serves").fix(r.String())
+		d.add(Error, "MTA-STS", n, "no MTA-STS record: senders do not look for the policy Sluice serves").fix(r.Line())
 	case err != nil:
-		d.add(Error, "MTA-STS", n, "the MTA-STS record is unusable: %v", err).fix(r.String())
+		d.add(Error, "MTA-STS", n, "the MTA-STS record is unusable: %v", err).fix(r.Line())
 	case id != want:
-		d.add(Error, "MTA-STS", n, "the record's id %s is not the id of the policy Sluice serves (%s): senders that cached an older policy keep using it", id, want).fix(r.String())
+		d.add(Error, "MTA-STS", n, "the record's id %s is not the id of the policy Sluice serves (%s): senders that cached an older policy keep using it", id, want).fix(r.Line())
 	default:
 		d.add(OK, "MTA-STS", n, "id %s is the policy's", id)
 	}
@@ -418,7 +418,7 @@ func (d *doctor) mtastsHost(ctx context.Context, r dnsrecords.Record) {
 	case lastErr != nil:
 		d.add(Error, "MTA-STS", n, "the address lookup failed: %v", lastErr)
 	default:
-		d.add(Error, "MTA-STS", n, "no address: senders cannot fetch the policy from https://%s%s", n, mtasts.Path).fix(r.String())
+		d.add(Error, "MTA-STS", n, "no address: senders cannot fetch the policy from https://%s%s", n, mtasts.Path).fix(r.Line())
 	}
 }
 
@@ -446,9 +446,9 @@ func (d *doctor) address(ctx context.Context, r dnsrecords.Record) {
 	case slices.Contains(addrs, want):
 		d.add(OK, "address", n, "resolves to %s", want)
 	case len(addrs) == 0:
-		d.add(Error, "address", n, "no %s record: the HELO name Sluice uses from %s does not resolve, which receivers hold against its mail", r.Type, want).fix(r.String())
+		d.add(Error, "address", n, "no %s record: the HELO name Sluice uses from %s does not resolve, which receivers hold against its mail", r.Type, want).fix(r.Line())
 	default:
-		d.add(Error, "address", n, "resolves to %s, not to %s, the address Sluice sends from with this HELO name", joinAddrs(addrs), want).fix(r.String())
+		d.add(Error, "address", n, "resolves to %s, not to %s, the address Sluice sends from with this HELO name", joinAddrs(addrs), want).fix(r.Line())
 	}
 }
 
@@ -462,7 +462,7 @@ func (d *doctor) fcrdns(ctx context.Context) {
 		rev, _ := dns.ReverseAddr(a)
 		for _, p := range ptrs {
 			if p.Name == rev {
-				fix = append(fix, p.String())
+				fix = append(fix, p.Line())
 			}
 		}
 		name, result := d.Resolver.VerifiedName(ctx, s.Addr)
