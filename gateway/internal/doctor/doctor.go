@@ -165,7 +165,7 @@ func (d *doctor) outbound(ctx context.Context) []dnsrecords.Source {
 func addrList(srcs []dnsrecords.Source) string {
 	var s []string
 	for _, a := range srcs {
-		s = append(s, a.Addr.Line())
+		s = append(s, a.Addr.String())
 	}
 	return strings.Join(s, ", ")
 }
@@ -264,7 +264,7 @@ func (d *doctor) checkSPF(ctx context.Context, r dnsrecords.Record) {
 	for _, a := range addrs {
 		res := d.spf.MailFrom(ctx, a.Addr, a.Helo, "postmaster@"+n)
 		if res.Result == "pass" {
-			passed = append(passed, a.Addr.Line())
+			passed = append(passed, a.Addr.String())
 			continue
 		}
 		limit = limit || strings.Contains(res.Reason, "lookup limit")
