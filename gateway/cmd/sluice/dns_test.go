@@ -193,3 +193,15 @@ func TestDNSAndDoctorWithTheRealBinary(t *testing.T) {
 		t.Errorf("sluice doctor without the DKIM key: exit %d, want 1 and the DKIM error with its record\n%s", code, out)
 	}
 }
+
+// -nameserver takes an address, with or without a port, or a name.
+func TestDoctorNameserverAddr(t *testing.T) {
+	for in, want := range map[string]string{"127.0.0.1": "127.0.0.1:53", "127.0.0.1:5353": "127.0.0.1:5353", "::1": "[::1]:53", "[::1]:5353": "[::1]:5353"} {
+		if got, err := nameserverAddr(context.Background(), in); err != nil || got != want {
+			t.Errorf("nameserverAddr(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	if got, err := nameserverAddr(context.Background(), "localhost:5353"); err != nil || !strings.HasSuffix(got, ":5353") {
+		t.Errorf("nameserverAddr(localhost:5353) = %q, %v", got, err)
+	}
+}
