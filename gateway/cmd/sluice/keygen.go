@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 
 	"github.com/sluice-mail/sluice/gateway/internal/dkim"
+	"github.com/sluice-mail/sluice/gateway/internal/dnsrecords"
 )
 
 // keygen writes a DKIM private key and prints the TXT record to publish.
@@ -40,7 +41,7 @@ func keygen(_ context.Context, args []string, _ io.Reader, stdout, stderr io.Wri
 		fmt.Fprintf(stderr, "sluice keygen: %v\n", err)
 		return 1
 	}
-	txt, err := dkim.TXTRecord(key)
+	rec, err := dnsrecords.DKIM(*selector, *domain, key)
 	if err != nil {
 		fmt.Fprintf(stderr, "sluice keygen: %v\n", err)
 		return 1
@@ -54,21 +55,6 @@ func keygen(_ context.Context, args []string, _ io.Reader, stdout, stderr io.Wri
 		return 1
 	}
 	fmt.Fprintf(stderr, "wrote %s; publish this record:\n", *out)
-	fmt.Fprintf(stdout, "%s._domainkey.%s. IN TXT %s\n", *selector, *domain, quoteTXT(txt))
+	fmt.Fprintf(stdout, "%s IN TXT %s\n", rec.Name, rec.Value)
 	return 0
-}
-
-// quoteTXT splits a record into the 255-byte strings DNS TXT data is made
-// of, in zone-file form.
-func quoteTXT(s string) string {
-	var out string
-	for len(s) > 0 {
-		n := min(len(s), 255)
-		if out != "" {
-			out += " "
-		}
-		out += `"` + s[:n] + `"`
-		s = s[n:]
-	}
-	return out
 }

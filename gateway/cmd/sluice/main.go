@@ -4,6 +4,8 @@
 //	sluice check -c gateway.toml     validate a configuration, plugins and keys included
 //	sluice send [flags] [file.eml]   send one message, printing the server's replies
 //	sluice keygen [flags]            write a DKIM key and print its DNS record
+//	sluice dns -c gateway.toml       print the DNS records the configuration needs
+//	sluice doctor -c gateway.toml    check the published DNS records and the certificate
 //	sluice plugin new|test|check     tools for plugin authors
 //	sluice version                   which build this is
 //	sluice help COMMAND              a command's usage, as COMMAND -h prints it
@@ -37,6 +39,8 @@ commands:
   check   -c FILE            validate a configuration (keys and plugins are loaded)
   send    [flags] [FILE]     send a message through an SMTP server and show its replies
   keygen  [flags]            write a DKIM private key and print the DNS TXT record to publish
+  dns     -c FILE            print the DNS records the configuration needs, as zone-file lines
+  doctor  -c FILE            check the published DNS records and the certificate, with the fix for each problem
   plugin  new|test|check     tools for plugin authors: scaffold, run and check a plugin
   version                    print the version, revision, Go version and plugin ABI version
 
@@ -49,7 +53,7 @@ type command func(ctx context.Context, args []string, stdin io.Reader, stdout, s
 
 // commands are sluice's commands, by name.
 var commands = map[string]command{
-	"serve": serve, "check": check, "send": send, "keygen": keygen, "plugin": pluginCmd, "version": versionCmd,
+	"serve": serve, "check": check, "send": send, "keygen": keygen, "dns": dnsCmd, "doctor": doctorCmd, "plugin": pluginCmd, "version": versionCmd,
 }
 
 // sluiceGroup is sluice itself: the commands, and the help on them.

@@ -133,6 +133,7 @@ func (v *validator) validate() {
 	v.scoring()
 	v.dev()
 	v.admin()
+	v.records()
 }
 
 func (v *validator) smtp() {
@@ -587,4 +588,53 @@ func (p *Plugin) ConfigTOML() ([]byte, error) {
 		return nil, err
 	}
 	return b.Bytes(), nil
+}
+
+// spfIncludeRE is a DNS name whose labels may start with "_".
+var spfIncludeRE = regexp.MustCompile(`^[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)*$`)
+
+// records checks [records], what `sluice dns` prints and `sluice doctor`
+// checks, and fills in its defaults, which depend on the domains.
+func (v *validator) records() {
+	r := &v.c.Records
+	seen := map[string]bool{}
+	for i, mx := range r.MX {
+		name, err := normalizeDomain(mx)
+		if err != nil {
+			v.errorf("records.mx", "records.mx[%d]: %v", i, err)
+			continue
+		}
+		if seen[name] {
+			v.errorf("records.mx", "records.mx[%d]: %q is listed twice", i, mx)
+		}
+		seen[name] = true
+		r.MX[i] = name
+	}
+	// Not a host name: SPF includes are usually names like _spf.example.org.
+	if r.SPFInclude != "" {
+		if !spfIncludeRE.MatchString(r.SPFInclude) || len(r.SPFInclude) > 253 || !strings.Contains(r.SPFInclude, ".") {
+			v.errorf("records.spf_include", "records.spf_include: %q is not a domain name like _spf.example.org", r.SPFInclude)
+		}
+		r.SPFInclude = strings.ToLower(r.SPFInclude)
+	}
+	switch r.DMARCPolicy {
+	case "":
+		// none: receivers report but do not act, which is where a
+		// domain starts until the reports show its mail passes.
+		r.DMARCPolicy = "none"
+	case "none", "quarantine", "reject":
+	default:
+		v.errorf("records.dmarc_policy", "records.dmarc_policy: %q is not one of none, quarantine, reject", r.DMARCPolicy)
+	}
+	if r.ReportAddress != "" {
+		// The address goes into mailto: URIs of TXT records, where ","
+		// separates URIs, "!" starts a size limit and ";" ends the tag.
+		if local, domain, err := address.Split(r.ReportAddress); err != nil || strings.ContainsAny(local, " \t\",;<>!") {
+			v.errorf("records.report_address", "records.report_address: %q is not an address like postmaster@example.org", r.ReportAddress)
+		} else {
+			r.ReportAddress = local + "@" + domain
+		}
+	} else if len(v.c.Domains) > 0 {
+		r.ReportAddress = "postmaster@" + v.c.Domains[0]
+	}
 }

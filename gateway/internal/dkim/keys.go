@@ -142,3 +142,17 @@ func TXTRecord(k crypto.Signer) (string, error) {
 	}
 	return "v=DKIM1; k=" + kind + "; p=" + base64.StdEncoding.EncodeToString(p), nil
 }
+
+// PublicKey returns the public key a key record (TXTRecord's form, or
+// anyone's) publishes, read as verification reads it, so that a published
+// record can be compared with a private key: both have an Equal method.
+func PublicKey(record string) (crypto.PublicKey, error) {
+	k, err := parseKeyRecord(record)
+	if err != nil {
+		return nil, err
+	}
+	if k.rsa != nil {
+		return k.rsa, nil
+	}
+	return k.ed25519, nil
+}

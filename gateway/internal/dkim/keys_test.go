@@ -240,3 +240,31 @@ func TestUnsupportedKeys(t *testing.T) {
 		t.Errorf("LoadKey of a missing file: got %v, want it to wrap *os.PathError", err)
 	}
 }
+
+// PublicKey reads back what TXTRecord writes, as the same key.
+func TestPublicKeyOfRecord(t *testing.T) {
+	for _, alg := range []string{"rsa", "ed25519"} {
+		k, err := GenerateKey(alg, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		txt, err := TXTRecord(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pub, err := PublicKey(txt)
+		if err != nil {
+			t.Fatalf("%s: %v", alg, err)
+		}
+		if !pub.(interface{ Equal(crypto.PublicKey) bool }).Equal(k.Public()) {
+			t.Errorf("%s: PublicKey(%q) is not the key", alg, txt)
+		}
+		other, _ := GenerateKey(alg, 0)
+		if pub.(interface{ Equal(crypto.PublicKey) bool }).Equal(other.Public()) {
+			t.Errorf("%s: PublicKey equals another key", alg)
+		}
+	}
+	if _, err := PublicKey("v=DKIM1; k=rsa; p="); err == nil {
+		t.Error("a revoked key (empty p=) parsed")
+	}
+}

@@ -1,0 +1,86 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+
+	"github.com/sluice-mail/sluice/gateway/internal/config"
+	"github.com/sluice-mail/sluice/gateway/internal/dnsrecords"
+	"github.com/sluice-mail/sluice/gateway/internal/doctor"
+	"github.com/sluice-mail/sluice/gateway/internal/resolver"
+)
+
+// doctorCmd checks the published DNS records and the certificate.
+func doctorCmd(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
+	fs := newFlagSet("doctor", "usage: sluice doctor [-c FILE] [-nameserver HOST:PORT] [-format text|json]\n\nChecks what `sluice dns` says to publish against live DNS, and the\ncertificate STARTTLS presents, and reports each as ok, warn or error with\nthe fix. Exit status: 1 if any is an error, else 0.\n\n", stderr)
+	file := configFlag(fs)
+	ns := fs.String("nameserver", "", "ask this nameserver (`ip:port`, or a name: a domain's own nameserver shows records before they spread) rather than [dns] nameservers or /etc/resolv.conf; [dns] static records are never used")
+	format := fs.String("format", "text", "`text` or json (a list of {status, check, name, message, fix})")
+	if err := parseFlags(fs, args, stdout); err != nil {
+		return usageStatus(err)
+	}
+	if *format != "text" && *format != "json" {
+		fmt.Fprintf(stderr, "sluice doctor: -format %q is neither text nor json\n", *format)
+		return 2
+	}
+	cfg, err := config.Load(*file)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	plan, err := dnsrecords.Build(cfg)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	// As the gateway builds its resolver, but without [dns] static: those
+	// records answer only Sluice, and the doctor checks what the world sees.
+	rc := resolver.Config{Nameservers: cfg.DNS.Nameservers, Timeout: cfg.DNS.Timeout.D()}
+	if *ns != "" {
+		addr, err := nameserverAddr(ctx, *ns)
+		if err != nil {
+			fmt.Fprintln(stderr, "sluice doctor: -nameserver:", err)
+			return 2
+		}
+		rc.Nameservers = []string{addr}
+	}
+	res, err := resolver.New(rc)
+	if err != nil {
+		fmt.Fprintln(stderr, "sluice doctor:", err)
+		return 1
+	}
+	findings := doctor.Run(ctx, doctor.Options{Config: cfg, Plan: plan, Resolver: res})
+	if *format == "json" {
+		err = doctor.WriteJSON(stdout, findings)
+	} else {
+		err = doctor.Write(stdout, findings)
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "sluice doctor:", err)
+		return 1
+	}
+	if doctor.Failed(findings) {
+		return 1
+	}
+	return 0
+}
+
+// nameserverAddr turns -nameserver's value into ip:port: an IP address,
+// ip:port, or a name, with or without a port, looked up by the system.
+func nameserverAddr(ctx context.Context, ns string) (string, error) {
+	host, port, err := net.SplitHostPort(ns)
+	if err != nil {
+		host, port = ns, "53"
+	}
+	if _, err := netip.ParseAddr(host); err == nil {
+		return net.JoinHostPort(host, port), nil
+	}
+	addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	if err != nil || len(addrs) == 0 {
+		return "", fmt.Errorf("%q is not an address, and looking it up failed: %v", ns, err)
+	}
+	return net.JoinHostPort(addrs[0].Unmap().String(), port), nil
+}

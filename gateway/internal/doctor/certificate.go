@@ -1,0 +1,103 @@
+package doctor
+
+import (
+	"bytes"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"os"
+	"strings"
+)
+
+// certificate checks the certificate STARTTLS presents: that it names
+// each MX host, is not about to expire, and is one senders can verify.
+func (d *doctor) certificate() {
+	c := d.Config
+	const acmeFix = "set [tls] acme = true (a certificate from Let's Encrypt, renewed automatically), or smtp.tls_cert and tls_key"
+	var file string
+	switch {
+	case c.SMTP.TLSSelfSigned:
+		d.add(Warn, "certificate", "smtp.tls_self_signed", "a self-signed certificate made at start: senders that verify (MTA-STS enforce, DANE) refuse it").fix(acmeFix)
+		return
+	case c.TLS.ACME:
+		// autocert's DirCache: the file named after the host holds the
+		// private key, then the chain, in PEM.
+		file = c.ACMEDir() + "/" + c.Hostname
+		if _, err := os.Stat(file); os.IsNotExist(err) {
+			d.add(Warn, "certificate", file, "no certificate from the ACME CA yet: `sluice serve` gets one at start; run the doctor again after").
+				fix("start sluice, with [https] listen reachable on port 443 for the CA's challenge")
+			return
+		}
+	case c.SMTP.TLSCert != "":
+		file = c.Path(c.SMTP.TLSCert)
+	default:
+		d.add(Warn, "certificate", c.Hostname, "no certificate: Sluice offers no STARTTLS, so mail to it travels in clear").fix(acmeFix)
+		return
+	}
+	chain, err := readChain(file)
+	if err != nil {
+		d.add(Error, "certificate", file, "%v", err).fix(acmeFix)
+		return
+	}
+	leaf := chain[0]
+	for _, mx := range c.MXHosts() {
+		if err := leaf.VerifyHostname(mx); err != nil {
+			d.add(Error, "certificate", file, "does not name %s (it names %s): senders that verify refuse it", mx, strings.Join(leaf.DNSNames, ", ")).
+				fix("get a certificate for " + mx + "; " + acmeFix)
+		} else {
+			d.add(OK, "certificate", file, "names %s", mx)
+		}
+	}
+	left := leaf.NotAfter.Sub(d.Now)
+	day := leaf.NotAfter.UTC().Format("2006-01-02 15:04 UTC")
+	switch {
+	case left <= 0:
+		d.add(Error, "certificate", file, "expired on %s", day).fix("renew it; " + acmeFix)
+	case left < ExpiryMargin:
+		d.add(Error, "certificate", file, "expires on %s, in %d days: renewal is due and has not happened", day, int(left.Hours()/24)).fix("renew it; " + acmeFix)
+	default:
+		d.add(OK, "certificate", file, "valid until %s", day)
+	}
+	inter := x509.NewCertPool()
+	for _, cert := range chain[1:] {
+		inter.AddCert(cert)
+	}
+	_, err = leaf.Verify(x509.VerifyOptions{Roots: d.Roots, Intermediates: inter, CurrentTime: d.Now})
+	switch {
+	case err == nil:
+		d.add(OK, "certificate", file, "issued by %s, which senders trust", leaf.Issuer.CommonName)
+	case bytes.Equal(leaf.RawIssuer, leaf.RawSubject) && leaf.CheckSignature(leaf.SignatureAlgorithm, leaf.RawTBSCertificate, leaf.Signature) == nil:
+		d.add(Warn, "certificate", file, "self-signed: senders that verify (MTA-STS enforce, DANE) refuse it").fix(acmeFix)
+	default:
+		d.add(Warn, "certificate", file, "not verifiable: %v", err).fix("put the intermediate certificates after the certificate in the file; " + acmeFix)
+	}
+}
+
+// readChain reads the certificates of a PEM file, leaf first; other
+// blocks (the private key of an ACME cache file) are skipped.
+func readChain(file string) ([]*x509.Certificate, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read the certificate: %v", err)
+	}
+	var chain []*x509.Certificate
+	for {
+		var block *pem.Block
+		block, data = pem.Decode(data)
+		if block == nil {
+			break
+		}
+		if block.Type != "CERTIFICATE" {
+			continue
+		}
+		cert, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("a certificate in the file does not parse: %v", err)
+		}
+		chain = append(chain, cert)
+	}
+	if len(chain) == 0 {
+		return nil, fmt.Errorf("no PEM certificate in the file")
+	}
+	return chain, nil
+}

@@ -1,0 +1,429 @@
+package doctor
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/sluice-mail/sluice/gateway/internal/config"
+	"github.com/sluice-mail/sluice/gateway/internal/dkim"
+	"github.com/sluice-mail/sluice/gateway/internal/dnsrecords"
+	"github.com/sluice-mail/sluice/gateway/internal/dnstest"
+	"github.com/sluice-mail/sluice/gateway/internal/resolver"
+)
+
+// now is the time the checks run at, so that certificate lifetimes are exact.
+var now = time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+
+// The test's keys, made once: RSA keys take a while.
+var (
+	keysOnce            sync.Once
+	rsaKey, edKey, rsa2 crypto.Signer
+)
+
+func keys(t *testing.T) {
+	keysOnce.Do(func() {
+		rsaKey, _ = dkim.GenerateKey("rsa", 0)
+		edKey, _ = dkim.GenerateKey("ed25519", 0)
+		rsa2, _ = dkim.GenerateKey("rsa", 0)
+	})
+}
+
+// The gateway of the tests: one domain, two outbound addresses (one of each
+// family) saying EHLO as the hostname, two DKIM keys, MTA-STS enforced,
+// and a certificate from a test CA.
+const gatewayTOML = `hostname = "mx.example.test"
+domains = ["example.test"]
+[smtp]
+tls_cert = "cert.pem"
+tls_key = "key.pem"
+[relay]
+[[relay.source]]
+address = "127.0.0.1"
+[[relay.source]]
+address = "::1"
+[srs]
+secrets = ["0123456789abcdef0123"]
+[dkim]
+[[dkim.key]]
+selector = "r1"
+file = "r1.pem"
+[[dkim.key]]
+selector = "e1"
+file = "e1.pem"
+[mta_sts]
+mode = "enforce"
+`
+
+// testCA signs the certificates of the tests.
+type testCA struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+	pool *x509.CertPool
+}
+
+var (
+	caOnce sync.Once
+	ca     testCA
+)
+
+func newCA(t *testing.T) testCA {
+	caOnce.Do(func() {
+		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "Doctor Test CA"},
+			NotBefore: now.Add(-365 * 24 * time.Hour), NotAfter: now.Add(10 * 365 * 24 * time.Hour),
+			IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+		if err != nil {
+			panic(err)
+		}
+		cert, _ := x509.ParseCertificate(der)
+		ca = testCA{cert: cert, key: key, pool: x509.NewCertPool()}
+		ca.pool.AddCert(cert)
+	})
+	return ca
+}
+
+// certPEM makes a certificate for names valid until notAfter, signed by
+// the CA, or by itself if selfSigned; the PEM is the key, then the chain.
+func certPEM(t *testing.T, names []string, notAfter time.Time, selfSigned bool) (certs, key []byte) {
+	c := newCA(t)
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: names[0]}, DNSNames: names,
+		NotBefore: now.Add(-24 * time.Hour), NotAfter: notAfter, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	parent, signer := c.cert, crypto.Signer(c.key)
+	if selfSigned {
+		parent, signer = tmpl, k
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &k.PublicKey, signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, _ := x509.MarshalPKCS8PrivateKey(k)
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})
+}
+
+// fixture is a configuration in a directory of its own, with its keys and
+// certificate, and the plan `sluice dns` makes of it.
+type fixture struct {
+	dir  string
+	cfg  *config.Config
+	plan dnsrecords.Plan
+}
+
+// certSpec says which certificate the fixture gets.
+type certSpec struct {
+	names      []string
+	validFor   time.Duration
+	selfSigned bool
+}
+
+var goodCert = certSpec{names: []string{"mx.example.test"}, validFor: 60 * 24 * time.Hour}
+
+func newFixture(t *testing.T, src string, cs certSpec) *fixture {
+	t.Helper()
+	keys(t)
+	dir := t.TempDir()
+	for name, k := range map[string]crypto.Signer{"r1.pem": rsaKey, "e1.pem": edKey} {
+		p, _ := dkim.MarshalKey(k)
+		os.WriteFile(filepath.Join(dir, name), p, 0o600)
+	}
+	certs, key := certPEM(t, cs.names, now.Add(cs.validFor), cs.selfSigned)
+	os.WriteFile(filepath.Join(dir, "cert.pem"), certs, 0o644)
+	os.WriteFile(filepath.Join(dir, "key.pem"), key, 0o600)
+	path := filepath.Join(dir, "gateway.toml")
+	os.WriteFile(path, []byte(src), 0o644)
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := dnsrecords.Build(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fixture{dir: dir, cfg: cfg, plan: plan}
+}
+
+// zone is what `sluice dns` prints: publishing it is the good zone.
+func (f *fixture) zone() string {
+	var b bytes.Buffer
+	f.plan.WriteZone(&b)
+	return b.String()
+}
+
+// run serves zone and runs the doctor against it.
+func (f *fixture) run(t *testing.T, zone string, setup func(*dnstest.Server)) []Finding {
+	t.Helper()
+	srv := dnstest.Start(t, zone)
+	if setup != nil {
+		setup(srv)
+	}
+	r, err := resolver.New(resolver.Config{Nameservers: []string{srv.Addr()}, Timeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Run(context.Background(), Options{Config: f.cfg, Plan: f.plan, Resolver: r, Now: now, Roots: newCA(t).pool})
+}
+
+func report(findings []Finding) string {
+	var b bytes.Buffer
+	Write(&b, findings)
+	return b.String()
+}
+
+// Publishing what `sluice dns` prints makes every check pass.
+func TestDoctorGoodZone(t *testing.T) {
+	f := newFixture(t, gatewayTOML, goodCert)
+	findings := f.run(t, f.zone(), nil)
+	for _, fd := range findings {
+		if fd.Status != OK {
+			t.Errorf("not ok: %+v", fd)
+		}
+	}
+	if Failed(findings) {
+		t.Error("Failed() with every check ok")
+	}
+	// Every kind of check ran.
+	for _, check := range []string{"MX", "SPF", "DKIM", "DMARC", "MTA-STS", "TLS-RPT", "address", "FCrDNS", "certificate"} {
+		if !strings.Contains(report(findings), " "+check+" ") {
+			t.Errorf("no %s finding in\n%s", check, report(findings))
+		}
+	}
+	t.Log(report(findings))
+}
+
+// edit changes a zone: the lines matching remove (a regular expression)
+// go, the lines of add come in.
+func edit(remove, add string) func(string) string {
+	return func(zone string) string {
+		var out []string
+		re := regexp.MustCompile(remove)
+		for _, line := range strings.Split(zone, "\n") {
+			if remove == "" || !re.MatchString(line) {
+				out = append(out, line)
+			}
+		}
+		return strings.Join(out, "\n") + "\n" + add + "\n"
+	}
+}
+
+// dkimRecord is the key record of k at r1's name.
+func dkimRecord(t *testing.T, k crypto.Signer) string {
+	r, err := dnsrecords.DKIM("r1", "example.test", k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r.Name + " 3600 IN TXT " + r.Value
+}
+
+// Each breakage is reported with its status, what is wrong, and a fix.
+func TestDoctorBrokenZones(t *testing.T) {
+	keys(t)
+	spfRecord := `^example\.test\. 3600 IN TXT "v=spf1`
+	var tooManyLookups strings.Builder
+	tooManyLookups.WriteString(`example.test. 3600 IN TXT "v=spf1`)
+	for i := range 11 {
+		tooManyLookups.WriteString(" a:a" + string(rune('a'+i)) + ".example.test")
+	}
+	tooManyLookups.WriteString(` ip4:127.0.0.1 ip6:::1 ~all"`)
+	for i := range 11 {
+		tooManyLookups.WriteString("\na" + string(rune('a'+i)) + ".example.test. 3600 IN A 192.0.2.1")
+	}
+	cases := []struct {
+		name    string
+		toml    string // added to the configuration
+		cert    *certSpec
+		zone    func(string) string
+		setup   func(*dnstest.Server)
+		status  Status
+		check   string
+		subject string // the finding's Name
+		message string // in its message
+		fix     string // in its fix; "" for none
+	}{
+		{name: "no MX", zone: edit(`IN MX`, ""),
+			status: Error, check: "MX", subject: "example.test", message: "no MX record", fix: "example.test. 3600 IN MX 10 mx.example.test."},
+		{name: "MX elsewhere", zone: edit(`IN MX`, "example.test. 3600 IN MX 10 mail.provider.example."),
+			status: Error, check: "MX", subject: "example.test", message: "MX points elsewhere (mail.provider.example)", fix: "remove the MX records of mail.provider.example"},
+		{name: "MX also elsewhere", zone: edit("", "example.test. 3600 IN MX 20 backup.provider.example."),
+			status: Warn, check: "MX", subject: "example.test", message: "also points at backup.provider.example", fix: "remove the MX records of backup.provider.example"},
+		{name: "null MX", zone: edit(`IN MX`, "example.test. 3600 IN MX 0 ."),
+			status: Error, check: "MX", subject: "example.test", message: "null MX", fix: "IN MX 10 mx.example.test."},
+		{name: "MX lookup fails", setup: func(s *dnstest.Server) { s.Fail("example.test.", dns.RcodeServerFailure) },
+			status: Error, check: "MX", subject: "example.test", message: "the MX lookup failed"},
+		{name: "no SPF", zone: edit(spfRecord, ""),
+			status: Error, check: "SPF", subject: "example.test", message: "no SPF record", fix: `example.test. 3600 IN TXT "v=spf1 ip4:127.0.0.1 ip6:::1 ~all"`},
+		{name: "SPF misses an address", zone: edit(spfRecord, `example.test. 3600 IN TXT "v=spf1 ip4:192.0.2.1 ip6:::1 ~all"`),
+			status: Error, check: "SPF", subject: "example.test", message: "does not cover every outbound address: 127.0.0.1 gets softfail", fix: `"v=spf1 ip4:127.0.0.1 ip6:::1 ~all"`},
+		{name: "two SPF records", zone: edit("", `example.test. 3600 IN TXT "v=spf1 -all"`),
+			status: Error, check: "SPF", subject: "example.test", message: "2 SPF records", fix: `"v=spf1 ip4:127.0.0.1 ip6:::1 ~all"`},
+		{name: "SPF over 10 lookups", zone: edit(spfRecord, tooManyLookups.String()),
+			status: Error, check: "SPF", subject: "example.test", message: "more than the 10 DNS lookups", fix: "flatten the includes"},
+		{name: "HELO name's SPF misses its address", zone: edit(`^mx\.example\.test\. 3600 IN TXT`, `mx.example.test. 3600 IN TXT "v=spf1 ip4:127.0.0.1 -all"`),
+			status: Error, check: "SPF", subject: "mx.example.test", message: "::1 gets fail", fix: `mx.example.test. 3600 IN TXT "v=spf1 ip4:127.0.0.1 ip6:::1 -all"`},
+		{name: "no DKIM key", zone: edit(`^r1\._domainkey`, ""),
+			status: Error, check: "DKIM", subject: "r1._domainkey.example.test", message: "no DKIM key published", fix: "r1._domainkey.example.test. 3600 IN TXT \"v=DKIM1; k=rsa; p="},
+		{name: "DKIM key of another private key", zone: edit(`^r1\._domainkey`, dkimRecord(t, rsa2)),
+			status: Error, check: "DKIM", subject: "r1._domainkey.example.test", message: "the published key is not the key in the [[dkim.key]] file", fix: dkimRecord(t, rsaKey)},
+		{name: "DKIM record unusable", zone: edit(`^e1\._domainkey`, `e1._domainkey.example.test. 3600 IN TXT "v=DKIM1; k=ed25519; p=c2hvcnQ="`),
+			status: Error, check: "DKIM", subject: "e1._domainkey.example.test", message: "not a usable key (permerror: Ed25519 key is not 32 bytes)", fix: "e1._domainkey.example.test. 3600 IN TXT"},
+		{name: "no DMARC", zone: edit(`^_dmarc`, ""),
+			status: Error, check: "DMARC", subject: "_dmarc.example.test", message: "no DMARC record", fix: `_dmarc.example.test. 3600 IN TXT "v=DMARC1; p=none; rua=mailto:postmaster@example.test"`},
+		{name: "DMARC policy other than asked", zone: edit(`^_dmarc`, `_dmarc.example.test. 3600 IN TXT "v=DMARC1; p=reject"`),
+			status: Warn, check: "DMARC", subject: "_dmarc.example.test", message: "has p=reject, but records.dmarc_policy is none", fix: "p=none"},
+		{name: "DMARC without p=", zone: edit(`^_dmarc`, `_dmarc.example.test. 3600 IN TXT "v=DMARC1; rua=mailto:x@example.test"`),
+			status: Error, check: "DMARC", subject: "_dmarc.example.test", message: "has no p= tag", fix: "p=none"},
+		{name: "DMARC reports to another domain without consent", toml: "[records]\nreport_address = \"reports@example.net\"\n",
+			zone:   edit(`_report\._dmarc`, ""),
+			status: Warn, check: "DMARC", subject: "example.test._report._dmarc.example.net", message: "no consent record", fix: `example.test._report._dmarc.example.net. 3600 IN TXT "v=DMARC1"`},
+		{name: "MTA-STS id of another policy", zone: edit(`^_mta-sts`, `_mta-sts.example.test. 3600 IN TXT "v=STSv1; id=20240101"`),
+			status: Error, check: "MTA-STS", subject: "_mta-sts.example.test", message: "the record's id 20240101 is not the id of the policy Sluice serves", fix: "_mta-sts.example.test. 3600 IN TXT \"v=STSv1; id="},
+		{name: "no MTA-STS record", zone: edit(`^_mta-sts`, ""),
+			status: Error, check: "MTA-STS", subject: "_mta-sts.example.test", message: "no MTA-STS record", fix: "_mta-sts.example.test. 3600 IN TXT \"v=STSv1; id="},
+		{name: "MTA-STS policy host without address", zone: edit(`^mta-sts\.`, ""),
+			status: Error, check: "MTA-STS", subject: "mta-sts.example.test", message: "no address: senders cannot fetch the policy", fix: "mta-sts.example.test. 3600 IN CNAME mx.example.test."},
+		{name: "no TLS-RPT", zone: edit(`^_smtp\._tls`, ""),
+			status: Warn, check: "TLS-RPT", subject: "_smtp._tls.example.test", message: "no TLS-RPT record", fix: `_smtp._tls.example.test. 3600 IN TXT "v=TLSRPTv1; rua=mailto:postmaster@example.test"`},
+		{name: "HELO name without address", zone: edit(`^mx\.example\.test\. 3600 IN A `, ""),
+			status: Error, check: "address", subject: "mx.example.test", message: "no A record", fix: "mx.example.test. 3600 IN A 127.0.0.1"},
+		{name: "no PTR", zone: edit(`in-addr\.arpa`, ""),
+			status: Error, check: "FCrDNS", subject: "127.0.0.1", message: "no PTR record", fix: "1.0.0.127.in-addr.arpa. 3600 IN PTR mx.example.test."},
+		{name: "PTR not resolving back", zone: edit(`in-addr\.arpa`, "1.0.0.127.in-addr.arpa. 3600 IN PTR host.isp.example."),
+			status: Error, check: "FCrDNS", subject: "127.0.0.1", message: "does not resolve back", fix: "1.0.0.127.in-addr.arpa. 3600 IN PTR mx.example.test."},
+		{name: "PTR name other than the HELO name", zone: edit(`ip6\.arpa`, "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.ip6.arpa. 3600 IN PTR host6.isp.example.\nhost6.isp.example. 3600 IN AAAA ::1"),
+			status: Warn, check: "FCrDNS", subject: "::1", message: "the PTR name is host6.isp.example, but Sluice says EHLO mx.example.test", fix: "or set that source's helo to host6.isp.example"},
+		{name: "certificate for another name", cert: &certSpec{names: []string{"other.example.test"}, validFor: 60 * 24 * time.Hour},
+			status: Error, check: "certificate", message: "does not name mx.example.test (it names other.example.test)", fix: "get a certificate for mx.example.test"},
+		{name: "certificate expiring", cert: &certSpec{names: []string{"mx.example.test"}, validFor: 10 * 24 * time.Hour},
+			status: Error, check: "certificate", message: "expires on 2026-06-11 12:00 UTC, in 10 days", fix: "renew it"},
+		{name: "certificate expired", cert: &certSpec{names: []string{"mx.example.test"}, validFor: -time.Hour},
+			status: Error, check: "certificate", message: "expired on 2026-06-01 11:00 UTC", fix: "renew it"},
+		{name: "certificate self-signed", cert: &certSpec{names: []string{"mx.example.test"}, validFor: 60 * 24 * time.Hour, selfSigned: true},
+			status: Warn, check: "certificate", message: "self-signed", fix: "[tls] acme = true"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			cs := goodCert
+			if c.cert != nil {
+				cs = *c.cert
+			}
+			f := newFixture(t, gatewayTOML+c.toml, cs)
+			zone := f.zone()
+			if c.zone != nil {
+				zone = c.zone(zone)
+			}
+			findings := f.run(t, zone, c.setup)
+			var got *Finding
+			for i, fd := range findings {
+				if fd.Check == c.check && (c.subject == "" || fd.Name == c.subject) && fd.Status != OK {
+					got = &findings[i]
+					break
+				}
+			}
+			if got == nil {
+				t.Fatalf("no %s finding about %s; got\n%s", c.check, c.subject, report(findings))
+			}
+			if got.Status != c.status || !strings.Contains(got.Message, c.message) {
+				t.Errorf("got %s %q, want %s with %q", got.Status, got.Message, c.status, c.message)
+			}
+			if c.fix != "" && !strings.Contains(strings.Join(got.Fix, "\n"), c.fix) {
+				t.Errorf("fix %q lacks %q", got.Fix, c.fix)
+			}
+			if Failed(findings) != (c.status == Error) && c.setup == nil && c.toml == "" {
+				t.Errorf("Failed() = %v with a %s", Failed(findings), c.status)
+			}
+		})
+	}
+}
+
+// The certificate is read from where the configuration gets it: the ACME
+// cache (autocert's file: the key, then the chain), or none yet; with a
+// self-signed or no certificate, the doctor says how to get a real one.
+func TestDoctorCertificateSources(t *testing.T) {
+	noCert := strings.Replace(gatewayTOML, "tls_cert = \"cert.pem\"\ntls_key = \"key.pem\"\n", "", 1)
+	acme := strings.Replace(noCert, "domains = [\"example.test\"]\n", "domains = [\"example.test\"]\ndata_dir = \"data\"\n", 1) +
+		"[tls]\nacme = true\nacme_email = \"postmaster@example.test\"\n[https]\nlisten = [\"127.0.0.1:443\"]\n"
+	cases := []struct {
+		name     string
+		toml     string
+		acmeFile bool // put the certificate in the ACME cache
+		status   Status
+		message  string
+	}{
+		{name: "ACME certificate", toml: acme, acmeFile: true, status: OK, message: "names mx.example.test"},
+		{name: "ACME certificate not yet obtained", toml: acme, status: Warn, message: "no certificate from the ACME CA yet"},
+		{name: "self-signed at start", toml: strings.Replace(noCert, "[smtp]\n", "[smtp]\ntls_self_signed = true\n", 1), status: Warn, message: "a self-signed certificate made at start"},
+		{name: "no certificate", toml: noCert, status: Warn, message: "no certificate: Sluice offers no STARTTLS"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			f := newFixture(t, c.toml, goodCert)
+			if c.acmeFile {
+				certs, key := certPEM(t, []string{"mx.example.test"}, now.Add(60*24*time.Hour), false)
+				os.MkdirAll(f.cfg.ACMEDir(), 0o700)
+				os.WriteFile(filepath.Join(f.cfg.ACMEDir(), "mx.example.test"), append(key, certs...), 0o600)
+			}
+			findings := f.run(t, f.zone(), nil)
+			var got []Finding
+			for _, fd := range findings {
+				if fd.Check == "certificate" {
+					got = append(got, fd)
+				}
+			}
+			if len(got) == 0 || got[0].Status != c.status || !strings.Contains(got[0].Message, c.message) {
+				t.Errorf("certificate findings %+v; want the first %s with %q", got, c.status, c.message)
+			}
+			if c.status == OK && (len(got) != 3 || Failed(findings)) {
+				t.Errorf("not all ok:\n%s", report(findings))
+			}
+		})
+	}
+}
+
+// Without configured outbound addresses, the hostname's are checked, and
+// the doctor says so.
+func TestDoctorWithoutSources(t *testing.T) {
+	src := regexp.MustCompile(`(?s)\[\[relay\.source\]\].*?\[srs\]`).ReplaceAllString(gatewayTOML, "[srs]")
+	f := newFixture(t, src, goodCert)
+	zone := f.zone() + "\nmx.example.test. 3600 IN A 127.0.0.1\n1.0.0.127.in-addr.arpa. 3600 IN PTR mx.example.test.\n"
+	zone = strings.Replace(zone, "a:mx.example.test", "ip4:127.0.0.1", 1)
+	findings := f.run(t, zone, nil)
+	want := map[string]bool{
+		"warn address mx.example.test: no outbound address is configured ([[relay.source]]): checking mx.example.test's addresses (127.0.0.1)": false,
+		"ok FCrDNS 127.0.0.1: mx.example.test resolves back to it, and is the HELO name":                                                       false,
+		`ok SPF example.test: "v=spf1 ip4:127.0.0.1 ~all" passes 127.0.0.1`:                                                                    false,
+		`ok SPF mx.example.test: "v=spf1 a -all" passes 127.0.0.1`:                                                                             false,
+	}
+	for _, fd := range findings {
+		line := string(fd.Status) + " " + fd.Check + " " + fd.Name + ": " + fd.Message
+		for w := range want {
+			if strings.HasPrefix(line, w) {
+				want[w] = true
+			}
+		}
+	}
+	for w, found := range want {
+		if !found {
+			t.Errorf("no finding %q in\n%s", w, report(findings))
+		}
+	}
+	if Failed(findings) {
+		t.Errorf("errors:\n%s", report(findings))
+	}
+}
