@@ -33,6 +33,8 @@ type gatewayMetrics struct {
 	generation   prometheus.Gauge
 	loadFailures *prometheus.CounterVec
 	relaySeconds *prometheus.HistogramVec
+	certExpiry   *prometheus.GaugeVec
+	acmeFailures *prometheus.CounterVec
 }
 
 func newGatewayMetrics() *gatewayMetrics {
@@ -49,6 +51,10 @@ func newGatewayMetrics() *gatewayMetrics {
 		relaySeconds: f.NewHistogramVec(prometheus.HistogramOpts{Name: "sluice_relay_seconds",
 			Help:    "Time each step with a destination took, failed ones included: connect (TCP, greeting, EHLO, STARTTLS), mail (MAIL FROM and the first RCPT TO), rcpt (each later RCPT TO), data (DATA to the reply to the end of data).",
 			Buckets: metrics.DefaultBuckets}, []string{"step"}),
+		certExpiry: f.NewGaugeVec(prometheus.GaugeOpts{Name: "sluice_tls_certificate_expiry_timestamp_seconds",
+			Help: "When the certificate in use for each name expires (Unix time): the hostname's for STARTTLS, from smtp.tls_cert or ACME, and with ACME each mta-sts name's."}, []string{"name"}),
+		acmeFailures: f.NewCounterVec(prometheus.CounterOpts{Name: "sluice_acme_failures_total",
+			Help: "Failed attempts to get a certificate from the ACME CA, by name, and checks (every 30 minutes) that found a renewal overdue."}, []string{"name"}),
 	}
 	m.reloads.WithLabelValues("ok")
 	m.reloads.WithLabelValues("failed")
@@ -137,6 +143,7 @@ func (g *Gateway) reload(ctx context.Context) ([]string, error) {
 		return nil, errClosed
 	}
 	g.metrics.generation.Set(float64(n))
+	g.applied(cfg, parts.TLS)
 	g.setLevel(cfg.Log.Level)
 	return kept, nil
 }
@@ -156,6 +163,7 @@ func (g *Gateway) setLevel(level string) {
 var reloadable = []string{
 	"plugin", "dkim", "arc", "auth", "dns", "relay", "scoring", "log.level",
 	"srs.secrets", "srs.secrets_file", "srs.max_age_days", "srs.hash_length",
+	"mta_sts", "records",
 }
 
 // tlsSettings reload while STARTTLS stays on (or off): whether the server
@@ -168,7 +176,9 @@ var tlsSettings = []string{"smtp.tls_cert", "smtp.tls_key", "smtp.tls_self_signe
 // the listeners and the process still run with.
 func keepRestartOnly(running, loaded *config.Config) (*config.Config, []string) {
 	out := *loaded
-	tlsStays := starttls(running) == starttls(loaded)
+	// [tls] is restart-only: while ACME is on (or off), so is where
+	// STARTTLS's certificate comes from.
+	tlsStays := starttls(running) == starttls(loaded) && running.TLS.ACME == loaded.TLS.ACME
 	var kept []string
 	eachSetting(reflect.ValueOf(running).Elem(), reflect.ValueOf(&out).Elem(), "", func(key string, run, cur reflect.Value) {
 		if reflect.DeepEqual(run.Interface(), cur.Interface()) || applies(key, tlsStays) {
