@@ -269,8 +269,17 @@ mode = "enforce"
 		t.Errorf("policy %q, want %q", body, want)
 	}
 
+	// A name that is not ours gets no certificate: no handshake makes the
+	// gateway ask the CA for one.
+	if _, _, _, err := httpsGet(t, e.gw.HTTPSAddrs()[0], "GET", "other.ours.test", mtasts.Path, nil); err == nil {
+		t.Error("a handshake for other.ours.test succeeded")
+	}
+
 	// On disk, in autocert's layout (what sluice doctor reads), private.
 	acmeDir := filepath.Join(dataDir, "acme")
+	if _, err := os.Stat(filepath.Join(acmeDir, "other.ours.test")); err == nil {
+		t.Error("a certificate was stored for other.ours.test")
+	}
 	for _, name := range []string{"mx.ours.test", "mta-sts.ours.test", "acme_account+key"} {
 		fi, err := os.Stat(filepath.Join(acmeDir, name))
 		if err != nil {
