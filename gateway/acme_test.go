@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -208,11 +209,12 @@ func starttlsChain(addr, sni string, roots *x509.CertPool) ([]*x509.Certificate,
 
 // The issue's "certificates without effort", end to end against Pebble:
 // the gateway starts at once, with STARTTLS on a self-signed stand-in;
-// it gets the certificates of its hostname and of the MTA-STS policy's
-// name in the background, answering pebble's TLS-ALPN-01 validations on
-// its HTTPS listener; STARTTLS then presents a certificate that verifies
-// to pebble's root, stored 0600; and a renewal is served by the next
-// handshake, without a restart.
+// it gets its hostname's certificate in the background, answering
+// pebble's TLS-ALPN-01 validation on its HTTPS listener; STARTTLS then
+// presents a certificate that verifies to pebble's root, stored 0600; a
+// reload that publishes an MTA-STS policy gets the policy host's
+// certificate too; and a renewal is served by the next handshake,
+// without a restart.
 func TestACMEIssuanceAndRenewalWithPebble(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs pebble")
@@ -238,8 +240,6 @@ acme_ca_file = %q
 acme_renew_before = "15s"
 [https]
 listen = ["127.0.0.1:%d"]
-[mta_sts]
-mode = "enforce"
 `, p.directory, p.caFile, httpsPort),
 	})
 
@@ -258,7 +258,17 @@ mode = "enforce"
 	leaf := chain[0]
 	t.Logf("issued: serial %x, not after %s", leaf.SerialNumber, leaf.NotAfter)
 
-	// The MTA-STS policy over HTTPS, with its own certificate from the CA.
+	// A reload that publishes an MTA-STS policy gets the policy host's
+	// certificate, and serves the policy over HTTPS with it.
+	if _, _, _, err := httpsGet(t, e.gw.HTTPSAddrs()[0], "GET", "mta-sts.ours.test", mtasts.Path, nil); err == nil {
+		t.Error("mta-sts.ours.test is served before a policy is published")
+	}
+	if err := os.WriteFile(e.cfgPath, []byte(e.cfgText+"[mta_sts]\nmode = \"enforce\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.gw.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	var body string
 	waitFor(t, "the policy host's certificate", func() bool {
 		code, _, b, err := httpsGet(t, e.gw.HTTPSAddrs()[0], "GET", "mta-sts.ours.test", mtasts.Path, p.roots)
