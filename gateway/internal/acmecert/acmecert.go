@@ -35,7 +35,10 @@ const LetsEncrypt = autocert.DefaultACMEDirectory
 
 // Defaults of Config's timings.
 const (
-	DefaultRetryMin = time.Minute
+	// DefaultRetryMin is more than the minute for which autocert answers
+	// a name whose issuance failed with that failure, without asking
+	// the CA again.
+	DefaultRetryMin = 2 * time.Minute
 	DefaultRetryMax = time.Hour
 	// DefaultCheckInterval matches autocert's retry of a failed renewal
 	// (every 30 to 60 minutes), so that each overdue check stands for
