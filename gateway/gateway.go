@@ -271,15 +271,12 @@ func (g *Gateway) Serve(ctx context.Context, grace time.Duration) error {
 		}
 	}
 	watchCtx, stopWatching := context.WithCancel(ctx)
-	acmeDone := make(chan struct{})
-	go func() {
-		defer close(acmeDone)
-		if g.acme != nil {
-			// In the background: mail flows meanwhile, STARTTLS with a
-			// stand-in certificate.
-			g.acme.Run(watchCtx)
-		}
-	}()
+	if g.acme != nil {
+		// In the background: mail flows meanwhile, STARTTLS with a
+		// stand-in certificate. Not waited for at shutdown: once Close
+		// is called its next request to the CA fails, and it returns.
+		go g.acme.Run(watchCtx)
+	}
 	watched := make(chan struct{})
 	go func() {
 		defer close(watched)
@@ -293,7 +290,6 @@ func (g *Gateway) Serve(ctx context.Context, grace time.Duration) error {
 	}
 	stopWatching()
 	<-watched
-	<-acmeDone
 	sctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
 	g.smtp.Shutdown(sctx)
@@ -329,6 +325,9 @@ func (g *Gateway) Close() error {
 	defer g.mu.Unlock()
 	g.closeListeners()
 	var errs []error
+	if g.acme != nil {
+		g.acme.Close()
+	}
 	if g.inbox != nil {
 		g.inbox.Close()
 	}

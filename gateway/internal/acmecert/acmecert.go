@@ -22,6 +22,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/acme"
@@ -78,6 +79,8 @@ type Manager struct {
 	m       *autocert.Manager
 	standIn *tls.Certificate
 
+	closed atomic.Bool // no more requests to the CA
+
 	mu    sync.Mutex
 	names []string        // wanted, hostname first
 	ready map[string]bool // obtained (or found on disk) at least once
@@ -110,12 +113,32 @@ func New(cfg Config, names []string) (*Manager, error) {
 		Email:       cfg.Email,
 		Client: &acme.Client{
 			DirectoryURL: cfg.Directory,
-			HTTPClient:   &http.Client{Transport: transport, Timeout: time.Minute},
+			HTTPClient:   &http.Client{Transport: closingTransport{transport, &mgr.closed}, Timeout: time.Minute},
 			UserAgent:    "sluice",
 		},
 	}
 	mgr.SetNames(names)
 	return mgr, nil
+}
+
+// Close stops every request to the CA, those of autocert's renewal timers
+// included, which it has no way to stop: a closed gateway neither gets nor
+// stores certificates.
+func (mgr *Manager) Close() { mgr.closed.Store(true) }
+
+var errClosed = errors.New("acmecert: closed")
+
+// closingTransport refuses requests once its Manager is closed.
+type closingTransport struct {
+	http.RoundTripper
+	closed *atomic.Bool
+}
+
+func (t closingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if t.closed.Load() {
+		return nil, errClosed
+	}
+	return t.RoundTripper.RoundTrip(req)
 }
 
 func orDefault(d, def time.Duration) time.Duration {
@@ -226,6 +249,9 @@ func (mgr *Manager) Run(ctx context.Context) {
 			if time.Now().Before(r.at) {
 				wakeAt = minTime(wakeAt, r.at)
 				continue
+			}
+			if ctx.Err() != nil {
+				return
 			}
 			if err := mgr.obtain(name); err != nil {
 				r.wait = min(max(2*r.wait, mgr.cfg.RetryMin), mgr.cfg.RetryMax)

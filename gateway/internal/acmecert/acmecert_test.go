@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -175,5 +176,15 @@ func TestRenewalDue(t *testing.T) {
 		if got := renewalDue(leaf, c.before); !got.Equal(c.want) {
 			t.Errorf("renew_before %v: due %v, want %v", c.before, got, c.want)
 		}
+	}
+}
+
+// A closed Manager asks the CA nothing more.
+func TestClosedAsksNothing(t *testing.T) {
+	m := newTest(t, Config{})
+	m.Close()
+	err := m.obtain("mx.ours.test")
+	if err == nil || !strings.Contains(err.Error(), errClosed.Error()) {
+		t.Errorf("obtain after Close: %v, want %v", err, errClosed)
 	}
 }
