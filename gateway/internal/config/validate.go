@@ -487,6 +487,9 @@ func (v *validator) tls() {
 	if c.SMTP.TLSSelfSigned {
 		v.errorf("tls.acme", "tls.acme: cannot be used with smtp.tls_self_signed; choose one")
 	}
+	if c.Hostname != "" && !strings.Contains(c.Hostname, ".") {
+		v.errorf("tls.acme", "tls.acme: a CA issues certificates only for a fully qualified hostname, not %q", c.Hostname)
+	}
 	if len(c.HTTPS.Listen) == 0 {
 		v.errorf("tls.acme", `tls.acme: needs [https] listen, where the CA's TLS-ALPN-01 challenges are answered: port 443, like listen = ["0.0.0.0:443", "[::]:443"]`)
 	}
