@@ -74,7 +74,8 @@ var errClosed = errors.New("the gateway is shut down")
 // Reload reads gateway.toml again and builds a new generation from it:
 // the filter chain (every plugin compiled, started and configured), the
 // DKIM keys, signer and ARC sealer, SRS and its secrets, the STARTTLS
-// certificate, the checks, [scoring], [dns], [relay], and the log level.
+// certificate, the checks, [scoring], [dns], [relay], and the log level;
+// then the MTA-STS policy served, and the names ACME gets certificates for.
 // Only once all of it is built does it replace the current generation, at
 // once. Sessions in flight finish on the generation they started with;
 // new sessions get the new one. If anything fails, the old generation
