@@ -6,6 +6,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,8 +16,10 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/sluice-mail/sluice/gateway/internal/acmecert"
 	"github.com/sluice-mail/sluice/gateway/internal/config"
 	"github.com/sluice-mail/sluice/gateway/internal/inbox"
 	"github.com/sluice-mail/sluice/gateway/internal/plugin"
@@ -43,6 +46,10 @@ type Gateway struct {
 	// strict counts every plugin that fails to load as an error, whatever
 	// its on_failure (sluice check).
 	strict bool
+	// acme gets the certificates when [tls] acme is on; nil otherwise.
+	acme *acmecert.Manager
+	// site is what the HTTPS listener serves, from the configuration in use.
+	site atomic.Pointer[site]
 
 	reloadMu sync.Mutex // one reload at a time
 	closed   bool       // under reloadMu: no more reloads
@@ -56,6 +63,7 @@ type Gateway struct {
 	listeners []net.Listener
 	addrs     []string
 	admin     net.Listener // nil: no admin listener
+	https     []net.Listener
 }
 
 // New builds every part. Problems that only show when building (a key file
@@ -89,6 +97,12 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, level *slo
 		return nil, fmt.Errorf("starting the WebAssembly runtime: %w", err)
 	}
 	g.seen = stampFiles(cfg)
+	if cfg.TLS.ACME {
+		if g.acme, err = g.newACME(cfg); err != nil {
+			g.Close()
+			return nil, config.Errors{err.(*config.Error)}
+		}
+	}
 	parts, errs := g.buildParts(ctx, cfg)
 	if len(errs) > 0 {
 		g.Close()
@@ -102,6 +116,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, level *slo
 		return nil, err
 	}
 	g.metrics.generation.Set(1)
+	g.applied(cfg, parts.TLS)
 	if !strict {
 		g.sources = cfg.Relay.Sources
 		g.checkIdentity(parts.DNS, g.sources)
@@ -169,6 +184,14 @@ func (g *Gateway) Listen() error {
 		}
 		g.listeners = append(g.listeners, l)
 	}
+	for _, a := range g.cfg.HTTPS.Listen {
+		l, err := listen(a)
+		if err != nil {
+			g.closeListeners()
+			return fmt.Errorf("https listener: %w", err)
+		}
+		g.https = append(g.https, l)
+	}
 	if a := g.cfg.AdminListen(); a != "" {
 		l, err := listen(a)
 		if err != nil {
@@ -194,6 +217,15 @@ func listen(addr string) (net.Listener, error) {
 
 // Addrs returns the SMTP listeners' addresses (useful with port 0).
 func (g *Gateway) Addrs() []string { return g.addrs }
+
+// HTTPSAddrs returns the HTTPS listeners' addresses.
+func (g *Gateway) HTTPSAddrs() []string {
+	var addrs []string
+	for _, l := range g.https {
+		addrs = append(addrs, l.Addr().String())
+	}
+	return addrs
+}
 
 // AdminAddr returns the admin listener's address, or "" if there is none.
 func (g *Gateway) AdminAddr() string {
@@ -232,7 +264,26 @@ func (g *Gateway) Serve(ctx context.Context, grace time.Duration) error {
 			g.log.Warn("the admin listener is not on loopback and has no authentication: anyone who reaches it can reload the configuration", "addr", g.admin.Addr().String())
 		}
 	}
+	var https *http.Server
+	if len(g.https) > 0 {
+		https = g.httpsServer()
+		tlsConfig := g.httpsTLS()
+		for _, l := range g.https {
+			go func() {
+				if err := https.Serve(tls.NewListener(l, tlsConfig)); !errors.Is(err, http.ErrServerClosed) {
+					g.log.Error("https listener", "err", err)
+				}
+			}()
+			g.log.Info("https listening", "addr", l.Addr().String())
+		}
+	}
 	watchCtx, stopWatching := context.WithCancel(ctx)
+	if g.acme != nil {
+		// In the background: mail flows meanwhile, STARTTLS with a
+		// stand-in certificate. Not waited for at shutdown: once Close
+		// is called its next request to the CA fails, and it returns.
+		go g.acme.Run(watchCtx)
+	}
 	watched := make(chan struct{})
 	go func() {
 		defer close(watched)
@@ -252,6 +303,9 @@ func (g *Gateway) Serve(ctx context.Context, grace time.Duration) error {
 	if admin != nil {
 		admin.Shutdown(sctx)
 	}
+	if https != nil {
+		https.Shutdown(sctx)
+	}
 	g.Close()
 	return err
 }
@@ -262,6 +316,9 @@ func (g *Gateway) closeListeners() {
 	}
 	if g.admin != nil {
 		g.admin.Close()
+	}
+	for _, l := range g.https {
+		l.Close()
 	}
 }
 
@@ -275,6 +332,9 @@ func (g *Gateway) Close() error {
 	defer g.mu.Unlock()
 	g.closeListeners()
 	var errs []error
+	if g.acme != nil {
+		g.acme.Close()
+	}
 	if g.inbox != nil {
 		g.inbox.Close()
 	}

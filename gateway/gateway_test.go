@@ -341,7 +341,8 @@ func asSMTP(err error, target **smtp.SMTPError) bool {
 	return ok
 }
 
-// STARTTLS serves the certificate configured with tls_cert and tls_key.
+// STARTTLS serves the certificate configured with tls_cert and tls_key,
+// and its expiry is a metric.
 func TestConfiguredCertificate(t *testing.T) {
 	dir := t.TempDir()
 	cert, err := certs.SelfSigned("mx.ours.test")
@@ -371,6 +372,11 @@ func TestConfiguredCertificate(t *testing.T) {
 	}
 	if strings.Contains(e.logs.String(), "self-signed") {
 		t.Error("warned about a self-signed certificate although one was configured")
+	}
+	leaf, _ := x509.ParseCertificate(cert.Certificate[0])
+	key := `sluice_tls_certificate_expiry_timestamp_seconds{name="mx.ours.test"}`
+	if got := scrape(t, e)[key]; got != float64(leaf.NotAfter.Unix()) {
+		t.Errorf("%s = %v, want the certificate's expiry %d", key, got, leaf.NotAfter.Unix())
 	}
 }
 

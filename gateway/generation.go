@@ -111,11 +111,17 @@ func (g *Gateway) resolver(cfg *config.Config) (*resolver.Resolver, error) {
 
 // starttls reports whether cfg offers STARTTLS. That is fixed for the
 // server's life; the certificate is not.
-func starttls(cfg *config.Config) bool { return cfg.SMTP.TLSCert != "" || cfg.SMTP.TLSSelfSigned }
+func starttls(cfg *config.Config) bool {
+	return cfg.SMTP.TLSCert != "" || cfg.SMTP.TLSSelfSigned || cfg.TLS.ACME
+}
 
 func (g *Gateway) tlsConfig(cfg *config.Config) (*tls.Config, error) {
 	s := cfg.SMTP
 	switch {
+	case cfg.TLS.ACME && g.acme != nil:
+		// Each handshake takes the certificate ACME has now, so a renewal
+		// serves at once, with no reload.
+		return &tls.Config{GetCertificate: g.acme.STARTTLSCertificate}, nil
 	case s.TLSCert != "":
 		cert, err := tls.LoadX509KeyPair(cfg.Path(s.TLSCert), cfg.Path(s.TLSKey))
 		if err != nil {

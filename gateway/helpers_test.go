@@ -323,6 +323,9 @@ type envOptions struct {
 	unsigned bool
 	// auth holds extra lines for [auth], such as enabled = false.
 	auth string
+	// top holds top-level settings, such as data_dir; sections whole
+	// tables, such as [tls] or [https].
+	top, sections string
 	// level, if set, is the gateway's log level, which reloads set from
 	// [log] level; default debug, fixed.
 	level *slog.LevelVar
@@ -433,6 +436,7 @@ slow.example.            300 IN A 192.0.2.7
 	e.cfgText = fmt.Sprintf(`
 hostname = "mx.ours.test"
 domains = %s
+%s
 [smtp]
 listen = %s
 %s
@@ -450,14 +454,15 @@ nameservers = [%q]
 [auth]
 timeout = "5s"
 %s
+%s
 [wasm]
 cache_dir = %q
 [admin]
 listen = "127.0.0.1:0"
 %s
 %s
-`, o.domains, o.listen, o.tls, o.smtp, e.dest.port(), o.relay, e.secret, dkimKeys,
-		e.dns.Addr(), dnsLines, o.auth, wasmbuild.CacheDirForTest(), o.admin, o.plugins)
+`, o.domains, o.top, o.listen, o.tls, o.smtp, e.dest.port(), o.relay, e.secret, dkimKeys,
+		e.dns.Addr(), dnsLines, o.auth, o.sections, wasmbuild.CacheDirForTest(), o.admin, o.plugins)
 	if o.plugins == "" {
 		e.cfgText += fmt.Sprintf(`
 %s

@@ -35,6 +35,8 @@ type gatewayMetrics struct {
 	loadFailures *prometheus.CounterVec
 	relaySeconds *prometheus.HistogramVec
 	tlsPolicy    *prometheus.CounterVec
+	certExpiry   *prometheus.GaugeVec
+	acmeFailures *prometheus.CounterVec
 }
 
 func newGatewayMetrics() *gatewayMetrics {
@@ -54,6 +56,10 @@ func newGatewayMetrics() *gatewayMetrics {
 		tlsPolicy: f.NewCounterVec(prometheus.CounterOpts{Name: "sluice_relay_tls_policy_total",
 			Help: "Results of the TLS policies of destinations, by policy and result: for dane, per new connection to a host with secure TLSA records, verified, unauthenticated (only unusable records: TLS without authentication), no_starttls, tls_failed, mismatch; and lookup_failed per host whose TLSA lookup failed."},
 			[]string{"policy", "result"}),
+		certExpiry: f.NewGaugeVec(prometheus.GaugeOpts{Name: "sluice_tls_certificate_expiry_timestamp_seconds",
+			Help: "When the certificate in use for each name expires (Unix time): the hostname's for STARTTLS, from smtp.tls_cert or ACME, and with ACME each mta-sts name's."}, []string{"name"}),
+		acmeFailures: f.NewCounterVec(prometheus.CounterOpts{Name: "sluice_acme_failures_total",
+			Help: "Failed attempts to get a certificate from the ACME CA, by name, and checks (every 30 minutes) that found a renewal overdue."}, []string{"name"}),
 	}
 	m.reloads.WithLabelValues("ok")
 	m.reloads.WithLabelValues("failed")
@@ -81,7 +87,8 @@ var errClosed = errors.New("the gateway is shut down")
 // Reload reads gateway.toml again and builds a new generation from it:
 // the filter chain (every plugin compiled, started and configured), the
 // DKIM keys, signer and ARC sealer, SRS and its secrets, the STARTTLS
-// certificate, the checks, [scoring], [dns], [relay], and the log level.
+// certificate, the checks, [scoring], [dns], [relay], and the log level;
+// then the MTA-STS policy served, and the names ACME gets certificates for.
 // Only once all of it is built does it replace the current generation, at
 // once. Sessions in flight finish on the generation they started with;
 // new sessions get the new one. If anything fails, the old generation
@@ -150,6 +157,7 @@ func (g *Gateway) reload(ctx context.Context) ([]string, error) {
 		return nil, errClosed
 	}
 	g.metrics.generation.Set(float64(n))
+	g.applied(cfg, parts.TLS)
 	g.setLevel(cfg.Log.Level)
 	if !sameSources(g.sources, cfg.Relay.Sources) {
 		g.sources = cfg.Relay.Sources
@@ -173,6 +181,7 @@ func (g *Gateway) setLevel(level string) {
 var reloadable = []string{
 	"plugin", "dkim", "arc", "auth", "dns", "relay", "scoring", "log.level",
 	"srs.secrets", "srs.secrets_file", "srs.max_age_days", "srs.hash_length",
+	"mta_sts", "records",
 }
 
 // tlsSettings reload while STARTTLS stays on (or off): whether the server
@@ -185,7 +194,9 @@ var tlsSettings = []string{"smtp.tls_cert", "smtp.tls_key", "smtp.tls_self_signe
 // the listeners and the process still run with.
 func keepRestartOnly(running, loaded *config.Config) (*config.Config, []string) {
 	out := *loaded
-	tlsStays := starttls(running) == starttls(loaded)
+	// [tls] is restart-only: while ACME is on (or off), so is where
+	// STARTTLS's certificate comes from.
+	tlsStays := starttls(running) == starttls(loaded) && running.TLS.ACME == loaded.TLS.ACME
 	var kept []string
 	eachSetting(reflect.ValueOf(running).Elem(), reflect.ValueOf(&out).Elem(), "", func(key string, run, cur reflect.Value) {
 		if reflect.DeepEqual(run.Interface(), cur.Interface()) || applies(key, tlsStays) {

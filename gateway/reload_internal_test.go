@@ -69,3 +69,33 @@ reject = 10.0
 		t.Errorf("a new certificate while STARTTLS stays on: kept %v, tls_cert %q, tls_self_signed %v", kept, got.SMTP.TLSCert, got.SMTP.TLSSelfSigned)
 	}
 }
+
+// [tls] and [https] are restart-only, and while ACME stays on so does
+// where STARTTLS's certificate comes from; [mta_sts] reloads.
+func TestKeepRestartOnlyACME(t *testing.T) {
+	running := parseConfig(t, restartOnlyBase+`[tls]
+acme = true
+[https]
+listen = ["127.0.0.1:443"]
+[mta_sts]
+mode = "testing"
+`)
+	loaded := parseConfig(t, restartOnlyBase+`[smtp]
+tls_cert = "new.pem"
+tls_key = "new.key"
+[https]
+listen = ["127.0.0.1:8443"]
+[mta_sts]
+mode = "enforce"
+`)
+	got, kept := keepRestartOnly(running, loaded)
+	if want := []string{"smtp.tls_cert", "smtp.tls_key", "tls.acme", "https.listen"}; !slices.Equal(kept, want) {
+		t.Errorf("kept %v, want %v", kept, want)
+	}
+	if !got.TLS.ACME || got.SMTP.TLSCert != "" || got.HTTPS.Listen[0] != "127.0.0.1:443" {
+		t.Errorf("restart-only settings not kept: acme %v, tls_cert %q, https.listen %v", got.TLS.ACME, got.SMTP.TLSCert, got.HTTPS.Listen)
+	}
+	if got.MTASTS.Mode != "enforce" {
+		t.Errorf("mta_sts.mode %q, want the reloaded enforce", got.MTASTS.Mode)
+	}
+}

@@ -284,8 +284,10 @@ type TLS struct {
 	// ACMECAFile is PEM roots to trust for the directory's HTTPS (a
 	// private ACME CA); "" = system roots.
 	ACMECAFile string `toml:"acme_ca_file"`
-	// ACMERenewBefore renews a certificate this long before it expires;
-	// default 30 days.
+	// ACMERenewBefore renews a certificate this long before it expires,
+	// at most 30 days; default a third of its lifetime, at most 30 days
+	// (30 days for a 90-day certificate), which stays right as CAs
+	// shorten lifetimes.
 	ACMERenewBefore Duration `toml:"acme_renew_before"`
 }
 

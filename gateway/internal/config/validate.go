@@ -6,14 +6,17 @@ import (
 	"math"
 	"net"
 	"net/netip"
+	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/BurntSushi/toml"
 
 	"github.com/sluice-mail/sluice/gateway/internal/address"
 	"github.com/sluice-mail/sluice/gateway/internal/dmarc"
+	"github.com/sluice-mail/sluice/gateway/internal/mtasts"
 	"github.com/sluice-mail/sluice/gateway/internal/plugin/interrupt"
 	"github.com/sluice-mail/sluice/sdk/abi"
 )
@@ -134,6 +137,9 @@ func (v *validator) validate() {
 	v.dev()
 	v.admin()
 	v.records()
+	v.tls()
+	v.https()
+	v.mtaSTS()
 }
 
 func (v *validator) smtp() {
@@ -531,6 +537,99 @@ func (v *validator) admin() {
 		if err := checkListen(*a.Listen); err != nil {
 			v.errorf("admin.listen", "admin.listen: %v", err)
 		}
+	}
+}
+
+// MaxACMERenewBefore is the longest acme_renew_before: autocert renews
+// no earlier than 30 days before expiry whatever it is asked.
+const MaxACMERenewBefore = 30 * 24 * time.Hour
+
+func (v *validator) tls() {
+	c := v.c
+	t := c.TLS
+	if !t.ACME {
+		for _, k := range []struct {
+			key string
+			set bool
+		}{{"acme_email", t.ACMEEmail != ""}, {"acme_directory", t.ACMEDirectory != ""},
+			{"acme_ca_file", t.ACMECAFile != ""}, {"acme_renew_before", t.ACMERenewBefore != 0}} {
+			if k.set {
+				v.errorf("tls."+k.key, "tls.%s is set but tls.acme is not true", k.key)
+			}
+		}
+		return
+	}
+	if c.SMTP.TLSCert != "" {
+		v.errorf("tls.acme", "tls.acme: the certificate comes from the ACME CA; remove smtp.tls_cert and smtp.tls_key, or set acme = false")
+	}
+	if c.SMTP.TLSSelfSigned {
+		v.errorf("tls.acme", "tls.acme: cannot be used with smtp.tls_self_signed; choose one")
+	}
+	if c.Hostname != "" && !strings.Contains(c.Hostname, ".") {
+		v.errorf("tls.acme", "tls.acme: a CA issues certificates only for a fully qualified hostname, not %q", c.Hostname)
+	}
+	if len(c.HTTPS.Listen) == 0 {
+		v.errorf("tls.acme", `tls.acme: needs [https] listen, where the CA's TLS-ALPN-01 challenges are answered: port 443, like listen = ["0.0.0.0:443", "[::]:443"]`)
+	}
+	if d := t.ACMEDirectory; d != "" {
+		if u, err := url.Parse(d); err != nil || u.Scheme != "https" || u.Host == "" {
+			v.errorf("tls.acme_directory", "tls.acme_directory: %q is not an https:// URL (the CA's directory, like %q)", d, "https://acme-v02.api.letsencrypt.org/directory")
+		}
+	}
+	if e := t.ACMEEmail; e != "" {
+		if _, domain, ok := strings.Cut(e, "@"); !ok || domain == "" || strings.ContainsAny(e, " \t<>,") {
+			v.errorf("tls.acme_email", "tls.acme_email: %q is not an email address", e)
+		}
+	}
+	if t.ACMERenewBefore.D() > MaxACMERenewBefore {
+		v.errorf("tls.acme_renew_before", "tls.acme_renew_before: at most 30 days (\"720h\"), not %s", t.ACMERenewBefore.D())
+	}
+}
+
+func (v *validator) https() {
+	c := v.c
+	for i, a := range c.HTTPS.Listen {
+		if err := checkListen(a); err != nil {
+			v.errorf("https.listen", "https.listen[%d]: %v", i, err)
+		}
+	}
+	if len(c.HTTPS.Listen) == 0 {
+		return
+	}
+	if !c.TLS.ACME && c.SMTP.TLSCert == "" && !c.SMTP.TLSSelfSigned {
+		v.errorf("https.listen", "https.listen: the HTTPS listener needs a certificate: set tls.acme = true, or smtp.tls_cert and smtp.tls_key (covering mta-sts.<domain> for every domain)")
+	} else if !c.TLS.ACME && c.MTASTS.Mode == "" {
+		v.errorf("https.listen", "https.listen: nothing to serve: it serves the MTA-STS policy ([mta_sts] mode) and ACME challenges (tls.acme)")
+	}
+}
+
+func (v *validator) mtaSTS() {
+	m := &v.c.MTASTS
+	switch m.Mode {
+	case "", mtasts.None, mtasts.Testing, mtasts.Enforce:
+	default:
+		v.errorf("mta_sts.mode", "mta_sts.mode: %q is not one of none, testing, enforce", m.Mode)
+	}
+	if m.Mode == "" {
+		if len(m.MX) > 0 || m.MaxAge != 0 {
+			v.errorf("mta_sts", "mta_sts: mode is not set, so no policy is published; set mode (none, testing or enforce)")
+		}
+		return
+	}
+	for i, p := range m.MX {
+		host, wild := strings.CutPrefix(p, "*.")
+		name, err := normalizeDomain(host)
+		if err != nil || strings.Contains(host, "*") {
+			v.errorf("mta_sts.mx", "mta_sts.mx[%d]: %q is not a host name or *. and a domain", i, p)
+			continue
+		}
+		if wild {
+			name = "*." + name
+		}
+		m.MX[i] = name
+	}
+	if d := m.MaxAge.D(); d > mtasts.MaxAge || d%time.Second != 0 || (m.MaxAge != 0 && d < time.Second) {
+		v.errorf("mta_sts.max_age", "mta_sts.max_age: whole seconds, at most 31557600s (about a year), not %s", d)
 	}
 }
 

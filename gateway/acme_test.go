@@ -1,0 +1,392 @@
+package gateway_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/sluice-mail/sluice/gateway/internal/dnstest"
+	"github.com/sluice-mail/sluice/gateway/internal/mtasts"
+)
+
+// pebble is Let's Encrypt's ACME test server, run by a test on loopback.
+type pebble struct {
+	directory string         // the ACME directory URL
+	caFile    string         // PEM of the CA its HTTPS is signed by
+	roots     *x509.CertPool // the root its certificates chain to
+}
+
+var (
+	pebbleOnce sync.Once
+	pebblePath string
+	pebbleErr  error
+)
+
+// pebbleBinary is the pebble tool of go.mod, built once into the build
+// cache by the go command.
+func pebbleBinary(t *testing.T) string {
+	pebbleOnce.Do(func() {
+		out, err := exec.Command("go", "tool", "-n", "pebble").Output()
+		if err != nil {
+			pebbleErr = fmt.Errorf("go tool -n pebble: %v", err)
+			return
+		}
+		pebblePath = strings.TrimSpace(string(out))
+	})
+	if pebbleErr != nil {
+		t.Fatal(pebbleErr)
+	}
+	return pebblePath
+}
+
+// freePort returns a loopback port that was free a moment ago, for a
+// server that cannot be told to pick its own and report it.
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// testCA writes a certificate and key for 127.0.0.1 and localhost, which
+// is also its own root: what pebble's HTTPS presents.
+func testCA(t *testing.T, dir string) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "sluice test CA"},
+		DNSNames:     []string{"localhost"},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IsCA:         true,
+
+		BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile = filepath.Join(dir, "ca.pem"), filepath.Join(dir, "ca-key.pem")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600)
+	return certFile, keyFile
+}
+
+// startPebble runs pebble on loopback: it validates TLS-ALPN-01
+// challenges by connecting to tlsPort at the address dns gives for each
+// name, and issues certificates valid for validity.
+func startPebble(t *testing.T, dns *dnstest.Server, tlsPort int, validity time.Duration) *pebble {
+	t.Helper()
+	bin := pebbleBinary(t)
+	dir := t.TempDir()
+	certFile, keyFile := testCA(t, dir)
+	listen, mgmt := freePort(t), freePort(t)
+	var conf struct {
+		Pebble map[string]any `json:"pebble"`
+	}
+	conf.Pebble = map[string]any{
+		"listenAddress":           fmt.Sprintf("127.0.0.1:%d", listen),
+		"managementListenAddress": fmt.Sprintf("127.0.0.1:%d", mgmt),
+		"certificate":             certFile,
+		"privateKey":              keyFile,
+		"httpPort":                freePort(t), // http-01 is never used
+		"tlsPort":                 tlsPort,
+		"keyAlgorithm":            "ecdsa",
+		"retryAfter":              map[string]int{"authz": 1, "order": 1},
+		"profiles":                map[string]any{"default": map[string]any{"validityPeriod": int(validity / time.Second)}},
+	}
+	b, _ := json.Marshal(conf)
+	confFile := filepath.Join(dir, "pebble.json")
+	if err := os.WriteFile(confFile, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-config", confFile, "-dnsserver", dns.Addr())
+	cmd.Env = append(os.Environ(), "PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0")
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("pebble's log:\n%s", out.String())
+		}
+	})
+
+	caPEM, _ := os.ReadFile(certFile)
+	ca := x509.NewCertPool()
+	ca.AppendCertsFromPEM(caPEM)
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca}}, Timeout: 5 * time.Second}
+	get := func(url string) ([]byte, error) {
+		resp, err := client.Get(url)
+		if err != nil {
+			return nil, err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return nil, fmt.Errorf("%s: %s", url, resp.Status)
+		}
+		return io.ReadAll(resp.Body)
+	}
+	p := &pebble{directory: fmt.Sprintf("https://127.0.0.1:%d/dir", listen), caFile: certFile}
+	var root []byte
+	waitFor(t, "pebble to serve its directory and root", func() bool {
+		if _, err := get(p.directory); err != nil {
+			return false
+		}
+		var err error
+		root, err = get(fmt.Sprintf("https://127.0.0.1:%d/roots/0", mgmt))
+		return err == nil
+	})
+	p.roots = x509.NewCertPool()
+	if !p.roots.AppendCertsFromPEM(root) {
+		t.Fatalf("pebble's root is not PEM:\n%s", root)
+	}
+	return p
+}
+
+// starttlsChain does a STARTTLS handshake with the gateway at addr,
+// asking for sni ("": none, as most sending servers), and returns the
+// chain it presented once it verifies for mx.ours.test against roots.
+func starttlsChain(addr, sni string, roots *x509.CertPool) ([]*x509.Certificate, error) {
+	c, err := smtp.DialStartTLS(addr, &tls.Config{ServerName: sni, InsecureSkipVerify: true})
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	if err := c.Noop(); err != nil { // the handshake happens with the first command
+		return nil, err
+	}
+	state, ok := c.TLSConnectionState()
+	if !ok || len(state.PeerCertificates) == 0 {
+		return nil, fmt.Errorf("no TLS")
+	}
+	chain := state.PeerCertificates
+	inter := x509.NewCertPool()
+	for _, c := range chain[1:] {
+		inter.AddCert(c)
+	}
+	_, err = chain[0].Verify(x509.VerifyOptions{DNSName: "mx.ours.test", Roots: roots, Intermediates: inter})
+	return chain, err
+}
+
+// The issue's "certificates without effort", end to end against Pebble:
+// the gateway starts at once, with STARTTLS on a self-signed stand-in;
+// it gets its hostname's certificate in the background, answering
+// pebble's TLS-ALPN-01 validation on its HTTPS listener; STARTTLS then
+// presents a certificate that verifies to pebble's root, stored 0600; a
+// reload that publishes an MTA-STS policy gets the policy host's
+// certificate too; and a renewal is served by the next handshake,
+// without a restart.
+func TestACMEIssuanceAndRenewalWithPebble(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs pebble")
+	}
+	dns := dnstest.Start(t, `
+mx.ours.test.      60 IN A 127.0.0.1
+mta-sts.ours.test. 60 IN A 127.0.0.1
+`)
+	httpsPort := freePort(t)
+	// Certificates live 20 seconds and are renewed 15 seconds before
+	// they expire, so one is renewed about 5 seconds after it is issued.
+	p := startPebble(t, dns, httpsPort, 20*time.Second)
+	dataDir := t.TempDir()
+	e := startEnv(t, envOptions{
+		tls: "# the certificate comes from ACME",
+		top: fmt.Sprintf("data_dir = %q", dataDir),
+		sections: fmt.Sprintf(`
+[tls]
+acme = true
+acme_email = "postmaster@ours.test"
+acme_directory = %q
+acme_ca_file = %q
+acme_renew_before = "15s"
+[https]
+listen = ["127.0.0.1:%d"]
+`, p.directory, p.caFile, httpsPort),
+	})
+
+	// Mail flows at once: STARTTLS with the stand-in before a
+	// certificate can be there (pebble has not validated anything yet).
+	if err := sendMail(t, tlsClient(t, e.addr), "alice@example.org", "info@ours.test", testMessage); err != nil {
+		t.Fatalf("mail over STARTTLS at start: %v", err)
+	}
+
+	var chain []*x509.Certificate
+	waitFor(t, "STARTTLS to present a certificate from pebble", func() bool {
+		var err error
+		chain, err = starttlsChain(e.addr, "mx.ours.test", p.roots)
+		return err == nil
+	})
+	leaf := chain[0]
+	t.Logf("issued: serial %x, not after %s", leaf.SerialNumber, leaf.NotAfter)
+
+	// A reload that publishes an MTA-STS policy gets the policy host's
+	// certificate, and serves the policy over HTTPS with it.
+	if _, _, _, err := httpsGet(t, e.gw.HTTPSAddrs()[0], "GET", "mta-sts.ours.test", mtasts.Path, nil); err == nil {
+		t.Error("mta-sts.ours.test is served before a policy is published")
+	}
+	if err := os.WriteFile(e.cfgPath, []byte(e.cfgText+"[mta_sts]\nmode = \"enforce\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.gw.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var body string
+	waitFor(t, "the policy host's certificate", func() bool {
+		code, _, b, err := httpsGet(t, e.gw.HTTPSAddrs()[0], "GET", "mta-sts.ours.test", mtasts.Path, p.roots)
+		body = b
+		return err == nil && code == 200
+	})
+	if want := "version: STSv1\r\nmode: enforce\r\nmx: mx.ours.test\r\nmax_age: 604800\r\n"; body != want {
+		t.Errorf("policy %q, want %q", body, want)
+	}
+
+	// A name that is not ours gets no certificate: no handshake makes the
+	// gateway ask the CA for one.
+	if _, _, _, err := httpsGet(t, e.gw.HTTPSAddrs()[0], "GET", "other.ours.test", mtasts.Path, nil); err == nil {
+		t.Error("a handshake for other.ours.test succeeded")
+	}
+
+	// On disk, in autocert's layout (what sluice doctor reads), private.
+	acmeDir := filepath.Join(dataDir, "acme")
+	if _, err := os.Stat(filepath.Join(acmeDir, "other.ours.test")); err == nil {
+		t.Error("a certificate was stored for other.ours.test")
+	}
+	for _, name := range []string{"mx.ours.test", "mta-sts.ours.test", "acme_account+key"} {
+		fi, err := os.Stat(filepath.Join(acmeDir, name))
+		if err != nil {
+			t.Error(err)
+			continue
+		}
+		if fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s has mode %v, want 0600", name, fi.Mode().Perm())
+		}
+	}
+	if fi, err := os.Stat(acmeDir); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("%s: %v %v, want a directory of mode 0700", acmeDir, fi.Mode(), err)
+	}
+	stored, _ := os.ReadFile(filepath.Join(acmeDir, "mx.ours.test"))
+	if !bytes.Contains(stored, []byte("PRIVATE KEY")) || !bytes.Contains(stored, []byte("CERTIFICATE")) {
+		t.Errorf("the stored entry is not a key and its chain:\n%s", stored)
+	}
+
+	// A renewal, served by the next handshake.
+	waitFor(t, "STARTTLS to present a renewed certificate", func() bool {
+		c, err := starttlsChain(e.addr, "mx.ours.test", p.roots)
+		if err != nil {
+			t.Logf("STARTTLS: %v", err)
+			return false
+		}
+		return c[0].SerialNumber.Cmp(leaf.SerialNumber) != 0
+	})
+	renewed, err := starttlsChain(e.addr, "", p.roots)
+	if err != nil {
+		t.Errorf("a handshake without a server name: %v", err)
+	} else if !renewed[0].NotAfter.After(leaf.NotAfter) {
+		t.Errorf("renewed certificate expires at %s, not after the first (%s)", renewed[0].NotAfter, leaf.NotAfter)
+	}
+
+	m := scrape(t, e)
+	expiry := m[`sluice_tls_certificate_expiry_timestamp_seconds{name="mx.ours.test"}`]
+	if expiry <= float64(leaf.NotAfter.Unix()) {
+		t.Errorf("expiry gauge %v, want past the first certificate's %d", expiry, leaf.NotAfter.Unix())
+	}
+	if _, ok := m[`sluice_tls_certificate_expiry_timestamp_seconds{name="mta-sts.ours.test"}`]; !ok {
+		t.Error("no expiry for mta-sts.ours.test")
+	}
+	_, metrics := adminDo(t, e, "GET", "/metrics")
+	served := servedMetrics(t, string(metrics))
+	documented, _ := documentedMetrics(t)
+	name := "sluice_tls_certificate_expiry_timestamp_seconds"
+	if d, s := documented[name], served[name]; d.typ != s.typ || strings.Join(d.labels, ",") != strings.Join(s.labels, ",") {
+		t.Errorf("%s is documented as %+v, served as %+v", name, d, s)
+	}
+	for _, want := range []string{"acme: certificate in use", "acme: certificate stored", "name=mx.ours.test"} {
+		if !strings.Contains(e.logs.String(), want) {
+			t.Errorf("log lacks %q", want)
+		}
+	}
+}
+
+// A CA that cannot be reached costs nothing but the certificate: mail
+// flows over STARTTLS with the stand-in, and the failure is logged and
+// counted, to be retried.
+func TestACMEFailureLeavesStandIn(t *testing.T) {
+	dataDir := t.TempDir()
+	e := startEnv(t, envOptions{
+		tls: "# the certificate comes from ACME",
+		top: fmt.Sprintf("data_dir = %q", dataDir),
+		sections: fmt.Sprintf(`
+[tls]
+acme = true
+acme_directory = "https://127.0.0.1:%d/dir"
+[https]
+listen = ["127.0.0.1:0"]
+`, freePort(t)),
+	})
+	waitFor(t, "the failure to be counted", func() bool {
+		return scrape(t, e)[`sluice_acme_failures_total{name="mx.ours.test"}`] >= 1
+	})
+	if !strings.Contains(e.logs.String(), "acme: cannot get a certificate; retrying") {
+		t.Errorf("the failure is not logged:\n%s", e.logs.String())
+	}
+	c := tlsClient(t, e.addr)
+	if err := sendMail(t, c, "alice@example.org", "info@ours.test", testMessage); err != nil {
+		t.Fatalf("mail over STARTTLS with the stand-in: %v", err)
+	}
+	state, _ := c.TLSConnectionState()
+	if len(state.PeerCertificates) == 0 || state.PeerCertificates[0].Subject.CommonName != "mx.ours.test" {
+		t.Errorf("STARTTLS presented %v, want the self-signed stand-in for mx.ours.test", state.PeerCertificates)
+	}
+	if _, ok := scrape(t, e)[`sluice_tls_certificate_expiry_timestamp_seconds{name="mx.ours.test"}`]; ok {
+		t.Error("an expiry is reported for the stand-in")
+	}
+
+	// Both metrics as docs/operations.md has them.
+	_, body := adminDo(t, e, "GET", "/metrics")
+	served := servedMetrics(t, string(body))
+	documented, _ := documentedMetrics(t)
+	for _, name := range []string{"sluice_acme_failures_total"} {
+		if d, s := documented[name], served[name]; d.typ != s.typ || strings.Join(d.labels, ",") != strings.Join(s.labels, ",") {
+			t.Errorf("%s is documented as %+v, served as %+v", name, d, s)
+		}
+	}
+}
