@@ -24,6 +24,12 @@ type session struct {
 	c    *client
 	// tlsVersion is the TLS version in use, 0 without TLS.
 	tlsVersion uint16
+	// verifyErr is what is wrong with the destination's certificate for
+	// host, nil if nothing (with TLS; see tlsConfig).
+	verifyErr error
+	// tlsErr is why a handshake failed, on the plaintext connection
+	// opened after it.
+	tlsErr error
 	// resetPending says the last transaction was left open: RSET goes
 	// before the next MAIL FROM, in the same write when pipelining, rather
 	// than costing a round trip when the transaction is dropped.
@@ -53,8 +59,9 @@ func (e *tlsHandshakeError) Error() string { return "TLS handshake: " + e.err.Er
 func (e *tlsHandshakeError) Unwrap() error { return e.err }
 
 // dial connects to ip, reads the greeting, says EHLO and, if tryTLS and the
-// destination offers it, starts TLS.
-func (r *Relay) dial(ctx context.Context, host string, ip netip.Addr, tryTLS bool) (*session, error) {
+// destination offers it, starts TLS. A connection that has less than need
+// is closed, with a *tlsPolicyError.
+func (r *Relay) dial(ctx context.Context, host string, ip netip.Addr, need Security, tryTLS bool) (*session, error) {
 	start := time.Now()
 	defer r.observe("connect", start)
 	addr := netip.AddrPortFrom(ip, uint16(r.cfg.Port))
@@ -73,7 +80,11 @@ func (r *Relay) dial(ctx context.Context, host string, ip netip.Addr, tryTLS boo
 		err = s.c.hello(r.cfg.Helo)
 	}
 	if err == nil && tryTLS && s.c.has("STARTTLS") {
-		err = s.startTLS(r)
+		err = s.startTLS(r, need)
+	}
+	if err == nil && s.security() < need {
+		result, why := s.tlsResult(need)
+		err = &tlsPolicyError{result: result, err: why}
 	}
 	if !stop() && err == nil {
 		err = ctx.Err()
@@ -93,13 +104,20 @@ func (r *Relay) sourceFor(ip netip.Addr) netip.Addr {
 }
 
 // startTLS continues the session over TLS, saying EHLO again. A refusal
-// leaves the session in plaintext.
-func (s *session) startTLS(r *Relay) error {
-	err := s.c.startTLS(r.tlsConfig(s.host))
+// leaves the session in plaintext. A certificate that does not give need
+// fails the handshake with a *tlsPolicyError.
+func (s *session) startTLS(r *Relay, need Security) error {
+	err := s.c.startTLS(r.tlsConfig(s, need))
 	if refusal, ok := err.(*smtp.SMTPError); ok {
+		if need > May {
+			return &tlsPolicyError{result: resultNoSTARTTLS, err: fmt.Errorf("STARTTLS refused: %s", describe(refusal))}
+		}
 		r.log.Info("relay: destination refused STARTTLS, continuing without TLS",
 			"remote", s.remote(), "reply", describe(refusal))
 		return nil
+	}
+	if err != nil && s.verifyErr != nil && need >= Verify {
+		return &tlsPolicyError{result: certResult(s.verifyErr), err: certError(s.host, s.verifyErr)}
 	}
 	if err != nil {
 		return err
@@ -110,18 +128,15 @@ func (s *session) startTLS(r *Relay) error {
 	return s.c.hello(r.cfg.Helo)
 }
 
-func (r *Relay) tlsConfig(host string) *tls.Config {
-	if r.cfg.TLSConfig == nil {
-		// Opportunistic TLS (RFC 7435): an unauthenticated encrypted
-		// channel still beats plaintext, and MX certificates are often
-		// not valid for the MX name.
-		return &tls.Config{ServerName: host, InsecureSkipVerify: true}
+// security is what s has: May for plaintext.
+func (s *session) security() Security {
+	switch {
+	case s.tlsVersion == 0:
+		return May
+	case s.verifyErr != nil:
+		return Encrypt
 	}
-	c := r.cfg.TLSConfig.Clone()
-	if c.ServerName == "" {
-		c.ServerName = host
-	}
-	return c
+	return Verify
 }
 
 // open starts a transaction: MAIL FROM, then RCPT TO for the first

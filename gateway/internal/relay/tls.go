@@ -1,0 +1,242 @@
+package relay
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/sluice-mail/sluice/gateway/internal/mtasts"
+)
+
+// Security is how much TLS a connection to a destination has, or must
+// have to carry a domain's mail. Each level includes the ones before.
+type Security int
+
+const (
+	// May: STARTTLS when offered, the certificate unchecked, and
+	// plaintext when the handshake fails (RFC 7435; Postfix's "may").
+	// A plaintext connection has only this.
+	May Security = iota
+	// Encrypt: TLS, whatever the certificate.
+	Encrypt
+	// Verify: TLS with a certificate chain valid for the MX host name.
+	Verify
+)
+
+// ParseSecurity reads "may", "encrypt" or "verify" ([relay] tls_security).
+func ParseSecurity(s string) (Security, error) {
+	for level := May; level <= Verify; level++ {
+		if level.String() == s {
+			return level, nil
+		}
+	}
+	return May, fmt.Errorf("%q is not may, encrypt or verify", s)
+}
+
+func (s Security) String() string {
+	switch s {
+	case Encrypt:
+		return "encrypt"
+	case Verify:
+		return "verify"
+	}
+	return "may"
+}
+
+// Policies, as TLSResult names them.
+const (
+	policyTLSSecurity = "tls_security"
+	policyMTASTS      = "mta-sts"
+)
+
+// Results of a TLS check under a policy, as TLSResult names them; the
+// failures are the result types of TLS reporting (RFC 8460 §4.3), and
+// mx-not-in-policy.
+const (
+	resultOK            = "ok"
+	resultNoSTARTTLS    = "starttls-not-supported"
+	resultHostMismatch  = "certificate-host-mismatch"
+	resultExpired       = "certificate-expired"
+	resultNotTrusted    = "certificate-not-trusted"
+	resultFailed        = "validation-failure"
+	resultMXNotInPolicy = "mx-not-in-policy"
+)
+
+// tlsPolicy is the TLS policy for one destination domain, decided once per
+// transaction: the configured floor and the domain's own MTA-STS policy.
+type tlsPolicy struct {
+	floor Security
+	sts   *mtasts.Policy // the domain's policy in enforce or testing mode; nil if none
+}
+
+// tlsPolicyFor decides domain's TLS policy.
+func (r *Relay) tlsPolicyFor(ctx context.Context, domain string) tlsPolicy {
+	p := tlsPolicy{floor: r.cfg.Security}
+	if r.cfg.MTASTS != nil {
+		if sts, ok := r.cfg.MTASTS.Policy(ctx, domain); ok && sts.Mode != mtasts.None {
+			p.sts = &sts
+		}
+	}
+	return p
+}
+
+// enforcing reports whether the domain's MTA-STS policy is in enforce mode.
+func (p tlsPolicy) enforcing() bool { return p.sts != nil && p.sts.Mode == mtasts.Enforce }
+
+// skips reports whether host must not be tried at all: an enforced
+// MTA-STS policy does not name it (RFC 8461 §4.1).
+func (p tlsPolicy) skips(host string) bool { return p.enforcing() && !p.sts.Matches(host) }
+
+// name is the binding policy, as replies name it.
+func (p tlsPolicy) name() string {
+	if p.enforcing() {
+		return "MTA-STS policy (enforce)"
+	}
+	return "tls_security " + p.floor.String()
+}
+
+// requirement is what a connection to one MX host must have to carry the
+// domain's mail, and what is checked and reported about it.
+type requirement struct {
+	need   Security // connections with less are not used
+	check  Security // what is checked and reported; above need in testing mode
+	policy string   // the policy reported (TLSResult), "" for none
+	mode   string   // its mode: enforce or testing, or the tls_security level
+	listed bool     // whether the MTA-STS policy names the host
+	name   string   // the binding policy, for replies
+}
+
+// forHost is the requirement for host, decided once per host and
+// transaction. It is where a policy bound to the host rather than the
+// domain (DANE's TLSA records) joins in.
+func (p tlsPolicy) forHost(host string) requirement {
+	req := requirement{need: p.floor, check: p.floor, name: p.name(), listed: true}
+	if p.floor > May {
+		req.policy, req.mode = policyTLSSecurity, p.floor.String()
+	}
+	if p.sts != nil {
+		req.policy, req.mode = policyMTASTS, p.sts.Mode
+		req.check = Verify
+		req.listed = p.sts.Matches(host)
+		if p.enforcing() {
+			req.need = Verify
+		}
+	}
+	return req
+}
+
+// tlsPolicyError is a connection that failed a TLS requirement.
+type tlsPolicyError struct {
+	result string // one of the result constants
+	err    error
+}
+
+func (e *tlsPolicyError) Error() string { return e.err.Error() }
+func (e *tlsPolicyError) Unwrap() error { return e.err }
+
+// tlsConfig is the STARTTLS configuration for a connection to host that
+// needs need. The certificate is always checked, and what came of it kept
+// in s: a connection may be reused for a domain that needs more than the
+// one it was opened for, and testing-mode policies report it.
+func (r *Relay) tlsConfig(s *session, need Security) *tls.Config {
+	return &tls.Config{
+		ServerName: s.host,
+		// Checked by VerifyConnection instead, which may let it pass.
+		InsecureSkipVerify: true,
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			s.verifyErr = r.verify(cs, s.host)
+			if need >= Verify {
+				return s.verifyErr
+			}
+			return nil
+		},
+	}
+}
+
+// verify checks the destination's certificate chain against the roots,
+// for the MX host name.
+func (r *Relay) verify(cs tls.ConnectionState, host string) error {
+	if len(cs.PeerCertificates) == 0 {
+		return errors.New("no certificate")
+	}
+	opts := x509.VerifyOptions{DNSName: host, Roots: r.cfg.RootCAs, Intermediates: x509.NewCertPool()}
+	for _, c := range cs.PeerCertificates[1:] {
+		opts.Intermediates.AddCert(c)
+	}
+	_, err := cs.PeerCertificates[0].Verify(opts)
+	return err
+}
+
+// tlsResult says how far s falls short of check, as a result and an error
+// for the reply, or resultOK.
+func (s *session) tlsResult(check Security) (string, error) {
+	switch {
+	case s.security() >= check:
+		return resultOK, nil
+	case s.tlsVersion == 0 && s.tlsErr != nil:
+		return resultFailed, s.tlsErr
+	case s.tlsVersion == 0:
+		return resultNoSTARTTLS, errors.New("STARTTLS not offered")
+	}
+	return certResult(s.verifyErr), certError(s.host, s.verifyErr)
+}
+
+// certResult names what is wrong with a certificate.
+func certResult(err error) string {
+	var hostErr x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	var unknown x509.UnknownAuthorityError
+	switch {
+	case errors.As(err, &hostErr):
+		return resultHostMismatch
+	case errors.As(err, &invalid) && invalid.Reason == x509.Expired:
+		return resultExpired
+	case errors.As(err, &unknown):
+		return resultNotTrusted
+	}
+	return resultFailed
+}
+
+// certError says what is wrong with host's certificate, for the reply.
+func certError(host string, err error) error {
+	var hostErr x509.HostnameError
+	var unknown x509.UnknownAuthorityError
+	switch {
+	case errors.As(err, &hostErr):
+		names := "no DNS names"
+		if c := hostErr.Certificate; c != nil && len(c.DNSNames) > 0 {
+			names = strings.Join(c.DNSNames, ", ")
+		}
+		return fmt.Errorf("certificate not valid for %s (it is for %s)", host, names)
+	case errors.As(err, &unknown):
+		return errors.New("certificate not signed by a trusted authority")
+	}
+	return fmt.Errorf("certificate: %s", strings.TrimPrefix(err.Error(), "x509: "))
+}
+
+// judge reports what s has under req, before a transaction starts on it.
+// A connection that lacks what req needs never gets here; one that lacks
+// only what a testing-mode policy checks does, and is logged.
+func (r *Relay) judge(req requirement, s *session) {
+	if req.policy == "" {
+		return
+	}
+	result, err := s.tlsResult(req.check)
+	if !req.listed && result == resultOK {
+		result, err = resultMXNotInPolicy, errors.New("not in the MTA-STS policy")
+	}
+	r.tlsResult(req, result)
+	if err != nil {
+		r.log.Warn("relay: MTA-STS policy (testing) not met; delivering anyway", "remote", s.remote(), "result", result, "err", err)
+	}
+}
+
+// tlsResult tells Config.TLSResult the result of a check under req.
+func (r *Relay) tlsResult(req requirement, result string) {
+	if r.cfg.TLSResult != nil && req.policy != "" {
+		r.cfg.TLSResult(req.policy, req.mode, result)
+	}
+}
