@@ -231,4 +231,3 @@ func TestNewFetcherNeedsResolver(t *testing.T) {
 		t.Error("no error without a resolver")
 	}
 }
-
