@@ -67,7 +67,10 @@ func (g *Gateway) buildParts(ctx context.Context, cfg *config.Config) (smtpd.Par
 	if cfg.AuthEnabled() {
 		p.Auth = auth.New(auth.Config{Hostname: cfg.Hostname, Resolver: res, Timeout: cfg.Auth.Timeout.D()})
 	}
-	if p.Relay, err = relay.New(relayConfig(cfg, g.log, g.metrics.relayStep), res); err != nil {
+	rc := relayConfig(cfg, g.log, g.metrics.relayStep)
+	if err := g.relayTLS(cfg, res, &rc); err != nil {
+		fail("relay.tls_ca_file", "relay.tls_ca_file: %v", err)
+	} else if p.Relay, err = relay.New(rc, res); err != nil {
 		fail("relay", "relay: %v", err)
 	}
 	chain, chainErrs := g.buildChain(ctx, cfg, res)

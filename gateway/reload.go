@@ -33,6 +33,8 @@ type gatewayMetrics struct {
 	generation   prometheus.Gauge
 	loadFailures *prometheus.CounterVec
 	relaySeconds *prometheus.HistogramVec
+	tlsPolicy    *prometheus.CounterVec
+	stsFetches   *prometheus.CounterVec
 }
 
 func newGatewayMetrics() *gatewayMetrics {
@@ -50,6 +52,16 @@ func newGatewayMetrics() *gatewayMetrics {
 			Help:    "Time each step with a destination took, failed ones included: connect (TCP, greeting, EHLO, STARTTLS), mail (MAIL FROM and the first RCPT TO), rcpt (each later RCPT TO), data (DATA to the reply to the end of data).",
 			Buckets: metrics.DefaultBuckets}, []string{"step"}),
 	}
+	m.tlsPolicy = f.NewCounterVec(prometheus.CounterOpts{Name: "sluice_relay_tls_policy_total",
+		Help: "TLS checks of destination connections under a policy: tls_security encrypt or verify, or a domain's MTA-STS policy in enforce or testing mode; by result, ok or what failed."},
+		[]string{"policy", "mode", "result"})
+	m.stsFetches = f.NewCounterVec(prometheus.CounterOpts{Name: "sluice_relay_mta_sts_fetches_total",
+		Help: "Fetches of destinations' MTA-STS policies, by result: ok or failed."}, []string{"result"})
+	for _, pm := range [][2]string{{"tls_security", "encrypt"}, {"tls_security", "verify"}, {"mta-sts", "enforce"}, {"mta-sts", "testing"}} {
+		m.tlsPolicy.WithLabelValues(pm[0], pm[1], "ok")
+	}
+	m.stsFetches.WithLabelValues("ok")
+	m.stsFetches.WithLabelValues("failed")
 	m.reloads.WithLabelValues("ok")
 	m.reloads.WithLabelValues("failed")
 	for _, step := range []string{"connect", "mail", "rcpt", "data"} {
@@ -61,6 +73,20 @@ func newGatewayMetrics() *gatewayMetrics {
 // relayStep records how long a step with a destination took.
 func (m *gatewayMetrics) relayStep(step string, took time.Duration) {
 	m.relaySeconds.WithLabelValues(step).Observe(took.Seconds())
+}
+
+// tlsResult counts a TLS check of a destination connection under a policy.
+func (m *gatewayMetrics) tlsResult(policy, mode, result string) {
+	m.tlsPolicy.WithLabelValues(policy, mode, result).Inc()
+}
+
+// stsFetched counts a fetch of a destination's MTA-STS policy.
+func (m *gatewayMetrics) stsFetched(err error) {
+	result := "ok"
+	if err != nil {
+		result = "failed"
+	}
+	m.stsFetches.WithLabelValues(result).Inc()
 }
 
 var errClosed = errors.New("the gateway is shut down")
@@ -227,9 +253,10 @@ func stampOf(path string) stamp {
 
 // stampFiles stamps the configuration file and every file it names that
 // a generation reads: plugin modules, DKIM keys, the certificate and its
-// key (which certbot renews in place) and the SRS secrets file.
+// key (which certbot renews in place), the SRS secrets file and the
+// relay's CA file.
 func stampFiles(cfg *config.Config) map[string]stamp {
-	files := []string{cfg.SMTP.TLSCert, cfg.SMTP.TLSKey, cfg.SRS.SecretsFile}
+	files := []string{cfg.SMTP.TLSCert, cfg.SMTP.TLSKey, cfg.SRS.SecretsFile, cfg.Relay.TLSCAFile}
 	for _, p := range cfg.Plugin {
 		files = append(files, p.Path)
 	}

@@ -61,6 +61,9 @@ func (c *Config) setDefaults() {
 	if s.BareLineEndings == "" {
 		s.BareLineEndings = "normalize"
 	}
+	if c.Relay.TLSSecurity == "" {
+		c.Relay.TLSSecurity = "may"
+	}
 	if c.Log.Format == "" {
 		c.Log.Format = "text"
 	}
@@ -182,6 +185,11 @@ func (v *validator) relay() {
 	if r.MaxIdle != nil && *r.MaxIdle < 0 {
 		v.errorf("relay.max_idle", "relay.max_idle: must not be negative")
 	}
+	switch r.TLSSecurity {
+	case "may", "encrypt", "verify":
+	default:
+		v.errorf("relay.tls_security", "relay.tls_security: %q is not may, encrypt or verify", r.TLSSecurity)
+	}
 	if r.Helo != v.c.Hostname {
 		if name, err := normalizeDomain(r.Helo); err != nil {
 			v.errorf("relay.helo", "relay.helo: %v", err)
@@ -260,6 +268,10 @@ func (v *validator) arc() {
 
 // AuthEnabled reports whether incoming mail is checked.
 func (c *Config) AuthEnabled() bool { return c.Auth.Enabled == nil || *c.Auth.Enabled }
+
+// RelayMTASTS reports whether the relay honours destinations' MTA-STS
+// policies ([relay] mta_sts, default true).
+func (c *Config) RelayMTASTS() bool { return c.Relay.MTASTS == nil || *c.Relay.MTASTS }
 
 func (v *validator) dns() {
 	for i, ns := range v.c.DNS.Nameservers {
