@@ -55,10 +55,41 @@ const (
 type Cache struct {
 	mu      sync.Mutex
 	domains map[string]*entry
+	// sweepAt is the number of domains at which those without a usable
+	// policy are forgotten: mail goes to ever more domains (bounces to
+	// any sender's), and most publish no policy.
+	sweepAt int
 }
 
+// minSweepAt is the fewest domains a Cache sweeps at.
+const minSweepAt = 1024
+
 // NewCache returns an empty Cache.
-func NewCache() *Cache { return &Cache{domains: make(map[string]*entry)} }
+func NewCache() *Cache { return &Cache{domains: make(map[string]*entry), sweepAt: minSweepAt} }
+
+// add makes an entry for domain; c.mu must be held.
+func (c *Cache) add(domain string, now time.Time) *entry {
+	if len(c.domains) >= c.sweepAt {
+		for d, e := range c.domains {
+			if e.busy == nil && !e.usable(now) {
+				delete(c.domains, d)
+			}
+		}
+		// What is left has policies; sweeping again only after as many
+		// more keeps the cost per new domain constant.
+		c.sweepAt = max(minSweepAt, 2*len(c.domains))
+	}
+	e := &entry{}
+	c.domains[domain] = e
+	return e
+}
+
+// size is the number of domains held, for tests.
+func (c *Cache) size() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.domains)
+}
 
 // entry is what is known of one domain. Its fields are guarded by the
 // Cache's mutex.
@@ -143,8 +174,7 @@ func (f *Fetcher) Policy(ctx context.Context, domain string) (p Policy, ok bool)
 	c.mu.Lock()
 	e := c.domains[domain]
 	if e == nil {
-		e = &entry{}
-		c.domains[domain] = e
+		e = c.add(domain, now)
 	}
 	due := now.Sub(e.checked) >= f.cfg.Recheck
 	if e.usable(now) {

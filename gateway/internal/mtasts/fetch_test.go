@@ -231,3 +231,21 @@ func TestNewFetcherNeedsResolver(t *testing.T) {
 		t.Error("no error without a resolver")
 	}
 }
+
+// Domains without a policy do not pile up in the cache; those with one
+// stay.
+func TestCacheForgetsDomainsWithoutPolicy(t *testing.T) {
+	f, _, _ := fetchSetup(t, "mta-sts.example.test", "v=STSv1; id=1", serveText(enforcePolicy))
+	if _, ok := f.Policy(context.Background(), "example.test"); !ok {
+		t.Fatal("no policy")
+	}
+	for i := range 3 * minSweepAt {
+		f.Policy(context.Background(), fmt.Sprintf("d%d.test", i))
+	}
+	if n := f.cache.size(); n > minSweepAt {
+		t.Errorf("%d domains cached, want at most %d", n, minSweepAt)
+	}
+	if _, ok := f.Policy(context.Background(), "example.test"); !ok {
+		t.Error("the domain with a policy was forgotten")
+	}
+}
