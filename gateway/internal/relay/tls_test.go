@@ -473,3 +473,18 @@ func TestTLSSecurityEncryptDoesNotFallBackToPlaintext(t *testing.T) {
 	}
 	s.results.check(t, "tls_security encrypt validation-failure")
 }
+
+func TestTLSSecurityEncryptRefusedSTARTTLS(t *testing.T) {
+	port, lns := listenSamePort(t, "127.0.0.2")
+	d := &rawMX{ehlo: "250-mx.dest.test\r\n250 STARTTLS\r\n", replies: map[string]string{"STARTTLS": "454 4.7.0 TLS not available\r\n"}}
+	d.serve(t, lns[0])
+	results := &tlsResults{}
+	r := newTestRelay(t, port, oneMX(t, "127.0.0.2"), func(c *Config) { c.Security, c.TLSResult = Encrypt, results.record })
+	_, _, err := r.Begin(context.Background(), "example.test", "a@fwd.test", nil, "owner@example.test")
+	sameReply(t, err, &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 7, 5},
+		Message: fmt.Sprintf("example.test: tls_security encrypt: mx.example.test[127.0.0.2]:%d: STARTTLS refused: 454 4.7.0 TLS not available", port)})
+	if slices.ContainsFunc(d.commands(), func(l string) bool { return strings.HasPrefix(l, "MAIL") }) {
+		t.Errorf("MAIL FROM sent in plaintext: %q", d.commands())
+	}
+	results.check(t, "tls_security encrypt starttls-not-supported")
+}
