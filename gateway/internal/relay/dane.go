@@ -96,7 +96,7 @@ func (r *Relay) danePolicy(ctx context.Context, host string, secure bool, tried 
 		// The records might ask for authentication: counted as DANE
 		// would have checked them, and the reply is about DANE.
 		r.tlsResult(requirement{policy: policyDANE, mode: Verify.String()}, resultDNSSECInvalid)
-		tried.policy = "DANE"
+		tried.policy = nameDANE
 		tried.note(fmt.Sprintf("%s: TLSA lookup failed: %s", host, describe(err)))
 		return nil, false
 	}

@@ -53,6 +53,9 @@ const (
 	policyDANE        = "dane"
 )
 
+// nameDANE is how replies name DANE ("451 4.7.5 <domain>: DANE: ...").
+const nameDANE = "DANE"
+
 // Results of a TLS check under a policy, as TLSResult names them: the
 // result types of TLS reporting (RFC 8460 §4.3).
 const (
@@ -143,7 +146,7 @@ func (p tlsPolicy) forHost(host string, dane *daneHost) requirement {
 		// DNSSEC vouched for the MX RRset, which is what the policy's
 		// MX list stands in for.
 		return requirement{need: Encrypt, check: Encrypt, dane: dane, listed: true,
-			policy: policyDANE, mode: Verify.String(), name: "DANE"}
+			policy: policyDANE, mode: Verify.String(), name: nameDANE}
 	}
 	req := requirement{need: p.floor, check: p.floor, name: p.name(), listed: true}
 	if p.floor > May {
@@ -163,7 +166,7 @@ func (p tlsPolicy) forHost(host string, dane *daneHost) requirement {
 		// authentication (RFC 7672 §2.2). Where the domain's own
 		// policy asks for TLS already, it stays the one reported.
 		req = requirement{need: Encrypt, check: Encrypt, listed: true,
-			policy: policyDANE, mode: Encrypt.String(), name: "DANE"}
+			policy: policyDANE, mode: Encrypt.String(), name: nameDANE}
 	}
 	return req
 }
