@@ -130,17 +130,6 @@ func (s *session) startTLS(r *Relay, req requirement) error {
 	return s.c.hello(s.helo)
 }
 
-// security is what s has: May for plaintext.
-func (s *session) security() Security {
-	switch {
-	case s.tlsVersion == 0:
-		return May
-	case s.verifyErr != nil:
-		return Encrypt
-	}
-	return Verify
-}
-
 // open starts a transaction: MAIL FROM, then RCPT TO for the first
 // recipient if MAIL FROM is accepted. rcptErr is only set when mailErr is
 // nil. If ctx ends, the connection is closed and mailErr says so.

@@ -185,25 +185,16 @@ func (e *tlsPolicyError) Unwrap() error { return e.err }
 // it kept in s with the chain: a connection may be reused for a domain
 // that needs more than the one it was opened for, and testing-mode
 // policies report it. The handshake fails when the certificate does not
-// meet req: it matches none of the host's usable TLSA records, or req
-// needs Verify and the WebPKI does not vouch for it.
+// meet what req needs (certificateResult, the check the pool makes too).
 func (r *Relay) tlsConfig(s *session, req requirement) *tls.Config {
 	return &tls.Config{
 		ServerName: s.host,
 		// Checked by VerifyConnection instead, which may let it pass.
 		InsecureSkipVerify: true,
 		VerifyConnection: func(cs tls.ConnectionState) error {
-			s.peerCerts = cs.PeerCertificates
-			s.verifyErr = r.verify(cs, s.host)
-			switch {
-			case req.dane != nil:
-				if err := req.dane.verify(cs.PeerCertificates); err != nil {
-					s.rejected = &tlsPolicyError{result: resultTLSAInvalid, err: err}
-				}
-			case req.need >= Verify && s.verifyErr != nil:
-				s.rejected = &tlsPolicyError{result: certResult(s.verifyErr), err: certError(s.host, s.verifyErr)}
-			}
-			if s.rejected != nil {
+			s.peerCerts, s.verifyErr = cs.PeerCertificates, r.verify(cs, s.host)
+			if result, err := s.certificateResult(req, req.need); result != resultOK {
+				s.rejected = &tlsPolicyError{result: result, err: err}
 				return s.rejected
 			}
 			return nil
@@ -226,8 +217,7 @@ func (r *Relay) verify(cs tls.ConnectionState, host string) error {
 }
 
 // tlsResult says how far s falls short of level under req, as a result
-// and an error for the reply, or resultOK. Under req.dane, level Encrypt
-// and above is TLS with a certificate that matches the TLSA records.
+// and an error for the reply, or resultOK.
 func (s *session) tlsResult(req requirement, level Security) (string, error) {
 	switch {
 	case level == May:
@@ -236,15 +226,24 @@ func (s *session) tlsResult(req requirement, level Security) (string, error) {
 		return resultFailed, s.tlsErr
 	case s.tlsVersion == 0:
 		return resultNoSTARTTLS, errors.New("STARTTLS not offered")
+	}
+	return s.certificateResult(req, level)
+}
+
+// certificateResult says how far the certificate s was given falls short
+// of level under req: under req.dane it must match the host's usable TLSA
+// records (whatever the WebPKI says), else at Verify the WebPKI must vouch
+// for it.
+func (s *session) certificateResult(req requirement, level Security) (string, error) {
+	switch {
 	case req.dane != nil:
 		if err := req.dane.verify(s.peerCerts); err != nil {
 			return resultTLSAInvalid, err
 		}
-		return resultOK, nil
-	case s.security() >= level:
-		return resultOK, nil
+	case level >= Verify && s.verifyErr != nil:
+		return certResult(s.verifyErr), certError(s.host, s.verifyErr)
 	}
-	return certResult(s.verifyErr), certError(s.host, s.verifyErr)
+	return resultOK, nil
 }
 
 // meets reports whether s, an idle connection, has what req needs: the
