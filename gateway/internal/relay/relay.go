@@ -207,7 +207,7 @@ func (r *Relay) Begin(ctx context.Context, domain, from string, opts *smtp.MailO
 		}
 		ips, ipsSecure := r.addresses(ctx, host, tried)
 		req, use := r.requirement(ctx, policy, host, mxSecure && ipsSecure && len(ips) > 0, tried)
-		if req.unlisted {
+		if req.leftOut() {
 			unlisted++
 		}
 		if !use {

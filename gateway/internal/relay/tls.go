@@ -112,13 +112,16 @@ type requirement struct {
 	check Security // what is checked and reported; above need in testing mode
 	// dane, if set, are the host's usable TLSA records: the certificate
 	// must match one of them, whatever the WebPKI says.
-	dane     *daneHost
-	policy   string // the policy reported (TLSResult), "" for none
-	mode     string // its mode: enforce or testing, or the level asked
-	listed   bool   // whether the MTA-STS policy names the host
-	unlisted bool   // the host is left out: an enforced MTA-STS policy does not name it
-	name     string // the binding policy, for replies
+	dane   *daneHost
+	policy string // the policy reported (TLSResult), "" for none
+	mode   string // its mode: enforce or testing, or the level asked
+	listed bool   // whether the MTA-STS policy names the host
+	name   string // the binding policy, for replies
 }
+
+// leftOut reports whether the host must not be tried at all: an enforced
+// MTA-STS policy does not name it (RFC 8461 §4.1).
+func (req requirement) leftOut() bool { return !req.listed && req.mode == mtasts.Enforce }
 
 // requirement decides what connections to host must have: tls_security,
 // then the domain's MTA-STS policy, then the host's TLSA records, each
@@ -132,7 +135,7 @@ func (r *Relay) requirement(ctx context.Context, p tlsPolicy, host string, secur
 		return requirement{}, false
 	}
 	req = p.forHost(host, dane)
-	return req, !req.unlisted
+	return req, !req.leftOut()
 }
 
 // forHost is the requirement for host under the domain's policy p and
@@ -158,7 +161,6 @@ func (p tlsPolicy) forHost(host string, dane *daneHost) requirement {
 		req.listed = p.sts.Matches(host)
 		if p.enforcing() {
 			req.need = Verify
-			req.unlisted = !req.listed
 		}
 	}
 	if dane != nil && req.need < Encrypt {
