@@ -26,11 +26,11 @@ func TestDANEMismatchDefersAndCounts(t *testing.T) {
 		t.Errorf("%d deliveries, want none", len(d))
 	}
 	m := scrape(t, e)
-	if got := m[`sluice_relay_tls_policy_total{policy="dane",result="mismatch"}`]; got != 1 {
-		t.Errorf("dane mismatch count = %v, want 1", got)
+	if got := m[`sluice_relay_tls_policy_total{mode="verify",policy="dane",result="tlsa-invalid"}`]; got != 1 {
+		t.Errorf("dane tlsa-invalid count = %v, want 1", got)
 	}
-	if got, ok := m[`sluice_relay_tls_policy_total{policy="dane",result="verified"}`]; !ok || got != 0 {
-		t.Errorf("dane verified count = %v (shown %v), want 0 from the start", got, ok)
+	if got, ok := m[`sluice_relay_tls_policy_total{mode="verify",policy="dane",result="ok"}`]; !ok || got != 0 {
+		t.Errorf("dane ok count = %v (shown %v), want 0 from the start", got, ok)
 	}
 
 	// relay.dane = false turns it off at a reload.

@@ -22,6 +22,7 @@ import (
 	"github.com/sluice-mail/sluice/gateway/internal/acmecert"
 	"github.com/sluice-mail/sluice/gateway/internal/config"
 	"github.com/sluice-mail/sluice/gateway/internal/inbox"
+	"github.com/sluice-mail/sluice/gateway/internal/mtasts"
 	"github.com/sluice-mail/sluice/gateway/internal/plugin"
 	"github.com/sluice-mail/sluice/gateway/internal/resolver"
 	"github.com/sluice-mail/sluice/gateway/internal/smtpd"
@@ -43,6 +44,9 @@ type Gateway struct {
 	smtp    *smtpd.Server
 	inbox   *inbox.Inbox
 	metrics *gatewayMetrics
+	// stsCache holds destinations' MTA-STS policies across generations:
+	// a reload must not forget a policy (RFC 8461 §5.1).
+	stsCache *mtasts.Cache
 	// strict counts every plugin that fails to load as an error, whatever
 	// its on_failure (sluice check).
 	strict bool
@@ -89,7 +93,8 @@ func Check(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 }
 
 func build(ctx context.Context, cfg *config.Config, log *slog.Logger, level *slog.LevelVar, strict bool) (*Gateway, error) {
-	g := &Gateway{cfg: cfg, log: log, level: level, metrics: newGatewayMetrics(), strict: strict}
+	g := &Gateway{cfg: cfg, log: log, level: level, metrics: newGatewayMetrics(), strict: strict,
+		stsCache: mtasts.NewCache()}
 	var err error
 	g.host, err = plugin.NewHost(ctx, plugin.HostConfig{CacheDir: g.cacheDir(), Logger: log,
 		Counters: newPluginCounters(g.metrics.registry)})

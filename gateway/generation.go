@@ -69,13 +69,11 @@ func (g *Gateway) buildParts(ctx context.Context, cfg *config.Config) (smtpd.Par
 		discovery, _ := dmarc.ParseDiscovery(cfg.Auth.DMARCDiscovery) // validated with the config
 		p.Auth = auth.New(auth.Config{Hostname: cfg.Hostname, Resolver: res, Timeout: cfg.Auth.Timeout.D(), DMARCDiscovery: discovery})
 	}
-	if cfg.Relay.DANE != nil && *cfg.Relay.DANE && !cfg.DNS.DNSSEC {
-		g.log.Warn("relay.dane = true has no effect without [dns] dnssec = true: TLSA records are only believed from a validating resolver")
-	}
 	checkSources(cfg, &errs)
 	rc := relayConfig(cfg, g.log, g.metrics.relayStep)
-	rc.TLSPolicy = g.metrics.relayTLSPolicy
-	if p.Relay, err = relay.New(rc, res); err != nil {
+	if err := g.relayTLS(cfg, res, &rc); err != nil {
+		fail("relay.tls_ca_file", "relay.tls_ca_file: %v", err)
+	} else if p.Relay, err = relay.New(rc, res); err != nil {
 		fail("relay", "relay: %v", err)
 	}
 	chain, chainErrs := g.buildChain(ctx, cfg, res)
@@ -291,7 +289,6 @@ func relayConfig(cfg *config.Config, log *slog.Logger, observe func(step string,
 		IdleTimeout:    r.IdleTimeout.D(),
 		Logger:         log,
 		Observe:        observe,
-		DANE:           cfg.RelayDANE(),
 	}
 	if r.MaxIdle != nil {
 		c.MaxIdle = *r.MaxIdle

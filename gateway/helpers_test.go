@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/tls"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -32,6 +33,9 @@ import (
 // failures, as real mailbox providers do.
 type destination struct {
 	addr string
+	// certPEM is its certificate (for mx.dest.test, self-signed), for a
+	// tls_ca_file that trusts it.
+	certPEM []byte
 
 	mu       sync.Mutex
 	received []delivery
@@ -112,6 +116,7 @@ func startDestination(t testing.TB, wire bool) *destination {
 	if !wire {
 		s.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
 	}
+	d.certPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]})
 	s.ErrorLog = nopLogger{}
 	go s.Serve(countingListener{l, d})
 	t.Cleanup(func() { s.Close() })

@@ -19,7 +19,6 @@ import (
 	"github.com/sluice-mail/sluice/gateway/internal/buildinfo"
 	"github.com/sluice-mail/sluice/gateway/internal/config"
 	"github.com/sluice-mail/sluice/gateway/internal/metrics"
-	"github.com/sluice-mail/sluice/gateway/internal/relay"
 )
 
 // defaultWatchInterval is how often gateway.toml and the plugin files are
@@ -37,6 +36,7 @@ type gatewayMetrics struct {
 	tlsPolicy    *prometheus.CounterVec
 	certExpiry   *prometheus.GaugeVec
 	acmeFailures *prometheus.CounterVec
+	stsFetches   *prometheus.CounterVec
 }
 
 func newGatewayMetrics() *gatewayMetrics {
@@ -53,33 +53,47 @@ func newGatewayMetrics() *gatewayMetrics {
 		relaySeconds: f.NewHistogramVec(prometheus.HistogramOpts{Name: "sluice_relay_seconds",
 			Help:    "Time each step with a destination took, failed ones included: connect (TCP, greeting, EHLO, STARTTLS), mail (MAIL FROM and the first RCPT TO), rcpt (each later RCPT TO), data (DATA to the reply to the end of data).",
 			Buckets: metrics.DefaultBuckets}, []string{"step"}),
-		tlsPolicy: f.NewCounterVec(prometheus.CounterOpts{Name: "sluice_relay_tls_policy_total",
-			Help: "Results of the TLS policies of destinations, by policy and result: for dane, per new connection to a host with secure TLSA records, verified, unauthenticated (only unusable records: TLS without authentication), no_starttls, tls_failed, mismatch; and lookup_failed per host whose TLSA lookup failed."},
-			[]string{"policy", "result"}),
 		certExpiry: f.NewGaugeVec(prometheus.GaugeOpts{Name: "sluice_tls_certificate_expiry_timestamp_seconds",
 			Help: "When the certificate in use for each name expires (Unix time): the hostname's for STARTTLS, from smtp.tls_cert or ACME, and with ACME each mta-sts name's."}, []string{"name"}),
 		acmeFailures: f.NewCounterVec(prometheus.CounterOpts{Name: "sluice_acme_failures_total",
 			Help: "Failed attempts to get a certificate from the ACME CA, by name, and checks (every 30 minutes) that found a renewal overdue."}, []string{"name"}),
+		tlsPolicy: f.NewCounterVec(prometheus.CounterOpts{Name: "sluice_relay_tls_policy_total",
+			Help: "TLS checks of transactions with destinations under a policy, by policy and mode: tls_security encrypt or verify, a domain's mta-sts policy in enforce or testing mode, a host's dane TLSA records (verify: usable records, encrypt: only unusable ones); and by result, ok or what failed as TLS reporting (RFC 8460) names it."},
+			[]string{"policy", "mode", "result"}),
+		stsFetches: f.NewCounterVec(prometheus.CounterOpts{Name: "sluice_relay_mta_sts_fetches_total",
+			Help: "Fetches of destinations' MTA-STS policies, by result: ok or failed."}, []string{"result"}),
 	}
+	for _, pm := range [][2]string{{"tls_security", "encrypt"}, {"tls_security", "verify"}, {"mta-sts", "enforce"}, {"mta-sts", "testing"},
+		{"dane", "verify"}, {"dane", "encrypt"}} {
+		m.tlsPolicy.WithLabelValues(pm[0], pm[1], "ok")
+	}
+	m.stsFetches.WithLabelValues("ok")
+	m.stsFetches.WithLabelValues("failed")
 	m.reloads.WithLabelValues("ok")
 	m.reloads.WithLabelValues("failed")
 	for _, step := range []string{"connect", "mail", "rcpt", "data"} {
 		m.relaySeconds.WithLabelValues(step)
 	}
-	for _, result := range relay.DANEResults {
-		m.tlsPolicy.WithLabelValues(relay.TLSPolicyDANE, result)
-	}
 	return m
-}
-
-// relayTLSPolicy counts one result of a destination's TLS policy.
-func (m *gatewayMetrics) relayTLSPolicy(policy, result string) {
-	m.tlsPolicy.WithLabelValues(policy, result).Inc()
 }
 
 // relayStep records how long a step with a destination took.
 func (m *gatewayMetrics) relayStep(step string, took time.Duration) {
 	m.relaySeconds.WithLabelValues(step).Observe(took.Seconds())
+}
+
+// tlsResult counts a TLS check of a destination connection under a policy.
+func (m *gatewayMetrics) tlsResult(policy, mode, result string) {
+	m.tlsPolicy.WithLabelValues(policy, mode, result).Inc()
+}
+
+// stsFetched counts a fetch of a destination's MTA-STS policy.
+func (m *gatewayMetrics) stsFetched(err error) {
+	result := "ok"
+	if err != nil {
+		result = "failed"
+	}
+	m.stsFetches.WithLabelValues(result).Inc()
 }
 
 var errClosed = errors.New("the gateway is shut down")
@@ -255,9 +269,10 @@ func stampOf(path string) stamp {
 
 // stampFiles stamps the configuration file and every file it names that
 // a generation reads: plugin modules, DKIM keys, the certificate and its
-// key (which certbot renews in place) and the SRS secrets file.
+// key (which certbot renews in place), the SRS secrets file and the
+// relay's CA file.
 func stampFiles(cfg *config.Config) map[string]stamp {
-	files := []string{cfg.SMTP.TLSCert, cfg.SMTP.TLSKey, cfg.SRS.SecretsFile}
+	files := []string{cfg.SMTP.TLSCert, cfg.SMTP.TLSKey, cfg.SRS.SecretsFile, cfg.Relay.TLSCAFile}
 	for _, p := range cfg.Plugin {
 		files = append(files, p.Path)
 	}

@@ -79,6 +79,9 @@ func TestGoodConfigDefaultsAndNormalisation(t *testing.T) {
 	if c.Relay.Helo != "mx.example.test" {
 		t.Errorf("relay HELO defaults to hostname, got %q", c.Relay.Helo)
 	}
+	if c.Relay.TLSSecurity != "may" || !c.RelayMTASTS() {
+		t.Errorf("relay tls_security = %q, mta_sts = %v; want may and true by default", c.Relay.TLSSecurity, c.RelayMTASTS())
+	}
 	if c.Plugin[0].OnFailure != "tempfail" {
 		t.Errorf("on_failure default = %q", c.Plugin[0].OnFailure)
 	}

@@ -65,6 +65,9 @@ func (c *Config) setDefaults() {
 	if s.BareLineEndings == "" {
 		s.BareLineEndings = "normalize"
 	}
+	if c.Relay.TLSSecurity == "" {
+		c.Relay.TLSSecurity = "may"
+	}
 	if c.Log.Format == "" {
 		c.Log.Format = "text"
 	}
@@ -180,6 +183,11 @@ func (v *validator) relay() {
 	}
 	if r.MaxIdle != nil && *r.MaxIdle < 0 {
 		v.errorf("relay.max_idle", "relay.max_idle: must not be negative")
+	}
+	switch r.TLSSecurity {
+	case "may", "encrypt", "verify":
+	default:
+		v.errorf("relay.tls_security", "relay.tls_security: %q is not may, encrypt or verify", r.TLSSecurity)
 	}
 	if r.Helo != v.c.Hostname {
 		if name, err := normalizeDomain(r.Helo); err != nil {
@@ -336,6 +344,10 @@ func (c *Config) AuthEnabled() bool { return c.Auth.Enabled == nil || *c.Auth.En
 func (c *Config) RelayDANE() bool {
 	return c.DNS.DNSSEC && (c.Relay.DANE == nil || *c.Relay.DANE)
 }
+
+// RelayMTASTS reports whether the relay honours destinations' MTA-STS
+// policies ([relay] mta_sts, default true).
+func (c *Config) RelayMTASTS() bool { return c.Relay.MTASTS == nil || *c.Relay.MTASTS }
 
 // auth checks the checks' settings; dmarc.ParseDiscovery knows the
 // discovery names and reads the key again when the checker is built.

@@ -1,7 +1,8 @@
 // Package mtasts reads and writes MTA-STS (RFC 8461): the _mta-sts TXT
 // record, the policy file, and the matching of MX hosts against a
-// policy's patterns. It does no I/O; the HTTPS listener serves what
-// Policy.String writes, and the relay fetches what Parse reads.
+// policy's patterns; the HTTPS listener serves what Policy.String writes.
+// A Fetcher (fetch.go) finds, fetches and caches destinations' policies
+// for the relay.
 package mtasts
 
 import (

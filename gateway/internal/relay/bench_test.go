@@ -11,13 +11,18 @@ func BenchmarkTransaction(b *testing.B) {
 	for _, bc := range []struct {
 		name    string
 		maxIdle int
+		tls     bool // STARTTLS (under may: the certificate is checked, not required)
 	}{
-		{"reuse", 0},
-		{"fresh", -1},
+		{"reuse", 0, false},
+		{"fresh", -1, false},
+		{"fresh-tls", -1, true},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			port, lns := listenSamePort(b, "127.0.0.2")
 			d := newDestination()
+			if bc.tls {
+				d.server.TLSConfig = selfSignedTLS(b, "mx.example.test")
+			}
 			d.serve(b, lns...)
 			r := newTestRelay(b, port, oneMX(b, "127.0.0.2"), func(c *Config) { c.MaxIdle = bc.maxIdle })
 			ctx := context.Background()

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/sha512"
-	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
 	"errors"
@@ -27,35 +26,17 @@ type DANEResolver interface {
 	LookupTLSA(ctx context.Context, name string) ([]*dns.TLSA, bool, error)
 }
 
-// TLSPolicyDANE is the policy label of DANE's results (Config.TLSPolicy).
-const TLSPolicyDANE = "dane"
-
-// The results of DANE, one per new connection to a host with secure TLSA
-// records, or per host whose TLSA records could not be had.
-const (
-	DANEVerified        = "verified"        // the certificate matched a TLSA record
-	DANEUnauthenticated = "unauthenticated" // only unusable TLSA records: TLS, not authenticated (RFC 7672 §2.2)
-	DANENoSTARTTLS      = "no_starttls"     // the destination did not offer STARTTLS, or refused it
-	DANETLSFailed       = "tls_failed"      // the TLS handshake failed
-	DANEMismatch        = "mismatch"        // the certificate matched no TLSA record (DANE-TA: or not the name)
-	DANELookupFailed    = "lookup_failed"   // the TLSA lookup failed (SERVFAIL, timeout): the host is not used
-)
-
-// DANEResults lists every result, for metrics to show from the start.
-var DANEResults = []string{DANEVerified, DANEUnauthenticated, DANENoSTARTTLS, DANETLSFailed, DANEMismatch, DANELookupFailed}
-
 // TLSA fields (RFC 6698 section 7, RFC 7218 names).
 const (
-	usageDANETA     = 2
-	usageDANEEE     = 3
-	selectorCert    = 0
-	selectorSPKI    = 1
-	matchingFull    = 0
-	matchingSHA256  = 1
-	matchingSHA512  = 2
-	tlsaPort        = 25
-	tlsaTransport   = "tcp"
-	reasonNoRecords = "certificate matches no TLSA record"
+	usageDANETA    = 2
+	usageDANEEE    = 3
+	selectorCert   = 0
+	selectorSPKI   = 1
+	matchingFull   = 0
+	matchingSHA256 = 1
+	matchingSHA512 = 2
+	tlsaPort       = 25
+	tlsaTransport  = "tcp"
 )
 
 // daneHost is what DANE asks of the connections to one MX host whose TLSA
@@ -72,14 +53,6 @@ type tlsa struct {
 	usage, selector, matching uint8
 	data                      []byte
 }
-
-// daneError is why a connection under DANE was not used.
-type daneError struct {
-	result string // one of the DANE results
-	reason string
-}
-
-func (e *daneError) Error() string { return e.reason }
 
 // lookupMX is Resolver.LookupMX, also saying whether the MX RRset was
 // secure, which only a DANEResolver can tell.
@@ -120,8 +93,10 @@ func (r *Relay) danePolicy(ctx context.Context, host string, secure bool, tried 
 		return nil, true
 	}
 	if err != nil {
-		r.tlsPolicy(DANELookupFailed)
-		tried.daneFailed = true
+		// The records might ask for authentication: counted as DANE
+		// would have checked them, and the reply is about DANE.
+		r.tlsResult(requirement{policy: policyDANE, mode: Verify.String()}, resultDNSSECInvalid)
+		tried.policy = nameDANE
 		tried.note(fmt.Sprintf("%s: TLSA lookup failed: %s", host, describe(err)))
 		return nil, false
 	}
@@ -176,21 +151,6 @@ func (t tlsa) matches(cert *x509.Certificate) bool {
 	return bytes.Equal(b, t.data)
 }
 
-// tlsConfig makes base, the configuration for host, check the certificate
-// against the TLSA records instead of the WebPKI. Without usable records
-// the certificate is not checked at all. A nil d leaves base as it is.
-func (d *daneHost) tlsConfig(base *tls.Config) *tls.Config {
-	if d == nil {
-		return base
-	}
-	base.InsecureSkipVerify = true // the WebPKI does not apply: the TLSA records do
-	base.VerifyConnection = nil
-	if len(d.usable) > 0 {
-		base.VerifyConnection = func(cs tls.ConnectionState) error { return d.verify(cs.PeerCertificates) }
-	}
-	return base
-}
-
 // verify checks the server's chain against the usable records: DANE-EE
 // matches the leaf, with no check of name or dates (RFC 7672 §3.1.1);
 // DANE-TA matches a certificate the server sent, from which the leaf must
@@ -198,7 +158,7 @@ func (d *daneHost) tlsConfig(base *tls.Config) *tls.Config {
 // is the TLSA base domain, as CNAMEs of MX hosts are not followed here).
 func (d *daneHost) verify(chain []*x509.Certificate) error {
 	if len(chain) == 0 {
-		return &daneError{DANEMismatch, "no certificate"}
+		return errors.New("no certificate")
 	}
 	leaf := chain[0]
 	var taErr error
@@ -219,9 +179,9 @@ func (d *daneHost) verify(chain []*x509.Certificate) error {
 		}
 	}
 	if taErr != nil {
-		return &daneError{DANEMismatch, "DANE-TA: " + taErr.Error()}
+		return fmt.Errorf("DANE-TA: %w", taErr)
 	}
-	return &daneError{DANEMismatch, reasonNoRecords}
+	return errors.New("certificate matches no TLSA record")
 }
 
 // chainsTo checks that leaf chains through intermediates to the trust
@@ -239,61 +199,4 @@ func chainsTo(leaf *x509.Certificate, intermediates []*x509.Certificate, ta *x50
 		return fmt.Errorf("certificate is not valid for %s", host)
 	}
 	return err
-}
-
-// checkDANE turns the outcome of a new connection's TLS step under d into
-// the error dial returns: TLS must be in use, or the connection is not
-// (RFC 7672 §2.2: never plaintext, whatever happened). It counts the
-// result. Errors that are not about TLS pass through.
-func (r *Relay) checkDANE(s *session, d *daneHost, err error) error {
-	var de *daneError
-	switch hs, isTLS := errors.AsType[*tlsHandshakeError](err); {
-	case isTLS:
-		if e, ok := errors.AsType[*daneError](hs); ok {
-			de = e
-		} else {
-			de = &daneError{DANETLSFailed, "TLS handshake failed: " + describe(hs.err)}
-		}
-	case err != nil:
-		return err
-	case s.tlsVersion == 0 && s.c.has("STARTTLS"):
-		de = &daneError{DANENoSTARTTLS, "destination refused STARTTLS"}
-	case s.tlsVersion == 0:
-		de = &daneError{DANENoSTARTTLS, "destination does not offer STARTTLS"}
-	case len(d.usable) == 0:
-		r.tlsPolicy(DANEUnauthenticated)
-		return nil
-	default:
-		r.tlsPolicy(DANEVerified)
-		return nil
-	}
-	r.tlsPolicy(de.result)
-	return de
-}
-
-// satisfiedBy reports whether s, an idle connection, may carry mail to a
-// host that asks d of its connections: made under DANE, and authenticated
-// if d needs that. A connection made before the host's TLSA records
-// appeared (or before they became usable) is not.
-func (d *daneHost) satisfiedBy(s *session) bool {
-	return d == nil || s.dane != nil && (len(d.usable) == 0 || len(s.dane.usable) > 0)
-}
-
-// reuse takes an idle connection to (host, ip) that DANE allows for d, or
-// returns nil. One it does not allow is closed: it was made under what
-// DNS said before.
-func (r *Relay) reuse(host string, ip netip.Addr, d *daneHost) *session {
-	s := r.pool.get(host, ip)
-	if s != nil && !d.satisfiedBy(s) {
-		s.quit()
-		return nil
-	}
-	return s
-}
-
-// tlsPolicy counts one DANE result.
-func (r *Relay) tlsPolicy(result string) {
-	if r.cfg.TLSPolicy != nil {
-		r.cfg.TLSPolicy(TLSPolicyDANE, result)
-	}
 }

@@ -10,15 +10,15 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"fmt"
-	"maps"
 	"math/big"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/emersion/go-smtp"
 	"github.com/miekg/dns"
+	"github.com/sluice-mail/sluice/gateway/internal/certs"
 	"github.com/sluice-mail/sluice/gateway/internal/dnstest"
 	"github.com/sluice-mail/sluice/gateway/internal/resolver"
 )
@@ -35,14 +35,12 @@ mx.example.test. IN A 127.0.0.2
 // it for the zones the test authenticates (a stub of a trusted validating
 // resolver, see dnstest.Authenticate).
 type daneTest struct {
-	t      *testing.T
-	port   int
-	d      *destination
-	dns    *dnstest.Server
-	dnssec bool
-
-	mu      sync.Mutex
-	results map[string]int // "policy/result" -> count
+	t       *testing.T
+	port    int
+	d       *destination
+	dns     *dnstest.Server
+	dnssec  bool
+	results *tlsResults
 }
 
 // newDANETest serves zone (daneMX and TLSA lines) with example.test
@@ -50,7 +48,7 @@ type daneTest struct {
 func newDANETest(t *testing.T, zone string, serverTLS *tls.Config) *daneTest {
 	t.Helper()
 	port, lns := listenSamePort(t, "127.0.0.2")
-	dt := &daneTest{t: t, port: port, d: newDestination(), dnssec: true, results: map[string]int{}}
+	dt := &daneTest{t: t, port: port, d: newDestination(), dnssec: true, results: &tlsResults{}}
 	dt.d.server.TLSConfig = serverTLS
 	dt.d.serve(t, lns...)
 	dt.dns = dnstest.Start(t, "$TTL 300\n"+zone)
@@ -66,22 +64,14 @@ func (dt *daneTest) relay(adjust ...func(*Config)) *Relay {
 	}
 	return newTestRelay(dt.t, dt.port, res, append([]func(*Config){func(c *Config) {
 		c.DANE = true
-		c.TLSPolicy = func(policy, result string) {
-			dt.mu.Lock()
-			dt.results[policy+"/"+result]++
-			dt.mu.Unlock()
-		}
+		c.TLSResult = dt.results.record
 	}}, adjust...)...)
 }
 
-// wantResults checks the counts of TLSPolicy results.
-func (dt *daneTest) wantResults(want map[string]int) {
+// wantResults checks the TLSResult results, in order.
+func (dt *daneTest) wantResults(want ...string) {
 	dt.t.Helper()
-	dt.mu.Lock()
-	defer dt.mu.Unlock()
-	if !maps.Equal(dt.results, want) {
-		dt.t.Errorf("TLS policy results = %v, want %v", dt.results, want)
-	}
+	dt.results.check(dt.t, want...)
 }
 
 // refused checks that Begin gave the DANE deferral with detail (PORT
@@ -190,14 +180,14 @@ func TestDANEEEMatchDelivers(t *testing.T) {
 	srv := selfSignedTLS(t, "not-the-mx.other.test")
 	dt := newDANETest(t, daneMX+tlsaLine(3, 1, 1, leafOf(t, srv)), srv)
 	dt.delivered(dt.relay())
-	dt.wantResults(map[string]int{"dane/verified": 1})
+	dt.wantResults("dane verify ok")
 }
 
 func TestDANEEEFullCertificateMatchDelivers(t *testing.T) {
 	srv := selfSignedTLS(t, "mx.example.test")
 	dt := newDANETest(t, daneMX+tlsaLine(3, 0, 0, leafOf(t, srv)), srv)
 	dt.delivered(dt.relay())
-	dt.wantResults(map[string]int{"dane/verified": 1})
+	dt.wantResults("dane verify ok")
 }
 
 func TestDANEEEMismatchDefers(t *testing.T) {
@@ -207,35 +197,35 @@ func TestDANEEEMismatchDefers(t *testing.T) {
 	if n := dt.d.acceptedConns(); n != 1 {
 		t.Errorf("%d connections, want 1: no retry in plaintext", n)
 	}
-	dt.wantResults(map[string]int{"dane/mismatch": 1})
+	dt.wantResults("dane verify tlsa-invalid")
 }
 
 func TestDANETAChainWithTheMXNameDelivers(t *testing.T) {
 	ca := newTestCA(t)
 	dt := newDANETest(t, daneMX+tlsaLine(2, 0, 1, ca.cert), ca.serverTLS(t, "mx.example.test"))
 	dt.delivered(dt.relay())
-	dt.wantResults(map[string]int{"dane/verified": 1})
+	dt.wantResults("dane verify ok")
 }
 
 func TestDANETAWrongNameDefers(t *testing.T) {
 	ca := newTestCA(t)
 	dt := newDANETest(t, daneMX+tlsaLine(2, 0, 1, ca.cert), ca.serverTLS(t, "mx.other.test"))
 	dt.refused(dt.relay(), "mx.example.test[127.0.0.2]:PORT: DANE-TA: certificate is not valid for mx.example.test")
-	dt.wantResults(map[string]int{"dane/mismatch": 1})
+	dt.wantResults("dane verify tlsa-invalid")
 }
 
 func TestDANETAOtherAuthorityDefers(t *testing.T) {
 	ca, other := newTestCA(t), newTestCA(t)
 	dt := newDANETest(t, daneMX+tlsaLine(2, 0, 1, other.cert), ca.serverTLS(t, "mx.example.test"))
 	dt.refused(dt.relay(), "mx.example.test[127.0.0.2]:PORT: certificate matches no TLSA record")
-	dt.wantResults(map[string]int{"dane/mismatch": 1})
+	dt.wantResults("dane verify tlsa-invalid")
 }
 
 func TestDANEWithoutSTARTTLSDefers(t *testing.T) {
 	srv := selfSignedTLS(t, "mx.example.test")
 	dt := newDANETest(t, daneMX+tlsaLine(3, 1, 1, leafOf(t, srv)), nil)
-	dt.refused(dt.relay(), "mx.example.test[127.0.0.2]:PORT: destination does not offer STARTTLS")
-	dt.wantResults(map[string]int{"dane/no_starttls": 1})
+	dt.refused(dt.relay(), "mx.example.test[127.0.0.2]:PORT: STARTTLS not offered")
+	dt.wantResults("dane verify starttls-not-supported")
 }
 
 func TestDANEHandshakeFailureDefersWithoutPlaintext(t *testing.T) {
@@ -250,7 +240,7 @@ func TestDANEHandshakeFailureDefersWithoutPlaintext(t *testing.T) {
 	if n := dt.d.acceptedConns(); n != 1 || len(dt.d.deliveries()) != 0 {
 		t.Errorf("%d connections, %d deliveries; want 1 and none: no retry in plaintext", n, len(dt.d.deliveries()))
 	}
-	dt.wantResults(map[string]int{"dane/tls_failed": 1})
+	dt.wantResults("dane verify validation-failure")
 }
 
 func TestDANEInsecureTLSAIgnored(t *testing.T) {
@@ -262,7 +252,7 @@ func TestDANEInsecureTLSAIgnored(t *testing.T) {
 		strings.Replace(tlsaLine(3, 1, 1, leafOf(t, other)), "_25._tcp.mx.example.test.", "tlsa.unsigned.test.", 1)
 	dt := newDANETest(t, zone, srv)
 	dt.delivered(dt.relay())
-	dt.wantResults(map[string]int{})
+	dt.wantResults()
 }
 
 func TestDANEWithoutDNSSECIgnored(t *testing.T) {
@@ -271,7 +261,7 @@ func TestDANEWithoutDNSSECIgnored(t *testing.T) {
 	dt := newDANETest(t, daneMX+tlsaLine(3, 1, 1, leafOf(t, other)), srv)
 	dt.dnssec = false
 	dt.delivered(dt.relay())
-	dt.wantResults(map[string]int{})
+	dt.wantResults()
 }
 
 func TestDANEInsecureMXIgnored(t *testing.T) {
@@ -280,13 +270,13 @@ func TestDANEInsecureMXIgnored(t *testing.T) {
 	srv := selfSignedTLS(t, "mx.example.test")
 	other := selfSignedTLS(t, "mx.example.test")
 	port, lns := listenSamePort(t, "127.0.0.2")
-	dt := &daneTest{t: t, port: port, d: newDestination(), dnssec: true, results: map[string]int{}}
+	dt := &daneTest{t: t, port: port, d: newDestination(), dnssec: true, results: &tlsResults{}}
 	dt.d.server.TLSConfig = srv
 	dt.d.serve(t, lns...)
 	dt.dns = dnstest.Start(t, "$TTL 300\n"+daneMX+tlsaLine(3, 1, 1, leafOf(t, other)))
 	dt.dns.Authenticate("mx.example.test.")
 	dt.delivered(dt.relay())
-	dt.wantResults(map[string]int{})
+	dt.wantResults()
 }
 
 func TestDANETLSALookupFailureDefers(t *testing.T) {
@@ -297,7 +287,7 @@ func TestDANETLSALookupFailureDefers(t *testing.T) {
 	if n := dt.d.acceptedConns(); n != 0 {
 		t.Errorf("%d connections to a host whose TLSA lookup failed, want none", n)
 	}
-	dt.wantResults(map[string]int{"dane/lookup_failed": 1})
+	dt.wantResults("dane verify dnssec-invalid")
 }
 
 func TestDANEOnlyUnusableRecordsRequireTLS(t *testing.T) {
@@ -310,30 +300,55 @@ func TestDANEOnlyUnusableRecordsRequireTLS(t *testing.T) {
 		"_25._tcp.mx.example.test. IN TLSA 3 1 9 00ff\n"
 	dt := newDANETest(t, daneMX+unusable, selfSignedTLS(t, "mx.example.test"))
 	dt.delivered(dt.relay())
-	dt.wantResults(map[string]int{"dane/unauthenticated": 1})
+	dt.wantResults("dane encrypt ok")
 
 	plain := newDANETest(t, daneMX+unusable, nil)
-	plain.refused(plain.relay(), "mx.example.test[127.0.0.2]:PORT: destination does not offer STARTTLS")
-	plain.wantResults(map[string]int{"dane/no_starttls": 1})
+	plain.refused(plain.relay(), "mx.example.test[127.0.0.2]:PORT: STARTTLS not offered")
+	plain.wantResults("dane encrypt starttls-not-supported")
 }
 
-func TestDANEDoesNotReuseAConnectionMadeWithoutIt(t *testing.T) {
-	srv := selfSignedTLS(t, "mx.example.test")
-	dt := newDANETest(t, daneMX, srv)
+func TestDANEDoesNotReuseAConnectionThatDoesNotMeetIt(t *testing.T) {
+	// A connection with the destination's old certificate sits idle
+	// when the certificate changes and TLSA records name the new one.
+	old, srv := selfSignedTLS(t, "mx.example.test"), selfSignedTLS(t, "mx.example.test")
+	var cert atomic.Pointer[tls.Certificate]
+	cert.Store(&old.Certificates[0])
+	dt := newDANETest(t, daneMX, &tls.Config{GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+		return cert.Load(), nil
+	}})
 	r := dt.relay()
 	dt.delivered(r) // no TLSA records yet: opportunistic TLS, connection kept
+	cert.Store(&srv.Certificates[0])
 	if err := dt.dns.SetRecords("$TTL 300\n" + daneMX + tlsaLine(3, 1, 1, leafOf(t, srv))); err != nil {
 		t.Fatal(err)
 	}
 	dt.delivered(r)
 	if n := dt.d.acceptedConns(); n != 2 {
-		t.Errorf("%d connections, want 2: the idle one was not made under DANE", n)
+		t.Errorf("%d connections, want 2: the idle one's certificate matches no TLSA record", n)
 	}
 	dt.delivered(r)
 	if n := dt.d.acceptedConns(); n != 2 {
-		t.Errorf("%d connections, want 2: the one made under DANE serves again", n)
+		t.Errorf("%d connections, want 2: the one that matches serves again", n)
 	}
-	dt.wantResults(map[string]int{"dane/verified": 1})
+	dt.wantResults("dane verify ok", "dane verify ok")
+}
+
+func TestDANEReusesAMatchingConnectionMadeBeforeTheRecords(t *testing.T) {
+	// The pool checks an idle connection's certificate against the
+	// records as a new handshake would: one made before them that
+	// matches them is as good as a new one.
+	srv := selfSignedTLS(t, "mx.example.test")
+	dt := newDANETest(t, daneMX, srv)
+	r := dt.relay()
+	dt.delivered(r)
+	if err := dt.dns.SetRecords("$TTL 300\n" + daneMX + tlsaLine(3, 1, 1, leafOf(t, srv))); err != nil {
+		t.Fatal(err)
+	}
+	dt.delivered(r)
+	if n := dt.d.acceptedConns(); n != 1 {
+		t.Errorf("%d connections, want 1: the idle one matches the records", n)
+	}
+	dt.wantResults("dane verify ok")
 }
 
 func TestDANENeedsADANEResolver(t *testing.T) {
@@ -345,3 +360,53 @@ func TestDANENeedsADANEResolver(t *testing.T) {
 
 // plainResolver is a Resolver that is no DANEResolver.
 type plainResolver struct{ Resolver }
+
+// stsWithDANE is an MTA-STS setup whose zone example.test is also
+// authenticated, with tlsa added to it, and a relay with DANE on.
+func stsWithDANE(t *testing.T, destTLS func(*certs.CA) *tls.Config, body string, tlsa func(*stsSetup) string) *stsSetup {
+	t.Helper()
+	s := newSTSSetup(t, destTLS, "1", body, func(c *Config) { c.DANE = true })
+	s.dns.Authenticate("example.test.")
+	if err := s.dns.SetRecords(stsZone("1") + tlsa(s)); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestDANEOverridesMTASTS(t *testing.T) {
+	// The enforced policy names another MX host, and no CA vouches for
+	// the certificate; the TLSA record does, and takes precedence.
+	var srv *tls.Config
+	s := stsWithDANE(t, func(*certs.CA) *tls.Config { srv = selfSignedTLS(t, "mx.example.test"); return srv },
+		policy("enforce", "mx9.example.test"), func(*stsSetup) string { return tlsaLine(3, 1, 1, leafOf(t, srv)) })
+	if txn := s.deliver(t); !txn.TLS() {
+		t.Error("delivered without TLS")
+	}
+	s.results.check(t, "dane verify ok")
+}
+
+func TestMTASTSDoesNotOverrideFailingDANE(t *testing.T) {
+	// The certificate is valid for the MX name from a trusted CA, as the
+	// enforced policy asks, but matches no TLSA record (RFC 8461 §2).
+	s := stsWithDANE(t, certFor(t, "mx.example.test"), policy("enforce", "mx.example.test"),
+		func(*stsSetup) string { return tlsaLine(3, 1, 1, leafOf(t, selfSignedTLS(t, "mx.example.test"))) })
+	_, err := s.begin(t)
+	sameReply(t, err, &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 7, 5},
+		Message: fmt.Sprintf("example.test: DANE: mx.example.test[127.0.0.2]:%d: certificate matches no TLSA record", s.relay.cfg.Port)})
+	if n := len(s.dest.deliveries()); n != 0 {
+		t.Errorf("%d deliveries", n)
+	}
+	s.results.check(t, "dane verify tlsa-invalid")
+}
+
+func TestDANEWithOnlyUnusableRecordsLeavesMTASTSEnforced(t *testing.T) {
+	// Unusable records ask for TLS alone; the enforced policy asks for
+	// more, and stays the requirement.
+	s := stsWithDANE(t, selfSigned(t), policy("enforce", "mx.example.test"),
+		func(*stsSetup) string { return tlsaLine(1, 1, 1, leafOf(t, selfSignedTLS(t, "mx.example.test"))) })
+	_, err := s.begin(t)
+	if reply := asReply(t, err); reply.Code != 451 || !strings.Contains(reply.Message, "MTA-STS policy (enforce)") {
+		t.Errorf("reply = %d %q; want the enforced policy's 451", reply.Code, reply.Message)
+	}
+	s.results.check(t, "mta-sts enforce certificate-not-trusted")
+}

@@ -38,12 +38,13 @@ func newPool(max int, timeout time.Duration) *pool {
 	return &pool{max: max, timeout: timeout, idle: make(map[string][]*idleSession)}
 }
 
-// get takes the most recently used quiet idle connection to (host, ip),
-// closing those the destination closed or sent something on while they
-// sat idle, or returns nil.
-func (p *pool) get(host string, ip netip.Addr) *session {
+// get takes the most recently used quiet idle connection to (host, ip)
+// that meets req, closing those the destination closed or sent something
+// on while they sat idle, or returns nil. Connections that do not meet it
+// stay for transactions that need less.
+func (p *pool) get(host string, ip netip.Addr, req requirement) *session {
 	for {
-		s := p.take(host, ip)
+		s := p.take(host, ip, req)
 		if s == nil || s.quiet() {
 			return s
 		}
@@ -51,14 +52,14 @@ func (p *pool) get(host string, ip netip.Addr) *session {
 	}
 }
 
-// take removes the most recently used idle connection to (host, ip) from
-// the pool and returns it, or nil.
-func (p *pool) take(host string, ip netip.Addr) *session {
+// take removes the most recently used idle connection to (host, ip) that
+// meets req from the pool and returns it, or nil.
+func (p *pool) take(host string, ip netip.Addr, req requirement) *session {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	list := p.idle[host]
 	for i := len(list) - 1; i >= 0; i-- {
-		if e := list[i]; e.s.addr.Addr() == ip {
+		if e := list[i]; e.s.addr.Addr() == ip && e.s.meets(req) {
 			p.remove(host, i)
 			e.timer.Stop()
 			return e.s

@@ -6,7 +6,7 @@ package relay
 
 import (
 	"context"
-	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"github.com/sluice-mail/sluice/gateway/internal/mtasts"
 )
 
 // Resolver is what relay needs from DNS. Errors are *net.DNSError: IsNotFound
@@ -38,15 +40,26 @@ type Config struct {
 	DataTimeout    time.Duration // for the reply to the end of data, default 10m
 	MaxIdle        int           // idle connections kept per destination host for IdleTimeout, default 4 (more are kept for a second); negative = none
 	IdleTimeout    time.Duration // how long an idle connection is kept, default 10s
-	TLSConfig      *tls.Config   // base config for STARTTLS; nil = opportunistic, unverified (like Postfix's "may")
-	Logger         *slog.Logger
+	// Security is the least TLS every destination gets (May by
+	// default); a destination's MTA-STS policy or DANE may ask for more.
+	Security Security
+	// RootCAs verify destinations' certificates (Verify, MTA-STS); nil =
+	// the system's.
+	RootCAs *x509.CertPool
+	// MTASTS, if set, finds destinations' MTA-STS policies (RFC 8461).
+	MTASTS *mtasts.Fetcher
 	// DANE honours destinations' TLSA records (RFC 7672, see dane.go).
 	// The resolver must be a DANEResolver whose secure answers are
 	// DNSSEC-validated.
 	DANE bool
-	// TLSPolicy, if set, is told the result of each new connection made
-	// under a TLS policy: policy "dane" with one of DANEResults.
-	TLSPolicy func(policy, result string)
+	// TLSResult, if set, is told the result of each TLS check under a
+	// policy (see tls.go): for each transaction started (or refused)
+	// under tls_security encrypt or verify, a domain's MTA-STS policy or
+	// a host's TLSA records, the policy ("tls_security", "mta-sts",
+	// "dane"), its mode ("encrypt", "verify"; "enforce", "testing") and
+	// the result ("ok" or what failed, as TLS reporting names it).
+	TLSResult func(policy, mode, result string)
+	Logger    *slog.Logger
 	// Observe, if set, is told how long each step with a destination
 	// took: "connect" (TCP, greeting, EHLO and STARTTLS of a new
 	// connection), "mail" (MAIL FROM and the first RCPT TO, pipelined
@@ -106,6 +119,9 @@ func New(c Config, r Resolver) (*Relay, error) {
 		} else if err := checkHelo(src.Helo); err != nil {
 			return nil, err
 		}
+	}
+	if c.Security < May || c.Security > Verify {
+		return nil, fmt.Errorf("relay: Security %d is not May, Encrypt or Verify", c.Security)
 	}
 	if c.Port == 0 {
 		c.Port = defaultPort
@@ -178,11 +194,22 @@ func (r *Relay) Begin(ctx context.Context, domain, from string, opts *smtp.MailO
 	if err != nil {
 		return nil, nil, err
 	}
+	policy := r.tlsPolicyFor(ctx, domain)
 	env := envelope{from: from, opts: opts, to: to}
 	tried := &attempts{domain: domain}
+	unlisted := 0 // hosts left out because the MTA-STS policy does not name them
 	for _, host := range hosts {
+		if policy.skips(host) && (r.dane == nil || !mxSecure) {
+			// Not in the enforced MTA-STS policy, and no TLSA records
+			// can make up for that: not even looked up.
+			unlisted++
+			continue
+		}
 		ips, ipsSecure := r.addresses(ctx, host, tried)
-		dane, use := r.danePolicy(ctx, host, mxSecure && ipsSecure && len(ips) > 0, tried)
+		req, use := r.requirement(ctx, policy, host, mxSecure && ipsSecure && len(ips) > 0, tried)
+		if req.leftOut() {
+			unlisted++
+		}
 		if !use {
 			continue
 		}
@@ -190,11 +217,14 @@ func (r *Relay) Begin(ctx context.Context, domain, from string, opts *smtp.MailO
 			if tried.dialed >= maxAddresses || ctx.Err() != nil {
 				return nil, nil, tried.failure(ctx)
 			}
-			txn, rcptErr, err := r.tryAddress(ctx, host, ip, env, tried, dane)
+			txn, rcptErr, err := r.tryAddress(ctx, host, ip, env, req, tried)
 			if txn != nil || err != nil {
 				return txn, rcptErr, err
 			}
 		}
+	}
+	if unlisted == len(hosts) {
+		return nil, nil, r.noListedHost(domain, hosts, policy)
 	}
 	return nil, nil, tried.failure(ctx)
 }
@@ -232,6 +262,17 @@ func (r *Relay) mxHosts(ctx context.Context, domain string) ([]string, bool, err
 			Message: fmt.Sprintf("%s: domain does not accept mail (null MX)", domain)}
 	}
 	return hosts, secure, nil
+}
+
+// noListedHost is the reply when the domain's enforced MTA-STS policy
+// names none of its MX hosts (and none has TLSA records that take its
+// place): a 4xx, as the policy may be stale, and the domain may fix its MX
+// or its policy.
+func (r *Relay) noListedHost(domain string, hosts []string, policy tlsPolicy) error {
+	r.tlsResult(policy.forHost(hosts[0], nil), resultMXNotInPolicy)
+	return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 7, 5},
+		Message: fmt.Sprintf("%s: %s: no MX host is in the policy (%s; the policy has %s)",
+			domain, policy.name(), strings.Join(hosts, ", "), strings.Join(policy.sts.MX, ", "))}
 }
 
 // normalizeHost makes a host name comparable: lower case, no trailing dot.
@@ -277,16 +318,18 @@ func (r *Relay) addresses(ctx context.Context, host string, tried *attempts) ([]
 // to it if there is one, else, or if that one fails before its first
 // reply (openNow), on a fresh one. It returns a Txn (and the reply to
 // RCPT TO), a final error for the client, or neither when Begin should
-// try the next address. dane, if not nil, is what DANE asks of the
-// connection.
-func (r *Relay) tryAddress(ctx context.Context, host string, ip netip.Addr, env envelope, tried *attempts, dane *daneHost) (*Txn, error, error) {
-	if s := r.reuse(host, ip, dane); s != nil {
+// try the next address.
+//
+// req is what the connection must have: an idle one with less is left for
+// other transactions, and a fresh one with less is closed.
+func (r *Relay) tryAddress(ctx context.Context, host string, ip netip.Addr, env envelope, req requirement, tried *attempts) (*Txn, error, error) {
+	if s := r.pool.get(host, ip, req); s != nil {
 		s.reused = true
 		start := time.Now()
 		mailErr, rcptErr := s.open(ctx, env)
 		r.observe("mail", start)
 		if mailErr == nil || isFinalReply(mailErr) || isTransientReply(mailErr) {
-			return r.started(s, mailErr, rcptErr, tried)
+			return r.started(s, req, mailErr, rcptErr, tried)
 		}
 		// Closed by the destination while it sat idle (that is normal),
 		// or out of step: either way the destination has not answered
@@ -296,16 +339,24 @@ func (r *Relay) tryAddress(ctx context.Context, host string, ip netip.Addr, env 
 	}
 
 	tried.dialed++
-	s, err := r.dial(ctx, host, ip, true, dane) // under DANE, a failed handshake is a *daneError
-	if _, ok := errors.AsType[*tlsHandshakeError](err); ok {
-		// Like Postfix: a destination that offers STARTTLS but cannot
-		// complete it still gets the mail, in plaintext.
-		r.log.Warn("relay: TLS handshake failed, retrying without TLS",
-			"remote", formatRemote(host, netip.AddrPortFrom(ip, uint16(r.cfg.Port))), "err", err)
-		s, err = r.dial(ctx, host, ip, false, nil)
+	s, err := r.dial(ctx, host, ip, req, true)
+	if hsErr, ok := errors.AsType[*tlsHandshakeError](err); ok {
+		if req.need == May {
+			// Like Postfix: a destination that offers STARTTLS but
+			// cannot complete it still gets the mail, in plaintext.
+			r.log.Warn("relay: TLS handshake failed, retrying without TLS",
+				"remote", formatRemote(host, netip.AddrPortFrom(ip, uint16(r.cfg.Port))), "err", err)
+			s, err = r.dial(ctx, host, ip, req, false)
+			if s != nil {
+				s.tlsErr = hsErr
+			}
+		} else {
+			err = &tlsPolicyError{result: resultFailed, err: fmt.Errorf("TLS handshake failed: %s", describe(hsErr.err))}
+		}
 	}
-	if _, ok := errors.AsType[*daneError](err); ok {
-		tried.daneFailed = true
+	if policyErr, ok := errors.AsType[*tlsPolicyError](err); ok {
+		r.tlsResult(req, policyErr.result)
+		tried.policy = req.name
 	}
 	if err != nil {
 		tried.note(fmt.Sprintf("%s: %s", formatRemote(host, netip.AddrPortFrom(ip, uint16(r.cfg.Port))), describe(err)))
@@ -319,12 +370,13 @@ func (r *Relay) tryAddress(ctx context.Context, host string, ip netip.Addr, env 
 		tried.note(fmt.Sprintf("%s: MAIL FROM: %s", s.remote(), describe(mailErr)))
 		return nil, nil, nil
 	}
-	return r.started(s, mailErr, rcptErr, tried)
+	return r.started(s, req, mailErr, rcptErr, tried)
 }
 
 // started finishes tryAddress once the destination has answered MAIL FROM
 // with a reply that leaves the connection usable.
-func (r *Relay) started(s *session, mailErr, rcptErr error, tried *attempts) (*Txn, error, error) {
+func (r *Relay) started(s *session, req requirement, mailErr, rcptErr error, tried *attempts) (*Txn, error, error) {
+	r.judge(req, s)
 	if mailErr == nil {
 		r.log.Debug("relay: transaction started", "remote", s.remote(), "tls", s.tlsVersion != 0)
 		t := &Txn{relay: r, s: s, remote: s.remote(), tlsVersion: s.tlsVersion}
@@ -366,12 +418,14 @@ func isTransientReply(err error) bool {
 // attempts collects why each destination failed, for the reply to the
 // client when none works.
 type attempts struct {
-	domain       string
+	domain string
+	// policy names the TLS policy a destination failed, if one did: the
+	// reply is then about it.
+	policy       string
 	notes        []string
 	dialed       int
 	foundAddress bool
 	dnsTemporary bool
-	daneFailed   bool // DANE kept a host or address from being used
 }
 
 func (a *attempts) note(s string) { a.notes = append(a.notes, s) }
@@ -398,11 +452,12 @@ func (a *attempts) failure(ctx context.Context) *smtp.SMTPError {
 	}
 	detail := truncate(strings.Join(a.notes, "; "), maxReplyDetail)
 	switch {
-	case a.daneFailed:
-		// What DANE refused may be fixed by the destination (a new
-		// certificate, TLSA records) or by DNS answering again: retry.
+	case a.policy != "":
+		// Never a 5xx: the destination may fix its certificate or its
+		// records, or DNS answer again; and never plaintext instead:
+		// the policy is there to prevent that.
 		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 7, 5},
-			Message: fmt.Sprintf("%s: DANE: %s", a.domain, detail)}
+			Message: fmt.Sprintf("%s: %s: %s", a.domain, a.policy, detail)}
 	case a.foundAddress:
 		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 1},
 			Message: fmt.Sprintf("%s: no destination reachable: %s", a.domain, detail)}

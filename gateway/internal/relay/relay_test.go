@@ -382,7 +382,7 @@ func TestTLSConfigVerifiesAgainstMXName(t *testing.T) {
 	}
 	roots := x509.NewCertPool()
 	roots.AddCert(cert)
-	r := newTestRelay(t, port, oneMX(t, "127.0.0.2"), func(c *Config) { c.TLSConfig = &tls.Config{RootCAs: roots} })
+	r := newTestRelay(t, port, oneMX(t, "127.0.0.2"), func(c *Config) { c.Security, c.RootCAs = Verify, roots })
 	txn, _ := send(t, r, "example.test", "a@fwd.test", "owner@real.test", testMessage)
 	if !txn.TLS() || d.acceptedConns() != 1 {
 		t.Errorf("TLS() = %v after %d connections; want a verified TLS session on the first", txn.TLS(), d.acceptedConns())

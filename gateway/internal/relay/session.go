@@ -3,6 +3,7 @@ package relay
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net"
 	"net/netip"
@@ -25,9 +26,17 @@ type session struct {
 	c    *client
 	// tlsVersion is the TLS version in use, 0 without TLS.
 	tlsVersion uint16
-	// dane is what DANE asked of the connection, nil if nothing: a
-	// connection that does not satisfy it is closed, never kept.
-	dane *daneHost
+	// verifyErr is what is wrong with the destination's certificate for
+	// host by the WebPKI, nil if nothing (with TLS; see tlsConfig).
+	verifyErr error
+	// peerCerts is the chain the destination sent (with TLS), kept so that
+	// an idle connection can be checked against a host's TLSA records.
+	peerCerts []*x509.Certificate
+	// rejected is why the handshake was refused under a requirement.
+	rejected *tlsPolicyError
+	// tlsErr is why a handshake failed, on the plaintext connection
+	// opened after it.
+	tlsErr error
 	// resetPending says the last transaction was left open: RSET goes
 	// before the next MAIL FROM, in the same write when pipelining, rather
 	// than costing a round trip when the transaction is dropped.
@@ -57,9 +66,9 @@ func (e *tlsHandshakeError) Error() string { return "TLS handshake: " + e.err.Er
 func (e *tlsHandshakeError) Unwrap() error { return e.err }
 
 // dial connects to ip, reads the greeting, says EHLO and, if tryTLS and the
-// destination offers it, starts TLS. Under dane, TLS is required and
-// checked against the TLSA records.
-func (r *Relay) dial(ctx context.Context, host string, ip netip.Addr, tryTLS bool, dane *daneHost) (*session, error) {
+// destination offers it, starts TLS. A connection that does not meet req
+// is closed, with a *tlsPolicyError.
+func (r *Relay) dial(ctx context.Context, host string, ip netip.Addr, req requirement, tryTLS bool) (*session, error) {
 	start := time.Now()
 	defer r.observe("connect", start)
 	addr := netip.AddrPortFrom(ip, uint16(r.cfg.Port))
@@ -72,17 +81,19 @@ func (r *Relay) dial(ctx context.Context, host string, ip netip.Addr, tryTLS boo
 	if err != nil {
 		return nil, err
 	}
-	s := &session{host: host, addr: addr, helo: src.Helo, raw: raw, c: newClient(raw, r.cfg.CommandTimeout), dane: dane}
+	s := &session{host: host, addr: addr, helo: src.Helo, raw: raw, c: newClient(raw, r.cfg.CommandTimeout)}
 	stop := context.AfterFunc(ctx, s.abort)
 	err = s.c.greet()
 	if err == nil {
 		err = s.c.hello(s.helo)
 	}
 	if err == nil && tryTLS && s.c.has("STARTTLS") {
-		err = s.startTLS(r)
+		err = s.startTLS(r, req)
 	}
-	if dane != nil {
-		err = r.checkDANE(s, dane, err)
+	if err == nil {
+		if result, why := s.tlsResult(req, req.need); result != resultOK {
+			err = &tlsPolicyError{result: result, err: why}
+		}
 	}
 	if !stop() && err == nil {
 		err = ctx.Err()
@@ -95,13 +106,20 @@ func (r *Relay) dial(ctx context.Context, host string, ip netip.Addr, tryTLS boo
 }
 
 // startTLS continues the session over TLS, saying EHLO again. A refusal
-// leaves the session in plaintext.
-func (s *session) startTLS(r *Relay) error {
-	err := s.c.startTLS(s.dane.tlsConfig(r.tlsConfig(s.host)))
+// leaves the session in plaintext unless req needs TLS. A certificate
+// that does not meet req fails the handshake with a *tlsPolicyError.
+func (s *session) startTLS(r *Relay, req requirement) error {
+	err := s.c.startTLS(r.tlsConfig(s, req))
 	if refusal, ok := err.(*smtp.SMTPError); ok {
+		if req.need > May {
+			return &tlsPolicyError{result: resultNoSTARTTLS, err: fmt.Errorf("STARTTLS refused: %s", describe(refusal))}
+		}
 		r.log.Info("relay: destination refused STARTTLS, continuing without TLS",
 			"remote", s.remote(), "reply", describe(refusal))
 		return nil
+	}
+	if err != nil && s.rejected != nil {
+		return s.rejected
 	}
 	if err != nil {
 		return err
@@ -110,20 +128,6 @@ func (s *session) startTLS(r *Relay) error {
 	s.tlsVersion = s.c.conn.(*tls.Conn).ConnectionState().Version
 	// RFC 3207 §4.2: forget what was learned before TLS and EHLO again.
 	return s.c.hello(s.helo)
-}
-
-func (r *Relay) tlsConfig(host string) *tls.Config {
-	if r.cfg.TLSConfig == nil {
-		// Opportunistic TLS (RFC 7435): an unauthenticated encrypted
-		// channel still beats plaintext, and MX certificates are often
-		// not valid for the MX name.
-		return &tls.Config{ServerName: host, InsecureSkipVerify: true}
-	}
-	c := r.cfg.TLSConfig.Clone()
-	if c.ServerName == "" {
-		c.ServerName = host
-	}
-	return c
 }
 
 // open starts a transaction: MAIL FROM, then RCPT TO for the first

@@ -1,0 +1,316 @@
+package relay
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/sluice-mail/sluice/gateway/internal/mtasts"
+)
+
+// Security is how much TLS a connection to a destination has, or must
+// have to carry a domain's mail. Each level includes the ones before.
+type Security int
+
+const (
+	// May: STARTTLS when offered, the certificate unchecked, and
+	// plaintext when the handshake fails (RFC 7435; Postfix's "may").
+	// A plaintext connection has only this.
+	May Security = iota
+	// Encrypt: TLS, whatever the certificate.
+	Encrypt
+	// Verify: TLS with a certificate chain valid for the MX host name.
+	Verify
+)
+
+// ParseSecurity reads "may", "encrypt" or "verify" ([relay] tls_security).
+func ParseSecurity(s string) (Security, error) {
+	for level := May; level <= Verify; level++ {
+		if level.String() == s {
+			return level, nil
+		}
+	}
+	return May, fmt.Errorf("%q is not may, encrypt or verify", s)
+}
+
+func (s Security) String() string {
+	switch s {
+	case Encrypt:
+		return "encrypt"
+	case Verify:
+		return "verify"
+	}
+	return "may"
+}
+
+// Policies, as TLSResult names them.
+const (
+	policyTLSSecurity = "tls_security"
+	policyMTASTS      = "mta-sts"
+	policyDANE        = "dane"
+)
+
+// nameDANE is how replies name DANE ("451 4.7.5 <domain>: DANE: ...").
+const nameDANE = "DANE"
+
+// Results of a TLS check under a policy, as TLSResult names them: the
+// result types of TLS reporting (RFC 8460 §4.3).
+const (
+	resultOK            = "ok"
+	resultNoSTARTTLS    = "starttls-not-supported"
+	resultHostMismatch  = "certificate-host-mismatch"
+	resultExpired       = "certificate-expired"
+	resultNotTrusted    = "certificate-not-trusted"
+	resultFailed        = "validation-failure"
+	resultMXNotInPolicy = "mx-not-in-policy"
+	resultTLSAInvalid   = "tlsa-invalid"   // DANE: the certificate matches no usable TLSA record
+	resultDNSSECInvalid = "dnssec-invalid" // DANE: the TLSA records of a signed zone could not be had
+)
+
+// tlsPolicy is the TLS policy for one destination domain, decided once per
+// transaction: the configured floor and the domain's own MTA-STS policy.
+// DANE, bound to MX hosts rather than the domain, joins in per host
+// (forHost).
+type tlsPolicy struct {
+	floor Security
+	sts   *mtasts.Policy // the domain's policy in enforce or testing mode; nil if none
+}
+
+// tlsPolicyFor decides domain's TLS policy.
+func (r *Relay) tlsPolicyFor(ctx context.Context, domain string) tlsPolicy {
+	p := tlsPolicy{floor: r.cfg.Security}
+	if r.cfg.MTASTS != nil {
+		if sts, ok := r.cfg.MTASTS.Policy(ctx, domain); ok && sts.Mode != mtasts.None {
+			p.sts = &sts
+		}
+	}
+	return p
+}
+
+// enforcing reports whether the domain's MTA-STS policy is in enforce mode.
+func (p tlsPolicy) enforcing() bool { return p.sts != nil && p.sts.Mode == mtasts.Enforce }
+
+// skips reports whether host must not be tried at all: an enforced
+// MTA-STS policy does not name it (RFC 8461 §4.1).
+func (p tlsPolicy) skips(host string) bool { return p.enforcing() && !p.sts.Matches(host) }
+
+// name is the binding policy of the domain, as replies name it.
+func (p tlsPolicy) name() string {
+	if p.enforcing() {
+		return "MTA-STS policy (enforce)"
+	}
+	return "tls_security " + p.floor.String()
+}
+
+// requirement is what a connection to one MX host must have to carry the
+// domain's mail, and what is checked and reported about it.
+type requirement struct {
+	need  Security // connections with less are not used
+	check Security // what is checked and reported; above need in testing mode
+	// dane, if set, are the host's usable TLSA records: the certificate
+	// must match one of them, whatever the WebPKI says.
+	dane   *daneHost
+	policy string // the policy reported (TLSResult), "" for none
+	mode   string // its mode: enforce or testing, or the level asked
+	listed bool   // whether the MTA-STS policy names the host
+	name   string // the binding policy, for replies
+}
+
+// leftOut reports whether the host must not be tried at all: an enforced
+// MTA-STS policy does not name it (RFC 8461 §4.1).
+func (req requirement) leftOut() bool { return !req.listed && req.mode == mtasts.Enforce }
+
+// requirement decides what connections to host must have: tls_security,
+// then the domain's MTA-STS policy, then the host's TLSA records, each
+// taking precedence over the ones before when it applies. secure says
+// DNSSEC vouched for the MX RRset and host's addresses (see danePolicy).
+// use is false when host must not be tried: its TLSA lookup failed, or
+// the MTA-STS policy leaves it out.
+func (r *Relay) requirement(ctx context.Context, p tlsPolicy, host string, secure bool, tried *attempts) (req requirement, use bool) {
+	dane, ok := r.danePolicy(ctx, host, secure, tried)
+	if !ok {
+		return requirement{}, false
+	}
+	req = p.forHost(host, dane)
+	return req, !req.leftOut()
+}
+
+// forHost is the requirement for host under the domain's policy p and
+// dane, what DANE asks of the host (nil if nothing).
+func (p tlsPolicy) forHost(host string, dane *daneHost) requirement {
+	if dane != nil && len(dane.usable) > 0 {
+		// RFC 7672 §2.2: usable TLSA records of a secure zone decide,
+		// over the WebPKI (and so over tls_security verify and MTA-STS,
+		// which RFC 8461 §2 must not let override DANE). An MX host an
+		// MTA-STS policy does not name is fine: DANE applies only when
+		// DNSSEC vouched for the MX RRset, which is what the policy's
+		// MX list stands in for.
+		return requirement{need: Encrypt, check: Encrypt, dane: dane, listed: true,
+			policy: policyDANE, mode: Verify.String(), name: nameDANE}
+	}
+	req := requirement{need: p.floor, check: p.floor, name: p.name(), listed: true}
+	if p.floor > May {
+		req.policy, req.mode = policyTLSSecurity, p.floor.String()
+	}
+	if p.sts != nil {
+		req.policy, req.mode = policyMTASTS, p.sts.Mode
+		req.check = Verify
+		req.listed = p.sts.Matches(host)
+		if p.enforcing() {
+			req.need = Verify
+		}
+	}
+	if dane != nil && req.need < Encrypt {
+		// Only unusable TLSA records: TLS is still required, without
+		// authentication (RFC 7672 §2.2). Where the domain's own
+		// policy asks for TLS already, it stays the one reported.
+		req = requirement{need: Encrypt, check: Encrypt, listed: true,
+			policy: policyDANE, mode: Encrypt.String(), name: nameDANE}
+	}
+	return req
+}
+
+// tlsPolicyError is a connection that failed a TLS requirement.
+type tlsPolicyError struct {
+	result string // one of the result constants
+	err    error
+}
+
+func (e *tlsPolicyError) Error() string { return e.err.Error() }
+func (e *tlsPolicyError) Unwrap() error { return e.err }
+
+// tlsConfig is the STARTTLS configuration for a connection to host under
+// req. The certificate is always checked by the WebPKI, and what came of
+// it kept in s with the chain: a connection may be reused for a domain
+// that needs more than the one it was opened for, and testing-mode
+// policies report it. The handshake fails when the certificate does not
+// meet what req needs (certificateResult, the check the pool makes too).
+func (r *Relay) tlsConfig(s *session, req requirement) *tls.Config {
+	return &tls.Config{
+		ServerName: s.host,
+		// Checked by VerifyConnection instead, which may let it pass.
+		InsecureSkipVerify: true,
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			s.peerCerts, s.verifyErr = cs.PeerCertificates, r.verify(cs, s.host)
+			if result, err := s.certificateResult(req, req.need); result != resultOK {
+				s.rejected = &tlsPolicyError{result: result, err: err}
+				return s.rejected
+			}
+			return nil
+		},
+	}
+}
+
+// verify checks the destination's certificate chain against the roots,
+// for the MX host name.
+func (r *Relay) verify(cs tls.ConnectionState, host string) error {
+	if len(cs.PeerCertificates) == 0 {
+		return errors.New("no certificate")
+	}
+	opts := x509.VerifyOptions{DNSName: host, Roots: r.cfg.RootCAs, Intermediates: x509.NewCertPool()}
+	for _, c := range cs.PeerCertificates[1:] {
+		opts.Intermediates.AddCert(c)
+	}
+	_, err := cs.PeerCertificates[0].Verify(opts)
+	return err
+}
+
+// tlsResult says how far s falls short of level under req, as a result
+// and an error for the reply, or resultOK.
+func (s *session) tlsResult(req requirement, level Security) (string, error) {
+	switch {
+	case level == May:
+		return resultOK, nil
+	case s.tlsVersion == 0 && s.tlsErr != nil:
+		return resultFailed, s.tlsErr
+	case s.tlsVersion == 0:
+		return resultNoSTARTTLS, errors.New("STARTTLS not offered")
+	}
+	return s.certificateResult(req, level)
+}
+
+// certificateResult says how far the certificate s was given falls short
+// of level under req: under req.dane it must match the host's usable TLSA
+// records (whatever the WebPKI says), else at Verify the WebPKI must vouch
+// for it.
+func (s *session) certificateResult(req requirement, level Security) (string, error) {
+	switch {
+	case req.dane != nil:
+		if err := req.dane.verify(s.peerCerts); err != nil {
+			return resultTLSAInvalid, err
+		}
+	case level >= Verify && s.verifyErr != nil:
+		return certResult(s.verifyErr), certError(s.host, s.verifyErr)
+	}
+	return resultOK, nil
+}
+
+// meets reports whether s, an idle connection, has what req needs: the
+// pool hands out only those. A connection opened under less (or before
+// the host's TLSA records changed) is left for transactions that need
+// less.
+func (s *session) meets(req requirement) bool {
+	result, _ := s.tlsResult(req, req.need)
+	return result == resultOK
+}
+
+// certResult names what is wrong with a certificate.
+func certResult(err error) string {
+	var hostErr x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	var unknown x509.UnknownAuthorityError
+	switch {
+	case errors.As(err, &hostErr):
+		return resultHostMismatch
+	case errors.As(err, &invalid) && invalid.Reason == x509.Expired:
+		return resultExpired
+	case errors.As(err, &unknown):
+		return resultNotTrusted
+	}
+	return resultFailed
+}
+
+// certError says what is wrong with host's certificate, for the reply.
+func certError(host string, err error) error {
+	var hostErr x509.HostnameError
+	var unknown x509.UnknownAuthorityError
+	switch {
+	case errors.As(err, &hostErr):
+		names := "no DNS names"
+		if c := hostErr.Certificate; c != nil && len(c.DNSNames) > 0 {
+			names = strings.Join(c.DNSNames, ", ")
+		}
+		return fmt.Errorf("certificate not valid for %s (it is for %s)", host, names)
+	case errors.As(err, &unknown):
+		return errors.New("certificate not signed by a trusted authority")
+	}
+	return fmt.Errorf("certificate: %s", strings.TrimPrefix(err.Error(), "x509: "))
+}
+
+// judge reports what s has under req, before a transaction starts on it.
+// A connection that lacks what req needs never gets here; one that lacks
+// only what a testing-mode policy checks does, and is logged.
+func (r *Relay) judge(req requirement, s *session) {
+	if req.policy == "" {
+		return
+	}
+	result, err := s.tlsResult(req, req.check)
+	if !req.listed && result == resultOK {
+		result, err = resultMXNotInPolicy, errors.New("not in the MTA-STS policy")
+	}
+	r.tlsResult(req, result)
+	if err != nil {
+		r.log.Warn("relay: TLS policy in testing mode not met; delivering anyway", "remote", s.remote(),
+			"policy", req.policy, "result", result, "err", err)
+	}
+}
+
+// tlsResult tells Config.TLSResult the result of a check under req.
+func (r *Relay) tlsResult(req requirement, result string) {
+	if r.cfg.TLSResult != nil && req.policy != "" {
+		r.cfg.TLSResult(req.policy, req.mode, result)
+	}
+}

@@ -1,0 +1,62 @@
+package gateway
+
+import (
+	"crypto/x509"
+	"fmt"
+	"os"
+
+	"github.com/sluice-mail/sluice/gateway/internal/config"
+	"github.com/sluice-mail/sluice/gateway/internal/mtasts"
+	"github.com/sluice-mail/sluice/gateway/internal/relay"
+	"github.com/sluice-mail/sluice/gateway/internal/resolver"
+)
+
+// relayTLS sets what the relay needs for TLS towards destinations: the
+// least it asks of every one ([relay] tls_security), the roots it
+// verifies certificates with, the fetcher of their MTA-STS policies,
+// whether their TLSA records count (DANE), and where results are counted.
+func (g *Gateway) relayTLS(cfg *config.Config, res *resolver.Resolver, c *relay.Config) error {
+	c.Security, _ = relay.ParseSecurity(cfg.Relay.TLSSecurity) // validated by config
+	c.TLSResult = g.metrics.tlsResult
+	c.DANE = cfg.RelayDANE()
+	if cfg.Relay.DANE != nil && *cfg.Relay.DANE && !cfg.DNS.DNSSEC {
+		g.log.Warn("relay.dane = true has no effect without [dns] dnssec = true: TLSA records are only believed from a validating resolver")
+	}
+	roots, err := loadRoots(cfg)
+	if err != nil {
+		return err
+	}
+	c.RootCAs = roots
+	if cfg.RelayMTASTS() {
+		c.MTASTS, err = mtasts.NewFetcher(mtasts.Config{
+			Resolver:    res,
+			RootCAs:     roots,
+			DisableIPv6: c.DisableIPv6,
+			Cache:       g.stsCache,
+			Logger:      g.log,
+			Fetched:     g.metrics.stsFetched,
+		})
+	}
+	return err
+}
+
+// loadRoots is the system's roots and those of [relay] tls_ca_file, or
+// nil (the system's alone) when it is not set.
+func loadRoots(cfg *config.Config) (*x509.CertPool, error) {
+	if cfg.Relay.TLSCAFile == "" {
+		return nil, nil
+	}
+	path := cfg.Path(cfg.Relay.TLSCAFile)
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	roots, err := x509.SystemCertPool()
+	if err != nil {
+		roots = x509.NewCertPool() // no system roots here: the file's alone
+	}
+	if !roots.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s: no PEM certificate found", path)
+	}
+	return roots, nil
+}
