@@ -18,6 +18,7 @@ import (
 
 	msgdkim "github.com/emersion/go-msgauth/dkim"
 
+	"github.com/sluice-mail/sluice/gateway/internal/freeport"
 	"github.com/sluice-mail/sluice/gateway/internal/wasmbuild"
 )
 
@@ -186,7 +187,7 @@ func startDemo(t *testing.T, extra string) *demo {
 	if err != nil {
 		t.Fatal(err)
 	}
-	smtpAddr, inboxAddr, httpsAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+	smtpAddr, inboxAddr, httpsAddr := freeport.Addr(t), freeport.Addr(t), freeport.Addr(t)
 	_, inboxPort, _ := net.SplitHostPort(inboxAddr)
 	cfg := strings.NewReplacer(
 		`"127.0.0.1:2525"`, `"`+smtpAddr+`"`,
@@ -365,12 +366,3 @@ var (
 	receivedID   = regexp.MustCompile(` id [0-9a-f]+`)
 	receivedDate = regexp.MustCompile(`; [^;]*$`)
 )
-
-func freeAddr(t *testing.T) string {
-	l, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
