@@ -27,6 +27,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/sluice-mail/sluice/gateway/internal/dnstest"
+	"github.com/sluice-mail/sluice/gateway/internal/freeport"
 	"github.com/sluice-mail/sluice/gateway/internal/mtasts"
 )
 
@@ -58,18 +59,6 @@ func pebbleBinary(t *testing.T) string {
 		t.Fatal(pebbleErr)
 	}
 	return pebblePath
-}
-
-// freePort returns a loopback port that was free a moment ago, for a
-// server that cannot be told to pick its own and report it.
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // testCA writes a certificate and key for 127.0.0.1 and localhost, which
@@ -115,7 +104,7 @@ func startPebble(t *testing.T, dns *dnstest.Server, tlsPort int, validity time.D
 	bin := pebbleBinary(t)
 	dir := t.TempDir()
 	certFile, keyFile := testCA(t, dir)
-	listen, mgmt := freePort(t), freePort(t)
+	listen, mgmt := freeport.Port(t), freeport.Port(t)
 	var conf struct {
 		Pebble map[string]any `json:"pebble"`
 	}
@@ -124,7 +113,7 @@ func startPebble(t *testing.T, dns *dnstest.Server, tlsPort int, validity time.D
 		"managementListenAddress": fmt.Sprintf("127.0.0.1:%d", mgmt),
 		"certificate":             certFile,
 		"privateKey":              keyFile,
-		"httpPort":                freePort(t), // http-01 is never used
+		"httpPort":                freeport.Port(t), // http-01 is never used
 		"tlsPort":                 tlsPort,
 		"keyAlgorithm":            "ecdsa",
 		"retryAfter":              map[string]int{"authz": 1, "order": 1},
@@ -223,7 +212,7 @@ func TestACMEIssuanceAndRenewalWithPebble(t *testing.T) {
 mx.ours.test.      60 IN A 127.0.0.1
 mta-sts.ours.test. 60 IN A 127.0.0.1
 `)
-	httpsPort := freePort(t)
+	httpsPort := freeport.Port(t)
 	// Certificates live 20 seconds and are renewed 15 seconds before
 	// they expire, so one is renewed about 5 seconds after it is issued.
 	p := startPebble(t, dns, httpsPort, 20*time.Second)
@@ -360,7 +349,7 @@ acme = true
 acme_directory = "https://127.0.0.1:%d/dir"
 [https]
 listen = ["127.0.0.1:0"]
-`, freePort(t)),
+`, freeport.Port(t)),
 	})
 	waitFor(t, "the failure to be counted", func() bool {
 		return scrape(t, e)[`sluice_acme_failures_total{name="mx.ours.test"}`] >= 1

@@ -3,7 +3,12 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
+	"crypto/tls"
+	"io"
 	"net"
+	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +18,7 @@ import (
 
 	msgdkim "github.com/emersion/go-msgauth/dkim"
 
+	"github.com/sluice-mail/sluice/gateway/internal/freeport"
 	"github.com/sluice-mail/sluice/gateway/internal/wasmbuild"
 )
 
@@ -51,6 +57,12 @@ func TestDemoWithTheRealBinary(t *testing.T) {
 				if !re.MatchString(msg) {
 					t.Errorf("README.md:%d: the stored message has no Received field like\n%s\nit is:\n%s", c.line, re, msg)
 				}
+			}
+			continue
+		}
+		if c.args[0] == "curl" {
+			if got := demoFetch(t, d.httpsAddr, c.args); got != c.want {
+				t.Errorf("README.md:%d: %s gave\n%sthe README shows\n%s", c.line, strings.Join(c.args, " "), got, c.want)
 			}
 			continue
 		}
@@ -146,6 +158,7 @@ func TestDemoWithGreylisting(t *testing.T) {
 // directory.
 type demo struct {
 	bin, dir, smtpAddr string
+	httpsAddr          string // the HTTPS listener, for the MTA-STS policy
 	serve              *served
 	txt                map[string]string // the DKIM keys' TXT records, by name
 }
@@ -174,15 +187,16 @@ func startDemo(t *testing.T, extra string) *demo {
 	if err != nil {
 		t.Fatal(err)
 	}
-	smtpAddr, inboxAddr := freeAddr(t), freeAddr(t)
+	smtpAddr, inboxAddr, httpsAddr := freeport.Addr(t), freeport.Addr(t), freeport.Addr(t)
 	_, inboxPort, _ := net.SplitHostPort(inboxAddr)
 	cfg := strings.NewReplacer(
 		`"127.0.0.1:2525"`, `"`+smtpAddr+`"`,
 		`"127.0.0.1:2526"`, `"`+inboxAddr+`"`,
+		`"127.0.0.1:8443"`, `"`+httpsAddr+`"`,
 		"port = 2526", "port = "+inboxPort,
 		"[log]", "[wasm]\ncache_dir = \""+wasmbuild.CacheDirForTest()+"\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[log]",
 	).Replace(string(src))
-	if strings.Count(cfg, smtpAddr) != 1 || strings.Count(cfg, inboxAddr) != 1 {
+	if strings.Count(cfg, smtpAddr) != 1 || strings.Count(cfg, inboxAddr) != 1 || strings.Count(cfg, httpsAddr) != 1 {
 		t.Fatal("gateway.toml no longer has the demo's addresses; update this test")
 	}
 	// Every plugin the demo names, built from source.
@@ -203,7 +217,7 @@ func startDemo(t *testing.T, extra string) *demo {
 	}
 	serve := startServe(t, bin, cfgPath)
 	serve.waitLog("dev inbox listening")
-	return &demo{bin: bin, dir: dir, smtpAddr: smtpAddr, serve: serve, txt: txt}
+	return &demo{bin: bin, dir: dir, smtpAddr: smtpAddr, httpsAddr: httpsAddr, serve: serve, txt: txt}
 }
 
 var (
@@ -212,8 +226,9 @@ var (
 )
 
 // tryItCommand is a command of the README's Try it: `bin/sluice send ...`
-// (its arguments after bin/sluice, and a here-document as its input) or
-// `cat var/inbox/...`, with the lines the README shows after it.
+// (its arguments after bin/sluice, and a here-document as its input),
+// `cat var/inbox/...` or `curl -sk --resolve NAME:PORT:IP URL`, with the
+// lines the README shows after it.
 type tryItCommand struct {
 	line  int
 	args  []string
@@ -256,8 +271,11 @@ func readTryIt(t *testing.T, path string) []tryItCommand {
 			}
 			cmds = append(cmds, tryItCommand{line: n, args: args})
 			cmd = &cmds[len(cmds)-1]
+		case strings.HasPrefix(line, "$ curl -sk --resolve "):
+			cmds = append(cmds, tryItCommand{line: n, args: strings.Fields(strings.TrimPrefix(line, "$ "))})
+			cmd = &cmds[len(cmds)-1]
 		case strings.HasPrefix(line, "$ "):
-			t.Fatalf("README.md:%d: %q: the test runs only bin/sluice send and cat var/inbox/", n, line)
+			t.Fatalf("README.md:%d: %q: the test runs only bin/sluice send, cat var/inbox/ and curl -sk --resolve", n, line)
 		case cmd == nil:
 		case heredoc && line == "EOF":
 			heredoc = false
@@ -271,6 +289,37 @@ func readTryIt(t *testing.T, path string) []tryItCommand {
 		t.Fatalf("README.md's Try it has %d commands the test runs, want at least 4", len(cmds))
 	}
 	return cmds
+}
+
+// demoFetch does what `curl -sk --resolve NAME:PORT:IP URL` does, at the
+// demo's HTTPS listener (addr) rather than the README's port: it asks for
+// URL's path with URL's host name as SNI and Host, not verifying the
+// self-signed certificate, and returns the body with "\n" line ends.
+func demoFetch(t *testing.T, addr string, args []string) string {
+	t.Helper()
+	if len(args) != 5 {
+		t.Fatalf("curl %v: want curl -sk --resolve NAME:PORT:IP URL", args[1:])
+	}
+	u, err := url.Parse(args[4])
+	if err != nil || u.Scheme != "https" || !strings.HasPrefix(args[3], u.Host+":") {
+		t.Fatalf("curl %v: the URL's host:port is not the one --resolve names", args[1:])
+	}
+	client := &http.Client{Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true, ServerName: u.Hostname()},
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, addr)
+		},
+	}}
+	resp, err := client.Get(u.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s, %v", u, resp.Status, err)
+	}
+	return strings.ReplaceAll(string(body), "\r\n", "\n")
 }
 
 // readInbox reads a message the capture inbox stored, unfolded and with
@@ -317,12 +366,3 @@ var (
 	receivedID   = regexp.MustCompile(` id [0-9a-f]+`)
 	receivedDate = regexp.MustCompile(`; [^;]*$`)
 )
-
-func freeAddr(t *testing.T) string {
-	l, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}

@@ -20,6 +20,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/sluice-mail/sluice/gateway/internal/certs"
+	"github.com/sluice-mail/sluice/gateway/internal/freeport"
 	"github.com/sluice-mail/sluice/gateway/internal/wasmbuild"
 )
 
@@ -59,7 +60,7 @@ text = "Retired in version %d"
 func TestServeReloadsOnSIGHUPAndAdminPost(t *testing.T) {
 	dir := t.TempDir()
 	bin := buildSluice(t, dir)
-	smtpAddr := freeAddr(t)
+	smtpAddr := freeport.Addr(t)
 	router := wasmbuild.ForTest(t, "./plugins/router")
 	cfgPath := filepath.Join(dir, "gateway.toml")
 	writeVersion := func(v int) {
@@ -140,7 +141,7 @@ func rcptReply(t *testing.T, addr string) string {
 func TestServeRenewsCertificateOnSIGHUP(t *testing.T) {
 	dir := t.TempDir()
 	bin := buildSluice(t, dir)
-	smtpAddr := freeAddr(t)
+	smtpAddr := freeport.Addr(t)
 	cert, key := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
 	first := writeTestCert(t, cert, key)
 	cfg := fmt.Sprintf(reloadConfig, smtpAddr, wasmbuild.CacheDirForTest(), wasmbuild.ForTest(t, "./plugins/router"), 1)
