@@ -123,6 +123,16 @@ type requirement struct {
 // MTA-STS policy does not name it (RFC 8461 §4.1).
 func (req requirement) leftOut() bool { return !req.listed && req.mode == mtasts.Enforce }
 
+// refusing is req as a connection it refuses is counted: a testing-mode
+// MTA-STS policy never refuses one, so what does is tls_security, whose
+// level it needs.
+func (req requirement) refusing() requirement {
+	if req.mode == mtasts.Testing {
+		req.policy, req.mode = policyTLSSecurity, req.need.String()
+	}
+	return req
+}
+
 // requirement decides what connections to host must have: tls_security,
 // then the domain's MTA-STS policy, then the host's TLSA records, each
 // taking precedence over the ones before when it applies. secure says
