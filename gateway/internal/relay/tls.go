@@ -65,9 +65,9 @@ const (
 	resultExpired       = "certificate-expired"
 	resultNotTrusted    = "certificate-not-trusted"
 	resultFailed        = "validation-failure"
-	resultMXNotInPolicy = "mx-not-in-policy"
-	resultTLSAInvalid   = "tlsa-invalid"   // DANE: the certificate matches no usable TLSA record
-	resultDNSSECInvalid = "dnssec-invalid" // DANE: the TLSA records of a signed zone could not be had
+	resultMXNotInPolicy = "mx-not-in-policy" // ours: RFC 8460 has no type for an MX host the policy does not list
+	resultTLSAInvalid   = "tlsa-invalid"     // DANE: the certificate matches no usable TLSA record
+	resultDNSSECInvalid = "dnssec-invalid"   // DANE: the TLSA records of a signed zone could not be had
 )
 
 // tlsPolicy is the TLS policy for one destination domain, decided once per
