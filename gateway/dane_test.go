@@ -1,6 +1,10 @@
 package gateway_test
 
 import (
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -41,5 +45,41 @@ func TestDANEMismatchDefersAndCounts(t *testing.T) {
 	}
 	if d := e.dest.deliveries(); len(d) != 1 {
 		t.Errorf("%d deliveries, want 1", len(d))
+	}
+}
+
+// A destination whose certificate matches its TLSA record gets the
+// message, over TLS, even under tls_security = "verify" with a certificate
+// no CA vouches for: DANE-EE by key or whole certificate, and DANE-TA
+// naming the destination's own self-signed certificate (which once made
+// the relay panic, and the sender get 421 for every attempt).
+func TestDANEMatchDelivers(t *testing.T) {
+	for _, rec := range []struct{ usage, selector int }{{3, 1}, {3, 0}, {2, 0}} {
+		t.Run(fmt.Sprintf("%d %d 1", rec.usage, rec.selector), func(t *testing.T) {
+			e := startEnv(t, envOptions{dns: "timeout = \"1s\"\ndnssec = true", relay: `tls_security = "verify"`})
+			e.dns.Authenticate("dest.test.")
+			block, _ := pem.Decode(e.dest.certPEM)
+			cert, err := x509.ParseCertificate(block.Bytes)
+			if err != nil {
+				t.Fatal(err)
+			}
+			data := cert.Raw
+			if rec.selector == 1 {
+				data = cert.RawSubjectPublicKeyInfo
+			}
+			e.zone += fmt.Sprintf("_25._tcp.mx.dest.test. 300 IN TLSA %d %d 1 %x\n", rec.usage, rec.selector, sha256.Sum256(data))
+			if err := e.dns.SetRecords(e.zone); err != nil {
+				t.Fatal(err)
+			}
+			if err := e.send(t, "alice@example.org", "info@ours.test", testMessage); err != nil {
+				t.Fatalf("send: %v", err)
+			}
+			if d := e.dest.deliveries(); len(d) != 1 || !d[0].tls {
+				t.Errorf("deliveries %+v, want one over TLS", d)
+			}
+			if got := scrape(t, e)[`sluice_relay_tls_policy_total{mode="verify",policy="dane",result="ok"}`]; got != 1 {
+				t.Errorf("dane ok count = %v, want 1", got)
+			}
+		})
 	}
 }

@@ -109,6 +109,19 @@ func (e *entry) usable(now time.Time) bool {
 	return e.policy != nil && now.Before(e.fetched.Add(e.policy.MaxAge))
 }
 
+// lapsed reports whether e's policy expired after the TXT record was last
+// looked at. It was in force until then: the domain is looked at again at
+// once, rather than its mail going without the policy until Recheck has
+// passed (a policy whose max_age is shorter than Recheck would otherwise
+// lapse between looks). A policy with max_age 0 never was in force.
+func (e *entry) lapsed(now time.Time) bool {
+	if e.policy == nil || e.policy.MaxAge == 0 {
+		return false
+	}
+	expires := e.fetched.Add(e.policy.MaxAge)
+	return !now.Before(expires) && e.checked.Before(expires)
+}
+
 // Fetcher finds the MTA-STS policy of destination domains (RFC 8461 §3,
 // §5): the _mta-sts TXT record, then the policy over HTTPS, cached for its
 // max_age.
@@ -176,7 +189,7 @@ func (f *Fetcher) Policy(ctx context.Context, domain string) (p Policy, ok bool)
 	if e == nil {
 		e = c.add(domain, now)
 	}
-	due := now.Sub(e.checked) >= f.cfg.Recheck
+	due := now.Sub(e.checked) >= f.cfg.Recheck || e.lapsed(now)
 	if e.usable(now) {
 		if due && e.busy == nil {
 			done := f.startLookup(e, now)

@@ -226,6 +226,24 @@ func TestExpiredPolicyIsDropped(t *testing.T) {
 	}
 }
 
+// A policy that expires between looks at its TXT record (its max_age is
+// shorter than Recheck) is fetched again for the next message, not left
+// out until Recheck has passed.
+func TestExpiredPolicyIsFetchedAgain(t *testing.T) {
+	f, ps, _ := fetchSetup(t, "mta-sts.example.test", "v=STSv1; id=1",
+		serveText(strings.Replace(enforcePolicy, "86400", "1", 1)))
+	if _, ok := f.Policy(context.Background(), "example.test"); !ok {
+		t.Fatal("no policy")
+	}
+	time.Sleep(1100 * time.Millisecond)
+	if p, ok := f.Policy(context.Background(), "example.test"); !ok || p.Mode != Enforce {
+		t.Errorf("Policy after it expired = %+v, %v; want it fetched again", p, ok)
+	}
+	if n := ps.requests.Load(); n != 2 {
+		t.Errorf("%d fetches, want 2", n)
+	}
+}
+
 func TestNewFetcherNeedsResolver(t *testing.T) {
 	if _, err := NewFetcher(Config{}); err == nil {
 		t.Error("no error without a resolver")

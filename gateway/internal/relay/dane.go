@@ -173,7 +173,10 @@ func (d *daneHost) verify(chain []*x509.Certificate) error {
 			if !t.matches(ca) {
 				continue
 			}
-			if taErr = chainsTo(leaf, chain[1:i], ca, d.host); taErr == nil {
+			// The anchor may be the leaf itself (a self-signed
+			// server certificate published as DANE-TA): no
+			// intermediates then, and the name and dates still count.
+			if taErr = chainsTo(leaf, chain[1:max(i, 1)], ca, d.host); taErr == nil {
 				return nil
 			}
 		}

@@ -214,6 +214,21 @@ func TestDANETAWrongNameDefers(t *testing.T) {
 	dt.wantResults("dane verify tlsa-invalid")
 }
 
+func TestDANETAThatIsTheServerCertificate(t *testing.T) {
+	// A self-signed server certificate published as DANE-TA is its own
+	// trust anchor: no chain, but its name (and dates) still count. It
+	// once panicked in the handshake, taking the sender's session down.
+	srv := selfSignedTLS(t, "mx.example.test")
+	dt := newDANETest(t, daneMX+tlsaLine(2, 0, 1, leafOf(t, srv)), srv)
+	dt.delivered(dt.relay())
+	dt.wantResults("dane verify ok")
+
+	other := selfSignedTLS(t, "mx.other.test")
+	wrong := newDANETest(t, daneMX+tlsaLine(2, 1, 1, leafOf(t, other)), other)
+	wrong.refused(wrong.relay(), "mx.example.test[127.0.0.2]:PORT: DANE-TA: certificate is not valid for mx.example.test")
+	wrong.wantResults("dane verify tlsa-invalid")
+}
+
 func TestDANETAOtherAuthorityDefers(t *testing.T) {
 	ca, other := newTestCA(t), newTestCA(t)
 	dt := newDANETest(t, daneMX+tlsaLine(2, 0, 1, other.cert), ca.serverTLS(t, "mx.example.test"))

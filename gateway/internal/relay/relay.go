@@ -355,7 +355,7 @@ func (r *Relay) tryAddress(ctx context.Context, host string, ip netip.Addr, env 
 		}
 	}
 	if policyErr, ok := errors.AsType[*tlsPolicyError](err); ok {
-		r.tlsResult(req, policyErr.result)
+		r.tlsResult(req.refusing(), policyErr.result)
 		tried.policy = req.name
 	}
 	if err != nil {

@@ -65,9 +65,9 @@ const (
 	resultExpired       = "certificate-expired"
 	resultNotTrusted    = "certificate-not-trusted"
 	resultFailed        = "validation-failure"
-	resultMXNotInPolicy = "mx-not-in-policy"
-	resultTLSAInvalid   = "tlsa-invalid"   // DANE: the certificate matches no usable TLSA record
-	resultDNSSECInvalid = "dnssec-invalid" // DANE: the TLSA records of a signed zone could not be had
+	resultMXNotInPolicy = "mx-not-in-policy" // ours: RFC 8460 has no type for an MX host the policy does not list
+	resultTLSAInvalid   = "tlsa-invalid"     // DANE: the certificate matches no usable TLSA record
+	resultDNSSECInvalid = "dnssec-invalid"   // DANE: the TLSA records of a signed zone could not be had
 )
 
 // tlsPolicy is the TLS policy for one destination domain, decided once per
@@ -122,6 +122,16 @@ type requirement struct {
 // leftOut reports whether the host must not be tried at all: an enforced
 // MTA-STS policy does not name it (RFC 8461 §4.1).
 func (req requirement) leftOut() bool { return !req.listed && req.mode == mtasts.Enforce }
+
+// refusing is req as a connection it refuses is counted: a testing-mode
+// MTA-STS policy never refuses one, so what does is tls_security, whose
+// level it needs.
+func (req requirement) refusing() requirement {
+	if req.mode == mtasts.Testing {
+		req.policy, req.mode = policyTLSSecurity, req.need.String()
+	}
+	return req
+}
 
 // requirement decides what connections to host must have: tls_security,
 // then the domain's MTA-STS policy, then the host's TLSA records, each

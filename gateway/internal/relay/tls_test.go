@@ -310,6 +310,21 @@ func TestMTASTSTestingDeliversAndCountsFailure(t *testing.T) {
 	s.results.check(t, "mta-sts testing certificate-host-mismatch")
 }
 
+// Under a testing-mode policy, tls_security still refuses what falls short
+// of it; the refusal is counted as tls_security's, not as a testing-mode
+// failure whose mail went anyway.
+func TestMTASTSTestingUnderTLSSecurityVerifyCountsTheRefusal(t *testing.T) {
+	s := newSTSSetup(t, certFor(t, "other.test"), "1", policy("testing", "mx.example.test"),
+		func(c *Config) { c.Security = Verify })
+	_, err := s.begin(t)
+	sameReply(t, err, &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 7, 5},
+		Message: fmt.Sprintf("example.test: tls_security verify: mx.example.test[127.0.0.2]:%d: certificate not valid for mx.example.test (it is for other.test)", s.relay.cfg.Port)})
+	if n := len(s.dest.deliveries()); n != 0 {
+		t.Errorf("%d deliveries, want none", n)
+	}
+	s.results.check(t, "tls_security verify certificate-host-mismatch")
+}
+
 func TestMTASTSTestingCountsUnlistedMX(t *testing.T) {
 	s := newSTSSetup(t, certFor(t, "mx.example.test"), "1", policy("testing", "mx9.example.test"))
 	s.deliver(t)
