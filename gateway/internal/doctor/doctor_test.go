@@ -245,6 +245,11 @@ func TestDoctorBrokenZones(t *testing.T) {
 	for i := range 11 {
 		tooManyLookups.WriteString("\na" + string(rune('a'+i)) + ".example.test. 3600 IN A 192.0.2.1")
 	}
+	// The same lookups after our addresses: ours pass, everyone else's
+	// evaluation meets the limit.
+	lookupsAfterOurs := strings.Replace(tooManyLookups.String(), ` ip4:127.0.0.1 ip6:::1 ~all"`, ` ~all"`, 1)
+	lookupsAfterOurs = strings.Replace(lookupsAfterOurs, `"v=spf1`, `"v=spf1 ip4:127.0.0.1 ip6:::1`, 1)
+	lookupsAfterOurs = strings.ReplaceAll(lookupsAfterOurs, "IN A 192.0.2.1", "IN A 198.51.100.1")
 	cases := []struct {
 		name    string
 		toml    string // added to the configuration
@@ -275,6 +280,8 @@ func TestDoctorBrokenZones(t *testing.T) {
 			status: Error, check: "SPF", subject: "example.test", message: "2 SPF records", fix: `"v=spf1 ip4:127.0.0.1 ip6:::1 ~all"`},
 		{name: "SPF over 10 lookups", zone: edit(spfRecord, tooManyLookups.String()),
 			status: Error, check: "SPF", subject: "example.test", message: "more than the 10 DNS lookups", fix: "flatten the includes"},
+		{name: "SPF over 10 lookups after our addresses", zone: edit(spfRecord, lookupsAfterOurs),
+			status: Error, check: "SPF", subject: "example.test", message: "passes 127.0.0.1, ::1, but the rest of it needs more than the 10 DNS lookups", fix: "flatten the includes"},
 		{name: "HELO name's SPF misses its address", zone: edit(`^mx\.example\.test\. 3600 IN TXT`, `mx.example.test. 3600 IN TXT "v=spf1 ip4:127.0.0.1 -all"`),
 			status: Error, check: "SPF", subject: "mx.example.test", message: "::1 gets fail", fix: `mx.example.test. 3600 IN TXT "v=spf1 ip4:127.0.0.1 ip6:::1 -all"`},
 		{name: "no DKIM key", zone: edit(`^r1\._domainkey`, ""),
