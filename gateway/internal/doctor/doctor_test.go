@@ -434,3 +434,41 @@ func TestDoctorWithoutSources(t *testing.T) {
 		t.Errorf("errors:\n%s", report(findings))
 	}
 }
+
+// With ACME the certificate is Sluice's own: a problem with it is fixed by
+// what keeps Sluice from getting the right one, never by "set [tls] acme
+// = true", which is set.
+func TestDoctorACMECertificateFixes(t *testing.T) {
+	noCert := strings.Replace(gatewayTOML, "tls_cert = \"cert.pem\"\ntls_key = \"key.pem\"\n", "", 1)
+	acme := strings.Replace(noCert, "domains = [\"example.test\"]\n", "domains = [\"example.test\"]\ndata_dir = \"data\"\n", 1) +
+		"[tls]\nacme = true\n[https]\nlisten = [\"127.0.0.1:443\"]\n[records]\nmx = [\"mx.example.test\", \"mx2.example.test\"]\n"
+	f := newFixture(t, acme, goodCert)
+	certs, key := certPEM(t, []string{"mx.example.test"}, now.Add(10*24*time.Hour), false)
+	os.MkdirAll(f.cfg.ACMEDir(), 0o700)
+	os.WriteFile(filepath.Join(f.cfg.ACMEDir(), "mx.example.test"), append(key, certs...), 0o600)
+	findings := f.run(t, f.zone(), nil)
+	want := map[string]string{
+		"does not name mx2.example.test": "ACME gets a certificate for hostname (mx.example.test) only",
+		"expires on":                     "renewal is failing: read the log's `acme:` lines",
+	}
+	for _, fd := range findings {
+		if fd.Check != "certificate" {
+			continue
+		}
+		fix := strings.Join(fd.Fix, "\n")
+		if strings.Contains(fix, "acme = true") {
+			t.Errorf("%q: fix %q says to set what is set", fd.Message, fix)
+		}
+		for msg, w := range want {
+			if strings.Contains(fd.Message, msg) {
+				if fd.Status != Error || !strings.Contains(fix, w) {
+					t.Errorf("%s %q: fix %q, want an error with %q", fd.Status, fd.Message, fix, w)
+				}
+				delete(want, msg)
+			}
+		}
+	}
+	for msg := range want {
+		t.Errorf("no certificate finding %q in\n%s", msg, report(findings))
+	}
+}
