@@ -67,8 +67,13 @@ file = "r1.pem"
 [[dkim.key]]
 selector = "e1"
 file = "e1.pem"
-[mta_sts]
+` + httpsTOML + `[mta_sts]
 mode = "enforce"
+`
+
+// httpsTOML is the gateway's HTTPS listener, which serves the policy.
+const httpsTOML = `[https]
+listen = ["127.0.0.1:443"]
 `
 
 // testCA signs the certificates of the tests.
@@ -364,8 +369,9 @@ func TestDoctorBrokenZones(t *testing.T) {
 // self-signed or no certificate, the doctor says how to get a real one.
 func TestDoctorCertificateSources(t *testing.T) {
 	noCert := strings.Replace(gatewayTOML, "tls_cert = \"cert.pem\"\ntls_key = \"key.pem\"\n", "", 1)
+	noCert = strings.Replace(noCert, httpsTOML, "", 1)
 	acme := strings.Replace(noCert, "domains = [\"example.test\"]\n", "domains = [\"example.test\"]\ndata_dir = \"data\"\n", 1) +
-		"[tls]\nacme = true\nacme_email = \"postmaster@example.test\"\n[https]\nlisten = [\"127.0.0.1:443\"]\n"
+		"[tls]\nacme = true\nacme_email = \"postmaster@example.test\"\n" + httpsTOML
 	cases := []struct {
 		name     string
 		toml     string
@@ -440,8 +446,9 @@ func TestDoctorWithoutSources(t *testing.T) {
 // = true", which is set.
 func TestDoctorACMECertificateFixes(t *testing.T) {
 	noCert := strings.Replace(gatewayTOML, "tls_cert = \"cert.pem\"\ntls_key = \"key.pem\"\n", "", 1)
+	noCert = strings.Replace(noCert, httpsTOML, "", 1)
 	acme := strings.Replace(noCert, "domains = [\"example.test\"]\n", "domains = [\"example.test\"]\ndata_dir = \"data\"\n", 1) +
-		"[tls]\nacme = true\n[https]\nlisten = [\"127.0.0.1:443\"]\n[records]\nmx = [\"mx.example.test\", \"mx2.example.test\"]\n"
+		"[tls]\nacme = true\n" + httpsTOML + "[records]\nmx = [\"mx.example.test\", \"mx2.example.test\"]\n"
 	f := newFixture(t, acme, goodCert)
 	certs, key := certPEM(t, []string{"mx.example.test"}, now.Add(10*24*time.Hour), false)
 	os.MkdirAll(f.cfg.ACMEDir(), 0o700)
