@@ -55,8 +55,12 @@ type Options struct {
 	Plan     dnsrecords.Plan    // what Config needs published (dnsrecords.Build)
 	Resolver *resolver.Resolver // asks the DNS everyone sees
 	Now      time.Time          // zero: time.Now()
-	// Roots verify the certificate; nil: the system's.
+	// Roots verify the certificates, STARTTLS's and the MTA-STS policy
+	// host's; nil: the system's.
 	Roots *x509.CertPool
+	// HTTPSPort is where the MTA-STS policy is fetched; 0: 443, as
+	// senders do. Tests serve it elsewhere.
+	HTTPSPort int
 }
 
 // ExpiryMargin is how soon before its end a certificate is an error: an
@@ -85,6 +89,7 @@ func Run(ctx context.Context, o Options) []Finding {
 			d.txtPresent(ctx, r, "DMARC", "v=DMARC1", Warn, "no consent record: receivers will not send "+r.Domain+"'s DMARC reports to another domain without it")
 		case dnsrecords.KindMTASTS:
 			d.mtasts(ctx, r)
+			d.policyServed(ctx, r)
 		case dnsrecords.KindMTASTSHost:
 			d.mtastsHost(ctx, r)
 		case dnsrecords.KindTLSRPT:

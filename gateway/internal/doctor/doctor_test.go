@@ -7,10 +7,16 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"io"
+	"log"
 	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -25,6 +31,7 @@ import (
 	"github.com/sluice-mail/sluice/gateway/internal/dkim"
 	"github.com/sluice-mail/sluice/gateway/internal/dnsrecords"
 	"github.com/sluice-mail/sluice/gateway/internal/dnstest"
+	"github.com/sluice-mail/sluice/gateway/internal/mtasts"
 	"github.com/sluice-mail/sluice/gateway/internal/resolver"
 )
 
@@ -172,8 +179,20 @@ func (f *fixture) zone() string {
 	return b.String()
 }
 
-// run serves zone and runs the doctor against it.
+// run serves zone, and the configuration's MTA-STS policy as the gateway
+// would, and runs the doctor against them.
 func (f *fixture) run(t *testing.T, zone string, setup func(*dnstest.Server)) []Finding {
+	t.Helper()
+	port := 0
+	if p, ok := f.cfg.MTASTSPolicy(); ok {
+		port = policyServer(t, []string{"mta-sts.example.test"}, p.String())
+	}
+	return f.runWith(t, zone, setup, port)
+}
+
+// runWith runs the doctor against zone, fetching the MTA-STS policy from
+// httpsPort.
+func (f *fixture) runWith(t *testing.T, zone string, setup func(*dnstest.Server), httpsPort int) []Finding {
 	t.Helper()
 	srv := dnstest.Start(t, zone)
 	if setup != nil {
@@ -183,7 +202,32 @@ func (f *fixture) run(t *testing.T, zone string, setup func(*dnstest.Server)) []
 	if err != nil {
 		t.Fatal(err)
 	}
-	return Run(context.Background(), Options{Config: f.cfg, Plan: f.plan, Resolver: r, Now: now, Roots: newCA(t).pool})
+	return Run(context.Background(), Options{Config: f.cfg, Plan: f.plan, Resolver: r, Now: now, Roots: newCA(t).pool, HTTPSPort: httpsPort})
+}
+
+// policyServer serves body at the MTA-STS policy's path over HTTPS on
+// 127.0.0.1, with a certificate of the test CA for names, and returns its
+// port.
+func policyServer(t *testing.T, names []string, body string) int {
+	t.Helper()
+	certs, key := certPEM(t, names, now.Add(60*24*time.Hour), false)
+	pair, err := tls.X509KeyPair(certs, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != mtasts.Path {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain")
+		io.WriteString(w, body)
+	}))
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{pair}}
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the handshakes the doctor refuses
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	return srv.Listener.Addr().(*net.TCPAddr).Port
 }
 
 func report(findings []Finding) string {
@@ -477,5 +521,84 @@ func TestDoctorACMECertificateFixes(t *testing.T) {
 	}
 	for msg := range want {
 		t.Errorf("no certificate finding %q in\n%s", msg, report(findings))
+	}
+}
+
+// The policy is fetched as senders fetch it, from mta-sts.<domain> over
+// HTTPS with a certificate for that name, and compared with the
+// configuration's: each way senders would not get it is an error.
+func TestDoctorPolicyServed(t *testing.T) {
+	const url = "https://mta-sts.example.test/.well-known/mta-sts.txt"
+	elsewhere := strings.Replace(gatewayTOML, httpsTOML, "", 1)
+	closedPort := func(t *testing.T) int {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.Close()
+		return l.Addr().(*net.TCPAddr).Port
+	}
+	cases := []struct {
+		name    string
+		toml    string
+		zone    func(string) string
+		port    func(t *testing.T, policy string) int
+		status  Status
+		message string
+		fix     string
+	}{
+		{name: "served", toml: gatewayTOML,
+			port:   func(t *testing.T, p string) int { return policyServer(t, []string{"mta-sts.example.test"}, p) },
+			status: OK, message: "serves the policy (mode enforce, mx mx.example.test, max_age 604800)"},
+		{name: "certificate without the policy host", toml: gatewayTOML,
+			port:   func(t *testing.T, p string) int { return policyServer(t, []string{"mx.example.test"}, p) },
+			status: Error, message: "senders cannot fetch the policy: tls: failed to verify certificate: x509: certificate is valid for mx.example.test, not mta-sts.example.test",
+			fix: "smtp.tls_cert, which must also name mta-sts.example.test"},
+		{name: "another policy served", toml: gatewayTOML,
+			port: func(t *testing.T, _ string) int {
+				return policyServer(t, []string{"mta-sts.example.test"}, "version: STSv1\nmode: testing\nmx: mx.example.test\nmax_age: 86400\n")
+			},
+			status: Error, message: "the policy served (mode testing, mx mx.example.test, max_age 86400) is not the configuration's (mode enforce", fix: "reload it"},
+		{name: "nothing listening", toml: gatewayTOML, port: func(t *testing.T, _ string) int { return closedPort(t) },
+			status: Error, message: "senders cannot fetch the policy: dial tcp [::1]:", fix: "[https] listen must be reachable on port 443"},
+		{name: "served elsewhere", toml: elsewhere,
+			zone:   edit("", "mta-sts.example.test. 3600 IN A 127.0.0.1"),
+			port:   func(t *testing.T, p string) int { return policyServer(t, []string{"mta-sts.example.test"}, p) },
+			status: OK, message: "serves the policy"},
+		{name: "served elsewhere, without an address", toml: elsewhere,
+			port:   func(t *testing.T, _ string) int { return closedPort(t) },
+			status: Error, message: "mta-sts.example.test has no address", fix: "publish an A/AAAA (or CNAME) record of mta-sts.example.test"},
+		{name: "served elsewhere, another policy", toml: elsewhere,
+			zone: edit("", "mta-sts.example.test. 3600 IN A 127.0.0.1"),
+			port: func(t *testing.T, _ string) int {
+				return policyServer(t, []string{"mta-sts.example.test"}, "version: STSv1\nmode: none\nmx: mx.example.test\nmax_age: 86400\n")
+			},
+			status: Error, message: "is not the configuration's", fix: "  mode: enforce"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			f := newFixture(t, c.toml, goodCert)
+			zone := f.zone()
+			if c.zone != nil {
+				zone = c.zone(zone)
+			}
+			p, _ := f.cfg.MTASTSPolicy()
+			findings := f.runWith(t, zone, nil, c.port(t, p.String()))
+			var got *Finding
+			for i, fd := range findings {
+				if fd.Name == url {
+					got = &findings[i]
+				}
+			}
+			if got == nil {
+				t.Fatalf("no finding about %s in\n%s", url, report(findings))
+			}
+			if got.Status != c.status || !strings.Contains(got.Message, c.message) {
+				t.Errorf("got %s %q, want %s with %q", got.Status, got.Message, c.status, c.message)
+			}
+			if c.fix != "" && !strings.Contains(strings.Join(got.Fix, "\n"), c.fix) {
+				t.Errorf("fix %q lacks %q", got.Fix, c.fix)
+			}
+		})
 	}
 }
