@@ -89,9 +89,12 @@ func Run(ctx context.Context, o Options) []Finding {
 			d.txtPresent(ctx, r, "DMARC", "v=DMARC1", Warn, "no consent record: receivers will not send "+r.Domain+"'s DMARC reports to another domain without it")
 		case dnsrecords.KindMTASTS:
 			d.mtasts(ctx, r)
-			d.policyServed(ctx, r)
+			if len(o.Config.HTTPS.Listen) == 0 { // served elsewhere: no KindMTASTSHost
+				d.policyServed(ctx, r)
+			}
 		case dnsrecords.KindMTASTSHost:
 			d.mtastsHost(ctx, r)
+			d.policyServed(ctx, r)
 		case dnsrecords.KindTLSRPT:
 			d.txtPresent(ctx, r, "TLS-RPT", "v=TLSRPTv1", Warn, "no TLS-RPT record: senders cannot tell you when they fail to reach "+r.Domain+" over TLS")
 		case dnsrecords.KindAddress:
