@@ -101,6 +101,7 @@ func Run(ctx context.Context, o Options) []Finding {
 			d.address(ctx, r)
 		}
 	}
+	d.mxAddresses(ctx)
 	d.fcrdns(ctx)
 	d.certificate()
 	return d.findings
@@ -231,6 +232,32 @@ func (d *doctor) mx(ctx context.Context, r dnsrecords.Record) {
 		d.add(Warn, "MX", domain, "MX lacks %d of the hosts in records.mx", len(missing)).fix(recordLines(missing...)...)
 	default:
 		d.add(OK, "MX", domain, "MX points at %s", strings.Join(found, ", "))
+	}
+}
+
+// mxAddresses checks that each of our MX hosts has an address: an MX
+// record pointing at a name that does not resolve looks right, and no
+// mail arrives by it.
+func (d *doctor) mxAddresses(ctx context.Context) {
+	for _, host := range d.Config.MXHosts() {
+		var addrs []netip.Addr
+		var failed error
+		for _, network := range []string{"ip4", "ip6"} {
+			a, err := d.Resolver.LookupNetIP(ctx, network, host)
+			addrs = append(addrs, a...)
+			if lookupFailed(err) {
+				failed = err
+			}
+		}
+		switch {
+		case len(addrs) > 0:
+			d.add(OK, "MX", host, "resolves to %s", joinAddrs(addrs))
+		case failed != nil:
+			d.add(Error, "MX", host, "the address lookup failed: %v", failed)
+		default:
+			d.add(Error, "MX", host, "no A or AAAA record: senders cannot deliver to this MX host").
+				fix("publish A (and AAAA) records of " + host + ": the public addresses Sluice listens on (smtp.listen)")
+		}
 	}
 }
 

@@ -321,6 +321,8 @@ func TestDoctorBrokenZones(t *testing.T) {
 			status: Error, check: "MX", subject: "example.test", message: "null MX", fix: "IN MX 10 mx.example.test."},
 		{name: "MX lookup fails", setup: func(s *dnstest.Server) { s.Fail("example.test.", dns.RcodeServerFailure) },
 			status: Error, check: "MX", subject: "example.test", message: "the MX lookup failed"},
+		{name: "MX host without address", zone: edit(`^mx\.example\.test\. 3600 IN A`, ""),
+			status: Error, check: "MX", subject: "mx.example.test", message: "no A or AAAA record: senders cannot deliver to this MX host", fix: "publish A (and AAAA) records of mx.example.test"},
 		{name: "no SPF", zone: edit(spfRecord, ""),
 			status: Error, check: "SPF", subject: "example.test", message: "no SPF record", fix: `example.test. 3600 IN TXT "v=spf1 ip4:127.0.0.1 ip6:::1 ~all"`},
 		{name: "SPF misses an address", zone: edit(spfRecord, `example.test. 3600 IN TXT "v=spf1 ip4:192.0.2.1 ip6:::1 ~all"`),
