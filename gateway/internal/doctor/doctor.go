@@ -380,14 +380,17 @@ func (d *doctor) dmarc(ctx context.Context, r dnsrecords.Record) {
 	policy := ""
 	for tag := range strings.SplitSeq(rec, ";") {
 		k, v, _ := strings.Cut(strings.TrimSpace(tag), "=")
-		if strings.TrimSpace(k) == "p" {
+		if strings.EqualFold(strings.TrimSpace(k), "p") { // tag names are case-insensitive
+			if policy != "" {
+				continue // of a repeated tag the first counts
+			}
 			policy = strings.ToLower(strings.TrimSpace(v))
 		}
 	}
 	want := d.Config.Records.DMARCPolicy
 	switch {
 	case policy == "":
-		d.add(Error, "DMARC", n, "%q has no p= tag: receivers ignore it", rec).fix(r.Line())
+		d.add(Error, "DMARC", n, "%q has no p= tag: receivers following RFC 7489 ignore it (RFC 9989 reads it as p=none)", rec).fix(r.Line())
 	case policy != want:
 		d.add(Warn, "DMARC", n, "%q has p=%s, but records.dmarc_policy is %s", rec, policy, want).fix(r.Line())
 	case policy == "none":
