@@ -315,13 +315,14 @@ func DKIM(selector, domain string, key crypto.Signer) (Record, error) {
 }
 
 // dmarc adds the suggested DMARC record, and the report domain's consent
-// when the reports go to another domain (RFC 7489 section 7.1).
+// when the reports go to another organization's domain (RFC 7489 section
+// 7.1): a subdomain of d is d's own.
 func (b *builder) dmarc(d string) {
 	r := b.c.Records
 	b.add(Record{Kind: KindDMARC, Name: "_dmarc." + d, Type: "TXT", Text: "v=DMARC1; p=" + r.DMARCPolicy + "; rua=mailto:" + r.ReportAddress,
 		Comment: "DMARC: what receivers do with mail from " + d + " that fails SPF and DKIM alignment (p=" + r.DMARCPolicy + ", records.dmarc_policy), and where they send reports"})
 	_, reportDomain, _ := strings.Cut(r.ReportAddress, "@")
-	if reportDomain != d {
+	if reportDomain != d && !strings.HasSuffix(reportDomain, "."+d) {
 		b.add(Record{Kind: KindDMARCReport, Name: d + "._report._dmarc." + reportDomain, Type: "TXT", Text: "v=DMARC1",
 			Comment: "in " + reportDomain + "'s zone: lets it receive " + d + "'s DMARC reports, which receivers check before sending them"})
 	}

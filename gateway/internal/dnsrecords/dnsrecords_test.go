@@ -289,3 +289,20 @@ func TestBuildMTASTSServedElsewhere(t *testing.T) {
 		t.Errorf("no %q in\n%s", want, zone.String())
 	}
 }
+
+// Reports to a subdomain of the domain stay within its organization and
+// need no consent record; reports to another domain do.
+func TestBuildReportConsent(t *testing.T) {
+	c, _ := loadConfig(t, base+"[records]\nreport_address = \"dmarc@reports.example.test\"\n", map[string]string{"r1": "rsa", "e1": "ed25519"})
+	plan, err := Build(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, r := range plan.Find(KindDMARCReport) {
+		names = append(names, r.Name)
+	}
+	if want := []string{"example.org._report._dmarc.reports.example.test."}; strings.Join(names, " ") != strings.Join(want, " ") {
+		t.Errorf("consent records %v, want %v", names, want)
+	}
+}
