@@ -208,6 +208,10 @@ func (v *validator) sources() {
 			v.errorf(s.key, "relay.source[%d].address: %v", i, err)
 		} else if addrs[a] {
 			v.errorf(s.key, "relay.source[%d].address: %s is listed twice", i, a)
+		} else if a.Is6() && r.IPv6 != nil && !*r.IPv6 {
+			// The relay never connects over IPv6: the address would sit
+			// in the SPF records and the doctor's checks, unused.
+			v.errorf(s.key, "relay.source[%d].address: %s is an IPv6 address, but relay.ipv6 = false: no connection comes from it; remove it, or set ipv6 = true", i, a)
 		} else {
 			addrs[a] = true
 			s.Address = a.String()
@@ -237,6 +241,11 @@ func (v *validator) sources() {
 		a, err := sourceAddr(old.value)
 		if err != nil || !old.is(a) {
 			v.errorf("relay."+old.key, "relay.%s: %q is not an %s address", old.key, old.value, old.family)
+			continue
+		}
+		if a.Is6() && r.IPv6 != nil && !*r.IPv6 {
+			// Never used, as before [[relay.source]]; not a source, so
+			// that sluice dns lists no address mail never comes from.
 			continue
 		}
 		r.Sources = append(r.Sources, Source{Address: a.String(), Helo: r.Helo, key: "relay." + old.key})
