@@ -606,3 +606,33 @@ func TestDoctorPolicyServed(t *testing.T) {
 		})
 	}
 }
+
+// Sources of one family only: the relay's connections of the other come
+// from an address the system picks, which nothing covers; with IPv6 off,
+// IPv4 sources alone are the whole story.
+func TestDoctorSourceFamilies(t *testing.T) {
+	v4only := strings.Replace(gatewayTOML, "[[relay.source]]\naddress = \"::1\"\n", "", 1)
+	for _, c := range []struct {
+		name, toml, want string
+	}{
+		{"IPv4 only", v4only, "no IPv6 [[relay.source]]: mail to IPv6 destinations leaves from an address the system picks"},
+		{"IPv4 only, IPv6 off", strings.Replace(v4only, "[relay]\n", "[relay]\nipv6 = false\n", 1), ""},
+		{"IPv6 only", strings.Replace(gatewayTOML, "[[relay.source]]\naddress = \"127.0.0.1\"\n", "", 1), "no IPv4 [[relay.source]]: mail to IPv4 destinations leaves"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f := newFixture(t, c.toml, goodCert)
+			var got []string
+			for _, fd := range f.run(t, f.zone(), nil) {
+				if fd.Name == "relay.source" {
+					got = append(got, string(fd.Status)+" "+fd.Message+" / "+strings.Join(fd.Fix, " "))
+				}
+			}
+			switch {
+			case c.want == "" && len(got) > 0:
+				t.Errorf("findings %q, want none", got)
+			case c.want != "" && (len(got) != 1 || !strings.HasPrefix(got[0], "warn "+c.want) || !strings.Contains(got[0], "add a [[relay.source]]")):
+				t.Errorf("findings %q, want one warning %q", got, c.want)
+			}
+		})
+	}
+}
