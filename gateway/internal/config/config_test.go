@@ -278,6 +278,12 @@ helo = "Four.example.test"
 source_ipv4 = "192.0.2.25"
 `, []Source{{Address: "192.0.2.25", Helo: "out.example.test"}, {Address: "2001:db8::25", Helo: "out.example.test"}}, []int{8, 7}},
 		"none": {"", nil, nil},
+		// With IPv6 off, the older key's IPv6 address is never used, so
+		// it is no source (and sluice dns does not list it).
+		"older keys, IPv6 off": {`ipv6 = false
+source_ipv6 = "2001:db8::25"
+source_ipv4 = "192.0.2.25"
+`, []Source{{Address: "192.0.2.25", Helo: "out.example.test"}}, []int{9}},
 	} {
 		c, err := Parse("gateway.toml", []byte(head+tc.src))
 		if err != nil {

@@ -216,6 +216,10 @@ func (v *validator) sources() {
 			v.errorf(s.key, "relay.source[%d].address: %v", i, err)
 		} else if addrs[a] {
 			v.errorf(s.key, "relay.source[%d].address: %s is listed twice", i, a)
+		} else if a.Is6() && r.IPv6 != nil && !*r.IPv6 {
+			// The relay never connects over IPv6: the address would sit
+			// in the SPF records and the doctor's checks, unused.
+			v.errorf(s.key, "relay.source[%d].address: %s is an IPv6 address, but relay.ipv6 = false: no connection comes from it; remove it, or set ipv6 = true", i, a)
 		} else {
 			addrs[a] = true
 			s.Address = a.String()
@@ -245,6 +249,11 @@ func (v *validator) sources() {
 		a, err := sourceAddr(old.value)
 		if err != nil || !old.is(a) {
 			v.errorf("relay."+old.key, "relay.%s: %q is not an %s address", old.key, old.value, old.family)
+			continue
+		}
+		if a.Is6() && r.IPv6 != nil && !*r.IPv6 {
+			// Never used, as before [[relay.source]]; not a source, so
+			// that sluice dns lists no address mail never comes from.
 			continue
 		}
 		r.Sources = append(r.Sources, Source{Address: a.String(), Helo: r.Helo, key: "relay." + old.key})
@@ -628,17 +637,29 @@ func (v *validator) mtaSTS() {
 		}
 		return
 	}
+	patternsOK := true
 	for i, p := range m.MX {
 		host, wild := strings.CutPrefix(p, "*.")
 		name, err := normalizeDomain(host)
 		if err != nil || strings.Contains(host, "*") {
 			v.errorf("mta_sts.mx", "mta_sts.mx[%d]: %q is not a host name or *. and a domain", i, p)
+			patternsOK = false
 			continue
 		}
 		if wild {
 			name = "*." + name
 		}
 		m.MX[i] = name
+	}
+	// Senders that apply the policy deliver only to MX hosts it names:
+	// one of ours left out would get no mail from them (in testing mode,
+	// a failure report for each message).
+	if policy := (mtasts.Policy{MX: m.MX}); patternsOK && len(m.MX) > 0 && m.Mode != mtasts.None {
+		for _, host := range v.c.MXHosts() {
+			if !policy.Matches(host) {
+				v.errorf("mta_sts.mx", "mta_sts.mx: %s, an MX host of ours (records.mx, or hostname), matches none of its patterns: senders that apply the policy would not deliver to it; add it, or leave mta_sts.mx out to use records.mx", host)
+			}
+		}
 	}
 	if d := m.MaxAge.D(); d > mtasts.MaxAge || d%time.Second != 0 || (m.MaxAge != 0 && d < time.Second) {
 		v.errorf("mta_sts.max_age", "mta_sts.max_age: whole seconds, at most 31557600s (about a year), not %s", d)

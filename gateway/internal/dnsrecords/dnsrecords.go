@@ -238,13 +238,23 @@ func (b *builder) domain(d string) error {
 	if p, ok := c.MTASTSPolicy(); ok {
 		r := Record{Kind: KindMTASTS, Name: "_mta-sts." + d, Type: "TXT", Text: p.Record(),
 			Comment: "MTA-STS: senders fetch the policy below again when this id changes (it changes with the policy)"}
-		r.Notes = append(r.Notes, "the policy Sluice serves at https://mta-sts."+d+"/.well-known/mta-sts.txt:")
+		// Without [https] listen another web server serves the policy
+		// (docs/tls.md), at an address this configuration does not know.
+		served := len(c.HTTPS.Listen) > 0
+		if served {
+			r.Notes = append(r.Notes, "the policy Sluice serves at https://mta-sts."+d+"/.well-known/mta-sts.txt:")
+		} else {
+			r.Notes = append(r.Notes, "Sluice does not serve the policy ([https] listen is not set): serve it from your web server,",
+				"with a certificate for mta-sts."+d+", at https://mta-sts."+d+"/.well-known/mta-sts.txt:")
+		}
 		for line := range strings.Lines(p.String()) {
 			r.Notes = append(r.Notes, "  "+strings.TrimRight(line, "\r\n"))
 		}
 		b.add(r)
-		b.add(Record{Kind: KindMTASTSHost, Name: "mta-sts." + d, Type: "CNAME", Value: dns.Fqdn(c.Hostname),
-			Comment: "where senders fetch the MTA-STS policy: Sluice's [https] listener, with a certificate for this name"})
+		if served {
+			b.add(Record{Kind: KindMTASTSHost, Name: "mta-sts." + d, Type: "CNAME", Value: dns.Fqdn(c.Hostname),
+				Comment: "where senders fetch the MTA-STS policy: Sluice's [https] listener, with a certificate for this name"})
+		}
 	}
 	b.add(Record{Kind: KindTLSRPT, Name: "_smtp._tls." + d, Type: "TXT", Text: "v=TLSRPTv1; rua=mailto:" + c.Records.ReportAddress,
 		Comment: "TLS-RPT: where senders report failures to reach " + d + " over TLS (RFC 8460)"})
@@ -305,13 +315,14 @@ func DKIM(selector, domain string, key crypto.Signer) (Record, error) {
 }
 
 // dmarc adds the suggested DMARC record, and the report domain's consent
-// when the reports go to another domain (RFC 7489 section 7.1).
+// when the reports go to another organization's domain (RFC 7489 section
+// 7.1): a subdomain of d is d's own.
 func (b *builder) dmarc(d string) {
 	r := b.c.Records
 	b.add(Record{Kind: KindDMARC, Name: "_dmarc." + d, Type: "TXT", Text: "v=DMARC1; p=" + r.DMARCPolicy + "; rua=mailto:" + r.ReportAddress,
 		Comment: "DMARC: what receivers do with mail from " + d + " that fails SPF and DKIM alignment (p=" + r.DMARCPolicy + ", records.dmarc_policy), and where they send reports"})
 	_, reportDomain, _ := strings.Cut(r.ReportAddress, "@")
-	if reportDomain != d {
+	if reportDomain != d && !strings.HasSuffix(reportDomain, "."+d) {
 		b.add(Record{Kind: KindDMARCReport, Name: d + "._report._dmarc." + reportDomain, Type: "TXT", Text: "v=DMARC1",
 			Comment: "in " + reportDomain + "'s zone: lets it receive " + d + "'s DMARC reports, which receivers check before sending them"})
 	}

@@ -88,6 +88,10 @@ address = "192.0.2.10"
 [[relay.source]]
 address = "2001:db8::10"
 helo = "out6.example.test"
+[smtp]
+tls_self_signed = true
+[https]
+listen = ["127.0.0.1:443"]
 [mta_sts]
 mode = "enforce"
 [records]
@@ -260,5 +264,45 @@ func TestQuoteTXT(t *testing.T) {
 	}
 	if got := QuoteTXT(`a"b\c`); got != `"a\"b\\c"` {
 		t.Errorf("QuoteTXT = %s", got)
+	}
+}
+
+// A policy that Sluice does not serve ([https] listen not set) is served
+// by another web server: no record points mta-sts.<domain> at the
+// gateway, and the comments say what to serve, and where.
+func TestBuildMTASTSServedElsewhere(t *testing.T) {
+	c, _ := loadConfig(t, base+"[mta_sts]\nmode = \"testing\"\n", map[string]string{"r1": "rsa", "e1": "ed25519"})
+	plan, err := Build(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var zone bytes.Buffer
+	plan.WriteZone(&zone)
+	zoneRecords(t, zone.String())
+	if rs := plan.Find(KindMTASTSHost); len(rs) != 0 {
+		t.Errorf("records point mta-sts.<domain> at the gateway, which does not serve the policy: %v", rs)
+	}
+	if len(plan.Find(KindMTASTS)) != 2 {
+		t.Errorf("want the _mta-sts record of both domains in\n%s", zone.String())
+	}
+	if want := ";   with a certificate for mta-sts.example.org, at https://mta-sts.example.org/.well-known/mta-sts.txt:\n;     version: STSv1\n;     mode: testing\n"; !strings.Contains(zone.String(), want) {
+		t.Errorf("no %q in\n%s", want, zone.String())
+	}
+}
+
+// Reports to a subdomain of the domain stay within its organization and
+// need no consent record; reports to another domain do.
+func TestBuildReportConsent(t *testing.T) {
+	c, _ := loadConfig(t, base+"[records]\nreport_address = \"dmarc@reports.example.test\"\n", map[string]string{"r1": "rsa", "e1": "ed25519"})
+	plan, err := Build(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, r := range plan.Find(KindDMARCReport) {
+		names = append(names, r.Name)
+	}
+	if want := []string{"example.org._report._dmarc.reports.example.test."}; strings.Join(names, " ") != strings.Join(want, " ") {
+		t.Errorf("consent records %v, want %v", names, want)
 	}
 }

@@ -34,16 +34,37 @@ func (d *doctor) certificate() {
 		d.add(Warn, "certificate", c.Hostname, "no certificate: Sluice offers no STARTTLS, so mail to it travels in clear").fix(acmeFix)
 		return
 	}
+	// With ACME the certificate is Sluice's to get and renew: the fix is
+	// in what keeps it from doing so, not in setting acme = true.
+	fixes := certFixes{
+		read:    acmeFix,
+		name:    func(mx string) string { return "get a certificate for " + mx + "; " + acmeFix },
+		renew:   "renew it; " + acmeFix,
+		chain:   "put the intermediate certificates after the certificate in the file; " + acmeFix,
+		selfSig: acmeFix,
+	}
+	if c.TLS.ACME {
+		const untrusted = "tls.acme_directory is a CA senders do not trust (a staging directory?): remove it to use Let's Encrypt's"
+		fixes = certFixes{
+			read: "run the doctor as the user Sluice runs as, who can read it: sudo -u sluice sluice doctor",
+			name: func(mx string) string {
+				return "ACME gets a certificate for hostname (" + c.Hostname + ") only: list only it in records.mx, or serve " + mx + " from a gateway of its own"
+			},
+			renew:   "renewal is failing: read the log's `acme:` lines (sluice_acme_failures_total counts them); the CA must reach [https] listen on port 443 at " + c.Hostname + "'s addresses",
+			chain:   untrusted,
+			selfSig: untrusted,
+		}
+	}
 	chain, err := readChain(file)
 	if err != nil {
-		d.add(Error, "certificate", file, "%v", err).fix(acmeFix)
+		d.add(Error, "certificate", file, "%v", err).fix(fixes.read)
 		return
 	}
 	leaf := chain[0]
 	for _, mx := range c.MXHosts() {
 		if err := leaf.VerifyHostname(mx); err != nil {
 			d.add(Error, "certificate", file, "does not name %s (it names %s): senders that verify refuse it", mx, strings.Join(leaf.DNSNames, ", ")).
-				fix("get a certificate for " + mx + "; " + acmeFix)
+				fix(fixes.name(mx))
 		} else {
 			d.add(OK, "certificate", file, "names %s", mx)
 		}
@@ -52,9 +73,9 @@ func (d *doctor) certificate() {
 	day := leaf.NotAfter.UTC().Format("2006-01-02 15:04 UTC")
 	switch {
 	case left <= 0:
-		d.add(Error, "certificate", file, "expired on %s", day).fix("renew it; " + acmeFix)
+		d.add(Error, "certificate", file, "expired on %s", day).fix(fixes.renew)
 	case left < ExpiryMargin:
-		d.add(Error, "certificate", file, "expires on %s, in %d days: renewal is due and has not happened", day, int(left.Hours()/24)).fix("renew it; " + acmeFix)
+		d.add(Error, "certificate", file, "expires on %s, in %d days: renewal is due and has not happened", day, int(left.Hours()/24)).fix(fixes.renew)
 	default:
 		d.add(OK, "certificate", file, "valid until %s", day)
 	}
@@ -67,10 +88,17 @@ func (d *doctor) certificate() {
 	case err == nil:
 		d.add(OK, "certificate", file, "issued by %s, which senders trust", leaf.Issuer.CommonName)
 	case bytes.Equal(leaf.RawIssuer, leaf.RawSubject) && leaf.CheckSignature(leaf.SignatureAlgorithm, leaf.RawTBSCertificate, leaf.Signature) == nil:
-		d.add(Warn, "certificate", file, "self-signed: senders that verify (MTA-STS enforce, DANE) refuse it").fix(acmeFix)
+		d.add(Warn, "certificate", file, "self-signed: senders that verify (MTA-STS enforce, DANE) refuse it").fix(fixes.selfSig)
 	default:
-		d.add(Warn, "certificate", file, "not verifiable: %v", err).fix("put the intermediate certificates after the certificate in the file; " + acmeFix)
+		d.add(Warn, "certificate", file, "not verifiable: %v", err).fix(fixes.chain)
 	}
+}
+
+// certFixes are the fixes of the certificate's findings, which depend on
+// where it comes from.
+type certFixes struct {
+	read, renew, chain, selfSig string
+	name                        func(mx string) string
 }
 
 // readChain reads the certificates of a PEM file, leaf first; other

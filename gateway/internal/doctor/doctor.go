@@ -55,8 +55,12 @@ type Options struct {
 	Plan     dnsrecords.Plan    // what Config needs published (dnsrecords.Build)
 	Resolver *resolver.Resolver // asks the DNS everyone sees
 	Now      time.Time          // zero: time.Now()
-	// Roots verify the certificate; nil: the system's.
+	// Roots verify the certificates, STARTTLS's and the MTA-STS policy
+	// host's; nil: the system's.
 	Roots *x509.CertPool
+	// HTTPSPort is where the MTA-STS policy is fetched; 0: 443, as
+	// senders do. Tests serve it elsewhere.
+	HTTPSPort int
 }
 
 // ExpiryMargin is how soon before its end a certificate is an error: an
@@ -85,14 +89,19 @@ func Run(ctx context.Context, o Options) []Finding {
 			d.txtPresent(ctx, r, "DMARC", "v=DMARC1", Warn, "no consent record: receivers will not send "+r.Domain+"'s DMARC reports to another domain without it")
 		case dnsrecords.KindMTASTS:
 			d.mtasts(ctx, r)
+			if len(o.Config.HTTPS.Listen) == 0 { // served elsewhere: no KindMTASTSHost
+				d.policyServed(ctx, r)
+			}
 		case dnsrecords.KindMTASTSHost:
 			d.mtastsHost(ctx, r)
+			d.policyServed(ctx, r)
 		case dnsrecords.KindTLSRPT:
 			d.txtPresent(ctx, r, "TLS-RPT", "v=TLSRPTv1", Warn, "no TLS-RPT record: senders cannot tell you when they fail to reach "+r.Domain+" over TLS")
 		case dnsrecords.KindAddress:
 			d.address(ctx, r)
 		}
 	}
+	d.mxAddresses(ctx)
 	d.fcrdns(ctx)
 	d.certificate()
 	return d.findings
@@ -139,6 +148,7 @@ func lookupFailed(err error) bool {
 func (d *doctor) outbound(ctx context.Context) []dnsrecords.Source {
 	srcs := dnsrecords.Sources(d.Config)
 	if len(srcs) > 0 {
+		d.families(srcs)
 		return srcs
 	}
 	host := d.Config.Hostname
@@ -160,6 +170,27 @@ func (d *doctor) outbound(ctx context.Context) []dnsrecords.Source {
 			fix("list the addresses Sluice sends from in [[relay.source]] (address, helo) so that SPF and reverse DNS are checked for those")
 	}
 	return srcs
+}
+
+// families warns of an address family the relay uses without a source
+// of it: its connections come from an address the system picks, which the
+// SPF records do not list and whose reverse DNS nobody checked.
+func (d *doctor) families(srcs []dnsrecords.Source) {
+	ipv6 := d.Config.Relay.IPv6 == nil || *d.Config.Relay.IPv6
+	for _, f := range []struct {
+		name string
+		used bool
+		is   func(netip.Addr) bool
+		fix  string
+	}{
+		{"IPv4", true, netip.Addr.Is4, ""},
+		{"IPv6", ipv6, netip.Addr.Is6, ", or set [relay] ipv6 = false if it has none"},
+	} {
+		if f.used && !slices.ContainsFunc(srcs, func(s dnsrecords.Source) bool { return f.is(s.Addr) }) {
+			d.add(Warn, "address", "relay.source", "no %s [[relay.source]]: mail to %s destinations leaves from an address the system picks, which the SPF records do not list and whose reverse DNS is not checked", f.name, f.name).
+				fix("add a [[relay.source]] with this machine's public " + f.name + " address and publish what sluice dns prints" + f.fix)
+		}
+	}
 }
 
 func addrList(srcs []dnsrecords.Source) string {
@@ -226,6 +257,32 @@ func (d *doctor) mx(ctx context.Context, r dnsrecords.Record) {
 	}
 }
 
+// mxAddresses checks that each of our MX hosts has an address: an MX
+// record pointing at a name that does not resolve looks right, and no
+// mail arrives by it.
+func (d *doctor) mxAddresses(ctx context.Context) {
+	for _, host := range d.Config.MXHosts() {
+		var addrs []netip.Addr
+		var failed error
+		for _, network := range []string{"ip4", "ip6"} {
+			a, err := d.Resolver.LookupNetIP(ctx, network, host)
+			addrs = append(addrs, a...)
+			if lookupFailed(err) {
+				failed = err
+			}
+		}
+		switch {
+		case len(addrs) > 0:
+			d.add(OK, "MX", host, "resolves to %s", joinAddrs(addrs))
+		case failed != nil:
+			d.add(Error, "MX", host, "the address lookup failed: %v", failed)
+		default:
+			d.add(Error, "MX", host, "no A or AAAA record: senders cannot deliver to this MX host").
+				fix("publish A (and AAAA) records of " + host + ": the public addresses Sluice listens on (smtp.listen)")
+		}
+	}
+}
+
 // checkSPF checks that the name has one SPF record and that it passes
 // each outbound address, as receivers evaluate it (lookup limits and all).
 func (d *doctor) checkSPF(ctx context.Context, r dnsrecords.Record) {
@@ -267,18 +324,40 @@ func (d *doctor) checkSPF(ctx context.Context, r dnsrecords.Record) {
 			passed = append(passed, a.Addr.String())
 			continue
 		}
-		limit = limit || strings.Contains(res.Reason, "lookup limit")
+		limit = limit || overLimit(res)
 		failed = append(failed, fmt.Sprintf("%s gets %s (%s)", a.Addr, res.Result, res.Reason))
+	}
+	// Evaluation stops at the first mechanism that matches, so a record
+	// that lists our addresses before its includes passes them however
+	// many lookups the rest needs; the domain's other senders, matched
+	// later, get permerror. An address no record lists is evaluated
+	// through to the end, as theirs are.
+	var probe spf.Result
+	if !limit && len(failed) == 0 {
+		probe = d.spf.MailFrom(ctx, spfProbe, d.Config.Relay.Helo, "postmaster@"+n)
 	}
 	switch {
 	case limit:
 		d.add(Error, "SPF", n, "%q needs more than the 10 DNS lookups (or 2 void lookups) SPF allows, so receivers get permerror: %s", records[0], strings.Join(failed, "; ")).
+			fix("flatten the includes, or publish:", r.Line())
+	case overLimit(probe):
+		d.add(Error, "SPF", n, "%q passes %s, but the rest of it needs more than the 10 DNS lookups (or 2 void lookups) SPF allows: every other sender for %s gets permerror (%s)", records[0], strings.Join(passed, ", "), n, probe.Reason).
 			fix("flatten the includes, or publish:", r.Line())
 	case len(failed) > 0:
 		d.add(Error, "SPF", n, "%q does not cover every outbound address: %s", records[0], strings.Join(failed, "; ")).fix(r.Line())
 	default:
 		d.add(OK, "SPF", n, "%q passes %s", records[0], strings.Join(passed, ", "))
 	}
+}
+
+// spfProbe is an address of TEST-NET-1 (RFC 5737), which no SPF record
+// lists: its evaluation goes through the whole record.
+var spfProbe = netip.MustParseAddr("192.0.2.1")
+
+// overLimit reports whether an SPF evaluation ended on the limit of
+// DNS lookups or of void lookups (RFC 7208 section 4.6.4).
+func overLimit(res spf.Result) bool {
+	return res.Result == "permerror" && strings.Contains(res.Reason, "lookup limit")
 }
 
 // dkim checks that the published key is the one Sluice signs with.
@@ -323,14 +402,17 @@ func (d *doctor) dmarc(ctx context.Context, r dnsrecords.Record) {
 	policy := ""
 	for tag := range strings.SplitSeq(rec, ";") {
 		k, v, _ := strings.Cut(strings.TrimSpace(tag), "=")
-		if strings.TrimSpace(k) == "p" {
+		if strings.EqualFold(strings.TrimSpace(k), "p") { // tag names are case-insensitive
+			if policy != "" {
+				continue // of a repeated tag the first counts
+			}
 			policy = strings.ToLower(strings.TrimSpace(v))
 		}
 	}
 	want := d.Config.Records.DMARCPolicy
 	switch {
 	case policy == "":
-		d.add(Error, "DMARC", n, "%q has no p= tag: receivers ignore it", rec).fix(r.Line())
+		d.add(Error, "DMARC", n, "%q has no p= tag: receivers following RFC 7489 ignore it (RFC 9989 reads it as p=none)", rec).fix(r.Line())
 	case policy != want:
 		d.add(Warn, "DMARC", n, "%q has p=%s, but records.dmarc_policy is %s", rec, policy, want).fix(r.Line())
 	case policy == "none":

@@ -7,10 +7,16 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"io"
+	"log"
 	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -25,6 +31,7 @@ import (
 	"github.com/sluice-mail/sluice/gateway/internal/dkim"
 	"github.com/sluice-mail/sluice/gateway/internal/dnsrecords"
 	"github.com/sluice-mail/sluice/gateway/internal/dnstest"
+	"github.com/sluice-mail/sluice/gateway/internal/mtasts"
 	"github.com/sluice-mail/sluice/gateway/internal/resolver"
 )
 
@@ -67,8 +74,13 @@ file = "r1.pem"
 [[dkim.key]]
 selector = "e1"
 file = "e1.pem"
-[mta_sts]
+` + httpsTOML + `[mta_sts]
 mode = "enforce"
+`
+
+// httpsTOML is the gateway's HTTPS listener, which serves the policy.
+const httpsTOML = `[https]
+listen = ["127.0.0.1:443"]
 `
 
 // testCA signs the certificates of the tests.
@@ -167,8 +179,20 @@ func (f *fixture) zone() string {
 	return b.String()
 }
 
-// run serves zone and runs the doctor against it.
+// run serves zone, and the configuration's MTA-STS policy as the gateway
+// would, and runs the doctor against them.
 func (f *fixture) run(t *testing.T, zone string, setup func(*dnstest.Server)) []Finding {
+	t.Helper()
+	port := 0
+	if p, ok := f.cfg.MTASTSPolicy(); ok {
+		port = policyServer(t, []string{"mta-sts.example.test"}, p.String())
+	}
+	return f.runWith(t, zone, setup, port)
+}
+
+// runWith runs the doctor against zone, fetching the MTA-STS policy from
+// httpsPort.
+func (f *fixture) runWith(t *testing.T, zone string, setup func(*dnstest.Server), httpsPort int) []Finding {
 	t.Helper()
 	srv := dnstest.Start(t, zone)
 	if setup != nil {
@@ -178,7 +202,32 @@ func (f *fixture) run(t *testing.T, zone string, setup func(*dnstest.Server)) []
 	if err != nil {
 		t.Fatal(err)
 	}
-	return Run(context.Background(), Options{Config: f.cfg, Plan: f.plan, Resolver: r, Now: now, Roots: newCA(t).pool})
+	return Run(context.Background(), Options{Config: f.cfg, Plan: f.plan, Resolver: r, Now: now, Roots: newCA(t).pool, HTTPSPort: httpsPort})
+}
+
+// policyServer serves body at the MTA-STS policy's path over HTTPS on
+// 127.0.0.1, with a certificate of the test CA for names, and returns its
+// port.
+func policyServer(t *testing.T, names []string, body string) int {
+	t.Helper()
+	certs, key := certPEM(t, names, now.Add(60*24*time.Hour), false)
+	pair, err := tls.X509KeyPair(certs, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != mtasts.Path {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain")
+		io.WriteString(w, body)
+	}))
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{pair}}
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the handshakes the doctor refuses
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	return srv.Listener.Addr().(*net.TCPAddr).Port
 }
 
 func report(findings []Finding) string {
@@ -245,6 +294,11 @@ func TestDoctorBrokenZones(t *testing.T) {
 	for i := range 11 {
 		tooManyLookups.WriteString("\na" + string(rune('a'+i)) + ".example.test. 3600 IN A 192.0.2.1")
 	}
+	// The same lookups after our addresses: ours pass, everyone else's
+	// evaluation meets the limit.
+	lookupsAfterOurs := strings.Replace(tooManyLookups.String(), ` ip4:127.0.0.1 ip6:::1 ~all"`, ` ~all"`, 1)
+	lookupsAfterOurs = strings.Replace(lookupsAfterOurs, `"v=spf1`, `"v=spf1 ip4:127.0.0.1 ip6:::1`, 1)
+	lookupsAfterOurs = strings.ReplaceAll(lookupsAfterOurs, "IN A 192.0.2.1", "IN A 198.51.100.1")
 	cases := []struct {
 		name    string
 		toml    string // added to the configuration
@@ -267,6 +321,8 @@ func TestDoctorBrokenZones(t *testing.T) {
 			status: Error, check: "MX", subject: "example.test", message: "null MX", fix: "IN MX 10 mx.example.test."},
 		{name: "MX lookup fails", setup: func(s *dnstest.Server) { s.Fail("example.test.", dns.RcodeServerFailure) },
 			status: Error, check: "MX", subject: "example.test", message: "the MX lookup failed"},
+		{name: "MX host without address", zone: edit(`^mx\.example\.test\. 3600 IN A`, ""),
+			status: Error, check: "MX", subject: "mx.example.test", message: "no A or AAAA record: senders cannot deliver to this MX host", fix: "publish A (and AAAA) records of mx.example.test"},
 		{name: "no SPF", zone: edit(spfRecord, ""),
 			status: Error, check: "SPF", subject: "example.test", message: "no SPF record", fix: `example.test. 3600 IN TXT "v=spf1 ip4:127.0.0.1 ip6:::1 ~all"`},
 		{name: "SPF misses an address", zone: edit(spfRecord, `example.test. 3600 IN TXT "v=spf1 ip4:192.0.2.1 ip6:::1 ~all"`),
@@ -275,6 +331,8 @@ func TestDoctorBrokenZones(t *testing.T) {
 			status: Error, check: "SPF", subject: "example.test", message: "2 SPF records", fix: `"v=spf1 ip4:127.0.0.1 ip6:::1 ~all"`},
 		{name: "SPF over 10 lookups", zone: edit(spfRecord, tooManyLookups.String()),
 			status: Error, check: "SPF", subject: "example.test", message: "more than the 10 DNS lookups", fix: "flatten the includes"},
+		{name: "SPF over 10 lookups after our addresses", zone: edit(spfRecord, lookupsAfterOurs),
+			status: Error, check: "SPF", subject: "example.test", message: "passes 127.0.0.1, ::1, but the rest of it needs more than the 10 DNS lookups", fix: "flatten the includes"},
 		{name: "HELO name's SPF misses its address", zone: edit(`^mx\.example\.test\. 3600 IN TXT`, `mx.example.test. 3600 IN TXT "v=spf1 ip4:127.0.0.1 -all"`),
 			status: Error, check: "SPF", subject: "mx.example.test", message: "::1 gets fail", fix: `mx.example.test. 3600 IN TXT "v=spf1 ip4:127.0.0.1 ip6:::1 -all"`},
 		{name: "no DKIM key", zone: edit(`^r1\._domainkey`, ""),
@@ -288,7 +346,9 @@ func TestDoctorBrokenZones(t *testing.T) {
 		{name: "DMARC policy other than asked", zone: edit(`^_dmarc`, `_dmarc.example.test. 3600 IN TXT "v=DMARC1; p=reject"`),
 			status: Warn, check: "DMARC", subject: "_dmarc.example.test", message: "has p=reject, but records.dmarc_policy is none", fix: "p=none"},
 		{name: "DMARC without p=", zone: edit(`^_dmarc`, `_dmarc.example.test. 3600 IN TXT "v=DMARC1; rua=mailto:x@example.test"`),
-			status: Error, check: "DMARC", subject: "_dmarc.example.test", message: "has no p= tag", fix: "p=none"},
+			status: Error, check: "DMARC", subject: "_dmarc.example.test", message: "has no p= tag: receivers following RFC 7489 ignore it (RFC 9989 reads it as p=none)", fix: "p=none"},
+		{name: "DMARC policy tag in capitals", zone: edit(`^_dmarc`, `_dmarc.example.test. 3600 IN TXT "v=DMARC1; P=reject; p=none"`),
+			status: Warn, check: "DMARC", subject: "_dmarc.example.test", message: "has p=reject, but records.dmarc_policy is none", fix: "p=none"},
 		{name: "DMARC reports to another domain without consent", toml: "[records]\nreport_address = \"reports@example.net\"\n",
 			zone:   edit(`_report\._dmarc`, ""),
 			status: Warn, check: "DMARC", subject: "example.test._report._dmarc.example.net", message: "no consent record", fix: `example.test._report._dmarc.example.net. 3600 IN TXT "v=DMARC1"`},
@@ -357,8 +417,9 @@ func TestDoctorBrokenZones(t *testing.T) {
 // self-signed or no certificate, the doctor says how to get a real one.
 func TestDoctorCertificateSources(t *testing.T) {
 	noCert := strings.Replace(gatewayTOML, "tls_cert = \"cert.pem\"\ntls_key = \"key.pem\"\n", "", 1)
+	noCert = strings.Replace(noCert, httpsTOML, "", 1)
 	acme := strings.Replace(noCert, "domains = [\"example.test\"]\n", "domains = [\"example.test\"]\ndata_dir = \"data\"\n", 1) +
-		"[tls]\nacme = true\nacme_email = \"postmaster@example.test\"\n[https]\nlisten = [\"127.0.0.1:443\"]\n"
+		"[tls]\nacme = true\nacme_email = \"postmaster@example.test\"\n" + httpsTOML
 	cases := []struct {
 		name     string
 		toml     string
@@ -425,5 +486,153 @@ func TestDoctorWithoutSources(t *testing.T) {
 	}
 	if Failed(findings) {
 		t.Errorf("errors:\n%s", report(findings))
+	}
+}
+
+// With ACME the certificate is Sluice's own: a problem with it is fixed by
+// what keeps Sluice from getting the right one, never by "set [tls] acme
+// = true", which is set.
+func TestDoctorACMECertificateFixes(t *testing.T) {
+	noCert := strings.Replace(gatewayTOML, "tls_cert = \"cert.pem\"\ntls_key = \"key.pem\"\n", "", 1)
+	noCert = strings.Replace(noCert, httpsTOML, "", 1)
+	acme := strings.Replace(noCert, "domains = [\"example.test\"]\n", "domains = [\"example.test\"]\ndata_dir = \"data\"\n", 1) +
+		"[tls]\nacme = true\n" + httpsTOML + "[records]\nmx = [\"mx.example.test\", \"mx2.example.test\"]\n"
+	f := newFixture(t, acme, goodCert)
+	certs, key := certPEM(t, []string{"mx.example.test"}, now.Add(10*24*time.Hour), false)
+	os.MkdirAll(f.cfg.ACMEDir(), 0o700)
+	os.WriteFile(filepath.Join(f.cfg.ACMEDir(), "mx.example.test"), append(key, certs...), 0o600)
+	findings := f.run(t, f.zone(), nil)
+	want := map[string]string{
+		"does not name mx2.example.test": "ACME gets a certificate for hostname (mx.example.test) only",
+		"expires on":                     "renewal is failing: read the log's `acme:` lines",
+	}
+	for _, fd := range findings {
+		if fd.Check != "certificate" {
+			continue
+		}
+		fix := strings.Join(fd.Fix, "\n")
+		if strings.Contains(fix, "acme = true") {
+			t.Errorf("%q: fix %q says to set what is set", fd.Message, fix)
+		}
+		for msg, w := range want {
+			if strings.Contains(fd.Message, msg) {
+				if fd.Status != Error || !strings.Contains(fix, w) {
+					t.Errorf("%s %q: fix %q, want an error with %q", fd.Status, fd.Message, fix, w)
+				}
+				delete(want, msg)
+			}
+		}
+	}
+	for msg := range want {
+		t.Errorf("no certificate finding %q in\n%s", msg, report(findings))
+	}
+}
+
+// The policy is fetched as senders fetch it, from mta-sts.<domain> over
+// HTTPS with a certificate for that name, and compared with the
+// configuration's: each way senders would not get it is an error.
+func TestDoctorPolicyServed(t *testing.T) {
+	const url = "https://mta-sts.example.test/.well-known/mta-sts.txt"
+	elsewhere := strings.Replace(gatewayTOML, httpsTOML, "", 1)
+	closedPort := func(t *testing.T) int {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.Close()
+		return l.Addr().(*net.TCPAddr).Port
+	}
+	cases := []struct {
+		name    string
+		toml    string
+		zone    func(string) string
+		port    func(t *testing.T, policy string) int
+		status  Status
+		message string
+		fix     string
+	}{
+		{name: "served", toml: gatewayTOML,
+			port:   func(t *testing.T, p string) int { return policyServer(t, []string{"mta-sts.example.test"}, p) },
+			status: OK, message: "serves the policy (mode enforce, mx mx.example.test, max_age 604800)"},
+		{name: "certificate without the policy host", toml: gatewayTOML,
+			port:   func(t *testing.T, p string) int { return policyServer(t, []string{"mx.example.test"}, p) },
+			status: Error, message: "senders cannot fetch the policy: tls: failed to verify certificate: x509: certificate is valid for mx.example.test, not mta-sts.example.test",
+			fix: "smtp.tls_cert, which must also name mta-sts.example.test"},
+		{name: "another policy served", toml: gatewayTOML,
+			port: func(t *testing.T, _ string) int {
+				return policyServer(t, []string{"mta-sts.example.test"}, "version: STSv1\nmode: testing\nmx: mx.example.test\nmax_age: 86400\n")
+			},
+			status: Error, message: "the policy served (mode testing, mx mx.example.test, max_age 86400) is not the configuration's (mode enforce", fix: "reload it"},
+		{name: "nothing listening", toml: gatewayTOML, port: func(t *testing.T, _ string) int { return closedPort(t) },
+			status: Error, message: "senders cannot fetch the policy: dial tcp [::1]:", fix: "[https] listen must be reachable on port 443"},
+		{name: "served elsewhere", toml: elsewhere,
+			zone:   edit("", "mta-sts.example.test. 3600 IN A 127.0.0.1"),
+			port:   func(t *testing.T, p string) int { return policyServer(t, []string{"mta-sts.example.test"}, p) },
+			status: OK, message: "serves the policy"},
+		{name: "served elsewhere, without an address", toml: elsewhere,
+			port:   func(t *testing.T, _ string) int { return closedPort(t) },
+			status: Error, message: "mta-sts.example.test has no address", fix: "publish an A/AAAA (or CNAME) record of mta-sts.example.test"},
+		{name: "served elsewhere, another policy", toml: elsewhere,
+			zone: edit("", "mta-sts.example.test. 3600 IN A 127.0.0.1"),
+			port: func(t *testing.T, _ string) int {
+				return policyServer(t, []string{"mta-sts.example.test"}, "version: STSv1\nmode: none\nmx: mx.example.test\nmax_age: 86400\n")
+			},
+			status: Error, message: "is not the configuration's", fix: "  mode: enforce"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			f := newFixture(t, c.toml, goodCert)
+			zone := f.zone()
+			if c.zone != nil {
+				zone = c.zone(zone)
+			}
+			p, _ := f.cfg.MTASTSPolicy()
+			findings := f.runWith(t, zone, nil, c.port(t, p.String()))
+			var got *Finding
+			for i, fd := range findings {
+				if fd.Name == url {
+					got = &findings[i]
+				}
+			}
+			if got == nil {
+				t.Fatalf("no finding about %s in\n%s", url, report(findings))
+			}
+			if got.Status != c.status || !strings.Contains(got.Message, c.message) {
+				t.Errorf("got %s %q, want %s with %q", got.Status, got.Message, c.status, c.message)
+			}
+			if c.fix != "" && !strings.Contains(strings.Join(got.Fix, "\n"), c.fix) {
+				t.Errorf("fix %q lacks %q", got.Fix, c.fix)
+			}
+		})
+	}
+}
+
+// Sources of one family only: the relay's connections of the other come
+// from an address the system picks, which nothing covers; with IPv6 off,
+// IPv4 sources alone are the whole story.
+func TestDoctorSourceFamilies(t *testing.T) {
+	v4only := strings.Replace(gatewayTOML, "[[relay.source]]\naddress = \"::1\"\n", "", 1)
+	for _, c := range []struct {
+		name, toml, want string
+	}{
+		{"IPv4 only", v4only, "no IPv6 [[relay.source]]: mail to IPv6 destinations leaves from an address the system picks"},
+		{"IPv4 only, IPv6 off", strings.Replace(v4only, "[relay]\n", "[relay]\nipv6 = false\n", 1), ""},
+		{"IPv6 only", strings.Replace(gatewayTOML, "[[relay.source]]\naddress = \"127.0.0.1\"\n", "", 1), "no IPv4 [[relay.source]]: mail to IPv4 destinations leaves"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f := newFixture(t, c.toml, goodCert)
+			var got []string
+			for _, fd := range f.run(t, f.zone(), nil) {
+				if fd.Name == "relay.source" {
+					got = append(got, string(fd.Status)+" "+fd.Message+" / "+strings.Join(fd.Fix, " "))
+				}
+			}
+			switch {
+			case c.want == "" && len(got) > 0:
+				t.Errorf("findings %q, want none", got)
+			case c.want != "" && (len(got) != 1 || !strings.HasPrefix(got[0], "warn "+c.want) || !strings.Contains(got[0], "add a [[relay.source]]")):
+				t.Errorf("findings %q, want one warning %q", got, c.want)
+			}
+		})
 	}
 }

@@ -1,0 +1,148 @@
+package doctor
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sluice-mail/sluice/gateway/internal/dnsrecords"
+	"github.com/sluice-mail/sluice/gateway/internal/mtasts"
+)
+
+// policyTimeout bounds the fetch of a policy, as senders bound theirs.
+const policyTimeout = 20 * time.Second
+
+// policyServed fetches the MTA-STS policy as senders do (RFC 8461 §3.3):
+// over HTTPS from mta-sts.<domain>, with a certificate valid for that
+// name, no redirects; and compares it with the configuration's. A TXT
+// record with the right id is worth nothing if senders cannot fetch the
+// policy it announces.
+func (d *doctor) policyServed(ctx context.Context, r dnsrecords.Record) {
+	host := "mta-sts." + r.Domain
+	where := "https://" + host + mtasts.Path
+	served := len(d.Config.HTTPS.Listen) > 0 // by Sluice, else by another web server
+	var addrs []netip.Addr
+	for _, network := range []string{"ip4", "ip6"} {
+		a, _ := d.Resolver.LookupNetIP(ctx, network, host)
+		addrs = append(addrs, a...)
+	}
+	if len(addrs) == 0 {
+		if !served { // else the check of the mta-sts CNAME says so
+			d.add(Error, "MTA-STS", where, "%s has no address: senders cannot fetch the policy", host).
+				fix("publish an A/AAAA (or CNAME) record of " + host + " for the web server that serves the policy")
+		}
+		return
+	}
+	want, _ := d.Config.MTASTSPolicy()
+	body, err := d.fetchPolicy(ctx, host, addrs)
+	if err != nil {
+		f := d.add(Error, "MTA-STS", where, "senders cannot fetch the policy: %v", err)
+		_, certErr := errors.AsType[*tls.CertificateVerificationError](err)
+		_, nameErr := errors.AsType[x509.HostnameError](err)
+		switch {
+		case !certErr:
+			if served {
+				f.fix("[https] listen must be reachable on port 443 at " + joinAddrs(addrs))
+			}
+		case !served:
+			f.fix("the web server at " + host + " must present a valid certificate for it from a CA senders trust")
+		case d.Config.TLS.ACME:
+			f.fix("Sluice gets the certificate of " + host + " at start: read the log's `acme:` lines; the CA must reach [https] listen on port 443 at " + joinAddrs(addrs))
+		case nameErr:
+			f.fix("the HTTPS listener presents smtp.tls_cert, which must also name " + host)
+		default:
+			f.fix("the HTTPS listener presents smtp.tls_cert: see the certificate findings")
+		}
+		return
+	}
+	got, err := mtasts.Parse(body)
+	switch {
+	case err != nil:
+		d.add(Error, "MTA-STS", where, "the policy served is unusable: %v", err).fix(policyFix(served, want)...)
+	case !samePolicy(got, want):
+		d.add(Error, "MTA-STS", where, "the policy served (%s) is not the configuration's (%s): senders apply the one served", describePolicy(got), describePolicy(want)).
+			fix(policyFix(served, want)...)
+	default:
+		d.add(OK, "MTA-STS", where, "serves the policy (%s)", describePolicy(got))
+	}
+}
+
+// fetchPolicy gets the policy file from the first address of host that
+// answers.
+func (d *doctor) fetchPolicy(ctx context.Context, host string, addrs []netip.Addr) (string, error) {
+	port := d.HTTPSPort
+	if port == 0 {
+		port = 443
+	}
+	dialer := &net.Dialer{Timeout: 10 * time.Second}
+	client := &http.Client{
+		Timeout: policyTimeout,
+		Transport: &http.Transport{
+			TLSClientConfig: &tls.Config{RootCAs: d.Roots, ServerName: host, Time: func() time.Time { return d.Now }},
+			DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+				var err error
+				for _, a := range addrs {
+					var c net.Conn
+					if c, err = dialer.DialContext(ctx, network, net.JoinHostPort(a.String(), strconv.Itoa(port))); err == nil {
+						return c, nil
+					}
+				}
+				return nil, err
+			},
+		},
+		// RFC 8461 §3.3: senders do not follow redirects.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	defer client.CloseIdleConnections()
+	req, err := http.NewRequestWithContext(ctx, "GET", "https://"+host+mtasts.Path, nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		if ue, ok := errors.AsType[*url.Error](err); ok {
+			err = ue.Err // without the "Get URL:" the finding already names
+		}
+		return "", err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("the answer is %s, not 200 OK", resp.Status)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, mtasts.MaxPolicySize))
+	return string(body), err
+}
+
+// samePolicy compares what senders apply: the order of the mx lines
+// does not matter.
+func samePolicy(a, b mtasts.Policy) bool {
+	return a.Mode == b.Mode && a.MaxAge == b.MaxAge &&
+		slices.Equal(slices.Sorted(slices.Values(a.MX)), slices.Sorted(slices.Values(b.MX)))
+}
+
+func describePolicy(p mtasts.Policy) string {
+	return fmt.Sprintf("mode %s, mx %s, max_age %d", p.Mode, strings.Join(p.MX, " "), int64(p.MaxAge/time.Second))
+}
+
+// policyFix is how the configuration's policy comes to be served.
+func policyFix(served bool, want mtasts.Policy) []string {
+	if served {
+		return []string{"the running Sluice serves another configuration: reload it (systemctl reload sluice)"}
+	}
+	fix := []string{"serve this policy:"}
+	for line := range strings.Lines(want.String()) {
+		fix = append(fix, "  "+strings.TrimRight(line, "\r\n"))
+	}
+	return fix
+}
