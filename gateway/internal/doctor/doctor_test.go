@@ -210,7 +210,13 @@ func (f *fixture) runWith(t *testing.T, zone string, setup func(*dnstest.Server)
 // port.
 func policyServer(t *testing.T, names []string, body string) int {
 	t.Helper()
-	certs, key := certPEM(t, names, now.Add(60*24*time.Hour), false)
+	return policyServerUntil(t, names, body, now.Add(60*24*time.Hour))
+}
+
+// policyServerUntil is policyServer with a certificate valid until notAfter.
+func policyServerUntil(t *testing.T, names []string, body string, notAfter time.Time) int {
+	t.Helper()
+	certs, key := certPEM(t, names, notAfter, false)
 	pair, err := tls.X509KeyPair(certs, key)
 	if err != nil {
 		t.Fatal(err)
@@ -558,6 +564,23 @@ func TestDoctorPolicyServed(t *testing.T) {
 			port:   func(t *testing.T, p string) int { return policyServer(t, []string{"mx.example.test"}, p) },
 			status: Error, message: "senders cannot fetch the policy: tls: failed to verify certificate: x509: certificate is valid for mx.example.test, not mta-sts.example.test",
 			fix: "smtp.tls_cert, which must also name mta-sts.example.test"},
+		{name: "certificate about to expire", toml: gatewayTOML,
+			port: func(t *testing.T, p string) int {
+				return policyServerUntil(t, []string{"mta-sts.example.test"}, p, now.Add(10*24*time.Hour))
+			},
+			status: Error, message: "the certificate of mta-sts.example.test expires on 2026-06-11 12:00 UTC, in 10 days",
+			fix: "renew it, or set [tls] acme = true"},
+		{name: "served elsewhere, certificate about to expire", toml: strings.Replace(gatewayTOML, httpsTOML, "", 1),
+			zone: edit("", "mta-sts.example.test. 3600 IN A 127.0.0.1"),
+			port: func(t *testing.T, p string) int {
+				return policyServerUntil(t, []string{"mta-sts.example.test"}, p, now.Add(13*24*time.Hour))
+			},
+			status: Error, message: "expires on 2026-06-14 12:00 UTC, in 13 days", fix: "the web server at mta-sts.example.test must renew its certificate"},
+		{name: "certificate expired", toml: gatewayTOML,
+			port: func(t *testing.T, p string) int {
+				return policyServerUntil(t, []string{"mta-sts.example.test"}, p, now.Add(-time.Hour))
+			},
+			status: Error, message: "senders cannot fetch the policy: tls: failed to verify certificate: x509: certificate has expired"},
 		{name: "another policy served", toml: gatewayTOML,
 			port: func(t *testing.T, _ string) int {
 				return policyServer(t, []string{"mta-sts.example.test"}, "version: STSv1\nmode: testing\nmx: mx.example.test\nmax_age: 86400\n")
