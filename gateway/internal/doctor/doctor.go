@@ -22,6 +22,7 @@ import (
 
 	"github.com/sluice-mail/sluice/gateway/internal/config"
 	"github.com/sluice-mail/sluice/gateway/internal/dkim"
+	"github.com/sluice-mail/sluice/gateway/internal/dmarc"
 	"github.com/sluice-mail/sluice/gateway/internal/dnsrecords"
 	"github.com/sluice-mail/sluice/gateway/internal/mtasts"
 	"github.com/sluice-mail/sluice/gateway/internal/resolver"
@@ -389,14 +390,16 @@ func (d *doctor) dkim(ctx context.Context, r dnsrecords.Record) {
 	}
 }
 
-// dmarc checks that the domain has a DMARC record, with the policy asked.
+// dmarc checks that the domain has a DMARC record, with the policy asked:
+// its own, or one above it that receivers find for it.
 func (d *doctor) dmarc(ctx context.Context, r dnsrecords.Record) {
 	n := name(r)
 	rec, status := d.oneTXT(ctx, r, "DMARC", "v=DMARC1")
+	if status == "" {
+		d.dmarcAbove(ctx, r)
+		return
+	}
 	if status != OK {
-		if status == "" {
-			d.add(Error, "DMARC", n, "no DMARC record: receivers apply no policy to forgeries of %s, and big mailbox providers distrust its mail", r.Domain).fix(r.Line())
-		}
 		return
 	}
 	policy := ""
@@ -419,6 +422,33 @@ func (d *doctor) dmarc(ctx context.Context, r dnsrecords.Record) {
 		d.add(OK, "DMARC", n, "%q: p=none only asks for reports; set records.dmarc_policy to quarantine, then reject, once they show %s's mail passing", rec, r.Domain)
 	default:
 		d.add(OK, "DMARC", n, "%q", rec)
+	}
+}
+
+// dmarcAbove checks the record that covers a domain without one of its
+// own, found as the gateway finds it for incoming mail ([auth]
+// dmarc_discovery): a subdomain's mail is covered by its organizational
+// domain's record, whose sp= (else p=) applies to it.
+func (d *doctor) dmarcAbove(ctx context.Context, r dnsrecords.Record) {
+	n := name(r)
+	how, _ := dmarc.ParseDiscovery(d.Config.Auth.DMARCDiscovery) // validated with the config
+	cov, err := dmarc.Cover(ctx, d.Resolver, how, r.Domain)
+	want := d.Config.Records.DMARCPolicy
+	at := "_dmarc." + cov.PolicyDomain
+	switch {
+	case err != nil:
+		d.add(Error, "DMARC", n, "no DMARC record of its own, and looking for one above it failed: %v", err)
+	case cov.PolicyDomain == "":
+		d.add(Error, "DMARC", n, "no DMARC record: receivers apply no policy to forgeries of %s, and big mailbox providers distrust its mail (receivers find %s)", r.Domain, cov.Reason).fix(r.Line())
+	case cov.PolicyDomain != cov.OrgDomain:
+		// A public suffix domain's record (psd=y) is its registry's, not
+		// the owner's: it stands in for a record nobody published.
+		d.add(Warn, "DMARC", n, "no DMARC record of its own or of its organizational domain %s: only the public suffix domain's record at %s applies (policy %s), which its registry sets", cov.OrgDomain, at, cov.Policy).fix(r.Line())
+	case cov.Policy != want:
+		d.add(Warn, "DMARC", n, "no record of its own: the organizational domain's record at %s covers %s (found by auth.dmarc_discovery = %s), with policy %s, but records.dmarc_policy is %s", at, r.Domain, how, cov.Policy, want).
+			fix("set sp= (or p=) of "+at+" to "+want+", or publish "+r.Domain+"'s own:", r.Line())
+	default:
+		d.add(OK, "DMARC", n, "no record of its own: the organizational domain's record at %s covers %s (found by auth.dmarc_discovery = %s), with policy %s", at, r.Domain, how, cov.Policy)
 	}
 }
 

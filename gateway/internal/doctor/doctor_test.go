@@ -349,6 +349,11 @@ func TestDoctorBrokenZones(t *testing.T) {
 			status: Error, check: "DKIM", subject: "e1._domainkey.example.test", message: "not a usable key (permerror: Ed25519 key is not 32 bytes)", fix: "e1._domainkey.example.test. 3600 IN TXT"},
 		{name: "no DMARC", zone: edit(`^_dmarc`, ""),
 			status: Error, check: "DMARC", subject: "_dmarc.example.test", message: "no DMARC record", fix: `_dmarc.example.test. 3600 IN TXT "v=DMARC1; p=none; rua=mailto:postmaster@example.test"`},
+		{name: "DMARC only at the public suffix domain", zone: edit(`^_dmarc`, `_dmarc.test. 3600 IN TXT "v=DMARC1; p=reject; psd=y"`),
+			status: Warn, check: "DMARC", subject: "_dmarc.example.test", message: "no DMARC record of its own or of its organizational domain example.test: only the public suffix domain's record at _dmarc.test applies (policy reject)",
+			fix: `_dmarc.example.test. 3600 IN TXT "v=DMARC1; p=none`},
+		{name: "DMARC lookup above the domain fails", zone: edit(`^_dmarc`, ""), setup: func(s *dnstest.Server) { s.Fail("_dmarc.test.", dns.RcodeServerFailure) },
+			status: Error, check: "DMARC", subject: "_dmarc.example.test", message: "no DMARC record of its own, and looking for one above it failed: the DNS lookup of _dmarc.test failed"},
 		{name: "DMARC policy other than asked", zone: edit(`^_dmarc`, `_dmarc.example.test. 3600 IN TXT "v=DMARC1; p=reject"`),
 			status: Warn, check: "DMARC", subject: "_dmarc.example.test", message: "has p=reject, but records.dmarc_policy is none", fix: "p=none"},
 		{name: "DMARC without p=", zone: edit(`^_dmarc`, `_dmarc.example.test. 3600 IN TXT "v=DMARC1; rua=mailto:x@example.test"`),
@@ -655,6 +660,57 @@ func TestDoctorSourceFamilies(t *testing.T) {
 				t.Errorf("findings %q, want none", got)
 			case c.want != "" && (len(got) != 1 || !strings.HasPrefix(got[0], "warn "+c.want) || !strings.Contains(got[0], "add a [[relay.source]]")):
 				t.Errorf("findings %q, want one warning %q", got, c.want)
+			}
+		})
+	}
+}
+
+// A served subdomain without a DMARC record of its own is covered by its
+// organizational domain's, found as the gateway finds records ([auth]
+// dmarc_discovery): ok when the policy that applies to it (sp=, else p=)
+// is records.dmarc_policy, a warning when not, and the finding names the
+// record.
+func TestDoctorDMARCOfOrganizationalDomain(t *testing.T) {
+	sub := strings.Replace(gatewayTOML, `domains = ["example.test"]`, `domains = ["sub.example.test"]`, 1)
+	rfc7489 := sub + "[auth]\ndmarc_discovery = \"rfc7489\"\n"
+	for _, c := range []struct {
+		name, toml, zone string
+		setup            func(*dnstest.Server)
+		status           Status
+		message          string
+		fix              string
+	}{
+		{name: "covered", toml: sub, zone: `_dmarc.example.test. 3600 IN TXT "v=DMARC1; p=none"`,
+			status: OK, message: "no record of its own: the organizational domain's record at _dmarc.example.test covers sub.example.test (found by auth.dmarc_discovery = rfc9989), with policy none"},
+		{name: "covered by rfc7489", toml: rfc7489, zone: `_dmarc.example.test. 3600 IN TXT "v=DMARC1; p=none"`,
+			status: OK, message: "the organizational domain's record at _dmarc.example.test covers sub.example.test (found by auth.dmarc_discovery = rfc7489), with policy none"},
+		{name: "covered by a record in the middle of the walk", toml: strings.Replace(sub, "sub.example.test", "a.sub.example.test", 1),
+			zone:   "_dmarc.sub.example.test. 3600 IN TXT \"v=DMARC1; p=reject\"\n_dmarc.example.test. 3600 IN TXT \"v=DMARC1; p=none\"",
+			status: OK, message: "the organizational domain's record at _dmarc.example.test covers a.sub.example.test"},
+		{name: "covered with another policy", toml: sub, zone: `_dmarc.example.test. 3600 IN TXT "v=DMARC1; p=reject; sp=quarantine"`,
+			status: Warn, message: "_dmarc.example.test covers sub.example.test (found by auth.dmarc_discovery = rfc9989), with policy quarantine, but records.dmarc_policy is none",
+			fix: `set sp= (or p=) of _dmarc.example.test to none, or publish sub.example.test's own:`},
+		{name: "not covered", toml: sub, zone: "",
+			status: Error, message: "no DMARC record: receivers apply no policy to forgeries of sub.example.test", fix: `_dmarc.sub.example.test. 3600 IN TXT "v=DMARC1; p=none`},
+		{name: "organizational domain's record unusable", toml: sub, zone: `_dmarc.example.test. 3600 IN TXT "v=DMARC1; p=none"` + "\n" + `_dmarc.example.test. 3600 IN TXT "v=DMARC1; p=reject"`,
+			status: Error, message: "(receivers find no DMARC record for sub.example.test or above it in the DNS tree (_dmarc.example.test has 2 DMARC records, so none applies))"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f := newFixture(t, c.toml, goodCert)
+			var got []Finding
+			for _, fd := range f.run(t, edit(`^_dmarc`, c.zone)(f.zone()), c.setup) {
+				if fd.Check == "DMARC" {
+					got = append(got, fd)
+				}
+			}
+			if len(got) != 1 {
+				t.Fatalf("DMARC findings %+v, want one", got)
+			}
+			if got[0].Status != c.status || !strings.Contains(got[0].Message, c.message) {
+				t.Errorf("got %s %q, want %s with %q", got[0].Status, got[0].Message, c.status, c.message)
+			}
+			if fix := strings.Join(got[0].Fix, "\n"); c.fix != "" && !strings.Contains(fix, c.fix) {
+				t.Errorf("fix %q lacks %q", fix, c.fix)
 			}
 		})
 	}
