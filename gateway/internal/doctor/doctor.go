@@ -104,7 +104,7 @@ func Run(ctx context.Context, o Options) []Finding {
 	}
 	d.mxAddresses(ctx)
 	d.fcrdns(ctx)
-	d.certificate()
+	d.certificate(d.ownMX(ctx))
 	return d.findings
 }
 
@@ -115,6 +115,8 @@ type doctor struct {
 	// addrs are the outbound addresses checked: those configured, or the
 	// hostname's when none is.
 	addrs []dnsrecords.Source
+	// mxAddrs are the addresses each MX host of records.mx resolves to.
+	mxAddrs map[string][]netip.Addr
 }
 
 func (d *doctor) add(status Status, check, name, format string, args ...any) *Finding {
@@ -263,15 +265,11 @@ func (d *doctor) mx(ctx context.Context, r dnsrecords.Record) {
 // mail arrives by it.
 func (d *doctor) mxAddresses(ctx context.Context) {
 	for _, host := range d.Config.MXHosts() {
-		var addrs []netip.Addr
-		var failed error
-		for _, network := range []string{"ip4", "ip6"} {
-			a, err := d.Resolver.LookupNetIP(ctx, network, host)
-			addrs = append(addrs, a...)
-			if lookupFailed(err) {
-				failed = err
-			}
+		addrs, failed := d.lookupAddrs(ctx, host)
+		if d.mxAddrs == nil {
+			d.mxAddrs = map[string][]netip.Addr{}
 		}
+		d.mxAddrs[host] = addrs
 		switch {
 		case len(addrs) > 0:
 			d.add(OK, "MX", host, "resolves to %s", joinAddrs(addrs))
@@ -282,6 +280,48 @@ func (d *doctor) mxAddresses(ctx context.Context) {
 				fix("publish A (and AAAA) records of " + host + ": the public addresses Sluice listens on (smtp.listen)")
 		}
 	}
+}
+
+// lookupAddrs are host's A and AAAA addresses, and the error of a lookup
+// that failed.
+func (d *doctor) lookupAddrs(ctx context.Context, host string) ([]netip.Addr, error) {
+	var addrs []netip.Addr
+	var failed error
+	for _, network := range []string{"ip4", "ip6"} {
+		a, err := d.Resolver.LookupNetIP(ctx, network, host)
+		addrs = append(addrs, a...)
+		if lookupFailed(err) {
+			failed = err
+		}
+	}
+	return addrs, failed
+}
+
+// ownMX tells, for each MX host of records.mx, whether it is this
+// gateway, whose certificate the doctor reads: a second MX may be another
+// gateway, with a certificate of its own, checked by the doctor there. A
+// host is this one when it is the hostname, or when one of its addresses
+// is this machine's: an outbound address, a specific smtp.listen address,
+// or one of the hostname's. The MX hosts' addresses are mxAddresses'.
+func (d *doctor) ownMX(ctx context.Context) map[string]bool {
+	ours := map[netip.Addr]bool{}
+	for _, s := range d.addrs {
+		ours[s.Addr] = true
+	}
+	for _, l := range d.Config.SMTP.Listen {
+		if ap, err := netip.ParseAddrPort(l); err == nil && !ap.Addr().IsUnspecified() {
+			ours[ap.Addr().Unmap()] = true
+		}
+	}
+	self, _ := d.lookupAddrs(ctx, d.Config.Hostname)
+	for _, a := range self {
+		ours[a] = true
+	}
+	own := map[string]bool{}
+	for _, host := range d.Config.MXHosts() {
+		own[host] = host == d.Config.Hostname || slices.ContainsFunc(d.mxAddrs[host], func(a netip.Addr) bool { return ours[a.Unmap()] })
+	}
+	return own
 }
 
 // checkSPF checks that the name has one SPF record and that it passes

@@ -287,6 +287,9 @@ func dkimRecord(t *testing.T, k crypto.Signer) string {
 	return r.Name + " 3600 IN TXT " + r.Value
 }
 
+// twoMX makes mx2.example.test the second MX host.
+const twoMX = "[records]\nmx = [\"mx.example.test\", \"mx2.example.test\"]\n"
+
 // Each breakage is reported with its status, what is wrong, and a fix.
 func TestDoctorBrokenZones(t *testing.T) {
 	keys(t)
@@ -381,6 +384,10 @@ func TestDoctorBrokenZones(t *testing.T) {
 			status: Warn, check: "FCrDNS", subject: "::1", message: "the PTR name is host6.isp.example, but Sluice says EHLO mx.example.test", fix: "or set that source's helo to host6.isp.example"},
 		{name: "certificate for another name", cert: &certSpec{names: []string{"other.example.test"}, validFor: 60 * 24 * time.Hour},
 			status: Error, check: "certificate", message: "does not name mx.example.test (it names other.example.test)", fix: "get a certificate for mx.example.test"},
+		{name: "certificate without a second MX of this machine", toml: twoMX, zone: edit("", "mx2.example.test. 3600 IN A 127.0.0.1"),
+			status: Error, check: "certificate", message: "does not name mx2.example.test (it names mx.example.test)", fix: "get a certificate for mx2.example.test"},
+		{name: "second MX without an address", toml: twoMX,
+			status: Warn, check: "certificate", subject: "mx2.example.test", message: "not checked: mx2.example.test has no address to tell whether it is this gateway"},
 		{name: "certificate expiring", cert: &certSpec{names: []string{"mx.example.test"}, validFor: 10 * 24 * time.Hour},
 			status: Error, check: "certificate", message: "expires on 2026-06-11 12:00 UTC, in 10 days", fix: "renew it"},
 		{name: "certificate expired", cert: &certSpec{names: []string{"mx.example.test"}, validFor: -time.Hour},
@@ -512,7 +519,7 @@ func TestDoctorACMECertificateFixes(t *testing.T) {
 	certs, key := certPEM(t, []string{"mx.example.test"}, now.Add(10*24*time.Hour), false)
 	os.MkdirAll(f.cfg.ACMEDir(), 0o700)
 	os.WriteFile(filepath.Join(f.cfg.ACMEDir(), "mx.example.test"), append(key, certs...), 0o600)
-	findings := f.run(t, f.zone(), nil)
+	findings := f.run(t, f.zone()+"mx2.example.test. 3600 IN A 127.0.0.1\n", nil) // this machine's
 	want := map[string]string{
 		"does not name mx2.example.test": "ACME gets a certificate for hostname (mx.example.test) only",
 		"expires on":                     "renewal is failing: read the log's `acme:` lines",
@@ -711,6 +718,45 @@ func TestDoctorDMARCOfOrganizationalDomain(t *testing.T) {
 			}
 			if fix := strings.Join(got[0].Fix, "\n"); c.fix != "" && !strings.Contains(fix, c.fix) {
 				t.Errorf("fix %q lacks %q", fix, c.fix)
+			}
+		})
+	}
+}
+
+// The certificate is checked for the MX hosts that are this gateway: the
+// hostname, or a host at one of this machine's addresses (outbound, or a
+// specific smtp.listen one). A second MX elsewhere is another gateway's,
+// with a certificate of its own.
+func TestDoctorCertificateOfEachMX(t *testing.T) {
+	listen := strings.Replace(gatewayTOML, "[smtp]\n", "[smtp]\nlisten = [\"127.0.0.9:25\"]\n", 1) + twoMX
+	for _, c := range []struct {
+		name, toml, zone string
+		status           Status
+		message          string
+	}{
+		{"another machine", gatewayTOML + twoMX, "mx2.example.test. 3600 IN A 192.0.2.7",
+			OK, "another machine (192.0.2.7, none of this gateway's addresses): its certificate is checked by sluice doctor there"},
+		{"an outbound address", gatewayTOML + twoMX, "mx2.example.test. 3600 IN AAAA ::1",
+			Error, "does not name mx2.example.test (it names mx.example.test): senders that verify refuse it"},
+		{"a listen address", listen, "mx2.example.test. 3600 IN A 127.0.0.9",
+			Error, "does not name mx2.example.test"},
+		{"a listen address, another machine", listen, "mx2.example.test. 3600 IN A 127.0.0.8",
+			OK, "another machine (127.0.0.8, none of this gateway's addresses)"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f := newFixture(t, c.toml, goodCert)
+			findings := f.run(t, f.zone()+c.zone+"\n", nil)
+			var got []string
+			for _, fd := range findings {
+				if fd.Check == "certificate" && (fd.Name == "mx2.example.test" || strings.Contains(fd.Message, "mx2.example.test")) {
+					got = append(got, string(fd.Status)+" "+fd.Message)
+				}
+			}
+			if len(got) != 1 || !strings.HasPrefix(got[0], string(c.status)+" ") || !strings.Contains(got[0], c.message) {
+				t.Errorf("certificate findings about mx2.example.test %q, want one %s with %q", got, c.status, c.message)
+			}
+			if Failed(findings) != (c.status == Error) {
+				t.Errorf("Failed() = %v:\n%s", Failed(findings), report(findings))
 			}
 		})
 	}
