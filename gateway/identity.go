@@ -31,10 +31,12 @@ func sameSources(a, b []config.Source) bool {
 // forward-confirmed reverse DNS, so each problem is a warning in the log.
 // It runs at start and when a reload changes the sources; it never
 // delays either, and DNS that is down is one more warning, not a failure.
-func (g *Gateway) checkIdentity(res *resolver.Resolver, sources []config.Source) {
+// ipv6 is whether the relay connects over IPv6 ([relay] ipv6).
+func (g *Gateway) checkIdentity(res *resolver.Resolver, sources []config.Source, ipv6 bool) {
 	if len(sources) == 0 {
 		return // the kernel picks the address: nothing known to check
 	}
+	warnMissingFamilies(sources, ipv6, g.log)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), identityTimeout)
 		defer cancel()
@@ -42,6 +44,30 @@ func (g *Gateway) checkIdentity(res *resolver.Resolver, sources []config.Source)
 			checkSourceDNS(ctx, res, src, g.log)
 		}
 	}()
+}
+
+// warnMissingFamilies warns of an address family the relay connects over
+// without a source of it: its connections come from an address the kernel
+// picks, which the SPF records `sluice dns` prints do not list and whose
+// reverse DNS nobody checked. With no sources at all the kernel picks
+// every address, which is the operator's plain choice: no warning.
+func warnMissingFamilies(sources []config.Source, ipv6 bool, log *slog.Logger) {
+	for _, f := range []struct {
+		name string
+		used bool
+		is   func(netip.Addr) bool
+		fix  string
+	}{
+		{"IPv4", true, netip.Addr.Is4, ""},
+		{"IPv6", ipv6, netip.Addr.Is6, ", or set [relay] ipv6 = false if it has none"},
+	} {
+		has := slices.ContainsFunc(sources, func(s config.Source) bool {
+			return f.is(netip.MustParseAddr(s.Address)) // validated by config
+		})
+		if f.used && !has {
+			log.Warn("no " + f.name + " [[relay.source]]: mail to " + f.name + " destinations leaves from an address the kernel picks, which SPF does not list and whose reverse DNS nobody checked; add a [[relay.source]] with this machine's public " + f.name + " address" + f.fix)
+		}
+	}
 }
 
 // checkSourceDNS logs a warning for each thing wrong with src in DNS: no

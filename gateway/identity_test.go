@@ -25,3 +25,31 @@ func TestOutboundAddressWithoutPTRIsWarnedAtStartAndReload(t *testing.T) {
 		return strings.Contains(e.logs.String(), fmt.Sprintf(noPTR, "127.0.0.4", "mx.ours.test"))
 	})
 }
+
+// Sources of one family only: at start the log warns of the other, whose
+// mail leaves from an address the kernel picks; with [relay] ipv6 = false
+// IPv4 sources are the whole story, and with no source at all the kernel
+// picks every address, as the operator chose.
+func TestSourceFamilyWithoutSourceIsWarnedAtStart(t *testing.T) {
+	const noIPv6 = `level=WARN msg="no IPv6 [[relay.source]]: mail to IPv6 destinations leaves from an address the kernel picks`
+	v4 := "[[relay.source]]\naddress = \"127.0.0.3\"\nhelo = \"out3.ours.test\"\n"
+	for _, c := range []struct {
+		name, relay string
+		warned      bool
+	}{
+		{"IPv4 sources only", v4, true},
+		{"IPv4 sources, IPv6 off", "ipv6 = false\n" + v4, false},
+		{"no sources", "", false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			e := startEnv(t, envOptions{relay: c.relay})
+			// Logged before start returns: no DNS is asked.
+			if got := strings.Contains(e.logs.String(), noIPv6); got != c.warned {
+				t.Errorf("warned %v, want %v; the log:\n%s", got, c.warned, e.logs.String())
+			}
+			if strings.Contains(e.logs.String(), "no IPv4 [[relay.source]]") {
+				t.Errorf("warned of IPv4, which has a source or none is set:\n%s", e.logs.String())
+			}
+		})
+	}
+}

@@ -175,7 +175,7 @@ func (g *Gateway) reload(ctx context.Context) ([]string, error) {
 	g.setLevel(cfg.Log.Level)
 	if !sameSources(g.sources, cfg.Relay.Sources) {
 		g.sources = cfg.Relay.Sources
-		g.checkIdentity(parts.DNS, g.sources)
+		g.checkIdentity(parts.DNS, g.sources, cfg.Relay.IPv6 == nil || *cfg.Relay.IPv6)
 	}
 	return kept, nil
 }

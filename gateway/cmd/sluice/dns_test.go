@@ -95,8 +95,8 @@ func TestDNSDemoConfig(t *testing.T) {
 	}
 	// JSON: the same records, in the same order.
 	var list []struct {
-		Name, Type, Value, Comment, Domain string
-		TTL                                int
+		Name, Type, Value, Comment, Domain, Text string
+		TTL                                      int
 	}
 	if err := json.Unmarshal([]byte(runOK(t, "dns", "-c", cfg, "-format", "json")), &list); err != nil {
 		t.Fatal(err)
@@ -108,6 +108,9 @@ func TestDNSDemoConfig(t *testing.T) {
 		rr, err := dns.NewRR(r.Name + " " + strconv.Itoa(r.TTL) + " IN " + r.Type + " " + r.Value)
 		if err != nil || rr.String() != rrs[i].String() || r.Comment == "" || r.Domain == "" {
 			t.Errorf("JSON record %d: %+v (%v); the zone has %v", i, r, err, rrs[i])
+		}
+		if txt, ok := rrs[i].(*dns.TXT); ok && r.Text != strings.Join(txt.Txt, "") {
+			t.Errorf("JSON record %d: text %q, want the TXT data unquoted and joined, %q", i, r.Text, strings.Join(txt.Txt, ""))
 		}
 	}
 }

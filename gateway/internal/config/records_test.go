@@ -31,3 +31,45 @@ func TestRecordsDefaultsAndNormalisation(t *testing.T) {
 		t.Errorf("records = %+v", r)
 	}
 }
+
+// Fully qualified names, written with their final dot as in a zone file,
+// are taken without it, on every key that names a domain or a host.
+func TestTrailingDots(t *testing.T) {
+	src := `hostname = "MX.example.test."
+domains = ["example.test.", "example.org."]
+[relay]
+helo = "out.example.test."
+[[relay.source]]
+address = "127.0.0.1"
+helo = "out1.example.test."
+[srs]
+domain = "srs.example.test."
+secrets = ["0123456789abcdef0123"]
+[dkim]
+domain = "example.org."
+[records]
+mx = ["mx.example.test.", "mx2.example.test."]
+spf_include = "_spf.example.net."
+[mta_sts]
+mode = "testing"
+mx = ["mx.example.test.", "*.example.test."]
+`
+	c, err := Parse("dots.toml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join([]string{c.Hostname, strings.Join(c.Domains, ","), c.Relay.Helo, c.Relay.Sources[0].Helo, c.SRS.Domain, c.DKIM.Domain,
+		strings.Join(c.MXHosts(), ","), c.Records.SPFInclude, strings.Join(c.MTASTS.MX, ",")}, " ")
+	want := "mx.example.test example.test,example.org out.example.test out1.example.test srs.example.test example.org mx.example.test,mx2.example.test _spf.example.net mx.example.test,*.example.test"
+	if got != want {
+		t.Errorf("names\n%s\nwant\n%s", got, want)
+	}
+	// Without srs.domain and dkim.domain, both are domains[0], without the dot.
+	c, err = Parse("dots.toml", []byte("hostname = \"mx.example.test.\"\ndomains = [\"example.test.\"]\n[srs]\nsecrets = [\"0123456789abcdef0123\"]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.SRS.Domain != "example.test" || c.DKIM.Domain != "example.test" || c.Records.ReportAddress != "postmaster@example.test" {
+		t.Errorf("defaults from domains[0]: srs %q, dkim %q, report_address %q", c.SRS.Domain, c.DKIM.Domain, c.Records.ReportAddress)
+	}
+}

@@ -103,12 +103,14 @@ func (v *validator) validate() {
 		v.errorf("domains", "missing key \"domains\": the custom domains to accept mail for")
 	}
 	seen := map[string]bool{}
+	firstOK := false // domains[0], the default of others, is a name
 	for i, d := range c.Domains {
 		name, err := normalizeDomain(d)
 		if err != nil {
 			v.errorf("domains", "domains[%d]: %v", i, err)
 			continue
 		}
+		firstOK = firstOK || i == 0
 		if seen[name] {
 			v.errorf("domains", "domains[%d]: %q is listed twice", i, d)
 		}
@@ -116,10 +118,12 @@ func (v *validator) validate() {
 		c.Domains[i] = name
 	}
 	// Defaults derived from the names above, once those are normalised.
+	// A default from a name in error is left unset: its error is
+	// reported once, at its own line, not again at a key not written.
 	if c.Relay.Helo == "" {
 		c.Relay.Helo = c.Hostname
 	}
-	if len(c.Domains) > 0 {
+	if firstOK {
 		if c.SRS.Domain == "" {
 			c.SRS.Domain = c.Domains[0]
 		}
@@ -656,6 +660,9 @@ func (v *validator) mtaSTS() {
 	// a failure report for each message).
 	if policy := (mtasts.Policy{MX: m.MX}); patternsOK && len(m.MX) > 0 && m.Mode != mtasts.None {
 		for _, host := range v.c.MXHosts() {
+			if _, err := normalizeDomain(host); err != nil {
+				continue // reported at records.mx (or hostname)
+			}
 			if !policy.Matches(host) {
 				v.errorf("mta_sts.mx", "mta_sts.mx: %s, an MX host of ours (records.mx, or hostname), matches none of its patterns: senders that apply the policy would not deliver to it; add it, or leave mta_sts.mx out to use records.mx", host)
 			}
@@ -701,8 +708,12 @@ func nameserverAddr(ns string) (string, error) {
 	return ap.String(), nil
 }
 
+// normalizeDomain turns a domain or host name of the configuration into
+// the form used everywhere: lower-case A-labels, without the final dot
+// that a fully qualified name may be written with ("mx.example.com.", as
+// in a zone file). One dot only: "example.com.." is an empty label.
 func normalizeDomain(d string) (string, error) {
-	name, err := address.Domain(d)
+	name, err := address.Domain(strings.TrimSuffix(d, "."))
 	if err != nil {
 		return "", fmt.Errorf("%q is not a domain name: %v", d, err)
 	}
@@ -744,6 +755,7 @@ func (v *validator) records() {
 	}
 	// Not a host name: SPF includes are usually names like _spf.example.org.
 	if r.SPFInclude != "" {
+		r.SPFInclude = strings.TrimSuffix(r.SPFInclude, ".") // a fully qualified name, as normalizeDomain takes it
 		if !spfIncludeRE.MatchString(r.SPFInclude) || len(r.SPFInclude) > 253 || !strings.Contains(r.SPFInclude, ".") {
 			v.errorf("records.spf_include", "records.spf_include: %q is not a domain name like _spf.example.org", r.SPFInclude)
 		}

@@ -292,3 +292,40 @@ func (e *evaluation) domainExists(domain string) (bool, error) {
 	}
 	return false, nil
 }
+
+// Coverage is the DMARC record that applies to a domain's mail, and where
+// it was found: what `sluice doctor` checks a served domain has.
+type Coverage struct {
+	// PolicyDomain is where the record is: the domain, its organizational
+	// domain, or (RFC 9989) a public suffix domain above it; "" when no
+	// record applies, Reason saying why.
+	PolicyDomain string
+	// OrgDomain is the domain's organizational domain.
+	OrgDomain string
+	// Policy is the one that applies to the domain's mail: the record's p
+	// for its own domain, else its sp (or np).
+	Policy string
+	Reason string
+}
+
+// Cover finds the record that applies to domain's mail as Evaluate finds
+// it, the way how says. An error means DNS failed.
+func Cover(ctx context.Context, r Resolver, how Discovery, domain string) (Coverage, error) {
+	e := newEvaluation(ctx, r, how)
+	rec, policyDomain, err := e.discover(domain)
+	if none, ok := errors.AsType[noRecord](err); ok {
+		return Coverage{Reason: none.why}, nil
+	}
+	if err != nil {
+		return Coverage{}, err
+	}
+	org, err := e.orgDomain(domain) // the walk's lookups are cached
+	if err != nil {
+		return Coverage{}, err
+	}
+	policy, err := e.applicablePolicy(rec, domain, policyDomain)
+	if err != nil {
+		return Coverage{}, err
+	}
+	return Coverage{PolicyDomain: policyDomain, OrgDomain: org, Policy: string(policy)}, nil
+}

@@ -174,6 +174,12 @@ func TestTreeWalk(t *testing.T) {
 				t.Errorf("the DNS server answered %d queries, want %d (at most %d)", queries, len(c.asked), maxWalk)
 			}
 
+			// Cover, for the doctor, finds the same as Evaluate.
+			cov, err := Cover(context.Background(), r, TreeWalk, c.start)
+			if err != nil || cov.PolicyDomain != c.policyDomain || cov.Policy != c.policy || (c.policy != "" && cov.OrgDomain != c.org) || (c.policy == "") != (cov.Reason != "") {
+				t.Errorf("Cover: %+v, %v; want policy %q from %q, organizational domain %s", cov, err, c.policy, c.policyDomain, c.org)
+			}
+
 			got := Evaluate(context.Background(), r, TreeWalk, c.start, Identifiers{})
 			if c.policy == "" {
 				if got.Result != None {

@@ -48,9 +48,11 @@ type Record struct {
 	// records (addresses, PTR, HELO SPF) have the hostname.
 	Domain string `json:"domain"`
 
+	// Text is a TXT record's text, unquoted and in one piece: what a DNS
+	// provider's API takes, where Value is what a zone file takes.
+	Text string `json:"text,omitempty"`
+
 	Kind string `json:"-"`
-	// Text is a TXT record's text, unquoted and in one piece.
-	Text string `json:"-"`
 	// Notes are comment lines printed after the record: the MTA-STS
 	// policy its id is of.
 	Notes []string `json:"-"`

@@ -202,6 +202,14 @@ func checkJSON(t *testing.T, plan Plan, rrs []dns.RR) {
 		if r.Comment == "" || r.Domain == "" {
 			t.Errorf("JSON record %d has no comment or domain: %+v", i, r)
 		}
+		// A TXT record's text, unquoted and joined, for DNS APIs.
+		want := ""
+		if txt, ok := rrs[i].(*dns.TXT); ok {
+			want = strings.Join(txt.Txt, "")
+		}
+		if r.Text != want {
+			t.Errorf("JSON record %d has text %q, want %q", i, r.Text, want)
+		}
 	}
 }
 

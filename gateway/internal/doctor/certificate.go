@@ -10,8 +10,9 @@ import (
 )
 
 // certificate checks the certificate STARTTLS presents: that it names
-// each MX host, is not about to expire, and is one senders can verify.
-func (d *doctor) certificate() {
+// each MX host that is this gateway (own), is not about to expire, and is
+// one senders can verify.
+func (d *doctor) certificate(own map[string]bool) {
 	c := d.Config
 	const acmeFix = "set [tls] acme = true (a certificate from Let's Encrypt, renewed automatically), or smtp.tls_cert and tls_key"
 	var file string
@@ -62,6 +63,14 @@ func (d *doctor) certificate() {
 	}
 	leaf := chain[0]
 	for _, mx := range c.MXHosts() {
+		if !own[mx] {
+			if addrs := d.mxAddrs[mx]; len(addrs) > 0 {
+				d.add(OK, "certificate", mx, "another machine (%s, none of this gateway's addresses): its certificate is checked by sluice doctor there", joinAddrs(addrs))
+			} else {
+				d.add(Warn, "certificate", mx, "not checked: %s has no address to tell whether it is this gateway; if it is, publish its addresses, else sluice doctor checks it on its own machine", mx)
+			}
+			continue
+		}
 		if err := leaf.VerifyHostname(mx); err != nil {
 			d.add(Error, "certificate", file, "does not name %s (it names %s): senders that verify refuse it", mx, strings.Join(leaf.DNSNames, ", ")).
 				fix(fixes.name(mx))

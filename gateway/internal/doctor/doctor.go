@@ -22,6 +22,7 @@ import (
 
 	"github.com/sluice-mail/sluice/gateway/internal/config"
 	"github.com/sluice-mail/sluice/gateway/internal/dkim"
+	"github.com/sluice-mail/sluice/gateway/internal/dmarc"
 	"github.com/sluice-mail/sluice/gateway/internal/dnsrecords"
 	"github.com/sluice-mail/sluice/gateway/internal/mtasts"
 	"github.com/sluice-mail/sluice/gateway/internal/resolver"
@@ -103,7 +104,7 @@ func Run(ctx context.Context, o Options) []Finding {
 	}
 	d.mxAddresses(ctx)
 	d.fcrdns(ctx)
-	d.certificate()
+	d.certificate(d.ownMX(ctx))
 	return d.findings
 }
 
@@ -114,6 +115,8 @@ type doctor struct {
 	// addrs are the outbound addresses checked: those configured, or the
 	// hostname's when none is.
 	addrs []dnsrecords.Source
+	// mxAddrs are the addresses each MX host of records.mx resolves to.
+	mxAddrs map[string][]netip.Addr
 }
 
 func (d *doctor) add(status Status, check, name, format string, args ...any) *Finding {
@@ -262,15 +265,11 @@ func (d *doctor) mx(ctx context.Context, r dnsrecords.Record) {
 // mail arrives by it.
 func (d *doctor) mxAddresses(ctx context.Context) {
 	for _, host := range d.Config.MXHosts() {
-		var addrs []netip.Addr
-		var failed error
-		for _, network := range []string{"ip4", "ip6"} {
-			a, err := d.Resolver.LookupNetIP(ctx, network, host)
-			addrs = append(addrs, a...)
-			if lookupFailed(err) {
-				failed = err
-			}
+		addrs, failed := d.lookupAddrs(ctx, host)
+		if d.mxAddrs == nil {
+			d.mxAddrs = map[string][]netip.Addr{}
 		}
+		d.mxAddrs[host] = addrs
 		switch {
 		case len(addrs) > 0:
 			d.add(OK, "MX", host, "resolves to %s", joinAddrs(addrs))
@@ -281,6 +280,48 @@ func (d *doctor) mxAddresses(ctx context.Context) {
 				fix("publish A (and AAAA) records of " + host + ": the public addresses Sluice listens on (smtp.listen)")
 		}
 	}
+}
+
+// lookupAddrs are host's A and AAAA addresses, and the error of a lookup
+// that failed.
+func (d *doctor) lookupAddrs(ctx context.Context, host string) ([]netip.Addr, error) {
+	var addrs []netip.Addr
+	var failed error
+	for _, network := range []string{"ip4", "ip6"} {
+		a, err := d.Resolver.LookupNetIP(ctx, network, host)
+		addrs = append(addrs, a...)
+		if lookupFailed(err) {
+			failed = err
+		}
+	}
+	return addrs, failed
+}
+
+// ownMX tells, for each MX host of records.mx, whether it is this
+// gateway, whose certificate the doctor reads: a second MX may be another
+// gateway, with a certificate of its own, checked by the doctor there. A
+// host is this one when it is the hostname, or when one of its addresses
+// is this machine's: an outbound address, a specific smtp.listen address,
+// or one of the hostname's. The MX hosts' addresses are mxAddresses'.
+func (d *doctor) ownMX(ctx context.Context) map[string]bool {
+	ours := map[netip.Addr]bool{}
+	for _, s := range d.addrs {
+		ours[s.Addr] = true
+	}
+	for _, l := range d.Config.SMTP.Listen {
+		if ap, err := netip.ParseAddrPort(l); err == nil && !ap.Addr().IsUnspecified() {
+			ours[ap.Addr().Unmap()] = true
+		}
+	}
+	self, _ := d.lookupAddrs(ctx, d.Config.Hostname)
+	for _, a := range self {
+		ours[a] = true
+	}
+	own := map[string]bool{}
+	for _, host := range d.Config.MXHosts() {
+		own[host] = host == d.Config.Hostname || slices.ContainsFunc(d.mxAddrs[host], func(a netip.Addr) bool { return ours[a.Unmap()] })
+	}
+	return own
 }
 
 // checkSPF checks that the name has one SPF record and that it passes
@@ -389,14 +430,16 @@ func (d *doctor) dkim(ctx context.Context, r dnsrecords.Record) {
 	}
 }
 
-// dmarc checks that the domain has a DMARC record, with the policy asked.
+// dmarc checks that the domain has a DMARC record, with the policy asked:
+// its own, or one above it that receivers find for it.
 func (d *doctor) dmarc(ctx context.Context, r dnsrecords.Record) {
 	n := name(r)
 	rec, status := d.oneTXT(ctx, r, "DMARC", "v=DMARC1")
+	if status == "" {
+		d.dmarcAbove(ctx, r)
+		return
+	}
 	if status != OK {
-		if status == "" {
-			d.add(Error, "DMARC", n, "no DMARC record: receivers apply no policy to forgeries of %s, and big mailbox providers distrust its mail", r.Domain).fix(r.Line())
-		}
 		return
 	}
 	policy := ""
@@ -419,6 +462,33 @@ func (d *doctor) dmarc(ctx context.Context, r dnsrecords.Record) {
 		d.add(OK, "DMARC", n, "%q: p=none only asks for reports; set records.dmarc_policy to quarantine, then reject, once they show %s's mail passing", rec, r.Domain)
 	default:
 		d.add(OK, "DMARC", n, "%q", rec)
+	}
+}
+
+// dmarcAbove checks the record that covers a domain without one of its
+// own, found as the gateway finds it for incoming mail ([auth]
+// dmarc_discovery): a subdomain's mail is covered by its organizational
+// domain's record, whose sp= (else p=) applies to it.
+func (d *doctor) dmarcAbove(ctx context.Context, r dnsrecords.Record) {
+	n := name(r)
+	how, _ := dmarc.ParseDiscovery(d.Config.Auth.DMARCDiscovery) // validated with the config
+	cov, err := dmarc.Cover(ctx, d.Resolver, how, r.Domain)
+	want := d.Config.Records.DMARCPolicy
+	at := "_dmarc." + cov.PolicyDomain
+	switch {
+	case err != nil:
+		d.add(Error, "DMARC", n, "no DMARC record of its own, and looking for one above it failed: %v", err)
+	case cov.PolicyDomain == "":
+		d.add(Error, "DMARC", n, "no DMARC record: receivers apply no policy to forgeries of %s, and big mailbox providers distrust its mail (receivers find %s)", r.Domain, cov.Reason).fix(r.Line())
+	case cov.PolicyDomain != cov.OrgDomain:
+		// A public suffix domain's record (psd=y) is its registry's, not
+		// the owner's: it stands in for a record nobody published.
+		d.add(Warn, "DMARC", n, "no DMARC record of its own or of its organizational domain %s: only the public suffix domain's record at %s applies (policy %s), which its registry sets", cov.OrgDomain, at, cov.Policy).fix(r.Line())
+	case cov.Policy != want:
+		d.add(Warn, "DMARC", n, "no record of its own: the organizational domain's record at %s covers %s (found by auth.dmarc_discovery = %s), with policy %s, but records.dmarc_policy is %s", at, r.Domain, how, cov.Policy, want).
+			fix("set sp= (or p=) of "+at+" to "+want+", or publish "+r.Domain+"'s own:", r.Line())
+	default:
+		d.add(OK, "DMARC", n, "no record of its own: the organizational domain's record at %s covers %s (found by auth.dmarc_discovery = %s), with policy %s", at, r.Domain, how, cov.Policy)
 	}
 }
 

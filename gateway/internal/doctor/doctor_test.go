@@ -210,7 +210,13 @@ func (f *fixture) runWith(t *testing.T, zone string, setup func(*dnstest.Server)
 // port.
 func policyServer(t *testing.T, names []string, body string) int {
 	t.Helper()
-	certs, key := certPEM(t, names, now.Add(60*24*time.Hour), false)
+	return policyServerUntil(t, names, body, now.Add(60*24*time.Hour))
+}
+
+// policyServerUntil is policyServer with a certificate valid until notAfter.
+func policyServerUntil(t *testing.T, names []string, body string, notAfter time.Time) int {
+	t.Helper()
+	certs, key := certPEM(t, names, notAfter, false)
 	pair, err := tls.X509KeyPair(certs, key)
 	if err != nil {
 		t.Fatal(err)
@@ -281,6 +287,9 @@ func dkimRecord(t *testing.T, k crypto.Signer) string {
 	return r.Name + " 3600 IN TXT " + r.Value
 }
 
+// twoMX makes mx2.example.test the second MX host.
+const twoMX = "[records]\nmx = [\"mx.example.test\", \"mx2.example.test\"]\n"
+
 // Each breakage is reported with its status, what is wrong, and a fix.
 func TestDoctorBrokenZones(t *testing.T) {
 	keys(t)
@@ -343,6 +352,11 @@ func TestDoctorBrokenZones(t *testing.T) {
 			status: Error, check: "DKIM", subject: "e1._domainkey.example.test", message: "not a usable key (permerror: Ed25519 key is not 32 bytes)", fix: "e1._domainkey.example.test. 3600 IN TXT"},
 		{name: "no DMARC", zone: edit(`^_dmarc`, ""),
 			status: Error, check: "DMARC", subject: "_dmarc.example.test", message: "no DMARC record", fix: `_dmarc.example.test. 3600 IN TXT "v=DMARC1; p=none; rua=mailto:postmaster@example.test"`},
+		{name: "DMARC only at the public suffix domain", zone: edit(`^_dmarc`, `_dmarc.test. 3600 IN TXT "v=DMARC1; p=reject; psd=y"`),
+			status: Warn, check: "DMARC", subject: "_dmarc.example.test", message: "no DMARC record of its own or of its organizational domain example.test: only the public suffix domain's record at _dmarc.test applies (policy reject)",
+			fix: `_dmarc.example.test. 3600 IN TXT "v=DMARC1; p=none`},
+		{name: "DMARC lookup above the domain fails", zone: edit(`^_dmarc`, ""), setup: func(s *dnstest.Server) { s.Fail("_dmarc.test.", dns.RcodeServerFailure) },
+			status: Error, check: "DMARC", subject: "_dmarc.example.test", message: "no DMARC record of its own, and looking for one above it failed: the DNS lookup of _dmarc.test failed"},
 		{name: "DMARC policy other than asked", zone: edit(`^_dmarc`, `_dmarc.example.test. 3600 IN TXT "v=DMARC1; p=reject"`),
 			status: Warn, check: "DMARC", subject: "_dmarc.example.test", message: "has p=reject, but records.dmarc_policy is none", fix: "p=none"},
 		{name: "DMARC without p=", zone: edit(`^_dmarc`, `_dmarc.example.test. 3600 IN TXT "v=DMARC1; rua=mailto:x@example.test"`),
@@ -370,6 +384,10 @@ func TestDoctorBrokenZones(t *testing.T) {
 			status: Warn, check: "FCrDNS", subject: "::1", message: "the PTR name is host6.isp.example, but Sluice says EHLO mx.example.test", fix: "or set that source's helo to host6.isp.example"},
 		{name: "certificate for another name", cert: &certSpec{names: []string{"other.example.test"}, validFor: 60 * 24 * time.Hour},
 			status: Error, check: "certificate", message: "does not name mx.example.test (it names other.example.test)", fix: "get a certificate for mx.example.test"},
+		{name: "certificate without a second MX of this machine", toml: twoMX, zone: edit("", "mx2.example.test. 3600 IN A 127.0.0.1"),
+			status: Error, check: "certificate", message: "does not name mx2.example.test (it names mx.example.test)", fix: "get a certificate for mx2.example.test"},
+		{name: "second MX without an address", toml: twoMX,
+			status: Warn, check: "certificate", subject: "mx2.example.test", message: "not checked: mx2.example.test has no address to tell whether it is this gateway"},
 		{name: "certificate expiring", cert: &certSpec{names: []string{"mx.example.test"}, validFor: 10 * 24 * time.Hour},
 			status: Error, check: "certificate", message: "expires on 2026-06-11 12:00 UTC, in 10 days", fix: "renew it"},
 		{name: "certificate expired", cert: &certSpec{names: []string{"mx.example.test"}, validFor: -time.Hour},
@@ -501,7 +519,7 @@ func TestDoctorACMECertificateFixes(t *testing.T) {
 	certs, key := certPEM(t, []string{"mx.example.test"}, now.Add(10*24*time.Hour), false)
 	os.MkdirAll(f.cfg.ACMEDir(), 0o700)
 	os.WriteFile(filepath.Join(f.cfg.ACMEDir(), "mx.example.test"), append(key, certs...), 0o600)
-	findings := f.run(t, f.zone(), nil)
+	findings := f.run(t, f.zone()+"mx2.example.test. 3600 IN A 127.0.0.1\n", nil) // this machine's
 	want := map[string]string{
 		"does not name mx2.example.test": "ACME gets a certificate for hostname (mx.example.test) only",
 		"expires on":                     "renewal is failing: read the log's `acme:` lines",
@@ -558,6 +576,23 @@ func TestDoctorPolicyServed(t *testing.T) {
 			port:   func(t *testing.T, p string) int { return policyServer(t, []string{"mx.example.test"}, p) },
 			status: Error, message: "senders cannot fetch the policy: tls: failed to verify certificate: x509: certificate is valid for mx.example.test, not mta-sts.example.test",
 			fix: "smtp.tls_cert, which must also name mta-sts.example.test"},
+		{name: "certificate about to expire", toml: gatewayTOML,
+			port: func(t *testing.T, p string) int {
+				return policyServerUntil(t, []string{"mta-sts.example.test"}, p, now.Add(10*24*time.Hour))
+			},
+			status: Error, message: "the certificate of mta-sts.example.test expires on 2026-06-11 12:00 UTC, in 10 days",
+			fix: "renew it, or set [tls] acme = true"},
+		{name: "served elsewhere, certificate about to expire", toml: strings.Replace(gatewayTOML, httpsTOML, "", 1),
+			zone: edit("", "mta-sts.example.test. 3600 IN A 127.0.0.1"),
+			port: func(t *testing.T, p string) int {
+				return policyServerUntil(t, []string{"mta-sts.example.test"}, p, now.Add(13*24*time.Hour))
+			},
+			status: Error, message: "expires on 2026-06-14 12:00 UTC, in 13 days", fix: "the web server at mta-sts.example.test must renew its certificate"},
+		{name: "certificate expired", toml: gatewayTOML,
+			port: func(t *testing.T, p string) int {
+				return policyServerUntil(t, []string{"mta-sts.example.test"}, p, now.Add(-time.Hour))
+			},
+			status: Error, message: "senders cannot fetch the policy: tls: failed to verify certificate: x509: certificate has expired"},
 		{name: "another policy served", toml: gatewayTOML,
 			port: func(t *testing.T, _ string) int {
 				return policyServer(t, []string{"mta-sts.example.test"}, "version: STSv1\nmode: testing\nmx: mx.example.test\nmax_age: 86400\n")
@@ -632,6 +667,96 @@ func TestDoctorSourceFamilies(t *testing.T) {
 				t.Errorf("findings %q, want none", got)
 			case c.want != "" && (len(got) != 1 || !strings.HasPrefix(got[0], "warn "+c.want) || !strings.Contains(got[0], "add a [[relay.source]]")):
 				t.Errorf("findings %q, want one warning %q", got, c.want)
+			}
+		})
+	}
+}
+
+// A served subdomain without a DMARC record of its own is covered by its
+// organizational domain's, found as the gateway finds records ([auth]
+// dmarc_discovery): ok when the policy that applies to it (sp=, else p=)
+// is records.dmarc_policy, a warning when not, and the finding names the
+// record.
+func TestDoctorDMARCOfOrganizationalDomain(t *testing.T) {
+	sub := strings.Replace(gatewayTOML, `domains = ["example.test"]`, `domains = ["sub.example.test"]`, 1)
+	rfc7489 := sub + "[auth]\ndmarc_discovery = \"rfc7489\"\n"
+	for _, c := range []struct {
+		name, toml, zone string
+		setup            func(*dnstest.Server)
+		status           Status
+		message          string
+		fix              string
+	}{
+		{name: "covered", toml: sub, zone: `_dmarc.example.test. 3600 IN TXT "v=DMARC1; p=none"`,
+			status: OK, message: "no record of its own: the organizational domain's record at _dmarc.example.test covers sub.example.test (found by auth.dmarc_discovery = rfc9989), with policy none"},
+		{name: "covered by rfc7489", toml: rfc7489, zone: `_dmarc.example.test. 3600 IN TXT "v=DMARC1; p=none"`,
+			status: OK, message: "the organizational domain's record at _dmarc.example.test covers sub.example.test (found by auth.dmarc_discovery = rfc7489), with policy none"},
+		{name: "covered by a record in the middle of the walk", toml: strings.Replace(sub, "sub.example.test", "a.sub.example.test", 1),
+			zone:   "_dmarc.sub.example.test. 3600 IN TXT \"v=DMARC1; p=reject\"\n_dmarc.example.test. 3600 IN TXT \"v=DMARC1; p=none\"",
+			status: OK, message: "the organizational domain's record at _dmarc.example.test covers a.sub.example.test"},
+		{name: "covered with another policy", toml: sub, zone: `_dmarc.example.test. 3600 IN TXT "v=DMARC1; p=reject; sp=quarantine"`,
+			status: Warn, message: "_dmarc.example.test covers sub.example.test (found by auth.dmarc_discovery = rfc9989), with policy quarantine, but records.dmarc_policy is none",
+			fix: `set sp= (or p=) of _dmarc.example.test to none, or publish sub.example.test's own:`},
+		{name: "not covered", toml: sub, zone: "",
+			status: Error, message: "no DMARC record: receivers apply no policy to forgeries of sub.example.test", fix: `_dmarc.sub.example.test. 3600 IN TXT "v=DMARC1; p=none`},
+		{name: "organizational domain's record unusable", toml: sub, zone: `_dmarc.example.test. 3600 IN TXT "v=DMARC1; p=none"` + "\n" + `_dmarc.example.test. 3600 IN TXT "v=DMARC1; p=reject"`,
+			status: Error, message: "(receivers find no DMARC record for sub.example.test or above it in the DNS tree (_dmarc.example.test has 2 DMARC records, so none applies))"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f := newFixture(t, c.toml, goodCert)
+			var got []Finding
+			for _, fd := range f.run(t, edit(`^_dmarc`, c.zone)(f.zone()), c.setup) {
+				if fd.Check == "DMARC" {
+					got = append(got, fd)
+				}
+			}
+			if len(got) != 1 {
+				t.Fatalf("DMARC findings %+v, want one", got)
+			}
+			if got[0].Status != c.status || !strings.Contains(got[0].Message, c.message) {
+				t.Errorf("got %s %q, want %s with %q", got[0].Status, got[0].Message, c.status, c.message)
+			}
+			if fix := strings.Join(got[0].Fix, "\n"); c.fix != "" && !strings.Contains(fix, c.fix) {
+				t.Errorf("fix %q lacks %q", fix, c.fix)
+			}
+		})
+	}
+}
+
+// The certificate is checked for the MX hosts that are this gateway: the
+// hostname, or a host at one of this machine's addresses (outbound, or a
+// specific smtp.listen one). A second MX elsewhere is another gateway's,
+// with a certificate of its own.
+func TestDoctorCertificateOfEachMX(t *testing.T) {
+	listen := strings.Replace(gatewayTOML, "[smtp]\n", "[smtp]\nlisten = [\"127.0.0.9:25\"]\n", 1) + twoMX
+	for _, c := range []struct {
+		name, toml, zone string
+		status           Status
+		message          string
+	}{
+		{"another machine", gatewayTOML + twoMX, "mx2.example.test. 3600 IN A 192.0.2.7",
+			OK, "another machine (192.0.2.7, none of this gateway's addresses): its certificate is checked by sluice doctor there"},
+		{"an outbound address", gatewayTOML + twoMX, "mx2.example.test. 3600 IN AAAA ::1",
+			Error, "does not name mx2.example.test (it names mx.example.test): senders that verify refuse it"},
+		{"a listen address", listen, "mx2.example.test. 3600 IN A 127.0.0.9",
+			Error, "does not name mx2.example.test"},
+		{"a listen address, another machine", listen, "mx2.example.test. 3600 IN A 127.0.0.8",
+			OK, "another machine (127.0.0.8, none of this gateway's addresses)"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f := newFixture(t, c.toml, goodCert)
+			findings := f.run(t, f.zone()+c.zone+"\n", nil)
+			var got []string
+			for _, fd := range findings {
+				if fd.Check == "certificate" && (fd.Name == "mx2.example.test" || strings.Contains(fd.Message, "mx2.example.test")) {
+					got = append(got, string(fd.Status)+" "+fd.Message)
+				}
+			}
+			if len(got) != 1 || !strings.HasPrefix(got[0], string(c.status)+" ") || !strings.Contains(got[0], c.message) {
+				t.Errorf("certificate findings about mx2.example.test %q, want one %s with %q", got, c.status, c.message)
+			}
+			if Failed(findings) != (c.status == Error) {
+				t.Errorf("Failed() = %v:\n%s", Failed(findings), report(findings))
 			}
 		})
 	}

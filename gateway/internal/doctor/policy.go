@@ -45,7 +45,7 @@ func (d *doctor) policyServed(ctx context.Context, r dnsrecords.Record) {
 		return
 	}
 	want, _ := d.Config.MTASTSPolicy()
-	body, err := d.fetchPolicy(ctx, host, addrs)
+	body, leaf, err := d.fetchPolicy(ctx, host, addrs)
 	if err != nil {
 		f := d.add(Error, "MTA-STS", where, "senders cannot fetch the policy: %v", err)
 		_, certErr := errors.AsType[*tls.CertificateVerificationError](err)
@@ -76,11 +76,25 @@ func (d *doctor) policyServed(ctx context.Context, r dnsrecords.Record) {
 	default:
 		d.add(OK, "MTA-STS", where, "serves the policy (%s)", describePolicy(got))
 	}
+	// An expired certificate failed the fetch above; one about to expire
+	// soon will, and senders that cannot fetch the policy when their
+	// cached one runs out deliver without it.
+	if left := leaf.NotAfter.Sub(d.Now); left < ExpiryMargin {
+		renew := "the web server at " + host + " must renew its certificate"
+		switch {
+		case served && d.Config.TLS.ACME:
+			renew = "renewal is failing: read the log's `acme:` lines (sluice_acme_failures_total counts them); the CA must reach [https] listen on port 443 at " + joinAddrs(addrs)
+		case served:
+			renew = "the HTTPS listener presents smtp.tls_cert: renew it, or set [tls] acme = true (renewed automatically)"
+		}
+		d.add(Error, "MTA-STS", where, "the certificate of %s expires on %s, in %d days: renewal is due and has not happened, and senders cannot fetch the policy once it has expired",
+			host, leaf.NotAfter.UTC().Format("2006-01-02 15:04 UTC"), int(left.Hours()/24)).fix(renew)
+	}
 }
 
 // fetchPolicy gets the policy file from the first address of host that
-// answers.
-func (d *doctor) fetchPolicy(ctx context.Context, host string, addrs []netip.Addr) (string, error) {
+// answers, and the certificate it was served with.
+func (d *doctor) fetchPolicy(ctx context.Context, host string, addrs []netip.Addr) (string, *x509.Certificate, error) {
 	port := d.HTTPSPort
 	if port == 0 {
 		port = 443
@@ -107,21 +121,22 @@ func (d *doctor) fetchPolicy(ctx context.Context, host string, addrs []netip.Add
 	defer client.CloseIdleConnections()
 	req, err := http.NewRequestWithContext(ctx, "GET", "https://"+host+mtasts.Path, nil)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	resp, err := client.Do(req)
 	if err != nil {
 		if ue, ok := errors.AsType[*url.Error](err); ok {
 			err = ue.Err // without the "Get URL:" the finding already names
 		}
-		return "", err
+		return "", nil, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("the answer is %s, not 200 OK", resp.Status)
+		return "", nil, fmt.Errorf("the answer is %s, not 200 OK", resp.Status)
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, mtasts.MaxPolicySize))
-	return string(body), err
+	// Verified against Roots, so TLS and a leaf are there.
+	return string(body), resp.TLS.PeerCertificates[0], err
 }
 
 // samePolicy compares what senders apply: the order of the mx lines
