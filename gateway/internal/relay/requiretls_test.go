@@ -153,4 +153,3 @@ func TestRequireTLSDoesNotReuseUnverifiedConnection(t *testing.T) {
 		t.Errorf("%d MAIL FROM; want only the ordinary message's", mails)
 	}
 }
-

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/sluice-mail/sluice/gateway/internal/mtasts"
 )
@@ -297,6 +298,12 @@ func (s *session) certificateResult(req requirement, level Security) (string, er
 	switch {
 	case req.dane != nil:
 		if err := req.dane.verify(s.peerCerts); err != nil {
+			// DANE-TA found its anchor, but the certificate is not
+			// valid under it (name, dates, chain): named, and
+			// described, as the WebPKI's failures are.
+			if result := certResult(err); result != resultFailed {
+				return result, certError(s.host, err)
+			}
 			return resultTLSAInvalid, err
 		}
 	case level >= Verify && s.verifyErr != nil:
@@ -334,6 +341,7 @@ func certResult(err error) string {
 func certError(host string, err error) error {
 	var hostErr x509.HostnameError
 	var unknown x509.UnknownAuthorityError
+	var invalid x509.CertificateInvalidError
 	switch {
 	case errors.As(err, &hostErr):
 		names := "no DNS names"
@@ -343,6 +351,8 @@ func certError(host string, err error) error {
 		return fmt.Errorf("certificate not valid for %s (it is for %s)", host, names)
 	case errors.As(err, &unknown):
 		return errors.New("certificate not signed by a trusted authority")
+	case errors.As(err, &invalid) && invalid.Reason == x509.Expired:
+		return fmt.Errorf("certificate expired on %s", invalid.Cert.NotAfter.UTC().Format(time.RFC3339))
 	}
 	return fmt.Errorf("certificate: %s", strings.TrimPrefix(err.Error(), "x509: "))
 }

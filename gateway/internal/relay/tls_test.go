@@ -247,6 +247,22 @@ func TestMTASTSEnforceRefusesUntrustedCertificate(t *testing.T) {
 	s.results.check(t, "mta-sts enforce certificate-not-trusted")
 }
 
+func TestMTASTSEnforceRefusesExpiredCertificate(t *testing.T) {
+	expired := time.Now().Add(-time.Minute).Truncate(time.Second)
+	s := newSTSSetup(t, func(ca *certs.CA) *tls.Config {
+		cert, err := ca.Issue(expired, "mx.example.test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &tls.Config{Certificates: []tls.Certificate{cert}}
+	}, "1", policy("enforce", "mx.example.test"))
+	_, err := s.begin(t)
+	sameReply(t, err, &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 7, 5},
+		Message: fmt.Sprintf("example.test: MTA-STS policy (enforce): mx.example.test[127.0.0.2]:%d: certificate expired on %s",
+			s.relay.cfg.Port, expired.UTC().Format(time.RFC3339))})
+	s.results.check(t, "mta-sts enforce certificate-expired")
+}
+
 func TestMTASTSEnforceRefusesDestinationWithoutSTARTTLS(t *testing.T) {
 	s := newSTSSetup(t, nil, "1", policy("enforce", "mx.example.test"))
 	_, err := s.begin(t)
