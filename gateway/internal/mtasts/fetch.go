@@ -42,6 +42,10 @@ type Config struct {
 	// Fetched, if set, is told the outcome of each policy fetch: nil or
 	// why it failed.
 	Fetched func(err error)
+	// NotWaited, if set, is told each time a caller stopped waiting for
+	// a lookup of a domain without a usable cached policy, because its
+	// context ended first; it went on without a policy.
+	NotWaited func()
 }
 
 const (
@@ -180,6 +184,13 @@ func NewFetcher(c Config) (*Fetcher, error) {
 // if the record's id changed or half its max_age has passed (so that a
 // policy in use does not expire). Concurrent callers for one domain share
 // one lookup.
+//
+// Without a usable cached policy, a caller waits for the lookup only as
+// long as its ctx lasts: the lookup runs on its own deadline, so the
+// sending client is held no longer than its session allows, and what the
+// lookup finds is cached for later callers. One that stops waiting gets
+// ok false: no policy is available yet, and RFC 8461 §5 has the mail
+// delivered as without MTA-STS (as tls_security says).
 func (f *Fetcher) Policy(ctx context.Context, domain string) (p Policy, ok bool) {
 	domain = strings.ToLower(strings.TrimSuffix(domain, "."))
 	now := time.Now()
@@ -207,15 +218,18 @@ func (f *Fetcher) Policy(ctx context.Context, domain string) (p Policy, ok bool)
 	done := e.busy
 	if done == nil {
 		done = f.startLookup(e, now)
-		c.mu.Unlock()
-		f.lookup(domain, e, done)
-	} else {
-		c.mu.Unlock()
-		select {
-		case <-done:
-		case <-ctx.Done():
-			return Policy{}, false
+		go f.lookup(domain, e, done)
+	}
+	c.mu.Unlock()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		f.log.Info("mta-sts: stopped waiting for the policy lookup, which goes on; delivering as without MTA-STS",
+			"domain", domain, "err", ctx.Err())
+		if f.cfg.NotWaited != nil {
+			f.cfg.NotWaited()
 		}
+		return Policy{}, false
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
