@@ -27,6 +27,7 @@ type policyServer struct {
 	requests atomic.Int32
 	mu       sync.Mutex
 	handle   func(w http.ResponseWriter)
+	dns      *dnstest.Server // serves example.test
 }
 
 // fetchSetup starts a policy server with a certificate for certName from
@@ -63,6 +64,7 @@ func fetchSetup(t *testing.T, certName, txt string, handle func(w http.ResponseW
 		zone += "_mta-sts.example.test. IN TXT \"" + txt + "\"\n"
 	}
 	dns := dnstest.Start(t, zone)
+	ps.dns = dns
 	res, err := resolver.New(resolver.Config{Nameservers: []string{dns.Addr()}, Attempts: 1})
 	if err != nil {
 		t.Fatal(err)
