@@ -64,7 +64,7 @@ func newGatewayMetrics() *gatewayMetrics {
 		stsFetches: f.NewCounterVec(prometheus.CounterOpts{Name: "sluice_relay_mta_sts_fetches_total",
 			Help: "Fetches of destinations' MTA-STS policies, by result: ok or failed."}, []string{"result"}),
 		stsNotWaited: f.NewCounter(prometheus.CounterOpts{Name: "sluice_relay_mta_sts_not_waited_total",
-			Help: "Transactions that stopped waiting for a destination's first MTA-STS lookup (their session's context ended first) and went on without a policy, as tls_security says; the lookup goes on and its policy is cached."}),
+			Help: "Transactions that stopped waiting for a destination's first MTA-STS lookup (their context ended first) and went on without a policy, as tls_security says; the lookup goes on and its policy is cached."}),
 	}
 	for _, pm := range [][2]string{{"tls_security", "encrypt"}, {"tls_security", "verify"}, {"mta-sts", "enforce"}, {"mta-sts", "testing"},
 		{"dane", "verify"}, {"dane", "encrypt"}, {"requiretls", "verify"}} {
