@@ -68,4 +68,3 @@ func TestFetchSurvivesBlackHoledAddress(t *testing.T) {
 		t.Errorf("%d requests, want 1", n)
 	}
 }
-
