@@ -35,6 +35,7 @@ func (g *Gateway) relayTLS(cfg *config.Config, res *resolver.Resolver, c *relay.
 			Cache:       g.stsCache,
 			Logger:      g.log,
 			Fetched:     g.metrics.stsFetched,
+			NotWaited:   g.metrics.stsNotWaited.Inc,
 		})
 	}
 	return err

@@ -37,6 +37,7 @@ type gatewayMetrics struct {
 	certExpiry   *prometheus.GaugeVec
 	acmeFailures *prometheus.CounterVec
 	stsFetches   *prometheus.CounterVec
+	stsNotWaited prometheus.Counter
 }
 
 func newGatewayMetrics() *gatewayMetrics {
@@ -58,13 +59,15 @@ func newGatewayMetrics() *gatewayMetrics {
 		acmeFailures: f.NewCounterVec(prometheus.CounterOpts{Name: "sluice_acme_failures_total",
 			Help: "Failed attempts to get a certificate from the ACME CA, by name, and checks (every 30 minutes) that found a renewal overdue."}, []string{"name"}),
 		tlsPolicy: f.NewCounterVec(prometheus.CounterOpts{Name: "sluice_relay_tls_policy_total",
-			Help: "TLS checks of transactions with destinations under a policy, by policy and mode: tls_security encrypt or verify, a domain's mta-sts policy in enforce or testing mode, a host's dane TLSA records (verify: usable records, encrypt: only unusable ones); and by result, ok or what failed as TLS reporting (RFC 8460) names it."},
+			Help: "TLS checks of transactions with destinations under a policy, by policy and mode: tls_security encrypt or verify, a domain's mta-sts policy in enforce or testing mode, a host's dane TLSA records (verify: usable records, encrypt: only unusable ones), requiretls verify for a message that asks for REQUIRETLS; and by result, ok or what failed as TLS reporting (RFC 8460) names it."},
 			[]string{"policy", "mode", "result"}),
 		stsFetches: f.NewCounterVec(prometheus.CounterOpts{Name: "sluice_relay_mta_sts_fetches_total",
 			Help: "Fetches of destinations' MTA-STS policies, by result: ok or failed."}, []string{"result"}),
+		stsNotWaited: f.NewCounter(prometheus.CounterOpts{Name: "sluice_relay_mta_sts_not_waited_total",
+			Help: "Transactions that stopped waiting for a destination's first MTA-STS lookup (their context ended first) and went on without a policy, as tls_security says; the lookup goes on and its policy is cached."}),
 	}
 	for _, pm := range [][2]string{{"tls_security", "encrypt"}, {"tls_security", "verify"}, {"mta-sts", "enforce"}, {"mta-sts", "testing"},
-		{"dane", "verify"}, {"dane", "encrypt"}} {
+		{"dane", "verify"}, {"dane", "encrypt"}, {"requiretls", "verify"}} {
 		m.tlsPolicy.WithLabelValues(pm[0], pm[1], "ok")
 	}
 	m.stsFetches.WithLabelValues("ok")

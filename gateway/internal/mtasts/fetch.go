@@ -42,6 +42,10 @@ type Config struct {
 	// Fetched, if set, is told the outcome of each policy fetch: nil or
 	// why it failed.
 	Fetched func(err error)
+	// NotWaited, if set, is told each time a caller stopped waiting for
+	// a lookup of a domain without a usable cached policy, because its
+	// context ended first; it went on without a policy.
+	NotWaited func()
 }
 
 const (
@@ -180,6 +184,13 @@ func NewFetcher(c Config) (*Fetcher, error) {
 // if the record's id changed or half its max_age has passed (so that a
 // policy in use does not expire). Concurrent callers for one domain share
 // one lookup.
+//
+// Without a usable cached policy, a caller waits for the lookup only as
+// long as its ctx lasts: the lookup runs on its own deadline, so the
+// sending client is held no longer than its session allows, and what the
+// lookup finds is cached for later callers. One that stops waiting gets
+// ok false: no policy is available yet, and RFC 8461 §5 has the mail
+// delivered as without MTA-STS (as tls_security says).
 func (f *Fetcher) Policy(ctx context.Context, domain string) (p Policy, ok bool) {
 	domain = strings.ToLower(strings.TrimSuffix(domain, "."))
 	now := time.Now()
@@ -207,15 +218,18 @@ func (f *Fetcher) Policy(ctx context.Context, domain string) (p Policy, ok bool)
 	done := e.busy
 	if done == nil {
 		done = f.startLookup(e, now)
-		c.mu.Unlock()
-		f.lookup(domain, e, done)
-	} else {
-		c.mu.Unlock()
-		select {
-		case <-done:
-		case <-ctx.Done():
-			return Policy{}, false
+		go f.lookup(domain, e, done)
+	}
+	c.mu.Unlock()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		f.log.Info("mta-sts: stopped waiting for the policy lookup, which goes on; delivering as without MTA-STS",
+			"domain", domain, "err", ctx.Err())
+		if f.cfg.NotWaited != nil {
+			f.cfg.NotWaited()
 		}
+		return Policy{}, false
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -317,8 +331,14 @@ func (f *Fetcher) fetch(ctx context.Context, domain string) (Policy, error) {
 	return p, nil
 }
 
+// minDialShare is the least time one of the policy host's addresses gets
+// to connect, when the time left allows it.
+const minDialShare = 2 * time.Second
+
 // dial connects to the policy host at addr ("host:443"), finding its
-// addresses with the resolver, IPv6 first.
+// addresses with the resolver, IPv6 first. Each address gets its share of
+// the time left, so that one that swallows packets (an IPv6 route that
+// goes nowhere is the common case) cannot use up the whole fetch.
 func (f *Fetcher) dial(ctx context.Context, _, addr string) (net.Conn, error) {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
@@ -328,24 +348,37 @@ func (f *Fetcher) dial(ctx context.Context, _, addr string) (net.Conn, error) {
 	if f.cfg.DisableIPv6 {
 		networks = networks[1:]
 	}
-	var d net.Dialer
+	var ips []netip.Addr
 	var errs []error
 	for _, network := range networks {
-		ips, err := f.cfg.Resolver.LookupNetIP(ctx, network, host+".")
+		found, err := f.cfg.Resolver.LookupNetIP(ctx, network, host+".")
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		for _, ip := range ips {
-			conn, err := d.DialContext(ctx, "tcp", net.JoinHostPort(ip.Unmap().String(), strconv.Itoa(f.cfg.Port)))
-			if err == nil {
-				return conn, nil
-			}
-			errs = append(errs, err)
+		ips = append(ips, found...)
+	}
+	for i, ip := range ips {
+		d := net.Dialer{Timeout: f.dialShare(ctx, len(ips)-i)}
+		conn, err := d.DialContext(ctx, "tcp", net.JoinHostPort(ip.Unmap().String(), strconv.Itoa(f.cfg.Port)))
+		if err == nil {
+			return conn, nil
 		}
+		errs = append(errs, err)
 	}
 	if len(errs) == 0 {
 		return nil, fmt.Errorf("%s: no addresses", host)
 	}
 	return nil, errors.Join(errs...)
+}
+
+// dialShare is how long the next of left addresses may take to connect:
+// an equal share of the time ctx has left (of Timeout, if it has no
+// deadline), but at least minDialShare where that much is left.
+func (f *Fetcher) dialShare(ctx context.Context, left int) time.Duration {
+	remaining := f.cfg.Timeout
+	if deadline, ok := ctx.Deadline(); ok {
+		remaining = time.Until(deadline)
+	}
+	return min(remaining, max(remaining/time.Duration(left), minDialShare))
 }

@@ -27,6 +27,7 @@ type policyServer struct {
 	requests atomic.Int32
 	mu       sync.Mutex
 	handle   func(w http.ResponseWriter)
+	dns      *dnstest.Server // serves example.test
 }
 
 // fetchSetup starts a policy server with a certificate for certName from
@@ -63,6 +64,7 @@ func fetchSetup(t *testing.T, certName, txt string, handle func(w http.ResponseW
 		zone += "_mta-sts.example.test. IN TXT \"" + txt + "\"\n"
 	}
 	dns := dnstest.Start(t, zone)
+	ps.dns = dns
 	res, err := resolver.New(resolver.Config{Nameservers: []string{dns.Addr()}, Attempts: 1})
 	if err != nil {
 		t.Fatal(err)
@@ -201,6 +203,62 @@ func TestCallerContextEndsWait(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatal("the shared fetch never completed")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// The first caller for a domain, which starts the lookup, waits for it
+// only as long as its own context lasts; the fetch goes on, and its
+// policy is cached for the next caller.
+func TestFirstCallerContextEndsWait(t *testing.T) {
+	release := make(chan struct{})
+	var notWaited atomic.Int32
+	f, ps, fetched := fetchSetup(t, "mta-sts.example.test", "v=STSv1; id=1", func(w http.ResponseWriter) {
+		<-release
+		serveText(enforcePolicy)(w)
+	}, func(c *Config) { c.NotWaited = func() { notWaited.Add(1) } })
+	defer func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	}()
+	ctx, cancel := context.WithCancel(context.Background())
+	returned := make(chan bool)
+	go func() {
+		_, ok := f.Policy(ctx, "example.test")
+		returned <- ok
+	}()
+	for ps.requests.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	// The policy host has not answered (it waits for release): a
+	// caller held by the fetch could not return here.
+	select {
+	case ok := <-returned:
+		if ok {
+			t.Error("policy returned to a caller whose context ended")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first caller waited for the fetch after its context ended")
+	}
+	if n := notWaited.Load(); n != 1 {
+		t.Errorf("NotWaited told %d times, want 1", n)
+	}
+	close(release)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if p, ok := f.Policy(context.Background(), "example.test"); ok {
+			if p.Mode != Enforce || ps.requests.Load() != 1 || len(*fetched) != 1 {
+				t.Errorf("mode %q after %d requests, %d fetches; want enforce from the one fetch", p.Mode, ps.requests.Load(), len(*fetched))
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the fetch never completed")
 		}
 		time.Sleep(5 * time.Millisecond)
 	}

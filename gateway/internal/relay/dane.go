@@ -198,8 +198,5 @@ func chainsTo(leaf *x509.Certificate, intermediates []*x509.Certificate, ta *x50
 	}
 	_, err := leaf.Verify(x509.VerifyOptions{DNSName: host, Roots: roots, Intermediates: inter,
 		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
-	if _, ok := errors.AsType[x509.HostnameError](err); ok {
-		return fmt.Errorf("certificate is not valid for %s", host)
-	}
-	return err
+	return err // an x509 error, which certificateResult names
 }

@@ -155,6 +155,12 @@ func newTestCA(t *testing.T) *testCA {
 // sent with the CA's certificate, as RFC 7672 §3.1.2 asks of servers.
 func (ca *testCA) serverTLS(t *testing.T, name string) *tls.Config {
 	t.Helper()
+	return ca.serverTLSUntil(t, name, time.Now().Add(time.Hour))
+}
+
+// serverTLSUntil is serverTLS with a certificate that expires at notAfter.
+func (ca *testCA) serverTLSUntil(t *testing.T, name string, notAfter time.Time) *tls.Config {
+	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -163,8 +169,8 @@ func (ca *testCA) serverTLS(t *testing.T, name string) *tls.Config {
 		SerialNumber: big.NewInt(2),
 		Subject:      pkix.Name{CommonName: name},
 		DNSNames:     []string{name},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
+		NotBefore:    time.Now().Add(-2 * time.Hour),
+		NotAfter:     notAfter,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
@@ -210,8 +216,18 @@ func TestDANETAChainWithTheMXNameDelivers(t *testing.T) {
 func TestDANETAWrongNameDefers(t *testing.T) {
 	ca := newTestCA(t)
 	dt := newDANETest(t, daneMX+tlsaLine(2, 0, 1, ca.cert), ca.serverTLS(t, "mx.other.test"))
-	dt.refused(dt.relay(), "mx.example.test[127.0.0.2]:PORT: DANE-TA: certificate is not valid for mx.example.test")
-	dt.wantResults("dane verify tlsa-invalid")
+	dt.refused(dt.relay(), "mx.example.test[127.0.0.2]:PORT: certificate not valid for mx.example.test (it is for mx.other.test)")
+	dt.wantResults("dane verify certificate-host-mismatch")
+}
+
+func TestDANETAExpiredCertificateDefers(t *testing.T) {
+	// The anchor matches, but the server's certificate has expired:
+	// counted and described as RFC 8460 and the WebPKI path name it.
+	ca := newTestCA(t)
+	expired := time.Now().Add(-time.Hour).Truncate(time.Second)
+	dt := newDANETest(t, daneMX+tlsaLine(2, 0, 1, ca.cert), ca.serverTLSUntil(t, "mx.example.test", expired))
+	dt.refused(dt.relay(), "mx.example.test[127.0.0.2]:PORT: certificate expired on "+expired.UTC().Format(time.RFC3339))
+	dt.wantResults("dane verify certificate-expired")
 }
 
 func TestDANETAThatIsTheServerCertificate(t *testing.T) {
@@ -225,8 +241,8 @@ func TestDANETAThatIsTheServerCertificate(t *testing.T) {
 
 	other := selfSignedTLS(t, "mx.other.test")
 	wrong := newDANETest(t, daneMX+tlsaLine(2, 1, 1, leafOf(t, other)), other)
-	wrong.refused(wrong.relay(), "mx.example.test[127.0.0.2]:PORT: DANE-TA: certificate is not valid for mx.example.test")
-	wrong.wantResults("dane verify tlsa-invalid")
+	wrong.refused(wrong.relay(), "mx.example.test[127.0.0.2]:PORT: certificate not valid for mx.example.test (it is for mx.other.test)")
+	wrong.wantResults("dane verify certificate-host-mismatch")
 }
 
 func TestDANETAOtherAuthorityDefers(t *testing.T) {

@@ -194,21 +194,25 @@ func (r *Relay) Begin(ctx context.Context, domain, from string, opts *smtp.MailO
 	if err != nil {
 		return nil, nil, err
 	}
-	policy := r.tlsPolicyFor(ctx, domain)
+	requireTLS := opts != nil && opts.RequireTLS
+	policy := r.tlsPolicyFor(ctx, domain, requireTLS, mxSecure)
 	env := envelope{from: from, opts: opts, to: to}
 	tried := &attempts{domain: domain}
-	unlisted := 0 // hosts left out because the MTA-STS policy does not name them
+	unlisted := 0 // hosts left out because the policy does not vouch for them
 	for _, host := range hosts {
 		if policy.skips(host) && (r.dane == nil || !mxSecure) {
-			// Not in the enforced MTA-STS policy, and no TLSA records
-			// can make up for that: not even looked up.
+			// Not in the enforced MTA-STS policy (or not vouched for,
+			// for REQUIRETLS), and no TLSA records can make up for
+			// that: not even looked up.
 			unlisted++
+			tried.note(fmt.Sprintf("%s: not tried, %s", host, policy.skipReason(host)))
 			continue
 		}
 		ips, ipsSecure := r.addresses(ctx, host, tried)
 		req, use := r.requirement(ctx, policy, host, mxSecure && ipsSecure && len(ips) > 0, tried)
-		if req.leftOut() {
+		if req.leftOut {
 			unlisted++
+			tried.note(fmt.Sprintf("%s: not tried, %s", host, policy.skipReason(host)))
 		}
 		if !use {
 			continue
@@ -270,6 +274,15 @@ func (r *Relay) mxHosts(ctx context.Context, domain string) ([]string, bool, err
 // or its policy.
 func (r *Relay) noListedHost(domain string, hosts []string, policy tlsPolicy) error {
 	r.tlsResult(policy.forHost(hosts[0], nil), resultMXNotInPolicy)
+	if policy.requireTLS {
+		// RFC 8689 §4.2.1: the message must not go, and the sender is
+		// told so (5.7.10, as for a TLS session that cannot be had):
+		// retrying will not make the domain sign its zone or publish
+		// a policy.
+		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 10},
+			Message: fmt.Sprintf("%s: REQUIRETLS: no MX host is vouched for by DNSSEC or named by an MTA-STS policy (%s), and this message requires it",
+				domain, strings.Join(hosts, ", "))}
+	}
 	return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 7, 5},
 		Message: fmt.Sprintf("%s: %s: no MX host is in the policy (%s; the policy has %s)",
 			domain, policy.name(), strings.Join(hosts, ", "), strings.Join(policy.sts.MX, ", "))}
@@ -452,6 +465,13 @@ func (a *attempts) failure(ctx context.Context) *smtp.SMTPError {
 	}
 	detail := truncate(strings.Join(a.notes, "; "), maxReplyDetail)
 	switch {
+	case a.policy == nameRequireTLS:
+		// RFC 8689 §4.2.1: with no more MX hosts, the message must not
+		// be sent and a non-delivery notification goes to the sender,
+		// with 5.7.10 for a TLS session that could not be had. In
+		// session, that is a 5xx: the sender bounces it.
+		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 10},
+			Message: fmt.Sprintf("%s: %s: %s", a.domain, a.policy, detail)}
 	case a.policy != "":
 		// Never a 5xx: the destination may fix its certificate or its
 		// records, or DNS answer again; and never plaintext instead:

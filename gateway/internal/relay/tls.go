@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/sluice-mail/sluice/gateway/internal/mtasts"
 )
@@ -51,10 +52,14 @@ const (
 	policyTLSSecurity = "tls_security"
 	policyMTASTS      = "mta-sts"
 	policyDANE        = "dane"
+	policyRequireTLS  = "requiretls"
 )
 
 // nameDANE is how replies name DANE ("451 4.7.5 <domain>: DANE: ...").
 const nameDANE = "DANE"
+
+// nameRequireTLS is how replies name a message's REQUIRETLS (RFC 8689).
+const nameRequireTLS = "REQUIRETLS"
 
 // Results of a TLS check under a policy, as TLSResult names them: the
 // result types of TLS reporting (RFC 8460 §4.3).
@@ -71,17 +76,23 @@ const (
 )
 
 // tlsPolicy is the TLS policy for one destination domain, decided once per
-// transaction: the configured floor and the domain's own MTA-STS policy.
-// DANE, bound to MX hosts rather than the domain, joins in per host
-// (forHost).
+// transaction: the configured floor, the domain's own MTA-STS policy and
+// the message's REQUIRETLS. DANE, bound to MX hosts rather than the
+// domain, joins in per host (forHost).
 type tlsPolicy struct {
 	floor Security
 	sts   *mtasts.Policy // the domain's policy in enforce or testing mode; nil if none
+	// requireTLS says the message asks for REQUIRETLS (RFC 8689): every
+	// MX host must be authentic (mxSecure, or named by the MTA-STS
+	// policy) and its connection verified, by DANE or the WebPKI.
+	requireTLS bool
+	mxSecure   bool // DNSSEC vouched for the MX RRset
 }
 
-// tlsPolicyFor decides domain's TLS policy.
-func (r *Relay) tlsPolicyFor(ctx context.Context, domain string) tlsPolicy {
-	p := tlsPolicy{floor: r.cfg.Security}
+// tlsPolicyFor decides domain's TLS policy for a message that asks for
+// REQUIRETLS or not; mxSecure says DNSSEC vouched for its MX RRset.
+func (r *Relay) tlsPolicyFor(ctx context.Context, domain string, requireTLS, mxSecure bool) tlsPolicy {
+	p := tlsPolicy{floor: r.cfg.Security, requireTLS: requireTLS, mxSecure: mxSecure}
 	if r.cfg.MTASTS != nil {
 		if sts, ok := r.cfg.MTASTS.Policy(ctx, domain); ok && sts.Mode != mtasts.None {
 			p.sts = &sts
@@ -94,11 +105,32 @@ func (r *Relay) tlsPolicyFor(ctx context.Context, domain string) tlsPolicy {
 func (p tlsPolicy) enforcing() bool { return p.sts != nil && p.sts.Mode == mtasts.Enforce }
 
 // skips reports whether host must not be tried at all: an enforced
-// MTA-STS policy does not name it (RFC 8461 §4.1).
-func (p tlsPolicy) skips(host string) bool { return p.enforcing() && !p.sts.Matches(host) }
+// MTA-STS policy does not name it (RFC 8461 §4.1), or the message asks
+// for REQUIRETLS and nothing vouches for the host (RFC 8689 §4.2.1: else
+// a forged MX record could name any host, with a valid certificate).
+func (p tlsPolicy) skips(host string) bool {
+	return p.enforcing() && !p.sts.Matches(host) || p.requireTLS && !p.authentic(host)
+}
+
+// authentic reports whether host is known to be the domain's MX host:
+// DNSSEC vouched for the MX RRset, or the domain's MTA-STS policy names it.
+func (p tlsPolicy) authentic(host string) bool {
+	return p.mxSecure || p.sts != nil && p.sts.Matches(host)
+}
+
+// skipReason says why skips left host out, for the reply.
+func (p tlsPolicy) skipReason(host string) string {
+	if p.enforcing() && !p.sts.Matches(host) {
+		return "not in the MTA-STS policy"
+	}
+	return "REQUIRETLS: neither DNSSEC nor an MTA-STS policy vouches for it"
+}
 
 // name is the binding policy of the domain, as replies name it.
 func (p tlsPolicy) name() string {
+	if p.requireTLS {
+		return nameRequireTLS
+	}
 	if p.enforcing() {
 		return "MTA-STS policy (enforce)"
 	}
@@ -117,11 +149,10 @@ type requirement struct {
 	mode   string // its mode: enforce or testing, or the level asked
 	listed bool   // whether the MTA-STS policy names the host
 	name   string // the binding policy, for replies
+	// leftOut says the host must not be tried at all (tlsPolicy.skips),
+	// unless its TLSA records make up for it.
+	leftOut bool
 }
-
-// leftOut reports whether the host must not be tried at all: an enforced
-// MTA-STS policy does not name it (RFC 8461 §4.1).
-func (req requirement) leftOut() bool { return !req.listed && req.mode == mtasts.Enforce }
 
 // refusing is req as a connection it refuses is counted: a testing-mode
 // MTA-STS policy never refuses one, so what does is tls_security, whose
@@ -145,12 +176,28 @@ func (r *Relay) requirement(ctx context.Context, p tlsPolicy, host string, secur
 		return requirement{}, false
 	}
 	req = p.forHost(host, dane)
-	return req, !req.leftOut()
+	return req, !req.leftOut
 }
 
 // forHost is the requirement for host under the domain's policy p and
-// dane, what DANE asks of the host (nil if nothing).
+// dane, what DANE asks of the host (nil if nothing). A message with
+// REQUIRETLS needs at least Verify, or a DANE match (RFC 8689 §4.2.1),
+// from a host DNSSEC or the MTA-STS policy vouches for.
 func (p tlsPolicy) forHost(host string, dane *daneHost) requirement {
+	req := p.baseForHost(host, dane)
+	if p.requireTLS {
+		req.name = nameRequireTLS
+		req.leftOut = req.leftOut || !p.authentic(host)
+		if req.dane == nil && req.need < Verify {
+			req.need, req.check = Verify, Verify
+			req.policy, req.mode = policyRequireTLS, Verify.String()
+		}
+	}
+	return req
+}
+
+// baseForHost is forHost without REQUIRETLS.
+func (p tlsPolicy) baseForHost(host string, dane *daneHost) requirement {
 	if dane != nil && len(dane.usable) > 0 {
 		// RFC 7672 §2.2: usable TLSA records of a secure zone decide,
 		// over the WebPKI (and so over tls_security verify and MTA-STS,
@@ -171,6 +218,7 @@ func (p tlsPolicy) forHost(host string, dane *daneHost) requirement {
 		req.listed = p.sts.Matches(host)
 		if p.enforcing() {
 			req.need = Verify
+			req.leftOut = !req.listed
 		}
 	}
 	if dane != nil && req.need < Encrypt {
@@ -250,6 +298,12 @@ func (s *session) certificateResult(req requirement, level Security) (string, er
 	switch {
 	case req.dane != nil:
 		if err := req.dane.verify(s.peerCerts); err != nil {
+			// DANE-TA found its anchor, but the certificate is not
+			// valid under it (name, dates, chain): named, and
+			// described, as the WebPKI's failures are.
+			if result := certResult(err); result != resultFailed {
+				return result, certError(s.host, err)
+			}
 			return resultTLSAInvalid, err
 		}
 	case level >= Verify && s.verifyErr != nil:
@@ -287,6 +341,7 @@ func certResult(err error) string {
 func certError(host string, err error) error {
 	var hostErr x509.HostnameError
 	var unknown x509.UnknownAuthorityError
+	var invalid x509.CertificateInvalidError
 	switch {
 	case errors.As(err, &hostErr):
 		names := "no DNS names"
@@ -296,6 +351,8 @@ func certError(host string, err error) error {
 		return fmt.Errorf("certificate not valid for %s (it is for %s)", host, names)
 	case errors.As(err, &unknown):
 		return errors.New("certificate not signed by a trusted authority")
+	case errors.As(err, &invalid) && invalid.Reason == x509.Expired:
+		return fmt.Errorf("certificate expired on %s", invalid.Cert.NotAfter.UTC().Format(time.RFC3339))
 	}
 	return fmt.Errorf("certificate: %s", strings.TrimPrefix(err.Error(), "x509: "))
 }

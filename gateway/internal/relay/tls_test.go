@@ -247,6 +247,22 @@ func TestMTASTSEnforceRefusesUntrustedCertificate(t *testing.T) {
 	s.results.check(t, "mta-sts enforce certificate-not-trusted")
 }
 
+func TestMTASTSEnforceRefusesExpiredCertificate(t *testing.T) {
+	expired := time.Now().Add(-time.Minute).Truncate(time.Second)
+	s := newSTSSetup(t, func(ca *certs.CA) *tls.Config {
+		cert, err := ca.Issue(expired, "mx.example.test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &tls.Config{Certificates: []tls.Certificate{cert}}
+	}, "1", policy("enforce", "mx.example.test"))
+	_, err := s.begin(t)
+	sameReply(t, err, &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 7, 5},
+		Message: fmt.Sprintf("example.test: MTA-STS policy (enforce): mx.example.test[127.0.0.2]:%d: certificate expired on %s",
+			s.relay.cfg.Port, expired.UTC().Format(time.RFC3339))})
+	s.results.check(t, "mta-sts enforce certificate-expired")
+}
+
 func TestMTASTSEnforceRefusesDestinationWithoutSTARTTLS(t *testing.T) {
 	s := newSTSSetup(t, nil, "1", policy("enforce", "mx.example.test"))
 	_, err := s.begin(t)
@@ -287,6 +303,37 @@ func TestMTASTSEnforceTriesOnlyListedMX(t *testing.T) {
 	send(t, r, "example.test", "a@fwd.test", "owner@example.test", testMessage)
 	if unlisted.acceptedConns() != 0 || len(listed.deliveries()) != 1 {
 		t.Errorf("unlisted MX had %d connections, listed MX %d deliveries; want 0 and 1", unlisted.acceptedConns(), len(listed.deliveries()))
+	}
+}
+
+func TestMTASTSEnforceReplyNamesSkippedMX(t *testing.T) {
+	// mx1 is not in the policy; mx2 is, but refuses connections: the
+	// reply says mx1 was left out, not just that mx2 failed.
+	ca := newCA(t)
+	port, lns := listenSamePort(t, "127.0.0.2")
+	lns[0].Close() // nothing listens on 127.0.0.2: connections are refused
+	host := startPolicyHost(t, ca, "example.test", policy("enforce", "mx2.example.test"))
+	zone := dnstest.Start(t, "$TTL 300\n"+
+		"example.test. IN MX 10 mx1.example.test.\n"+
+		"example.test. IN MX 20 mx2.example.test.\n"+
+		"mx1.example.test. IN A 127.0.0.3\n"+
+		"mx2.example.test. IN A 127.0.0.2\n"+
+		"mta-sts.example.test. IN A 127.0.0.1\n"+
+		"_mta-sts.example.test. IN TXT \"v=STSv1; id=1\"\n")
+	res, err := resolver.New(resolver.Config{Nameservers: []string{zone.Addr()}, Attempts: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fetcher, err := mtasts.NewFetcher(mtasts.Config{Resolver: res, RootCAs: ca.Pool(), Port: host.port()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newTestRelay(t, port, res, func(c *Config) { c.MTASTS, c.RootCAs = fetcher, ca.Pool() })
+	_, _, err = r.Begin(context.Background(), "example.test", "a@fwd.test", nil, "owner@example.test")
+	reply := asReply(t, err)
+	want := fmt.Sprintf("example.test: no destination reachable: mx1.example.test: not tried, not in the MTA-STS policy; mx2.example.test[127.0.0.2]:%d: ", port)
+	if reply.Code != 451 || reply.EnhancedCode != (smtp.EnhancedCode{4, 4, 1}) || !strings.HasPrefix(reply.Message, want) {
+		t.Errorf("reply = %d %v %q; want 451 4.4.1 starting %q", reply.Code, reply.EnhancedCode, reply.Message, want)
 	}
 }
 
