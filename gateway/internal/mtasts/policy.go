@@ -115,10 +115,15 @@ func Parse(text string) (Policy, error) {
 	return p, nil
 }
 
-// checkPattern accepts a host name or "*." followed by one.
+// checkPattern accepts a host name (letters, digits, hyphens and dots;
+// IDNs in A-labels) or "*." followed by one.
 func checkPattern(s string) error {
-	host := strings.TrimPrefix(s, "*.")
-	if host == "" || strings.ContainsAny(host, "* \t") || strings.HasPrefix(host, ".") || strings.Contains(host, "..") {
+	host := strings.TrimSuffix(strings.TrimPrefix(s, "*."), ".")
+	bad := host == "" || strings.HasPrefix(host, ".") || strings.Contains(host, "..") ||
+		strings.ContainsFunc(host, func(r rune) bool {
+			return !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || r == '-' || r == '.')
+		})
+	if bad {
 		return fmt.Errorf("mx %q is not a host name or *.domain", s)
 	}
 	return nil

@@ -45,6 +45,8 @@ func TestParse(t *testing.T) {
 		{"version: STSv1\nmode: enforce\nmx: a.example\n", "max_age"},
 		{"version: STSv1\nmode: enforce\nmx: *.*.example\nmax_age: 1\n", "not a host name"},
 		{"version: STSv1\nmode enforce\n", "key: value"},
+		{"version: STSv1\nmode: enforce\nmx: a\rb.example\nmax_age: 1\n", "not a host name"},
+		{"version: STSv1\nmode: enforce\nmx: mx_1.example\nmax_age: 1\n", "not a host name"},
 		{strings.Repeat("x", MaxPolicySize+1), "larger"},
 	} {
 		_, err := Parse(tc.text)
