@@ -151,7 +151,7 @@ func lookupFailed(err error) bool {
 func (d *doctor) outbound(ctx context.Context) []dnsrecords.Source {
 	srcs := dnsrecords.Sources(d.Config)
 	if len(srcs) > 0 {
-		d.families(srcs)
+		d.families()
 		return srcs
 	}
 	host := d.Config.Hostname
@@ -178,21 +178,14 @@ func (d *doctor) outbound(ctx context.Context) []dnsrecords.Source {
 // families warns of an address family the relay uses without a source
 // of it: its connections come from an address the system picks, which the
 // SPF records do not list and whose reverse DNS nobody checked.
-func (d *doctor) families(srcs []dnsrecords.Source) {
-	ipv6 := d.Config.Relay.IPv6 == nil || *d.Config.Relay.IPv6
-	for _, f := range []struct {
-		name string
-		used bool
-		is   func(netip.Addr) bool
-		fix  string
-	}{
-		{"IPv4", true, netip.Addr.Is4, ""},
-		{"IPv6", ipv6, netip.Addr.Is6, ", or set [relay] ipv6 = false if it has none"},
-	} {
-		if f.used && !slices.ContainsFunc(srcs, func(s dnsrecords.Source) bool { return f.is(s.Addr) }) {
-			d.add(Warn, "address", "relay.source", "no %s [[relay.source]]: mail to %s destinations leaves from an address the system picks, which the SPF records do not list and whose reverse DNS is not checked", f.name, f.name).
-				fix("add a [[relay.source]] with this machine's public " + f.name + " address and publish what sluice dns prints" + f.fix)
+func (d *doctor) families() {
+	for _, f := range d.Config.SourceFamiliesMissing() {
+		fix := ""
+		if f == "IPv6" {
+			fix = ", or set [relay] ipv6 = false if it has none"
 		}
+		d.add(Warn, "address", "relay.source", "no %s [[relay.source]]: mail to %s destinations leaves from an address the system picks, which the SPF records do not list and whose reverse DNS is not checked", f, f).
+			fix("add a [[relay.source]] with this machine's public " + f + " address and publish what sluice dns prints" + fix)
 	}
 }
 
