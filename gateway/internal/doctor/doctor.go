@@ -548,20 +548,12 @@ func (d *doctor) mtasts(ctx context.Context, r dnsrecords.Record) {
 // mtastsHost checks that the policy's host name resolves.
 func (d *doctor) mtastsHost(ctx context.Context, r dnsrecords.Record) {
 	n := name(r)
-	var addrs []netip.Addr
-	var lastErr error
-	for _, network := range []string{"ip4", "ip6"} {
-		a, err := d.Resolver.LookupNetIP(ctx, network, n)
-		addrs = append(addrs, a...)
-		if lookupFailed(err) {
-			lastErr = err
-		}
-	}
+	addrs, err := d.lookupAddrs(ctx, n)
 	switch {
 	case len(addrs) > 0:
 		d.add(OK, "MTA-STS", n, "resolves to %s", joinAddrs(addrs))
-	case lastErr != nil:
-		d.add(Error, "MTA-STS", n, "the address lookup failed: %v", lastErr)
+	case err != nil:
+		d.add(Error, "MTA-STS", n, "the address lookup failed: %v", err)
 	default:
 		d.add(Error, "MTA-STS", n, "no address: senders cannot fetch the policy from https://%s%s", n, mtasts.Path).fix(r.Line())
 	}
