@@ -19,6 +19,7 @@ import (
 	"github.com/sluice-mail/sluice/gateway/internal/dmarc"
 	"github.com/sluice-mail/sluice/gateway/internal/mtasts"
 	"github.com/sluice-mail/sluice/gateway/internal/plugin/interrupt"
+	"github.com/sluice-mail/sluice/gateway/internal/relay"
 	"github.com/sluice-mail/sluice/sdk/abi"
 )
 
@@ -189,10 +190,8 @@ func (v *validator) relay() {
 	if r.MaxIdle != nil && *r.MaxIdle < 0 {
 		v.errorf("relay.max_idle", "relay.max_idle: must not be negative")
 	}
-	switch r.TLSSecurity {
-	case "may", "encrypt", "verify":
-	default:
-		v.errorf("relay.tls_security", "relay.tls_security: %q is not may, encrypt or verify", r.TLSSecurity)
+	if _, err := relay.ParseSecurity(r.TLSSecurity); err != nil {
+		v.errorf("relay.tls_security", "relay.tls_security: %v", err)
 	}
 	if r.Helo != v.c.Hostname {
 		if name, err := normalizeDomain(r.Helo); err != nil {
