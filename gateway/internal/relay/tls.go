@@ -55,11 +55,16 @@ const (
 	policyRequireTLS  = "requiretls"
 )
 
-// nameDANE is how replies name DANE ("451 4.7.5 <domain>: DANE: ...").
-const nameDANE = "DANE"
+// How replies name the binding policy ("451 4.7.5 <domain>: DANE: ...").
+// Constants, as every transaction's requirement carries one.
+const (
+	nameDANE          = "DANE"
+	nameRequireTLS    = "REQUIRETLS" // a message's REQUIRETLS (RFC 8689)
+	nameMTASTSEnforce = "MTA-STS policy (enforce)"
+)
 
-// nameRequireTLS is how replies name a message's REQUIRETLS (RFC 8689).
-const nameRequireTLS = "REQUIRETLS"
+// nameFloor is how replies name each tls_security level.
+var nameFloor = [...]string{May: "tls_security may", Encrypt: "tls_security encrypt", Verify: "tls_security verify"}
 
 // Results of a TLS check under a policy, as TLSResult names them: the
 // result types of TLS reporting (RFC 8460 §4.3).
@@ -132,9 +137,9 @@ func (p tlsPolicy) name() string {
 		return nameRequireTLS
 	}
 	if p.enforcing() {
-		return "MTA-STS policy (enforce)"
+		return nameMTASTSEnforce
 	}
-	return "tls_security " + p.floor.String()
+	return nameFloor[p.floor]
 }
 
 // requirement is what a connection to one MX host must have to carry the
