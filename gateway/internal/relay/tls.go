@@ -100,7 +100,7 @@ func (r *Relay) tlsPolicyFor(ctx context.Context, domain string, requireTLS, mxS
 	p := tlsPolicy{floor: r.cfg.Security, requireTLS: requireTLS, mxSecure: mxSecure}
 	if r.cfg.MTASTS != nil {
 		if sts, ok := r.cfg.MTASTS.Policy(ctx, domain); ok && sts.Mode != mtasts.None {
-			p.sts = &sts
+			p.sts = sts
 		}
 	}
 	return p
