@@ -258,20 +258,12 @@ func (d *doctor) mx(ctx context.Context, r dnsrecords.Record) {
 // mail arrives by it.
 func (d *doctor) mxAddresses(ctx context.Context) {
 	for _, host := range d.Config.MXHosts() {
-		addrs, failed := d.lookupAddrs(ctx, host)
+		addrs := d.resolves(ctx, "MX", host, "no A or AAAA record: senders cannot deliver to this MX host",
+			"publish A (and AAAA) records of "+host+": the public addresses Sluice listens on (smtp.listen)")
 		if d.mxAddrs == nil {
 			d.mxAddrs = map[string][]netip.Addr{}
 		}
 		d.mxAddrs[host] = addrs
-		switch {
-		case len(addrs) > 0:
-			d.add(OK, "MX", host, "resolves to %s", joinAddrs(addrs))
-		case failed != nil:
-			d.add(Error, "MX", host, "the address lookup failed: %v", failed)
-		default:
-			d.add(Error, "MX", host, "no A or AAAA record: senders cannot deliver to this MX host").
-				fix("publish A (and AAAA) records of " + host + ": the public addresses Sluice listens on (smtp.listen)")
-		}
 	}
 }
 
@@ -548,15 +540,22 @@ func (d *doctor) mtasts(ctx context.Context, r dnsrecords.Record) {
 // mtastsHost checks that the policy's host name resolves.
 func (d *doctor) mtastsHost(ctx context.Context, r dnsrecords.Record) {
 	n := name(r)
-	addrs, err := d.lookupAddrs(ctx, n)
+	d.resolves(ctx, "MTA-STS", n, fmt.Sprintf("no address: senders cannot fetch the policy from https://%s%s", n, mtasts.Path), r.Line())
+}
+
+// resolves checks, as check, that host has an address: ok, or an error
+// saying what is missing with its fix. It returns the addresses.
+func (d *doctor) resolves(ctx context.Context, check, host, missing, fix string) []netip.Addr {
+	addrs, err := d.lookupAddrs(ctx, host)
 	switch {
 	case len(addrs) > 0:
-		d.add(OK, "MTA-STS", n, "resolves to %s", joinAddrs(addrs))
+		d.add(OK, check, host, "resolves to %s", joinAddrs(addrs))
 	case err != nil:
-		d.add(Error, "MTA-STS", n, "the address lookup failed: %v", err)
+		d.add(Error, check, host, "the address lookup failed: %v", err)
 	default:
-		d.add(Error, "MTA-STS", n, "no address: senders cannot fetch the policy from https://%s%s", n, mtasts.Path).fix(r.Line())
+		d.add(Error, check, host, "%s", missing).fix(fix)
 	}
+	return addrs
 }
 
 func joinAddrs(addrs []netip.Addr) string {
