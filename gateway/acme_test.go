@@ -3,18 +3,11 @@ package gateway_test
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -26,6 +19,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/sluice-mail/sluice/gateway/internal/certs"
 	"github.com/sluice-mail/sluice/gateway/internal/dnstest"
 	"github.com/sluice-mail/sluice/gateway/internal/freeport"
 	"github.com/sluice-mail/sluice/gateway/internal/mtasts"
@@ -61,39 +55,27 @@ func pebbleBinary(t *testing.T) string {
 	return pebblePath
 }
 
-// testCA writes a certificate and key for 127.0.0.1 and localhost, which
-// is also its own root: what pebble's HTTPS presents.
-func testCA(t *testing.T, dir string) (certFile, keyFile string) {
+// pebbleCert writes the certificate pebble's HTTPS presents, for
+// 127.0.0.1 and localhost, with its key, and the CA that issued it.
+func pebbleCert(t *testing.T, dir string) (certFile, keyFile, caFile string) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ca, err := certs.NewCA("sluice test CA")
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "sluice test CA"},
-		DNSNames:     []string{"localhost"},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IsCA:         true,
-
-		BasicConstraintsValid: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	cert, err := ca.Issue(time.Now().Add(24*time.Hour), "localhost", "127.0.0.1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	kder, err := x509.MarshalECPrivateKey(key)
+	chain, key, err := certs.PEM(cert)
 	if err != nil {
 		t.Fatal(err)
 	}
-	certFile, keyFile = filepath.Join(dir, "ca.pem"), filepath.Join(dir, "ca-key.pem")
-	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
-	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600)
-	return certFile, keyFile
+	certFile, keyFile, caFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"), filepath.Join(dir, "ca.pem")
+	os.WriteFile(certFile, chain, 0o644)
+	os.WriteFile(keyFile, key, 0o600)
+	os.WriteFile(caFile, ca.PEM(), 0o644)
+	return certFile, keyFile, caFile
 }
 
 // startPebble runs pebble on loopback: it validates TLS-ALPN-01
@@ -103,7 +85,7 @@ func startPebble(t *testing.T, dns *dnstest.Server, tlsPort int, validity time.D
 	t.Helper()
 	bin := pebbleBinary(t)
 	dir := t.TempDir()
-	certFile, keyFile := testCA(t, dir)
+	certFile, keyFile, caFile := pebbleCert(t, dir)
 	listen, mgmt := freeport.Port(t), freeport.Port(t)
 	var conf struct {
 		Pebble map[string]any `json:"pebble"`
@@ -139,7 +121,7 @@ func startPebble(t *testing.T, dns *dnstest.Server, tlsPort int, validity time.D
 		}
 	})
 
-	caPEM, _ := os.ReadFile(certFile)
+	caPEM, _ := os.ReadFile(caFile)
 	ca := x509.NewCertPool()
 	ca.AppendCertsFromPEM(caPEM)
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca}}, Timeout: 5 * time.Second}
@@ -154,7 +136,7 @@ func startPebble(t *testing.T, dns *dnstest.Server, tlsPort int, validity time.D
 		}
 		return io.ReadAll(resp.Body)
 	}
-	p := &pebble{directory: fmt.Sprintf("https://127.0.0.1:%d/dir", listen), caFile: certFile}
+	p := &pebble{directory: fmt.Sprintf("https://127.0.0.1:%d/dir", listen), caFile: caFile}
 	var root []byte
 	waitFor(t, "pebble to serve its directory and root", func() bool {
 		if _, err := get(p.directory); err != nil {

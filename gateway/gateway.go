@@ -124,7 +124,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, level *slo
 	g.applied(cfg, parts.TLS)
 	if !strict {
 		g.sources = cfg.Relay.Sources
-		g.checkIdentity(parts.DNS, g.sources, cfg.Relay.IPv6 == nil || *cfg.Relay.IPv6)
+		g.checkIdentity(parts.DNS, cfg)
 	}
 	g.smtp, err = smtpd.New(smtpd.Config{
 		Hostname:            cfg.Hostname,

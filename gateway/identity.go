@@ -31,12 +31,12 @@ func sameSources(a, b []config.Source) bool {
 // forward-confirmed reverse DNS, so each problem is a warning in the log.
 // It runs at start and when a reload changes the sources; it never
 // delays either, and DNS that is down is one more warning, not a failure.
-// ipv6 is whether the relay connects over IPv6 ([relay] ipv6).
-func (g *Gateway) checkIdentity(res *resolver.Resolver, sources []config.Source, ipv6 bool) {
+func (g *Gateway) checkIdentity(res *resolver.Resolver, cfg *config.Config) {
+	sources := cfg.Relay.Sources
 	if len(sources) == 0 {
 		return // the kernel picks the address: nothing known to check
 	}
-	warnMissingFamilies(sources, ipv6, g.log)
+	warnMissingFamilies(cfg, g.log)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), identityTimeout)
 		defer cancel()
@@ -46,27 +46,15 @@ func (g *Gateway) checkIdentity(res *resolver.Resolver, sources []config.Source,
 	}()
 }
 
-// warnMissingFamilies warns of an address family the relay connects over
-// without a source of it: its connections come from an address the kernel
-// picks, which the SPF records `sluice dns` prints do not list and whose
-// reverse DNS nobody checked. With no sources at all the kernel picks
-// every address, which is the operator's plain choice: no warning.
-func warnMissingFamilies(sources []config.Source, ipv6 bool, log *slog.Logger) {
-	for _, f := range []struct {
-		name string
-		used bool
-		is   func(netip.Addr) bool
-		fix  string
-	}{
-		{"IPv4", true, netip.Addr.Is4, ""},
-		{"IPv6", ipv6, netip.Addr.Is6, ", or set [relay] ipv6 = false if it has none"},
-	} {
-		has := slices.ContainsFunc(sources, func(s config.Source) bool {
-			return f.is(netip.MustParseAddr(s.Address)) // validated by config
-		})
-		if f.used && !has {
-			log.Warn("no " + f.name + " [[relay.source]]: mail to " + f.name + " destinations leaves from an address the kernel picks, which SPF does not list and whose reverse DNS nobody checked; add a [[relay.source]] with this machine's public " + f.name + " address" + f.fix)
+// warnMissingFamilies warns of each address family the relay connects
+// over without a source of it (config.SourceFamiliesMissing says why).
+func warnMissingFamilies(cfg *config.Config, log *slog.Logger) {
+	for _, f := range cfg.SourceFamiliesMissing() {
+		fix := ""
+		if f == "IPv6" {
+			fix = ", or set [relay] ipv6 = false if it has none"
 		}
+		log.Warn("no " + f + " [[relay.source]]: mail to " + f + " destinations leaves from an address the kernel picks, which SPF does not list and whose reverse DNS nobody checked; add a [[relay.source]] with this machine's public " + f + " address" + fix)
 	}
 }
 

@@ -130,7 +130,9 @@ func TestCheckIdentityDoesNotWaitForDNS(t *testing.T) {
 	}
 	var logs lockedBuffer
 	g := &Gateway{log: slog.New(slog.NewTextHandler(&logs, nil))}
-	g.checkIdentity(res, []config.Source{{Address: "127.0.0.3", Helo: "out3.ours.test"}}, false)
+	no := false
+	cfg := &config.Config{Relay: config.Relay{Sources: []config.Source{{Address: "127.0.0.3", Helo: "out3.ours.test"}}, IPv6: &no}}
+	g.checkIdentity(res, cfg)
 	if logs.String() != "" {
 		t.Fatalf("checkIdentity waited for DNS that never answers and logged:\n%s", logs.String())
 	}

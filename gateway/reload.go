@@ -178,7 +178,7 @@ func (g *Gateway) reload(ctx context.Context) ([]string, error) {
 	g.setLevel(cfg.Log.Level)
 	if !sameSources(g.sources, cfg.Relay.Sources) {
 		g.sources = cfg.Relay.Sources
-		g.checkIdentity(parts.DNS, g.sources, cfg.Relay.IPv6 == nil || *cfg.Relay.IPv6)
+		g.checkIdentity(parts.DNS, cfg)
 	}
 	return kept, nil
 }

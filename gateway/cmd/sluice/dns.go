@@ -17,20 +17,11 @@ func dnsCmd(_ context.Context, args []string, _ io.Reader, stdout, stderr io.Wri
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return usageStatus(err)
 	}
-	if *format != "zone" && *format != "json" {
-		fmt.Fprintf(stderr, "sluice dns: -format %q is neither zone nor json\n", *format)
-		return 2
+	_, plan, status := loadPlan("dns", *file, *format, "zone", stderr)
+	if status != 0 {
+		return status
 	}
-	cfg, err := config.Load(*file)
-	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return 1
-	}
-	plan, err := dnsrecords.Build(cfg)
-	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return 1
-	}
+	var err error
 	if *format == "json" {
 		err = plan.WriteJSON(stdout)
 	} else {
@@ -41,4 +32,25 @@ func dnsCmd(_ context.Context, args []string, _ io.Reader, stdout, stderr io.Wri
 		return 1
 	}
 	return 0
+}
+
+// loadPlan is how sluice dns and sluice doctor start: check -format (json,
+// or the command's own format for people), load the configuration and make
+// the records it needs. A non-zero status is the exit status after a
+// mistake, already reported on stderr.
+func loadPlan(cmd, file, format, own string, stderr io.Writer) (cfg *config.Config, plan dnsrecords.Plan, status int) {
+	if format != own && format != "json" {
+		fmt.Fprintf(stderr, "sluice %s: -format %q is neither %s nor json\n", cmd, format, own)
+		return nil, plan, 2
+	}
+	cfg, err := config.Load(file)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return nil, plan, 1
+	}
+	if plan, err = dnsrecords.Build(cfg); err != nil {
+		fmt.Fprintln(stderr, err)
+		return nil, plan, 1
+	}
+	return cfg, plan, 0
 }

@@ -7,8 +7,6 @@ import (
 	"net"
 	"net/netip"
 
-	"github.com/sluice-mail/sluice/gateway/internal/config"
-	"github.com/sluice-mail/sluice/gateway/internal/dnsrecords"
 	"github.com/sluice-mail/sluice/gateway/internal/doctor"
 	"github.com/sluice-mail/sluice/gateway/internal/resolver"
 )
@@ -22,19 +20,9 @@ func doctorCmd(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return usageStatus(err)
 	}
-	if *format != "text" && *format != "json" {
-		fmt.Fprintf(stderr, "sluice doctor: -format %q is neither text nor json\n", *format)
-		return 2
-	}
-	cfg, err := config.Load(*file)
-	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return 1
-	}
-	plan, err := dnsrecords.Build(cfg)
-	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return 1
+	cfg, plan, status := loadPlan("doctor", *file, *format, "text", stderr)
+	if status != 0 {
+		return status
 	}
 	// As the gateway builds its resolver, but without [dns] static: those
 	// records answer only Sluice, and the doctor checks what the world sees.

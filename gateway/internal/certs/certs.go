@@ -10,6 +10,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"math/big"
+	"net"
 	"time"
 )
 
@@ -74,8 +75,10 @@ func NewCA(name string) (*CA, error) {
 	return &CA{cert: cert, key: key}, nil
 }
 
-// Issue makes a server certificate for the host names, valid from an hour
-// ago until notAfter.
+// Issue makes a server certificate for the host names (an IP address is
+// one too), valid from an hour ago until notAfter; for a notAfter already
+// past, from an hour before it, so that the certificate is expired rather
+// than not yet valid.
 func (ca *CA) Issue(notAfter time.Time, names ...string) (tls.Certificate, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -85,14 +88,24 @@ func (ca *CA) Issue(notAfter time.Time, names ...string) (tls.Certificate, error
 	if err != nil {
 		return tls.Certificate{}, err
 	}
+	notBefore := time.Now().Add(-time.Hour)
+	if notAfter.Before(time.Now()) {
+		notBefore = notAfter.Add(-time.Hour)
+	}
 	tmpl := &x509.Certificate{
 		SerialNumber: serial,
 		Subject:      pkix.Name{CommonName: names[0]},
-		DNSNames:     names,
-		NotBefore:    time.Now().Add(-time.Hour),
+		NotBefore:    notBefore,
 		NotAfter:     notAfter,
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	for _, n := range names {
+		if ip := net.ParseIP(n); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, n)
+		}
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
 	if err != nil {
@@ -100,6 +113,10 @@ func (ca *CA) Issue(notAfter time.Time, names ...string) (tls.Certificate, error
 	}
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
 }
+
+// Cert is the CA's own certificate: the anchor a DANE-TA record names, or
+// the end of a chain a server sends.
+func (ca *CA) Cert() *x509.Certificate { return ca.cert }
 
 // Pool is a pool holding just the CA.
 func (ca *CA) Pool() *x509.CertPool {
@@ -111,4 +128,17 @@ func (ca *CA) Pool() *x509.CertPool {
 // PEM is the CA's certificate in PEM.
 func (ca *CA) PEM() []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.cert.Raw})
+}
+
+// PEM is c in PEM, as a tls_cert and tls_key file hold it: the chain, and
+// the key in PKCS #8.
+func PEM(c tls.Certificate) (chain, key []byte, err error) {
+	for _, der := range c.Certificate {
+		chain = append(chain, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(c.PrivateKey)
+	if err != nil {
+		return nil, nil, err
+	}
+	return chain, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
 }

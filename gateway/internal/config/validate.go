@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/sluice-mail/sluice/gateway/internal/dmarc"
 	"github.com/sluice-mail/sluice/gateway/internal/mtasts"
 	"github.com/sluice-mail/sluice/gateway/internal/plugin/interrupt"
+	"github.com/sluice-mail/sluice/gateway/internal/relay"
 	"github.com/sluice-mail/sluice/sdk/abi"
 )
 
@@ -188,10 +190,8 @@ func (v *validator) relay() {
 	if r.MaxIdle != nil && *r.MaxIdle < 0 {
 		v.errorf("relay.max_idle", "relay.max_idle: must not be negative")
 	}
-	switch r.TLSSecurity {
-	case "may", "encrypt", "verify":
-	default:
-		v.errorf("relay.tls_security", "relay.tls_security: %q is not may, encrypt or verify", r.TLSSecurity)
+	if _, err := relay.ParseSecurity(r.TLSSecurity); err != nil {
+		v.errorf("relay.tls_security", "relay.tls_security: %v", err)
 	}
 	if r.Helo != v.c.Hostname {
 		if name, err := normalizeDomain(r.Helo); err != nil {
@@ -356,6 +356,41 @@ func (c *Config) AuthEnabled() bool { return c.Auth.Enabled == nil || *c.Auth.En
 // vouch for, [dns] dnssec.
 func (c *Config) RelayDANE() bool {
 	return c.DNS.DNSSEC && (c.Relay.DANE == nil || *c.Relay.DANE)
+}
+
+// RelayIPv6 reports whether the relay connects over IPv6 ([relay] ipv6,
+// default true).
+func (c *Config) RelayIPv6() bool { return c.Relay.IPv6 == nil || *c.Relay.IPv6 }
+
+// SourceFamiliesMissing are the address families ("IPv4", "IPv6") the
+// relay connects over without a [[relay.source]] of that family: mail to
+// them leaves from an address the system picks, which the SPF records
+// `sluice dns` prints do not list. With no sources at all the system
+// picks every address, the operator's plain choice: none are missing.
+// The gateway warns of them at start, and sluice doctor reports them.
+func (c *Config) SourceFamiliesMissing() []string {
+	srcs := c.Relay.Sources
+	if len(srcs) == 0 {
+		return nil
+	}
+	var missing []string
+	for _, f := range []struct {
+		name string
+		used bool
+		is   func(netip.Addr) bool
+	}{
+		{"IPv4", true, netip.Addr.Is4},
+		{"IPv6", c.RelayIPv6(), netip.Addr.Is6},
+	} {
+		has := slices.ContainsFunc(srcs, func(s Source) bool {
+			a, err := netip.ParseAddr(s.Address)
+			return err == nil && f.is(a)
+		})
+		if f.used && !has {
+			missing = append(missing, f.name)
+		}
+	}
+	return missing
 }
 
 // RelayMTASTS reports whether the relay honours destinations' MTA-STS

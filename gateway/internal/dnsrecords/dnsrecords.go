@@ -133,29 +133,13 @@ type Source struct {
 	Helo string
 }
 
-// Sources are the configured outbound addresses: [[relay.source]], or
-// relay.source_ipv4 and source_ipv6. None means the system picks.
+// Sources are the configured outbound addresses, [[relay.source]] (into
+// which validation folds relay.source_ipv4 and source_ipv6, and fills in
+// each helo). None means the system picks.
 func Sources(c *config.Config) []Source {
 	var out []Source
-	add := func(addr, helo string) {
-		a, err := netip.ParseAddr(addr)
-		if err != nil {
-			return // reported by validation
-		}
-		if helo == "" {
-			helo = c.Relay.Helo
-		}
-		out = append(out, Source{Addr: a.Unmap(), Helo: strings.ToLower(strings.TrimSuffix(helo, "."))})
-	}
 	for _, s := range c.Relay.Sources {
-		add(s.Address, s.Helo)
-	}
-	if len(c.Relay.Sources) == 0 {
-		for _, a := range []string{c.Relay.SourceIPv4, c.Relay.SourceIPv6} {
-			if a != "" {
-				add(a, "")
-			}
-		}
+		out = append(out, Source{Addr: netip.MustParseAddr(s.Address), Helo: s.Helo}) // validated by config
 	}
 	return out
 }

@@ -58,6 +58,18 @@ selector = "e1"
 file = "keys/e1.pem"
 `
 
+// buildZone builds c's plan and its zone text, and parses that.
+func buildZone(t *testing.T, c *config.Config) (Plan, string, []dns.RR) {
+	t.Helper()
+	plan, err := Build(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var zone bytes.Buffer
+	plan.WriteZone(&zone)
+	return plan, zone.String(), zoneRecords(t, zone.String())
+}
+
 // zoneRecords parses the zone text as a nameserver would, failing on any
 // line that is not a record or a comment.
 func zoneRecords(t *testing.T, zone string) []dns.RR {
@@ -98,13 +110,7 @@ mode = "enforce"
 mx = ["mx.example.test", "mx2.example.test"]
 dmarc_policy = "quarantine"
 `, map[string]string{"r1": "rsa", "e1": "ed25519"})
-	plan, err := Build(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var zone bytes.Buffer
-	plan.WriteZone(&zone)
-	rrs := zoneRecords(t, zone.String())
+	plan, zone, rrs := buildZone(t, c)
 	has := map[string]bool{}
 	for _, rr := range rrs {
 		h := rr.Header()
@@ -131,14 +137,14 @@ dmarc_policy = "quarantine"
 		`_smtp._tls.example.org. TXT "v=TLSRPTv1; rua=mailto:postmaster@example.test"`,
 	} {
 		if !has[want] {
-			t.Errorf("no record %s in\n%s", want, zone.String())
+			t.Errorf("no record %s in\n%s", want, zone)
 		}
 	}
 	if has[`example.test._report._dmarc.example.test. TXT "v=DMARC1"`] {
 		t.Error("a domain's own reports need no consent record")
 	}
 	// The policy served, in the comments, as mtasts reads it.
-	_, after, _ := strings.Cut(zone.String(), "https://mta-sts.example.test/.well-known/mta-sts.txt:\n")
+	_, after, _ := strings.Cut(zone, "https://mta-sts.example.test/.well-known/mta-sts.txt:\n")
 	var text strings.Builder
 	for _, line := range strings.Split(after, "\n") {
 		s, ok := strings.CutPrefix(line, ";     ")
@@ -221,13 +227,7 @@ func TestBuildWithoutSources(t *testing.T) {
 	src := strings.Replace(base, `domain = "example.test"`, `domain = "sign.example.net"`, 1)
 	src = strings.Replace(src, "[srs]\n", "[srs]\ndomain = \"srs.example.net\"\n", 1)
 	c, keys := loadConfig(t, src, map[string]string{"r1": "rsa", "e1": "ed25519"})
-	plan, err := Build(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var zone bytes.Buffer
-	plan.WriteZone(&zone)
-	rrs := zoneRecords(t, zone.String())
+	plan, zone, rrs := buildZone(t, c)
 	for _, want := range []string{
 		"\nexample.test. 3600 IN TXT \"v=spf1 a:mx.example.test ~all\" ;",
 		"\nsrs.example.net. 3600 IN TXT \"v=spf1 a:mx.example.test -all\" ;",
@@ -235,8 +235,8 @@ func TestBuildWithoutSources(t *testing.T) {
 		"\nmx.example.test. 3600 IN TXT \"v=spf1 a -all\" ;",
 		"\n;     mx.example.test. 3600 IN A    <IPv4 address>",
 	} {
-		if !strings.Contains(zone.String(), want) {
-			t.Errorf("no %q in\n%s", want[1:], zone.String())
+		if !strings.Contains(zone, want) {
+			t.Errorf("no %q in\n%s", want[1:], zone)
 		}
 	}
 	for _, rr := range rrs {
@@ -280,21 +280,15 @@ func TestQuoteTXT(t *testing.T) {
 // gateway, and the comments say what to serve, and where.
 func TestBuildMTASTSServedElsewhere(t *testing.T) {
 	c, _ := loadConfig(t, base+"[mta_sts]\nmode = \"testing\"\n", map[string]string{"r1": "rsa", "e1": "ed25519"})
-	plan, err := Build(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var zone bytes.Buffer
-	plan.WriteZone(&zone)
-	zoneRecords(t, zone.String())
+	plan, zone, _ := buildZone(t, c)
 	if rs := plan.Find(KindMTASTSHost); len(rs) != 0 {
 		t.Errorf("records point mta-sts.<domain> at the gateway, which does not serve the policy: %v", rs)
 	}
 	if len(plan.Find(KindMTASTS)) != 2 {
-		t.Errorf("want the _mta-sts record of both domains in\n%s", zone.String())
+		t.Errorf("want the _mta-sts record of both domains in\n%s", zone)
 	}
-	if want := ";   with a certificate for mta-sts.example.org, at https://mta-sts.example.org/.well-known/mta-sts.txt:\n;     version: STSv1\n;     mode: testing\n"; !strings.Contains(zone.String(), want) {
-		t.Errorf("no %q in\n%s", want, zone.String())
+	if want := ";   with a certificate for mta-sts.example.org, at https://mta-sts.example.org/.well-known/mta-sts.txt:\n;     version: STSv1\n;     mode: testing\n"; !strings.Contains(zone, want) {
+		t.Errorf("no %q in\n%s", want, zone)
 	}
 }
 

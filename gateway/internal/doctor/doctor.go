@@ -151,7 +151,7 @@ func lookupFailed(err error) bool {
 func (d *doctor) outbound(ctx context.Context) []dnsrecords.Source {
 	srcs := dnsrecords.Sources(d.Config)
 	if len(srcs) > 0 {
-		d.families(srcs)
+		d.families()
 		return srcs
 	}
 	host := d.Config.Hostname
@@ -178,21 +178,14 @@ func (d *doctor) outbound(ctx context.Context) []dnsrecords.Source {
 // families warns of an address family the relay uses without a source
 // of it: its connections come from an address the system picks, which the
 // SPF records do not list and whose reverse DNS nobody checked.
-func (d *doctor) families(srcs []dnsrecords.Source) {
-	ipv6 := d.Config.Relay.IPv6 == nil || *d.Config.Relay.IPv6
-	for _, f := range []struct {
-		name string
-		used bool
-		is   func(netip.Addr) bool
-		fix  string
-	}{
-		{"IPv4", true, netip.Addr.Is4, ""},
-		{"IPv6", ipv6, netip.Addr.Is6, ", or set [relay] ipv6 = false if it has none"},
-	} {
-		if f.used && !slices.ContainsFunc(srcs, func(s dnsrecords.Source) bool { return f.is(s.Addr) }) {
-			d.add(Warn, "address", "relay.source", "no %s [[relay.source]]: mail to %s destinations leaves from an address the system picks, which the SPF records do not list and whose reverse DNS is not checked", f.name, f.name).
-				fix("add a [[relay.source]] with this machine's public " + f.name + " address and publish what sluice dns prints" + f.fix)
+func (d *doctor) families() {
+	for _, f := range d.Config.SourceFamiliesMissing() {
+		fix := ""
+		if f == "IPv6" {
+			fix = ", or set [relay] ipv6 = false if it has none"
 		}
+		d.add(Warn, "address", "relay.source", "no %s [[relay.source]]: mail to %s destinations leaves from an address the system picks, which the SPF records do not list and whose reverse DNS is not checked", f, f).
+			fix("add a [[relay.source]] with this machine's public " + f + " address and publish what sluice dns prints" + fix)
 	}
 }
 
@@ -265,20 +258,12 @@ func (d *doctor) mx(ctx context.Context, r dnsrecords.Record) {
 // mail arrives by it.
 func (d *doctor) mxAddresses(ctx context.Context) {
 	for _, host := range d.Config.MXHosts() {
-		addrs, failed := d.lookupAddrs(ctx, host)
+		addrs := d.resolves(ctx, "MX", host, "no A or AAAA record: senders cannot deliver to this MX host",
+			"publish A (and AAAA) records of "+host+": the public addresses Sluice listens on (smtp.listen)")
 		if d.mxAddrs == nil {
 			d.mxAddrs = map[string][]netip.Addr{}
 		}
 		d.mxAddrs[host] = addrs
-		switch {
-		case len(addrs) > 0:
-			d.add(OK, "MX", host, "resolves to %s", joinAddrs(addrs))
-		case failed != nil:
-			d.add(Error, "MX", host, "the address lookup failed: %v", failed)
-		default:
-			d.add(Error, "MX", host, "no A or AAAA record: senders cannot deliver to this MX host").
-				fix("publish A (and AAAA) records of " + host + ": the public addresses Sluice listens on (smtp.listen)")
-		}
 	}
 }
 
@@ -555,23 +540,22 @@ func (d *doctor) mtasts(ctx context.Context, r dnsrecords.Record) {
 // mtastsHost checks that the policy's host name resolves.
 func (d *doctor) mtastsHost(ctx context.Context, r dnsrecords.Record) {
 	n := name(r)
-	var addrs []netip.Addr
-	var lastErr error
-	for _, network := range []string{"ip4", "ip6"} {
-		a, err := d.Resolver.LookupNetIP(ctx, network, n)
-		addrs = append(addrs, a...)
-		if lookupFailed(err) {
-			lastErr = err
-		}
-	}
+	d.resolves(ctx, "MTA-STS", n, fmt.Sprintf("no address: senders cannot fetch the policy from https://%s%s", n, mtasts.Path), r.Line())
+}
+
+// resolves checks, as check, that host has an address: ok, or an error
+// saying what is missing with its fix. It returns the addresses.
+func (d *doctor) resolves(ctx context.Context, check, host, missing, fix string) []netip.Addr {
+	addrs, err := d.lookupAddrs(ctx, host)
 	switch {
 	case len(addrs) > 0:
-		d.add(OK, "MTA-STS", n, "resolves to %s", joinAddrs(addrs))
-	case lastErr != nil:
-		d.add(Error, "MTA-STS", n, "the address lookup failed: %v", lastErr)
+		d.add(OK, check, host, "resolves to %s", joinAddrs(addrs))
+	case err != nil:
+		d.add(Error, check, host, "the address lookup failed: %v", err)
 	default:
-		d.add(Error, "MTA-STS", n, "no address: senders cannot fetch the policy from https://%s%s", n, mtasts.Path).fix(r.Line())
+		d.add(Error, check, host, "%s", missing).fix(fix)
 	}
+	return addrs
 }
 
 func joinAddrs(addrs []netip.Addr) string {

@@ -4,16 +4,9 @@ import (
 	"bytes"
 	"context"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"io"
 	"log"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -27,6 +20,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/sluice-mail/sluice/gateway/internal/certs"
 	"github.com/sluice-mail/sluice/gateway/internal/config"
 	"github.com/sluice-mail/sluice/gateway/internal/dkim"
 	"github.com/sluice-mail/sluice/gateway/internal/dnsrecords"
@@ -35,8 +29,13 @@ import (
 	"github.com/sluice-mail/sluice/gateway/internal/resolver"
 )
 
-// now is the time the checks run at, so that certificate lifetimes are exact.
-var now = time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+// now is the time the checks run at, so that certificate lifetimes are
+// exact (to the second, as certificates keep them).
+var now = time.Now().Truncate(time.Second)
+
+// on is the day and time d after now, as the doctor writes a
+// certificate's expiry.
+func on(d time.Duration) string { return now.Add(d).UTC().Format("2006-01-02 15:04 UTC") }
 
 // The test's keys, made once: RSA keys take a while.
 var (
@@ -83,52 +82,41 @@ const httpsTOML = `[https]
 listen = ["127.0.0.1:443"]
 `
 
-// testCA signs the certificates of the tests.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pool *x509.CertPool
-}
-
 var (
 	caOnce sync.Once
-	ca     testCA
+	ca     *certs.CA
 )
 
-func newCA(t *testing.T) testCA {
+// testCA signs the certificates of the tests.
+func testCA(t *testing.T) *certs.CA {
 	caOnce.Do(func() {
-		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "Doctor Test CA"},
-			NotBefore: now.Add(-365 * 24 * time.Hour), NotAfter: now.Add(10 * 365 * 24 * time.Hour),
-			IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-		if err != nil {
+		var err error
+		if ca, err = certs.NewCA("Doctor Test CA"); err != nil {
 			panic(err)
 		}
-		cert, _ := x509.ParseCertificate(der)
-		ca = testCA{cert: cert, key: key, pool: x509.NewCertPool()}
-		ca.pool.AddCert(cert)
 	})
 	return ca
 }
 
-// certPEM makes a certificate for names valid until notAfter, signed by
-// the CA, or by itself if selfSigned; the PEM is the key, then the chain.
-func certPEM(t *testing.T, names []string, notAfter time.Time, selfSigned bool) (certs, key []byte) {
-	c := newCA(t)
-	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: names[0]}, DNSNames: names,
-		NotBefore: now.Add(-24 * time.Hour), NotAfter: notAfter, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	parent, signer := c.cert, crypto.Signer(c.key)
+// certPEM makes a certificate for names valid until notAfter, issued by
+// the test CA, or self-signed (for names[0]) if selfSigned; in PEM, the
+// chain and the key.
+func certPEM(t *testing.T, names []string, notAfter time.Time, selfSigned bool) (chain, key []byte) {
+	t.Helper()
+	var cert tls.Certificate
+	var err error
 	if selfSigned {
-		parent, signer = tmpl, k
+		cert, err = certs.SelfSigned(names[0])
+	} else {
+		cert, err = testCA(t).Issue(notAfter, names...)
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &k.PublicKey, signer)
 	if err != nil {
 		t.Fatal(err)
 	}
-	kder, _ := x509.MarshalPKCS8PrivateKey(k)
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})
+	if chain, key, err = certs.PEM(cert); err != nil {
+		t.Fatal(err)
+	}
+	return chain, key
 }
 
 // fixture is a configuration in a directory of its own, with its keys and
@@ -202,7 +190,7 @@ func (f *fixture) runWith(t *testing.T, zone string, setup func(*dnstest.Server)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return Run(context.Background(), Options{Config: f.cfg, Plan: f.plan, Resolver: r, Now: now, Roots: newCA(t).pool, HTTPSPort: httpsPort})
+	return Run(context.Background(), Options{Config: f.cfg, Plan: f.plan, Resolver: r, Now: now, Roots: testCA(t).Pool(), HTTPSPort: httpsPort})
 }
 
 // policyServer serves body at the MTA-STS policy's path over HTTPS on
@@ -389,9 +377,9 @@ func TestDoctorBrokenZones(t *testing.T) {
 		{name: "second MX without an address", toml: twoMX,
 			status: Warn, check: "certificate", subject: "mx2.example.test", message: "not checked: mx2.example.test has no address to tell whether it is this gateway"},
 		{name: "certificate expiring", cert: &certSpec{names: []string{"mx.example.test"}, validFor: 10 * 24 * time.Hour},
-			status: Error, check: "certificate", message: "expires on 2026-06-11 12:00 UTC, in 10 days", fix: "renew it"},
+			status: Error, check: "certificate", message: "expires on " + on(10*24*time.Hour) + ", in 10 days", fix: "renew it"},
 		{name: "certificate expired", cert: &certSpec{names: []string{"mx.example.test"}, validFor: -time.Hour},
-			status: Error, check: "certificate", message: "expired on 2026-06-01 11:00 UTC", fix: "renew it"},
+			status: Error, check: "certificate", message: "expired on " + on(-time.Hour), fix: "renew it"},
 		{name: "certificate self-signed", cert: &certSpec{names: []string{"mx.example.test"}, validFor: 60 * 24 * time.Hour, selfSigned: true},
 			status: Warn, check: "certificate", message: "self-signed", fix: "[tls] acme = true"},
 	}
@@ -580,14 +568,14 @@ func TestDoctorPolicyServed(t *testing.T) {
 			port: func(t *testing.T, p string) int {
 				return policyServerUntil(t, []string{"mta-sts.example.test"}, p, now.Add(10*24*time.Hour))
 			},
-			status: Error, message: "the certificate of mta-sts.example.test expires on 2026-06-11 12:00 UTC, in 10 days",
+			status: Error, message: "the certificate of mta-sts.example.test expires on " + on(10*24*time.Hour) + ", in 10 days",
 			fix: "renew it, or set [tls] acme = true"},
 		{name: "served elsewhere, certificate about to expire", toml: strings.Replace(gatewayTOML, httpsTOML, "", 1),
 			zone: edit("", "mta-sts.example.test. 3600 IN A 127.0.0.1"),
 			port: func(t *testing.T, p string) int {
 				return policyServerUntil(t, []string{"mta-sts.example.test"}, p, now.Add(13*24*time.Hour))
 			},
-			status: Error, message: "expires on 2026-06-14 12:00 UTC, in 13 days", fix: "the web server at mta-sts.example.test must renew its certificate"},
+			status: Error, message: "expires on " + on(13*24*time.Hour) + ", in 13 days", fix: "the web server at mta-sts.example.test must renew its certificate"},
 		{name: "certificate expired", toml: gatewayTOML,
 			port: func(t *testing.T, p string) int {
 				return policyServerUntil(t, []string{"mta-sts.example.test"}, p, now.Add(-time.Hour))

@@ -175,7 +175,9 @@ func NewFetcher(c Config) (*Fetcher, error) {
 }
 
 // Policy returns the policy in force for domain: a cached one that has
-// not expired, else the one fetched now. ok is false when there is none
+// not expired, else the one fetched now. It is the cache's own, shared by
+// every caller (a policy fetched later replaces it rather than changing
+// it), and must not be changed. ok is false when there is none
 // to apply: no MTA-STS record, or a record whose policy cannot be fetched
 // and no cached policy (RFC 8461 §5: deliver as without MTA-STS).
 //
@@ -191,7 +193,7 @@ func NewFetcher(c Config) (*Fetcher, error) {
 // lookup finds is cached for later callers. One that stops waiting gets
 // ok false: no policy is available yet, and RFC 8461 §5 has the mail
 // delivered as without MTA-STS (as tls_security says).
-func (f *Fetcher) Policy(ctx context.Context, domain string) (p Policy, ok bool) {
+func (f *Fetcher) Policy(ctx context.Context, domain string) (p *Policy, ok bool) {
 	domain = strings.ToLower(strings.TrimSuffix(domain, "."))
 	now := time.Now()
 	c := f.cache
@@ -206,14 +208,14 @@ func (f *Fetcher) Policy(ctx context.Context, domain string) (p Policy, ok bool)
 			done := f.startLookup(e, now)
 			go f.lookup(domain, e, done)
 		}
-		p := *e.policy
+		p := e.policy
 		c.mu.Unlock()
 		return p, true
 	}
 	if !due && e.busy == nil {
 		// Looked at recently, and nothing usable came of it.
 		c.mu.Unlock()
-		return Policy{}, false
+		return nil, false
 	}
 	done := e.busy
 	if done == nil {
@@ -229,14 +231,14 @@ func (f *Fetcher) Policy(ctx context.Context, domain string) (p Policy, ok bool)
 		if f.cfg.NotWaited != nil {
 			f.cfg.NotWaited()
 		}
-		return Policy{}, false
+		return nil, false
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !e.usable(time.Now()) {
-		return Policy{}, false
+		return nil, false
 	}
-	return *e.policy, true
+	return e.policy, true
 }
 
 // startLookup marks e busy; c.mu must be held.

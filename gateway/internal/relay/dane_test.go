@@ -2,15 +2,10 @@ package relay
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"fmt"
-	"math/big"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -119,65 +114,17 @@ func leafOf(t *testing.T, c *tls.Config) *x509.Certificate {
 	return cert
 }
 
-// testCA is a certificate authority for DANE-TA.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-}
-
-func newTestCA(t *testing.T) *testCA {
+// chainTLS is a server config whose certificate for name ca issued, valid
+// until notAfter, sent with ca's certificate, as RFC 7672 §3.1.2 asks of
+// servers using DANE-TA.
+func chainTLS(t *testing.T, ca *certs.CA, name string, notAfter time.Time) *tls.Config {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	cert, err := ca.Issue(notAfter, name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "Test DANE-TA"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &testCA{cert, key}
-}
-
-// serverTLS is a server config whose certificate for name the CA issued,
-// sent with the CA's certificate, as RFC 7672 §3.1.2 asks of servers.
-func (ca *testCA) serverTLS(t *testing.T, name string) *tls.Config {
-	t.Helper()
-	return ca.serverTLSUntil(t, name, time.Now().Add(time.Hour))
-}
-
-// serverTLSUntil is serverTLS with a certificate that expires at notAfter.
-func (ca *testCA) serverTLSUntil(t *testing.T, name string, notAfter time.Time) *tls.Config {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2),
-		Subject:      pkix.Name{CommonName: name},
-		DNSNames:     []string{name},
-		NotBefore:    time.Now().Add(-2 * time.Hour),
-		NotAfter:     notAfter,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der, ca.cert.Raw}, PrivateKey: key}}}
+	cert.Certificate = append(cert.Certificate, ca.Cert().Raw)
+	return &tls.Config{Certificates: []tls.Certificate{cert}}
 }
 
 func TestDANEEEMatchDelivers(t *testing.T) {
@@ -207,15 +154,15 @@ func TestDANEEEMismatchDefers(t *testing.T) {
 }
 
 func TestDANETAChainWithTheMXNameDelivers(t *testing.T) {
-	ca := newTestCA(t)
-	dt := newDANETest(t, daneMX+tlsaLine(2, 0, 1, ca.cert), ca.serverTLS(t, "mx.example.test"))
+	ca := newCA(t)
+	dt := newDANETest(t, daneMX+tlsaLine(2, 0, 1, ca.Cert()), chainTLS(t, ca, "mx.example.test", time.Now().Add(time.Hour)))
 	dt.delivered(dt.relay())
 	dt.wantResults("dane verify ok")
 }
 
 func TestDANETAWrongNameDefers(t *testing.T) {
-	ca := newTestCA(t)
-	dt := newDANETest(t, daneMX+tlsaLine(2, 0, 1, ca.cert), ca.serverTLS(t, "mx.other.test"))
+	ca := newCA(t)
+	dt := newDANETest(t, daneMX+tlsaLine(2, 0, 1, ca.Cert()), chainTLS(t, ca, "mx.other.test", time.Now().Add(time.Hour)))
 	dt.refused(dt.relay(), "mx.example.test[127.0.0.2]:PORT: certificate not valid for mx.example.test (it is for mx.other.test)")
 	dt.wantResults("dane verify certificate-host-mismatch")
 }
@@ -223,9 +170,9 @@ func TestDANETAWrongNameDefers(t *testing.T) {
 func TestDANETAExpiredCertificateDefers(t *testing.T) {
 	// The anchor matches, but the server's certificate has expired:
 	// counted and described as RFC 8460 and the WebPKI path name it.
-	ca := newTestCA(t)
+	ca := newCA(t)
 	expired := time.Now().Add(-time.Hour).Truncate(time.Second)
-	dt := newDANETest(t, daneMX+tlsaLine(2, 0, 1, ca.cert), ca.serverTLSUntil(t, "mx.example.test", expired))
+	dt := newDANETest(t, daneMX+tlsaLine(2, 0, 1, ca.Cert()), chainTLS(t, ca, "mx.example.test", expired))
 	dt.refused(dt.relay(), "mx.example.test[127.0.0.2]:PORT: certificate expired on "+expired.UTC().Format(time.RFC3339))
 	dt.wantResults("dane verify certificate-expired")
 }
@@ -246,8 +193,8 @@ func TestDANETAThatIsTheServerCertificate(t *testing.T) {
 }
 
 func TestDANETAOtherAuthorityDefers(t *testing.T) {
-	ca, other := newTestCA(t), newTestCA(t)
-	dt := newDANETest(t, daneMX+tlsaLine(2, 0, 1, other.cert), ca.serverTLS(t, "mx.example.test"))
+	ca, other := newCA(t), newCA(t)
+	dt := newDANETest(t, daneMX+tlsaLine(2, 0, 1, other.Cert()), chainTLS(t, ca, "mx.example.test", time.Now().Add(time.Hour)))
 	dt.refused(dt.relay(), "mx.example.test[127.0.0.2]:PORT: certificate matches no TLSA record")
 	dt.wantResults("dane verify tlsa-invalid")
 }

@@ -41,7 +41,8 @@ type Config struct {
 	MaxIdle        int           // idle connections kept per destination host for IdleTimeout, default 4 (more are kept for a second); negative = none
 	IdleTimeout    time.Duration // how long an idle connection is kept, default 10s
 	// Security is the least TLS every destination gets (May by
-	// default); a destination's MTA-STS policy or DANE may ask for more.
+	// default); a destination's MTA-STS policy or DANE, or a message's
+	// REQUIRETLS, may ask for more.
 	Security Security
 	// RootCAs verify destinations' certificates (Verify, MTA-STS); nil =
 	// the system's.
@@ -54,10 +55,11 @@ type Config struct {
 	DANE bool
 	// TLSResult, if set, is told the result of each TLS check under a
 	// policy (see tls.go): for each transaction started (or refused)
-	// under tls_security encrypt or verify, a domain's MTA-STS policy or
-	// a host's TLSA records, the policy ("tls_security", "mta-sts",
-	// "dane"), its mode ("encrypt", "verify"; "enforce", "testing") and
-	// the result ("ok" or what failed, as TLS reporting names it).
+	// under tls_security encrypt or verify, a domain's MTA-STS policy, a
+	// host's TLSA records or a message's REQUIRETLS, the policy
+	// ("tls_security", "mta-sts", "dane", "requiretls"), its mode
+	// ("encrypt", "verify"; "enforce", "testing") and the result ("ok"
+	// or what failed, as TLS reporting names it).
 	TLSResult func(policy, mode, result string)
 	Logger    *slog.Logger
 	// Observe, if set, is told how long each step with a destination

@@ -2,7 +2,9 @@ package relay
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
+	"net"
 	"strings"
 	"testing"
 
@@ -23,14 +25,14 @@ func beginRequireTLS(r *Relay) (*Txn, error) {
 	return txn, err
 }
 
-// stsRelay is a relay trusting ca whose destinations' MTA-STS policies
-// come from a policy host serving body for example.test (stsZone with
-// id), sending to port, with its TLS results in results.
-func stsRelay(t *testing.T, ca *certs.CA, port int, body string, results *tlsResults) *Relay {
+// stsRelay is a relay sending to port that resolves with zone and trusts
+// ca, and whose destinations' MTA-STS policies come from a policy host
+// serving body for example.test; its TLS results go to results, if any.
+func stsRelay(t *testing.T, ca *certs.CA, port int, zone, body string, results *tlsResults) *Relay {
 	t.Helper()
 	host := startPolicyHost(t, ca, "example.test", body)
-	zone := dnstest.Start(t, stsZone("1"))
-	res, err := resolver.New(resolver.Config{Nameservers: []string{zone.Addr()}, Attempts: 1})
+	srv := dnstest.Start(t, zone)
+	res, err := resolver.New(resolver.Config{Nameservers: []string{srv.Addr()}, Attempts: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,8 +41,22 @@ func stsRelay(t *testing.T, ca *certs.CA, port int, body string, results *tlsRes
 		t.Fatal(err)
 	}
 	return newTestRelay(t, port, res, func(c *Config) {
-		c.MTASTS, c.RootCAs, c.TLSResult = fetcher, ca.Pool(), results.record
+		c.MTASTS, c.RootCAs = fetcher, ca.Pool()
+		if results != nil {
+			c.TLSResult = results.record
+		}
 	})
+}
+
+// requireTLSDest is a destination on lns offering REQUIRETLS after
+// STARTTLS with serverTLS.
+func requireTLSDest(t *testing.T, serverTLS *tls.Config, lns []net.Listener) *destination {
+	t.Helper()
+	dest := newDestination()
+	dest.server.TLSConfig = serverTLS
+	dest.server.EnableREQUIRETLS = true
+	dest.serve(t, lns...)
+	return dest
 }
 
 func TestRequireTLSDeliversOverVerifiedTLS(t *testing.T) {
@@ -48,12 +64,9 @@ func TestRequireTLSDeliversOverVerifiedTLS(t *testing.T) {
 	// host; its certificate is verified, and it offers REQUIRETLS.
 	ca := newCA(t)
 	port, lns := listenSamePort(t, "127.0.0.2")
-	dest := newDestination()
-	dest.server.TLSConfig = issuedTLS(t, ca, "mx.example.test")
-	dest.server.EnableREQUIRETLS = true
-	dest.serve(t, lns...)
+	dest := requireTLSDest(t, issuedTLS(t, ca, "mx.example.test"), lns)
 	results := &tlsResults{}
-	r := stsRelay(t, ca, port, policy("testing", "mx.example.test"), results)
+	r := stsRelay(t, ca, port, stsZone("1"), policy("testing", "mx.example.test"), results)
 	txn, err := beginRequireTLS(r)
 	if err != nil {
 		t.Fatalf("Begin: %v", err)
@@ -73,12 +86,9 @@ func TestRequireTLSRefusesUnverifiedCertificate(t *testing.T) {
 	// the certificate verified, and says so with RFC 8689's 5.7.10.
 	ca := newCA(t)
 	port, lns := listenSamePort(t, "127.0.0.2")
-	dest := newDestination()
-	dest.server.TLSConfig = selfSignedTLS(t, "mx.example.test")
-	dest.server.EnableREQUIRETLS = true
-	dest.serve(t, lns...)
+	dest := requireTLSDest(t, selfSignedTLS(t, "mx.example.test"), lns)
 	results := &tlsResults{}
-	r := stsRelay(t, ca, port, policy("testing", "mx.example.test"), results)
+	r := stsRelay(t, ca, port, stsZone("1"), policy("testing", "mx.example.test"), results)
 	_, err := beginRequireTLS(r)
 	sameReply(t, err, &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 10},
 		Message: fmt.Sprintf("example.test: REQUIRETLS: mx.example.test[127.0.0.2]:%d: certificate not signed by a trusted authority", port)})
@@ -96,7 +106,7 @@ func TestRequireTLSNotBelievedInPlaintext(t *testing.T) {
 	mitm := &rawMX{ehlo: "250-mx.example.test\r\n250 REQUIRETLS\r\n"}
 	mitm.serve(t, lns[0])
 	results := &tlsResults{}
-	r := stsRelay(t, ca, port, policy("testing", "mx.example.test"), results)
+	r := stsRelay(t, ca, port, stsZone("1"), policy("testing", "mx.example.test"), results)
 	_, err := beginRequireTLS(r)
 	sameReply(t, err, &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 10},
 		Message: fmt.Sprintf("example.test: REQUIRETLS: mx.example.test[127.0.0.2]:%d: STARTTLS not offered", port)})
@@ -113,10 +123,7 @@ func TestRequireTLSNeedsAnAuthenticMX(t *testing.T) {
 	// host with a valid certificate, so none is tried (RFC 8689 §4.2.1).
 	ca := newCA(t)
 	port, lns := listenSamePort(t, "127.0.0.2")
-	dest := newDestination()
-	dest.server.TLSConfig = issuedTLS(t, ca, "mx.example.test")
-	dest.server.EnableREQUIRETLS = true
-	dest.serve(t, lns...)
+	dest := requireTLSDest(t, issuedTLS(t, ca, "mx.example.test"), lns)
 	r := newTestRelay(t, port, dnsFor(t, stsZone("")), func(c *Config) { c.RootCAs = ca.Pool() })
 	_, err := beginRequireTLS(r)
 	sameReply(t, err, &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 10},
@@ -134,7 +141,7 @@ func TestRequireTLSDoesNotReuseUnverifiedConnection(t *testing.T) {
 	mx := &rawMX{ehlo: "250-mx.example.test\r\n250 REQUIRETLS\r\n"}
 	mx.serve(t, lns[0])
 	results := &tlsResults{}
-	r := stsRelay(t, ca, port, policy("testing", "mx.example.test"), results)
+	r := stsRelay(t, ca, port, stsZone("1"), policy("testing", "mx.example.test"), results)
 	send(t, r, "example.test", "a@fwd.test", "owner@example.test", testMessage)
 	if r.pool.idleCount() != 1 {
 		t.Fatalf("%d idle connections, want the plaintext one", r.pool.idleCount())

@@ -55,11 +55,16 @@ const (
 	policyRequireTLS  = "requiretls"
 )
 
-// nameDANE is how replies name DANE ("451 4.7.5 <domain>: DANE: ...").
-const nameDANE = "DANE"
+// How replies name the binding policy ("451 4.7.5 <domain>: DANE: ...").
+// Constants, as every transaction's requirement carries one.
+const (
+	nameDANE          = "DANE"
+	nameRequireTLS    = "REQUIRETLS" // a message's REQUIRETLS (RFC 8689)
+	nameMTASTSEnforce = "MTA-STS policy (enforce)"
+)
 
-// nameRequireTLS is how replies name a message's REQUIRETLS (RFC 8689).
-const nameRequireTLS = "REQUIRETLS"
+// nameFloor is how replies name each tls_security level.
+var nameFloor = [...]string{May: "tls_security may", Encrypt: "tls_security encrypt", Verify: "tls_security verify"}
 
 // Results of a TLS check under a policy, as TLSResult names them: the
 // result types of TLS reporting (RFC 8460 §4.3).
@@ -95,7 +100,7 @@ func (r *Relay) tlsPolicyFor(ctx context.Context, domain string, requireTLS, mxS
 	p := tlsPolicy{floor: r.cfg.Security, requireTLS: requireTLS, mxSecure: mxSecure}
 	if r.cfg.MTASTS != nil {
 		if sts, ok := r.cfg.MTASTS.Policy(ctx, domain); ok && sts.Mode != mtasts.None {
-			p.sts = &sts
+			p.sts = sts
 		}
 	}
 	return p
@@ -132,9 +137,9 @@ func (p tlsPolicy) name() string {
 		return nameRequireTLS
 	}
 	if p.enforcing() {
-		return "MTA-STS policy (enforce)"
+		return nameMTASTSEnforce
 	}
-	return "tls_security " + p.floor.String()
+	return nameFloor[p.floor]
 }
 
 // requirement is what a connection to one MX host must have to carry the
@@ -301,13 +306,13 @@ func (s *session) certificateResult(req requirement, level Security) (string, er
 			// DANE-TA found its anchor, but the certificate is not
 			// valid under it (name, dates, chain): named, and
 			// described, as the WebPKI's failures are.
-			if result := certResult(err); result != resultFailed {
-				return result, certError(s.host, err)
+			if result, why := certFailure(s.host, err); result != resultFailed {
+				return result, why
 			}
 			return resultTLSAInvalid, err
 		}
 	case level >= Verify && s.verifyErr != nil:
-		return certResult(s.verifyErr), certError(s.host, s.verifyErr)
+		return certFailure(s.host, s.verifyErr)
 	}
 	return resultOK, nil
 }
@@ -321,24 +326,9 @@ func (s *session) meets(req requirement) bool {
 	return result == resultOK
 }
 
-// certResult names what is wrong with a certificate.
-func certResult(err error) string {
-	var hostErr x509.HostnameError
-	var invalid x509.CertificateInvalidError
-	var unknown x509.UnknownAuthorityError
-	switch {
-	case errors.As(err, &hostErr):
-		return resultHostMismatch
-	case errors.As(err, &invalid) && invalid.Reason == x509.Expired:
-		return resultExpired
-	case errors.As(err, &unknown):
-		return resultNotTrusted
-	}
-	return resultFailed
-}
-
-// certError says what is wrong with host's certificate, for the reply.
-func certError(host string, err error) error {
+// certFailure names what is wrong with host's certificate, as a result
+// and an error for the reply.
+func certFailure(host string, err error) (string, error) {
 	var hostErr x509.HostnameError
 	var unknown x509.UnknownAuthorityError
 	var invalid x509.CertificateInvalidError
@@ -348,13 +338,13 @@ func certError(host string, err error) error {
 		if c := hostErr.Certificate; c != nil && len(c.DNSNames) > 0 {
 			names = strings.Join(c.DNSNames, ", ")
 		}
-		return fmt.Errorf("certificate not valid for %s (it is for %s)", host, names)
+		return resultHostMismatch, fmt.Errorf("certificate not valid for %s (it is for %s)", host, names)
 	case errors.As(err, &unknown):
-		return errors.New("certificate not signed by a trusted authority")
+		return resultNotTrusted, errors.New("certificate not signed by a trusted authority")
 	case errors.As(err, &invalid) && invalid.Reason == x509.Expired:
-		return fmt.Errorf("certificate expired on %s", invalid.Cert.NotAfter.UTC().Format(time.RFC3339))
+		return resultExpired, fmt.Errorf("certificate expired on %s", invalid.Cert.NotAfter.UTC().Format(time.RFC3339))
 	}
-	return fmt.Errorf("certificate: %s", strings.TrimPrefix(err.Error(), "x509: "))
+	return resultFailed, fmt.Errorf("certificate: %s", strings.TrimPrefix(err.Error(), "x509: "))
 }
 
 // judge reports what s has under req, before a transaction starts on it.

@@ -283,23 +283,14 @@ func TestMTASTSEnforceTriesOnlyListedMX(t *testing.T) {
 	listed.server.TLSConfig = issuedTLS(t, ca, "mx2.example.test")
 	unlisted.serve(t, lns[0])
 	listed.serve(t, lns[1])
-	host := startPolicyHost(t, ca, "example.test", policy("enforce", "mx2.example.test", "*.backup.test"))
-	zone := dnstest.Start(t, "$TTL 300\n"+
+	r := stsRelay(t, ca, port, "$TTL 300\n"+
 		"example.test. IN MX 10 mx1.example.test.\n"+
 		"example.test. IN MX 20 mx2.example.test.\n"+
 		"mx1.example.test. IN A 127.0.0.2\n"+
 		"mx2.example.test. IN A 127.0.0.3\n"+
 		"mta-sts.example.test. IN A 127.0.0.1\n"+
-		"_mta-sts.example.test. IN TXT \"v=STSv1; id=1\"\n")
-	res, err := resolver.New(resolver.Config{Nameservers: []string{zone.Addr()}, Attempts: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	fetcher, err := mtasts.NewFetcher(mtasts.Config{Resolver: res, RootCAs: ca.Pool(), Port: host.port()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := newTestRelay(t, port, res, func(c *Config) { c.MTASTS, c.RootCAs = fetcher, ca.Pool() })
+		"_mta-sts.example.test. IN TXT \"v=STSv1; id=1\"\n",
+		policy("enforce", "mx2.example.test", "*.backup.test"), nil)
 	send(t, r, "example.test", "a@fwd.test", "owner@example.test", testMessage)
 	if unlisted.acceptedConns() != 0 || len(listed.deliveries()) != 1 {
 		t.Errorf("unlisted MX had %d connections, listed MX %d deliveries; want 0 and 1", unlisted.acceptedConns(), len(listed.deliveries()))
@@ -312,24 +303,15 @@ func TestMTASTSEnforceReplyNamesSkippedMX(t *testing.T) {
 	ca := newCA(t)
 	port, lns := listenSamePort(t, "127.0.0.2")
 	lns[0].Close() // nothing listens on 127.0.0.2: connections are refused
-	host := startPolicyHost(t, ca, "example.test", policy("enforce", "mx2.example.test"))
-	zone := dnstest.Start(t, "$TTL 300\n"+
+	r := stsRelay(t, ca, port, "$TTL 300\n"+
 		"example.test. IN MX 10 mx1.example.test.\n"+
 		"example.test. IN MX 20 mx2.example.test.\n"+
 		"mx1.example.test. IN A 127.0.0.3\n"+
 		"mx2.example.test. IN A 127.0.0.2\n"+
 		"mta-sts.example.test. IN A 127.0.0.1\n"+
-		"_mta-sts.example.test. IN TXT \"v=STSv1; id=1\"\n")
-	res, err := resolver.New(resolver.Config{Nameservers: []string{zone.Addr()}, Attempts: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	fetcher, err := mtasts.NewFetcher(mtasts.Config{Resolver: res, RootCAs: ca.Pool(), Port: host.port()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := newTestRelay(t, port, res, func(c *Config) { c.MTASTS, c.RootCAs = fetcher, ca.Pool() })
-	_, _, err = r.Begin(context.Background(), "example.test", "a@fwd.test", nil, "owner@example.test")
+		"_mta-sts.example.test. IN TXT \"v=STSv1; id=1\"\n",
+		policy("enforce", "mx2.example.test"), nil)
+	_, _, err := r.Begin(context.Background(), "example.test", "a@fwd.test", nil, "owner@example.test")
 	reply := asReply(t, err)
 	want := fmt.Sprintf("example.test: no destination reachable: mx1.example.test: not tried, not in the MTA-STS policy; mx2.example.test[127.0.0.2]:%d: ", port)
 	if reply.Code != 451 || reply.EnhancedCode != (smtp.EnhancedCode{4, 4, 1}) || !strings.HasPrefix(reply.Message, want) {
