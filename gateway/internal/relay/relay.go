@@ -393,8 +393,8 @@ func (r *Relay) tryAddress(ctx context.Context, host string, ip netip.Addr, env 
 func (r *Relay) started(s *session, req requirement, mailErr, rcptErr error, tried *attempts) (*Txn, error, error) {
 	r.judge(req, s)
 	if mailErr == nil {
-		r.log.Debug("relay: transaction started", "remote", s.remote(), "tls", s.tlsVersion != 0)
 		t := &Txn{relay: r, s: s, remote: s.remote(), tlsVersion: s.tlsVersion}
+		r.log.Debug("relay: transaction started", "remote", t.remote, "tls", s.tlsVersion != 0)
 		return t, t.rcptResult(rcptErr), nil
 	}
 	if s.broken {
