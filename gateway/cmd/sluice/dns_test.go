@@ -6,7 +6,6 @@ import (
 	"crypto"
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -139,19 +138,7 @@ func TestDNSErrors(t *testing.T) {
 func TestDNSAndDoctorWithTheRealBinary(t *testing.T) {
 	dir := t.TempDir()
 	bin := buildSluice(t, dir)
-	sluice := func(args ...string) (string, int) {
-		var stdout, stderr bytes.Buffer
-		cmd := exec.Command(bin, args...)
-		cmd.Stdout, cmd.Stderr = &stdout, &stderr
-		err := cmd.Run()
-		if stderr.Len() > 0 {
-			t.Logf("sluice %s: %s", args[0], stderr.String())
-		}
-		if _, ok := err.(*exec.ExitError); err != nil && !ok {
-			t.Fatal(err)
-		}
-		return stdout.String(), cmd.ProcessState.ExitCode()
-	}
+	sluice := func(args ...string) (string, int) { return runSluice(t, bin, args...) }
 	cfg := demoConfig(t, "\n[[relay.source]]\naddress = \"127.0.0.1\"\n", func(args ...string) {
 		if _, code := sluice(args...); code != 0 {
 			t.Fatalf("keygen: exit %d", code)
