@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	cryptorand "crypto/rand"
 	"encoding/base64"
 	"errors"
@@ -10,16 +11,20 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/BurntSushi/toml"
+	msgdkim "github.com/emersion/go-msgauth/dkim"
 
 	"github.com/sluice-mail/sluice/gateway/internal/dnstest"
 	"github.com/sluice-mail/sluice/gateway/internal/freeport"
+	"github.com/sluice-mail/sluice/gateway/internal/inbox"
 	"github.com/sluice-mail/sluice/gateway/internal/pebbletest"
+	"github.com/sluice-mail/sluice/gateway/internal/resolver"
 	"github.com/sluice-mail/sluice/gateway/internal/wasmbuild"
 )
 
@@ -94,7 +99,10 @@ func TestGoingLive(t *testing.T) {
 	set("https", "listen", []string{ip + ":443"})
 	set("tls", "acme_directory", ca.Directory)
 	set("tls", "acme_ca_file", ca.CAFile)
-	set("smtp", "listen", []string{fmt.Sprintf("%s:%d", ip, freeport.Port(t))})
+	smtpAddr := fmt.Sprintf("%s:%d", ip, freeport.Port(t))
+	set("smtp", "listen", []string{smtpAddr})
+	mailbox, mailboxPort := startMailbox(t)
+	set("relay", "port", mailboxPort)
 	set("admin", "listen", "")
 	set("dns", "nameservers", []string{zone.Addr()})
 	set("wasm", "cache_dir", wasmbuild.CacheDirForTest())
@@ -118,6 +126,8 @@ func TestGoingLive(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("sluice dns: exit %d", code)
 	}
+	// With the mailbox's, which its provider publishes.
+	records += "mailbox.example.net. 3600 IN MX 10 mx.mailbox.example.net.\nmx.mailbox.example.net. 3600 IN A 127.0.0.1\n"
 	if err := zone.SetRecords(records); err != nil {
 		t.Fatalf("what sluice dns prints does not load as a zone: %v\n%s", err, records)
 	}
@@ -145,8 +155,84 @@ func TestGoingLive(t *testing.T) {
 	if code != 0 || !strings.HasSuffix(out, " ok, 0 warnings, 0 errors\n") {
 		t.Errorf("sluice doctor: exit %d, want 0 and neither warnings nor errors", code)
 	}
+	// The lines README.md shows are among them, but for the README's
+	// IPv6 source, which adds two findings (its address and its FCrDNS).
+	shown, count := goingLiveDoctorSample(t)
+	sample := strings.NewReplacer("example.com", "example.test", "203.0.113.25", ip, "/var/lib/sluice", dataDir,
+		" ip6:2001:db8::25", "", ", 2001:db8::25", "")
+	for _, line := range shown {
+		if !strings.Contains(out, sample.Replace(line)+"\n") {
+			t.Errorf("README.md's Going live shows\n%s\nsluice doctor says no such line", line)
+		}
+	}
+	if want := fmt.Sprintf("\n%d ok, 0 warnings, 0 errors\n", count-2); !strings.HasSuffix(out, want) {
+		t.Errorf("README.md's Going live ends with %d ok; sluice doctor does not end with %q", count, want)
+	}
 	t.Logf("sluice doctor said:\n%s", out)
+
+	// 7. A test message, to the example's forwarding address, whose MX
+	// is a capture inbox (on another port: the relay's is moved to it).
+	send := goingLiveSend(t)
+	send = strings.Replace(send, "-server mx.example.com:25", "-server "+smtpAddr, 1)
+	args := strings.Fields(strings.ReplaceAll(send, "example.com", "example.test"))
+	if args[0] != "sluice" || args[1] != "send" || args[3] != smtpAddr {
+		t.Fatalf("README.md's Going live sends with %q; update this test", send)
+	}
+	out, code = runSluice(t, bin, args[1:]...)
+	if code != 0 || !strings.Contains(out, "DATA: 250 2.0.0 Stored as ") {
+		t.Fatalf("%s: exit %d\n%s", send, code, out)
+	}
+	files, _ := inbox.Messages(mailbox)
+	if len(files) != 1 {
+		t.Fatalf("%d messages at the destination, want 1", len(files))
+	}
+	msg, _ := os.ReadFile(files[0])
+	if !bytes.Contains(msg, []byte("\r\nDelivered-To: you@mailbox.example.net\r\n")) || !bytes.Contains(msg, []byte("\r\nARC-Seal: ")) {
+		t.Errorf("the message is not for the router's destination, or not sealed:\n%s", msg)
+	}
+	res, err := resolver.New(resolver.Config{Nameservers: []string{zone.Addr()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sigs, err := msgdkim.VerifyWithOptions(bytes.NewReader(msg), &msgdkim.VerifyOptions{
+		LookupTXT: func(name string) ([]string, error) { return res.LookupTXT(context.Background(), name) },
+	})
+	if err != nil || len(sigs) != 1 || sigs[0].Domain != "example.test" || sigs[0].Err != nil {
+		t.Errorf("DKIM: %v, %+v; want one valid signature by example.test", err, sigs)
+	}
 	serve.stop()
+}
+
+// goingLiveSend is the command of README.md's "Going live", step 7.
+func goingLiveSend(t *testing.T) string {
+	t.Helper()
+	readme, err := os.ReadFile(filepath.Join(moduleRoot, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, _ := strings.Cut(string(readme), "\n## Going live\n")
+	section, _, _ = strings.Cut(section, "\n## ")
+	_, cmd, ok := strings.Cut(section, "`sluice send ")
+	cmd, _, ok2 := strings.Cut(cmd, "`")
+	if !ok || !ok2 {
+		t.Fatal("README.md's Going live has no `sluice send ...`")
+	}
+	return "sluice send " + cmd
+}
+
+// startMailbox runs a capture inbox on 127.0.0.1, standing in for the
+// mailbox mail is forwarded to, and returns its directory and port.
+func startMailbox(t *testing.T) (string, int) {
+	t.Helper()
+	port := freeport.Port(t)
+	l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := &inbox.Inbox{Dir: t.TempDir()}
+	go in.Serve(l)
+	t.Cleanup(func() { l.Close() })
+	return in.Dir, port
 }
 
 // goingLiveConfig is the configuration README.md's "Going live" makes:
@@ -184,6 +270,34 @@ func goingLiveConfig(t *testing.T, dataDir string) map[string]any {
 	}
 	mergeTOML(cfg, step3)
 	return cfg
+}
+
+// goingLiveDoctorSample is what README.md's "Going live" shows `sluice
+// doctor` print, step 6: its lines of findings, and the number of ok
+// findings of its last line.
+func goingLiveDoctorSample(t *testing.T) ([]string, int) {
+	t.Helper()
+	readme, err := os.ReadFile(filepath.Join(moduleRoot, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, _ := strings.Cut(string(readme), "\n## Going live\n")
+	section, _, _ = strings.Cut(section, "\n## ")
+	var lines []string
+	count := -1
+	for line := range strings.Lines(section) {
+		line = strings.TrimSuffix(strings.TrimPrefix(line, "   "), "\n")
+		if strings.HasPrefix(line, "ok     ") {
+			lines = append(lines, line)
+		}
+		if strings.HasSuffix(line, " ok, 0 warnings, 0 errors") {
+			count, _ = strconv.Atoi(strings.Fields(line)[0])
+		}
+	}
+	if len(lines) < 5 || count < 0 {
+		t.Fatalf("README.md's Going live shows %d lines of sluice doctor and no count; update this test", len(lines))
+	}
+	return lines, count
 }
 
 // mergeTOML sets the keys of from in into, table by table, as an
