@@ -129,6 +129,10 @@ func TestDNSErrors(t *testing.T) {
 	if code := run(context.Background(), []string{"doctor", "-format", "html"}, nil, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), `-format "html" is neither text nor json`) {
 		t.Errorf("doctor -format html: exit %d, %q", code, stderr.String())
 	}
+	stderr.Reset()
+	if code := run(context.Background(), []string{"doctor", "-c", cfg, "-ca-file", cfg}, nil, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), "sluice doctor: -ca-file: "+cfg+": no PEM certificate found") {
+		t.Errorf("doctor -ca-file gateway.toml: exit %d, %q", code, stderr.String())
+	}
 }
 
 // The real binary: publish what `sluice dns` prints on a loopback DNS

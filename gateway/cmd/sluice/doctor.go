@@ -23,6 +23,11 @@ func doctorCmd(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return usageStatus(err)
 	}
+	roots, err := extraRoots(*caFile)
+	if err != nil {
+		fmt.Fprintln(stderr, "sluice doctor: -ca-file:", err)
+		return 2
+	}
 	cfg, plan, status := loadPlan("doctor", *file, *format, "text", stderr)
 	if status != 0 {
 		return status
@@ -42,11 +47,6 @@ func doctorCmd(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 	if err != nil {
 		fmt.Fprintln(stderr, "sluice doctor:", err)
 		return 1
-	}
-	roots, err := extraRoots(*caFile)
-	if err != nil {
-		fmt.Fprintln(stderr, "sluice doctor: -ca-file:", err)
-		return 2
 	}
 	findings := doctor.Run(ctx, doctor.Options{Config: cfg, Plan: plan, Resolver: res, Roots: roots})
 	if *format == "json" {
