@@ -28,12 +28,16 @@ import (
 	"github.com/sluice-mail/sluice/gateway/internal/wasmbuild"
 )
 
-// README.md's "Going live", on loopback, with the real binary: keygen,
-// the configuration of step 3 (read from the README, example.com made
-// example.test), `sluice check`, the records `sluice dns` prints
-// published on a test DNS server, `sluice serve` getting its certificates
-// from Pebble by TLS-ALPN-01 on port 443, and `sluice doctor` finding
-// nothing wrong, the certificate being the one from the CA.
+// README.md's "Going live", step by step, on loopback, with the real
+// binary: the DKIM key made by the README's keygen command; the example
+// configuration make install writes (deploy/gateway.toml) with the
+// sections of step 3 (both read from the files, example.com made
+// example.test) passing `sluice check`; the records `sluice dns` prints
+// published on a test DNS server; `sluice serve` getting its certificates
+// from Pebble by TLS-ALPN-01 on port 443; `sluice doctor` finding nothing
+// wrong, printing the lines the README shows, the certificate being the
+// CA's; and the README's `sluice send` arriving at the router's
+// destination, signed and sealed.
 //
 // Senders, the doctor and the CA all connect to port 443, so the HTTPS
 // listener binds it, on an address of 127.0.1.0/24 of its own: that
@@ -61,9 +65,11 @@ func TestGoingLive(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dataDir, "srs-secrets"), []byte(base64.StdEncoding.EncodeToString(secret)+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	key := filepath.Join(dataDir, "keys", "sluice.pem")
-	if _, code := runSluice(t, bin, "keygen", "-selector", "sluice", "-domain", "example.test", "-out", key); code != 0 {
-		t.Fatalf("keygen: exit %d", code)
+	readme := goingLive(t, dataDir)
+	_, keygen, _ := strings.Cut(readme, "\nsudo -u sluice sluice keygen ")
+	keygen, _, _ = strings.Cut(keygen, "\n")
+	if _, code := runSluice(t, bin, append([]string{"keygen"}, strings.Fields(keygen)...)...); code != 0 {
+		t.Fatalf("sluice keygen %s: exit %d", keygen, code)
 	}
 
 	// The world: DNS, empty until step 4, and an ACME CA that reaches
@@ -79,7 +85,7 @@ func TestGoingLive(t *testing.T) {
 	// 1 and 3. The configuration: the example make install writes, with
 	// step 3's sections in it and smtp.tls_cert and tls_key deleted; then
 	// this machine's addresses and paths, the test CA and DNS.
-	cfg := goingLiveConfig(t, dataDir)
+	cfg := goingLiveConfig(t, readme, dataDir)
 	delete(cfg["smtp"].(map[string]any), "tls_cert")
 	delete(cfg["smtp"].(map[string]any), "tls_key")
 	relay := cfg["relay"].(map[string]any)
@@ -140,7 +146,8 @@ func TestGoingLive(t *testing.T) {
 	}
 
 	// 6. Everything checked: no error, no warning, and the certificate is
-	// the CA's.
+	// the CA's. Pebble's root is not among the system's: -ca-file says
+	// that the senders trust it.
 	out, code := runSluice(t, bin, "doctor", "-c", cfgPath, "-nameserver", zone.Addr(), "-ca-file", roots)
 	certFile := filepath.Join(dataDir, "acme", "mx.example.test")
 	for _, want := range []string{
@@ -157,9 +164,8 @@ func TestGoingLive(t *testing.T) {
 	}
 	// The lines README.md shows are among them, but for the README's
 	// IPv6 source, which adds two findings (its address and its FCrDNS).
-	shown, count := goingLiveDoctorSample(t)
-	sample := strings.NewReplacer("example.com", "example.test", "203.0.113.25", ip, "/var/lib/sluice", dataDir,
-		" ip6:2001:db8::25", "", ", 2001:db8::25", "")
+	shown, count := goingLiveDoctorSample(t, readme)
+	sample := strings.NewReplacer("203.0.113.25", ip, " ip6:2001:db8::25", "", ", 2001:db8::25", "")
 	for _, line := range shown {
 		if !strings.Contains(out, sample.Replace(line)+"\n") {
 			t.Errorf("README.md's Going live shows\n%s\nsluice doctor says no such line", line)
@@ -172,9 +178,8 @@ func TestGoingLive(t *testing.T) {
 
 	// 7. A test message, to the example's forwarding address, whose MX
 	// is a capture inbox (on another port: the relay's is moved to it).
-	send := goingLiveSend(t)
-	send = strings.Replace(send, "-server mx.example.com:25", "-server "+smtpAddr, 1)
-	args := strings.Fields(strings.ReplaceAll(send, "example.com", "example.test"))
+	send := goingLiveSend(t, readme)
+	args := strings.Fields(strings.Replace(send, "-server mx.example.test:25", "-server "+smtpAddr, 1))
 	if args[0] != "sluice" || args[1] != "send" || args[3] != smtpAddr {
 		t.Fatalf("README.md's Going live sends with %q; update this test", send)
 	}
@@ -203,21 +208,97 @@ func TestGoingLive(t *testing.T) {
 	serve.stop()
 }
 
-// goingLiveSend is the command of README.md's "Going live", step 7.
-func goingLiveSend(t *testing.T) string {
+// goingLive is README.md's "Going live" section, its lines unindented,
+// with example.com made example.test and /var/lib/sluice dataDir.
+func goingLive(t *testing.T, dataDir string) string {
 	t.Helper()
 	readme, err := os.ReadFile(filepath.Join(moduleRoot, "README.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, section, _ := strings.Cut(string(readme), "\n## Going live\n")
+	_, section, ok := strings.Cut(string(readme), "\n## Going live\n")
 	section, _, _ = strings.Cut(section, "\n## ")
-	_, cmd, ok := strings.Cut(section, "`sluice send ")
+	if !ok {
+		t.Fatal("README.md has no ## Going live")
+	}
+	var lines []string
+	for line := range strings.Lines(section) {
+		lines = append(lines, strings.TrimPrefix(line, "   "))
+	}
+	return strings.NewReplacer("example.com", "example.test", "/var/lib/sluice", dataDir).Replace(strings.Join(lines, ""))
+}
+
+// goingLiveConfig is the configuration the README's Going live makes:
+// deploy/gateway.toml as make install writes it, with the sections of
+// step 3's ```toml block in it, their keys replacing the example's;
+// example.com is example.test, and Sluice's state is in dataDir.
+func goingLiveConfig(t *testing.T, readme, dataDir string) map[string]any {
+	t.Helper()
+	example, err := os.ReadFile(filepath.Join(moduleRoot, "deploy", "gateway.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg, step3 map[string]any
+	names := strings.NewReplacer("example.com", "example.test", "/var/lib/sluice", dataDir)
+	if _, err := toml.Decode(names.Replace(string(example)), &cfg); err != nil {
+		t.Fatalf("deploy/gateway.toml: %v", err)
+	}
+	_, block, ok := strings.Cut(readme, "```toml\n")
+	block, _, ok2 := strings.Cut(block, "```\n")
+	if !ok || !ok2 {
+		t.Fatal("README.md's Going live has no ```toml block")
+	}
+	if _, err := toml.Decode(block, &step3); err != nil {
+		t.Fatalf("README.md's Going live configuration: %v", err)
+	}
+	mergeTOML(cfg, step3)
+	return cfg
+}
+
+// goingLiveDoctorSample is what the README's Going live shows `sluice
+// doctor` print, step 6: its lines of findings, and the number of ok
+// findings of its last line.
+func goingLiveDoctorSample(t *testing.T, readme string) ([]string, int) {
+	t.Helper()
+	var lines []string
+	count := -1
+	for line := range strings.Lines(readme) {
+		line = strings.TrimSuffix(line, "\n")
+		if strings.HasPrefix(line, "ok     ") {
+			lines = append(lines, line)
+		}
+		if strings.HasSuffix(line, " ok, 0 warnings, 0 errors") {
+			count, _ = strconv.Atoi(strings.Fields(line)[0])
+		}
+	}
+	if len(lines) < 5 || count < 0 {
+		t.Fatalf("README.md's Going live shows %d lines of sluice doctor and no count; update this test", len(lines))
+	}
+	return lines, count
+}
+
+// goingLiveSend is the command of the README's Going live, step 7.
+func goingLiveSend(t *testing.T, readme string) string {
+	t.Helper()
+	_, cmd, ok := strings.Cut(readme, "`sluice send ")
 	cmd, _, ok2 := strings.Cut(cmd, "`")
 	if !ok || !ok2 {
 		t.Fatal("README.md's Going live has no `sluice send ...`")
 	}
 	return "sluice send " + cmd
+}
+
+// mergeTOML sets the keys of from in into, table by table, as an
+// operator editing the file does.
+func mergeTOML(into, from map[string]any) {
+	for k, v := range from {
+		sub, ok := v.(map[string]any)
+		if dst, ok2 := into[k].(map[string]any); ok && ok2 {
+			mergeTOML(dst, sub)
+			continue
+		}
+		into[k] = v
+	}
 }
 
 // startMailbox runs a capture inbox on 127.0.0.1, standing in for the
@@ -233,84 +314,6 @@ func startMailbox(t *testing.T) (string, int) {
 	go in.Serve(l)
 	t.Cleanup(func() { l.Close() })
 	return in.Dir, port
-}
-
-// goingLiveConfig is the configuration README.md's "Going live" makes:
-// deploy/gateway.toml as make install writes it, with the sections of
-// step 3's ```toml block in it, their keys replacing the example's;
-// example.com is example.test, and Sluice's state is in dataDir.
-func goingLiveConfig(t *testing.T, dataDir string) map[string]any {
-	t.Helper()
-	names := strings.NewReplacer("example.com", "example.test", "/var/lib/sluice", dataDir)
-	example, err := os.ReadFile(filepath.Join(moduleRoot, "deploy", "gateway.toml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cfg, step3 map[string]any
-	if _, err := toml.Decode(names.Replace(string(example)), &cfg); err != nil {
-		t.Fatalf("deploy/gateway.toml: %v", err)
-	}
-	readme, err := os.ReadFile(filepath.Join(moduleRoot, "README.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, section, _ := strings.Cut(string(readme), "\n## Going live\n")
-	section, _, _ = strings.Cut(section, "\n## ")
-	_, block, ok := strings.Cut(section, "   ```toml\n")
-	block, _, ok2 := strings.Cut(block, "   ```\n")
-	if !ok || !ok2 {
-		t.Fatal("README.md's Going live has no ```toml block")
-	}
-	var lines []string
-	for line := range strings.Lines(block) {
-		lines = append(lines, strings.TrimPrefix(line, "   "))
-	}
-	if _, err := toml.Decode(names.Replace(strings.Join(lines, "")), &step3); err != nil {
-		t.Fatalf("README.md's Going live configuration: %v", err)
-	}
-	mergeTOML(cfg, step3)
-	return cfg
-}
-
-// goingLiveDoctorSample is what README.md's "Going live" shows `sluice
-// doctor` print, step 6: its lines of findings, and the number of ok
-// findings of its last line.
-func goingLiveDoctorSample(t *testing.T) ([]string, int) {
-	t.Helper()
-	readme, err := os.ReadFile(filepath.Join(moduleRoot, "README.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, section, _ := strings.Cut(string(readme), "\n## Going live\n")
-	section, _, _ = strings.Cut(section, "\n## ")
-	var lines []string
-	count := -1
-	for line := range strings.Lines(section) {
-		line = strings.TrimSuffix(strings.TrimPrefix(line, "   "), "\n")
-		if strings.HasPrefix(line, "ok     ") {
-			lines = append(lines, line)
-		}
-		if strings.HasSuffix(line, " ok, 0 warnings, 0 errors") {
-			count, _ = strconv.Atoi(strings.Fields(line)[0])
-		}
-	}
-	if len(lines) < 5 || count < 0 {
-		t.Fatalf("README.md's Going live shows %d lines of sluice doctor and no count; update this test", len(lines))
-	}
-	return lines, count
-}
-
-// mergeTOML sets the keys of from in into, table by table, as an
-// operator editing the file does.
-func mergeTOML(into, from map[string]any) {
-	for k, v := range from {
-		sub, ok := v.(map[string]any)
-		if dst, ok2 := into[k].(map[string]any); ok && ok2 {
-			mergeTOML(dst, sub)
-			continue
-		}
-		into[k] = v
-	}
 }
 
 // loopbackWith443 returns an address of 127.0.1.0/24 whose port 443 is
