@@ -148,9 +148,9 @@ func TestDNSAndDoctorWithTheRealBinary(t *testing.T) {
 			t.Fatalf("keygen: exit %d", code)
 		}
 	})
-	// Senders fetch an MTA-STS policy from port 443, where a test cannot
-	// serve it (the doctor's fetch has its own tests): publish none
-	// here, and so serve no HTTPS.
+	// Senders fetch an MTA-STS policy from port 443, which only root may
+	// bind (TestGoingLive does; the doctor's fetch has its own tests):
+	// publish none here, and so serve no HTTPS.
 	src, err := os.ReadFile(cfg)
 	if err != nil {
 		t.Fatal(err)
