@@ -5,153 +5,20 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/emersion/go-smtp"
 
-	"github.com/sluice-mail/sluice/gateway/internal/certs"
 	"github.com/sluice-mail/sluice/gateway/internal/dnstest"
 	"github.com/sluice-mail/sluice/gateway/internal/freeport"
 	"github.com/sluice-mail/sluice/gateway/internal/mtasts"
+	"github.com/sluice-mail/sluice/gateway/internal/pebbletest"
 )
-
-// pebble is Let's Encrypt's ACME test server, run by a test on loopback.
-type pebble struct {
-	directory string         // the ACME directory URL
-	caFile    string         // PEM of the CA its HTTPS is signed by
-	roots     *x509.CertPool // the root its certificates chain to
-}
-
-var (
-	pebbleOnce sync.Once
-	pebblePath string
-	pebbleErr  error
-)
-
-// pebbleBinary is the pebble tool of go.mod, built once into the build
-// cache by the go command.
-func pebbleBinary(t *testing.T) string {
-	pebbleOnce.Do(func() {
-		out, err := exec.Command("go", "tool", "-n", "pebble").Output()
-		if err != nil {
-			pebbleErr = fmt.Errorf("go tool -n pebble: %v", err)
-			return
-		}
-		pebblePath = strings.TrimSpace(string(out))
-	})
-	if pebbleErr != nil {
-		t.Fatal(pebbleErr)
-	}
-	return pebblePath
-}
-
-// pebbleCert writes the certificate pebble's HTTPS presents, for
-// 127.0.0.1 and localhost, with its key, and the CA that issued it.
-func pebbleCert(t *testing.T, dir string) (certFile, keyFile, caFile string) {
-	t.Helper()
-	ca, err := certs.NewCA("sluice test CA")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := ca.Issue(time.Now().Add(24*time.Hour), "localhost", "127.0.0.1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	chain, key, err := certs.PEM(cert)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile, caFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"), filepath.Join(dir, "ca.pem")
-	os.WriteFile(certFile, chain, 0o644)
-	os.WriteFile(keyFile, key, 0o600)
-	os.WriteFile(caFile, ca.PEM(), 0o644)
-	return certFile, keyFile, caFile
-}
-
-// startPebble runs pebble on loopback: it validates TLS-ALPN-01
-// challenges by connecting to tlsPort at the address dns gives for each
-// name, and issues certificates valid for validity.
-func startPebble(t *testing.T, dns *dnstest.Server, tlsPort int, validity time.Duration) *pebble {
-	t.Helper()
-	bin := pebbleBinary(t)
-	dir := t.TempDir()
-	certFile, keyFile, caFile := pebbleCert(t, dir)
-	listen, mgmt := freeport.Port(t), freeport.Port(t)
-	var conf struct {
-		Pebble map[string]any `json:"pebble"`
-	}
-	conf.Pebble = map[string]any{
-		"listenAddress":           fmt.Sprintf("127.0.0.1:%d", listen),
-		"managementListenAddress": fmt.Sprintf("127.0.0.1:%d", mgmt),
-		"certificate":             certFile,
-		"privateKey":              keyFile,
-		"httpPort":                freeport.Port(t), // http-01 is never used
-		"tlsPort":                 tlsPort,
-		"keyAlgorithm":            "ecdsa",
-		"retryAfter":              map[string]int{"authz": 1, "order": 1},
-		"profiles":                map[string]any{"default": map[string]any{"validityPeriod": int(validity / time.Second)}},
-	}
-	b, _ := json.Marshal(conf)
-	confFile := filepath.Join(dir, "pebble.json")
-	if err := os.WriteFile(confFile, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "-config", confFile, "-dnsserver", dns.Addr())
-	cmd.Env = append(os.Environ(), "PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0")
-	var out syncBuffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-		if t.Failed() {
-			t.Logf("pebble's log:\n%s", out.String())
-		}
-	})
-
-	caPEM, _ := os.ReadFile(caFile)
-	ca := x509.NewCertPool()
-	ca.AppendCertsFromPEM(caPEM)
-	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca}}, Timeout: 5 * time.Second}
-	get := func(url string) ([]byte, error) {
-		resp, err := client.Get(url)
-		if err != nil {
-			return nil, err
-		}
-		defer resp.Body.Close()
-		if resp.StatusCode != 200 {
-			return nil, fmt.Errorf("%s: %s", url, resp.Status)
-		}
-		return io.ReadAll(resp.Body)
-	}
-	p := &pebble{directory: fmt.Sprintf("https://127.0.0.1:%d/dir", listen), caFile: caFile}
-	var root []byte
-	waitFor(t, "pebble to serve its directory and root", func() bool {
-		if _, err := get(p.directory); err != nil {
-			return false
-		}
-		var err error
-		root, err = get(fmt.Sprintf("https://127.0.0.1:%d/roots/0", mgmt))
-		return err == nil
-	})
-	p.roots = x509.NewCertPool()
-	if !p.roots.AppendCertsFromPEM(root) {
-		t.Fatalf("pebble's root is not PEM:\n%s", root)
-	}
-	return p
-}
 
 // starttlsChain does a STARTTLS handshake with the gateway at addr,
 // asking for sni ("": none, as most sending servers), and returns the
@@ -197,7 +64,7 @@ mta-sts.ours.test. 60 IN A 127.0.0.1
 	httpsPort := freeport.Port(t)
 	// Certificates live 20 seconds and are renewed 15 seconds before
 	// they expire, so one is renewed about 5 seconds after it is issued.
-	p := startPebble(t, dns, httpsPort, 20*time.Second)
+	p := pebbletest.Start(t, dns, httpsPort, 20*time.Second)
 	dataDir := t.TempDir()
 	e := startEnv(t, envOptions{
 		tls: "# the certificate comes from ACME",
@@ -211,7 +78,7 @@ acme_ca_file = %q
 acme_renew_before = "15s"
 [https]
 listen = ["127.0.0.1:%d"]
-`, p.directory, p.caFile, httpsPort),
+`, p.Directory, p.CAFile, httpsPort),
 	})
 
 	// Mail flows at once: STARTTLS with the stand-in before a
@@ -223,7 +90,7 @@ listen = ["127.0.0.1:%d"]
 	var chain []*x509.Certificate
 	waitFor(t, "STARTTLS to present a certificate from pebble", func() bool {
 		var err error
-		chain, err = starttlsChain(e.addr, "mx.ours.test", p.roots)
+		chain, err = starttlsChain(e.addr, "mx.ours.test", p.Roots)
 		return err == nil
 	})
 	leaf := chain[0]
@@ -242,7 +109,7 @@ listen = ["127.0.0.1:%d"]
 	}
 	var body string
 	waitFor(t, "the policy host's certificate", func() bool {
-		code, _, b, err := httpsGet(t, e.gw.HTTPSAddrs()[0], "GET", "mta-sts.ours.test", mtasts.Path, p.roots)
+		code, _, b, err := httpsGet(t, e.gw.HTTPSAddrs()[0], "GET", "mta-sts.ours.test", mtasts.Path, p.Roots)
 		body = b
 		return err == nil && code == 200
 	})
@@ -281,14 +148,14 @@ listen = ["127.0.0.1:%d"]
 
 	// A renewal, served by the next handshake.
 	waitFor(t, "STARTTLS to present a renewed certificate", func() bool {
-		c, err := starttlsChain(e.addr, "mx.ours.test", p.roots)
+		c, err := starttlsChain(e.addr, "mx.ours.test", p.Roots)
 		if err != nil {
 			t.Logf("STARTTLS: %v", err)
 			return false
 		}
 		return c[0].SerialNumber.Cmp(leaf.SerialNumber) != 0
 	})
-	renewed, err := starttlsChain(e.addr, "", p.roots)
+	renewed, err := starttlsChain(e.addr, "", p.Roots)
 	if err != nil {
 		t.Errorf("a handshake without a server name: %v", err)
 	} else if !renewed[0].NotAfter.After(leaf.NotAfter) {

@@ -6,7 +6,6 @@ import (
 	"crypto"
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -130,6 +129,10 @@ func TestDNSErrors(t *testing.T) {
 	if code := run(context.Background(), []string{"doctor", "-format", "html"}, nil, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), `-format "html" is neither text nor json`) {
 		t.Errorf("doctor -format html: exit %d, %q", code, stderr.String())
 	}
+	stderr.Reset()
+	if code := run(context.Background(), []string{"doctor", "-c", cfg, "-ca-file", cfg}, nil, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), "sluice doctor: -ca-file: "+cfg+": no PEM certificate found") {
+		t.Errorf("doctor -ca-file gateway.toml: exit %d, %q", code, stderr.String())
+	}
 }
 
 // The real binary: publish what `sluice dns` prints on a loopback DNS
@@ -139,27 +142,15 @@ func TestDNSErrors(t *testing.T) {
 func TestDNSAndDoctorWithTheRealBinary(t *testing.T) {
 	dir := t.TempDir()
 	bin := buildSluice(t, dir)
-	sluice := func(args ...string) (string, int) {
-		var stdout, stderr bytes.Buffer
-		cmd := exec.Command(bin, args...)
-		cmd.Stdout, cmd.Stderr = &stdout, &stderr
-		err := cmd.Run()
-		if stderr.Len() > 0 {
-			t.Logf("sluice %s: %s", args[0], stderr.String())
-		}
-		if _, ok := err.(*exec.ExitError); err != nil && !ok {
-			t.Fatal(err)
-		}
-		return stdout.String(), cmd.ProcessState.ExitCode()
-	}
+	sluice := func(args ...string) (string, int) { return runSluice(t, bin, args...) }
 	cfg := demoConfig(t, "\n[[relay.source]]\naddress = \"127.0.0.1\"\n", func(args ...string) {
 		if _, code := sluice(args...); code != 0 {
 			t.Fatalf("keygen: exit %d", code)
 		}
 	})
-	// Senders fetch an MTA-STS policy from port 443, where a test cannot
-	// serve it (the doctor's fetch has its own tests): publish none
-	// here, and so serve no HTTPS.
+	// Senders fetch an MTA-STS policy from port 443, which only root may
+	// bind (TestGoingLive does; the doctor's fetch has its own tests):
+	// publish none here, and so serve no HTTPS.
 	src, err := os.ReadFile(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"net"
 	"net/netip"
+	"os"
 
 	"github.com/sluice-mail/sluice/gateway/internal/doctor"
 	"github.com/sluice-mail/sluice/gateway/internal/resolver"
@@ -13,12 +15,18 @@ import (
 
 // doctorCmd checks the published DNS records and the certificate.
 func doctorCmd(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
-	fs := newFlagSet("doctor", "usage: sluice doctor [-c FILE] [-nameserver HOST:PORT] [-format text|json]\n\nChecks what `sluice dns` says to publish against live DNS, and the\ncertificate STARTTLS presents, and reports each as ok, warn or error with\nthe fix. Exit status: 1 if any is an error, else 0.\n\n", stderr)
+	fs := newFlagSet("doctor", "usage: sluice doctor [-c FILE] [-nameserver HOST:PORT] [-ca-file FILE] [-format text|json]\n\nChecks what `sluice dns` says to publish against live DNS, and the\ncertificate STARTTLS presents, and reports each as ok, warn or error with\nthe fix. Exit status: 1 if any is an error, else 0.\n\n", stderr)
 	file := configFlag(fs)
 	ns := fs.String("nameserver", "", "ask this nameserver (`ip:port`, or a name: a domain's own nameserver shows records before they spread) rather than [dns] nameservers or /etc/resolv.conf; [dns] static records are never used")
 	format := fs.String("format", "text", "`text` or json (a list of {status, check, name, message, fix})")
+	caFile := fs.String("ca-file", "", "a PEM `file` of roots that senders trust besides the system's: for certificates from a private CA (a tls.acme_directory of your own)")
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return usageStatus(err)
+	}
+	roots, err := extraRoots(*caFile)
+	if err != nil {
+		fmt.Fprintln(stderr, "sluice doctor: -ca-file:", err)
+		return 2
 	}
 	cfg, plan, status := loadPlan("doctor", *file, *format, "text", stderr)
 	if status != 0 {
@@ -40,7 +48,7 @@ func doctorCmd(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 		fmt.Fprintln(stderr, "sluice doctor:", err)
 		return 1
 	}
-	findings := doctor.Run(ctx, doctor.Options{Config: cfg, Plan: plan, Resolver: res})
+	findings := doctor.Run(ctx, doctor.Options{Config: cfg, Plan: plan, Resolver: res, Roots: roots})
 	if *format == "json" {
 		err = doctor.WriteJSON(stdout, findings)
 	} else {
@@ -54,6 +62,29 @@ func doctorCmd(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 		return 1
 	}
 	return 0
+}
+
+// extraRoots is the system's roots and those of file, or nil (the
+// system's alone) for no file. The doctor asks whether senders can verify
+// the certificates; only the operator knows which senders trust a private
+// CA, so this is a flag of the doctor's and not [relay] tls_ca_file, which
+// says what this gateway trusts when it sends.
+func extraRoots(file string) (*x509.CertPool, error) {
+	if file == "" {
+		return nil, nil
+	}
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	roots, err := x509.SystemCertPool()
+	if err != nil {
+		roots = x509.NewCertPool() // no system roots here: the file's alone
+	}
+	if !roots.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s: no PEM certificate found", file)
+	}
+	return roots, nil
 }
 
 // nameserverAddr turns -nameserver's value into ip:port: an IP address,

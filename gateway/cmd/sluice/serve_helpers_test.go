@@ -2,8 +2,10 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -51,9 +53,9 @@ func startServe(t *testing.T, bin, cfgPath string) *served {
 	return s
 }
 
-// waitLog waits up to a minute for a log line that contains what, and
-// returns it.
-func (s *served) waitLog(what string) string {
+// waitLog waits up to a minute for a log line that contains each of
+// what, and returns it.
+func (s *served) waitLog(what ...string) string {
 	s.t.Helper()
 	timeout := time.After(time.Minute)
 	for {
@@ -63,13 +65,30 @@ func (s *served) waitLog(what string) string {
 				s.t.Fatalf("serve exited before %q; it said:\n%s", what, strings.Join(s.seen, "\n"))
 			}
 			s.seen = append(s.seen, line)
-			if strings.Contains(line, what) {
+			if !slices.ContainsFunc(what, func(w string) bool { return !strings.Contains(line, w) }) {
 				return line
 			}
 		case <-timeout:
 			s.t.Fatalf("no %q in the log:\n%s", what, strings.Join(s.seen, "\n"))
 		}
 	}
+}
+
+// runSluice runs the binary bin and returns its output and exit status,
+// logging what it wrote to stderr.
+func runSluice(t *testing.T, bin string, args ...string) (string, int) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	if stderr.Len() > 0 {
+		t.Logf("sluice %s: %s", args[0], stderr.String())
+	}
+	if _, ok := err.(*exec.ExitError); err != nil && !ok {
+		t.Fatal(err)
+	}
+	return stdout.String(), cmd.ProcessState.ExitCode()
 }
 
 // signal sends sig to serve.

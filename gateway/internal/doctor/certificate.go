@@ -45,15 +45,14 @@ func (d *doctor) certificate(own map[string]bool) {
 		selfSig: acmeFix,
 	}
 	if c.TLS.ACME {
-		const untrusted = "tls.acme_directory is a CA senders do not trust (a staging directory?): remove it to use Let's Encrypt's"
 		fixes = certFixes{
 			read: "run the doctor as the user Sluice runs as, who can read it: sudo -u sluice sluice doctor",
 			name: func(mx string) string {
 				return "ACME gets a certificate for hostname (" + c.Hostname + ") only: list only it in records.mx, or serve " + mx + " from a gateway of its own"
 			},
 			renew:   "renewal is failing: read the log's `acme:` lines (sluice_acme_failures_total counts them); the CA must reach [https] listen on port 443 at " + c.Hostname + "'s addresses",
-			chain:   untrusted,
-			selfSig: untrusted,
+			chain:   acmeUntrusted,
+			selfSig: acmeUntrusted,
 		}
 	}
 	chain, err := readChain(file)
@@ -102,6 +101,12 @@ func (d *doctor) certificate(own map[string]bool) {
 		d.add(Warn, "certificate", file, "not verifiable: %v", err).fix(fixes.chain)
 	}
 }
+
+// acmeUntrusted is the fix of an ACME certificate that does not verify.
+// A private CA (a step-ca of the organisation, Pebble) is as good as a
+// public one for the senders that trust it: the doctor cannot know which
+// do, so the operator says so with -ca-file.
+const acmeUntrusted = "tls.acme_directory is a CA senders do not trust (a staging directory?): remove it to use Let's Encrypt's; for a private CA that your senders trust, give its root to sluice doctor -ca-file"
 
 // certFixes are the fixes of the certificate's findings, which depend on
 // where it comes from.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/tls"
+	"crypto/x509"
 	"io"
 	"log"
 	"net"
@@ -205,6 +206,13 @@ func policyServer(t *testing.T, names []string, body string) int {
 func policyServerUntil(t *testing.T, names []string, body string, notAfter time.Time) int {
 	t.Helper()
 	certs, key := certPEM(t, names, notAfter, false)
+	return policyServerWith(t, certs, key, body)
+}
+
+// policyServerWith is policyServer with the certificate chain and key
+// given, in PEM.
+func policyServerWith(t *testing.T, certs, key []byte, body string) int {
+	t.Helper()
 	pair, err := tls.X509KeyPair(certs, key)
 	if err != nil {
 		t.Fatal(err)
@@ -531,6 +539,70 @@ func TestDoctorACMECertificateFixes(t *testing.T) {
 	}
 	for msg := range want {
 		t.Errorf("no certificate finding %q in\n%s", msg, report(findings))
+	}
+}
+
+// A certificate from a private ACME CA (a step-ca of the organisation,
+// Pebble in tests) does not verify with the roots senders on the internet
+// have: the certificate is a warning and the policy cannot be fetched,
+// each with a fix that says how to tell the doctor that your senders
+// trust the CA (-ca-file). With the CA's root among the roots, all is ok.
+func TestDoctorACMEPrivateCA(t *testing.T) {
+	noCert := strings.Replace(gatewayTOML, "tls_cert = \"cert.pem\"\ntls_key = \"key.pem\"\n", "", 1)
+	noCert = strings.Replace(noCert, httpsTOML, "", 1)
+	acme := strings.Replace(noCert, "domains = [\"example.test\"]\n", "domains = [\"example.test\"]\ndata_dir = \"data\"\n", 1) +
+		"[tls]\nacme = true\n" + httpsTOML
+	f := newFixture(t, acme, goodCert)
+	private, err := certs.NewCA("Private ACME CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	issue := func(name string) (chain, key []byte) {
+		cert, err := private.Issue(now.Add(60*24*time.Hour), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if chain, key, err = certs.PEM(cert); err != nil {
+			t.Fatal(err)
+		}
+		return chain, key
+	}
+	chain, key := issue("mx.example.test")
+	os.MkdirAll(f.cfg.ACMEDir(), 0o700)
+	os.WriteFile(filepath.Join(f.cfg.ACMEDir(), "mx.example.test"), append(key, chain...), 0o600)
+	p, _ := f.cfg.MTASTSPolicy()
+	mtaChain, mtaKey := issue("mta-sts.example.test")
+	port := policyServerWith(t, mtaChain, mtaKey, p.String())
+	srv := dnstest.Start(t, f.zone())
+	r, err := resolver.New(resolver.Config{Nameservers: []string{srv.Addr()}, Timeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func(roots *x509.CertPool) map[string]Finding {
+		found := map[string]Finding{}
+		for _, fd := range Run(context.Background(), Options{Config: f.cfg, Plan: f.plan, Resolver: r, Now: now, Roots: roots, HTTPSPort: port}) {
+			if fd.Status != OK {
+				found[fd.Check] = fd
+			}
+		}
+		return found
+	}
+
+	found := run(testCA(t).Pool())
+	if c := found["certificate"]; c.Status != Warn || !strings.Contains(c.Message, "not verifiable") || !strings.Contains(strings.Join(c.Fix, "\n"), "sluice doctor -ca-file") {
+		t.Errorf("certificate: %+v; want a warning that it is not verifiable, with -ca-file in the fix", c)
+	}
+	if m := found["MTA-STS"]; m.Status != Error || !strings.Contains(m.Message, "certificate signed by unknown authority") || !strings.Contains(strings.Join(m.Fix, "\n"), "sluice doctor -ca-file") {
+		t.Errorf("MTA-STS: %+v; want an error that the policy cannot be fetched, with -ca-file in the fix", m)
+	}
+	if len(found) != 2 {
+		t.Errorf("findings not ok: %+v; want the certificate's and the policy's", found)
+	}
+
+	roots := testCA(t).Pool()
+	roots.AppendCertsFromPEM(private.PEM())
+	if found := run(roots); len(found) != 0 {
+		t.Errorf("with the private CA's root, findings not ok: %+v", found)
 	}
 }
 

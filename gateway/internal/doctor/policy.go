@@ -50,6 +50,7 @@ func (d *doctor) policyServed(ctx context.Context, r dnsrecords.Record) {
 		f := d.add(Error, "MTA-STS", where, "senders cannot fetch the policy: %v", err)
 		_, certErr := errors.AsType[*tls.CertificateVerificationError](err)
 		_, nameErr := errors.AsType[x509.HostnameError](err)
+		_, unknownCA := errors.AsType[x509.UnknownAuthorityError](err)
 		switch {
 		case !certErr:
 			if served {
@@ -57,6 +58,8 @@ func (d *doctor) policyServed(ctx context.Context, r dnsrecords.Record) {
 			}
 		case !served:
 			f.fix("the web server at " + host + " must present a valid certificate for it from a CA senders trust")
+		case d.Config.TLS.ACME && unknownCA:
+			f.fix(acmeUntrusted)
 		case d.Config.TLS.ACME:
 			f.fix("Sluice gets the certificate of " + host + " at start: read the log's `acme:` lines; the CA must reach [https] listen on port 443 at " + joinAddrs(addrs))
 		case nameErr:
