@@ -1,10 +1,7 @@
 package gateway
 
 import (
-	"crypto/x509"
-	"fmt"
-	"os"
-
+	"github.com/sluice-mail/sluice/gateway/internal/certs"
 	"github.com/sluice-mail/sluice/gateway/internal/config"
 	"github.com/sluice-mail/sluice/gateway/internal/mtasts"
 	"github.com/sluice-mail/sluice/gateway/internal/relay"
@@ -22,7 +19,7 @@ func (g *Gateway) relayTLS(cfg *config.Config, res *resolver.Resolver, c *relay.
 	if cfg.Relay.DANE != nil && *cfg.Relay.DANE && !cfg.DNS.DNSSEC {
 		g.log.Warn("relay.dane = true has no effect without [dns] dnssec = true: TLSA records are only believed from a validating resolver")
 	}
-	roots, err := loadRoots(cfg)
+	roots, err := certs.SystemRootsAnd(cfg.Path(cfg.Relay.TLSCAFile))
 	if err != nil {
 		return err
 	}
@@ -39,25 +36,4 @@ func (g *Gateway) relayTLS(cfg *config.Config, res *resolver.Resolver, c *relay.
 		})
 	}
 	return err
-}
-
-// loadRoots is the system's roots and those of [relay] tls_ca_file, or
-// nil (the system's alone) when it is not set.
-func loadRoots(cfg *config.Config) (*x509.CertPool, error) {
-	if cfg.Relay.TLSCAFile == "" {
-		return nil, nil
-	}
-	path := cfg.Path(cfg.Relay.TLSCAFile)
-	pem, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	roots, err := x509.SystemCertPool()
-	if err != nil {
-		roots = x509.NewCertPool() // no system roots here: the file's alone
-	}
-	if !roots.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("%s: no PEM certificate found", path)
-	}
-	return roots, nil
 }

@@ -2,13 +2,12 @@ package main
 
 import (
 	"context"
-	"crypto/x509"
 	"fmt"
 	"io"
 	"net"
 	"net/netip"
-	"os"
 
+	"github.com/sluice-mail/sluice/gateway/internal/certs"
 	"github.com/sluice-mail/sluice/gateway/internal/doctor"
 	"github.com/sluice-mail/sluice/gateway/internal/resolver"
 )
@@ -23,7 +22,11 @@ func doctorCmd(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return usageStatus(err)
 	}
-	roots, err := extraRoots(*caFile)
+	// The doctor asks whether senders can verify our certificates; only
+	// the operator knows which senders trust a private CA, so this is a
+	// flag of the doctor's and not [relay] tls_ca_file, which says what
+	// this gateway trusts when it sends.
+	roots, err := certs.SystemRootsAnd(*caFile)
 	if err != nil {
 		fmt.Fprintln(stderr, "sluice doctor: -ca-file:", err)
 		return 2
@@ -62,29 +65,6 @@ func doctorCmd(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 		return 1
 	}
 	return 0
-}
-
-// extraRoots is the system's roots and those of file, or nil (the
-// system's alone) for no file. The doctor asks whether senders can verify
-// the certificates; only the operator knows which senders trust a private
-// CA, so this is a flag of the doctor's and not [relay] tls_ca_file, which
-// says what this gateway trusts when it sends.
-func extraRoots(file string) (*x509.CertPool, error) {
-	if file == "" {
-		return nil, nil
-	}
-	pem, err := os.ReadFile(file)
-	if err != nil {
-		return nil, err
-	}
-	roots, err := x509.SystemCertPool()
-	if err != nil {
-		roots = x509.NewCertPool() // no system roots here: the file's alone
-	}
-	if !roots.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("%s: no PEM certificate found", file)
-	}
-	return roots, nil
 }
 
 // nameserverAddr turns -nameserver's value into ip:port: an IP address,

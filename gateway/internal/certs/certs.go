@@ -1,4 +1,5 @@
-// Package certs makes the self-signed certificates used by the demo and tests.
+// Package certs makes the self-signed certificates used by the demo and
+// tests, and loads the extra roots an operator trusts.
 package certs
 
 import (
@@ -9,8 +10,10 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"net"
+	"os"
 	"time"
 )
 
@@ -141,4 +144,25 @@ func PEM(c tls.Certificate) (chain, key []byte, err error) {
 		return nil, nil, err
 	}
 	return chain, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
+}
+
+// SystemRootsAnd is the system's roots with those of the PEM file added,
+// or nil (the system's alone) for no file: what a TLS client is given as
+// RootCAs when the operator trusts a private CA too.
+func SystemRootsAnd(file string) (*x509.CertPool, error) {
+	if file == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	roots, err := x509.SystemCertPool()
+	if err != nil {
+		roots = x509.NewCertPool() // no system roots here: the file's alone
+	}
+	if !roots.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("%s: no PEM certificate found", file)
+	}
+	return roots, nil
 }
