@@ -210,7 +210,8 @@ func policyServerUntil(t *testing.T, names []string, body string, notAfter time.
 }
 
 // policyServerWith is policyServer with the certificate chain and key
-// given, in PEM.
+// given, in PEM. A body given as "html:" and the policy is the policy
+// served as text/html, which senders refuse.
 func policyServerWith(t *testing.T, certs, key []byte, body string) int {
 	t.Helper()
 	pair, err := tls.X509KeyPair(certs, key)
@@ -220,6 +221,11 @@ func policyServerWith(t *testing.T, certs, key []byte, body string) int {
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != mtasts.Path {
 			http.NotFound(w, r)
+			return
+		}
+		if text, html := strings.CutPrefix(body, "html:"); html {
+			w.Header().Set("Content-Type", "text/html")
+			io.WriteString(w, text)
 			return
 		}
 		w.Header().Set("Content-Type", "text/plain")
@@ -664,6 +670,10 @@ func TestDoctorPolicyServed(t *testing.T) {
 			zone:   edit("", "mta-sts.example.test. 3600 IN A 127.0.0.1"),
 			port:   func(t *testing.T, p string) int { return policyServer(t, []string{"mta-sts.example.test"}, p) },
 			status: OK, message: "serves the policy"},
+		{name: "served elsewhere, as text/html", toml: elsewhere,
+			zone:   edit("", "mta-sts.example.test. 3600 IN A 127.0.0.1"),
+			port:   func(t *testing.T, p string) int { return policyServer(t, []string{"mta-sts.example.test"}, "html:"+p) },
+			status: Error, message: `senders cannot fetch the policy: content type "text/html" is not text/plain`},
 		{name: "served elsewhere, without an address", toml: elsewhere,
 			port:   func(t *testing.T, _ string) int { return closedPort(t) },
 			status: Error, message: "mta-sts.example.test has no address", fix: "publish an A/AAAA (or CNAME) record of mta-sts.example.test"},

@@ -6,13 +6,8 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"net/netip"
-	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -45,7 +40,7 @@ func (d *doctor) policyServed(ctx context.Context, r dnsrecords.Record) {
 		return
 	}
 	want, _ := d.Config.MTASTSPolicy()
-	body, leaf, err := d.fetchPolicy(ctx, host, addrs)
+	body, leaf, err := d.fetchPolicy(ctx, r.Domain)
 	if err != nil {
 		f := d.add(Error, "MTA-STS", where, "senders cannot fetch the policy: %v", err)
 		_, certErr := errors.AsType[*tls.CertificateVerificationError](err)
@@ -95,51 +90,12 @@ func (d *doctor) policyServed(ctx context.Context, r dnsrecords.Record) {
 	}
 }
 
-// fetchPolicy gets the policy file from the first address of host that
-// answers, and the certificate it was served with.
-func (d *doctor) fetchPolicy(ctx context.Context, host string, addrs []netip.Addr) (string, *x509.Certificate, error) {
-	port := d.HTTPSPort
-	if port == 0 {
-		port = 443
-	}
-	dialer := &net.Dialer{Timeout: 10 * time.Second}
-	client := &http.Client{
-		Timeout: policyTimeout,
-		Transport: &http.Transport{
-			TLSClientConfig: &tls.Config{RootCAs: d.Roots, ServerName: host, Time: func() time.Time { return d.Now }},
-			DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-				var err error
-				for _, a := range addrs {
-					var c net.Conn
-					if c, err = dialer.DialContext(ctx, network, net.JoinHostPort(a.String(), strconv.Itoa(port))); err == nil {
-						return c, nil
-					}
-				}
-				return nil, err
-			},
-		},
-		// RFC 8461 §3.3: senders do not follow redirects.
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
-	defer client.CloseIdleConnections()
-	req, err := http.NewRequestWithContext(ctx, "GET", "https://"+host+mtasts.Path, nil)
-	if err != nil {
-		return "", nil, err
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		if ue, ok := errors.AsType[*url.Error](err); ok {
-			err = ue.Err // without the "Get URL:" the finding already names
-		}
-		return "", nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return "", nil, fmt.Errorf("the answer is %s, not 200 OK", resp.Status)
-	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, mtasts.MaxPolicySize))
-	// Verified against Roots, so TLS and a leaf are there.
-	return string(body), resp.TLS.PeerCertificates[0], err
+// fetchPolicy gets the policy file as senders do, with mtasts.Getter,
+// and the certificate it was served with.
+func (d *doctor) fetchPolicy(ctx context.Context, domain string) (string, *x509.Certificate, error) {
+	g := mtasts.NewGetter(mtasts.GetterConfig{Resolver: d.Resolver, RootCAs: d.Roots, Port: d.HTTPSPort,
+		Timeout: policyTimeout, Time: func() time.Time { return d.Now }})
+	return g.Get(ctx, domain)
 }
 
 // samePolicy compares what senders apply: the order of the mx lines

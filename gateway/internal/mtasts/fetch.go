@@ -2,17 +2,12 @@ package mtasts
 
 import (
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"mime"
 	"net"
-	"net/http"
 	"net/netip"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -130,10 +125,10 @@ func (e *entry) lapsed(now time.Time) bool {
 // §5): the _mta-sts TXT record, then the policy over HTTPS, cached for its
 // max_age.
 type Fetcher struct {
-	cfg    Config
-	cache  *Cache
-	client *http.Client
-	log    *slog.Logger
+	cfg   Config
+	cache *Cache
+	get   *Getter
+	log   *slog.Logger
 }
 
 // NewFetcher returns a Fetcher for c.
@@ -157,20 +152,7 @@ func NewFetcher(c Config) (*Fetcher, error) {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	f := &Fetcher{cfg: c, cache: c.Cache, log: c.Logger}
-	// RFC 8461 §3.3: HTTPS with a certificate valid for the policy host,
-	// no redirects. The policy host is found with our resolver, like the
-	// MX hosts, and no proxy is used: both would be ways around the DNS
-	// the operator configured.
-	f.client = &http.Client{
-		Transport: &http.Transport{
-			DialContext:            f.dial,
-			TLSClientConfig:        &tls.Config{RootCAs: c.RootCAs, MinVersion: tls.VersionTLS12},
-			DisableKeepAlives:      true, // a domain's policy is fetched rarely
-			MaxResponseHeaderBytes: 64 << 10,
-		},
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		Timeout:       c.Timeout,
-	}
+	f.get = NewGetter(GetterConfig{Resolver: c.Resolver, RootCAs: c.RootCAs, Port: c.Port, DisableIPv6: c.DisableIPv6, Timeout: c.Timeout})
 	return f, nil
 }
 
@@ -303,84 +285,16 @@ func isNotFound(err error) bool {
 	return errors.As(err, &dnsErr) && dnsErr.IsNotFound
 }
 
-// fetch gets domain's policy from its policy host (RFC 8461 §3.3): a 200
-// reply of type text/plain, at most MaxPolicySize bytes, that parses.
+// fetch gets domain's policy from its policy host and parses it.
 func (f *Fetcher) fetch(ctx context.Context, domain string) (Policy, error) {
 	url := "https://mta-sts." + domain + Path
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return Policy{}, err
-	}
-	resp, err := f.client.Do(req)
-	if err != nil {
-		return Policy{}, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return Policy{}, fmt.Errorf("%s: HTTP status %s", url, resp.Status)
-	}
-	if mt, _, err := mime.ParseMediaType(resp.Header.Get("Content-Type")); err != nil || mt != "text/plain" {
-		return Policy{}, fmt.Errorf("%s: content type %q is not text/plain", url, resp.Header.Get("Content-Type"))
-	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxPolicySize+1))
+	text, _, err := f.get.Get(ctx, domain)
 	if err != nil {
 		return Policy{}, fmt.Errorf("%s: %w", url, err)
 	}
-	p, err := Parse(string(body))
+	p, err := Parse(text)
 	if err != nil {
 		return Policy{}, fmt.Errorf("%s: %w", url, err)
 	}
 	return p, nil
-}
-
-// minDialShare is the least time one of the policy host's addresses gets
-// to connect, when the time left allows it.
-const minDialShare = 2 * time.Second
-
-// dial connects to the policy host at addr ("host:443"), finding its
-// addresses with the resolver, IPv6 first. Each address gets its share of
-// the time left, so that one that swallows packets (an IPv6 route that
-// goes nowhere is the common case) cannot use up the whole fetch.
-func (f *Fetcher) dial(ctx context.Context, _, addr string) (net.Conn, error) {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return nil, err
-	}
-	networks := []string{"ip6", "ip4"}
-	if f.cfg.DisableIPv6 {
-		networks = networks[1:]
-	}
-	var ips []netip.Addr
-	var errs []error
-	for _, network := range networks {
-		found, err := f.cfg.Resolver.LookupNetIP(ctx, network, host+".")
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		ips = append(ips, found...)
-	}
-	for i, ip := range ips {
-		d := net.Dialer{Timeout: f.dialShare(ctx, len(ips)-i)}
-		conn, err := d.DialContext(ctx, "tcp", net.JoinHostPort(ip.Unmap().String(), strconv.Itoa(f.cfg.Port)))
-		if err == nil {
-			return conn, nil
-		}
-		errs = append(errs, err)
-	}
-	if len(errs) == 0 {
-		return nil, fmt.Errorf("%s: no addresses", host)
-	}
-	return nil, errors.Join(errs...)
-}
-
-// dialShare is how long the next of left addresses may take to connect:
-// an equal share of the time ctx has left (of Timeout, if it has no
-// deadline), but at least minDialShare where that much is left.
-func (f *Fetcher) dialShare(ctx context.Context, left int) time.Duration {
-	remaining := f.cfg.Timeout
-	if deadline, ok := ctx.Deadline(); ok {
-		remaining = time.Until(deadline)
-	}
-	return min(remaining, max(remaining/time.Duration(left), minDialShare))
 }
