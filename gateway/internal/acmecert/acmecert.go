@@ -14,7 +14,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -373,23 +372,8 @@ func (c observedCache) Put(ctx context.Context, name string, data []byte) error 
 	if strings.ContainsRune(name, '+') {
 		return nil
 	}
-	if leaf, err := parseLeaf(data); err == nil {
-		c.mgr.observe(name, leaf, "acme: certificate stored")
+	if chain, err := certs.ParseChain(data); err == nil {
+		c.mgr.observe(name, chain[0], "acme: certificate stored")
 	}
 	return nil
-}
-
-// parseLeaf finds the first certificate of a DirCache entry (the key, then
-// the chain, leaf first).
-func parseLeaf(data []byte) (*x509.Certificate, error) {
-	for {
-		var b *pem.Block
-		b, data = pem.Decode(data)
-		if b == nil {
-			return nil, errors.New("no certificate")
-		}
-		if b.Type == "CERTIFICATE" {
-			return x509.ParseCertificate(b.Bytes)
-		}
-	}
 }

@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"math/big"
 	"net"
@@ -165,4 +166,30 @@ func SystemRootsAnd(file string) (*x509.CertPool, error) {
 		return nil, fmt.Errorf("%s: no PEM certificate found", file)
 	}
 	return roots, nil
+}
+
+// ParseChain returns the certificates of PEM data in their order, leaf
+// first, skipping other blocks (the private key that leads an ACME cache
+// entry, or a tls_cert file that holds its key too).
+func ParseChain(data []byte) ([]*x509.Certificate, error) {
+	var chain []*x509.Certificate
+	for {
+		var block *pem.Block
+		block, data = pem.Decode(data)
+		if block == nil {
+			break
+		}
+		if block.Type != "CERTIFICATE" {
+			continue
+		}
+		cert, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("a certificate does not parse: %v", err)
+		}
+		chain = append(chain, cert)
+	}
+	if len(chain) == 0 {
+		return nil, errors.New("no PEM certificate found")
+	}
+	return chain, nil
 }

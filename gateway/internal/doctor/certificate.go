@@ -3,10 +3,12 @@ package doctor
 import (
 	"bytes"
 	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
+
+	"github.com/sluice-mail/sluice/gateway/internal/certs"
 )
 
 // certificate checks the certificate STARTTLS presents: that it names
@@ -23,7 +25,7 @@ func (d *doctor) certificate(own map[string]bool) {
 	case c.TLS.ACME:
 		// autocert's DirCache: the file named after the host holds the
 		// private key, then the chain, in PEM.
-		file = c.ACMEDir() + "/" + c.Hostname
+		file = filepath.Join(c.ACMEDir(), c.Hostname)
 		if _, err := os.Stat(file); os.IsNotExist(err) {
 			d.add(Warn, "certificate", file, "no certificate from the ACME CA yet: `sluice serve` gets one at start; run the doctor again after").
 				fix("start sluice, with [https] listen reachable on port 443 for the CA's challenge")
@@ -115,31 +117,11 @@ type certFixes struct {
 	name                        func(mx string) string
 }
 
-// readChain reads the certificates of a PEM file, leaf first; other
-// blocks (the private key of an ACME cache file) are skipped.
+// readChain reads the certificates of a PEM file, leaf first.
 func readChain(file string) ([]*x509.Certificate, error) {
 	data, err := os.ReadFile(file)
 	if err != nil {
 		return nil, fmt.Errorf("cannot read the certificate: %v", err)
 	}
-	var chain []*x509.Certificate
-	for {
-		var block *pem.Block
-		block, data = pem.Decode(data)
-		if block == nil {
-			break
-		}
-		if block.Type != "CERTIFICATE" {
-			continue
-		}
-		cert, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("a certificate in the file does not parse: %v", err)
-		}
-		chain = append(chain, cert)
-	}
-	if len(chain) == 0 {
-		return nil, fmt.Errorf("no PEM certificate in the file")
-	}
-	return chain, nil
+	return certs.ParseChain(data)
 }
