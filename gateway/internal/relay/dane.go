@@ -54,6 +54,10 @@ type tlsa struct {
 	data                      []byte
 }
 
+func (t tlsa) equal(u tlsa) bool {
+	return t.usage == u.usage && t.selector == u.selector && t.matching == u.matching && bytes.Equal(t.data, u.data)
+}
+
 // lookupMX is Resolver.LookupMX, also saying whether the MX RRset was
 // secure, which only a DANEResolver can tell.
 func (r *Relay) lookupMX(ctx context.Context, domain string) ([]*net.MX, bool, error) {

@@ -32,6 +32,11 @@ type session struct {
 	// peerCerts is the chain the destination sent (with TLS), kept so that
 	// an idle connection can be checked against a host's TLSA records.
 	peerCerts []*x509.Certificate
+	// daneMatched are the TLSA records peerCerts last matched: a reused
+	// connection is checked against the host's records for every
+	// transaction (twice: by the pool, then when it starts), and records
+	// that have not changed need no second chain verification.
+	daneMatched []tlsa
 	// rejected is why the handshake was refused under a requirement.
 	rejected *tlsPolicyError
 	// tlsErr is why a handshake failed, on the plaintext connection

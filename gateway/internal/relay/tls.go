@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -301,6 +302,8 @@ func (s *session) tlsResult(req requirement, level Security) (string, error) {
 // for it.
 func (s *session) certificateResult(req requirement, level Security) (string, error) {
 	switch {
+	case req.dane != nil && len(s.daneMatched) > 0 && slices.EqualFunc(s.daneMatched, req.dane.usable, tlsa.equal):
+		// Matched these very records before (see session.daneMatched).
 	case req.dane != nil:
 		if err := req.dane.verify(s.peerCerts); err != nil {
 			// DANE-TA found its anchor, but the certificate is not
@@ -311,6 +314,7 @@ func (s *session) certificateResult(req requirement, level Security) (string, er
 			}
 			return resultTLSAInvalid, err
 		}
+		s.daneMatched = req.dane.usable
 	case level >= Verify && s.verifyErr != nil:
 		return certFailure(s.host, s.verifyErr)
 	}
