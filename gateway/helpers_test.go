@@ -438,6 +438,11 @@ slow.example.            300 IN A 192.0.2.7
 	if o.unsigned {
 		dkimKeys = ""
 	}
+	if !strings.Contains(o.top, "data_dir") {
+		// The queue and other state live here, never in the default
+		// /var/lib/sluice, which tests share.
+		o.top = fmt.Sprintf("data_dir = %q\n", filepath.Join(dir, "data")) + o.top
+	}
 	e.cfgText = fmt.Sprintf(`
 hostname = "mx.ours.test"
 domains = %s

@@ -29,7 +29,7 @@ type Config struct {
 	// other domain (but the SRS domain) is refused: Sluice is no open relay.
 	Domains []string `toml:"domains"`
 	// DataDir holds what the gateway keeps on disk: ACME account and
-	// certificates (later the queue). Relative to the file; default
+	// certificates, the queue, report data. Relative to the file; default
 	// DefaultDataDir.
 	DataDir string `toml:"data_dir"`
 
@@ -58,6 +58,11 @@ type Config struct {
 
 	// Scoring maps the findings of plugins to an action.
 	Scoring Scoring `toml:"scoring"`
+
+	// Queue keeps what one session cannot settle (issue 12).
+	Queue Queue `toml:"queue"`
+	// Reports are the DMARC aggregate and TLS reports Sluice sends.
+	Reports Reports `toml:"reports"`
 
 	// File is the path the configuration was read from.
 	File  string `toml:"-"`
@@ -321,6 +326,54 @@ type Records struct {
 	ReportAddress string `toml:"report_address"`
 }
 
+// Queue is the durable queue of mail that one SMTP session cannot
+// settle: copies for further destinations, DSNs, notices and reports.
+type Queue struct {
+	// Dir holds the queue; default data_dir/queue.
+	Dir string `toml:"dir"`
+	// MaxAge is how long a message is retried before it expires and its
+	// sender gets a failure DSN; default 5 days.
+	MaxAge Duration `toml:"max_age"`
+	// DelayWarning is when the sender gets a delay DSN for a message
+	// still queued; default 4h, "0s" = never.
+	DelayWarning Duration `toml:"delay_warning"`
+	// MinBackoff and MaxBackoff bound the exponential backoff between
+	// attempts (with jitter); default 5m and 1h.
+	MinBackoff Duration `toml:"min_backoff"`
+	MaxBackoff Duration `toml:"max_backoff"`
+	// Concurrency is how many deliveries run at once; DomainConcurrency
+	// how many of them to one destination domain. Default 50 and 10.
+	Concurrency       int `toml:"concurrency"`
+	DomainConcurrency int `toml:"domain_concurrency"`
+	// MultipleDestinations is what happens when a transaction's
+	// destinations are in more than one domain: "first_in_session"
+	// (default: the first domain is relayed in session, the others
+	// queued) or "queue_all".
+	MultipleDestinations string `toml:"multiple_destinations"`
+	// DSNLimit is how many DSNs go to one recipient domain per hour;
+	// default 100. More are not sent (logged and counted).
+	DSNLimit int `toml:"dsn_limit"`
+	// OwnerNotices sends the destination mailbox a notice when mail for
+	// one of its addresses could not be delivered; default false.
+	OwnerNotices bool `toml:"owner_notices"`
+}
+
+// Reports are the reports Sluice sends to other domains, through the
+// queue, signed with the gateway's DKIM key.
+type Reports struct {
+	// DMARC sends DMARC aggregate reports (RFC 9990) to the rua of the
+	// domains seen; default false.
+	DMARC bool `toml:"dmarc"`
+	// TLS sends TLS reports (RFC 8460) to the rua of the destination
+	// domains that publish _smtp._tls; default false.
+	TLS bool `toml:"tls"`
+	// From is the reports' sender (envelope and From field); default
+	// postmaster@ the DKIM domain, so that the reports align for DMARC.
+	From string `toml:"from"`
+	// OrgName names the reporting organization; default the hostname.
+	OrgName string `toml:"org_name"`
+}
+
 // DefaultDataDir is where the gateway keeps its files when data_dir is unset.
 const DefaultDataDir = "/var/lib/sluice"
 
@@ -518,3 +571,12 @@ func (c *Config) DataPath(name string) string {
 // ACMEDir is where ACME keeps its account key and certificates, in
 // autocert's DirCache layout (one file per host name: key, then chain).
 func (c *Config) ACMEDir() string { return c.DataPath("acme") }
+
+// QueueDir is where the queue lives: queue.dir, relative to the file, or
+// data_dir/queue.
+func (c *Config) QueueDir() string {
+	if c.Queue.Dir == "" {
+		return c.DataPath("queue")
+	}
+	return c.Path(c.Queue.Dir)
+}

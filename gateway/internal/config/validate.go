@@ -70,6 +70,31 @@ func (c *Config) setDefaults() {
 	if c.Relay.TLSSecurity == "" {
 		c.Relay.TLSSecurity = "may"
 	}
+	q := &c.Queue
+	if q.MaxAge == 0 {
+		q.MaxAge = Duration(5 * 24 * time.Hour) // as Postfix's maximal_queue_lifetime
+	}
+	if q.DelayWarning == 0 {
+		q.DelayWarning = Duration(4 * time.Hour) // as Postfix's delay_warning_time when set
+	}
+	if q.MinBackoff == 0 {
+		q.MinBackoff = Duration(5 * time.Minute)
+	}
+	if q.MaxBackoff == 0 {
+		q.MaxBackoff = Duration(time.Hour)
+	}
+	if q.Concurrency == 0 {
+		q.Concurrency = 50
+	}
+	if q.DomainConcurrency == 0 {
+		q.DomainConcurrency = 10
+	}
+	if q.MultipleDestinations == "" {
+		q.MultipleDestinations = "first_in_session"
+	}
+	if q.DSNLimit == 0 {
+		q.DSNLimit = 100
+	}
 	if c.Log.Format == "" {
 		c.Log.Format = "text"
 	}
@@ -149,6 +174,49 @@ func (v *validator) validate() {
 	v.tls()
 	v.https()
 	v.mtaSTS()
+	v.queue()
+	v.reports()
+}
+
+func (v *validator) queue() {
+	q := &v.c.Queue
+	for _, d := range []struct {
+		key string
+		val Duration
+	}{{"max_age", q.MaxAge}, {"min_backoff", q.MinBackoff}, {"max_backoff", q.MaxBackoff}} {
+		if d.val <= 0 {
+			v.errorf("queue."+d.key, "queue.%s: must be positive", d.key)
+		}
+	}
+	if q.DelayWarning < 0 {
+		v.errorf("queue.delay_warning", "queue.delay_warning: must not be negative (\"0s\" is never)")
+	}
+	if q.MinBackoff > 0 && q.MaxBackoff > 0 && q.MaxBackoff < q.MinBackoff {
+		v.errorf("queue.max_backoff", "queue.max_backoff (%s) is less than queue.min_backoff (%s)", q.MaxBackoff.D(), q.MinBackoff.D())
+	}
+	v.positive("queue.concurrency", q.Concurrency)
+	v.positive("queue.domain_concurrency", q.DomainConcurrency)
+	v.positive("queue.dsn_limit", q.DSNLimit)
+	switch q.MultipleDestinations {
+	case "first_in_session", "queue_all":
+	default:
+		v.errorf("queue.multiple_destinations", "queue.multiple_destinations: %q is not first_in_session or queue_all", q.MultipleDestinations)
+	}
+}
+
+func (v *validator) reports() {
+	r := &v.c.Reports
+	if r.From == "" && v.c.DKIM.Domain != "" {
+		r.From = "postmaster@" + v.c.DKIM.Domain
+	}
+	if r.From != "" {
+		if _, _, err := address.Split(r.From); err != nil {
+			v.errorf("reports.from", "reports.from: %q is not an address: %v", r.From, err)
+		}
+	}
+	if r.OrgName == "" {
+		r.OrgName = v.c.Hostname
+	}
 }
 
 func (v *validator) smtp() {

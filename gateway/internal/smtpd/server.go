@@ -19,6 +19,8 @@ import (
 
 	"github.com/emersion/go-smtp"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluice-mail/sluice/gateway/internal/queue"
 )
 
 // Config is the inbound side's own settings.
@@ -44,6 +46,13 @@ type Config struct {
 	// RejectBareLineEndings refuses a message with a CR or LF outside a
 	// CRLF, instead of turning each into CRLF (deliver.go).
 	RejectBareLineEndings bool
+
+	// Queue takes what a session cannot settle itself (issue 12): copies
+	// for destinations not relayed in session. QueueAll queues every
+	// destination of a transaction whose destinations are in more than
+	// one domain, instead of relaying the first in session.
+	Queue    queue.Enqueuer
+	QueueAll bool
 
 	Logger *slog.Logger
 	// Metrics receives the server's counters; nil: they are counted but
