@@ -29,8 +29,8 @@ func TestMetrics(t *testing.T) {
 	}
 	c.advance(90 * time.Second)
 	want := map[string]float64{
-		"sluice_queue_bytes":          float64(len(held.Data) + len(sent.Data)),
-		"sluice_queue_oldest_seconds": 90,
+		"sluice_queue_bytes":                                 float64(len(held.Data) + len(sent.Data)),
+		"sluice_queue_oldest_seconds":                        90,
 		`sluice_queue_messages{held="false",kind="forward"}`: 1,
 		`sluice_queue_messages{held="true",kind="forward"}`:  1,
 		`sluice_queue_messages{held="true",kind="dsn"}`:      0,
