@@ -11,6 +11,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/sluice-mail/sluice/gateway/internal/address"
 	"github.com/sluice-mail/sluice/gateway/internal/arc"
 	"github.com/sluice-mail/sluice/gateway/internal/auth"
 	"github.com/sluice-mail/sluice/gateway/internal/message"
@@ -311,7 +312,10 @@ func (s *session) receivedField() []byte {
 		client = name + " " + client
 	}
 	v := fmt.Sprintf("from %s (%s) by %s (Sluice) with %s id %s", s.conn.Hostname(), client, s.srv.cfg.Hostname, proto, s.id)
-	if len(s.txn.rcpts) == 1 {
+	// A UTF-8 recipient is named only to a destination that takes UTF-8
+	// (RFC 6532): our own field must not be what makes a message need
+	// SMTPUTF8.
+	if len(s.txn.rcpts) == 1 && (address.IsASCII(s.txn.rcpts[0]) || s.txn.relay != nil && s.txn.relay.SMTPUTF8()) {
 		v += fmt.Sprintf(" for <%s>", s.txn.rcpts[0])
 	}
 	v += "; " + time.Now().Format(time.RFC1123Z)
