@@ -263,7 +263,7 @@ func (s *session) envelopeFor(env envelope) (envelope, error) {
 		return env, nil
 	}
 	if needs {
-		return env, s.needsSMTPUTF8("an address")
+		return env, s.addressNeedsSMTPUTF8()
 	}
 	var err error
 	if env.from, err = asciiAddress(env.from); err != nil {
@@ -273,15 +273,20 @@ func (s *session) envelopeFor(env envelope) (envelope, error) {
 	return env, err
 }
 
-// needsSMTPUTF8 is the refusal of a message that cannot go to this
-// destination without SMTPUTF8, which it does not offer: 553 5.6.7 at MAIL
-// and RCPT (RFC 6531 §3.7.4.2), 554 at DATA (what, which needs it).
-func (s *session) needsSMTPUTF8(what string) *smtp.SMTPError {
-	code, enh := 553, smtp.EnhancedCode{5, 6, 7}
-	if what == "its header" {
-		// X.6.9: a UTF-8 header message cannot be transferred (RFC 6531 §3.7.5).
-		code, enh = 554, smtp.EnhancedCode{5, 6, 9}
-	}
+// addressNeedsSMTPUTF8 refuses, at MAIL or RCPT, an address with a UTF-8
+// local part towards a destination without SMTPUTF8 (553 5.6.7, RFC 6531).
+func (s *session) addressNeedsSMTPUTF8() *smtp.SMTPError {
+	return s.needsSMTPUTF8(553, smtp.EnhancedCode{5, 6, 7}, "an address")
+}
+
+// headerNeedsSMTPUTF8 refuses, at DATA, a UTF-8 header (RFC 6532) towards
+// a destination without SMTPUTF8: X.6.9, a UTF-8 header message cannot be
+// transferred (RFC 6531).
+func (s *session) headerNeedsSMTPUTF8() *smtp.SMTPError {
+	return s.needsSMTPUTF8(554, smtp.EnhancedCode{5, 6, 9}, "its header")
+}
+
+func (s *session) needsSMTPUTF8(code int, enh smtp.EnhancedCode, what string) *smtp.SMTPError {
 	return &smtp.SMTPError{Code: code, EnhancedCode: enh,
 		Message: fmt.Sprintf("%s does not support SMTPUTF8, and this message needs it (%s is not ASCII)", s.remote(), what)}
 }

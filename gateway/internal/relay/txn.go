@@ -45,7 +45,7 @@ func (t *Txn) Rcpt(ctx context.Context, to string) error {
 	}
 	if !t.s.smtputf8 {
 		if address.NeedsSMTPUTF8(to) {
-			return t.s.needsSMTPUTF8("an address")
+			return t.s.addressNeedsSMTPUTF8()
 		}
 		var err error
 		if to, err = asciiAddress(to); err != nil {
@@ -95,7 +95,7 @@ func (t *Txn) Data(ctx context.Context, msg ...[]byte) (*smtp.SMTPError, error) 
 	}
 	if len(msg) > 0 && t.s.utf8Header {
 		if header, _ := message.Split(msg[0]); message.HeaderNeedsSMTPUTF8(header) {
-			return nil, t.s.needsSMTPUTF8("its header")
+			return nil, t.s.headerNeedsSMTPUTF8()
 		}
 	}
 	var code int
