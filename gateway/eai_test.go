@@ -92,7 +92,8 @@ const utf8Message = "From: Pelé <pelé@example.org>\r\n" +
 	"Olá, piñata.\r\n"
 
 // A UTF-8 address at a served IDN domain, as a U-label or an A-label, is
-// accepted with SMTPUTF8, routed, and forwarded with the UTF-8 sender in
+// accepted with SMTPUTF8 as recipient and as sender, routed, and
+// forwarded with the UTF-8 sender in
 // the SRS address, intact, to a destination that offers SMTPUTF8; the
 // signatures over the UTF-8 header verify, ours and dkimpy's way; and a
 // bounce to the SRS address goes back to the UTF-8 sender.
@@ -127,6 +128,22 @@ func TestEAIToADestinationWithSMTPUTF8(t *testing.T) {
 	}
 	e.checkForwarded(t, d.data, 1)
 
+	// piñata@piñata.example as the sender: SRS keeps its local part and
+	// gives its domain as the A-label.
+	if err := c.Mail("piñata@piñata.example", &smtp.MailOptions{UTF8: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Rcpt("info@piñata.example", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sendData(t, c, utf8Message); err != nil {
+		t.Fatal(err)
+	}
+	got = e.dest.deliveries()
+	if len(got) != 2 || !got[1].utf8 || !strings.HasSuffix(got[1].from, "=xn--piata-pta.example=piñata@ours.test") || !slices.Equal(got[1].to, []string{"me@dest.test"}) {
+		t.Errorf("delivery %+v: want from SRS0=...=xn--piata-pta.example=piñata@ours.test to me@dest.test, with SMTPUTF8", got[len(got)-1])
+	}
+
 	// The bounce address reverses to the UTF-8 sender.
 	if err := c.Mail("", &smtp.MailOptions{UTF8: true}); err != nil {
 		t.Fatal(err)
@@ -138,7 +155,7 @@ func TestEAIToADestinationWithSMTPUTF8(t *testing.T) {
 		t.Fatal(err)
 	}
 	got = e.dest.deliveries()
-	if len(got) != 2 || got[1].from != "" || !slices.Equal(got[1].to, []string{"pelé@example.org"}) {
+	if len(got) != 3 || got[2].from != "" || !slices.Equal(got[2].to, []string{"pelé@example.org"}) {
 		t.Errorf("bounce delivered as %+v, want from <> to pelé@example.org", got[len(got)-1])
 	}
 }
