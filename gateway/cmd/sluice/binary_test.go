@@ -121,6 +121,19 @@ func TestDemoWithTheRealBinary(t *testing.T) {
 		}
 	}
 
+	// The internationalised message arrived over SMTPUTF8 with its UTF-8
+	// addresses intact: in the SRS address, the trace and the header.
+	if len(stored) < 4 {
+		t.Fatalf("the README's sends stored %d messages, want a 4th, to piñata@your-domain.test", len(stored))
+	}
+	eai := readInbox(t, dir, stored[3])
+	for _, want := range []string{"Return-Path: <SRS0=", "=example.org=pelé@your-domain.test>\n", "\nDelivered-To: me@inbox.test\n",
+		") by mx.your-domain.test (Sluice) with UTF8SMTPS id ", " for <piñata@your-domain.test>; ", "\nFrom: <pelé@example.org>\n", "\nTo: <piñata@your-domain.test>\n"} {
+		if !strings.Contains(eai, want) {
+			t.Errorf("the message to piñata@your-domain.test lacks %q:\n%.1500s", want, eai)
+		}
+	}
+
 	// SIGTERM stops it cleanly.
 	serve.stop()
 }

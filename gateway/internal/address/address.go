@@ -86,8 +86,38 @@ func Split(addr string) (local, domain string, err error) {
 	return addr[:i], domain, nil
 }
 
+// NeedsSMTPUTF8 reports whether addr can only be sent in a transaction
+// with SMTPUTF8 (RFC 6531): its local part is not ASCII. A domain never
+// needs it, as its A-labels (WithASCIIDomain) name the same domain. The
+// null reverse-path ("") needs nothing. Whether a whole message needs
+// SMTPUTF8 is message.NeedsSMTPUTF8, which uses this.
+func NeedsSMTPUTF8(addr string) bool {
+	local := addr
+	if i := strings.LastIndexByte(addr, '@'); i >= 0 {
+		local = addr[:i]
+	}
+	return !IsASCII(local)
+}
+
+// WithASCIIDomain returns addr with its domain as A-labels, for a
+// transaction without SMTPUTF8: piñata@piñata.example cannot go there,
+// but info@piñata.example goes as info@xn--piata-pta.example. An address
+// whose domain is ASCII already is returned as it is, byte for byte, and
+// so is the null reverse-path.
+func WithASCIIDomain(addr string) (string, error) {
+	i := strings.LastIndexByte(addr, '@')
+	if IsASCII(addr[i+1:]) {
+		return addr, nil
+	}
+	local, domain, err := Split(addr)
+	if err != nil {
+		return "", err
+	}
+	return local + "@" + domain, nil
+}
+
 // IsASCII reports whether s is all ASCII: an address that is not needs
-// SMTPUTF8 (RFC 6531).
+// SMTPUTF8 (RFC 6531) unless only its domain is not (WithASCIIDomain).
 func IsASCII(s string) bool {
 	for i := 0; i < len(s); i++ {
 		if s[i] >= 0x80 {

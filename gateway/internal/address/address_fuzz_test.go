@@ -58,3 +58,29 @@ func asciiCase(s string, upper bool) string {
 		return r
 	}, s)
 }
+
+// FuzzWithASCIIDomain feeds WithASCIIDomain arbitrary addresses. What it
+// returns is what goes to a destination without SMTPUTF8, so it must keep
+// the local part byte for byte, leave an ASCII domain as it is, make any
+// other domain ASCII, and never change whether the address needs SMTPUTF8.
+func FuzzWithASCIIDomain(f *testing.F) {
+	for _, s := range []string{"piñata@piñata.example", "info@Bücher.TEST", "a@b.test", "", "@", "x@", "é@xn--bcher-kva.test"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, addr string) {
+		got, err := WithASCIIDomain(addr)
+		if err != nil {
+			return
+		}
+		i, j := strings.LastIndexByte(addr, '@'), strings.LastIndexByte(got, '@')
+		if addr[:i+1] != got[:j+1] {
+			t.Fatalf("WithASCIIDomain(%q) = %q: the local part changed", addr, got)
+		}
+		if IsASCII(addr[i+1:]) && got != addr {
+			t.Fatalf("WithASCIIDomain(%q) = %q: an ASCII domain changed", addr, got)
+		}
+		if !IsASCII(got[j+1:]) || NeedsSMTPUTF8(got) != NeedsSMTPUTF8(addr) {
+			t.Fatalf("WithASCIIDomain(%q) = %q: still needs SMTPUTF8 for its domain, or no longer for its local part", addr, got)
+		}
+	})
+}

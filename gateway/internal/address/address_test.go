@@ -69,3 +69,26 @@ func BenchmarkDomainIDNA(b *testing.B) {
 		}
 	}
 }
+
+// Only a local part needs SMTPUTF8; a domain goes as its A-labels.
+func TestNeedsSMTPUTF8(t *testing.T) {
+	for addr, want := range map[string]bool{
+		"piñata@piñata.example": true, "piñata@example.test": true, "info@piñata.example": false,
+		"info@example.test": false, "": false, "SRS0=AbCd=T5=example.org=josé@ours.test": true,
+	} {
+		if got := NeedsSMTPUTF8(addr); got != want {
+			t.Errorf("NeedsSMTPUTF8(%q) = %v, want %v", addr, got, want)
+		}
+	}
+	for addr, want := range map[string]string{
+		"info@piñata.example": "info@xn--piata-pta.example", "Info@Bücher.Test": "Info@xn--bcher-kva.test",
+		"info@Example.TEST": "info@Example.TEST", "": "",
+	} {
+		if got, err := WithASCIIDomain(addr); err != nil || got != want {
+			t.Errorf("WithASCIIDomain(%q) = %q, %v; want %q", addr, got, err, want)
+		}
+	}
+	if got, err := WithASCIIDomain("info@bad_ü.test"); err == nil {
+		t.Errorf("WithASCIIDomain of a bad domain = %q, want an error", got)
+	}
+}

@@ -7,6 +7,8 @@ package message
 import (
 	"bytes"
 	"strings"
+
+	"github.com/sluice-mail/sluice/gateway/internal/address"
 )
 
 // NormalizeLineEndings turns every bare LF and every bare CR into CRLF,
@@ -162,4 +164,36 @@ func FormatField(name, value string) []byte {
 		lineLen += len(word)
 	}
 	return append(b, "\r\n"...)
+}
+
+// NeedsSMTPUTF8 is the one rule for whether a message can only be sent in
+// a transaction with SMTPUTF8 (RFC 6531): when its reverse-path (after
+// SRS) or a recipient has a local part that is not ASCII (a domain goes as
+// its A-labels instead), or when the client sent it with SMTPUTF8
+// (smtputf8) and its header is not ASCII: UTF-8 header fields (RFC 6532).
+// The header of a message sent without SMTPUTF8 goes on as it came, 8-bit
+// or not, as it always has. The queue records this as queue.Message.UTF8;
+// the relay applies the same parts per transaction (address.NeedsSMTPUTF8
+// at MAIL and RCPT, HeaderNeedsSMTPUTF8 at DATA).
+func NeedsSMTPUTF8(smtputf8 bool, from string, rcpts []string, header []byte) bool {
+	if address.NeedsSMTPUTF8(from) {
+		return true
+	}
+	for _, r := range rcpts {
+		if address.NeedsSMTPUTF8(r) {
+			return true
+		}
+	}
+	return smtputf8 && HeaderNeedsSMTPUTF8(header)
+}
+
+// HeaderNeedsSMTPUTF8 reports whether a header block has UTF-8 in it (RFC
+// 6532), which only a destination that offers SMTPUTF8 may be sent.
+func HeaderNeedsSMTPUTF8(header []byte) bool {
+	for _, c := range header {
+		if c >= 0x80 {
+			return true
+		}
+	}
+	return false
 }

@@ -92,3 +92,30 @@ func BenchmarkNormalizeLineEndingsClean(b *testing.B) {
 		NormalizeLineEndings(msg)
 	}
 }
+
+// The rule the relay and the queue share: a UTF-8 local part anywhere in
+// the envelope, or a UTF-8 header sent with SMTPUTF8; never a domain.
+func TestNeedsSMTPUTF8(t *testing.T) {
+	ascii := []byte("From: <alice@example.org>\r\nSubject: hello\r\n")
+	utf8 := []byte("From: <pelé@example.org>\r\nSubject: piñata\r\n")
+	cases := []struct {
+		name     string
+		smtputf8 bool
+		from     string
+		rcpts    []string
+		header   []byte
+		want     bool
+	}{
+		{"all ASCII, said SMTPUTF8", true, "alice@example.org", []string{"me@dest.test"}, ascii, false},
+		{"a UTF-8 domain only", true, "alice@piñata.example", []string{"me@piñata.example"}, ascii, false},
+		{"a UTF-8 reverse-path", false, "SRS0=AbCd=T5=example.org=pelé@ours.test", []string{"me@dest.test"}, ascii, true},
+		{"a UTF-8 recipient", false, "", []string{"me@dest.test", "piñata@dest.test"}, ascii, true},
+		{"a UTF-8 header with SMTPUTF8", true, "alice@example.org", []string{"me@dest.test"}, utf8, true},
+		{"an 8-bit header without SMTPUTF8", false, "alice@example.org", []string{"me@dest.test"}, utf8, false},
+	}
+	for _, c := range cases {
+		if got := NeedsSMTPUTF8(c.smtputf8, c.from, c.rcpts, c.header); got != c.want {
+			t.Errorf("%s: NeedsSMTPUTF8 = %v, want %v", c.name, got, c.want)
+		}
+	}
+}

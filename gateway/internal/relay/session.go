@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"github.com/sluice-mail/sluice/gateway/internal/address"
 )
 
 // quitTimeout bounds the courtesy QUIT sent before closing an idle
@@ -49,6 +51,11 @@ type session struct {
 	// broken says the connection's state is unknown: it is closed, never
 	// kept for reuse.
 	broken bool
+	// smtputf8 says the open transaction's MAIL FROM said SMTPUTF8; without
+	// it, its addresses went with ASCII domains (see envelopeFor).
+	// utf8Header says the message may have a UTF-8 header (RFC 6532) that
+	// went without SMTPUTF8: Data checks it before anything is sent.
+	smtputf8, utf8Header bool
 	// reused says the connection came from the idle pool and its new
 	// transaction has had no reply yet: a first reply that is no 2xx
 	// might be a late one to an earlier command, so it is not believed
@@ -158,6 +165,10 @@ func (s *session) openNow(env envelope) (mailErr, rcptErr error) {
 	if err := s.checkExtensions(env.opts); err != nil {
 		return err, nil
 	}
+	env, err := s.envelopeFor(env)
+	if err != nil {
+		return err, nil
+	}
 	pipelining := s.c.has("PIPELINING")
 	if s.resetPending {
 		s.c.command("RSET")
@@ -227,13 +238,73 @@ func (s *session) readReset(err error) error {
 	return nil
 }
 
-// checkExtensions refuses, before anything is sent, a message that needs
-// an extension the destination does not offer.
-func (s *session) checkExtensions(opts *smtp.MailOptions) error {
-	if opts != nil && opts.UTF8 && !s.c.has("SMTPUTF8") {
-		return &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 6, 7},
-			Message: fmt.Sprintf("%s does not support SMTPUTF8, and this message needs it", s.remote())}
+// envelopeFor decides whether the transaction says SMTPUTF8 (RFC 6531),
+// and returns the envelope to send: it does when the destination offers
+// SMTPUTF8 and the message may need it (opts.UTF8: the client said
+// SMTPUTF8, whose header is not known before DATA) or an address needs it
+// (address.NeedsSMTPUTF8). Otherwise it goes without, the addresses' domains
+// as A-labels; an address that needs SMTPUTF8 then is refused with 553
+// 5.6.7, and a header that needs it at DATA (Txn.Data). Nothing is ever
+// downgraded: see RATIONALE.md.
+func (s *session) envelopeFor(env envelope) (envelope, error) {
+	mayNeed := env.opts != nil && env.opts.UTF8
+	needs := address.NeedsSMTPUTF8(env.from) || address.NeedsSMTPUTF8(env.to)
+	s.smtputf8 = (mayNeed || needs) && s.c.has("SMTPUTF8")
+	s.utf8Header = mayNeed && !s.smtputf8
+	if s.smtputf8 != mayNeed {
+		opts := smtp.MailOptions{}
+		if env.opts != nil {
+			opts = *env.opts
+		}
+		opts.UTF8 = s.smtputf8
+		env.opts = &opts
 	}
+	if s.smtputf8 {
+		return env, nil
+	}
+	if needs {
+		return env, s.addressNeedsSMTPUTF8()
+	}
+	var err error
+	if env.from, err = asciiAddress(env.from); err != nil {
+		return env, err
+	}
+	env.to, err = asciiAddress(env.to)
+	return env, err
+}
+
+// addressNeedsSMTPUTF8 refuses, at MAIL or RCPT, an address with a UTF-8
+// local part towards a destination without SMTPUTF8 (553 5.6.7, RFC 6531).
+func (s *session) addressNeedsSMTPUTF8() *smtp.SMTPError {
+	return s.needsSMTPUTF8(553, smtp.EnhancedCode{5, 6, 7}, "an address")
+}
+
+// headerNeedsSMTPUTF8 refuses, at DATA, a UTF-8 header (RFC 6532) towards
+// a destination without SMTPUTF8: X.6.9, a UTF-8 header message cannot be
+// transferred (RFC 6531).
+func (s *session) headerNeedsSMTPUTF8() *smtp.SMTPError {
+	return s.needsSMTPUTF8(554, smtp.EnhancedCode{5, 6, 9}, "its header")
+}
+
+func (s *session) needsSMTPUTF8(code int, enh smtp.EnhancedCode, what string) *smtp.SMTPError {
+	return &smtp.SMTPError{Code: code, EnhancedCode: enh,
+		Message: fmt.Sprintf("%s does not support SMTPUTF8, and this message needs it (%s is not ASCII)", s.remote(), what)}
+}
+
+// asciiAddress is an address for a transaction without SMTPUTF8: its
+// domain as A-labels. A domain that has none is refused as a bad address.
+func asciiAddress(addr string) (string, error) {
+	a, err := address.WithASCIIDomain(addr)
+	if err != nil {
+		return "", &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 3},
+			Message: fmt.Sprintf("Bad address <%s>: %v", addr, err)}
+	}
+	return a, nil
+}
+
+// checkExtensions refuses, before anything is sent, a message that needs
+// an extension the destination does not offer. SMTPUTF8 is envelopeFor's.
+func (s *session) checkExtensions(opts *smtp.MailOptions) error {
 	if opts != nil && opts.RequireTLS && !s.c.has("REQUIRETLS") {
 		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 30},
 			Message: fmt.Sprintf("%s does not support REQUIRETLS, and this message requires it", s.remote())}

@@ -8,6 +8,9 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"github.com/sluice-mail/sluice/gateway/internal/address"
+	"github.com/sluice-mail/sluice/gateway/internal/message"
 )
 
 // txnState says what a connection needs before it can be reused.
@@ -40,6 +43,15 @@ func (t *Txn) Rcpt(ctx context.Context, to string) error {
 	if err := checkRecipient(to); err != nil {
 		return err
 	}
+	if !t.s.smtputf8 {
+		if address.NeedsSMTPUTF8(to) {
+			return t.s.addressNeedsSMTPUTF8()
+		}
+		var err error
+		if to, err = asciiAddress(to); err != nil {
+			return err
+		}
+	}
 	defer t.relay.observe("rcpt", time.Now())
 	err, aborted := t.guard(ctx, func() error {
 		t.s.c.rcpt(to)
@@ -69,13 +81,22 @@ func (t *Txn) rcptResult(err error) error {
 }
 
 // Data sends the message, given whole or in parts sent one after the
-// other (a header and a body, so that the caller need not join them). On
-// success it returns the destination's reply (code 250, its enhanced
-// code and text, e.g. "queued as X"); otherwise an *smtp.SMTPError for
-// the client.
+// other (a header and a body, so that the caller need not join them; the
+// header is in the first part). On success it returns the destination's
+// reply (code 250, its enhanced code and text, e.g. "queued as X");
+// otherwise an *smtp.SMTPError for the client.
+//
+// A message that may need SMTPUTF8, sent without it (see envelopeFor), is
+// refused here without sending anything if its header does (RFC 6532);
+// the transaction stays open, for Close to reset.
 func (t *Txn) Data(ctx context.Context, msg ...[]byte) (*smtp.SMTPError, error) {
 	if err := t.usable(); err != nil {
 		return nil, err
+	}
+	if len(msg) > 0 && t.s.utf8Header {
+		if header, _ := message.Split(msg[0]); message.HeaderNeedsSMTPUTF8(header) {
+			return nil, t.s.headerNeedsSMTPUTF8()
+		}
 	}
 	var code int
 	var text string
@@ -129,6 +150,10 @@ func (t *Txn) Close() {
 
 // Remote names the destination used: "mx.example.net[192.0.2.1]:25".
 func (t *Txn) Remote() string { return t.remote }
+
+// SMTPUTF8 reports whether the transaction said SMTPUTF8: only then may
+// the message carry UTF-8 in its header.
+func (t *Txn) SMTPUTF8() bool { return t.s != nil && t.s.smtputf8 }
 
 // TLS reports whether the connection to the destination is encrypted.
 func (t *Txn) TLS() bool { return t.tlsVersion != 0 }

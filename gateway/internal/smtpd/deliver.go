@@ -11,6 +11,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/sluice-mail/sluice/gateway/internal/address"
 	"github.com/sluice-mail/sluice/gateway/internal/arc"
 	"github.com/sluice-mail/sluice/gateway/internal/auth"
 	"github.com/sluice-mail/sluice/gateway/internal/message"
@@ -144,7 +145,8 @@ func (s *session) forwardedHeader(buf *[]byte, header, body []byte, report *auth
 	}
 	var results string
 	if report != nil {
-		results = report.Results(s.txn.from, s.conn.Hostname(), recorded...)
+		mailFrom, _ := s.traceAddress(s.txn.from)
+		results = report.Results(mailFrom, s.conn.Hostname(), recorded...)
 		b.write(message.FormatField("Authentication-Results", s.srv.cfg.Hostname+"; "+results))
 	}
 	b.write(s.receivedField())
@@ -312,10 +314,27 @@ func (s *session) receivedField() []byte {
 	}
 	v := fmt.Sprintf("from %s (%s) by %s (Sluice) with %s id %s", s.conn.Hostname(), client, s.srv.cfg.Hostname, proto, s.id)
 	if len(s.txn.rcpts) == 1 {
-		v += fmt.Sprintf(" for <%s>", s.txn.rcpts[0])
+		if rcpt, ok := s.traceAddress(s.txn.rcpts[0]); ok {
+			v += fmt.Sprintf(" for <%s>", rcpt)
+		}
 	}
 	v += "; " + time.Now().Format(time.RFC1123Z)
 	return message.FormatField("Received", v)
+}
+
+// traceAddress is addr as our own header fields name it. Towards a
+// destination that takes UTF-8 (the transaction said SMTPUTF8), as it is;
+// otherwise with its domain as A-labels, and ok is false if its local part
+// is not ASCII: our own fields must never be what makes a message need
+// SMTPUTF8 (RFC 6532).
+func (s *session) traceAddress(addr string) (string, bool) {
+	if s.txn.relay != nil && s.txn.relay.SMTPUTF8() {
+		return addr, true
+	}
+	if a, err := address.WithASCIIDomain(addr); err == nil {
+		addr = a
+	}
+	return addr, !address.NeedsSMTPUTF8(addr)
 }
 
 func addrLiteral(ip string) string {

@@ -229,7 +229,13 @@ func (s *session) mail(from string, opts *smtp.MailOptions) (decider, error) {
 		return pluginDecider(out), out.Reply
 	}
 	s.txn.changes.merge(out)
-	srsFrom, err := s.gen.SRS.Forward(from)
+	// A sender whose domain alone is not ASCII is rewritten with its
+	// A-labels: the rewritten address then needs no SMTPUTF8 (its local
+	// part carries the domain).
+	srsFrom, err := address.WithASCIIDomain(from)
+	if err == nil {
+		srsFrom, err = s.gen.SRS.Forward(srsFrom)
+	}
 	if err != nil {
 		return byHost, &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 7}, Message: fmt.Sprintf("Cannot rewrite sender <%s>: %v", from, err)}
 	}
