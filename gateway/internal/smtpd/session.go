@@ -286,7 +286,10 @@ func (s *session) rcpt(to string) (decider, error) {
 		}
 		return pluginDecider(out), nil
 	}
-	dest := out.Destination
+	var dest string
+	if len(out.Destinations) > 0 {
+		dest = out.Destinations[0]
+	}
 	if bounceTo != "" {
 		// A bounce goes back to the sender it was sent for; no plugin
 		// can redirect it.
