@@ -56,13 +56,13 @@ func (a *addresses) UnmarshalTOML(v any) error {
 }
 
 type ruleSetting struct {
-	Match    string `toml:"match"`  // an address, "*@domain", or a wildcard such as "sales-*@domain"
-	Regex    string `toml:"regex"`  // or a regular expression over the whole address
-	Action   string `toml:"action"` // forward, drop or reject
+	Match    string    `toml:"match"`  // an address, "*@domain", or a wildcard such as "sales-*@domain"
+	Regex    string    `toml:"regex"`  // or a regular expression over the whole address
+	Action   string    `toml:"action"` // forward, drop or reject
 	To       addresses `toml:"to"`
-	Code     int    `toml:"code"`
-	Enhanced string `toml:"enhanced"`
-	Text     string `toml:"text"`
+	Code     int       `toml:"code"`
+	Enhanced string    `toml:"enhanced"`
+	Text     string    `toml:"text"`
 }
 
 // The reply for a reject rule that gives none.
