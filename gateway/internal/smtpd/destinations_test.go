@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluice-mail/sluice/gateway/internal/dnstest"
 	"github.com/sluice-mail/sluice/gateway/internal/plugin"
@@ -159,6 +160,8 @@ type multiEnv struct {
 	logs        *bytes.Buffer
 	logMu       *sync.Mutex
 	srsRewriter *srs.Rewriter
+	metrics     *prometheus.Registry
+	mailOpts    *smtp.MailOptions // for send's MAIL
 }
 
 // startMulti starts it; q is the server's queue (nil: none).
@@ -199,12 +202,13 @@ mx.dest2.test.  300 IN A 127.0.0.2
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { gens.Close() })
-	e.logs, e.logMu = &bytes.Buffer{}, &sync.Mutex{}
+	e.logs, e.logMu, e.metrics = &bytes.Buffer{}, &sync.Mutex{}, prometheus.NewRegistry()
 	cfg := Config{
 		Hostname: "mx.example.test", Domains: []string{"example.test"}, MaxMessageSize: 1 << 20,
 		MaxRecipients: 100, MaxConnections: 10, MaxConnectionsPerIP: 10, CommandTimeout: time.Minute,
 		DataTimeout: time.Minute, MaxLineLength: 4096, MaxHops: 50, QueueAll: queueAll,
-		Logger: slog.New(slog.NewTextHandler(lockedWriter{e.logMu, e.logs}, nil)),
+		Logger:  slog.New(slog.NewTextHandler(lockedWriter{e.logMu, e.logs}, nil)),
+		Metrics: e.metrics,
 	}
 	if q != nil {
 		cfg.Queue = q // a nil *memQueue would be a non-nil Enqueuer
@@ -254,7 +258,7 @@ func (e *multiEnv) send(t *testing.T, msg string, rcpts ...string) (rcptErrs []e
 	if err := c.Hello("client.example.org"); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Mail("alice@example.org", nil); err != nil {
+	if err := c.Mail("alice@example.org", e.mailOpts); err != nil {
 		t.Fatal(err)
 	}
 	accepted := 0
@@ -279,6 +283,35 @@ func (e *multiEnv) send(t *testing.T, msg string, rcpts ...string) (rcptErrs []e
 	}
 	c.Quit()
 	return rcptErrs, resp.StatusText, nil
+}
+
+// counter is the value of the counter name with the labels (name=value
+// pairs), 0 if there is none.
+func (e *multiEnv) counter(t *testing.T, name string, labels ...string) float64 {
+	t.Helper()
+	families, err := e.metrics.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+	metrics:
+		for _, m := range f.GetMetric() {
+			have := map[string]string{}
+			for _, l := range m.GetLabel() {
+				have[l.GetName()] = l.GetValue()
+			}
+			for i := 0; i+1 < len(labels); i += 2 {
+				if have[labels[i]] != labels[i+1] {
+					continue metrics
+				}
+			}
+			return m.GetCounter().GetValue()
+		}
+	}
+	return 0
 }
 
 func wantCode(t *testing.T, what string, err error, code int, enh smtp.EnhancedCode) {
@@ -377,9 +410,22 @@ func TestSeveralDestinationsQueueAll(t *testing.T) {
 	if !strings.Contains(e.log(), "outcome=queued") || !strings.Contains(e.log(), "decided_by=queue") {
 		t.Errorf("log line:\n%s", e.log())
 	}
+	if r, m := e.counter(t, "sluice_recipients_total", "outcome", "queued", "decided_by", "queue"),
+		e.counter(t, "sluice_messages_total", "outcome", "queued"); r != 1 || m != 1 {
+		t.Errorf("recipients queued by the queue %v, messages queued %v; want 1 and 1", r, m)
+	}
+	// A transaction that needs SMTPUTF8 is queued as one.
+	e.mailOpts = &smtp.MailOptions{UTF8: true}
+	if _, _, err := e.send(t, multiMessage, "team@example.test"); err != nil {
+		t.Fatal(err)
+	}
+	if msgs := q.queued(); len(msgs) != 4 || !msgs[2].UTF8 || !msgs[3].UTF8 || msgs[0].UTF8 {
+		t.Errorf("UTF8 of the queued messages: %+v", msgs)
+	}
+	e.mailOpts = nil
 	// One domain only: relayed in session as ever.
 	_, text, err = e.send(t, multiMessage, "same@example.test")
-	if err != nil || text != "2.0.0 OK: stored as S1" || len(q.queued()) != 2 {
+	if err != nil || text != "2.0.0 OK: stored as S1" || len(q.queued()) != 4 {
 		t.Errorf("one domain with queue_all: %q, %v, %d queued; want it relayed in session", text, err, len(q.queued()))
 	}
 }
