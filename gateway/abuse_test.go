@@ -146,10 +146,10 @@ func TestRefusalFloodEndsWith421(t *testing.T) {
 	}
 }
 
-// A recipient put off to the next transaction (another destination) is
+// A recipient put off to the next transaction (over max_recipients) is
 // no error of the client's, however many there are.
 func TestDeferralsAreNotErrors(t *testing.T) {
-	e := startEnv(t, envOptions{smtp: "max_errors = 3"})
+	e := startEnv(t, envOptions{smtp: "max_errors = 3\nmax_recipients = 1"})
 	c := e.client(t)
 	if err := c.Mail("alice@example.org", nil); err != nil {
 		t.Fatal(err)
@@ -158,8 +158,8 @@ func TestDeferralsAreNotErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 5 {
-		wantReply(t, "a recipient for another destination", c.Rcpt(fmt.Sprintf("elsewhere+%d@ours.test", i), nil),
-			452, smtp.EnhancedCode{4, 5, 3}, "new transaction")
+		wantReply(t, "a recipient over max_recipients", c.Rcpt(fmt.Sprintf("info+%d@ours.test", i), nil),
+			452, smtp.EnhancedCode{4, 5, 3}, "limit of 1 recipients")
 	}
 	if _, err := sendData(t, c, testMessage); err != nil {
 		t.Errorf("after five deferrals: %v, want the message delivered", err)

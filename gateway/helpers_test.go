@@ -96,7 +96,13 @@ const dataRejectMarker = "X-Test: reject-at-data"
 // goes over the wire.
 func startDestination(t testing.TB, wire bool) *destination {
 	t.Helper()
-	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	return startDestinationOn(t, wire, "127.0.0.1:0")
+}
+
+// startDestinationOn starts the destination listening on addr.
+func startDestinationOn(t testing.TB, wire bool, addr string) *destination {
+	t.Helper()
+	l, err := net.Listen("tcp4", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -244,6 +250,7 @@ func (nopLogger) Println(...any)        {}
 type env struct {
 	dns     *dnstest.Server
 	dest    *destination
+	dest2   *destination // dest2.test's MX (127.0.0.2, dest's port), with envOptions.dest2
 	gw      *gateway.Gateway
 	addr    string // Sluice's first SMTP listener
 	addrs   []string
@@ -282,6 +289,18 @@ to = "me@down.test"
 match = "elsewhere@ours.test"
 action = "forward"
 to = "friend@example.org"
+[[plugin.config.rule]]
+match = "same@ours.test"
+action = "forward"
+to = ["me@dest.test", "you@dest.test"]
+[[plugin.config.rule]]
+match = "team@ours.test"
+action = "forward"
+to = ["me@dest.test", "you@dest2.test"]
+[[plugin.config.rule]]
+match = "team-bad@ours.test"
+action = "forward"
+to = ["bad@dest.test", "you@dest2.test"]
 [[plugin.config.rule]]
 match = "gone@ours.test"
 action = "reject"
@@ -324,6 +343,8 @@ type envOptions struct {
 	domains string
 	// wire makes the destination record what it reads, in plain text.
 	wire bool
+	// dest2 starts a second destination, the MX of dest2.test.
+	dest2 bool
 	// unsigned leaves out the DKIM keys: nothing is signed or sealed.
 	unsigned bool
 	// auth holds extra lines for [auth], such as enabled = false.
@@ -379,6 +400,10 @@ func startEnv(t testing.TB, o envOptions) *env {
 func prepareEnv(t testing.TB, o envOptions) *env {
 	t.Helper()
 	e := &env{dest: startDestination(t, o.wire), keys: map[string]string{}, secret: testSRSSecret, logs: &syncBuffer{}}
+	if o.dest2 {
+		// The relay has one port for every destination: another address.
+		e.dest2 = startDestinationOn(t, o.wire, "127.0.0.2:"+e.dest.port())
+	}
 	if o.listen == "" {
 		o.listen = `["127.0.0.1:0"]`
 	}
@@ -407,6 +432,8 @@ func prepareEnv(t testing.TB, o envOptions) *env {
 dest.test.        300 IN MX 10 mx.dest.test.
 mx.dest.test.     300 IN A 127.0.0.1
 example.org.      300 IN MX 10 mx.dest.test.
+dest2.test.       300 IN MX 10 mx.dest2.test.
+mx.dest2.test.    300 IN A 127.0.0.2
 down.test.        300 IN MX 10 mx.down.test.
 mx.down.test.     300 IN A 127.0.0.9
 ; a sender whose policy is reject and whose SPF does not allow us

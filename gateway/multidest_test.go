@@ -1,0 +1,155 @@
+package gateway_test
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/sluice-mail/sluice/gateway/internal/queue"
+)
+
+// waitDeliveries waits until d has received n messages and returns them.
+func waitDeliveries(t *testing.T, d *destination, n int) []delivery {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got := d.deliveries()
+		if len(got) >= n {
+			return got
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the destination received %d messages, want %d", len(got), n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// send sends msg from sender to the recipients in one transaction and
+// returns DATA's reply.
+func send(t *testing.T, e *env, sender, msg string, rcpts ...string) (*smtp.DataResponse, error) {
+	t.Helper()
+	c := e.client(t)
+	if err := c.Mail(sender, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rcpts {
+		if err := c.Rcpt(r, nil); err != nil {
+			t.Fatalf("RCPT %s: %v", r, err)
+		}
+	}
+	return sendData(t, c, msg)
+}
+
+// An address with destinations in two domains: the first is relayed in
+// session, and its reply is the sender's; the second arrives through the
+// queue, the very message the first got, from the same SRS sender.
+func TestSeveralDestinationsFirstInSession(t *testing.T) {
+	e := startEnv(t, envOptions{dest2: true})
+	resp, err := send(t, e, "alice@example.org", testMessage, "team@ours.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := e.dest.deliveries()
+	if len(got) != 1 || strings.Join(got[0].to, ",") != "me@dest.test" {
+		t.Fatalf("dest.test received %+v in session, want one message for me@", got)
+	}
+	if !strings.Contains(resp.StatusText, "queued as DEST1") {
+		t.Errorf("DATA reply %q, want the in-session destination's", resp.StatusText)
+	}
+	queued := waitDeliveries(t, e.dest2, 1)
+	if len(queued) != 1 || strings.Join(queued[0].to, ",") != "you@dest2.test" || queued[0].from != got[0].from ||
+		!bytes.Equal(queued[0].data, got[0].data) {
+		t.Errorf("dest2.test received %+v through the queue, want what dest.test got, for you@", queued)
+	}
+	logs := e.logs.String()
+	if !strings.Contains(logs, "outcome=forwarded") || !strings.Contains(logs, "queued=team@ours.test->you@dest2.test queue_ids=") {
+		t.Errorf("the log does not say what was queued:\n%s", logs)
+	}
+	if m := scrape(t, e); m[`sluice_recipients_total{decided_by="destination",outcome="forwarded"}`] != 1 {
+		t.Errorf("recipients forwarded: %v, want 1", m[`sluice_recipients_total{decided_by="destination",outcome="forwarded"}`])
+	}
+	// One domain: both in session, one transaction, nothing queued.
+	if _, err := send(t, e, "alice@example.org", testMessage, "same@ours.test"); err != nil {
+		t.Fatal(err)
+	}
+	got = e.dest.deliveries()
+	if len(got) != 2 || strings.Join(got[1].to, ",") != "me@dest.test,you@dest.test" {
+		t.Errorf("dest.test received %+v, want one message for me@ and you@", got)
+	}
+}
+
+// A queued copy carries the sender as given, for its DSN, which may go
+// there only if SPF or DMARC passed for it.
+func TestQueuedCopyMayBounce(t *testing.T) {
+	e := startEnv(t, envOptions{dest2: true})
+	e.dest2.setFaults(func() fault { return rcptTempfail }) // keep it queued
+	for _, c := range []struct {
+		sender string
+		bounce bool
+	}{
+		{"news@lists.example.net", true}, // SPF passes from loopback
+		{"alice@example.org", false},     // no SPF, no DMARC: anyone could be alice
+	} {
+		if _, err := send(t, e, c.sender, testMessage, "team@ours.test"); err != nil {
+			t.Fatal(err)
+		}
+		list, _ := e.gw.Queue().List(context.Background())
+		var m *queue.Message
+		for _, s := range list {
+			if s.Sender == c.sender {
+				m, _ = e.gw.Queue().Get(context.Background(), s.ID)
+			}
+		}
+		if m == nil {
+			t.Fatalf("%s: nothing queued: %+v", c.sender, list)
+		}
+		if m.MayBounce != c.bounce || m.Kind != queue.Forward || !strings.HasPrefix(m.From, "SRS0=") ||
+			len(m.Recipients) != 1 || m.Recipients[0].Orig != "team@ours.test" || m.Recipients[0].To != "you@dest2.test" ||
+			m.Helo != "sender.example.org" || m.ClientIP != "127.0.0.1" {
+			t.Errorf("%s: queued %+v, want MayBounce %v", c.sender, m, c.bounce)
+		}
+	}
+}
+
+// queue_all: with destinations in two domains nothing is relayed in
+// session; the 250 is the queue's, and both arrive through it.
+func TestSeveralDestinationsQueueAll(t *testing.T) {
+	e := startEnv(t, envOptions{dest2: true, sections: "[queue]\nmultiple_destinations = \"queue_all\"\n"})
+	resp, err := send(t, e, "alice@example.org", testMessage, "team@ours.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(resp.StatusText, "2.0.0 OK: queued as ") || strings.Count(resp.StatusText, ",") != 1 {
+		t.Errorf("DATA reply %q, want the queue's, naming two messages", resp.StatusText)
+	}
+	a, b := waitDeliveries(t, e.dest, 1), waitDeliveries(t, e.dest2, 1)
+	if a[0].to[0] != "me@dest.test" || b[0].to[0] != "you@dest2.test" || !bytes.Equal(a[0].data, b[0].data) {
+		t.Errorf("dest.test received %+v, dest2.test %+v", a, b)
+	}
+	if !strings.Contains(e.logs.String(), "outcome=queued") {
+		t.Errorf("the log line does not say queued:\n%s", e.logs.String())
+	}
+	if m := scrape(t, e); m[`sluice_recipients_total{decided_by="queue",outcome="queued"}`] != 1 {
+		t.Errorf("recipients queued: %v, want 1", m[`sluice_recipients_total{decided_by="queue",outcome="queued"}`])
+	}
+}
+
+// A refusal in session is the sender's, and nothing is queued.
+func TestSeveralDestinationsRefusedInSession(t *testing.T) {
+	e := startEnv(t, envOptions{dest2: true})
+	c := e.client(t)
+	if err := c.Mail("alice@example.org", nil); err != nil {
+		t.Fatal(err)
+	}
+	wantReply(t, "RCPT team-bad@", c.Rcpt("team-bad@ours.test", nil), 550, smtp.EnhancedCode{5, 1, 1}, "does not exist")
+	c.Reset()
+	_, err := send(t, e, "alice@example.org", dataRejectMarker+"\r\n"+testMessage, "team@ours.test")
+	wantReply(t, "DATA refused in session", err, 554, smtp.EnhancedCode{5, 7, 1}, "Message refused by destination policy")
+	if list, _ := e.gw.Queue().List(context.Background()); len(list) != 0 {
+		t.Errorf("queued %+v, want nothing", list)
+	}
+}
