@@ -9,6 +9,7 @@ import (
 
 	"github.com/sluice-mail/sluice/gateway/internal/address"
 	"github.com/sluice-mail/sluice/gateway/internal/auth"
+	"github.com/sluice-mail/sluice/gateway/internal/message"
 	"github.com/sluice-mail/sluice/gateway/internal/queue"
 )
 
@@ -184,12 +185,18 @@ func (s *session) enqueue(fwd, body []byte, report *auth.Report) error {
 		byDomain[f.domain] = append(byDomain[f.domain], queue.Recipient{Orig: f.rcpt, To: f.dest, Status: queue.Pending})
 	}
 	for _, domain := range order {
+		tos := make([]string, len(byDomain[domain]))
+		for i, r := range byDomain[domain] {
+			tos[i] = r.To
+		}
 		m := &queue.Message{
-			Kind:       queue.Forward,
-			From:       s.txn.srsFrom,
-			Sender:     s.txn.from,
-			MayBounce:  mayBounce,
-			UTF8:       s.txn.utf8(),
+			Kind:      queue.Forward,
+			From:      s.txn.srsFrom,
+			Sender:    s.txn.from,
+			MayBounce: mayBounce,
+			// The same rule the relay applies in session: a copy that
+			// needs nothing of SMTPUTF8 may go to a destination without it.
+			UTF8:       message.NeedsSMTPUTF8(s.txn.utf8(), s.txn.srsFrom, tos, fwd),
 			RequireTLS: requireTLS,
 			Recipients: byDomain[domain],
 			Arrived:    arrived,

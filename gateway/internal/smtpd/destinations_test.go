@@ -414,18 +414,24 @@ func TestSeveralDestinationsQueueAll(t *testing.T) {
 		e.counter(t, "sluice_messages_total", "outcome", "queued"); r != 1 || m != 1 {
 		t.Errorf("recipients queued by the queue %v, messages queued %v; want 1 and 1", r, m)
 	}
-	// A transaction that needs SMTPUTF8 is queued as one.
+	// A message that needs SMTPUTF8 (a UTF-8 header field, RFC 6532)
+	// is queued as one; one whose client said SMTPUTF8 but that needs
+	// nothing of it is not (message.NeedsSMTPUTF8, as the relay decides).
 	e.mailOpts = &smtp.MailOptions{UTF8: true}
+	utf8Message := strings.Replace(multiMessage, "Subject: hello", "Subject: héllo", 1)
+	if _, _, err := e.send(t, utf8Message, "team@example.test"); err != nil {
+		t.Fatal(err)
+	}
 	if _, _, err := e.send(t, multiMessage, "team@example.test"); err != nil {
 		t.Fatal(err)
 	}
-	if msgs := q.queued(); len(msgs) != 4 || !msgs[2].UTF8 || !msgs[3].UTF8 || msgs[0].UTF8 {
+	if msgs := q.queued(); len(msgs) != 6 || !msgs[2].UTF8 || !msgs[3].UTF8 || msgs[0].UTF8 || msgs[4].UTF8 || msgs[5].UTF8 {
 		t.Errorf("UTF8 of the queued messages: %+v", msgs)
 	}
 	e.mailOpts = nil
 	// One domain only: relayed in session as ever.
 	_, text, err = e.send(t, multiMessage, "same@example.test")
-	if err != nil || text != "2.0.0 OK: stored as S1" || len(q.queued()) != 4 {
+	if err != nil || text != "2.0.0 OK: stored as S1" || len(q.queued()) != 6 {
 		t.Errorf("one domain with queue_all: %q, %v, %d queued; want it relayed in session", text, err, len(q.queued()))
 	}
 }
