@@ -1,9 +1,11 @@
 package admin
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -68,7 +70,7 @@ type queueAnswer struct {
 
 // queueEndpoints adds to mux:
 //
-//	GET    /admin/queue                  the messages' summaries; filters ?domain= ?sender= ?kind= ?held=true|false
+//	GET    /admin/queue                  the messages' summaries, oldest first; filters ?domain= ?sender= ?kind= ?held=true|false
 //	GET    /admin/queue/{id}             one message: summary, every recipient, header fields
 //	POST   /admin/queue/{id}/retry       make it due now
 //	POST   /admin/queue/{id}/hold        stop trying it until released
@@ -104,6 +106,10 @@ func queueEndpoints(mux *http.ServeMux, q Queue) {
 				list = append(list, s)
 			}
 		}
+		// Oldest first, as the operator reads a queue.
+		slices.SortStableFunc(list, func(a, b queue.Summary) int {
+			return cmp.Or(a.Arrived.Compare(b.Arrived), strings.Compare(a.ID, b.ID))
+		})
 		writeJSON(w, http.StatusOK, list)
 	})
 	mux.HandleFunc("GET /admin/queue/{id}", func(w http.ResponseWriter, r *http.Request) {
