@@ -29,7 +29,7 @@ commands:
   show     ID [-json]                                        one message: recipients, replies, header fields
   retry    ID... | -all                                      try now (-all: every message not held)
   hold     ID...                                             stop trying until released
-  release  ID...                                             try again as scheduled
+  release  ID...                                             undo hold: try again now
   delete   ID...                                             drop, without a DSN to anyone
 
 Each takes -c FILE (the admin listener of its [admin] listen) or -admin
@@ -40,8 +40,8 @@ for a command's usage.
 // queueCommands are the subcommands of `sluice queue`.
 var queueCommands = map[string]command{
 	"list": queueList, "show": queueShow, "retry": queueRetry,
-	"hold":    queueOp("hold", "Stops trying the messages until they are released; a held message still expires."),
-	"release": queueOp("release", "Lets held messages be tried again, as their schedule says."),
+	"hold":    queueOp("hold", "Stops trying the messages until they are released; meanwhile they do not expire."),
+	"release": queueOp("release", "Lets held messages be tried again, at once."),
 	"delete":  queueOp("delete", "Removes the messages from the queue for good. No DSN is sent: the senders are not told."),
 }
 

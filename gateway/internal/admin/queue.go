@@ -26,7 +26,8 @@ type Queue interface {
 	Retry(ctx context.Context, id string) error
 	// Delete removes the message without notifying anyone.
 	Delete(ctx context.Context, id string) error
-	// Hold keeps the message from being tried until Release.
+	// Hold keeps the message from being tried until Release, which
+	// makes it due now.
 	Hold(ctx context.Context, id string) error
 	Release(ctx context.Context, id string) error
 }
@@ -74,7 +75,7 @@ type queueAnswer struct {
 //	GET    /admin/queue/{id}             one message: summary, every recipient, header fields
 //	POST   /admin/queue/{id}/retry       make it due now
 //	POST   /admin/queue/{id}/hold        stop trying it until released
-//	POST   /admin/queue/{id}/release     try it again as scheduled
+//	POST   /admin/queue/{id}/release     undo hold: due now
 //	DELETE /admin/queue/{id}             drop it, notifying no one
 //	POST   /admin/queue/retry            make every message not held due now (postqueue -f)
 //
