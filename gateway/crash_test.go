@@ -45,6 +45,34 @@ func TestCrashAtRandomPoints(t *testing.T) {
 			messages: messages, kills: kills, dests: map[string]*destination{"dest.test": e.dest}}
 		r.run()
 	})
+	// queue_all: a message for two destination domains is queued for
+	// both before its 250; the queue delivers the copies, and is killed
+	// in the middle of that too.
+	t.Run("queued", func(t *testing.T) {
+		addr := freeLoopbackAddr(t)
+		e := prepareEnv(t, envOptions{
+			listen:   fmt.Sprintf("[%q]", addr),
+			sections: "[queue]\nmultiple_destinations = \"queue_all\"\nmin_backoff = \"1s\"\nmax_backoff = \"2s\"\n",
+			plugins: routerPlugin(t) + `
+[[plugin.config.rule]]
+match = "both@ours.test"
+action = "forward"
+to = ["me@dest.test", "me@other.test"]
+`,
+		})
+		// The second destination: other.test's MX, on another loopback
+		// address and the same port (the relay's).
+		other := startDestinationOn(t, "127.0.0.2:"+e.dest.port(), false)
+		e.zone += "other.test. 300 IN MX 10 mx.other.test.\nmx.other.test. 300 IN A 127.0.0.2\n"
+		if err := e.dns.SetRecords(e.zone); err != nil {
+			t.Fatal(err)
+		}
+		dropSomeReplies(e.dest)
+		dropSomeReplies(other)
+		r := crashRun{t: t, bin: bin, cfg: e.cfgPath, addr: addr, rcpt: "both@ours.test", queued: true,
+			messages: messages, kills: kills, dests: map[string]*destination{"dest.test": e.dest, "other.test": other}}
+		r.run()
+	})
 }
 
 // dropSomeReplies makes d store one message in 50 and drop the
