@@ -24,6 +24,9 @@ type Options struct {
 	// Now is the clock; nil: time.Now. Tests set it.
 	Now    func() time.Time
 	Logger *slog.Logger // nil: discard
+	// Metrics, from NewMetrics, count attempts and read the queue's
+	// size; nil: none.
+	Metrics *Metrics
 }
 
 // Queue is a queue directory, open and locked by this process.
@@ -89,6 +92,9 @@ func Open(dir string, opts Options) (*Queue, error) {
 	for _, m := range msgs {
 		q.entries[m.ID] = &entry{m: m, size: st.size(m.ID)}
 	}
+	if opts.Metrics != nil {
+		opts.Metrics.queue.Store(q)
+	}
 	return q, nil
 }
 
@@ -97,6 +103,9 @@ func (q *Queue) Close() error {
 	q.mu.Lock()
 	q.closed = true
 	q.mu.Unlock()
+	if q.opts.Metrics != nil {
+		q.opts.Metrics.queue.CompareAndSwap(q, nil)
+	}
 	return q.store.close()
 }
 

@@ -259,3 +259,12 @@ func enqueueForever(dir string) {
 		fmt.Printf("queued %s\n", m.ID)
 	}
 }
+
+func readDirNames(dir string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return names, err
+}
