@@ -109,6 +109,17 @@ func TestQueueCommands(t *testing.T) {
 		return s
 	}
 
+	// The gateway tries them at once, and fails for now: the list
+	// shows the attempt and why.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		l := listJSON("-sender", "alice@example.org")
+		if len(l) == 1 && l[0].Attempts > 0 && l[0].LastError != "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no failed attempt in a while: %+v", l)
+		}
+	}
 	table := sluice(0, "list")
 	lines := strings.Split(strings.TrimSpace(table), "\n")
 	if len(lines) != 5 || !regexp.MustCompile(`^ID +SIZE +ARRIVED +ATTEMPTS +NEXT ATTEMPT +SENDER +RECIPIENTS +LAST ERROR$`).MatchString(lines[0]) ||
@@ -116,9 +127,9 @@ func TestQueueCommands(t *testing.T) {
 		!strings.HasPrefix(lines[4], "-- 3 messages, ") {
 		t.Errorf("sluice queue list: want a header, the three messages oldest first and a total:\n%s", table)
 	}
-	if !strings.Contains(lines[1], "alice@example.org") || !strings.Contains(lines[1], "bob@dest.test,carol@dest.test") ||
+	if f := strings.Fields(lines[1]); len(f) < 10 || f[4] != "1" || !strings.HasSuffix(lines[1], "dest.test: MX lookup failed: connection refused") || !strings.Contains(lines[1], "alice@example.org") || !strings.Contains(lines[1], "bob@dest.test,carol@dest.test") ||
 		!regexp.MustCompile(`\s<>\s+alice@example.org`).MatchString(lines[2]) {
-		t.Errorf("sluice queue list: want senders (<> for the DSN) and recipients:\n%s", table)
+		t.Errorf("sluice queue list: want an attempt, its error, senders (<> for the DSN) and recipients:\n%s", table)
 	}
 
 	if got := ids(listJSON("-domain", "dest.test")); !slices.Equal(got, []string{fwd.ID}) {
@@ -133,7 +144,7 @@ func TestQueueCommands(t *testing.T) {
 
 	shown := sluice(0, "show", fwd.ID)
 	for _, want := range []string{"ID:            " + fwd.ID, "Sender:        alice@example.org", "from 192.0.2.1 (client.example.org), session s1",
-		"  bob@dest.test (for info@ours.test): pending", "  carol@dest.test (for info@ours.test): pending", "Subject: queued for bob@dest.test"} {
+		"Last error:    451 4.4.3 dest.test: MX lookup failed", "  bob@dest.test (for info@ours.test): pending", "  carol@dest.test (for info@ours.test): pending", "Subject: queued for bob@dest.test"} {
 		if !strings.Contains(shown, want) {
 			t.Errorf("sluice queue show: no %q in\n%s", want, shown)
 		}
