@@ -158,6 +158,36 @@ func TestVerdictHelpersDoNotAlias(t *testing.T) {
 	}
 }
 
+// forwarder sends each recipient to the addresses of its rcpt.
+type forwarder struct{}
+
+func (forwarder) Configure(c *Config) error { c.Permit(abi.MaySetDestination); return nil }
+func (forwarder) Rcpt(r *Request) Verdict {
+	return Continue().WithDestinations(strings.Split(r.Rcpt, ",")...)
+}
+
+// WithDestinations reaches the host as Destination and Destinations, so
+// that an older host forwards to the first; the checks take the list.
+func TestWithDestinationsRoundTrip(t *testing.T) {
+	g := newGuest(forwarder{})
+	configureGuest(t, g, "")
+	v := handle(t, g, &abi.Request{Stage: abi.StageRcpt, Rcpt: "a@one.test,b@two.test,c@two.test"})
+	if v.Destination != "a@one.test" || !reflect.DeepEqual(v.Destinations, []string{"b@two.test", "c@two.test"}) {
+		t.Errorf("verdict = %+v, want a@one.test then b@two.test, c@two.test", v)
+	}
+	if err := abi.CheckVerdict(&v, abi.StageRcpt, abi.MaySetDestination); err != nil {
+		t.Errorf("CheckVerdict: %v", err)
+	}
+	v = handle(t, g, &abi.Request{Stage: abi.StageRcpt, Rcpt: "a@one.test"})
+	if v.Destination != "a@one.test" || v.Destinations != nil {
+		t.Errorf("one destination: verdict = %+v", v)
+	}
+	base := Continue().WithDestinations("a@x.test", "b@x.test")
+	if one := base.WithDestination("c@x.test"); !reflect.DeepEqual((*abi.Verdict)(&one).DestinationList(), []string{"c@x.test"}) {
+		t.Errorf("WithDestination after WithDestinations: %v, want it to replace them", (*abi.Verdict)(&one).DestinationList())
+	}
+}
+
 func TestStages(t *testing.T) {
 	if s := Stages(struct{}{}); s != 0 {
 		t.Errorf("a type with no stage methods subscribes to %b", s)

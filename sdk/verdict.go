@@ -36,7 +36,23 @@ func Quarantine(reason string) Verdict { return Verdict{Action: abi.Quarantine, 
 
 // WithDestination sets where this recipient's mail goes (rcpt stage only).
 func (v Verdict) WithDestination(addr string) Verdict {
-	v.Destination = addr
+	v.Destination, v.Destinations = addr, nil
+	return v
+}
+
+// WithDestinations sets several places this recipient's mail goes (rcpt
+// stage only; at most abi.MaxDestinations, none twice). The first is the
+// verdict's Destination, which is all a host older than Destinations
+// reads: such a host forwards to the first only.
+func (v Verdict) WithDestinations(addrs ...string) Verdict {
+	v.Destination, v.Destinations = "", nil
+	if len(addrs) > 0 {
+		v.Destination = addrs[0]
+		v.Destinations = append([]string(nil), addrs[1:]...)
+	}
+	if len(v.Destinations) == 0 {
+		v.Destinations = nil
+	}
 	return v
 }
 

@@ -30,14 +30,39 @@ type domainSetting struct {
 	SubaddressSeparator *string `toml:"subaddress_separator"`
 }
 
+// addresses is a forward rule's to: one address, or a list of them, each
+// getting a copy.
+type addresses []string
+
+// UnmarshalTOML takes a string or a list of strings.
+func (a *addresses) UnmarshalTOML(v any) error {
+	switch v := v.(type) {
+	case string:
+		*a = addresses{v}
+		return nil
+	case []any:
+		list := make(addresses, 0, len(v))
+		for _, x := range v {
+			s, ok := x.(string)
+			if !ok {
+				return errors.New("expected an address or a list of addresses, got a list with something else in it")
+			}
+			list = append(list, s)
+		}
+		*a = list
+		return nil
+	}
+	return errors.New("expected an address or a list of addresses")
+}
+
 type ruleSetting struct {
-	Match    string `toml:"match"`  // an address, "*@domain", or a wildcard such as "sales-*@domain"
-	Regex    string `toml:"regex"`  // or a regular expression over the whole address
-	Action   string `toml:"action"` // forward, drop or reject
-	To       string `toml:"to"`
-	Code     int    `toml:"code"`
-	Enhanced string `toml:"enhanced"`
-	Text     string `toml:"text"`
+	Match    string    `toml:"match"`  // an address, "*@domain", or a wildcard such as "sales-*@domain"
+	Regex    string    `toml:"regex"`  // or a regular expression over the whole address
+	Action   string    `toml:"action"` // forward, drop or reject
+	To       addresses `toml:"to"`
+	Code     int       `toml:"code"`
+	Enhanced string    `toml:"enhanced"`
+	Text     string    `toml:"text"`
 }
 
 // The reply for a reject rule that gives none.
@@ -82,9 +107,9 @@ func (d *domain) key(form string) string {
 type action struct {
 	n       int // the rule's number in the file, from 1
 	verdict sdk.Verdict
-	// to, for a forward with captures in its destination, makes the
-	// destination for each recipient; nil: verdict's is fixed.
-	to *template
+	// to, for a forward with captures in its destinations, makes the
+	// destinations for each recipient; nil: verdict's are fixed.
+	to []*template
 }
 
 // result is the verdict for a recipient the rule matched with captures
@@ -96,11 +121,18 @@ func (a *action) result(rcpt string, caps []string) sdk.Verdict {
 	if a.to == nil {
 		return a.verdict
 	}
-	dest := a.to.expand(caps)
-	if err := checkDestination(dest); err != nil {
-		return sdk.Tempfail(451, "4.3.5", fmt.Sprintf("<%s>: routing rule %d makes no valid destination for it, try again later", rcpt, a.n))
+	dests := make([]string, 0, len(a.to))
+	for _, to := range a.to {
+		dest := to.expand(caps)
+		if err := checkDestination(dest); err != nil {
+			return sdk.Tempfail(451, "4.3.5", fmt.Sprintf("<%s>: routing rule %d makes no valid destination for it, try again later", rcpt, a.n))
+		}
+		// Two templates may make one address: it gets one copy.
+		if !slices.ContainsFunc(dests, func(d string) bool { return strings.EqualFold(d, dest) }) {
+			dests = append(dests, dest)
+		}
 	}
-	return sdk.Continue().WithDestination(dest)
+	return sdk.Continue().WithDestinations(dests...)
 }
 
 // newTable builds the table of s. ours are the domains the gateway is the
@@ -293,43 +325,42 @@ func (t *table) action(n int, r ruleSetting, p *pattern, ours []string) (action,
 		return action{}, err
 	}
 	act := action{n: n, verdict: v}
-	toDomain := "" // the destination's domain, if the rule fixes it
-	switch {
-	case v.Destination == "":
-	case p != nil && strings.Contains(r.To, "$"):
-		// A destination made from the pattern's captures.
-		caps, index := len(p.glob)-1, (func(string) int)(nil)
-		if p.re != nil {
-			caps, index = p.re.NumSubexp(), p.re.SubexpIndex
-		}
-		if act.to, err = parseTemplate(r.To, caps, index); err != nil {
-			return action{}, at("to", err)
-		}
-		// What the captures cannot change must already make an address:
-		// try it with "x" for each capture.
-		x := make([]string, caps+1)
-		for i := range x {
-			x[i] = "x"
-		}
-		if err := checkDestination(act.to.expand(x)); err != nil {
-			return action{}, at("to", fmt.Errorf("to %q is not an address, whatever the captures are (tried with x for each): %v", r.To, err))
-		}
-		if ref, err := p.emptyCaptureFault(act.to, x); err != nil {
-			return action{}, at("regex", fmt.Errorf("to %q is not an address when %s is empty (%v), which regex %q allows: make its group match at least one character (.+ rather than .*; not optional, nor in one branch of an alternative), or route those addresses with a rule before this one", r.To, ref, err, r.Regex))
-		}
-		toDomain = act.to.fixedDomain()
-		act.verdict = sdk.Continue()
-	default:
-		if err := checkDestination(v.Destination); err != nil {
-			return action{}, at("to", fmt.Errorf("to %q is not an address", r.To))
-		}
-		_, toDomain, _ = splitAddress(v.Destination)
+	if v.Destination == "" {
+		t.perms |= permission(v)
+		return act, nil
 	}
-	if toDomain != "" {
-		key, _ := checkedDomain(toDomain)
-		if slices.Contains(ours, key) {
-			return action{}, at("to", fmt.Errorf("to %q is at %s, a domain this gateway serves: mail forwarded there would come back here (a routing loop)", r.To, key))
+	if len(r.To) > abi.MaxDestinations {
+		return action{}, at("to", fmt.Errorf("to lists %d addresses; at most %d", len(r.To), abi.MaxDestinations))
+	}
+	// With captures in any destination, each is a template.
+	templated := p != nil && slices.ContainsFunc(r.To, func(to string) bool { return strings.Contains(to, "$") })
+	for i, to := range r.To {
+		if slices.ContainsFunc(r.To[:i], func(e string) bool { return strings.EqualFold(e, to) }) {
+			return action{}, at("to", fmt.Errorf("to lists %q twice", to))
 		}
+		var toDomain string // the destination's domain, if the rule fixes it
+		if templated {
+			tmpl, err := destinationTemplate(to, p, r.Regex)
+			if err != nil {
+				return action{}, err
+			}
+			act.to = append(act.to, tmpl)
+			toDomain = tmpl.fixedDomain()
+		} else {
+			if err := checkDestination(to); err != nil {
+				return action{}, at("to", fmt.Errorf("to %q is not an address", to))
+			}
+			_, toDomain, _ = splitAddress(to)
+		}
+		if toDomain != "" {
+			key, _ := checkedDomain(toDomain)
+			if slices.Contains(ours, key) {
+				return action{}, at("to", fmt.Errorf("to %q is at %s, a domain this gateway serves: mail forwarded there would come back here (a routing loop)", to, key))
+			}
+		}
+	}
+	if templated {
+		act.verdict = sdk.Continue()
 	}
 	t.perms |= permission(v)
 	if act.to != nil {
@@ -338,10 +369,36 @@ func (t *table) action(n int, r ruleSetting, p *pattern, ours []string) (action,
 	return act, nil
 }
 
+// destinationTemplate parses a destination made from the captures of
+// pattern p (whose expression, if any, is regex).
+func destinationTemplate(to string, p *pattern, regex string) (*template, error) {
+	caps, index := len(p.glob)-1, (func(string) int)(nil)
+	if p.re != nil {
+		caps, index = p.re.NumSubexp(), p.re.SubexpIndex
+	}
+	tmpl, err := parseTemplate(to, caps, index)
+	if err != nil {
+		return nil, at("to", err)
+	}
+	// What the captures cannot change must already make an address: try
+	// it with "x" for each capture.
+	x := make([]string, caps+1)
+	for i := range x {
+		x[i] = "x"
+	}
+	if err := checkDestination(tmpl.expand(x)); err != nil {
+		return nil, at("to", fmt.Errorf("to %q is not an address, whatever the captures are (tried with x for each): %v", to, err))
+	}
+	if ref, err := p.emptyCaptureFault(tmpl, x); err != nil {
+		return nil, at("regex", fmt.Errorf("to %q is not an address when %s is empty (%v), which regex %q allows: make its group match at least one character (.+ rather than .*; not optional, nor in one branch of an alternative), or route those addresses with a rule before this one", to, ref, err, regex))
+	}
+	return tmpl, nil
+}
+
 // verdictFor checks a rule's action and its settings and returns the
 // verdict the rule gives.
 func verdictFor(r ruleSetting) (sdk.Verdict, error) {
-	if r.Action != "forward" && r.To != "" {
+	if r.Action != "forward" && r.To != nil {
 		return sdk.Verdict{}, at("to", fmt.Errorf("to is only for action = \"forward\""))
 	}
 	if r.Action != "reject" && (r.Code != 0 || r.Enhanced != "" || r.Text != "") {
@@ -355,15 +412,17 @@ func verdictFor(r ruleSetting) (sdk.Verdict, error) {
 	}
 	switch r.Action {
 	case "forward":
-		if r.To == "" {
-			return sdk.Verdict{}, at("action", fmt.Errorf("forward needs to = \"address\""))
+		if len(r.To) == 0 {
+			return sdk.Verdict{}, at("action", fmt.Errorf("forward needs to = \"address\" (or a list of them)"))
 		}
-		if _, _, ok := splitAddress(r.To); !ok || strings.Contains(r.To, "*") {
-			return sdk.Verdict{}, at("to", fmt.Errorf("to %q is not an address", r.To))
+		for _, to := range r.To {
+			if _, _, ok := splitAddress(to); !ok || strings.Contains(to, "*") {
+				return sdk.Verdict{}, at("to", fmt.Errorf("to %q is not an address", to))
+			}
 		}
 		// Continue rather than Accept, so that plugins after the router
-		// still see the recipient; the destination is what forwards it.
-		return sdk.Continue().WithDestination(r.To), nil
+		// still see the recipient; the destinations are what forward it.
+		return sdk.Continue().WithDestinations(r.To...), nil
 	case "drop":
 		return sdk.Discard(), nil
 	case "reject":

@@ -23,7 +23,7 @@ func configure(t testing.TB, raw string) (*plugin, *sdk.Config, error) {
 func describe(v sdk.Verdict) string {
 	switch {
 	case v.Destination != "":
-		return "forward to " + v.Destination
+		return "forward to " + strings.Join((*abi.Verdict)(&v).DestinationList(), ", ")
 	case v.Action == abi.Reject || v.Action == abi.Tempfail:
 		return fmt.Sprintf("%s %d %s %s", v.Action, v.Code, v.Enhanced, v.Text)
 	}
@@ -160,6 +160,13 @@ func TestConfigErrors(t *testing.T) {
 		{"lone dollar", "[[rule]]\nmatch = \"a-*@d.test\"\naction = \"forward\"\nto = \"$@x.test\"\n", `a $ that names no capture (write $$ for a dollar sign)`, "rule.0.to"},
 		{"template not an address", "[[rule]]\nmatch = \"a-*@d.test\"\naction = \"forward\"\nto = \"$1 at x.test\"\n", `to "$1 at x.test" is not an address`, "rule.0.to"},
 		{"template bad domain", "[[rule]]\nmatch = \"a-*@d.test\"\naction = \"forward\"\nto = \"$1@x..test\"\n", `to "$1@x..test" is not an address, whatever the captures are`, "rule.0.to"},
+		{"empty to list", rule("action = \"forward\"\nto = []"), `forward needs to = "address" (or a list of them)`, "rule.0.action"},
+		{"bad to in a list", rule("action = \"forward\"\nto = [\"a@x.test\", \"me\"]"), `to "me" is not an address`, "rule.0.to"},
+		{"to list twice", rule("action = \"forward\"\nto = [\"a@x.test\", \"A@X.test\"]"), `to lists "A@X.test" twice`, "rule.0.to"},
+		{"to list too long", rule("action = \"forward\"\nto = [" + strings.Repeat(`"a@x.test", `, 20) + `"b@x.test"]`), `to lists 21 addresses; at most 20`, "rule.0.to"},
+		{"to not a string", rule("action = \"forward\"\nto = 5"), `expected an address or a list of addresses`, "rule.0.to"},
+		{"to list of numbers", rule("action = \"forward\"\nto = [\"a@x.test\", 5]"), `expected an address or a list of addresses`, "rule.0.to"},
+		{"template in a list", "[[rule]]\nmatch = \"a-*@d.test\"\naction = \"forward\"\nto = [\"x@y.test\", \"$2@x.test\"]\n", `to "$2@x.test": $2 is not a capture of the pattern, which has 1`, "rule.0.to"},
 		{"dots not a bool", "[[domain]]\nname = \"d.test\"\nignore_dots = \"yes\"\n", `domain[0].ignore_dots: expected true or false`, "domain.0.ignore_dots"},
 		{"bad domain name", "[[domain]]\nname = \"d test\"\n", `domain 1 (name "d test"): name "d test" is not a domain`, "domain.0.name"},
 		{"duplicate domain", "[[domain]]\nname = \"d.test\"\n[[domain]]\nname = \"D.TEST\"\n", `domain 2 (name "D.TEST"): d.test has settings in an earlier [[domain]] too`, "domain.1.name"},
@@ -462,6 +469,55 @@ func TestPatterns(t *testing.T) {
 	})
 	if want := abi.MaySetDestination | abi.MayReject | abi.MayTempfail; p.Permissions() != want {
 		t.Errorf("permissions = %b, want %b", p.Permissions(), want)
+	}
+}
+
+// A forward rule's to may be a list: each recipient it matches goes to
+// every address of it, in order, templates made with the captures.
+func TestSeveralDestinations(t *testing.T) {
+	p := sdktest.New(t, &plugin{}, `
+[[rule]]
+match = "team@d.test"
+action = "forward"
+to = ["ana@inbox.test", "bob@elsewhere.test"]
+[[rule]]
+match = "one@d.test"
+action = "forward"
+to = ["one@inbox.test"]
+[[rule]]
+match = "dept-*@d.test"
+action = "forward"
+to = ["$1@inbox.test", "archive@inbox.test", "${1}@backup.test"]
+[[rule]]
+regex = '^(?P<user>[a-z]+)\.(?P<copy>[a-z]+)@d\.test$'
+action = "forward"
+to = ["${user}@inbox.test", "${copy}@inbox.test"]
+`, sdktest.Domains("d.test"))
+	routes(t, p, false, map[string]string{
+		"team@d.test":       "forward to ana@inbox.test, bob@elsewhere.test",
+		"one@d.test":        "forward to one@inbox.test",
+		"dept-sales@d.test": "forward to sales@inbox.test, archive@inbox.test, sales@backup.test",
+		"ana.bob@d.test":    "forward to ana@inbox.test, bob@inbox.test",
+		// Two templates that make one address: one copy.
+		"ana.ana@d.test": "forward to ana@inbox.test",
+	})
+	v, err := p.Try(&sdk.Request{Stage: abi.StageRcpt, Rcpt: "team@d.test"})
+	if err != nil || v.Destination != "ana@inbox.test" || len(v.Destinations) != 1 || v.Destinations[0] != "bob@elsewhere.test" {
+		t.Errorf("team@d.test: %+v, %v; want the first as Destination (what an older host reads), the rest in Destinations", v, err)
+	}
+	if want := abi.MaySetDestination | abi.MayTempfail; p.Permissions() != want {
+		t.Errorf("permissions = %b, want %b", p.Permissions(), want)
+	}
+}
+
+// A destination in a list that is at one of the gateway's domains is a
+// loop, refused at load as for a single to.
+func TestSeveralDestinationsLoop(t *testing.T) {
+	c := &sdk.Config{Name: "router", Raw: []byte("[[rule]]\nmatch = \"a@d.test\"\naction = \"forward\"\nto = [\"me@x.test\", \"me@ours.test\"]\n"), Domains: []string{"d.test", "ours.test"}}
+	err := (&plugin{}).Configure(c)
+	var se *sdk.SettingError
+	if err == nil || !strings.Contains(err.Error(), `to "me@ours.test" is at ours.test, a domain this gateway serves`) || !errors.As(err, &se) || se.Key != "rule.0.to" {
+		t.Errorf("error %v, want the loop named at rule.0.to", err)
 	}
 }
 

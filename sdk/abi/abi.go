@@ -161,7 +161,7 @@ func (p Permissions) Allows(v *Verdict) bool {
 	if len(v.RemoveHeaders) > 0 && p&MayRemoveHeaders == 0 {
 		return false
 	}
-	if v.Destination != "" && p&MaySetDestination == 0 {
+	if (v.Destination != "" || len(v.Destinations) > 0) && p&MaySetDestination == 0 {
 		return false
 	}
 	return true
@@ -335,7 +335,11 @@ type Verdict struct {
 	Enhanced string // "5.7.1"
 	Text     string
 	// Destination, at StageRcpt, is where this recipient's mail goes.
+	// Destinations are more places it goes, after Destination: a host
+	// older than the field reads only Destination, so a guest that
+	// forwards to several puts the first there (DestinationList).
 	Destination   string
+	Destinations  []string
 	AddHeaders    []Header
 	RemoveHeaders []string
 	Findings      []Finding
@@ -344,6 +348,22 @@ type Verdict struct {
 	// of the plugin, with this text, and ignores the rest. A host that
 	// predates the field acts on the rest instead.
 	Failure string
+}
+
+// MaxDestinations bounds the destinations of one verdict: each is a
+// copy of the message, relayed or queued, for one recipient.
+const MaxDestinations = 20
+
+// DestinationList is every destination a verdict names: Destination, if
+// set, then Destinations.
+func (v *Verdict) DestinationList() []string {
+	if v.Destination == "" {
+		return v.Destinations
+	}
+	if len(v.Destinations) == 0 {
+		return []string{v.Destination}
+	}
+	return append([]string{v.Destination}, v.Destinations...)
 }
 
 func itoa(v uint64) string {

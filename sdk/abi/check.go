@@ -24,13 +24,8 @@ func CheckVerdict(v *Verdict, stage Stage, perms Permissions) error {
 	if hasControl(v.Text) {
 		return fmt.Errorf("text %q has control characters", v.Text)
 	}
-	if v.Destination != "" {
-		if stage != StageRcpt {
-			return fmt.Errorf("a destination is only for the rcpt stage, not %s", stage)
-		}
-		if !plausibleAddress(v.Destination) {
-			return fmt.Errorf("destination %q is not an address", v.Destination)
-		}
+	if err := checkDestinations(v, stage); err != nil {
+		return err
 	}
 	for _, h := range v.AddHeaders {
 		if !validFieldName(h.Name) {
@@ -88,8 +83,8 @@ func Describe(plugin string, v *Verdict) string {
 	case Quarantine:
 		b.WriteString(": " + v.Text)
 	}
-	if v.Destination != "" {
-		b.WriteString("; destination " + v.Destination)
+	if dests := v.DestinationList(); len(dests) > 0 {
+		b.WriteString("; destination " + strings.Join(dests, ", "))
 	}
 	for _, h := range v.RemoveHeaders {
 		b.WriteString("; remove header " + h)
@@ -115,7 +110,7 @@ func DefaultCode(a Action) uint16 {
 // changes describes the changes a verdict carries, for error messages.
 func changes(v *Verdict) string {
 	var c []string
-	if v.Destination != "" {
+	if v.Destination != "" || len(v.Destinations) > 0 {
 		c = append(c, "destination")
 	}
 	if len(v.AddHeaders) > 0 {
@@ -128,6 +123,34 @@ func changes(v *Verdict) string {
 		return ""
 	}
 	return " with " + strings.Join(c, ", ")
+}
+
+// checkDestinations checks where a verdict sends the recipient: only at
+// rcpt, each an address that cannot break an RCPT TO line, at most
+// MaxDestinations, none twice (a second copy to one mailbox is never
+// wanted; case is ignored, as most mailboxes ignore it).
+func checkDestinations(v *Verdict, stage Stage) error {
+	dests := v.DestinationList()
+	if len(dests) == 0 {
+		return nil
+	}
+	if stage != StageRcpt {
+		return fmt.Errorf("a destination is only for the rcpt stage, not %s", stage)
+	}
+	if len(dests) > MaxDestinations {
+		return fmt.Errorf("%d destinations; at most %d", len(dests), MaxDestinations)
+	}
+	for i, d := range dests {
+		if !plausibleAddress(d) {
+			return fmt.Errorf("destination %q is not an address", d)
+		}
+		for _, e := range dests[:i] {
+			if strings.EqualFold(d, e) {
+				return fmt.Errorf("destination %q is named twice", d)
+			}
+		}
+	}
+	return nil
 }
 
 func checkVerdictReply(v *Verdict) error {

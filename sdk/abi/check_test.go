@@ -14,6 +14,8 @@ func TestCheckVerdict(t *testing.T) {
 		{Action: Reject, Code: 554, Enhanced: "5.7.1", Text: "no"},
 		{Action: Tempfail, Code: 421},
 		{Action: Continue, Destination: "me@inbox.test"},
+		{Action: Continue, Destination: "me@inbox.test", Destinations: []string{"you@inbox.test", "them@elsewhere.test"}},
+		{Action: Continue, Destinations: []string{"you@inbox.test"}},
 		{AddHeaders: []Header{{Name: "X-Spam", Value: "yes\tfolded"}}, RemoveHeaders: []string{"X-Old"}},
 		{Findings: []Finding{{Symbol: "RDNS_NONE", Score: 1}}},
 	}
@@ -38,6 +40,11 @@ func TestCheckVerdict(t *testing.T) {
 		{Verdict{Destination: "a@b.test"}, StageData, all, "a destination is only for the rcpt stage, not data"},
 		{Verdict{Destination: "a@b.test> NOTIFY=NEVER"}, StageRcpt, all, "is not an address"},
 		{Verdict{Destination: "nobody"}, StageRcpt, all, "is not an address"},
+		{Verdict{Destinations: []string{"a@b.test"}}, StageRcpt, MayAccept, "verdict continue with destination is outside"},
+		{Verdict{Destinations: []string{"a@b.test"}}, StageData, all, "a destination is only for the rcpt stage, not data"},
+		{Verdict{Destination: "a@b.test", Destinations: []string{"c@d.test", "x\r\nRSET@d.test"}}, StageRcpt, all, "is not an address"},
+		{Verdict{Destination: "a@b.test", Destinations: []string{"c@d.test", "A@B.test"}}, StageRcpt, all, `destination "A@B.test" is named twice`},
+		{Verdict{Destinations: manyDestinations(MaxDestinations + 1)}, StageRcpt, all, "21 destinations; at most 20"},
 		{Verdict{AddHeaders: []Header{{Name: "X Bad", Value: "1"}}}, StageData, all, `header name "X Bad"`},
 		{Verdict{AddHeaders: []Header{{Name: "X-A", Value: "1\nBcc: x@y.test"}}}, StageData, all, "value has control characters"},
 		{Verdict{RemoveHeaders: []string{"Subject:"}}, StageData, all, `header name "Subject:"`},
@@ -49,4 +56,12 @@ func TestCheckVerdict(t *testing.T) {
 			t.Errorf("%+v at %s: %v, want an error containing %q", c.v, c.stage, err, c.want)
 		}
 	}
+}
+
+func manyDestinations(n int) []string {
+	var d []string
+	for i := range n {
+		d = append(d, "d"+itoa(uint64(i))+"@dest.test")
+	}
+	return d
 }

@@ -313,8 +313,14 @@ func AppendVerdict(b []byte, m *Verdict) []byte {
 		e.str(f.Symbol)
 		e.float(f.Score)
 	}
-	if m.Failure != "" { // older guests end at the findings
+	if m.Failure != "" || len(m.Destinations) > 0 { // older guests end at the findings
 		e.str(m.Failure)
+	}
+	if len(m.Destinations) > 0 { // and older guests at the failure
+		e.uint(uint64(len(m.Destinations)))
+		for _, d := range m.Destinations {
+			e.str(d)
+		}
 	}
 	return e.b
 }
@@ -343,6 +349,7 @@ func DecodeVerdict(b []byte, m *Verdict) error {
 		}
 	}
 	m.Failure = d.str()
+	m.Destinations = d.strs()
 	if d.err == nil && m.Action > Quarantine {
 		return ErrMalformed
 	}

@@ -30,6 +30,7 @@ func fullVerdict() *Verdict {
 		AddHeaders:    []Header{{"X-A", "1"}, {"X-B", ""}},
 		RemoveHeaders: []string{"X-Spam"},
 		Findings:      []Finding{{"BAYES_99", 3.5}, {"NEG", -1.25}},
+		Destinations:  []string{"you@example.org", "them@example.com"},
 	}
 }
 
@@ -85,6 +86,37 @@ func TestMissingAndExtraTrailingFields(t *testing.T) {
 		MailFrom: d.str(), UTF8: d.bool(), Rcpts: d.strs(), Rcpt: d.str(), Size: d.uint(), Auth: d.auth(), ClientNameResult: d.str()}
 	if d.err != nil || !reflect.DeepEqual(&prior, full) {
 		t.Fatalf("the fields before findings, as a guest before them reads them: %+v, %v", prior, d.err)
+	}
+}
+
+// Destinations are appended after Failure: a verdict with several
+// destinations reads, to a host older than the field, as one to the first
+// (Destination), and a guest older than it sends none.
+func TestDestinationsAppended(t *testing.T) {
+	v := &Verdict{Action: Continue, Destination: "a@one.test", Destinations: []string{"b@two.test", "c@two.test"}}
+	enc := AppendVerdict(nil, v)
+	var got Verdict
+	if err := DecodeVerdict(enc, &got); err != nil || !reflect.DeepEqual(&got, v) {
+		t.Fatalf("got %+v, %v; want %+v", got, err, v)
+	}
+	if l := got.DestinationList(); !reflect.DeepEqual(l, []string{"a@one.test", "b@two.test", "c@two.test"}) {
+		t.Errorf("DestinationList = %v", l)
+	}
+	d := decoder{b: enc}
+	prior := Verdict{Action: Action(d.uint()), Code: uint16(d.uint()), Enhanced: d.str(), Text: d.str(), Destination: d.str()}
+	d.count() // no headers
+	d.strs()
+	d.count() // no findings
+	prior.Failure = d.str()
+	if d.err != nil || prior.Destination != "a@one.test" || prior.Failure != "" {
+		t.Errorf("as a host before Destinations reads it: %+v, %v", prior, d.err)
+	}
+	one := AppendVerdict(nil, &Verdict{Destination: "a@one.test"})
+	if err := DecodeVerdict(one, &got); err != nil || got.Destinations != nil || !reflect.DeepEqual(got.DestinationList(), []string{"a@one.test"}) {
+		t.Errorf("a verdict of a guest before Destinations: %+v, %v", got, err)
+	}
+	if l := (&Verdict{Destinations: []string{"x@y.test"}}).DestinationList(); !reflect.DeepEqual(l, []string{"x@y.test"}) {
+		t.Errorf("Destinations alone: DestinationList = %v", l)
 	}
 }
 
@@ -172,7 +204,9 @@ func TestPermissionsAllow(t *testing.T) {
 		{Verdict{Action: Continue}, true},
 		{Verdict{Action: Reject}, true},
 		{Verdict{Action: Continue, Destination: "a@b"}, true},
+		{Verdict{Action: Continue, Destinations: []string{"a@b"}}, true},
 		{Verdict{Action: Discard}, false},
+		{Verdict{Action: Accept, Destinations: []string{"a@b"}}, false},
 		{Verdict{Action: Continue, AddHeaders: []Header{{"X", "y"}}}, false},
 		{Verdict{Action: Continue, RemoveHeaders: []string{"X"}}, false},
 	}

@@ -301,7 +301,7 @@ func describeOutcome(req *abi.Request, o plugin.Outcome) string {
 		return what + ": told"
 	}
 	v := abi.Verdict{
-		Action: rec.Action, Destination: o.Destination,
+		Action: rec.Action, Destinations: o.Destinations,
 		AddHeaders: o.AddHeaders, RemoveHeaders: o.RemoveHeaders, Findings: o.Findings,
 	}
 	if rec.Action == abi.Quarantine {

@@ -72,9 +72,9 @@ type Outcome struct {
 	// Reply is the SMTP reply for Reject and Tempfail, and for Discard the
 	// 250 that the client gets for the message it believes delivered.
 	Reply *smtp.SMTPError
-	// Destination is where the recipient goes (rcpt): the last one set, in
-	// chain order.
-	Destination string
+	// Destinations are where the recipient goes (rcpt): those of the last
+	// verdict that set any, in chain order (abi.Verdict.DestinationList).
+	Destinations []string
 	// Quarantine is the reason of the first plugin that quarantined the
 	// message, or "".
 	Quarantine    string
@@ -191,8 +191,8 @@ func withFindings(req, shared *abi.Request, plugin string, found []abi.Finding) 
 
 // take adds a plugin's verdict to the outcome.
 func (o *Outcome) take(plugin string, v *abi.Verdict) {
-	if v.Destination != "" {
-		o.Destination = v.Destination
+	if dests := v.DestinationList(); len(dests) > 0 {
+		o.Destinations = dests
 	}
 	o.AddHeaders = append(o.AddHeaders, v.AddHeaders...)
 	o.RemoveHeaders = append(o.RemoveHeaders, v.RemoveHeaders...)

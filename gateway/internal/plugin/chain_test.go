@@ -3,6 +3,7 @@ package plugin
 import (
 	"context"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/sluice-mail/sluice/sdk/abi"
@@ -19,6 +20,7 @@ func TestChainSemantics(t *testing.T) {
 	quarantine := p("quarantine", `verdict = "quarantine"`+"\ntext = \"odd\"\nfinding = \"ODD\"\npermit = [\"quarantine\"]")
 	destA := p("dest-a", `destination = "a@inbox.test"`+"\nheader = \"X-A: 1\"\npermit = [\"destination\", \"add_headers\"]")
 	destB := p("dest-b", `destination = "b@inbox.test"`+"\nheader = \"X-B: 2\"\npermit = [\"destination\", \"add_headers\"]")
+	destMany := p("dest-many", `destinations = ["c@inbox.test", "d@elsewhere.test"]`+"\npermit = [\"destination\"]")
 	cont := p("continue", ``)
 
 	names := func(o Outcome) []string {
@@ -58,11 +60,16 @@ func TestChainSemantics(t *testing.T) {
 			}, "quarantine reason and finding kept"},
 		{"destinations last wins, headers add up", []*Plugin{destA, destB, cont}, abi.Continue, []string{"dest-a", "dest-b", "continue"},
 			func(o Outcome) bool {
-				return o.Destination == "b@inbox.test" && len(o.AddHeaders) == 2 &&
+				return destinationIs(o, "b@inbox.test") && len(o.AddHeaders) == 2 &&
 					o.AddHeaders[0].Name == "X-A" && o.AddHeaders[1].Name == "X-B"
 			}, "destination b@inbox.test and headers X-A, X-B"},
+		{"several destinations", []*Plugin{destA, destMany}, abi.Continue, []string{"dest-a", "dest-many"},
+			func(o Outcome) bool {
+				return reflect.DeepEqual(o.Destinations, []string{"c@inbox.test", "d@elsewhere.test"})
+			},
+			"the last verdict's destinations, c@inbox.test and d@elsewhere.test"},
 		{"nobody decides", []*Plugin{cont, cont}, abi.Continue, []string{"continue", "continue"},
-			func(o Outcome) bool { return o.Reply == nil && o.Destination == "" }, "no reply, no destination"},
+			func(o Outcome) bool { return o.Reply == nil && destinationIs(o, "") }, "no reply, no destination"},
 	}
 	for _, tc := range cases {
 		c := &Chain{plugins: tc.chain}
@@ -75,6 +82,43 @@ func TestChainSemantics(t *testing.T) {
 		}
 		if tc.check != nil && !tc.check(o) {
 			t.Errorf("%s: outcome %+v (reply %+v), want %s", tc.name, o, o.Reply, tc.explain)
+		}
+	}
+}
+
+// destinationIs reports whether an outcome routes to the one destination
+// want, or to none for "".
+func destinationIs(o Outcome, want string) bool {
+	if want == "" {
+		return len(o.Destinations) == 0
+	}
+	return len(o.Destinations) == 1 && o.Destinations[0] == want
+}
+
+// A plugin that names more destinations than abi.MaxDestinations, or
+// one twice, or one that is no address, or any without the permission,
+// fails its call as for any verdict the checks refuse: its on_failure
+// (tempfail by default) applies, and the recipient goes nowhere.
+func TestChainDestinationChecks(t *testing.T) {
+	h, _ := newHost(t)
+	many := `destinations = [`
+	for i := range abi.MaxDestinations + 1 {
+		if i > 0 {
+			many += ", "
+		}
+		many += `"d` + string(rune('a'+i)) + `@inbox.test"`
+	}
+	many += "]\npermit = [\"destination\"]"
+	for name, c := range map[string]struct{ config, err string }{
+		"too-many":    {many, "bad output: 21 destinations; at most 20"},
+		"twice":       {`destinations = ["a@inbox.test", "A@INBOX.test"]` + "\npermit = [\"destination\"]", `destination "A@INBOX.test" is named twice`},
+		"invalid":     {`destinations = ["a@inbox.test", "b@inbox.test> NOTIFY=NEVER"]` + "\npermit = [\"destination\"]", "is not an address"},
+		"unpermitted": {`destinations = ["a@inbox.test", "b@inbox.test"]`, "outside the permissions"},
+	} {
+		o := NewChain(load(t, h, scriptedSpec(t, name, c.config))).Run(context.Background(), rcpt("someone@x.test"), nil)
+		if len(o.Destinations) != 0 || o.Action != abi.Tempfail || o.Reply.Code != 451 || len(o.Verdicts) != 1 ||
+			o.Verdicts[0].Err == nil || !strings.Contains(o.Verdicts[0].Err.Error(), c.err) {
+			t.Errorf("%s: %+v, want a failure %q, 451 and no destination", name, o, c.err)
 		}
 	}
 }

@@ -22,6 +22,8 @@ func FuzzVerdict(f *testing.F) {
 			AddHeaders: []abi.Header{{Name: "X-A", Value: "1"}}, RemoveHeaders: []string{"X-Spam"}, Findings: []abi.Finding{{Symbol: "BAYES_99", Score: 3.5}}},
 		{Action: abi.Tempfail},
 		{Action: abi.Accept, Destination: "me@inbox.test"},
+		{Action: abi.Continue, Destination: "me@inbox.test", Destinations: []string{"you@other.test", "ME@inbox.test"}},
+		{Action: abi.Continue, Destinations: []string{"a@b.test", "c@d.test"}},
 		{Action: abi.Quarantine, Text: "suspicious"},
 		{Action: abi.Continue, AddHeaders: []abi.Header{{Name: "X-Inject", Value: "a\r\nBcc: x@y.test"}}},
 		{Action: abi.Reject, Code: 250, Text: "smuggled\r\n250 ok"},
@@ -51,8 +53,18 @@ func FuzzVerdict(f *testing.F) {
 				t.Fatalf("%+v gives the reply %+v", v, r)
 			}
 		}
-		if d := o.Destination; d != "" && (st != abi.StageRcpt || strings.ContainsAny(d, "\r\n\x00 <>") || !strings.Contains(d, "@")) {
-			t.Fatalf("%+v at %s gives the destination %q", v, st, d)
+		if len(o.Destinations) > abi.MaxDestinations {
+			t.Fatalf("%+v gives %d destinations", v, len(o.Destinations))
+		}
+		for i, d := range o.Destinations {
+			if st != abi.StageRcpt || strings.ContainsAny(d, "\r\n\x00 <>") || !strings.Contains(d, "@") {
+				t.Fatalf("%+v at %s gives the destination %q", v, st, d)
+			}
+			for _, e := range o.Destinations[:i] {
+				if strings.EqualFold(d, e) {
+					t.Fatalf("%+v gives the destination %q twice", v, d)
+				}
+			}
 		}
 		for _, h := range o.AddHeaders {
 			raw := message.FormatField(h.Name, h.Value)

@@ -68,7 +68,7 @@ func (s *session) deliver(msg []byte) (*smtp.SMTPError, decider) {
 	case abi.Discard:
 		s.closeRelay()
 		s.txn.discarded = append(s.txn.discarded, s.txn.rcpts...)
-		s.txn.forwards = nil
+		s.txn.forwards, s.txn.queued = nil, nil
 		s.txn.dropped = true
 		return out.Reply, pluginDecider(out)
 	}
@@ -78,7 +78,7 @@ func (s *session) deliver(msg []byte) (*smtp.SMTPError, decider) {
 		s.closeRelay()
 		return reply, byHost
 	}
-	if len(s.txn.forwards) == 0 {
+	if len(s.txn.forwards) == 0 && len(s.txn.queued) == 0 {
 		// Every recipient was dropped at RCPT.
 		s.txn.dropped = true
 		if s.txn.dropReply == nil {
@@ -95,13 +95,28 @@ func (s *session) deliver(msg []byte) (*smtp.SMTPError, decider) {
 		s.srv.log.Error("sealing or signing failed", "session", s.id, "err", err)
 		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Signing failed, try again later"}, byHost
 	}
+	if len(s.txn.forwards) == 0 {
+		// Every destination is queued: the queue's word is the reply.
+		s.closeRelay()
+		if err := s.enqueue(fwd, body, report); err != nil {
+			return queueFailed(), byQueue
+		}
+		return queuedReply(s.txn.queueIDs), byQueue
+	}
 	reply, err := s.txn.relay.Data(s.srv.ctx, fwd, body)
 	s.srv.metrics.relayReply("data", err)
 	s.srv.metrics.tlsUsed("outbound", s.txn.relay.TLSVersion())
 	s.txn.remote = s.txn.relay.Remote()
 	s.closeRelay()
 	if err != nil {
+		// Refused in session: the copies for other domains are not
+		// queued, and the client's retry tries them all again.
 		return asSMTPError(err), byDestination
+	}
+	if len(s.txn.queued) > 0 {
+		if err := s.enqueue(fwd, body, report); err != nil {
+			return queueFailed(), byQueue
+		}
 	}
 	return reply, byDestination
 }

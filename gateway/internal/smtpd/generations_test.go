@@ -85,7 +85,7 @@ func route(c *plugin.Chain) (string, error) {
 			return "", v.Err
 		}
 	}
-	return o.Destination, nil
+	return strings.Join(o.Destinations, ","), nil
 }
 
 // A swapped-out generation serves its sessions to their end and closes

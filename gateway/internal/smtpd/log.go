@@ -18,10 +18,11 @@ type decision struct {
 	by    decider
 }
 
-// decider is who made a decision: the host's own rules, a plugin, or the
-// destination (its reply, or its being out of reach).
+// decider is who made a decision: the host's own rules, a plugin, the
+// destination (its reply, or its being out of reach), or the queue (it
+// took the message for destinations not relayed in session, or failed to).
 type decider struct {
-	kind   string // deciderHost, deciderPlugin or deciderDestination
+	kind   string // deciderHost, deciderPlugin, deciderDestination or deciderQueue
 	plugin string // the plugin's name
 }
 
@@ -29,14 +30,16 @@ const (
 	deciderHost        = "host"
 	deciderPlugin      = "plugin"
 	deciderDestination = "destination"
+	deciderQueue       = "queue"
 )
 
 var (
 	byHost        = decider{kind: deciderHost}
 	byDestination = decider{kind: deciderDestination}
+	byQueue       = decider{kind: deciderQueue}
 )
 
-// String is "host", "destination" or "plugin:<name>".
+// String is "host", "destination", "queue" or "plugin:<name>".
 func (d decider) String() string {
 	if d.kind == deciderPlugin {
 		return deciderPlugin + ":" + d.plugin
@@ -63,7 +66,8 @@ func (t *transaction) dropper() decider {
 // counter labels them.
 const (
 	outcomeForwarded = "forwarded"
-	outcomeNone      = "none" // the transaction ended before its message was answered
+	outcomeQueued    = "queued" // every destination queued; the queue said 2xx
+	outcomeNone      = "none"   // the transaction ended before its message was answered
 )
 
 // outcome is what became of the transaction's message.
@@ -73,6 +77,8 @@ func (t *transaction) outcome() string {
 		return outcomeNone
 	case t.dropped:
 		return outcomeDropped
+	case t.result.Code/100 == 2 && t.resultBy.kind == deciderQueue:
+		return outcomeQueued
 	case t.result.Code/100 == 2:
 		return outcomeForwarded
 	}
@@ -99,7 +105,8 @@ func (s *session) endTxn() {
 // "name@stage:action:duration", with "(failed)" after the action of a
 // plugin that failed; chain is the number of the generation (chain, keys,
 // settings) the session used.
-// forwards and relay appear only for a message that left.
+// forwards and relay appear only for a message that left in session,
+// queued only for one that was queued.
 func (s *session) logTxn() {
 	t := &s.txn
 	var refused, plugins strings.Builder
@@ -145,6 +152,16 @@ func (s *session) logTxn() {
 			dests.WriteString(f.rcpt + "->" + f.dest)
 		}
 		attrs = append(attrs, "forwards", dests.String(), "relay", t.remote)
+	}
+	if len(t.queueIDs) > 0 {
+		var q strings.Builder
+		for i, f := range t.queued {
+			if i > 0 {
+				q.WriteByte(',')
+			}
+			q.WriteString(f.rcpt + "->" + f.dest)
+		}
+		attrs = append(attrs, "queued", q.String(), "queue_ids", strings.Join(t.queueIDs, ","))
 	}
 	if sc := t.score(); len(sc.symbols) > 0 {
 		attrs = append(attrs, "score", sc.String())

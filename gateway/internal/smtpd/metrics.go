@@ -61,7 +61,7 @@ func newServerMetrics(r prometheus.Registerer) *serverMetrics {
 		sessions:     f.NewCounter(prometheus.CounterOpts{Name: "sluice_sessions_total", Help: "SMTP sessions accepted at their first HELO or EHLO."}),
 		openSessions: f.NewGauge(prometheus.GaugeOpts{Name: "sluice_sessions_current", Help: "SMTP sessions open now."}),
 		messages: f.NewCounterVec(prometheus.CounterOpts{Name: "sluice_messages_total",
-			Help: "Messages by outcome: delivered (the destination said 2xx), rejected (5xx), tempfailed (4xx), dropped (discarded by policy)."},
+			Help: "Messages by outcome: delivered (the destination said 2xx), queued (every destination queued), rejected (5xx), tempfailed (4xx), dropped (discarded by policy)."},
 			[]string{"outcome"}),
 		stages: f.NewHistogramVec(prometheus.HistogramOpts{Name: "sluice_stage_seconds",
 			Help: "Time the whole filter chain took at each stage.", Buckets: metrics.DefaultBuckets}, []string{"stage"}),
@@ -80,7 +80,7 @@ func newServerMetrics(r prometheus.Registerer) *serverMetrics {
 			Help: "TLS in use, by direction: inbound counts client sessions by the TLS version they ended with, outbound counts messages sent to destinations by the TLS version of the connection; none is plaintext."},
 			[]string{"direction", "version"}),
 		recipients: f.NewCounterVec(prometheus.CounterOpts{Name: "sluice_recipients_total",
-			Help: "Recipients by what became of them (forwarded, rejected, tempfailed, dropped) and who decided (host, plugin, destination). " +
+			Help: "Recipients by what became of them (forwarded, queued, rejected, tempfailed, dropped) and who decided (host, plugin, destination, queue). " +
 				"A recipient refused at RCPT counts then; one accepted counts with its message's reply to DATA."},
 			[]string{"outcome", "decided_by"}),
 		connsRefused: f.NewCounterVec(prometheus.CounterOpts{Name: "sluice_connections_refused_total",
@@ -89,7 +89,7 @@ func newServerMetrics(r prometheus.Registerer) *serverMetrics {
 	}
 	// Every known label value shows from the start, so that rates work
 	// from zero.
-	for _, o := range []string{outcomeDelivered, outcomeRejected, outcomeTempfailed, outcomeDropped} {
+	for _, o := range []string{outcomeDelivered, outcomeQueued, outcomeRejected, outcomeTempfailed, outcomeDropped} {
 		m.messages.WithLabelValues(o)
 	}
 	for method, results := range authResultValues {
@@ -111,6 +111,10 @@ func newServerMetrics(r prometheus.Registerer) *serverMetrics {
 		for _, by := range []string{deciderHost, deciderPlugin, deciderDestination} {
 			m.recipients.WithLabelValues(o, by)
 		}
+	}
+	// The queue decides a recipient only by taking it, or by failing to.
+	for _, o := range []string{outcomeQueued, outcomeTempfailed} {
+		m.recipients.WithLabelValues(o, deciderQueue)
 	}
 	for _, limit := range connectionLimits {
 		m.connsRefused.WithLabelValues(limit)
@@ -134,6 +138,9 @@ func (m *serverMetrics) transaction(t *transaction) {
 		case t.result.Code/100 == 2 && d.by.kind == deciderPlugin:
 			// Dropped at RCPT, its message accepted.
 			m.recipients.WithLabelValues(outcomeDropped, deciderPlugin).Inc()
+		case t.result.Code/100 == 2 && d.by.kind == deciderQueue:
+			// Every destination of it queued, its message accepted.
+			m.recipients.WithLabelValues(outcomeQueued, deciderQueue).Inc()
 		default:
 			m.recipients.WithLabelValues(t.outcome(), t.resultBy.kind).Inc()
 		}
@@ -145,6 +152,9 @@ func (m *serverMetrics) transaction(t *transaction) {
 func messageOutcome(t *transaction) string {
 	if t.dropped {
 		return outcomeDropped
+	}
+	if t.outcome() == outcomeQueued {
+		return outcomeQueued
 	}
 	return outcome(t.result)
 }

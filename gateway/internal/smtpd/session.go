@@ -55,13 +55,18 @@ type transaction struct {
 	rcpts     []string // every recipient accepted, as given
 	forwards  []forward
 	discarded []string
-	destDom   string     // the one destination domain of this transaction
+	destDom   string     // the one destination domain relayed to in session
 	relay     *relay.Txn // open towards destDom once a recipient is forwarded
 	remote    string     // the destination host used, for the log
 	changes   changes
 	verdicts  []verdict
 	spf       *auth.SPF // running from MAIL FROM on
 	started   time.Time
+
+	// Destinations not relayed in session, with a queue (destinations.go).
+	queued   []forward // to be queued at DATA
+	queueAll bool      // QueueAll found several domains: nothing is relayed in session
+	queueIDs []string  // what Enqueue named the queued messages, for the log
 
 	// What was decided, for the transaction's log line and the recipient
 	// counts, written once when the transaction ends (log.go).
@@ -81,8 +86,9 @@ type verdict struct {
 }
 
 type forward struct {
-	rcpt string // as the client gave it
-	dest string // where it goes
+	rcpt   string // as the client gave it
+	dest   string // where it goes
+	domain string // dest's domain, for a queued one
 }
 
 // changes are what plugins asked for at any stage of the transaction,
@@ -286,13 +292,13 @@ func (s *session) rcpt(to string) (decider, error) {
 		}
 		return pluginDecider(out), nil
 	}
-	dest := out.Destination
+	dests := out.Destinations
 	if bounceTo != "" {
 		// A bounce goes back to the sender it was sent for; no plugin
 		// can redirect it.
-		dest = bounceTo
+		dests = []string{bounceTo}
 	}
-	if dest == "" {
+	if len(dests) == 0 {
 		if len(out.Skipped) > 0 {
 			// A plugin that failed may be the one that would have routed
 			// it: refusing for good would bounce good mail for a failure
@@ -301,25 +307,21 @@ func (s *session) rcpt(to string) (decider, error) {
 		}
 		return byHost, &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: fmt.Sprintf("<%s>: no such recipient here", to)}
 	}
-	if by, err := s.forwardTo(to, dest); err != nil {
+	by, err := s.route(to, dests)
+	if err != nil {
 		return by, err
 	}
 	s.txn.changes.merge(out)
 	s.txn.rcpts = append(s.txn.rcpts, to)
-	return byDestination, nil
+	return by, nil
 }
 
-// forwardTo adds a destination to the transaction, opening the relay to
-// its domain if this is the first, and passes on the destination's reply.
-// A refusal is the host's own or the destination's, as it says.
-func (s *session) forwardTo(rcpt, dest string) (decider, error) {
-	_, domain, err := address.Split(dest)
-	if err != nil {
-		return byHost, &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 5}, Message: fmt.Sprintf("<%s>: misconfigured destination: %v", rcpt, err)}
-	}
-	if s.srv.domains[domain] {
-		return byHost, &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 4, 6}, Message: fmt.Sprintf("<%s>: routing loop: it forwards to a domain this gateway serves", rcpt)}
-	}
+// forwardTo adds a destination in domain to the transaction, opening the
+// relay to its domain if this is the first, and passes on the
+// destination's reply. A refusal is the host's own or the destination's,
+// as it says.
+func (s *session) forwardTo(rcpt, dest, domain string) (decider, error) {
+	var err error
 	for _, f := range s.txn.forwards {
 		if f.dest == dest {
 			// Already accepted by the destination in this transaction.

@@ -22,6 +22,8 @@ type settings struct {
 	Enhanced    string `toml:"enhanced"`
 	Text        string `toml:"text"`
 	Destination string `toml:"destination"`
+	// Destinations, if set, are several (sdk.Verdict.WithDestinations).
+	Destinations []string `toml:"destinations"`
 	// Header is "Name: value" to add; {client_name}, {client_name_result}
 	// and {findings} (plugin:SYMBOL=score, ...) are the request's.
 	Header       string   `toml:"header"`
@@ -83,6 +85,9 @@ func (p *scripted) verdict(req *sdk.Request) sdk.Verdict {
 	}
 	if s.Destination != "" {
 		v = v.WithDestination(s.Destination)
+	}
+	if len(s.Destinations) > 0 {
+		v = v.WithDestinations(s.Destinations...)
 	}
 	if name, value, ok := strings.Cut(s.Header, ": "); ok {
 		value = strings.NewReplacer("{client_name}", req.ClientName, "{client_name_result}", req.ClientNameResult,
