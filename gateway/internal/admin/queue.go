@@ -193,7 +193,7 @@ func queueFilter(r *http.Request) (func(queue.Summary) bool, error) {
 // describe is m as GET /admin/queue/{id} shows it.
 func describe(m *queue.Message) QueueMessage {
 	d := QueueMessage{
-		Summary:    Summarize(m),
+		Summary:    summarize(m),
 		Recipients: []QueueRecipient{},
 		MayBounce:  m.MayBounce,
 		UTF8:       m.UTF8,
@@ -214,9 +214,9 @@ func describe(m *queue.Message) QueueMessage {
 	return d
 }
 
-// Summarize is m as `sluice queue list` shows it: Recipients are the
+// summarize is m as `sluice queue list` shows it: Recipients are the
 // pending ones.
-func Summarize(m *queue.Message) queue.Summary {
+func summarize(m *queue.Message) queue.Summary {
 	s := queue.Summary{
 		ID: m.ID, Kind: m.Kind, From: m.From, Sender: m.Sender, Domain: m.Domain(),
 		Recipients: []string{}, Size: len(m.Data), Arrived: m.Arrived, Attempts: m.Attempts,
