@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"slices"
@@ -249,36 +250,51 @@ func (r *crashRun) run() {
 	}
 
 	// Every copy comes from an attempt told 250 or unanswered; every
-	// duplicate has its kill.
+	// duplicate has its cause.
 	var received, lostReply, destLost, inFlight int
 	for dom, cs := range all {
-		byID := map[string][]crashCopy{}
+		// id → attempt → its copies, in the order they arrived
+		byID := map[string]map[int][]crashCopy{}
 		for _, c := range cs {
-			byID[c.id] = append(byID[c.id], c)
+			received++
+			out := outcomes[c.id][c.attempt]
+			// In session, a reply the destination never gave is the
+			// client's 4xx; queued, it is the queue's to retry.
+			if out != "250" && out != "conn" && !(out == "4xx" && !c.replied && !r.queued) {
+				t.Errorf("%s at %s, attempt %d: the client was told %q, yet the destination has it", c.id, dom, c.attempt, out)
+			}
+			if byID[c.id] == nil {
+				byID[c.id] = map[int][]crashCopy{}
+			}
+			byID[c.id][c.attempt] = append(byID[c.id][c.attempt], c)
 		}
-		for id, cs := range byID {
-			for i, c := range cs {
-				received++
-				out := outcomes[id][c.attempt]
-				// In session, a reply the destination never gave is the
-				// client's 4xx; queued, it is the queue's to retry.
-				if out != "250" && out != "conn" && !(out == "4xx" && !c.replied && !r.queued) {
-					t.Errorf("%s at %s, attempt %d: the client was told %q, yet the destination has it", id, dom, c.attempt, out)
+		for id, byAttempt := range byID {
+			attempts := slices.Sorted(maps.Keys(byAttempt))
+			for i, a := range attempts {
+				// A copy of a later attempt: the client sent the message
+				// again because it saw no reply to the earlier one (or,
+				// in session, a 4xx for a reply the destination lost).
+				if i > 0 {
+					switch outcomes[id][attempts[i-1]] {
+					case "conn":
+						lostReply++
+					case "4xx":
+						destLost++
+					default:
+						t.Errorf("%s at %s: a copy of attempt %d after attempt %d was told %q", id, dom, a, attempts[i-1], outcomes[id][attempts[i-1]])
+					}
 				}
-				if i == 0 {
-					continue
-				}
-				prev := cs[i-1]
-				switch {
-				case prev.attempt != c.attempt && outcomes[id][prev.attempt] == "conn":
-					lostReply++ // the client retried an attempt it had no reply to
-				case !prev.replied:
-					destLost++ // the destination's reply to the earlier copy was lost
-				case prev.attempt == c.attempt && r.queued && killedBetween(killMarks, dom, prev.seq, c.seq):
-					inFlight++ // the queue's delivery was in flight at a kill
-				default:
-					t.Errorf("%s at %s: copy %d (attempt %d) after attempt %d (told %q), with no kill in between to explain it",
-						id, dom, i+1, c.attempt, prev.attempt, outcomes[id][prev.attempt])
+				// Copies of one attempt: the queue tried it again.
+				cs := byAttempt[a]
+				for j := 1; j < len(cs); j++ {
+					switch prev := cs[j-1]; {
+					case !prev.replied:
+						destLost++ // the destination's reply to the earlier copy was lost
+					case r.queued && killedBetween(killMarks, dom, prev.seq, cs[j].seq):
+						inFlight++ // the queue's delivery was in flight at a kill
+					default:
+						t.Errorf("%s at %s: attempt %d arrived %d times, and nothing explains copy %d", id, dom, a, len(cs), j+1)
+					}
 				}
 			}
 		}
