@@ -98,10 +98,12 @@ fuzz-short:
 	GO=$(GO) scripts/fuzz-short
 
 # The Go benchmarks of the hot paths, then the load benchmark against
-# Postfix's smtp-source and smtp-sink (bench/README.md): about 15 minutes.
+# Postfix's smtp-source and smtp-sink (bench/README.md), then the long crash
+# test (20,000 messages, 30 SIGKILLs; docs/queue.md): about 25 minutes.
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 	bench/load.sh
+	SLUICE_CRASH_MESSAGES=20000 SLUICE_CRASH_KILLS=30 $(GO) test -run '^TestCrashAtRandomPoints$$' -v -timeout 60m ./gateway/
 
 clean:
 	rm -rf bin var $(WASM)

@@ -96,11 +96,12 @@ const dataRejectMarker = "X-Test: reject-at-data"
 // goes over the wire.
 func startDestination(t testing.TB, wire bool) *destination {
 	t.Helper()
-	return startDestinationOn(t, wire, "127.0.0.1:0")
+	return startDestinationOn(t, "127.0.0.1:0", wire)
 }
 
-// startDestinationOn starts the destination listening on addr.
-func startDestinationOn(t testing.TB, wire bool, addr string) *destination {
+// startDestinationOn starts a destination listening on addr: a second
+// destination MX, on another loopback address and the relay's port.
+func startDestinationOn(t testing.TB, addr string, wire bool) *destination {
 	t.Helper()
 	l, err := net.Listen("tcp4", addr)
 	if err != nil {
@@ -402,7 +403,7 @@ func prepareEnv(t testing.TB, o envOptions) *env {
 	e := &env{dest: startDestination(t, o.wire), keys: map[string]string{}, secret: testSRSSecret, logs: &syncBuffer{}}
 	if o.dest2 {
 		// The relay has one port for every destination: another address.
-		e.dest2 = startDestinationOn(t, o.wire, "127.0.0.2:"+e.dest.port())
+		e.dest2 = startDestinationOn(t, "127.0.0.2:"+e.dest.port(), o.wire)
 	}
 	if o.listen == "" {
 		o.listen = `["127.0.0.1:0"]`

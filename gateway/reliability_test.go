@@ -2,9 +2,11 @@ package gateway_test
 
 import (
 	"bufio"
+	"cmp"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"os/exec"
@@ -217,6 +219,10 @@ func sortedCounts(m map[string]int) string {
 type retryingClient struct {
 	addr string
 	c    *smtp.Client
+	// rcpt is the recipient, info@ours.test if empty; message, if set,
+	// makes the message of each attempt.
+	rcpt    string
+	message func(id string, attempt int) string
 }
 
 func (r *retryingClient) close() {
@@ -246,7 +252,8 @@ func (r *retryingClient) send(id string, attempt int) string {
 		if err := r.c.Mail("alice@example.org", nil); err != nil {
 			return err
 		}
-		if err := r.c.Rcpt("info@ours.test", nil); err != nil {
+		rcpt := cmp.Or(r.rcpt, "info@ours.test")
+		if err := r.c.Rcpt(rcpt, nil); err != nil {
 			return err
 		}
 		w, err := r.c.Data()
@@ -254,7 +261,11 @@ func (r *retryingClient) send(id string, attempt int) string {
 			return err
 		}
 		lost = "conn"
-		fmt.Fprintf(w, "X-Test-Id: %s\r\nX-Test-Attempt: %d\r\n%s", id, attempt, testMessage)
+		if r.message != nil {
+			io.WriteString(w, r.message(id, attempt))
+		} else {
+			fmt.Fprintf(w, "X-Test-Id: %s\r\nX-Test-Attempt: %d\r\n%s", id, attempt, testMessage)
+		}
 		return w.Close()
 	}()
 	if err == nil {

@@ -397,7 +397,17 @@ func (g *Gateway) adminServer() *http.Server {
 			return g.reloadReporting(ctx)
 		},
 		Chain:  g.chainInfo,
+		Queue:  g.adminQueue(),
 		Logger: g.log,
 	})
 	return &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+}
+
+// adminQueue is the queue for the admin endpoints: a nil interface, not
+// a nil *queue.Queue, when the gateway has none.
+func (g *Gateway) adminQueue() admin.Queue {
+	if g.queue == nil {
+		return nil
+	}
+	return g.queue
 }

@@ -19,6 +19,9 @@ func TestHelpOnEveryCommand(t *testing.T) {
 	for name := range pluginCommands {
 		names = append(names, "plugin "+name)
 	}
+	for name := range queueCommands {
+		names = append(names, "queue "+name)
+	}
 	sort.Strings(names)
 	if len(names) < 9 {
 		t.Fatalf("only %d commands: %v", len(names), names)
@@ -30,7 +33,7 @@ func TestHelpOnEveryCommand(t *testing.T) {
 			var stdout, stderr bytes.Buffer
 			code := run(context.Background(), args, nil, &stdout, &stderr)
 			want := strings.TrimSpace("usage: sluice " + name)
-			if name == "" || name == "plugin" {
+			if name == "" || name == "plugin" || name == "queue" {
 				want += " <command>"
 			}
 			if code != 0 || !strings.HasPrefix(stdout.String(), want) || stderr.Len() > 0 {
@@ -52,6 +55,9 @@ func TestHelpCommand(t *testing.T) {
 	for name := range pluginCommands {
 		help["plugin "+name] = []string{"help", "plugin", name}
 	}
+	for name := range queueCommands {
+		help["queue "+name] = []string{"help", "queue", name}
+	}
 	for name, args := range help {
 		var want, stdout, stderr bytes.Buffer
 		run(context.Background(), append(strings.Fields(name), "-h"), nil, &want, io.Discard)
@@ -59,15 +65,15 @@ func TestHelpCommand(t *testing.T) {
 		if code != 0 || stdout.String() != want.String() || stderr.Len() > 0 || want.Len() == 0 {
 			t.Errorf("sluice %s: exit %d, stdout %q, stderr %q; want 0 and %q", strings.Join(args, " "), code, firstLine(stdout.String()), stderr.String(), firstLine(want.String()))
 		}
-		if strings.HasPrefix(name, "plugin ") {
+		if g, sub, ok := strings.Cut(name, " "); ok {
 			stdout.Reset()
-			args := []string{"plugin", "help", strings.TrimPrefix(name, "plugin ")}
+			args := []string{g, "help", sub}
 			if code := run(context.Background(), args, nil, &stdout, &stderr); code != 0 || stdout.String() != want.String() || stderr.Len() > 0 {
 				t.Errorf("sluice %s: exit %d, stdout %q, stderr %q; want 0 and %q", strings.Join(args, " "), code, firstLine(stdout.String()), stderr.String(), firstLine(want.String()))
 			}
 		}
 	}
-	for _, args := range [][]string{{"help", "nosuch"}, {"help", "serve", "-c", "nosuch.toml"}, {"plugin", "help", "nosuch"}, {"help", "plugin", "nosuch"}} {
+	for _, args := range [][]string{{"help", "nosuch"}, {"help", "serve", "-c", "nosuch.toml"}, {"plugin", "help", "nosuch"}, {"help", "plugin", "nosuch"}, {"queue", "help", "nosuch"}} {
 		var stdout, stderr bytes.Buffer
 		code := run(context.Background(), args, nil, &stdout, &stderr)
 		if code != 2 || stdout.Len() > 0 || !strings.Contains(stderr.String(), "help: ") {

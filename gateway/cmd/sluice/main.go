@@ -7,6 +7,7 @@
 //	sluice dns -c gateway.toml       print the DNS records the configuration needs
 //	sluice doctor -c gateway.toml    check the published DNS records and the certificate
 //	sluice plugin new|test|check     tools for plugin authors
+//	sluice queue list|show|retry|... the queue of a running gateway
 //	sluice version                   which build this is
 //	sluice help COMMAND              a command's usage, as COMMAND -h prints it
 package main
@@ -42,6 +43,8 @@ commands:
   dns     -c FILE            print the DNS records the configuration needs, as zone-file lines
   doctor  -c FILE            check the published DNS records and the certificate, with the fix for each problem
   plugin  new|test|check     tools for plugin authors: scaffold, run and check a plugin
+  queue   list|show|retry|hold|release|delete
+                             list and operate on the queue of a running gateway
   version                    print the version, revision, Go version and plugin ABI version
 
 Run "sluice help <command>" or "sluice <command> -h" for a command's usage.
@@ -53,11 +56,11 @@ type command func(ctx context.Context, args []string, stdin io.Reader, stdout, s
 
 // commands are sluice's commands, by name.
 var commands = map[string]command{
-	"serve": serve, "check": check, "send": send, "keygen": keygen, "dns": dnsCmd, "doctor": doctorCmd, "plugin": pluginCmd, "version": versionCmd,
+	"serve": serve, "check": check, "send": send, "keygen": keygen, "dns": dnsCmd, "doctor": doctorCmd, "plugin": pluginCmd, "queue": queueCmd, "version": versionCmd,
 }
 
 // sluiceGroup is sluice itself: the commands, and the help on them.
-var sluiceGroup = &group{name: "sluice", usage: usage, cmds: commands, groups: map[string]*group{"plugin": pluginGroup}}
+var sluiceGroup = &group{name: "sluice", usage: usage, cmds: commands, groups: map[string]*group{"plugin": pluginGroup, "queue": queueGroup}}
 
 // run is main without the process: tests call it.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {

@@ -38,7 +38,10 @@ type Config struct {
 	// error, one "file:line: problem" per line, goes back to the caller.
 	Reload func(context.Context) (notApplied []string, err error)
 	// Chain describes the chain in use now.
-	Chain  func() Chain
+	Chain func() Chain
+	// Queue is the gateway's queue, for the /admin/queue endpoints; nil
+	// if it has none, and they answer 503.
+	Queue  Queue
 	Logger *slog.Logger
 }
 
@@ -83,6 +86,7 @@ type reloadAnswer struct {
 //	GET  /metrics        every metric, in the Prometheus text format 0.0.4 or OpenMetrics
 //	POST /admin/reload   rebuild and swap the generation; 200 with the new chain and the settings not applied, or 422 with the errors
 //	GET  /admin/chain    the chain in use, as JSON
+//	     /admin/queue...  list and operate on the queue (see queueEndpoints)
 //
 // A request whose Host is not one of ours gets 421; a browser's request
 // from another origin that is not GET or HEAD gets 403.
@@ -117,6 +121,7 @@ func endpoints(c Config) http.Handler {
 	mux.HandleFunc("GET /admin/chain", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, c.Chain())
 	})
+	queueEndpoints(mux, c.Queue)
 	return mux
 }
 
