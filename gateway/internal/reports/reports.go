@@ -71,7 +71,7 @@ const (
 // nil *Reports, which records nothing.
 type Reports struct {
 	cfg     Config
-	records chan any // *DMARCRecord or *TLSRecord
+	records chan stamped
 	seal    chan sealRequest
 	done    chan struct{}
 	started atomic.Bool
@@ -90,7 +90,7 @@ func New(cfg Config) *Reports {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Reports{cfg: cfg, records: make(chan any, cfg.Buffer), seal: make(chan sealRequest), done: make(chan struct{})}
+	return &Reports{cfg: cfg, records: make(chan stamped, cfg.Buffer), seal: make(chan sealRequest), done: make(chan struct{})}
 }
 
 // Start makes the reports directory and starts the writer, and a timer
@@ -132,13 +132,19 @@ func (r *Reports) Close() {
 	<-r.done
 }
 
+// stamped is a record with the UTC day it was made on.
+type stamped struct {
+	kind, day string
+	rec       any // *DMARCRecord or *TLSRecord
+}
+
 // record hands rec to the writer without waiting.
 func (r *Reports) record(kind string, rec any) {
 	if !r.started.Load() {
 		return
 	}
 	select {
-	case r.records <- rec:
+	case r.records <- stamped{kind, day(r.cfg.Now()), rec}:
 	default:
 		if r.cfg.Dropped != nil {
 			r.cfg.Dropped(kind)
@@ -156,9 +162,9 @@ type sealRequest struct {
 	done   chan struct{}
 }
 
-// write appends each record to its kind's file of the day it arrives
-// (by the clock, so that a day sealed never gets another line), and
-// seals days on request.
+// write appends each record to its kind's file of the day it was made
+// on, and seals days on request. A record made on a day sealed already
+// (it was on its way at midnight) counts in the first day not sealed.
 func (r *Reports) write(ctx context.Context) {
 	defer close(r.done)
 	files := map[string]*os.File{} // by file name
@@ -175,42 +181,55 @@ func (r *Reports) write(ctx context.Context) {
 			closeFile(name)
 		}
 	}()
+	sealed := "" // days before this one are sealed
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case req := <-r.seal:
+			// What was recorded before the request was made goes
+			// into the files first.
+			for drained := false; !drained; {
+				select {
+				case rec := <-r.records:
+					r.writeRecord(files, rec, sealed)
+				default:
+					drained = true
+				}
+			}
 			for name := range files {
 				if fileDay(name) < req.before {
 					closeFile(name)
 				}
 			}
 			r.sealFiles(req.before)
+			sealed = max(sealed, req.before)
 			close(req.done)
 		case rec := <-r.records:
-			kind := KindDMARC
-			if _, ok := rec.(*TLSRecord); ok {
-				kind = KindTLS
-			}
-			name := kind + "-" + day(r.cfg.Now()) + ".jsonl"
-			f := files[name]
-			if f == nil {
-				var err error
-				f, err = os.OpenFile(filepath.Join(r.cfg.Dir, name), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
-				if err != nil {
-					r.cfg.Logger.Warn("reports: cannot open a record file; record dropped", "err", err)
-					continue
-				}
-				files[name] = f
-			}
-			line, err := json.Marshal(rec)
-			if err == nil {
-				_, err = f.Write(append(line, '\n'))
-			}
-			if err != nil {
-				r.cfg.Logger.Warn("reports: writing a record failed", "file", name, "err", err)
-			}
+			r.writeRecord(files, rec, sealed)
 		}
+	}
+}
+
+// writeRecord appends rec to its file, opening it if needed.
+func (r *Reports) writeRecord(files map[string]*os.File, rec stamped, sealed string) {
+	name := rec.kind + "-" + max(rec.day, sealed) + ".jsonl"
+	f := files[name]
+	if f == nil {
+		var err error
+		f, err = os.OpenFile(filepath.Join(r.cfg.Dir, name), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+		if err != nil {
+			r.cfg.Logger.Warn("reports: cannot open a record file; record dropped", "err", err)
+			return
+		}
+		files[name] = f
+	}
+	line, err := json.Marshal(rec.rec)
+	if err == nil {
+		_, err = f.Write(append(line, '\n'))
+	}
+	if err != nil {
+		r.cfg.Logger.Warn("reports: writing a record failed", "file", name, "err", err)
 	}
 }
 
