@@ -24,6 +24,8 @@ import (
 	"github.com/sluice-mail/sluice/gateway/internal/inbox"
 	"github.com/sluice-mail/sluice/gateway/internal/mtasts"
 	"github.com/sluice-mail/sluice/gateway/internal/plugin"
+	"github.com/sluice-mail/sluice/gateway/internal/queue"
+	"github.com/sluice-mail/sluice/gateway/internal/reports"
 	"github.com/sluice-mail/sluice/gateway/internal/resolver"
 	"github.com/sluice-mail/sluice/gateway/internal/smtpd"
 )
@@ -54,6 +56,12 @@ type Gateway struct {
 	acme *acmecert.Manager
 	// site is what the HTTPS listener serves, from the configuration in use.
 	site atomic.Pointer[site]
+	// reports are the DMARC and TLS reports ([reports]); nil when off.
+	// Started by Serve. reportsCheck is how often it looks for a day
+	// to report (0: every minute); queueForReports takes the reports.
+	reports         *reports.Reports
+	reportsCheck    time.Duration
+	queueForReports queue.Enqueuer
 
 	reloadMu sync.Mutex // one reload at a time
 	closed   bool       // under reloadMu: no more reloads
@@ -108,6 +116,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, level *slo
 			return nil, config.Errors{err.(*config.Error)}
 		}
 	}
+	g.reports = g.newReports(cfg)
 	parts, errs := g.buildParts(ctx, cfg)
 	if len(errs) > 0 {
 		g.Close()
@@ -144,6 +153,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, level *slo
 		STARTTLS:            parts.TLS != nil,
 
 		RejectBareLineEndings: cfg.SMTP.BareLineEndings == "reject",
+		DMARCReports:          g.reports,
 
 		Logger:  log,
 		Metrics: g.metrics.registry,
@@ -289,6 +299,10 @@ func (g *Gateway) Serve(ctx context.Context, grace time.Duration) error {
 		// is called its next request to the CA fails, and it returns.
 		go g.acme.Run(watchCtx)
 	}
+	// Its own context: it records what the sessions finishing below do.
+	if err := g.startReports(context.Background()); err != nil {
+		g.log.Error("DMARC and TLS reports not started", "err", err)
+	}
 	watched := make(chan struct{})
 	go func() {
 		defer close(watched)
@@ -305,6 +319,7 @@ func (g *Gateway) Serve(ctx context.Context, grace time.Duration) error {
 	sctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
 	g.smtp.Shutdown(sctx)
+	g.reports.Close()
 	if admin != nil {
 		admin.Shutdown(sctx)
 	}

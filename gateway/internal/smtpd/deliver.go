@@ -64,9 +64,13 @@ func (s *session) deliver(msg []byte) (*smtp.SMTPError, decider) {
 	switch out.Action {
 	case abi.Reject, abi.Tempfail:
 		s.closeRelay()
+		if out.Action == abi.Reject {
+			s.recordDMARC(report, dispositionReject)
+		}
 		return out.Reply, pluginDecider(out)
 	case abi.Discard:
 		s.closeRelay()
+		s.recordDMARC(report, dispositionReject)
 		s.txn.discarded = append(s.txn.discarded, s.txn.rcpts...)
 		s.txn.forwards = nil
 		s.txn.dropped = true
@@ -76,6 +80,7 @@ func (s *session) deliver(msg []byte) (*smtp.SMTPError, decider) {
 	sc := s.txn.score()
 	if reply := s.judge(sc); reply != nil {
 		s.closeRelay()
+		s.recordDMARC(report, dispositionReject)
 		return reply, byHost
 	}
 	if len(s.txn.forwards) == 0 {
@@ -101,7 +106,14 @@ func (s *session) deliver(msg []byte) (*smtp.SMTPError, decider) {
 	s.txn.remote = s.txn.relay.Remote()
 	s.closeRelay()
 	if err != nil {
-		return asSMTPError(err), byDestination
+		reply = asSMTPError(err)
+	}
+	if reply != nil && (reply.Code < 400 || reply.Code >= 500) {
+		disposition := dispositionNone
+		if s.txn.changes.quarantine != "" {
+			disposition = dispositionQuarantine
+		}
+		s.recordDMARC(report, disposition)
 	}
 	return reply, byDestination
 }
