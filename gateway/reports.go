@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"time"
 
 	"github.com/sluice-mail/sluice/gateway/internal/config"
 	"github.com/sluice-mail/sluice/gateway/internal/dkim"
@@ -120,4 +121,11 @@ func tlsRecord(c relay.TLSCheck) reports.TLSRecord {
 		rec.Result, rec.Reason = "validation-failure", "mx-not-in-policy"
 	}
 	return rec
+}
+
+// SendReports sends the DMARC and TLS reports of every day before now's
+// UTC day not sent yet, as the daily timer does; for tests, which set
+// the day.
+func (g *Gateway) SendReports(ctx context.Context, now time.Time) error {
+	return g.reports.SendDue(ctx, now)
 }
