@@ -46,6 +46,9 @@ type Gateway struct {
 	smtp    *smtpd.Server
 	inbox   *inbox.Inbox
 	metrics *gatewayMetrics
+	// queue is the process's queue, opened by Listen (nil before, and
+	// in sluice check: another gateway may hold it).
+	queue *queue.Queue
 	// stsCache holds destinations' MTA-STS policies across generations:
 	// a reload must not forget a policy (RFC 8461 §5.1).
 	stsCache *mtasts.Cache
@@ -57,11 +60,9 @@ type Gateway struct {
 	// site is what the HTTPS listener serves, from the configuration in use.
 	site atomic.Pointer[site]
 	// reports are the DMARC and TLS reports ([reports]); nil when off.
-	// Started by Serve. reportsCheck is how often it looks for a day
-	// to report (0: every minute); queueForReports takes the reports.
-	reports         *reports.Reports
-	reportsCheck    time.Duration
-	queueForReports queue.Enqueuer
+	// Started by Serve, which sets reportsQueue to the queue, once.
+	reports      *reports.Reports
+	reportsQueue queue.Enqueuer
 
 	reloadMu sync.Mutex // one reload at a time
 	closed   bool       // under reloadMu: no more reloads
@@ -154,6 +155,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, level *slo
 
 		RejectBareLineEndings: cfg.SMTP.BareLineEndings == "reject",
 		DMARCReports:          g.reports,
+		QueueAll:              cfg.Queue.MultipleDestinations == "queue_all",
 
 		Logger:  log,
 		Metrics: g.metrics.registry,
@@ -214,6 +216,10 @@ func (g *Gateway) Listen() error {
 			return fmt.Errorf("admin listener: %w", err)
 		}
 		g.admin = l
+	}
+	if err := g.openQueue(); err != nil {
+		g.closeListeners()
+		return err
 	}
 	return nil
 }
@@ -308,6 +314,14 @@ func (g *Gateway) Serve(ctx context.Context, grace time.Duration) error {
 		defer close(watched)
 		g.watch(watchCtx, g.watchInterval())
 	}()
+	queueCtx, stopQueue := context.WithCancel(context.Background())
+	queueDone := make(chan struct{})
+	go func() {
+		defer close(queueDone)
+		if g.queue != nil {
+			g.runQueue(queueCtx)
+		}
+	}()
 
 	var err error
 	select {
@@ -320,6 +334,10 @@ func (g *Gateway) Serve(ctx context.Context, grace time.Duration) error {
 	defer cancel()
 	g.smtp.Shutdown(sctx)
 	g.reports.Close()
+	// After the sessions, which may still queue mail: deliveries under
+	// way are cancelled, and their messages tried again at the next start.
+	stopQueue()
+	<-queueDone
 	if admin != nil {
 		admin.Shutdown(sctx)
 	}
@@ -366,6 +384,10 @@ func (g *Gateway) Close() error {
 	if g.host != nil {
 		errs = append(errs, g.host.Close(ctx))
 		g.host = nil
+	}
+	if g.queue != nil {
+		errs = append(errs, g.queue.Close())
+		g.queue = nil
 	}
 	return errors.Join(errs...)
 }

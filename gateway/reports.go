@@ -40,27 +40,31 @@ func (g *Gateway) newReports(cfg *config.Config) *reports.Reports {
 	})
 }
 
-// startReports starts recording and the daily sending (Serve).
+// startReports starts recording and the daily sending (Serve), into
+// the queue Listen opened.
 func (g *Gateway) startReports(ctx context.Context) error {
 	if g.reports == nil {
 		return nil
 	}
-	return g.reports.Start(ctx, g.reportsCheck)
+	if g.queue != nil {
+		g.reportsQueue = g.queue
+	}
+	return g.reports.Start(ctx, 0)
 }
 
 // errNoQueue is why a report cannot go before the gateway has a queue:
 // its records stay, and are sent once one is there.
 var errNoQueue = errors.New("no queue to send reports through")
 
-// reportQueue is the queue reports go into: the gateway's, once it has
-// one open.
+// reportQueue is the queue reports go into: the gateway's, set when
+// the reports start.
 type reportQueue struct{ g *Gateway }
 
 func (q reportQueue) Enqueue(ctx context.Context, m *queue.Message) error {
-	if q.g.queueForReports == nil {
+	if q.g.reportsQueue == nil {
 		return errNoQueue
 	}
-	return q.g.queueForReports.Enqueue(ctx, m)
+	return q.g.reportsQueue.Enqueue(ctx, m)
 }
 
 // currentResolver and currentSigner are the current generation's, so

@@ -70,7 +70,7 @@ func TestReportsRecordTheMailFlow(t *testing.T) {
 		got[fmt.Sprintf("%v %v spf=%v dkim=%v ip=%v", r["pd"], r["disp"], r["spf"], r["dkim"], r["ip"])]++
 	}
 	want := map[string]int{
-		"pass.example none spf=true dkim=false ip=127.0.0.1":     2,
+		"pass.example none spf=true dkim=false ip=127.0.0.1":      2,
 		"strict.example reject spf=false dkim=false ip=127.0.0.1": 1,
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {

@@ -77,6 +77,7 @@ type Reports struct {
 	started atomic.Bool
 	sendMu  sync.Mutex // one SendDue at a time
 	stop    context.CancelFunc
+	timer   sync.WaitGroup // the daily timer's goroutine
 }
 
 // New makes Reports from cfg; nothing is recorded until Start.
@@ -106,7 +107,7 @@ func (r *Reports) Start(ctx context.Context, check time.Duration) error {
 	ctx, r.stop = context.WithCancel(ctx)
 	r.started.Store(true)
 	go r.write(ctx)
-	go func() {
+	r.timer.Go(func() {
 		t := time.NewTicker(check)
 		defer t.Stop()
 		for {
@@ -119,16 +120,18 @@ func (r *Reports) Start(ctx context.Context, check time.Duration) error {
 			case <-t.C:
 			}
 		}
-	}()
+	})
 	return nil
 }
 
-// Close stops the writer, which syncs and closes its files.
+// Close stops the timer, and the writer, which syncs and closes its
+// files. Records made after are dropped.
 func (r *Reports) Close() {
 	if r == nil || !r.started.Load() {
 		return
 	}
 	r.stop()
+	r.timer.Wait()
 	<-r.done
 }
 
@@ -275,6 +278,8 @@ func (r *Reports) SendDue(ctx context.Context, now time.Time) error {
 	case r.seal <- req:
 	case <-ctx.Done():
 		return ctx.Err()
+	case <-r.done:
+		return errors.New("reports: closed")
 	}
 	<-req.done
 	entries, err := os.ReadDir(r.cfg.Dir)

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"encoding/xml"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -19,6 +18,7 @@ import (
 	"github.com/sluice-mail/sluice/gateway/internal/dmarc"
 	"github.com/sluice-mail/sluice/gateway/internal/dnstest"
 	"github.com/sluice-mail/sluice/gateway/internal/queue"
+	"github.com/sluice-mail/sluice/gateway/internal/reports/reportcheck"
 	"github.com/sluice-mail/sluice/gateway/internal/resolver"
 )
 
@@ -112,54 +112,6 @@ func newEnv(t *testing.T, dmarcOn, tlsOn bool) *env {
 	return e
 }
 
-// parsed is a report message as Python's email package reads it.
-type parsed struct {
-	Headers         map[string]string `json:"headers"`
-	ContentType     string            `json:"content_type"`
-	ReportType      string            `json:"report_type"`
-	Parts           []string          `json:"parts"`
-	Filename        string            `json:"filename"`
-	AttachmentType  string            `json:"attachment_type"`
-	AttachmentPlain string            `json:"attachment"` // gunzipped
-}
-
-const parseScript = `
-import email, email.policy, gzip, json, sys
-msg = email.message_from_binary_file(open(sys.argv[1], 'rb'), policy=email.policy.default)
-out = {'headers': {k: str(v) for k, v in msg.items() if k != 'DKIM-Signature'},
-       'content_type': msg.get_content_type(), 'report_type': msg.get_param('report-type') or '',
-       'parts': [p.get_content_type() for p in msg.iter_parts()]}
-for p in msg.iter_attachments():
-    out['filename'] = p.get_filename()
-    out['attachment_type'] = p.get_content_type()
-    out['attachment'] = gzip.decompress(p.get_payload(decode=True)).decode()
-print(json.dumps(out))
-`
-
-func parse(t *testing.T, data []byte) parsed {
-	t.Helper()
-	script := dkimpy.WriteFile(t, "parse.py", []byte(parseScript))
-	out := dkimpy.Run(t, script, dkimpy.WriteFile(t, "report.eml", data))
-	var p parsed
-	if err := json.Unmarshal(out, &p); err != nil {
-		t.Fatalf("parse.py said %q: %v", out, err)
-	}
-	return p
-}
-
-// validate checks doc against RFC 9990's schema with xmllint.
-func validate(t *testing.T, doc string) {
-	t.Helper()
-	if _, err := exec.LookPath("xmllint"); err != nil {
-		t.Fatal("xmllint is missing: apt-get install -y libxml2-utils")
-	}
-	path := dkimpy.WriteFile(t, "report.xml", []byte(doc))
-	out, err := exec.Command("xmllint", "--noout", "--schema", "testdata/dmarc-2.0.xsd", path).CombinedOutput()
-	if err != nil {
-		t.Fatalf("the report does not validate against RFC 9990's schema: %v\n%s\n%s", err, out, doc)
-	}
-}
-
 func pass(ip, mfrom string) DMARCRecord {
 	return DMARCRecord{SourceIP: ip, HeaderFrom: "sender.example", EnvelopeFrom: mfrom, PolicyDomain: "sender.example",
 		Disposition: "none", DKIMAligned: true, SPFAligned: true,
@@ -215,7 +167,7 @@ func TestDMARCAggregateReport(t *testing.T) {
 	if r := dkimpy.Check(t, msg, e.keys); len(r.DKIM) != 1 || !r.DKIM[0] {
 		t.Errorf("dkimpy: the report's signature does not verify: %+v", r)
 	}
-	p := parse(t, msg)
+	p := reportcheck.Parse(t, msg)
 	begin, end := "1777852800", "1777939199" // 2026-05-04, UTC
 	if want := "Report Domain: sender.example Submitter: mx.gateway.example Report-ID: <20260504.sender.example@mx.gateway.example>"; unfold(p.Headers["Subject"]) != want {
 		t.Errorf("Subject = %q, want %q", p.Headers["Subject"], want)
@@ -227,10 +179,10 @@ func TestDMARCAggregateReport(t *testing.T) {
 	if want := "mx.gateway.example!sender.example!" + begin + "!" + end + ".xml.gz"; p.Filename != want || p.AttachmentType != "application/gzip" {
 		t.Errorf("attachment %q (%s), want %q (application/gzip)", p.Filename, p.AttachmentType, want)
 	}
-	validate(t, p.AttachmentPlain)
+	reportcheck.Validate(t, p.Attachment)
 
 	var f feedback
-	if err := xml.Unmarshal([]byte(p.AttachmentPlain), &f); err != nil {
+	if err := xml.Unmarshal([]byte(p.Attachment), &f); err != nil {
 		t.Fatal(err)
 	}
 	if f.XMLName.Space != "urn:ietf:params:xml:ns:dmarc-2.0" || f.Version != "1.0" {
@@ -352,7 +304,7 @@ func TestTLSReport(t *testing.T) {
 	if r := dkimpy.Check(t, got[0].Data, e.keys); len(r.DKIM) != 1 || !r.DKIM[0] {
 		t.Errorf("dkimpy: the report's signature does not verify: %+v", r)
 	}
-	p := parse(t, got[0].Data)
+	p := reportcheck.Parse(t, got[0].Data)
 	id := "20260504.dest.example@mx.gateway.example"
 	if h := p.Headers; unfold(h["Subject"]) != "Report Domain: dest.example Submitter: mx.gateway.example Report-ID: <"+id+">" ||
 		h["TLS-Report-Domain"] != "dest.example" || h["TLS-Report-Submitter"] != "mx.gateway.example" {
@@ -363,27 +315,27 @@ func TestTLSReport(t *testing.T) {
 		t.Errorf("MIME: %s report-type=%s, attachment %s %q", p.ContentType, p.ReportType, p.AttachmentType, p.Filename)
 	}
 	var rep map[string]any
-	if err := json.Unmarshal([]byte(p.AttachmentPlain), &rep); err != nil {
+	if err := json.Unmarshal([]byte(p.Attachment), &rep); err != nil {
 		t.Fatal(err)
 	}
 	for _, field := range []string{"organization-name", "date-range", "contact-info", "report-id", "policies"} {
 		if rep[field] == nil {
-			t.Errorf("no %q in %s", field, p.AttachmentPlain)
+			t.Errorf("no %q in %s", field, p.Attachment)
 		}
 	}
 	var typed tlsReport
-	json.Unmarshal([]byte(p.AttachmentPlain), &typed)
+	json.Unmarshal([]byte(p.Attachment), &typed)
 	if typed.DateRange.Start != "2026-05-04T00:00:00Z" || typed.DateRange.End != "2026-05-04T23:59:59Z" || typed.ReportID != id {
 		t.Errorf("date-range %+v report-id %q", typed.DateRange, typed.ReportID)
 	}
 	if len(typed.Policies) != 1 {
-		t.Fatalf("policies: %s", p.AttachmentPlain)
+		t.Fatalf("policies: %s", p.Attachment)
 	}
 	pol := typed.Policies[0]
 	if pol.Policy.Type != "sts" || pol.Policy.Domain != "dest.example" || !slices.Equal(pol.Policy.String, sts) ||
 		pol.Summary.Successful != 2 || pol.Summary.Failed != 1 ||
 		len(pol.Failures) != 1 || pol.Failures[0].ResultType != "certificate-not-trusted" ||
 		pol.Failures[0].ReceivingIP != "127.0.0.3" || pol.Failures[0].Count != 1 {
-		t.Errorf("policy entry: %s", p.AttachmentPlain)
+		t.Errorf("policy entry: %s", p.Attachment)
 	}
 }
