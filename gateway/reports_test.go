@@ -8,6 +8,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sluice-mail/sluice/gateway/internal/dkimpy"
+	"github.com/sluice-mail/sluice/gateway/internal/reports/reportcheck"
 )
 
 // reportsZone adds a sender whose SPF allows loopback and whose DMARC
@@ -97,5 +100,92 @@ func TestReportsOffByDefault(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dataDir, "reports")); !os.IsNotExist(err) {
 		t.Errorf("data_dir/reports exists with reports off: %v", err)
+	}
+}
+
+// The day's reports go through the queue to the rua addresses, signed:
+// the DMARC report validates against RFC 9990's schema and counts the
+// day's messages; the TLS report counts the relay's sessions.
+func TestReportsSentThroughTheQueue(t *testing.T) {
+	dataDir := filepath.Join(t.TempDir(), "data")
+	e := startEnv(t, envOptions{top: fmt.Sprintf("data_dir = %q", dataDir), sections: "[reports]\ndmarc = true\ntls = true\norg_name = \"Ours\"\n"})
+	e.zone += reportsZone + `
+pass.example.          300 IN MX 10 mx.dest.test.
+_smtp._tls.dest.test.  300 IN TXT "v=TLSRPTv1; rua=mailto:tls@dest.test"
+`
+	if err := e.dns.SetRecords(e.zone); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		msg := fmt.Sprintf("From: Ann <ann@pass.example>\r\nSubject: hello %d\r\n\r\nhello\r\n", i)
+		if err := e.send(t, "ann@pass.example", "info@ours.test", msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := e.send(t, "bob@pass.example", "info@ours.test", "From: Bob <bob@pass.example>\r\nSubject: x\r\n\r\nx\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	readRecords(t, dataDir, "dmarc", 3)
+	readRecords(t, dataDir, "tls", 3)
+	forwarded := len(e.dest.deliveries())
+
+	if err := e.gw.SendReports(t.Context(), time.Now().Add(24*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	reports := map[string]delivery{}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(reports) < 2 {
+		for _, d := range e.dest.deliveries()[forwarded:] {
+			reports[d.to[0]] = d
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("reports delivered: %v; want to dmarc@pass.example and tls@dest.test", reports)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	records := map[string]string{}
+	for sel, txt := range e.keys {
+		records[sel+"._domainkey.ours.test."] = txt
+	}
+	for to, d := range reports {
+		if d.from != "postmaster@ours.test" {
+			t.Errorf("report to %s from %q, want postmaster@ours.test", to, d.from)
+		}
+		if got := dkimpy.Check(t, d.data, records); len(got.DKIM) < 2 || !got.DKIM[0] || !got.DKIM[1] {
+			t.Errorf("dkimpy: the report to %s: DKIM %v, want our two signatures valid", to, got.DKIM)
+		}
+	}
+
+	dm := reportcheck.Parse(t, reports["dmarc@pass.example"].data)
+	reportcheck.Validate(t, dm.Attachment)
+	if !strings.HasPrefix(dm.Headers["Subject"], "Report Domain: pass.example Submitter: mx.ours.test") ||
+		dm.AttachmentType != "application/gzip" || !strings.HasPrefix(dm.Filename, "mx.ours.test!pass.example!") {
+		t.Errorf("DMARC report: Subject %q, attachment %s %q", dm.Headers["Subject"], dm.AttachmentType, dm.Filename)
+	}
+	for _, want := range []string{"<org_name>Ours</org_name>", "<email>postmaster@ours.test</email>",
+		"<source_ip>127.0.0.1</source_ip>", "<count>3</count>", "<disposition>none</disposition>",
+		"<header_from>pass.example</header_from>", "<p>reject</p>"} {
+		if !strings.Contains(dm.Attachment, want) {
+			t.Errorf("the DMARC report lacks %s:\n%s", want, dm.Attachment)
+		}
+	}
+
+	tr := reportcheck.Parse(t, reports["tls@dest.test"].data)
+	if tr.Headers["TLS-Report-Domain"] != "dest.test" || tr.ContentType != "multipart/report" || tr.ReportType != "tlsrpt" ||
+		tr.AttachmentType != "application/tlsrpt+gzip" {
+		t.Errorf("TLS report: %+v", tr)
+	}
+	var rep struct {
+		Policies []struct {
+			Policy  map[string]any `json:"policy"`
+			Summary map[string]int `json:"summary"`
+		} `json:"policies"`
+	}
+	if err := json.Unmarshal([]byte(tr.Attachment), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Policies) != 1 || rep.Policies[0].Policy["policy-type"] != "no-policy-found" ||
+		rep.Policies[0].Summary["total-successful-session-count"]+rep.Policies[0].Summary["total-failure-session-count"] != 3 {
+		t.Errorf("TLS report: %s; want 3 sessions under no-policy-found", tr.Attachment)
 	}
 }
