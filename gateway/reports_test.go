@@ -1,6 +1,7 @@
 package gateway_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluice-mail/sluice/gateway/internal/certs"
 	"github.com/sluice-mail/sluice/gateway/internal/dkimpy"
 	"github.com/sluice-mail/sluice/gateway/internal/reports/reportcheck"
 )
@@ -187,5 +189,81 @@ _smtp._tls.dest.test.  300 IN TXT "v=TLSRPTv1; rua=mailto:tls@dest.test"
 	if len(rep.Policies) != 1 || rep.Policies[0].Policy["policy-type"] != "no-policy-found" ||
 		rep.Policies[0].Summary["total-successful-session-count"]+rep.Policies[0].Summary["total-failure-session-count"] != 3 {
 		t.Errorf("TLS report: %s; want 3 sessions under no-policy-found", tr.Attachment)
+	}
+}
+
+// A failing STARTTLS (an untrusted certificate under tls_security
+// verify) and a session that succeeds once the certificate is trusted
+// are both in the TLS report, the failure with its result type, host
+// and address.
+func TestTLSReportCountsAFailingSTARTTLS(t *testing.T) {
+	ca, err := certs.NewCA("Some Other CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(caFile, ca.PEM(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dataDir := filepath.Join(t.TempDir(), "data")
+	e := startEnv(t, envOptions{top: fmt.Sprintf("data_dir = %q", dataDir), sections: "[reports]\ntls = true\n",
+		relay: fmt.Sprintf("tls_security = \"verify\"\ntls_ca_file = %q", caFile)})
+	e.zone += `_smtp._tls.dest.test.  300 IN TXT "v=TLSRPTv1; rua=mailto:tls@dest.test"` + "\n"
+	if err := e.dns.SetRecords(e.zone); err != nil {
+		t.Fatal(err)
+	}
+	if err := sendMail(t, e.client(t), "alice@example.org", "info@ours.test", testMessage); err == nil {
+		t.Fatal("delivered to an untrusted destination under tls_security verify")
+	}
+	if err := os.WriteFile(caFile, e.dest.certPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.gw.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := sendMail(t, e.client(t), "alice@example.org", "info@ours.test", testMessage); err != nil {
+		t.Fatalf("with the destination trusted: %v", err)
+	}
+	readRecords(t, dataDir, "tls", 2)
+	if err := e.gw.SendReports(t.Context(), time.Now().Add(24*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	var report []byte
+	deadline := time.Now().Add(10 * time.Second)
+	for report == nil {
+		for _, d := range e.dest.deliveries() {
+			if d.to[0] == "tls@dest.test" {
+				report = d.data
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no TLS report delivered to tls@dest.test")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	tr := reportcheck.Parse(t, report)
+	var rep struct {
+		Org      string `json:"organization-name"`
+		Policies []struct {
+			Policy  map[string]any `json:"policy"`
+			Summary struct {
+				OK     int `json:"total-successful-session-count"`
+				Failed int `json:"total-failure-session-count"`
+			} `json:"summary"`
+			Failures []map[string]any `json:"failure-details"`
+		} `json:"policies"`
+	}
+	if err := json.Unmarshal([]byte(tr.Attachment), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Policies) != 1 || rep.Org != "mx.ours.test" {
+		t.Fatalf("TLS report %s", tr.Attachment)
+	}
+	p := rep.Policies[0]
+	if p.Policy["policy-type"] != "no-policy-found" || p.Policy["policy-domain"] != "dest.test" ||
+		p.Summary.OK != 1 || p.Summary.Failed != 1 || len(p.Failures) != 1 ||
+		p.Failures[0]["result-type"] != "certificate-not-trusted" || p.Failures[0]["receiving-mx-hostname"] != "mx.dest.test" ||
+		p.Failures[0]["receiving-ip"] != "127.0.0.1" || p.Failures[0]["failed-session-count"] != float64(1) {
+		t.Errorf("TLS report %s; want 1 success and 1 certificate-not-trusted at mx.dest.test[127.0.0.1]", tr.Attachment)
 	}
 }
