@@ -21,9 +21,14 @@ type Published struct {
 	Discovery Discovery // how the record was found
 }
 
+// ErrNoRecord is LookupPublished's error for a domain without one usable
+// DMARC record.
+var ErrNoRecord = errors.New("no usable DMARC record")
+
 // LookupPublished reads the DMARC record at _dmarc.<domain> for a report:
 // the record an evaluation found there, read again when the report is
-// made. An error says there is none, or DNS failed.
+// made. The error wraps ErrNoRecord when there is none; any other says
+// DNS failed.
 func LookupPublished(ctx context.Context, r Resolver, how Discovery, domain string) (*Published, error) {
 	e := newEvaluation(ctx, r, how)
 	l := e.lookup(domain)
@@ -31,9 +36,9 @@ func LookupPublished(ctx context.Context, r Resolver, how Discovery, domain stri
 	case l.err != nil:
 		return nil, l.err
 	case !l.one():
-		return nil, fmt.Errorf("_dmarc.%s has %d DMARC records", domain, l.records)
+		return nil, fmt.Errorf("%w: _dmarc.%s has %d DMARC records", ErrNoRecord, domain, l.records)
 	case l.unusable != nil:
-		return nil, l.unusable
+		return nil, fmt.Errorf("%w: %v", ErrNoRecord, l.unusable)
 	}
 	rec := l.rec
 	p := &Published{Domain: domain, P: string(rec.Policy), SP: string(rec.SubdomainPolicy), NP: string(rec.np),

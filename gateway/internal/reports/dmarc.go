@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"encoding/xml"
+	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -65,8 +66,14 @@ func (r *Reports) sendDMARC(ctx context.Context, path string, d time.Time) error
 	var firstErr error
 	for _, pd := range sortedKeys(byDomain) {
 		pub, err := dmarc.LookupPublished(ctx, res, r.cfg.Discovery, pd)
-		if err != nil {
-			r.cfg.Logger.Info("reports: no DMARC report for a domain whose record cannot be had", "domain", pd, "err", err)
+		if errors.Is(err, dmarc.ErrNoRecord) {
+			r.cfg.Logger.Info("reports: no DMARC report for a domain without a record now", "domain", pd, "err", err)
+			continue
+		}
+		if err != nil { // DNS failed: the day is tried again
+			if firstErr == nil {
+				firstErr = err
+			}
 			continue
 		}
 		to, err := r.dmarcDestinations(ctx, res, pub)

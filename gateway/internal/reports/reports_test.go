@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/miekg/dns"
+
 	"github.com/sluice-mail/sluice/gateway/internal/dkim"
 	"github.com/sluice-mail/sluice/gateway/internal/dkimpy"
 	"github.com/sluice-mail/sluice/gateway/internal/dmarc"
@@ -74,6 +76,7 @@ type env struct {
 	clock *clock
 	keys  map[string]string // for dkimpy
 	dir   string
+	dns   *dnstest.Server
 }
 
 func newEnv(t *testing.T, dmarcOn, tlsOn bool) *env {
@@ -96,7 +99,7 @@ func newEnv(t *testing.T, dmarcOn, tlsOn bool) *env {
 		t.Fatal(err)
 	}
 	e := &env{q: &collected{}, clock: &clock{now: time.Date(2026, 5, 4, 10, 0, 0, 0, time.UTC)},
-		keys: map[string]string{"sel._domainkey.gateway.example": txt}, dir: filepath.Join(t.TempDir(), "reports")}
+		keys: map[string]string{"sel._domainkey.gateway.example": txt}, dir: filepath.Join(t.TempDir(), "reports"), dns: dns}
 	e.r = New(Config{
 		Dir: e.dir, DMARC: dmarcOn, TLS: tlsOn,
 		From: "postmaster@gateway.example", OrgName: "Gateway Org", Hostname: "mx.gateway.example",
@@ -337,5 +340,24 @@ func TestTLSReport(t *testing.T) {
 		len(pol.Failures) != 1 || pol.Failures[0].ResultType != "certificate-not-trusted" ||
 		pol.Failures[0].ReceivingIP != "127.0.0.3" || pol.Failures[0].Count != 1 {
 		t.Errorf("policy entry: %s", p.Attachment)
+	}
+}
+
+// A DNS failure keeps the day: nothing is lost, and the next look tries
+// it again.
+func TestDNSFailureKeepsTheDay(t *testing.T) {
+	e := newEnv(t, true, false)
+	e.r.DMARC(pass("192.0.2.1", "sender.example"))
+	next := time.Date(2026, 5, 5, 0, 1, 0, 0, time.UTC)
+	e.clock.set(next)
+	e.dns.Fail("_dmarc.sender.example.", dns.RcodeServerFailure)
+	if err := e.r.SendDue(t.Context(), next); err == nil {
+		t.Error("SendDue said nothing of the DNS failure")
+	}
+	if n := len(e.q.list()); n != 0 {
+		t.Fatalf("%d reports sent", n)
+	}
+	if _, err := os.Stat(filepath.Join(e.dir, "dmarc-2026-05-04.jsonl.due")); err != nil {
+		t.Fatalf("the day's records are gone: %v", err)
 	}
 }
