@@ -79,7 +79,10 @@ func LookupPublished(ctx context.Context, r Resolver, how Discovery, domain stri
 // reports for policyDomain (RFC 9990 §4, verifying external
 // destinations): it may when both have the same organizational domain,
 // or when <policyDomain>._report._dmarc.<ruaDomain> holds a TXT record
-// starting v=DMARC1. An error says DNS could not tell.
+// starting v=DMARC1 whose own rua, if any, stays at ruaDomain (an
+// override elsewhere forbids both). The override itself is not used: the
+// report goes to the address the policy domain named. An error says DNS
+// could not tell.
 func ReportAuthorized(ctx context.Context, r Resolver, how Discovery, policyDomain, ruaDomain string) (bool, error) {
 	e := newEvaluation(ctx, r, how)
 	po, err := e.orgDomain(policyDomain)
@@ -104,12 +107,27 @@ func ReportAuthorized(ctx context.Context, r Resolver, how Discovery, policyDoma
 		}
 		return false, err
 	}
+	ok := false
 	for _, txt := range txts {
-		if isDMARC1(txt) {
-			return true, nil
+		if !isDMARC1(txt) {
+			continue
+		}
+		ok = true
+		// A rua here may replace the address, but only with one at
+		// the same host; one elsewhere means neither gets reports.
+		for _, t := range splitTags(txt) {
+			if t.name != "rua" {
+				continue
+			}
+			for u := range strings.SplitSeq(t.value, ",") {
+				_, host, _ := strings.Cut(sizeLimit.ReplaceAllString(strings.TrimSpace(u), ""), "@")
+				if host != "" && !strings.EqualFold(strings.TrimSuffix(host, "."), ruaDomain) {
+					return false, nil
+				}
+			}
 		}
 	}
-	return false, nil
+	return ok, nil
 }
 
 func isNotFound(err error) bool {

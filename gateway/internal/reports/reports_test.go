@@ -63,8 +63,9 @@ func (c *clock) set(t time.Time) {
 }
 
 const zone = `
-_dmarc.sender.example.          IN TXT "v=DMARC1; p=reject; adkim=s; rua=mailto:dmarc@sender.example,mailto:agg@reports.example!10m,mailto:x@unverified.example"
+_dmarc.sender.example.          IN TXT "v=DMARC1; p=reject; adkim=s; rua=mailto:dmarc@sender.example,mailto:agg@reports.example!10m,mailto:x@unverified.example,mailto:y@sneaky.example"
 sender.example._report._dmarc.reports.example. IN TXT "v=DMARC1"
+sender.example._report._dmarc.sneaky.example.  IN TXT "v=DMARC1; rua=mailto:z@elsewhere.example"
 _dmarc.quiet.example.           IN TXT "v=DMARC1; p=none"
 _smtp._tls.dest.example.        IN TXT "v=TLSRPTv1; rua=mailto:tls@dest.example,https://tlsrpt.dest.example/v1"
 `
@@ -155,7 +156,8 @@ func TestDMARCAggregateReport(t *testing.T) {
 	}
 	got := e.q.list()
 	// One message per destination domain: sender.example and
-	// reports.example (verified), not unverified.example.
+	// reports.example (verified), not unverified.example (no record)
+	// nor sneaky.example (its record sends reports elsewhere).
 	var domains []string
 	for _, m := range got {
 		domains = append(domains, m.Domain())
@@ -252,6 +254,10 @@ func TestDMARCExternalDestinationNotVerified(t *testing.T) {
 	if err != nil || !ok {
 		t.Fatalf("reports.example not authorized: %v %v", ok, err)
 	}
+	ok, err = dmarc.ReportAuthorized(t.Context(), res, dmarc.TreeWalk, "sender.example", "sneaky.example")
+	if err != nil || ok {
+		t.Fatalf("sneaky.example, whose record sends reports elsewhere, authorized: %v %v", ok, err)
+	}
 	ok, err = dmarc.ReportAuthorized(t.Context(), res, dmarc.TreeWalk, "mail.sender.example", "sender.example")
 	if err != nil || !ok {
 		t.Fatalf("the same organization needs no verification: %v %v", ok, err)
@@ -260,8 +266,8 @@ func TestDMARCExternalDestinationNotVerified(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, m := range e.q.list() {
-		if m.Domain() == "unverified.example" {
-			t.Errorf("a report went to unverified.example")
+		if d := m.Domain(); d != "sender.example" && d != "reports.example" {
+			t.Errorf("a report went to %s", d)
 		}
 	}
 }
