@@ -21,8 +21,12 @@ type DMARCRecord struct {
 	HeaderFrom   string `json:"from"`
 	EnvelopeFrom string `json:"mfrom,omitempty"` // the MAIL FROM domain; "" for the null reverse-path
 	PolicyDomain string `json:"pd"`
-	// Disposition is what we did: none, quarantine or reject.
+	// Disposition is what we did: none, quarantine or reject; Policy
+	// what the domain's record asked for the message (p, sp or np), and
+	// Pct the share it asked it for (0 in test mode).
 	Disposition string     `json:"disp"`
+	Policy      string     `json:"policy,omitempty"`
+	Pct         int        `json:"pct,omitempty"`
 	DKIMAligned bool       `json:"dkim"`
 	SPFAligned  bool       `json:"spf"`
 	DKIM        []DKIMAuth `json:"sigs,omitempty"`
@@ -189,9 +193,15 @@ type row struct {
 }
 
 type evaluated struct {
-	Disposition string `xml:"disposition"`
-	DKIM        string `xml:"dkim"`
-	SPF         string `xml:"spf"`
+	Disposition string   `xml:"disposition"`
+	DKIM        string   `xml:"dkim"`
+	SPF         string   `xml:"spf"`
+	Reasons     []reason `xml:"reason"`
+}
+
+type reason struct {
+	Type    string `xml:"type"`
+	Comment string `xml:"comment,omitempty"`
 }
 
 type identifiers struct {
@@ -252,12 +262,28 @@ func (r *Reports) aggregate(pub *dmarc.Published, recs []DMARCRecord, d time.Tim
 			Identifiers: identifiers{EnvelopeFrom: rec.EnvelopeFrom, HeaderFrom: rec.HeaderFrom},
 			AuthResults: authResults{SPF: spfResult{Domain: rec.SPFDomain, Scope: "mfrom", Result: spfWord(rec.SPFResult)}},
 		}
+		out.Row.Evaluated.Reasons = overrideReason(rec)
 		for _, s := range rec.DKIM {
 			out.AuthResults.DKIM = append(out.AuthResults.DKIM, dkimResult{Domain: s.Domain, Selector: s.Selector, Result: dkimWord(s.Result)})
 		}
 		f.Records = append(f.Records, out)
 	}
 	return f
+}
+
+// overrideReason says why a message that failed DMARC got another
+// disposition than its policy, which RFC 9990 §3.1.1 requires: the
+// policy's test mode or sampling ("sampled_out"), else our decision
+// ("local_policy": a plugin's, such as the dmarc plugin trusting an ARC
+// sealer, or the score's).
+func overrideReason(rec DMARCRecord) []reason {
+	if rec.DKIMAligned || rec.SPFAligned || rec.Policy == "" || rec.Disposition == rec.Policy {
+		return nil
+	}
+	if rec.Pct < 100 {
+		return []reason{{Type: "sampled_out", Comment: fmt.Sprintf("policy %s for %d%% of failing mail", rec.Policy, rec.Pct)}}
+	}
+	return []reason{{Type: "local_policy"}}
 }
 
 // reportID names the report of one domain and day: the same each time

@@ -118,14 +118,14 @@ func newEnv(t *testing.T, dmarcOn, tlsOn bool) *env {
 
 func pass(ip, mfrom string) DMARCRecord {
 	return DMARCRecord{SourceIP: ip, HeaderFrom: "sender.example", EnvelopeFrom: mfrom, PolicyDomain: "sender.example",
-		Disposition: "none", DKIMAligned: true, SPFAligned: true,
+		Disposition: "none", Policy: "reject", Pct: 100, DKIMAligned: true, SPFAligned: true,
 		DKIM:      []DKIMAuth{{Domain: "sender.example", Selector: "s1", Result: "pass"}},
 		SPFDomain: mfrom, SPFResult: "pass"}
 }
 
 func fail(ip, disposition string) DMARCRecord {
 	return DMARCRecord{SourceIP: ip, HeaderFrom: "sender.example", EnvelopeFrom: "spoof.example", PolicyDomain: "sender.example",
-		Disposition: disposition, SPFDomain: "spoof.example", SPFResult: "fail",
+		Disposition: disposition, Policy: "reject", Pct: 100, SPFDomain: "spoof.example", SPFResult: "fail",
 		DKIM: []DKIMAuth{{Domain: "spoof.example", Selector: "x", Result: "fail"}}}
 }
 
@@ -137,6 +137,9 @@ func TestDMARCAggregateReport(t *testing.T) {
 	e.r.DMARC(fail("2001:db8::7", "reject"))
 	e.r.DMARC(fail("2001:db8::7", "reject"))
 	e.r.DMARC(fail("198.51.100.9", "quarantine"))
+	sampled := fail("203.0.113.5", "none")
+	sampled.Pct = 0 // the policy in test mode (t=y)
+	e.r.DMARC(sampled)
 	// A domain whose record asks for no reports, and one seen without
 	// DMARC at all, get none.
 	e.r.DMARC(DMARCRecord{SourceIP: "192.0.2.1", HeaderFrom: "quiet.example", PolicyDomain: "quiet.example", Disposition: "none", SPFResult: "pass"})
@@ -203,13 +206,19 @@ func TestDMARCAggregateReport(t *testing.T) {
 	rows := map[string]string{}
 	for _, rec := range f.Records {
 		ev := rec.Row.Evaluated
+		var reasons []string
+		for _, r := range ev.Reasons {
+			reasons = append(reasons, r.Type)
+		}
 		rows[rec.Row.SourceIP] = strings.Join([]string{itoa(rec.Row.Count), ev.Disposition, ev.DKIM, ev.SPF,
-			rec.AuthResults.SPF.Result, rec.Identifiers.EnvelopeFrom}, " ")
+			rec.AuthResults.SPF.Result, rec.Identifiers.EnvelopeFrom, "reason=" + strings.Join(reasons, ",")}, " ")
 	}
 	want := map[string]string{
-		"192.0.2.1":    "3 none pass pass pass sender.example",
-		"2001:db8::7":  "2 reject fail fail fail spoof.example",
-		"198.51.100.9": "1 quarantine fail fail fail spoof.example",
+		"192.0.2.1":   "3 none pass pass pass sender.example reason=",
+		"2001:db8::7": "2 reject fail fail fail spoof.example reason=",
+		// p=reject, but quarantined: our decision, with the reason.
+		"198.51.100.9": "1 quarantine fail fail fail spoof.example reason=local_policy",
+		"203.0.113.5":  "1 none fail fail fail spoof.example reason=sampled_out",
 	}
 	if len(rows) != len(want) {
 		t.Errorf("rows %v, want %v", rows, want)

@@ -40,6 +40,8 @@ func (s *session) recordDMARC(report *auth.Report, disposition string) {
 		HeaderFrom:   d.FromDomain,
 		PolicyDomain: d.PolicyDomain,
 		Disposition:  disposition,
+		Policy:       d.Policy,
+		Pct:          int(d.Pct),
 		DKIMAligned:  d.DKIMAligned,
 		SPFAligned:   d.SPFAligned,
 		SPFDomain:    report.Auth.SPF.Domain,
