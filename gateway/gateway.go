@@ -25,6 +25,7 @@ import (
 	"github.com/sluice-mail/sluice/gateway/internal/mtasts"
 	"github.com/sluice-mail/sluice/gateway/internal/plugin"
 	"github.com/sluice-mail/sluice/gateway/internal/queue"
+	"github.com/sluice-mail/sluice/gateway/internal/reports"
 	"github.com/sluice-mail/sluice/gateway/internal/resolver"
 	"github.com/sluice-mail/sluice/gateway/internal/smtpd"
 )
@@ -58,6 +59,10 @@ type Gateway struct {
 	acme *acmecert.Manager
 	// site is what the HTTPS listener serves, from the configuration in use.
 	site atomic.Pointer[site]
+	// reports are the DMARC and TLS reports ([reports]); nil when off.
+	// Started by Serve, which sets reportsQueue to the queue, once.
+	reports      *reports.Reports
+	reportsQueue queue.Enqueuer
 
 	reloadMu sync.Mutex // one reload at a time
 	closed   bool       // under reloadMu: no more reloads
@@ -112,6 +117,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, level *slo
 			return nil, config.Errors{err.(*config.Error)}
 		}
 	}
+	g.reports = g.newReports(cfg)
 	parts, errs := g.buildParts(ctx, cfg)
 	if len(errs) > 0 {
 		g.Close()
@@ -148,6 +154,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, level *slo
 		STARTTLS:            parts.TLS != nil,
 
 		RejectBareLineEndings: cfg.SMTP.BareLineEndings == "reject",
+		DMARCReports:          g.reports,
 		QueueAll:              cfg.Queue.MultipleDestinations == "queue_all",
 
 		Logger:  log,
@@ -298,6 +305,10 @@ func (g *Gateway) Serve(ctx context.Context, grace time.Duration) error {
 		// is called its next request to the CA fails, and it returns.
 		go g.acme.Run(watchCtx)
 	}
+	// Its own context: it records what the sessions finishing below do.
+	if err := g.startReports(context.Background()); err != nil {
+		g.log.Error("DMARC and TLS reports not started", "err", err)
+	}
 	watched := make(chan struct{})
 	go func() {
 		defer close(watched)
@@ -322,6 +333,7 @@ func (g *Gateway) Serve(ctx context.Context, grace time.Duration) error {
 	sctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
 	g.smtp.Shutdown(sctx)
+	g.reports.Close()
 	// After the sessions, which may still queue mail: deliveries under
 	// way are cancelled, and their messages tried again at the next start.
 	stopQueue()

@@ -11,10 +11,11 @@ import (
 // relayTLS sets what the relay needs for TLS towards destinations: the
 // least it asks of every one ([relay] tls_security), the roots it
 // verifies certificates with, the fetcher of their MTA-STS policies,
-// whether their TLSA records count (DANE), and where results are counted.
+// whether their TLSA records count (DANE), and where results are counted
+// and recorded for TLS reports.
 func (g *Gateway) relayTLS(cfg *config.Config, res *resolver.Resolver, c *relay.Config) error {
 	c.Security, _ = relay.ParseSecurity(cfg.Relay.TLSSecurity) // validated by config
-	c.TLSResult = g.metrics.tlsResult
+	c.TLSResult = g.tlsResult
 	c.DANE = cfg.RelayDANE()
 	if cfg.Relay.DANE != nil && *cfg.Relay.DANE && !cfg.DNS.DNSSEC {
 		g.log.Warn("relay.dane = true has no effect without [dns] dnssec = true: TLSA records are only believed from a validating resolver")

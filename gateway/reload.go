@@ -40,6 +40,9 @@ type gatewayMetrics struct {
 	stsFetches   *prometheus.CounterVec
 	stsNotWaited prometheus.Counter
 	queue        *queue.Metrics // read the queue once Listen opened it
+	// reportsDropped and reportsSent are the DMARC and TLS reports'.
+	reportsDropped *prometheus.CounterVec
+	reportsSent    *prometheus.CounterVec
 }
 
 func newGatewayMetrics() *gatewayMetrics {
@@ -67,6 +70,14 @@ func newGatewayMetrics() *gatewayMetrics {
 			Help: "Fetches of destinations' MTA-STS policies, by result: ok or failed."}, []string{"result"}),
 		stsNotWaited: f.NewCounter(prometheus.CounterOpts{Name: "sluice_relay_mta_sts_not_waited_total",
 			Help: "Transactions that stopped waiting for a destination's first MTA-STS lookup (their context ended first) and went on without a policy, as tls_security says; the lookup goes on and its policy is cached."}),
+	}
+	m.reportsDropped = f.NewCounterVec(prometheus.CounterOpts{Name: "sluice_reports_records_dropped_total",
+		Help: "Records for the DMARC aggregate (dmarc) and TLS (tls) reports dropped because the writer fell behind: the mail went on, the report counts less."}, []string{"kind"})
+	m.reportsSent = f.NewCounterVec(prometheus.CounterOpts{Name: "sluice_reports_sent_total",
+		Help: "DMARC aggregate (dmarc) and TLS (tls) reports queued, one per report and destination domain."}, []string{"kind"})
+	for _, kind := range []string{"dmarc", "tls"} {
+		m.reportsDropped.WithLabelValues(kind)
+		m.reportsSent.WithLabelValues(kind)
 	}
 	for _, pm := range [][2]string{{"tls_security", "encrypt"}, {"tls_security", "verify"}, {"mta-sts", "enforce"}, {"mta-sts", "testing"},
 		{"dane", "verify"}, {"dane", "encrypt"}, {"requiretls", "verify"}} {

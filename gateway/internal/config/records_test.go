@@ -73,3 +73,27 @@ mx = ["mx.example.test.", "*.example.test."]
 		t.Errorf("defaults from domains[0]: srs %q, dkim %q, report_address %q", c.SRS.Domain, c.DKIM.Domain, c.Records.ReportAddress)
 	}
 }
+
+// [reports]: off by default, from postmaster@ the DKIM domain and named
+// after the hostname; from must be a plain address.
+func TestReportsDefaultsAndValidation(t *testing.T) {
+	base := "hostname = \"mx.example.test\"\ndomains = [\"example.test\"]\n[srs]\nsecrets = [\"0123456789abcdef0123\"]\n"
+	c, err := Parse("reports.toml", []byte(base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := c.Reports; r.DMARC || r.TLS || r.From != "postmaster@example.test" || r.OrgName != "mx.example.test" {
+		t.Errorf("defaults: %+v", r)
+	}
+	c, err = Parse("reports.toml", []byte(base+"[reports]\ndmarc = true\nfrom = \"Reports@Example.TEST\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Reports.From != "Reports@example.test" {
+		t.Errorf("from = %q, want the domain in lower case", c.Reports.From)
+	}
+	_, err = Parse("reports.toml", []byte(base+"[reports]\ndmarc = true\nfrom = \"Reports <reports@example.test>\"\n"))
+	if err == nil || !strings.Contains(err.Error(), "reports.from") {
+		t.Errorf("a from with a display name: %v, want an error at reports.from", err)
+	}
+}

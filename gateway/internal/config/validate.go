@@ -210,9 +210,15 @@ func (v *validator) reports() {
 		r.From = "postmaster@" + v.c.DKIM.Domain
 	}
 	if r.From != "" {
-		if _, _, err := address.Split(r.From); err != nil {
-			v.errorf("reports.from", "reports.from: %q is not an address: %v", r.From, err)
+		// An address the queue's envelope and the From field can both
+		// carry: no display name, no angle brackets.
+		if local, domain, err := address.Split(r.From); err != nil || strings.ContainsAny(local, " \t\",;<>") {
+			v.errorf("reports.from", "reports.from: %q is not an address like postmaster@example.org", r.From)
+		} else {
+			r.From = local + "@" + domain
 		}
+	} else if r.DMARC || r.TLS {
+		v.errorf("reports.from", "reports.from: reports need a sender address, and there is no DKIM domain to make postmaster@ one")
 	}
 	if r.OrgName == "" {
 		r.OrgName = v.c.Hostname

@@ -87,7 +87,7 @@ func (r *Relay) lookupNetIP(ctx context.Context, network, host string) ([]netip.
 // and leave such destinations to the other TLS settings). Insecure TLSA
 // records are ignored (§2.2); a failed lookup of them on a secure zone
 // may be an attack that hides them, so the host is skipped (§2.2).
-func (r *Relay) danePolicy(ctx context.Context, host string, secure bool, tried *attempts) (dane *daneHost, use bool) {
+func (r *Relay) danePolicy(ctx context.Context, domain, host string, secure bool, tried *attempts) (dane *daneHost, use bool) {
 	if r.dane == nil || !secure {
 		return nil, true
 	}
@@ -99,7 +99,7 @@ func (r *Relay) danePolicy(ctx context.Context, host string, secure bool, tried 
 	if err != nil {
 		// The records might ask for authentication: counted as DANE
 		// would have checked them, and the reply is about DANE.
-		r.tlsResult(requirement{policy: policyDANE, mode: Verify.String()}, resultDNSSECInvalid)
+		r.tlsResult(requirement{policy: policyDANE, mode: Verify.String(), domain: domain, host: host}, netip.Addr{}, resultDNSSECInvalid)
 		tried.policy = nameDANE
 		tried.note(fmt.Sprintf("%s: TLSA lookup failed: %s", host, describe(err)))
 		return nil, false

@@ -53,14 +53,14 @@ type Config struct {
 	// The resolver must be a DANEResolver whose secure answers are
 	// DNSSEC-validated.
 	DANE bool
-	// TLSResult, if set, is told the result of each TLS check under a
-	// policy (see tls.go): for each transaction started (or refused)
-	// under tls_security encrypt or verify, a domain's MTA-STS policy, a
-	// host's TLSA records or a message's REQUIRETLS, the policy
-	// ("tls_security", "mta-sts", "dane", "requiretls"), its mode
-	// ("encrypt", "verify"; "enforce", "testing") and the result ("ok"
-	// or what failed, as TLS reporting names it).
-	TLSResult func(policy, mode, result string)
+	// TLSResult, if set, is told the result of each TLS check (see
+	// tls.go): for each transaction started (or refused) under
+	// tls_security encrypt or verify, a domain's MTA-STS policy, a
+	// host's TLSA records or a message's REQUIRETLS, the policy, its
+	// mode and the result ("ok" or what failed, as TLS reporting names
+	// it); for each transaction started under none of them, Policy "".
+	// With the destination domain, host and address, for TLS reports.
+	TLSResult func(TLSCheck)
 	Logger    *slog.Logger
 	// Observe, if set, is told how long each step with a destination
 	// took: "connect" (TCP, greeting, EHLO and STARTTLS of a new
@@ -275,7 +275,7 @@ func (r *Relay) mxHosts(ctx context.Context, domain string) ([]string, bool, err
 // place): a 4xx, as the policy may be stale, and the domain may fix its MX
 // or its policy.
 func (r *Relay) noListedHost(domain string, hosts []string, policy tlsPolicy) error {
-	r.tlsResult(policy.forHost(hosts[0], nil), resultMXNotInPolicy)
+	r.tlsResult(policy.forHost(hosts[0], nil), netip.Addr{}, resultMXNotInPolicy)
 	if policy.requireTLS {
 		// RFC 8689 §4.2.1: the message must not go, and the sender is
 		// told so (5.7.10, as for a TLS session that cannot be had):
@@ -370,7 +370,7 @@ func (r *Relay) tryAddress(ctx context.Context, host string, ip netip.Addr, env 
 		}
 	}
 	if policyErr, ok := errors.AsType[*tlsPolicyError](err); ok {
-		r.tlsResult(req.refusing(), policyErr.result)
+		r.tlsResult(req.refusing(), ip, policyErr.result)
 		tried.policy = req.name
 	}
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -86,8 +87,9 @@ const (
 // the message's REQUIRETLS. DANE, bound to MX hosts rather than the
 // domain, joins in per host (forHost).
 type tlsPolicy struct {
-	floor Security
-	sts   *mtasts.Policy // the domain's policy in enforce or testing mode; nil if none
+	domain string // the destination domain
+	floor  Security
+	sts    *mtasts.Policy // the domain's policy in enforce or testing mode; nil if none
 	// requireTLS says the message asks for REQUIRETLS (RFC 8689): every
 	// MX host must be authentic (mxSecure, or named by the MTA-STS
 	// policy) and its connection verified, by DANE or the WebPKI.
@@ -98,7 +100,7 @@ type tlsPolicy struct {
 // tlsPolicyFor decides domain's TLS policy for a message that asks for
 // REQUIRETLS or not; mxSecure says DNSSEC vouched for its MX RRset.
 func (r *Relay) tlsPolicyFor(ctx context.Context, domain string, requireTLS, mxSecure bool) tlsPolicy {
-	p := tlsPolicy{floor: r.cfg.Security, requireTLS: requireTLS, mxSecure: mxSecure}
+	p := tlsPolicy{domain: domain, floor: r.cfg.Security, requireTLS: requireTLS, mxSecure: mxSecure}
 	if r.cfg.MTASTS != nil {
 		if sts, ok := r.cfg.MTASTS.Policy(ctx, domain); ok && sts.Mode != mtasts.None {
 			p.sts = sts
@@ -158,6 +160,10 @@ type requirement struct {
 	// leftOut says the host must not be tried at all (tlsPolicy.skips),
 	// unless its TLSA records make up for it.
 	leftOut bool
+	// What TLSResult is told besides: the destination domain, the MX
+	// host and the domain's MTA-STS policy (nil if none).
+	domain, host string
+	sts          *mtasts.Policy
 }
 
 // refusing is req as a connection it refuses is counted: a testing-mode
@@ -177,7 +183,7 @@ func (req requirement) refusing() requirement {
 // use is false when host must not be tried: its TLSA lookup failed, or
 // the MTA-STS policy leaves it out.
 func (r *Relay) requirement(ctx context.Context, p tlsPolicy, host string, secure bool, tried *attempts) (req requirement, use bool) {
-	dane, ok := r.danePolicy(ctx, host, secure, tried)
+	dane, ok := r.danePolicy(ctx, p.domain, host, secure, tried)
 	if !ok {
 		return requirement{}, false
 	}
@@ -191,6 +197,7 @@ func (r *Relay) requirement(ctx context.Context, p tlsPolicy, host string, secur
 // from a host DNSSEC or the MTA-STS policy vouches for.
 func (p tlsPolicy) forHost(host string, dane *daneHost) requirement {
 	req := p.baseForHost(host, dane)
+	req.domain, req.host, req.sts = p.domain, host, p.sts
 	if p.requireTLS {
 		req.name = nameRequireTLS
 		req.leftOut = req.leftOut || !p.authentic(host)
@@ -356,22 +363,52 @@ func certFailure(host string, err error) (string, error) {
 // only what a testing-mode policy checks does, and is logged.
 func (r *Relay) judge(req requirement, s *session) {
 	if req.policy == "" {
+		// Under no policy, told as what a policy asking for TLS
+		// would have found (TLS reports count such sessions).
+		result, _ := s.tlsResult(req, Encrypt)
+		r.tlsResult(req, s.addr.Addr(), result)
 		return
 	}
 	result, err := s.tlsResult(req, req.check)
 	if !req.listed && result == resultOK {
 		result, err = resultMXNotInPolicy, errors.New("not in the MTA-STS policy")
 	}
-	r.tlsResult(req, result)
+	r.tlsResult(req, s.addr.Addr(), result)
 	if err != nil {
 		r.log.Warn("relay: TLS policy in testing mode not met; delivering anyway", "remote", s.remote(),
 			"policy", req.policy, "result", result, "err", err)
 	}
 }
 
-// tlsResult tells Config.TLSResult the result of a check under req.
-func (r *Relay) tlsResult(req requirement, result string) {
-	if r.cfg.TLSResult != nil && req.policy != "" {
-		r.cfg.TLSResult(req.policy, req.mode, result)
+// TLSCheck is the result of a TLS check, as Config.TLSResult is told it.
+type TLSCheck struct {
+	// Policy is the policy checked: "tls_security", "mta-sts", "dane"
+	// or "requiretls", or "" for a session under none; Mode its mode
+	// ("encrypt", "verify"; "enforce", "testing").
+	Policy, Mode string
+	// Result is "ok" or what failed, as TLS reporting (RFC 8460 §4.3)
+	// names it; under no policy, "ok" for a session with TLS.
+	Result string
+	Domain string     // the destination domain
+	Host   string     // the MX host
+	IP     netip.Addr // the host's address; invalid when none was tried
+	// STS is the domain's MTA-STS policy, nil if none; TLSA the host's
+	// usable TLSA records under DANE, as "usage selector matching hex".
+	STS  *mtasts.Policy
+	TLSA []string
+}
+
+// tlsResult tells Config.TLSResult the result of a check under req,
+// with host's address ip.
+func (r *Relay) tlsResult(req requirement, ip netip.Addr, result string) {
+	if r.cfg.TLSResult == nil {
+		return
 	}
+	c := TLSCheck{Policy: req.policy, Mode: req.mode, Result: result, Domain: req.domain, Host: req.host, IP: ip, STS: req.sts}
+	if req.dane != nil {
+		for _, t := range req.dane.usable {
+			c.TLSA = append(c.TLSA, fmt.Sprintf("%d %d %d %x", t.usage, t.selector, t.matching, t.data))
+		}
+	}
+	r.cfg.TLSResult(c)
 }

@@ -47,9 +47,14 @@ type tlsResults struct {
 	got []string // "policy mode result"
 }
 
-func (r *tlsResults) record(policy, mode, result string) {
+// record keeps the results under a policy; those of sessions under
+// none are for TLS reports (TestTLSCheckDetails).
+func (r *tlsResults) record(c TLSCheck) {
+	if c.Policy == "" {
+		return
+	}
 	r.mu.Lock()
-	r.got = append(r.got, policy+" "+mode+" "+result)
+	r.got = append(r.got, c.Policy+" "+c.Mode+" "+c.Result)
 	r.mu.Unlock()
 }
 
@@ -533,4 +538,44 @@ func TestTLSSecurityEncryptRefusedSTARTTLS(t *testing.T) {
 		t.Errorf("MAIL FROM sent in plaintext: %q", d.commands())
 	}
 	results.check(t, "tls_security encrypt starttls-not-supported")
+}
+
+// TestTLSCheckDetails: what TLSResult is told names the destination
+// domain, the MX host and its address, and the domain's MTA-STS policy,
+// for TLS reports; a session under no policy is told too, as Policy "".
+func TestTLSCheckDetails(t *testing.T) {
+	var mu sync.Mutex
+	var got []TLSCheck
+	keep := func(c *Config) {
+		c.TLSResult = func(check TLSCheck) {
+			mu.Lock()
+			got = append(got, check)
+			mu.Unlock()
+		}
+	}
+	s := newSTSSetup(t, selfSigned(t), "1", policy("enforce", "mx.example.test"), keep)
+	if _, err := s.begin(t); err == nil {
+		t.Fatal("delivered to an untrusted certificate under an enforced policy")
+	}
+	mu.Lock()
+	if len(got) != 1 {
+		t.Fatalf("told %d results, want 1: %+v", len(got), got)
+	}
+	c := got[0]
+	mu.Unlock()
+	if c.Policy != "mta-sts" || c.Result != "certificate-not-trusted" || c.Domain != "example.test" ||
+		c.Host != "mx.example.test" || c.IP.String() != "127.0.0.2" || c.STS == nil || c.STS.Mode != "enforce" ||
+		!slices.Equal(c.STS.MX, []string{"mx.example.test"}) {
+		t.Errorf("told %+v", c)
+	}
+
+	got = nil
+	s = newSTSSetup(t, selfSigned(t), "", "", keep) // no MTA-STS: no policy
+	s.deliver(t)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 1 || got[0].Policy != "" || got[0].Result != "ok" || got[0].Domain != "example.test" ||
+		got[0].Host != "mx.example.test" || got[0].STS != nil {
+		t.Errorf("under no policy, told %+v; want one ok for example.test", got)
+	}
 }

@@ -65,9 +65,13 @@ func (s *session) deliver(msg []byte) (*smtp.SMTPError, decider) {
 	switch out.Action {
 	case abi.Reject, abi.Tempfail:
 		s.closeRelay()
+		if out.Action == abi.Reject {
+			s.recordDMARC(report, dispositionReject)
+		}
 		return out.Reply, pluginDecider(out)
 	case abi.Discard:
 		s.closeRelay()
+		s.recordDMARC(report, dispositionReject)
 		s.txn.discarded = append(s.txn.discarded, s.txn.rcpts...)
 		s.txn.forwards, s.txn.queued = nil, nil
 		s.txn.dropped = true
@@ -77,6 +81,7 @@ func (s *session) deliver(msg []byte) (*smtp.SMTPError, decider) {
 	sc := s.txn.score()
 	if reply := s.judge(sc); reply != nil {
 		s.closeRelay()
+		s.recordDMARC(report, dispositionReject)
 		return reply, byHost
 	}
 	if len(s.txn.forwards) == 0 && len(s.txn.queued) == 0 {
@@ -102,6 +107,7 @@ func (s *session) deliver(msg []byte) (*smtp.SMTPError, decider) {
 		if err := s.enqueue(fwd, body, report); err != nil {
 			return queueFailed(), byQueue
 		}
+		s.recordDMARC(report, s.txn.disposition())
 		return queuedReply(s.txn.queueIDs), byQueue
 	}
 	reply, err := s.txn.relay.Data(s.srv.ctx, fwd, body)
@@ -111,15 +117,31 @@ func (s *session) deliver(msg []byte) (*smtp.SMTPError, decider) {
 	s.closeRelay()
 	if err != nil {
 		// Refused in session: the copies for other domains are not
-		// queued, and the client's retry tries them all again.
-		return asSMTPError(err), byDestination
+		// queued, and the client's retry tries them all again. A
+		// refusal for good settles the message's fate; a 4xx does not,
+		// so a retried message counts once in DMARC reports.
+		reply = asSMTPError(err)
+		if reply.Code >= 500 {
+			s.recordDMARC(report, s.txn.disposition())
+		}
+		return reply, byDestination
 	}
 	if len(s.txn.queued) > 0 {
 		if err := s.enqueue(fwd, body, report); err != nil {
 			return queueFailed(), byQueue
 		}
 	}
+	s.recordDMARC(report, s.txn.disposition())
 	return reply, byDestination
+}
+
+// disposition is what became of a message that left, for DMARC reports:
+// quarantined (marked) or not.
+func (t *transaction) disposition() string {
+	if t.changes.quarantine != "" {
+		return dispositionQuarantine
+	}
+	return dispositionNone
 }
 
 // lineEndings applies the bare line ending policy: with reject, a message

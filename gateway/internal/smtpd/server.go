@@ -53,6 +53,9 @@ type Config struct {
 	// one domain, instead of relaying the first in session.
 	Queue    queue.Enqueuer
 	QueueAll bool
+	// DMARCReports, if set, records each message's DMARC evaluation for
+	// the aggregate reports (dmarcrecord.go).
+	DMARCReports DMARCRecorder
 
 	Logger *slog.Logger
 	// Metrics receives the server's counters; nil: they are counted but
