@@ -138,7 +138,11 @@ func (n *Notifier) report(ctx context.Context, kind string, m *queue.Message, rc
 	case m.Kind != queue.Forward:
 		// Our own mail failing (a DSN, a notice, a report): telling
 		// anyone would loop or go nowhere.
-		log.Warn("queued "+string(m.Kind)+" not delivered: logged only", "reply", rcpts[0].Reply)
+		what := "not delivered"
+		if kind == KindDelay {
+			what = "delayed"
+		}
+		log.Warn("queued "+string(m.Kind)+" "+what+": logged only, never notified", "reply", rcpts[0].Reply)
 		return n.suppressed(kind, SuppressedNotForward)
 	case m.Sender == "":
 		log.Info("no DSN: the sender is <>")
