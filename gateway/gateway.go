@@ -24,6 +24,7 @@ import (
 	"github.com/sluice-mail/sluice/gateway/internal/inbox"
 	"github.com/sluice-mail/sluice/gateway/internal/mtasts"
 	"github.com/sluice-mail/sluice/gateway/internal/plugin"
+	"github.com/sluice-mail/sluice/gateway/internal/queue"
 	"github.com/sluice-mail/sluice/gateway/internal/resolver"
 	"github.com/sluice-mail/sluice/gateway/internal/smtpd"
 )
@@ -44,6 +45,9 @@ type Gateway struct {
 	smtp    *smtpd.Server
 	inbox   *inbox.Inbox
 	metrics *gatewayMetrics
+	// queue is the process's queue, opened by Listen (nil before, and
+	// in sluice check: another gateway may hold it).
+	queue *queue.Queue
 	// stsCache holds destinations' MTA-STS policies across generations:
 	// a reload must not forget a policy (RFC 8461 §5.1).
 	stsCache *mtasts.Cache
@@ -144,6 +148,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, level *slo
 		STARTTLS:            parts.TLS != nil,
 
 		RejectBareLineEndings: cfg.SMTP.BareLineEndings == "reject",
+		QueueAll:              cfg.Queue.MultipleDestinations == "queue_all",
 
 		Logger:  log,
 		Metrics: g.metrics.registry,
@@ -204,6 +209,10 @@ func (g *Gateway) Listen() error {
 			return fmt.Errorf("admin listener: %w", err)
 		}
 		g.admin = l
+	}
+	if err := g.openQueue(); err != nil {
+		g.closeListeners()
+		return err
 	}
 	return nil
 }
@@ -294,6 +303,14 @@ func (g *Gateway) Serve(ctx context.Context, grace time.Duration) error {
 		defer close(watched)
 		g.watch(watchCtx, g.watchInterval())
 	}()
+	queueCtx, stopQueue := context.WithCancel(context.Background())
+	queueDone := make(chan struct{})
+	go func() {
+		defer close(queueDone)
+		if g.queue != nil {
+			g.runQueue(queueCtx)
+		}
+	}()
 
 	var err error
 	select {
@@ -305,6 +322,10 @@ func (g *Gateway) Serve(ctx context.Context, grace time.Duration) error {
 	sctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
 	g.smtp.Shutdown(sctx)
+	// After the sessions, which may still queue mail: deliveries under
+	// way are cancelled, and their messages tried again at the next start.
+	stopQueue()
+	<-queueDone
 	if admin != nil {
 		admin.Shutdown(sctx)
 	}
@@ -351,6 +372,10 @@ func (g *Gateway) Close() error {
 	if g.host != nil {
 		errs = append(errs, g.host.Close(ctx))
 		g.host = nil
+	}
+	if g.queue != nil {
+		errs = append(errs, g.queue.Close())
+		g.queue = nil
 	}
 	return errors.Join(errs...)
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/sluice-mail/sluice/gateway/internal/buildinfo"
 	"github.com/sluice-mail/sluice/gateway/internal/config"
 	"github.com/sluice-mail/sluice/gateway/internal/metrics"
+	"github.com/sluice-mail/sluice/gateway/internal/queue"
 )
 
 // defaultWatchInterval is how often gateway.toml and the plugin files are
@@ -38,6 +39,7 @@ type gatewayMetrics struct {
 	acmeFailures *prometheus.CounterVec
 	stsFetches   *prometheus.CounterVec
 	stsNotWaited prometheus.Counter
+	queue        *queue.Metrics // read the queue once Listen opened it
 }
 
 func newGatewayMetrics() *gatewayMetrics {
@@ -72,6 +74,7 @@ func newGatewayMetrics() *gatewayMetrics {
 	}
 	m.stsFetches.WithLabelValues("ok")
 	m.stsFetches.WithLabelValues("failed")
+	m.queue = queue.NewMetrics(r)
 	m.reloads.WithLabelValues("ok")
 	m.reloads.WithLabelValues("failed")
 	for _, step := range []string{"connect", "mail", "rcpt", "data"} {

@@ -38,6 +38,9 @@ const (
 	Pending   Status = "pending"   // not delivered yet: retried
 	Delivered Status = "delivered" // the destination said 2xx
 	Failed    Status = "failed"    // refused for good (5xx) or expired; notified
+	// Failing is refused for good or expired, the Notifier not told yet
+	// (it failed): it is told again, then the recipient is Failed.
+	Failing Status = "failing"
 )
 
 // Message is one queued message: one envelope, towards one destination

@@ -133,6 +133,11 @@ func (s *Server) tlsConfig(*tls.ClientHelloInfo) (*tls.Config, error) {
 	return gen.TLS, nil
 }
 
+// UseQueue gives the server the queue, which the gateway opens only when
+// it serves (sluice check builds a server but never opens the queue: it
+// is locked by the gateway running). Call it before Serve.
+func (s *Server) UseQueue(q queue.Enqueuer) { s.cfg.Queue = q }
+
 // Serve accepts connections on l until Close. Connections over the
 // configured limits, which count the connections of every listener
 // together, are answered 421 and closed.

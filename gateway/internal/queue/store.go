@@ -1,0 +1,226 @@
+package queue
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// The store keeps each message in two files in the queue directory:
+// ID.eml, the bytes that leave, written once, and ID.json, the envelope
+// and the delivery state, replaced whenever the state changes. Every
+// file is written under a temporary name, synced, renamed into place,
+// and the directory synced, so that a crash leaves either the old file
+// or the new one, never a mix. ID.json is the commit point: a message
+// exists when its .json does (see RATIONALE.md, "The queue's store").
+const (
+	dataExt  = ".eml"
+	stateExt = ".json"
+	tmpExt   = ".tmp"
+	lockName = "lock"
+)
+
+// store is the queue directory.
+type store struct {
+	dir  string
+	lock *os.File
+}
+
+// openStore locks dir (creating it) and removes what a crash left half
+// written.
+func openStore(dir string) (*store, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("queue: %w", err)
+	}
+	lock, err := os.OpenFile(filepath.Join(dir, lockName), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("queue: %w", err)
+	}
+	// flock, not a lock file's existence: the kernel drops it when the
+	// process dies, so a crash never leaves the queue locked.
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		pid, _ := os.ReadFile(lock.Name())
+		lock.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("queue: %s is in use by another process (pid %s): one gateway per queue directory", dir, strings.TrimSpace(string(pid)))
+		}
+		return nil, fmt.Errorf("queue: locking %s: %w", dir, err)
+	}
+	if err := lock.Truncate(0); err == nil {
+		lock.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	}
+	return &store{dir: dir, lock: lock}, nil
+}
+
+func (s *store) close() error {
+	return s.lock.Close() // releases the flock
+}
+
+// load reads every committed message (without Data) and removes what
+// is not one: temporary files of an interrupted write, and .eml files
+// whose .json never got written (an Enqueue that did not return) or was
+// removed (a delete that did not finish).
+func (s *store) load() ([]*Message, error) {
+	entries, err := os.ReadDir(s.dir)
+	if err != nil {
+		return nil, fmt.Errorf("queue: %w", err)
+	}
+	have := map[string]bool{}
+	for _, e := range entries {
+		have[e.Name()] = true
+	}
+	var msgs []*Message
+	removed := false
+	for _, e := range entries {
+		name := e.Name()
+		switch {
+		case strings.HasSuffix(name, tmpExt):
+			os.Remove(filepath.Join(s.dir, name))
+			removed = true
+		case strings.HasSuffix(name, dataExt):
+			if !have[strings.TrimSuffix(name, dataExt)+stateExt] {
+				os.Remove(filepath.Join(s.dir, name))
+				removed = true
+			}
+		case strings.HasSuffix(name, stateExt):
+			id := strings.TrimSuffix(name, stateExt)
+			if !have[id+dataExt] {
+				// Renames reach the disk in any order before the
+				// directory's sync, which Enqueue waits for: this
+				// message was never acknowledged.
+				os.Remove(filepath.Join(s.dir, name))
+				removed = true
+				continue
+			}
+			b, err := os.ReadFile(filepath.Join(s.dir, name))
+			if err != nil {
+				return nil, fmt.Errorf("queue: %w", err)
+			}
+			m := new(Message)
+			if err := json.Unmarshal(b, m); err != nil {
+				return nil, fmt.Errorf("queue: %s: %w", name, err)
+			}
+			m.ID = id
+			msgs = append(msgs, m)
+		}
+	}
+	if removed {
+		if err := syncDir(s.dir); err != nil {
+			return nil, err
+		}
+	}
+	return msgs, nil
+}
+
+// create stores a new message: its data, then its state.
+func (s *store) create(m *Message) error {
+	if err := s.writeFile(m.ID+dataExt, m.Data, false); err != nil {
+		return err
+	}
+	return s.put(m)
+}
+
+// put replaces m's state.
+func (s *store) put(m *Message) error {
+	st := *m
+	st.Data = nil
+	b, err := json.Marshal(&st)
+	if err != nil {
+		return fmt.Errorf("queue: %w", err)
+	}
+	return s.writeFile(m.ID+stateExt, b, true)
+}
+
+// data reads m's bytes.
+func (s *store) data(id string) ([]byte, error) {
+	b, err := os.ReadFile(filepath.Join(s.dir, id+dataExt))
+	if err != nil {
+		return nil, fmt.Errorf("queue: %w", err)
+	}
+	return b, nil
+}
+
+// remove deletes a message: the state first (the commit point), then
+// the data, which load removes if a crash comes between.
+func (s *store) remove(id string) error {
+	if err := os.Remove(filepath.Join(s.dir, id+stateExt)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("queue: %w", err)
+	}
+	if err := os.Remove(filepath.Join(s.dir, id+dataExt)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("queue: %w", err)
+	}
+	return syncDir(s.dir)
+}
+
+// writeFile writes name atomically: temporary file, sync, rename, and,
+// when syncdir, a sync of the directory so that the rename lasts.
+func (s *store) writeFile(name string, b []byte, syncdir bool) error {
+	tmp := filepath.Join(s.dir, name+"."+randomHex(4)+tmpExt)
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("queue: %w", err)
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, filepath.Join(s.dir, name))
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("queue: %w", err)
+	}
+	if syncdir {
+		return syncDir(s.dir)
+	}
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("queue: %w", err)
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("queue: syncing %s: %w", dir, err)
+	}
+	return nil
+}
+
+// newID names a message: its time (so that names sort by arrival) and
+// random bits, hex only, so it is a safe file name.
+func newID(now time.Time) string {
+	return strconv.FormatInt(now.UnixMicro(), 16) + randomHex(5)
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// size is the size of id's data, for List; 0 if unknown.
+func (s *store) size(id string) int {
+	fi, err := os.Stat(filepath.Join(s.dir, id+dataExt))
+	if err != nil {
+		return 0
+	}
+	return int(fi.Size())
+}
