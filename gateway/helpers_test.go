@@ -96,7 +96,14 @@ const dataRejectMarker = "X-Test: reject-at-data"
 // goes over the wire.
 func startDestination(t testing.TB, wire bool) *destination {
 	t.Helper()
-	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	return startDestinationOn(t, "127.0.0.1:0", wire)
+}
+
+// startDestinationOn starts a destination listening on addr, such as
+// another loopback address on the port the relay uses.
+func startDestinationOn(t testing.TB, addr string, wire bool) *destination {
+	t.Helper()
+	l, err := net.Listen("tcp4", addr)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -40,6 +40,7 @@ type gatewayMetrics struct {
 	stsFetches   *prometheus.CounterVec
 	stsNotWaited prometheus.Counter
 	queue        *queue.Metrics // read the queue once Listen opened it
+	dsn          *prometheus.CounterVec
 }
 
 func newGatewayMetrics() *gatewayMetrics {
@@ -75,6 +76,7 @@ func newGatewayMetrics() *gatewayMetrics {
 	m.stsFetches.WithLabelValues("ok")
 	m.stsFetches.WithLabelValues("failed")
 	m.queue = queue.NewMetrics(r)
+	m.dsn = newDSNCounter(r)
 	m.reloads.WithLabelValues("ok")
 	m.reloads.WithLabelValues("failed")
 	for _, step := range []string{"connect", "mail", "rcpt", "data"} {

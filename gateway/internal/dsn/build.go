@@ -113,15 +113,15 @@ func (n *Notifier) deliveryStatus(action string, m *queue.Message, rcpts []queue
 		field("Final-Recipient", addressType(r.To)+";"+r.To)
 		field("Action", action)
 		field("Status", statusCode(action, r.Reply))
-		if r.Remote != "" {
-			field("Remote-MTA", "dns; "+r.Remote)
+		if host := remoteHost(r.Remote); host != "" {
+			field("Remote-MTA", "dns; "+host)
 		}
-		if r.Reply != "" {
+		if reply := lastReply(m, r); reply != "" {
 			kind := "smtp"
-			if _, _, ok := parseReply(r.Reply); !ok {
+			if _, _, ok := parseReply(reply); !ok {
 				kind = "x-sluice" // our side's error, not a destination's reply
 			}
-			field("Diagnostic-Code", kind+"; "+oneLine(r.Reply))
+			field("Diagnostic-Code", kind+"; "+oneLine(reply))
 		}
 		field("Last-Attempt-Date", now.Format(dateLayout))
 		if action == "delayed" && n.cfg.MaxAge > 0 && !m.Arrived.IsZero() {
@@ -151,7 +151,7 @@ func (n *Notifier) explanation(action string, m *queue.Message, rcpts []queue.Re
 			b.WriteString(" (forwarded to <" + r.To + ">)")
 		}
 		b.WriteString(":\r\n    ")
-		reply := oneLine(r.Reply)
+		reply := oneLine(lastReply(m, r))
 		switch {
 		case action == "delayed":
 			b.WriteString("the last attempt failed: " + orNone(reply))
@@ -178,7 +178,7 @@ func (n *Notifier) ownerNotice(m *queue.Message, r queue.Recipient) *built {
 	if sender == "" {
 		sender = "<>"
 	}
-	reply := oneLine(r.Reply)
+	reply := oneLine(lastReply(m, r))
 	if !permanent(r.Reply) {
 		reply = fmt.Sprintf("not delivered within %s; the last attempt failed: %s", days(n.cfg.MaxAge), orNone(reply))
 	}
@@ -199,6 +199,27 @@ func senderTold(m *queue.Message) string {
 		return "was not told: it is the null sender or could not be authenticated"
 	}
 	return "was sent a delivery status notification"
+}
+
+// remoteHost is the host name of a Remote ("mx.dest.example" of
+// "mx.dest.example[192.0.2.1]:25"), as Remote-MTA's dns type wants it.
+func remoteHost(remote string) string {
+	host, _, _ := strings.Cut(remote, "[")
+	host, _, _ = strings.Cut(host, ":")
+	return strings.TrimSpace(host)
+}
+
+// lastReply is what the destination last said about r: its Reply, or,
+// when that is the queue's own word (an expiry), the message's last
+// error, if that is a reply.
+func lastReply(m *queue.Message, r queue.Recipient) string {
+	if _, _, ok := parseReply(r.Reply); ok || m.LastError == "" {
+		return r.Reply
+	}
+	if _, _, ok := parseReply(m.LastError); ok {
+		return m.LastError
+	}
+	return r.Reply
 }
 
 // statusCode is a recipient's Status: the enhanced code of a 5xx reply

@@ -55,7 +55,7 @@ func TestFailedDSN(t *testing.T) {
 		t.Errorf("parts' encodings %v, want 7bit", p.Encodings)
 	}
 	for _, s := range []string{"<info@ours.test> (forwarded to <bob@dest.test>)",
-		"mx.dest.test said: 550 5.1.1 <bob@dest.test>: Recipient address rejected: User unknown",
+		"mx.dest.test[192.0.2.25]:25 said: 550 5.1.1 <bob@dest.test>: Recipient address rejected: User unknown",
 		"<sales@ours.test> (forwarded to <carol@dest.test>)"} {
 		if !strings.Contains(p.Text, s) {
 			t.Errorf("the explanation lacks %q:\n%s", s, p.Text)
@@ -122,6 +122,23 @@ func TestExpiredDSN(t *testing.T) {
 	})
 	if !strings.Contains(p.Text, "not delivered within 5 days; the last attempt failed: 451 4.3.0 try again later") {
 		t.Errorf("the explanation does not say it expired:\n%s", p.Text)
+	}
+
+	// The queue marks an expired recipient with its own words, and keeps
+	// the last reply in LastError: the DSN gives the reply.
+	m = forwarded()
+	m.LastError = "451 4.3.0 try again later"
+	m.Recipients[0].Reply = "expired: not delivered in 120h0m0s; last error: 451 4.3.0 try again later"
+	if err := e.n.Failed(context.Background(), m, m.Recipients); err != nil {
+		t.Fatal(err)
+	}
+	p = parse(t, e.q.queued()[1].Data)
+	wantFields(t, "expired by the queue", p.Status[1], map[string]string{
+		"Status":          "5.4.7",
+		"Diagnostic-Code": "smtp; 451 4.3.0 try again later",
+	})
+	if !strings.Contains(p.Text, "not delivered within 5 days; the last attempt failed: 451 4.3.0 try again later") {
+		t.Errorf("the explanation does not give the last reply:\n%s", p.Text)
 	}
 }
 

@@ -153,7 +153,7 @@ func forwarded() *queue.Message {
 		Sender:    "alice@sender.test",
 		MayBounce: true,
 		Recipients: []queue.Recipient{{Orig: "info@ours.test", To: "bob@dest.test", Status: queue.Pending,
-			Reply: "550 5.1.1 <bob@dest.test>: Recipient address rejected: User unknown", Remote: "mx.dest.test"}},
+			Reply: "550 5.1.1 <bob@dest.test>: Recipient address rejected: User unknown", Remote: "mx.dest.test[192.0.2.25]:25"}},
 		Arrived:   time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC),
 		ClientIP:  "192.0.2.7",
 		Helo:      "mail.sender.test",
