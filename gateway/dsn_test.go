@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -65,13 +66,7 @@ func receivedDSN(t *testing.T, e *env, d delivery) dsnReport {
 	if d.from != "" || strings.Join(d.to, ",") != "alice@sender.test" {
 		t.Errorf("the sender's MX received from <%s> to %v, want a DSN from <> to alice@sender.test", d.from, d.to)
 	}
-	records := map[string]string{}
-	for sel, txt := range e.keys {
-		records[sel+"._domainkey.ours.test."] = txt
-	}
-	if got := dkimpy.Check(t, d.data, records); len(got.DKIM) != 2 || !got.DKIM[0] || !got.DKIM[1] {
-		t.Errorf("dkimpy: DKIM results %v, want our two signatures valid", got.DKIM)
-	}
+	signedByUs(t, e, d.data)
 	out := dkimpy.Run(t, "internal/dsn/testdata/parse.py", dkimpy.WriteFile(t, "dsn.eml", d.data))
 	var r dsnReport
 	if err := json.Unmarshal(out, &r); err != nil {
@@ -86,6 +81,18 @@ func receivedDSN(t *testing.T, e *env, d delivery) dsnReport {
 		t.Errorf("the attached header's Message-ID is %q, want the original's", got)
 	}
 	return r
+}
+
+// signedByUs checks that dkimpy verifies our two DKIM signatures on msg.
+func signedByUs(t *testing.T, e *env, msg []byte) {
+	t.Helper()
+	records := map[string]string{}
+	for sel, txt := range e.keys {
+		records[sel+"._domainkey.ours.test."] = txt
+	}
+	if got := dkimpy.Check(t, msg, records); len(got.DKIM) != 2 || !got.DKIM[0] || !got.DKIM[1] {
+		t.Errorf("dkimpy: DKIM results %v, want our two signatures valid", got.DKIM)
+	}
 }
 
 // A queued message the destination refuses with 550 brings its sender a
@@ -171,5 +178,37 @@ max_backoff = "500ms"
 	time.Sleep(100 * time.Millisecond)
 	if n := len(mx.deliveries()); n != 2 {
 		t.Errorf("the sender's MX received %d messages, want the two DSNs", n)
+	}
+}
+
+// With owner_notices, the destination mailbox of a recipient refused for
+// good gets a notice besides the sender's DSN.
+func TestOwnerNoticeEndToEnd(t *testing.T) {
+	e := startEnv(t, envOptions{sections: "[queue]\nowner_notices = true\n"})
+	mx := startSenderMX(t, e)
+	var mu sync.Mutex
+	first := true
+	e.dest.setFaults(func() fault { // the forward is refused, the notice then accepted
+		mu.Lock()
+		defer mu.Unlock()
+		if first {
+			first = false
+			return rcptReject
+		}
+		return noFault
+	})
+	if err := e.gw.Queue().Enqueue(context.Background(), queuedForward("me@dest.test")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the DSN and the notice", func() bool { return len(mx.deliveries()) > 0 && len(e.dest.deliveries()) > 0 })
+	receivedDSN(t, e, mx.deliveries()[0])
+	n := e.dest.deliveries()[0]
+	if n.from != "" || strings.Join(n.to, ",") != "me@dest.test" {
+		t.Errorf("the destination received from <%s> to %v, want a notice from <> to me@dest.test", n.from, n.to)
+	}
+	signedByUs(t, e, n.data)
+	want := "Mail from alice@sender.test to info@ours.test could not be delivered: 550 5.1.1 Fault: no such mailbox"
+	if !strings.Contains(string(n.data), want) || !strings.Contains(string(n.data), "Subject: Undelivered mail for info@ours.test") {
+		t.Errorf("the notice does not say %q:\n%s", want, n.data)
 	}
 }
