@@ -99,3 +99,22 @@ mode = "enforce"
 		t.Errorf("mta_sts.mode %q, want the reloaded enforce", got.MTASTS.Mode)
 	}
 }
+
+// [queue] is restart-only: the queue and its scheduler are the process's,
+// opened once by Listen, not a generation's.
+func TestQueueRestartOnly(t *testing.T) {
+	running := parseConfig(t, restartOnlyBase)
+	loaded := parseConfig(t, restartOnlyBase+`[queue]
+dir = "/srv/queue"
+max_age = "24h"
+min_backoff = "1m"
+domain_concurrency = 2
+`)
+	got, kept := keepRestartOnly(running, loaded)
+	if want := []string{"queue.dir", "queue.max_age", "queue.min_backoff", "queue.domain_concurrency"}; !slices.Equal(kept, want) {
+		t.Errorf("kept %v, want %v", kept, want)
+	}
+	if got.QueueDir() != running.QueueDir() || got.Queue.MaxAge != running.Queue.MaxAge {
+		t.Errorf("queue settings applied by a reload: dir %s, max_age %s", got.QueueDir(), got.Queue.MaxAge.D())
+	}
+}

@@ -11,7 +11,9 @@ import (
 	"time"
 )
 
-// Options are the queue's settings ([queue] in gateway.toml).
+// Options are the queue's settings ([queue] in gateway.toml). A zero
+// MaxAge, MinBackoff, MaxBackoff, Concurrency or DomainConcurrency is
+// [queue]'s default.
 type Options struct {
 	MaxAge       time.Duration // a message expires at Arrived + MaxAge
 	DelayWarning time.Duration // Notifier.Delayed after this long; 0: never
@@ -67,11 +69,22 @@ func Open(dir string, opts Options) (*Queue, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	// The defaults are config's (setDefaults), for a queue opened
+	// without a configuration, as tests do.
+	if opts.MaxAge <= 0 {
+		opts.MaxAge = 5 * 24 * time.Hour
+	}
+	if opts.MinBackoff <= 0 {
+		opts.MinBackoff = 5 * time.Minute
+	}
+	if opts.MaxBackoff < opts.MinBackoff {
+		opts.MaxBackoff = max(opts.MinBackoff, time.Hour)
+	}
 	if opts.Concurrency <= 0 {
-		opts.Concurrency = 1
+		opts.Concurrency = 50
 	}
 	if opts.DomainConcurrency <= 0 {
-		opts.DomainConcurrency = 1
+		opts.DomainConcurrency = 10
 	}
 	st, err := openStore(dir)
 	if err != nil {

@@ -205,8 +205,13 @@ func (q *Queue) attempt(ctx context.Context, e *entry, m *Message, d Deliverer, 
 	counts := map[string]int{}
 	var delivered, deferred, failed []string
 	lastError := ""
+	// A delivery cut short by shutdown is not an attempt: what was
+	// decided stays decided, the rest is tried at the next start.
+	stopped := ctx.Err() != nil
 	changed, err := q.change(e, func(m *Message) bool {
-		m.Attempts++
+		if !stopped {
+			m.Attempts++
+		}
 		i := 0
 		for j := range m.Recipients {
 			r := &m.Recipients[j]
@@ -225,12 +230,18 @@ func (q *Queue) attempt(ctx context.Context, e *entry, m *Message, d Deliverer, 
 				failed = append(failed, r.To)
 				lastError = res.Reply
 			default:
+				if stopped {
+					r.Reply, r.Remote = rcpts[i-1].Reply, rcpts[i-1].Remote
+					continue
+				}
 				deferred = append(deferred, r.To)
 				lastError = res.Reply
 			}
 		}
-		m.LastError = lastError
-		m.NextAttempt = now.Add(q.backoff(m.Attempts))
+		if !stopped {
+			m.LastError = lastError
+			m.NextAttempt = now.Add(q.backoff(m.Attempts))
+		}
 		return true
 	})
 	if err != nil {
@@ -246,6 +257,9 @@ func (q *Queue) attempt(ctx context.Context, e *entry, m *Message, d Deliverer, 
 		if len(o.rcpts) > 0 {
 			attrs = append(attrs, o.name, strings.Join(o.rcpts, ","))
 		}
+	}
+	if stopped {
+		attrs = append(attrs, "stopped", "shutdown")
 	}
 	attrs = append(attrs, "reply", firstReply(results))
 	if len(deferred) > 0 {

@@ -122,6 +122,7 @@ func (sd smtpDeliverer) Deliver(ctx context.Context, m *Message, rcpts []Recipie
 		return fail(err)
 	}
 	defer c.Close()
+	defer context.AfterFunc(ctx, func() { c.Close() })()
 	if err := c.Mail(m.From, nil); err != nil {
 		return fail(err)
 	}
@@ -439,5 +440,37 @@ func TestBackoff(t *testing.T) {
 		if lo < want*3/4 || hi > want || hi-lo < want/8 {
 			t.Errorf("backoff(%d) in [%s, %s], want within [%s, %s] and spread", n, lo, hi, want*3/4, want)
 		}
+	}
+}
+
+// TestShutdownMidDelivery: Run returns when its context ends, even with
+// a delivery under way; that delivery does not count as an attempt, and
+// the message stays queued, due at once.
+func TestShutdownMidDelivery(t *testing.T) {
+	d := startDestination(t)
+	gate := make(chan struct{})
+	defer close(gate)
+	d.gate = gate
+	c := &clock{now: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
+	opts := testOptions
+	opts.Now = c.Now
+	q := openTest(t, t.TempDir(), opts)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { q.Run(ctx, smtpDeliverer{d.addr}, &recorder{}); close(done) }()
+	m := testMessage("a@example.net")
+	if err := q.Enqueue(context.Background(), m); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the delivery to start", func() bool { d.mu.Lock(); defer d.mu.Unlock(); return d.total == 1 })
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return")
+	}
+	got, err := q.Get(context.Background(), m.ID)
+	if err != nil || got.Attempts != 0 || got.NextAttempt.After(c.Now()) || got.Recipients[0].Status != Pending {
+		t.Fatalf("after a shutdown mid-delivery: %+v, %v; want pending, no attempt counted, due now", got, err)
 	}
 }
