@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"strconv"
 	"strings"
 
@@ -42,7 +41,7 @@ func (g *Gateway) Queue() *queue.Queue { return g.queue }
 // runQueue delivers queued mail until ctx ends, with the relay of the
 // generation current at each attempt.
 func (g *Gateway) runQueue(ctx context.Context) {
-	g.queue.Run(ctx, queueDeliverer{g.gens}, logNotifier{g.log})
+	g.queue.Run(ctx, queueDeliverer{g.gens}, g.newNotifier(g.cfg, g.queue))
 }
 
 // queueDeliverer delivers queued messages through the relay of the
@@ -119,22 +118,4 @@ func replyText(e *smtp.SMTPError) string {
 	b.WriteByte(' ')
 	b.WriteString(e.Message)
 	return b.String()
-}
-
-// logNotifier only logs what failed: the stand-in until DSNs and
-// notices are sent (issue 12).
-type logNotifier struct{ log *slog.Logger }
-
-func (n logNotifier) Failed(ctx context.Context, m *queue.Message, rcpts []queue.Recipient) error {
-	for _, r := range rcpts {
-		n.log.Warn("queue: not delivered", "id", m.ID, "kind", string(m.Kind), "sender", m.Sender, "rcpt", r.To, "reply", r.Reply)
-	}
-	return nil
-}
-
-func (n logNotifier) Delayed(ctx context.Context, m *queue.Message, rcpts []queue.Recipient) error {
-	for _, r := range rcpts {
-		n.log.Info("queue: delayed", "id", m.ID, "kind", string(m.Kind), "sender", m.Sender, "rcpt", r.To, "arrived", m.Arrived, "last_error", m.LastError)
-	}
-	return nil
 }

@@ -46,7 +46,7 @@ func TestQueueDeliversThroughRelay(t *testing.T) {
 	}
 	logs := e.logs.String()
 	for _, want := range []string{"msg=\"queue attempt\" id=" + m.ID, "delivered=me@dest.test", "failed=bad@dest.test",
-		"reply=\"550 5.1.1 The email account", "msg=\"queue: not delivered\" id=" + m.ID} {
+		"reply=\"550 5.1.1 The email account", "msg=\"no DSN: neither SPF nor DMARC authenticated the sender (backscatter)\" id=" + m.ID} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("the log has no %q", want)
 		}

@@ -43,6 +43,7 @@ type gatewayMetrics struct {
 	// reportsDropped and reportsSent are the DMARC and TLS reports'.
 	reportsDropped *prometheus.CounterVec
 	reportsSent    *prometheus.CounterVec
+	dsn            *prometheus.CounterVec
 }
 
 func newGatewayMetrics() *gatewayMetrics {
@@ -86,6 +87,7 @@ func newGatewayMetrics() *gatewayMetrics {
 	m.stsFetches.WithLabelValues("ok")
 	m.stsFetches.WithLabelValues("failed")
 	m.queue = queue.NewMetrics(r)
+	m.dsn = newDSNCounter(r)
 	m.reloads.WithLabelValues("ok")
 	m.reloads.WithLabelValues("failed")
 	for _, step := range []string{"connect", "mail", "rcpt", "data"} {

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/sluice-mail/sluice/gateway/internal/config"
-	"github.com/sluice-mail/sluice/gateway/internal/dkim"
 	"github.com/sluice-mail/sluice/gateway/internal/dmarc"
 	"github.com/sluice-mail/sluice/gateway/internal/queue"
 	"github.com/sluice-mail/sluice/gateway/internal/relay"
@@ -77,15 +76,6 @@ func (g *Gateway) currentResolver() dmarc.Resolver {
 		}
 	}
 	return g.dns
-}
-
-func (g *Gateway) currentSigner() *dkim.Signer {
-	gen := g.gens.Acquire()
-	if gen == nil {
-		return nil
-	}
-	defer gen.Release()
-	return gen.Signer
 }
 
 // tlsResult counts a TLS check under a policy, and records every one

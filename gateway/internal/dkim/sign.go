@@ -142,6 +142,10 @@ func NewSigner(c SignerConfig) (*Signer, error) {
 	return s, nil
 }
 
+// Domain is the d= domain: mail we write ourselves (DSNs, notices) is
+// From an address there, so that the signature aligns for DMARC.
+func (s *Signer) Domain() string { return s.domain }
+
 // Sign returns the DKIM-Signature header fields to prepend to msg, one per
 // key in key order, each ending in CRLF and folded into lines shorter than
 // 78 characters. msg is a whole message (header, empty line, body) with CRLF
