@@ -1,9 +1,6 @@
 package gateway
 
 import (
-	"context"
-	"fmt"
-
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
@@ -18,7 +15,7 @@ import (
 // as the queue, one per process; each DSN is signed with the keys of the
 // generation in use when it is made.
 func (g *Gateway) newNotifier(cfg *config.Config, q *queue.Queue) queue.Notifier {
-	return withData{q, dsn.New(dsn.Config{
+	return dsn.New(dsn.Config{
 		Hostname:     cfg.Hostname,
 		Queue:        q,
 		Signer:       g.currentSigner,
@@ -28,45 +25,7 @@ func (g *Gateway) newNotifier(cfg *config.Config, q *queue.Queue) queue.Notifier
 		OwnerNotices: cfg.Queue.OwnerNotices,
 		Log:          g.log,
 		Count:        func(kind, result string) { g.metrics.dsn.WithLabelValues(kind, result).Inc() },
-	})}
-}
-
-// withData hands the notifier each message with its Data, which a DSN
-// quotes the header of: the queue tells of a message's state, its bytes
-// staying on disk.
-type withData struct {
-	q *queue.Queue
-	n *dsn.Notifier
-}
-
-func (w withData) Failed(ctx context.Context, m *queue.Message, rcpts []queue.Recipient) error {
-	m, err := w.load(ctx, m)
-	if err != nil {
-		return err
-	}
-	return w.n.Failed(ctx, m, rcpts)
-}
-
-func (w withData) Delayed(ctx context.Context, m *queue.Message, rcpts []queue.Recipient) error {
-	m, err := w.load(ctx, m)
-	if err != nil {
-		return err
-	}
-	return w.n.Delayed(ctx, m, rcpts)
-}
-
-// load returns m with its Data, read from the queue if m has none.
-func (w withData) load(ctx context.Context, m *queue.Message) (*queue.Message, error) {
-	if m.Data != nil {
-		return m, nil
-	}
-	stored, err := w.q.Get(ctx, m.ID)
-	if err != nil {
-		return nil, fmt.Errorf("dsn: reading the message: %w", err)
-	}
-	withData := *m
-	withData.Data = stored.Data
-	return &withData, nil
+	})
 }
 
 // newDSNCounter registers sluice_dsn_total, every series at 0.

@@ -320,12 +320,16 @@ func (q *Queue) notifyFailed(ctx context.Context, e *entry, m *Message, n Notifi
 	if len(failing) == 0 {
 		return m, nil
 	}
-	if err := n.Failed(ctx, clone(m), failing); err != nil {
+	full, err := q.withData(m)
+	if err == nil {
+		err = n.Failed(ctx, full, failing)
+	}
+	if err != nil {
 		q.log.Warn("queue: notifying a failure failed; tried again later", "id", m.ID, "error", err.Error())
 		q.pause(e, now)
 		return m, err
 	}
-	m, err := q.change(e, func(m *Message) bool {
+	m, err = q.change(e, func(m *Message) bool {
 		for j := range m.Recipients {
 			if m.Recipients[j].Status == Failing {
 				m.Recipients[j].Status = Failed
@@ -337,6 +341,18 @@ func (q *Queue) notifyFailed(ctx context.Context, e *entry, m *Message, n Notifi
 		q.pause(e, now)
 	}
 	return m, err
+}
+
+// withData is a copy of m with its Data read from disk: the Notifier
+// quotes the message's header, and the queue keeps only state in memory.
+func (q *Queue) withData(m *Message) (*Message, error) {
+	data, err := q.store.data(m.ID)
+	if err != nil {
+		return nil, fmt.Errorf("reading the message: %w", err)
+	}
+	full := clone(m)
+	full.Data = data
+	return full, nil
 }
 
 // warn tells n once that m is delayed, when it has been queued for
@@ -354,12 +370,16 @@ func (q *Queue) warn(ctx context.Context, e *entry, m *Message, n Notifier, now 
 	if len(pending) == 0 {
 		return m, nil
 	}
-	if err := n.Delayed(ctx, clone(m), pending); err != nil {
+	full, err := q.withData(m)
+	if err == nil {
+		err = n.Delayed(ctx, full, pending)
+	}
+	if err != nil {
 		q.log.Warn("queue: notifying a delay failed; tried again later", "id", m.ID, "error", err.Error())
 		q.pause(e, now)
 		return m, err
 	}
-	m, err := q.change(e, func(m *Message) bool { m.Warned = true; return true })
+	m, err = q.change(e, func(m *Message) bool { m.Warned = true; return true })
 	if err != nil {
 		q.pause(e, now)
 	}

@@ -170,12 +170,18 @@ type recorder struct {
 	failed  [][]Recipient
 	delayed [][]Recipient
 	fail    error
+	// dataless counts the calls given a message without its Data, which
+	// a DSN quotes the header of.
+	dataless int
 }
 
 func (r *recorder) Failed(ctx context.Context, m *Message, rcpts []Recipient) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.failed = append(r.failed, rcpts)
+	if len(m.Data) == 0 {
+		r.dataless++
+	}
 	return r.fail
 }
 
@@ -183,6 +189,9 @@ func (r *recorder) Delayed(ctx context.Context, m *Message, rcpts []Recipient) e
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.delayed = append(r.delayed, rcpts)
+	if len(m.Data) == 0 {
+		r.dataless++
+	}
 	return r.fail
 }
 
@@ -223,7 +232,13 @@ func runTest(t *testing.T, opts Options, d *destination, n Notifier) (*Queue, *c
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { q.Run(ctx, smtpDeliverer{d.addr}, n); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		if r, ok := n.(*recorder); ok && r.dataless > 0 {
+			t.Errorf("the Notifier was told %d times of a message without its Data", r.dataless)
+		}
+	})
 	return q, c
 }
 
