@@ -67,7 +67,8 @@ func TestQueueLockedByServingGateway(t *testing.T) {
 	}
 	cfg.SMTP.Listen = []string{"127.0.0.1:0"}
 	cfg.HTTPS.Listen = nil
-	cfg.Admin.Listen = nil
+	off := "" // not the default 127.0.0.1:8025, which a demo may hold
+	cfg.Admin.Listen = &off
 	g, err := gateway.New(context.Background(), cfg, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		t.Fatal(err)
