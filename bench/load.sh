@@ -183,6 +183,8 @@ write_config() {
 # Written by bench/load.sh, profile "$profile".
 hostname = "mx.bench.test"
 domains = ["bench.test"]
+# The queue and other state: the run's own, never /var/lib/sluice.
+data_dir = "$WORK/data-$profile"
 
 [smtp]
 listen = ["127.0.0.1:$SLUICE_PORT"]
