@@ -413,7 +413,11 @@ func verdictFor(r ruleSetting) (sdk.Verdict, error) {
 	switch r.Action {
 	case "forward":
 		if len(r.To) == 0 {
-			return sdk.Verdict{}, at("action", fmt.Errorf("forward needs to = \"address\" (or a list of them)"))
+			key := "action" // no to at all: the line of the action that needs it
+			if r.To != nil {
+				key = "to" // to = []: its own line
+			}
+			return sdk.Verdict{}, at(key, fmt.Errorf("forward needs to = \"address\" (or a list of them)"))
 		}
 		for _, to := range r.To {
 			if _, _, ok := splitAddress(to); !ok || strings.Contains(to, "*") {

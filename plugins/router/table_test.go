@@ -160,7 +160,7 @@ func TestConfigErrors(t *testing.T) {
 		{"lone dollar", "[[rule]]\nmatch = \"a-*@d.test\"\naction = \"forward\"\nto = \"$@x.test\"\n", `a $ that names no capture (write $$ for a dollar sign)`, "rule.0.to"},
 		{"template not an address", "[[rule]]\nmatch = \"a-*@d.test\"\naction = \"forward\"\nto = \"$1 at x.test\"\n", `to "$1 at x.test" is not an address`, "rule.0.to"},
 		{"template bad domain", "[[rule]]\nmatch = \"a-*@d.test\"\naction = \"forward\"\nto = \"$1@x..test\"\n", `to "$1@x..test" is not an address, whatever the captures are`, "rule.0.to"},
-		{"empty to list", rule("action = \"forward\"\nto = []"), `forward needs to = "address" (or a list of them)`, "rule.0.action"},
+		{"empty to list", rule("action = \"forward\"\nto = []"), `forward needs to = "address" (or a list of them)`, "rule.0.to"},
 		{"bad to in a list", rule("action = \"forward\"\nto = [\"a@x.test\", \"me\"]"), `to "me" is not an address`, "rule.0.to"},
 		{"to list twice", rule("action = \"forward\"\nto = [\"a@x.test\", \"A@X.test\"]"), `to lists "A@X.test" twice`, "rule.0.to"},
 		{"to list too long", rule("action = \"forward\"\nto = [" + strings.Repeat(`"a@x.test", `, 20) + `"b@x.test"]`), `to lists 21 addresses; at most 20`, "rule.0.to"},

@@ -15,6 +15,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	msgdkim "github.com/emersion/go-msgauth/dkim"
 
@@ -29,8 +30,9 @@ import (
 // README says, in the message the send before it stored. Beyond the
 // README's text, the test checks that it still shows the demo's chain at
 // work (the router's refusal, a quarantine and a refusal by score, the
-// blocklist's refusal and postmaster@ let through), and the first message's
-// SRS envelope, signatures and authentication results.
+// blocklist's refusal and postmaster@ let through, a second destination
+// domain queued under the demo's data_dir), and the first message's SRS
+// envelope, signatures and authentication results.
 func TestDemoWithTheRealBinary(t *testing.T) {
 	d := startDemo(t, "")
 	bin, dir, smtpAddr, serve, txt := d.bin, d.dir, d.smtpAddr, d.serve, d.txt
@@ -60,6 +62,17 @@ func TestDemoWithTheRealBinary(t *testing.T) {
 			}
 			continue
 		}
+		if c.args[0] == "queue" {
+			out := demoQueue(t, bin, d.adminAddr, c.args[1:], c.want)
+			shown.WriteString(c.want)
+			// The queue is the demo's data_dir's: var/queue.
+			for _, id := range queueID.FindAllString(out, -1) {
+				if _, err := os.Stat(filepath.Join(dir, "var/queue", id+".eml")); err != nil {
+					t.Errorf("README.md:%d: the queued message %s is not in var/queue: %v", c.line, id, err)
+				}
+			}
+			continue
+		}
 		if c.args[0] == "curl" {
 			if got := demoFetch(t, d.httpsAddr, c.args); got != c.want {
 				t.Errorf("README.md:%d: %s gave\n%sthe README shows\n%s", c.line, strings.Join(c.args, " "), got, c.want)
@@ -84,6 +97,8 @@ func TestDemoWithTheRealBinary(t *testing.T) {
 		"DATA: 550 5.7.1 Message scored ",
 		"RCPT TO:<info@your-domain.test>: 554 5.7.1 127.0.0.2 found on one or more DNSBLs (dnsbl.test). Refer to https://your-domain.test/blocked\n",
 		"RCPT TO:<postmaster@your-domain.test>: 250",
+		"RCPT TO:<team@your-domain.test>: 250",
+		"  you@elsewhere.test  451 4.4.1 elsewhere.test: ",
 	} {
 		if !strings.Contains(shown.String(), want) {
 			t.Errorf("README.md's Try it no longer shows %q", want)
@@ -134,6 +149,15 @@ func TestDemoWithTheRealBinary(t *testing.T) {
 		}
 	}
 
+	// team@'s first destination domain was relayed in session; the other
+	// was queued, not relayed.
+	if len(stored) < 5 {
+		t.Fatalf("the README's sends stored %d messages, want a 5th, to team@your-domain.test", len(stored))
+	}
+	if team := readInbox(t, dir, stored[4]); !strings.Contains(team, "\nDelivered-To: me@inbox.test\n") || strings.Contains(team, "elsewhere.test") {
+		t.Errorf("the message to team@your-domain.test went to the capture inbox for other than me@inbox.test alone:\n%.300s", team)
+	}
+
 	// SIGTERM stops it cleanly.
 	serve.stop()
 }
@@ -172,6 +196,7 @@ func TestDemoWithGreylisting(t *testing.T) {
 type demo struct {
 	bin, dir, smtpAddr string
 	httpsAddr          string // the HTTPS listener, for the MTA-STS policy
+	adminAddr          string // the admin listener, which sluice queue asks
 	serve              *served
 	txt                map[string]string // the DKIM keys' TXT records, by name
 }
@@ -200,14 +225,14 @@ func startDemo(t *testing.T, extra string) *demo {
 	if err != nil {
 		t.Fatal(err)
 	}
-	smtpAddr, inboxAddr, httpsAddr := freeport.Addr(t), freeport.Addr(t), freeport.Addr(t)
+	smtpAddr, inboxAddr, httpsAddr, adminAddr := freeport.Addr(t), freeport.Addr(t), freeport.Addr(t), freeport.Addr(t)
 	_, inboxPort, _ := net.SplitHostPort(inboxAddr)
 	cfg := strings.NewReplacer(
 		`"127.0.0.1:2525"`, `"`+smtpAddr+`"`,
 		`"127.0.0.1:2526"`, `"`+inboxAddr+`"`,
 		`"127.0.0.1:8443"`, `"`+httpsAddr+`"`,
 		"port = 2526", "port = "+inboxPort,
-		"[log]", "[wasm]\ncache_dir = \""+wasmbuild.CacheDirForTest()+"\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[log]",
+		"[log]", "[wasm]\ncache_dir = \""+wasmbuild.CacheDirForTest()+"\"\n[admin]\nlisten = \""+adminAddr+"\"\n[log]",
 	).Replace(string(src))
 	if strings.Count(cfg, smtpAddr) != 1 || strings.Count(cfg, inboxAddr) != 1 || strings.Count(cfg, httpsAddr) != 1 {
 		t.Fatal("gateway.toml no longer has the demo's addresses; update this test")
@@ -230,7 +255,7 @@ func startDemo(t *testing.T, extra string) *demo {
 	}
 	serve := startServe(t, bin, cfgPath)
 	serve.waitLog("dev inbox listening")
-	return &demo{bin: bin, dir: dir, smtpAddr: smtpAddr, httpsAddr: httpsAddr, serve: serve, txt: txt}
+	return &demo{bin: bin, dir: dir, smtpAddr: smtpAddr, httpsAddr: httpsAddr, adminAddr: adminAddr, serve: serve, txt: txt}
 }
 
 var (
@@ -239,7 +264,8 @@ var (
 )
 
 // tryItCommand is a command of the README's Try it: `bin/sluice send ...`
-// (its arguments after bin/sluice, and a here-document as its input),
+// or `bin/sluice queue ...` (its arguments after bin/sluice, and a
+// here-document as its input),
 // `cat var/inbox/...` or `curl -sk --resolve NAME:PORT:IP URL`, with the
 // lines the README shows after it.
 type tryItCommand struct {
@@ -272,7 +298,7 @@ func readTryIt(t *testing.T, path string) []tryItCommand {
 		case block && line == "```":
 			block, cmd = false, nil
 		case !block:
-		case strings.HasPrefix(line, "$ bin/sluice send ") || strings.HasPrefix(line, "$ cat var/inbox/"):
+		case strings.HasPrefix(line, "$ bin/sluice send ") || strings.HasPrefix(line, "$ bin/sluice queue ") || strings.HasPrefix(line, "$ cat var/inbox/"):
 			args := strings.Fields(strings.TrimPrefix(strings.TrimPrefix(line, "$ "), "bin/sluice "))
 			if heredoc = args[len(args)-1] == "<<'EOF'"; heredoc {
 				args = args[:len(args)-1]
@@ -288,7 +314,7 @@ func readTryIt(t *testing.T, path string) []tryItCommand {
 			cmds = append(cmds, tryItCommand{line: n, args: strings.Fields(strings.TrimPrefix(line, "$ "))})
 			cmd = &cmds[len(cmds)-1]
 		case strings.HasPrefix(line, "$ "):
-			t.Fatalf("README.md:%d: %q: the test runs only bin/sluice send, cat var/inbox/ and curl -sk --resolve", n, line)
+			t.Fatalf("README.md:%d: %q: the test runs only bin/sluice send, bin/sluice queue, cat var/inbox/ and curl -sk --resolve", n, line)
 		case cmd == nil:
 		case heredoc && line == "EOF":
 			heredoc = false
@@ -334,6 +360,43 @@ func demoFetch(t *testing.T, addr string, args []string) string {
 	}
 	return strings.ReplaceAll(string(body), "\r\n", "\n")
 }
+
+// demoQueue runs `bin/sluice queue ARGS` against the demo's admin listener
+// until it prints what the README shows (want) but for the IDs, times,
+// sizes and the capture inbox's port, which change from run to run: a
+// queued message is tried at once, so its first attempt may not be over
+// yet. It returns the last output.
+func demoQueue(t *testing.T, bin, adminAddr string, args []string, want string) string {
+	t.Helper()
+	var out []byte
+	for range 300 {
+		out, _ = exec.Command(bin, append(append([]string{"queue"}, args...), "-admin", adminAddr)...).CombinedOutput()
+		if queueShown(string(out)) == queueShown(want) {
+			return string(out)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Errorf("bin/sluice queue %s printed\n%sthe README shows\n%s", strings.Join(args, " "), out, want)
+	return string(out)
+}
+
+// queueShown is what `sluice queue` printed, with what changes from run to
+// run masked and runs of spaces made one.
+func queueShown(s string) string {
+	s = queueID.ReplaceAllString(s, "ID")
+	s = queueTime.ReplaceAllString(s, "TIME")
+	s = queuePort.ReplaceAllString(s, "]:PORT:")
+	s = queueSize.ReplaceAllString(s, "SIZE")
+	return queueSpaces.ReplaceAllString(s, " ")
+}
+
+var (
+	queueID     = regexp.MustCompile(`\b[0-9a-f]{20,}\b`)
+	queueTime   = regexp.MustCompile(`\d{4}-\d\d-\d\d \d\d:\d\d:\d\d`)
+	queuePort   = regexp.MustCompile(`\]:\d+:`)
+	queueSize   = regexp.MustCompile(`\b\d{4,}\b`)
+	queueSpaces = regexp.MustCompile(` +`)
+)
 
 // readInbox reads a message the capture inbox stored, unfolded and with
 // "\n" line ends, as a reader compares it with what the README shows.

@@ -193,7 +193,15 @@ func printQueue(w io.Writer, list []queue.Summary) {
 		size += s.Size
 	}
 	tw.Flush()
-	fmt.Fprintf(w, "-- %d messages, %d bytes\n", len(list), size)
+	fmt.Fprintf(w, "-- %s, %d bytes\n", messages(len(list)), size)
+}
+
+// messages is "1 message" or "n messages".
+func messages(n int) string {
+	if n == 1 {
+		return "1 message"
+	}
+	return fmt.Sprintf("%d messages", n)
 }
 
 func shortTime(t time.Time) string {
@@ -340,7 +348,7 @@ every message that is not held (as postqueue -f).
 		fmt.Fprintln(stderr, "sluice queue retry:", err)
 		return 1
 	}
-	fmt.Fprintf(stdout, "%d messages to retry now\n", a.Retried)
+	fmt.Fprintf(stdout, "%s to retry now\n", messages(a.Retried))
 	return 0
 }
 

@@ -166,7 +166,7 @@ func TestQueueCommands(t *testing.T) {
 	if table := sluice(0, "list", "-held"); strings.Count(table, " held ") != 2 {
 		t.Errorf("list -held: want held as the next attempt of both:\n%s", table)
 	}
-	if out := sluice(0, "retry", "-all"); out != "1 messages to retry now\n" {
+	if out := sluice(0, "retry", "-all"); out != "1 message to retry now\n" {
 		t.Errorf("retry -all with two held: %q, want the one not held", out)
 	}
 	if out := sluice(0, "release", dsn.ID); out != dsn.ID+": released\n" {

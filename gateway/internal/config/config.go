@@ -335,8 +335,9 @@ type Queue struct {
 	// sender gets a failure DSN; default 5 days.
 	MaxAge Duration `toml:"max_age"`
 	// DelayWarning is when the sender gets a delay DSN for a message
-	// still queued; default 4h, "0s" = never.
-	DelayWarning Duration `toml:"delay_warning"`
+	// still queued; default 4h, "0s" = never. A pointer, so that "0s"
+	// is told apart from unset.
+	DelayWarning *Duration `toml:"delay_warning"`
 	// MinBackoff and MaxBackoff bound the exponential backoff between
 	// attempts (with jitter); default 5m and 1h.
 	MinBackoff Duration `toml:"min_backoff"`

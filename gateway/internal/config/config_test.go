@@ -301,3 +301,25 @@ source_ipv4 = "192.0.2.25"
 		}
 	}
 }
+
+// queue.delay_warning defaults to 4h, and "0s" turns the delay DSN off,
+// as the README says: "0s" must not read as unset.
+func TestQueueDelayWarning(t *testing.T) {
+	base := "hostname = \"mx.example.test\"\ndomains = [\"example.test\"]\n[srs]\nsecrets = [\"0123456789abcdef0123\"]\n"
+	for _, c := range []struct {
+		extra string
+		want  time.Duration
+	}{
+		{"", 4 * time.Hour},
+		{"[queue]\ndelay_warning = \"0s\"\n", 0},
+		{"[queue]\ndelay_warning = \"30m\"\n", 30 * time.Minute},
+	} {
+		cfg, err := Parse("test.toml", []byte(base+c.extra))
+		if err != nil {
+			t.Fatalf("%q: %v", c.extra, err)
+		}
+		if got := cfg.Queue.DelayWarning.D(); got != c.want {
+			t.Errorf("%q: queue.delay_warning = %v, want %v", c.extra, got, c.want)
+		}
+	}
+}
