@@ -153,3 +153,36 @@ func TestSeveralDestinationsRefusedInSession(t *testing.T) {
 		t.Errorf("queued %+v, want nothing", list)
 	}
 }
+
+// A recipient with two destinations in one domain, the first accepting
+// and the second refusing, is refused, and the first destination never
+// gets the message for it: with no other recipient in the relay's
+// transaction yet, it is closed. The next recipient starts afresh, here
+// in session to example.org.
+func TestSeveralDestinationsHalfRefusedInSession(t *testing.T) {
+	e := startEnv(t, envOptions{})
+	c := e.client(t)
+	if err := c.Mail("alice@example.org", nil); err != nil {
+		t.Fatal(err)
+	}
+	wantReply(t, "RCPT pair-bad@", c.Rcpt("pair-bad@ours.test", nil), 550, smtp.EnhancedCode{5, 1, 1}, "does not exist")
+	if err := c.Rcpt("elsewhere@ours.test", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sendData(t, c, testMessage); err != nil {
+		t.Fatal(err)
+	}
+	if list, _ := e.gw.Queue().List(context.Background()); len(list) != 0 {
+		t.Errorf("queued %+v, want nothing", list)
+	}
+	got := e.dest.deliveries()
+	if len(got) != 1 || strings.Join(got[0].to, ",") != "friend@example.org" {
+		t.Errorf("the destination received %d messages, want one, for friend@example.org only", len(got))
+		for _, d := range got {
+			t.Logf("received for %v", d.to)
+		}
+	}
+	if logs := e.logs.String(); !strings.Contains(logs, "forwards=elsewhere@ours.test->friend@example.org relay=") {
+		t.Errorf("the log does not say the one forward:\n%s", logs)
+	}
+}

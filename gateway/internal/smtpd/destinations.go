@@ -90,14 +90,31 @@ func (s *session) route(rcpt string, dests []string) (decider, error) {
 func (s *session) forwardAll(rcpt string, dests, domains []string) (decider, error) {
 	for i, dest := range dests {
 		if by, err := s.forwardTo(rcpt, dest, domains[i]); err != nil {
-			// An earlier destination of this recipient that said 250 to
-			// its RCPT stays in the relay's transaction (SMTP cannot take
-			// a recipient back): if other recipients carry the message to
-			// DATA, it gets a copy too.
+			s.takeBack(rcpt)
 			return by, err
 		}
 	}
 	return byDestination, nil
+}
+
+// takeBack undoes what a refused recipient added to the relay's
+// transaction: an earlier destination of it that said 250 to its RCPT
+// must not get the message. SMTP cannot take one recipient back, so this
+// is only possible while no other recipient is in the transaction: the
+// relay is closed, and the next recipient opens it again. Otherwise that
+// destination stays in (docs/queue.md: it gets the message with the
+// others), and the log names it among the forwards.
+func (s *session) takeBack(rcpt string) {
+	if len(s.txn.forwards) == 0 {
+		return
+	}
+	for _, f := range s.txn.forwards {
+		if f.rcpt != rcpt {
+			return
+		}
+	}
+	s.closeRelay()
+	s.txn.forwards, s.txn.destDom, s.txn.remote = nil, "", ""
 }
 
 // destinationDomain is where dest is, or the refusal of a destination the
