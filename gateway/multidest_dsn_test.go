@@ -102,9 +102,11 @@ func TestQueuedCopyRefusedBringsDSN(t *testing.T) {
 
 // No DSN goes about a queued copy whose sender was the null sender (a
 // bounce, here one to our SRS address, forwarded to the sender it was for),
-// nor whose sender no one authenticated: both are only counted.
+// nor whose sender no one authenticated: both are only counted. With
+// owner_notices, the owner of team@ours.test hears of its lost mail, but
+// the address a bounce went back to is no owner of ours: it gets no notice.
 func TestQueuedCopyRefusedWithoutDSN(t *testing.T) {
-	e := startEnv(t, envOptions{dest2: true})
+	e := startEnv(t, envOptions{dest2: true, sections: "[queue]\nowner_notices = true\n"})
 	e.dest2.setFaults(func() fault { return rcptReject })
 	rw, _ := srs.New(srs.Config{Domain: "ours.test", Secrets: []string{e.secret}})
 	bounceTo, err := rw.Forward("bob@dest2.test")
@@ -124,11 +126,17 @@ func TestQueuedCopyRefusedWithoutDSN(t *testing.T) {
 	m := scrape(t, e)
 	if m[`sluice_dsn_total{kind="failure",result="suppressed_null_sender"}`] != 1 ||
 		m[`sluice_dsn_total{kind="failure",result="suppressed_backscatter"}`] != 1 ||
-		m[`sluice_dsn_total{kind="failure",result="queued"}`] != 0 {
-		t.Errorf("sluice_dsn_total: %v", m)
+		m[`sluice_dsn_total{kind="failure",result="queued"}`] != 0 ||
+		m[`sluice_dsn_total{kind="notice",result="queued"}`] != 1 {
+		for _, k := range []string{"failure", "notice"} {
+			for _, r := range []string{"queued", "suppressed_null_sender", "suppressed_backscatter"} {
+				t.Logf("sluice_dsn_total{%s, %s} = %v", k, r, m[`sluice_dsn_total{kind="`+k+`",result="`+r+`"}`])
+			}
+		}
+		t.Error("want the two failures suppressed, one for the null sender, one for backscatter, and one notice, for you@dest2.test")
 	}
 	for _, d := range append(e.dest.deliveries(), e.dest2.deliveries()...) {
-		if d.from == "" && strings.Join(d.to, ",") != "me@dest.test" { // but the bounce itself
+		if d.from == "" && strings.Join(d.to, ",") != "me@dest.test" && strings.Join(d.to, ",") != "you@dest2.test" { // but the bounce itself and the notice
 			t.Errorf("a DSN or notice was sent: %+v", d)
 		}
 	}
