@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"context"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/sluice-mail/sluice/gateway/internal/srs"
@@ -172,5 +173,109 @@ func TestQueuedCopyDeferredThenDelivered(t *testing.T) {
 				t.Errorf("sluice_dsn_total %s %s = %v, want 0", k, r, v)
 			}
 		}
+	}
+}
+
+// A queued copy its destination keeps deferring: after delay_warning the
+// sender gets a delay DSN, and at max_age a failure DSN (5.4.7), each
+// with the destination's last reply.
+func TestQueuedCopyExpiresWithDSNs(t *testing.T) {
+	e := startEnv(t, envOptions{dest2: true, sections: `
+[queue]
+max_age = "3s"
+delay_warning = "1s"
+min_backoff = "500ms"
+max_backoff = "500ms"
+`})
+	authenticateExampleOrg(t, e)
+	e.dest2.setFaults(func() fault { return rcptTempfail })
+	if _, err := send(t, e, "alice@example.org", figuresMessage, "team@ours.test"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "two DSNs", func() bool { return len(dsns(e.dest)) >= 2 })
+	got := dsns(e.dest)
+	delay := receivedDSNFor(t, e, got[0], "alice@example.org", "<figures-2@example.org>")
+	failure := receivedDSNFor(t, e, got[1], "alice@example.org", "<figures-2@example.org>")
+	for _, c := range []struct {
+		r              dsnReport
+		action, status string
+	}{{delay, "delayed", "4.3.0"}, {failure, "failed", "5.4.7"}} {
+		rcpt := c.r.Status[1]
+		wantFields := map[string]string{
+			"Original-Recipient": "rfc822;team@ours.test",
+			"Final-Recipient":    "rfc822;you@dest2.test",
+			"Action":             c.action,
+			"Status":             c.status,
+			"Diagnostic-Code":    "smtp; 451 4.3.0 Fault: try again later",
+		}
+		for name, want := range wantFields {
+			if got := c.r.field(rcpt, name); got != want {
+				t.Errorf("%s DSN: %s = %q, want %q", c.action, name, got, want)
+			}
+		}
+	}
+	waitFor(t, "the queue to empty", func() bool { l, _ := e.gw.Queue().List(context.Background()); return len(l) == 0 })
+	if n := len(dsns(e.dest)); n != 2 {
+		t.Errorf("%d DSNs, want the two", n)
+	}
+}
+
+// queue.dsn_limit counts the DSNs to one domain: over it, a failure is
+// logged and counted, not sent.
+func TestQueuedCopyDSNRateLimit(t *testing.T) {
+	e := startEnv(t, envOptions{dest2: true, sections: "[queue]\ndsn_limit = 1\n"})
+	authenticateExampleOrg(t, e)
+	e.dest2.setFaults(func() fault { return rcptReject })
+	for range 2 {
+		if _, err := send(t, e, "alice@example.org", figuresMessage, "team@ours.test"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "both failures told or not", func() bool {
+		m := scrape(t, e)
+		return m[`sluice_dsn_total{kind="failure",result="queued"}`]+m[`sluice_dsn_total{kind="failure",result="suppressed_rate"}`] == 2
+	})
+	waitFor(t, "the queue to empty", func() bool { l, _ := e.gw.Queue().List(context.Background()); return len(l) == 0 })
+	m := scrape(t, e)
+	if q, r := m[`sluice_dsn_total{kind="failure",result="queued"}`], m[`sluice_dsn_total{kind="failure",result="suppressed_rate"}`]; q != 1 || r != 1 {
+		t.Errorf("failure DSNs: %v queued, %v suppressed_rate; want 1 and 1", q, r)
+	}
+	if n := len(dsns(e.dest)); n != 1 {
+		t.Errorf("%d DSNs, want one", n)
+	}
+	if !strings.Contains(e.logs.String(), "no DSN: queue.dsn_limit reached") {
+		t.Error("the log does not say the DSN was not sent for the limit")
+	}
+}
+
+// With owner_notices, the mailbox a queued copy was for hears that it
+// was refused, besides the sender's DSN.
+func TestQueuedCopyOwnerNotice(t *testing.T) {
+	e := startEnv(t, envOptions{dest2: true, sections: "[queue]\nowner_notices = true\n"})
+	authenticateExampleOrg(t, e)
+	var mu sync.Mutex
+	first := true
+	e.dest2.setFaults(func() fault { // the copy is refused, the notice accepted
+		mu.Lock()
+		defer mu.Unlock()
+		if first {
+			first = false
+			return rcptReject
+		}
+		return noFault
+	})
+	if _, err := send(t, e, "alice@example.org", figuresMessage, "team@ours.test"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the DSN and the notice", func() bool { return len(dsns(e.dest)) > 0 && len(e.dest2.deliveries()) > 0 })
+	receivedDSNFor(t, e, dsns(e.dest)[0], "alice@example.org", "<figures-2@example.org>")
+	n := e.dest2.deliveries()[0]
+	if n.from != "" || strings.Join(n.to, ",") != "you@dest2.test" {
+		t.Errorf("dest2.test received from <%s> to %v, want a notice from <> to you@dest2.test", n.from, n.to)
+	}
+	signedByUs(t, e, n.data)
+	want := "Mail from alice@example.org to team@ours.test could not be delivered: 550 5.1.1 Fault: no such mailbox"
+	if !strings.Contains(string(n.data), want) {
+		t.Errorf("the notice does not say %q:\n%s", want, n.data)
 	}
 }
