@@ -3,12 +3,14 @@ package gateway_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/sluice-mail/sluice/gateway/internal/dkim"
 	"github.com/sluice-mail/sluice/gateway/internal/queue"
 )
 
@@ -184,5 +186,46 @@ func TestSeveralDestinationsHalfRefusedInSession(t *testing.T) {
 	}
 	if logs := e.logs.String(); !strings.Contains(logs, "forwards=elsewhere@ours.test->friend@example.org relay=") {
 		t.Errorf("the log does not say the one forward:\n%s", logs)
+	}
+}
+
+// DMARC vouches for the From domain, not for the envelope sender a DSN
+// would go to: a message signed by its author's domain (DMARC passes by
+// DKIM) from an envelope sender of another organisation, which SPF does
+// not authenticate, may not bounce there, or anyone could aim our DSNs
+// at anyone. From the author's own domain, it may.
+func TestQueuedCopyMayBounceOnlyToAnAlignedSender(t *testing.T) {
+	e := startEnv(t, envOptions{dest2: true})
+	txt, _ := dkim.TXTRecord(testKeys(t).list)
+	e.zone += "_dmarc.signed.example. 300 IN TXT \"v=DMARC1; p=none\"\n" +
+		fmt.Sprintf("s1._domainkey.signed.example. 300 IN TXT %s\n", splitTXT(txt))
+	if err := e.dns.SetRecords(e.zone); err != nil {
+		t.Fatal(err)
+	}
+	e.dest2.setFaults(func() fault { return rcptTempfail }) // keep it queued
+	for _, c := range []struct {
+		sender string
+		bounce bool
+	}{
+		{"victim@example.org", false},
+		{"sam@signed.example", true},
+		{"bounces@mail.signed.example", true}, // the same organisation
+	} {
+		if _, err := send(t, e, c.sender, signedBySam(t), "team@ours.test"); err != nil {
+			t.Fatal(err)
+		}
+		list, _ := e.gw.Queue().List(context.Background())
+		var m *queue.Message
+		for _, s := range list {
+			if s.Sender == c.sender {
+				m, _ = e.gw.Queue().Get(context.Background(), s.ID)
+			}
+		}
+		if m == nil {
+			t.Fatalf("%s: nothing queued: %+v", c.sender, list)
+		}
+		if m.MayBounce != c.bounce {
+			t.Errorf("%s: MayBounce %v, want %v", c.sender, m.MayBounce, c.bounce)
+		}
 	}
 }

@@ -57,8 +57,9 @@ type Message struct {
 	// client gave it, before SRS. "" for none.
 	Sender string
 	// MayBounce says a DSN may go to Sender: false for the null sender
-	// and for a sender that neither SPF nor DMARC authenticated
-	// (backscatter), and for every Kind but Forward.
+	// and for a sender that neither SPF nor DMARC (for a From domain of
+	// the sender's organisation) authenticated (backscatter), and for
+	// every Kind but Forward.
 	MayBounce bool
 	// UTF8 says the message needs SMTPUTF8 (an address or a header field
 	// is not ASCII); RequireTLS that it carries REQUIRETLS (RFC 8689).
