@@ -49,6 +49,10 @@ to = ["me@dest.test", "piñata@plain.test"]
 match = "ñandú@piñata.example"
 action = "forward"
 to = ["me@dest.test", "me@plain.test"]
+[[plugin.config.rule]]
+match = "books-too@piñata.example"
+action = "forward"
+to = ["me@dest.test", "me@bücher.test"]
 `
 
 // The destination without SMTPUTF8, and an internationalised destination
@@ -252,7 +256,7 @@ func TestEAIQueuedForADestinationWithoutSMTPUTF8(t *testing.T) {
 	authenticateExampleOrg(t, e)
 	c := e.client(t)
 	utf8 := &smtp.MailOptions{UTF8: true}
-	for _, rcpt := range []string{"both@piñata.example", "ñandú@piñata.example"} {
+	for _, rcpt := range []string{"both@piñata.example", "ñandú@piñata.example", "books-too@piñata.example"} {
 		if err := c.Mail("alice@example.org", utf8); err != nil {
 			t.Fatal(err)
 		}
@@ -266,9 +270,13 @@ func TestEAIQueuedForADestinationWithoutSMTPUTF8(t *testing.T) {
 	waitFor(t, "the DSN at example.org's MX", func() bool { return len(dsns(e.dest)) > 0 })
 	waitFor(t, "the queue to empty", func() bool { l, _ := e.gw.Queue().List(context.Background()); return len(l) == 0 })
 	got := plain.deliveries()
-	if len(got) != 1 || got[0].utf8 || !slices.Equal(got[0].to, []string{"me@plain.test"}) ||
-		strings.ContainsFunc(string(got[0].data), func(r rune) bool { return r > 127 }) {
-		t.Errorf("plain.test received %d messages, want one ASCII copy for me@, without SMTPUTF8; the log:\n%s", len(got), e.logs.String())
+	if len(got) != 2 {
+		t.Fatalf("plain.test received %d messages, want two; the log:\n%s", len(got), e.logs.String())
+	}
+	for i, to := range []string{"me@plain.test", "me@xn--bcher-kva.test"} {
+		if got[i].utf8 || !slices.Equal(got[i].to, []string{to}) || strings.ContainsFunc(string(got[i].data), func(r rune) bool { return r > 127 }) {
+			t.Errorf("plain.test received for %v, SMTPUTF8 %v; want an ASCII copy for %s, without SMTPUTF8", got[i].to, got[i].utf8, to)
+		}
 	}
 	d := dsns(e.dest)
 	if len(d) != 1 || !d[0].utf8 {

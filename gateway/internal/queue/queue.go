@@ -103,18 +103,13 @@ type Recipient struct {
 	Remote string
 }
 
-// Domain is the destination domain of the message's recipients.
+// Domain is the destination domain of the message's recipients, in
+// A-labels and lower case (domainOf).
 func (m *Message) Domain() string {
 	if len(m.Recipients) == 0 {
 		return ""
 	}
-	to := m.Recipients[0].To
-	for i := len(to) - 1; i >= 0; i-- {
-		if to[i] == '@' {
-			return to[i+1:]
-		}
-	}
-	return ""
+	return domainOf(m.Recipients[0].To)
 }
 
 // Enqueuer is what puts mail in the queue: the SMTP session (copies for
