@@ -23,6 +23,7 @@ func (g *Gateway) newNotifier(cfg *config.Config, q *queue.Queue) queue.Notifier
 		MaxAge:       cfg.Queue.MaxAge.D(),
 		Limit:        cfg.Queue.DSNLimit,
 		OwnerNotices: cfg.Queue.OwnerNotices,
+		SRSDomain:    cfg.SRS.Domain,
 		Log:          g.log,
 		Count:        func(kind, result string) { g.metrics.dsn.WithLabelValues(kind, result).Inc() },
 	})

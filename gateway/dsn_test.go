@@ -63,8 +63,15 @@ func (r dsnReport) field(fields [][2]string, name string) string {
 // it as Python's email package reads it.
 func receivedDSN(t *testing.T, e *env, d delivery) dsnReport {
 	t.Helper()
-	if d.from != "" || strings.Join(d.to, ",") != "alice@sender.test" {
-		t.Errorf("the sender's MX received from <%s> to %v, want a DSN from <> to alice@sender.test", d.from, d.to)
+	return receivedDSNFor(t, e, d, "alice@sender.test", "<figures-1@sender.test>")
+}
+
+// receivedDSNFor is receivedDSN for a DSN to sender about the message
+// msgID.
+func receivedDSNFor(t *testing.T, e *env, d delivery, sender, msgID string) dsnReport {
+	t.Helper()
+	if d.from != "" || strings.Join(d.to, ",") != sender {
+		t.Errorf("the sender's MX received from <%s> to %v, want a DSN from <> to %s", d.from, d.to, sender)
 	}
 	signedByUs(t, e, d.data)
 	out := dkimpy.Run(t, "internal/dsn/testdata/parse.py", dkimpy.WriteFile(t, "dsn.eml", d.data))
@@ -77,7 +84,7 @@ func receivedDSN(t *testing.T, e *env, d delivery) dsnReport {
 		t.Fatalf("report-type %q with parts %v and %d status blocks, want a delivery-status report of 3 parts, 2 blocks",
 			r.ReportType, r.Parts, len(r.Status))
 	}
-	if got := r.field(r.Original, "Message-ID"); got != "<figures-1@sender.test>" {
+	if got := r.field(r.Original, "Message-ID"); got != msgID {
 		t.Errorf("the attached header's Message-ID is %q, want the original's", got)
 	}
 	return r

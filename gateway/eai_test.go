@@ -1,6 +1,8 @@
 package gateway_test
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"slices"
@@ -9,6 +11,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/sluice-mail/sluice/gateway/internal/dkimpy"
 	"github.com/sluice-mail/sluice/gateway/internal/wasmbuild"
 )
 
@@ -38,6 +41,18 @@ to = "piñata@plain.test"
 match = "books@piñata.example"
 action = "forward"
 to = "me@bücher.test"
+[[plugin.config.rule]]
+match = "both@piñata.example"
+action = "forward"
+to = ["me@dest.test", "piñata@plain.test"]
+[[plugin.config.rule]]
+match = "ñandú@piñata.example"
+action = "forward"
+to = ["me@dest.test", "me@plain.test"]
+[[plugin.config.rule]]
+match = "books-too@piñata.example"
+action = "forward"
+to = ["me@dest.test", "me@bücher.test"]
 `
 
 // The destination without SMTPUTF8, and an internationalised destination
@@ -227,5 +242,67 @@ func TestEAIToADestinationWithoutSMTPUTF8(t *testing.T) {
 	// The session goes on; an A-label needs no SMTPUTF8.
 	if err := sendMail(t, c, "alice@example.org", "plain@xn--piata-pta.example", testMessage); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Queued for a destination without SMTPUTF8 (an address in another
+// domain than the in-session one): a copy that needs SMTPUTF8 (a UTF-8
+// destination address) is never sent mangled; it fails, and its sender
+// gets a DSN of the RFC 6533 kind. A copy that needs nothing of it goes
+// without it, though the recipient the client gave is UTF-8 and the
+// in-session destination took it as such.
+func TestEAIQueuedForADestinationWithoutSMTPUTF8(t *testing.T) {
+	e, plain := startEAIEnv(t)
+	authenticateExampleOrg(t, e)
+	c := e.client(t)
+	utf8 := &smtp.MailOptions{UTF8: true}
+	for _, rcpt := range []string{"both@piñata.example", "ñandú@piñata.example", "books-too@piñata.example"} {
+		if err := c.Mail("alice@example.org", utf8); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Rcpt(rcpt, nil); err != nil {
+			t.Fatalf("RCPT %s: %v", rcpt, err)
+		}
+		if _, err := sendData(t, c, figuresMessage); err != nil {
+			t.Fatalf("DATA for %s: %v", rcpt, err)
+		}
+	}
+	waitFor(t, "the DSN at example.org's MX", func() bool { return len(dsns(e.dest)) > 0 })
+	waitFor(t, "the queue to empty", func() bool { l, _ := e.gw.Queue().List(context.Background()); return len(l) == 0 })
+	got := plain.deliveries()
+	if len(got) != 2 {
+		t.Fatalf("plain.test received %d messages, want two; the log:\n%s", len(got), e.logs.String())
+	}
+	for i, to := range []string{"me@plain.test", "me@xn--bcher-kva.test"} {
+		if got[i].utf8 || !slices.Equal(got[i].to, []string{to}) || strings.ContainsFunc(string(got[i].data), func(r rune) bool { return r > 127 }) {
+			t.Errorf("plain.test received for %v, SMTPUTF8 %v; want an ASCII copy for %s, without SMTPUTF8", got[i].to, got[i].utf8, to)
+		}
+	}
+	d := dsns(e.dest)
+	if len(d) != 1 || !d[0].utf8 {
+		t.Fatalf("%d DSNs, want one, sent with SMTPUTF8; the log:\n%s", len(d), e.logs.String())
+	}
+	signedByUs(t, e, d[0].data)
+	out := dkimpy.Run(t, "internal/dsn/testdata/parse.py", dkimpy.WriteFile(t, "dsn.eml", d[0].data))
+	var r dsnReport
+	if err := json.Unmarshal(out, &r); err != nil {
+		t.Fatalf("parse.py said %q: %v", out, err)
+	}
+	if r.ReportType != "delivery-status" || strings.Join(r.Parts, " ") != "text/plain message/global-delivery-status text/rfc822-headers" || len(r.Status) != 2 {
+		t.Fatalf("report-type %q, parts %v, %d status blocks: want a global-delivery-status report", r.ReportType, r.Parts, len(r.Status))
+	}
+	rcpt := r.Status[1]
+	for name, want := range map[string]string{
+		"Original-Recipient": "utf-8;both@piñata.example",
+		"Final-Recipient":    "utf-8;piñata@plain.test",
+		"Action":             "failed",
+		"Status":             "5.6.7",
+	} {
+		if got := r.field(rcpt, name); got != want {
+			t.Errorf("%s = %q, want %q", name, got, want)
+		}
+	}
+	if got := r.field(rcpt, "Diagnostic-Code"); !strings.Contains(got, "553 5.6.7") {
+		t.Errorf("Diagnostic-Code %q, want the 553 5.6.7", got)
 	}
 }

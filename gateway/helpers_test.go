@@ -303,6 +303,10 @@ match = "team-bad@ours.test"
 action = "forward"
 to = ["bad@dest.test", "you@dest2.test"]
 [[plugin.config.rule]]
+match = "pair-bad@ours.test"
+action = "forward"
+to = ["me@dest.test", "bad@dest.test"]
+[[plugin.config.rule]]
 match = "gone@ours.test"
 action = "reject"
 code = 550

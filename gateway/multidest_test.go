@@ -3,12 +3,14 @@ package gateway_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/sluice-mail/sluice/gateway/internal/dkim"
 	"github.com/sluice-mail/sluice/gateway/internal/queue"
 )
 
@@ -151,5 +153,79 @@ func TestSeveralDestinationsRefusedInSession(t *testing.T) {
 	wantReply(t, "DATA refused in session", err, 554, smtp.EnhancedCode{5, 7, 1}, "Message refused by destination policy")
 	if list, _ := e.gw.Queue().List(context.Background()); len(list) != 0 {
 		t.Errorf("queued %+v, want nothing", list)
+	}
+}
+
+// A recipient with two destinations in one domain, the first accepting
+// and the second refusing, is refused, and the first destination never
+// gets the message for it: with no other recipient in the relay's
+// transaction yet, it is closed. The next recipient starts afresh, here
+// in session to example.org.
+func TestSeveralDestinationsHalfRefusedInSession(t *testing.T) {
+	e := startEnv(t, envOptions{})
+	c := e.client(t)
+	if err := c.Mail("alice@example.org", nil); err != nil {
+		t.Fatal(err)
+	}
+	wantReply(t, "RCPT pair-bad@", c.Rcpt("pair-bad@ours.test", nil), 550, smtp.EnhancedCode{5, 1, 1}, "does not exist")
+	if err := c.Rcpt("elsewhere@ours.test", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sendData(t, c, testMessage); err != nil {
+		t.Fatal(err)
+	}
+	if list, _ := e.gw.Queue().List(context.Background()); len(list) != 0 {
+		t.Errorf("queued %+v, want nothing", list)
+	}
+	got := e.dest.deliveries()
+	if len(got) != 1 || strings.Join(got[0].to, ",") != "friend@example.org" {
+		t.Errorf("the destination received %d messages, want one, for friend@example.org only", len(got))
+		for _, d := range got {
+			t.Logf("received for %v", d.to)
+		}
+	}
+	if logs := e.logs.String(); !strings.Contains(logs, "forwards=elsewhere@ours.test->friend@example.org relay=") {
+		t.Errorf("the log does not say the one forward:\n%s", logs)
+	}
+}
+
+// DMARC vouches for the From domain, not for the envelope sender a DSN
+// would go to: a message signed by its author's domain (DMARC passes by
+// DKIM) from an envelope sender of another organisation, which SPF does
+// not authenticate, may not bounce there, or anyone could aim our DSNs
+// at anyone. From the author's own domain, it may.
+func TestQueuedCopyMayBounceOnlyToAnAlignedSender(t *testing.T) {
+	e := startEnv(t, envOptions{dest2: true})
+	txt, _ := dkim.TXTRecord(testKeys(t).list)
+	e.zone += "_dmarc.signed.example. 300 IN TXT \"v=DMARC1; p=none\"\n" +
+		fmt.Sprintf("s1._domainkey.signed.example. 300 IN TXT %s\n", splitTXT(txt))
+	if err := e.dns.SetRecords(e.zone); err != nil {
+		t.Fatal(err)
+	}
+	e.dest2.setFaults(func() fault { return rcptTempfail }) // keep it queued
+	for _, c := range []struct {
+		sender string
+		bounce bool
+	}{
+		{"victim@example.org", false},
+		{"sam@signed.example", true},
+		{"bounces@mail.signed.example", true}, // the same organisation
+	} {
+		if _, err := send(t, e, c.sender, signedBySam(t), "team@ours.test"); err != nil {
+			t.Fatal(err)
+		}
+		list, _ := e.gw.Queue().List(context.Background())
+		var m *queue.Message
+		for _, s := range list {
+			if s.Sender == c.sender {
+				m, _ = e.gw.Queue().Get(context.Background(), s.ID)
+			}
+		}
+		if m == nil {
+			t.Fatalf("%s: nothing queued: %+v", c.sender, list)
+		}
+		if m.MayBounce != c.bounce {
+			t.Errorf("%s: MayBounce %v, want %v", c.sender, m.MayBounce, c.bounce)
+		}
 	}
 }

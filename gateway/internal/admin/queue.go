@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/sluice-mail/sluice/gateway/internal/address"
 	"github.com/sluice-mail/sluice/gateway/internal/message"
 	"github.com/sluice-mail/sluice/gateway/internal/queue"
 )
@@ -167,6 +168,9 @@ func queueEndpoints(mux *http.ServeMux, q Queue) {
 func queueFilter(r *http.Request) (func(queue.Summary) bool, error) {
 	v := r.URL.Query()
 	domain := strings.TrimSuffix(v.Get("domain"), ".")
+	if d, err := address.Domain(domain); err == nil {
+		domain = d // as queue.Message.Domain names it: A-labels
+	}
 	sender := v.Get("sender")
 	kind := queue.Kind(v.Get("kind"))
 	switch kind {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/sluice-mail/sluice/gateway/internal/dkim"
 	"github.com/sluice-mail/sluice/gateway/internal/queue"
+	"github.com/sluice-mail/sluice/gateway/internal/srs"
 )
 
 // Config configures a Notifier.
@@ -46,7 +47,11 @@ type Config struct {
 	// OwnerNotices sends each failed recipient's destination mailbox a
 	// notice (queue.owner_notices).
 	OwnerNotices bool
-	Log          *slog.Logger
+	// SRSDomain is the domain of our SRS addresses (srs.domain): a
+	// recipient that was one is a bounce going back to the sender it was
+	// for, whose mailbox is no owner's of ours.
+	SRSDomain string
+	Log       *slog.Logger
 	// Count counts what became of each DSN or notice, by kind (failure,
 	// delay, notice) and result (see the Result constants); nil: not
 	// counted.
@@ -179,6 +184,14 @@ func (n *Notifier) suppressed(kind, result string) error {
 // who may be forged.
 func (n *Notifier) notice(ctx context.Context, m *queue.Message, r queue.Recipient) error {
 	log := n.cfg.Log.With("id", m.ID, "session", m.SessionID, "kind", KindNotice, "rcpt", r.To)
+	if n.srsAddress(r.Orig) {
+		// A bounce to our SRS address, forwarded to the sender it was
+		// for: that sender is anyone's address (maybe forged), and a
+		// notice about a bounce to it would be backscatter.
+		log.Info("no owner notice: the recipient was an SRS address, a bounce to the original sender")
+		n.cfg.Count(KindNotice, SuppressedBackscatter)
+		return nil
+	}
 	if !n.limit.allow(domainOf(r.To), n.cfg.Now()) {
 		log.Warn("no owner notice: queue.dsn_limit reached for the recipient's domain this hour", "limit", n.cfg.Limit)
 		n.cfg.Count(KindNotice, SuppressedRate)
@@ -238,6 +251,11 @@ func (n *Notifier) fromDomain() string {
 		return s.Domain()
 	}
 	return n.cfg.Domain
+}
+
+// srsAddress reports whether addr is one of our SRS addresses.
+func (n *Notifier) srsAddress(addr string) bool {
+	return n.cfg.SRSDomain != "" && srs.IsSRS(addr) && strings.EqualFold(domainOf(addr), n.cfg.SRSDomain)
 }
 
 func recipients(rcpts []queue.Recipient) []string {

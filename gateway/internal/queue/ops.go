@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/sluice-mail/sluice/gateway/internal/address"
 )
 
 // Options are the queue's settings ([queue] in gateway.toml). A zero
@@ -184,11 +186,18 @@ func check(m *Message) error {
 	return nil
 }
 
+// domainOf is addr's domain as the relay looks it up and Sluice compares
+// domains: A-labels (an address may name its domain in U-labels,
+// me@bücher.test), lower case; as it is if it is no domain.
 func domainOf(addr string) string {
-	if i := strings.LastIndexByte(addr, '@'); i >= 0 {
-		return addr[i+1:]
+	i := strings.LastIndexByte(addr, '@')
+	if i < 0 {
+		return ""
 	}
-	return ""
+	if d, err := address.Domain(addr[i+1:]); err == nil {
+		return d
+	}
+	return addr[i+1:]
 }
 
 // List is every message, oldest first.

@@ -57,8 +57,9 @@ type Message struct {
 	// client gave it, before SRS. "" for none.
 	Sender string
 	// MayBounce says a DSN may go to Sender: false for the null sender
-	// and for a sender that neither SPF nor DMARC authenticated
-	// (backscatter), and for every Kind but Forward.
+	// and for a sender that neither SPF nor DMARC (for a From domain of
+	// the sender's organisation) authenticated (backscatter), and for
+	// every Kind but Forward.
 	MayBounce bool
 	// UTF8 says the message needs SMTPUTF8 (an address or a header field
 	// is not ASCII); RequireTLS that it carries REQUIRETLS (RFC 8689).
@@ -102,18 +103,13 @@ type Recipient struct {
 	Remote string
 }
 
-// Domain is the destination domain of the message's recipients.
+// Domain is the destination domain of the message's recipients, in
+// A-labels and lower case (domainOf).
 func (m *Message) Domain() string {
 	if len(m.Recipients) == 0 {
 		return ""
 	}
-	to := m.Recipients[0].To
-	for i := len(to) - 1; i >= 0; i-- {
-		if to[i] == '@' {
-			return to[i+1:]
-		}
-	}
-	return ""
+	return domainOf(m.Recipients[0].To)
 }
 
 // Enqueuer is what puts mail in the queue: the SMTP session (copies for

@@ -90,6 +90,19 @@ func TestEnqueueRefuses(t *testing.T) {
 	}
 }
 
+// TestEnqueueIDNDomain: a domain in U-labels is the domain of its
+// A-labels, as the relay looks it up.
+func TestEnqueueIDNDomain(t *testing.T) {
+	q := openTest(t, t.TempDir(), Options{})
+	m := testMessage("me@bücher.example", "you@xn--bcher-kva.example")
+	if err := q.Enqueue(context.Background(), m); err != nil {
+		t.Fatalf("Enqueue: %v", err)
+	}
+	if d := m.Domain(); d != "xn--bcher-kva.example" {
+		t.Errorf("Domain() = %q, want the A-labels", d)
+	}
+}
+
 // TestOpenLocks: one process per queue directory; the lock goes with
 // Close (and with the process).
 func TestOpenLocks(t *testing.T) {

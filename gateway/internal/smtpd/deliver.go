@@ -363,9 +363,10 @@ func (s *session) receivedField() []byte {
 // destination that takes UTF-8 (the transaction said SMTPUTF8), as it is;
 // otherwise with its domain as A-labels, and ok is false if its local part
 // is not ASCII: our own fields must never be what makes a message need
-// SMTPUTF8 (RFC 6532).
+// SMTPUTF8 (RFC 6532). A message with queued copies is one header for
+// destinations not asked yet, which may not take UTF-8.
 func (s *session) traceAddress(addr string) (string, bool) {
-	if s.txn.relay != nil && s.txn.relay.SMTPUTF8() {
+	if s.txn.relay != nil && s.txn.relay.SMTPUTF8() && len(s.txn.queued) == 0 {
 		return addr, true
 	}
 	if a, err := address.WithASCIIDomain(addr); err == nil {

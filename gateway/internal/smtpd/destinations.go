@@ -9,8 +9,10 @@ import (
 
 	"github.com/sluice-mail/sluice/gateway/internal/address"
 	"github.com/sluice-mail/sluice/gateway/internal/auth"
+	"github.com/sluice-mail/sluice/gateway/internal/dmarc"
 	"github.com/sluice-mail/sluice/gateway/internal/message"
 	"github.com/sluice-mail/sluice/gateway/internal/queue"
+	"github.com/sluice-mail/sluice/sdk/abi"
 )
 
 // A recipient may have several destinations (a router rule with a list
@@ -90,14 +92,31 @@ func (s *session) route(rcpt string, dests []string) (decider, error) {
 func (s *session) forwardAll(rcpt string, dests, domains []string) (decider, error) {
 	for i, dest := range dests {
 		if by, err := s.forwardTo(rcpt, dest, domains[i]); err != nil {
-			// An earlier destination of this recipient that said 250 to
-			// its RCPT stays in the relay's transaction (SMTP cannot take
-			// a recipient back): if other recipients carry the message to
-			// DATA, it gets a copy too.
+			s.takeBack(rcpt)
 			return by, err
 		}
 	}
 	return byDestination, nil
+}
+
+// takeBack undoes what a refused recipient added to the relay's
+// transaction: an earlier destination of it that said 250 to its RCPT
+// must not get the message. SMTP cannot take one recipient back, so this
+// is only possible while no other recipient is in the transaction: the
+// relay is closed, and the next recipient opens it again. Otherwise that
+// destination stays in (docs/queue.md: it gets the message with the
+// others), and the log names it among the forwards.
+func (s *session) takeBack(rcpt string) {
+	if len(s.txn.forwards) == 0 {
+		return
+	}
+	for _, f := range s.txn.forwards {
+		if f.rcpt != rcpt {
+			return
+		}
+	}
+	s.closeRelay()
+	s.txn.forwards, s.txn.destDom, s.txn.remote = nil, "", ""
 }
 
 // destinationDomain is where dest is, or the refusal of a destination the
@@ -167,10 +186,7 @@ func (s *session) queue(rcpt, dest string) {
 func (s *session) enqueue(fwd, body []byte, report *auth.Report) error {
 	data := make([]byte, 0, len(fwd)+len(body))
 	data = append(append(data, fwd...), body...) // the buffers go back to their pools
-	// A DSN goes back to the sender only if the sender is who it says:
-	// anyone else's address would get our backscatter.
-	mayBounce := s.txn.from != "" && report != nil &&
-		(report.Auth.SPF.Result == "pass" || report.Auth.DMARC.Result == "pass")
+	mayBounce := s.txn.from != "" && report != nil && senderAuthenticated(s.txn.from, report.Auth)
 	var requireTLS bool
 	if o := s.txn.mailOpts; o != nil {
 		requireTLS = o.RequireTLS
@@ -212,6 +228,21 @@ func (s *session) enqueue(fwd, body []byte, report *auth.Report) error {
 		s.txn.queueIDs = append(s.txn.queueIDs, m.ID)
 	}
 	return nil
+}
+
+// senderAuthenticated reports whether a DSN may go back to the envelope
+// sender from: only if the sender is who it says, or anyone else's address
+// would get our backscatter. SPF vouches for it; DMARC vouches for the
+// From domain only, so it counts for a sender of the same organisation:
+// otherwise anyone signing mail for a domain of their own could aim our
+// DSNs at any address.
+func senderAuthenticated(from string, a abi.Auth) bool {
+	if a.SPF.Result == "pass" {
+		return true
+	}
+	_, domain, err := address.Split(from)
+	return err == nil && a.DMARC.Result == "pass" &&
+		dmarc.OrganizationalDomain(domain) == dmarc.OrganizationalDomain(a.DMARC.FromDomain)
 }
 
 // queueFailed is the reply when a copy could not be queued. A destination
