@@ -161,6 +161,7 @@ type metadata struct {
 	Email     string    `xml:"email"`
 	ReportID  string    `xml:"report_id"`
 	DateRange dateRange `xml:"date_range"`
+	Generator string    `xml:"generator"`
 }
 
 type dateRange struct {
@@ -211,7 +212,7 @@ type identifiers struct {
 
 type authResults struct {
 	DKIM []dkimResult `xml:"dkim"`
-	SPF  spfResult    `xml:"spf"`
+	SPF  *spfResult   `xml:"spf"` // none when no domain was checked
 }
 
 type dkimResult struct {
@@ -237,6 +238,7 @@ func (r *Reports) aggregate(pub *dmarc.Published, recs []DMARCRecord, d time.Tim
 			Email:     r.cfg.From,
 			ReportID:  reportID(d, pub.Domain, r.cfg.Hostname),
 			DateRange: dateRange{Begin: d.Unix(), End: d.Add(24*time.Hour).Unix() - 1},
+			Generator: "Sluice",
 		},
 		Published: published{Domain: pub.Domain, Discovery: "treewalk", ADKIM: pub.ADKIM, ASPF: pub.ASPF,
 			P: pub.P, SP: pub.SP, NP: pub.NP, Testing: "n", FO: pub.FO},
@@ -260,7 +262,9 @@ func (r *Reports) aggregate(pub *dmarc.Published, recs []DMARCRecord, d time.Tim
 			Row: row{SourceIP: rec.SourceIP, Count: counts[key], Evaluated: evaluated{
 				Disposition: rec.Disposition, DKIM: passFail(rec.DKIMAligned), SPF: passFail(rec.SPFAligned)}},
 			Identifiers: identifiers{EnvelopeFrom: rec.EnvelopeFrom, HeaderFrom: rec.HeaderFrom},
-			AuthResults: authResults{SPF: spfResult{Domain: rec.SPFDomain, Scope: "mfrom", Result: spfWord(rec.SPFResult)}},
+		}
+		if rec.SPFDomain != "" {
+			out.AuthResults.SPF = &spfResult{Domain: rec.SPFDomain, Scope: "mfrom", Result: spfWord(rec.SPFResult)}
 		}
 		out.Row.Evaluated.Reasons = overrideReason(rec)
 		for _, s := range rec.DKIM {
@@ -273,15 +277,20 @@ func (r *Reports) aggregate(pub *dmarc.Published, recs []DMARCRecord, d time.Tim
 
 // overrideReason says why a message that failed DMARC got another
 // disposition than its policy, which RFC 9990 §3.1.1 requires: the
-// policy's test mode or sampling ("sampled_out"), else our decision
-// ("local_policy": a plugin's, such as the dmarc plugin trusting an ARC
-// sealer, or the score's).
+// policy's test mode ("policy_test_mode": t=y, or pct=0 under RFC 7489),
+// an RFC 7489 record's sampling ("other": RFC 9990 has no word for it
+// since RFC 9989 made pct historic), else our decision ("local_policy": a
+// plugin's, such as the dmarc plugin trusting an ARC sealer, or the
+// score's).
 func overrideReason(rec DMARCRecord) []reason {
 	if rec.DKIMAligned || rec.SPFAligned || rec.Policy == "" || rec.Disposition == rec.Policy {
 		return nil
 	}
-	if rec.Pct < 100 {
-		return []reason{{Type: "sampled_out", Comment: fmt.Sprintf("policy %s for %d%% of failing mail", rec.Policy, rec.Pct)}}
+	switch {
+	case rec.Pct == 0:
+		return []reason{{Type: "policy_test_mode"}}
+	case rec.Pct < 100:
+		return []reason{{Type: "other", Comment: fmt.Sprintf("sampled out: policy %s for %d%% of failing mail (pct)", rec.Policy, rec.Pct)}}
 	}
 	return []reason{{Type: "local_policy"}}
 }

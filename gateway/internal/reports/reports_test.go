@@ -140,6 +140,12 @@ func TestDMARCAggregateReport(t *testing.T) {
 	sampled := fail("203.0.113.5", "none")
 	sampled.Pct = 0 // the policy in test mode (t=y)
 	e.r.DMARC(sampled)
+	halved := fail("203.0.113.6", "quarantine")
+	halved.Pct = 50 // an RFC 7489 record's pct=50: the milder policy for the rest
+	e.r.DMARC(halved)
+	noSPF := fail("203.0.113.7", "reject")
+	noSPF.EnvelopeFrom, noSPF.SPFDomain, noSPF.SPFResult = "", "", "" // null sender, HELO an address literal
+	e.r.DMARC(noSPF)
 	// A domain whose record asks for no reports, and one seen without
 	// DMARC at all, get none.
 	e.r.DMARC(DMARCRecord{SourceIP: "192.0.2.1", HeaderFrom: "quiet.example", PolicyDomain: "quiet.example", Disposition: "none", SPFResult: "pass"})
@@ -197,7 +203,7 @@ func TestDMARCAggregateReport(t *testing.T) {
 		t.Errorf("namespace %q version %q", f.XMLName.Space, f.Version)
 	}
 	if m := f.Metadata; m.OrgName != "Gateway Org" || m.Email != "postmaster@gateway.example" ||
-		m.DateRange.Begin != 1777852800 || m.DateRange.End != 1777939199 {
+		m.DateRange.Begin != 1777852800 || m.DateRange.End != 1777939199 || m.Generator != "Sluice" {
 		t.Errorf("report_metadata %+v", m)
 	}
 	if pp := f.Published; pp.Domain != "sender.example" || pp.P != "reject" || pp.SP != "reject" || pp.ADKIM != "s" || pp.ASPF != "r" {
@@ -210,15 +216,21 @@ func TestDMARCAggregateReport(t *testing.T) {
 		for _, r := range ev.Reasons {
 			reasons = append(reasons, r.Type)
 		}
+		spf := "nospf"
+		if s := rec.AuthResults.SPF; s != nil {
+			spf = s.Result
+		}
 		rows[rec.Row.SourceIP] = strings.Join([]string{itoa(rec.Row.Count), ev.Disposition, ev.DKIM, ev.SPF,
-			rec.AuthResults.SPF.Result, rec.Identifiers.EnvelopeFrom, "reason=" + strings.Join(reasons, ",")}, " ")
+			spf, rec.Identifiers.EnvelopeFrom, "reason=" + strings.Join(reasons, ",")}, " ")
 	}
 	want := map[string]string{
 		"192.0.2.1":   "3 none pass pass pass sender.example reason=",
 		"2001:db8::7": "2 reject fail fail fail spoof.example reason=",
 		// p=reject, but quarantined: our decision, with the reason.
 		"198.51.100.9": "1 quarantine fail fail fail spoof.example reason=local_policy",
-		"203.0.113.5":  "1 none fail fail fail spoof.example reason=sampled_out",
+		"203.0.113.5":  "1 none fail fail fail spoof.example reason=policy_test_mode",
+		"203.0.113.6":  "1 quarantine fail fail fail spoof.example reason=other",
+		"203.0.113.7":  "1 reject fail fail nospf  reason=",
 	}
 	if len(rows) != len(want) {
 		t.Errorf("rows %v, want %v", rows, want)
