@@ -336,12 +336,14 @@ func TestTLSReport(t *testing.T) {
 	}
 	p := reportcheck.Parse(t, got[0].Data)
 	id := "20260504.dest.example@mx.gateway.example"
-	if h := p.Headers; unfold(h["Subject"]) != "Report Domain: dest.example Submitter: mx.gateway.example Report-ID: <"+id+">" ||
-		h["TLS-Report-Domain"] != "dest.example" || h["TLS-Report-Submitter"] != "mx.gateway.example" {
+	// The Submitter is the domain of contact-info and From
+	// (postmaster@gateway.example), not our hostname (RFC 8460 §5.3).
+	if h := p.Headers; unfold(h["Subject"]) != "Report Domain: dest.example Submitter: gateway.example Report-ID: <"+id+">" ||
+		h["TLS-Report-Domain"] != "dest.example" || h["TLS-Report-Submitter"] != "gateway.example" || h["From"] != "postmaster@gateway.example" {
 		t.Errorf("header %v", h)
 	}
 	if p.ContentType != "multipart/report" || p.ReportType != "tlsrpt" || p.AttachmentType != "application/tlsrpt+gzip" ||
-		p.Filename != "mx.gateway.example!dest.example!1777852800!1777939199.json.gz" {
+		p.Filename != "gateway.example!dest.example!1777852800!1777939199.json.gz" {
 		t.Errorf("MIME: %s report-type=%s, attachment %s %q", p.ContentType, p.ReportType, p.AttachmentType, p.Filename)
 	}
 	var rep map[string]any
@@ -355,7 +357,8 @@ func TestTLSReport(t *testing.T) {
 	}
 	var typed tlsReport
 	json.Unmarshal([]byte(p.Attachment), &typed)
-	if typed.DateRange.Start != "2026-05-04T00:00:00Z" || typed.DateRange.End != "2026-05-04T23:59:59Z" || typed.ReportID != id {
+	if typed.DateRange.Start != "2026-05-04T00:00:00Z" || typed.DateRange.End != "2026-05-04T23:59:59Z" || typed.ReportID != id ||
+		typed.Contact != "postmaster@gateway.example" {
 		t.Errorf("date-range %+v report-id %q", typed.DateRange, typed.ReportID)
 	}
 	if len(typed.Policies) != 1 {
