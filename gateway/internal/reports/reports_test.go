@@ -170,7 +170,7 @@ func TestDMARCAggregateReport(t *testing.T) {
 	var domains []string
 	for _, m := range got {
 		domains = append(domains, m.Domain())
-		if m.Kind != queue.Report || m.From != "postmaster@gateway.example" || m.MayBounce {
+		if m.Kind != queue.Report || m.From != "postmaster@gateway.example" || m.MayBounce || m.TLSReport {
 			t.Errorf("queued as %+v", m)
 		}
 	}
@@ -330,6 +330,9 @@ func TestTLSReport(t *testing.T) {
 	got := e.q.list()
 	if len(got) != 1 || got[0].Domain() != "dest.example" || got[0].Recipients[0].To != "tls@dest.example" {
 		t.Fatalf("queued %d reports, want one to tls@dest.example: %+v", len(got), got)
+	}
+	if !got[0].TLSReport || got[0].Kind != queue.Report {
+		t.Errorf("queued as kind %s, TLSReport %v: want a report delivered despite TLS failures", got[0].Kind, got[0].TLSReport)
 	}
 	if r := dkimpy.Check(t, got[0].Data, e.keys); len(r.DKIM) != 1 || !r.DKIM[0] {
 		t.Errorf("dkimpy: the report's signature does not verify: %+v", r)
