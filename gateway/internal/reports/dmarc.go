@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -117,7 +118,8 @@ func (r *Reports) sendDMARC(ctx context.Context, path string, d time.Time) error
 
 // dmarcDestinations are the mailto: addresses of pub's rua that may get
 // its reports: those at the policy domain's organization, and those at
-// another whose DNS says it takes them (RFC 9990 §4). A size limit
+// another whose DNS says it takes them (RFC 9990 §4), replaced by the
+// addresses that DNS record names if it names some. A size limit
 // ("!10m", RFC 7489 §6.4) is dropped: a day's report of one domain is
 // far below any limit a receiver would set, and the limit is not part of
 // RFC 9989's rua.
@@ -130,7 +132,7 @@ func (r *Reports) dmarcDestinations(ctx context.Context, res dmarc.Resolver, pub
 			continue
 		}
 		_, domain, _ := strings.Cut(addr, "@")
-		ok, err := dmarc.ReportAuthorized(ctx, res, r.cfg.Discovery, pub.Domain, domain)
+		ok, override, err := dmarc.ReportAuthorized(ctx, res, r.cfg.Discovery, pub.Domain, domain)
 		if err != nil {
 			if firstErr == nil {
 				firstErr = fmt.Errorf("verifying %s for %s: %w", addr, pub.Domain, err)
@@ -142,7 +144,14 @@ func (r *Reports) dmarcDestinations(ctx context.Context, res dmarc.Resolver, pub
 				"domain", pub.Domain, "rua", addr)
 			continue
 		}
-		to = append(to, addr)
+		if len(override) == 0 {
+			override = []string{uri}
+		}
+		for _, o := range override {
+			if addr, ok := mailtoAddress(o); ok && !slices.Contains(to, addr) {
+				to = append(to, addr)
+			}
+		}
 	}
 	return to, firstErr
 }

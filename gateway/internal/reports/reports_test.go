@@ -63,8 +63,9 @@ func (c *clock) set(t time.Time) {
 }
 
 const zone = `
-_dmarc.sender.example.          IN TXT "v=DMARC1; p=reject; adkim=s; rua=mailto:dmarc@sender.example,mailto:agg@reports.example!10m,mailto:x@unverified.example,mailto:y@sneaky.example"
+_dmarc.sender.example.          IN TXT "v=DMARC1; p=reject; adkim=s; rua=mailto:dmarc@sender.example,mailto:agg@reports.example!10m,mailto:x@unverified.example,mailto:y@sneaky.example,mailto:old@redirect.example"
 sender.example._report._dmarc.reports.example. IN TXT "v=DMARC1"
+sender.example._report._dmarc.redirect.example. IN TXT "v=DMARC1; rua=mailto:new@redirect.example"
 sender.example._report._dmarc.sneaky.example.  IN TXT "v=DMARC1; rua=mailto:z@elsewhere.example"
 _dmarc.quiet.example.           IN TXT "v=DMARC1; p=none"
 _smtp._tls.dest.example.        IN TXT "v=TLSRPTv1; rua=mailto:tls@dest.example,https://tlsrpt.dest.example/v1"
@@ -164,17 +165,22 @@ func TestDMARCAggregateReport(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := e.q.list()
-	// One message per destination domain: sender.example and
-	// reports.example (verified), not unverified.example (no record)
-	// nor sneaky.example (its record sends reports elsewhere).
+	// One message per destination domain: sender.example,
+	// reports.example (verified) and redirect.example (verified, to the
+	// address its record names instead: RFC 9990 §4, step 9), not
+	// unverified.example (no record) nor sneaky.example (its record
+	// sends reports elsewhere).
 	var domains []string
 	for _, m := range got {
 		domains = append(domains, m.Domain())
+		if m.Domain() == "redirect.example" && (len(m.Recipients) != 1 || m.Recipients[0].To != "new@redirect.example") {
+			t.Errorf("the report to redirect.example goes to %+v, want new@redirect.example", m.Recipients)
+		}
 		if m.Kind != queue.Report || m.From != "postmaster@gateway.example" || m.MayBounce || m.TLSReport {
 			t.Errorf("queued as %+v", m)
 		}
 	}
-	if want := []string{"reports.example", "sender.example"}; !slices.Equal(domains, want) {
+	if want := []string{"redirect.example", "reports.example", "sender.example"}; !slices.Equal(domains, want) {
 		t.Fatalf("reports went to %v, want %v", domains, want)
 	}
 	msg := got[0].Data
@@ -244,8 +250,8 @@ func TestDMARCAggregateReport(t *testing.T) {
 	if err := e.r.SendDue(t.Context(), next.Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(e.q.list()); n != 2 {
-		t.Errorf("%d reports after a second SendDue, want still 2", n)
+	if n := len(e.q.list()); n != 3 {
+		t.Errorf("%d reports after a second SendDue, want still 3", n)
 	}
 	if entries, _ := os.ReadDir(e.dir); len(entries) != 0 {
 		t.Errorf("left in the reports directory: %v", entries)
@@ -267,19 +273,19 @@ func TestDMARCExternalDestinationNotVerified(t *testing.T) {
 	next := time.Date(2026, 5, 5, 0, 1, 0, 0, time.UTC)
 	e.clock.set(next)
 	res := e.r.cfg.Resolver()
-	ok, err := dmarc.ReportAuthorized(t.Context(), res, dmarc.TreeWalk, "sender.example", "unverified.example")
+	ok, _, err := dmarc.ReportAuthorized(t.Context(), res, dmarc.TreeWalk, "sender.example", "unverified.example")
 	if err != nil || ok {
 		t.Fatalf("unverified.example authorized: %v %v", ok, err)
 	}
-	ok, err = dmarc.ReportAuthorized(t.Context(), res, dmarc.TreeWalk, "sender.example", "reports.example")
+	ok, _, err = dmarc.ReportAuthorized(t.Context(), res, dmarc.TreeWalk, "sender.example", "reports.example")
 	if err != nil || !ok {
 		t.Fatalf("reports.example not authorized: %v %v", ok, err)
 	}
-	ok, err = dmarc.ReportAuthorized(t.Context(), res, dmarc.TreeWalk, "sender.example", "sneaky.example")
+	ok, _, err = dmarc.ReportAuthorized(t.Context(), res, dmarc.TreeWalk, "sender.example", "sneaky.example")
 	if err != nil || ok {
 		t.Fatalf("sneaky.example, whose record sends reports elsewhere, authorized: %v %v", ok, err)
 	}
-	ok, err = dmarc.ReportAuthorized(t.Context(), res, dmarc.TreeWalk, "mail.sender.example", "sender.example")
+	ok, _, err = dmarc.ReportAuthorized(t.Context(), res, dmarc.TreeWalk, "mail.sender.example", "sender.example")
 	if err != nil || !ok {
 		t.Fatalf("the same organization needs no verification: %v %v", ok, err)
 	}
@@ -287,7 +293,7 @@ func TestDMARCExternalDestinationNotVerified(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, m := range e.q.list() {
-		if d := m.Domain(); d != "sender.example" && d != "reports.example" {
+		if d := m.Domain(); d != "sender.example" && d != "reports.example" && d != "redirect.example" {
 			t.Errorf("a report went to %s", d)
 		}
 	}
