@@ -322,3 +322,25 @@ func TestTLSReportDeliveredDespiteTLSFailure(t *testing.T) {
 		t.Errorf("TLS records after the report: %q; want only the deferred message's failure", lines)
 	}
 }
+
+// Reports from an address our DKIM signature does not align with are
+// discarded by their receivers: the gateway says so when it starts, and
+// says nothing for the default, postmaster@ the DKIM domain.
+func TestReportsFromUnalignedIsWarned(t *testing.T) {
+	const warning = "reports: receivers will discard them"
+	e := startEnv(t, envOptions{sections: "[reports]\ndmarc = true\nfrom = \"reports@elsewhere.test\"\n"})
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(e.logs.String(), warning) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no warning for reports.from at another domain than [dkim]'s:\n%s", e.logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	aligned := startEnv(t, envOptions{sections: "[reports]\ndmarc = true\nfrom = \"dmarc@reports.ours.test\"\n"})
+	if err := aligned.send(t, "alice@example.org", "info@ours.test", testMessage); err != nil {
+		t.Fatal(err) // the gateway is up: Serve has started the reports
+	}
+	if strings.Contains(aligned.logs.String(), warning) {
+		t.Errorf("warned for reports.from at a subdomain of the DKIM domain:\n%s", aligned.logs.String())
+	}
+}
