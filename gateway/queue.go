@@ -9,6 +9,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/sluice-mail/sluice/gateway/internal/queue"
+	"github.com/sluice-mail/sluice/gateway/internal/relay"
 	"github.com/sluice-mail/sluice/gateway/internal/smtpd"
 )
 
@@ -65,6 +66,9 @@ func (d queueDeliverer) Deliver(ctx context.Context, m *queue.Message, rcpts []q
 	}
 	defer gen.Release()
 	opts := &smtp.MailOptions{UTF8: m.UTF8, RequireTLS: m.RequireTLS, Size: int64(len(m.Data))}
+	if m.TLSReport {
+		ctx = relay.ForTLSReport(ctx)
+	}
 	txn, rcptErr, err := gen.Relay.Begin(ctx, m.Domain(), m.From, opts, rcpts[0].To)
 	if err != nil {
 		return fill(asResult(err, ""), nil)

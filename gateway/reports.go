@@ -45,10 +45,29 @@ func (g *Gateway) startReports(ctx context.Context) error {
 	if g.reports == nil {
 		return nil
 	}
+	if why := reportsUnaligned(g.cfg); why != "" {
+		g.log.Warn("reports: receivers will discard them: "+why, "from", g.cfg.Reports.From, "dkim_domain", g.cfg.DKIM.Domain)
+	}
 	if g.queue != nil {
 		g.reportsQueue = g.queue
 	}
 	return g.reports.Start(ctx, 0)
+}
+
+// reportsUnaligned says why reports from reports.from would not pass
+// DMARC by our DKIM signature, "" when they would: RFC 9990 §3.5.2 wants
+// a DMARC report to pass DMARC aligned, and RFC 8460 §3 a TLS report
+// signed by the reporting domain, else receivers discard them. (SPF
+// alone could align a DMARC report, but nothing here can tell.)
+func reportsUnaligned(cfg *config.Config) string {
+	_, from, _ := strings.Cut(cfg.Reports.From, "@")
+	switch {
+	case cfg.DKIM.Domain == "" || len(cfg.DKIM.Keys) == 0:
+		return "they are not DKIM-signed (no [dkim] domain and key)"
+	case !strings.EqualFold(dmarc.OrganizationalDomain(from), dmarc.OrganizationalDomain(cfg.DKIM.Domain)):
+		return "reports.from is not at the DKIM domain's organization, so our signature does not align with it"
+	}
+	return ""
 }
 
 // errNoQueue is why a report cannot go before the gateway has a queue:

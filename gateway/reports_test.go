@@ -267,3 +267,80 @@ func TestTLSReportCountsAFailingSTARTTLS(t *testing.T) {
 		t.Errorf("TLS report %s; want 1 success and 1 certificate-not-trusted at mx.dest.test[127.0.0.1]", tr.Attachment)
 	}
 }
+
+// A TLS report is delivered despite the TLS failure it reports (RFC 8460
+// §3): the destination's certificate stays untrusted under tls_security
+// verify, so mail to it is deferred, but the report to it goes, and its
+// own session is not recorded for the next report.
+func TestTLSReportDeliveredDespiteTLSFailure(t *testing.T) {
+	ca, err := certs.NewCA("Some Other CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(caFile, ca.PEM(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dataDir := filepath.Join(t.TempDir(), "data")
+	e := startEnv(t, envOptions{top: fmt.Sprintf("data_dir = %q", dataDir), sections: "[reports]\ntls = true\n",
+		relay: fmt.Sprintf("tls_security = \"verify\"\ntls_ca_file = %q", caFile)})
+	e.zone += `_smtp._tls.dest.test.  300 IN TXT "v=TLSRPTv1; rua=mailto:tls@dest.test"` + "\n"
+	if err := e.dns.SetRecords(e.zone); err != nil {
+		t.Fatal(err)
+	}
+	if err := sendMail(t, e.client(t), "alice@example.org", "info@ours.test", testMessage); err == nil {
+		t.Fatal("delivered to an untrusted destination under tls_security verify")
+	}
+	readRecords(t, dataDir, "tls", 1)
+	if err := e.gw.SendReports(t.Context(), time.Now().Add(24*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(e.dest.deliveries()) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the TLS report was not delivered to the destination whose TLS fails")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if d := e.dest.deliveries()[0]; d.to[0] != "tls@dest.test" {
+		t.Fatalf("delivered to %v, want the report to tls@dest.test", d.to)
+	}
+	// Mail is still held to tls_security; its session is the only one
+	// recorded since the report (in tomorrow's file: today is sealed).
+	if err := sendMail(t, e.client(t), "alice@example.org", "info@ours.test", testMessage); err == nil {
+		t.Fatal("delivered mail to an untrusted destination under tls_security verify")
+	}
+	path := filepath.Join(dataDir, "reports", "tls-"+time.Now().UTC().Add(24*time.Hour).Format("2006-01-02")+".jsonl")
+	var data []byte
+	for deadline := time.Now().Add(10 * time.Second); len(data) == 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no TLS record in %s", path)
+		}
+		data, _ = os.ReadFile(path)
+	}
+	if lines := strings.Split(strings.TrimSpace(string(data)), "\n"); len(lines) != 1 || !strings.Contains(lines[0], `"certificate-not-trusted"`) {
+		t.Errorf("TLS records after the report: %q; want only the deferred message's failure", lines)
+	}
+}
+
+// Reports from an address our DKIM signature does not align with are
+// discarded by their receivers: the gateway says so when it starts, and
+// says nothing for the default, postmaster@ the DKIM domain.
+func TestReportsFromUnalignedIsWarned(t *testing.T) {
+	const warning = "reports: receivers will discard them"
+	e := startEnv(t, envOptions{sections: "[reports]\ndmarc = true\nfrom = \"reports@elsewhere.test\"\n"})
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(e.logs.String(), warning) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no warning for reports.from at another domain than [dkim]'s:\n%s", e.logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	aligned := startEnv(t, envOptions{sections: "[reports]\ndmarc = true\nfrom = \"dmarc@reports.ours.test\"\n"})
+	if err := aligned.send(t, "alice@example.org", "info@ours.test", testMessage); err != nil {
+		t.Fatal(err) // the gateway is up: Serve has started the reports
+	}
+	if strings.Contains(aligned.logs.String(), warning) {
+		t.Errorf("warned for reports.from at a subdomain of the DKIM domain:\n%s", aligned.logs.String())
+	}
+}

@@ -79,55 +79,56 @@ func LookupPublished(ctx context.Context, r Resolver, how Discovery, domain stri
 // reports for policyDomain (RFC 9990 §4, verifying external
 // destinations): it may when both have the same organizational domain,
 // or when <policyDomain>._report._dmarc.<ruaDomain> holds a TXT record
-// starting v=DMARC1 whose own rua, if any, stays at ruaDomain (an
-// override elsewhere forbids both). The override itself is not used: the
-// report goes to the address the policy domain named. An error says DNS
-// could not tell.
-func ReportAuthorized(ctx context.Context, r Resolver, how Discovery, policyDomain, ruaDomain string) (bool, error) {
+// starting v=DMARC1. That record's own rua, if any, replaces the URI
+// (override: the report goes there instead), but only with URIs at
+// ruaDomain: one elsewhere forbids both. An error says DNS could not
+// tell.
+func ReportAuthorized(ctx context.Context, r Resolver, how Discovery, policyDomain, ruaDomain string) (ok bool, override []string, err error) {
 	e := newEvaluation(ctx, r, how)
 	po, err := e.orgDomain(policyDomain)
 	if err != nil {
-		return false, err
+		return false, nil, err
 	}
 	ro, err := e.orgDomain(ruaDomain)
 	if err != nil {
-		return false, err
+		return false, nil, err
 	}
 	if po == ro {
-		return true, nil
+		return true, nil, nil
 	}
 	name := policyDomain + "._report._dmarc." + ruaDomain
 	if len(name) > 253 {
-		return false, nil
+		return false, nil, nil
 	}
 	txts, err := r.LookupTXT(ctx, name)
 	if err != nil {
 		if isNotFound(err) {
-			return false, nil
+			return false, nil, nil
 		}
-		return false, err
+		return false, nil, err
 	}
-	ok := false
 	for _, txt := range txts {
 		if !isDMARC1(txt) {
 			continue
 		}
 		ok = true
-		// A rua here may replace the address, but only with one at
-		// the same host; one elsewhere means neither gets reports.
 		for _, t := range splitTags(txt) {
 			if t.name != "rua" {
 				continue
 			}
 			for u := range strings.SplitSeq(t.value, ",") {
-				_, host, _ := strings.Cut(sizeLimit.ReplaceAllString(strings.TrimSpace(u), ""), "@")
+				u = strings.TrimSpace(u)
+				_, host, _ := strings.Cut(sizeLimit.ReplaceAllString(u, ""), "@")
 				if host != "" && !strings.EqualFold(strings.TrimSuffix(host, "."), ruaDomain) {
-					return false, nil
+					return false, nil, nil
+				}
+				if u != "" {
+					override = append(override, u)
 				}
 			}
 		}
 	}
-	return ok, nil
+	return ok, override, nil
 }
 
 func isNotFound(err error) bool {

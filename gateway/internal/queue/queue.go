@@ -65,6 +65,10 @@ type Message struct {
 	// is not ASCII); RequireTLS that it carries REQUIRETLS (RFC 8689).
 	UTF8       bool
 	RequireTLS bool
+	// TLSReport says the message is a TLS report (RFC 8460, Kind
+	// Report): delivered despite the destination's TLS policies, and its
+	// sessions left out of the next report (relay.ForTLSReport).
+	TLSReport bool `json:",omitempty"`
 	// Recipients are the message's destinations, all in one domain
 	// (Domain), each with its own state.
 	Recipients []Recipient

@@ -95,11 +95,30 @@ type tlsPolicy struct {
 	// policy) and its connection verified, by DANE or the WebPKI.
 	requireTLS bool
 	mxSecure   bool // DNSSEC vouched for the MX RRset
+	tlsReport  bool // the message is a TLS report (ForTLSReport)
+}
+
+// tlsReportKey marks a context whose transactions carry a TLS report.
+type tlsReportKey struct{}
+
+// ForTLSReport marks the transactions begun with ctx as carrying a TLS
+// report (RFC 8460). RFC 8460 §3 wants reports delivered despite any
+// TLS failure (telling the domain of it is their point: a domain whose
+// broken certificate its own MTA-STS policy enforces would never get
+// them) and kept out of the next report. So neither the domain's MTA-STS
+// policy, its hosts' TLSA records nor tls_security apply to them
+// (STARTTLS is still used when offered, unverified), and TLSResult is not
+// told of their sessions.
+func ForTLSReport(ctx context.Context) context.Context {
+	return context.WithValue(ctx, tlsReportKey{}, true)
 }
 
 // tlsPolicyFor decides domain's TLS policy for a message that asks for
 // REQUIRETLS or not; mxSecure says DNSSEC vouched for its MX RRset.
 func (r *Relay) tlsPolicyFor(ctx context.Context, domain string, requireTLS, mxSecure bool) tlsPolicy {
+	if ctx.Value(tlsReportKey{}) != nil {
+		return tlsPolicy{domain: domain, floor: May, mxSecure: mxSecure, tlsReport: true}
+	}
 	p := tlsPolicy{domain: domain, floor: r.cfg.Security, requireTLS: requireTLS, mxSecure: mxSecure}
 	if r.cfg.MTASTS != nil {
 		if sts, ok := r.cfg.MTASTS.Policy(ctx, domain); ok && sts.Mode != mtasts.None {
@@ -164,6 +183,7 @@ type requirement struct {
 	// host and the domain's MTA-STS policy (nil if none).
 	domain, host string
 	sts          *mtasts.Policy
+	quiet        bool // TLSResult is not told: a TLS report's transaction
 }
 
 // refusing is req as a connection it refuses is counted: a testing-mode
@@ -183,6 +203,9 @@ func (req requirement) refusing() requirement {
 // use is false when host must not be tried: its TLSA lookup failed, or
 // the MTA-STS policy leaves it out.
 func (r *Relay) requirement(ctx context.Context, p tlsPolicy, host string, secure bool, tried *attempts) (req requirement, use bool) {
+	if p.tlsReport {
+		return p.forHost(host, nil), true // no TLSA records asked for
+	}
 	dane, ok := r.danePolicy(ctx, p.domain, host, secure, tried)
 	if !ok {
 		return requirement{}, false
@@ -197,7 +220,7 @@ func (r *Relay) requirement(ctx context.Context, p tlsPolicy, host string, secur
 // from a host DNSSEC or the MTA-STS policy vouches for.
 func (p tlsPolicy) forHost(host string, dane *daneHost) requirement {
 	req := p.baseForHost(host, dane)
-	req.domain, req.host, req.sts = p.domain, host, p.sts
+	req.domain, req.host, req.sts, req.quiet = p.domain, host, p.sts, p.tlsReport
 	if p.requireTLS {
 		req.name = nameRequireTLS
 		req.leftOut = req.leftOut || !p.authentic(host)
@@ -401,7 +424,7 @@ type TLSCheck struct {
 // tlsResult tells Config.TLSResult the result of a check under req,
 // with host's address ip.
 func (r *Relay) tlsResult(req requirement, ip netip.Addr, result string) {
-	if r.cfg.TLSResult == nil {
+	if r.cfg.TLSResult == nil || req.quiet {
 		return
 	}
 	c := TLSCheck{Policy: req.policy, Mode: req.mode, Result: result, Domain: req.domain, Host: req.host, IP: ip, STS: req.sts}

@@ -252,6 +252,37 @@ func TestMTASTSEnforceRefusesUntrustedCertificate(t *testing.T) {
 	s.results.check(t, "mta-sts enforce certificate-not-trusted")
 }
 
+// A TLS report is delivered despite the destination's TLS failures (RFC
+// 8460 §3): here an enforced MTA-STS policy and an untrusted certificate,
+// under tls_security verify; and its session is not told to TLSResult,
+// so it stays out of the next report.
+func TestTLSReportDeliveredDespiteTLSPolicy(t *testing.T) {
+	var told atomic.Int32
+	s := newSTSSetup(t, selfSigned(t), "1", policy("enforce", "mx.example.test"), func(c *Config) {
+		c.Security = Verify
+		c.TLSResult = func(TLSCheck) { told.Add(1) }
+	})
+	ctx := ForTLSReport(context.Background())
+	txn, rcptErr, err := s.relay.Begin(ctx, "example.test", "postmaster@fwd.test", nil, "tls@example.test")
+	if err != nil || rcptErr != nil {
+		t.Fatalf("Begin: %v, RCPT: %v; want the report taken", err, rcptErr)
+	}
+	if _, err := txn.Data(ctx, []byte(testMessage)); err != nil {
+		t.Fatal(err)
+	}
+	txn.Close()
+	if n := len(s.dest.deliveries()); n != 1 || !txn.TLS() {
+		t.Errorf("%d deliveries, TLS %v; want one, over (unverified) TLS", n, txn.TLS())
+	}
+	if n := told.Load(); n != 0 {
+		t.Errorf("TLSResult told %d times of a TLS report's session, want 0", n)
+	}
+	// Other mail is still held to the policy.
+	if _, err := s.begin(t); asReply(t, err).Code != 451 {
+		t.Errorf("a message that is no TLS report: %v, want 451", err)
+	}
+}
+
 func TestMTASTSEnforceRefusesExpiredCertificate(t *testing.T) {
 	expired := time.Now().Add(-time.Minute).Truncate(time.Second)
 	s := newSTSSetup(t, func(ca *certs.CA) *tls.Config {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -117,7 +118,8 @@ func (r *Reports) sendDMARC(ctx context.Context, path string, d time.Time) error
 
 // dmarcDestinations are the mailto: addresses of pub's rua that may get
 // its reports: those at the policy domain's organization, and those at
-// another whose DNS says it takes them (RFC 9990 §4). A size limit
+// another whose DNS says it takes them (RFC 9990 §4), replaced by the
+// addresses that DNS record names if it names some. A size limit
 // ("!10m", RFC 7489 §6.4) is dropped: a day's report of one domain is
 // far below any limit a receiver would set, and the limit is not part of
 // RFC 9989's rua.
@@ -130,7 +132,7 @@ func (r *Reports) dmarcDestinations(ctx context.Context, res dmarc.Resolver, pub
 			continue
 		}
 		_, domain, _ := strings.Cut(addr, "@")
-		ok, err := dmarc.ReportAuthorized(ctx, res, r.cfg.Discovery, pub.Domain, domain)
+		ok, override, err := dmarc.ReportAuthorized(ctx, res, r.cfg.Discovery, pub.Domain, domain)
 		if err != nil {
 			if firstErr == nil {
 				firstErr = fmt.Errorf("verifying %s for %s: %w", addr, pub.Domain, err)
@@ -142,7 +144,14 @@ func (r *Reports) dmarcDestinations(ctx context.Context, res dmarc.Resolver, pub
 				"domain", pub.Domain, "rua", addr)
 			continue
 		}
-		to = append(to, addr)
+		if len(override) == 0 {
+			override = []string{uri}
+		}
+		for _, o := range override {
+			if addr, ok := mailtoAddress(o); ok && !slices.Contains(to, addr) {
+				to = append(to, addr)
+			}
+		}
 	}
 	return to, firstErr
 }
@@ -161,6 +170,7 @@ type metadata struct {
 	Email     string    `xml:"email"`
 	ReportID  string    `xml:"report_id"`
 	DateRange dateRange `xml:"date_range"`
+	Generator string    `xml:"generator"`
 }
 
 type dateRange struct {
@@ -211,7 +221,7 @@ type identifiers struct {
 
 type authResults struct {
 	DKIM []dkimResult `xml:"dkim"`
-	SPF  spfResult    `xml:"spf"`
+	SPF  *spfResult   `xml:"spf"` // none when no domain was checked
 }
 
 type dkimResult struct {
@@ -237,6 +247,7 @@ func (r *Reports) aggregate(pub *dmarc.Published, recs []DMARCRecord, d time.Tim
 			Email:     r.cfg.From,
 			ReportID:  reportID(d, pub.Domain, r.cfg.Hostname),
 			DateRange: dateRange{Begin: d.Unix(), End: d.Add(24*time.Hour).Unix() - 1},
+			Generator: "Sluice",
 		},
 		Published: published{Domain: pub.Domain, Discovery: "treewalk", ADKIM: pub.ADKIM, ASPF: pub.ASPF,
 			P: pub.P, SP: pub.SP, NP: pub.NP, Testing: "n", FO: pub.FO},
@@ -260,7 +271,9 @@ func (r *Reports) aggregate(pub *dmarc.Published, recs []DMARCRecord, d time.Tim
 			Row: row{SourceIP: rec.SourceIP, Count: counts[key], Evaluated: evaluated{
 				Disposition: rec.Disposition, DKIM: passFail(rec.DKIMAligned), SPF: passFail(rec.SPFAligned)}},
 			Identifiers: identifiers{EnvelopeFrom: rec.EnvelopeFrom, HeaderFrom: rec.HeaderFrom},
-			AuthResults: authResults{SPF: spfResult{Domain: rec.SPFDomain, Scope: "mfrom", Result: spfWord(rec.SPFResult)}},
+		}
+		if rec.SPFDomain != "" {
+			out.AuthResults.SPF = &spfResult{Domain: rec.SPFDomain, Scope: "mfrom", Result: spfWord(rec.SPFResult)}
 		}
 		out.Row.Evaluated.Reasons = overrideReason(rec)
 		for _, s := range rec.DKIM {
@@ -273,15 +286,20 @@ func (r *Reports) aggregate(pub *dmarc.Published, recs []DMARCRecord, d time.Tim
 
 // overrideReason says why a message that failed DMARC got another
 // disposition than its policy, which RFC 9990 §3.1.1 requires: the
-// policy's test mode or sampling ("sampled_out"), else our decision
-// ("local_policy": a plugin's, such as the dmarc plugin trusting an ARC
-// sealer, or the score's).
+// policy's test mode ("policy_test_mode": t=y, or pct=0 under RFC 7489),
+// an RFC 7489 record's sampling ("other": RFC 9990 has no word for it
+// since RFC 9989 made pct historic), else our decision ("local_policy": a
+// plugin's, such as the dmarc plugin trusting an ARC sealer, or the
+// score's).
 func overrideReason(rec DMARCRecord) []reason {
 	if rec.DKIMAligned || rec.SPFAligned || rec.Policy == "" || rec.Disposition == rec.Policy {
 		return nil
 	}
-	if rec.Pct < 100 {
-		return []reason{{Type: "sampled_out", Comment: fmt.Sprintf("policy %s for %d%% of failing mail", rec.Policy, rec.Pct)}}
+	switch {
+	case rec.Pct == 0:
+		return []reason{{Type: "policy_test_mode"}}
+	case rec.Pct < 100:
+		return []reason{{Type: "other", Comment: fmt.Sprintf("sampled out: policy %s for %d%% of failing mail (pct)", rec.Policy, rec.Pct)}}
 	}
 	return []reason{{Type: "local_policy"}}
 }

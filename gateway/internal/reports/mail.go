@@ -97,7 +97,7 @@ func (r *Reports) send(ctx context.Context, kind string, m mail) error {
 		byDomain[domain] = append(byDomain[domain], queue.Recipient{Orig: to, To: to, Status: queue.Pending})
 	}
 	for _, domain := range sortedKeys(byDomain) {
-		q := &queue.Message{Kind: queue.Report, From: r.cfg.From, Recipients: byDomain[domain], Arrived: now, Data: data}
+		q := &queue.Message{Kind: queue.Report, TLSReport: kind == KindTLS, From: r.cfg.From, Recipients: byDomain[domain], Arrived: now, Data: data}
 		if err := r.cfg.Queue.Enqueue(ctx, q); err != nil {
 			return fmt.Errorf("enqueueing the %s report to %s: %w", kind, domain, err)
 		}

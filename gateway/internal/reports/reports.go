@@ -39,8 +39,9 @@ type Config struct {
 	// nothing and sends nothing.
 	DMARC, TLS bool
 	// From is the reports' sender (envelope and From field), OrgName the
-	// reporting organization's name, Hostname ours: the Submitter of
-	// the Subject and the first part of the attachment's filename.
+	// reporting organization's name, Hostname ours: the Submitter of a
+	// DMARC report's Subject and the first part of its filename (a TLS
+	// report's Submitter is From's domain, as RFC 8460 §5.3 asks).
 	From, OrgName, Hostname string
 	// Discovery is how DMARC records are found ([auth] dmarc_discovery).
 	Discovery dmarc.Discovery

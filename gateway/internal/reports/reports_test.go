@@ -63,8 +63,9 @@ func (c *clock) set(t time.Time) {
 }
 
 const zone = `
-_dmarc.sender.example.          IN TXT "v=DMARC1; p=reject; adkim=s; rua=mailto:dmarc@sender.example,mailto:agg@reports.example!10m,mailto:x@unverified.example,mailto:y@sneaky.example"
+_dmarc.sender.example.          IN TXT "v=DMARC1; p=reject; adkim=s; rua=mailto:dmarc@sender.example,mailto:agg@reports.example!10m,mailto:x@unverified.example,mailto:y@sneaky.example,mailto:old@redirect.example"
 sender.example._report._dmarc.reports.example. IN TXT "v=DMARC1"
+sender.example._report._dmarc.redirect.example. IN TXT "v=DMARC1; rua=mailto:new@redirect.example"
 sender.example._report._dmarc.sneaky.example.  IN TXT "v=DMARC1; rua=mailto:z@elsewhere.example"
 _dmarc.quiet.example.           IN TXT "v=DMARC1; p=none"
 _smtp._tls.dest.example.        IN TXT "v=TLSRPTv1; rua=mailto:tls@dest.example,https://tlsrpt.dest.example/v1"
@@ -140,6 +141,12 @@ func TestDMARCAggregateReport(t *testing.T) {
 	sampled := fail("203.0.113.5", "none")
 	sampled.Pct = 0 // the policy in test mode (t=y)
 	e.r.DMARC(sampled)
+	halved := fail("203.0.113.6", "quarantine")
+	halved.Pct = 50 // an RFC 7489 record's pct=50: the milder policy for the rest
+	e.r.DMARC(halved)
+	noSPF := fail("203.0.113.7", "reject")
+	noSPF.EnvelopeFrom, noSPF.SPFDomain, noSPF.SPFResult = "", "", "" // null sender, HELO an address literal
+	e.r.DMARC(noSPF)
 	// A domain whose record asks for no reports, and one seen without
 	// DMARC at all, get none.
 	e.r.DMARC(DMARCRecord{SourceIP: "192.0.2.1", HeaderFrom: "quiet.example", PolicyDomain: "quiet.example", Disposition: "none", SPFResult: "pass"})
@@ -158,17 +165,22 @@ func TestDMARCAggregateReport(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := e.q.list()
-	// One message per destination domain: sender.example and
-	// reports.example (verified), not unverified.example (no record)
-	// nor sneaky.example (its record sends reports elsewhere).
+	// One message per destination domain: sender.example,
+	// reports.example (verified) and redirect.example (verified, to the
+	// address its record names instead: RFC 9990 §4, step 9), not
+	// unverified.example (no record) nor sneaky.example (its record
+	// sends reports elsewhere).
 	var domains []string
 	for _, m := range got {
 		domains = append(domains, m.Domain())
-		if m.Kind != queue.Report || m.From != "postmaster@gateway.example" || m.MayBounce {
+		if m.Domain() == "redirect.example" && (len(m.Recipients) != 1 || m.Recipients[0].To != "new@redirect.example") {
+			t.Errorf("the report to redirect.example goes to %+v, want new@redirect.example", m.Recipients)
+		}
+		if m.Kind != queue.Report || m.From != "postmaster@gateway.example" || m.MayBounce || m.TLSReport {
 			t.Errorf("queued as %+v", m)
 		}
 	}
-	if want := []string{"reports.example", "sender.example"}; !slices.Equal(domains, want) {
+	if want := []string{"redirect.example", "reports.example", "sender.example"}; !slices.Equal(domains, want) {
 		t.Fatalf("reports went to %v, want %v", domains, want)
 	}
 	msg := got[0].Data
@@ -197,7 +209,7 @@ func TestDMARCAggregateReport(t *testing.T) {
 		t.Errorf("namespace %q version %q", f.XMLName.Space, f.Version)
 	}
 	if m := f.Metadata; m.OrgName != "Gateway Org" || m.Email != "postmaster@gateway.example" ||
-		m.DateRange.Begin != 1777852800 || m.DateRange.End != 1777939199 {
+		m.DateRange.Begin != 1777852800 || m.DateRange.End != 1777939199 || m.Generator != "Sluice" {
 		t.Errorf("report_metadata %+v", m)
 	}
 	if pp := f.Published; pp.Domain != "sender.example" || pp.P != "reject" || pp.SP != "reject" || pp.ADKIM != "s" || pp.ASPF != "r" {
@@ -210,15 +222,21 @@ func TestDMARCAggregateReport(t *testing.T) {
 		for _, r := range ev.Reasons {
 			reasons = append(reasons, r.Type)
 		}
+		spf := "nospf"
+		if s := rec.AuthResults.SPF; s != nil {
+			spf = s.Result
+		}
 		rows[rec.Row.SourceIP] = strings.Join([]string{itoa(rec.Row.Count), ev.Disposition, ev.DKIM, ev.SPF,
-			rec.AuthResults.SPF.Result, rec.Identifiers.EnvelopeFrom, "reason=" + strings.Join(reasons, ",")}, " ")
+			spf, rec.Identifiers.EnvelopeFrom, "reason=" + strings.Join(reasons, ",")}, " ")
 	}
 	want := map[string]string{
 		"192.0.2.1":   "3 none pass pass pass sender.example reason=",
 		"2001:db8::7": "2 reject fail fail fail spoof.example reason=",
 		// p=reject, but quarantined: our decision, with the reason.
 		"198.51.100.9": "1 quarantine fail fail fail spoof.example reason=local_policy",
-		"203.0.113.5":  "1 none fail fail fail spoof.example reason=sampled_out",
+		"203.0.113.5":  "1 none fail fail fail spoof.example reason=policy_test_mode",
+		"203.0.113.6":  "1 quarantine fail fail fail spoof.example reason=other",
+		"203.0.113.7":  "1 reject fail fail nospf  reason=",
 	}
 	if len(rows) != len(want) {
 		t.Errorf("rows %v, want %v", rows, want)
@@ -232,8 +250,8 @@ func TestDMARCAggregateReport(t *testing.T) {
 	if err := e.r.SendDue(t.Context(), next.Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(e.q.list()); n != 2 {
-		t.Errorf("%d reports after a second SendDue, want still 2", n)
+	if n := len(e.q.list()); n != 3 {
+		t.Errorf("%d reports after a second SendDue, want still 3", n)
 	}
 	if entries, _ := os.ReadDir(e.dir); len(entries) != 0 {
 		t.Errorf("left in the reports directory: %v", entries)
@@ -255,19 +273,19 @@ func TestDMARCExternalDestinationNotVerified(t *testing.T) {
 	next := time.Date(2026, 5, 5, 0, 1, 0, 0, time.UTC)
 	e.clock.set(next)
 	res := e.r.cfg.Resolver()
-	ok, err := dmarc.ReportAuthorized(t.Context(), res, dmarc.TreeWalk, "sender.example", "unverified.example")
+	ok, _, err := dmarc.ReportAuthorized(t.Context(), res, dmarc.TreeWalk, "sender.example", "unverified.example")
 	if err != nil || ok {
 		t.Fatalf("unverified.example authorized: %v %v", ok, err)
 	}
-	ok, err = dmarc.ReportAuthorized(t.Context(), res, dmarc.TreeWalk, "sender.example", "reports.example")
+	ok, _, err = dmarc.ReportAuthorized(t.Context(), res, dmarc.TreeWalk, "sender.example", "reports.example")
 	if err != nil || !ok {
 		t.Fatalf("reports.example not authorized: %v %v", ok, err)
 	}
-	ok, err = dmarc.ReportAuthorized(t.Context(), res, dmarc.TreeWalk, "sender.example", "sneaky.example")
+	ok, _, err = dmarc.ReportAuthorized(t.Context(), res, dmarc.TreeWalk, "sender.example", "sneaky.example")
 	if err != nil || ok {
 		t.Fatalf("sneaky.example, whose record sends reports elsewhere, authorized: %v %v", ok, err)
 	}
-	ok, err = dmarc.ReportAuthorized(t.Context(), res, dmarc.TreeWalk, "mail.sender.example", "sender.example")
+	ok, _, err = dmarc.ReportAuthorized(t.Context(), res, dmarc.TreeWalk, "mail.sender.example", "sender.example")
 	if err != nil || !ok {
 		t.Fatalf("the same organization needs no verification: %v %v", ok, err)
 	}
@@ -275,7 +293,7 @@ func TestDMARCExternalDestinationNotVerified(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, m := range e.q.list() {
-		if d := m.Domain(); d != "sender.example" && d != "reports.example" {
+		if d := m.Domain(); d != "sender.example" && d != "reports.example" && d != "redirect.example" {
 			t.Errorf("a report went to %s", d)
 		}
 	}
@@ -319,17 +337,22 @@ func TestTLSReport(t *testing.T) {
 	if len(got) != 1 || got[0].Domain() != "dest.example" || got[0].Recipients[0].To != "tls@dest.example" {
 		t.Fatalf("queued %d reports, want one to tls@dest.example: %+v", len(got), got)
 	}
+	if !got[0].TLSReport || got[0].Kind != queue.Report {
+		t.Errorf("queued as kind %s, TLSReport %v: want a report delivered despite TLS failures", got[0].Kind, got[0].TLSReport)
+	}
 	if r := dkimpy.Check(t, got[0].Data, e.keys); len(r.DKIM) != 1 || !r.DKIM[0] {
 		t.Errorf("dkimpy: the report's signature does not verify: %+v", r)
 	}
 	p := reportcheck.Parse(t, got[0].Data)
 	id := "20260504.dest.example@mx.gateway.example"
-	if h := p.Headers; unfold(h["Subject"]) != "Report Domain: dest.example Submitter: mx.gateway.example Report-ID: <"+id+">" ||
-		h["TLS-Report-Domain"] != "dest.example" || h["TLS-Report-Submitter"] != "mx.gateway.example" {
+	// The Submitter is the domain of contact-info and From
+	// (postmaster@gateway.example), not our hostname (RFC 8460 §5.3).
+	if h := p.Headers; unfold(h["Subject"]) != "Report Domain: dest.example Submitter: gateway.example Report-ID: <"+id+">" ||
+		h["TLS-Report-Domain"] != "dest.example" || h["TLS-Report-Submitter"] != "gateway.example" || h["From"] != "postmaster@gateway.example" {
 		t.Errorf("header %v", h)
 	}
 	if p.ContentType != "multipart/report" || p.ReportType != "tlsrpt" || p.AttachmentType != "application/tlsrpt+gzip" ||
-		p.Filename != "mx.gateway.example!dest.example!1777852800!1777939199.json.gz" {
+		p.Filename != "gateway.example!dest.example!1777852800!1777939199.json.gz" {
 		t.Errorf("MIME: %s report-type=%s, attachment %s %q", p.ContentType, p.ReportType, p.AttachmentType, p.Filename)
 	}
 	var rep map[string]any
@@ -343,7 +366,8 @@ func TestTLSReport(t *testing.T) {
 	}
 	var typed tlsReport
 	json.Unmarshal([]byte(p.Attachment), &typed)
-	if typed.DateRange.Start != "2026-05-04T00:00:00Z" || typed.DateRange.End != "2026-05-04T23:59:59Z" || typed.ReportID != id {
+	if typed.DateRange.Start != "2026-05-04T00:00:00Z" || typed.DateRange.End != "2026-05-04T23:59:59Z" || typed.ReportID != id ||
+		typed.Contact != "postmaster@gateway.example" {
 		t.Errorf("date-range %+v report-id %q", typed.DateRange, typed.ReportID)
 	}
 	if len(typed.Policies) != 1 {

@@ -115,17 +115,21 @@ func (r *Reports) sendTLS(ctx context.Context, path string, d time.Time) error {
 			return err
 		}
 		begin, end := d.Unix(), d.Add(24*time.Hour).Unix()-1
+		// RFC 8460 §5.3: the Submitter must be the domain of the
+		// report's contact-info (our From), not our hostname; the file
+		// name's sender and the Subject say the same.
+		_, submitter, _ := strings.Cut(rep.Contact, "@")
 		msg := mail{
 			to:      to,
-			subject: fmt.Sprintf("Report Domain: %s Submitter: %s Report-ID: <%s>", dom, r.cfg.Hostname, rep.ReportID),
+			subject: fmt.Sprintf("Report Domain: %s Submitter: %s Report-ID: <%s>", dom, submitter, rep.ReportID),
 			id:      rep.ReportID,
-			extra:   []string{"TLS-Report-Domain: " + dom, "TLS-Report-Submitter: " + r.cfg.Hostname},
+			extra:   []string{"TLS-Report-Domain: " + dom, "TLS-Report-Submitter: " + submitter},
 			text: fmt.Sprintf("This is an aggregate TLS report (RFC 8460) for %s from %s, covering %s UTC.\r\n",
 				dom, r.cfg.OrgName, d.Format("2006-01-02")),
 			contentType: `multipart/report; report-type="tlsrpt"`,
 			attachment: attachment{
 				contentType: "application/tlsrpt+gzip",
-				filename:    fmt.Sprintf("%s!%s!%d!%d.json.gz", r.cfg.Hostname, dom, begin, end),
+				filename:    fmt.Sprintf("%s!%s!%d!%d.json.gz", submitter, dom, begin, end),
 				data:        gzipped(doc),
 			},
 		}
