@@ -221,7 +221,7 @@ func TestEAIToADestinationWithoutSMTPUTF8(t *testing.T) {
 	}
 
 	// Needs SMTPUTF8: refused in session, with 553 5.6.7 at RCPT for an
-	// address, 554 5.6.9 at DATA for a header.
+	// address, and to DATA for a header.
 	if err := c.Mail("pelé@example.org", utf8); err != nil {
 		t.Fatal(err)
 	}
@@ -235,7 +235,7 @@ func TestEAIToADestinationWithoutSMTPUTF8(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := sendData(t, c, utf8Message)
-	wantReply(t, "a UTF-8 header", err, 554, smtp.EnhancedCode{5, 6, 9}, "does not support SMTPUTF8")
+	wantReply(t, "a UTF-8 header", err, 553, smtp.EnhancedCode{5, 6, 7}, "its header is not ASCII")
 	if n := len(plain.deliveries()); n != 2 {
 		t.Errorf("%d deliveries, want still 2", n)
 	}

@@ -283,7 +283,7 @@ func (s *session) addressNeedsSMTPUTF8() *smtp.SMTPError {
 // a destination without SMTPUTF8: X.6.9, a UTF-8 header message cannot be
 // transferred (RFC 6531).
 func (s *session) headerNeedsSMTPUTF8() *smtp.SMTPError {
-	return s.needsSMTPUTF8(554, smtp.EnhancedCode{5, 6, 9}, "its header")
+	return s.needsSMTPUTF8(553, smtp.EnhancedCode{5, 6, 7}, "its header")
 }
 
 func (s *session) needsSMTPUTF8(code int, enh smtp.EnhancedCode, what string) *smtp.SMTPError {

@@ -17,7 +17,7 @@ const utf8Message = "From: Pelé <pelé@origin.test>\r\nTo: piñata@example.test
 // destination offers it; without it, the addresses go with A-label
 // domains, and what would need it is refused before it is sent, never
 // mangled: an address at MAIL or RCPT (553 5.6.7), a UTF-8 header at DATA
-// (554 5.6.9).
+// (553 5.6.7).
 func TestSMTPUTF8OnlyWhereNeeded(t *testing.T) {
 	type step struct {
 		from     string
@@ -53,7 +53,7 @@ func TestSMTPUTF8OnlyWhereNeeded(t *testing.T) {
 		{"a UTF-8 later recipient, not offered", false,
 			step{from: "alice@origin.test", mayNeed: true, to: []string{"me@example.test", "piñata@example.test"}, wantErr: "RCPT 553 5.6.7"}},
 		{"a UTF-8 header, not offered", false,
-			step{from: "alice@origin.test", mayNeed: true, to: []string{"me@example.test"}, msg: utf8Message, wantErr: "DATA 554 5.6.9"}},
+			step{from: "alice@origin.test", mayNeed: true, to: []string{"me@example.test"}, msg: utf8Message, wantErr: "DATA 553 5.6.7"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
