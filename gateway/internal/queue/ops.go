@@ -90,7 +90,7 @@ func Open(dir string, opts Options) (*Queue, error) {
 	if err != nil {
 		return nil, err
 	}
-	msgs, err := st.load()
+	msgs, err := st.load(opts.Logger)
 	if err != nil {
 		st.close()
 		return nil, err

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -143,6 +144,45 @@ func TestOpenRemovesHalfWritten(t *testing.T) {
 	}
 	if list, _ := q.List(context.Background()); len(list) != 1 || list[0].ID != m.ID {
 		t.Errorf("List = %+v, want only %s", list, m.ID)
+	}
+}
+
+// A state file that cannot be parsed (a disk's fault, a bad edit) does
+// not keep the queue from opening: its message is set aside, whole, and
+// logged, and the others are delivered as usual.
+func TestOpenSetsAsideUnreadable(t *testing.T) {
+	dir := t.TempDir()
+	q := openTest(t, dir, Options{})
+	good, bad := testMessage("a@example.net"), testMessage("b@example.net")
+	for _, m := range []*Message{good, bad} {
+		if err := q.Enqueue(context.Background(), m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	q.Close()
+	state, _ := os.ReadFile(filepath.Join(dir, bad.ID+stateExt))
+	if err := os.WriteFile(filepath.Join(dir, bad.ID+stateExt), state[:len(state)/2], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	q, err := Open(dir, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatalf("Open with one damaged state file: %v", err)
+	}
+	t.Cleanup(func() { q.Close() })
+	if list, _ := q.List(context.Background()); len(list) != 1 || list[0].ID != good.ID {
+		t.Errorf("List = %+v, want only %s", list, good.ID)
+	}
+	for _, name := range []string{bad.ID + stateExt, bad.ID + dataExt} {
+		if _, err := os.Stat(filepath.Join(dir, corruptDir, name)); err != nil {
+			t.Errorf("the damaged message's %s is not kept in %s: %v", name, corruptDir, err)
+		}
+	}
+	if data, _ := os.ReadFile(filepath.Join(dir, corruptDir, bad.ID+dataExt)); !bytes.Equal(data, bad.Data) {
+		t.Errorf("the damaged message's data = %q, want %q", data, bad.Data)
+	}
+	if !strings.Contains(logs.String(), "level=ERROR") || !strings.Contains(logs.String(), bad.ID) {
+		t.Errorf("no error logged naming %s: %s", bad.ID, logs.String())
 	}
 }
 
