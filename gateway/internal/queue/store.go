@@ -164,7 +164,13 @@ func (s *store) create(m *Message) error {
 	if err := s.writeFile(m.ID+dataExt, m.Data, false); err != nil {
 		return err
 	}
-	return s.put(m)
+	if err := s.put(m); err != nil {
+		// Not queued: the data would only take space until the next
+		// start, on a disk that is likely full.
+		os.Remove(filepath.Join(s.dir, m.ID+dataExt))
+		return err
+	}
+	return nil
 }
 
 // put replaces m's state.

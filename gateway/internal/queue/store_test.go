@@ -186,6 +186,25 @@ func TestOpenSetsAsideUnreadable(t *testing.T) {
 	}
 }
 
+// An enqueue whose state cannot be written (a full disk) leaves nothing
+// behind: its data would take space until the next start.
+func TestCreateFailedLeavesNothing(t *testing.T) {
+	dir := t.TempDir()
+	q := openTest(t, dir, Options{})
+	m := testMessage("a@example.net")
+	m.ID = "0001"
+	// A directory where the state goes: writing it fails, as on a full disk.
+	if err := os.MkdirAll(filepath.Join(dir, m.ID+stateExt, "x"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.store.create(m); err == nil {
+		t.Fatal("create succeeded without its state")
+	}
+	if _, err := os.Stat(filepath.Join(dir, m.ID+dataExt)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the data of a message not queued is left: %v", err)
+	}
+}
+
 func TestOperations(t *testing.T) {
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	dir := t.TempDir()
