@@ -458,6 +458,9 @@ func readError(err error) string {
 // and to resolve relative file names.
 func Parse(path string, src []byte) (*Config, error) {
 	c := &Config{File: path, lines: indexLines(string(src))}
+	// Set before decoding, not in setDefaults: "0s" is the operator's
+	// "never", which a default for zero would undo.
+	c.Queue.DelayWarning = Duration(4 * time.Hour) // as Postfix's delay_warning_time when set
 	md, err := toml.Decode(string(src), c)
 	if err != nil {
 		return nil, Errors{c.decodeError(err, src)}

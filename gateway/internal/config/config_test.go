@@ -107,6 +107,28 @@ func TestGoodConfigDefaultsAndNormalisation(t *testing.T) {
 	}
 }
 
+// [queue] delay_warning defaults to 4h, and "0s" is never, as the
+// README says, not the default.
+func TestQueueDelayWarning(t *testing.T) {
+	base := "hostname = \"mx.example.test\"\ndomains = [\"example.test\"]\n[srs]\nsecrets = [\"0123456789abcdef0123\"]\n"
+	for _, tc := range []struct {
+		queue string
+		want  time.Duration
+	}{
+		{"", 4 * time.Hour},
+		{"[queue]\ndelay_warning = \"0s\"\n", 0},
+		{"[queue]\ndelay_warning = \"30m\"\n", 30 * time.Minute},
+	} {
+		c, err := Parse("gateway.toml", []byte(base+tc.queue))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c.Queue.DelayWarning.D(); got != tc.want {
+			t.Errorf("%q: delay_warning = %s, want %s", tc.queue, got, tc.want)
+		}
+	}
+}
+
 // The demo configuration at the top of the repository must always load.
 func TestDemoConfigLoads(t *testing.T) {
 	c, err := Load("../../../gateway.toml")

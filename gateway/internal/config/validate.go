@@ -74,9 +74,6 @@ func (c *Config) setDefaults() {
 	if q.MaxAge == 0 {
 		q.MaxAge = Duration(5 * 24 * time.Hour) // as Postfix's maximal_queue_lifetime
 	}
-	if q.DelayWarning == 0 {
-		q.DelayWarning = Duration(4 * time.Hour) // as Postfix's delay_warning_time when set
-	}
 	if q.MinBackoff == 0 {
 		q.MinBackoff = Duration(5 * time.Minute)
 	}
