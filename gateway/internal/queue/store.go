@@ -151,12 +151,21 @@ func (s *store) setAside(id string) error {
 	if err := os.MkdirAll(dst, 0o700); err != nil {
 		return fmt.Errorf("queue: %w", err)
 	}
-	for _, name := range []string{id + stateExt, id + dataExt} {
+	// The data first, and lasting before the state moves: a crash
+	// between must not leave the data without its state in the queue
+	// directory, where load would remove it.
+	for _, name := range []string{id + dataExt, id + stateExt} {
 		if err := os.Rename(filepath.Join(s.dir, name), filepath.Join(dst, name)); err != nil {
 			return fmt.Errorf("queue: setting aside a damaged message: %w", err)
 		}
+		if err := syncDir(dst); err != nil {
+			return err
+		}
+		if err := syncDir(s.dir); err != nil {
+			return err
+		}
 	}
-	return syncDir(dst)
+	return nil
 }
 
 // create stores a new message: its data, then its state.
