@@ -213,6 +213,7 @@ func summary(m *Message, size int) Summary {
 		ID: m.ID, Kind: m.Kind, From: m.From, Sender: m.Sender, Domain: m.Domain(),
 		Size: size, Arrived: m.Arrived, Attempts: m.Attempts, NextAttempt: m.NextAttempt,
 		LastError: m.LastError, Held: m.Held,
+		Recipients: []string{}, // [] in JSON, not null, when none is pending
 	}
 	for _, r := range m.Recipients {
 		if r.Status == Pending {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -202,6 +203,21 @@ func TestCreateFailedLeavesNothing(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, m.ID+dataExt)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("the data of a message not queued is left: %v", err)
+	}
+}
+
+// A message with no recipient pending (failed ones whose sender is not
+// told yet) lists its recipients as [] in JSON, as GET /admin/queue/{id}
+// does, not null.
+func TestSummaryRecipientsNeverNull(t *testing.T) {
+	m := testMessage("a@example.net")
+	m.Recipients[0].Status = Failing
+	b, err := json.Marshal(summary(m, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"recipients":[]`) {
+		t.Errorf("summary = %s, want \"recipients\":[]", b)
 	}
 }
 
