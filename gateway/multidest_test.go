@@ -3,7 +3,10 @@ package gateway_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -227,5 +230,37 @@ func TestQueuedCopyMayBounceOnlyToAnAlignedSender(t *testing.T) {
 		if m.MayBounce != c.bounce {
 			t.Errorf("%s: MayBounce %v, want %v", c.sender, m.MayBounce, c.bounce)
 		}
+	}
+}
+
+// A queue directory that cannot be written (a full or read-only disk, or
+// here one taken away) makes the reply 451 4.3.0, never 250: nothing went
+// to a destination, and the sender's retry is queued once it can be.
+func TestQueueUnwritableIsATempfail(t *testing.T) {
+	e := startEnv(t, envOptions{dest2: true, sections: "[queue]\nmultiple_destinations = \"queue_all\"\n"})
+	dir := filepath.Join(filepath.Dir(e.cfgPath), "data", "queue")
+	if err := os.Rename(dir, dir+".away"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dir, []byte("not a directory"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := send(t, e, "alice@example.org", testMessage, "team@ours.test")
+	var se *smtp.SMTPError
+	if !errors.As(err, &se) || se.Code != 451 || se.EnhancedCode != (smtp.EnhancedCode{4, 3, 0}) {
+		t.Fatalf("DATA with the queue unwritable: %v, want 451 4.3.0", err)
+	}
+	if err := os.Remove(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(dir+".away", dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := send(t, e, "alice@example.org", testMessage, "team@ours.test"); err != nil {
+		t.Fatalf("the retry: %v", err)
+	}
+	a, b := waitDeliveries(t, e.dest, 1), waitDeliveries(t, e.dest2, 1)
+	if len(a) != 1 || len(b) != 1 {
+		t.Errorf("dest.test received %d, dest2.test %d; want the retry's copy each", len(a), len(b))
 	}
 }

@@ -335,9 +335,9 @@ type Queue struct {
 	// sender gets a failure DSN; default 5 days.
 	MaxAge Duration `toml:"max_age"`
 	// DelayWarning is when the sender gets a delay DSN for a message
-	// still queued; default 4h, "0s" = never. A pointer, so that "0s"
-	// is told apart from unset.
-	DelayWarning *Duration `toml:"delay_warning"`
+	// still queued; default 4h (set before decoding, in Parse), "0s" =
+	// never.
+	DelayWarning Duration `toml:"delay_warning"`
 	// MinBackoff and MaxBackoff bound the exponential backoff between
 	// attempts (with jitter); default 5m and 1h.
 	MinBackoff Duration `toml:"min_backoff"`
@@ -459,6 +459,9 @@ func readError(err error) string {
 // and to resolve relative file names.
 func Parse(path string, src []byte) (*Config, error) {
 	c := &Config{File: path, lines: indexLines(string(src))}
+	// Set before decoding, not in setDefaults: "0s" is the operator's
+	// "never", which a default for zero would undo.
+	c.Queue.DelayWarning = Duration(4 * time.Hour) // as Postfix's delay_warning_time when set
 	md, err := toml.Decode(string(src), c)
 	if err != nil {
 		return nil, Errors{c.decodeError(err, src)}

@@ -107,6 +107,28 @@ func TestGoodConfigDefaultsAndNormalisation(t *testing.T) {
 	}
 }
 
+// [queue] delay_warning defaults to 4h, and "0s" is never, as the
+// README says, not the default.
+func TestQueueDelayWarning(t *testing.T) {
+	base := "hostname = \"mx.example.test\"\ndomains = [\"example.test\"]\n[srs]\nsecrets = [\"0123456789abcdef0123\"]\n"
+	for _, tc := range []struct {
+		queue string
+		want  time.Duration
+	}{
+		{"", 4 * time.Hour},
+		{"[queue]\ndelay_warning = \"0s\"\n", 0},
+		{"[queue]\ndelay_warning = \"30m\"\n", 30 * time.Minute},
+	} {
+		c, err := Parse("gateway.toml", []byte(base+tc.queue))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c.Queue.DelayWarning.D(); got != tc.want {
+			t.Errorf("%q: delay_warning = %s, want %s", tc.queue, got, tc.want)
+		}
+	}
+}
+
 // The demo configuration at the top of the repository must always load.
 func TestDemoConfigLoads(t *testing.T) {
 	c, err := Load("../../../gateway.toml")
@@ -298,28 +320,6 @@ source_ipv4 = "192.0.2.25"
 		}
 		if !reflect.DeepEqual(got, tc.want) {
 			t.Errorf("%s: sources %+v, want %+v", name, got, tc.want)
-		}
-	}
-}
-
-// queue.delay_warning defaults to 4h, and "0s" turns the delay DSN off,
-// as the README says: "0s" must not read as unset.
-func TestQueueDelayWarning(t *testing.T) {
-	base := "hostname = \"mx.example.test\"\ndomains = [\"example.test\"]\n[srs]\nsecrets = [\"0123456789abcdef0123\"]\n"
-	for _, c := range []struct {
-		extra string
-		want  time.Duration
-	}{
-		{"", 4 * time.Hour},
-		{"[queue]\ndelay_warning = \"0s\"\n", 0},
-		{"[queue]\ndelay_warning = \"30m\"\n", 30 * time.Minute},
-	} {
-		cfg, err := Parse("test.toml", []byte(base+c.extra))
-		if err != nil {
-			t.Fatalf("%q: %v", c.extra, err)
-		}
-		if got := cfg.Queue.DelayWarning.D(); got != c.want {
-			t.Errorf("%q: queue.delay_warning = %v, want %v", c.extra, got, c.want)
 		}
 	}
 }

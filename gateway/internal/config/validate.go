@@ -74,10 +74,6 @@ func (c *Config) setDefaults() {
 	if q.MaxAge == 0 {
 		q.MaxAge = Duration(5 * 24 * time.Hour) // as Postfix's maximal_queue_lifetime
 	}
-	if q.DelayWarning == nil {
-		d := Duration(4 * time.Hour) // as Postfix's delay_warning_time when set
-		q.DelayWarning = &d
-	}
 	if q.MinBackoff == 0 {
 		q.MinBackoff = Duration(5 * time.Minute)
 	}
@@ -189,7 +185,7 @@ func (v *validator) queue() {
 			v.errorf("queue."+d.key, "queue.%s: must be positive", d.key)
 		}
 	}
-	if *q.DelayWarning < 0 {
+	if q.DelayWarning < 0 {
 		v.errorf("queue.delay_warning", "queue.delay_warning: must not be negative (\"0s\" is never)")
 	}
 	if q.MinBackoff > 0 && q.MaxBackoff > 0 && q.MaxBackoff < q.MinBackoff {

@@ -92,7 +92,7 @@ func Open(dir string, opts Options) (*Queue, error) {
 	if err != nil {
 		return nil, err
 	}
-	msgs, err := st.load()
+	msgs, err := st.load(opts.Logger)
 	if err != nil {
 		st.close()
 		return nil, err
@@ -222,6 +222,7 @@ func summary(m *Message, size int) Summary {
 		ID: m.ID, Kind: m.Kind, From: m.From, Sender: m.Sender, Domain: m.Domain(),
 		Size: size, Arrived: m.Arrived, Attempts: m.Attempts, NextAttempt: m.NextAttempt,
 		LastError: m.LastError, Held: m.Held,
+		Recipients: []string{}, // [] in JSON, not null, when none is pending
 	}
 	for _, r := range m.Recipients {
 		if r.Status == Pending {
@@ -323,6 +324,20 @@ func (q *Queue) update(id string, f func(m *Message)) error {
 // something, stores it durably before it becomes e's state. It returns
 // the new state.
 func (q *Queue) change(e *entry, f func(m *Message) bool) (*Message, error) {
+	return q.changeKeep(e, f, false)
+}
+
+// record is change for the outcome of an attempt: if storing it fails
+// (a full disk), e's state in memory is still the new one, and the
+// error is returned with it. The destinations' replies are facts: while
+// the process runs it must not send again what a destination accepted,
+// and a crash before the state is stored only costs a duplicate, the
+// at-least-once of any queue.
+func (q *Queue) record(e *entry, f func(m *Message) bool) (*Message, error) {
+	return q.changeKeep(e, f, true)
+}
+
+func (q *Queue) changeKeep(e *entry, f func(m *Message) bool, keep bool) (*Message, error) {
 	e.write.Lock()
 	defer e.write.Unlock()
 	q.mu.Lock()
@@ -335,13 +350,14 @@ func (q *Queue) change(e *entry, f func(m *Message) bool) (*Message, error) {
 	if !f(m) {
 		return m, nil
 	}
-	if err := q.store.put(m); err != nil {
+	err := q.store.put(m)
+	if err != nil && !keep {
 		return nil, err
 	}
 	q.mu.Lock()
 	e.m = m
 	q.mu.Unlock()
-	return m, nil
+	return m, err
 }
 
 func clone(m *Message) *Message {

@@ -149,6 +149,7 @@ func (q *Queue) work(ctx context.Context, e *entry, d Deliverer, n Notifier) {
 	q.mu.Lock()
 	m := e.m
 	q.mu.Unlock()
+	id := m.ID
 	var err error
 	switch {
 	case !now.Before(m.Arrived.Add(q.opts.MaxAge)):
@@ -160,9 +161,14 @@ func (q *Queue) work(ctx context.Context, e *entry, d Deliverer, n Notifier) {
 		return // deleted meanwhile
 	}
 	if err != nil {
-		q.log.Error("queue: storing a message's state failed", "id", m.ID, "error", err.Error())
+		// m is nil when the expiry could not be stored.
+		q.log.Error("queue: storing a message's state failed", "id", id, "error", err.Error())
 		q.pause(e, now)
-		return
+		if m == nil || hasStatus(m, Pending) || hasStatus(m, Failing) {
+			return
+		}
+		// Delivered, though not written down: removing the message
+		// needs no space, and frees some.
 	}
 	if m, err = q.notifyFailed(ctx, e, m, n, now); err != nil {
 		return
@@ -208,7 +214,7 @@ func (q *Queue) attempt(ctx context.Context, e *entry, m *Message, d Deliverer, 
 	// A delivery cut short by shutdown is not an attempt: what was
 	// decided stays decided, the rest is tried at the next start.
 	stopped := ctx.Err() != nil
-	changed, err := q.change(e, func(m *Message) bool {
+	changed, err := q.record(e, func(m *Message) bool {
 		if !stopped {
 			m.Attempts++
 		}
@@ -244,8 +250,8 @@ func (q *Queue) attempt(ctx context.Context, e *entry, m *Message, d Deliverer, 
 		}
 		return true
 	})
-	if err != nil {
-		return m, err
+	if changed == nil {
+		return m, err // deleted meanwhile
 	}
 	counts[outDelivered], counts[outDeferred], counts[outFailed] = len(delivered), len(deferred), len(failed)
 	q.opts.Metrics.attempted(counts)
@@ -266,7 +272,7 @@ func (q *Queue) attempt(ctx context.Context, e *entry, m *Message, d Deliverer, 
 		attrs = append(attrs, "next_attempt", changed.NextAttempt.UTC().Format(time.RFC3339))
 	}
 	q.log.Info("queue attempt", attrs...)
-	return changed, nil
+	return changed, err
 }
 
 // firstReply is what the log line shows: the first reply that was not a

@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -488,4 +491,103 @@ func TestShutdownMidDelivery(t *testing.T) {
 	if err != nil || got.Attempts != 0 || got.NextAttempt.After(c.Now()) || got.Recipients[0].Status != Pending {
 		t.Fatalf("after a shutdown mid-delivery: %+v, %v; want pending, no attempt counted, due now", got, err)
 	}
+}
+
+// blockState makes message id's state impossible to write or remove, as
+// a full or read-only disk does (a test run as root writes anywhere): a
+// directory, not empty, takes the place of its .json. The function it
+// returns lifts the block.
+func blockState(t *testing.T, q *Queue, id string) func() {
+	t.Helper()
+	path := filepath.Join(q.store.dir, id+stateExt)
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(path, "x"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		if err := os.RemoveAll(path); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestDeliveredButNotStored: when the outcome of an attempt cannot be
+// stored (a full disk), a recipient the destination accepted is not sent
+// again while the process runs, and the message leaves the queue once
+// the disk lets it.
+func TestDeliveredButNotStored(t *testing.T) {
+	d := startDestination(t)
+	q, c := runTest(t, testOptions, d, &recorder{})
+	m := testMessage("a@example.net")
+	m.NextAttempt = c.Now().Add(time.Minute)
+	if err := q.Enqueue(context.Background(), m); err != nil {
+		t.Fatal(err)
+	}
+	unblock := blockState(t, q, m.ID)
+	c.advance(time.Minute)
+	q.poke()
+	eventually(t, "the delivery", func() bool { return len(d.received()) == 1 })
+	eventually(t, "the recipient to be known delivered", func() bool {
+		got, _ := q.Get(context.Background(), m.ID)
+		return got == nil || got.Recipients[0].Status == Delivered
+	})
+	for range 3 { // the next attempts' times, had it been kept pending
+		c.advance(testOptions.MaxBackoff)
+		q.poke()
+	}
+	unblock()
+	c.advance(testOptions.MaxBackoff)
+	q.poke()
+	eventually(t, "the queue to empty", empty(q))
+	if got := d.received(); len(got) != 1 {
+		t.Errorf("the destination received %d copies (%v), want 1", len(got), got)
+	}
+}
+
+// TestExpiryNotStored: an expiry that cannot be stored is tried again
+// later (the gateway does not fall over), then the sender is told.
+func TestExpiryNotStored(t *testing.T) {
+	d := startDestination(t)
+	d.reply("a@example.net", &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 2, 0}, Message: "mailbox busy"})
+	n := &recorder{}
+	logs := &lockedBuffer{}
+	opts := testOptions
+	opts.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	q, c := runTest(t, opts, d, n)
+	m := testMessage("a@example.net")
+	m.NextAttempt = c.Now().Add(testOptions.MaxAge + time.Hour) // no attempt before it expires
+	if err := q.Enqueue(context.Background(), m); err != nil {
+		t.Fatal(err)
+	}
+	unblock := blockState(t, q, m.ID)
+	c.advance(testOptions.MaxAge)
+	q.poke()
+	eventually(t, "the expiry to fail", func() bool { return strings.Contains(logs.String(), "storing a message's state failed") })
+	unblock()
+	c.advance(testOptions.MinBackoff)
+	q.poke()
+	eventually(t, "the queue to empty", empty(q))
+	if failed, _ := n.calls(); len(failed) != 1 || len(failed[0]) != 1 || !strings.HasPrefix(failed[0][0].Reply, "expired") {
+		t.Errorf("the Notifier was told %+v, want a@example.net expired", failed)
+	}
+}
+
+// lockedBuffer is a log's output, read while the queue writes it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

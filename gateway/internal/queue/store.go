@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -27,6 +28,9 @@ const (
 	stateExt = ".json"
 	tmpExt   = ".tmp"
 	lockName = "lock"
+	// corruptDir, in the queue directory, keeps the messages whose
+	// state could not be read when the queue was opened.
+	corruptDir = "corrupt"
 )
 
 // store is the queue directory.
@@ -68,8 +72,9 @@ func (s *store) close() error {
 // load reads every committed message (without Data) and removes what
 // is not one: temporary files of an interrupted write, and .eml files
 // whose .json never got written (an Enqueue that did not return) or was
-// removed (a delete that did not finish).
-func (s *store) load() ([]*Message, error) {
+// removed (a delete that did not finish). A message whose .json cannot
+// be read is moved to the corrupt directory and logged.
+func (s *store) load(log *slog.Logger) ([]*Message, error) {
 	entries, err := os.ReadDir(s.dir)
 	if err != nil {
 		return nil, fmt.Errorf("queue: %w", err)
@@ -101,13 +106,18 @@ func (s *store) load() ([]*Message, error) {
 				removed = true
 				continue
 			}
-			b, err := os.ReadFile(filepath.Join(s.dir, name))
+			m, err := s.read(name)
 			if err != nil {
-				return nil, fmt.Errorf("queue: %w", err)
-			}
-			m := new(Message)
-			if err := json.Unmarshal(b, m); err != nil {
-				return nil, fmt.Errorf("queue: %s: %w", name, err)
+				// One damaged file (a disk's fault, a hand's edit) must not
+				// keep the gateway from starting, nor its message be
+				// thrown away: it is set aside for the operator.
+				if err := s.setAside(id); err != nil {
+					return nil, err
+				}
+				log.Error("queue: a message's state cannot be read; its files are set aside, not delivered",
+					"id", id, "error", err.Error(), "kept_in", filepath.Join(s.dir, corruptDir))
+				removed = true
+				continue
 			}
 			m.ID = id
 			msgs = append(msgs, m)
@@ -121,12 +131,55 @@ func (s *store) load() ([]*Message, error) {
 	return msgs, nil
 }
 
+// read reads and parses the state file name.
+func (s *store) read(name string) (*Message, error) {
+	b, err := os.ReadFile(filepath.Join(s.dir, name))
+	if err != nil {
+		return nil, err
+	}
+	m := new(Message)
+	if err := json.Unmarshal(b, m); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return m, nil
+}
+
+// setAside moves message id's files into the corrupt directory, where
+// the queue never looks.
+func (s *store) setAside(id string) error {
+	dst := filepath.Join(s.dir, corruptDir)
+	if err := os.MkdirAll(dst, 0o700); err != nil {
+		return fmt.Errorf("queue: %w", err)
+	}
+	// The data first, and lasting before the state moves: a crash
+	// between must not leave the data without its state in the queue
+	// directory, where load would remove it.
+	for _, name := range []string{id + dataExt, id + stateExt} {
+		if err := os.Rename(filepath.Join(s.dir, name), filepath.Join(dst, name)); err != nil {
+			return fmt.Errorf("queue: setting aside a damaged message: %w", err)
+		}
+		if err := syncDir(dst); err != nil {
+			return err
+		}
+		if err := syncDir(s.dir); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // create stores a new message: its data, then its state.
 func (s *store) create(m *Message) error {
 	if err := s.writeFile(m.ID+dataExt, m.Data, false); err != nil {
 		return err
 	}
-	return s.put(m)
+	if err := s.put(m); err != nil {
+		// Not queued: the data would only take space until the next
+		// start, on a disk that is likely full.
+		os.Remove(filepath.Join(s.dir, m.ID+dataExt))
+		return err
+	}
+	return nil
 }
 
 // put replaces m's state.

@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -156,6 +158,79 @@ func TestOpenRemovesHalfWritten(t *testing.T) {
 	}
 	if list, _ := q.List(context.Background()); len(list) != 1 || list[0].ID != m.ID {
 		t.Errorf("List = %+v, want only %s", list, m.ID)
+	}
+}
+
+// A state file that cannot be parsed (a disk's fault, a bad edit) does
+// not keep the queue from opening: its message is set aside, whole, and
+// logged, and the others are delivered as usual.
+func TestOpenSetsAsideUnreadable(t *testing.T) {
+	dir := t.TempDir()
+	q := openTest(t, dir, Options{})
+	good, bad := testMessage("a@example.net"), testMessage("b@example.net")
+	for _, m := range []*Message{good, bad} {
+		if err := q.Enqueue(context.Background(), m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	q.Close()
+	state, _ := os.ReadFile(filepath.Join(dir, bad.ID+stateExt))
+	if err := os.WriteFile(filepath.Join(dir, bad.ID+stateExt), state[:len(state)/2], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	q, err := Open(dir, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatalf("Open with one damaged state file: %v", err)
+	}
+	t.Cleanup(func() { q.Close() })
+	if list, _ := q.List(context.Background()); len(list) != 1 || list[0].ID != good.ID {
+		t.Errorf("List = %+v, want only %s", list, good.ID)
+	}
+	for _, name := range []string{bad.ID + stateExt, bad.ID + dataExt} {
+		if _, err := os.Stat(filepath.Join(dir, corruptDir, name)); err != nil {
+			t.Errorf("the damaged message's %s is not kept in %s: %v", name, corruptDir, err)
+		}
+	}
+	if data, _ := os.ReadFile(filepath.Join(dir, corruptDir, bad.ID+dataExt)); !bytes.Equal(data, bad.Data) {
+		t.Errorf("the damaged message's data = %q, want %q", data, bad.Data)
+	}
+	if !strings.Contains(logs.String(), "level=ERROR") || !strings.Contains(logs.String(), bad.ID) {
+		t.Errorf("no error logged naming %s: %s", bad.ID, logs.String())
+	}
+}
+
+// An enqueue whose state cannot be written (a full disk) leaves nothing
+// behind: its data would take space until the next start.
+func TestCreateFailedLeavesNothing(t *testing.T) {
+	dir := t.TempDir()
+	q := openTest(t, dir, Options{})
+	m := testMessage("a@example.net")
+	m.ID = "0001"
+	// A directory where the state goes: writing it fails, as on a full disk.
+	if err := os.MkdirAll(filepath.Join(dir, m.ID+stateExt, "x"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.store.create(m); err == nil {
+		t.Fatal("create succeeded without its state")
+	}
+	if _, err := os.Stat(filepath.Join(dir, m.ID+dataExt)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the data of a message not queued is left: %v", err)
+	}
+}
+
+// A message with no recipient pending (failed ones whose sender is not
+// told yet) lists its recipients as [] in JSON, as GET /admin/queue/{id}
+// does, not null.
+func TestSummaryRecipientsNeverNull(t *testing.T) {
+	m := testMessage("a@example.net")
+	m.Recipients[0].Status = Failing
+	b, err := json.Marshal(summary(m, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"recipients":[]`) {
+		t.Errorf("summary = %s, want \"recipients\":[]", b)
 	}
 }
 
