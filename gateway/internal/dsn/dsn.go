@@ -137,18 +137,22 @@ func (n *Notifier) Delayed(ctx context.Context, m *queue.Message, rcpts []queue.
 // report sends a DSN of kind about rcpts to m's sender, unless it must
 // not be sent.
 func (n *Notifier) report(ctx context.Context, kind string, m *queue.Message, rcpts []queue.Recipient) error {
-	log := n.cfg.Log.With("id", m.ID, "session", m.SessionID, "kind", kind, "sender", m.Sender,
+	log := n.cfg.Log.With("id", m.ID, "session", m.SessionID, "sender", m.Sender,
 		"rcpts", strings.Join(recipients(rcpts), ","))
-	switch {
-	case m.Kind != queue.Forward:
+	if m.Kind != queue.Forward {
 		// Our own mail failing (a DSN, a notice, a report): telling
-		// anyone would loop or go nowhere.
+		// anyone would loop or go nowhere. The kind logged is the
+		// message's own, not the DSN's it would have caused.
 		what := "not delivered"
 		if kind == KindDelay {
 			what = "delayed"
 		}
-		log.Warn("queued "+string(m.Kind)+" "+what+": logged only, never notified", "reply", rcpts[0].Reply)
+		log.Warn("queued "+string(m.Kind)+" "+what+": logged only, never notified",
+			"kind", string(m.Kind), "reply", rcpts[0].Reply)
 		return n.suppressed(kind, SuppressedNotForward)
+	}
+	log = log.With("kind", kind)
+	switch {
 	case m.Sender == "":
 		log.Info("no DSN: the sender is <>")
 		return n.suppressed(kind, SuppressedNullSender)

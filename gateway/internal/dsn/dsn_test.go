@@ -1,8 +1,10 @@
 package dsn
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -204,6 +206,35 @@ func TestNoDSN(t *testing.T) {
 			}
 			if e.counts.get("failure/"+c.result) != 1 || e.counts.get("delay/"+c.result) != 1 {
 				t.Errorf("counts %v, want failure/%s and delay/%s 1", e.counts.n, c.result, c.result)
+			}
+		})
+	}
+}
+
+// Our own mail refused or delayed is logged with its own kind (a delay
+// DSN refused says kind=dsn), not the kind of the DSN it would have
+// caused.
+func TestNotForwardLogsItsKind(t *testing.T) {
+	for _, k := range []queue.Kind{queue.DSN, queue.Notice, queue.Report} {
+		t.Run(string(k), func(t *testing.T) {
+			var buf bytes.Buffer
+			e := newTestEnv(t, func(c *Config) { c.Log = slog.New(slog.NewTextHandler(&buf, nil)) })
+			m := forwarded()
+			m.Kind = k
+			if err := e.n.Failed(context.Background(), m, m.Recipients); err != nil {
+				t.Fatal(err)
+			}
+			if err := e.n.Delayed(context.Background(), m, m.Recipients); err != nil {
+				t.Fatal(err)
+			}
+			lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+			if len(lines) != 2 {
+				t.Fatalf("logged %q, want 2 lines", buf.String())
+			}
+			for _, l := range lines {
+				if !strings.Contains(l, " kind="+string(k)+" ") || strings.Count(l, " kind=") != 1 {
+					t.Errorf("logged %q, want kind=%s once", l, k)
+				}
 			}
 		})
 	}
