@@ -234,6 +234,26 @@ func TestSummaryRecipientsNeverNull(t *testing.T) {
 	}
 }
 
+// A message removed between Get's lookup and its read of the data is
+// not found (GET /admin/queue/{id} answers 404), not a failure of the
+// store. Delete removes the state, then the data: removing the data
+// file alone is the moment between the two.
+func TestGetRemovedMeanwhile(t *testing.T) {
+	dir := t.TempDir()
+	q := openTest(t, dir, Options{})
+	ctx := context.Background()
+	m := testMessage("a@example.net")
+	if err := q.Enqueue(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(dir, m.ID+dataExt)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.Get(ctx, m.ID); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Get of a message whose data is gone: %v, want ErrNotFound", err)
+	}
+}
+
 func TestOperations(t *testing.T) {
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	dir := t.TempDir()
