@@ -225,7 +225,7 @@ func TestCreateFailedLeavesNothing(t *testing.T) {
 func TestSummaryRecipientsNeverNull(t *testing.T) {
 	m := testMessage("a@example.net")
 	m.Recipients[0].Status = Failing
-	b, err := json.Marshal(summary(m, 0))
+	b, err := json.Marshal(m.Summary())
 	if err != nil {
 		t.Fatal(err)
 	}
