@@ -143,6 +143,29 @@ func TestSeveralDestinationsQueueAll(t *testing.T) {
 	}
 }
 
+// queue_all: two recipients that go to one mailbox (team@ and same@ both
+// to me@dest.test) are queued as two, each for its DSN, and the
+// mailbox gets one copy, with one RCPT TO.
+func TestQueuedSharedMailboxOneCopy(t *testing.T) {
+	e := startEnv(t, envOptions{dest2: true, sections: "[queue]\nmultiple_destinations = \"queue_all\"\n"})
+	if _, err := send(t, e, "alice@example.org", testMessage, "team@ours.test", "same@ours.test"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the queue to empty", func() bool { l, _ := e.gw.Queue().List(context.Background()); return len(l) == 0 })
+	for _, c := range []struct {
+		d    *destination
+		want string
+	}{{e.dest, "me@dest.test,you@dest.test"}, {e.dest2, "you@dest2.test"}} {
+		var got []string
+		for _, d := range c.d.deliveries() {
+			got = append(got, strings.Join(d.to, ","))
+		}
+		if len(got) != 1 || got[0] != c.want {
+			t.Errorf("copies received for %q, want one for %s, each named once", got, c.want)
+		}
+	}
+}
+
 // A refusal in session is the sender's, and nothing is queued.
 func TestSeveralDestinationsRefusedInSession(t *testing.T) {
 	e := startEnv(t, envOptions{dest2: true})
