@@ -151,7 +151,7 @@ func TestQueuedSharedMailboxOneCopy(t *testing.T) {
 	if _, err := send(t, e, "alice@example.org", testMessage, "team@ours.test", "same@ours.test"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the queue to empty", func() bool { l, _ := e.gw.Queue().List(context.Background()); return len(l) == 0 })
+	waitQueueEmpty(t, e)
 	for _, c := range []struct {
 		d    *destination
 		want string

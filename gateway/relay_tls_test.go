@@ -12,11 +12,10 @@ import (
 	"github.com/sluice-mail/sluice/gateway/internal/certs"
 )
 
-// [relay] tls_security = "verify": a destination whose certificate is not
-// trusted gets nothing, and the sender a 451 naming the setting and why;
-// once tls_ca_file trusts it (and a reload reads it), the message goes,
-// over TLS. Both are counted.
-func TestRelayTLSSecurityVerify(t *testing.T) {
+// untrustedCAFile is a tls_ca_file that trusts no destination: another
+// CA's certificate.
+func untrustedCAFile(t *testing.T) string {
+	t.Helper()
 	ca, err := certs.NewCA("Some Other CA")
 	if err != nil {
 		t.Fatal(err)
@@ -25,8 +24,17 @@ func TestRelayTLSSecurityVerify(t *testing.T) {
 	if err := os.WriteFile(caFile, ca.PEM(), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	return caFile
+}
+
+// [relay] tls_security = "verify": a destination whose certificate is not
+// trusted gets nothing, and the sender a 451 naming the setting and why;
+// once tls_ca_file trusts it (and a reload reads it), the message goes,
+// over TLS. Both are counted.
+func TestRelayTLSSecurityVerify(t *testing.T) {
+	caFile := untrustedCAFile(t)
 	e := startEnv(t, envOptions{relay: fmt.Sprintf("tls_security = \"verify\"\ntls_ca_file = %q", caFile)})
-	err = sendMail(t, e.client(t), "alice@example.org", "info@ours.test", testMessage)
+	err := sendMail(t, e.client(t), "alice@example.org", "info@ours.test", testMessage)
 	wantReply(t, "untrusted destination", err, 451, smtp.EnhancedCode{4, 7, 5},
 		fmt.Sprintf("dest.test: tls_security verify: mx.dest.test[127.0.0.1]:%s: certificate not signed by a trusted authority", e.dest.port()))
 	if n := len(e.dest.deliveries()); n != 0 {

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sluice-mail/sluice/gateway/internal/certs"
 	"github.com/sluice-mail/sluice/gateway/internal/dkimpy"
 	"github.com/sluice-mail/sluice/gateway/internal/reports/reportcheck"
 )
@@ -192,26 +191,29 @@ _smtp._tls.dest.test.  300 IN TXT "v=TLSRPTv1; rua=mailto:tls@dest.test"
 	}
 }
 
-// A failing STARTTLS (an untrusted certificate under tls_security
-// verify) and a session that succeeds once the certificate is trusted
-// are both in the TLS report, the failure with its result type, host
-// and address.
-func TestTLSReportCountsAFailingSTARTTLS(t *testing.T) {
-	ca, err := certs.NewCA("Some Other CA")
-	if err != nil {
-		t.Fatal(err)
-	}
-	caFile := filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(caFile, ca.PEM(), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	dataDir := filepath.Join(t.TempDir(), "data")
-	e := startEnv(t, envOptions{top: fmt.Sprintf("data_dir = %q", dataDir), sections: "[reports]\ntls = true\n",
+// startTLSReportEnv starts a gateway that records TLS results in
+// dataDir, under tls_security verify with a tls_ca_file (caFile) that
+// trusts no destination, and whose destination dest.test asks for TLS
+// reports (to tls@dest.test).
+func startTLSReportEnv(t *testing.T) (e *env, dataDir, caFile string) {
+	t.Helper()
+	caFile = untrustedCAFile(t)
+	dataDir = filepath.Join(t.TempDir(), "data")
+	e = startEnv(t, envOptions{top: fmt.Sprintf("data_dir = %q", dataDir), sections: "[reports]\ntls = true\n",
 		relay: fmt.Sprintf("tls_security = \"verify\"\ntls_ca_file = %q", caFile)})
 	e.zone += `_smtp._tls.dest.test.  300 IN TXT "v=TLSRPTv1; rua=mailto:tls@dest.test"` + "\n"
 	if err := e.dns.SetRecords(e.zone); err != nil {
 		t.Fatal(err)
 	}
+	return e, dataDir, caFile
+}
+
+// A failing STARTTLS (an untrusted certificate under tls_security
+// verify) and a session that succeeds once the certificate is trusted
+// are both in the TLS report, the failure with its result type, host
+// and address.
+func TestTLSReportCountsAFailingSTARTTLS(t *testing.T) {
+	e, dataDir, caFile := startTLSReportEnv(t)
 	if err := sendMail(t, e.client(t), "alice@example.org", "info@ours.test", testMessage); err == nil {
 		t.Fatal("delivered to an untrusted destination under tls_security verify")
 	}
@@ -273,21 +275,7 @@ func TestTLSReportCountsAFailingSTARTTLS(t *testing.T) {
 // verify, so mail to it is deferred, but the report to it goes, and its
 // own session is not recorded for the next report.
 func TestTLSReportDeliveredDespiteTLSFailure(t *testing.T) {
-	ca, err := certs.NewCA("Some Other CA")
-	if err != nil {
-		t.Fatal(err)
-	}
-	caFile := filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(caFile, ca.PEM(), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	dataDir := filepath.Join(t.TempDir(), "data")
-	e := startEnv(t, envOptions{top: fmt.Sprintf("data_dir = %q", dataDir), sections: "[reports]\ntls = true\n",
-		relay: fmt.Sprintf("tls_security = \"verify\"\ntls_ca_file = %q", caFile)})
-	e.zone += `_smtp._tls.dest.test.  300 IN TXT "v=TLSRPTv1; rua=mailto:tls@dest.test"` + "\n"
-	if err := e.dns.SetRecords(e.zone); err != nil {
-		t.Fatal(err)
-	}
+	e, dataDir, _ := startTLSReportEnv(t)
 	if err := sendMail(t, e.client(t), "alice@example.org", "info@ours.test", testMessage); err == nil {
 		t.Fatal("delivered to an untrusted destination under tls_security verify")
 	}
