@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/sluice-mail/sluice/gateway/internal/syncbuf"
 )
 
 // The crash test (issue 12): the real binary is killed with SIGKILL at
@@ -127,7 +129,7 @@ type crashCopy struct {
 
 func (r *crashRun) run() {
 	t := r.t
-	p := &sluiceProcess{t: t, bin: r.bin, cfg: r.cfg, addr: r.addr, logs: &syncBuffer{}}
+	p := &sluiceProcess{t: t, bin: r.bin, cfg: r.cfg, addr: r.addr, logs: &syncbuf.Buffer{}}
 	p.start()
 	t.Cleanup(p.stop)
 

@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"github.com/sluice-mail/sluice/gateway/internal/syncbuf"
 )
 
 var long = flag.Bool("sluice.long", false, "run the long soak of the reliability tests")
@@ -75,7 +77,7 @@ func TestNoLossUnderFaultsAndKills(t *testing.T) {
 		return noFault
 	})
 
-	p := &sluiceProcess{t: t, bin: bin, cfg: e.cfgPath, addr: addr, logs: &syncBuffer{}}
+	p := &sluiceProcess{t: t, bin: bin, cfg: e.cfgPath, addr: addr, logs: &syncbuf.Buffer{}}
 	p.start()
 	t.Cleanup(p.stop)
 
@@ -297,7 +299,7 @@ func (r *retryingClient) classify(err error, lost string) string {
 type sluiceProcess struct {
 	t                *testing.T
 	bin, cfg, addr   string
-	logs             *syncBuffer // every run's standard error
+	logs             *syncbuf.Buffer // every run's standard error
 	mu               sync.Mutex
 	cmd              *exec.Cmd
 	starts, killings int

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"github.com/sluice-mail/sluice/gateway/internal/syncbuf"
 )
 
 // destination is a real SMTP server on loopback that answers each
@@ -552,7 +554,7 @@ func TestExpiryNotStored(t *testing.T) {
 	d := startDestination(t)
 	d.reply("a@example.net", &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 2, 0}, Message: "mailbox busy"})
 	n := &recorder{}
-	logs := &lockedBuffer{}
+	logs := &syncbuf.Buffer{}
 	opts := testOptions
 	opts.Logger = slog.New(slog.NewTextHandler(logs, nil))
 	q, c := runTest(t, opts, d, n)
@@ -572,22 +574,4 @@ func TestExpiryNotStored(t *testing.T) {
 	if failed, _ := n.calls(); len(failed) != 1 || len(failed[0]) != 1 || !strings.HasPrefix(failed[0][0].Reply, "expired") {
 		t.Errorf("the Notifier was told %+v, want a@example.net expired", failed)
 	}
-}
-
-// lockedBuffer is a log's output, read while the queue writes it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

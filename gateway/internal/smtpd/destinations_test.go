@@ -23,6 +23,7 @@ import (
 	"github.com/sluice-mail/sluice/gateway/internal/relay"
 	"github.com/sluice-mail/sluice/gateway/internal/resolver"
 	"github.com/sluice-mail/sluice/gateway/internal/srs"
+	"github.com/sluice-mail/sluice/gateway/internal/syncbuf"
 	"github.com/sluice-mail/sluice/gateway/internal/wasmbuild"
 )
 
@@ -158,8 +159,7 @@ func (q *memQueue) queued() []*queue.Message {
 type multiEnv struct {
 	addr        string
 	dest, dest2 *sink
-	logs        *bytes.Buffer
-	logMu       *sync.Mutex
+	logs        *syncbuf.Buffer
 	srsRewriter *srs.Rewriter
 	metrics     *prometheus.Registry
 	mailOpts    *smtp.MailOptions // for send's MAIL
@@ -203,12 +203,12 @@ mx.dest2.test.  300 IN A 127.0.0.2
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { gens.Close() })
-	e.logs, e.logMu, e.metrics = &bytes.Buffer{}, &sync.Mutex{}, prometheus.NewRegistry()
+	e.logs, e.metrics = &syncbuf.Buffer{}, prometheus.NewRegistry()
 	cfg := Config{
 		Hostname: "mx.example.test", Domains: []string{"example.test"}, MaxMessageSize: 1 << 20,
 		MaxRecipients: 100, MaxConnections: 10, MaxConnectionsPerIP: 10, CommandTimeout: time.Minute,
 		DataTimeout: time.Minute, MaxLineLength: 4096, MaxHops: 50, QueueAll: queueAll,
-		Logger:  slog.New(slog.NewTextHandler(lockedWriter{e.logMu, e.logs}, nil)),
+		Logger:  slog.New(slog.NewTextHandler(e.logs, nil)),
 		Metrics: e.metrics,
 	}
 	if q != nil {
@@ -228,20 +228,7 @@ mx.dest2.test.  300 IN A 127.0.0.2
 	return e
 }
 
-type lockedWriter struct {
-	mu *sync.Mutex
-	w  io.Writer
-}
-
-func (l lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
-}
-
 func (e *multiEnv) log() string {
-	e.logMu.Lock()
-	defer e.logMu.Unlock()
 	return e.logs.String()
 }
 
