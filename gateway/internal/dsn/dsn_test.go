@@ -262,12 +262,12 @@ func TestRateLimit(t *testing.T) {
 	if e.counts.get("failure/suppressed_rate") != 1 {
 		t.Errorf("counts %v, want failure/suppressed_rate 1", e.counts.n)
 	}
-	e.clock.add(59 * time.Minute)
+	e.clock.Advance(59 * time.Minute)
 	send("d@sender.test")
 	if n := len(e.q.queued()); n != 3 {
 		t.Errorf("%d DSNs queued within the hour, want still 3", n)
 	}
-	e.clock.add(time.Minute)
+	e.clock.Advance(time.Minute)
 	send("e@sender.test")
 	got := e.q.queued()
 	if len(got) != 4 || got[3].Recipients[0].To != "e@sender.test" {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/sluice-mail/sluice/gateway/internal/fakeclock"
 	"github.com/sluice-mail/sluice/gateway/internal/syncbuf"
 )
 
@@ -206,32 +207,14 @@ func (r *recorder) calls() (failed, delayed [][]Recipient) {
 	return append([][]Recipient(nil), r.failed...), append([][]Recipient(nil), r.delayed...)
 }
 
-// clock is a clock that moves only when told.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
-
 var testOptions = Options{MaxAge: 5 * 24 * time.Hour, DelayWarning: 4 * time.Hour,
 	MinBackoff: 5 * time.Minute, MaxBackoff: time.Hour, Concurrency: 10, DomainConcurrency: 5}
 
 // runTest opens a queue on a fake clock and runs it against d until the
 // test ends.
-func runTest(t *testing.T, opts Options, d *destination, n Notifier) (*Queue, *clock) {
+func runTest(t *testing.T, opts Options, d *destination, n Notifier) (*Queue, *fakeclock.Clock) {
 	t.Helper()
-	c := &clock{now: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
+	c := fakeclock.New(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
 	opts.Now = c.Now
 	q := openTest(t, t.TempDir(), opts)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -303,12 +286,12 @@ func TestTemporaryThenDelivered(t *testing.T) {
 		t.Fatalf("after a 451: %+v", got)
 	}
 	d.reply("b@example.net", nil)
-	c.advance(testOptions.MinBackoff / 2)
+	c.Advance(testOptions.MinBackoff / 2)
 	q.poke()
 	if g, _ := q.Get(context.Background(), m.ID); g == nil || g.Attempts != 1 {
 		t.Fatalf("tried again before its backoff: %+v", g)
 	}
-	c.advance(testOptions.MinBackoff / 2)
+	c.Advance(testOptions.MinBackoff / 2)
 	q.poke()
 	eventually(t, "the queue to empty", empty(q))
 	if got := strings.Join(d.received(), " "); got != "a@example.net b@example.net" {
@@ -335,7 +318,7 @@ func TestPermanentFailure(t *testing.T) {
 	n.mu.Lock()
 	n.fail = nil
 	n.mu.Unlock()
-	c.advance(testOptions.MinBackoff)
+	c.Advance(testOptions.MinBackoff)
 	q.poke()
 	eventually(t, "the queue to empty", empty(q))
 	failed, delayed := n.calls()
@@ -364,7 +347,7 @@ func TestDelayWarningAndExpiry(t *testing.T) {
 	}
 	eventually(t, "the first attempt", func() bool { g, _ := q.Get(context.Background(), m.ID); return g != nil && g.Attempts == 1 })
 	step := func(d time.Duration) {
-		c.advance(d)
+		c.Advance(d)
 		q.poke()
 	}
 	step(3 * time.Hour)
@@ -471,7 +454,7 @@ func TestShutdownMidDelivery(t *testing.T) {
 	gate := make(chan struct{})
 	defer close(gate)
 	d.gate = gate
-	c := &clock{now: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
+	c := fakeclock.New(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
 	opts := testOptions
 	opts.Now = c.Now
 	q := openTest(t, t.TempDir(), opts)
@@ -528,7 +511,7 @@ func TestDeliveredButNotStored(t *testing.T) {
 		t.Fatal(err)
 	}
 	unblock := blockState(t, q, m.ID)
-	c.advance(time.Minute)
+	c.Advance(time.Minute)
 	q.poke()
 	eventually(t, "the delivery", func() bool { return len(d.received()) == 1 })
 	eventually(t, "the recipient to be known delivered", func() bool {
@@ -536,11 +519,11 @@ func TestDeliveredButNotStored(t *testing.T) {
 		return got == nil || got.Recipients[0].Status == Delivered
 	})
 	for range 3 { // the next attempts' times, had it been kept pending
-		c.advance(testOptions.MaxBackoff)
+		c.Advance(testOptions.MaxBackoff)
 		q.poke()
 	}
 	unblock()
-	c.advance(testOptions.MaxBackoff)
+	c.Advance(testOptions.MaxBackoff)
 	q.poke()
 	eventually(t, "the queue to empty", empty(q))
 	if got := d.received(); len(got) != 1 {
@@ -564,11 +547,11 @@ func TestExpiryNotStored(t *testing.T) {
 		t.Fatal(err)
 	}
 	unblock := blockState(t, q, m.ID)
-	c.advance(testOptions.MaxAge)
+	c.Advance(testOptions.MaxAge)
 	q.poke()
 	eventually(t, "the expiry to fail", func() bool { return strings.Contains(logs.String(), "storing a message's state failed") })
 	unblock()
-	c.advance(testOptions.MinBackoff)
+	c.Advance(testOptions.MinBackoff)
 	q.poke()
 	eventually(t, "the queue to empty", empty(q))
 	if failed, _ := n.calls(); len(failed) != 1 || len(failed[0]) != 1 || !strings.HasPrefix(failed[0][0].Reply, "expired") {
