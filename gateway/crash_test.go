@@ -66,10 +66,7 @@ to = ["me@dest.test", "me@other.test"]
 		// The second destination: other.test's MX, on another loopback
 		// address and the same port (the relay's).
 		other := startDestinationOn(t, "127.0.0.2:"+e.dest.port(), false)
-		e.zone += "other.test. 300 IN MX 10 mx.other.test.\nmx.other.test. 300 IN A 127.0.0.2\n"
-		if err := e.dns.SetRecords(e.zone); err != nil {
-			t.Fatal(err)
-		}
+		e.addRecords(t, "other.test. 300 IN MX 10 mx.other.test.\nmx.other.test. 300 IN A 127.0.0.2\n")
 		dropSomeReplies(e.dest)
 		dropSomeReplies(other)
 		r := crashRun{t: t, bin: bin, cfg: e.cfgPath, addr: addr, rcpt: "both@ours.test", queued: true,

@@ -18,10 +18,7 @@ import (
 func startSenderMX(t *testing.T, e *env) *destination {
 	t.Helper()
 	mx := startDestinationOn(t, "127.0.0.2:"+e.dest.port(), false)
-	e.zone += "sender.test.     300 IN MX 10 mx.sender.test.\nmx.sender.test.  300 IN A 127.0.0.2\n"
-	if err := e.dns.SetRecords(e.zone); err != nil {
-		t.Fatal(err)
-	}
+	e.addRecords(t, "sender.test.     300 IN MX 10 mx.sender.test.\nmx.sender.test.  300 IN A 127.0.0.2\n")
 	return mx
 }
 

@@ -68,10 +68,7 @@ func startEAIEnv(t *testing.T) (*env, *destination) {
 		domains: `["ours.test", "piñata.example"]`,
 		plugins: fmt.Sprintf("[[plugin]]\nname = \"router\"\npath = %q\nstages = [\"rcpt\"]\n%s", wasmbuild.ForTest(t, "./plugins/router"), eaiRules),
 	})
-	e.zone += eaiZone
-	if err := e.dns.SetRecords(e.zone); err != nil {
-		t.Fatal(err)
-	}
+	e.addRecords(t, eaiZone)
 	return e, startPlainDestination(t, "127.0.0.2", e.dest.port())
 }
 

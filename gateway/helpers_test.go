@@ -523,14 +523,21 @@ trusted_arc_sealers = ["lists.example.net"]
 	return e
 }
 
+// addRecords adds records (zone file lines) to the zone e's DNS server
+// serves.
+func (e *env) addRecords(t testing.TB, records string) {
+	t.Helper()
+	e.zone += records
+	if err := e.dns.SetRecords(e.zone); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // publishKey publishes a DKIM key of ours under selector sel, and makes it
 // one of the keys checkForwarded expects to have signed.
 func (e *env) publishKey(t testing.TB, sel, txt string) {
 	t.Helper()
-	e.zone += fmt.Sprintf("%s._domainkey.ours.test. 300 IN TXT %s\n", sel, splitTXT(txt))
-	if err := e.dns.SetRecords(e.zone); err != nil {
-		t.Fatal(err)
-	}
+	e.addRecords(t, fmt.Sprintf("%s._domainkey.ours.test. 300 IN TXT %s\n", sel, splitTXT(txt)))
 	e.keys[sel] = txt
 }
 

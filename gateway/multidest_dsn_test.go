@@ -18,10 +18,7 @@ const figuresMessage = "From: Alice <alice@example.org>\r\nTo: team@ours.test\r\
 // their DSNs arrive.
 func authenticateExampleOrg(t *testing.T, e *env) {
 	t.Helper()
-	e.zone += "example.org. 300 IN TXT \"v=spf1 ip4:127.0.0.0/8 -all\"\n"
-	if err := e.dns.SetRecords(e.zone); err != nil {
-		t.Fatal(err)
-	}
+	e.addRecords(t, "example.org. 300 IN TXT \"v=spf1 ip4:127.0.0.0/8 -all\"\n")
 }
 
 // dsns are the deliveries from the null sender to alice@example.org.

@@ -54,10 +54,7 @@ func readRecords(t *testing.T, dataDir, kind string, n int) []map[string]any {
 func TestReportsRecordTheMailFlow(t *testing.T) {
 	dataDir := filepath.Join(t.TempDir(), "data")
 	e := startEnv(t, envOptions{top: fmt.Sprintf("data_dir = %q", dataDir), sections: "[reports]\ndmarc = true\ntls = true\n"})
-	e.zone += reportsZone
-	if err := e.dns.SetRecords(e.zone); err != nil {
-		t.Fatal(err)
-	}
+	e.addRecords(t, reportsZone)
 	for i := range 2 {
 		msg := fmt.Sprintf("From: Ann <ann@pass.example>\r\nSubject: hello %d\r\n\r\nhello\r\n", i)
 		if err := e.send(t, "ann@pass.example", "info@ours.test", msg); err != nil {
@@ -92,10 +89,7 @@ func TestReportsRecordTheMailFlow(t *testing.T) {
 func TestReportsOffByDefault(t *testing.T) {
 	dataDir := filepath.Join(t.TempDir(), "data")
 	e := startEnv(t, envOptions{top: fmt.Sprintf("data_dir = %q", dataDir)})
-	e.zone += reportsZone
-	if err := e.dns.SetRecords(e.zone); err != nil {
-		t.Fatal(err)
-	}
+	e.addRecords(t, reportsZone)
 	if err := e.send(t, "ann@pass.example", "info@ours.test", "From: Ann <ann@pass.example>\r\nSubject: hi\r\n\r\nhi\r\n"); err != nil {
 		t.Fatal(err)
 	}
@@ -110,13 +104,10 @@ func TestReportsOffByDefault(t *testing.T) {
 func TestReportsSentThroughTheQueue(t *testing.T) {
 	dataDir := filepath.Join(t.TempDir(), "data")
 	e := startEnv(t, envOptions{top: fmt.Sprintf("data_dir = %q", dataDir), sections: "[reports]\ndmarc = true\ntls = true\norg_name = \"Ours\"\n"})
-	e.zone += reportsZone + `
+	e.addRecords(t, reportsZone+`
 pass.example.          300 IN MX 10 mx.dest.test.
 _smtp._tls.dest.test.  300 IN TXT "v=TLSRPTv1; rua=mailto:tls@dest.test"
-`
-	if err := e.dns.SetRecords(e.zone); err != nil {
-		t.Fatal(err)
-	}
+`)
 	for i := range 2 {
 		msg := fmt.Sprintf("From: Ann <ann@pass.example>\r\nSubject: hello %d\r\n\r\nhello\r\n", i)
 		if err := e.send(t, "ann@pass.example", "info@ours.test", msg); err != nil {
@@ -201,10 +192,7 @@ func startTLSReportEnv(t *testing.T) (e *env, dataDir, caFile string) {
 	dataDir = filepath.Join(t.TempDir(), "data")
 	e = startEnv(t, envOptions{top: fmt.Sprintf("data_dir = %q", dataDir), sections: "[reports]\ntls = true\n",
 		relay: fmt.Sprintf("tls_security = \"verify\"\ntls_ca_file = %q", caFile)})
-	e.zone += `_smtp._tls.dest.test.  300 IN TXT "v=TLSRPTv1; rua=mailto:tls@dest.test"` + "\n"
-	if err := e.dns.SetRecords(e.zone); err != nil {
-		t.Fatal(err)
-	}
+	e.addRecords(t, `_smtp._tls.dest.test.  300 IN TXT "v=TLSRPTv1; rua=mailto:tls@dest.test"`+"\n")
 	return e, dataDir, caFile
 }
 
