@@ -152,23 +152,14 @@ func (r *crashRun) run() {
 			c := &retryingClient{addr: r.addr, rcpt: r.rcpt, message: message}
 			defer c.close()
 			for id := range ids {
-				// Retried as an MTA does, if sooner, until a 250: while
-				// the gateway restarts, connections are refused.
-				var out string
-				giveUp := time.Now().Add(time.Minute)
-				for n := 1; time.Now().Before(giveUp); n++ {
-					out = c.send(id, n)
+				out := c.deliver(id, func(n int, out string) {
 					mu.Lock()
+					defer mu.Unlock()
 					if outcomes[id] == nil {
 						outcomes[id] = map[int]string{}
 					}
 					outcomes[id][n] = out
-					mu.Unlock()
-					if out == "250" || out == "5xx" {
-						break
-					}
-					time.Sleep(50 * time.Millisecond)
-				}
+				})
 				mu.Lock()
 				finals[id] = out
 				mu.Unlock()

@@ -93,18 +93,7 @@ func TestNoLossUnderFaultsAndKills(t *testing.T) {
 			c := &retryingClient{addr: addr}
 			defer c.close()
 			for id := range ids {
-				// Retry as an MTA does, if sooner: while Sluice restarts,
-				// connections are refused.
-				var out string
-				giveUp := time.Now().Add(time.Minute)
-				for n := 1; time.Now().Before(giveUp); n++ {
-					out = c.send(id, n)
-					outcomes.Store(fmt.Sprintf("%s/%d", id, n), out)
-					if out == "250" || out == "5xx" {
-						break
-					}
-					time.Sleep(50 * time.Millisecond)
-				}
+				out := c.deliver(id, func(n int, out string) { outcomes.Store(fmt.Sprintf("%s/%d", id, n), out) })
 				finals.Store(id, out)
 				finished.Add(1)
 			}
@@ -232,6 +221,24 @@ func (r *retryingClient) close() {
 		r.c.Close()
 		r.c = nil
 	}
+}
+
+// deliver sends message id until a 250 or a 5xx, retrying as an MTA
+// does, if sooner, for up to a minute: while the gateway restarts,
+// connections are refused. seen is told each attempt's outcome; the
+// last is returned.
+func (r *retryingClient) deliver(id string, seen func(attempt int, out string)) string {
+	var out string
+	giveUp := time.Now().Add(time.Minute)
+	for n := 1; time.Now().Before(giveUp); n++ {
+		out = r.send(id, n)
+		seen(n, out)
+		if out == "250" || out == "5xx" {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return out
 }
 
 // send makes one attempt and says how it ended: "250", "4xx", "5xx",

@@ -182,19 +182,18 @@ type recorder struct {
 }
 
 func (r *recorder) Failed(ctx context.Context, m *Message, rcpts []Recipient) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.failed = append(r.failed, rcpts)
-	if len(m.Data) == 0 {
-		r.dataless++
-	}
-	return r.fail
+	return r.record(&r.failed, m, rcpts)
 }
 
 func (r *recorder) Delayed(ctx context.Context, m *Message, rcpts []Recipient) error {
+	return r.record(&r.delayed, m, rcpts)
+}
+
+// record adds a call about m's rcpts to calls.
+func (r *recorder) record(calls *[][]Recipient, m *Message, rcpts []Recipient) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.delayed = append(r.delayed, rcpts)
+	*calls = append(*calls, rcpts)
 	if len(m.Data) == 0 {
 		r.dataless++
 	}
