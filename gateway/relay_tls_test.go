@@ -27,6 +27,18 @@ func untrustedCAFile(t *testing.T) string {
 	return caFile
 }
 
+// trustDest makes caFile (e's tls_ca_file) trust e.dest's certificate,
+// and reloads the gateway so that it reads it.
+func trustDest(t *testing.T, e *env, caFile string) {
+	t.Helper()
+	if err := os.WriteFile(caFile, e.dest.certPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.gw.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // [relay] tls_security = "verify": a destination whose certificate is not
 // trusted gets nothing, and the sender a 451 naming the setting and why;
 // once tls_ca_file trusts it (and a reload reads it), the message goes,
@@ -44,12 +56,7 @@ func TestRelayTLSSecurityVerify(t *testing.T) {
 		t.Errorf("certificate-not-trusted counted %v times, want 1", n)
 	}
 
-	if err := os.WriteFile(caFile, e.dest.certPEM, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.gw.Reload(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	trustDest(t, e, caFile)
 	if err := sendMail(t, e.client(t), "alice@example.org", "info@ours.test", testMessage); err != nil {
 		t.Fatalf("with the destination trusted: %v", err)
 	}

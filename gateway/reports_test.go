@@ -1,7 +1,6 @@
 package gateway_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -205,12 +204,7 @@ func TestTLSReportCountsAFailingSTARTTLS(t *testing.T) {
 	if err := sendMail(t, e.client(t), "alice@example.org", "info@ours.test", testMessage); err == nil {
 		t.Fatal("delivered to an untrusted destination under tls_security verify")
 	}
-	if err := os.WriteFile(caFile, e.dest.certPEM, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.gw.Reload(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	trustDest(t, e, caFile)
 	if err := sendMail(t, e.client(t), "alice@example.org", "info@ours.test", testMessage); err != nil {
 		t.Fatalf("with the destination trusted: %v", err)
 	}
