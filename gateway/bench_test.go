@@ -95,10 +95,7 @@ func BenchmarkDemoChain(b *testing.B) {
 	quiet := new(slog.LevelVar) // info: a line per message, as in production
 	start := func(plugins, auth string) *env {
 		e := startEnv(b, envOptions{domains: `["your-domain.test"]`, unsigned: true, auth: auth, plugins: plugins, level: quiet})
-		e.zone += demoZone
-		if err := e.dns.SetRecords(e.zone); err != nil {
-			b.Fatal(err)
-		}
+		e.addRecords(b, demoZone)
 		return e
 	}
 	forward := start(demoRouter(b, chain), "enabled = false")

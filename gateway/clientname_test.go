@@ -18,15 +18,12 @@ import (
 // loopback address the client connects from has its own reverse zone.
 func TestClientNameGivenToPlugins(t *testing.T) {
 	e := startEnv(t, envOptions{plugins: clientNamePlugins(t)})
-	e.zone += `
+	e.addRecords(t, `
 1.0.0.127.in-addr.arpa.  300 IN PTR Client.Example.ORG.
 client.example.org.      300 IN A   127.0.0.1
 2.0.0.127.in-addr.arpa.  300 IN PTR liar.example.org.
 liar.example.org.        300 IN A   192.0.2.1
-`
-	if err := e.dns.SetRecords(e.zone); err != nil {
-		t.Fatal(err)
-	}
+`)
 	e.dns.Fail("4.0.0.127.in-addr.arpa.", dns.RcodeServerFailure)
 
 	for _, tc := range []struct {

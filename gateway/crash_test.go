@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/sluice-mail/sluice/gateway/internal/syncbuf"
 )
 
 // The crash test (issue 12): the real binary is killed with SIGKILL at
@@ -64,10 +66,7 @@ to = ["me@dest.test", "me@other.test"]
 		// The second destination: other.test's MX, on another loopback
 		// address and the same port (the relay's).
 		other := startDestinationOn(t, "127.0.0.2:"+e.dest.port(), false)
-		e.zone += "other.test. 300 IN MX 10 mx.other.test.\nmx.other.test. 300 IN A 127.0.0.2\n"
-		if err := e.dns.SetRecords(e.zone); err != nil {
-			t.Fatal(err)
-		}
+		e.addRecords(t, "other.test. 300 IN MX 10 mx.other.test.\nmx.other.test. 300 IN A 127.0.0.2\n")
 		dropSomeReplies(e.dest)
 		dropSomeReplies(other)
 		r := crashRun{t: t, bin: bin, cfg: e.cfgPath, addr: addr, rcpt: "both@ours.test", queued: true,
@@ -127,7 +126,7 @@ type crashCopy struct {
 
 func (r *crashRun) run() {
 	t := r.t
-	p := &sluiceProcess{t: t, bin: r.bin, cfg: r.cfg, addr: r.addr, logs: &syncBuffer{}}
+	p := &sluiceProcess{t: t, bin: r.bin, cfg: r.cfg, addr: r.addr, logs: &syncbuf.Buffer{}}
 	p.start()
 	t.Cleanup(p.stop)
 
@@ -153,23 +152,14 @@ func (r *crashRun) run() {
 			c := &retryingClient{addr: r.addr, rcpt: r.rcpt, message: message}
 			defer c.close()
 			for id := range ids {
-				// Retried as an MTA does, if sooner, until a 250: while
-				// the gateway restarts, connections are refused.
-				var out string
-				giveUp := time.Now().Add(time.Minute)
-				for n := 1; time.Now().Before(giveUp); n++ {
-					out = c.send(id, n)
+				out := c.deliver(id, func(n int, out string) {
 					mu.Lock()
+					defer mu.Unlock()
 					if outcomes[id] == nil {
 						outcomes[id] = map[int]string{}
 					}
 					outcomes[id][n] = out
-					mu.Unlock()
-					if out == "250" || out == "5xx" {
-						break
-					}
-					time.Sleep(50 * time.Millisecond)
-				}
+				})
 				mu.Lock()
 				finals[id] = out
 				mu.Unlock()

@@ -19,10 +19,7 @@ import (
 func TestDANEMismatchDefersAndCounts(t *testing.T) {
 	e := startEnv(t, envOptions{dns: "timeout = \"1s\"\ndnssec = true"})
 	e.dns.Authenticate("dest.test.")
-	e.zone += "_25._tcp.mx.dest.test. 300 IN TLSA 3 1 1 " + strings.Repeat("ab", 32) + "\n"
-	if err := e.dns.SetRecords(e.zone); err != nil {
-		t.Fatal(err)
-	}
+	e.addRecords(t, "_25._tcp.mx.dest.test. 300 IN TLSA 3 1 1 "+strings.Repeat("ab", 32)+"\n")
 	wantReply(t, "a message to a destination whose certificate matches no TLSA record",
 		e.send(t, "alice@example.org", "info@ours.test", testMessage),
 		451, smtp.EnhancedCode{4, 7, 5}, "dest.test: DANE: mx.dest.test[127.0.0.1]:"+e.dest.port()+": certificate matches no TLSA record")
@@ -67,10 +64,7 @@ func TestDANEMatchDelivers(t *testing.T) {
 			if rec.selector == 1 {
 				data = cert.RawSubjectPublicKeyInfo
 			}
-			e.zone += fmt.Sprintf("_25._tcp.mx.dest.test. 300 IN TLSA %d %d 1 %x\n", rec.usage, rec.selector, sha256.Sum256(data))
-			if err := e.dns.SetRecords(e.zone); err != nil {
-				t.Fatal(err)
-			}
+			e.addRecords(t, fmt.Sprintf("_25._tcp.mx.dest.test. 300 IN TLSA %d %d 1 %x\n", rec.usage, rec.selector, sha256.Sum256(data)))
 			if err := e.send(t, "alice@example.org", "info@ours.test", testMessage); err != nil {
 				t.Fatalf("send: %v", err)
 			}

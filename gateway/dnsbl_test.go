@@ -35,17 +35,14 @@ match = "postmaster@ours.test"
 action = "forward"
 to = "me@dest.test"
 `, wasmbuild.ForTest(t, "./plugins/dnsbl"), routerPlugin(t))})
-	e.zone += `
+	e.addRecords(t, `
 2.0.0.127.bl.test.          300 IN A   127.0.0.2
 2.0.0.127.other.test.       300 IN A   127.0.0.5
 3.0.0.127.bl.test.          300 IN A   127.0.0.2
 3.0.0.127.in-addr.arpa.     300 IN PTR mx1.trusted.example.
 mx1.trusted.example.        300 IN A   127.0.0.3
 5.0.0.127.bl.test.          300 IN A   127.255.255.254
-`
-	if err := e.dns.SetRecords(e.zone); err != nil {
-		t.Fatal(err)
-	}
+`)
 	e.dns.Fail("4.0.0.127.bl.test.", dns.RcodeServerFailure)
 
 	c := dialFrom(t, e.addr, "127.0.0.2")

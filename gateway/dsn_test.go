@@ -18,10 +18,7 @@ import (
 func startSenderMX(t *testing.T, e *env) *destination {
 	t.Helper()
 	mx := startDestinationOn(t, "127.0.0.2:"+e.dest.port(), false)
-	e.zone += "sender.test.     300 IN MX 10 mx.sender.test.\nmx.sender.test.  300 IN A 127.0.0.2\n"
-	if err := e.dns.SetRecords(e.zone); err != nil {
-		t.Fatal(err)
-	}
+	e.addRecords(t, "sender.test.     300 IN MX 10 mx.sender.test.\nmx.sender.test.  300 IN A 127.0.0.2\n")
 	return mx
 }
 
@@ -58,6 +55,35 @@ func (r dsnReport) field(fields [][2]string, name string) string {
 	return ""
 }
 
+// wantFields checks the fields of fields that want names (one status
+// block of the report, or its header); what says which DSN it is.
+func (r dsnReport) wantFields(t *testing.T, what string, fields [][2]string, want map[string]string) {
+	t.Helper()
+	for name, w := range want {
+		if got := r.field(fields, name); got != w {
+			t.Errorf("%s: %s = %q, want %q", what, name, got, w)
+		}
+	}
+}
+
+// parseDSN is msg as Python's email package reads it.
+func parseDSN(t *testing.T, msg []byte) dsnReport {
+	t.Helper()
+	out := dkimpy.Run(t, "internal/dsn/testdata/parse.py", dkimpy.WriteFile(t, "dsn.eml", msg))
+	var r dsnReport
+	if err := json.Unmarshal(out, &r); err != nil {
+		t.Fatalf("parse.py said %q: %v", out, err)
+	}
+	return r
+}
+
+// waitQueueEmpty waits until e's queue holds nothing: every queued
+// message delivered, or failed and its DSN queued and delivered.
+func waitQueueEmpty(t *testing.T, e *env) {
+	t.Helper()
+	waitFor(t, "the queue to empty", func() bool { l, _ := e.gw.Queue().List(context.Background()); return len(l) == 0 })
+}
+
 // receivedDSN checks what the sender's MX received: a DSN from <> to
 // alice@sender.test, our two DKIM signatures valid (dkimpy), and returns
 // it as Python's email package reads it.
@@ -74,11 +100,7 @@ func receivedDSNFor(t *testing.T, e *env, d delivery, sender, msgID string) dsnR
 		t.Errorf("the sender's MX received from <%s> to %v, want a DSN from <> to %s", d.from, d.to, sender)
 	}
 	signedByUs(t, e, d.data)
-	out := dkimpy.Run(t, "internal/dsn/testdata/parse.py", dkimpy.WriteFile(t, "dsn.eml", d.data))
-	var r dsnReport
-	if err := json.Unmarshal(out, &r); err != nil {
-		t.Fatalf("parse.py said %q: %v", out, err)
-	}
+	r := parseDSN(t, d.data)
 	if r.ReportType != "delivery-status" || strings.Join(r.Parts, " ") != "text/plain message/delivery-status text/rfc822-headers" ||
 		len(r.Status) != 2 {
 		t.Fatalf("report-type %q with parts %v and %d status blocks, want a delivery-status report of 3 parts, 2 blocks",
@@ -117,24 +139,20 @@ func TestDSNEndToEnd(t *testing.T) {
 		t.Errorf("Subject %q", got)
 	}
 	rcpt := r.Status[1]
-	for name, want := range map[string]string{
+	r.wantFields(t, "DSN", rcpt, map[string]string{
 		"Original-Recipient": "rfc822;info@ours.test",
 		"Final-Recipient":    "rfc822;bad@dest.test",
 		"Action":             "failed",
 		"Status":             "5.1.1",
 		"Diagnostic-Code":    "smtp; 550 5.1.1 The email account that you tried to reach does not exist",
-	} {
-		if got := r.field(rcpt, name); got != want {
-			t.Errorf("%s = %q, want %q", name, got, want)
-		}
-	}
+	})
 	if got := r.field(rcpt, "Remote-MTA"); !strings.HasPrefix(got, "dns; mx.dest.test") {
 		t.Errorf("Remote-MTA = %q, want mx.dest.test", got)
 	}
 	if got := r.field(r.Status[0], "Received-From-MTA"); got != "dns; mail.sender.test (192.0.2.7)" {
 		t.Errorf("Received-From-MTA = %q", got)
 	}
-	waitFor(t, "the queue to empty", func() bool { l, _ := e.gw.Queue().List(context.Background()); return len(l) == 0 })
+	waitQueueEmpty(t, e)
 	if n := len(mx.deliveries()); n != 1 {
 		t.Errorf("the sender's MX received %d messages, want the one DSN", n)
 	}
@@ -181,7 +199,7 @@ max_backoff = "500ms"
 	if w := delay.field(delay.Status[1], "Will-Retry-Until"); w == "" {
 		t.Error("the delay DSN has no Will-Retry-Until")
 	}
-	waitFor(t, "the queue to empty", func() bool { l, _ := e.gw.Queue().List(context.Background()); return len(l) == 0 })
+	waitQueueEmpty(t, e)
 	time.Sleep(100 * time.Millisecond)
 	if n := len(mx.deliveries()); n != 2 {
 		t.Errorf("the sender's MX received %d messages, want the two DSNs", n)

@@ -45,7 +45,7 @@ name = "dmarc"
 path = %q
 `, wasmbuild.ForTest(t, "./plugins/fromrewrite"), settings, routerPlugin(t), wasmbuild.ForTest(t, "./plugins/dmarc"))})
 	txt, _ := dkim.TXTRecord(testKeys(t).list)
-	e.zone += `
+	e.addRecords(t, `
 spf-only.example.          300 IN TXT "v=spf1 ip4:127.0.0.0/8 -all"
 _dmarc.spf-only.example.   300 IN TXT "v=DMARC1; p=reject"
 spf-only.example.          300 IN MX 10 mx.dest.test.
@@ -53,10 +53,7 @@ signed.example.            300 IN TXT "v=spf1 ip4:127.0.0.0/8 -all"
 _dmarc.signed.example.     300 IN TXT "v=DMARC1; p=reject"
 relaxed.example.           300 IN TXT "v=spf1 ip4:127.0.0.0/8 -all"
 _dmarc.relaxed.example.    300 IN TXT "v=DMARC1; p=none"
-` + fmt.Sprintf("s1._domainkey.signed.example. 300 IN TXT %s\n", splitTXT(txt))
-	if err := e.dns.SetRecords(e.zone); err != nil {
-		t.Fatal(err)
-	}
+`+fmt.Sprintf("s1._domainkey.signed.example. 300 IN TXT %s\n", splitTXT(txt)))
 	return e
 }
 

@@ -25,6 +25,7 @@ import (
 	"github.com/sluice-mail/sluice/gateway/internal/config"
 	"github.com/sluice-mail/sluice/gateway/internal/dkim"
 	"github.com/sluice-mail/sluice/gateway/internal/dnstest"
+	"github.com/sluice-mail/sluice/gateway/internal/syncbuf"
 	"github.com/sluice-mail/sluice/gateway/internal/wasmbuild"
 )
 
@@ -258,7 +259,7 @@ type env struct {
 	keys    map[string]string // selector -> TXT record
 	listKey crypto.Signer     // lists.example.net's ARC key, selector "arc"
 	secret  string
-	logs    *syncBuffer
+	logs    *syncbuf.Buffer
 	cfgText string
 	cfgPath string
 	zone    string // what e.dns serves; publishKey adds to it
@@ -404,7 +405,7 @@ func startEnv(t testing.TB, o envOptions) *env {
 // the real binary.
 func prepareEnv(t testing.TB, o envOptions) *env {
 	t.Helper()
-	e := &env{dest: startDestination(t, o.wire), keys: map[string]string{}, secret: testSRSSecret, logs: &syncBuffer{}}
+	e := &env{dest: startDestination(t, o.wire), keys: map[string]string{}, secret: testSRSSecret, logs: &syncbuf.Buffer{}}
 	if o.dest2 {
 		// The relay has one port for every destination: another address.
 		e.dest2 = startDestinationOn(t, "127.0.0.2:"+e.dest.port(), o.wire)
@@ -522,14 +523,21 @@ trusted_arc_sealers = ["lists.example.net"]
 	return e
 }
 
+// addRecords adds records (zone file lines) to the zone e's DNS server
+// serves.
+func (e *env) addRecords(t testing.TB, records string) {
+	t.Helper()
+	e.zone += records
+	if err := e.dns.SetRecords(e.zone); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // publishKey publishes a DKIM key of ours under selector sel, and makes it
 // one of the keys checkForwarded expects to have signed.
 func (e *env) publishKey(t testing.TB, sel, txt string) {
 	t.Helper()
-	e.zone += fmt.Sprintf("%s._domainkey.ours.test. 300 IN TXT %s\n", sel, splitTXT(txt))
-	if err := e.dns.SetRecords(e.zone); err != nil {
-		t.Fatal(err)
-	}
+	e.addRecords(t, fmt.Sprintf("%s._domainkey.ours.test. 300 IN TXT %s\n", sel, splitTXT(txt)))
 	e.keys[sel] = txt
 }
 
@@ -675,20 +683,3 @@ const testMessage = "From: Alice <alice@example.org>\r\n" +
 	"\r\n" +
 	"Hello.\r\n" +
 	".leading dot survives\r\n"
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 	"github.com/sluice-mail/sluice/gateway/internal/config"
 	"github.com/sluice-mail/sluice/gateway/internal/dnstest"
 	"github.com/sluice-mail/sluice/gateway/internal/resolver"
+	"github.com/sluice-mail/sluice/gateway/internal/syncbuf"
 )
 
 // identityZone has one outbound address of each kind, all on loopback.
@@ -101,23 +101,6 @@ func TestCheckSourceDNS(t *testing.T) {
 	}
 }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // The check runs in the background: with DNS that never answers, start
 // goes on at once, and the warning comes when the resolver gives up.
 func TestCheckIdentityDoesNotWaitForDNS(t *testing.T) {
@@ -128,7 +111,7 @@ func TestCheckIdentityDoesNotWaitForDNS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs lockedBuffer
+	var logs syncbuf.Buffer
 	g := &Gateway{log: slog.New(slog.NewTextHandler(&logs, nil))}
 	no := false
 	cfg := &config.Config{Relay: config.Relay{Sources: []config.Source{{Address: "127.0.0.3", Helo: "out3.ours.test"}}, IPv6: &no}}

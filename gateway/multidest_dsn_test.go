@@ -1,7 +1,6 @@
 package gateway_test
 
 import (
-	"context"
 	"strings"
 	"sync"
 	"testing"
@@ -19,10 +18,7 @@ const figuresMessage = "From: Alice <alice@example.org>\r\nTo: team@ours.test\r\
 // their DSNs arrive.
 func authenticateExampleOrg(t *testing.T, e *env) {
 	t.Helper()
-	e.zone += "example.org. 300 IN TXT \"v=spf1 ip4:127.0.0.0/8 -all\"\n"
-	if err := e.dns.SetRecords(e.zone); err != nil {
-		t.Fatal(err)
-	}
+	e.addRecords(t, "example.org. 300 IN TXT \"v=spf1 ip4:127.0.0.0/8 -all\"\n")
 }
 
 // dsns are the deliveries from the null sender to alice@example.org.
@@ -69,22 +65,18 @@ func TestQueuedCopyRefusedBringsDSN(t *testing.T) {
 				t.Errorf("Received-From-MTA %q, want the client's HELO and address", got)
 			}
 			rcpt := r.Status[1]
-			for name, want := range map[string]string{
+			r.wantFields(t, "DSN", rcpt, map[string]string{
 				"Original-Recipient": "rfc822;team@ours.test",
 				"Final-Recipient":    "rfc822;you@dest2.test",
 				"Action":             "failed",
 				"Status":             "5.1.1",
 				"Diagnostic-Code":    "smtp; 550 5.1.1 Fault: no such mailbox",
-			} {
-				if got := r.field(rcpt, name); got != want {
-					t.Errorf("%s = %q, want %q", name, got, want)
-				}
-			}
+			})
 			if got := r.field(rcpt, "Remote-MTA"); !strings.HasPrefix(got, "dns; mx.dest2.test") {
 				t.Errorf("Remote-MTA %q, want mx.dest2.test", got)
 			}
 			// The copy for dest.test arrived (in session, or queued), once.
-			waitFor(t, "the queue to empty", func() bool { l, _ := e.gw.Queue().List(context.Background()); return len(l) == 0 })
+			waitQueueEmpty(t, e)
 			var copies int
 			for _, d := range e.dest.deliveries() {
 				if d.from != "" && strings.Join(d.to, ",") == "me@dest.test" {
@@ -123,7 +115,7 @@ func TestQueuedCopyRefusedWithoutDSN(t *testing.T) {
 	if _, err := send(t, e, "alice@example.org", testMessage, "team@ours.test"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the queue to empty", func() bool { l, _ := e.gw.Queue().List(context.Background()); return len(l) == 0 })
+	waitQueueEmpty(t, e)
 	m := scrape(t, e)
 	if m[`sluice_dsn_total{kind="failure",result="suppressed_null_sender"}`] != 1 ||
 		m[`sluice_dsn_total{kind="failure",result="suppressed_backscatter"}`] != 1 ||
@@ -159,7 +151,7 @@ func TestQueuedCopyDeferredThenDelivered(t *testing.T) {
 	if _, err := send(t, e, "alice@example.org", testMessage, "team@ours.test"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the queue to empty", func() bool { l, _ := e.gw.Queue().List(context.Background()); return len(l) == 0 })
+	waitQueueEmpty(t, e)
 	if got := e.dest2.deliveries(); len(got) != 1 || strings.Join(got[0].to, ",") != "you@dest2.test" {
 		t.Errorf("dest2.test received %+v, want one copy for you@", got)
 	}
@@ -200,21 +192,15 @@ max_backoff = "500ms"
 		r              dsnReport
 		action, status string
 	}{{delay, "delayed", "4.3.0"}, {failure, "failed", "5.4.7"}} {
-		rcpt := c.r.Status[1]
-		wantFields := map[string]string{
+		c.r.wantFields(t, c.action+" DSN", c.r.Status[1], map[string]string{
 			"Original-Recipient": "rfc822;team@ours.test",
 			"Final-Recipient":    "rfc822;you@dest2.test",
 			"Action":             c.action,
 			"Status":             c.status,
 			"Diagnostic-Code":    "smtp; 451 4.3.0 Fault: try again later",
-		}
-		for name, want := range wantFields {
-			if got := c.r.field(rcpt, name); got != want {
-				t.Errorf("%s DSN: %s = %q, want %q", c.action, name, got, want)
-			}
-		}
+		})
 	}
-	waitFor(t, "the queue to empty", func() bool { l, _ := e.gw.Queue().List(context.Background()); return len(l) == 0 })
+	waitQueueEmpty(t, e)
 	if n := len(dsns(e.dest)); n != 2 {
 		t.Errorf("%d DSNs, want the two", n)
 	}
@@ -235,7 +221,7 @@ func TestQueuedCopyDSNRateLimit(t *testing.T) {
 		m := scrape(t, e)
 		return m[`sluice_dsn_total{kind="failure",result="queued"}`]+m[`sluice_dsn_total{kind="failure",result="suppressed_rate"}`] == 2
 	})
-	waitFor(t, "the queue to empty", func() bool { l, _ := e.gw.Queue().List(context.Background()); return len(l) == 0 })
+	waitQueueEmpty(t, e)
 	m := scrape(t, e)
 	if q, r := m[`sluice_dsn_total{kind="failure",result="queued"}`], m[`sluice_dsn_total{kind="failure",result="suppressed_rate"}`]; q != 1 || r != 1 {
 		t.Errorf("failure DSNs: %v queued, %v suppressed_rate; want 1 and 1", q, r)

@@ -102,22 +102,29 @@ func TestQueuedCopyMayBounce(t *testing.T) {
 		if _, err := send(t, e, c.sender, testMessage, "team@ours.test"); err != nil {
 			t.Fatal(err)
 		}
-		list, _ := e.gw.Queue().List(context.Background())
-		var m *queue.Message
-		for _, s := range list {
-			if s.Sender == c.sender {
-				m, _ = e.gw.Queue().Get(context.Background(), s.ID)
-			}
-		}
-		if m == nil {
-			t.Fatalf("%s: nothing queued: %+v", c.sender, list)
-		}
+		m := queuedFrom(t, e, c.sender)
 		if m.MayBounce != c.bounce || m.Kind != queue.Forward || !strings.HasPrefix(m.From, "SRS0=") ||
 			len(m.Recipients) != 1 || m.Recipients[0].Orig != "team@ours.test" || m.Recipients[0].To != "you@dest2.test" ||
 			m.Helo != "sender.example.org" || m.ClientIP != "127.0.0.1" {
 			t.Errorf("%s: queued %+v, want MayBounce %v", c.sender, m, c.bounce)
 		}
 	}
+}
+
+// queuedFrom is the message in e's queue from sender, with its data;
+// the test fails without one.
+func queuedFrom(t *testing.T, e *env, sender string) *queue.Message {
+	t.Helper()
+	list, _ := e.gw.Queue().List(context.Background())
+	for _, s := range list {
+		if s.Sender == sender {
+			if m, err := e.gw.Queue().Get(context.Background(), s.ID); err == nil {
+				return m
+			}
+		}
+	}
+	t.Fatalf("%s: nothing queued: %+v", sender, list)
+	return nil
 }
 
 // queue_all: with destinations in two domains nothing is relayed in
@@ -140,6 +147,29 @@ func TestSeveralDestinationsQueueAll(t *testing.T) {
 	}
 	if m := scrape(t, e); m[`sluice_recipients_total{decided_by="queue",outcome="queued"}`] != 1 {
 		t.Errorf("recipients queued: %v, want 1", m[`sluice_recipients_total{decided_by="queue",outcome="queued"}`])
+	}
+}
+
+// queue_all: two recipients that go to one mailbox (team@ and same@ both
+// to me@dest.test) are queued as two, each for its DSN, and the
+// mailbox gets one copy, with one RCPT TO.
+func TestQueuedSharedMailboxOneCopy(t *testing.T) {
+	e := startEnv(t, envOptions{dest2: true, sections: "[queue]\nmultiple_destinations = \"queue_all\"\n"})
+	if _, err := send(t, e, "alice@example.org", testMessage, "team@ours.test", "same@ours.test"); err != nil {
+		t.Fatal(err)
+	}
+	waitQueueEmpty(t, e)
+	for _, c := range []struct {
+		d    *destination
+		want string
+	}{{e.dest, "me@dest.test,you@dest.test"}, {e.dest2, "you@dest2.test"}} {
+		var got []string
+		for _, d := range c.d.deliveries() {
+			got = append(got, strings.Join(d.to, ","))
+		}
+		if len(got) != 1 || got[0] != c.want {
+			t.Errorf("copies received for %q, want one for %s, each named once", got, c.want)
+		}
 	}
 }
 
@@ -200,11 +230,8 @@ func TestSeveralDestinationsHalfRefusedInSession(t *testing.T) {
 func TestQueuedCopyMayBounceOnlyToAnAlignedSender(t *testing.T) {
 	e := startEnv(t, envOptions{dest2: true})
 	txt, _ := dkim.TXTRecord(testKeys(t).list)
-	e.zone += "_dmarc.signed.example. 300 IN TXT \"v=DMARC1; p=none\"\n" +
-		fmt.Sprintf("s1._domainkey.signed.example. 300 IN TXT %s\n", splitTXT(txt))
-	if err := e.dns.SetRecords(e.zone); err != nil {
-		t.Fatal(err)
-	}
+	e.addRecords(t, "_dmarc.signed.example. 300 IN TXT \"v=DMARC1; p=none\"\n"+
+		fmt.Sprintf("s1._domainkey.signed.example. 300 IN TXT %s\n", splitTXT(txt)))
 	e.dest2.setFaults(func() fault { return rcptTempfail }) // keep it queued
 	for _, c := range []struct {
 		sender string
@@ -217,16 +244,7 @@ func TestQueuedCopyMayBounceOnlyToAnAlignedSender(t *testing.T) {
 		if _, err := send(t, e, c.sender, signedBySam(t), "team@ours.test"); err != nil {
 			t.Fatal(err)
 		}
-		list, _ := e.gw.Queue().List(context.Background())
-		var m *queue.Message
-		for _, s := range list {
-			if s.Sender == c.sender {
-				m, _ = e.gw.Queue().Get(context.Background(), s.ID)
-			}
-		}
-		if m == nil {
-			t.Fatalf("%s: nothing queued: %+v", c.sender, list)
-		}
+		m := queuedFrom(t, e, c.sender)
 		if m.MayBounce != c.bounce {
 			t.Errorf("%s: MayBounce %v, want %v", c.sender, m.MayBounce, c.bounce)
 		}

@@ -77,7 +77,15 @@ func (d queueDeliverer) Deliver(ctx context.Context, m *queue.Message, rcpts []q
 	remote := txn.Remote()
 	accepted := make([]bool, len(rcpts))
 	some := false
+	first := map[string]int{} // To → its first recipient
 	for i, r := range rcpts {
+		// Two recipients that went to one mailbox (each kept for its
+		// DSN) make one RCPT, one copy, and share its result.
+		if j, ok := first[r.To]; ok {
+			res[i], accepted[i] = res[j], accepted[j]
+			continue
+		}
+		first[r.To] = i
 		if i > 0 {
 			rcptErr = txn.Rcpt(ctx, r.To)
 		}

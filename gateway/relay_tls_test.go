@@ -12,11 +12,10 @@ import (
 	"github.com/sluice-mail/sluice/gateway/internal/certs"
 )
 
-// [relay] tls_security = "verify": a destination whose certificate is not
-// trusted gets nothing, and the sender a 451 naming the setting and why;
-// once tls_ca_file trusts it (and a reload reads it), the message goes,
-// over TLS. Both are counted.
-func TestRelayTLSSecurityVerify(t *testing.T) {
+// untrustedCAFile is a tls_ca_file that trusts no destination: another
+// CA's certificate.
+func untrustedCAFile(t *testing.T) string {
+	t.Helper()
 	ca, err := certs.NewCA("Some Other CA")
 	if err != nil {
 		t.Fatal(err)
@@ -25,8 +24,29 @@ func TestRelayTLSSecurityVerify(t *testing.T) {
 	if err := os.WriteFile(caFile, ca.PEM(), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	return caFile
+}
+
+// trustDest makes caFile (e's tls_ca_file) trust e.dest's certificate,
+// and reloads the gateway so that it reads it.
+func trustDest(t *testing.T, e *env, caFile string) {
+	t.Helper()
+	if err := os.WriteFile(caFile, e.dest.certPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.gw.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// [relay] tls_security = "verify": a destination whose certificate is not
+// trusted gets nothing, and the sender a 451 naming the setting and why;
+// once tls_ca_file trusts it (and a reload reads it), the message goes,
+// over TLS. Both are counted.
+func TestRelayTLSSecurityVerify(t *testing.T) {
+	caFile := untrustedCAFile(t)
 	e := startEnv(t, envOptions{relay: fmt.Sprintf("tls_security = \"verify\"\ntls_ca_file = %q", caFile)})
-	err = sendMail(t, e.client(t), "alice@example.org", "info@ours.test", testMessage)
+	err := sendMail(t, e.client(t), "alice@example.org", "info@ours.test", testMessage)
 	wantReply(t, "untrusted destination", err, 451, smtp.EnhancedCode{4, 7, 5},
 		fmt.Sprintf("dest.test: tls_security verify: mx.dest.test[127.0.0.1]:%s: certificate not signed by a trusted authority", e.dest.port()))
 	if n := len(e.dest.deliveries()); n != 0 {
@@ -36,12 +56,7 @@ func TestRelayTLSSecurityVerify(t *testing.T) {
 		t.Errorf("certificate-not-trusted counted %v times, want 1", n)
 	}
 
-	if err := os.WriteFile(caFile, e.dest.certPEM, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.gw.Reload(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	trustDest(t, e, caFile)
 	if err := sendMail(t, e.client(t), "alice@example.org", "info@ours.test", testMessage); err != nil {
 		t.Fatalf("with the destination trusted: %v", err)
 	}

@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"github.com/sluice-mail/sluice/gateway/internal/syncbuf"
 )
 
 var long = flag.Bool("sluice.long", false, "run the long soak of the reliability tests")
@@ -75,7 +77,7 @@ func TestNoLossUnderFaultsAndKills(t *testing.T) {
 		return noFault
 	})
 
-	p := &sluiceProcess{t: t, bin: bin, cfg: e.cfgPath, addr: addr, logs: &syncBuffer{}}
+	p := &sluiceProcess{t: t, bin: bin, cfg: e.cfgPath, addr: addr, logs: &syncbuf.Buffer{}}
 	p.start()
 	t.Cleanup(p.stop)
 
@@ -91,18 +93,7 @@ func TestNoLossUnderFaultsAndKills(t *testing.T) {
 			c := &retryingClient{addr: addr}
 			defer c.close()
 			for id := range ids {
-				// Retry as an MTA does, if sooner: while Sluice restarts,
-				// connections are refused.
-				var out string
-				giveUp := time.Now().Add(time.Minute)
-				for n := 1; time.Now().Before(giveUp); n++ {
-					out = c.send(id, n)
-					outcomes.Store(fmt.Sprintf("%s/%d", id, n), out)
-					if out == "250" || out == "5xx" {
-						break
-					}
-					time.Sleep(50 * time.Millisecond)
-				}
+				out := c.deliver(id, func(n int, out string) { outcomes.Store(fmt.Sprintf("%s/%d", id, n), out) })
 				finals.Store(id, out)
 				finished.Add(1)
 			}
@@ -232,6 +223,24 @@ func (r *retryingClient) close() {
 	}
 }
 
+// deliver sends message id until a 250 or a 5xx, retrying as an MTA
+// does, if sooner, for up to a minute: while the gateway restarts,
+// connections are refused. seen is told each attempt's outcome; the
+// last is returned.
+func (r *retryingClient) deliver(id string, seen func(attempt int, out string)) string {
+	var out string
+	giveUp := time.Now().Add(time.Minute)
+	for n := 1; time.Now().Before(giveUp); n++ {
+		out = r.send(id, n)
+		seen(n, out)
+		if out == "250" || out == "5xx" {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return out
+}
+
 // send makes one attempt and says how it ended: "250", "4xx", "5xx",
 // "conn before data" (the connection failed before the message was
 // sent) or "conn" (it failed after: the client cannot know).
@@ -297,7 +306,7 @@ func (r *retryingClient) classify(err error, lost string) string {
 type sluiceProcess struct {
 	t                *testing.T
 	bin, cfg, addr   string
-	logs             *syncBuffer // every run's standard error
+	logs             *syncbuf.Buffer // every run's standard error
 	mu               sync.Mutex
 	cmd              *exec.Cmd
 	starts, killings int

@@ -85,8 +85,9 @@ func (q reportQueue) Enqueue(ctx context.Context, m *queue.Message) error {
 	return q.g.reportsQueue.Enqueue(ctx, m)
 }
 
-// currentResolver and currentSigner are the current generation's, so
-// that reports follow a reload as mail does.
+// currentResolver is the current generation's resolver (as
+// currentSigner is its signer), so that reports follow a reload as mail
+// does; the gateway's own once it is closed.
 func (g *Gateway) currentResolver() dmarc.Resolver {
 	if gen := g.gens.Acquire(); gen != nil {
 		defer gen.Release()

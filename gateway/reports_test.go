@@ -1,7 +1,6 @@
 package gateway_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -10,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sluice-mail/sluice/gateway/internal/certs"
 	"github.com/sluice-mail/sluice/gateway/internal/dkimpy"
 	"github.com/sluice-mail/sluice/gateway/internal/reports/reportcheck"
 )
@@ -55,10 +53,7 @@ func readRecords(t *testing.T, dataDir, kind string, n int) []map[string]any {
 func TestReportsRecordTheMailFlow(t *testing.T) {
 	dataDir := filepath.Join(t.TempDir(), "data")
 	e := startEnv(t, envOptions{top: fmt.Sprintf("data_dir = %q", dataDir), sections: "[reports]\ndmarc = true\ntls = true\n"})
-	e.zone += reportsZone
-	if err := e.dns.SetRecords(e.zone); err != nil {
-		t.Fatal(err)
-	}
+	e.addRecords(t, reportsZone)
 	for i := range 2 {
 		msg := fmt.Sprintf("From: Ann <ann@pass.example>\r\nSubject: hello %d\r\n\r\nhello\r\n", i)
 		if err := e.send(t, "ann@pass.example", "info@ours.test", msg); err != nil {
@@ -93,10 +88,7 @@ func TestReportsRecordTheMailFlow(t *testing.T) {
 func TestReportsOffByDefault(t *testing.T) {
 	dataDir := filepath.Join(t.TempDir(), "data")
 	e := startEnv(t, envOptions{top: fmt.Sprintf("data_dir = %q", dataDir)})
-	e.zone += reportsZone
-	if err := e.dns.SetRecords(e.zone); err != nil {
-		t.Fatal(err)
-	}
+	e.addRecords(t, reportsZone)
 	if err := e.send(t, "ann@pass.example", "info@ours.test", "From: Ann <ann@pass.example>\r\nSubject: hi\r\n\r\nhi\r\n"); err != nil {
 		t.Fatal(err)
 	}
@@ -111,13 +103,10 @@ func TestReportsOffByDefault(t *testing.T) {
 func TestReportsSentThroughTheQueue(t *testing.T) {
 	dataDir := filepath.Join(t.TempDir(), "data")
 	e := startEnv(t, envOptions{top: fmt.Sprintf("data_dir = %q", dataDir), sections: "[reports]\ndmarc = true\ntls = true\norg_name = \"Ours\"\n"})
-	e.zone += reportsZone + `
+	e.addRecords(t, reportsZone+`
 pass.example.          300 IN MX 10 mx.dest.test.
 _smtp._tls.dest.test.  300 IN TXT "v=TLSRPTv1; rua=mailto:tls@dest.test"
-`
-	if err := e.dns.SetRecords(e.zone); err != nil {
-		t.Fatal(err)
-	}
+`)
 	for i := range 2 {
 		msg := fmt.Sprintf("From: Ann <ann@pass.example>\r\nSubject: hello %d\r\n\r\nhello\r\n", i)
 		if err := e.send(t, "ann@pass.example", "info@ours.test", msg); err != nil {
@@ -192,35 +181,30 @@ _smtp._tls.dest.test.  300 IN TXT "v=TLSRPTv1; rua=mailto:tls@dest.test"
 	}
 }
 
+// startTLSReportEnv starts a gateway that records TLS results in
+// dataDir, under tls_security verify with a tls_ca_file (caFile) that
+// trusts no destination, and whose destination dest.test asks for TLS
+// reports (to tls@dest.test).
+func startTLSReportEnv(t *testing.T) (e *env, dataDir, caFile string) {
+	t.Helper()
+	caFile = untrustedCAFile(t)
+	dataDir = filepath.Join(t.TempDir(), "data")
+	e = startEnv(t, envOptions{top: fmt.Sprintf("data_dir = %q", dataDir), sections: "[reports]\ntls = true\n",
+		relay: fmt.Sprintf("tls_security = \"verify\"\ntls_ca_file = %q", caFile)})
+	e.addRecords(t, `_smtp._tls.dest.test.  300 IN TXT "v=TLSRPTv1; rua=mailto:tls@dest.test"`+"\n")
+	return e, dataDir, caFile
+}
+
 // A failing STARTTLS (an untrusted certificate under tls_security
 // verify) and a session that succeeds once the certificate is trusted
 // are both in the TLS report, the failure with its result type, host
 // and address.
 func TestTLSReportCountsAFailingSTARTTLS(t *testing.T) {
-	ca, err := certs.NewCA("Some Other CA")
-	if err != nil {
-		t.Fatal(err)
-	}
-	caFile := filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(caFile, ca.PEM(), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	dataDir := filepath.Join(t.TempDir(), "data")
-	e := startEnv(t, envOptions{top: fmt.Sprintf("data_dir = %q", dataDir), sections: "[reports]\ntls = true\n",
-		relay: fmt.Sprintf("tls_security = \"verify\"\ntls_ca_file = %q", caFile)})
-	e.zone += `_smtp._tls.dest.test.  300 IN TXT "v=TLSRPTv1; rua=mailto:tls@dest.test"` + "\n"
-	if err := e.dns.SetRecords(e.zone); err != nil {
-		t.Fatal(err)
-	}
+	e, dataDir, caFile := startTLSReportEnv(t)
 	if err := sendMail(t, e.client(t), "alice@example.org", "info@ours.test", testMessage); err == nil {
 		t.Fatal("delivered to an untrusted destination under tls_security verify")
 	}
-	if err := os.WriteFile(caFile, e.dest.certPEM, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.gw.Reload(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	trustDest(t, e, caFile)
 	if err := sendMail(t, e.client(t), "alice@example.org", "info@ours.test", testMessage); err != nil {
 		t.Fatalf("with the destination trusted: %v", err)
 	}
@@ -273,21 +257,7 @@ func TestTLSReportCountsAFailingSTARTTLS(t *testing.T) {
 // verify, so mail to it is deferred, but the report to it goes, and its
 // own session is not recorded for the next report.
 func TestTLSReportDeliveredDespiteTLSFailure(t *testing.T) {
-	ca, err := certs.NewCA("Some Other CA")
-	if err != nil {
-		t.Fatal(err)
-	}
-	caFile := filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(caFile, ca.PEM(), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	dataDir := filepath.Join(t.TempDir(), "data")
-	e := startEnv(t, envOptions{top: fmt.Sprintf("data_dir = %q", dataDir), sections: "[reports]\ntls = true\n",
-		relay: fmt.Sprintf("tls_security = \"verify\"\ntls_ca_file = %q", caFile)})
-	e.zone += `_smtp._tls.dest.test.  300 IN TXT "v=TLSRPTv1; rua=mailto:tls@dest.test"` + "\n"
-	if err := e.dns.SetRecords(e.zone); err != nil {
-		t.Fatal(err)
-	}
+	e, dataDir, _ := startTLSReportEnv(t)
 	if err := sendMail(t, e.client(t), "alice@example.org", "info@ours.test", testMessage); err == nil {
 		t.Fatal("delivered to an untrusted destination under tls_security verify")
 	}

@@ -1,7 +1,6 @@
 package acmecert
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/sluice-mail/sluice/gateway/internal/certs"
+	"github.com/sluice-mail/sluice/gateway/internal/syncbuf"
 )
 
 // closedPort is a loopback address nothing listens on.
@@ -83,11 +83,11 @@ func TestBeforeTheFirstCertificate(t *testing.T) {
 func TestRunRetriesFailures(t *testing.T) {
 	var mu sync.Mutex
 	failed := map[string]int{}
-	var logs bytes.Buffer
+	var logs syncbuf.Buffer
 	m := newTest(t, Config{
 		RetryMin: 10 * time.Millisecond,
 		RetryMax: 40 * time.Millisecond,
-		Logger:   slog.New(slog.NewTextHandler(&syncWriter{w: &logs, mu: &mu}, nil)),
+		Logger:   slog.New(slog.NewTextHandler(&logs, nil)),
 		Failed: func(name string, err error) {
 			mu.Lock()
 			failed[name]++
@@ -114,20 +114,9 @@ func TestRunRetriesFailures(t *testing.T) {
 	<-done
 	mu.Lock()
 	defer mu.Unlock()
-	if !bytes.Contains(logs.Bytes(), []byte("acme: cannot get a certificate; retrying")) {
+	if !strings.Contains(logs.String(), "acme: cannot get a certificate; retrying") {
 		t.Errorf("log:\n%s", logs.String())
 	}
-}
-
-type syncWriter struct {
-	w  io.Writer
-	mu *sync.Mutex
-}
-
-func (s *syncWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.Write(p)
 }
 
 // The cache tells of each certificate stored, and only of certificates;

@@ -197,7 +197,7 @@ func queueFilter(r *http.Request) (func(queue.Summary) bool, error) {
 // describe is m as GET /admin/queue/{id} shows it.
 func describe(m *queue.Message) QueueMessage {
 	d := QueueMessage{
-		Summary:    summarize(m),
+		Summary:    m.Summary(),
 		Recipients: []QueueRecipient{},
 		MayBounce:  m.MayBounce,
 		UTF8:       m.UTF8,
@@ -216,22 +216,6 @@ func describe(m *queue.Message) QueueMessage {
 		d.Header = append(d.Header, strings.TrimSuffix(string(f.Raw), "\r\n"))
 	}
 	return d
-}
-
-// summarize is m as `sluice queue list` shows it: Recipients are the
-// pending ones.
-func summarize(m *queue.Message) queue.Summary {
-	s := queue.Summary{
-		ID: m.ID, Kind: m.Kind, From: m.From, Sender: m.Sender, Domain: m.Domain(),
-		Recipients: []string{}, Size: len(m.Data), Arrived: m.Arrived, Attempts: m.Attempts,
-		NextAttempt: m.NextAttempt, LastError: m.LastError, Held: m.Held,
-	}
-	for _, r := range m.Recipients {
-		if r.Status == queue.Pending {
-			s.Recipients = append(s.Recipients, r.To)
-		}
-	}
-	return s
 }
 
 func errorStatus(err error) int {

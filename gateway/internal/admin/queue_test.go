@@ -46,7 +46,7 @@ func (q *memQueue) List(context.Context) ([]queue.Summary, error) {
 	}
 	var l []queue.Summary
 	for _, m := range q.msgs {
-		l = append(l, summarize(m))
+		l = append(l, m.Summary())
 	}
 	slices.SortFunc(l, func(a, b queue.Summary) int { return strings.Compare(a.ID, b.ID) })
 	return l, nil

@@ -137,18 +137,22 @@ func (n *Notifier) Delayed(ctx context.Context, m *queue.Message, rcpts []queue.
 // report sends a DSN of kind about rcpts to m's sender, unless it must
 // not be sent.
 func (n *Notifier) report(ctx context.Context, kind string, m *queue.Message, rcpts []queue.Recipient) error {
-	log := n.cfg.Log.With("id", m.ID, "session", m.SessionID, "kind", kind, "sender", m.Sender,
+	log := n.cfg.Log.With("id", m.ID, "session", m.SessionID, "sender", m.Sender,
 		"rcpts", strings.Join(recipients(rcpts), ","))
-	switch {
-	case m.Kind != queue.Forward:
+	if m.Kind != queue.Forward {
 		// Our own mail failing (a DSN, a notice, a report): telling
-		// anyone would loop or go nowhere.
+		// anyone would loop or go nowhere. The kind logged is the
+		// message's own, not the DSN's it would have caused.
 		what := "not delivered"
 		if kind == KindDelay {
 			what = "delayed"
 		}
-		log.Warn("queued "+string(m.Kind)+" "+what+": logged only, never notified", "reply", rcpts[0].Reply)
+		log.Warn("queued "+string(m.Kind)+" "+what+": logged only, never notified",
+			"kind", string(m.Kind), "reply", rcpts[0].Reply)
 		return n.suppressed(kind, SuppressedNotForward)
+	}
+	log = log.With("kind", kind)
+	switch {
 	case m.Sender == "":
 		log.Info("no DSN: the sender is <>")
 		return n.suppressed(kind, SuppressedNullSender)
@@ -163,15 +167,7 @@ func (n *Notifier) report(ctx context.Context, kind string, m *queue.Message, rc
 	if kind == KindDelay {
 		action = "delayed"
 	}
-	msg := n.dsn(action, m, rcpts)
-	if err := n.send(ctx, queue.DSN, m, msg); err != nil {
-		log.Error("DSN not queued", "err", err)
-		n.cfg.Count(kind, Failed)
-		return fmt.Errorf("dsn: %w", err)
-	}
-	log.Info("DSN queued", "dsn", msg.id)
-	n.cfg.Count(kind, Queued)
-	return nil
+	return n.send(ctx, log, kind, queue.DSN, m, n.dsn(action, m, rcpts))
 }
 
 func (n *Notifier) suppressed(kind, result string) error {
@@ -189,27 +185,34 @@ func (n *Notifier) notice(ctx context.Context, m *queue.Message, r queue.Recipie
 		// for: that sender is anyone's address (maybe forged), and a
 		// notice about a bounce to it would be backscatter.
 		log.Info("no owner notice: the recipient was an SRS address, a bounce to the original sender")
-		n.cfg.Count(KindNotice, SuppressedBackscatter)
-		return nil
+		return n.suppressed(KindNotice, SuppressedBackscatter)
 	}
 	if !n.limit.allow(domainOf(r.To), n.cfg.Now()) {
 		log.Warn("no owner notice: queue.dsn_limit reached for the recipient's domain this hour", "limit", n.cfg.Limit)
-		n.cfg.Count(KindNotice, SuppressedRate)
-		return nil
+		return n.suppressed(KindNotice, SuppressedRate)
 	}
-	msg := n.ownerNotice(m, r)
-	if err := n.send(ctx, queue.Notice, m, msg); err != nil {
-		log.Error("owner notice not queued", "err", err)
-		n.cfg.Count(KindNotice, Failed)
-		return fmt.Errorf("dsn: owner notice: %w", err)
+	return n.send(ctx, log, KindNotice, queue.Notice, m, n.ownerNotice(m, r))
+}
+
+// send queues msg (a qkind about m), logs whether it was queued, and
+// counts it as kind.
+func (n *Notifier) send(ctx context.Context, log *slog.Logger, kind string, qkind queue.Kind, m *queue.Message, msg *built) error {
+	what := "DSN"
+	if qkind == queue.Notice {
+		what = "owner notice"
 	}
-	log.Info("owner notice queued", "notice", msg.id)
-	n.cfg.Count(KindNotice, Queued)
+	if err := n.enqueue(ctx, qkind, m, msg); err != nil {
+		log.Error(what+" not queued", "err", err)
+		n.cfg.Count(kind, Failed)
+		return fmt.Errorf("dsn: %s not queued: %w", what, err)
+	}
+	log.Info(what+" queued", string(qkind), msg.id)
+	n.cfg.Count(kind, Queued)
 	return nil
 }
 
-// send signs msg and queues it, with the null reverse-path, about m.
-func (n *Notifier) send(ctx context.Context, kind queue.Kind, m *queue.Message, msg *built) error {
+// enqueue signs msg and queues it, with the null reverse-path, about m.
+func (n *Notifier) enqueue(ctx context.Context, kind queue.Kind, m *queue.Message, msg *built) error {
 	var data []byte
 	if s := n.signer(); s != nil {
 		sigs, err := s.SignParts(msg.header, msg.body)

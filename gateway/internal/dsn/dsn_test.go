@@ -1,8 +1,10 @@
 package dsn
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -209,6 +211,35 @@ func TestNoDSN(t *testing.T) {
 	}
 }
 
+// Our own mail refused or delayed is logged with its own kind (a delay
+// DSN refused says kind=dsn), not the kind of the DSN it would have
+// caused.
+func TestNotForwardLogsItsKind(t *testing.T) {
+	for _, k := range []queue.Kind{queue.DSN, queue.Notice, queue.Report} {
+		t.Run(string(k), func(t *testing.T) {
+			var buf bytes.Buffer
+			e := newTestEnv(t, func(c *Config) { c.Log = slog.New(slog.NewTextHandler(&buf, nil)) })
+			m := forwarded()
+			m.Kind = k
+			if err := e.n.Failed(context.Background(), m, m.Recipients); err != nil {
+				t.Fatal(err)
+			}
+			if err := e.n.Delayed(context.Background(), m, m.Recipients); err != nil {
+				t.Fatal(err)
+			}
+			lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+			if len(lines) != 2 {
+				t.Fatalf("logged %q, want 2 lines", buf.String())
+			}
+			for _, l := range lines {
+				if !strings.Contains(l, " kind="+string(k)+" ") || strings.Count(l, " kind=") != 1 {
+					t.Errorf("logged %q, want kind=%s once", l, k)
+				}
+			}
+		})
+	}
+}
+
 // At most Limit DSNs an hour to one domain; other domains are not held
 // back, and the next hour starts afresh.
 func TestRateLimit(t *testing.T) {
@@ -231,12 +262,12 @@ func TestRateLimit(t *testing.T) {
 	if e.counts.get("failure/suppressed_rate") != 1 {
 		t.Errorf("counts %v, want failure/suppressed_rate 1", e.counts.n)
 	}
-	e.clock.add(59 * time.Minute)
+	e.clock.Advance(59 * time.Minute)
 	send("d@sender.test")
 	if n := len(e.q.queued()); n != 3 {
 		t.Errorf("%d DSNs queued within the hour, want still 3", n)
 	}
-	e.clock.add(time.Minute)
+	e.clock.Advance(time.Minute)
 	send("e@sender.test")
 	got := e.q.queued()
 	if len(got) != 4 || got[3].Recipients[0].To != "e@sender.test" {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/sluice-mail/sluice/gateway/internal/dkim"
 	"github.com/sluice-mail/sluice/gateway/internal/dkimpy"
+	"github.com/sluice-mail/sluice/gateway/internal/fakeclock"
 	"github.com/sluice-mail/sluice/gateway/internal/queue"
 )
 
@@ -62,31 +63,13 @@ func (c *counts) get(key string) int {
 	return c.n[key]
 }
 
-// clock is a settable Now.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // testEnv is a Notifier writing to a memQueue, signing as ours.test with
 // an RSA and an Ed25519 key, whose records dkimpy is given.
 type testEnv struct {
 	n       *Notifier
 	q       *memQueue
 	counts  *counts
-	clock   *clock
+	clock   *fakeclock.Clock
 	records map[string]string
 }
 
@@ -106,7 +89,7 @@ func newTestEnv(t *testing.T, edit func(*Config)) *testEnv {
 		t.Fatal(err)
 	}
 	e := &testEnv{q: &memQueue{}, counts: &counts{}, records: map[string]string{},
-		clock: &clock{t: time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)}}
+		clock: fakeclock.New(time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC))}
 	for _, k := range keys {
 		txt, err := dkim.TXTRecord(k.Signer)
 		if err != nil {
@@ -122,7 +105,7 @@ func newTestEnv(t *testing.T, edit func(*Config)) *testEnv {
 		MaxAge:   5 * 24 * time.Hour,
 		Limit:    100,
 		Count:    e.counts.count,
-		Now:      e.clock.now,
+		Now:      e.clock.Now,
 	}
 	if edit != nil {
 		edit(&c)

@@ -21,6 +21,7 @@ import (
 	"github.com/sluice-mail/sluice/gateway/internal/certs"
 	"github.com/sluice-mail/sluice/gateway/internal/dnstest"
 	"github.com/sluice-mail/sluice/gateway/internal/freeport"
+	"github.com/sluice-mail/sluice/gateway/internal/syncbuf"
 )
 
 // Pebble is a running pebble.
@@ -113,7 +114,7 @@ func Start(t testing.TB, dns *dnstest.Server, tlsPort int, validity time.Duratio
 	}
 	cmd := exec.Command(bin, "-config", confFile, "-dnsserver", dns.Addr())
 	cmd.Env = append(os.Environ(), "PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0")
-	var out syncBuffer
+	var out syncbuf.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -164,23 +165,4 @@ func Start(t testing.TB, dns *dnstest.Server, tlsPort int, validity time.Duratio
 		t.Fatalf("pebble's root is not PEM:\n%s", p.RootPEM)
 	}
 	return p
-}
-
-// syncBuffer is pebble's output, written by its process while a failed
-// test may read it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

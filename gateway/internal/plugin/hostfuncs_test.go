@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/sluice-mail/sluice/gateway/internal/dnstest"
+	"github.com/sluice-mail/sluice/gateway/internal/fakeclock"
 	"github.com/sluice-mail/sluice/gateway/internal/resolver"
 	"github.com/sluice-mail/sluice/gateway/internal/wasmbuild"
 	"github.com/sluice-mail/sluice/sdk/abi"
@@ -273,29 +274,11 @@ func TestDNSNeedsResolver(t *testing.T) {
 	}
 }
 
-// clock is a time source tests move by hand.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
-
 // kvHost starts a host whose key-value store holds 1000 bytes and runs on
 // a clock the test moves.
-func kvHost(t *testing.T) (*clock, *Host) {
+func kvHost(t *testing.T) (*fakeclock.Clock, *Host) {
 	t.Helper()
-	clk := &clock{now: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clk := fakeclock.New(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
 	kv := NewMemoryKV(MemoryKVConfig{Now: clk.Now, MaxBytes: 1000})
 	h, err := NewHost(context.Background(), HostConfig{CacheDir: wasmbuild.CacheDirForTest(), KV: kv})
 	if err != nil {
@@ -330,9 +313,9 @@ func TestKV(t *testing.T) {
 	expect(t, a, abi.StageRcpt, nil, [][2]string{{"kvget k 64", `n=5 v="hello"`}})
 
 	// TTLs: a's entry lasts 1000 ms, b's 5000 ms.
-	clk.advance(999 * time.Millisecond)
+	clk.Advance(999 * time.Millisecond)
 	expect(t, a, abi.StageRcpt, nil, [][2]string{{"kvget k 64", `n=5 v="hello"`}})
-	clk.advance(time.Millisecond)
+	clk.Advance(time.Millisecond)
 	expect(t, a, abi.StageRcpt, nil, [][2]string{{"kvget k 64", "n=-3"}})
 	expect(t, b, abi.StageRcpt, nil, [][2]string{{"kvget k 64", `n=5 v="other"`}})
 
@@ -352,7 +335,7 @@ func TestKV(t *testing.T) {
 	}
 	fill = append(fill, [2]string{"kvset kf v 1000", "n=-8"})
 	expect(t, a, abi.StageRcpt, nil, fill)
-	clk.advance(time.Second)
+	clk.Advance(time.Second)
 	expect(t, a, abi.StageRcpt, nil, [][2]string{{"kvset kf v 1000", "n=0"}})
 }
 
@@ -380,14 +363,14 @@ func TestKVIncr(t *testing.T) {
 		{"kvincr " + strings.Repeat("k", abi.MaxKVKey+1) + " 1 1000", "n=-5"},
 	})
 	// The TTL counts from the key's creation: adding does not move it.
-	clk.advance(600 * time.Millisecond)
+	clk.Advance(600 * time.Millisecond)
 	expect(t, a, abi.StageRcpt, nil, [][2]string{{"kvincr n 1 5000", "n=0 v=3"}})
-	clk.advance(400 * time.Millisecond)
+	clk.Advance(400 * time.Millisecond)
 	expect(t, a, abi.StageRcpt, nil, [][2]string{
 		{"kvget n 64", "n=-3"},
 		{"kvincr n 1 5000", "n=0 v=1"}, // expired: a new window, with the new TTL
 	})
-	clk.advance(4999 * time.Millisecond)
+	clk.Advance(4999 * time.Millisecond)
 	expect(t, a, abi.StageRcpt, nil, [][2]string{{"kvincr n 1 1000", "n=0 v=2"}})
 
 	// A full store refuses a new counter; expired entries make room.
@@ -397,7 +380,7 @@ func TestKVIncr(t *testing.T) {
 	}
 	expect(t, a, abi.StageRcpt, nil, fill)
 	expect(t, a, abi.StageRcpt, nil, [][2]string{{"kvincr c 1 1000", "n=-8"}})
-	clk.advance(time.Second)
+	clk.Advance(time.Second)
 	expect(t, a, abi.StageRcpt, nil, [][2]string{{"kvincr c 1 1000", "n=0 v=1"}})
 }
 

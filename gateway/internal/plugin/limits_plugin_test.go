@@ -9,13 +9,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluice-mail/sluice/gateway/internal/fakeclock"
 	"github.com/sluice-mail/sluice/gateway/internal/wasmbuild"
 	"github.com/sluice-mail/sluice/sdk/abi"
 )
 
 // hostWithClock is a host whose key-value store runs on clk, so that
 // tests move the TTLs of plugins' counters without waiting.
-func hostWithClock(t *testing.T, clk *clock) *Host {
+func hostWithClock(t *testing.T, clk *fakeclock.Clock) *Host {
 	t.Helper()
 	h, err := NewHost(context.Background(), HostConfig{CacheDir: wasmbuild.CacheDirForTest(), KV: NewMemoryKV(MemoryKVConfig{Now: clk.Now})})
 	if err != nil {
@@ -38,7 +39,7 @@ func replyOf(o Outcome) string {
 // limit over a fixed window kept by the store's clock, and the 421 that
 // closes the session.
 func TestRatelimitPluginThroughChain(t *testing.T) {
-	clk := &clock{now: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clk := fakeclock.New(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
 	h := hostWithClock(t, clk)
 	p := load(t, h, Spec{
 		Name: "ratelimit", Path: wasmbuild.ForTest(t, "./plugins/ratelimit"), Instances: 2, Capabilities: abi.CapKV,
@@ -55,7 +56,7 @@ func TestRatelimitPluginThroughChain(t *testing.T) {
 			t.Errorf("mail: %q, want %q", got, want)
 		}
 	}
-	clk.advance(time.Hour)
+	clk.Advance(time.Hour)
 	if got := replyOf(c.Run(ctx, mail, nil)); got != "continue" {
 		t.Errorf("mail an hour later: %q, want continue", got)
 	}
@@ -69,7 +70,7 @@ func TestRatelimitPluginThroughChain(t *testing.T) {
 // Instances of the plugin counting at once let exactly max through: the
 // counter is one atomic increment, not a read and a write.
 func TestRatelimitPluginConcurrent(t *testing.T) {
-	clk := &clock{now: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clk := fakeclock.New(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
 	h := hostWithClock(t, clk)
 	c := NewChain(load(t, h, Spec{
 		Name: "ratelimit", Path: wasmbuild.ForTest(t, "./plugins/ratelimit"), Instances: 4, Capabilities: abi.CapKV,
@@ -103,7 +104,7 @@ func TestRatelimitPluginConcurrent(t *testing.T) {
 // passes, and then the client's network. The delay runs on the store's
 // clock.
 func TestGreylistPluginThroughChain(t *testing.T) {
-	clk := &clock{now: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clk := fakeclock.New(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
 	h := hostWithClock(t, clk)
 	p := load(t, h, Spec{
 		Name: "greylist", Path: wasmbuild.ForTest(t, "./plugins/greylist"), Instances: 2, Capabilities: abi.CapKV,
@@ -118,13 +119,13 @@ func TestGreylistPluginThroughChain(t *testing.T) {
 	if got := replyOf(c.Run(ctx, req, nil)); got != "451 4.7.1 Greylisted, try again in 300 seconds" {
 		t.Errorf("first attempt: %q", got)
 	}
-	clk.advance(time.Minute)
+	clk.Advance(time.Minute)
 	// How long is left comes from the plugin's clock, which the test does
 	// not move: about 300 seconds.
 	if got := replyOf(c.Run(ctx, req, nil)); !strings.HasPrefix(got, "451 4.7.1 Greylisted, try again in ") {
 		t.Errorf("too early: %q", got)
 	}
-	clk.advance(4 * time.Minute)
+	clk.Advance(4 * time.Minute)
 	if got := replyOf(c.Run(ctx, req, nil)); got != "continue" {
 		t.Errorf("retry after the delay: %q", got)
 	}

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluice-mail/sluice/gateway/internal/fakeclock"
 )
 
 func TestMetrics(t *testing.T) {
@@ -15,7 +17,7 @@ func TestMetrics(t *testing.T) {
 	opts := testOptions
 	opts.Metrics = NewMetrics(reg)
 	d := startDestination(t)
-	c := &clock{now: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
+	c := fakeclock.New(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
 	opts.Now = c.Now
 	q := openTest(t, t.TempDir(), opts)
 	held, sent := testMessage("a@example.net"), testMessage("b@example.com", "c@example.com")
@@ -27,7 +29,7 @@ func TestMetrics(t *testing.T) {
 	if err := q.Hold(context.Background(), held.ID); err != nil {
 		t.Fatal(err)
 	}
-	c.advance(90 * time.Second)
+	c.Advance(90 * time.Second)
 	want := map[string]float64{
 		"sluice_queue_bytes":                                 float64(len(held.Data) + len(sent.Data)),
 		"sluice_queue_oldest_seconds":                        90,

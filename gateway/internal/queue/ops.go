@@ -205,7 +205,9 @@ func (q *Queue) List(ctx context.Context) ([]Summary, error) {
 	q.mu.Lock()
 	out := make([]Summary, 0, len(q.entries))
 	for _, e := range q.entries {
-		out = append(out, summary(e.m, e.size))
+		s := e.m.Summary()
+		s.Size = e.size
+		out = append(out, s)
 	}
 	q.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool {
@@ -217,10 +219,13 @@ func (q *Queue) List(ctx context.Context) ([]Summary, error) {
 	return out, nil
 }
 
-func summary(m *Message, size int) Summary {
+// Summary is m as `sluice queue list` shows it: Recipients are the
+// pending ones, Size is len(m.Data) (the queue, which keeps no Data in
+// memory, sets the size it knows).
+func (m *Message) Summary() Summary {
 	s := Summary{
 		ID: m.ID, Kind: m.Kind, From: m.From, Sender: m.Sender, Domain: m.Domain(),
-		Size: size, Arrived: m.Arrived, Attempts: m.Attempts, NextAttempt: m.NextAttempt,
+		Size: len(m.Data), Arrived: m.Arrived, Attempts: m.Attempts, NextAttempt: m.NextAttempt,
 		LastError: m.LastError, Held: m.Held,
 		Recipients: []string{}, // [] in JSON, not null, when none is pending
 	}

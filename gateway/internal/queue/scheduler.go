@@ -186,12 +186,7 @@ func (q *Queue) work(ctx context.Context, e *entry, d Deliverer, n Notifier) {
 
 // attempt delivers m's pending recipients once and stores the outcome.
 func (q *Queue) attempt(ctx context.Context, e *entry, m *Message, d Deliverer, now time.Time) (*Message, error) {
-	var rcpts []Recipient
-	for _, r := range m.Recipients {
-		if r.Status == Pending {
-			rcpts = append(rcpts, r)
-		}
-	}
+	rcpts := withStatus(m, Pending)
 	data, err := q.store.data(m.ID)
 	var results []Result
 	if err == nil {
@@ -317,25 +312,12 @@ func (q *Queue) expire(e *entry, now time.Time) (*Message, error) {
 // notifyFailed tells n of m's failing recipients and, once it said
 // nil, marks them failed.
 func (q *Queue) notifyFailed(ctx context.Context, e *entry, m *Message, n Notifier, now time.Time) (*Message, error) {
-	var failing []Recipient
-	for _, r := range m.Recipients {
-		if r.Status == Failing {
-			failing = append(failing, r)
-		}
-	}
+	failing := withStatus(m, Failing)
 	if len(failing) == 0 {
 		return m, nil
 	}
-	full, err := q.withData(m)
-	if err == nil {
-		err = n.Failed(ctx, full, failing)
-	}
-	if err != nil {
-		q.log.Warn("queue: notifying a failure failed; tried again later", "id", m.ID, "error", err.Error())
-		q.pause(e, now)
-		return m, err
-	}
-	m, err = q.change(e, func(m *Message) bool {
+	tell := func(full *Message) error { return n.Failed(ctx, full, failing) }
+	return q.notify(e, m, now, "failure", tell, func(m *Message) bool {
 		for j := range m.Recipients {
 			if m.Recipients[j].Status == Failing {
 				m.Recipients[j].Status = Failed
@@ -343,6 +325,22 @@ func (q *Queue) notifyFailed(ctx context.Context, e *entry, m *Message, n Notifi
 		}
 		return true
 	})
+}
+
+// notify calls tell with m and its Data and, once it said nil, stores
+// what done changes. Either failing pauses e: the Notifier or the disk
+// is tried again after min_backoff. what names the notice in the log.
+func (q *Queue) notify(e *entry, m *Message, now time.Time, what string, tell func(*Message) error, done func(*Message) bool) (*Message, error) {
+	full, err := q.withData(m)
+	if err == nil {
+		err = tell(full)
+	}
+	if err != nil {
+		q.log.Warn("queue: notifying a "+what+" failed; tried again later", "id", m.ID, "error", err.Error())
+		q.pause(e, now)
+		return m, err
+	}
+	m, err = q.change(e, done)
 	if err != nil {
 		q.pause(e, now)
 	}
@@ -367,29 +365,12 @@ func (q *Queue) warn(ctx context.Context, e *entry, m *Message, n Notifier, now 
 	if q.opts.DelayWarning <= 0 || m.Warned || now.Sub(m.Arrived) < q.opts.DelayWarning {
 		return m, nil
 	}
-	var pending []Recipient
-	for _, r := range m.Recipients {
-		if r.Status == Pending {
-			pending = append(pending, r)
-		}
-	}
+	pending := withStatus(m, Pending)
 	if len(pending) == 0 {
 		return m, nil
 	}
-	full, err := q.withData(m)
-	if err == nil {
-		err = n.Delayed(ctx, full, pending)
-	}
-	if err != nil {
-		q.log.Warn("queue: notifying a delay failed; tried again later", "id", m.ID, "error", err.Error())
-		q.pause(e, now)
-		return m, err
-	}
-	m, err = q.change(e, func(m *Message) bool { m.Warned = true; return true })
-	if err != nil {
-		q.pause(e, now)
-	}
-	return m, err
+	tell := func(full *Message) error { return n.Delayed(ctx, full, pending) }
+	return q.notify(e, m, now, "delay", tell, func(m *Message) bool { m.Warned = true; return true })
 }
 
 // pause keeps e from being worked on again before min_backoff: what
@@ -398,6 +379,17 @@ func (q *Queue) pause(e *entry, now time.Time) {
 	q.mu.Lock()
 	e.wait = now.Add(q.opts.MinBackoff)
 	q.mu.Unlock()
+}
+
+// withStatus is m's recipients in status s, in order.
+func withStatus(m *Message, s Status) []Recipient {
+	var out []Recipient
+	for _, r := range m.Recipients {
+		if r.Status == s {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 func hasStatus(m *Message, s Status) bool {

@@ -15,6 +15,9 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"github.com/sluice-mail/sluice/gateway/internal/fakeclock"
+	"github.com/sluice-mail/sluice/gateway/internal/syncbuf"
 )
 
 // destination is a real SMTP server on loopback that answers each
@@ -179,19 +182,18 @@ type recorder struct {
 }
 
 func (r *recorder) Failed(ctx context.Context, m *Message, rcpts []Recipient) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.failed = append(r.failed, rcpts)
-	if len(m.Data) == 0 {
-		r.dataless++
-	}
-	return r.fail
+	return r.record(&r.failed, m, rcpts)
 }
 
 func (r *recorder) Delayed(ctx context.Context, m *Message, rcpts []Recipient) error {
+	return r.record(&r.delayed, m, rcpts)
+}
+
+// record adds a call about m's rcpts to calls.
+func (r *recorder) record(calls *[][]Recipient, m *Message, rcpts []Recipient) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.delayed = append(r.delayed, rcpts)
+	*calls = append(*calls, rcpts)
 	if len(m.Data) == 0 {
 		r.dataless++
 	}
@@ -204,32 +206,14 @@ func (r *recorder) calls() (failed, delayed [][]Recipient) {
 	return append([][]Recipient(nil), r.failed...), append([][]Recipient(nil), r.delayed...)
 }
 
-// clock is a clock that moves only when told.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
-
 var testOptions = Options{MaxAge: 5 * 24 * time.Hour, DelayWarning: 4 * time.Hour,
 	MinBackoff: 5 * time.Minute, MaxBackoff: time.Hour, Concurrency: 10, DomainConcurrency: 5}
 
 // runTest opens a queue on a fake clock and runs it against d until the
 // test ends.
-func runTest(t *testing.T, opts Options, d *destination, n Notifier) (*Queue, *clock) {
+func runTest(t *testing.T, opts Options, d *destination, n Notifier) (*Queue, *fakeclock.Clock) {
 	t.Helper()
-	c := &clock{now: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
+	c := fakeclock.New(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
 	opts.Now = c.Now
 	q := openTest(t, t.TempDir(), opts)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -301,12 +285,12 @@ func TestTemporaryThenDelivered(t *testing.T) {
 		t.Fatalf("after a 451: %+v", got)
 	}
 	d.reply("b@example.net", nil)
-	c.advance(testOptions.MinBackoff / 2)
+	c.Advance(testOptions.MinBackoff / 2)
 	q.poke()
 	if g, _ := q.Get(context.Background(), m.ID); g == nil || g.Attempts != 1 {
 		t.Fatalf("tried again before its backoff: %+v", g)
 	}
-	c.advance(testOptions.MinBackoff / 2)
+	c.Advance(testOptions.MinBackoff / 2)
 	q.poke()
 	eventually(t, "the queue to empty", empty(q))
 	if got := strings.Join(d.received(), " "); got != "a@example.net b@example.net" {
@@ -333,7 +317,7 @@ func TestPermanentFailure(t *testing.T) {
 	n.mu.Lock()
 	n.fail = nil
 	n.mu.Unlock()
-	c.advance(testOptions.MinBackoff)
+	c.Advance(testOptions.MinBackoff)
 	q.poke()
 	eventually(t, "the queue to empty", empty(q))
 	failed, delayed := n.calls()
@@ -362,7 +346,7 @@ func TestDelayWarningAndExpiry(t *testing.T) {
 	}
 	eventually(t, "the first attempt", func() bool { g, _ := q.Get(context.Background(), m.ID); return g != nil && g.Attempts == 1 })
 	step := func(d time.Duration) {
-		c.advance(d)
+		c.Advance(d)
 		q.poke()
 	}
 	step(3 * time.Hour)
@@ -469,7 +453,7 @@ func TestShutdownMidDelivery(t *testing.T) {
 	gate := make(chan struct{})
 	defer close(gate)
 	d.gate = gate
-	c := &clock{now: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
+	c := fakeclock.New(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
 	opts := testOptions
 	opts.Now = c.Now
 	q := openTest(t, t.TempDir(), opts)
@@ -526,7 +510,7 @@ func TestDeliveredButNotStored(t *testing.T) {
 		t.Fatal(err)
 	}
 	unblock := blockState(t, q, m.ID)
-	c.advance(time.Minute)
+	c.Advance(time.Minute)
 	q.poke()
 	eventually(t, "the delivery", func() bool { return len(d.received()) == 1 })
 	eventually(t, "the recipient to be known delivered", func() bool {
@@ -534,11 +518,11 @@ func TestDeliveredButNotStored(t *testing.T) {
 		return got == nil || got.Recipients[0].Status == Delivered
 	})
 	for range 3 { // the next attempts' times, had it been kept pending
-		c.advance(testOptions.MaxBackoff)
+		c.Advance(testOptions.MaxBackoff)
 		q.poke()
 	}
 	unblock()
-	c.advance(testOptions.MaxBackoff)
+	c.Advance(testOptions.MaxBackoff)
 	q.poke()
 	eventually(t, "the queue to empty", empty(q))
 	if got := d.received(); len(got) != 1 {
@@ -552,7 +536,7 @@ func TestExpiryNotStored(t *testing.T) {
 	d := startDestination(t)
 	d.reply("a@example.net", &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 2, 0}, Message: "mailbox busy"})
 	n := &recorder{}
-	logs := &lockedBuffer{}
+	logs := &syncbuf.Buffer{}
 	opts := testOptions
 	opts.Logger = slog.New(slog.NewTextHandler(logs, nil))
 	q, c := runTest(t, opts, d, n)
@@ -562,32 +546,14 @@ func TestExpiryNotStored(t *testing.T) {
 		t.Fatal(err)
 	}
 	unblock := blockState(t, q, m.ID)
-	c.advance(testOptions.MaxAge)
+	c.Advance(testOptions.MaxAge)
 	q.poke()
 	eventually(t, "the expiry to fail", func() bool { return strings.Contains(logs.String(), "storing a message's state failed") })
 	unblock()
-	c.advance(testOptions.MinBackoff)
+	c.Advance(testOptions.MinBackoff)
 	q.poke()
 	eventually(t, "the queue to empty", empty(q))
 	if failed, _ := n.calls(); len(failed) != 1 || len(failed[0]) != 1 || !strings.HasPrefix(failed[0][0].Reply, "expired") {
 		t.Errorf("the Notifier was told %+v, want a@example.net expired", failed)
 	}
-}
-
-// lockedBuffer is a log's output, read while the queue writes it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

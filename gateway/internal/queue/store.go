@@ -196,6 +196,12 @@ func (s *store) put(m *Message) error {
 // data reads m's bytes.
 func (s *store) data(id string) ([]byte, error) {
 	b, err := os.ReadFile(filepath.Join(s.dir, id+dataExt))
+	if errors.Is(err, os.ErrNotExist) {
+		// Removed since it was looked up (load sets aside a state
+		// without its data, so nothing else leaves one): gone, as if
+		// the lookup had come a moment later.
+		return nil, ErrNotFound
+	}
 	if err != nil {
 		return nil, fmt.Errorf("queue: %w", err)
 	}

@@ -225,12 +225,32 @@ func TestCreateFailedLeavesNothing(t *testing.T) {
 func TestSummaryRecipientsNeverNull(t *testing.T) {
 	m := testMessage("a@example.net")
 	m.Recipients[0].Status = Failing
-	b, err := json.Marshal(summary(m, 0))
+	b, err := json.Marshal(m.Summary())
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(string(b), `"recipients":[]`) {
 		t.Errorf("summary = %s, want \"recipients\":[]", b)
+	}
+}
+
+// A message removed between Get's lookup and its read of the data is
+// not found (GET /admin/queue/{id} answers 404), not a failure of the
+// store. Delete removes the state, then the data: removing the data
+// file alone is the moment between the two.
+func TestGetRemovedMeanwhile(t *testing.T) {
+	dir := t.TempDir()
+	q := openTest(t, dir, Options{})
+	ctx := context.Background()
+	m := testMessage("a@example.net")
+	if err := q.Enqueue(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(dir, m.ID+dataExt)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.Get(ctx, m.ID); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Get of a message whose data is gone: %v, want ErrNotFound", err)
 	}
 }
 

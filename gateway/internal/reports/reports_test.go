@@ -19,6 +19,7 @@ import (
 	"github.com/sluice-mail/sluice/gateway/internal/dkimpy"
 	"github.com/sluice-mail/sluice/gateway/internal/dmarc"
 	"github.com/sluice-mail/sluice/gateway/internal/dnstest"
+	"github.com/sluice-mail/sluice/gateway/internal/fakeclock"
 	"github.com/sluice-mail/sluice/gateway/internal/queue"
 	"github.com/sluice-mail/sluice/gateway/internal/reports/reportcheck"
 	"github.com/sluice-mail/sluice/gateway/internal/resolver"
@@ -44,24 +45,6 @@ func (c *collected) list() []*queue.Message {
 	return slices.Clone(c.msgs)
 }
 
-// clock is a settable Now.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) set(t time.Time) {
-	c.mu.Lock()
-	c.now = t
-	c.mu.Unlock()
-}
-
 const zone = `
 _dmarc.sender.example.          IN TXT "v=DMARC1; p=reject; adkim=s; rua=mailto:dmarc@sender.example,mailto:agg@reports.example!10m,mailto:x@unverified.example,mailto:y@sneaky.example,mailto:old@redirect.example"
 sender.example._report._dmarc.reports.example. IN TXT "v=DMARC1"
@@ -75,7 +58,7 @@ _smtp._tls.dest.example.        IN TXT "v=TLSRPTv1; rua=mailto:tls@dest.example,
 type env struct {
 	r     *Reports
 	q     *collected
-	clock *clock
+	clock *fakeclock.Clock
 	keys  map[string]string // for dkimpy
 	dir   string
 	dns   *dnstest.Server
@@ -100,7 +83,7 @@ func newEnv(t *testing.T, dmarcOn, tlsOn bool) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{q: &collected{}, clock: &clock{now: time.Date(2026, 5, 4, 10, 0, 0, 0, time.UTC)},
+	e := &env{q: &collected{}, clock: fakeclock.New(time.Date(2026, 5, 4, 10, 0, 0, 0, time.UTC)),
 		keys: map[string]string{"sel._domainkey.gateway.example": txt}, dir: filepath.Join(t.TempDir(), "reports"), dns: dns}
 	e.r = New(Config{
 		Dir: e.dir, DMARC: dmarcOn, TLS: tlsOn,
@@ -160,7 +143,7 @@ func TestDMARCAggregateReport(t *testing.T) {
 		t.Fatalf("reports sent before the day ended: %d", len(got))
 	}
 	next := time.Date(2026, 5, 5, 0, 1, 0, 0, time.UTC)
-	e.clock.set(next)
+	e.clock.Set(next)
 	if err := e.r.SendDue(t.Context(), next); err != nil {
 		t.Fatal(err)
 	}
@@ -271,7 +254,7 @@ func TestDMARCExternalDestinationNotVerified(t *testing.T) {
 	e := newEnv(t, true, false)
 	e.r.DMARC(pass("192.0.2.1", "sender.example"))
 	next := time.Date(2026, 5, 5, 0, 1, 0, 0, time.UTC)
-	e.clock.set(next)
+	e.clock.Set(next)
 	res := e.r.cfg.Resolver()
 	ok, _, err := dmarc.ReportAuthorized(t.Context(), res, dmarc.TreeWalk, "sender.example", "unverified.example")
 	if err != nil || ok {
@@ -304,7 +287,7 @@ func TestNothingWhenOff(t *testing.T) {
 	e.r.DMARC(pass("192.0.2.1", "sender.example"))
 	e.r.TLS(TLSRecord{Domain: "dest.example", Type: "no-policy-found", Host: "mx.dest.example", Result: "ok"})
 	next := time.Date(2026, 5, 5, 0, 1, 0, 0, time.UTC)
-	e.clock.set(next)
+	e.clock.Set(next)
 	if err := e.r.SendDue(t.Context(), next); err != nil {
 		t.Fatal(err)
 	}
@@ -329,7 +312,7 @@ func TestTLSReport(t *testing.T) {
 	e.r.TLS(bad)
 	e.r.TLS(TLSRecord{Domain: "other.example", Type: "no-policy-found", Host: "mx.other.example", Result: "ok"})
 	next := time.Date(2026, 5, 5, 0, 1, 0, 0, time.UTC)
-	e.clock.set(next)
+	e.clock.Set(next)
 	if err := e.r.SendDue(t.Context(), next); err != nil {
 		t.Fatal(err)
 	}
@@ -388,7 +371,7 @@ func TestDNSFailureKeepsTheDay(t *testing.T) {
 	e := newEnv(t, true, false)
 	e.r.DMARC(pass("192.0.2.1", "sender.example"))
 	next := time.Date(2026, 5, 5, 0, 1, 0, 0, time.UTC)
-	e.clock.set(next)
+	e.clock.Set(next)
 	e.dns.Fail("_dmarc.sender.example.", dns.RcodeServerFailure)
 	if err := e.r.SendDue(t.Context(), next); err == nil {
 		t.Error("SendDue said nothing of the DNS failure")

@@ -166,11 +166,12 @@ func (s *session) queueEverything() {
 	}
 }
 
-// queue adds a destination to be queued at DATA, once: two recipients
-// that go to one mailbox make one copy.
+// queue adds a destination to be queued at DATA, once per recipient:
+// two recipients that go to one mailbox are both kept, so that a DSN
+// names each, and the queue's deliverer sends that mailbox one copy.
 func (s *session) queue(rcpt, dest string) {
 	for _, f := range s.txn.queued {
-		if f.dest == dest {
+		if f.rcpt == rcpt && f.dest == dest {
 			return
 		}
 	}
