@@ -63,6 +63,8 @@ type Config struct {
 	Queue Queue `toml:"queue"`
 	// Reports are the DMARC aggregate and TLS reports Sluice sends.
 	Reports Reports `toml:"reports"`
+	// Console is the activity console on the admin listener (issue 13).
+	Console Console `toml:"console"`
 
 	// File is the path the configuration was read from.
 	File  string `toml:"-"`
@@ -251,6 +253,9 @@ type Admin struct {
 	// WatchInterval is how often the files are checked; 0 means the
 	// gateway's default (2s).
 	WatchInterval Duration `toml:"watch_interval"`
+	// MetricsToken, if set, is the bearer token /metrics and /healthz
+	// ask for.
+	MetricsToken string `toml:"metrics_token"`
 }
 
 // DefaultAdminListen is the admin listener's address when none is set.
@@ -357,6 +362,30 @@ type Queue struct {
 	// OwnerNotices sends the destination mailbox a notice when mail for
 	// one of its addresses could not be delivered; default false.
 	OwnerNotices bool `toml:"owner_notices"`
+}
+
+// Console records every transaction in a database and shows it on the
+// admin listener, behind a login.
+type Console struct {
+	// Enabled records transactions and serves the console and
+	// /api/v1/; default false.
+	Enabled bool `toml:"enabled"`
+	// Database is the SQLite file; default data_dir/activity.db.
+	Database string `toml:"database"`
+	// Retention is how long a transaction is kept; default 720h (30 days).
+	Retention Duration `toml:"retention"`
+	// RecordSubject keeps each message's Subject; default true. Off for
+	// privacy.
+	RecordSubject *bool `toml:"record_subject"`
+	// Users may log in; at least one when enabled.
+	Users []ConsoleUser `toml:"user"`
+}
+
+// ConsoleUser is one login of the console: `sluice passwd` prints a
+// password hash.
+type ConsoleUser struct {
+	Name         string `toml:"name"`
+	PasswordHash string `toml:"password_hash"` // bcrypt ($2a$/$2b$) or argon2id ($argon2id$)
 }
 
 // Reports are the reports Sluice sends to other domains, through the
@@ -575,6 +604,20 @@ func (c *Config) DataPath(name string) string {
 // ACMEDir is where ACME keeps its account key and certificates, in
 // autocert's DirCache layout (one file per host name: key, then chain).
 func (c *Config) ACMEDir() string { return c.DataPath("acme") }
+
+// ConsoleDatabase is the activity database: console.database, relative
+// to the file, or data_dir/activity.db.
+func (c *Config) ConsoleDatabase() string {
+	if c.Console.Database == "" {
+		return c.DataPath("activity.db")
+	}
+	return c.Path(c.Console.Database)
+}
+
+// ConsoleRecordSubject says whether the console records subjects.
+func (c *Config) ConsoleRecordSubject() bool {
+	return c.Console.RecordSubject == nil || *c.Console.RecordSubject
+}
 
 // QueueDir is where the queue lives: queue.dir, relative to the file, or
 // data_dir/queue.

@@ -92,6 +92,9 @@ func (c *Config) setDefaults() {
 	if q.DSNLimit == 0 {
 		q.DSNLimit = 100
 	}
+	if c.Console.Retention == 0 {
+		c.Console.Retention = Duration(30 * 24 * time.Hour)
+	}
 	if c.Log.Format == "" {
 		c.Log.Format = "text"
 	}
@@ -173,6 +176,30 @@ func (v *validator) validate() {
 	v.mtaSTS()
 	v.queue()
 	v.reports()
+	v.console()
+}
+
+func (v *validator) console() {
+	c := &v.c.Console
+	if c.Retention <= 0 {
+		v.errorf("console.retention", "console.retention: must be positive")
+	}
+	if c.Enabled && len(c.Users) == 0 {
+		v.errorf("console.enabled", "console.enabled: at least one [[console.user]] is needed to log in")
+	}
+	seen := map[string]bool{}
+	for i, u := range c.Users {
+		path := fmt.Sprintf("console.user.%d", i)
+		if u.Name == "" {
+			v.errorf(path, "console.user[%d]: missing name", i)
+		} else if seen[u.Name] {
+			v.errorf(path, "console.user[%d]: %q is listed twice", i, u.Name)
+		}
+		seen[u.Name] = true
+		if !strings.HasPrefix(u.PasswordHash, "$2a$") && !strings.HasPrefix(u.PasswordHash, "$2b$") && !strings.HasPrefix(u.PasswordHash, "$argon2id$") {
+			v.errorf(path, "console.user[%d]: password_hash must be a bcrypt or argon2id hash (sluice passwd prints one)", i)
+		}
+	}
 }
 
 func (v *validator) queue() {

@@ -20,6 +20,7 @@ import (
 	"github.com/emersion/go-smtp"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sluice-mail/sluice/gateway/internal/activity"
 	"github.com/sluice-mail/sluice/gateway/internal/queue"
 )
 
@@ -53,6 +54,11 @@ type Config struct {
 	// one domain, instead of relaying the first in session.
 	Queue    queue.Enqueuer
 	QueueAll bool
+
+	// Activity, if set, is given a record of every transaction for the
+	// console (issue 13); RecordSubject says whether it holds subjects.
+	Activity      activity.Recorder
+	RecordSubject bool
 	// DMARCReports, if set, records each message's DMARC evaluation for
 	// the aggregate reports (dmarcrecord.go).
 	DMARCReports DMARCRecorder
