@@ -1,6 +1,7 @@
 package gateway_test
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -59,8 +60,12 @@ password_hash = %q
 
 	ctx := browsertest.Start(t, time.Minute)
 	base := "http://" + e.gw.AdminAddr()
+	// Each step has 15 seconds: a missing element fails the step with
+	// its name rather than waiting for the browser's minute.
 	run := func(what string, steps ...chromedp.Action[chromedp.Void]) {
 		t.Helper()
+		ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		defer cancel()
 		if err := chromedp.Do(ctx, steps...); err != nil {
 			t.Fatalf("%s: %v", what, err)
 		}
@@ -91,7 +96,7 @@ password_hash = %q
 				return
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("%s: still not %s at %s", what, condition, location())
+				t.Fatalf("%s: still not %s at %s, which shows:\n%s", what, condition, location(), text(what))
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
