@@ -46,7 +46,7 @@ func testRecords() []activity.Record {
 			Reply: "250 2.0.0 Ok", Subject: "Cheap", MessageID: "<m3@c.test>",
 			Recipients: []activity.Recipient{{Address: "info@other.test", Outcome: "dropped", DecidedBy: "plugin:spam"}}},
 		{ID: "s2-1", Time: at(6 * time.Hour), From: "bob@b.test", Outcome: "refused", DecidedBy: "host",
-			Reply: "554 5.7.1 Relay access denied",
+			Reply:      "554 5.7.1 Relay access denied",
 			Recipients: []activity.Recipient{{Address: "victim@elsewhere.test", Outcome: "refused", DecidedBy: "host", Reply: "554 5.7.1 Relay access denied"}}},
 		{ID: "s1-1", Time: at(48 * time.Hour), From: "alice@a.test", Outcome: "queued", DecidedBy: "queue",
 			Reply: "250 2.0.0 queued", Subject: "Report", MessageID: "<m1@a.test>", QueueIDs: []string{"q1"},
@@ -200,7 +200,8 @@ func getPage(t *testing.T, srv *httptest.Server, path string, wantStatus int) *h
 }
 
 // findAll returns the elements under n with the tag and, for each
-// attribute given as "name=value", that value.
+// attribute given as "name=value", that value; "name" alone asks only
+// that the attribute be there.
 func findAll(n *html.Node, tag string, attrs ...string) []*html.Node {
 	var out []*html.Node
 	for d := range n.Descendants() {
@@ -213,8 +214,9 @@ func findAll(n *html.Node, tag string, attrs ...string) []*html.Node {
 
 func hasAttrs(n *html.Node, attrs []string) bool {
 	for _, a := range attrs {
-		k, v, _ := strings.Cut(a, "=")
-		if attr(n, k) != v {
+		k, v, hasValue := strings.Cut(a, "=")
+		i := slices.IndexFunc(n.Attr, func(at html.Attribute) bool { return at.Key == k })
+		if i < 0 || hasValue && n.Attr[i].Val != v {
 			return false
 		}
 	}
@@ -231,13 +233,14 @@ func attr(n *html.Node, key string) string {
 	return ""
 }
 
-// text is the text under n, spaces collapsed.
+// text is the text under n, spaces collapsed, a space between the text
+// of two elements.
 func text(n *html.Node) string {
-	var b strings.Builder
+	var words []string
 	for d := range n.Descendants() {
 		if d.Type == html.TextNode {
-			b.WriteString(d.Data)
+			words = append(words, strings.Fields(d.Data)...)
 		}
 	}
-	return strings.Join(strings.Fields(b.String()), " ")
+	return strings.Join(words, " ")
 }

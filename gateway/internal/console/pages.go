@@ -142,7 +142,7 @@ type chainData struct {
 }
 
 func (s *server) chain(w http.ResponseWriter, r *http.Request) {
-	s.render(w, r, http.StatusOK, "chain", page{Title: "Filter chain", Nav: "chain", Data: chainData{Chain: s.c.Chain(), }})
+	s.render(w, r, http.StatusOK, "chain", page{Title: "Filter chain", Nav: "chain", Data: chainData{Chain: s.c.Chain()}})
 }
 
 // reload answers the chain page's button: it shows the chain with the
