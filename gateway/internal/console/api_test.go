@@ -25,7 +25,7 @@ func ids(recs []activity.Record) []string {
 // Each filter parameter of GET /api/v1/transactions selects what it says,
 // newest first, and total counts all that match.
 func TestAPIFilters(t *testing.T) {
-	srv := testServer(t, &memStore{testRecords()})
+	srv := testServer(t, storeWith(t, testRecords()))
 	for _, c := range []struct {
 		query string
 		want  []string
@@ -61,7 +61,7 @@ func TestAPIFilters(t *testing.T) {
 // limit and offset page through the selection; total stays the count of
 // all that match.
 func TestAPIPaging(t *testing.T) {
-	srv := testServer(t, &memStore{testRecords()})
+	srv := testServer(t, storeWith(t, testRecords()))
 	for _, c := range []struct {
 		query string
 		want  []string
@@ -83,7 +83,7 @@ func TestAPIPaging(t *testing.T) {
 // One transaction by id, with everything recorded; an unknown id is a
 // JSON 404, as is an unknown endpoint.
 func TestAPITransaction(t *testing.T) {
-	srv := testServer(t, &memStore{testRecords()})
+	srv := testServer(t, storeWith(t, testRecords()))
 	var r activity.Record
 	getJSON(t, srv, "/api/v1/transactions/s5-1", http.StatusOK, &r)
 	want := testRecords()[0]
@@ -102,7 +102,7 @@ func TestAPITransaction(t *testing.T) {
 
 // Parameters that make no sense get a JSON 400 that names the problem.
 func TestAPIBadParams(t *testing.T) {
-	srv := testServer(t, &memStore{testRecords()})
+	srv := testServer(t, storeWith(t, testRecords()))
 	for _, c := range []struct{ path, want string }{
 		{"/api/v1/transactions?outcome=lost", "outcome"},
 		{"/api/v1/transactions?since=yesterday", "since"},
@@ -127,7 +127,7 @@ func TestAPIBadParams(t *testing.T) {
 // Stats counts by outcome per step; without parameters, per hour over the
 // last 24 hours.
 func TestAPIStats(t *testing.T) {
-	srv := testServer(t, &memStore{testRecords()})
+	srv := testServer(t, storeWith(t, testRecords()))
 	var a statsAnswer
 	getJSON(t, srv, "/api/v1/stats", http.StatusOK, &a)
 	if a.Step != "1h0m0s" || len(a.Buckets) != 24 || !a.Until.Equal(testNow) {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -54,81 +55,31 @@ func testRecords() []activity.Record {
 	}
 }
 
-// memStore is a Store over a slice, newest first, that selects as the
-// activity store's Filter says.
-type memStore struct{ recs []activity.Record }
-
-func (m *memStore) Query(_ context.Context, f activity.Filter) ([]activity.Record, int, error) {
-	var sel []activity.Record
-	for _, r := range m.recs {
-		if matches(f, r) {
-			sel = append(sel, r)
-		}
+// storeWith is the activity store in a temporary directory holding recs:
+// written, and the store closed (which writes what is pending) and
+// opened again to be read.
+func storeWith(t *testing.T, recs []activity.Record) *activity.Store {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "activity.db")
+	s, err := activity.Open(path, activity.Options{})
+	if err != nil {
+		t.Fatal(err)
 	}
-	total := len(sel)
-	limit := f.Limit
-	if limit == 0 {
-		limit = 50
+	for _, r := range recs {
+		s.Record(r)
 	}
-	sel = sel[min(f.Offset, len(sel)):]
-	return sel[:min(limit, len(sel))], total, nil
-}
-
-func (m *memStore) Get(_ context.Context, id string) (activity.Record, error) {
-	for _, r := range m.recs {
-		if r.ID == id {
-			return r, nil
-		}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
 	}
-	return activity.Record{}, activity.ErrNotFound
-}
-
-func (m *memStore) Stats(_ context.Context, since, until time.Time, step time.Duration) ([]activity.Bucket, error) {
-	var out []activity.Bucket
-	for t := since; t.Before(until); t = t.Add(step) {
-		b := activity.Bucket{Start: t, Counts: map[string]int{}}
-		for _, r := range m.recs {
-			if !r.Time.Before(t) && r.Time.Before(t.Add(step)) {
-				b.Counts[r.Outcome]++
-			}
-		}
-		out = append(out, b)
+	if c := s.Counts(); c.Written != uint64(len(recs)) {
+		t.Fatalf("store counts %+v, want %d written", c, len(recs))
 	}
-	return out, nil
-}
-
-// addressMatches: an address or a domain after its @.
-func addressMatches(addr, want string) bool {
-	addr, want = strings.ToLower(addr), strings.ToLower(want)
-	if strings.Contains(want, "@") {
-		return addr == want
+	s, err = activity.Open(path, activity.Options{})
+	if err != nil {
+		t.Fatal(err)
 	}
-	_, d, _ := strings.Cut(addr, "@")
-	return d == want
-}
-
-func matches(f activity.Filter, r activity.Record) bool {
-	if f.Address != "" && !addressMatches(r.From, f.Address) && !slices.ContainsFunc(r.Recipients, func(rc activity.Recipient) bool {
-		return addressMatches(rc.Address, f.Address)
-	}) {
-		return false
-	}
-	if f.Sender != "" && !addressMatches(r.From, f.Sender) {
-		return false
-	}
-	if f.Outcome != "" && r.Outcome != f.Outcome {
-		return false
-	}
-	if f.DecidedBy != "" && r.DecidedBy != f.DecidedBy && !(f.DecidedBy == "plugin" && strings.HasPrefix(r.DecidedBy, "plugin:")) {
-		return false
-	}
-	if !f.Since.IsZero() && r.Time.Before(f.Since) || !f.Until.IsZero() && !r.Time.Before(f.Until) {
-		return false
-	}
-	if f.Text != "" && !strings.Contains(r.Subject, f.Text) && !strings.Contains(r.MessageID, f.Text) {
-		return false
-	}
-	return true
+	t.Cleanup(func() { s.Close() })
+	return s
 }
 
 // testServer serves the console over store, with a chain of one plugin

@@ -33,7 +33,7 @@ func rowLinks(doc *html.Node) []string {
 // to its detail, in a table with column headers; the filter form has a
 // label for each field and keeps what was asked; and no script is needed.
 func TestListPage(t *testing.T) {
-	srv := testServer(t, &memStore{testRecords()})
+	srv := testServer(t, storeWith(t, testRecords()))
 	doc := getPage(t, srv, "/", http.StatusOK)
 	if got, want := rowLinks(doc), []string{"/tx/s5-1", "/tx/s4-1", "/tx/s3-1", "/tx/s2-1", "/tx/s1-1"}; !slices.Equal(got, want) {
 		t.Errorf("rows link %v, want %v", got, want)
@@ -108,7 +108,7 @@ func TestListPaging(t *testing.T) {
 		recs = append(recs, activity.Record{ID: "p-" + strconv.Itoa(i), Time: testNow.Add(-time.Duration(i) * time.Minute), Outcome: "forwarded", From: "a@b.test",
 			Recipients: []activity.Recipient{{Address: "info@ours.test"}}})
 	}
-	srv := testServer(t, &memStore{recs})
+	srv := testServer(t, storeWith(t, recs))
 	link := func(doc *html.Node, rel string) string {
 		a := findAll(doc, "a", "rel="+rel)
 		if len(a) == 0 {
@@ -142,7 +142,7 @@ func TestListPaging(t *testing.T) {
 // with a <title> giving its numbers, segments stacked by outcome, and a
 // legend naming every outcome.
 func TestCharts(t *testing.T) {
-	srv := testServer(t, &memStore{testRecords()})
+	srv := testServer(t, storeWith(t, testRecords()))
 	doc := getPage(t, srv, "/", http.StatusOK)
 	svgs := findAll(doc, "svg")
 	if len(svgs) != 2 {
@@ -207,7 +207,7 @@ func TestCharts(t *testing.T) {
 // The detail page shows everything recorded of a transaction; an unknown
 // one is a 404 page.
 func TestDetailPage(t *testing.T) {
-	srv := testServer(t, &memStore{testRecords()})
+	srv := testServer(t, storeWith(t, testRecords()))
 	doc := getPage(t, srv, "/tx/s5-1", http.StatusOK)
 	body := text(doc)
 	for _, want := range []string{
@@ -236,7 +236,7 @@ func TestDetailPage(t *testing.T) {
 // posts the CSRF token; the reload shows its errors (422) or the new
 // generation.
 func TestChainPage(t *testing.T) {
-	srv := testServer(t, &memStore{})
+	srv := testServer(t, storeWith(t, nil))
 	doc := getPage(t, srv, "/chain", http.StatusOK)
 	if c := findAll(doc, "code", "class=hash"); len(c) != 1 || text(c[0]) != "ab12cd34" {
 		t.Errorf("no hash of the plugin")
@@ -278,7 +278,7 @@ func (q testQueue) List(context.Context) ([]queue.Summary, error) { return q, ni
 // The queue page lists the queue oldest first, and is in the menu only
 // when there is a queue.
 func TestQueuePage(t *testing.T) {
-	srv := testServer(t, &memStore{})
+	srv := testServer(t, storeWith(t, nil))
 	if doc := getPage(t, srv, "/", http.StatusOK); len(findAll(doc, "a", "href=/queue")) != 0 {
 		t.Errorf("queue in the menu without a queue")
 	}
@@ -288,7 +288,7 @@ func TestQueuePage(t *testing.T) {
 		{ID: "q2", From: "b@b.test", Recipients: []string{"x@home.test"}, Arrived: testNow.Add(-time.Minute), LastError: "451 4.3.0 try later"},
 		{ID: "q1", From: "a@a.test", Recipients: []string{"y@home.test"}, Arrived: testNow.Add(-time.Hour), Held: true},
 	}
-	srv2 := httptest.NewServer(Handler(Config{Store: &memStore{}, Queue: q}))
+	srv2 := httptest.NewServer(Handler(Config{Store: storeWith(t, nil), Queue: q}))
 	defer srv2.Close()
 	doc := getPage(t, srv2, "/queue", http.StatusOK)
 	if len(findAll(doc, "a", "href=/queue", "aria-current=page")) != 1 {
@@ -305,7 +305,7 @@ func TestQueuePage(t *testing.T) {
 
 // The style sheet is served from the binary.
 func TestStatic(t *testing.T) {
-	srv := testServer(t, &memStore{})
+	srv := testServer(t, storeWith(t, nil))
 	code, body := get(t, srv, "/static/console.css")
 	if code != http.StatusOK || !strings.Contains(string(body), ".chart") {
 		t.Errorf("console.css: %d", code)
