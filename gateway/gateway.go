@@ -224,6 +224,13 @@ func (g *Gateway) Listen() error {
 	return nil
 }
 
+// adminOnLoopback reports whether the admin listener is on a loopback
+// address, where it serves plain HTTP.
+func adminOnLoopback(l net.Listener) bool {
+	ap, err := netip.ParseAddrPort(l.Addr().String())
+	return err == nil && ap.Addr().Unmap().IsLoopback()
+}
+
 func listen(addr string) (net.Listener, error) {
 	host, _, _ := net.SplitHostPort(addr)
 	network := "tcp"
@@ -274,16 +281,30 @@ func (g *Gateway) Serve(ctx context.Context, grace time.Duration) error {
 	}
 	var admin *http.Server
 	if g.admin != nil {
-		admin = g.adminServer()
+		var err error
+		if admin, err = g.adminServer(); err != nil {
+			g.Close()
+			return err
+		}
+		l, scheme := g.admin, "http"
+		if !adminOnLoopback(g.admin) {
+			if !starttls(g.cfg) {
+				g.Close()
+				return fmt.Errorf("admin listener %s is not on loopback, so it serves HTTPS with the STARTTLS certificate: set smtp.tls_cert and smtp.tls_key, tls.acme or smtp.tls_self_signed, or listen on loopback", g.admin.Addr())
+			}
+			// Off the host, passwords and session cookies would cross the
+			// network: TLS with the gateway's certificate.
+			l, scheme = tls.NewListener(l, &tls.Config{NextProtos: []string{"http/1.1"}, GetConfigForClient: g.generationTLS}), "https"
+			if !g.cfg.Console.Enabled {
+				g.log.Warn("the admin listener is not on loopback and has no login: anyone who reaches it can reload the configuration; turn on [console] for a login", "addr", g.admin.Addr().String())
+			}
+		}
 		go func() {
-			if err := admin.Serve(g.admin); !errors.Is(err, http.ErrServerClosed) {
+			if err := admin.Serve(l); !errors.Is(err, http.ErrServerClosed) {
 				g.log.Error("admin listener", "err", err)
 			}
 		}()
-		g.log.Info("admin listening", "addr", g.admin.Addr().String())
-		if ip, err := netip.ParseAddrPort(g.admin.Addr().String()); err == nil && !ip.Addr().IsLoopback() {
-			g.log.Warn("the admin listener is not on loopback and has no authentication: anyone who reaches it can reload the configuration", "addr", g.admin.Addr().String())
-		}
+		g.log.Info("admin listening", "addr", g.admin.Addr().String(), "scheme", scheme)
 	}
 	var https *http.Server
 	if len(g.https) > 0 {

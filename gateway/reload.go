@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"html/template"
 	"log/slog"
 	"maps"
 	"net/http"
@@ -18,6 +19,7 @@ import (
 	"github.com/sluice-mail/sluice/gateway/internal/admin"
 	"github.com/sluice-mail/sluice/gateway/internal/buildinfo"
 	"github.com/sluice-mail/sluice/gateway/internal/config"
+	"github.com/sluice-mail/sluice/gateway/internal/login"
 	"github.com/sluice-mail/sluice/gateway/internal/metrics"
 	"github.com/sluice-mail/sluice/gateway/internal/queue"
 )
@@ -401,19 +403,51 @@ func (g *Gateway) chainInfo() admin.Chain {
 	return c
 }
 
-func (g *Gateway) adminServer() *http.Server {
-	h := admin.Handler(admin.Config{
+func (g *Gateway) adminServer() (*http.Server, error) {
+	c := admin.Config{
 		Metrics: g.metrics.registry,
 		Hosts:   []string{g.cfg.Hostname},
 		Reload: func(ctx context.Context) ([]string, error) {
 			g.log.Info("reloading: asked over HTTP")
 			return g.reloadReporting(ctx)
 		},
-		Chain:  g.chainInfo,
-		Queue:  g.adminQueue(),
-		Logger: g.log,
+		Chain:        g.chainInfo,
+		Queue:        g.adminQueue(),
+		MetricsToken: g.cfg.Admin.MetricsToken,
+		Logger:       g.log,
+	}
+	if g.cfg.Console.Enabled {
+		users := make([]login.User, 0, len(g.cfg.Console.Users))
+		for _, u := range g.cfg.Console.Users {
+			users = append(users, login.User{Name: u.Name, PasswordHash: u.PasswordHash})
+		}
+		l, err := login.New(login.Config{Users: users, Logger: g.log})
+		if err != nil {
+			return nil, err
+		}
+		c.Login = l
+		c.Console = consolePlaceholder()
+	}
+	return &http.Server{Handler: admin.Handler(c), ReadHeaderTimeout: 10 * time.Second}, nil
+}
+
+// consolePlaceholder stands in for the console's pages until they are
+// merged: who is logged in, and a way out.
+func consolePlaceholder() http.Handler {
+	page := template.Must(template.New("console").Parse(`<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>Sluice console</title></head>
+<body><main><h1>Sluice console</h1><p>Logged in as {{.User}}.</p>
+<form method="post" action="/logout"><input type="hidden" name="csrf" value="{{.CSRF}}"><button type="submit">Log out</button></form>
+</main></body></html>
+`))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		page.Execute(w, struct{ User, CSRF string }{login.UserName(r), login.CSRFToken(r)})
 	})
-	return &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 }
 
 // adminQueue is the queue for the admin endpoints: a nil interface, not
