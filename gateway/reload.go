@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
+	"github.com/sluice-mail/sluice/gateway/internal/activity"
 	"github.com/sluice-mail/sluice/gateway/internal/admin"
 	"github.com/sluice-mail/sluice/gateway/internal/buildinfo"
 	"github.com/sluice-mail/sluice/gateway/internal/config"
@@ -41,7 +42,8 @@ type gatewayMetrics struct {
 	acmeFailures *prometheus.CounterVec
 	stsFetches   *prometheus.CounterVec
 	stsNotWaited prometheus.Counter
-	queue        *queue.Metrics // read the queue once Listen opened it
+	queue        *queue.Metrics    // read the queue once Listen opened it
+	activity     *activity.Metrics // read the console's store once Listen opened it
 	// reportsDropped and reportsSent are the DMARC and TLS reports'.
 	reportsDropped *prometheus.CounterVec
 	reportsSent    *prometheus.CounterVec
@@ -89,6 +91,7 @@ func newGatewayMetrics() *gatewayMetrics {
 	m.stsFetches.WithLabelValues("ok")
 	m.stsFetches.WithLabelValues("failed")
 	m.queue = queue.NewMetrics(r)
+	m.activity = activity.NewMetrics(r)
 	m.dsn = newDSNCounter(r)
 	m.reloads.WithLabelValues("ok")
 	m.reloads.WithLabelValues("failed")

@@ -46,10 +46,10 @@ func sample() []Record {
 	return []Record{
 		{ID: "a-1", Time: t0, From: "Alice@Example.org", Outcome: "forwarded", DecidedBy: "destination", Reply: "250 2.0.0 OK",
 			Recipients: []Recipient{{Address: "info@my.test", Destinations: []string{"me@dest.test"}, Outcome: "forwarded", DecidedBy: "destination"}},
-			MessageID: "<m1@example.org>", Subject: "Invoice 42", SPF: "pass", Plugins: []Verdict{{Plugin: "spam", Stage: "data", Action: "continue", Duration: time.Millisecond}}},
+			MessageID:  "<m1@example.org>", Subject: "Invoice 42", SPF: "pass", Plugins: []Verdict{{Plugin: "spam", Stage: "data", Action: "continue", Duration: time.Millisecond}}},
 		{ID: "b-1", Time: t0.Add(time.Minute), From: "bob@other.test", Outcome: "refused", DecidedBy: "plugin:dmarc", Reply: "550 5.7.1 DMARC",
 			Recipients: []Recipient{{Address: "sales@my.test", Outcome: "forwarded", DecidedBy: "destination"}},
-			MessageID: "<m2@other.test>", Subject: "100% off_sale"},
+			MessageID:  "<m2@other.test>", Subject: "100% off_sale"},
 		{ID: "b-2", Time: t0.Add(2 * time.Minute), From: "bob@other.test", Outcome: "forwarded", DecidedBy: "destination",
 			Recipients: []Recipient{
 				{Address: "info@my.test", Outcome: "forwarded", DecidedBy: "destination"},
