@@ -408,12 +408,9 @@ func (g *Gateway) chainInfo() admin.Chain {
 
 func (g *Gateway) adminServer() (*http.Server, error) {
 	c := admin.Config{
-		Metrics: g.metrics.registry,
-		Hosts:   []string{g.cfg.Hostname},
-		Reload: func(ctx context.Context) ([]string, error) {
-			g.log.Info("reloading: asked over HTTP")
-			return g.reloadReporting(ctx)
-		},
+		Metrics:      g.metrics.registry,
+		Hosts:        []string{g.cfg.Hostname},
+		Reload:       g.reloadOverHTTP,
 		Chain:        g.chainInfo,
 		Queue:        g.adminQueue(),
 		MetricsToken: g.cfg.Admin.MetricsToken,
