@@ -233,6 +233,22 @@ func (g *Gateway) Listen() error {
 	return nil
 }
 
+// adminListener is what the admin server serves on: l itself, plain
+// HTTP, on loopback; off it, l with TLS and the STARTTLS certificate,
+// since passwords and session cookies would cross the network.
+func (g *Gateway) adminListener(l net.Listener, loopback bool) (net.Listener, error) {
+	if loopback {
+		return l, nil
+	}
+	if !starttls(g.cfg) {
+		return nil, fmt.Errorf("admin listener %s is not on loopback, so it serves HTTPS with the STARTTLS certificate: set smtp.tls_cert and smtp.tls_key, tls.acme or smtp.tls_self_signed, or listen on loopback", l.Addr())
+	}
+	if !g.cfg.Console.Enabled {
+		g.log.Warn("the admin listener is not on loopback and has no login: anyone who reaches it can reload the configuration; turn on [console] for a login", "addr", l.Addr().String())
+	}
+	return tls.NewListener(l, &tls.Config{NextProtos: []string{"http/1.1"}, GetConfigForClient: g.generationTLS}), nil
+}
+
 // adminOnLoopback reports whether the admin listener is on a loopback
 // address, where it serves plain HTTP.
 func adminOnLoopback(l net.Listener) bool {
@@ -277,6 +293,20 @@ func (g *Gateway) AdminAddr() string {
 // when gateway.toml or a file it names (plugin, key, certificate, SRS
 // secrets) changes.
 func (g *Gateway) Serve(ctx context.Context, grace time.Duration) error {
+	// The admin listener first: a mistake in its settings stops the start
+	// before any mail is taken.
+	var admin *http.Server
+	var adminL net.Listener
+	if g.admin != nil {
+		var err error
+		if admin, err = g.adminServer(); err == nil {
+			adminL, err = g.adminListener(g.admin, adminOnLoopback(g.admin))
+		}
+		if err != nil {
+			g.Close()
+			return err
+		}
+	}
 	errc := make(chan error, len(g.listeners))
 	n := len(g.cfg.SMTP.Listen)
 	for i, l := range g.listeners {
@@ -288,31 +318,16 @@ func (g *Gateway) Serve(ctx context.Context, grace time.Duration) error {
 			g.log.Info("dev inbox listening", "addr", l.Addr().String(), "dir", g.inbox.Dir)
 		}
 	}
-	var admin *http.Server
 	if g.admin != nil {
-		var err error
-		if admin, err = g.adminServer(); err != nil {
-			g.Close()
-			return err
-		}
-		l, scheme := g.admin, "http"
-		if !adminOnLoopback(g.admin) {
-			if !starttls(g.cfg) {
-				g.Close()
-				return fmt.Errorf("admin listener %s is not on loopback, so it serves HTTPS with the STARTTLS certificate: set smtp.tls_cert and smtp.tls_key, tls.acme or smtp.tls_self_signed, or listen on loopback", g.admin.Addr())
-			}
-			// Off the host, passwords and session cookies would cross the
-			// network: TLS with the gateway's certificate.
-			l, scheme = tls.NewListener(l, &tls.Config{NextProtos: []string{"http/1.1"}, GetConfigForClient: g.generationTLS}), "https"
-			if !g.cfg.Console.Enabled {
-				g.log.Warn("the admin listener is not on loopback and has no login: anyone who reaches it can reload the configuration; turn on [console] for a login", "addr", g.admin.Addr().String())
-			}
-		}
 		go func() {
-			if err := admin.Serve(l); !errors.Is(err, http.ErrServerClosed) {
+			if err := admin.Serve(adminL); !errors.Is(err, http.ErrServerClosed) {
 				g.log.Error("admin listener", "err", err)
 			}
 		}()
+		scheme := "http"
+		if adminL != g.admin {
+			scheme = "https"
+		}
 		g.log.Info("admin listening", "addr", g.admin.Addr().String(), "scheme", scheme)
 	}
 	var https *http.Server
