@@ -52,8 +52,14 @@ password_hash = %q
 	const dmarcReason = "strict.example's DMARC policy is reject and neither SPF nor DKIM aligned"
 	err = e.send(t, "bob@strict.example", "info@ours.test", msg("bob@strict.example", "Spoofed invoice"))
 	wantReply(t, "DMARC", err, 550, smtp.EnhancedCode{5, 7, 1}, dmarcReason)
-	err = e.send(t, "alice@example.org", "someone@elsewhere.example", msg("alice@example.org", "Relay me"))
+	// A transaction without DATA ends, and is recorded, when the client
+	// quits.
+	c := e.client(t)
+	err = sendMail(t, c, "alice@example.org", "someone@elsewhere.example", msg("alice@example.org", "Relay me"))
 	wantReply(t, "relay", err, 550, smtp.EnhancedCode{5, 7, 1}, "relay access denied")
+	if err := c.Quit(); err != nil {
+		t.Fatal(err)
+	}
 	if n := len(e.dest.deliveries()); n != 1 {
 		t.Fatalf("%d messages delivered, want 1", n)
 	}
