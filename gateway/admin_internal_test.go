@@ -39,6 +39,9 @@ func TestAdminTLSOffLoopback(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { g.Close() })
+	if err := g.openActivity(); err != nil { // as Listen does
+		t.Fatal(err)
+	}
 	srv, err := g.adminServer()
 	if err != nil {
 		t.Fatal(err)

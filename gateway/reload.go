@@ -425,7 +425,9 @@ func (g *Gateway) adminServer() (*http.Server, error) {
 			return nil, err
 		}
 		c.Login = l
-		c.Console = g.consoleHandler(g.activity)
+		if g.activity != nil { // opened by Listen, which comes first
+			c.Console = g.consoleHandler(g.activity)
+		}
 	}
 	return &http.Server{Handler: admin.Handler(c), ReadHeaderTimeout: 10 * time.Second}, nil
 }
