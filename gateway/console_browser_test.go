@@ -170,7 +170,7 @@ password_hash = %q
 		chromedp.Click(chromedp.Search(`//tr[contains(., "bob@strict.example")]//a[contains(@href, "/tx/")]`)))
 	waitFor("opening the refused message", `location.pathname.startsWith("/tx/")`)
 	detail := text("the detail")
-	for _, want := range []string{"bob@strict.example", "info@ours.test", "refused", "550", dmarcReason, "dmarc"} {
+	for _, want := range []string{"bob@strict.example", "info@ours.test", "refused", "550", dmarcReason, "plugin:dmarc"} {
 		if !strings.Contains(detail, want) {
 			t.Errorf("the refused message's detail does not show %q:\n%s", want, detail)
 		}
