@@ -133,3 +133,61 @@ func TestActivityWithoutSubject(t *testing.T) {
 		t.Errorf("records %+v, want one without subject", recs)
 	}
 }
+
+// Each recipient has its own outcome and destinations: one forwarded in
+// session and queued for the other domain, one the destination put off
+// (tempfailed), and one the destination refused, in one transaction.
+func TestActivityRecipients(t *testing.T) {
+	e := startEnv(t, envOptions{dest2: true, sections: consoleSections("")})
+	c := e.client(t)
+	if err := c.Mail("alice@example.org", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Rcpt("team@ours.test", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Rcpt("later@ours.test", nil); err == nil {
+		t.Fatal("later@ours.test accepted")
+	}
+	if err := c.Rcpt("bad@ours.test", nil); err == nil {
+		t.Fatal("bad@ours.test accepted")
+	}
+	if _, err := sendData(t, c, testMessage); err != nil {
+		t.Fatal(err)
+	}
+	c.Quit()
+	var recs []activity.Record
+	deadline := time.Now().Add(10 * time.Second)
+	for len(recs) == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+		recs, _, _ = e.gw.Activity().Query(context.Background(), activity.Filter{})
+	}
+	if len(recs) != 1 {
+		t.Fatalf("records %+v, want one", recs)
+	}
+	r := recs[0]
+	if r.Outcome != "forwarded" || r.DecidedBy != "destination" || len(r.QueueIDs) != 1 {
+		t.Errorf("transaction %q by %q, queue ids %v: want forwarded by destination with one queued copy", r.Outcome, r.DecidedBy, r.QueueIDs)
+	}
+	want := []activity.Recipient{
+		{Address: "team@ours.test", Destinations: []string{"me@dest.test", "you@dest2.test"}, Outcome: "forwarded", DecidedBy: "destination"},
+		{Address: "later@ours.test", Outcome: "tempfailed", DecidedBy: "destination", Reply: "451 4.2.1"},
+		{Address: "bad@ours.test", Outcome: "refused", DecidedBy: "destination", Reply: "550 5.1.1"},
+	}
+	if len(r.Recipients) != len(want) {
+		t.Fatalf("recipients %+v", r.Recipients)
+	}
+	for i, w := range want {
+		g := r.Recipients[i]
+		if g.Address != w.Address || g.Outcome != w.Outcome || g.DecidedBy != w.DecidedBy || !strings.HasPrefix(g.Reply, w.Reply) ||
+			strings.Join(g.Destinations, ",") != strings.Join(w.Destinations, ",") {
+			t.Errorf("recipient %d: %+v, want %+v", i, g, w)
+		}
+	}
+	// The filters find it by any of its recipients' outcomes.
+	for _, o := range []string{"forwarded", "tempfailed", "refused"} {
+		if _, n, _ := e.gw.Activity().Query(context.Background(), activity.Filter{Outcome: o, Address: "ours.test"}); n != 1 {
+			t.Errorf("outcome %s: %d records, want 1", o, n)
+		}
+	}
+}

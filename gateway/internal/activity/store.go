@@ -77,8 +77,6 @@ var migrations = []string{
 		data       TEXT NOT NULL     -- the whole Record as JSON
 	);
 	CREATE INDEX transactions_time ON transactions(time);
-	CREATE INDEX transactions_sender ON transactions(sender);
-	CREATE INDEX transactions_sender_dom ON transactions(sender_dom);
 	CREATE TABLE recipients (
 		txn        INTEGER NOT NULL, -- transactions.n
 		address    TEXT NOT NULL,    -- lower case
@@ -86,9 +84,7 @@ var migrations = []string{
 		outcome    TEXT NOT NULL,
 		decided_by TEXT NOT NULL
 	);
-	CREATE INDEX recipients_txn ON recipients(txn);
-	CREATE INDEX recipients_address ON recipients(address);
-	CREATE INDEX recipients_domain ON recipients(domain);`,
+	CREATE INDEX recipients_txn ON recipients(txn);`,
 }
 
 // Open opens (or creates) the database at path, brings its schema up to

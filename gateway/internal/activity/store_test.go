@@ -6,6 +6,7 @@ import (
 	"errors"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -323,5 +324,32 @@ func TestWAL(t *testing.T) {
 	var mode string
 	if err := s.db.QueryRow(`PRAGMA journal_mode`).Scan(&mode); err != nil || mode != "wal" {
 		t.Errorf("journal_mode %q (%v), want wal", mode, err)
+	}
+}
+
+// BenchmarkRecord is the writer's cost per record: what recording takes
+// from the machine, off the session's path.
+func BenchmarkRecord(b *testing.B) {
+	s, err := Open(filepath.Join(b.TempDir(), "activity.db"), Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	r := sample()[2]
+	r.Plugins = sample()[0].Plugins
+	n := 0
+	b.ReportAllocs()
+	for b.Loop() {
+		n++
+		r.ID = "bench-" + strconv.Itoa(n)
+		s.Record(r)
+		if n%4096 == 0 {
+			for len(s.in) > 0 {
+				time.Sleep(time.Millisecond)
+			}
+		}
+	}
+	s.Close()
+	if c := s.Counts(); c.Written != uint64(n) {
+		b.Errorf("counts %+v, want %d written", c, n)
 	}
 }
