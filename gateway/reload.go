@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"errors"
-	"html/template"
 	"log/slog"
 	"maps"
 	"net/http"
@@ -426,28 +425,9 @@ func (g *Gateway) adminServer() (*http.Server, error) {
 			return nil, err
 		}
 		c.Login = l
-		c.Console = consolePlaceholder()
+		c.Console = g.consoleHandler(g.activity)
 	}
 	return &http.Server{Handler: admin.Handler(c), ReadHeaderTimeout: 10 * time.Second}, nil
-}
-
-// consolePlaceholder stands in for the console's pages until they are
-// merged: who is logged in, and a way out.
-func consolePlaceholder() http.Handler {
-	page := template.Must(template.New("console").Parse(`<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>Sluice console</title></head>
-<body><main><h1>Sluice console</h1><p>Logged in as {{.User}}.</p>
-<form method="post" action="/logout"><input type="hidden" name="csrf" value="{{.CSRF}}"><button type="submit">Log out</button></form>
-</main></body></html>
-`))
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/" {
-			http.NotFound(w, r)
-			return
-		}
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		page.Execute(w, struct{ User, CSRF string }{login.UserName(r), login.CSRFToken(r)})
-	})
 }
 
 // adminQueue is the queue for the admin endpoints: a nil interface, not
