@@ -2,11 +2,17 @@ package gateway_test
 
 import (
 	"context"
+	"errors"
+	"io/fs"
+	"log/slog"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/sluice-mail/sluice/gateway"
 	"github.com/sluice-mail/sluice/gateway/internal/activity"
+	"github.com/sluice-mail/sluice/gateway/internal/config"
 )
 
 // consoleSections turns the console on, with settings, and a user whose
@@ -189,5 +195,21 @@ func TestActivityRecipients(t *testing.T) {
 		if _, n, _ := e.gw.Activity().Query(context.Background(), activity.Filter{Outcome: o, Address: "ours.test"}); n != 1 {
 			t.Errorf("outcome %s: %d records, want 1", o, n)
 		}
+	}
+}
+
+// sluice check (gateway.Check) never opens or creates the console's
+// database: a gateway may be running on it.
+func TestCheckLeavesActivityAlone(t *testing.T) {
+	e := prepareEnv(t, envOptions{sections: consoleSections("")})
+	cfg, err := config.Load(e.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := gateway.Check(context.Background(), cfg, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(cfg.ConsoleDatabase()); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("after check, %s: %v, want it not to exist", cfg.ConsoleDatabase(), err)
 	}
 }
