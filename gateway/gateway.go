@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/sluice-mail/sluice/gateway/internal/acmecert"
+	"github.com/sluice-mail/sluice/gateway/internal/activity"
 	"github.com/sluice-mail/sluice/gateway/internal/config"
 	"github.com/sluice-mail/sluice/gateway/internal/inbox"
 	"github.com/sluice-mail/sluice/gateway/internal/mtasts"
@@ -49,6 +50,9 @@ type Gateway struct {
 	// queue is the process's queue, opened by Listen (nil before, and
 	// in sluice check: another gateway may hold it).
 	queue *queue.Queue
+	// activity is the console's store, opened by Listen when
+	// [console] is on; nil otherwise.
+	activity *activity.Store
 	// stsCache holds destinations' MTA-STS policies across generations:
 	// a reload must not forget a policy (RFC 8461 §5.1).
 	stsCache *mtasts.Cache
@@ -156,6 +160,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, level *slo
 		RejectBareLineEndings: cfg.SMTP.BareLineEndings == "reject",
 		DMARCReports:          g.reports,
 		QueueAll:              cfg.Queue.MultipleDestinations == "queue_all",
+		RecordSubject:         cfg.ConsoleRecordSubject(),
 
 		Logger:  log,
 		Metrics: g.metrics.registry,
@@ -218,6 +223,10 @@ func (g *Gateway) Listen() error {
 		g.admin = l
 	}
 	if err := g.openQueue(); err != nil {
+		g.closeListeners()
+		return err
+	}
+	if err := g.openActivity(); err != nil {
 		g.closeListeners()
 		return err
 	}
@@ -424,6 +433,12 @@ func (g *Gateway) Close() error {
 	if g.queue != nil {
 		errs = append(errs, g.queue.Close())
 		g.queue = nil
+	}
+	if g.activity != nil {
+		// After the sessions (Serve shut them down): their records are
+		// written before the store closes.
+		errs = append(errs, g.activity.Close())
+		g.activity = nil
 	}
 	return errors.Join(errs...)
 }

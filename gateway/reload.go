@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"errors"
-	"html/template"
 	"log/slog"
 	"maps"
 	"net/http"
@@ -16,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
+	"github.com/sluice-mail/sluice/gateway/internal/activity"
 	"github.com/sluice-mail/sluice/gateway/internal/admin"
 	"github.com/sluice-mail/sluice/gateway/internal/buildinfo"
 	"github.com/sluice-mail/sluice/gateway/internal/config"
@@ -41,7 +41,8 @@ type gatewayMetrics struct {
 	acmeFailures *prometheus.CounterVec
 	stsFetches   *prometheus.CounterVec
 	stsNotWaited prometheus.Counter
-	queue        *queue.Metrics // read the queue once Listen opened it
+	queue        *queue.Metrics    // read the queue once Listen opened it
+	activity     *activity.Metrics // read the console's store once Listen opened it
 	// reportsDropped and reportsSent are the DMARC and TLS reports'.
 	reportsDropped *prometheus.CounterVec
 	reportsSent    *prometheus.CounterVec
@@ -89,6 +90,7 @@ func newGatewayMetrics() *gatewayMetrics {
 	m.stsFetches.WithLabelValues("ok")
 	m.stsFetches.WithLabelValues("failed")
 	m.queue = queue.NewMetrics(r)
+	m.activity = activity.NewMetrics(r)
 	m.dsn = newDSNCounter(r)
 	m.reloads.WithLabelValues("ok")
 	m.reloads.WithLabelValues("failed")
@@ -405,12 +407,9 @@ func (g *Gateway) chainInfo() admin.Chain {
 
 func (g *Gateway) adminServer() (*http.Server, error) {
 	c := admin.Config{
-		Metrics: g.metrics.registry,
-		Hosts:   []string{g.cfg.Hostname},
-		Reload: func(ctx context.Context) ([]string, error) {
-			g.log.Info("reloading: asked over HTTP")
-			return g.reloadReporting(ctx)
-		},
+		Metrics:      g.metrics.registry,
+		Hosts:        []string{g.cfg.Hostname},
+		Reload:       g.reloadOverHTTP,
 		Chain:        g.chainInfo,
 		Queue:        g.adminQueue(),
 		MetricsToken: g.cfg.Admin.MetricsToken,
@@ -426,28 +425,9 @@ func (g *Gateway) adminServer() (*http.Server, error) {
 			return nil, err
 		}
 		c.Login = l
-		c.Console = consolePlaceholder()
+		c.Console = g.consoleHandler(g.activity)
 	}
 	return &http.Server{Handler: admin.Handler(c), ReadHeaderTimeout: 10 * time.Second}, nil
-}
-
-// consolePlaceholder stands in for the console's pages until they are
-// merged: who is logged in, and a way out.
-func consolePlaceholder() http.Handler {
-	page := template.Must(template.New("console").Parse(`<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>Sluice console</title></head>
-<body><main><h1>Sluice console</h1><p>Logged in as {{.User}}.</p>
-<form method="post" action="/logout"><input type="hidden" name="csrf" value="{{.CSRF}}"><button type="submit">Log out</button></form>
-</main></body></html>
-`))
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/" {
-			http.NotFound(w, r)
-			return
-		}
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		page.Execute(w, struct{ User, CSRF string }{login.UserName(r), login.CSRFToken(r)})
-	})
 }
 
 // adminQueue is the queue for the admin endpoints: a nil interface, not
