@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/sluice-mail/sluice/gateway/internal/acmecert"
+	"github.com/sluice-mail/sluice/gateway/internal/activity"
 	"github.com/sluice-mail/sluice/gateway/internal/config"
 	"github.com/sluice-mail/sluice/gateway/internal/inbox"
 	"github.com/sluice-mail/sluice/gateway/internal/mtasts"
@@ -49,6 +50,9 @@ type Gateway struct {
 	// queue is the process's queue, opened by Listen (nil before, and
 	// in sluice check: another gateway may hold it).
 	queue *queue.Queue
+	// activity is the console's store, opened by Listen when
+	// [console] is on; nil otherwise.
+	activity *activity.Store
 	// stsCache holds destinations' MTA-STS policies across generations:
 	// a reload must not forget a policy (RFC 8461 §5.1).
 	stsCache *mtasts.Cache
@@ -156,6 +160,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, level *slo
 		RejectBareLineEndings: cfg.SMTP.BareLineEndings == "reject",
 		DMARCReports:          g.reports,
 		QueueAll:              cfg.Queue.MultipleDestinations == "queue_all",
+		RecordSubject:         cfg.ConsoleRecordSubject(),
 
 		Logger:  log,
 		Metrics: g.metrics.registry,
@@ -221,7 +226,34 @@ func (g *Gateway) Listen() error {
 		g.closeListeners()
 		return err
 	}
+	if err := g.openActivity(); err != nil {
+		g.closeListeners()
+		return err
+	}
 	return nil
+}
+
+// adminListener is what the admin server serves on: l itself, plain
+// HTTP, on loopback; off it, l with TLS and the STARTTLS certificate,
+// since passwords and session cookies would cross the network.
+func (g *Gateway) adminListener(l net.Listener, loopback bool) (net.Listener, error) {
+	if loopback {
+		return l, nil
+	}
+	if !starttls(g.cfg) {
+		return nil, fmt.Errorf("admin listener %s is not on loopback, so it serves HTTPS with the STARTTLS certificate: set smtp.tls_cert and smtp.tls_key, tls.acme or smtp.tls_self_signed, or listen on loopback", l.Addr())
+	}
+	if !g.cfg.Console.Enabled {
+		g.log.Warn("the admin listener is not on loopback and has no login: anyone who reaches it can reload the configuration; turn on [console] for a login", "addr", l.Addr().String())
+	}
+	return tls.NewListener(l, &tls.Config{NextProtos: []string{"http/1.1"}, GetConfigForClient: g.generationTLS}), nil
+}
+
+// adminOnLoopback reports whether the admin listener is on a loopback
+// address, where it serves plain HTTP.
+func adminOnLoopback(l net.Listener) bool {
+	ap, err := netip.ParseAddrPort(l.Addr().String())
+	return err == nil && ap.Addr().Unmap().IsLoopback()
 }
 
 func listen(addr string) (net.Listener, error) {
@@ -261,6 +293,20 @@ func (g *Gateway) AdminAddr() string {
 // when gateway.toml or a file it names (plugin, key, certificate, SRS
 // secrets) changes.
 func (g *Gateway) Serve(ctx context.Context, grace time.Duration) error {
+	// The admin listener first: a mistake in its settings stops the start
+	// before any mail is taken.
+	var admin *http.Server
+	var adminL net.Listener
+	if g.admin != nil {
+		var err error
+		if admin, err = g.adminServer(); err == nil {
+			adminL, err = g.adminListener(g.admin, adminOnLoopback(g.admin))
+		}
+		if err != nil {
+			g.Close()
+			return err
+		}
+	}
 	errc := make(chan error, len(g.listeners))
 	n := len(g.cfg.SMTP.Listen)
 	for i, l := range g.listeners {
@@ -272,18 +318,17 @@ func (g *Gateway) Serve(ctx context.Context, grace time.Duration) error {
 			g.log.Info("dev inbox listening", "addr", l.Addr().String(), "dir", g.inbox.Dir)
 		}
 	}
-	var admin *http.Server
 	if g.admin != nil {
-		admin = g.adminServer()
 		go func() {
-			if err := admin.Serve(g.admin); !errors.Is(err, http.ErrServerClosed) {
+			if err := admin.Serve(adminL); !errors.Is(err, http.ErrServerClosed) {
 				g.log.Error("admin listener", "err", err)
 			}
 		}()
-		g.log.Info("admin listening", "addr", g.admin.Addr().String())
-		if ip, err := netip.ParseAddrPort(g.admin.Addr().String()); err == nil && !ip.Addr().IsLoopback() {
-			g.log.Warn("the admin listener is not on loopback and has no authentication: anyone who reaches it can reload the configuration", "addr", g.admin.Addr().String())
+		scheme := "http"
+		if adminL != g.admin {
+			scheme = "https"
 		}
+		g.log.Info("admin listening", "addr", g.admin.Addr().String(), "scheme", scheme)
 	}
 	var https *http.Server
 	if len(g.https) > 0 {
@@ -388,6 +433,12 @@ func (g *Gateway) Close() error {
 	if g.queue != nil {
 		errs = append(errs, g.queue.Close())
 		g.queue = nil
+	}
+	if g.activity != nil {
+		// After the sessions (Serve shut them down): their records are
+		// written before the store closes.
+		errs = append(errs, g.activity.Close())
+		g.activity = nil
 	}
 	return errors.Join(errs...)
 }

@@ -130,20 +130,21 @@ func (g *Gateway) httpsTLS() *tls.Config {
 			NextProtos:     []string{"http/1.1", acmecert.ALPNProto},
 		}
 	}
-	return &tls.Config{
-		NextProtos: []string{"http/1.1"},
-		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
-			gen := g.gens.Acquire()
-			if gen == nil {
-				return nil, errClosed
-			}
-			defer gen.Release()
-			if gen.TLS == nil {
-				return nil, errors.New("no certificate configured")
-			}
-			return gen.TLS, nil
-		},
+	return &tls.Config{NextProtos: []string{"http/1.1"}, GetConfigForClient: g.generationTLS}
+}
+
+// generationTLS is the STARTTLS configuration of the generation in use,
+// so that each handshake gets the certificate as last reloaded.
+func (g *Gateway) generationTLS(*tls.ClientHelloInfo) (*tls.Config, error) {
+	gen := g.gens.Acquire()
+	if gen == nil {
+		return nil, errClosed
 	}
+	defer gen.Release()
+	if gen.TLS == nil {
+		return nil, errors.New("no certificate configured")
+	}
+	return gen.TLS, nil
 }
 
 // httpsServer serves the MTA-STS policy at

@@ -15,9 +15,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
+	"github.com/sluice-mail/sluice/gateway/internal/activity"
 	"github.com/sluice-mail/sluice/gateway/internal/admin"
 	"github.com/sluice-mail/sluice/gateway/internal/buildinfo"
 	"github.com/sluice-mail/sluice/gateway/internal/config"
+	"github.com/sluice-mail/sluice/gateway/internal/login"
 	"github.com/sluice-mail/sluice/gateway/internal/metrics"
 	"github.com/sluice-mail/sluice/gateway/internal/queue"
 )
@@ -39,7 +41,8 @@ type gatewayMetrics struct {
 	acmeFailures *prometheus.CounterVec
 	stsFetches   *prometheus.CounterVec
 	stsNotWaited prometheus.Counter
-	queue        *queue.Metrics // read the queue once Listen opened it
+	queue        *queue.Metrics    // read the queue once Listen opened it
+	activity     *activity.Metrics // read the console's store once Listen opened it
 	// reportsDropped and reportsSent are the DMARC and TLS reports'.
 	reportsDropped *prometheus.CounterVec
 	reportsSent    *prometheus.CounterVec
@@ -87,6 +90,7 @@ func newGatewayMetrics() *gatewayMetrics {
 	m.stsFetches.WithLabelValues("ok")
 	m.stsFetches.WithLabelValues("failed")
 	m.queue = queue.NewMetrics(r)
+	m.activity = activity.NewMetrics(r)
 	m.dsn = newDSNCounter(r)
 	m.reloads.WithLabelValues("ok")
 	m.reloads.WithLabelValues("failed")
@@ -401,19 +405,31 @@ func (g *Gateway) chainInfo() admin.Chain {
 	return c
 }
 
-func (g *Gateway) adminServer() *http.Server {
-	h := admin.Handler(admin.Config{
-		Metrics: g.metrics.registry,
-		Hosts:   []string{g.cfg.Hostname},
-		Reload: func(ctx context.Context) ([]string, error) {
-			g.log.Info("reloading: asked over HTTP")
-			return g.reloadReporting(ctx)
-		},
-		Chain:  g.chainInfo,
-		Queue:  g.adminQueue(),
-		Logger: g.log,
-	})
-	return &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+func (g *Gateway) adminServer() (*http.Server, error) {
+	c := admin.Config{
+		Metrics:      g.metrics.registry,
+		Hosts:        []string{g.cfg.Hostname},
+		Reload:       g.reloadOverHTTP,
+		Chain:        g.chainInfo,
+		Queue:        g.adminQueue(),
+		MetricsToken: g.cfg.Admin.MetricsToken,
+		Logger:       g.log,
+	}
+	if g.cfg.Console.Enabled {
+		users := make([]login.User, 0, len(g.cfg.Console.Users))
+		for _, u := range g.cfg.Console.Users {
+			users = append(users, login.User{Name: u.Name, PasswordHash: u.PasswordHash})
+		}
+		l, err := login.New(login.Config{Users: users, Logger: g.log})
+		if err != nil {
+			return nil, err
+		}
+		c.Login = l
+		if g.activity != nil { // opened by Listen, which comes first
+			c.Console = g.consoleHandler(g.activity)
+		}
+	}
+	return &http.Server{Handler: admin.Handler(c), ReadHeaderTimeout: 10 * time.Second}, nil
 }
 
 // adminQueue is the queue for the admin endpoints: a nil interface, not

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/cookiejar"
 	"net/url"
 	"os"
 	"os/exec"
@@ -158,8 +159,46 @@ func TestDemoWithTheRealBinary(t *testing.T) {
 		t.Errorf("the message to team@your-domain.test went to the capture inbox for other than me@inbox.test alone:\n%.300s", team)
 	}
 
+	// The console's demo login is the one the README gives.
+	demoLogin(t, d.adminAddr, readme)
+
 	// SIGTERM stops it cleanly.
 	serve.stop()
+}
+
+// demoLogin logs in to the demo's console with the user and password the
+// README gives.
+func demoLogin(t *testing.T, adminAddr, readme string) {
+	t.Helper()
+	text, err := os.ReadFile(readme)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile("log in as `([^`]+)` with the password\\s+`([^`]+)`").FindSubmatch(text)
+	if m == nil {
+		t.Fatal("README.md no longer gives the demo console's user and password")
+	}
+	base := "http://" + adminAddr
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := c.Get(base + "/login")
+	if err != nil {
+		t.Fatal(err)
+	}
+	form, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	token := regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindSubmatch(form)
+	if token == nil {
+		t.Fatalf("GET /login: %s, no csrf field:\n%s", resp.Status, form)
+	}
+	resp, err = c.PostForm(base+"/login", url.Values{"user": {string(m[1])}, "password": {string(m[2])}, "csrf": {string(token[1])}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/" {
+		t.Errorf("logging in to the demo's console as %s with the README's password: %s to %q, want 303 to /", m[1], resp.Status, resp.Header.Get("Location"))
+	}
 }
 
 // The README's way to turn greylisting on in the demo: its ```toml block

@@ -4,6 +4,7 @@
 //	sluice check -c gateway.toml     validate a configuration, plugins and keys included
 //	sluice send [flags] [file.eml]   send one message, printing the server's replies
 //	sluice keygen [flags]            write a DKIM key and print its DNS record
+//	sluice passwd [-bcrypt]          print a console user's password hash
 //	sluice dns -c gateway.toml       print the DNS records the configuration needs
 //	sluice doctor -c gateway.toml    check the published DNS records and the certificate
 //	sluice plugin new|test|check     tools for plugin authors
@@ -40,6 +41,7 @@ commands:
   check   -c FILE            validate a configuration (keys and plugins are loaded)
   send    [flags] [FILE]     send a message through an SMTP server and show its replies
   keygen  [flags]            write a DKIM private key and print the DNS TXT record to publish
+  passwd  [-bcrypt]          read a password and print its hash for a [[console.user]]
   dns     -c FILE            print the DNS records the configuration needs, as zone-file lines
   doctor  -c FILE            check the published DNS records and the certificate, with the fix for each problem
   plugin  new|test|check     tools for plugin authors: scaffold, run and check a plugin
@@ -56,7 +58,7 @@ type command func(ctx context.Context, args []string, stdin io.Reader, stdout, s
 
 // commands are sluice's commands, by name.
 var commands = map[string]command{
-	"serve": serve, "check": check, "send": send, "keygen": keygen, "dns": dnsCmd, "doctor": doctorCmd, "plugin": pluginCmd, "queue": queueCmd, "version": versionCmd,
+	"serve": serve, "check": check, "send": send, "keygen": keygen, "passwd": passwd, "dns": dnsCmd, "doctor": doctorCmd, "plugin": pluginCmd, "queue": queueCmd, "version": versionCmd,
 }
 
 // sluiceGroup is sluice itself: the commands, and the help on them.

@@ -12,6 +12,7 @@ package admin
 
 import (
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"log/slog"
 	"net"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sluice-mail/sluice/gateway/internal/login"
 	"github.com/sluice-mail/sluice/gateway/internal/metrics"
 	"github.com/sluice-mail/sluice/sdk/abi"
 )
@@ -41,8 +43,16 @@ type Config struct {
 	Chain func() Chain
 	// Queue is the gateway's queue, for the /admin/queue endpoints; nil
 	// if it has none, and they answer 503.
-	Queue  Queue
-	Logger *slog.Logger
+	Queue Queue
+	// MetricsToken, if set, is the bearer token /healthz and /metrics
+	// ask for.
+	MetricsToken string
+	// Login, if set, guards Console, /api/v1/ (part of Console) and
+	// /admin/*, and serves /login and /logout.
+	Login *login.Login
+	// Console serves / when Login is set: the activity console.
+	Console http.Handler
+	Logger  *slog.Logger
 }
 
 // Chain is the filter chain in use, as GET /admin/chain shows it.
@@ -88,22 +98,57 @@ type reloadAnswer struct {
 //	GET  /admin/chain    the chain in use, as JSON
 //	     /admin/queue...  list and operate on the queue (see queueEndpoints)
 //
+// and, with a Login, /login, /logout and the console at /, which like
+// /admin/* then need a logged-in user.
+//
 // A request whose Host is not one of ours gets 421; a browser's request
-// from another origin that is not GET or HEAD gets 403.
+// from another origin that is not GET or HEAD gets 403. With a
+// MetricsToken, /healthz and /metrics need it as a bearer token.
 func Handler(c Config) http.Handler {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	return checkHost(c.Hosts, http.NewCrossOriginProtection().Handler(endpoints(c)))
+	h := endpoints(c)
+	if c.Login != nil {
+		h = withLogin(c, h)
+	}
+	return checkHost(c.Hosts, http.NewCrossOriginProtection().Handler(h))
+}
+
+// withLogin puts the console behind the login, and the admin endpoints
+// other than /healthz and /metrics for clients not on loopback. On
+// loopback they stay open as without a console, for `sluice queue` and
+// scripts on the host: a browser's page cannot reach them there (the
+// Host check and the cross-origin check above).
+func withLogin(c Config, admin http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/healthz", admin)
+	mux.Handle("/metrics", admin)
+	mux.Handle("/login", c.Login.Handler())
+	mux.Handle("/logout", c.Login.Handler())
+	guarded := c.Login.Require(admin)
+	mux.Handle("/admin/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if fromLoopback(r) {
+			admin.ServeHTTP(w, r)
+			return
+		}
+		guarded.ServeHTTP(w, r)
+	}))
+	console := c.Console
+	if console == nil {
+		console = http.NotFoundHandler()
+	}
+	mux.Handle("/", c.Login.Require(console))
+	return mux
 }
 
 func endpoints(c Config) http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+	mux.Handle("GET /healthz", bearer(c.MetricsToken, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Write([]byte("ok\n"))
-	})
-	mux.Handle("GET /metrics", metrics.Handler(c.Metrics, c.Logger))
+	})))
+	mux.Handle("GET /metrics", bearer(c.MetricsToken, metrics.Handler(c.Metrics, c.Logger)))
 	mux.HandleFunc("POST /admin/reload", func(w http.ResponseWriter, r *http.Request) {
 		// A reload once asked for runs to its end even if the caller
 		// hangs up: stopping halfway would only waste the work.
@@ -123,6 +168,23 @@ func endpoints(c Config) http.Handler {
 	})
 	queueEndpoints(mux, c.Queue)
 	return mux
+}
+
+// bearer serves next only to requests with "Authorization: Bearer
+// token", compared in constant time; every request if token is "".
+func bearer(token string, next http.Handler) http.Handler {
+	if token == "" {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(token)) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="sluice"`)
+			http.Error(w, "unauthorized: this endpoint needs Authorization: Bearer <[admin] metrics_token>", http.StatusUnauthorized)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // checkHost serves only requests whose Host names this listener: one of
@@ -157,6 +219,12 @@ func checkHost(hosts []string, next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// fromLoopback reports whether the request came from a loopback address.
+func fromLoopback(r *http.Request) bool {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	return err == nil && ap.Addr().Unmap().IsLoopback()
 }
 
 // normalHost is a host name or address as compared: lower case, without

@@ -17,6 +17,7 @@ import (
 
 	"github.com/sluice-mail/sluice/gateway/internal/address"
 	"github.com/sluice-mail/sluice/gateway/internal/dmarc"
+	"github.com/sluice-mail/sluice/gateway/internal/login"
 	"github.com/sluice-mail/sluice/gateway/internal/mtasts"
 	"github.com/sluice-mail/sluice/gateway/internal/plugin/interrupt"
 	"github.com/sluice-mail/sluice/gateway/internal/relay"
@@ -198,6 +199,8 @@ func (v *validator) console() {
 		seen[u.Name] = true
 		if !strings.HasPrefix(u.PasswordHash, "$2a$") && !strings.HasPrefix(u.PasswordHash, "$2b$") && !strings.HasPrefix(u.PasswordHash, "$argon2id$") {
 			v.errorf(path, "console.user[%d]: password_hash must be a bcrypt or argon2id hash (sluice passwd prints one)", i)
+		} else if err := login.CheckHash(u.PasswordHash); err != nil {
+			v.errorf(path, "console.user[%d]: password_hash: %v (sluice passwd prints a good one)", i, err)
 		}
 	}
 }

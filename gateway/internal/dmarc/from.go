@@ -31,7 +31,7 @@ func FromDomain(header []byte) (string, error) {
 	for _, f := range message.Fields(header) {
 		if strings.EqualFold(f.Name, "From") {
 			found++
-			value = fieldValue(f.Raw)
+			value = f.Value()
 		}
 	}
 	switch {
@@ -62,11 +62,4 @@ func FromDomain(header []byte) (string, error) {
 		return "", fmt.Errorf("the From address: %v", err)
 	}
 	return domain, nil
-}
-
-// fieldValue is what follows the colon, unfolded: the address parser does
-// not take line breaks as white space.
-func fieldValue(raw []byte) string {
-	_, value, _ := strings.Cut(string(raw), ":")
-	return strings.ReplaceAll(value, "\r\n", "")
 }

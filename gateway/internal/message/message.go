@@ -75,6 +75,12 @@ type Field struct {
 	Raw  []byte // the whole field, ending in CRLF
 }
 
+// Value is what follows the field's colon, unfolded and trimmed.
+func (f Field) Value() string {
+	_, v, _ := strings.Cut(string(f.Raw), ":")
+	return strings.TrimSpace(strings.ReplaceAll(v, "\r\n", ""))
+}
+
 // Fields splits a header block into its fields. Lines that are neither a
 // field nor a continuation are kept as fields with an empty name, so that
 // joining Raw gives back the header block exactly.

@@ -54,3 +54,13 @@ func (c *clientName) wait(ctx context.Context) (name, result string) {
 		return "", resolver.NameTempError
 	}
 }
+
+// known returns the name if the lookup has ended, without waiting.
+func (c *clientName) known() string {
+	select {
+	case <-c.done:
+		return c.name
+	default:
+		return ""
+	}
+}

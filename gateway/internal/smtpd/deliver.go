@@ -39,6 +39,9 @@ func (s *session) deliver(msg []byte) (*smtp.SMTPError, decider) {
 			return &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4}, Message: fmt.Sprintf("Too many header fields (%d; the limit is %d)", n, max)}, byHost
 		}
 	}
+	if s.srv.cfg.Activity != nil {
+		s.txn.readHeader(header, s.srv.cfg.RecordSubject)
+	}
 	whole := msg // the message as the checks see it
 	if h := auth.StripForged(header, s.srv.cfg.Hostname); len(h) != len(header) {
 		header, whole = h, join(h, body)
@@ -51,6 +54,9 @@ func (s *session) deliver(msg []byte) (*smtp.SMTPError, decider) {
 	if a := s.gen.Auth; a != nil {
 		r := a.Message(s.srv.ctx, whole, s.txn.spf.Wait(s.srv.ctx))
 		report = &r
+		if s.srv.cfg.Activity != nil {
+			s.txn.keepAuth(r.Auth)
+		}
 		s.srv.metrics.authChecked(r.Auth)
 	}
 	var out plugin.Outcome

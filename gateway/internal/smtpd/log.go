@@ -85,14 +85,15 @@ func (t *transaction) outcome() string {
 	return replyOutcome(t.result)
 }
 
-// endTxn ends the transaction: its line is written and its recipients
-// counted, once, if anything was decided in it, and its relay closed.
+// endTxn ends the transaction: its line is written, its recipients
+// counted and its record kept, once, if anything was decided in it, and its relay closed.
 // Every way a transaction ends comes here: the reply to DATA, a refused
 // MAIL, a new MAIL, RSET, QUIT and the connection's end.
 func (s *session) endTxn() {
 	if t := &s.txn; t.result != nil || len(t.decisions) > 0 {
 		s.srv.metrics.transaction(t) // first, so that whoever reads the line finds it counted
 		s.logTxn()
+		s.record()
 	}
 	if s.txn.relay != nil {
 		s.txn.relay.Close()

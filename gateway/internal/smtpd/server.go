@@ -147,6 +147,10 @@ func (s *Server) tlsConfig(*tls.ClientHelloInfo) (*tls.Config, error) {
 // is locked by the gateway running). Call it before Serve.
 func (s *Server) UseQueue(q queue.Enqueuer) { s.cfg.Queue = q }
 
+// UseActivity gives the server the console's store, which the gateway
+// opens only when it serves, as the queue. Call it before Serve.
+func (s *Server) UseActivity(a activity.Recorder) { s.cfg.Activity = a }
+
 // Serve accepts connections on l until Close. Connections over the
 // configured limits, which count the connections of every listener
 // together, are answered 421 and closed.

@@ -29,6 +29,7 @@ type session struct {
 	started  time.Time
 	txn      transaction
 	errors   int // refusals of MAIL and RCPT so far
+	txns     int // transactions recorded so far, which numbers their records
 
 	// gen is the generation of parts (chain, relay, keys, settings) this
 	// session started on and keeps to its end, whatever reloads happen
@@ -77,6 +78,11 @@ type transaction struct {
 	data      bool            // result is the reply to DATA
 	dropped   bool            // result is the 250 for a message dropped whole
 	size      int             // of the message, once read
+
+	// For the transaction's record (activity.go), read at DATA only
+	// when there is a store to record in.
+	messageID, subject string
+	auth               *abi.Auth
 }
 
 // verdict is one plugin's answer at one stage, for the message's log line.
