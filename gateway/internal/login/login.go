@@ -278,7 +278,13 @@ func (l *Login) form(w http.ResponseWriter, r *http.Request) {
 }
 
 func (l *Login) render(w http.ResponseWriter, r *http.Request, status int, d pageData) {
+	// A browser that already holds a login token keeps it: it loads the
+	// form more than once (a second tab, its /favicon.ico sent here too),
+	// and a new token would make the form on screen expire.
 	d.CSRF = randomToken()
+	if c, err := r.Cookie(loginCookie); err == nil && len(c.Value) == len(d.CSRF) {
+		d.CSRF = c.Value
+	}
 	http.SetCookie(w, cookie(r, loginCookie, d.CSRF, 3600))
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")

@@ -176,6 +176,27 @@ func TestLoginAndCookie(t *testing.T) {
 	}
 }
 
+// A browser that loads the login page again (a second tab, or its
+// /favicon.ico sent to the login too) can still post the first form.
+func TestLoginFormLoadedTwice(t *testing.T) {
+	s := newSite(t, false)
+	c := s.browser(t)
+	_, first := get(t, c, s.URL+"/login?next=/page")
+	m := csrfInput.FindStringSubmatch(first)
+	if m == nil {
+		t.Fatalf("no csrf field in\n%s", first)
+	}
+	get(t, c, s.URL+"/login?next=%2Ffavicon.ico")
+	resp, err := c.PostForm(s.URL+"/login", url.Values{"user": {"admin"}, "password": {"sluice-demo"}, "csrf": {m[1]}, "next": {"/page"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Errorf("posting the first form after a second load: %s, want 303", resp.Status)
+	}
+}
+
 // Without a session a browser is sent to the login form, an API client
 // gets 401 in JSON.
 func TestRequireWithoutSession(t *testing.T) {
