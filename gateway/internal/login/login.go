@@ -222,10 +222,13 @@ func cookie(r *http.Request, name, value string, maxAge int) *http.Cookie {
 	return &http.Cookie{Name: name, Value: value, Path: "/", MaxAge: maxAge, HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode}
 }
 
-// next is where to go after logging in: a path of ours, or /.
+// next is where to go after logging in: a path of ours, or /. A browser
+// drops tabs and newlines from a URL and reads a backslash as a slash, so
+// "/\t/evil.test" would take it to evil.test: any control character or
+// backslash makes it /.
 func next(r *http.Request) string {
 	n := r.FormValue("next")
-	if !strings.HasPrefix(n, "/") || strings.HasPrefix(n, "//") || strings.HasPrefix(n, "/\\") {
+	if !strings.HasPrefix(n, "/") || strings.HasPrefix(n, "//") || strings.ContainsFunc(n, func(c rune) bool { return c < ' ' || c == 0x7f || c == '\\' }) {
 		return "/"
 	}
 	return n

@@ -218,10 +218,17 @@ func TestRequireWithoutSession(t *testing.T) {
 	if resp, err := c.Do(req); err != nil || resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("Accept: application/json: %v %v, want 401", resp.Status, err)
 	}
-	// A login may only send the browser to a path of ours.
-	resp = logInNext(t, c, s.URL, "//evil.test/")
-	if resp.Header.Get("Location") != "/" {
-		t.Errorf("next=//evil.test/: sent to %q, want /", resp.Header.Get("Location"))
+	// A login may only send the browser to a path of ours. A browser
+	// drops tabs and newlines from a URL (WHATWG URL parsing) and reads a
+	// backslash as a slash, so "/\t/evil.test/" is "//evil.test/" to it.
+	for _, n := range []string{"//evil.test/", "/\\evil.test/", "https://evil.test/", "/\t/evil.test/", "/\n/evil.test/", "/\r/evil.test/"} {
+		resp = logInNext(t, s.browser(t), s.URL, n)
+		if resp.Header.Get("Location") != "/" {
+			t.Errorf("next=%q: sent to %q, want /", n, resp.Header.Get("Location"))
+		}
+	}
+	if resp = logInNext(t, s.browser(t), s.URL, "/tx/a-1?q=x"); resp.Header.Get("Location") != "/tx/a-1?q=x" {
+		t.Errorf("next=/tx/a-1?q=x: sent to %q, want it kept", resp.Header.Get("Location"))
 	}
 }
 
