@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"context"
 	"html/template"
+	"math"
 	"net/http"
 	"net/url"
 	"slices"
@@ -48,7 +49,8 @@ func (s *server) list(w http.ResponseWriter, r *http.Request) {
 	f, err := parseFilter(q)
 	pageNo := 1
 	if err == nil {
-		pageNo, err = parseCount(q, "page", 1, 0)
+		// At most the page whose offset an int holds.
+		pageNo, err = parseCount(q, "page", 1, math.MaxInt/pageSize)
 		pageNo = max(pageNo, 1)
 	}
 	if err != nil {

@@ -136,6 +136,14 @@ func TestListPaging(t *testing.T) {
 	if h := findAll(doc, "h2", "id=tx-heading"); text(h[0]) != "Transactions 101–120 of 120" {
 		t.Errorf("heading %q", text(h[0]))
 	}
+	// A page past the end says so, not "Transactions 0–0 of 120".
+	doc = getPage(t, srv, "/?page=4", http.StatusOK)
+	if h := findAll(doc, "h2", "id=tx-heading"); text(h[0]) != "No transactions on this page, 120 in all" || link(doc, "prev") == "" {
+		t.Errorf("page 4: heading %q, prev %q", text(h[0]), link(doc, "prev"))
+	}
+	// A page number whose offset would overflow is the client's error,
+	// not the first page numbered from a negative row.
+	getPage(t, srv, "/?page=999999999999999999", http.StatusBadRequest)
 }
 
 // The charts are inline SVG: 24 hourly bars and 30 daily ones, each bar
