@@ -102,8 +102,9 @@ type reloadAnswer struct {
 // /admin/* then need a logged-in user.
 //
 // A request whose Host is not one of ours gets 421; a browser's request
-// from another origin that is not GET or HEAD gets 403. With a
-// MetricsToken, /healthz and /metrics need it as a bearer token.
+// from another origin that is not GET or HEAD gets 403; no answer may be
+// framed (notFramed). With a MetricsToken, /healthz and /metrics need it
+// as a bearer token.
 func Handler(c Config) http.Handler {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -112,7 +113,20 @@ func Handler(c Config) http.Handler {
 	if c.Login != nil {
 		h = withLogin(c, h)
 	}
-	return checkHost(c.Hosts, http.NewCrossOriginProtection().Handler(h))
+	return notFramed(checkHost(c.Hosts, http.NewCrossOriginProtection().Handler(h)))
+}
+
+// notFramed forbids every answer to be shown in another site's frame,
+// where a page could make the user click the reload or log-out button
+// unseen, and to be read as another type than it says.
+func notFramed(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("Content-Security-Policy", "frame-ancestors 'none'")
+		h.Set("X-Content-Type-Options", "nosniff")
+		next.ServeHTTP(w, r)
+	})
 }
 
 // withLogin puts the console behind the login, and the admin endpoints

@@ -99,3 +99,21 @@ func TestConsoleBehindLogin(t *testing.T) {
 		}
 	}
 }
+
+// No page of the listener may be framed by another site's page (which
+// could trick a click on the reload or log-out button), nor its answers
+// read as another type than they say.
+func TestNotFramed(t *testing.T) {
+	h := loginHandler(t)
+	for _, path := range []string{"/login", "/", "/healthz"} {
+		r := httptest.NewRequest("GET", path, nil)
+		r.RemoteAddr, r.Host = "127.0.0.1:5000", "localhost"
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		hd := w.Result().Header
+		if hd.Get("X-Frame-Options") != "DENY" || hd.Get("Content-Security-Policy") != "frame-ancestors 'none'" || hd.Get("X-Content-Type-Options") != "nosniff" {
+			t.Errorf("GET %s: X-Frame-Options %q, Content-Security-Policy %q, X-Content-Type-Options %q", path,
+				hd.Get("X-Frame-Options"), hd.Get("Content-Security-Policy"), hd.Get("X-Content-Type-Options"))
+		}
+	}
+}
