@@ -202,6 +202,9 @@ func (s *server) render(w http.ResponseWriter, r *http.Request, code int, name s
 		return
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	// Pages show who wrote to whom: a browser keeps none of them, so the
+	// back button after logging out shows nothing.
+	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(code)
 	w.Write(buf.Bytes())
 }

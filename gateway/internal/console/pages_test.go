@@ -312,6 +312,22 @@ func TestQueuePage(t *testing.T) {
 }
 
 // The style sheet is served from the binary.
+// No page or answer of the API is kept by the browser (the back button
+// after logging out); the style sheet may be.
+func TestNotCached(t *testing.T) {
+	srv := testServer(t, storeWith(t, nil))
+	for _, path := range []string{"/", "/chain", "/api/v1/transactions", "/api/v1/stats"} {
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if got := resp.Header.Get("Cache-Control"); got != "no-store" {
+			t.Errorf("%s: Cache-Control %q, want no-store", path, got)
+		}
+	}
+}
+
 func TestStatic(t *testing.T) {
 	srv := testServer(t, storeWith(t, nil))
 	code, body := get(t, srv, "/static/console.css")
