@@ -3,8 +3,6 @@ package gateway
 import (
 	"context"
 	"errors"
-	"strconv"
-	"strings"
 
 	"github.com/emersion/go-smtp"
 
@@ -103,7 +101,7 @@ func (d queueDeliverer) Deliver(ctx context.Context, m *queue.Message, rcpts []q
 	if err != nil {
 		return fill(asResult(err, remote), accepted)
 	}
-	return fill(queue.Result{Code: reply.Code, Reply: replyText(reply), Remote: remote}, accepted)
+	return fill(queue.Result{Code: reply.Code, Reply: relay.ReplyText(reply), Remote: remote}, accepted)
 }
 
 // asResult is a relay error as the queue keeps it: the reply, as the
@@ -112,22 +110,7 @@ func (d queueDeliverer) Deliver(ctx context.Context, m *queue.Message, rcpts []q
 func asResult(err error, remote string) queue.Result {
 	var se *smtp.SMTPError
 	if errors.As(err, &se) {
-		return queue.Result{Code: se.Code, Reply: replyText(se), Remote: remote}
+		return queue.Result{Code: se.Code, Reply: relay.ReplyText(se), Remote: remote}
 	}
 	return queue.Result{Reply: err.Error(), Remote: remote}
-}
-
-// replyText is "550 5.1.1 text".
-func replyText(e *smtp.SMTPError) string {
-	var b strings.Builder
-	b.WriteString(strconv.Itoa(e.Code))
-	if e.EnhancedCode != smtp.NoEnhancedCode && e.EnhancedCode != smtp.EnhancedCodeNotSet {
-		for i, n := range e.EnhancedCode {
-			b.WriteByte(" ."[min(i, 1)])
-			b.WriteString(strconv.Itoa(n))
-		}
-	}
-	b.WriteByte(' ')
-	b.WriteString(e.Message)
-	return b.String()
 }

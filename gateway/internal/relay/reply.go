@@ -113,3 +113,27 @@ func truncate(s string, n int) string {
 	}
 	return strings.ToValidUTF8(s[:n], "") + "..."
 }
+
+// ReplyText is a reply as a client reads it: "550 5.1.1 text", or
+// "550 text" without an enhanced code; "" for nil. The session's log and
+// the queue's state both write replies so.
+func ReplyText(e *smtp.SMTPError) string {
+	if e == nil {
+		return ""
+	}
+	b := make([]byte, 0, 16+len(e.Message))
+	b = strconv.AppendInt(b, int64(e.Code), 10)
+	if e.EnhancedCode != smtp.NoEnhancedCode && e.EnhancedCode != smtp.EnhancedCodeNotSet {
+		for i, n := range e.EnhancedCode {
+			if i == 0 {
+				b = append(b, ' ')
+			} else {
+				b = append(b, '.')
+			}
+			b = strconv.AppendInt(b, int64(n), 10)
+		}
+	}
+	b = append(b, ' ')
+	b = append(b, e.Message...)
+	return string(b)
+}

@@ -1,13 +1,13 @@
 package smtpd
 
 import (
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/emersion/go-smtp"
 
 	"github.com/sluice-mail/sluice/gateway/internal/plugin"
+	"github.com/sluice-mail/sluice/gateway/internal/relay"
 )
 
 // decision is what became of one recipient at RCPT: the reply it got (nil:
@@ -171,23 +171,4 @@ func (s *session) logTxn() {
 }
 
 // replyText is a reply as the client read it: "550 5.1.1 text".
-func replyText(e *smtp.SMTPError) string {
-	if e == nil {
-		return ""
-	}
-	b := make([]byte, 0, 16+len(e.Message))
-	b = strconv.AppendInt(b, int64(e.Code), 10)
-	if e.EnhancedCode != smtp.NoEnhancedCode && e.EnhancedCode != smtp.EnhancedCodeNotSet {
-		for i, n := range e.EnhancedCode {
-			if i == 0 {
-				b = append(b, ' ')
-			} else {
-				b = append(b, '.')
-			}
-			b = strconv.AppendInt(b, int64(n), 10)
-		}
-	}
-	b = append(b, ' ')
-	b = append(b, e.Message...)
-	return string(b)
-}
+func replyText(e *smtp.SMTPError) string { return relay.ReplyText(e) }
