@@ -65,6 +65,8 @@ type Config struct {
 	Reports Reports `toml:"reports"`
 	// Console is the activity console on the admin listener (issue 13).
 	Console Console `toml:"console"`
+	// Cluster makes the gateway one node of several sharing state (issue 14).
+	Cluster Cluster `toml:"cluster"`
 
 	// File is the path the configuration was read from.
 	File  string `toml:"-"`
@@ -381,6 +383,40 @@ type Console struct {
 	Users []ConsoleUser `toml:"user"`
 }
 
+// Cluster makes this gateway one node of several behind the same MX
+// records. The nodes share the plugins' key-value store in Redis or
+// Valkey, so that a rate limit or a greylist holds across them; without
+// redis, each node keeps that store in its own memory. Read at start only.
+type Cluster struct {
+	// Node names this node in activity records and logs, so that one
+	// console showing every node's mail says which node took each; default
+	// the hostname.
+	Node string `toml:"node"`
+	// Redis is where the key-value store lives: one host:port, the seed
+	// nodes of a Redis Cluster, or, with redis_sentinel_master, the
+	// Sentinels. None: each node's memory.
+	Redis []string `toml:"redis"`
+	// RedisSentinelMaster is the master's name the Sentinels watch.
+	RedisSentinelMaster string `toml:"redis_sentinel_master"`
+	// RedisUsername and the password in RedisPasswordFile (its first
+	// line) log in to Redis (ACL, or requirepass with no username).
+	RedisUsername     string `toml:"redis_username"`
+	RedisPasswordFile string `toml:"redis_password_file"`
+	// RedisDB is the database number; 0 by default, and only 0 in a
+	// Redis Cluster.
+	RedisDB int `toml:"redis_db"`
+	// RedisTLS connects with TLS, verifying the server against the
+	// system's roots or RedisTLSCAFile.
+	RedisTLS       bool   `toml:"redis_tls"`
+	RedisTLSCAFile string `toml:"redis_tls_ca_file"`
+	// RedisKeyPrefix begins every key, so that one Redis can serve other
+	// programs too; default "sluice:".
+	RedisKeyPrefix string `toml:"redis_key_prefix"`
+	// RedisTimeout bounds each key-value call; past it the plugin gets a
+	// temporary error and its on_failure decides. Default 200ms.
+	RedisTimeout Duration `toml:"redis_timeout"`
+}
+
 // ConsoleUser is one login of the console: `sluice passwd` prints a
 // password hash.
 type ConsoleUser struct {
@@ -613,6 +649,12 @@ func (c *Config) ConsoleDatabase() string {
 	}
 	return c.Path(c.Console.Database)
 }
+
+// RedisPasswordPath is cluster.redis_password_file relative to the file.
+func (c *Config) RedisPasswordPath() string { return c.Path(c.Cluster.RedisPasswordFile) }
+
+// RedisTLSCAPath is cluster.redis_tls_ca_file relative to the file.
+func (c *Config) RedisTLSCAPath() string { return c.Path(c.Cluster.RedisTLSCAFile) }
 
 // ConsoleRecordSubject says whether the console records subjects.
 func (c *Config) ConsoleRecordSubject() bool {

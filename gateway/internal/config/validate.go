@@ -96,6 +96,15 @@ func (c *Config) setDefaults() {
 	if c.Console.Retention == 0 {
 		c.Console.Retention = Duration(30 * 24 * time.Hour)
 	}
+	if c.Cluster.Node == "" {
+		c.Cluster.Node = c.Hostname
+	}
+	if c.Cluster.RedisKeyPrefix == "" {
+		c.Cluster.RedisKeyPrefix = "sluice:"
+	}
+	if c.Cluster.RedisTimeout == 0 {
+		c.Cluster.RedisTimeout = Duration(200 * time.Millisecond)
+	}
 	if c.Log.Format == "" {
 		c.Log.Format = "text"
 	}
@@ -178,6 +187,42 @@ func (v *validator) validate() {
 	v.queue()
 	v.reports()
 	v.console()
+	v.cluster()
+}
+
+func (v *validator) cluster() {
+	c := &v.c.Cluster
+	for i, a := range c.Redis {
+		if host, port, err := net.SplitHostPort(a); err != nil || host == "" || port == "" {
+			v.errorf(fmt.Sprintf("cluster.redis.%d", i), "cluster.redis: %q is not host:port", a)
+		}
+	}
+	if len(c.Redis) == 0 {
+		for _, k := range []struct {
+			key string
+			set bool
+		}{
+			{"redis_sentinel_master", c.RedisSentinelMaster != ""},
+			{"redis_username", c.RedisUsername != ""},
+			{"redis_password_file", c.RedisPasswordFile != ""},
+			{"redis_db", c.RedisDB != 0},
+			{"redis_tls", c.RedisTLS},
+			{"redis_tls_ca_file", c.RedisTLSCAFile != ""},
+		} {
+			if k.set {
+				v.errorf("cluster."+k.key, "cluster.%s: needs cluster.redis, the addresses of Redis", k.key)
+			}
+		}
+	}
+	if c.RedisDB < 0 {
+		v.errorf("cluster.redis_db", "cluster.redis_db: must not be negative")
+	}
+	if c.RedisTLSCAFile != "" && !c.RedisTLS {
+		v.errorf("cluster.redis_tls_ca_file", "cluster.redis_tls_ca_file: needs redis_tls = true")
+	}
+	if t := c.RedisTimeout.D(); t <= 0 || t > 10*time.Second {
+		v.errorf("cluster.redis_timeout", "cluster.redis_timeout: %s is not between 1ms and 10s", t)
+	}
 }
 
 func (v *validator) console() {
