@@ -388,9 +388,9 @@ type Console struct {
 // Valkey, so that a rate limit or a greylist holds across them; without
 // redis, each node keeps that store in its own memory. Read at start only.
 type Cluster struct {
-	// Node names this node in activity records and logs, so that one
-	// console showing every node's mail says which node took each; default
-	// the hostname.
+	// Node names this node in activity records, so that one console
+	// showing every node's mail says which node took each; default the
+	// hostname.
 	Node string `toml:"node"`
 	// Redis is where the key-value store lives: one host:port, the seed
 	// nodes of a Redis Cluster, or, with redis_sentinel_master, the
