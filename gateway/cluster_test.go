@@ -14,6 +14,7 @@ import (
 	"github.com/emersion/go-smtp"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/sluice-mail/sluice/gateway/internal/admin"
 	"github.com/sluice-mail/sluice/gateway/internal/pgtest"
 	"github.com/sluice-mail/sluice/gateway/internal/redistest"
 	"github.com/sluice-mail/sluice/gateway/internal/syncbuf"
@@ -86,6 +87,17 @@ password_hash = %q
 			}
 		}
 	})
+
+	// What docs/cluster.md has an operator check before the next node:
+	// every node's /admin/chain names the same plugins with the same
+	// hashes.
+	var chains []string
+	for _, n := range nodes {
+		chains = append(chains, clusterChainHashes(t, n.admin))
+	}
+	if chains[0] != chains[1] || chains[0] != chains[2] || !strings.Contains(chains[0], "ratelimit=") {
+		t.Errorf("the nodes' /admin/chain differ or lack the ratelimit plugin:\n%s", strings.Join(chains, "\n"))
+	}
 
 	// The rate limit: round robin over the nodes, from a client network
 	// the greylist lets through, so that only the limit decides.
@@ -190,6 +202,26 @@ capabilities = ["kv"]
 delay = "1s"
 allow_networks = ["127.0.1.0/24"]
 %s`, wasmbuild.ForTest(t, "./plugins/ratelimit"), clusterLimit, wasmbuild.ForTest(t, "./plugins/greylist"), routerPlugin(t))
+}
+
+// clusterChainHashes returns what a node's /admin/chain says of each
+// plugin, "name=sha256" in order.
+func clusterChainHashes(t *testing.T, adminAddr string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + adminAddr + "/admin/chain")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var chain admin.Chain
+	if err := json.NewDecoder(resp.Body).Decode(&chain); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /admin/chain: %s, %v", resp.Status, err)
+	}
+	var out []string
+	for _, p := range chain.Plugins {
+		out = append(out, p.Name+"="+p.SHA256)
+	}
+	return strings.Join(out, " ")
 }
 
 // receivedIDs returns the X-Test-Id of each message d received whose id
