@@ -245,12 +245,12 @@ type clusterRecord struct {
 	Outcome string `json:"outcome"`
 }
 
-// clusterActivity logs in to the console at admin and returns the
+// clusterActivity logs in to the console at adminAddr and returns the
 // transactions its API lists, once there are at least want (records are
 // written in batches, a moment after each transaction).
-func clusterActivity(t *testing.T, admin string, want int) []clusterRecord {
+func clusterActivity(t *testing.T, adminAddr string, want int) []clusterRecord {
 	t.Helper()
-	c, base := consoleLogin(t, "http://"+admin)
+	c, base := consoleLogin(t, "http://"+adminAddr)
 	var answer struct {
 		Total        int             `json:"total"`
 		Transactions []clusterRecord `json:"transactions"`
