@@ -25,6 +25,14 @@ func NewMetrics(r prometheus.Registerer) *Metrics {
 			[]string{"op"}),
 	}
 	r.MustRegister(m.requests, m.latency)
+	// Every series from the start, at 0, so that a rate or an alert on
+	// errors has something to read before the first one.
+	for _, op := range []string{"get", "set", "delete", "incr"} {
+		for _, result := range []string{"ok", "error", "timeout"} {
+			m.requests.WithLabelValues(op, result)
+		}
+		m.latency.WithLabelValues(op)
+	}
 	return m
 }
 
