@@ -182,7 +182,7 @@ func (s *Store) connect() {
 		}
 		if now := time.Now(); now.Sub(lastLogged) >= time.Minute {
 			lastLogged = now
-			s.opts.Logger.Error("activity store unreachable, retrying: records are dropped meanwhile", "err", down)
+			s.opts.Logger.Error("activity store not ready, retrying: records are dropped meanwhile", "err", down)
 		}
 		select {
 		case <-s.done:
