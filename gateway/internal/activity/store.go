@@ -74,9 +74,10 @@ type Counts struct {
 	DroppedError uint64 // the database refused the batch (full disk, locked, down, ...)
 }
 
-// IsPostgres says whether a [console] database names PostgreSQL (a
-// postgres:// or postgresql:// URL) rather than an SQLite file.
-func IsPostgres(database string) bool {
+// isPostgres says whether a [console] database names PostgreSQL (a
+// postgres:// or postgresql:// URL) rather than an SQLite file, as
+// config.ConsoleDatabaseIsURL does.
+func isPostgres(database string) bool {
 	return strings.HasPrefix(database, "postgres://") || strings.HasPrefix(database, "postgresql://")
 }
 
@@ -115,7 +116,7 @@ func Open(database string, opts Options) (*Store, error) {
 	s := &Store{opts: opts, in: make(chan Record, opts.Pending),
 		done: make(chan struct{}), quit: make(chan struct{}), connected: make(chan struct{})}
 	var err error
-	if IsPostgres(database) {
+	if isPostgres(database) {
 		s.d = &postgres
 		s.name, s.db, err = openPostgres(database)
 		if err != nil {

@@ -145,8 +145,8 @@ func TestQueryFilters(t *testing.T) {
 			{"text with LIKE's characters", Filter{Text: "100%"}, []string{"b-1"}},
 			{"underscore is literal", Filter{Text: "f_s"}, []string{"b-1"}},
 			{"node", Filter{Node: "mx2"}, []string{"c-1", "b-1"}},
-		{"node and more", Filter{Node: "mx1", Address: "nobody@my.test"}, []string{"b-2"}},
-		{"combined", Filter{Address: "my.test", Outcome: "forwarded", Sender: "other.test"}, []string{"b-2", "b-1"}},
+			{"node and more", Filter{Node: "mx1", Address: "nobody@my.test"}, []string{"b-2"}},
+			{"combined", Filter{Address: "my.test", Outcome: "forwarded", Sender: "other.test"}, []string{"b-2", "b-1"}},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				recs, total, err := s.Query(context.Background(), tc.f)
