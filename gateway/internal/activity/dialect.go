@@ -2,6 +2,7 @@ package activity
 
 import (
 	"database/sql"
+	"errors"
 	"fmt"
 	"net/url"
 	"strconv"
@@ -107,17 +108,24 @@ func dollars(q string) string {
 
 // openPostgres parses the URL and makes the pool; it does not connect.
 // name is the URL without its password, for errors and logs: the
-// password may be in the URL, or in PGPASSFILE or ~/.pgpass, as libpq's.
+// password may be in the URL, or in PGPASSWORD, PGPASSFILE or ~/.pgpass,
+// as libpq's.
 func openPostgres(rawURL string) (name string, db *sql.DB, err error) {
-	name = "a postgres:// URL that does not parse"
-	if u, err := url.Parse(rawURL); err == nil {
-		name = u.Redacted()
+	u, uerr := url.Parse(rawURL)
+	if uerr != nil {
+		// url.Parse's error quotes the URL, password and all.
+		return "", nil, errors.New("activity database: [console] database is not a URL (postgres://user@host:port/database)")
 	}
+	name = u.Redacted()
 	cfg, err := pgx.ParseConfig(rawURL)
 	if err != nil {
-		// pgx's error quotes the URL with its password masked, but
-		// what it cannot parse it cannot mask: say it without.
-		return name, nil, fmt.Errorf("activity database %s: not a PostgreSQL URL pgx can use", name)
+		// pgx's error quotes the URL with its password masked; mask it
+		// here too, so that no version of pgx can show it.
+		msg := err.Error()
+		if pw, ok := u.User.Password(); ok && pw != "" {
+			msg = strings.ReplaceAll(msg, pw, "xxxxx")
+		}
+		return name, nil, fmt.Errorf("activity database: %s", msg)
 	}
 	db = stdlib.OpenDB(*cfg)
 	// One connection for the writer, the rest for the console's
