@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -248,5 +249,39 @@ func TestMigrateAddsNode(t *testing.T) {
 	}
 	if r, err := s.Get(context.Background(), "old-1"); err != nil || r.Node != "" {
 		t.Errorf("old record: %+v, %v", r, err)
+	}
+}
+
+// A server that takes the connection and never answers holds neither the
+// store's Close nor, through it, the gateway's shutdown.
+func TestPostgresCloseWhileConnecting(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := l.Accept()
+		if err == nil {
+			accepted <- c
+		}
+	}()
+	s, err := Open("postgres://sluice@"+l.Addr().String()+"/sluice?sslmode=disable", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case c := <-accepted:
+		defer c.Close()
+	case <-time.After(10 * time.Second):
+		t.Fatal("the store did not try to connect")
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	select {
+	case <-closed:
+	case <-time.After(20 * time.Second):
+		t.Fatal("Close waited for the silent server")
 	}
 }

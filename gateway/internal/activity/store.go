@@ -61,7 +61,9 @@ type Store struct {
 	// down is nil once the schema is up to date; until then, why not
 	// (PostgreSQL only: SQLite's Open fails instead).
 	down      atomic.Pointer[error]
-	connected chan struct{} // closed by connect when it gave up or succeeded
+	connected chan struct{}      // closed by connect when it gave up or succeeded
+	stop      context.CancelFunc // ends connect's attempt at Close
+	stopCtx   context.Context
 
 	written, droppedFull, droppedError atomic.Uint64
 	lastLogged                         time.Time // of a write error; the writer's own
@@ -115,11 +117,13 @@ func Open(database string, opts Options) (*Store, error) {
 	}
 	s := &Store{opts: opts, in: make(chan Record, opts.Pending),
 		done: make(chan struct{}), quit: make(chan struct{}), connected: make(chan struct{})}
+	s.stopCtx, s.stop = context.WithCancel(context.Background())
 	var err error
 	if isPostgres(database) {
 		s.d = &postgres
 		s.name, s.db, err = openPostgres(database)
 		if err != nil {
+			s.stop()
 			return nil, err
 		}
 		down := fmt.Errorf("%w: connecting to %s", ErrUnavailable, s.name)
@@ -128,9 +132,11 @@ func Open(database string, opts Options) (*Store, error) {
 	} else {
 		s.d, s.name = &sqlite, database
 		if s.db, err = openSQLite(database); err != nil {
+			s.stop()
 			return nil, err
 		}
 		if err := migrate(context.Background(), s.db, s.d); err != nil {
+			s.stop()
 			s.db.Close()
 			return nil, fmt.Errorf("activity database %s: %w", database, err)
 		}
@@ -166,7 +172,7 @@ func (s *Store) connect() {
 	wait := 100 * time.Millisecond
 	var lastLogged time.Time
 	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		ctx, cancel := context.WithTimeout(s.stopCtx, 30*time.Second)
 		err := migrate(ctx, s.db, s.d)
 		cancel()
 		if err == nil {
@@ -274,6 +280,7 @@ func (s *Store) Counts() Counts {
 func (s *Store) Close() error {
 	s.once.Do(func() { close(s.done) })
 	<-s.quit
+	s.stop()
 	<-s.connected
 	return s.db.Close()
 }
