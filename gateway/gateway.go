@@ -175,6 +175,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, level *slo
 		DMARCReports:          g.reports,
 		QueueAll:              cfg.Queue.MultipleDestinations == "queue_all",
 		RecordSubject:         cfg.ConsoleRecordSubject(),
+		Node:                  cfg.Cluster.Node,
 
 		Logger:  log,
 		Metrics: g.metrics.registry,
