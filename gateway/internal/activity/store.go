@@ -348,9 +348,11 @@ func (s *Store) flush(batch []Record) []Record {
 	return batch[:0]
 }
 
-// insert writes batch in one transaction. A database that does not
-// answer within writeTimeout is as one that refuses: the records are
-// dropped, and the writer takes the next batch.
+// insert writes batch in one transaction, a few statements of many rows
+// each: a round trip per row would cost PostgreSQL's writer more than
+// the rows do. A database that does not answer within writeTimeout is as
+// one that refuses: the records are dropped, and the writer takes the
+// next batch.
 func (s *Store) insert(batch []Record) error {
 	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
 	defer cancel()
@@ -359,42 +361,96 @@ func (s *Store) insert(batch []Record) error {
 		return err
 	}
 	defer tx.Rollback()
-	// A transaction already recorded is left as it is, and its
-	// recipients are not added again.
-	txn, err := tx.PrepareContext(ctx, s.d.rebind(`INSERT INTO transactions
-		(id, node, time, sender, sender_dom, outcome, decided_by, message_id, subject, data)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING RETURNING n`))
-	if err != nil {
-		return err
-	}
-	defer txn.Close()
-	rcpt, err := tx.PrepareContext(ctx, s.d.rebind(`INSERT INTO recipients (txn, address, domain, outcome, decided_by) VALUES (?, ?, ?, ?, ?)`))
-	if err != nil {
-		return err
-	}
-	defer rcpt.Close()
+	txns := make([][]any, 0, len(batch))
 	for _, r := range batch {
 		data, err := json.Marshal(r)
 		if err != nil {
 			return err
 		}
 		from := strings.ToLower(r.From)
-		var n int64
-		err = txn.QueryRowContext(ctx, r.ID, r.Node, r.Time.UnixNano(), from, domain(from), r.Outcome, r.DecidedBy, r.MessageID, r.Subject, string(data)).Scan(&n)
-		switch {
-		case errors.Is(err, sql.ErrNoRows):
-			continue // already recorded
-		case err != nil:
-			return err
+		txns = append(txns, []any{r.ID, r.Node, r.Time.UnixNano(), from, domain(from), r.Outcome, r.DecidedBy, r.MessageID, r.Subject, string(data)})
+	}
+	// A transaction already recorded is left as it is, and its
+	// recipients are not added again: only the new rows come back.
+	added := map[string]int64{}
+	err = s.insertRows(ctx, tx, `INSERT INTO transactions
+		(id, node, time, sender, sender_dom, outcome, decided_by, message_id, subject, data) VALUES `,
+		` ON CONFLICT (id) DO NOTHING RETURNING id, n`, txns, func(rows *sql.Rows) error {
+			var id string
+			var n int64
+			if err := rows.Scan(&id, &n); err != nil {
+				return err
+			}
+			added[id] = n
+			return nil
+		})
+	if err != nil {
+		return err
+	}
+	var rcpts [][]any
+	for _, r := range batch {
+		n, ok := added[r.ID]
+		if !ok {
+			continue
 		}
+		delete(added, r.ID) // an id twice in the batch: the first was kept
 		for _, rc := range r.Recipients {
 			a := strings.ToLower(rc.Address)
-			if _, err := rcpt.ExecContext(ctx, n, a, domain(a), rc.Outcome, rc.DecidedBy); err != nil {
+			rcpts = append(rcpts, []any{n, a, domain(a), rc.Outcome, rc.DecidedBy})
+		}
+	}
+	err = s.insertRows(ctx, tx, `INSERT INTO recipients (txn, address, domain, outcome, decided_by) VALUES `, ``, rcpts, nil)
+	if err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// maxParams bounds the parameters of one statement, under SQLite's
+// limit (32766) and PostgreSQL's (65535).
+const maxParams = 30000
+
+// insertRows runs head, the rows as (?, ...) tuples, and tail, in as few
+// statements as maxParams allows. scan, if not nil, reads each row the
+// statements return.
+func (s *Store) insertRows(ctx context.Context, tx *sql.Tx, head, tail string, rows [][]any, scan func(*sql.Rows) error) error {
+	for len(rows) > 0 {
+		chunk := rows[:min(len(rows), maxParams/len(rows[0]))]
+		rows = rows[len(chunk):]
+		var q strings.Builder
+		q.WriteString(head)
+		tuple := "(?" + strings.Repeat(", ?", len(chunk[0])-1) + ")"
+		args := make([]any, 0, len(chunk)*len(chunk[0]))
+		for i, r := range chunk {
+			if i > 0 {
+				q.WriteString(", ")
+			}
+			q.WriteString(tuple)
+			args = append(args, r...)
+		}
+		q.WriteString(tail)
+		if scan == nil {
+			if _, err := tx.ExecContext(ctx, s.d.rebind(q.String()), args...); err != nil {
+				return err
+			}
+			continue
+		}
+		res, err := tx.QueryContext(ctx, s.d.rebind(q.String()), args...)
+		if err != nil {
+			return err
+		}
+		for res.Next() {
+			if err := scan(res); err != nil {
+				res.Close()
 				return err
 			}
 		}
+		res.Close()
+		if err := res.Err(); err != nil {
+			return err
+		}
 	}
-	return tx.Commit()
+	return nil
 }
 
 // prune deletes the records past the retention.

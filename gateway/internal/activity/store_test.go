@@ -375,10 +375,26 @@ func TestWAL(t *testing.T) {
 }
 
 // BenchmarkRecord is the writer's cost per record: what recording takes
-// from the machine, off the session's path.
+// from the machine, off the session's path, on each backend.
 func BenchmarkRecord(b *testing.B) {
-	s, err := Open(filepath.Join(b.TempDir(), "activity.db"), Options{})
+	for _, db := range []struct {
+		name     string
+		database func(b *testing.B) string
+	}{
+		{"sqlite", func(b *testing.B) string { return filepath.Join(b.TempDir(), "activity.db") }},
+		{"postgres", func(b *testing.B) string { return pgtest.Start(b).DSN() }},
+	} {
+		b.Run(db.name, func(b *testing.B) { benchmarkRecord(b, db.database(b)) })
+	}
+}
+
+func benchmarkRecord(b *testing.B, database string) {
+	s, err := Open(database, Options{})
 	if err != nil {
+		b.Fatal(err)
+	}
+	<-s.connected
+	if err := s.unavailable(); err != nil {
 		b.Fatal(err)
 	}
 	r := sample()[2]
@@ -399,4 +415,43 @@ func BenchmarkRecord(b *testing.B) {
 	if c := s.Counts(); c.Written != uint64(n) {
 		b.Errorf("counts %+v, want %d written", c, n)
 	}
+}
+
+// A batch is written in as few statements as the databases' limits on
+// parameters allow, every row of it; an id recorded before, or twice in
+// the batch, keeps its first record and its recipients once.
+func TestBigBatch(t *testing.T) {
+	eachBackend(t, func(t *testing.T, database string) {
+		s := openTest(t, database, Options{BatchSize: 1000, FlushEvery: time.Hour})
+		s.Record(Record{ID: "dup-0", Time: t0, Outcome: "forwarded", Recipients: []Recipient{{Address: "first@my.test"}}})
+		for i := range 300 {
+			r := Record{ID: "big-" + strconv.Itoa(i), Time: t0.Add(time.Duration(i) * time.Second), Outcome: "forwarded"}
+			for j := range 30 { // 300 × 30 recipients × 5 columns: more than one statement
+				r.Recipients = append(r.Recipients, Recipient{Address: "r" + strconv.Itoa(j) + "@my.test", Outcome: "forwarded"})
+			}
+			s.Record(r)
+		}
+		s.Record(Record{ID: "dup-0", Time: t0, Outcome: "refused", Recipients: []Recipient{{Address: "second@my.test"}}})
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if c := s.Counts(); c.Written != 302 {
+			t.Errorf("counts %+v, want 302 written", c)
+		}
+		s = openTest(t, database, Options{})
+		s.Record(Record{ID: "dup-0", Time: t0, Outcome: "tempfailed", Recipients: []Recipient{{Address: "third@my.test"}}})
+		waitWritten(t, s, 1)
+		var txns, rcpts int
+		s.db.QueryRow(`SELECT count(*) FROM transactions`).Scan(&txns)
+		s.db.QueryRow(`SELECT count(*) FROM recipients`).Scan(&rcpts)
+		if txns != 301 || rcpts != 300*30+1 {
+			t.Errorf("%d transactions and %d recipients, want 301 and %d", txns, rcpts, 300*30+1)
+		}
+		if r, err := s.Get(context.Background(), "dup-0"); err != nil || r.Outcome != "forwarded" {
+			t.Errorf("dup-0: %+v, %v; want the first record", r, err)
+		}
+		if recs, _, _ := s.Query(context.Background(), Filter{Address: "r29@my.test"}); len(recs) != 50 {
+			t.Errorf("%d transactions to r29@my.test on the first page, want 50", len(recs))
+		}
+	})
 }
