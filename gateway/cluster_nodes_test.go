@@ -126,6 +126,12 @@ password_hash = %q
 		t.Errorf("the destination received %v, want those admitted, %v", got, admitted)
 	}
 
+	// One counter, in Redis, under the default prefix and the plugin's
+	// name.
+	if keys := rdb.CLI("--scan", "--pattern", "sluice:ratelimit:*"); strings.TrimSpace(keys) == "" {
+		t.Errorf("no key under sluice:ratelimit: in Redis; its keys: %s", rdb.CLI("--scan"))
+	}
+
 	// The greylist: the first attempt on node 1, the retry on node 2.
 	c := dialFrom(t, nodes[0].smtp, "127.0.0.1")
 	err = sendMail(t, c, "bob@example.org", "info@ours.test", "X-Test-Id: greylisted\r\n"+testMessage)
