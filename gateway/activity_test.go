@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -13,7 +14,10 @@ import (
 	"github.com/sluice-mail/sluice/gateway"
 	"github.com/sluice-mail/sluice/gateway/internal/activity"
 	"github.com/sluice-mail/sluice/gateway/internal/config"
+	"github.com/sluice-mail/sluice/gateway/internal/pgtest"
 )
+
+var sessionID = regexp.MustCompile(`^[0-9a-f]{16}$`)
 
 // consoleSections turns the console on, with settings, and a user whose
 // hash is never checked here.
@@ -93,6 +97,11 @@ func TestActivityRecorded(t *testing.T) {
 		if r.From != "alice@example.org" || r.ClientIP != "127.0.0.1" || r.Helo != "sender.example.org" || r.SessionID == "" ||
 			!strings.HasPrefix(r.ID, r.SessionID+"-") {
 			t.Errorf("%s: session fields %+v", name, r)
+		}
+		// Nodes sharing a store name sessions apart by 64 random bits;
+		// the node is [cluster] node, by default the hostname.
+		if !sessionID.MatchString(r.SessionID) || r.Node != "mx.ours.test" {
+			t.Errorf("%s: session %q node %q, want 16 hex digits and mx.ours.test", name, r.SessionID, r.Node)
 		}
 	}
 	check("forwarded", fwd, "forwarded", "destination", "250", "info@ours.test", "forwarded")
@@ -212,4 +221,39 @@ func TestCheckLeavesActivityAlone(t *testing.T) {
 	if _, err := os.Stat(cfg.ConsoleDatabase()); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("after check, %s: %v, want it not to exist", cfg.ConsoleDatabase(), err)
 	}
+}
+
+// A gateway whose activity store is PostgreSQL starts and serves mail
+// while PostgreSQL is down, counting the records it drops, and records
+// by itself (with its node's name) once PostgreSQL is up.
+func TestActivityPostgresDownAtStart(t *testing.T) {
+	pg := pgtest.Start(t)
+	pg.Stop()
+	e := startEnv(t, envOptions{sections: consoleSections(`database = "`+pg.DSN()+`"`) + `
+[cluster]
+node = "mx-a"
+`})
+	c := e.client(t)
+	if err := sendMail(t, c, "alice@example.org", "info@ours.test", testMessage); err != nil {
+		t.Fatalf("with PostgreSQL down: %v", err)
+	}
+	waitFor(t, "the record dropped", func() bool { return scrape(t, e)[`sluice_activity_records_dropped_total{reason="error"}`] == 1 })
+	if _, _, err := e.gw.Activity().Query(context.Background(), activity.Filter{}); !errors.Is(err, activity.ErrUnavailable) {
+		t.Errorf("Query with PostgreSQL down: %v", err)
+	}
+	if err := pg.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var recs []activity.Record
+	waitFor(t, "a record in PostgreSQL", func() bool {
+		if err := sendMail(t, c, "alice@example.org", "info@ours.test", testMessage); err != nil {
+			t.Fatal(err)
+		}
+		recs, _, _ = e.gw.Activity().Query(context.Background(), activity.Filter{Node: "mx-a"})
+		return len(recs) > 0
+	})
+	if recs[0].Node != "mx-a" || recs[0].Outcome != "forwarded" {
+		t.Errorf("record %+v", recs[0])
+	}
+	c.Quit()
 }

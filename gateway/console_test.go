@@ -20,7 +20,14 @@ import (
 // returns a client with the session cookie, and the admin listener's URL.
 func consoleClient(t *testing.T, e *env) (*http.Client, string) {
 	t.Helper()
-	base := "http://" + e.gw.AdminAddr()
+	return consoleLogin(t, "http://"+e.gw.AdminAddr())
+}
+
+// consoleLogin logs in to the console at base (http://host:port) as
+// admin (password pw) and returns a client with the session cookie, and
+// base.
+func consoleLogin(t *testing.T, base string) (*http.Client, string) {
+	t.Helper()
 	jar, _ := cookiejar.New(nil)
 	c := &http.Client{Jar: jar, Timeout: 10 * time.Second}
 	doc, _ := fetchPage(t, c, base+"/login")

@@ -2,8 +2,9 @@
 // console (issue 13): who sent what to whom, what each recipient's route
 // and outcome was and who decided it, the authentication results, the
 // plugins' verdicts and the destination's reply. Records are written in
-// batches off the session's path, into an embedded SQLite database, and
-// kept for the retention.
+// batches off the session's path, into an embedded SQLite database or
+// a PostgreSQL database that several gateway nodes share, and kept for
+// the retention.
 //
 // This file is the package's contract: the types the session fills in
 // and the console and API read. The store is in the other files.
@@ -15,7 +16,10 @@ import "time"
 type Record struct {
 	// ID names the transaction in the console and the API: the session's
 	// id and the transaction's number in it ("3f2a9c01d4e5-1").
-	ID         string        `json:"id"`
+	ID string `json:"id"`
+	// Node is the gateway node that took the transaction ([cluster]
+	// node): several may write to one store.
+	Node       string        `json:"node"`
 	Time       time.Time     `json:"time"` // when the transaction ended
 	Duration   time.Duration `json:"duration_ns"`
 	SessionID  string        `json:"session"`
@@ -85,6 +89,7 @@ type Filter struct {
 	Since     time.Time // inclusive
 	Until     time.Time // exclusive
 	Text      string    // in the subject or the message-id
+	Node      string    // the node that took it
 	Limit     int       // default 50, at most 500
 	Offset    int
 }

@@ -17,7 +17,7 @@ var (
 	writtenDesc = prometheus.NewDesc("sluice_activity_records_written_total",
 		"Transaction records written to the activity database.", nil, nil)
 	droppedDesc = prometheus.NewDesc("sluice_activity_records_dropped_total",
-		"Transaction records dropped, by reason: full (the writer was behind), error (the database refused the batch: full disk, locked, ...).",
+		"Transaction records dropped, by reason: full (the writer was behind), error (the database refused the batch: full disk, locked, PostgreSQL down, ...).",
 		[]string{"reason"}, nil)
 )
 

@@ -13,9 +13,12 @@ import (
 // Query returns the transactions f selects, newest first, one page of
 // them (f.Limit from f.Offset), and how many f selects in all.
 func (s *Store) Query(ctx context.Context, f Filter) ([]Record, int, error) {
-	where, args := f.where()
+	if err := s.unavailable(); err != nil {
+		return nil, 0, err
+	}
+	where, args := f.where(s.d)
 	var total int
-	if err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM transactions t`+where, args...).Scan(&total); err != nil {
+	if err := s.db.QueryRowContext(ctx, s.d.rebind(`SELECT count(*) FROM transactions t`+where), args...).Scan(&total); err != nil {
 		return nil, 0, err
 	}
 	limit := f.Limit
@@ -25,8 +28,8 @@ func (s *Store) Query(ctx context.Context, f Filter) ([]Record, int, error) {
 	case limit > 500:
 		limit = 500
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT data FROM transactions t`+where+
-		` ORDER BY time DESC, n DESC LIMIT ? OFFSET ?`, append(args, limit, max(f.Offset, 0))...)
+	rows, err := s.db.QueryContext(ctx, s.d.rebind(`SELECT data FROM transactions t`+where+
+		` ORDER BY time DESC, n DESC LIMIT ? OFFSET ?`), append(args, limit, max(f.Offset, 0))...)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -42,9 +45,10 @@ func (s *Store) Query(ctx context.Context, f Filter) ([]Record, int, error) {
 	return recs, total, rows.Err()
 }
 
-// where is f as an SQL condition on transactions t. Addresses and
-// domains compare in lower case, as the store keeps them.
-func (f Filter) where() (string, []any) {
+// where is f as an SQL condition on transactions t, with ? for its
+// parameters. Addresses and domains compare in lower case, as the store
+// keeps them; the text in any case.
+func (f Filter) where(d *dialect) (string, []any) {
 	var conds []string
 	var args []any
 	if a := strings.ToLower(strings.TrimSpace(f.Address)); a != "" {
@@ -88,8 +92,12 @@ func (f Filter) where() (string, []any) {
 	}
 	if x := strings.TrimSpace(f.Text); x != "" {
 		p := "%" + likeEscaper.Replace(x) + "%"
-		conds = append(conds, `(t.subject LIKE ? ESCAPE '\' OR t.message_id LIKE ? ESCAPE '\')`)
+		conds = append(conds, fmt.Sprintf(`(t.subject %[1]s ? ESCAPE '\' OR t.message_id %[1]s ? ESCAPE '\')`, d.ilike))
 		args = append(args, p, p)
+	}
+	if n := strings.TrimSpace(f.Node); n != "" {
+		conds = append(conds, `t.node = ?`)
+		args = append(args, n)
 	}
 	if len(conds) == 0 {
 		return "", nil
@@ -101,7 +109,10 @@ var likeEscaper = strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
 
 // Get returns the transaction named id, or ErrNotFound.
 func (s *Store) Get(ctx context.Context, id string) (Record, error) {
-	r, err := scanRecord(s.db.QueryRowContext(ctx, `SELECT data FROM transactions WHERE id = ?`, id))
+	if err := s.unavailable(); err != nil {
+		return Record{}, err
+	}
+	r, err := scanRecord(s.db.QueryRowContext(ctx, s.d.rebind(`SELECT data FROM transactions WHERE id = ?`), id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Record{}, ErrNotFound
 	}
@@ -142,9 +153,12 @@ func (s *Store) Stats(ctx context.Context, since, until time.Time, step time.Dur
 	for i := range buckets {
 		buckets[i] = Bucket{Start: since.Add(time.Duration(i) * step), Counts: map[string]int{}}
 	}
+	if err := s.unavailable(); err != nil {
+		return nil, err
+	}
 	from := since.UnixNano()
-	rows, err := s.db.QueryContext(ctx, `SELECT (time - ?) / ?, outcome, count(*) FROM transactions
-		WHERE time >= ? AND time < ? GROUP BY 1, 2`, from, int64(step), from, until.UnixNano())
+	rows, err := s.db.QueryContext(ctx, s.d.rebind(`SELECT (time - ?) / ?, outcome, count(*) FROM transactions
+		WHERE time >= ? AND time < ? GROUP BY 1, 2`), from, int64(step), from, until.UnixNano())
 	if err != nil {
 		return nil, err
 	}

@@ -12,12 +12,15 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	_ "modernc.org/sqlite" // the "sqlite" driver: pure Go, so the binary stays static
 )
 
 // ErrNotFound is Get's error for an id the store does not hold.
 var ErrNotFound = errors.New("activity: no such transaction")
+
+// ErrUnavailable is the error of Query, Get and Stats while a PostgreSQL
+// store has not connected or migrated yet (the server is down, the login
+// refused, the schema newer than this sluice); the cause follows it.
+var ErrUnavailable = errors.New("activity store unavailable")
 
 // Options are the store's settings; zero values take the defaults.
 type Options struct {
@@ -37,18 +40,30 @@ type Options struct {
 	// BatchSize records or is FlushEvery old; 256 and 200 ms by default.
 	BatchSize  int
 	FlushEvery time.Duration
+	// RetryEvery is the longest wait between attempts to reach a
+	// PostgreSQL store that is down at Open; 5 s by default.
+	RetryEvery time.Duration
 }
 
-// Store keeps records in an SQLite database. Record hands a record to a
-// writer goroutine, which writes them in batches, one transaction each:
-// a session never waits for the disk.
+// Store keeps records in an SQLite database or in PostgreSQL. Record
+// hands a record to a writer goroutine, which writes them in batches,
+// one transaction each: a session never waits for the database.
 type Store struct {
 	db   *sql.DB
+	d    *dialect
+	name string // the file, or the URL without its password: for errors
 	opts Options
 	in   chan Record
 	done chan struct{} // closed by Close: the writer flushes and stops
 	quit chan struct{} // closed by the writer when it has stopped
 	once sync.Once
+
+	// down is nil once the schema is up to date; until then, why not
+	// (PostgreSQL only: SQLite's Open fails instead).
+	down      atomic.Pointer[error]
+	connected chan struct{}      // closed by connect when it gave up or succeeded
+	stop      context.CancelFunc // ends connect's attempt at Close
+	stopCtx   context.Context
 
 	written, droppedFull, droppedError atomic.Uint64
 	lastLogged                         time.Time // of a write error; the writer's own
@@ -58,38 +73,27 @@ type Store struct {
 type Counts struct {
 	Written      uint64 // in the database
 	DroppedFull  uint64 // the writer was behind (or closed)
-	DroppedError uint64 // the database refused the batch (full disk, locked, ...)
+	DroppedError uint64 // the database refused the batch (full disk, locked, down, ...)
 }
 
-// migrations make the schema: schema_version says how many ran. A new
-// version appends one; none is ever edited.
-var migrations = []string{
-	`CREATE TABLE transactions (
-		n          INTEGER PRIMARY KEY,
-		id         TEXT NOT NULL UNIQUE,
-		time       INTEGER NOT NULL, -- Unix nanoseconds
-		sender     TEXT NOT NULL,    -- lower case
-		sender_dom TEXT NOT NULL,
-		outcome    TEXT NOT NULL,
-		decided_by TEXT NOT NULL,
-		message_id TEXT NOT NULL,
-		subject    TEXT NOT NULL,
-		data       TEXT NOT NULL     -- the whole Record as JSON
-	);
-	CREATE INDEX transactions_time ON transactions(time);
-	CREATE TABLE recipients (
-		txn        INTEGER NOT NULL, -- transactions.n
-		address    TEXT NOT NULL,    -- lower case
-		domain     TEXT NOT NULL,
-		outcome    TEXT NOT NULL,
-		decided_by TEXT NOT NULL
-	);
-	CREATE INDEX recipients_txn ON recipients(txn);`,
+// isPostgres says whether a [console] database names PostgreSQL (a
+// postgres:// or postgresql:// URL) rather than an SQLite file, as
+// config.ConsoleDatabaseIsURL does.
+func isPostgres(database string) bool {
+	return strings.HasPrefix(database, "postgres://") || strings.HasPrefix(database, "postgresql://")
 }
 
-// Open opens (or creates) the database at path, brings its schema up to
-// date, deletes what is past the retention and starts the writer.
-func Open(path string, opts Options) (*Store, error) {
+// Open opens the store: PostgreSQL for a postgres:// or postgresql://
+// URL, else the SQLite database at that path (created if need be). It
+// brings the schema up to date, deletes what is past the retention and
+// starts the writer.
+//
+// SQLite is part of this process: Open fails if it cannot be opened.
+// PostgreSQL is another machine's, which may be down when the gateway
+// starts: Open fails only for a URL it cannot parse, and connects and
+// migrates in the background, retrying, while records are dropped and
+// counted and Query, Get and Stats answer ErrUnavailable.
+func Open(database string, opts Options) (*Store, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -108,6 +112,45 @@ func Open(path string, opts Options) (*Store, error) {
 	if opts.FlushEvery <= 0 {
 		opts.FlushEvery = 200 * time.Millisecond
 	}
+	if opts.RetryEvery <= 0 {
+		opts.RetryEvery = 5 * time.Second
+	}
+	s := &Store{opts: opts, in: make(chan Record, opts.Pending),
+		done: make(chan struct{}), quit: make(chan struct{}), connected: make(chan struct{})}
+	s.stopCtx, s.stop = context.WithCancel(context.Background())
+	var err error
+	if isPostgres(database) {
+		s.d = &postgres
+		s.name, s.db, err = openPostgres(database)
+		if err != nil {
+			s.stop()
+			return nil, err
+		}
+		down := fmt.Errorf("%w: connecting to %s", ErrUnavailable, s.name)
+		s.down.Store(&down)
+		go s.connect()
+	} else {
+		s.d, s.name = &sqlite, database
+		if s.db, err = openSQLite(database); err != nil {
+			s.stop()
+			return nil, err
+		}
+		if err := migrate(context.Background(), s.db, s.d); err != nil {
+			s.stop()
+			s.db.Close()
+			return nil, fmt.Errorf("activity database %s: %w", database, err)
+		}
+		close(s.connected)
+		s.prune()
+	}
+	if opts.Metrics != nil {
+		opts.Metrics.store.Store(s)
+	}
+	go s.write()
+	return s, nil
+}
+
+func openSQLite(path string) (*sql.DB, error) {
 	// WAL lets the console read while the writer writes. The busy
 	// timeout is short: the writer would rather drop a batch than hold
 	// records while another process holds the database.
@@ -117,47 +160,96 @@ func Open(path string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("activity database %s: %w", path, err)
 	}
-	if err := migrate(db); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("activity database %s: %w", path, err)
-	}
-	s := &Store{db: db, opts: opts, in: make(chan Record, opts.Pending),
-		done: make(chan struct{}), quit: make(chan struct{})}
-	s.prune()
-	if opts.Metrics != nil {
-		opts.Metrics.store.Store(s)
-	}
-	go s.write()
-	return s, nil
+	return db, nil
 }
 
-func migrate(db *sql.DB) error {
-	tx, err := db.Begin()
+// connect brings a PostgreSQL store's schema up to date, retrying until
+// it can, and then opens the store for writing and reading. A schema
+// newer than this sluice is not retried: the store stays unavailable
+// and says why.
+func (s *Store) connect() {
+	defer close(s.connected)
+	wait := 100 * time.Millisecond
+	var lastLogged time.Time
+	for {
+		ctx, cancel := context.WithTimeout(s.stopCtx, 30*time.Second)
+		err := migrate(ctx, s.db, s.d)
+		cancel()
+		if err == nil {
+			s.down.Store(nil)
+			s.opts.Logger.Info("activity store connected", "database", s.name)
+			s.prune()
+			return
+		}
+		down := fmt.Errorf("%w: %s: %w", ErrUnavailable, s.name, err)
+		s.down.Store(&down)
+		if errors.Is(err, errSchemaTooNew) {
+			s.opts.Logger.Error("activity store not used: records are dropped", "err", down)
+			return
+		}
+		if now := time.Now(); now.Sub(lastLogged) >= time.Minute {
+			lastLogged = now
+			s.opts.Logger.Error("activity store not ready, retrying: records are dropped meanwhile", "err", down)
+		}
+		select {
+		case <-s.done:
+			return
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, s.opts.RetryEvery)
+	}
+}
+
+// unavailable is why the store cannot be used yet, or nil.
+func (s *Store) unavailable() error {
+	if e := s.down.Load(); e != nil {
+		return *e
+	}
+	return nil
+}
+
+// writeTimeout bounds the writing of a batch: a database that does not
+// answer is one that refuses.
+const writeTimeout = 10 * time.Second
+
+var errSchemaTooNew = errors.New("the schema is newer than this sluice knows: upgrade sluice")
+
+// migrate runs the migrations the database has not had yet, in one
+// transaction: schema_version says how many ran.
+func migrate(ctx context.Context, db *sql.DB, d *dialect) error {
+	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
-	if _, err := tx.Exec(`CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`); err != nil {
+	if d.lock != "" {
+		// Nodes starting together: one migrates, the others wait for
+		// it and then find nothing to do.
+		if _, err := tx.ExecContext(ctx, d.lock); err != nil {
+			return err
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`); err != nil {
 		return err
 	}
 	var v int
-	switch err := tx.QueryRow(`SELECT version FROM schema_version`).Scan(&v); {
+	switch err := tx.QueryRowContext(ctx, `SELECT version FROM schema_version`).Scan(&v); {
 	case errors.Is(err, sql.ErrNoRows):
-		if _, err := tx.Exec(`INSERT INTO schema_version VALUES (0)`); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_version VALUES (0)`); err != nil {
 			return err
 		}
 	case err != nil:
 		return err
 	}
-	if v > len(migrations) {
-		return fmt.Errorf("schema version %d is newer than this sluice knows (%d)", v, len(migrations))
+	if v > len(d.migrations) {
+		return fmt.Errorf("%w (version %d; this sluice knows %d)", errSchemaTooNew, v, len(d.migrations))
 	}
-	for _, m := range migrations[v:] {
-		if _, err := tx.Exec(m); err != nil {
+	for _, m := range d.migrations[v:] {
+		if _, err := tx.ExecContext(ctx, m); err != nil {
 			return fmt.Errorf("migrating the schema: %w", err)
 		}
 	}
-	if _, err := tx.Exec(`UPDATE schema_version SET version = ?`, len(migrations)); err != nil {
+	if _, err := tx.ExecContext(ctx, d.rebind(`UPDATE schema_version SET version = ?`), len(d.migrations)); err != nil {
 		return err
 	}
 	return tx.Commit()
@@ -188,6 +280,8 @@ func (s *Store) Counts() Counts {
 func (s *Store) Close() error {
 	s.once.Do(func() { close(s.done) })
 	<-s.quit
+	s.stop()
+	<-s.connected
 	return s.db.Close()
 }
 
@@ -237,7 +331,11 @@ func (s *Store) flush(batch []Record) []Record {
 	if len(batch) == 0 {
 		return batch
 	}
-	if err := s.insert(batch); err != nil {
+	err := s.unavailable()
+	if err == nil {
+		err = s.insert(batch)
+	}
+	if err != nil {
 		s.droppedError.Add(uint64(len(batch)))
 		if now := time.Now(); now.Sub(s.lastLogged) >= 10*time.Second {
 			s.lastLogged = now
@@ -250,55 +348,114 @@ func (s *Store) flush(batch []Record) []Record {
 	return batch[:0]
 }
 
+// insert writes batch in one transaction, a few statements of many rows
+// each: a round trip per row would cost PostgreSQL's writer more than
+// the rows do. A database that does not answer within writeTimeout is as
+// one that refuses: the records are dropped, and the writer takes the
+// next batch.
 func (s *Store) insert(batch []Record) error {
-	ctx := context.Background()
+	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+	defer cancel()
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
-	txn, err := tx.Prepare(`INSERT OR IGNORE INTO transactions
-		(id, time, sender, sender_dom, outcome, decided_by, message_id, subject, data)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`)
-	if err != nil {
-		return err
-	}
-	defer txn.Close()
-	rcpt, err := tx.Prepare(`INSERT INTO recipients (txn, address, domain, outcome, decided_by) VALUES (?, ?, ?, ?, ?)`)
-	if err != nil {
-		return err
-	}
-	defer rcpt.Close()
+	txns := make([][]any, 0, len(batch))
 	for _, r := range batch {
 		data, err := json.Marshal(r)
 		if err != nil {
 			return err
 		}
 		from := strings.ToLower(r.From)
-		res, err := txn.Exec(r.ID, r.Time.UnixNano(), from, domain(from), r.Outcome, r.DecidedBy, r.MessageID, r.Subject, string(data))
-		if err != nil {
-			return err
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			continue // already recorded
-		}
-		n, err := res.LastInsertId()
-		if err != nil {
-			return err
-		}
-		for _, rc := range r.Recipients {
-			a := strings.ToLower(rc.Address)
-			if _, err := rcpt.Exec(n, a, domain(a), rc.Outcome, rc.DecidedBy); err != nil {
+		txns = append(txns, []any{r.ID, r.Node, r.Time.UnixNano(), from, domain(from), r.Outcome, r.DecidedBy, r.MessageID, r.Subject, string(data)})
+	}
+	// A transaction already recorded is left as it is, and its
+	// recipients are not added again: only the new rows come back.
+	added := map[string]int64{}
+	err = s.insertRows(ctx, tx, `INSERT INTO transactions
+		(id, node, time, sender, sender_dom, outcome, decided_by, message_id, subject, data) VALUES `,
+		` ON CONFLICT (id) DO NOTHING RETURNING id, n`, txns, func(rows *sql.Rows) error {
+			var id string
+			var n int64
+			if err := rows.Scan(&id, &n); err != nil {
 				return err
 			}
+			added[id] = n
+			return nil
+		})
+	if err != nil {
+		return err
+	}
+	var rcpts [][]any
+	for _, r := range batch {
+		n, ok := added[r.ID]
+		if !ok {
+			continue
 		}
+		delete(added, r.ID) // an id twice in the batch: the first was kept
+		for _, rc := range r.Recipients {
+			a := strings.ToLower(rc.Address)
+			rcpts = append(rcpts, []any{n, a, domain(a), rc.Outcome, rc.DecidedBy})
+		}
+	}
+	err = s.insertRows(ctx, tx, `INSERT INTO recipients (txn, address, domain, outcome, decided_by) VALUES `, ``, rcpts, nil)
+	if err != nil {
+		return err
 	}
 	return tx.Commit()
 }
 
+// maxParams bounds the parameters of one statement, under SQLite's
+// limit (32766) and PostgreSQL's (65535).
+const maxParams = 30000
+
+// insertRows runs head, the rows as (?, ...) tuples, and tail, in as few
+// statements as maxParams allows. scan, if not nil, reads each row the
+// statements return.
+func (s *Store) insertRows(ctx context.Context, tx *sql.Tx, head, tail string, rows [][]any, scan func(*sql.Rows) error) error {
+	for len(rows) > 0 {
+		chunk := rows[:min(len(rows), maxParams/len(rows[0]))]
+		rows = rows[len(chunk):]
+		var q strings.Builder
+		q.WriteString(head)
+		tuple := "(?" + strings.Repeat(", ?", len(chunk[0])-1) + ")"
+		args := make([]any, 0, len(chunk)*len(chunk[0]))
+		for i, r := range chunk {
+			if i > 0 {
+				q.WriteString(", ")
+			}
+			q.WriteString(tuple)
+			args = append(args, r...)
+		}
+		q.WriteString(tail)
+		if scan == nil {
+			if _, err := tx.ExecContext(ctx, s.d.rebind(q.String()), args...); err != nil {
+				return err
+			}
+			continue
+		}
+		res, err := tx.QueryContext(ctx, s.d.rebind(q.String()), args...)
+		if err != nil {
+			return err
+		}
+		for res.Next() {
+			if err := scan(res); err != nil {
+				res.Close()
+				return err
+			}
+		}
+		res.Close()
+		if err := res.Err(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // prune deletes the records past the retention.
 func (s *Store) prune() {
-	if s.opts.Retention <= 0 {
+	if s.opts.Retention <= 0 || s.unavailable() != nil {
 		return
 	}
 	cutoff := s.opts.Now().Add(-s.opts.Retention).UnixNano()
@@ -308,15 +465,17 @@ func (s *Store) prune() {
 }
 
 func (s *Store) deleteBefore(cutoff int64) error {
-	tx, err := s.db.Begin()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*writeTimeout)
+	defer cancel()
+	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
-	if _, err := tx.Exec(`DELETE FROM recipients WHERE txn IN (SELECT n FROM transactions WHERE time < ?)`, cutoff); err != nil {
+	if _, err := tx.ExecContext(ctx, s.d.rebind(`DELETE FROM recipients WHERE txn IN (SELECT n FROM transactions WHERE time < ?)`), cutoff); err != nil {
 		return err
 	}
-	if _, err := tx.Exec(`DELETE FROM transactions WHERE time < ?`, cutoff); err != nil {
+	if _, err := tx.ExecContext(ctx, s.d.rebind(`DELETE FROM transactions WHERE time < ?`), cutoff); err != nil {
 		return err
 	}
 	return tx.Commit()

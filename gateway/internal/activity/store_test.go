@@ -11,18 +11,53 @@ import (
 	"time"
 
 	"github.com/sluice-mail/sluice/gateway/internal/fakeclock"
+	"github.com/sluice-mail/sluice/gateway/internal/pgtest"
 )
 
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
-func openTest(t *testing.T, path string, opts Options) *Store {
+// backends are the stores the tests of the store's behaviour run
+// against, each giving a fresh database to Open: Query, Get, Stats, the
+// retention and the batching must answer the same on both.
+var backends = []struct {
+	name     string
+	database func(t *testing.T) string
+}{
+	{"sqlite", func(t *testing.T) string { return filepath.Join(t.TempDir(), "activity.db") }},
+	{"postgres", func(t *testing.T) string { return pgtest.Start(t).DSN() }},
+}
+
+// eachBackend runs test on each backend, as a subtest.
+func eachBackend(t *testing.T, test func(t *testing.T, database string)) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) { test(t, b.database(t)) })
+	}
+}
+
+// openTest opens the store and waits until it can be used (PostgreSQL
+// connects in the background).
+func openTest(t *testing.T, database string, opts Options) *Store {
 	t.Helper()
-	s, err := Open(path, opts)
+	s, err := Open(database, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
+	waitConnected(t, s)
+	if err := s.unavailable(); err != nil {
+		t.Fatal(err)
+	}
 	return s
+}
+
+// waitConnected waits until the store has connected or given up.
+func waitConnected(t *testing.T, s *Store) {
+	t.Helper()
+	select {
+	case <-s.connected:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("not connected after 30s: %v", s.unavailable())
+	}
 }
 
 // waitWritten waits until the writer has dealt with n records, written
@@ -45,25 +80,25 @@ func waitWritten(t *testing.T, s *Store, n uint64) {
 // sample is a set of transactions, the newest last.
 func sample() []Record {
 	return []Record{
-		{ID: "a-1", Time: t0, From: "Alice@Example.org", Outcome: "forwarded", DecidedBy: "destination", Reply: "250 2.0.0 OK",
+		{ID: "a-1", Node: "mx1", Time: t0, From: "Alice@Example.org", Outcome: "forwarded", DecidedBy: "destination", Reply: "250 2.0.0 OK",
 			Recipients: []Recipient{{Address: "info@my.test", Destinations: []string{"me@dest.test"}, Outcome: "forwarded", DecidedBy: "destination"}},
 			MessageID:  "<m1@example.org>", Subject: "Invoice 42", SPF: "pass", Plugins: []Verdict{{Plugin: "spam", Stage: "data", Action: "continue", Duration: time.Millisecond}}},
-		{ID: "b-1", Time: t0.Add(time.Minute), From: "bob@other.test", Outcome: "refused", DecidedBy: "plugin:dmarc", Reply: "550 5.7.1 DMARC",
+		{ID: "b-1", Node: "mx2", Time: t0.Add(time.Minute), From: "bob@other.test", Outcome: "refused", DecidedBy: "plugin:dmarc", Reply: "550 5.7.1 DMARC",
 			Recipients: []Recipient{{Address: "sales@my.test", Outcome: "forwarded", DecidedBy: "destination"}},
 			MessageID:  "<m2@other.test>", Subject: "100% off_sale"},
-		{ID: "b-2", Time: t0.Add(2 * time.Minute), From: "bob@other.test", Outcome: "forwarded", DecidedBy: "destination",
+		{ID: "b-2", Node: "mx1", Time: t0.Add(2 * time.Minute), From: "bob@other.test", Outcome: "forwarded", DecidedBy: "destination",
 			Recipients: []Recipient{
 				{Address: "info@my.test", Outcome: "forwarded", DecidedBy: "destination"},
 				{Address: "nobody@my.test", Outcome: "refused", DecidedBy: "host", Reply: "550 5.1.1 no such recipient"}},
 			MessageID: "<m3@other.test>"},
-		{ID: "c-1", Time: t0.Add(time.Hour + 3*time.Minute), From: "", Outcome: "dropped", DecidedBy: "plugin:router",
+		{ID: "c-1", Node: "mx2", Time: t0.Add(time.Hour + 3*time.Minute), From: "", Outcome: "dropped", DecidedBy: "plugin:router",
 			Recipients: []Recipient{{Address: "junk@other.test", Outcome: "dropped", DecidedBy: "plugin:router"}}},
 	}
 }
 
-func filled(t *testing.T) *Store {
+func filled(t *testing.T, database string) *Store {
 	t.Helper()
-	s := openTest(t, filepath.Join(t.TempDir(), "activity.db"), Options{})
+	s := openTest(t, database, Options{})
 	for _, r := range sample() {
 		s.Record(r)
 	}
@@ -80,150 +115,161 @@ func ids(recs []Record) []string {
 }
 
 func TestQueryFilters(t *testing.T) {
-	s := filled(t)
-	for _, tc := range []struct {
-		name string
-		f    Filter
-		want []string
-	}{
-		{"all, newest first", Filter{}, []string{"c-1", "b-2", "b-1", "a-1"}},
-		{"address as recipient", Filter{Address: "info@my.test"}, []string{"b-2", "a-1"}},
-		{"address in other case", Filter{Address: "INFO@My.Test"}, []string{"b-2", "a-1"}},
-		{"address as sender", Filter{Address: "alice@example.org"}, []string{"a-1"}},
-		{"refused recipient's address", Filter{Address: "nobody@my.test"}, []string{"b-2"}},
-		{"domain of recipients", Filter{Address: "my.test"}, []string{"b-2", "b-1", "a-1"}},
-		{"domain of sender or recipient", Filter{Address: "other.test"}, []string{"c-1", "b-2", "b-1"}},
-		{"sender", Filter{Sender: "bob@other.test"}, []string{"b-2", "b-1"}},
-		{"sender domain", Filter{Sender: "example.org"}, []string{"a-1"}},
-		{"sender is not a recipient", Filter{Sender: "info@my.test"}, nil},
-		{"outcome of transaction or recipient", Filter{Outcome: "refused"}, []string{"b-2", "b-1"}},
-		{"outcome dropped", Filter{Outcome: "dropped"}, []string{"c-1"}},
-		{"decided by host", Filter{DecidedBy: "host"}, []string{"b-2"}},
-		{"decided by any plugin", Filter{DecidedBy: "plugin"}, []string{"c-1", "b-1"}},
-		{"decided by one plugin", Filter{DecidedBy: "plugin:dmarc"}, []string{"b-1"}},
-		{"since, inclusive", Filter{Since: t0.Add(time.Minute)}, []string{"c-1", "b-2", "b-1"}},
-		{"until, exclusive", Filter{Until: t0.Add(2 * time.Minute)}, []string{"b-1", "a-1"}},
-		{"range", Filter{Since: t0.Add(time.Minute), Until: t0.Add(time.Hour)}, []string{"b-2", "b-1"}},
-		{"text in subject", Filter{Text: "invoice"}, []string{"a-1"}},
-		{"text in message-id", Filter{Text: "m3@other"}, []string{"b-2"}},
-		{"text with LIKE's characters", Filter{Text: "100%"}, []string{"b-1"}},
-		{"underscore is literal", Filter{Text: "f_s"}, []string{"b-1"}},
-		{"combined", Filter{Address: "my.test", Outcome: "forwarded", Sender: "other.test"}, []string{"b-2", "b-1"}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			recs, total, err := s.Query(context.Background(), tc.f)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got := ids(recs); !slices.Equal(got, tc.want) {
-				t.Errorf("got %v, want %v", got, tc.want)
-			}
-			if total != len(tc.want) {
-				t.Errorf("total %d, want %d", total, len(tc.want))
-			}
-		})
-	}
+	eachBackend(t, func(t *testing.T, database string) {
+		s := filled(t, database)
+		for _, tc := range []struct {
+			name string
+			f    Filter
+			want []string
+		}{
+			{"all, newest first", Filter{}, []string{"c-1", "b-2", "b-1", "a-1"}},
+			{"address as recipient", Filter{Address: "info@my.test"}, []string{"b-2", "a-1"}},
+			{"address in other case", Filter{Address: "INFO@My.Test"}, []string{"b-2", "a-1"}},
+			{"address as sender", Filter{Address: "alice@example.org"}, []string{"a-1"}},
+			{"refused recipient's address", Filter{Address: "nobody@my.test"}, []string{"b-2"}},
+			{"domain of recipients", Filter{Address: "my.test"}, []string{"b-2", "b-1", "a-1"}},
+			{"domain of sender or recipient", Filter{Address: "other.test"}, []string{"c-1", "b-2", "b-1"}},
+			{"sender", Filter{Sender: "bob@other.test"}, []string{"b-2", "b-1"}},
+			{"sender domain", Filter{Sender: "example.org"}, []string{"a-1"}},
+			{"sender is not a recipient", Filter{Sender: "info@my.test"}, nil},
+			{"outcome of transaction or recipient", Filter{Outcome: "refused"}, []string{"b-2", "b-1"}},
+			{"outcome dropped", Filter{Outcome: "dropped"}, []string{"c-1"}},
+			{"decided by host", Filter{DecidedBy: "host"}, []string{"b-2"}},
+			{"decided by any plugin", Filter{DecidedBy: "plugin"}, []string{"c-1", "b-1"}},
+			{"decided by one plugin", Filter{DecidedBy: "plugin:dmarc"}, []string{"b-1"}},
+			{"since, inclusive", Filter{Since: t0.Add(time.Minute)}, []string{"c-1", "b-2", "b-1"}},
+			{"until, exclusive", Filter{Until: t0.Add(2 * time.Minute)}, []string{"b-1", "a-1"}},
+			{"range", Filter{Since: t0.Add(time.Minute), Until: t0.Add(time.Hour)}, []string{"b-2", "b-1"}},
+			{"text in subject", Filter{Text: "invoice"}, []string{"a-1"}},
+			{"text in message-id", Filter{Text: "m3@other"}, []string{"b-2"}},
+			{"text with LIKE's characters", Filter{Text: "100%"}, []string{"b-1"}},
+			{"underscore is literal", Filter{Text: "f_s"}, []string{"b-1"}},
+			{"node", Filter{Node: "mx2"}, []string{"c-1", "b-1"}},
+			{"node and more", Filter{Node: "mx1", Address: "nobody@my.test"}, []string{"b-2"}},
+			{"combined", Filter{Address: "my.test", Outcome: "forwarded", Sender: "other.test"}, []string{"b-2", "b-1"}},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				recs, total, err := s.Query(context.Background(), tc.f)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := ids(recs); !slices.Equal(got, tc.want) {
+					t.Errorf("got %v, want %v", got, tc.want)
+				}
+				if total != len(tc.want) {
+					t.Errorf("total %d, want %d", total, len(tc.want))
+				}
+			})
+		}
+	})
 }
 
 func TestQueryPaging(t *testing.T) {
-	s := filled(t)
-	recs, total, err := s.Query(context.Background(), Filter{Limit: 2, Offset: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := ids(recs); !slices.Equal(got, []string{"b-2", "b-1"}) || total != 4 {
-		t.Errorf("page = %v of %d, want [b-2 b-1] of 4", got, total)
-	}
-	recs, total, _ = s.Query(context.Background(), Filter{Limit: 2, Offset: 4})
-	if len(recs) != 0 || total != 4 {
-		t.Errorf("past the end: %v of %d", ids(recs), total)
-	}
+	eachBackend(t, func(t *testing.T, database string) {
+		s := filled(t, database)
+		recs, total, err := s.Query(context.Background(), Filter{Limit: 2, Offset: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := ids(recs); !slices.Equal(got, []string{"b-2", "b-1"}) || total != 4 {
+			t.Errorf("page = %v of %d, want [b-2 b-1] of 4", got, total)
+		}
+		recs, total, _ = s.Query(context.Background(), Filter{Limit: 2, Offset: 4})
+		if len(recs) != 0 || total != 4 {
+			t.Errorf("past the end: %v of %d", ids(recs), total)
+		}
+	})
 }
 
 func TestGet(t *testing.T) {
-	s := filled(t)
-	r, err := s.Get(context.Background(), "a-1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := sample()[0]
-	if r.From != want.From || !r.Time.Equal(want.Time) || r.Subject != want.Subject || r.SPF != "pass" ||
-		len(r.Recipients) != 1 || r.Recipients[0].Destinations[0] != "me@dest.test" ||
-		len(r.Plugins) != 1 || r.Plugins[0].Duration != time.Millisecond {
-		t.Errorf("Get = %+v, want %+v", r, want)
-	}
-	if _, err := s.Get(context.Background(), "nope"); !errors.Is(err, ErrNotFound) {
-		t.Errorf("Get of an unknown id: %v, want ErrNotFound", err)
-	}
+	eachBackend(t, func(t *testing.T, database string) {
+		s := filled(t, database)
+		r, err := s.Get(context.Background(), "a-1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := sample()[0]
+		if r.From != want.From || r.Node != "mx1" || !r.Time.Equal(want.Time) || r.Subject != want.Subject || r.SPF != "pass" ||
+			len(r.Recipients) != 1 || r.Recipients[0].Destinations[0] != "me@dest.test" ||
+			len(r.Plugins) != 1 || r.Plugins[0].Duration != time.Millisecond {
+			t.Errorf("Get = %+v, want %+v", r, want)
+		}
+		if _, err := s.Get(context.Background(), "nope"); !errors.Is(err, ErrNotFound) {
+			t.Errorf("Get of an unknown id: %v, want ErrNotFound", err)
+		}
+	})
 }
 
 func TestStats(t *testing.T) {
-	s := filled(t)
-	b, err := s.Stats(context.Background(), t0, t0.Add(3*time.Hour), time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(b) != 3 {
-		t.Fatalf("%d buckets, want 3", len(b))
-	}
-	want := []map[string]int{{"forwarded": 2, "refused": 1}, {"dropped": 1}, {}}
-	for i := range b {
-		if !b[i].Start.Equal(t0.Add(time.Duration(i) * time.Hour)) {
-			t.Errorf("bucket %d starts at %v", i, b[i].Start)
+	eachBackend(t, func(t *testing.T, database string) {
+		s := filled(t, database)
+		b, err := s.Stats(context.Background(), t0, t0.Add(3*time.Hour), time.Hour)
+		if err != nil {
+			t.Fatal(err)
 		}
-		if len(b[i].Counts) != len(want[i]) {
-			t.Errorf("bucket %d: %v, want %v", i, b[i].Counts, want[i])
+		if len(b) != 3 {
+			t.Fatalf("%d buckets, want 3", len(b))
 		}
-		for k, v := range want[i] {
-			if b[i].Counts[k] != v {
+		want := []map[string]int{{"forwarded": 2, "refused": 1}, {"dropped": 1}, {}}
+		for i := range b {
+			if !b[i].Start.Equal(t0.Add(time.Duration(i) * time.Hour)) {
+				t.Errorf("bucket %d starts at %v", i, b[i].Start)
+			}
+			if len(b[i].Counts) != len(want[i]) {
 				t.Errorf("bucket %d: %v, want %v", i, b[i].Counts, want[i])
 			}
+			for k, v := range want[i] {
+				if b[i].Counts[k] != v {
+					t.Errorf("bucket %d: %v, want %v", i, b[i].Counts, want[i])
+				}
+			}
 		}
-	}
+	})
 }
 
 // The retention job deletes what is older than the retention, at Open
 // and then every PruneEvery, by the clock it is given.
 func TestRetention(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "activity.db")
-	clock := fakeclock.New(t0.Add(90 * time.Minute))
-	s := openTest(t, path, Options{Retention: time.Hour, Now: clock.Now, PruneEvery: 10 * time.Millisecond})
-	for _, r := range sample() {
-		s.Record(r)
-	}
-	waitWritten(t, s, 4)
-	// Written now, the old ones go at the next run.
-	waitFor(t, func() bool {
-		recs, _, _ := s.Query(context.Background(), Filter{})
-		return slices.Equal(ids(recs), []string{"c-1"})
-	})
-	clock.Advance(time.Hour)
-	waitFor(t, func() bool {
-		_, total, _ := s.Query(context.Background(), Filter{})
-		return total == 0
-	})
-	var n int
-	s.db.QueryRow(`SELECT count(*) FROM recipients`).Scan(&n)
-	if n != 0 {
-		t.Errorf("%d recipients left behind", n)
-	}
+	eachBackend(t, func(t *testing.T, path string) {
+		clock := fakeclock.New(t0.Add(90 * time.Minute))
+		s := openTest(t, path, Options{Retention: time.Hour, Now: clock.Now, PruneEvery: 10 * time.Millisecond})
+		for _, r := range sample() {
+			s.Record(r)
+		}
+		waitWritten(t, s, 4)
+		// Written now, the old ones go at the next run.
+		waitFor(t, func() bool {
+			recs, _, _ := s.Query(context.Background(), Filter{})
+			return slices.Equal(ids(recs), []string{"c-1"})
+		})
+		clock.Advance(time.Hour)
+		waitFor(t, func() bool {
+			_, total, _ := s.Query(context.Background(), Filter{})
+			return total == 0
+		})
+		var n int
+		s.db.QueryRow(`SELECT count(*) FROM recipients`).Scan(&n)
+		if n != 0 {
+			t.Errorf("%d recipients left behind", n)
+		}
 
-	// At Open.
-	s.Close()
-	clock.Set(t0.Add(90 * time.Minute))
-	s = openTest(t, path, Options{Now: clock.Now})
-	for _, r := range sample() {
-		s.Record(r)
-	}
-	s.Close()
-	s = openTest(t, path, Options{Retention: time.Hour, Now: clock.Now})
-	recs, _, err := s.Query(context.Background(), Filter{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := ids(recs); !slices.Equal(got, []string{"c-1"}) {
-		t.Errorf("after Open: %v, want [c-1]", got)
-	}
+		// At Open.
+		s.Close()
+		clock.Set(t0.Add(90 * time.Minute))
+		s = openTest(t, path, Options{Now: clock.Now})
+		for _, r := range sample() {
+			s.Record(r)
+		}
+		s.Close()
+		s = openTest(t, path, Options{Retention: time.Hour, Now: clock.Now})
+		recs, _, err := s.Query(context.Background(), Filter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := ids(recs); !slices.Equal(got, []string{"c-1"}) {
+			t.Errorf("after Open: %v, want [c-1]", got)
+		}
+	})
 }
 
 func waitFor(t *testing.T, ok func() bool) {
@@ -239,25 +285,26 @@ func waitFor(t *testing.T, ok func() bool) {
 
 // Close writes what is pending, whatever the batch's timer says.
 func TestCloseFlushes(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "activity.db")
-	s := openTest(t, path, Options{FlushEvery: time.Hour, BatchSize: 1000})
-	for _, r := range sample() {
-		s.Record(r)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if c := s.Counts(); c.Written != 4 {
-		t.Errorf("counts %+v after Close, want 4 written", c)
-	}
-	s.Record(sample()[0]) // after Close: dropped, not a panic
-	if c := s.Counts(); c.DroppedFull != 1 {
-		t.Errorf("a record after Close: counts %+v", c)
-	}
-	s = openTest(t, path, Options{})
-	if _, total, _ := s.Query(context.Background(), Filter{}); total != 4 {
-		t.Errorf("%d records after reopening, want 4", total)
-	}
+	eachBackend(t, func(t *testing.T, path string) {
+		s := openTest(t, path, Options{FlushEvery: time.Hour, BatchSize: 1000})
+		for _, r := range sample() {
+			s.Record(r)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if c := s.Counts(); c.Written != 4 {
+			t.Errorf("counts %+v after Close, want 4 written", c)
+		}
+		s.Record(sample()[0]) // after Close: dropped, not a panic
+		if c := s.Counts(); c.DroppedFull != 1 {
+			t.Errorf("a record after Close: counts %+v", c)
+		}
+		s = openTest(t, path, Options{})
+		if _, total, _ := s.Query(context.Background(), Filter{}); total != 4 {
+			t.Errorf("%d records after reopening, want 4", total)
+		}
+	})
 }
 
 // A locked database (another process writing) or a full one never makes
@@ -320,7 +367,7 @@ func TestFullDatabaseDropsAndCounts(t *testing.T) {
 
 // The console reads while the writer writes: WAL.
 func TestWAL(t *testing.T) {
-	s := filled(t)
+	s := filled(t, filepath.Join(t.TempDir(), "activity.db"))
 	var mode string
 	if err := s.db.QueryRow(`PRAGMA journal_mode`).Scan(&mode); err != nil || mode != "wal" {
 		t.Errorf("journal_mode %q (%v), want wal", mode, err)
@@ -328,10 +375,26 @@ func TestWAL(t *testing.T) {
 }
 
 // BenchmarkRecord is the writer's cost per record: what recording takes
-// from the machine, off the session's path.
+// from the machine, off the session's path, on each backend.
 func BenchmarkRecord(b *testing.B) {
-	s, err := Open(filepath.Join(b.TempDir(), "activity.db"), Options{})
+	for _, db := range []struct {
+		name     string
+		database func(b *testing.B) string
+	}{
+		{"sqlite", func(b *testing.B) string { return filepath.Join(b.TempDir(), "activity.db") }},
+		{"postgres", func(b *testing.B) string { return pgtest.Start(b).DSN() }},
+	} {
+		b.Run(db.name, func(b *testing.B) { benchmarkRecord(b, db.database(b)) })
+	}
+}
+
+func benchmarkRecord(b *testing.B, database string) {
+	s, err := Open(database, Options{})
 	if err != nil {
+		b.Fatal(err)
+	}
+	<-s.connected
+	if err := s.unavailable(); err != nil {
 		b.Fatal(err)
 	}
 	r := sample()[2]
@@ -352,4 +415,43 @@ func BenchmarkRecord(b *testing.B) {
 	if c := s.Counts(); c.Written != uint64(n) {
 		b.Errorf("counts %+v, want %d written", c, n)
 	}
+}
+
+// A batch is written in as few statements as the databases' limits on
+// parameters allow, every row of it; an id recorded before, or twice in
+// the batch, keeps its first record and its recipients once.
+func TestBigBatch(t *testing.T) {
+	eachBackend(t, func(t *testing.T, database string) {
+		s := openTest(t, database, Options{BatchSize: 1000, FlushEvery: time.Hour})
+		s.Record(Record{ID: "dup-0", Time: t0, Outcome: "forwarded", Recipients: []Recipient{{Address: "first@my.test"}}})
+		for i := range 300 {
+			r := Record{ID: "big-" + strconv.Itoa(i), Time: t0.Add(time.Duration(i) * time.Second), Outcome: "forwarded"}
+			for j := range 30 { // 300 × 30 recipients × 5 columns: more than one statement
+				r.Recipients = append(r.Recipients, Recipient{Address: "r" + strconv.Itoa(j) + "@my.test", Outcome: "forwarded"})
+			}
+			s.Record(r)
+		}
+		s.Record(Record{ID: "dup-0", Time: t0, Outcome: "refused", Recipients: []Recipient{{Address: "second@my.test"}}})
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if c := s.Counts(); c.Written != 302 {
+			t.Errorf("counts %+v, want 302 written", c)
+		}
+		s = openTest(t, database, Options{})
+		s.Record(Record{ID: "dup-0", Time: t0, Outcome: "tempfailed", Recipients: []Recipient{{Address: "third@my.test"}}})
+		waitWritten(t, s, 1)
+		var txns, rcpts int
+		s.db.QueryRow(`SELECT count(*) FROM transactions`).Scan(&txns)
+		s.db.QueryRow(`SELECT count(*) FROM recipients`).Scan(&rcpts)
+		if txns != 301 || rcpts != 300*30+1 {
+			t.Errorf("%d transactions and %d recipients, want 301 and %d", txns, rcpts, 300*30+1)
+		}
+		if r, err := s.Get(context.Background(), "dup-0"); err != nil || r.Outcome != "forwarded" {
+			t.Errorf("dup-0: %+v, %v; want the first record", r, err)
+		}
+		if recs, _, _ := s.Query(context.Background(), Filter{Address: "r29@my.test"}); len(recs) != 50 {
+			t.Errorf("%d transactions to r29@my.test on the first page, want 50", len(recs))
+		}
+	})
 }

@@ -372,7 +372,9 @@ type Console struct {
 	// Enabled records transactions and serves the console and
 	// /api/v1/; default false.
 	Enabled bool `toml:"enabled"`
-	// Database is the SQLite file; default data_dir/activity.db.
+	// Database is the SQLite file (default data_dir/activity.db), or a
+	// postgres:// or postgresql:// URL: one PostgreSQL database that
+	// several nodes share.
 	Database string `toml:"database"`
 	// Retention is how long a transaction is kept; default 720h (30 days).
 	Retention Duration `toml:"retention"`
@@ -641,13 +643,23 @@ func (c *Config) DataPath(name string) string {
 // autocert's DirCache layout (one file per host name: key, then chain).
 func (c *Config) ACMEDir() string { return c.DataPath("acme") }
 
-// ConsoleDatabase is the activity database: console.database, relative
-// to the file, or data_dir/activity.db.
+// ConsoleDatabase is the activity database: console.database as it is
+// when a PostgreSQL URL, else relative to the file, or
+// data_dir/activity.db.
 func (c *Config) ConsoleDatabase() string {
-	if c.Console.Database == "" {
+	switch d := c.Console.Database; {
+	case d == "":
 		return c.DataPath("activity.db")
+	case ConsoleDatabaseIsURL(d):
+		return d
 	}
 	return c.Path(c.Console.Database)
+}
+
+// ConsoleDatabaseIsURL says whether console.database names PostgreSQL
+// rather than an SQLite file, as activity.Open reads it.
+func ConsoleDatabaseIsURL(database string) bool {
+	return strings.HasPrefix(database, "postgres://") || strings.HasPrefix(database, "postgresql://")
 }
 
 // RedisPasswordPath is cluster.redis_password_file relative to the file.

@@ -233,6 +233,12 @@ func (v *validator) console() {
 	if c.Enabled && len(c.Users) == 0 {
 		v.errorf("console.enabled", "console.enabled: at least one [[console.user]] is needed to log in")
 	}
+	if ConsoleDatabaseIsURL(c.Database) {
+		// Not url.Parse's error: it quotes the URL, password and all.
+		if _, err := url.Parse(c.Database); err != nil {
+			v.errorf("console.database", "console.database: not a URL (postgres://user:password@host:port/database)")
+		}
+	}
 	seen := map[string]bool{}
 	for i, u := range c.Users {
 		path := fmt.Sprintf("console.user.%d", i)

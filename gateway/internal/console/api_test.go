@@ -49,6 +49,8 @@ func TestAPIFilters(t *testing.T) {
 		{"q=m3@c.test", []string{"s3-1"}},
 		{"address=info@ours.test&outcome=forwarded", []string{"s4-1"}},
 		{"outcome=tempfailed", []string{}},
+		{"node=mx2", []string{"s5-1", "s3-1"}},
+		{"node=mx1&sender=bob@b.test", []string{"s4-1", "s2-1"}},
 	} {
 		var a txAnswer
 		getJSON(t, srv, "/api/v1/transactions?"+c.query, http.StatusOK, &a)
@@ -87,7 +89,7 @@ func TestAPITransaction(t *testing.T) {
 	var r activity.Record
 	getJSON(t, srv, "/api/v1/transactions/s5-1", http.StatusOK, &r)
 	want := testRecords()[0]
-	if r.ID != "s5-1" || r.Reply != want.Reply || r.DMARC != "fail" || len(r.Plugins) != 1 || r.Plugins[0].Duration != want.Plugins[0].Duration ||
+	if r.ID != "s5-1" || r.Node != "mx2" || r.Reply != want.Reply || r.DMARC != "fail" || len(r.Plugins) != 1 || r.Plugins[0].Duration != want.Plugins[0].Duration ||
 		!slices.Equal(r.Symbols, want.Symbols) || r.Recipients[0].Destinations[0] != "me@home.test" {
 		t.Errorf("got %+v, want %+v", r, want)
 	}
@@ -146,5 +148,29 @@ func TestAPIStats(t *testing.T) {
 	getJSON(t, srv, "/api/v1/stats?since=2026-11-07&until=2026-12-06&step=24h", http.StatusOK, &d)
 	if len(d.Buckets) != 30 || d.Buckets[27].Counts["queued"] != 1 || d.Buckets[29].Counts["refused"] != 2 {
 		t.Errorf("30 days: %d buckets, %+v", len(d.Buckets), d.Buckets)
+	}
+}
+
+// A store that has not connected (its PostgreSQL down) makes the API and
+// the pages answer 503 with the reason, not a failure of ours.
+func TestStoreUnavailable(t *testing.T) {
+	store, err := activity.Open("postgres://sluice:pw@127.0.0.1:1/sluice?sslmode=disable", activity.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	srv := testServer(t, store)
+	for _, path := range []string{"/api/v1/transactions", "/api/v1/transactions/s5-1", "/api/v1/stats"} {
+		var e apiError
+		getJSON(t, srv, path, http.StatusServiceUnavailable, &e)
+		if !strings.Contains(e.Error, "activity store unavailable") {
+			t.Errorf("%s: %q", path, e.Error)
+		}
+	}
+	for _, path := range []string{"/", "/tx/s5-1"} {
+		doc := getPage(t, srv, path, http.StatusServiceUnavailable)
+		if a := findAll(doc, "p", "role=alert"); len(a) != 1 || !strings.Contains(text(a[0]), "not connected yet") {
+			t.Errorf("%s: no alert saying the store is not connected", path)
+		}
 	}
 }

@@ -121,7 +121,7 @@ type server struct {
 type badRequest struct{ error }
 
 // parseFilter reads the filter parameters shared by the list page and
-// the API: address, sender, outcome, decided_by, since, until, q. since
+// the API: address, sender, outcome, decided_by, node, since, until, q. since
 // and until are a date (YYYY-MM-DD, UTC; until then includes that whole
 // day) or an RFC 3339 time.
 func parseFilter(v url.Values) (activity.Filter, error) {
@@ -131,6 +131,7 @@ func parseFilter(v url.Values) (activity.Filter, error) {
 		Outcome:   strings.TrimSpace(v.Get("outcome")),
 		DecidedBy: strings.TrimSpace(v.Get("decided_by")),
 		Text:      strings.TrimSpace(v.Get("q")),
+		Node:      strings.TrimSpace(v.Get("node")),
 	}
 	if f.Outcome != "" && !slices.Contains(Outcomes, f.Outcome) {
 		return f, badRequest{fmt.Errorf("outcome %q is not one of %s", f.Outcome, strings.Join(Outcomes, ", "))}
@@ -183,7 +184,8 @@ func parseCount(v url.Values, name string, def, max int) (int, error) {
 }
 
 // status is the HTTP status for an error: 400 for the client's, 404 for
-// an unknown transaction, 500 for ours.
+// an unknown transaction, 503 while the store is not connected (its
+// PostgreSQL is down), 500 for ours.
 func status(err error) int {
 	var bad badRequest
 	switch {
@@ -191,6 +193,8 @@ func status(err error) int {
 		return http.StatusBadRequest
 	case errors.Is(err, activity.ErrNotFound):
 		return http.StatusNotFound
+	case errors.Is(err, activity.ErrUnavailable):
+		return http.StatusServiceUnavailable
 	}
 	return http.StatusInternalServerError
 }

@@ -22,7 +22,8 @@ import (
 // testNow is the clock of every test: the charts end at its hour and day.
 var testNow = time.Date(2026, 12, 6, 18, 30, 0, 0, time.UTC)
 
-// testRecords are five transactions, newest first:
+// testRecords are five transactions, newest first, from two nodes (s5
+// and s3 from mx2, the others from mx1):
 //
 //	t5 refused by plugin:dmarc      from x@spoof.test  to info@ours.test
 //	t4 forwarded by destination      from bob@b.test    to sales@ours.test, info@ours.test
@@ -32,24 +33,24 @@ var testNow = time.Date(2026, 12, 6, 18, 30, 0, 0, time.UTC)
 func testRecords() []activity.Record {
 	at := func(d time.Duration) time.Time { return testNow.Add(-d) }
 	return []activity.Record{
-		{ID: "s5-1", Time: at(10 * time.Minute), From: "x@spoof.test", Outcome: "refused", DecidedBy: "plugin:dmarc",
+		{ID: "s5-1", Node: "mx2", Time: at(10 * time.Minute), From: "x@spoof.test", Outcome: "refused", DecidedBy: "plugin:dmarc",
 			Reply: "550 5.7.1 DMARC policy of spoof.test refuses this message", Subject: "Invoice", MessageID: "<m5@spoof.test>",
 			Recipients: []activity.Recipient{{Address: "info@ours.test", Destinations: []string{"me@home.test"}, Outcome: "refused", DecidedBy: "plugin:dmarc"}},
 			SPF:        "fail", DMARC: "fail", Score: 7.5, Symbols: []string{"DMARC_REJECT=5", "SPF_FAIL=2.5"},
 			Plugins: []activity.Verdict{{Plugin: "dmarc", Stage: "data", Action: "reject", Duration: 1500 * time.Microsecond}}},
-		{ID: "s4-1", Time: at(2 * time.Hour), From: "bob@b.test", Outcome: "forwarded", DecidedBy: "destination",
+		{ID: "s4-1", Node: "mx1", Time: at(2 * time.Hour), From: "bob@b.test", Outcome: "forwarded", DecidedBy: "destination",
 			Reply: "250 2.0.0 Ok: queued as ABC", Subject: "Hello there", MessageID: "<m4@b.test>", Relay: "mx.home.test", Size: 2048,
 			Recipients: []activity.Recipient{
 				{Address: "sales@ours.test", Destinations: []string{"team@home.test"}, Outcome: "forwarded", DecidedBy: "destination"},
 				{Address: "info@ours.test", Destinations: []string{"me@home.test"}, Outcome: "forwarded", DecidedBy: "destination"},
 			}},
-		{ID: "s3-1", Time: at(5 * time.Hour), From: "spam@c.test", Outcome: "dropped", DecidedBy: "plugin:spam",
+		{ID: "s3-1", Node: "mx2", Time: at(5 * time.Hour), From: "spam@c.test", Outcome: "dropped", DecidedBy: "plugin:spam",
 			Reply: "250 2.0.0 Ok", Subject: "Cheap", MessageID: "<m3@c.test>",
 			Recipients: []activity.Recipient{{Address: "info@other.test", Outcome: "dropped", DecidedBy: "plugin:spam"}}},
-		{ID: "s2-1", Time: at(6 * time.Hour), From: "bob@b.test", Outcome: "refused", DecidedBy: "host",
+		{ID: "s2-1", Node: "mx1", Time: at(6 * time.Hour), From: "bob@b.test", Outcome: "refused", DecidedBy: "host",
 			Reply:      "554 5.7.1 Relay access denied",
 			Recipients: []activity.Recipient{{Address: "victim@elsewhere.test", Outcome: "refused", DecidedBy: "host", Reply: "554 5.7.1 Relay access denied"}}},
-		{ID: "s1-1", Time: at(48 * time.Hour), From: "alice@a.test", Outcome: "queued", DecidedBy: "queue",
+		{ID: "s1-1", Node: "mx1", Time: at(48 * time.Hour), From: "alice@a.test", Outcome: "queued", DecidedBy: "queue",
 			Reply: "250 2.0.0 queued", Subject: "Report", MessageID: "<m1@a.test>", QueueIDs: []string{"q1"},
 			Recipients: []activity.Recipient{{Address: "info@ours.test", Destinations: []string{"me@home.test"}, Outcome: "queued", DecidedBy: "queue"}}},
 	}

@@ -188,6 +188,9 @@ func (s *server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		msg = "The activity store failed: " + msg
 	case http.StatusNotFound:
 		msg = "No such transaction: it may be older than the retention."
+	case http.StatusServiceUnavailable:
+		// The store logs its outage itself, once a minute.
+		msg = "The activity store is not connected yet; mail flows meanwhile, unrecorded. " + msg
 	}
 	s.render(w, r, code, "error", page{Title: http.StatusText(code), Error: msg})
 }

@@ -41,17 +41,17 @@ func TestListPage(t *testing.T) {
 	if s := findAll(doc, "script"); len(s) != 0 {
 		t.Errorf("%d <script> elements; reading must not need JavaScript", len(s))
 	}
-	if len(findAll(doc, "h1")) != 1 || len(findAll(doc, "th", "scope=col")) != 7 {
-		t.Errorf("want one h1 and 7 column headers")
+	if len(findAll(doc, "h1")) != 1 || len(findAll(doc, "th", "scope=col")) != 8 {
+		t.Errorf("want one h1 and 8 column headers")
 	}
 	rows := findAll(findAll(doc, "tbody")[0], "tr")
 	first := rows[0]
 	cells := findAll(first, "td")
 	got := []string{}
-	for _, c := range cells[:6] {
+	for _, c := range cells[:7] {
 		got = append(got, text(c))
 	}
-	want := []string{"2026-12-06 18:20:00", "x@spoof.test", "info@ours.test", "refused", "plugin:dmarc", "550 5.7.1 DMARC policy of spoof.test refuses this message"}
+	want := []string{"2026-12-06 18:20:00", "x@spoof.test", "info@ours.test", "refused", "plugin:dmarc", "550 5.7.1 DMARC policy of spoof.test refuses this message", "mx2"}
 	if !slices.Equal(got, want) {
 		t.Errorf("first row %q, want %q", got, want)
 	}
@@ -74,7 +74,7 @@ func TestListPage(t *testing.T) {
 		}
 	}
 	slices.Sort(names)
-	if want := []string{"address", "decided_by", "outcome", "q", "sender", "since", "until"}; !slices.Equal(names, want) {
+	if want := []string{"address", "decided_by", "node", "outcome", "q", "sender", "since", "until"}; !slices.Equal(names, want) {
 		t.Errorf("filter fields %v, want %v", names, want)
 	}
 
@@ -88,6 +88,11 @@ func TestListPage(t *testing.T) {
 	}
 	if opt := findAll(doc, "option", "selected"); len(opt) != 1 || text(opt[0]) != "refused" {
 		t.Errorf("outcome not kept selected")
+	}
+
+	doc = getPage(t, srv, "/?node=mx2", http.StatusOK)
+	if got := rowLinks(doc); !slices.Equal(got, []string{"/tx/s5-1", "/tx/s3-1"}) {
+		t.Errorf("node mx2's rows %v", got)
 	}
 
 	// A bad filter is a 400 with the reason on the page, and the form.
@@ -221,7 +226,7 @@ func TestDetailPage(t *testing.T) {
 	for _, want := range []string{
 		"550 5.7.1 DMARC policy of spoof.test refuses this message", "plugin:dmarc", "x@spoof.test",
 		"info@ours.test", "me@home.test", "DMARC fail", "SPF fail", "7.5", "DMARC_REJECT=5, SPF_FAIL=2.5",
-		"dmarc data reject no 1.5 ms", "<m5@spoof.test>", "Invoice",
+		"dmarc data reject no 1.5 ms", "<m5@spoof.test>", "Invoice", "Node mx2",
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("detail lacks %q:\n%s", want, body)

@@ -14,8 +14,9 @@ import (
 
 // KV is the store behind the kv host functions. Every key lives in a
 // scope, the plugin's name, so that plugins neither see nor overwrite each
-// other's keys. The gateway uses a MemoryKV; a store shared by several
-// gateway nodes implements the same four methods. Implementations must be
+// other's keys. The gateway uses a MemoryKV, or with [cluster] redis a
+// rediskv.KV shared by several gateway nodes; the contract below is
+// tested against both (package kvtest). Implementations must be
 // safe for concurrent use, and the bytes Get returns must not be changed.
 type KV interface {
 	// Get returns the value under key, and false if there is none or it
@@ -135,8 +136,8 @@ func (m *MemoryKV) Incr(_ context.Context, scope, key string, delta int64, ttl t
 	var n int64
 	e, ok := s.entries[key]
 	if ok && now.Before(e.expires) {
-		var err error
-		if n, err = strconv.ParseInt(string(e.value), 10, 64); err != nil {
+		var ok bool
+		if n, ok = counter(e.value); !ok {
 			return 0, ErrKVNotCounter
 		}
 	} else {
@@ -151,6 +152,14 @@ func (m *MemoryKV) Incr(_ context.Context, scope, key string, delta int64, ttl t
 		return 0, err
 	}
 	return sum, nil
+}
+
+// counter reads a counter's value: only FormatInt's text, which is also
+// what Redis's INCRBY takes, so that "+1", "01" or "-0" are no counter in
+// either store.
+func counter(v []byte) (int64, bool) {
+	n, err := strconv.ParseInt(string(v), 10, 64)
+	return n, err == nil && strconv.FormatInt(n, 10) == string(v)
 }
 
 // scope returns the entries of a scope, made on first use. m.mu is held.

@@ -31,6 +31,7 @@ func (s *session) activityRecord() activity.Record {
 	_, tls := s.conn.TLSConnectionState()
 	r := activity.Record{
 		ID:         s.id + "-" + strconv.Itoa(s.txns),
+		Node:       s.srv.cfg.Node,
 		Time:       now,
 		Duration:   now.Sub(t.started),
 		SessionID:  s.id,

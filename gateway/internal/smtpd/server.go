@@ -59,6 +59,9 @@ type Config struct {
 	// console (issue 13); RecordSubject says whether it holds subjects.
 	Activity      activity.Recorder
 	RecordSubject bool
+	// Node names this gateway node in the records ([cluster] node):
+	// nodes may share one store.
+	Node string
 	// DMARCReports, if set, records each message's DMARC evaluation for
 	// the aggregate reports (dmarcrecord.go).
 	DMARCReports DMARCRecorder
