@@ -26,6 +26,7 @@ import (
 	"github.com/sluice-mail/sluice/gateway/internal/mtasts"
 	"github.com/sluice-mail/sluice/gateway/internal/plugin"
 	"github.com/sluice-mail/sluice/gateway/internal/queue"
+	"github.com/sluice-mail/sluice/gateway/internal/rediskv"
 	"github.com/sluice-mail/sluice/gateway/internal/reports"
 	"github.com/sluice-mail/sluice/gateway/internal/resolver"
 	"github.com/sluice-mail/sluice/gateway/internal/smtpd"
@@ -61,6 +62,9 @@ type Gateway struct {
 	strict bool
 	// acme gets the certificates when [tls] acme is on; nil otherwise.
 	acme *acmecert.Manager
+	// redisKV is the plugins' key-value store in Redis ([cluster] redis),
+	// made at start and shared by every generation; nil: in memory.
+	redisKV *rediskv.KV
 	// site is what the HTTPS listener serves, from the configuration in use.
 	site atomic.Pointer[site]
 	// reports are the DMARC and TLS reports ([reports]); nil when off.
@@ -109,9 +113,19 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, level *slo
 	g := &Gateway{cfg: cfg, log: log, level: level, metrics: newGatewayMetrics(), strict: strict,
 		stsCache: mtasts.NewCache()}
 	var err error
-	g.host, err = plugin.NewHost(ctx, plugin.HostConfig{CacheDir: g.cacheDir(), Logger: log,
-		Counters: newPluginCounters(g.metrics.registry)})
+	hc := plugin.HostConfig{CacheDir: g.cacheDir(), Logger: log, Counters: newPluginCounters(g.metrics.registry)}
+	kv, kvErr := g.newRedisKV(cfg)
+	if kvErr != nil {
+		return nil, config.Errors{kvErr}
+	}
+	if kv != nil {
+		g.redisKV, hc.KV = kv, kv
+	}
+	g.host, err = plugin.NewHost(ctx, hc)
 	if err != nil {
+		if kv != nil {
+			kv.Close()
+		}
 		return nil, fmt.Errorf("starting the WebAssembly runtime: %w", err)
 	}
 	g.seen = stampFiles(cfg)
@@ -429,6 +443,11 @@ func (g *Gateway) Close() error {
 	if g.host != nil {
 		errs = append(errs, g.host.Close(ctx))
 		g.host = nil
+	}
+	if g.redisKV != nil {
+		// After the host: no plugin calls it any more.
+		g.redisKV.Close()
+		g.redisKV = nil
 	}
 	if g.queue != nil {
 		errs = append(errs, g.queue.Close())

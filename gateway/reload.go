@@ -22,6 +22,7 @@ import (
 	"github.com/sluice-mail/sluice/gateway/internal/login"
 	"github.com/sluice-mail/sluice/gateway/internal/metrics"
 	"github.com/sluice-mail/sluice/gateway/internal/queue"
+	"github.com/sluice-mail/sluice/gateway/internal/rediskv"
 )
 
 // defaultWatchInterval is how often gateway.toml and the plugin files are
@@ -43,6 +44,7 @@ type gatewayMetrics struct {
 	stsNotWaited prometheus.Counter
 	queue        *queue.Metrics    // read the queue once Listen opened it
 	activity     *activity.Metrics // read the console's store once Listen opened it
+	redisKV      *rediskv.Metrics  // the key-value store's calls to Redis, when [cluster] has it
 	// reportsDropped and reportsSent are the DMARC and TLS reports'.
 	reportsDropped *prometheus.CounterVec
 	reportsSent    *prometheus.CounterVec
@@ -91,6 +93,7 @@ func newGatewayMetrics() *gatewayMetrics {
 	m.stsFetches.WithLabelValues("failed")
 	m.queue = queue.NewMetrics(r)
 	m.activity = activity.NewMetrics(r)
+	m.redisKV = rediskv.NewMetrics(r)
 	m.dsn = newDSNCounter(r)
 	m.reloads.WithLabelValues("ok")
 	m.reloads.WithLabelValues("failed")

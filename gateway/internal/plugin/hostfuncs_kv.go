@@ -135,8 +135,8 @@ func (m *MemoryKV) Incr(_ context.Context, scope, key string, delta int64, ttl t
 	var n int64
 	e, ok := s.entries[key]
 	if ok && now.Before(e.expires) {
-		var err error
-		if n, err = strconv.ParseInt(string(e.value), 10, 64); err != nil {
+		var ok bool
+		if n, ok = counter(e.value); !ok {
 			return 0, ErrKVNotCounter
 		}
 	} else {
@@ -151,6 +151,14 @@ func (m *MemoryKV) Incr(_ context.Context, scope, key string, delta int64, ttl t
 		return 0, err
 	}
 	return sum, nil
+}
+
+// counter reads a counter's value: only FormatInt's text, which is also
+// what Redis's INCRBY takes, so that "+1", "01" or "-0" are no counter in
+// either store.
+func counter(v []byte) (int64, bool) {
+	n, err := strconv.ParseInt(string(v), 10, 64)
+	return n, err == nil && strconv.FormatInt(n, 10) == string(v)
 }
 
 // scope returns the entries of a scope, made on first use. m.mu is held.
