@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -22,6 +24,11 @@ const (
 	kvTimeout     = 200 * time.Millisecond
 	pluginTimeout = time.Second
 )
+
+// outageFor is how long each outage lasts at least: longer than rediskv
+// waits before it drops a connection that answers nothing, so that a
+// paused Redis makes it reconnect.
+const outageFor = 1500 * time.Millisecond
 
 // noHang bounds one transaction (MAIL, RCPT, DATA) of the load: each of
 // its three commands waits at most for one ratelimit call (pluginTimeout,
@@ -288,14 +295,16 @@ func TestRedisOutageUnderLoad(t *testing.T) {
 		t.Run(onFailure, func(t *testing.T) {
 			t.Parallel()
 			r := redistest.Start(t)
-			e := startEnv(t, envOptions{plugins: ratelimitUnderLoad(t, onFailure), sections: clusterSection(r.Addr(), "sluice:")})
-			load := startLoad(t, e.addr, 4)
+			e := startEnv(t, envOptions{plugins: ratelimitUnderLoad(t, onFailure), sections: clusterSection(r.Addr(), "sluice:"),
+				smtp: "max_connections_per_ip = 100"})
+			load := startLoad(t, e.addr, loadClients())
 			load.waitCount(t, "mail to flow", 250, 20, time.Time{})
 
 			// outage waits until the gateway has met the outage that
 			// began at since: its failures are answered per on_failure.
 			outage := func(what string, since time.Time, failures float64) {
 				t.Helper()
+				time.Sleep(outageFor)
 				if onFailure == "tempfail" {
 					load.waitCount(t, "451s with Redis "+what, 451, 5, since)
 					return
@@ -354,12 +363,28 @@ func TestRedisOutageUnderLoad(t *testing.T) {
 			if onFailure == "skip" && n451 > 0 {
 				t.Errorf("%d transactions answered 451 with on_failure = \"skip\"", n451)
 			}
+			// Killed, Redis refuses connections: errors; paused, it
+			// answers nothing: timeouts.
+			m := scrape(t, e)
+			for _, result := range []string{"error", "timeout"} {
+				key := fmt.Sprintf(`sluice_kv_redis_requests_total{op="incr",result=%q}`, result)
+				if m[key] == 0 {
+					t.Errorf("%s = 0 after the outages", key)
+				}
+			}
 			for _, line := range []string{"key-value store failed", "plugin failed"} {
 				if !strings.Contains(e.logs.String(), line) {
 					t.Errorf("the log does not say %q", line)
 				}
 			}
-			t.Logf("%d transactions, %d answered 451, %v failures of the ratelimit", len(txs), n451, failures)
+			var slowest transaction
+			for _, x := range txs {
+				if x.took > slowest.took {
+					slowest = x
+				}
+			}
+			t.Logf("%d transactions, %d answered 451, %v failures of the ratelimit; the slowest took %s: %v",
+				len(txs), n451, failures, slowest.took.Round(time.Millisecond), slowest)
 		})
 	}
 }
@@ -419,4 +444,11 @@ func TestRedisDownAtStart(t *testing.T) {
 			return x.code == 250 && strings.Contains(r.CLI("--scan", "--pattern", n.prefix+"*"), n.prefix)
 		})
 	}
+}
+
+func loadClients() int {
+	if n, err := strconv.Atoi(os.Getenv("SLUICE_OUTAGE_CLIENTS")); err == nil {
+		return n
+	}
+	return 4
 }
