@@ -120,6 +120,8 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, level *slo
 	}
 	if kv != nil {
 		g.redisKV, hc.KV = kv, kv
+		log.Info("the plugins' key-value store is in Redis, shared with the other nodes", "redis", cfg.Cluster.Redis,
+			"sentinel_master", cfg.Cluster.RedisSentinelMaster, "key_prefix", cfg.Cluster.RedisKeyPrefix)
 	}
 	g.host, err = plugin.NewHost(ctx, hc)
 	if err != nil {

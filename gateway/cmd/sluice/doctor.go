@@ -14,7 +14,7 @@ import (
 
 // doctorCmd checks the published DNS records and the certificate.
 func doctorCmd(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
-	fs := newFlagSet("doctor", "usage: sluice doctor [-c FILE] [-nameserver HOST:PORT] [-ca-file FILE] [-format text|json]\n\nChecks what `sluice dns` says to publish against live DNS, and the\ncertificate STARTTLS presents, and reports each as ok, warn or error with\nthe fix. Exit status: 1 if any is an error, else 0.\n\n", stderr)
+	fs := newFlagSet("doctor", "usage: sluice doctor [-c FILE] [-nameserver HOST:PORT] [-ca-file FILE] [-format text|json]\n\nChecks what `sluice dns` says to publish against live DNS, and the\ncertificate STARTTLS presents, and whether [cluster] redis answers, and reports each as ok, warn or error with\nthe fix. Exit status: 1 if any is an error, else 0.\n\n", stderr)
 	file := configFlag(fs)
 	ns := fs.String("nameserver", "", "ask this nameserver (`ip:port`, or a name: a domain's own nameserver shows records before they spread) rather than [dns] nameservers or /etc/resolv.conf; [dns] static records are never used")
 	format := fs.String("format", "text", "`text` or json (a list of {status, check, name, message, fix})")

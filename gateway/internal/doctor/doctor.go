@@ -42,7 +42,7 @@ const (
 type Finding struct {
 	Status Status `json:"status"`
 	// Check is what was checked: MX, SPF, DKIM, DMARC, MTA-STS, TLS-RPT,
-	// address, FCrDNS or certificate.
+	// address, FCrDNS, certificate or Redis.
 	Check   string `json:"check"`
 	Name    string `json:"name"` // the DNS name, address or file checked
 	Message string `json:"message"`
@@ -105,6 +105,7 @@ func Run(ctx context.Context, o Options) []Finding {
 	d.mxAddresses(ctx)
 	d.fcrdns(ctx)
 	d.certificate(d.ownMX(ctx))
+	d.redis(ctx)
 	return d.findings
 }
 

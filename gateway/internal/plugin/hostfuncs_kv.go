@@ -14,8 +14,9 @@ import (
 
 // KV is the store behind the kv host functions. Every key lives in a
 // scope, the plugin's name, so that plugins neither see nor overwrite each
-// other's keys. The gateway uses a MemoryKV; a store shared by several
-// gateway nodes implements the same four methods. Implementations must be
+// other's keys. The gateway uses a MemoryKV, or with [cluster] redis a
+// rediskv.KV shared by several gateway nodes; the contract below is
+// tested against both (package kvtest). Implementations must be
 // safe for concurrent use, and the bytes Get returns must not be changed.
 type KV interface {
 	// Get returns the value under key, and false if there is none or it

@@ -144,9 +144,9 @@ func (k *KV) Close() {
 
 // Ping asks Redis whether it answers, within the timeout.
 func (k *KV) Ping(ctx context.Context) error {
-	return k.do(ctx, "ping", func(ctx context.Context, c valkey.Client) error {
+	return opError("ping", k.do(ctx, "ping", func(ctx context.Context, c valkey.Client) error {
 		return c.Do(ctx, c.B().Ping().Build()).Error()
-	})
+	}))
 }
 
 // errClosed is the error of a call after Close.

@@ -309,3 +309,19 @@ func TestConfig(t *testing.T) {
 		}
 	}
 }
+
+// The least an ACL user needs, as docs/cluster.md has it: its keys, and
+// reading, writing and scripts; the doctor's PING too.
+func TestLeastACL(t *testing.T) {
+	s := redistest.Start(t, redistest.Args("--user", "sluice", "on", ">pw", "~sluice:*", "+@read", "+@write", "+@scripting", "+ping"))
+	kv := newKV(t, s, Config{Username: "sluice", Password: "pw"})
+	works(t, kv)
+	if err := kv.Ping(ctx); err != nil {
+		t.Errorf("Ping: %v", err)
+	}
+	// Keys outside the prefix are refused.
+	other := newKV(t, s, Config{Username: "sluice", Password: "pw", Prefix: "other:"})
+	if _, _, err := other.Get(ctx, "p", "k"); err == nil || !strings.Contains(err.Error(), "NOPERM") {
+		t.Errorf("a key outside the user's pattern: %v", err)
+	}
+}
