@@ -173,7 +173,7 @@ func sendTransaction(c *smtp.Client, id string) (transaction, error) {
 			io.WriteString(w, "X-Test-Id: "+id+"\r\n"+testMessage)
 			var r *smtp.DataResponse
 			if r, err = w.CloseWithResponse(); err == nil {
-				x.code, x.enh, x.text = 250, smtp.EnhancedCode{2, 0, 0}, r.StatusText
+				x.code, x.enh, x.text = 250, smtp.EnhancedCode{2, 0, 0}, strings.TrimPrefix(r.StatusText, "2.0.0 ")
 			}
 		}
 	}
@@ -279,7 +279,7 @@ func clusterSection(addr, prefix string) string {
 	return fmt.Sprintf("[cluster]\nredis = [%q]\nredis_timeout = %q\nredis_key_prefix = %q\n", addr, kvTimeout, prefix)
 }
 
-// pluginFailures is the ratelimit's failures so far, at every stage.
+// ratelimitFailures is the ratelimit's failures so far, at every stage.
 func ratelimitFailures(t *testing.T, e *env) float64 {
 	m := scrape(t, e)
 	return m[`sluice_plugin_failures_total{plugin="ratelimit",stage="mail"}`] +
