@@ -545,3 +545,25 @@ func TestBDATResetKeepsTheSession(t *testing.T) {
 		t.Errorf("deliveries: %d, want the second message only", len(got))
 	}
 }
+
+// A failure of ours (a plugin's, answered 451 4.3.0 under its
+// on_failure = "tempfail", as when its key-value store is down) is no
+// error of the client's either: a client sending many messages in one
+// session while it lasts is deferred each time, never cut off with 421.
+func TestOurFailuresAreNotErrors(t *testing.T) {
+	e := startEnv(t, envOptions{smtp: "max_errors = 3", plugins: failingChain(t, "tempfail")})
+	c := e.client(t)
+	for i := range 5 {
+		if err := c.Mail("alice@example.org", nil); err != nil {
+			t.Fatalf("MAIL %d: %v", i, err)
+		}
+		wantReply(t, "a recipient whose plugin fails", c.Rcpt("panic@ours.test", nil),
+			451, smtp.EnhancedCode{4, 3, 0}, "Filter scripted failed, try again later")
+		if err := c.Reset(); err != nil {
+			t.Fatalf("RSET %d: %v", i, err)
+		}
+	}
+	if err := sendMail(t, c, "alice@example.org", "info@ours.test", testMessage); err != nil {
+		t.Errorf("after five failures of ours: %v, want the message delivered", err)
+	}
+}

@@ -132,10 +132,25 @@ func (p *Plugin) handle(ctx context.Context, req *abi.Request) (abi.Verdict, err
 	var inst *instance
 	select {
 	case inst = <-p.pool:
-	case <-p.closed:
-		return abi.Verdict{}, errClosed
-	case <-ctx.Done():
-		return abi.Verdict{}, fmt.Errorf("waiting for a free instance: %w", ctx.Err())
+	default:
+		// Every instance is busy. The wait is bounded by the timeout too:
+		// when calls hold the instances for their whole timeout (a
+		// key-value store or a DNS server that does not answer), waiting
+		// for as many timeouts as there are callers ahead would make
+		// each command's time grow with the load; failing at the
+		// timeout lets on_failure answer, and sheds load the plugin
+		// cannot take.
+		wait := time.NewTimer(p.timeout)
+		defer wait.Stop()
+		select {
+		case inst = <-p.pool:
+		case <-p.closed:
+			return abi.Verdict{}, errClosed
+		case <-ctx.Done():
+			return abi.Verdict{}, fmt.Errorf("waiting for a free instance: %w", ctx.Err())
+		case <-wait.C:
+			return abi.Verdict{}, fmt.Errorf("no free instance within its timeout of %s: all %d busy", p.timeout, cap(p.pool))
+		}
 	}
 	if inst == nil {
 		var err error

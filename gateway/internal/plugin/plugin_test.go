@@ -480,3 +480,49 @@ func TestLoadRefusesModulesThatWouldCrashTheCompiler(t *testing.T) {
 		t.Fatalf("Load = %v, want a refusal naming the locals", err)
 	}
 }
+
+// A call waits for a free instance no longer than the plugin's timeout:
+// when every instance is held by calls that take their whole timeout (a
+// plugin whose key-value store hangs), callers beyond the pool fail at
+// the timeout and on_failure decides, rather than queueing for as many
+// timeouts as there are callers ahead of them. Each call ends within
+// about twice the timeout (its wait, then its own call), however many
+// callers there are: the bound below is that with room for a slow
+// machine, far under what twenty callers queueing behind one instance
+// would take.
+func TestWaitForAnInstanceIsBounded(t *testing.T) {
+	h, _ := newHost(t)
+	s := scriptedSpec(t, "scripted", "")
+	s.Timeout = 100 * time.Millisecond
+	c := NewChain(load(t, h, s))
+	const callers = 20
+	bound := 2*s.Timeout + 500*time.Millisecond
+	var (
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		waited int
+	)
+	for range callers {
+		wg.Go(func() {
+			start := time.Now()
+			o := c.Run(context.Background(), rcpt("sleep@x.test"), nil)
+			took := time.Since(start)
+			if took > bound {
+				t.Errorf("a call took %s, over %s", took.Round(time.Millisecond), bound)
+			}
+			if o.Action != abi.Tempfail || len(o.Verdicts) != 1 || o.Verdicts[0].Err == nil {
+				t.Errorf("outcome %+v, want the plugin's failure", o)
+				return
+			}
+			if strings.Contains(o.Verdicts[0].Err.Error(), "no free instance within its timeout of 100ms") {
+				mu.Lock()
+				waited++
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if waited == 0 {
+		t.Error("no call failed for want of a free instance")
+	}
+}

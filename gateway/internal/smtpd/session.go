@@ -463,7 +463,7 @@ func (s *session) hangUp(reply *smtp.SMTPError) *smtp.SMTPError {
 // client probing for addresses or for a way to relay cannot go on
 // forever.
 func (s *session) refused(err error) error {
-	if err == nil || isDeferral(err) {
+	if err == nil || !clientsError(err) {
 		return err
 	}
 	if e, ok := err.(*smtp.SMTPError); ok && e.Code == 421 {
@@ -477,11 +477,26 @@ func (s *session) refused(err error) error {
 	return err
 }
 
-// isDeferral reports a recipient put off to the next transaction (452
-// 4.5.3, one destination per transaction): the client did nothing wrong.
-func isDeferral(err error) bool {
+// clientsError reports whether a refusal counts against the client. Two
+// kinds do not, since the client did nothing wrong and a sending server
+// with many messages would be cut off for it: a recipient put off to the
+// next transaction (452 4.5.3, one destination per transaction), and a
+// transient failure of a system on the way, ours or the destination's:
+// RFC 3463's 4.3.x (mail system: a plugin that failed, as when its
+// key-value store is down; queueing, signing) and 4.4.x (network and
+// routing: a destination that cannot be reached).
+func clientsError(err error) bool {
 	e, ok := err.(*smtp.SMTPError)
-	return ok && e.Code == 452 && e.EnhancedCode == smtp.EnhancedCode{4, 5, 3}
+	if !ok {
+		return true
+	}
+	switch {
+	case e.Code == 452 && e.EnhancedCode == smtp.EnhancedCode{4, 5, 3}:
+		return false
+	case e.Code/100 == 4 && e.EnhancedCode[0] == 4 && (e.EnhancedCode[1] == 3 || e.EnhancedCode[1] == 4):
+		return false
+	}
+	return true
 }
 
 // Reset ends the transaction, keeping the session.
