@@ -19,6 +19,10 @@ type dialect struct {
 	// migrations make the schema: schema_version says how many ran. A
 	// new version appends one to both dialects; none is ever edited.
 	migrations []string
+	// hasVersion says whether the table schema_version exists: a role
+	// without CREATE, once the tables are made, must not need it to run
+	// CREATE TABLE IF NOT EXISTS.
+	hasVersion string
 	// lock is run first in the migration's transaction: "" for none.
 	lock string
 	// ilike is the operator of a case-insensitive LIKE (SQLite's LIKE
@@ -53,8 +57,9 @@ var sqlite = dialect{
 	CREATE INDEX recipients_txn ON recipients(txn);`,
 		`ALTER TABLE transactions ADD COLUMN node TEXT NOT NULL DEFAULT ''`,
 	},
-	ilike:  "LIKE",
-	rebind: func(q string) string { return q },
+	hasVersion: `SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'`,
+	ilike:      "LIKE",
+	rebind:     func(q string) string { return q },
 }
 
 var postgres = dialect{
@@ -85,9 +90,10 @@ var postgres = dialect{
 	// A transaction-level advisory lock: released when the migration
 	// commits or rolls back, or its connection dies. The key is ours:
 	// "sluice" and 1 (0x736c7569636501).
-	lock:   `SELECT pg_advisory_xact_lock(32488873856820481)`,
-	ilike:  "ILIKE",
-	rebind: dollars,
+	lock:       `SELECT pg_advisory_xact_lock(32488873856820481)`,
+	hasVersion: `SELECT to_regclass('schema_version') IS NOT NULL`,
+	ilike:      "ILIKE",
+	rebind:     dollars,
 }
 
 // dollars numbers the ?s of q: $1, $2, ... The store's statements have

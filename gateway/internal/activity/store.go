@@ -231,8 +231,14 @@ func migrate(ctx context.Context, db *sql.DB, d *dialect) error {
 			return err
 		}
 	}
-	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`); err != nil {
+	var exists bool
+	if err := tx.QueryRowContext(ctx, d.hasVersion).Scan(&exists); err != nil {
 		return err
+	}
+	if !exists {
+		if _, err := tx.ExecContext(ctx, `CREATE TABLE schema_version (version INTEGER NOT NULL)`); err != nil {
+			return err
+		}
 	}
 	var v int
 	switch err := tx.QueryRowContext(ctx, `SELECT version FROM schema_version`).Scan(&v); {
@@ -245,6 +251,11 @@ func migrate(ctx context.Context, db *sql.DB, d *dialect) error {
 	}
 	if v > len(d.migrations) {
 		return fmt.Errorf("%w (version %d; this sluice knows %d)", errSchemaTooNew, v, len(d.migrations))
+	}
+	if v == len(d.migrations) {
+		// Up to date: nothing written, so a role that may only read and
+		// write the records is enough.
+		return tx.Commit()
 	}
 	for _, m := range d.migrations[v:] {
 		if _, err := tx.ExecContext(ctx, m); err != nil {
