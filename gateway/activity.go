@@ -2,7 +2,21 @@ package gateway
 
 import (
 	"github.com/sluice-mail/sluice/gateway/internal/activity"
+	"github.com/sluice-mail/sluice/gateway/internal/config"
 )
+
+// checkActivity finds, at build, a [console] database URL that
+// activity.Open would refuse, so that sluice check reports what would
+// stop the gateway at start. It opens nothing.
+func checkActivity(cfg *config.Config) *config.Error {
+	if !cfg.Console.Enabled {
+		return nil
+	}
+	if err := activity.CheckDatabase(cfg.ConsoleDatabase()); err != nil {
+		return cfg.ErrorAt("console.database", "console.database: %v", err)
+	}
+	return nil
+}
 
 // openActivity opens the console's store when [console] is on and gives
 // it to the SMTP server. Listen calls it, not build: sluice check must

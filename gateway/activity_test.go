@@ -257,3 +257,33 @@ node = "mx-a"
 	}
 	c.Quit()
 }
+
+// sluice check reports a [console] database URL the gateway would refuse
+// at start, at its line and without its password, and connects to
+// nothing.
+func TestCheckActivityURL(t *testing.T) {
+	for _, tc := range []struct{ database, want string }{
+		{"postgres://sluice:check-secret@127.0.0.1:1/sluice?sslmode=bogus", "sslmode is invalid"},
+		{"postgresql://sluice:check-secret@127.0.0.1:1/sluice?connect_timeout=soon", "connect_timeout"},
+	} {
+		e := prepareEnv(t, envOptions{sections: consoleSections(`database = "` + tc.database + `"`)})
+		cfg, err := config.Load(e.cfgPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = gateway.Check(context.Background(), cfg, slog.New(slog.DiscardHandler))
+		if err == nil || !strings.Contains(err.Error(), e.cfgPath+":") || !strings.Contains(err.Error(), "console.database") ||
+			!strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "check-secret") {
+			t.Errorf("check with %s: %v; want console.database's error at its line, without the password", tc.database, err)
+		}
+	}
+	// A good URL is no error, PostgreSQL absent.
+	e := prepareEnv(t, envOptions{sections: consoleSections(`database = "postgres://sluice:check-secret@127.0.0.1:1/sluice"`)})
+	cfg, err := config.Load(e.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := gateway.Check(context.Background(), cfg, slog.New(slog.DiscardHandler)); err != nil {
+		t.Errorf("check with a good URL: %v", err)
+	}
+}

@@ -114,6 +114,9 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, level *slo
 		stsCache: mtasts.NewCache()}
 	var err error
 	hc := plugin.HostConfig{CacheDir: g.cacheDir(), Logger: log, Counters: newPluginCounters(g.metrics.registry)}
+	if err := checkActivity(cfg); err != nil {
+		return nil, config.Errors{err}
+	}
 	kv, kvErr := g.newRedisKV(cfg)
 	if kvErr != nil {
 		return nil, config.Errors{kvErr}

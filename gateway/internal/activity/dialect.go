@@ -19,6 +19,10 @@ type dialect struct {
 	// migrations make the schema: schema_version says how many ran. A
 	// new version appends one to both dialects; none is ever edited.
 	migrations []string
+	// hasVersion says whether the table schema_version exists: a role
+	// without CREATE, once the tables are made, must not need it to run
+	// CREATE TABLE IF NOT EXISTS.
+	hasVersion string
 	// lock is run first in the migration's transaction: "" for none.
 	lock string
 	// ilike is the operator of a case-insensitive LIKE (SQLite's LIKE
@@ -53,8 +57,9 @@ var sqlite = dialect{
 	CREATE INDEX recipients_txn ON recipients(txn);`,
 		`ALTER TABLE transactions ADD COLUMN node TEXT NOT NULL DEFAULT ''`,
 	},
-	ilike:  "LIKE",
-	rebind: func(q string) string { return q },
+	hasVersion: `SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'`,
+	ilike:      "LIKE",
+	rebind:     func(q string) string { return q },
 }
 
 var postgres = dialect{
@@ -85,9 +90,10 @@ var postgres = dialect{
 	// A transaction-level advisory lock: released when the migration
 	// commits or rolls back, or its connection dies. The key is ours:
 	// "sluice" and 1 (0x736c7569636501).
-	lock:   `SELECT pg_advisory_xact_lock(32488873856820481)`,
-	ilike:  "ILIKE",
-	rebind: dollars,
+	lock:       `SELECT pg_advisory_xact_lock(32488873856820481)`,
+	hasVersion: `SELECT to_regclass('schema_version') IS NOT NULL`,
+	ilike:      "ILIKE",
+	rebind:     dollars,
 }
 
 // dollars numbers the ?s of q: $1, $2, ... The store's statements have
@@ -106,26 +112,27 @@ func dollars(q string) string {
 	return b.String()
 }
 
+// CheckDatabase says whether Open would take database ([console]
+// database), without opening it: a PostgreSQL URL that pgx cannot read
+// (a bad sslmode, a port that is no number, ...) is an error, with the
+// password masked. An SQLite file is not looked at: a gateway may be
+// running on it.
+func CheckDatabase(database string) error {
+	if !isPostgres(database) {
+		return nil
+	}
+	_, _, err := parsePostgres(database)
+	return err
+}
+
 // openPostgres parses the URL and makes the pool; it does not connect.
 // name is the URL without its password, for errors and logs: the
 // password may be in the URL, or in PGPASSWORD, PGPASSFILE or ~/.pgpass,
 // as libpq's.
 func openPostgres(rawURL string) (name string, db *sql.DB, err error) {
-	u, uerr := url.Parse(rawURL)
-	if uerr != nil {
-		// url.Parse's error quotes the URL, password and all.
-		return "", nil, errors.New("activity database: [console] database is not a URL (postgres://user@host:port/database)")
-	}
-	name = u.Redacted()
-	cfg, err := pgx.ParseConfig(rawURL)
+	name, cfg, err := parsePostgres(rawURL)
 	if err != nil {
-		// pgx's error quotes the URL with its password masked; mask it
-		// here too, so that no version of pgx can show it.
-		msg := err.Error()
-		if pw, ok := u.User.Password(); ok && pw != "" {
-			msg = strings.ReplaceAll(msg, pw, "xxxxx")
-		}
-		return name, nil, fmt.Errorf("activity database: %s", msg)
+		return name, nil, err
 	}
 	// pgx prepares each statement once per connection and keeps it,
 	// 512 by default. A batch's INSERT has as many rows as the batch, so
@@ -139,4 +146,26 @@ func openPostgres(rawURL string) (name string, db *sql.DB, err error) {
 	// readers: a bound on what one node takes of the server's.
 	db.SetMaxOpenConns(8)
 	return name, db, nil
+}
+
+// parsePostgres reads the URL as pgx does, and names it without its
+// password.
+func parsePostgres(rawURL string) (name string, cfg *pgx.ConnConfig, err error) {
+	u, uerr := url.Parse(rawURL)
+	if uerr != nil {
+		// url.Parse's error quotes the URL, password and all.
+		return "", nil, errors.New("activity database: [console] database is not a URL (postgres://user@host:port/database)")
+	}
+	name = u.Redacted()
+	cfg, err = pgx.ParseConfig(rawURL)
+	if err != nil {
+		// pgx's error quotes the URL with its password masked; mask it
+		// here too, so that no version of pgx can show it.
+		msg := err.Error()
+		if pw, ok := u.User.Password(); ok && pw != "" {
+			msg = strings.ReplaceAll(msg, pw, "xxxxx")
+		}
+		return name, nil, fmt.Errorf("activity database: %s", msg)
+	}
+	return name, cfg, nil
 }

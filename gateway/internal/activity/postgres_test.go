@@ -285,3 +285,37 @@ func TestPostgresCloseWhileConnecting(t *testing.T) {
 		t.Fatal("Close waited for the silent server")
 	}
 }
+
+// A role that does not own the database, with the grants docs/console.md
+// gives: USAGE and CREATE on the schema to make the tables, and once they
+// exist (and belong to another role) only SELECT, INSERT and DELETE on
+// the three tables and UPDATE on schema_version.
+func TestPostgresDocumentedGrants(t *testing.T) {
+	pg := pgtest.Start(t)
+	pg.Exec(t, "postgres", `CREATE ROLE writer LOGIN PASSWORD 'writer-pw'`, `CREATE DATABASE shared`,
+		`GRANT CONNECT ON DATABASE shared TO writer`)
+	pg.Exec(t, "shared", `GRANT USAGE, CREATE ON SCHEMA public TO writer`)
+	dsn := fmt.Sprintf("postgres://writer:writer-pw@127.0.0.1:%d/shared?sslmode=disable", pg.Port)
+	s := openTest(t, dsn, Options{})
+	s.Record(sample()[0])
+	waitWritten(t, s, 1)
+	s.Close()
+	pg.Exec(t, "shared", `REVOKE CREATE ON SCHEMA public FROM writer`,
+		`ALTER TABLE transactions OWNER TO postgres`, `ALTER TABLE recipients OWNER TO postgres`, `ALTER TABLE schema_version OWNER TO postgres`,
+		`GRANT SELECT, INSERT, DELETE ON transactions, recipients, schema_version TO writer`,
+		`GRANT UPDATE ON schema_version TO writer`)
+	s = openTest(t, dsn, Options{Retention: 24 * time.Hour, Now: func() time.Time { return t0.Add(time.Hour) }})
+	for _, r := range sample()[1:] {
+		s.Record(r)
+	}
+	waitWritten(t, s, 3)
+	if c := s.Counts(); c.Written != 3 {
+		t.Errorf("counts %+v, want 3 written", c)
+	}
+	if _, total, err := s.Query(context.Background(), Filter{}); err != nil || total != 4 {
+		t.Errorf("Query: %d, %v; want 4", total, err)
+	}
+	if err := s.deleteBefore(t0.UnixNano() + 1); err != nil {
+		t.Errorf("retention: %v", err)
+	}
+}

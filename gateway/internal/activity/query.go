@@ -49,6 +49,11 @@ func (s *Store) Query(ctx context.Context, f Filter) ([]Record, int, error) {
 // parameters. Addresses and domains compare in lower case, as the store
 // keeps them; the text in any case.
 func (f Filter) where(d *dialect) (string, []any) {
+	// As the store keeps them: a filter with bytes PostgreSQL refuses
+	// finds what they became rather than failing.
+	for _, p := range []*string{&f.Address, &f.Sender, &f.Outcome, &f.DecidedBy, &f.Text, &f.Node} {
+		*p = text(*p)
+	}
 	var conds []string
 	var args []any
 	if a := strings.ToLower(strings.TrimSpace(f.Address)); a != "" {
@@ -112,7 +117,7 @@ func (s *Store) Get(ctx context.Context, id string) (Record, error) {
 	if err := s.unavailable(); err != nil {
 		return Record{}, err
 	}
-	r, err := scanRecord(s.db.QueryRowContext(ctx, s.d.rebind(`SELECT data FROM transactions WHERE id = ?`), id))
+	r, err := scanRecord(s.db.QueryRowContext(ctx, s.d.rebind(`SELECT data FROM transactions WHERE id = ?`), text(id)))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Record{}, ErrNotFound
 	}

@@ -8,10 +8,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 )
 
 // ErrNotFound is Get's error for an id the store does not hold.
@@ -229,8 +231,14 @@ func migrate(ctx context.Context, db *sql.DB, d *dialect) error {
 			return err
 		}
 	}
-	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`); err != nil {
+	var exists bool
+	if err := tx.QueryRowContext(ctx, d.hasVersion).Scan(&exists); err != nil {
 		return err
+	}
+	if !exists {
+		if _, err := tx.ExecContext(ctx, `CREATE TABLE schema_version (version INTEGER NOT NULL)`); err != nil {
+			return err
+		}
 	}
 	var v int
 	switch err := tx.QueryRowContext(ctx, `SELECT version FROM schema_version`).Scan(&v); {
@@ -243,6 +251,11 @@ func migrate(ctx context.Context, db *sql.DB, d *dialect) error {
 	}
 	if v > len(d.migrations) {
 		return fmt.Errorf("%w (version %d; this sluice knows %d)", errSchemaTooNew, v, len(d.migrations))
+	}
+	if v == len(d.migrations) {
+		// Up to date: nothing written, so a role that may only read and
+		// write the records is enough.
+		return tx.Commit()
 	}
 	for _, m := range d.migrations[v:] {
 		if _, err := tx.ExecContext(ctx, m); err != nil {
@@ -362,7 +375,9 @@ func (s *Store) insert(batch []Record) error {
 	}
 	defer tx.Rollback()
 	txns := make([][]any, 0, len(batch))
-	for _, r := range batch {
+	for i, r := range batch {
+		r = r.clean()
+		batch[i] = r
 		data, err := json.Marshal(r)
 		if err != nil {
 			return err
@@ -479,6 +494,71 @@ func (s *Store) deleteBefore(cutoff int64) error {
 		return err
 	}
 	return tx.Commit()
+}
+
+// text is s as PostgreSQL's text takes it: each byte that is not UTF-8,
+// and each NUL, made U+FFFD. PostgreSQL refuses both, and a refused row
+// would cost its whole batch; SQLite takes them, but both stores must
+// keep and find the same.
+func text(s string) string {
+	if utf8.ValidString(s) && strings.IndexByte(s, 0) < 0 {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == 0 || (r == utf8.RuneError && size == 1) {
+			r = utf8.RuneError
+		}
+		b.WriteRune(r)
+		i += size
+	}
+	return b.String()
+}
+
+// clean is r with its strings made text, which its JSON would otherwise
+// do its own way for bad UTF-8 (and not at all for NUL): the record kept
+// is the one its columns say, and a client's bytes in a Subject, MAIL
+// FROM or RCPT TO are as welcome in PostgreSQL as in SQLite.
+func (r Record) clean() Record {
+	for _, p := range []*string{&r.ID, &r.Node, &r.SessionID, &r.ClientIP, &r.ClientName, &r.Helo, &r.From,
+		&r.Outcome, &r.DecidedBy, &r.Reply, &r.SPF, &r.DKIM, &r.DMARC, &r.Relay, &r.MessageID, &r.Subject} {
+		*p = text(*p)
+	}
+	r.Symbols = texts(r.Symbols)
+	r.QueueIDs = texts(r.QueueIDs)
+	if r.Recipients != nil {
+		rcpts := make([]Recipient, len(r.Recipients))
+		for i, rc := range r.Recipients {
+			rc.Address, rc.Outcome, rc.DecidedBy, rc.Reply = text(rc.Address), text(rc.Outcome), text(rc.DecidedBy), text(rc.Reply)
+			rc.Destinations = texts(rc.Destinations)
+			rcpts[i] = rc
+		}
+		r.Recipients = rcpts
+	}
+	if r.Plugins != nil {
+		plugins := make([]Verdict, len(r.Plugins))
+		for i, v := range r.Plugins {
+			v.Plugin, v.Stage, v.Action = text(v.Plugin), text(v.Stage), text(v.Action)
+			plugins[i] = v
+		}
+		r.Plugins = plugins
+	}
+	return r
+}
+
+// texts is ss with each made text, a copy if any changed.
+func texts(ss []string) []string {
+	for i, s := range ss {
+		if t := text(s); t != s {
+			out := slices.Clone(ss)
+			for j := i; j < len(out); j++ {
+				out[j] = text(out[j])
+			}
+			return out
+		}
+	}
+	return ss
 }
 
 // domain is the part of an address after its last @.

@@ -455,3 +455,52 @@ func TestBigBatch(t *testing.T) {
 		}
 	})
 }
+
+// Bytes PostgreSQL refuses in text (invalid UTF-8, NUL), from a client's
+// Subject, MAIL FROM or RCPT TO, cost neither their record nor the
+// others of its batch, and both stores find the same: the record as it
+// was kept, with what is not UTF-8 replaced by U+FFFD.
+func TestBadBytes(t *testing.T) {
+	eachBackend(t, func(t *testing.T, database string) {
+		s := openTest(t, database, Options{BatchSize: 10, FlushEvery: time.Hour})
+		good := sample()[0]
+		bad := Record{ID: "bad\xff-1", Node: "mx\x001", Time: t0.Add(time.Second), From: "b\xe9b@Latin1.test", Outcome: "forwarded\x00",
+			DecidedBy: "destination", MessageID: "<\xff@x>", Subject: "Caf\xe9 \x00 100%",
+			Recipients: []Recipient{{Address: "\xe9t\xe9@My.test", Outcome: "refused\xff", DecidedBy: "host\x00"}}}
+		s.Record(good)
+		s.Record(bad)
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if c := s.Counts(); c.Written != 2 {
+			t.Fatalf("counts %+v, want both written", c)
+		}
+		s = openTest(t, database, Options{})
+		ctx := context.Background()
+		recs, total, err := s.Query(ctx, Filter{Text: "caf\uFFFD"})
+		if err != nil || total != 1 || len(recs) != 1 {
+			t.Fatalf("text caf\\uFFFD: %d %v %v", total, ids(recs), err)
+		}
+		id := recs[0].ID
+		if _, err := s.Get(ctx, id); err != nil {
+			t.Errorf("Get(%q): %v", id, err)
+		}
+		for _, f := range []Filter{
+			{Sender: "b\uFFFDb@latin1.test"}, {Sender: "latin1.test"},
+			{Address: "\uFFFDt\uFFFD@my.test"}, {Address: "my.test"},
+			{Node: "mx\uFFFD1"}, {Outcome: "refused\uFFFD"}, {DecidedBy: "host\uFFFD"},
+		} {
+			recs, _, err := s.Query(ctx, f)
+			if err != nil || !slices.Contains(ids(recs), id) {
+				t.Errorf("%+v: %v, %v; want %q among them", f, ids(recs), err, id)
+			}
+		}
+		// A filter with such bytes is no error either.
+		if _, _, err := s.Query(ctx, Filter{Address: "\xff\x00@my.test", Text: "\xff\x00", Node: "\x00"}); err != nil {
+			t.Errorf("Query with bad bytes: %v", err)
+		}
+		if _, err := s.Get(ctx, "bad\xff\x00"); !errors.Is(err, ErrNotFound) {
+			t.Errorf("Get with bad bytes: %v, want ErrNotFound", err)
+		}
+	})
+}

@@ -108,10 +108,21 @@ func Start(t testing.TB) *Server {
 	if err := s.Start(); err != nil {
 		t.Fatal(err)
 	}
-	s.run(t, "psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", dir, "-p", strconv.Itoa(s.Port), "-U", "postgres", "-d", "postgres",
-		"-c", fmt.Sprintf("CREATE ROLE %s LOGIN PASSWORD '%s'", User, Password),
-		"-c", fmt.Sprintf("CREATE DATABASE %s OWNER %s", Database, User))
+	s.Exec(t, "postgres", fmt.Sprintf("CREATE ROLE %s LOGIN PASSWORD '%s'", User, Password),
+		fmt.Sprintf("CREATE DATABASE %s OWNER %s", Database, User))
 	return s
+}
+
+// Exec runs the statements in the database db as the superuser
+// postgres, over the socket: for tests that make other roles and grants.
+// It fails the test if one fails.
+func (s *Server) Exec(t testing.TB, db string, statements ...string) {
+	t.Helper()
+	args := []string{"-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", s.dir, "-p", strconv.Itoa(s.Port), "-U", "postgres", "-d", db}
+	for _, q := range statements {
+		args = append(args, "-c", q)
+	}
+	s.run(t, "psql", args...)
 }
 
 // Start starts the server again after Stop, on the same port with the
