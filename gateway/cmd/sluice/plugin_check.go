@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/sluice-mail/sluice/gateway/internal/plugin"
 	"github.com/sluice-mail/sluice/sdk/abi"
@@ -137,6 +138,12 @@ func checkConformance(ctx context.Context, path string, hf *hostFlags, log io.Wr
 	}
 	two := *hf
 	two.instances = 2 // the host checks that every instance declares the same
+	// One instant of wall-clock time for the whole check, so that what a
+	// plugin computes from the time (greylist's "try again in 300
+	// seconds", 299 a second later) is the same on both instances, and
+	// the determinism check sees only what an instance kept itself.
+	start := time.Now()
+	two.walltime = func() time.Time { return start }
 	host, p, err := two.load(ctx, path, log)
 	if err != nil {
 		r.add("configure", checkFail, "%v", err)

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/emersion/go-smtp"
 
@@ -51,9 +52,11 @@ type hostFlags struct {
 	verbose                                 bool
 
 	// Set by sluice plugin check: the settings to use instead of the
-	// config file's, and the pool size (default 1).
+	// config file's, the pool size (default 1), and the wall clock the
+	// plugin reads (nil: the system's).
 	configText []byte
 	instances  int
+	walltime   func() time.Time
 }
 
 // settings returns the plugin's [plugin.config] table as TOML text.
@@ -115,6 +118,7 @@ func (h *hostFlags) load(ctx context.Context, path string, log io.Writer) (*plug
 		CacheDir: h.cacheDir,
 		Logger:   slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: level})),
 		Resolver: res,
+		Walltime: h.walltime,
 	})
 	if err != nil {
 		return nil, nil, err

@@ -22,6 +22,7 @@ import (
 	"github.com/sluice-mail/sluice/sdk/abi"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+	"github.com/tetratelabs/wazero/sys"
 )
 
 // HostConfig configures a Host.
@@ -41,6 +42,10 @@ type HostConfig struct {
 	KV KV
 	// Counters receives what plugins count; nil drops it.
 	Counters Counters
+	// Walltime is the wall clock plugins read; nil is the system's. The
+	// monotonic clock, which sleeps and timeouts use, is always the
+	// system's.
+	Walltime func() time.Time
 }
 
 // Host loads plugins. Its compilation cache is shared by all of them, so a
@@ -51,11 +56,12 @@ type Host struct {
 	resolver *resolver.Resolver
 	kv       KV
 	counters Counters
+	walltime func() time.Time
 }
 
 // NewHost returns a host ready to load plugins.
 func NewHost(ctx context.Context, c HostConfig) (*Host, error) {
-	h := &Host{logger: c.Logger, resolver: c.Resolver, kv: c.KV, counters: c.Counters}
+	h := &Host{logger: c.Logger, resolver: c.Resolver, kv: c.KV, counters: c.Counters, walltime: c.Walltime}
 	if h.logger == nil {
 		h.logger = slog.New(slog.DiscardHandler)
 	}
@@ -267,7 +273,7 @@ func (h *Host) load(ctx context.Context, s Spec) (*Plugin, error) {
 			Version: abi.Version, Name: s.Name, Hostname: s.Hostname, Config: s.Config, Domains: s.Domains,
 		}),
 	}
-	if err := p.prepare(ctx, code, s, pages); err != nil {
+	if err := p.prepare(ctx, code, s, pages, h.walltime); err != nil {
 		// The pool may be part full: release everything without waiting
 		// for it, as Close would.
 		_ = rt.Close(ctx)
@@ -279,7 +285,7 @@ func (h *Host) load(ctx context.Context, s Spec) (*Plugin, error) {
 
 // prepare compiles and checks the module, fills the pool and settles which
 // stages the plugin is called at.
-func (p *Plugin) prepare(ctx context.Context, wasm []byte, s Spec, pages uint64) error {
+func (p *Plugin) prepare(ctx context.Context, wasm []byte, s Spec, pages uint64, walltime func() time.Time) error {
 	if _, err := wasi_snapshot_preview1.Instantiate(ctx, p.rt); err != nil {
 		return err
 	}
@@ -305,10 +311,16 @@ func (p *Plugin) prepare(ctx context.Context, wasm []byte, s Spec, pages uint64)
 			return err
 		}
 	}
-	p.moduleConfig = wazero.NewModuleConfig().
+	mc := wazero.NewModuleConfig().WithSysWalltime()
+	if walltime != nil {
+		mc = mc.WithWalltime(func() (int64, int32) {
+			t := walltime()
+			return t.Unix(), int32(t.Nanosecond())
+		}, sys.ClockResolution(time.Microsecond))
+	}
+	p.moduleConfig = mc.
 		WithName("").
 		WithStartFunctions(). // instance.start runs them, under the deadline
-		WithSysWalltime().
 		WithSysNanotime().
 		WithNanosleep(cappedSleep).
 		WithRandSource(rand.Reader).
