@@ -549,3 +549,31 @@ func TestSlowPluginIsQueuedFor(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// A caller that gives up while it waits for a free instance (its context
+// cancelled: the gateway shutting down) stops waiting at once, and its
+// failure says so.
+func TestWaitForAnInstanceEndsWithItsContext(t *testing.T) {
+	h, _ := newHost(t)
+	s := scriptedSpec(t, "scripted", "")
+	s.Timeout, s.Instances = 2*time.Second, 1
+	c := NewChain(load(t, h, s))
+	held := make(chan struct{})
+	go func() {
+		defer close(held)
+		c.Run(context.Background(), rcpt("sleep@x.test"), nil) // holds the only instance for its timeout
+	}()
+	time.Sleep(100 * time.Millisecond)
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(100*time.Millisecond, cancel)
+	o := c.Run(ctx, rcpt("info@x.test"), nil)
+	select {
+	case <-held:
+		t.Error("the waiting call ended only after the call holding the instance")
+	default:
+	}
+	if len(o.Verdicts) != 1 || o.Verdicts[0].Err == nil || !strings.Contains(o.Verdicts[0].Err.Error(), "waiting for a free instance: context canceled") {
+		t.Errorf("outcome %+v, want a failure waiting for a free instance", o)
+	}
+	<-held
+}
