@@ -567,3 +567,33 @@ func TestOurFailuresAreNotErrors(t *testing.T) {
 		t.Errorf("after five failures of ours: %v, want the message delivered", err)
 	}
 }
+
+// Failures of ours still have a bound, max_errors times five refusals of
+// any kind, so that a client cannot make the gateway call a failing
+// plugin (or dial a destination that is down) without end in one session.
+func TestOurFailuresHaveABound(t *testing.T) {
+	e := startEnv(t, envOptions{smtp: "max_errors = 3", plugins: failingChain(t, "tempfail")})
+	c := rawConn(t, e.addr, "")
+	c.send("EHLO sender.example.org")
+	if got := c.reply(); got[0] != '2' {
+		t.Fatalf("EHLO: %q", got)
+	}
+	for i := range 14 {
+		for _, cmd := range []string{"MAIL FROM:<alice@example.org>", "RCPT TO:<panic@ours.test>", "RSET"} {
+			c.send(cmd)
+			got := c.reply()
+			if want := map[bool]string{true: "451 4.3.0", false: "250"}[strings.HasPrefix(cmd, "RCPT")]; !strings.HasPrefix(got, want) {
+				t.Fatalf("round %d, %s: %q, want %s", i, cmd, got, want)
+			}
+		}
+	}
+	c.send("MAIL FROM:<alice@example.org>")
+	if got := c.reply(); !strings.HasPrefix(got, "250") {
+		t.Fatalf("MAIL: %q", got)
+	}
+	c.send("RCPT TO:<panic@ours.test>")
+	last, closed := readToEnd(c, 5*time.Second)
+	if !closed || !strings.HasPrefix(last, "421 4.7.0 mx.ours.test ") || !strings.Contains(last, "too many errors") {
+		t.Errorf("fifteenth failure of ours at max_errors = 3: %q (closed %v), want 421 4.7.0 too many errors and a close", last, closed)
+	}
+}

@@ -133,23 +133,28 @@ func (p *Plugin) handle(ctx context.Context, req *abi.Request) (abi.Verdict, err
 	select {
 	case inst = <-p.pool:
 	default:
-		// Every instance is busy. The wait is bounded by the timeout too:
-		// when calls hold the instances for their whole timeout (a
-		// key-value store or a DNS server that does not answer), waiting
-		// for as many timeouts as there are callers ahead would make
-		// each command's time grow with the load; failing at the
-		// timeout lets on_failure answer, and sheds load the plugin
-		// cannot take.
-		wait := time.NewTimer(p.timeout)
-		defer wait.Stop()
+		// Every instance is busy: wait for one. A plugin that answers,
+		// however slowly, is waited for as long as it takes, since that
+		// is only queueing: the rate is the same and a client waits
+		// minutes for a reply. But when the instance that comes back is
+		// none (its call failed: timed out on a key-value store or a DNS
+		// server that does not answer, or trapped) after a wait of more
+		// than the timeout, the plugin is failing and calls queue behind
+		// it for a timeout each: this call fails at once and on_failure
+		// answers, so that each command's time does not grow with the
+		// number of sessions waiting.
+		start := time.Now()
 		select {
 		case inst = <-p.pool:
 		case <-p.closed:
 			return abi.Verdict{}, errClosed
 		case <-ctx.Done():
 			return abi.Verdict{}, fmt.Errorf("waiting for a free instance: %w", ctx.Err())
-		case <-wait.C:
-			return abi.Verdict{}, fmt.Errorf("no free instance within its timeout of %s: all %d busy", p.timeout, cap(p.pool))
+		}
+		if waited := time.Since(start); inst == nil && waited > p.timeout {
+			p.pool <- nil
+			return abi.Verdict{}, fmt.Errorf("no free instance after %s, over its timeout of %s: all %d busy, and its calls failing",
+				waited.Round(time.Millisecond), p.timeout, cap(p.pool))
 		}
 	}
 	if inst == nil {

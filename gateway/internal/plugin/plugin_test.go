@@ -514,7 +514,7 @@ func TestWaitForAnInstanceIsBounded(t *testing.T) {
 				t.Errorf("outcome %+v, want the plugin's failure", o)
 				return
 			}
-			if strings.Contains(o.Verdicts[0].Err.Error(), "no free instance within its timeout of 100ms") {
+			if strings.Contains(o.Verdicts[0].Err.Error(), "over its timeout of 100ms: all 1 busy, and its calls failing") {
 				mu.Lock()
 				waited++
 				mu.Unlock()
@@ -525,4 +525,55 @@ func TestWaitForAnInstanceIsBounded(t *testing.T) {
 	if waited == 0 {
 		t.Error("no call failed for want of a free instance")
 	}
+}
+
+// A plugin that is slow but answers is queued for, however long the
+// queue: twenty callers of one instance whose calls take 30ms wait up to
+// 600ms, over the timeout of 100ms, and every call gets the plugin's
+// verdict, none a failure for want of an instance (a load spike is no
+// failure of the plugin's). Only a plugin whose calls fail sheds the
+// callers that waited longer than its timeout (the test above).
+func TestSlowPluginIsQueuedFor(t *testing.T) {
+	h, _ := newHost(t)
+	s := scriptedSpec(t, "scripted", "")
+	s.Timeout, s.Instances = 100*time.Millisecond, 1
+	c := NewChain(load(t, h, s))
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Go(func() {
+			o := c.Run(context.Background(), rcpt("slow@x.test"), nil)
+			if o.Action != abi.Continue || len(o.Verdicts) != 1 || o.Verdicts[0].Err != nil {
+				t.Errorf("outcome %+v, want the plugin's continue", o)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// A caller that gives up while it waits for a free instance (its context
+// cancelled: the gateway shutting down) stops waiting at once, and its
+// failure says so.
+func TestWaitForAnInstanceEndsWithItsContext(t *testing.T) {
+	h, _ := newHost(t)
+	s := scriptedSpec(t, "scripted", "")
+	s.Timeout, s.Instances = 2*time.Second, 1
+	c := NewChain(load(t, h, s))
+	held := make(chan struct{})
+	go func() {
+		defer close(held)
+		c.Run(context.Background(), rcpt("sleep@x.test"), nil) // holds the only instance for its timeout
+	}()
+	time.Sleep(100 * time.Millisecond)
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(100*time.Millisecond, cancel)
+	o := c.Run(ctx, rcpt("info@x.test"), nil)
+	select {
+	case <-held:
+		t.Error("the waiting call ended only after the call holding the instance")
+	default:
+	}
+	if len(o.Verdicts) != 1 || o.Verdicts[0].Err == nil || !strings.Contains(o.Verdicts[0].Err.Error(), "waiting for a free instance: context canceled") {
+		t.Errorf("outcome %+v, want a failure waiting for a free instance", o)
+	}
+	<-held
 }

@@ -28,7 +28,8 @@ type session struct {
 	name     *clientName // the client's verified name, looked up from the start
 	started  time.Time
 	txn      transaction
-	errors   int // refusals of MAIL and RCPT so far
+	errors   int // refusals of MAIL and RCPT that count against the client
+	failures int // refusals of MAIL and RCPT of every kind but 452 4.5.3
 	txns     int // transactions recorded so far, which numbers their records
 
 	// gen is the generation of parts (chain, relay, keys, settings) this
@@ -458,45 +459,62 @@ func (s *session) hangUp(reply *smtp.SMTPError) *smtp.SMTPError {
 	return reply
 }
 
-// refused counts a refusal of MAIL or RCPT. At max_errors of them the
-// session ends with 421, as Postfix's smtpd_hard_error_limit does: a
-// client probing for addresses or for a way to relay cannot go on
-// forever.
+// refused counts a refusal of MAIL or RCPT. At max_errors of the
+// client's errors the session ends with 421, as Postfix's
+// smtpd_hard_error_limit does: a client probing for addresses or for a
+// way to relay cannot go on forever. Transient failures of ours or the
+// destination's are no error of the client's, but each still costs a
+// plugin call or a connection to the destination, so they have a bound
+// of their own: at failuresPerError times max_errors refusals of any kind
+// the session ends the same way. A sending server that delivers its queue
+// over one session during an outage is then told 421 only after that many
+// deferred messages, and an abusive client cannot make us dial a dead
+// destination or wait on a failing plugin without end.
 func (s *session) refused(err error) error {
-	if err == nil || !clientsError(err) {
+	if err == nil || isDeferral(err) {
 		return err
 	}
 	if e, ok := err.(*smtp.SMTPError); ok && e.Code == 421 {
 		return s.closing(e)
 	}
-	s.errors++
-	if max := s.srv.cfg.MaxErrors; max > 0 && s.errors >= max {
-		s.srv.log.Info("session ended: too many errors", "session", s.id, "client", s.clientIP, "errors", s.errors, "last", err.Error())
+	s.failures++
+	if clientsError(err) {
+		s.errors++
+	}
+	if max := s.srv.cfg.MaxErrors; max > 0 && (s.errors >= max || s.failures >= failuresPerError*max) {
+		s.srv.log.Info("session ended: too many errors", "session", s.id, "client", s.clientIP, "errors", s.errors, "failures", s.failures, "last", err.Error())
 		return s.hangUp(tooManyErrors(s.srv.cfg.Hostname))
 	}
 	return err
 }
 
-// clientsError reports whether a refusal counts against the client. Two
-// kinds do not, since the client did nothing wrong and a sending server
-// with many messages would be cut off for it: a recipient put off to the
-// next transaction (452 4.5.3, one destination per transaction), and a
-// transient failure of a system on the way, ours or the destination's:
-// RFC 3463's 4.3.x (mail system: a plugin that failed, as when its
-// key-value store is down; queueing, signing) and 4.4.x (network and
-// routing: a destination that cannot be reached).
+// failuresPerError is how many refusals of any kind a session may have
+// for each error of max_errors: 100 with the default of 20.
+const failuresPerError = 5
+
+// isDeferral reports a recipient put off to the next transaction (452
+// 4.5.3, one destination per transaction): the client did nothing wrong,
+// and sends the recipient again in its next transaction, so it counts
+// towards neither bound.
+func isDeferral(err error) bool {
+	e, ok := err.(*smtp.SMTPError)
+	return ok && e.Code == 452 && e.EnhancedCode == smtp.EnhancedCode{4, 5, 3}
+}
+
+// clientsError reports whether a refusal counts against the client. A
+// transient failure of a system on the way, ours or the destination's,
+// does not, since the client did nothing wrong: RFC 3463's 4.3.x (mail
+// system: a plugin that failed, as when its key-value store is down;
+// queueing, signing) and 4.4.x (network and routing: a destination that
+// cannot be reached). It goes by the code, not by who wrote it: a
+// destination's own 4.3.x or 4.4.x reply, passed on, counts the same.
 func clientsError(err error) bool {
 	e, ok := err.(*smtp.SMTPError)
 	if !ok {
 		return true
 	}
-	switch {
-	case e.Code == 452 && e.EnhancedCode == smtp.EnhancedCode{4, 5, 3}:
-		return false
-	case e.Code/100 == 4 && e.EnhancedCode[0] == 4 && (e.EnhancedCode[1] == 3 || e.EnhancedCode[1] == 4):
-		return false
-	}
-	return true
+	transient := e.Code/100 == 4 && e.EnhancedCode[0] == 4 && (e.EnhancedCode[1] == 3 || e.EnhancedCode[1] == 4)
+	return !transient
 }
 
 // Reset ends the transaction, keeping the session.

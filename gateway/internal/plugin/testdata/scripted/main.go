@@ -125,6 +125,9 @@ func (p *scripted) misbehave(req *sdk.Request) (sdk.Verdict, bool) {
 		}
 	case "sleep":
 		time.Sleep(time.Hour)
+	case "slow": // healthy but slow, as a lookup of that round trip would be
+		time.Sleep(30 * time.Millisecond)
+		return sdk.Continue(), true
 	case "oom":
 		for {
 			p.keep = append(p.keep, make([]byte, 1<<20))
