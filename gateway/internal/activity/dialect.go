@@ -1,14 +1,19 @@
 package activity
 
 import (
+	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/url"
 	"strconv"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib" // the "pgx" driver for database/sql
 	_ "modernc.org/sqlite"           // the "sqlite" driver: pure Go, so the binary stays static
 )
@@ -146,6 +151,21 @@ func openPostgres(rawURL string) (name string, db *sql.DB, err error) {
 	// readers: a bound on what one node takes of the server's.
 	db.SetMaxOpenConns(8)
 	return name, db, nil
+}
+
+// outOfReach says whether err is the database being out of reach rather
+// than refusing what was asked: a connection that could not be made, was
+// lost or broken, a server shutting down (SQLSTATE class 08, connection
+// exception, and 57, operator intervention), or no answer in time.
+func outOfReach(err error) bool {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return strings.HasPrefix(pe.Code, "08") || strings.HasPrefix(pe.Code, "57")
+	}
+	var ce *pgconn.ConnectError
+	var ne net.Error
+	return errors.As(err, &ce) || errors.As(err, &ne) || errors.Is(err, driver.ErrBadConn) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, io.ErrUnexpectedEOF) || pgconn.SafeToRetry(err)
 }
 
 // parsePostgres reads the URL as pgx does, and names it without its

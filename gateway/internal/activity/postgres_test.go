@@ -100,6 +100,33 @@ func TestPostgresOutage(t *testing.T) {
 	}
 }
 
+// Reads while a connected store's PostgreSQL is down are the store being
+// unavailable (the console's 503, as before it connected), not a fault of
+// ours (500); and they answer again once it is back.
+func TestPostgresReadsWhileDown(t *testing.T) {
+	pg := pgtest.Start(t)
+	s := openTest(t, pg.DSN(), Options{BatchSize: 4, FlushEvery: 5 * time.Millisecond})
+	recordUntilWritten(t, s, "before")
+	pg.Stop()
+	ctx := context.Background()
+	now := time.Now()
+	_, _, qerr := s.Query(ctx, Filter{})
+	_, gerr := s.Get(ctx, "before-0")
+	_, serr := s.Stats(ctx, now.Add(-time.Hour), now, time.Minute)
+	for what, err := range map[string]error{"Query": qerr, "Get": gerr, "Stats": serr} {
+		if !errors.Is(err, ErrUnavailable) {
+			t.Errorf("%s with PostgreSQL down: %v, want ErrUnavailable", what, err)
+		}
+	}
+	if err := pg.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool {
+		r, err := s.Get(ctx, "before-0")
+		return err == nil && r.ID == "before-0"
+	})
+}
+
 // Several nodes starting at once against a new database: one migrates,
 // the others wait for it and find nothing to do, and all come up at the
 // first try (without the lock, some would fail and retry).

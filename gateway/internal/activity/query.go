@@ -13,9 +13,16 @@ import (
 // Query returns the transactions f selects, newest first, one page of
 // them (f.Limit from f.Offset), and how many f selects in all.
 func (s *Store) Query(ctx context.Context, f Filter) ([]Record, int, error) {
-	if err := s.unavailable(); err != nil {
+	ctx, cancel, err := s.reading(ctx)
+	defer cancel()
+	if err != nil {
 		return nil, 0, err
 	}
+	recs, total, err := s.query(ctx, f)
+	return recs, total, s.readFailed(err)
+}
+
+func (s *Store) query(ctx context.Context, f Filter) ([]Record, int, error) {
 	where, args := f.where(s.d)
 	var total int
 	if err := s.db.QueryRowContext(ctx, s.d.rebind(`SELECT count(*) FROM transactions t`+where), args...).Scan(&total); err != nil {
@@ -114,14 +121,16 @@ var likeEscaper = strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
 
 // Get returns the transaction named id, or ErrNotFound.
 func (s *Store) Get(ctx context.Context, id string) (Record, error) {
-	if err := s.unavailable(); err != nil {
+	ctx, cancel, err := s.reading(ctx)
+	defer cancel()
+	if err != nil {
 		return Record{}, err
 	}
 	r, err := scanRecord(s.db.QueryRowContext(ctx, s.d.rebind(`SELECT data FROM transactions WHERE id = ?`), text(id)))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Record{}, ErrNotFound
 	}
-	return r, err
+	return r, s.readFailed(err)
 }
 
 func scanRecord(row interface{ Scan(...any) error }) (Record, error) {
@@ -158,25 +167,36 @@ func (s *Store) Stats(ctx context.Context, since, until time.Time, step time.Dur
 	for i := range buckets {
 		buckets[i] = Bucket{Start: since.Add(time.Duration(i) * step), Counts: map[string]int{}}
 	}
-	if err := s.unavailable(); err != nil {
+	ctx, cancel, err := s.reading(ctx)
+	defer cancel()
+	if err != nil {
 		return nil, err
 	}
+	if err := s.readFailed(s.count(ctx, buckets, since, until, step)); err != nil {
+		return nil, err
+	}
+	return buckets, nil
+}
+
+// count adds the transactions from since to until to buckets, each step
+// long from since.
+func (s *Store) count(ctx context.Context, buckets []Bucket, since, until time.Time, step time.Duration) error {
 	from := since.UnixNano()
 	rows, err := s.db.QueryContext(ctx, s.d.rebind(`SELECT (time - ?) / ?, outcome, count(*) FROM transactions
 		WHERE time >= ? AND time < ? GROUP BY 1, 2`), from, int64(step), from, until.UnixNano())
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var i, count int
 		var outcome string
 		if err := rows.Scan(&i, &outcome, &count); err != nil {
-			return nil, err
+			return err
 		}
-		if i >= 0 && i < n {
+		if i >= 0 && i < len(buckets) {
 			buckets[i].Counts[outcome] += count
 		}
 	}
-	return buckets, rows.Err()
+	return rows.Err()
 }

@@ -210,6 +210,31 @@ func (s *Store) unavailable() error {
 	return nil
 }
 
+// readTimeout bounds a read of the console's, as writeTimeout a batch: a
+// database that does not answer must not hold a page until the browser
+// gives up.
+const readTimeout = 10 * time.Second
+
+// reading returns ctx bounded by readTimeout, or the store's outage.
+func (s *Store) reading(ctx context.Context) (context.Context, context.CancelFunc, error) {
+	if err := s.unavailable(); err != nil {
+		return ctx, func() {}, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, readTimeout)
+	return ctx, cancel, nil
+}
+
+// readFailed marks a read that failed because the database is out of
+// reach (no connection, the connection lost, no answer in time) as
+// ErrUnavailable, as while the store connects: the console says 503, a
+// failure to retry, not 500, a fault of ours.
+func (s *Store) readFailed(err error) error {
+	if err == nil || errors.Is(err, ErrUnavailable) || !outOfReach(err) {
+		return err
+	}
+	return fmt.Errorf("%w: %s: %w", ErrUnavailable, s.name, err)
+}
+
 // writeTimeout bounds the writing of a batch: a database that does not
 // answer is one that refuses.
 const writeTimeout = 10 * time.Second
