@@ -229,6 +229,34 @@ func TestRestart(t *testing.T) {
 	works(t, kv)
 }
 
+// A Redis that has forgotten the Incr script (SCRIPT FLUSH, as a restart
+// does) while callers increment at once: each EVALSHA that meets NOSCRIPT
+// is sent again whole, none is lost or counted twice.
+func TestNoScriptConcurrent(t *testing.T) {
+	s := redistest.Start(t)
+	kv := newKV(t, s, Config{})
+	works(t, kv) // the script is loaded
+	const callers, each = 16, 50
+	for round := range 3 {
+		s.CLI("SCRIPT", "FLUSH")
+		var wg sync.WaitGroup
+		for range callers {
+			wg.Go(func() {
+				for range each {
+					if _, err := kv.Incr(ctx, "p", "hits", 1, time.Minute); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		if got, want := strings.TrimSpace(s.CLI("GET", "sluice:p:hits")), strconv.Itoa((round+1)*callers*each); got != want {
+			t.Errorf("round %d: the counter is %s, want %s", round, got, want)
+		}
+	}
+}
+
 // A hung Redis (SIGSTOP): every call fails by its deadline, counted as a
 // timeout, and calls work again once it resumes. The bound is loose: it
 // proves no call hangs, it does not measure speed.
