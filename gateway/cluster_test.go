@@ -120,3 +120,32 @@ redis_tls_ca_file = "missing-ca.pem"
 		t.Fatalf("check with both files, Redis absent: %v", err)
 	}
 }
+
+// Sentinels with a login of their own, and an ACL user on the master:
+// each is logged in to with its own password file, so that a rate limit
+// counts on the master the Sentinels name.
+func TestClusterSentinelLogin(t *testing.T) {
+	m := redistest.Start(t, redistest.User("sluice", "master-pw"))
+	s := redistest.StartSentinel(t, "main", m)
+	s.CLI("ACL", "SETUSER", "default", "resetpass", ">sentinel-pw")
+	dir := t.TempDir()
+	for name, pw := range map[string]string{"master": "master-pw\n", "sentinel": "sentinel-pw\n"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(pw), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e := startEnv(t, envOptions{plugins: clusterPlugins(t), sections: fmt.Sprintf(`
+[cluster]
+redis = [%q]
+redis_sentinel_master = "main"
+redis_sentinel_password_file = %q
+redis_username = "sluice"
+redis_password_file = %q
+`, s.Addr(), filepath.Join(dir, "sentinel"), filepath.Join(dir, "master"))})
+	if err := sendMail(t, e.client(t), "alice@example.org", "info@ours.test", "Subject: hi\r\n\r\nhi\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	if keys := m.CLI("--user", "sluice", "--pass", "master-pw", "--no-auth-warning", "--scan", "--pattern", "sluice:ratelimit:*"); strings.TrimSpace(keys) == "" {
+		t.Error("no ratelimit key on the master")
+	}
+}

@@ -141,6 +141,22 @@ func TestSentinel(t *testing.T) {
 	}
 }
 
+// The Sentinels have users of their own: a master's ACL user is not
+// sent to Sentinels that need no login (the usual setup), and Sentinels
+// with a password of their own get theirs.
+func TestSentinelLogin(t *testing.T) {
+	m := redistest.Start(t, redistest.User("sluice", "pw"))
+	sentinel := redistest.StartSentinel(t, "main", m)
+	works(t, newKV(t, sentinel, Config{SentinelMaster: "main", Username: "sluice", Password: "pw"}))
+
+	sentinel.CLI("ACL", "SETUSER", "default", "resetpass", ">sentinel-pw")
+	works(t, newKV(t, sentinel, Config{SentinelMaster: "main", Username: "sluice", Password: "pw", SentinelPassword: "sentinel-pw"}))
+	_, _, err := newKV(t, sentinel, Config{SentinelMaster: "main", Username: "sluice", Password: "pw"}).Get(ctx, "p", "k")
+	if err == nil || !strings.Contains(err.Error(), "redis get") {
+		t.Errorf("Sentinels that need a password, none given: %v", err)
+	}
+}
+
 // A Redis Cluster: keys of the contract spread over the masters' slots.
 func TestCluster(t *testing.T) {
 	nodes := redistest.StartCluster(t, 3)
