@@ -363,9 +363,17 @@ func TestLeastACL(t *testing.T) {
 	if err := kv.Ping(ctx); err != nil {
 		t.Errorf("Ping: %v", err)
 	}
+	// A database other than 0 needs +select too, as docs/cluster.md says:
+	// without it every connection fails.
+	_, _, err := newKV(t, s, Config{Username: "sluice", Password: "pw", DB: 1}).Get(ctx, "p", "k")
+	if err == nil || !strings.Contains(err.Error(), "select") {
+		t.Errorf("redis_db 1 without +select: %v, want NOPERM for select", err)
+	}
+	s.CLI("ACL", "SETUSER", "sluice", "+select")
+	works(t, newKV(t, s, Config{Username: "sluice", Password: "pw", DB: 1}))
 	// Keys outside the prefix are refused.
 	other := newKV(t, s, Config{Username: "sluice", Password: "pw", Prefix: "other:"})
-	if _, _, err := other.Get(ctx, "p", "k"); err == nil || !strings.Contains(err.Error(), "NOPERM") {
+	if _, _, err = other.Get(ctx, "p", "k"); err == nil || !strings.Contains(err.Error(), "NOPERM") {
 		t.Errorf("a key outside the user's pattern: %v", err)
 	}
 }
