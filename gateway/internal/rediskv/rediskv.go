@@ -324,6 +324,12 @@ func opError(op string, err error) error {
 		case strings.Contains(msg, "would overflow"):
 			return plugin.ErrKVOverflow
 		}
+		// A Redis Cluster answers MOVED only to a client that did not
+		// learn its slots: valkey-go falls back to one node when the
+		// user may not ask for them.
+		if _, moved := e.IsMoved(); moved {
+			return fmt.Errorf("redis %s: %w (a Redis Cluster, but the user may not run CLUSTER SLOTS or CLUSTER SHARDS, so only one node is used: grant +cluster|slots +cluster|shards)", op, err)
+		}
 	}
 	return fmt.Errorf("redis %s: %w", op, err)
 }

@@ -377,3 +377,52 @@ func TestLeastACL(t *testing.T) {
 		t.Errorf("a key outside the user's pattern: %v", err)
 	}
 }
+
+// leastACL is the ACL docs/cluster.md gives a user, and what it adds for
+// Sentinel and a Redis Cluster.
+var (
+	leastACL    = []string{"on", ">pw", "~sluice:*", "+@read", "+@write", "+@scripting", "+ping"}
+	sentinelACL = []string{"+role"}
+	clusterACL  = []string{"+cluster|slots", "+cluster|shards"}
+)
+
+// With Sentinel the client asks the master its ROLE, which the least ACL
+// does not grant: the ACL docs/cluster.md gives for Sentinel does.
+func TestLeastACLSentinel(t *testing.T) {
+	m := redistest.Start(t, redistest.Args(append([]string{"--user", "sluice"}, leastACL...)...))
+	sentinel := redistest.StartSentinel(t, "main", m)
+	c := Config{SentinelMaster: "main", Username: "sluice", Password: "pw"}
+	if _, _, err := newKV(t, sentinel, c).Get(ctx, "p", "k"); err == nil || !strings.Contains(err.Error(), "role") {
+		t.Errorf("Sentinel without +role: %v, want NOPERM for role", err)
+	}
+	m.CLI(append([]string{"ACL", "SETUSER", "sluice"}, sentinelACL...)...)
+	works(t, newKV(t, sentinel, c))
+}
+
+// On a Redis Cluster, a user that may not ask for the slots gets a client
+// of one node, and MOVED for the keys of the others: the error says what
+// to grant, and with the ACL docs/cluster.md gives for a Cluster, keys on
+// every master work.
+func TestLeastACLCluster(t *testing.T) {
+	nodes := redistest.StartCluster(t, 3, redistest.Args(append([]string{"--user", "sluice"}, leastACL...)...))
+	c := Config{Username: "sluice", Password: "pw"}
+	kv := newKV(t, nodes[0], c)
+	var moved error
+	for i := range 30 {
+		if _, err := kv.Incr(ctx, "p", strconv.Itoa(i), 1, time.Minute); err != nil {
+			moved = err
+		}
+	}
+	if moved == nil || !strings.Contains(moved.Error(), "MOVED") || !strings.Contains(moved.Error(), "+cluster|slots") {
+		t.Errorf("least ACL on a Cluster: %v, want MOVED naming +cluster|slots", moved)
+	}
+	for _, n := range nodes {
+		n.CLI(append([]string{"ACL", "SETUSER", "sluice"}, clusterACL...)...)
+	}
+	kv = newKV(t, nodes[0], c)
+	for i := range 30 {
+		if _, err := kv.Incr(ctx, "p", strconv.Itoa(i), 1, time.Minute); err != nil {
+			t.Fatalf("with the Cluster's ACL: %v", err)
+		}
+	}
+}
