@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-smtp"
 	"github.com/sluice-mail/sluice/gateway"
@@ -147,5 +148,44 @@ redis_password_file = %q
 	}
 	if keys := m.CLI("--user", "sluice", "--pass", "master-pw", "--no-auth-warning", "--scan", "--pattern", "sluice:ratelimit:*"); strings.TrimSpace(keys) == "" {
 		t.Error("no ratelimit key on the master")
+	}
+}
+
+// A Redis that refuses the login (or is down) at start is in the log
+// within seconds, before any mail; one that answers says so.
+func TestClusterRedisCheckedAtStart(t *testing.T) {
+	r := redistest.Start(t, redistest.Password("right"))
+	dir := t.TempDir()
+	pw := filepath.Join(dir, "pw")
+	if err := os.WriteFile(pw, []byte("wrong\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	section := fmt.Sprintf("[cluster]\nredis = [%q]\nredis_password_file = %q\n", r.Addr(), pw)
+	e := startEnv(t, envOptions{plugins: clusterPlugins(t), sections: section})
+	waitLog(t, e, `msg="Redis does not answer`, "WRONGPASS")
+	if err := os.WriteFile(pw, []byte("right\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	waitLog(t, startEnv(t, envOptions{plugins: clusterPlugins(t), sections: section}), `msg="Redis answers"`)
+}
+
+// waitLog waits up to 20 s for a line of e's log with all of want.
+func waitLog(t *testing.T, e *env, want ...string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		for _, line := range strings.Split(e.logs.String(), "\n") {
+			found := true
+			for _, w := range want {
+				found = found && strings.Contains(line, w)
+			}
+			if found {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no log line with %q:\n%s", want, e.logs.String())
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
