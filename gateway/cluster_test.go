@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-smtp"
 	"github.com/sluice-mail/sluice/gateway"
@@ -118,5 +119,73 @@ redis_tls_ca_file = "missing-ca.pem"
 	}
 	if err := gateway.Check(context.Background(), cfg, slog.New(slog.DiscardHandler)); err != nil {
 		t.Fatalf("check with both files, Redis absent: %v", err)
+	}
+}
+
+// Sentinels with a login of their own, and an ACL user on the master:
+// each is logged in to with its own password file, so that a rate limit
+// counts on the master the Sentinels name.
+func TestClusterSentinelLogin(t *testing.T) {
+	m := redistest.Start(t, redistest.User("sluice", "master-pw"))
+	s := redistest.StartSentinel(t, "main", m)
+	s.CLI("ACL", "SETUSER", "default", "resetpass", ">sentinel-pw")
+	dir := t.TempDir()
+	for name, pw := range map[string]string{"master": "master-pw\n", "sentinel": "sentinel-pw\n"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(pw), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e := startEnv(t, envOptions{plugins: clusterPlugins(t), sections: fmt.Sprintf(`
+[cluster]
+redis = [%q]
+redis_sentinel_master = "main"
+redis_sentinel_password_file = %q
+redis_username = "sluice"
+redis_password_file = %q
+`, s.Addr(), filepath.Join(dir, "sentinel"), filepath.Join(dir, "master"))})
+	if err := sendMail(t, e.client(t), "alice@example.org", "info@ours.test", "Subject: hi\r\n\r\nhi\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	if keys := m.CLI("--user", "sluice", "--pass", "master-pw", "--no-auth-warning", "--scan", "--pattern", "sluice:ratelimit:*"); strings.TrimSpace(keys) == "" {
+		t.Error("no ratelimit key on the master")
+	}
+}
+
+// A Redis that refuses the login (or is down) at start is in the log
+// within seconds, before any mail; one that answers says so.
+func TestClusterRedisCheckedAtStart(t *testing.T) {
+	r := redistest.Start(t, redistest.Password("right"))
+	dir := t.TempDir()
+	pw := filepath.Join(dir, "pw")
+	if err := os.WriteFile(pw, []byte("wrong\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	section := fmt.Sprintf("[cluster]\nredis = [%q]\nredis_password_file = %q\n", r.Addr(), pw)
+	e := startEnv(t, envOptions{plugins: clusterPlugins(t), sections: section})
+	waitLog(t, e, `msg="Redis does not answer`, "WRONGPASS")
+	if err := os.WriteFile(pw, []byte("right\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	waitLog(t, startEnv(t, envOptions{plugins: clusterPlugins(t), sections: section}), `msg="Redis answers"`)
+}
+
+// waitLog waits up to 20 s for a line of e's log with all of want.
+func waitLog(t *testing.T, e *env, want ...string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		for _, line := range strings.Split(e.logs.String(), "\n") {
+			found := true
+			for _, w := range want {
+				found = found && strings.Contains(line, w)
+			}
+			if found {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no log line with %q:\n%s", want, e.logs.String())
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

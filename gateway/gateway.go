@@ -327,6 +327,7 @@ func (g *Gateway) Serve(ctx context.Context, grace time.Duration) error {
 			return err
 		}
 	}
+	g.checkRedis(ctx)
 	errc := make(chan error, len(g.listeners))
 	n := len(g.cfg.SMTP.Listen)
 	for i, l := range g.listeners {

@@ -400,6 +400,11 @@ type Cluster struct {
 	Redis []string `toml:"redis"`
 	// RedisSentinelMaster is the master's name the Sentinels watch.
 	RedisSentinelMaster string `toml:"redis_sentinel_master"`
+	// RedisSentinelUsername and the password in
+	// RedisSentinelPasswordFile log in to the Sentinels, whose users are
+	// their own, not the master's; none by default.
+	RedisSentinelUsername     string `toml:"redis_sentinel_username"`
+	RedisSentinelPasswordFile string `toml:"redis_sentinel_password_file"`
 	// RedisUsername and the password in RedisPasswordFile (its first
 	// line) log in to Redis (ACL, or requirepass with no username).
 	RedisUsername     string `toml:"redis_username"`
@@ -664,6 +669,12 @@ func ConsoleDatabaseIsURL(database string) bool {
 
 // RedisPasswordPath is cluster.redis_password_file relative to the file.
 func (c *Config) RedisPasswordPath() string { return c.Path(c.Cluster.RedisPasswordFile) }
+
+// RedisSentinelPasswordPath is cluster.redis_sentinel_password_file
+// relative to the file.
+func (c *Config) RedisSentinelPasswordPath() string {
+	return c.Path(c.Cluster.RedisSentinelPasswordFile)
+}
 
 // RedisTLSCAPath is cluster.redis_tls_ca_file relative to the file.
 func (c *Config) RedisTLSCAPath() string { return c.Path(c.Cluster.RedisTLSCAFile) }

@@ -214,6 +214,17 @@ func (v *validator) cluster() {
 			}
 		}
 	}
+	for _, k := range []struct {
+		key string
+		set bool
+	}{
+		{"redis_sentinel_username", c.RedisSentinelUsername != ""},
+		{"redis_sentinel_password_file", c.RedisSentinelPasswordFile != ""},
+	} {
+		if k.set && c.RedisSentinelMaster == "" {
+			v.errorf("cluster."+k.key, "cluster.%s: needs cluster.redis_sentinel_master", k.key)
+		}
+	}
 	if c.RedisDB < 0 {
 		v.errorf("cluster.redis_db", "cluster.redis_db: must not be negative")
 	}

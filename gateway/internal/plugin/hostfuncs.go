@@ -74,7 +74,7 @@ func (m *Message) field(name string, index uint32) (string, bool) {
 // goroutine, so it needs no lock.
 type callState struct {
 	msg      *Message  // at the data stage; nil at others
-	deadline time.Time // no DNS lookup runs past it
+	deadline time.Time // no DNS lookup, HTTP request or KV call runs past it
 	lookups  int       // DNS lookups left
 	// last is the last DNS answer, served again without cost when the
 	// guest asks again with a larger buffer.
@@ -94,13 +94,14 @@ type callKey struct{}
 // callContext returns ctx carrying the state of one call of p. Plugins
 // whose host functions need none get ctx itself, so that they pay nothing.
 func (p *Plugin) callContext(ctx context.Context, msg *Message) context.Context {
-	if p.host.caps&(abi.CapHeaders|abi.CapBody|abi.CapDNS|abi.CapHTTP) == 0 {
+	if p.host.caps&(abi.CapHeaders|abi.CapBody|abi.CapDNS|abi.CapKV|abi.CapHTTP) == 0 {
 		return ctx
 	}
 	return context.WithValue(ctx, callKey{}, &callState{
 		msg: msg,
-		// Lookups stop at three quarters of the call's time, so that a
-		// plugin whose DNS hangs still has time to answer without it.
+		// Lookups and KV calls stop at three quarters of the call's
+		// time, so that a plugin whose DNS or store hangs still has time
+		// to answer without it.
 		deadline:     time.Now().Add(p.timeout * 3 / 4),
 		lookups:      p.host.lookups,
 		httpRequests: httpRequests,

@@ -236,6 +236,19 @@ func kvKey(mod api.Module, ptr, n uint64) (string, int32) {
 	return string(b), 0
 }
 
+// kvContext bounds a store call by the plugin call's deadline as well as
+// by the store's own timeout (redis_timeout): a Redis that hangs must not
+// hold a call past the plugin's timeout, which the guest's interrupt
+// cannot enforce while the host function waits. The call ends at three
+// quarters of the plugin's time, so that the plugin still answers, with
+// its failure policy.
+func kvContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	if c := callOf(ctx); c != nil {
+		return context.WithDeadline(ctx, c.deadline)
+	}
+	return ctx, func() {}
+}
+
 // kvGet is (key_ptr, key_len, buf_ptr, buf_cap) → length of the value.
 func (h *hostFuncs) kvGet(ctx context.Context, mod api.Module, stack []uint64) {
 	key, code := kvKey(mod, stack[0], stack[1])
@@ -243,6 +256,8 @@ func (h *hostFuncs) kvGet(ctx context.Context, mod api.Module, stack []uint64) {
 		ret(stack, code)
 		return
 	}
+	ctx, cancel := kvContext(ctx)
+	defer cancel()
 	v, ok, err := h.kv.Get(ctx, h.plugin, key)
 	switch {
 	case err != nil:
@@ -272,6 +287,8 @@ func (h *hostFuncs) kvSet(ctx context.Context, mod api.Module, stack []uint64) {
 		ret(stack, abi.ErrInvalid)
 		return
 	}
+	ctx, cancel := kvContext(ctx)
+	defer cancel()
 	err := h.kv.Set(ctx, h.plugin, key, value, time.Duration(ttl)*time.Millisecond)
 	switch {
 	case errors.Is(err, ErrKVFull):
@@ -303,6 +320,8 @@ func (h *hostFuncs) kvIncr(ctx context.Context, mod api.Module, stack []uint64) 
 		ret(stack, abi.ErrInvalid)
 		return
 	}
+	ctx, cancel := kvContext(ctx)
+	defer cancel()
 	n, err := h.kv.Incr(ctx, h.plugin, key, delta, time.Duration(ttl)*time.Millisecond)
 	switch {
 	case errors.Is(err, ErrKVFull):
@@ -329,6 +348,8 @@ func (h *hostFuncs) kvDelete(ctx context.Context, mod api.Module, stack []uint64
 		ret(stack, code)
 		return
 	}
+	ctx, cancel := kvContext(ctx)
+	defer cancel()
 	if err := h.kv.Delete(ctx, h.plugin, key); err != nil {
 		h.logger.Warn("key-value store failed", "op", "delete", "error", err)
 		ret(stack, abi.ErrTemporary)

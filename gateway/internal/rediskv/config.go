@@ -21,13 +21,14 @@ func FromConfig(cfg *config.Config, m *Metrics) (c Config, ok bool, _ *config.Er
 		return Config{}, false, nil
 	}
 	c = Config{
-		Addrs:          cl.Redis,
-		SentinelMaster: cl.RedisSentinelMaster,
-		Username:       cl.RedisUsername,
-		DB:             cl.RedisDB,
-		Prefix:         cl.RedisKeyPrefix,
-		Timeout:        cl.RedisTimeout.D(),
-		Metrics:        m,
+		Addrs:            cl.Redis,
+		SentinelMaster:   cl.RedisSentinelMaster,
+		SentinelUsername: cl.RedisSentinelUsername,
+		Username:         cl.RedisUsername,
+		DB:               cl.RedisDB,
+		Prefix:           cl.RedisKeyPrefix,
+		Timeout:          cl.RedisTimeout.D(),
+		Metrics:          m,
 	}
 	if cl.RedisPasswordFile != "" {
 		p, err := firstLine(cfg.RedisPasswordPath())
@@ -35,6 +36,13 @@ func FromConfig(cfg *config.Config, m *Metrics) (c Config, ok bool, _ *config.Er
 			return Config{}, false, cfg.ErrorAt("cluster.redis_password_file", "cluster.redis_password_file: %v", err)
 		}
 		c.Password = p
+	}
+	if cl.RedisSentinelPasswordFile != "" {
+		p, err := firstLine(cfg.RedisSentinelPasswordPath())
+		if err != nil {
+			return Config{}, false, cfg.ErrorAt("cluster.redis_sentinel_password_file", "cluster.redis_sentinel_password_file: %v", err)
+		}
+		c.SentinelPassword = p
 	}
 	if cl.RedisTLS {
 		roots, err := certs.SystemRootsAnd(cfg.RedisTLSCAPath())

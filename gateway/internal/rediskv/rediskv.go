@@ -44,8 +44,12 @@ type Config struct {
 	// monitor; empty means no Sentinel.
 	SentinelMaster string
 	// Username and Password log in (ACL user, or just the password for
-	// requirepass); both may be empty. Sentinels are asked with the same.
+	// requirepass); both may be empty.
 	Username, Password string
+	// SentinelUsername and SentinelPassword log in to the Sentinels,
+	// which have users of their own (a Sentinel does not know the
+	// master's ACL users); both may be empty.
+	SentinelUsername, SentinelPassword string
 	// DB is the database number (SELECT); a Redis Cluster has only 0.
 	DB int
 	// TLS, when set, is used for every connection.
@@ -109,7 +113,7 @@ func New(c Config) (*KV, error) {
 	}
 	if c.SentinelMaster != "" {
 		opt.Sentinel = valkey.SentinelOption{
-			MasterSet: c.SentinelMaster, Username: c.Username, Password: c.Password,
+			MasterSet: c.SentinelMaster, Username: c.SentinelUsername, Password: c.SentinelPassword,
 			TLSConfig: c.TLS, Dialer: opt.Dialer,
 			// Reconcile with the Sentinels now and then, besides their
 			// +switch-master events, so that a missed event does not
@@ -319,6 +323,12 @@ func opError(op string, err error) error {
 		// INCRBY: "ERR increment or decrement would overflow"
 		case strings.Contains(msg, "would overflow"):
 			return plugin.ErrKVOverflow
+		}
+		// A Redis Cluster answers MOVED only to a client that did not
+		// learn its slots: valkey-go falls back to one node when the
+		// user may not ask for them.
+		if _, moved := e.IsMoved(); moved {
+			return fmt.Errorf("redis %s: %w (a Redis Cluster, but the user may not run CLUSTER SLOTS or CLUSTER SHARDS, so only one node is used: grant +cluster|slots +cluster|shards)", op, err)
 		}
 	}
 	return fmt.Errorf("redis %s: %w", op, err)

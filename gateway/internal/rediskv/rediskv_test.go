@@ -141,6 +141,22 @@ func TestSentinel(t *testing.T) {
 	}
 }
 
+// The Sentinels have users of their own: a master's ACL user is not
+// sent to Sentinels that need no login (the usual setup), and Sentinels
+// with a password of their own get theirs.
+func TestSentinelLogin(t *testing.T) {
+	m := redistest.Start(t, redistest.User("sluice", "pw"))
+	sentinel := redistest.StartSentinel(t, "main", m)
+	works(t, newKV(t, sentinel, Config{SentinelMaster: "main", Username: "sluice", Password: "pw"}))
+
+	sentinel.CLI("ACL", "SETUSER", "default", "resetpass", ">sentinel-pw")
+	works(t, newKV(t, sentinel, Config{SentinelMaster: "main", Username: "sluice", Password: "pw", SentinelPassword: "sentinel-pw"}))
+	_, _, err := newKV(t, sentinel, Config{SentinelMaster: "main", Username: "sluice", Password: "pw"}).Get(ctx, "p", "k")
+	if err == nil || !strings.Contains(err.Error(), "redis get") {
+		t.Errorf("Sentinels that need a password, none given: %v", err)
+	}
+}
+
 // A Redis Cluster: keys of the contract spread over the masters' slots.
 func TestCluster(t *testing.T) {
 	nodes := redistest.StartCluster(t, 3)
@@ -227,6 +243,34 @@ func TestRestart(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	works(t, kv)
+}
+
+// A Redis that has forgotten the Incr script (SCRIPT FLUSH, as a restart
+// does) while callers increment at once: each EVALSHA that meets NOSCRIPT
+// is sent again whole, none is lost or counted twice.
+func TestNoScriptConcurrent(t *testing.T) {
+	s := redistest.Start(t)
+	kv := newKV(t, s, Config{})
+	works(t, kv) // the script is loaded
+	const callers, each = 16, 50
+	for round := range 3 {
+		s.CLI("SCRIPT", "FLUSH")
+		var wg sync.WaitGroup
+		for range callers {
+			wg.Go(func() {
+				for range each {
+					if _, err := kv.Incr(ctx, "p", "hits", 1, time.Minute); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		if got, want := strings.TrimSpace(s.CLI("GET", "sluice:p:hits")), strconv.Itoa((round+1)*callers*each); got != want {
+			t.Errorf("round %d: the counter is %s, want %s", round, got, want)
+		}
+	}
 }
 
 // A hung Redis (SIGSTOP): every call fails by its deadline, counted as a
@@ -319,9 +363,66 @@ func TestLeastACL(t *testing.T) {
 	if err := kv.Ping(ctx); err != nil {
 		t.Errorf("Ping: %v", err)
 	}
+	// A database other than 0 needs +select too, as docs/cluster.md says:
+	// without it every connection fails.
+	_, _, err := newKV(t, s, Config{Username: "sluice", Password: "pw", DB: 1}).Get(ctx, "p", "k")
+	if err == nil || !strings.Contains(err.Error(), "select") {
+		t.Errorf("redis_db 1 without +select: %v, want NOPERM for select", err)
+	}
+	s.CLI("ACL", "SETUSER", "sluice", "+select")
+	works(t, newKV(t, s, Config{Username: "sluice", Password: "pw", DB: 1}))
 	// Keys outside the prefix are refused.
 	other := newKV(t, s, Config{Username: "sluice", Password: "pw", Prefix: "other:"})
-	if _, _, err := other.Get(ctx, "p", "k"); err == nil || !strings.Contains(err.Error(), "NOPERM") {
+	if _, _, err = other.Get(ctx, "p", "k"); err == nil || !strings.Contains(err.Error(), "NOPERM") {
 		t.Errorf("a key outside the user's pattern: %v", err)
+	}
+}
+
+// leastACL is the ACL docs/cluster.md gives a user, and what it adds for
+// Sentinel and a Redis Cluster.
+var (
+	leastACL    = []string{"on", ">pw", "~sluice:*", "+@read", "+@write", "+@scripting", "+ping"}
+	sentinelACL = []string{"+role"}
+	clusterACL  = []string{"+cluster|slots", "+cluster|shards"}
+)
+
+// With Sentinel the client asks the master its ROLE, which the least ACL
+// does not grant: the ACL docs/cluster.md gives for Sentinel does.
+func TestLeastACLSentinel(t *testing.T) {
+	m := redistest.Start(t, redistest.Args(append([]string{"--user", "sluice"}, leastACL...)...))
+	sentinel := redistest.StartSentinel(t, "main", m)
+	c := Config{SentinelMaster: "main", Username: "sluice", Password: "pw"}
+	if _, _, err := newKV(t, sentinel, c).Get(ctx, "p", "k"); err == nil || !strings.Contains(err.Error(), "role") {
+		t.Errorf("Sentinel without +role: %v, want NOPERM for role", err)
+	}
+	m.CLI(append([]string{"ACL", "SETUSER", "sluice"}, sentinelACL...)...)
+	works(t, newKV(t, sentinel, c))
+}
+
+// On a Redis Cluster, a user that may not ask for the slots gets a client
+// of one node, and MOVED for the keys of the others: the error says what
+// to grant, and with the ACL docs/cluster.md gives for a Cluster, keys on
+// every master work.
+func TestLeastACLCluster(t *testing.T) {
+	nodes := redistest.StartCluster(t, 3, redistest.Args(append([]string{"--user", "sluice"}, leastACL...)...))
+	c := Config{Username: "sluice", Password: "pw"}
+	kv := newKV(t, nodes[0], c)
+	var moved error
+	for i := range 30 {
+		if _, err := kv.Incr(ctx, "p", strconv.Itoa(i), 1, time.Minute); err != nil {
+			moved = err
+		}
+	}
+	if moved == nil || !strings.Contains(moved.Error(), "MOVED") || !strings.Contains(moved.Error(), "+cluster|slots") {
+		t.Errorf("least ACL on a Cluster: %v, want MOVED naming +cluster|slots", moved)
+	}
+	for _, n := range nodes {
+		n.CLI(append([]string{"ACL", "SETUSER", "sluice"}, clusterACL...)...)
+	}
+	kv = newKV(t, nodes[0], c)
+	for i := range 30 {
+		if _, err := kv.Incr(ctx, "p", strconv.Itoa(i), 1, time.Minute); err != nil {
+			t.Fatalf("with the Cluster's ACL: %v", err)
+		}
 	}
 }

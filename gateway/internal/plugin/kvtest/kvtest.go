@@ -9,11 +9,13 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/sluice-mail/sluice/gateway/internal/plugin"
+	"github.com/sluice-mail/sluice/sdk/abi"
 )
 
 // short is a TTL the tests wait out; long one that does not pass during a
@@ -80,9 +82,21 @@ func getSetDelete(t *testing.T, kv plugin.KV) {
 	want(t, kv, "a", "bin", []byte("\x00\xff\r\n"))
 	set(t, kv, "a", "empty", "", long)
 	want(t, kv, "a", "empty", []byte{})
-	// Keys are bytes too: spaces, colons, braces, non-ASCII.
-	set(t, kv, "a", "x:y {z} é", "odd", long)
-	want(t, kv, "a", "x:y {z} é", []byte("odd"))
+	// The largest value a plugin may store, every byte value in it (NUL,
+	// and sequences that are not UTF-8).
+	big := make([]byte, abi.MaxKVValue)
+	for i := range big {
+		big[i] = byte(i * 7)
+	}
+	set(t, kv, "a", "big", string(big), long)
+	want(t, kv, "a", "big", big)
+	// Keys are bytes too: spaces, colons, braces (a Redis Cluster hash
+	// tag), non-ASCII, not UTF-8, and as long as a plugin's may be.
+	for _, k := range []string{"x:y {z} é", "{a}", "{}", "}{", "\x00\xff\xfe:", strings.Repeat("\xc3", abi.MaxKVKey)} {
+		set(t, kv, "a", k, "odd "+k, long)
+		want(t, kv, "a", k, []byte("odd "+k))
+	}
+	want(t, kv, "a", "x:y {z} \xc3", nil)
 	if err := kv.Delete(ctx, "a", "k"); err != nil {
 		t.Fatal(err)
 	}
@@ -131,6 +145,20 @@ func incr(t *testing.T, kv plugin.KV) {
 	// Set can reset a counter, with FormatInt's text.
 	set(t, kv, "a", "n", strconv.FormatInt(-3, 10), long)
 	incrWant(t, kv, "a", "n", 1, long, -2)
+	// Set can replace a counter with what is no counter; Delete forgets
+	// it, and the next Incr starts again at 0.
+	set(t, kv, "a", "n", "text", long)
+	if n, err := kv.Incr(ctx, "a", "n", 1, long); !errors.Is(err, plugin.ErrKVNotCounter) {
+		t.Errorf("Incr of a counter Set replaced = %d, %v; want ErrKVNotCounter", n, err)
+	}
+	if err := kv.Delete(ctx, "a", "n"); err != nil {
+		t.Fatal(err)
+	}
+	incrWant(t, kv, "a", "n", 7, long, 7)
+	// The extremes are counters.
+	set(t, kv, "a", "max", strconv.FormatInt(1<<63-1, 10), long)
+	incrWant(t, kv, "a", "max", 0, long, 1<<63-1)
+	incrWant(t, kv, "a", "min", -1<<63, long, -1<<63)
 
 	// What is not a whole number in FormatInt's decimal is no counter,
 	// and stays as it is.
