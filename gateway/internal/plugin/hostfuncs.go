@@ -125,6 +125,7 @@ type hostFuncs struct {
 	kv       KV
 	counters Counters
 	http     *httpClient // for a plugin granted http
+	kvLog    kvLog       // of its store's failures
 }
 
 // hostFunc is one function of module "sluice".

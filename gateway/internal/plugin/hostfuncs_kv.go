@@ -261,7 +261,7 @@ func (h *hostFuncs) kvGet(ctx context.Context, mod api.Module, stack []uint64) {
 	v, ok, err := h.kv.Get(ctx, h.plugin, key)
 	switch {
 	case err != nil:
-		h.logger.Warn("key-value store failed", "op", "get", "error", err)
+		h.kvFailed("get", err)
 		ret(stack, abi.ErrTemporary)
 	case !ok:
 		ret(stack, abi.ErrNotFound)
@@ -294,7 +294,7 @@ func (h *hostFuncs) kvSet(ctx context.Context, mod api.Module, stack []uint64) {
 	case errors.Is(err, ErrKVFull):
 		ret(stack, abi.ErrFull)
 	case err != nil:
-		h.logger.Warn("key-value store failed", "op", "set", "error", err)
+		h.kvFailed("set", err)
 		ret(stack, abi.ErrTemporary)
 	default:
 		ret(stack, 0)
@@ -329,12 +329,43 @@ func (h *hostFuncs) kvIncr(ctx context.Context, mod api.Module, stack []uint64) 
 	case errors.Is(err, ErrKVNotCounter), errors.Is(err, ErrKVOverflow):
 		ret(stack, abi.ErrInvalid)
 	case err != nil:
-		h.logger.Warn("key-value store failed", "op", "incr", "error", err)
+		h.kvFailed("incr", err)
 		ret(stack, abi.ErrTemporary)
 	default:
 		binary.LittleEndian.PutUint64(out, uint64(n))
 		ret(stack, 0)
 	}
+}
+
+// kvLogEvery is how often a plugin's failing store is logged: while
+// Redis is down every call fails, and each is already counted
+// (sluice_kv_redis_requests_total) and named in the plugin's own failure
+// line, so one line in this time, with how many calls failed, says the
+// rest.
+const kvLogEvery = 10 * time.Second
+
+// kvLog throttles the lines of one plugin's failing store.
+type kvLog struct {
+	mu     sync.Mutex
+	last   time.Time
+	missed int // failures not logged since last
+}
+
+// kvFailed logs a call of the store that failed, at most once in
+// kvLogEvery for the plugin.
+func (h *hostFuncs) kvFailed(op string, err error) {
+	l := &h.kvLog
+	l.mu.Lock()
+	now := time.Now()
+	if !l.last.IsZero() && now.Sub(l.last) < kvLogEvery {
+		l.missed++
+		l.mu.Unlock()
+		return
+	}
+	missed := l.missed
+	l.last, l.missed = now, 0
+	l.mu.Unlock()
+	h.logger.Warn("key-value store failed", "op", op, "error", err, "failures_not_logged", missed)
 }
 
 // maxKVTTL keeps a TTL's arithmetic far from overflow; a year is longer
@@ -351,7 +382,7 @@ func (h *hostFuncs) kvDelete(ctx context.Context, mod api.Module, stack []uint64
 	ctx, cancel := kvContext(ctx)
 	defer cancel()
 	if err := h.kv.Delete(ctx, h.plugin, key); err != nil {
-		h.logger.Warn("key-value store failed", "op", "delete", "error", err)
+		h.kvFailed("delete", err)
 		ret(stack, abi.ErrTemporary)
 		return
 	}

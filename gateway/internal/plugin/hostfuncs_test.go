@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"regexp"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"github.com/sluice-mail/sluice/gateway/internal/dnstest"
 	"github.com/sluice-mail/sluice/gateway/internal/fakeclock"
 	"github.com/sluice-mail/sluice/gateway/internal/resolver"
+	"github.com/sluice-mail/sluice/gateway/internal/syncbuf"
 	"github.com/sluice-mail/sluice/gateway/internal/wasmbuild"
 	"github.com/sluice-mail/sluice/sdk/abi"
 	"github.com/tetratelabs/wazero/api"
@@ -561,4 +563,48 @@ func valueType(t *testing.T, name string) api.ValueType {
 	}
 	t.Fatalf("unknown type %q in sdk/ABI.md", name)
 	return 0
+}
+
+// downKV is a store that is down: every call fails, as a Redis that
+// refuses connections.
+type downKV struct{}
+
+var errDown = errors.New("redis: connection refused")
+
+func (downKV) Get(context.Context, string, string) ([]byte, bool, error) { return nil, false, errDown }
+func (downKV) Set(context.Context, string, string, []byte, time.Duration) error {
+	return errDown
+}
+func (downKV) Delete(context.Context, string, string) error { return errDown }
+func (downKV) Incr(context.Context, string, string, int64, time.Duration) (int64, error) {
+	return 0, errDown
+}
+
+// A store that is down fails every call with a temporary error, and is
+// logged once, not once a call: during an outage each call is counted and
+// named in the plugin's own failure line already.
+func TestKVDownLoggedOnce(t *testing.T) {
+	logs := &syncbuf.Buffer{}
+	h, err := NewHost(context.Background(), HostConfig{
+		CacheDir: wasmbuild.CacheDirForTest(), KV: downKV{},
+		Logger: slog.New(slog.NewTextHandler(logs, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close(context.Background()) })
+	a := NewChain(load(t, h, hostcallsSpec(t, "a", abi.CapKV)))
+	var cases [][2]string
+	for range 5 {
+		cases = append(cases, [][2]string{
+			{"kvget k 64", fmt.Sprintf("n=%d", abi.ErrTemporary)},
+			{"kvset k v 1000", fmt.Sprintf("n=%d", abi.ErrTemporary)},
+			{"kvincr k 1 1000", fmt.Sprintf("n=%d", abi.ErrTemporary)},
+			{"kvdel k", fmt.Sprintf("n=%d", abi.ErrTemporary)},
+		}...)
+	}
+	expect(t, a, abi.StageMail, nil, cases)
+	if n := strings.Count(logs.String(), "key-value store failed"); n != 1 {
+		t.Errorf("%d lines for 20 failed calls, want 1:\n%s", n, logs.String())
+	}
 }
