@@ -135,8 +135,10 @@ func NewSigner(c SignerConfig) (*Signer, error) {
 			sk.hash = crypto.SHA256
 		}
 		if name := strings.ToLower(domain); name == strings.ToLower(c.Domain) {
+			sk.domain = c.Domain
 			s.keys = append(s.keys, sk)
 		} else {
+			sk.domain = name // as it is looked up, in the d= tag too
 			s.others[name] = append(s.others[name], sk)
 		}
 	}
