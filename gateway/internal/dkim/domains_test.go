@@ -138,3 +138,22 @@ func TestSignPartsDomains(t *testing.T) {
 		t.Error("HasKeys: want true for the custom domain only")
 	}
 }
+
+// A From domain in UTF-8 (RFC 6531) finds the key of its A-label form,
+// which the d= names.
+func TestSignAsInternationalDomain(t *testing.T) {
+	keys := testKeys(t)
+	s, err := NewSigner(SignerConfig{Domain: testDomain, Keys: append(keys, Key{Domain: "xn--bcher-kva.example", Selector: "b1", Signer: keys[1].Signer})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, from := range []string{"bücher.example", "BÜCHER.example.", "xn--bcher-kva.example"} {
+		sigs, err := s.SignAs([]byte(testMessage), from)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tags := signatureTags(t, string(sigs)+testMessage); len(tags) != 3 || tags[0]["d"] != "xn--bcher-kva.example" || tags[0]["s"] != "b1" {
+			t.Errorf("SignAs %s: %v, want the b1 signature of xn--bcher-kva.example first", from, tags)
+		}
+	}
+}

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/sluice-mail/sluice/gateway/internal/address"
 )
 
 // The signer is written against RFC 6376 rather than on go-msgauth's
@@ -134,7 +136,7 @@ func NewSigner(c SignerConfig) (*Signer, error) {
 		if kind == "rsa" {
 			sk.hash = crypto.SHA256
 		}
-		if name := strings.ToLower(domain); name == strings.ToLower(c.Domain) {
+		if name := lookupName(domain); name == lookupName(c.Domain) {
 			sk.domain = c.Domain
 			s.keys = append(s.keys, sk)
 		} else {
@@ -211,7 +213,18 @@ func (s *Signer) SignParts(header, body []byte, domains ...string) ([]byte, erro
 // HasKeys reports whether domain has keys of its own, besides the
 // gateway's.
 func (s *Signer) HasKeys(domain string) bool {
-	return len(s.others[strings.ToLower(domain)]) > 0
+	return len(s.others[lookupName(domain)]) > 0
+}
+
+// lookupName is domain as s.others holds it: A-labels, lower case, no
+// final dot, so that a From or recipient domain in UTF-8 (RFC 6531)
+// finds the key configured in either form; "" for a name that is none.
+func lookupName(domain string) string {
+	name, err := address.Domain(strings.TrimSuffix(domain, "."))
+	if err != nil {
+		return ""
+	}
+	return name
 }
 
 // keysFor is the keys that sign for domains: each domain's own, once per
@@ -223,7 +236,7 @@ func (s *Signer) keysFor(domains []string) []signingKey {
 	var keys []signingKey
 	seen := map[string]bool{}
 	for _, d := range domains {
-		d = strings.ToLower(strings.TrimSuffix(d, "."))
+		d = lookupName(d)
 		if !seen[d] {
 			seen[d] = true
 			keys = append(keys, s.others[d]...)
