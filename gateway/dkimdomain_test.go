@@ -12,19 +12,17 @@ import (
 
 	msgdkim "github.com/emersion/go-msgauth/dkim"
 
+	"github.com/sluice-mail/sluice/gateway/internal/arc"
 	"github.com/sluice-mail/sluice/gateway/internal/dkim"
 	"github.com/sluice-mail/sluice/gateway/internal/dkimpy"
 )
 
 // startCustomKey starts a gateway serving ours.test and custom.test, with
-// a key of custom.test's own (selector c1, published) besides the
+// a key of custom.test's own (selector c1, published, listed first) besides the
 // gateway's, and [dkim] sign_recipient_domain set to on.
 func startCustomKey(t *testing.T, on bool) *env {
 	t.Helper()
-	key, err := dkim.GenerateKey("ed25519", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	key := testKeys(t).list // RSA, as the gateway's first key, which seals
 	pem, _ := dkim.MarshalKey(key)
 	path := filepath.Join(t.TempDir(), "custom.pem")
 	if err := os.WriteFile(path, pem, 0o600); err != nil {
@@ -102,6 +100,13 @@ func TestForwardSignsRecipientDomain(t *testing.T) {
 	}
 	if got, want := e.deliveredSignatures(t), append([]string{"custom.test/c1"}, ours...); !slices.Equal(got, want) {
 		t.Errorf("sign_recipient_domain, to custom.test: signatures %v, want %v", got, want)
+	}
+	// The ARC seal is the gateway's, with its first RSA key, although
+	// custom.test's key comes first in gateway.toml.
+	d := e.dest.deliveries()
+	chain := arc.Verify(context.Background(), d[len(d)-1].data, arc.VerifyOptions{Lookup: e.resolver(t).LookupTXT})
+	if chain.CV != "pass" || len(chain.Sealers) != 1 || chain.Sealers[0].Domain != "ours.test" || chain.Sealers[0].Selector != "rsa" {
+		t.Errorf("ARC chain %+v, want pass, sealed by ours.test with selector rsa", chain)
 	}
 	if err := e.send(t, "alice@example.org", "info@ours.test", msg); err != nil {
 		t.Fatal(err)

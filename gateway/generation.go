@@ -196,10 +196,13 @@ func sealConfig(cfg *config.Config, keys []dkim.Key) *arc.SealConfig {
 			pick = i
 		}
 	}
-	for i := 0; pick < 0; i++ {
+	for i := 0; pick < 0 && i < len(keys); i++ {
 		if keys[i].Domain == cfg.DKIM.Domain { // validated: there is one
 			pick = i
 		}
+	}
+	if pick < 0 {
+		return nil
 	}
 	return &arc.SealConfig{Domain: cfg.DKIM.Domain, Selector: keys[pick].Selector, Key: keys[pick].Signer}
 }

@@ -227,9 +227,9 @@ func (s *session) forwardedHeader(buf *[]byte, header, body []byte, report *auth
 // recipientDomain is the domain whose own DKIM keys sign forwarded mail
 // besides the gateway's, with [dkim] sign_recipient_domain: the one
 // domain every recipient of the transaction is at. Recipients at several
-// domains get none of theirs: each copy carries the same signatures, and
-// a d= naming a domain the reader's own address is not at would tell
-// every recipient of a Bcc sent to another of our domains.
+// domains get none of theirs: every copy carries the same signatures, so
+// a recipient at one of our domains would find in d= another that the
+// message also went to, a Bcc included.
 func (t *transaction) recipientDomain(on bool) []string {
 	if !on || len(t.rcpts) == 0 {
 		return nil
