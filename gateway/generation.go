@@ -56,6 +56,7 @@ func (g *Gateway) buildParts(ctx context.Context, cfg *config.Config) (smtpd.Par
 		if err != nil {
 			fail("dkim", "dkim: %v", err)
 		}
+		p.SignRecipientDomain = cfg.DKIM.SignRecipientDomain
 	}
 	if cfg.ARC.Seal != nil && *cfg.ARC.Seal && !cfg.AuthEnabled() {
 		fail("arc.seal", "arc.seal: sealing needs the checks of [auth] enabled, to know the chain it extends")
@@ -170,7 +171,7 @@ func loadKeys(cfg *config.Config, fail func(path, format string, args ...any)) (
 			ok = false
 			continue
 		}
-		keys = append(keys, dkim.Key{Selector: k.Selector, Signer: signer})
+		keys = append(keys, dkim.Key{Domain: k.Domain, Selector: k.Selector, Signer: signer})
 	}
 	return keys, ok
 }
@@ -184,6 +185,9 @@ func sealConfig(cfg *config.Config, keys []dkim.Key) *arc.SealConfig {
 	}
 	pick := -1
 	for i, k := range keys {
+		if k.Domain != cfg.DKIM.Domain {
+			continue // the seal's d= is the gateway's domain
+		}
 		if a.Selector != "" && k.Selector == a.Selector {
 			pick = i
 			break
@@ -192,8 +196,13 @@ func sealConfig(cfg *config.Config, keys []dkim.Key) *arc.SealConfig {
 			pick = i
 		}
 	}
+	for i := 0; pick < 0 && i < len(keys); i++ {
+		if keys[i].Domain == cfg.DKIM.Domain { // validated: there is one
+			pick = i
+		}
+	}
 	if pick < 0 {
-		pick = 0
+		return nil
 	}
 	return &arc.SealConfig{Domain: cfg.DKIM.Domain, Selector: keys[pick].Selector, Key: keys[pick].Signer}
 }

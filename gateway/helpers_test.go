@@ -353,6 +353,9 @@ type envOptions struct {
 	dest2 bool
 	// unsigned leaves out the DKIM keys: nothing is signed or sealed.
 	unsigned bool
+	// dkim holds extra lines for [dkim], after its settings and before
+	// its keys: settings, and [[dkim.key]] tables of more keys.
+	dkim string
 	// auth holds extra lines for [auth], such as enabled = false.
 	auth string
 	// top holds top-level settings, such as data_dir; sections whole
@@ -466,8 +469,8 @@ slow.example.            300 IN A 192.0.2.7
 	if dnsLines == "" {
 		dnsLines = `timeout = "1s"`
 	}
-	dkimKeys := fmt.Sprintf("[dkim]\n[[dkim.key]]\nselector = \"rsa\"\nfile = %q\n[[dkim.key]]\nselector = \"ed\"\nfile = %q",
-		filepath.Join(dir, "rsa.pem"), filepath.Join(dir, "ed.pem"))
+	dkimKeys := fmt.Sprintf("[dkim]\n%s\n[[dkim.key]]\nselector = \"rsa\"\nfile = %q\n[[dkim.key]]\nselector = \"ed\"\nfile = %q",
+		o.dkim, filepath.Join(dir, "rsa.pem"), filepath.Join(dir, "ed.pem"))
 	if o.unsigned {
 		dkimKeys = ""
 	}

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -210,4 +211,80 @@ func TestDoctorNameserverAddr(t *testing.T) {
 	if got, err := nameserverAddr(context.Background(), "localhost:5353"); err != nil || !strings.HasSuffix(got, ":5353") {
 		t.Errorf("nameserverAddr(localhost:5353) = %q, %v", got, err)
 	}
+}
+
+// A served domain's own key: `sluice keygen -domain` prints its record,
+// `sluice dns` prints it at that domain and the gateway's keys at the
+// gateway's, and `sluice doctor` checks each published key against its
+// file.
+func TestDNSKeysPerDomain(t *testing.T) {
+	cfg := demoConfig(t, `
+[[dkim.key]]
+domain = "second.test"
+selector = "s2"
+file = "var/keys/second.pem"
+`, func(args ...string) { runOK(t, args...) })
+	src, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Two served domains, and no MTA-STS policy to fetch from port 443
+	// (as in TestDNSAndDoctorWithTheRealBinary).
+	edited := strings.NewReplacer(`domains = ["your-domain.test"]`, `domains = ["your-domain.test", "second.test"]`,
+		"mode = \"testing\"", "mode = \"\"", "listen = [\"127.0.0.1:8443\"]", "listen = []").Replace(string(src))
+	if !strings.Contains(edited, `"second.test"]`) {
+		t.Fatal("the demo gateway.toml no longer sets domains on one line; update this test")
+	}
+	os.WriteFile(cfg, []byte(edited), 0o644)
+	printed := runOK(t, "keygen", "-algorithm", "ed25519", "-selector", "s2", "-domain", "second.test", "-out", filepath.Join(filepath.Dir(cfg), "var/keys/second.pem"))
+	record := strings.Replace(strings.TrimSuffix(printed, "\n"), " IN TXT ", " 3600 IN TXT ", 1)
+
+	zone := runOK(t, "dns", "-c", cfg)
+	var dkimNames []string
+	for _, line := range strings.Split(zone, "\n") {
+		if name, _, ok := strings.Cut(line, " "); ok && strings.Contains(name, "._domainkey.") {
+			dkimNames = append(dkimNames, name)
+		}
+	}
+	want := []string{"rsa-demo._domainkey.your-domain.test.", "ed-demo._domainkey.your-domain.test.", "s2._domainkey.second.test."}
+	if !slices.Equal(dkimNames, want) {
+		t.Errorf("DKIM records %v, want %v in\n%s", dkimNames, want, zone)
+	}
+	if !strings.Contains(zone, "\n"+record+" ; DKIM: the public key of selector s2, which receivers verify Sluice's d=second.test signatures with\n") {
+		t.Errorf("sluice dns does not print the record keygen printed, %q, in\n%s", record, zone)
+	}
+
+	srv := dnstest.Start(t, zone)
+	doctor := func() string {
+		var stdout, stderr bytes.Buffer
+		run(context.Background(), []string{"doctor", "-c", cfg, "-nameserver", srv.Addr()}, nil, &stdout, &stderr)
+		return stdout.String()
+	}
+	out := doctor()
+	for _, name := range []string{"rsa-demo._domainkey.your-domain.test", "ed-demo._domainkey.your-domain.test", "s2._domainkey.second.test"} {
+		if !strings.Contains(out, "ok     DKIM        "+name+": the published key matches the private key\n") {
+			t.Errorf("sluice doctor does not find %s good:\n%s", name, out)
+		}
+	}
+	// second.test publishes the gateway's key under s2: the doctor says so.
+	wrong := strings.Replace(zone, strings.Split(record, " IN TXT ")[1], recordValue(t, zone, "ed-demo._domainkey.your-domain.test."), 1)
+	if err := srv.SetRecords(wrong); err != nil {
+		t.Fatal(err)
+	}
+	if out := doctor(); !strings.Contains(out, "error  DKIM        s2._domainkey.second.test: the published key is not the key in the [[dkim.key]] file") {
+		t.Errorf("sluice doctor with another key published under s2._domainkey.second.test:\n%s", out)
+	}
+}
+
+// recordValue is the TXT data of the record name in zone, as written there.
+func recordValue(t *testing.T, zone, name string) string {
+	t.Helper()
+	for _, line := range strings.Split(zone, "\n") {
+		if strings.HasPrefix(line, name+" ") {
+			value, _, _ := strings.Cut(strings.SplitN(line, " IN TXT ", 2)[1], " ; ")
+			return value
+		}
+	}
+	t.Fatalf("no %s in\n%s", name, zone)
+	return ""
 }

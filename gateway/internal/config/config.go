@@ -160,13 +160,20 @@ type SRS struct {
 
 // DKIM configures signing of forwarded mail.
 type DKIM struct {
-	Domain  string    `toml:"domain"`
+	Domain  string    `toml:"domain"` // the gateway's signing domain; default domains[0]
 	Headers []string  `toml:"headers"`
 	Keys    []DKIMKey `toml:"key"`
+	// SignRecipientDomain adds, to forwarded mail, the signatures of the
+	// served domain it was addressed to when that domain has keys of its
+	// own; default false: the gateway's signatures only.
+	SignRecipientDomain bool `toml:"sign_recipient_domain"`
 }
 
 // DKIMKey is one signing key; each key makes one signature.
 type DKIMKey struct {
+	// Domain is the d= domain the key signs for: the gateway's ([dkim]
+	// domain, the default) or one of domains, for mail From there.
+	Domain   string `toml:"domain"`
 	Selector string `toml:"selector"`
 	File     string `toml:"file"`
 }

@@ -61,6 +61,14 @@ func TestGoodConfigDefaultsAndNormalisation(t *testing.T) {
 	if c.SRS.Domain != "example.test" || c.DKIM.Domain != "example.test" {
 		t.Errorf("SRS/DKIM domain defaults: %q %q", c.SRS.Domain, c.DKIM.Domain)
 	}
+	// A key's domain defaults to the gateway's; another is normalised
+	// like domains, so that it is found by the From or recipient domain.
+	if len(c.DKIM.Keys) != 2 || c.DKIM.Keys[0].Domain != "example.test" || c.DKIM.Keys[1].Domain != "xn--bcher-kva.example" {
+		t.Errorf("[[dkim.key]] domains: %+v, want example.test and xn--bcher-kva.example", c.DKIM.Keys)
+	}
+	if c.DKIM.SignRecipientDomain {
+		t.Error("dkim.sign_recipient_domain is on by default")
+	}
 	if c.SMTP.MaxMessageSize != 25<<20 || c.SMTP.MaxRecipients != 100 || c.SMTP.CommandTimeout.D() != 5*time.Minute {
 		t.Errorf("SMTP defaults: %+v", c.SMTP)
 	}

@@ -481,20 +481,41 @@ func (v *validator) dkim() {
 		}
 		d.Domain = name
 	}
-	selectors := map[string]bool{}
-	for i, k := range d.Keys {
+	gatewayKey := false
+	selectors := map[string]bool{} // domain + " " + selector
+	for i := range d.Keys {
+		k := &d.Keys[i]
 		path := fmt.Sprintf("dkim.key.%d", i)
+		if k.Domain == "" {
+			k.Domain = d.Domain
+		} else if name, err := normalizeDomain(k.Domain); err != nil {
+			v.errorf(path+".domain", "dkim.key[%d].domain: %v", i, err)
+		} else if k.Domain = name; name != d.Domain && !slices.Contains(v.c.Domains, name) {
+			// A key signs for the gateway or for a domain whose mail
+			// passes through it; any other d= would be a signature on
+			// behalf of a domain this gateway does not serve.
+			v.errorf(path+".domain", "dkim.key[%d].domain: %q is neither the gateway's signing domain (%s) nor one of domains", i, name, d.Domain)
+		}
+		gatewayKey = gatewayKey || k.Domain == d.Domain
 		if k.Selector == "" {
 			v.errorf(path, "dkim.key[%d]: missing key \"selector\"", i)
 		} else if !selectorRE.MatchString(k.Selector) {
 			v.errorf(path+".selector", "dkim.key[%d].selector: %q is not a DNS label", i, k.Selector)
-		} else if selectors[k.Selector] {
-			v.errorf(path+".selector", "dkim.key[%d].selector: %q is used twice", i, k.Selector)
+		} else if selectors[k.Domain+" "+k.Selector] {
+			v.errorf(path+".selector", "dkim.key[%d].selector: %q is used twice for %s", i, k.Selector, k.Domain)
 		}
-		selectors[k.Selector] = true
+		selectors[k.Domain+" "+k.Selector] = true
 		if k.File == "" {
 			v.errorf(path, "dkim.key[%d]: missing key \"file\"", i)
 		}
+	}
+	if len(d.Keys) > 0 && !gatewayKey && d.Domain != "" {
+		// The gateway's own key signs what every other signature leans
+		// on: forwarded mail, DSNs, reports and the ARC seal.
+		v.errorf("dkim.key.0", "dkim.key: no key of the gateway's signing domain %s; the keys of other domains come in addition to one", d.Domain)
+	}
+	if d.SignRecipientDomain && len(d.Keys) == 0 {
+		v.errorf("dkim.sign_recipient_domain", "dkim.sign_recipient_domain: there is no [[dkim.key]] to sign with")
 	}
 }
 
@@ -504,11 +525,13 @@ func (v *validator) arc() {
 		return
 	}
 	for _, k := range v.c.DKIM.Keys {
-		if k.Selector == a.Selector {
+		if k.Selector == a.Selector && k.Domain == v.c.DKIM.Domain {
 			return
 		}
 	}
-	v.errorf("arc.selector", "arc.selector: %q is not the selector of any [[dkim.key]]", a.Selector)
+	// The seal's d= is the gateway's signing domain, so its key is one
+	// of that domain's.
+	v.errorf("arc.selector", "arc.selector: %q is not the selector of any [[dkim.key]] of %s", a.Selector, v.c.DKIM.Domain)
 }
 
 // AuthEnabled reports whether incoming mail is checked.

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/sluice-mail/sluice/gateway/internal/address"
 )
 
 // The signer is written against RFC 6376 rather than on go-msgauth's
@@ -21,14 +23,18 @@ import (
 // Key is one signing key and the selector its public key is published under,
 // at <Selector>._domainkey.<Domain>.
 type Key struct {
+	// Domain is the d= domain of the key's signatures: "" or
+	// SignerConfig.Domain for the gateway's own keys, another domain for
+	// the keys of a domain we sign its own mail for (SignAs).
+	Domain   string
 	Selector string
 	Signer   crypto.Signer // *rsa.PrivateKey or ed25519.PrivateKey
 }
 
 // SignerConfig configures a Signer.
 type SignerConfig struct {
-	Domain  string        // the d= domain, whose DNS holds the public keys
-	Keys    []Key         // one signature per key, in this order
+	Domain  string        // the gateway's d= domain, whose DNS holds its public keys
+	Keys    []Key         // one signature per key of the domains signed for, in this order
 	Headers []string      // header field names to sign; nil = DefaultHeaders
 	Expire  time.Duration // how long signatures stay valid (x=); 0 = no x= tag
 	Now     func() time.Time
@@ -70,17 +76,20 @@ var DefaultHeaders = []string{
 	"List-Subscribe", "List-Post", "List-Owner", "List-Archive",
 }
 
-// Signer makes the DKIM-Signature header fields for messages from one domain.
-// It is safe for concurrent use.
+// Signer makes the DKIM-Signature header fields of the gateway's domain,
+// and of the other domains it holds keys of for mail From there. It is
+// safe for concurrent use.
 type Signer struct {
 	domain  string
-	keys    []signingKey
-	headers []string // lower case, in h= order
+	keys    []signingKey            // the gateway's domain's
+	others  map[string][]signingKey // every other domain's, by lower-case name
+	headers []string                // lower case, in h= order
 	expire  time.Duration
 	now     func() time.Time
 }
 
 type signingKey struct {
+	domain    string // d=
 	selector  string
 	signer    crypto.Signer
 	algorithm string // the a= value
@@ -101,11 +110,18 @@ func NewSigner(c SignerConfig) (*Signer, error) {
 	if c.Expire < 0 || (c.Expire > 0 && c.Expire < time.Second) {
 		return nil, fmt.Errorf("dkim: expiry %v is not 0 or at least 1s", c.Expire)
 	}
-	s := &Signer{domain: c.Domain, expire: c.Expire, now: c.Now}
+	s := &Signer{domain: c.Domain, expire: c.Expire, now: c.Now, others: map[string][]signingKey{}}
 	if s.now == nil {
 		s.now = time.Now
 	}
 	for _, k := range c.Keys {
+		domain := k.Domain
+		if domain == "" {
+			domain = c.Domain
+		}
+		if !isDNSName(domain) {
+			return nil, fmt.Errorf("dkim: selector %q: domain %q is not a DNS name", k.Selector, domain)
+		}
 		if !isDNSName(k.Selector) {
 			return nil, fmt.Errorf("dkim: selector %q is not a DNS label", k.Selector)
 		}
@@ -116,11 +132,21 @@ func NewSigner(c SignerConfig) (*Signer, error) {
 		if err != nil {
 			return nil, fmt.Errorf("dkim: selector %q: %w", k.Selector, err)
 		}
-		sk := signingKey{selector: k.Selector, signer: k.Signer, algorithm: kind + "-sha256"}
+		sk := signingKey{domain: domain, selector: k.Selector, signer: k.Signer, algorithm: kind + "-sha256"}
 		if kind == "rsa" {
 			sk.hash = crypto.SHA256
 		}
-		s.keys = append(s.keys, sk)
+		if name := lookupName(domain); name == lookupName(c.Domain) {
+			sk.domain = c.Domain
+			s.keys = append(s.keys, sk)
+		} else {
+			sk.domain = name // as it is looked up, in the d= tag too
+			s.others[name] = append(s.others[name], sk)
+		}
+	}
+	if len(s.keys) == 0 {
+		// DSNs, reports and forwarded mail are signed with these alone.
+		return nil, fmt.Errorf("dkim: no signing key of %s", c.Domain)
 	}
 	headers := c.Headers
 	if headers == nil {
@@ -146,34 +172,89 @@ func NewSigner(c SignerConfig) (*Signer, error) {
 // From an address there, so that the signature aligns for DMARC.
 func (s *Signer) Domain() string { return s.domain }
 
-// Sign returns the DKIM-Signature header fields to prepend to msg, one per
-// key in key order, each ending in CRLF and folded into lines shorter than
-// 78 characters. msg is a whole message (header, empty line, body) with CRLF
-// line endings; it is read, never changed.
+// Sign returns the DKIM-Signature header fields of the gateway's domain
+// to prepend to msg, one per key in key order, each ending in CRLF and
+// folded into lines shorter than 78 characters. msg is a whole message
+// (header, empty line, body) with CRLF line endings; it is read, never
+// changed.
 func (s *Signer) Sign(msg []byte) ([]byte, error) {
 	fields, body := splitMessage(msg)
-	return s.sign(fields, body)
+	return s.sign(fields, body, nil)
+}
+
+// SignAs is Sign for mail From an address at fromDomain, such as mail a
+// user submits as info@their-domain: the signatures of fromDomain's own
+// keys come first, then the gateway's. fromDomain's signature is the one
+// that aligns with the From domain for DMARC at the destination; the
+// gateway's says the mail passed through us. A domain with no keys of its
+// own, or the gateway's own domain, gets the gateway's signatures alone.
+//
+// The keys are found by fromDomain exactly, never by a parent domain: a
+// parent's d= aligns only under DMARC's relaxed mode (adkim=r), fails a
+// strict one (adkim=s), and telling which parent is the organizational
+// domain needs the public suffix list or DNS (RFC 9989) at signing time.
+// A subdomain that sends gets a [[dkim.key]] of its own, which may use
+// the same key file.
+func (s *Signer) SignAs(msg []byte, fromDomain string) ([]byte, error) {
+	fields, body := splitMessage(msg)
+	return s.sign(fields, body, []string{fromDomain})
 }
 
 // SignParts is Sign for a message held in two pieces: its header (the
 // fields, and the empty line after them if it likes) and its body. A
 // forwarder that adds fields to a message keeps the body where it was
-// read instead of copying it behind the new header.
-func (s *Signer) SignParts(header, body []byte) ([]byte, error) {
+// read instead of copying it behind the new header. The keys of each of
+// domains sign too, before the gateway's, as in SignAs.
+func (s *Signer) SignParts(header, body []byte, domains ...string) ([]byte, error) {
 	fields, _ := splitMessage(header)
-	return s.sign(fields, body)
+	return s.sign(fields, body, domains)
 }
 
-func (s *Signer) sign(fields []headerField, body []byte) ([]byte, error) {
+// HasKeys reports whether domain has keys of its own, besides the
+// gateway's.
+func (s *Signer) HasKeys(domain string) bool {
+	return len(s.others[lookupName(domain)]) > 0
+}
+
+// lookupName is domain as s.others holds it: A-labels, lower case, no
+// final dot, so that a From or recipient domain in UTF-8 (RFC 6531)
+// finds the key configured in either form; "" for a name that is none.
+func lookupName(domain string) string {
+	name, err := address.Domain(strings.TrimSuffix(domain, "."))
+	if err != nil {
+		return ""
+	}
+	return name
+}
+
+// keysFor is the keys that sign for domains: each domain's own, once per
+// domain, then the gateway's.
+func (s *Signer) keysFor(domains []string) []signingKey {
+	if len(domains) == 0 {
+		return s.keys
+	}
+	var keys []signingKey
+	seen := map[string]bool{}
+	for _, d := range domains {
+		d = lookupName(d)
+		if !seen[d] {
+			seen[d] = true
+			keys = append(keys, s.others[d]...)
+		}
+	}
+	return append(keys, s.keys...)
+}
+
+func (s *Signer) sign(fields []headerField, body []byte, domains []string) ([]byte, error) {
 	bh := bodyHash(body)
 	signed := appendSignedHeaders(nil, fields, s.headers)
 	now := s.now()
 	var out []byte
-	for _, k := range s.keys {
+	for _, k := range s.keysFor(domains) {
 		var err error
 		out, err = appendSignature(out, s.tags(k, now, bh), signed, k)
 		if err != nil {
-			return nil, fmt.Errorf("dkim: signing with selector %q: %w", k.selector, err)
+			return nil, fmt.Errorf("dkim: signing with selector %q of %s: %w", k.selector, k.domain, err)
 		}
 	}
 	return out, nil
@@ -184,7 +265,7 @@ func (s *Signer) tags(k signingKey, now time.Time, bh string) []tag {
 		{"v", "1"},
 		{"a", k.algorithm},
 		{"c", "relaxed/relaxed"},
-		{"d", s.domain},
+		{"d", k.domain},
 		{"s", k.selector},
 		{"t", strconv.FormatInt(now.Unix(), 10)},
 	}

@@ -161,7 +161,7 @@ func Build(c *config.Config) (Plan, error) {
 	if len(c.DKIM.Keys) > 0 && !slices.Contains(c.Domains, c.DKIM.Domain) {
 		b.start("DKIM domain "+c.DKIM.Domain, c.DKIM.Domain)
 		b.spf(c.DKIM.Domain, "~all", "SPF of the signing domain, so that its DMARC can pass on SPF too")
-		if err := b.dkim(); err != nil {
+		if err := b.dkim(c.DKIM.Domain); err != nil {
 			return Plan{}, err
 		}
 	}
@@ -215,10 +215,8 @@ func (b *builder) domain(d string) error {
 		comment += ", as Sluice does for forwarded mail (SRS)"
 	}
 	b.spf(d, "~all", comment+"; ~all: add any other service that sends for "+d+", then -all")
-	if c.DKIM.Domain == d {
-		if err := b.dkim(); err != nil {
-			return err
-		}
+	if err := b.dkim(d); err != nil {
+		return err
 	}
 	b.dmarc(d)
 	if p, ok := c.MTASTSPolicy(); ok {
@@ -272,15 +270,19 @@ func ipTerm(a netip.Addr) string {
 	return "ip6:" + a.String()
 }
 
-// dkim adds a key record for each [[dkim.key]].
-func (b *builder) dkim() error {
+// dkim adds a key record for each [[dkim.key]] of domain: the gateway's
+// signing domain's, or a served domain's own.
+func (b *builder) dkim(domain string) error {
 	c := b.c
 	for i, k := range c.DKIM.Keys {
+		if k.Domain != domain {
+			continue
+		}
 		key, err := dkim.LoadKey(c.Path(k.File))
 		if err != nil {
 			return fmt.Errorf("%s: %v", c.Where(fmt.Sprintf("dkim.key.%d.file", i)), err)
 		}
-		r, err := DKIM(k.Selector, c.DKIM.Domain, key)
+		r, err := DKIM(k.Selector, domain, key)
 		if err != nil {
 			return fmt.Errorf("%s: %v", c.Where(fmt.Sprintf("dkim.key.%d.file", i)), err)
 		}
@@ -297,7 +299,7 @@ func DKIM(selector, domain string, key crypto.Signer) (Record, error) {
 	}
 	return Record{Kind: KindDKIM, Name: dns.Fqdn(selector + "._domainkey." + domain), Type: "TXT", TTL: TTL,
 		Text: txt, Value: QuoteTXT(txt), Domain: domain,
-		Comment: "DKIM: the public key of selector " + selector + ", which receivers verify Sluice's signatures with"}, nil
+		Comment: "DKIM: the public key of selector " + selector + ", which receivers verify Sluice's d=" + domain + " signatures with"}, nil
 }
 
 // dmarc adds the suggested DMARC record, and the report domain's consent

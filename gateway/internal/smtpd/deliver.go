@@ -208,7 +208,7 @@ func (s *session) forwardedHeader(buf *[]byte, header, body []byte, report *auth
 	// DKIM first, then ARC (RFC 8617 §5.1): the seal then covers our own
 	// signatures too.
 	if signer := s.gen.Signer; signer != nil {
-		sigs, err := signer.SignParts(b.bytes(), body)
+		sigs, err := signer.SignParts(b.bytes(), body, s.txn.recipientDomain(s.gen.SignRecipientDomain)...)
 		if err != nil {
 			return nil, fmt.Errorf("DKIM: %w", err)
 		}
@@ -222,6 +222,28 @@ func (s *session) forwardedHeader(buf *[]byte, header, body []byte, report *auth
 		b.prepend(set)
 	}
 	return b.bytes(), nil
+}
+
+// recipientDomain is the domain whose own DKIM keys sign forwarded mail
+// besides the gateway's, with [dkim] sign_recipient_domain: the one
+// domain every recipient of the transaction is at. Recipients at several
+// domains get none of theirs: every copy carries the same signatures, so
+// a recipient at one of our domains would find in d= another that the
+// message also went to, a Bcc included.
+func (t *transaction) recipientDomain(on bool) []string {
+	if !on || len(t.rcpts) == 0 {
+		return nil
+	}
+	var domain string
+	for i, r := range t.rcpts {
+		at := strings.LastIndexByte(r, '@')
+		d := strings.ToLower(r[at+1:])
+		if at < 0 || (i > 0 && d != domain) {
+			return nil
+		}
+		domain = d
+	}
+	return []string{domain}
 }
 
 // Scoring is what a message's score leads to: the [scoring] section of

@@ -25,6 +25,9 @@ type Parts struct {
 	Relay  *relay.Relay
 	SRS    *srs.Rewriter
 	Signer *dkim.Signer // nil: forward unsigned
+	// SignRecipientDomain has forwarded mail signed with the keys of the
+	// domain it was addressed to as well, when Signer holds some.
+	SignRecipientDomain bool
 	// Auth checks incoming mail; nil: no checks, no Authentication-Results.
 	Auth *auth.Checker
 	// Seal seals forwarded mail with ARC; nil: no sealing. It needs Auth,
