@@ -17,7 +17,8 @@ import (
 // other's keys. The gateway uses a MemoryKV, or with [cluster] redis a
 // rediskv.KV shared by several gateway nodes; the contract below is
 // tested against both (package kvtest). Implementations must be
-// safe for concurrent use, and the bytes Get returns must not be changed.
+// safe for concurrent use, and the bytes Get returns must not be changed;
+// one that can block must end its calls by CallDeadline(ctx).
 type KV interface {
 	// Get returns the value under key, and false if there is none or it
 	// has expired.
@@ -236,17 +237,17 @@ func kvKey(mod api.Module, ptr, n uint64) (string, int32) {
 	return string(b), 0
 }
 
-// kvContext bounds a store call by the plugin call's deadline as well as
-// by the store's own timeout (redis_timeout): a Redis that hangs must not
-// hold a call past the plugin's timeout, which the guest's interrupt
-// cannot enforce while the host function waits. The call ends at three
-// quarters of the plugin's time, so that the plugin still answers, with
-// its failure policy.
-func kvContext(ctx context.Context) (context.Context, context.CancelFunc) {
+// CallDeadline is when the plugin call that ctx belongs to must have its
+// host calls done: three quarters of the plugin's timeout, so that a
+// plugin whose store hangs still answers, with its failure policy. A KV
+// that can block (rediskv) ends its calls by it as well as by its own
+// timeout, since the guest's interrupt cannot stop a call while a host
+// function waits. ok is false outside a plugin call.
+func CallDeadline(ctx context.Context) (deadline time.Time, ok bool) {
 	if c := callOf(ctx); c != nil {
-		return context.WithDeadline(ctx, c.deadline)
+		return c.deadline, true
 	}
-	return ctx, func() {}
+	return time.Time{}, false
 }
 
 // kvGet is (key_ptr, key_len, buf_ptr, buf_cap) → length of the value.
@@ -256,8 +257,6 @@ func (h *hostFuncs) kvGet(ctx context.Context, mod api.Module, stack []uint64) {
 		ret(stack, code)
 		return
 	}
-	ctx, cancel := kvContext(ctx)
-	defer cancel()
 	v, ok, err := h.kv.Get(ctx, h.plugin, key)
 	switch {
 	case err != nil:
@@ -287,8 +286,6 @@ func (h *hostFuncs) kvSet(ctx context.Context, mod api.Module, stack []uint64) {
 		ret(stack, abi.ErrInvalid)
 		return
 	}
-	ctx, cancel := kvContext(ctx)
-	defer cancel()
 	err := h.kv.Set(ctx, h.plugin, key, value, time.Duration(ttl)*time.Millisecond)
 	switch {
 	case errors.Is(err, ErrKVFull):
@@ -320,8 +317,6 @@ func (h *hostFuncs) kvIncr(ctx context.Context, mod api.Module, stack []uint64) 
 		ret(stack, abi.ErrInvalid)
 		return
 	}
-	ctx, cancel := kvContext(ctx)
-	defer cancel()
 	n, err := h.kv.Incr(ctx, h.plugin, key, delta, time.Duration(ttl)*time.Millisecond)
 	switch {
 	case errors.Is(err, ErrKVFull):
@@ -379,8 +374,6 @@ func (h *hostFuncs) kvDelete(ctx context.Context, mod api.Module, stack []uint64
 		ret(stack, code)
 		return
 	}
-	ctx, cancel := kvContext(ctx)
-	defer cancel()
 	if err := h.kv.Delete(ctx, h.plugin, key); err != nil {
 		h.kvFailed("delete", err)
 		ret(stack, abi.ErrTemporary)

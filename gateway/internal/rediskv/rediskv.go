@@ -207,10 +207,15 @@ func (k *KV) dial(done chan struct{}) {
 	close(done)
 }
 
-// do runs f with the client within the timeout, and counts it.
+// do runs f with the client within the timeout, or by the plugin call's
+// deadline if that is sooner, and counts it.
 func (k *KV) do(ctx context.Context, op string, f func(context.Context, valkey.Client) error) error {
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(ctx, k.cfg.Timeout)
+	deadline := start.Add(k.cfg.Timeout)
+	if d, ok := plugin.CallDeadline(ctx); ok && d.Before(deadline) {
+		deadline = d
+	}
+	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	c, err := k.connected(ctx)
 	if err == nil {
