@@ -332,29 +332,24 @@ func (s *Store) write() {
 	prune := time.NewTicker(s.opts.PruneEvery)
 	defer prune.Stop()
 	batch := make([]Record, 0, s.opts.BatchSize)
+	add := func(r Record) {
+		batch = append(batch, r)
+		if len(batch) >= s.opts.BatchSize {
+			batch = s.flush(batch)
+		}
+	}
 	for {
 		select {
 		case r := <-s.in:
-			batch = append(batch, r)
-			if len(batch) >= s.opts.BatchSize {
-				batch = s.flush(batch)
-			}
+			add(r)
 		case <-flush.C:
 			batch = s.flush(batch)
 		case <-prune.C:
 			s.prune()
 		case <-s.done:
-			for {
-				select {
-				case r := <-s.in:
-					batch = append(batch, r)
-					if len(batch) >= s.opts.BatchSize {
-						batch = s.flush(batch)
-					}
-					continue
-				default:
-				}
-				break
+			// Take what is pending, then the last batch.
+			for len(s.in) > 0 {
+				add(<-s.in)
 			}
 			s.flush(batch)
 			return
