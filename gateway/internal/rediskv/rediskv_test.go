@@ -229,19 +229,7 @@ func TestRestart(t *testing.T) {
 		t.Error("Get with Redis stopped: no error")
 	}
 	s.Start()
-	// The first call after may find the old connection broken; the store
-	// reconnects by itself within a few calls.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		_, err := kv.Incr(ctx, "p", "n", 1, time.Minute)
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no recovery after restart: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitRecovered(t, kv, "no recovery after restart")
 	works(t, kv)
 }
 
@@ -306,17 +294,7 @@ func TestPause(t *testing.T) {
 		t.Errorf("requests{incr,timeout} = %v, want 8", got)
 	}
 	s.Resume()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		_, err := kv.Incr(ctx, "p", "n", 1, time.Minute)
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no recovery after resume: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitRecovered(t, kv, "no recovery after resume")
 }
 
 // Paused before the first call: the connection attempt hangs, and calls
@@ -424,5 +402,23 @@ func TestLeastACLCluster(t *testing.T) {
 		if _, err := kv.Incr(ctx, "p", strconv.Itoa(i), 1, time.Minute); err != nil {
 			t.Fatalf("with the Cluster's ACL: %v", err)
 		}
+	}
+}
+
+// waitRecovered waits, at most 10 s, until kv counts again after Redis
+// came back: the first call may find the old connection broken, and the
+// store reconnects by itself within a few calls.
+func waitRecovered(t *testing.T, kv *KV, what string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := kv.Incr(context.Background(), "p", "n", 1, time.Minute)
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %v", what, err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
