@@ -221,6 +221,10 @@ type Request struct {
 	// its last score (as the host adds them up; see AddFindings). At most
 	// MaxRequestFindings. Empty from a host older than this field.
 	Findings []PluginFinding
+	// AuthenticatedUser is the user logged in to the submission service
+	// (SMTP AUTH) that sends this mail; "" for mail arriving from other
+	// servers, and from a host older than this field.
+	AuthenticatedUser string
 }
 
 // PluginFinding is a finding of a Request: which plugin reported it.

@@ -67,6 +67,9 @@ type Config struct {
 	Console Console `toml:"console"`
 	// Cluster makes the gateway one node of several sharing state (issue 14).
 	Cluster Cluster `toml:"cluster"`
+	// Submission is the message submission service: the owners of the
+	// custom addresses send as them (issue 15).
+	Submission Submission `toml:"submission"`
 
 	// File is the path the configuration was read from.
 	File  string `toml:"-"`
@@ -240,6 +243,11 @@ type Plugin struct {
 	// Capabilities are the host functions granted to the plugin beyond
 	// log: headers, body, dns, kv, metrics, http.
 	Capabilities []string `toml:"capabilities"`
+
+	// Services are where the plugin runs: "mx" (mail arriving for our
+	// domains, on smtp.listen) and "submission" (mail our users send,
+	// on the submission listeners); default ["mx"].
+	Services []string `toml:"services"`
 
 	// HTTPHosts are the host:port pairs a plugin granted "http" may send
 	// requests to, and nothing else.
@@ -429,6 +437,45 @@ type Cluster struct {
 	// RedisTimeout bounds each key-value call; past it the plugin gets a
 	// temporary error and its on_failure decides. Default 200ms.
 	RedisTimeout Duration `toml:"redis_timeout"`
+}
+
+// Submission is the message submission service (RFC 6409, RFC 8314):
+// the owners of the custom addresses log in and send as them, through
+// the same relay as forwarded mail, signed with their domain's own key.
+// Off unless a listener is set.
+type Submission struct {
+	// Listen are ip:port listeners where a client must start TLS
+	// (STARTTLS) before it may log in: port 587. None by default.
+	Listen []string `toml:"listen"`
+	// ListenTLS are ip:port listeners speaking TLS from the first byte
+	// (implicit TLS, RFC 8314): port 465. None by default.
+	ListenTLS []string `toml:"listen_tls"`
+	// Users may log in and send; at least one when a listener is set.
+	Users []SubmissionUser `toml:"user"`
+	// MaxFailuresPerIP failed logins from one client address, or
+	// MaxFailuresPerUser for one user name from anywhere, within
+	// FailureWindow make further logins wait (454 4.7.0) until the
+	// window ends. Default 10, 30 and 15m.
+	MaxFailuresPerIP   int      `toml:"max_failures_per_ip"`
+	MaxFailuresPerUser int      `toml:"max_failures_per_user"`
+	FailureWindow      Duration `toml:"failure_window"`
+	// HideClient leaves the client's name and address out of the
+	// Received field of submitted mail, so that a message sent from home
+	// does not show the home address; default false (RFC 6409 §8).
+	HideClient bool `toml:"hide_client"`
+}
+
+// Enabled says whether the submission service has a listener.
+func (s *Submission) Enabled() bool { return len(s.Listen)+len(s.ListenTLS) > 0 }
+
+// SubmissionUser is one login of the submission service.
+type SubmissionUser struct {
+	Name         string `toml:"name"`
+	PasswordHash string `toml:"password_hash"` // bcrypt or argon2id, from sluice passwd
+	// Senders are the addresses the user may send as, in the envelope
+	// and in From: "info@example.com", or "*@example.com" for every
+	// address of a domain. Each is at one of domains.
+	Senders []string `toml:"senders"`
 }
 
 // ConsoleUser is one login of the console: `sluice passwd` prints a

@@ -99,6 +99,18 @@ func (c *Config) setDefaults() {
 	if c.Cluster.Node == "" {
 		c.Cluster.Node = c.Hostname
 	}
+	sub := &c.Submission
+	if sub.MaxFailuresPerIP == 0 {
+		sub.MaxFailuresPerIP = 10
+	}
+	if sub.MaxFailuresPerUser == 0 {
+		// Higher than per IP: anyone can spend a user's allowance, and
+		// the user is then locked out with the guesser.
+		sub.MaxFailuresPerUser = 30
+	}
+	if sub.FailureWindow == 0 {
+		sub.FailureWindow = Duration(15 * time.Minute)
+	}
 	if c.Cluster.RedisKeyPrefix == "" {
 		c.Cluster.RedisKeyPrefix = "sluice:"
 	}
@@ -188,6 +200,7 @@ func (v *validator) validate() {
 	v.reports()
 	v.console()
 	v.cluster()
+	v.submission()
 }
 
 func (v *validator) cluster() {
@@ -259,12 +272,103 @@ func (v *validator) console() {
 			v.errorf(path, "console.user[%d]: %q is listed twice", i, u.Name)
 		}
 		seen[u.Name] = true
-		if !strings.HasPrefix(u.PasswordHash, "$2a$") && !strings.HasPrefix(u.PasswordHash, "$2b$") && !strings.HasPrefix(u.PasswordHash, "$argon2id$") {
-			v.errorf(path, "console.user[%d]: password_hash must be a bcrypt or argon2id hash (sluice passwd prints one)", i)
-		} else if err := login.CheckHash(u.PasswordHash); err != nil {
-			v.errorf(path, "console.user[%d]: password_hash: %v (sluice passwd prints a good one)", i, err)
+		v.passwordHash(path, fmt.Sprintf("console.user[%d]", i), u.PasswordHash)
+	}
+}
+
+// passwordHash checks a user's password_hash: name is how errors call
+// the user.
+func (v *validator) passwordHash(path, name, hash string) {
+	if !strings.HasPrefix(hash, "$2a$") && !strings.HasPrefix(hash, "$2b$") && !strings.HasPrefix(hash, "$argon2id$") {
+		v.errorf(path, "%s: password_hash must be a bcrypt or argon2id hash (sluice passwd prints one)", name)
+	} else if err := login.CheckHash(hash); err != nil {
+		v.errorf(path, "%s: password_hash: %v (sluice passwd prints a good one)", name, err)
+	}
+}
+
+func (v *validator) submission() {
+	c := v.c
+	s := &c.Submission
+	for i, a := range s.Listen {
+		if err := checkListen(a); err != nil {
+			v.errorf("submission.listen", "submission.listen[%d]: %v", i, err)
 		}
 	}
+	for i, a := range s.ListenTLS {
+		if err := checkListen(a); err != nil {
+			v.errorf("submission.listen_tls", "submission.listen_tls[%d]: %v", i, err)
+		}
+	}
+	v.positive("submission.max_failures_per_ip", s.MaxFailuresPerIP)
+	v.positive("submission.max_failures_per_user", s.MaxFailuresPerUser)
+	if s.FailureWindow <= 0 {
+		v.errorf("submission.failure_window", "submission.failure_window: must be positive")
+	}
+	if !s.Enabled() {
+		return
+	}
+	key := "submission.listen"
+	if len(s.Listen) == 0 {
+		key = "submission.listen_tls"
+	}
+	if !c.TLS.ACME && c.SMTP.TLSCert == "" && !c.SMTP.TLSSelfSigned {
+		// Passwords never cross in clear text: no certificate, no logins.
+		v.errorf(key, "%s: submission needs TLS: set tls.acme = true, or smtp.tls_cert and smtp.tls_key", key)
+	}
+	if len(s.Users) == 0 {
+		v.errorf(key, "%s: at least one [[submission.user]] is needed to log in", key)
+	}
+	domains := map[string]bool{}
+	for _, d := range c.Domains {
+		domains[d] = true
+	}
+	seen := map[string]bool{}
+	for i, u := range s.Users {
+		path := fmt.Sprintf("submission.user.%d", i)
+		name := fmt.Sprintf("submission.user[%d]", i)
+		if u.Name == "" {
+			v.errorf(path, "%s: missing name", name)
+		} else if seen[u.Name] {
+			v.errorf(path, "%s: %q is listed twice", name, u.Name)
+		}
+		seen[u.Name] = true
+		v.passwordHash(path, name, u.PasswordHash)
+		if len(u.Senders) == 0 {
+			v.errorf(path, "%s: senders: at least one address the user may send as is needed", name)
+		}
+		for j, sender := range u.Senders {
+			norm, err := senderPattern(sender)
+			if err != nil {
+				v.errorf(path, "%s: senders[%d]: %v", name, j, err)
+				continue
+			}
+			if d := norm[strings.LastIndexByte(norm, '@')+1:]; !domains[d] {
+				// Only our own domains: their keys sign what users send,
+				// and their SPF records name our addresses.
+				v.errorf(path, "%s: senders[%d]: %q is not at one of domains", name, j, sender)
+				continue
+			}
+			s.Users[i].Senders[j] = norm
+		}
+	}
+}
+
+// senderPattern checks one of a user's senders, "local@domain" or
+// "*@domain", and returns it with its domain normalised as domains are.
+func senderPattern(p string) (string, error) {
+	at := strings.LastIndexByte(p, '@')
+	if at <= 0 || at == len(p)-1 {
+		return "", fmt.Errorf("%q is not an address (info@example.com) or a whole domain (*@example.com)", p)
+	}
+	local := p[:at]
+	if strings.Contains(local, "*") && local != "*" {
+		return "", fmt.Errorf("%q: only a local part of \"*\" alone is a pattern", p)
+	}
+	domain, err := normalizeDomain(p[at+1:])
+	if err != nil {
+		return "", fmt.Errorf("%q: %v", p, err)
+	}
+	return local + "@" + domain, nil
 }
 
 func (v *validator) queue() {

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"log/slog"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -45,6 +46,23 @@ type Parts struct {
 	// reverse zone does not answer waits this long at most for its first
 	// plugin, not every retry of every query; 0: defaultClientNameTimeout.
 	ClientNameTimeout time.Duration
+
+	// Logins checks the logins and senders of the submission service;
+	// nil when it is off. It is in the generation so that a reload
+	// adds or removes users for the next session.
+	Logins Logins
+}
+
+// Logins are the users of the submission service (issue 15).
+type Logins interface {
+	// Authenticate checks a login from client. It returns nil for a
+	// good one, and otherwise the reply as an *smtp.SMTPError: 535 5.7.8
+	// for bad credentials, 454 4.7.0 while the client or the user is
+	// throttled or when the check itself failed (retrying can help).
+	Authenticate(ctx context.Context, client netip.Addr, user, password string) error
+	// MaySend reports whether user may send as addr, in the envelope or
+	// in From.
+	MaySend(user, addr string) bool
 }
 
 func (p *Parts) check() error {

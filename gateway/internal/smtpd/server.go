@@ -44,6 +44,14 @@ type Config struct {
 	// current at the handshake (Parts.TLS).
 	STARTTLS bool
 
+	// Submission makes the server the message submission service
+	// (RFC 6409) rather than the MX: a client logs in (Parts.Logins)
+	// over TLS before it may send, may send as its own addresses only,
+	// to any recipient, and its mail leaves without SRS, signed with the
+	// From domain's key. HideClient leaves the client out of Received.
+	Submission bool
+	HideClient bool
+
 	// RejectBareLineEndings refuses a message with a CR or LF outside a
 	// CRLF, instead of turning each into CRLF (deliver.go).
 	RejectBareLineEndings bool
