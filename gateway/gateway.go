@@ -155,6 +155,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, level *slo
 	g.gens, err = smtpd.NewGenerations(parts, log)
 	if err != nil {
 		parts.Chain.Close(ctx)
+		parts.SubmissionChain.Close(ctx)
 		parts.Relay.Close()
 		g.Close()
 		return nil, err
