@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -226,4 +227,42 @@ func TestSubmissionTwoDomains(t *testing.T) {
 	if a[0].from != "info@custom.test" || b[0].from != "info@custom.test" || b[0].to[0] != "you@dest2.test" {
 		t.Errorf("dest.test received %+v, dest2.test %+v", a, b)
 	}
+}
+
+// A reload changes the users for the next session: a user removed can
+// no longer log in, one added can, without a restart.
+func TestSubmissionUsersReload(t *testing.T) {
+	e := startSubmission(t, "", envOptions{})
+	hash, err := login.HashBcrypt("bob's password")
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice := regexp.MustCompile(`name = "alice"\npassword_hash = "[^"]*"\nsenders = \[[^\]]*\]\n`)
+	edited := alice.ReplaceAllLiteralString(e.cfgText, fmt.Sprintf("name = \"bob\"\npassword_hash = %q\nsenders = [\"*@ours.test\"]\n", hash))
+	if edited == e.cfgText {
+		t.Fatal("no user alice in the configuration")
+	}
+	if err := os.WriteFile(e.cfgPath, []byte(edited), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, a := postReload(t, e); code != 200 || !a.OK || len(a.NotApplied) != 0 {
+		t.Fatalf("reload: %d %+v", code, a)
+	}
+	c := tlsClient(t, e.subAddr)
+	wantReply(t, "alice after the reload", c.Auth(sasl.NewPlainClient("", subUser, subPassword)), 535, smtp.EnhancedCode{5, 7, 8}, "")
+	if err := c.Auth(sasl.NewPlainClient("", "bob", "bob's password")); err != nil {
+		t.Fatalf("bob after the reload: %v", err)
+	}
+	wantReply(t, "bob as info@custom.test", c.Mail("info@custom.test", nil), 553, smtp.EnhancedCode{5, 7, 1}, "<bob> may not send as <info@custom.test>")
+}
+
+// Failed logins past max_failures_per_ip make the next wait: 454 4.7.0,
+// even with the right password, which the session passes on.
+func TestSubmissionThrottled(t *testing.T) {
+	e := startSubmission(t, "max_failures_per_ip = 2", envOptions{})
+	c := tlsClient(t, e.subAddr)
+	for range 2 {
+		wantReply(t, "wrong password", c.Auth(sasl.NewPlainClient("", subUser, "wrong")), 535, smtp.EnhancedCode{5, 7, 8}, "")
+	}
+	wantReply(t, "after two failures", c.Auth(sasl.NewPlainClient("", subUser, subPassword)), 454, smtp.EnhancedCode{4, 7, 0}, "")
 }
