@@ -24,13 +24,14 @@ func TestFail2banFilter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The handlers as cmd/sluice's newLogger makes them.
+	// The handlers as cmd/sluice's newLogger makes them, at debug so
+	// that the throttled login's line is there too.
 	for format, handler := range map[string]func(io.Writer) slog.Handler{
 		"text": func(w io.Writer) slog.Handler {
-			return slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo})
+			return slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug})
 		},
 		"json": func(w io.Writer) slog.Handler {
-			return slog.NewJSONHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo})
+			return slog.NewJSONHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug})
 		},
 	} {
 		t.Run(format, func(t *testing.T) {

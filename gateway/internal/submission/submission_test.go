@@ -1,10 +1,13 @@
 package submission
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"net/netip"
 	"regexp"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -136,10 +139,14 @@ func TestNewRefusesBadHash(t *testing.T) {
 
 func TestThrottlePerClient(t *testing.T) {
 	clock := fakeclock.New(time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC))
-	u := newUsers(t, Config{MaxFailuresPerUser: 100}, clock)
+	var log bytes.Buffer
+	u := newUsers(t, Config{MaxFailuresPerUser: 100, Logger: slog.New(slog.NewTextHandler(&log, nil))}, clock)
 	guesser := ip("192.0.2.1")
 	for range 3 {
 		wantReply(t, u.Authenticate(ctx, guesser, "bob", "guess"), 535, invalid)
+	}
+	if n := strings.Count(log.String(), `level=WARN msg="submission logins throttled" by=client client=192.0.2.1 failures=3 window=15m0s`); n != 1 {
+		t.Errorf("%d lines saying the client is throttled, want 1:\n%s", n, log.String())
 	}
 	// Throttled: even the right password is refused, with a 454 that
 	// does not say whether it was right.
@@ -350,6 +357,11 @@ func TestVerificationsBounded(t *testing.T) {
 	if _, ok, _ := u.kv.Get(ctx, kvScope, "ip:192.0.2.1"); ok {
 		t.Error("a login that was never verified was counted as failed")
 	}
+	// An unknown name waits too: it is verified against the dummy hash,
+	// so that it costs what a known one does.
+	short2, cancel2 := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel2()
+	wantReply(t, u.Authenticate(short2, ip("192.0.2.1"), "mallory", "guess"), 454, temporary)
 	done := make(chan error, 1)
 	go func() { done <- u.Authenticate(ctx, ip("192.0.2.1"), "bob", "bob-pw") }()
 	select {
