@@ -170,16 +170,25 @@ func (u *Users) Authenticate(ctx context.Context, client netip.Addr, name, passw
 	// filter looks for it.
 	u.log.Warn(LogFailed, "client", client.String(), "user", name)
 	u.metrics.count(resultFailure)
+	if err := u.countFailure(ctx, client, name, ipKey, userKey); err != nil {
+		// Uncounted, the failure would not throttle: say so, and
+		// answer as for any failure of ours.
+		u.log.Error("submission login failure not counted", "client", client.String(), "user", name, "error", err)
+		return errTemporary
+	}
+	return errInvalid
+}
+
+// countFailure counts a failed login for its client and its user name,
+// and logs when either reaches its limit.
+func (u *Users) countFailure(ctx context.Context, client netip.Addr, name, ipKey, userKey string) error {
 	for _, k := range []struct {
 		key, by, value string
 		max            int64
 	}{{ipKey, "client", client.String(), u.maxIP}, {userKey, "user", name, u.maxUser}} {
 		n, err := u.kv.Incr(ctx, kvScope, k.key, 1, u.window)
 		if err != nil {
-			// Uncounted, the failure would not throttle: say so, and
-			// answer as for any failure of ours.
-			u.log.Error("submission login failure not counted", "client", client.String(), "user", name, "error", err)
-			return errTemporary
+			return err
 		}
 		if n == k.max {
 			// Once a window, on the node whose failure reached the
@@ -188,7 +197,7 @@ func (u *Users) Authenticate(ctx context.Context, client netip.Addr, name, passw
 			u.log.Warn("submission logins throttled", "by", k.by, k.by, k.value, "failures", n, "window", u.window.String())
 		}
 	}
-	return errInvalid
+	return nil
 }
 
 // throttled names the key that is over its limit ("client" or "user"),
