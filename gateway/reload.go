@@ -44,14 +44,14 @@ type gatewayMetrics struct {
 	acmeFailures *prometheus.CounterVec
 	stsFetches   *prometheus.CounterVec
 	stsNotWaited prometheus.Counter
-	queue        *queue.Metrics    // read the queue once Listen opened it
-	activity     *activity.Metrics // read the console's store once Listen opened it
-	redisKV      *rediskv.Metrics  // the key-value store's calls to Redis, when [cluster] has it
+	queue        *queue.Metrics      // read the queue once Listen opened it
+	activity     *activity.Metrics   // read the console's store once Listen opened it
+	redisKV      *rediskv.Metrics    // the key-value store's calls to Redis, when [cluster] has it
+	submission   *submission.Metrics // logins to the submission service, shared by every generation's users
 	// reportsDropped and reportsSent are the DMARC and TLS reports'.
 	reportsDropped *prometheus.CounterVec
 	reportsSent    *prometheus.CounterVec
 	dsn            *prometheus.CounterVec
-	logins         *submission.Metrics // the submission service's, shared by every generation's users
 }
 
 func newGatewayMetrics() *gatewayMetrics {
@@ -59,7 +59,6 @@ func newGatewayMetrics() *gatewayMetrics {
 	f := promauto.With(r)
 	m := &gatewayMetrics{
 		registry: r,
-		logins:   submission.NewMetrics(r),
 		reloads: f.NewCounterVec(prometheus.CounterOpts{Name: "sluice_reloads_total",
 			Help: "Reloads of the configuration, by result: ok (the new generation serves) or failed (the old one still does)."}, []string{"result"}),
 		generation: f.NewGauge(prometheus.GaugeOpts{Name: "sluice_config_generation",
@@ -98,6 +97,7 @@ func newGatewayMetrics() *gatewayMetrics {
 	m.queue = queue.NewMetrics(r)
 	m.activity = activity.NewMetrics(r)
 	m.redisKV = rediskv.NewMetrics(r)
+	m.submission = submission.NewMetrics(r)
 	m.dsn = newDSNCounter(r)
 	m.reloads.WithLabelValues("ok")
 	m.reloads.WithLabelValues("failed")

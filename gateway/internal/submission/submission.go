@@ -52,7 +52,8 @@ type Config struct {
 	// Metrics count the logins; nil counts nothing. Made once per
 	// process and shared by every generation's Users.
 	Metrics *Metrics
-	// Now is the clock of the verification cache; nil means time.Now.
+	// Now is the clock of the verification cache and of the throttled
+	// error lines; nil means time.Now.
 	Now func() time.Time
 }
 
@@ -81,6 +82,8 @@ type Users struct {
 	// 64 MiB each, so a flood of logins must not run them all at once.
 	verifying chan struct{}
 	cache     *cache
+	kvErrors  errorLog
+	now       func() time.Time
 }
 
 // New checks the users' hashes and returns them.
@@ -104,7 +107,11 @@ func New(c Config) (*Users, error) {
 	if u.log == nil {
 		u.log = slog.New(slog.DiscardHandler)
 	}
-	cache, err := newCache(c.Now)
+	u.now = c.Now
+	if u.now == nil {
+		u.now = time.Now
+	}
+	cache, err := newCache(u.now)
 	if err != nil {
 		return nil, err
 	}
@@ -144,14 +151,15 @@ func (u *Users) Authenticate(ctx context.Context, client netip.Addr, name, passw
 	ipKey, userKey := clientKey(client), userKey(name)
 	throttled, err := u.throttled(ctx, ipKey, userKey)
 	if err != nil {
-		u.log.Error("submission login not checked: the failure counters cannot be read", "client", client.String(), "user", name, "error", err)
+		u.kvFailed("submission login not checked: the failure counters cannot be read", client, name, err)
 		u.metrics.count(resultError)
 		return errTemporary
 	}
 	if throttled != "" {
-		// Not LogFailed: a user throttled by someone else's guesses
-		// would otherwise get its own client banned by fail2ban.
-		u.log.Warn("submission login throttled", "client", client.String(), "user", name, "by", throttled)
+		// At debug only: a throttled login costs its sender nothing, so
+		// a line for each would let anyone fill the log. The line when
+		// throttling starts (countFailure) says it, once a window.
+		u.log.Debug("submission login throttled", "client", client.String(), "user", name, "by", throttled)
 		u.metrics.count(resultThrottled)
 		return errThrottled
 	}
@@ -169,15 +177,34 @@ func (u *Users) Authenticate(ctx context.Context, client netip.Addr, name, passw
 	// filter looks for it.
 	u.log.Warn(LogFailed, "client", client.String(), "user", name)
 	u.metrics.count(resultFailure)
-	for _, k := range []string{ipKey, userKey} {
-		if _, err := u.kv.Incr(ctx, kvScope, k, 1, u.window); err != nil {
-			// Uncounted, the failure would not throttle: say so, and
-			// answer as for any failure of ours.
-			u.log.Error("submission login failure not counted", "client", client.String(), "user", name, "error", err)
-			return errTemporary
-		}
+	if err := u.countFailure(ctx, client, name, ipKey, userKey); err != nil {
+		// Uncounted, the failure would not throttle: say so, and
+		// answer as for any failure of ours.
+		u.kvFailed("submission login failure not counted", client, name, err)
+		return errTemporary
 	}
 	return errInvalid
+}
+
+// countFailure counts a failed login for its client and its user name,
+// and logs when either reaches its limit.
+func (u *Users) countFailure(ctx context.Context, client netip.Addr, name, ipKey, userKey string) error {
+	for _, k := range []struct {
+		key, by, value string
+		max            int64
+	}{{ipKey, "client", client.String(), u.maxIP}, {userKey, "user", name, u.maxUser}} {
+		n, err := u.kv.Incr(ctx, kvScope, k.key, 1, u.window)
+		if err != nil {
+			return err
+		}
+		if n == k.max {
+			// Once a window, on the node whose failure reached the
+			// limit. Not LogFailed: a user throttled by someone else's
+			// guesses must not get its own client banned by fail2ban.
+			u.log.Warn("submission logins throttled", "by", k.by, k.by, k.value, "failures", n, "window", u.window.String())
+		}
+	}
+	return nil
 }
 
 // throttled names the key that is over its limit ("client" or "user"),
@@ -228,6 +255,35 @@ func (u *Users) verify(ctx context.Context, name, password string) (bool, error)
 		u.cache.add(name, password, hash)
 	}
 	return ok && known, nil
+}
+
+// kvLogEvery is how often a failing KV is logged: while Redis is down
+// every login fails alike, each is counted
+// (sluice_submission_logins_total{result="error"}), and a line for each
+// would let anyone fill the log.
+const kvLogEvery = 10 * time.Second
+
+// errorLog throttles the lines of a failing KV.
+type errorLog struct {
+	mu     sync.Mutex
+	last   time.Time
+	missed int // failures not logged since last
+}
+
+// kvFailed logs a failure of the KV, at most once in kvLogEvery.
+func (u *Users) kvFailed(msg string, client netip.Addr, name string, err error) {
+	l := &u.kvErrors
+	now := u.now()
+	l.mu.Lock()
+	if !l.last.IsZero() && now.Sub(l.last) < kvLogEvery {
+		l.missed++
+		l.mu.Unlock()
+		return
+	}
+	missed := l.missed
+	l.last, l.missed = now, 0
+	l.mu.Unlock()
+	u.log.Error(msg, "client", client.String(), "user", name, "error", err, "failures_not_logged", missed)
 }
 
 // clientKey is the counter of a client: its IPv4 address, or its IPv6
@@ -304,9 +360,6 @@ type cache struct {
 }
 
 func newCache(now func() time.Time) (*cache, error) {
-	if now == nil {
-		now = time.Now
-	}
 	key := make([]byte, 32)
 	if _, err := rand.Read(key); err != nil {
 		return nil, err
