@@ -250,22 +250,22 @@ func (nopLogger) Println(...any)        {}
 
 // env is one Sluice under test with its DNS server and destination.
 type env struct {
-	dns     *dnstest.Server
-	dest    *destination
-	dest2   *destination // dest2.test's MX (127.0.0.2, dest's port), with envOptions.dest2
-	gw      *gateway.Gateway
-	addr    string // Sluice's first SMTP listener
+	dns   *dnstest.Server
+	dest  *destination
+	dest2 *destination // dest2.test's MX (127.0.0.2, dest's port), with envOptions.dest2
+	gw    *gateway.Gateway
+	addr  string // Sluice's first SMTP listener
 	// The submission service's listeners, with envOptions.submission:
 	// STARTTLS (as port 587) and implicit TLS (as port 465).
 	subAddr, subTLSAddr string
-	addrs   []string
-	keys    map[string]string // selector -> TXT record
-	listKey crypto.Signer     // lists.example.net's ARC key, selector "arc"
-	secret  string
-	logs    *syncbuf.Buffer
-	cfgText string
-	cfgPath string
-	zone    string // what e.dns serves; publishKey adds to it
+	addrs               []string
+	keys                map[string]string // selector -> TXT record
+	listKey             crypto.Signer     // lists.example.net's ARC key, selector "arc"
+	secret              string
+	logs                *syncbuf.Buffer
+	cfgText             string
+	cfgPath             string
+	zone                string // what e.dns serves; publishKey adds to it
 }
 
 const testSRSSecret = "test-secret-0123456789abcdef"
