@@ -21,7 +21,6 @@ import (
 	"github.com/sluice-mail/sluice/gateway/internal/config"
 	"github.com/sluice-mail/sluice/gateway/internal/login"
 	"github.com/sluice-mail/sluice/gateway/internal/metrics"
-	"github.com/sluice-mail/sluice/gateway/internal/plugin"
 	"github.com/sluice-mail/sluice/gateway/internal/queue"
 	"github.com/sluice-mail/sluice/gateway/internal/rediskv"
 	"github.com/sluice-mail/sluice/gateway/internal/submission"
@@ -399,7 +398,7 @@ func (g *Gateway) chainInfo() admin.Chain {
 	}
 	defer gen.Release()
 	c := admin.Chain{Generation: gen.N, OpenGenerations: g.gens.Open(), Plugins: []admin.Plugin{}}
-	for _, p := range plugin.Loaded(gen.Chain, gen.SubmissionChain) {
+	for _, p := range gen.Chain.Loaded() { // every service's, each once
 		i := p.Info()
 		c.Plugins = append(c.Plugins, admin.Plugin{
 			Name:         i.Name,
