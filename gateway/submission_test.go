@@ -3,12 +3,15 @@ package gateway_test
 import (
 	"crypto/tls"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
@@ -265,4 +268,35 @@ func TestSubmissionThrottled(t *testing.T) {
 		wantReply(t, "wrong password", c.Auth(sasl.NewPlainClient("", subUser, "wrong")), 535, smtp.EnhancedCode{5, 7, 8}, "")
 	}
 	wantReply(t, "after two failures", c.Auth(sasl.NewPlainClient("", subUser, subPassword)), 454, smtp.EnhancedCode{4, 7, 0}, "")
+}
+
+// The submission service counts its connections apart from the MX's,
+// against the same [smtp] limits; one over them on the implicit TLS
+// port is closed, since its client cannot read a reply in clear text.
+func TestSubmissionConnectionLimits(t *testing.T) {
+	e := startSubmission(t, "", envOptions{smtp: "max_connections_per_ip = 1\n"})
+	mx := rawConn(t, e.addr, "127.0.0.1")
+	sub := rawConn(t, e.subAddr, "127.0.0.1")
+	if !strings.HasPrefix(mx.lastLine, "220") || !strings.HasPrefix(sub.lastLine, "220") {
+		t.Fatalf("one connection to each service: %q, %q, want 220 each", mx.lastLine, sub.lastLine)
+	}
+	if got := rawConn(t, e.subAddr, "127.0.0.1").lastLine; !strings.HasPrefix(got, "421 4.7.0") {
+		t.Errorf("a second submission connection: %q, want 421 4.7.0", got)
+	}
+	c, err := net.Dial("tcp", e.subTLSAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if got, err := io.ReadAll(c); len(got) > 0 || err != nil {
+		t.Errorf("a third submission connection, on the implicit TLS port: read %q, %v; want it closed with nothing written", got, err)
+	}
+	m := scrape(t, e)
+	if got := m[`sluice_submission_connections_refused_total{reason="max_connections_per_ip"}`]; got != 2 {
+		t.Errorf("submission connections refused: %v, want 2", got)
+	}
+	if got := m[`sluice_connections_refused_total{reason="max_connections_per_ip"}`]; got != 0 {
+		t.Errorf("MX connections refused: %v, want 0", got)
+	}
 }
