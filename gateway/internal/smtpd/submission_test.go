@@ -35,3 +35,20 @@ func TestLoginServer(t *testing.T) {
 		}
 	}
 }
+
+// A user name goes into Authentication-Results as a token, or quoted,
+// never with a line break.
+func TestPvalue(t *testing.T) {
+	for name, want := range map[string]string{
+		"alice":            "alice",
+		"info@custom.test": "info@custom.test",
+		"Alice Smith":      `"Alice Smith"`,
+		"a\"b\\c":          `"a\"b\\c"`,
+		"x\r\nX-Evil: 1":   `"xX-Evil: 1"`,
+		"":                 `""`,
+	} {
+		if got := pvalue(name); got != want {
+			t.Errorf("pvalue(%q) = %s, want %s", name, got, want)
+		}
+	}
+}
