@@ -22,13 +22,15 @@ import (
 	"github.com/sluice-mail/sluice/gateway/internal/resolver"
 	"github.com/sluice-mail/sluice/gateway/internal/smtpd"
 	"github.com/sluice-mail/sluice/gateway/internal/srs"
+	"github.com/sluice-mail/sluice/gateway/internal/submission"
 	"github.com/sluice-mail/sluice/sdk/abi"
 )
 
 // buildParts builds, from cfg, everything a generation holds: the
 // resolver with its static records, the relay, SRS with its secrets, the
 // DKIM keys with the signer and the ARC sealer, the STARTTLS certificate,
-// the checks, the scoring thresholds and the filter chain. It reads every
+// the checks, the scoring thresholds and the filter chains (of the MX and
+// of the submission service). It reads every
 // file they name now, so that a generation never changes once built.
 // Problems come back as config.Errors at the line of the setting
 // concerned, all of them at once; then nothing built is left open.
@@ -77,12 +79,20 @@ func (g *Gateway) buildParts(ctx context.Context, cfg *config.Config) (smtpd.Par
 	} else if p.Relay, err = relay.New(rc, res); err != nil {
 		fail("relay", "relay: %v", err)
 	}
+	if cfg.Submission.Enabled() {
+		if p.Logins, err = g.logins(cfg); err != nil {
+			fail("submission.user", "%v", err)
+		}
+	}
 	chain, chainErrs := g.buildChain(ctx, cfg, res)
 	errs = append(errs, chainErrs...)
-	p.Chain = chain
+	if chain != nil {
+		// Each service's chain; a plugin in both is shared, not loaded twice.
+		p.Chain, p.SubmissionChain = chain.For(config.ServiceMX), chain.For(config.ServiceSubmission)
+	}
 	if len(errs) > 0 {
-		if p.Chain != nil {
-			p.Chain.Close(ctx)
+		if chain != nil {
+			chain.Close(ctx)
 		}
 		if p.Relay != nil {
 			p.Relay.Close()
@@ -251,7 +261,7 @@ func missingPlugin(p config.Plugin) plugin.Missing {
 			stages |= abi.StageSetOf(st)
 		}
 	}
-	return plugin.Missing{Name: p.Name, Stages: stages}
+	return plugin.Missing{Name: p.Name, Stages: stages, Services: p.Services}
 }
 
 func (g *Gateway) loadPlugin(ctx context.Context, cfg *config.Config, i int, res *resolver.Resolver) (*plugin.Plugin, error) {
@@ -278,6 +288,7 @@ func (g *Gateway) loadPlugin(ctx context.Context, cfg *config.Config, i int, res
 		StackLimit:      uint64(p.StackLimit),
 		Instances:       p.Instances,
 		Capabilities:    p.Granted(),
+		Services:        p.Services,
 		OnFailure:       policy,
 		Resolver:        res,
 		HTTPHosts:       p.HTTPHosts,
@@ -320,4 +331,23 @@ func checkSources(cfg *config.Config, errs *config.Errors) {
 			*errs = append(*errs, cfg.SourceError(i, "%v", err))
 		}
 	}
+}
+
+// logins are the submission service's users, their failed logins counted
+// in the process's one key-value store.
+func (g *Gateway) logins(cfg *config.Config) (*submission.Users, error) {
+	s := cfg.Submission
+	users := make([]submission.User, len(s.Users))
+	for i, u := range s.Users {
+		users[i] = submission.User{Name: u.Name, PasswordHash: u.PasswordHash, Senders: u.Senders}
+	}
+	return submission.New(submission.Config{
+		Users:              users,
+		MaxFailuresPerIP:   s.MaxFailuresPerIP,
+		MaxFailuresPerUser: s.MaxFailuresPerUser,
+		FailureWindow:      s.FailureWindow.D(),
+		KV:                 g.kv,
+		Logger:             g.log,
+		Metrics:            g.metrics.submission,
+	})
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/sluice-mail/sluice/gateway/internal/metrics"
 	"github.com/sluice-mail/sluice/gateway/internal/queue"
 	"github.com/sluice-mail/sluice/gateway/internal/rediskv"
+	"github.com/sluice-mail/sluice/gateway/internal/submission"
 )
 
 // defaultWatchInterval is how often gateway.toml and the plugin files are
@@ -42,9 +43,10 @@ type gatewayMetrics struct {
 	acmeFailures *prometheus.CounterVec
 	stsFetches   *prometheus.CounterVec
 	stsNotWaited prometheus.Counter
-	queue        *queue.Metrics    // read the queue once Listen opened it
-	activity     *activity.Metrics // read the console's store once Listen opened it
-	redisKV      *rediskv.Metrics  // the key-value store's calls to Redis, when [cluster] has it
+	queue        *queue.Metrics      // read the queue once Listen opened it
+	activity     *activity.Metrics   // read the console's store once Listen opened it
+	redisKV      *rediskv.Metrics    // the key-value store's calls to Redis, when [cluster] has it
+	submission   *submission.Metrics // logins to the submission service, shared by every generation's users
 	// reportsDropped and reportsSent are the DMARC and TLS reports'.
 	reportsDropped *prometheus.CounterVec
 	reportsSent    *prometheus.CounterVec
@@ -94,6 +96,7 @@ func newGatewayMetrics() *gatewayMetrics {
 	m.queue = queue.NewMetrics(r)
 	m.activity = activity.NewMetrics(r)
 	m.redisKV = rediskv.NewMetrics(r)
+	m.submission = submission.NewMetrics(r)
 	m.dsn = newDSNCounter(r)
 	m.reloads.WithLabelValues("ok")
 	m.reloads.WithLabelValues("failed")
@@ -220,6 +223,9 @@ func (g *Gateway) setLevel(level string) {
 // as not applied until it is made to reload, never silently ignored.
 var reloadable = []string{
 	"plugin", "dkim", "arc", "auth", "dns", "relay", "scoring", "log.level",
+	// The submission service's users and their throttling (Parts.Logins);
+	// its listeners and hide_client are the server's, for its life.
+	"submission.user", "submission.max_failures_per_ip", "submission.max_failures_per_user", "submission.failure_window",
 	"srs.secrets", "srs.secrets_file", "srs.max_age_days", "srs.hash_length",
 	"mta_sts", "records",
 }
@@ -392,7 +398,7 @@ func (g *Gateway) chainInfo() admin.Chain {
 	}
 	defer gen.Release()
 	c := admin.Chain{Generation: gen.N, OpenGenerations: g.gens.Open(), Plugins: []admin.Plugin{}}
-	for _, p := range gen.Chain.Plugins() {
+	for _, p := range gen.Chain.Loaded() { // every service's, each once
 		i := p.Info()
 		c.Plugins = append(c.Plugins, admin.Plugin{
 			Name:         i.Name,
@@ -403,6 +409,7 @@ func (g *Gateway) chainInfo() admin.Chain {
 			Permissions:  admin.PermissionNames(i.Permissions),
 			Capabilities: admin.CapabilityNames(i.Capabilities),
 			Instances:    i.Instances,
+			Services:     i.Services,
 		})
 	}
 	return c

@@ -16,6 +16,7 @@ type Chain struct {
 	plugins []*Plugin
 	missing []Missing
 	stages  abi.StageSet // every stage some plugin is called at, or would be but is missing
+	loaded  []*Plugin    // made by For: the plugins of every service (Loaded)
 }
 
 // Missing is a plugin left out of a chain because it failed to load and
@@ -24,8 +25,9 @@ type Chain struct {
 // plugin that fails there, so that no one takes the chain's silence for
 // the plugin's answer.
 type Missing struct {
-	Name   string
-	Stages abi.StageSet // where it would have been called
+	Name     string
+	Stages   abi.StageSet // where it would have been called
+	Services []string     // and in which services (Spec.Services)
 }
 
 // NewChain returns a chain that calls the plugins in this order. It takes
@@ -54,6 +56,40 @@ func (c *Chain) Missing() []Missing { return c.missing }
 
 // Plugins returns the chain's plugins in order.
 func (c *Chain) Plugins() []*Plugin { return c.plugins }
+
+// For returns the chain of the plugins that run in service (their
+// Spec.Services name it), in the same order, and of the missing plugins
+// that would have. The two chains share those plugins: one set of
+// instances serves both, within the one memory bound. Closing either
+// closes the shared plugins, which close once (Plugin.Close), so a
+// generation closes each of its chains and every plugin goes once.
+func (c *Chain) For(service string) *Chain {
+	var plugins []*Plugin
+	var missing []Missing
+	for _, p := range c.plugins {
+		if slices.Contains(p.info.Services, service) {
+			plugins = append(plugins, p)
+		}
+	}
+	for _, m := range c.missing {
+		if slices.Contains(m.Services, service) {
+			missing = append(missing, m)
+		}
+	}
+	sub := NewPartialChain(missing, plugins...)
+	sub.loaded = c.Loaded()
+	return sub
+}
+
+// Loaded returns every plugin loaded with the chain: for a chain made by
+// For, also those of the other services, each once, in the order of the
+// chain For was called on (gateway.toml's). What runs, for listings.
+func (c *Chain) Loaded() []*Plugin {
+	if c.loaded != nil {
+		return c.loaded
+	}
+	return c.plugins
+}
 
 // Close closes every plugin of the chain.
 func (c *Chain) Close(ctx context.Context) error {
