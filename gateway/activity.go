@@ -35,6 +35,9 @@ func (g *Gateway) openActivity() error {
 	}
 	g.activity = s
 	g.smtp.UseActivity(s)
+	if g.submission != nil {
+		g.submission.UseActivity(s)
+	}
 	return nil
 }
 

@@ -43,11 +43,14 @@ type Gateway struct {
 	host  *plugin.Host
 	// dns is the first generation's resolver; every later one shares its
 	// cache.
-	dns     *resolver.Resolver
-	gens    *smtpd.Generations
-	smtp    *smtpd.Server
-	inbox   *inbox.Inbox
-	metrics *gatewayMetrics
+	dns  *resolver.Resolver
+	gens *smtpd.Generations
+	smtp *smtpd.Server
+	// submission is the message submission service ([submission]),
+	// sharing the MX's generations; nil when it has no listener.
+	submission *smtpd.Server
+	inbox      *inbox.Inbox
+	metrics    *gatewayMetrics
 	// queue is the process's queue, opened by Listen (nil before, and
 	// in sluice check: another gateway may hold it).
 	queue *queue.Queue
@@ -83,8 +86,11 @@ type Gateway struct {
 	mu        sync.Mutex
 	listeners []net.Listener
 	addrs     []string
-	admin     net.Listener // nil: no admin listener
-	https     []net.Listener
+	// The submission listeners: STARTTLS (587) and implicit TLS (465).
+	submissionListeners    []net.Listener
+	submissionTLSListeners []net.Listener
+	admin                  net.Listener // nil: no admin listener
+	https                  []net.Listener
 }
 
 // New builds every part. Problems that only show when building (a key file
@@ -149,6 +155,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, level *slo
 	g.gens, err = smtpd.NewGenerations(parts, log)
 	if err != nil {
 		parts.Chain.Close(ctx)
+		parts.SubmissionChain.Close(ctx)
 		parts.Relay.Close()
 		g.Close()
 		return nil, err
@@ -159,7 +166,26 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, level *slo
 		g.sources = cfg.Relay.Sources
 		g.checkIdentity(parts.DNS, cfg)
 	}
-	g.smtp, err = smtpd.New(smtpd.Config{
+	g.smtp, err = smtpd.New(g.smtpdConfig(cfg, parts), g.gens)
+	if err == nil && cfg.Submission.Enabled() {
+		sc := g.smtpdConfig(cfg, parts)
+		sc.Submission, sc.HideClient = true, cfg.Submission.HideClient
+		g.submission, err = smtpd.New(sc, g.gens)
+	}
+	if err != nil {
+		g.Close()
+		return nil, err
+	}
+	if cfg.Dev.InboxListen != "" {
+		g.inbox = &inbox.Inbox{Dir: cfg.Path(cfg.Dev.InboxDir), Logger: log}
+	}
+	return g, nil
+}
+
+// smtpdConfig is the SMTP server's configuration: the MX's, which the
+// submission service shares but for its own turns.
+func (g *Gateway) smtpdConfig(cfg *config.Config, parts smtpd.Parts) smtpd.Config {
+	return smtpd.Config{
 		Hostname:            cfg.Hostname,
 		Domains:             cfg.Domains,
 		SRSDomain:           cfg.SRS.Domain,
@@ -182,17 +208,9 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, level *slo
 		RecordSubject:         cfg.ConsoleRecordSubject(),
 		Node:                  cfg.Cluster.Node,
 
-		Logger:  log,
+		Logger:  g.log,
 		Metrics: g.metrics.registry,
-	}, g.gens)
-	if err != nil {
-		g.Close()
-		return nil, err
 	}
-	if cfg.Dev.InboxListen != "" {
-		g.inbox = &inbox.Inbox{Dir: cfg.Path(cfg.Dev.InboxDir), Logger: log}
-	}
-	return g, nil
 }
 
 func (g *Gateway) cacheDir() string {
@@ -217,6 +235,24 @@ func (g *Gateway) Listen() error {
 		}
 		g.listeners = append(g.listeners, l)
 		g.addrs = append(g.addrs, l.Addr().String())
+	}
+	if g.submission != nil {
+		for _, a := range g.cfg.Submission.Listen {
+			l, err := listen(a)
+			if err != nil {
+				g.closeListeners()
+				return fmt.Errorf("submission listener: %w", err)
+			}
+			g.submissionListeners = append(g.submissionListeners, l)
+		}
+		for _, a := range g.cfg.Submission.ListenTLS {
+			l, err := listen(a)
+			if err != nil {
+				g.closeListeners()
+				return fmt.Errorf("submission listener: %w", err)
+			}
+			g.submissionTLSListeners = append(g.submissionTLSListeners, l)
+		}
 	}
 	if g.inbox != nil {
 		l, err := listen(g.cfg.Dev.InboxListen)
@@ -291,6 +327,18 @@ func listen(addr string) (net.Listener, error) {
 // Addrs returns the SMTP listeners' addresses (useful with port 0).
 func (g *Gateway) Addrs() []string { return g.addrs }
 
+// SubmissionAddrs returns the submission listeners' addresses: those
+// with STARTTLS, then those with implicit TLS.
+func (g *Gateway) SubmissionAddrs() (starttls, implicitTLS []string) {
+	for _, l := range g.submissionListeners {
+		starttls = append(starttls, l.Addr().String())
+	}
+	for _, l := range g.submissionTLSListeners {
+		implicitTLS = append(implicitTLS, l.Addr().String())
+	}
+	return starttls, implicitTLS
+}
+
 // HTTPSAddrs returns the HTTPS listeners' addresses.
 func (g *Gateway) HTTPSAddrs() []string {
 	var addrs []string
@@ -328,7 +376,7 @@ func (g *Gateway) Serve(ctx context.Context, grace time.Duration) error {
 		}
 	}
 	g.checkRedis(ctx)
-	errc := make(chan error, len(g.listeners))
+	errc := make(chan error, len(g.listeners)+len(g.submissionListeners)+len(g.submissionTLSListeners))
 	n := len(g.cfg.SMTP.Listen)
 	for i, l := range g.listeners {
 		if i < n {
@@ -338,6 +386,14 @@ func (g *Gateway) Serve(ctx context.Context, grace time.Duration) error {
 			go func() { errc <- g.inbox.Serve(l) }()
 			g.log.Info("dev inbox listening", "addr", l.Addr().String(), "dir", g.inbox.Dir)
 		}
+	}
+	for _, l := range g.submissionListeners {
+		go func() { errc <- g.submission.Serve(l) }()
+		g.log.Info("submission listening", "addr", l.Addr().String(), "tls", "starttls")
+	}
+	for _, l := range g.submissionTLSListeners {
+		go func() { errc <- g.submission.ServeTLS(l) }()
+		g.log.Info("submission listening", "addr", l.Addr().String(), "tls", "implicit")
 	}
 	if g.admin != nil {
 		go func() {
@@ -398,7 +454,7 @@ func (g *Gateway) Serve(ctx context.Context, grace time.Duration) error {
 	<-watched
 	sctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
-	g.smtp.Shutdown(sctx)
+	g.shutdownSMTP(sctx)
 	g.reports.Close()
 	// After the sessions, which may still queue mail: deliveries under
 	// way are cancelled, and their messages tried again at the next start.
@@ -414,8 +470,26 @@ func (g *Gateway) Serve(ctx context.Context, grace time.Duration) error {
 	return err
 }
 
+// shutdownSMTP shuts the MX and the submission service down together,
+// each giving its sessions until ctx is done.
+func (g *Gateway) shutdownSMTP(ctx context.Context) {
+	var wg sync.WaitGroup
+	if g.submission != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			g.submission.Shutdown(ctx)
+		}()
+	}
+	g.smtp.Shutdown(ctx)
+	wg.Wait()
+}
+
 func (g *Gateway) closeListeners() {
 	for _, l := range g.listeners {
+		l.Close()
+	}
+	for _, l := range append(g.submissionListeners, g.submissionTLSListeners...) {
 		l.Close()
 	}
 	if g.admin != nil {

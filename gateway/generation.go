@@ -28,7 +28,8 @@ import (
 // buildParts builds, from cfg, everything a generation holds: the
 // resolver with its static records, the relay, SRS with its secrets, the
 // DKIM keys with the signer and the ARC sealer, the STARTTLS certificate,
-// the checks, the scoring thresholds and the filter chain. It reads every
+// the checks, the scoring thresholds and the filter chains (of the MX and
+// of the submission service). It reads every
 // file they name now, so that a generation never changes once built.
 // Problems come back as config.Errors at the line of the setting
 // concerned, all of them at once; then nothing built is left open.
@@ -79,10 +80,13 @@ func (g *Gateway) buildParts(ctx context.Context, cfg *config.Config) (smtpd.Par
 	}
 	chain, chainErrs := g.buildChain(ctx, cfg, res)
 	errs = append(errs, chainErrs...)
-	p.Chain = chain
+	if chain != nil {
+		// Each service's chain; a plugin in both is shared, not loaded twice.
+		p.Chain, p.SubmissionChain = chain.For(config.ServiceMX), chain.For(config.ServiceSubmission)
+	}
 	if len(errs) > 0 {
-		if p.Chain != nil {
-			p.Chain.Close(ctx)
+		if chain != nil {
+			chain.Close(ctx)
 		}
 		if p.Relay != nil {
 			p.Relay.Close()
@@ -251,7 +255,7 @@ func missingPlugin(p config.Plugin) plugin.Missing {
 			stages |= abi.StageSetOf(st)
 		}
 	}
-	return plugin.Missing{Name: p.Name, Stages: stages}
+	return plugin.Missing{Name: p.Name, Stages: stages, Services: p.Services}
 }
 
 func (g *Gateway) loadPlugin(ctx context.Context, cfg *config.Config, i int, res *resolver.Resolver) (*plugin.Plugin, error) {
@@ -278,6 +282,7 @@ func (g *Gateway) loadPlugin(ctx context.Context, cfg *config.Config, i int, res
 		StackLimit:      uint64(p.StackLimit),
 		Instances:       p.Instances,
 		Capabilities:    p.Granted(),
+		Services:        p.Services,
 		OnFailure:       policy,
 		Resolver:        res,
 		HTTPHosts:       p.HTTPHosts,

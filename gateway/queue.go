@@ -31,6 +31,9 @@ func (g *Gateway) openQueue() error {
 		return err
 	}
 	g.smtp.UseQueue(g.queue)
+	if g.submission != nil {
+		g.submission.UseQueue(g.queue)
+	}
 	return nil
 }
 

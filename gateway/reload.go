@@ -21,6 +21,7 @@ import (
 	"github.com/sluice-mail/sluice/gateway/internal/config"
 	"github.com/sluice-mail/sluice/gateway/internal/login"
 	"github.com/sluice-mail/sluice/gateway/internal/metrics"
+	"github.com/sluice-mail/sluice/gateway/internal/plugin"
 	"github.com/sluice-mail/sluice/gateway/internal/queue"
 	"github.com/sluice-mail/sluice/gateway/internal/rediskv"
 )
@@ -392,7 +393,7 @@ func (g *Gateway) chainInfo() admin.Chain {
 	}
 	defer gen.Release()
 	c := admin.Chain{Generation: gen.N, OpenGenerations: g.gens.Open(), Plugins: []admin.Plugin{}}
-	for _, p := range gen.Chain.Plugins() {
+	for _, p := range plugin.Loaded(gen.Chain, gen.SubmissionChain) {
 		i := p.Info()
 		c.Plugins = append(c.Plugins, admin.Plugin{
 			Name:         i.Name,
@@ -403,6 +404,7 @@ func (g *Gateway) chainInfo() admin.Chain {
 			Permissions:  admin.PermissionNames(i.Permissions),
 			Capabilities: admin.CapabilityNames(i.Capabilities),
 			Instances:    i.Instances,
+			Services:     i.Services,
 		})
 	}
 	return c

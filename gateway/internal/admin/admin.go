@@ -78,6 +78,9 @@ type Plugin struct {
 	// Capabilities are the host functions gateway.toml grants it.
 	Capabilities []string `json:"capabilities"`
 	Instances    int      `json:"instances"`
+	// Services are where it runs: "mx", "submission" or both, one set
+	// of instances then serving both.
+	Services []string `json:"services"`
 }
 
 // reloadAnswer is the body of POST /admin/reload's answer.

@@ -127,6 +127,11 @@ func (c *Config) setDefaults() {
 		if c.Plugin[i].OnFailure == "" {
 			c.Plugin[i].OnFailure = "tempfail"
 		}
+		if c.Plugin[i].Services == nil {
+			// Only the MX by default: a plugin that judges other servers
+			// (a DNSBL, SPF) would refuse a user's mail sent from home.
+			c.Plugin[i].Services = []string{ServiceMX}
+		}
 	}
 }
 
@@ -761,9 +766,39 @@ func (v *validator) plugins() {
 					p.Name, c, strings.Join(abi.CapabilityNames(), ", "))
 			}
 		}
+		v.pluginServices(path, &p)
 		v.pluginHTTP(path, &p)
 	}
 }
+
+// Services a plugin may run in ([[plugin]] services).
+const (
+	ServiceMX         = "mx"         // mail arriving for our domains, on smtp.listen
+	ServiceSubmission = "submission" // mail our users send, on the submission listeners
+)
+
+// pluginServices checks where a plugin runs: each service known, none
+// twice, and at least one when the key is written (a plugin that runs
+// nowhere is a mistake, not a way to turn it off).
+func (v *validator) pluginServices(path string, p *Plugin) {
+	if len(p.Services) == 0 {
+		v.errorf(path+".services", "plugin %q: services is empty: list where it runs, %q and/or %q", p.Name, ServiceMX, ServiceSubmission)
+	}
+	seen := map[string]bool{}
+	for _, s := range p.Services {
+		switch {
+		case s != ServiceMX && s != ServiceSubmission:
+			v.errorf(path+".services", "plugin %q: unknown service %q (services: %s, %s)", p.Name, s, ServiceMX, ServiceSubmission)
+		case seen[s]:
+			v.errorf(path+".services", "plugin %q: service %q is listed twice", p.Name, s)
+		}
+		seen[s] = true
+	}
+}
+
+// RunsIn reports whether the plugin runs in service (ServiceMX or
+// ServiceSubmission).
+func (p *Plugin) RunsIn(service string) bool { return slices.Contains(p.Services, service) }
 
 // maxHTTPResponse is the largest http_max_response: a response is copied
 // into the plugin's memory (plugin.MaxHTTPMaxResponse).

@@ -63,3 +63,32 @@ func FromDomain(header []byte) (string, error) {
 	}
 	return domain, nil
 }
+
+// FromAddresses returns every address of the From fields of a header
+// block, as written. Unlike FromDomain it takes a From field with several
+// addresses (RFC 5322 §3.6.2 allows them): the submission service checks
+// that the user may send as each one.
+func FromAddresses(header []byte) ([]string, error) {
+	var addrs []string
+	found := false
+	for _, f := range message.Fields(header) {
+		if !strings.EqualFold(f.Name, "From") {
+			continue
+		}
+		found = true
+		list, err := fromParser.ParseList(f.Value())
+		if err != nil {
+			return nil, fmt.Errorf("the From field is not an address list: %v", err)
+		}
+		for _, a := range list {
+			addrs = append(addrs, a.Address)
+		}
+	}
+	switch {
+	case !found:
+		return nil, errors.New("the message has no From field")
+	case len(addrs) == 0:
+		return nil, errors.New("the From field has no address")
+	}
+	return addrs, nil
+}

@@ -24,8 +24,9 @@ type Chain struct {
 // plugin that fails there, so that no one takes the chain's silence for
 // the plugin's answer.
 type Missing struct {
-	Name   string
-	Stages abi.StageSet // where it would have been called
+	Name     string
+	Stages   abi.StageSet // where it would have been called
+	Services []string     // and in which services (Spec.Services)
 }
 
 // NewChain returns a chain that calls the plugins in this order. It takes
@@ -54,6 +55,43 @@ func (c *Chain) Missing() []Missing { return c.missing }
 
 // Plugins returns the chain's plugins in order.
 func (c *Chain) Plugins() []*Plugin { return c.plugins }
+
+// For returns the chain of the plugins that run in service (their
+// Spec.Services name it), in the same order, and of the missing plugins
+// that would have. The two chains share those plugins: one set of
+// instances serves both, within the one memory bound. Closing either
+// closes the shared plugins, which close once (Plugin.Close), so a
+// generation closes each of its chains and every plugin goes once.
+func (c *Chain) For(service string) *Chain {
+	var plugins []*Plugin
+	var missing []Missing
+	for _, p := range c.plugins {
+		if slices.Contains(p.info.Services, service) {
+			plugins = append(plugins, p)
+		}
+	}
+	for _, m := range c.missing {
+		if slices.Contains(m.Services, service) {
+			missing = append(missing, m)
+		}
+	}
+	return NewPartialChain(missing, plugins...)
+}
+
+// Loaded returns the plugins of the chains, each once however many of
+// them share it, in the order first seen: what runs, for listings and
+// anything counted per plugin.
+func Loaded(chains ...*Chain) []*Plugin {
+	var all []*Plugin
+	for _, c := range chains {
+		for _, p := range c.plugins {
+			if !slices.Contains(all, p) {
+				all = append(all, p)
+			}
+		}
+	}
+	return all
+}
 
 // Close closes every plugin of the chain.
 func (c *Chain) Close(ctx context.Context) error {

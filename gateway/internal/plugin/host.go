@@ -141,6 +141,9 @@ type Spec struct {
 	OnFailure FailurePolicy
 	// Capabilities are the host functions granted beyond log.
 	Capabilities abi.Capability
+	// Services are where the plugin runs, as gateway.toml names them
+	// ("mx", "submission"): Chain.For picks the plugins of one.
+	Services []string
 	// DNSLookups bounds the DNS lookups of one call; 0 means
 	// DefaultDNSLookups.
 	DNSLookups int

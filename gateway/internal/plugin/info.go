@@ -3,6 +3,7 @@ package plugin
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"slices"
 
 	"github.com/sluice-mail/sluice/sdk/abi"
 )
@@ -19,6 +20,8 @@ type Info struct {
 	// Capabilities are the host functions granted in gateway.toml.
 	Capabilities abi.Capability
 	Instances    int // the pool size
+	// Services are where it runs (Spec.Services).
+	Services []string
 }
 
 // newInfo records what Load knows before the module runs.
@@ -26,7 +29,7 @@ func newInfo(s Spec, wasm []byte) Info {
 	sum := sha256.Sum256(wasm)
 	// checkModule refuses any other version, so a loaded plugin speaks ours.
 	return Info{Name: s.Name, Path: s.Path, SHA256: hex.EncodeToString(sum[:]), ABIVersion: abi.Version,
-		Capabilities: s.Capabilities}
+		Capabilities: s.Capabilities, Services: slices.Clone(s.Services)}
 }
 
 // Info describes the plugin.

@@ -50,8 +50,19 @@ func (s *session) deliver(msg []byte) (*smtp.SMTPError, decider) {
 		s.closeRelay()
 		return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 4, 6}, Message: fmt.Sprintf("Too many hops (%d Received fields): mail loop?", hops)}, byHost
 	}
+	if s.srv.cfg.Submission {
+		domains, reply := s.submittedFrom(header)
+		if reply != nil {
+			s.closeRelay()
+			return reply, byHost
+		}
+		s.txn.fromDomains = domains
+	}
 	var report *auth.Report
-	if a := s.gen.Auth; a != nil {
+	if a := s.gen.Auth; a != nil && !s.srv.cfg.Submission {
+		// Submitted mail comes from a user who logged in: SPF, DKIM,
+		// ARC and DMARC of its client say nothing, and no ARC set or
+		// DMARC record follows from them.
 		r := a.Message(s.srv.ctx, whole, s.txn.spf.Wait(s.srv.ctx))
 		report = &r
 		if s.srv.cfg.Activity != nil {
@@ -60,7 +71,7 @@ func (s *session) deliver(msg []byte) (*smtp.SMTPError, decider) {
 		s.srv.metrics.authChecked(r.Auth)
 	}
 	var out plugin.Outcome
-	if s.gen.Chain.Handles(abi.StageData) {
+	if s.chain().Handles(abi.StageData) {
 		req := s.request(abi.StageData, "")
 		req.Size = uint64(len(msg))
 		if report != nil {
@@ -180,7 +191,7 @@ func (s *session) forwardedHeader(buf *[]byte, header, body []byte, report *auth
 	var recorded []string
 	var added []abi.Header
 	for _, h := range s.txn.changes.add {
-		if strings.EqualFold(h.Name, "Authentication-Results") && report != nil {
+		if strings.EqualFold(h.Name, "Authentication-Results") && (report != nil || s.srv.cfg.Submission) {
 			recorded = append(recorded, h.Value)
 		} else {
 			added = append(added, h)
@@ -192,7 +203,17 @@ func (s *session) forwardedHeader(buf *[]byte, header, body []byte, report *auth
 		results = report.Results(mailFrom, s.conn.Hostname(), recorded...)
 		b.write(message.FormatField("Authentication-Results", s.srv.cfg.Hostname+"; "+results))
 	}
-	b.write(s.receivedField())
+	signAs := s.txn.recipientDomain(s.gen.SignRecipientDomain)
+	if s.srv.cfg.Submission {
+		b.write(message.FormatField("Authentication-Results", s.srv.cfg.Hostname+"; "+s.submissionResults(recorded)))
+		b.write(s.submissionReceived())
+		s.submissionFields(b, header)
+		// Signed for its From domains, so that DMARC aligns at the
+		// destination.
+		signAs = s.txn.fromDomains
+	} else {
+		b.write(s.receivedField())
+	}
 	for _, h := range added {
 		b.write(message.FormatField(h.Name, h.Value))
 	}
@@ -208,7 +229,7 @@ func (s *session) forwardedHeader(buf *[]byte, header, body []byte, report *auth
 	// DKIM first, then ARC (RFC 8617 §5.1): the seal then covers our own
 	// signatures too.
 	if signer := s.gen.Signer; signer != nil {
-		sigs, err := signer.SignParts(b.bytes(), body, s.txn.recipientDomain(s.gen.SignRecipientDomain)...)
+		sigs, err := signer.SignParts(b.bytes(), body, signAs...)
 		if err != nil {
 			return nil, fmt.Errorf("DKIM: %w", err)
 		}

@@ -126,7 +126,9 @@ func (s *session) destinationDomain(rcpt, dest string) (string, error) {
 	if err != nil {
 		return "", &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 5}, Message: fmt.Sprintf("<%s>: misconfigured destination: %v", rcpt, err)}
 	}
-	if s.srv.domains[domain] {
+	// On the submission service, mail a user sends to one of our
+	// domains goes to its MX, which routes it as any mail from outside.
+	if s.srv.domains[domain] && !s.srv.cfg.Submission {
 		return "", &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 4, 6}, Message: fmt.Sprintf("<%s>: routing loop: it forwards to a domain this gateway serves", rcpt)}
 	}
 	return domain, nil
@@ -187,7 +189,9 @@ func (s *session) queue(rcpt, dest string) {
 func (s *session) enqueue(fwd, body []byte, report *auth.Report) error {
 	data := make([]byte, 0, len(fwd)+len(body))
 	data = append(append(data, fwd...), body...) // the buffers go back to their pools
-	mayBounce := s.txn.from != "" && report != nil && senderAuthenticated(s.txn.from, report.Auth)
+	// A user who logged in is who they say: the sender of submitted mail
+	// gets its DSNs.
+	mayBounce := s.txn.from != "" && (s.srv.cfg.Submission || report != nil && senderAuthenticated(s.txn.from, report.Auth))
 	var requireTLS bool
 	if o := s.txn.mailOpts; o != nil {
 		requireTLS = o.RequireTLS

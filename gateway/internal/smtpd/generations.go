@@ -26,6 +26,14 @@ type Parts struct {
 	Relay  *relay.Relay
 	SRS    *srs.Rewriter
 	Signer *dkim.Signer // nil: forward unsigned
+
+	// Chain is the plugins that run on mail arriving for our domains
+	// (services "mx"); SubmissionChain those that run on mail our users
+	// send (services "submission"), never nil when the submission service
+	// is on, though it may have no plugins. A plugin in both is one set of
+	// instances, shared (plugin.Chain.For).
+	SubmissionChain *plugin.Chain
+
 	// SignRecipientDomain has forwarded mail signed with the keys of the
 	// domain it was addressed to as well, when Signer holds some.
 	SignRecipientDomain bool
@@ -79,8 +87,11 @@ func (p *Parts) check() error {
 // relay's idle connections. The rest is memory only.
 func (p *Parts) close() error {
 	var errs []error
-	if p.Chain != nil {
-		errs = append(errs, p.Chain.Close(context.Background()))
+	// A plugin in both chains closes once, whichever goes first.
+	for _, c := range []*plugin.Chain{p.Chain, p.SubmissionChain} {
+		if c != nil {
+			errs = append(errs, c.Close(context.Background()))
+		}
 	}
 	if p.Relay != nil {
 		errs = append(errs, p.Relay.Close())

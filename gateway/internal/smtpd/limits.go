@@ -75,6 +75,7 @@ func newLimiter(hostname string, total, perIP int, stressTimeout time.Duration, 
 type limitListener struct {
 	net.Listener
 	*limiter
+	implicitTLS bool // the connections get TLS from their first byte (ServeTLS)
 }
 
 func (l *limitListener) Accept() (net.Conn, error) {
@@ -83,7 +84,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		lc := &limitedConn{Conn: c, limits: l.limiter, ip: remoteIP(c)}
+		lc := &limitedConn{Conn: c, limits: l.limiter, ip: remoteIP(c), implicitTLS: l.implicitTLS}
 		if limit := l.admit(lc); limit != "" {
 			reply := l.refusal(limit, lc.ip)
 			l.refused(limit, lc.ip, reply)
@@ -192,10 +193,12 @@ func (s *sampler) allow(now time.Time) (bool, int) {
 // stress, and says goodbye with 421.
 type limitedConn struct {
 	net.Conn
-	limits   *limiter
-	ip       netip.Addr
-	once     sync.Once
-	timedOut atomic.Bool
+	limits *limiter
+	ip     netip.Addr
+	once   sync.Once
+	// implicitTLS: TLS from the first byte, not after STARTTLS.
+	implicitTLS bool
+	timedOut    atomic.Bool
 
 	mu           sync.Mutex
 	readDeadline time.Time // as go-smtp or the session set it

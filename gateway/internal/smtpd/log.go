@@ -137,7 +137,11 @@ func (s *session) logTxn() {
 	outcome := t.outcome()
 	attrs := make([]any, 0, 32)
 	attrs = append(attrs,
-		"session", s.id, "client", s.clientIP.String(), "from", t.from,
+		"session", s.id, "client", s.clientIP.String())
+	if s.user != "" {
+		attrs = append(attrs, "user", s.user)
+	}
+	attrs = append(attrs, "from", t.from,
 		"rcpts", strings.Join(t.rcpts, ","), "refused", refused.String(),
 		"discarded", strings.Join(t.discarded, ","), "size", t.size, "outcome", outcome)
 	if t.result != nil {

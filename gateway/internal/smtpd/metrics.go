@@ -54,36 +54,42 @@ var authResultValues = map[string][]string{
 const tlsNone = "none"
 
 // newServerMetrics registers the server's metrics on r; nil registers
-// them nowhere.
-func newServerMetrics(r prometheus.Registerer) *serverMetrics {
+// them nowhere. The MX's are named sluice_*, the submission service's
+// sluice_submission_*: the same families, for each service, on one
+// registry.
+func newServerMetrics(r prometheus.Registerer, submission bool) *serverMetrics {
+	prefix := "sluice_"
+	if submission {
+		prefix = "sluice_submission_"
+	}
 	f := promauto.With(r)
 	m := &serverMetrics{
-		sessions:     f.NewCounter(prometheus.CounterOpts{Name: "sluice_sessions_total", Help: "SMTP sessions accepted at their first HELO or EHLO."}),
-		openSessions: f.NewGauge(prometheus.GaugeOpts{Name: "sluice_sessions_current", Help: "SMTP sessions open now."}),
-		messages: f.NewCounterVec(prometheus.CounterOpts{Name: "sluice_messages_total",
+		sessions:     f.NewCounter(prometheus.CounterOpts{Name: prefix + "sessions_total", Help: "SMTP sessions accepted at their first HELO or EHLO."}),
+		openSessions: f.NewGauge(prometheus.GaugeOpts{Name: prefix + "sessions_current", Help: "SMTP sessions open now."}),
+		messages: f.NewCounterVec(prometheus.CounterOpts{Name: prefix + "messages_total",
 			Help: "Messages by outcome: delivered (the destination said 2xx), queued (every destination queued), rejected (5xx), tempfailed (4xx), dropped (discarded by policy)."},
 			[]string{"outcome"}),
-		stages: f.NewHistogramVec(prometheus.HistogramOpts{Name: "sluice_stage_seconds",
+		stages: f.NewHistogramVec(prometheus.HistogramOpts{Name: prefix + "stage_seconds",
 			Help: "Time the whole filter chain took at each stage.", Buckets: metrics.DefaultBuckets}, []string{"stage"}),
-		calls: f.NewHistogramVec(prometheus.HistogramOpts{Name: "sluice_plugin_call_seconds",
+		calls: f.NewHistogramVec(prometheus.HistogramOpts{Name: prefix + "plugin_call_seconds",
 			Help: "Time each plugin took per call, by plugin and stage.", Buckets: metrics.DefaultBuckets}, []string{"plugin", "stage"}),
-		failures: f.NewCounterVec(prometheus.CounterOpts{Name: "sluice_plugin_failures_total",
+		failures: f.NewCounterVec(prometheus.CounterOpts{Name: prefix + "plugin_failures_total",
 			Help: "Plugin calls that failed (trap, timeout, bad output, refused load of an instance), by plugin and stage."},
 			[]string{"plugin", "stage"}),
-		relayReplies: f.NewCounterVec(prometheus.CounterOpts{Name: "sluice_relay_replies_total",
+		relayReplies: f.NewCounterVec(prometheus.CounterOpts{Name: prefix + "relay_replies_total",
 			Help: "Replies the relay passed on from destinations, by step (mail, rcpt, data) and class (2xx, 4xx, 5xx); a destination that cannot be reached counts as 4xx."},
 			[]string{"step", "class"}),
-		authResults: f.NewCounterVec(prometheus.CounterOpts{Name: "sluice_auth_results_total",
+		authResults: f.NewCounterVec(prometheus.CounterOpts{Name: prefix + "auth_results_total",
 			Help: "Messages checked, by method (spf, dkim, arc, dmarc) and result; dkim counts pass if any signature passed, else the first signature's result, none if unsigned."},
 			[]string{"method", "result"}),
-		tlsSessions: f.NewCounterVec(prometheus.CounterOpts{Name: "sluice_tls_sessions_total",
+		tlsSessions: f.NewCounterVec(prometheus.CounterOpts{Name: prefix + "tls_sessions_total",
 			Help: "TLS in use, by direction: inbound counts client sessions by the TLS version they ended with, outbound counts messages sent to destinations by the TLS version of the connection; none is plaintext."},
 			[]string{"direction", "version"}),
-		recipients: f.NewCounterVec(prometheus.CounterOpts{Name: "sluice_recipients_total",
+		recipients: f.NewCounterVec(prometheus.CounterOpts{Name: prefix + "recipients_total",
 			Help: "Recipients by what became of them (forwarded, queued, rejected, tempfailed, dropped) and who decided (host, plugin, destination, queue). " +
 				"A recipient refused at RCPT counts then; one accepted counts with its message's reply to DATA."},
 			[]string{"outcome", "decided_by"}),
-		connsRefused: f.NewCounterVec(prometheus.CounterOpts{Name: "sluice_connections_refused_total",
+		connsRefused: f.NewCounterVec(prometheus.CounterOpts{Name: prefix + "connections_refused_total",
 			Help: "Connections answered 421 and closed before the greeting, by the limit they met: max_connections (all listeners together) or max_connections_per_ip."},
 			[]string{"reason"}),
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluice-mail/sluice/gateway/internal/activity"
+	"github.com/sluice-mail/sluice/gateway/internal/plugin"
 	"github.com/sluice-mail/sluice/gateway/internal/queue"
 )
 
@@ -89,8 +90,11 @@ type Server struct {
 	limits  *limiter // shared by every listener
 	log     *slog.Logger
 	metrics *serverMetrics
-	buffers buffers // for reading messages
-	headers buffers // for making the headers of forwarded messages: kept apart, so a header never holds a message-sized buffer
+	// noPlugins is the submission service's chain until plugins can
+	// serve it.
+	noPlugins *plugin.Chain
+	buffers   buffers // for reading messages
+	headers   buffers // for making the headers of forwarded messages: kept apart, so a header never holds a message-sized buffer
 
 	// ctx is cancelled on Close, ending relay work of sessions in flight.
 	ctx    context.Context
@@ -112,8 +116,11 @@ func New(cfg Config, gens *Generations) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	m := newServerMetrics(cfg.Metrics)
-	s := &Server{cfg: cfg, gens: gens, domains: map[string]bool{}, log: cfg.Logger, metrics: m,
+	if cfg.Submission && !cfg.STARTTLS {
+		return nil, errors.New("smtpd: the submission service needs a certificate")
+	}
+	m := newServerMetrics(cfg.Metrics, cfg.Submission)
+	s := &Server{cfg: cfg, gens: gens, domains: map[string]bool{}, log: cfg.Logger, metrics: m, noPlugins: plugin.NewChain(),
 		limits: newLimiter(cfg.Hostname, cfg.MaxConnections, cfg.MaxConnectionsPerIP, cfg.StressTimeout, cfg.Logger, m.connsRefused)}
 	for _, d := range cfg.Domains {
 		s.domains[d] = true
@@ -133,6 +140,12 @@ func New(cfg Config, gens *Generations) (*Server, error) {
 		// go-smtp's TLSConfig is fixed for the server's life; the
 		// certificate is not: each handshake takes the current one.
 		srv.TLSConfig = &tls.Config{GetConfigForClient: s.tlsConfig}
+	}
+	if cfg.Submission {
+		// AUTH is let through in clear text so that the session refuses
+		// it with RFC 4954's 538 rather than go-smtp's 523; it offers
+		// no mechanism there (submission.go).
+		srv.AllowInsecureAuth = true
 	}
 	srv.ErrorLog = slogLogger{s.log}
 	s.smtp = srv
@@ -166,7 +179,11 @@ func (s *Server) UseActivity(a activity.Recorder) { s.cfg.Activity = a }
 // configured limits, which count the connections of every listener
 // together, are answered 421 and closed.
 func (s *Server) Serve(l net.Listener) error {
-	ll := &limitListener{Listener: l, limiter: s.limits}
+	var ll net.Listener = &limitListener{Listener: l, limiter: s.limits}
+	if it, ok := l.(*implicitTLSListener); ok {
+		ll = tls.NewListener(&limitListener{Listener: it.Listener, limiter: s.limits, implicitTLS: true},
+			&tls.Config{GetConfigForClient: s.tlsConfig})
+	}
 	s.mu.Lock()
 	s.listeners = append(s.listeners, ll)
 	s.mu.Unlock()
@@ -175,6 +192,29 @@ func (s *Server) Serve(l net.Listener) error {
 		return nil
 	}
 	return err
+}
+
+// ServeTLS is Serve for a listener whose connections are in TLS from
+// the first byte (implicit TLS, RFC 8314: port 465), with the
+// certificate of the generation current at each handshake. TLS wraps the
+// limits' connection, so that go-smtp sees it.
+func (s *Server) ServeTLS(l net.Listener) error {
+	return s.Serve(&implicitTLSListener{Listener: l})
+}
+
+// implicitTLSListener marks the connections it accepts as in TLS from the
+// start; Serve puts TLS on them (the limits go first: a connection over
+// them is refused before any handshake).
+type implicitTLSListener struct{ net.Listener }
+
+// implicitTLS reports whether c came in TLS from its first byte.
+func implicitTLS(c net.Conn) bool {
+	tc, ok := c.(*tls.Conn)
+	if !ok {
+		return false
+	}
+	lc, ok := tc.NetConn().(*limitedConn)
+	return ok && lc.implicitTLS
 }
 
 // Shutdown stops accepting and waits for sessions to end, until ctx is
@@ -187,6 +227,14 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.cancel()
 	return err
+}
+
+// chain is the session's filter chain.
+func (s *session) chain() *plugin.Chain {
+	if s.srv.cfg.Submission {
+		return s.srv.noPlugins
+	}
+	return s.gen.Chain
 }
 
 // slogLogger lets go-smtp's own error log go to ours.

@@ -31,6 +31,8 @@ type session struct {
 	errors   int // refusals of MAIL and RCPT that count against the client
 	failures int // refusals of MAIL and RCPT of every kind but 452 4.5.3
 	txns     int // transactions recorded so far, which numbers their records
+	// user is who logged in, on the submission service (submission.go).
+	user string
 
 	// gen is the generation of parts (chain, relay, keys, settings) this
 	// session started on and keeps to its end, whatever reloads happen
@@ -63,7 +65,10 @@ type transaction struct {
 	changes   changes
 	verdicts  []verdict
 	spf       *auth.SPF // running from MAIL FROM on
-	started   time.Time
+	// fromDomains are the domains of the From field of submitted mail,
+	// whose keys sign it.
+	fromDomains []string
+	started     time.Time
 
 	// Destinations not relayed in session, with a queue (destinations.go).
 	queued   []forward // to be queued at DATA
@@ -134,8 +139,9 @@ func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
 		}
 	}
 	// After STARTTLS go-smtp ends the session and starts another on the
-	// same connection: that is not a new client.
-	if _, tls := c.TLSConnectionState(); !tls {
+	// same connection: that is not a new client. A connection in TLS
+	// from its first byte (ServeTLS) is.
+	if _, tls := c.TLSConnectionState(); !tls || implicitTLS(c.Conn()) {
 		sess.first = true
 		s.metrics.sessions.Inc()
 	}
@@ -184,6 +190,8 @@ func (s *session) request(st abi.Stage, rcpt string) *abi.Request {
 		MailFrom:  s.txn.from,
 		Rcpts:     s.txn.rcpts,
 		Rcpt:      rcpt,
+
+		AuthenticatedUser: s.user,
 	}
 	r.ClientName, r.ClientNameResult = s.name.wait(s.srv.ctx)
 	if s.txn.mailOpts != nil {
@@ -200,7 +208,7 @@ func (s *session) request(st abi.Stage, rcpt string) *abi.Request {
 }
 
 func (s *session) run(st abi.Stage, rcpt string) plugin.Outcome {
-	if !s.gen.Chain.Handles(st) {
+	if !s.chain().Handles(st) {
 		return plugin.Outcome{} // no plugin at this stage: nothing to ask or time
 	}
 	return s.runRequest(s.request(st, rcpt), nil)
@@ -210,7 +218,7 @@ func (s *session) run(st abi.Stage, rcpt string) plugin.Outcome {
 // the data stage, nil before.
 func (s *session) runRequest(req *abi.Request, msg *plugin.Message) plugin.Outcome {
 	start := time.Now()
-	out := s.gen.Chain.Run(s.srv.ctx, req, msg)
+	out := s.chain().Run(s.srv.ctx, req, msg)
 	s.srv.metrics.chainRun(req.Stage, time.Since(start), out.Verdicts)
 	for _, r := range out.Verdicts {
 		s.txn.verdicts = append(s.txn.verdicts, verdict{req.Stage, r})
@@ -234,6 +242,11 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 }
 
 func (s *session) mail(from string, opts *smtp.MailOptions) (decider, error) {
+	if s.srv.cfg.Submission {
+		if err := s.submissionMail(from); err != nil {
+			return byHost, err
+		}
+	}
 	if from != "" {
 		if _, _, err := address.Split(from); err != nil {
 			return byHost, &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 7}, Message: fmt.Sprintf("Bad sender address <%s>", from)}
@@ -247,6 +260,12 @@ func (s *session) mail(from string, opts *smtp.MailOptions) (decider, error) {
 		return pluginDecider(out), out.Reply
 	}
 	s.txn.changes.merge(out)
+	if s.srv.cfg.Submission {
+		// The sender is one of ours: no SRS, and SPF is for mail from
+		// outside.
+		s.txn.srsFrom = from
+		return decider{}, nil
+	}
 	// A sender whose domain alone is not ASCII is rewritten with its
 	// A-labels: the rewritten address then needs no SMTPUTF8 (its local
 	// part carries the domain).
@@ -293,9 +312,14 @@ func (s *session) rcpt(to string) (decider, error) {
 	if !s.txn.utf8() && !address.IsASCII(to) {
 		return byHost, &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 6, 7}, Message: "Non-ASCII address without SMTPUTF8"}
 	}
-	bounceTo, err := s.srv.localRecipient(to, s.gen.SRS)
-	if err != nil {
-		return byHost, err
+	var bounceTo string
+	if !s.srv.cfg.Submission {
+		// A logged-in user may send anywhere: relay protection and SRS
+		// bounces are the MX's.
+		var err error
+		if bounceTo, err = s.srv.localRecipient(to, s.gen.SRS); err != nil {
+			return byHost, err
+		}
 	}
 	out := s.run(abi.StageRcpt, to)
 	switch out.Action {
@@ -315,6 +339,11 @@ func (s *session) rcpt(to string) (decider, error) {
 		// A bounce goes back to the sender it was sent for; no plugin
 		// can redirect it.
 		dests = []string{bounceTo}
+	}
+	if len(dests) == 0 && s.srv.cfg.Submission {
+		// Submitted mail goes where it is addressed, unless a plugin
+		// says otherwise.
+		dests = []string{to}
 	}
 	if len(dests) == 0 {
 		if len(out.Skipped) > 0 {
