@@ -68,6 +68,10 @@ type Gateway struct {
 	// redisKV is the plugins' key-value store in Redis ([cluster] redis),
 	// made at start and shared by every generation; nil: in memory.
 	redisKV *rediskv.KV
+	// kv is the one key-value store of the process, redisKV or in
+	// memory: the plugins' and the submission logins' failure counters,
+	// so that throttling holds across the nodes of a cluster.
+	kv plugin.KV
 	// site is what the HTTPS listener serves, from the configuration in use.
 	site atomic.Pointer[site]
 	// reports are the DMARC and TLS reports ([reports]); nil when off.
@@ -127,11 +131,13 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, level *slo
 	if kvErr != nil {
 		return nil, config.Errors{kvErr}
 	}
+	g.kv = plugin.NewMemoryKV(plugin.MemoryKVConfig{})
 	if kv != nil {
-		g.redisKV, hc.KV = kv, kv
+		g.redisKV, g.kv = kv, kv
 		log.Info("the plugins' key-value store is in Redis, shared with the other nodes", "redis", cfg.Cluster.Redis,
 			"sentinel_master", cfg.Cluster.RedisSentinelMaster, "key_prefix", cfg.Cluster.RedisKeyPrefix)
 	}
+	hc.KV = g.kv
 	g.host, err = plugin.NewHost(ctx, hc)
 	if err != nil {
 		if kv != nil {

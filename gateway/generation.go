@@ -22,6 +22,7 @@ import (
 	"github.com/sluice-mail/sluice/gateway/internal/resolver"
 	"github.com/sluice-mail/sluice/gateway/internal/smtpd"
 	"github.com/sluice-mail/sluice/gateway/internal/srs"
+	"github.com/sluice-mail/sluice/gateway/internal/submission"
 	"github.com/sluice-mail/sluice/sdk/abi"
 )
 
@@ -77,6 +78,11 @@ func (g *Gateway) buildParts(ctx context.Context, cfg *config.Config) (smtpd.Par
 		fail("relay.tls_ca_file", "relay.tls_ca_file: %v", err)
 	} else if p.Relay, err = relay.New(rc, res); err != nil {
 		fail("relay", "relay: %v", err)
+	}
+	if cfg.Submission.Enabled() {
+		if p.Logins, err = g.logins(cfg); err != nil {
+			fail("submission.user", "%v", err)
+		}
 	}
 	chain, chainErrs := g.buildChain(ctx, cfg, res)
 	errs = append(errs, chainErrs...)
@@ -325,4 +331,23 @@ func checkSources(cfg *config.Config, errs *config.Errors) {
 			*errs = append(*errs, cfg.SourceError(i, "%v", err))
 		}
 	}
+}
+
+// logins are the submission service's users, their failed logins counted
+// in the process's one key-value store.
+func (g *Gateway) logins(cfg *config.Config) (*submission.Users, error) {
+	s := cfg.Submission
+	users := make([]submission.User, len(s.Users))
+	for i, u := range s.Users {
+		users[i] = submission.User{Name: u.Name, PasswordHash: u.PasswordHash, Senders: u.Senders}
+	}
+	return submission.New(submission.Config{
+		Users:              users,
+		MaxFailuresPerIP:   s.MaxFailuresPerIP,
+		MaxFailuresPerUser: s.MaxFailuresPerUser,
+		FailureWindow:      s.FailureWindow.D(),
+		KV:                 g.kv,
+		Logger:             g.log,
+		Metrics:            g.metrics.logins,
+	})
 }

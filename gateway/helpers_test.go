@@ -250,19 +250,22 @@ func (nopLogger) Println(...any)        {}
 
 // env is one Sluice under test with its DNS server and destination.
 type env struct {
-	dns     *dnstest.Server
-	dest    *destination
-	dest2   *destination // dest2.test's MX (127.0.0.2, dest's port), with envOptions.dest2
-	gw      *gateway.Gateway
-	addr    string // Sluice's first SMTP listener
-	addrs   []string
-	keys    map[string]string // selector -> TXT record
-	listKey crypto.Signer     // lists.example.net's ARC key, selector "arc"
-	secret  string
-	logs    *syncbuf.Buffer
-	cfgText string
-	cfgPath string
-	zone    string // what e.dns serves; publishKey adds to it
+	dns   *dnstest.Server
+	dest  *destination
+	dest2 *destination // dest2.test's MX (127.0.0.2, dest's port), with envOptions.dest2
+	gw    *gateway.Gateway
+	addr  string // Sluice's first SMTP listener
+	// The submission service's listeners, with envOptions.submission:
+	// STARTTLS (as port 587) and implicit TLS (as port 465).
+	subAddr, subTLSAddr string
+	addrs               []string
+	keys                map[string]string // selector -> TXT record
+	listKey             crypto.Signer     // lists.example.net's ARC key, selector "arc"
+	secret              string
+	logs                *syncbuf.Buffer
+	cfgText             string
+	cfgPath             string
+	zone                string // what e.dns serves; publishKey adds to it
 }
 
 const testSRSSecret = "test-secret-0123456789abcdef"
@@ -361,6 +364,10 @@ type envOptions struct {
 	// top holds top-level settings, such as data_dir; sections whole
 	// tables, such as [tls] or [https].
 	top, sections string
+	// submission, if set, turns the submission service on, listening
+	// on free loopback ports with STARTTLS and with implicit TLS: these
+	// are the other lines of [submission], such as its users.
+	submission string
 	// level, if set, is the gateway's log level, which reloads set from
 	// [log] level; default debug, fixed.
 	level *slog.LevelVar
@@ -388,6 +395,10 @@ func startEnv(t testing.TB, o envOptions) *env {
 		t.Fatal(err)
 	}
 	e.gw, e.addrs, e.addr = g, g.Addrs(), g.Addrs()[0]
+	if o.submission != "" {
+		starttls, implicit := g.SubmissionAddrs()
+		e.subAddr, e.subTLSAddr = starttls[0], implicit[0]
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- g.Serve(ctx, time.Second) }()
@@ -473,6 +484,9 @@ slow.example.            300 IN A 192.0.2.7
 		o.dkim, filepath.Join(dir, "rsa.pem"), filepath.Join(dir, "ed.pem"))
 	if o.unsigned {
 		dkimKeys = ""
+	}
+	if o.submission != "" {
+		o.sections += "\n[submission]\nlisten = [\"127.0.0.1:0\"]\nlisten_tls = [\"127.0.0.1:0\"]\n" + o.submission + "\n"
 	}
 	if !strings.Contains(o.top, "data_dir") {
 		// The queue and other state live here, never in the default

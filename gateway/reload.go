@@ -24,6 +24,7 @@ import (
 	"github.com/sluice-mail/sluice/gateway/internal/plugin"
 	"github.com/sluice-mail/sluice/gateway/internal/queue"
 	"github.com/sluice-mail/sluice/gateway/internal/rediskv"
+	"github.com/sluice-mail/sluice/gateway/internal/submission"
 )
 
 // defaultWatchInterval is how often gateway.toml and the plugin files are
@@ -50,6 +51,7 @@ type gatewayMetrics struct {
 	reportsDropped *prometheus.CounterVec
 	reportsSent    *prometheus.CounterVec
 	dsn            *prometheus.CounterVec
+	logins         *submission.Metrics // the submission service's, shared by every generation's users
 }
 
 func newGatewayMetrics() *gatewayMetrics {
@@ -57,6 +59,7 @@ func newGatewayMetrics() *gatewayMetrics {
 	f := promauto.With(r)
 	m := &gatewayMetrics{
 		registry: r,
+		logins:   submission.NewMetrics(r),
 		reloads: f.NewCounterVec(prometheus.CounterOpts{Name: "sluice_reloads_total",
 			Help: "Reloads of the configuration, by result: ok (the new generation serves) or failed (the old one still does)."}, []string{"result"}),
 		generation: f.NewGauge(prometheus.GaugeOpts{Name: "sluice_config_generation",
@@ -221,6 +224,9 @@ func (g *Gateway) setLevel(level string) {
 // as not applied until it is made to reload, never silently ignored.
 var reloadable = []string{
 	"plugin", "dkim", "arc", "auth", "dns", "relay", "scoring", "log.level",
+	// The submission service's users and their throttling (Parts.Logins);
+	// its listeners and hide_client are the server's, for its life.
+	"submission.user", "submission.max_failures_per_ip", "submission.max_failures_per_user", "submission.failure_window",
 	"srs.secrets", "srs.secrets_file", "srs.max_age_days", "srs.hash_length",
 	"mta_sts", "records",
 }

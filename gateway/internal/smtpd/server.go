@@ -90,8 +90,8 @@ type Server struct {
 	limits  *limiter // shared by every listener
 	log     *slog.Logger
 	metrics *serverMetrics
-	// noPlugins is the submission service's chain until plugins can
-	// serve it.
+	// noPlugins is the submission service's chain when the parts have
+	// no SubmissionChain (smtpd used alone).
 	noPlugins *plugin.Chain
 	buffers   buffers // for reading messages
 	headers   buffers // for making the headers of forwarded messages: kept apart, so a header never holds a message-sized buffer
@@ -232,6 +232,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // chain is the session's filter chain.
 func (s *session) chain() *plugin.Chain {
 	if s.srv.cfg.Submission {
+		if c := s.gen.SubmissionChain; c != nil {
+			return c
+		}
 		return s.srv.noPlugins
 	}
 	return s.gen.Chain

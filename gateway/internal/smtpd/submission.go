@@ -75,8 +75,7 @@ func (s *session) login(user, password string) error {
 		}
 		return reply
 	}
-	s.user = user
-	s.srv.log.Info("login", "session", s.id, "client", s.clientIP, "user", user)
+	s.user = user // Logins logs the login
 	return nil
 }
 
@@ -127,7 +126,10 @@ func (s *session) submissionMail(from string) error {
 	case s.user == "":
 		return &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "Authentication required"}
 	}
-	return s.maySend(from)
+	if reply := s.maySend(from); reply != nil {
+		return reply
+	}
+	return nil
 }
 
 // maySend is nil if the logged-in user may send as addr, and otherwise

@@ -1,0 +1,229 @@
+package gateway_test
+
+import (
+	"crypto/tls"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+
+	"github.com/sluice-mail/sluice/gateway/internal/dkim"
+	"github.com/sluice-mail/sluice/gateway/internal/login"
+)
+
+const (
+	subUser     = "alice"
+	subPassword = "correct horse battery staple"
+)
+
+// startSubmission starts a gateway serving ours.test and custom.test,
+// custom.test with a DKIM key of its own (selector c1, published), and
+// the submission service with one user, alice, who may send as
+// info@custom.test and as anyone at ours.test. more are other lines of
+// [submission]; o the rest of the environment.
+func startSubmission(t *testing.T, more string, o envOptions) *env {
+	t.Helper()
+	hash, err := login.HashBcrypt(subPassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := testKeys(t).list
+	pem, _ := dkim.MarshalKey(key)
+	path := filepath.Join(t.TempDir(), "custom.pem")
+	if err := os.WriteFile(path, pem, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	o.domains = `["ours.test", "custom.test"]`
+	o.dkim += fmt.Sprintf("\n[[dkim.key]]\ndomain = \"custom.test\"\nselector = \"c1\"\nfile = %q", path)
+	o.submission = fmt.Sprintf("%s\n[[submission.user]]\nname = %q\npassword_hash = %q\nsenders = [\"info@custom.test\", \"*@ours.test\"]\n",
+		more, subUser, hash)
+	e := startEnv(t, o)
+	txt, _ := dkim.TXTRecord(key)
+	e.addRecords(t, fmt.Sprintf("c1._domainkey.custom.test. 300 IN TXT %s\n", splitTXT(txt)))
+	return e
+}
+
+// submissionClient connects to the STARTTLS listener, starts TLS and
+// logs in as alice.
+func submissionClient(t *testing.T, e *env) *smtp.Client {
+	t.Helper()
+	c := tlsClient(t, e.subAddr)
+	if err := c.Auth(sasl.NewPlainClient("", subUser, subPassword)); err != nil {
+		t.Fatalf("AUTH PLAIN: %v", err)
+	}
+	return c
+}
+
+const submittedMessage = "From: Info <info@custom.test>\r\n" +
+	"To: Me <me@dest.test>\r\n" +
+	"Subject: a reply\r\n" +
+	"\r\n" +
+	"Hello from the custom address.\r\n"
+
+// Before TLS the submission port offers no AUTH, refuses it with RFC
+// 4954's 538 and MAIL with 530; after STARTTLS, MAIL still needs a
+// login, and PLAIN and LOGIN work with the right password only.
+func TestSubmissionLogin(t *testing.T) {
+	e := startSubmission(t, "", envOptions{})
+
+	c := dialClient(t, e.subAddr)
+	if ok, _ := c.Extension("AUTH"); ok {
+		t.Error("AUTH offered before TLS")
+	}
+	if ok, _ := c.Extension("STARTTLS"); !ok {
+		t.Error("STARTTLS not offered")
+	}
+	wantReply(t, "AUTH in clear text", c.Auth(sasl.NewPlainClient("", subUser, subPassword)),
+		538, smtp.EnhancedCode{5, 7, 11}, "Encryption required for requested authentication mechanism")
+	wantReply(t, "MAIL in clear text", c.Mail("info@custom.test", nil), 530, smtp.EnhancedCode{5, 7, 0}, "Must issue a STARTTLS command first")
+
+	c = tlsClient(t, e.subAddr)
+	if ok, mechs := c.Extension("AUTH"); !ok || mechs != "PLAIN LOGIN" {
+		t.Errorf("AUTH over TLS: %v %q, want PLAIN LOGIN", ok, mechs)
+	}
+	wantReply(t, "MAIL before AUTH", c.Mail("info@custom.test", nil), 530, smtp.EnhancedCode{5, 7, 0}, "Authentication required")
+	wantReply(t, "AUTH PLAIN, wrong password", c.Auth(sasl.NewPlainClient("", subUser, "wrong")), 535, smtp.EnhancedCode{5, 7, 8}, "")
+	wantReply(t, "AUTH PLAIN as another user", c.Auth(sasl.NewPlainClient("bob", subUser, subPassword)), 535, smtp.EnhancedCode{5, 7, 8}, "authorization identity")
+	wantReply(t, "AUTH LOGIN, wrong password", c.Auth(sasl.NewLoginClient(subUser, "wrong")), 535, smtp.EnhancedCode{5, 7, 8}, "")
+	if err := c.Auth(sasl.NewLoginClient(subUser, subPassword)); err != nil {
+		t.Fatalf("AUTH LOGIN: %v", err)
+	}
+	if err := sendMail(t, c, "info@custom.test", "me@dest.test", submittedMessage); err != nil {
+		t.Fatalf("after AUTH LOGIN: %v", err)
+	}
+	if err := sendMail(t, submissionClient(t, e), "info@custom.test", "me@dest.test", submittedMessage); err != nil {
+		t.Fatalf("after AUTH PLAIN: %v", err)
+	}
+	if n := len(e.dest.deliveries()); n != 2 {
+		t.Errorf("%d messages delivered, want 2", n)
+	}
+	if !strings.Contains(e.logs.String(), "user="+subUser+" from=info@custom.test") {
+		t.Errorf("the message's log line does not name the user:\n%s", e.logs.String())
+	}
+}
+
+// Port 465: TLS from the first byte, the certificate the STARTTLS one.
+func TestSubmissionImplicitTLS(t *testing.T) {
+	e := startSubmission(t, "", envOptions{})
+	c, err := smtp.DialTLS(e.subTLSAddr, &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if err := c.Hello("laptop.example"); err != nil {
+		t.Fatal(err)
+	}
+	state, ok := c.TLSConnectionState()
+	if !ok || state.PeerCertificates[0].Subject.CommonName != "mx.ours.test" {
+		t.Fatalf("TLS %v, certificate %v", ok, state.PeerCertificates)
+	}
+	if ok, _ := c.Extension("STARTTLS"); ok {
+		t.Error("STARTTLS offered in TLS")
+	}
+	if err := c.Auth(sasl.NewPlainClient("", subUser, subPassword)); err != nil {
+		t.Fatalf("AUTH PLAIN: %v", err)
+	}
+	if err := sendMail(t, c, "info@custom.test", "me@dest.test", submittedMessage); err != nil {
+		t.Fatal(err)
+	}
+	c.Quit()
+	waitFor(t, "the session to end", func() bool { return scrape(t, e)["sluice_submission_sessions_current"] == 0 })
+	if m := scrape(t, e); m["sluice_submission_sessions_total"] != 1 || m[`sluice_submission_tls_sessions_total{direction="inbound",version="TLS1.3"}`] != 1 {
+		t.Errorf("sessions %v, in TLS 1.3 %v: want 1 each", m["sluice_submission_sessions_total"],
+			m[`sluice_submission_tls_sessions_total{direction="inbound",version="TLS1.3"}`])
+	}
+	if m := scrape(t, e); m["sluice_sessions_total"] != 0 {
+		t.Errorf("the MX counted %v sessions, want 0", m["sluice_sessions_total"])
+	}
+}
+
+// A user may send only as its own addresses: in MAIL FROM, and every
+// address of From.
+func TestSubmissionSenders(t *testing.T) {
+	e := startSubmission(t, "", envOptions{})
+	c := submissionClient(t, e)
+	wantReply(t, "MAIL FROM someone else", c.Mail("boss@custom.test", nil), 553, smtp.EnhancedCode{5, 7, 1}, "<alice> may not send as <boss@custom.test>")
+	wantReply(t, "MAIL FROM:<>", c.Mail("", nil), 553, smtp.EnhancedCode{5, 7, 1}, "<alice> may not send as <>")
+
+	for _, m := range []struct{ what, from, reply string }{
+		{"a From of someone else", "From: Boss <boss@custom.test>\r\n", "<alice> may not send as <boss@custom.test>"},
+		{"one of two From addresses someone else's", "From: info@custom.test, boss@example.org\r\n", "<alice> may not send as <boss@example.org>"},
+	} {
+		err := sendMail(t, c, "info@custom.test", "me@dest.test", m.from+"Subject: x\r\n\r\nHi.\r\n")
+		wantReply(t, m.what, err, 553, smtp.EnhancedCode{5, 7, 1}, m.reply)
+	}
+	err := sendMail(t, c, "info@custom.test", "me@dest.test", "Subject: x\r\n\r\nHi.\r\n")
+	wantReply(t, "no From", err, 550, smtp.EnhancedCode{5, 6, 0}, "no From field")
+	// A pattern: anyone at ours.test, in the envelope and in From.
+	if err := sendMail(t, c, "sales@ours.test", "me@dest.test", "From: sales@ours.test\r\nSubject: x\r\n\r\nHi.\r\n"); err != nil {
+		t.Errorf("as sales@ours.test: %v", err)
+	}
+	if n := len(e.dest.deliveries()); n != 1 {
+		t.Errorf("%d messages delivered, want 1", n)
+	}
+}
+
+// What leaves: the user's own sender, no SRS; signed with the From
+// domain's key (verified by dkimpy, d= the From domain: DMARC aligns)
+// and the gateway's; RFC 6409/8314 trace fields without the client's
+// address with hide_client; Date and Message-ID added. The
+// destination's refusal is the client's reply.
+func TestSubmissionDelivers(t *testing.T) {
+	e := startSubmission(t, "hide_client = true", envOptions{})
+	c := submissionClient(t, e)
+	if err := sendMail(t, c, "info@custom.test", "me@dest.test", submittedMessage); err != nil {
+		t.Fatal(err)
+	}
+	d := e.dest.deliveries()[0]
+	if d.from != "info@custom.test" || !slices.Equal(d.to, []string{"me@dest.test"}) {
+		t.Errorf("delivered from %q to %v, want info@custom.test (no SRS) to me@dest.test", d.from, d.to)
+	}
+	if got, want := e.deliveredSignatures(t), []string{"custom.test/c1", "ours.test/rsa", "ours.test/ed"}; !slices.Equal(got, want) {
+		t.Errorf("signatures %v, want %v", got, want)
+	}
+	received := fields(d.data, "Received")
+	if len(received) != 1 || !strings.HasPrefix(received[0], "by mx.ours.test (Sluice) with ESMTPSA id ") ||
+		!strings.Contains(received[0], " for <me@dest.test> tls TLS_") || strings.Contains(received[0], "127.0.0.1") {
+		t.Errorf("Received %q, want ours with ESMTPSA and tls, without the client", received)
+	}
+	if ar := fields(d.data, "Authentication-Results"); len(ar) != 1 || ar[0] != "mx.ours.test; auth=pass smtp.auth=alice" {
+		t.Errorf("Authentication-Results %q, want auth=pass smtp.auth=alice", ar)
+	}
+	if len(fields(d.data, "Date")) != 1 || len(fields(d.data, "Message-ID")) != 1 {
+		t.Errorf("Date %q, Message-ID %q: want one each, added", fields(d.data, "Date"), fields(d.data, "Message-ID"))
+	}
+	if len(fields(d.data, "ARC-Seal")) != 0 {
+		t.Error("submitted mail is ARC-sealed")
+	}
+
+	// The destination's refusal, in session.
+	err := sendMail(t, c, "info@custom.test", "bad@dest.test", submittedMessage)
+	wantReply(t, "to a mailbox the destination refuses", err, 550, smtp.EnhancedCode{5, 1, 1}, "does not exist")
+}
+
+// Recipients at two domains: the first relayed in session, the other
+// queued, as for forwarded mail.
+func TestSubmissionTwoDomains(t *testing.T) {
+	e := startSubmission(t, "", envOptions{dest2: true})
+	c := submissionClient(t, e)
+	if err := c.Mail("info@custom.test", nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, to := range []string{"me@dest.test", "you@dest2.test"} {
+		if err := c.Rcpt(to, nil); err != nil {
+			t.Fatalf("RCPT %s: %v", to, err)
+		}
+	}
+	if _, err := sendData(t, c, submittedMessage); err != nil {
+		t.Fatal(err)
+	}
+	a, b := waitDeliveries(t, e.dest, 1), waitDeliveries(t, e.dest2, 1)
+	if a[0].from != "info@custom.test" || b[0].from != "info@custom.test" || b[0].to[0] != "you@dest2.test" {
+		t.Errorf("dest.test received %+v, dest2.test %+v", a, b)
+	}
+}
