@@ -149,9 +149,10 @@ func (u *Users) Authenticate(ctx context.Context, client netip.Addr, name, passw
 		return errTemporary
 	}
 	if throttled != "" {
-		// Not LogFailed: a user throttled by someone else's guesses
-		// would otherwise get its own client banned by fail2ban.
-		u.log.Warn("submission login throttled", "client", client.String(), "user", name, "by", throttled)
+		// At debug only: a throttled login costs its sender nothing, so
+		// a line for each would let anyone fill the log. The line when
+		// throttling starts (countFailure) says it, once a window.
+		u.log.Debug("submission login throttled", "client", client.String(), "user", name, "by", throttled)
 		u.metrics.count(resultThrottled)
 		return errThrottled
 	}
@@ -169,15 +170,34 @@ func (u *Users) Authenticate(ctx context.Context, client netip.Addr, name, passw
 	// filter looks for it.
 	u.log.Warn(LogFailed, "client", client.String(), "user", name)
 	u.metrics.count(resultFailure)
-	for _, k := range []string{ipKey, userKey} {
-		if _, err := u.kv.Incr(ctx, kvScope, k, 1, u.window); err != nil {
-			// Uncounted, the failure would not throttle: say so, and
-			// answer as for any failure of ours.
-			u.log.Error("submission login failure not counted", "client", client.String(), "user", name, "error", err)
-			return errTemporary
-		}
+	if err := u.countFailure(ctx, client, name, ipKey, userKey); err != nil {
+		// Uncounted, the failure would not throttle: say so, and
+		// answer as for any failure of ours.
+		u.log.Error("submission login failure not counted", "client", client.String(), "user", name, "error", err)
+		return errTemporary
 	}
 	return errInvalid
+}
+
+// countFailure counts a failed login for its client and its user name,
+// and logs when either reaches its limit.
+func (u *Users) countFailure(ctx context.Context, client netip.Addr, name, ipKey, userKey string) error {
+	for _, k := range []struct {
+		key, by, value string
+		max            int64
+	}{{ipKey, "client", client.String(), u.maxIP}, {userKey, "user", name, u.maxUser}} {
+		n, err := u.kv.Incr(ctx, kvScope, k.key, 1, u.window)
+		if err != nil {
+			return err
+		}
+		if n == k.max {
+			// Once a window, on the node whose failure reached the
+			// limit. Not LogFailed: a user throttled by someone else's
+			// guesses must not get its own client banned by fail2ban.
+			u.log.Warn("submission logins throttled", "by", k.by, k.by, k.value, "failures", n, "window", u.window.String())
+		}
+	}
+	return nil
 }
 
 // throttled names the key that is over its limit ("client" or "user"),
