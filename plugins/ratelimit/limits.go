@@ -39,12 +39,13 @@ const (
 	kindSender        = "sender_domain"        // the domain of MAIL FROM
 	kindAuthenticated = "authenticated_domain" // a domain that SPF or DKIM passed for
 	kindRecipient     = "recipient"            // one recipient address
+	kindUser          = "user"                 // a user logged in to the submission service
 )
 
 // stageOf is where each kind of limit is decided with stage = "early": as
 // soon as what it counts is known. Authentication is known at data only.
 var stageOf = map[string]abi.Stage{
-	kindClient: abi.StageMail, kindSender: abi.StageMail,
+	kindClient: abi.StageMail, kindSender: abi.StageMail, kindUser: abi.StageMail,
 	kindRecipient: abi.StageRcpt, kindAuthenticated: abi.StageData,
 }
 
@@ -110,8 +111,8 @@ func newLimiter(s settings) (*limiter, error) {
 		key := fmt.Sprintf("limit.%d", i)
 		st, ok := stageOf[ls.Count]
 		if !ok {
-			return nil, &sdk.SettingError{Key: key + ".count", Err: fmt.Errorf("limit %d: count %q: want %s, %s, %s or %s",
-				i+1, ls.Count, kindClient, kindSender, kindAuthenticated, kindRecipient)}
+			return nil, &sdk.SettingError{Key: key + ".count", Err: fmt.Errorf("limit %d: count %q: want %s, %s, %s, %s or %s",
+				i+1, ls.Count, kindClient, kindSender, kindAuthenticated, kindRecipient, kindUser)}
 		}
 		if ls.Max <= 0 {
 			return nil, &sdk.SettingError{Key: key + ".max", Err: fmt.Errorf("limit %d: max must be 1 or more", i+1)}
@@ -234,6 +235,14 @@ func (l *limiter) subjects(kind string, req *sdk.Request, client netip.Addr, aut
 			out = append(out, subject{"r:" + r, "Recipient " + r})
 		}
 		return out
+	case kindUser:
+		// Mail with no user logged in (all of the MX's) is not counted:
+		// a user limit is for what our own users send, and the client
+		// and sender limits count the rest.
+		if req.AuthenticatedUser == "" {
+			return nil
+		}
+		return []subject{{"u:" + req.AuthenticatedUser, "User " + req.AuthenticatedUser}}
 	}
 	return nil
 }

@@ -139,6 +139,33 @@ per = "10m"
 	expect(t, p, data, "continue")
 }
 
+// A user limit counts the mail each user of the submission service sends,
+// whatever the client's address; mail with no user (the MX's) is not
+// counted by it.
+func TestUser(t *testing.T) {
+	clk := &clock{start}
+	p := newPlugin(t, `
+[[limit]]
+count = "user"
+max = 2
+per = "1h"
+`, clk)
+	asUser := func(ip, user string) *sdk.Request {
+		r := mail(ip, "info@your-domain.test")
+		r.AuthenticatedUser = user
+		return r
+	}
+	expect(t, p, asUser("192.0.2.1", "alice"), "continue")
+	expect(t, p, asUser("198.51.100.7", "alice"), "continue")
+	expect(t, p, asUser("192.0.2.1", "alice"), "450 4.7.1 User alice exceeded 2 messages per 1h, try again later")
+	expect(t, p, asUser("192.0.2.1", "bob"), "continue")
+	for range 3 {
+		expect(t, p, asUser("192.0.2.1", ""), "continue")
+	}
+	clk.now = start.Add(time.Hour)
+	expect(t, p, asUser("192.0.2.1", "alice"), "continue")
+}
+
 // spfPass is a data-stage request whose sender SPF passed for domain.
 func spfPass(ip, domain string) *sdk.Request {
 	return &sdk.Request{Stage: abi.StageData, ClientIP: ip, MailFrom: "x@" + domain, Rcpts: []string{"info@your-domain.test"},
@@ -261,7 +288,7 @@ func TestConfigErrors(t *testing.T) {
 	limit := "[[limit]]\ncount = \"client\"\nmax = 5\nper = \"1m\"\n"
 	for _, c := range []struct{ config, key, text string }{
 		{``, "limit", "no [[limit]]"},
-		{"[[limit]]\ncount = \"ip\"\nmax = 5\nper = \"1m\"\n", "limit.0.count", `count "ip"`},
+		{"[[limit]]\ncount = \"ip\"\nmax = 5\nper = \"1m\"\n", "limit.0.count", `count "ip": want client, sender_domain, authenticated_domain, recipient or user`},
 		{"[[limit]]\ncount = \"client\"\nmax = 0\nper = \"1m\"\n", "limit.0.max", "max must be 1 or more"},
 		{"[[limit]]\ncount = \"client\"\nmax = 5\n", "limit.0.per", "per is required"},
 		{"[[limit]]\ncount = \"client\"\nmax = 5\nper = \"1 hour\"\n", "limit.0.per", "want a number and a unit"},

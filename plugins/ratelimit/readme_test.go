@@ -22,7 +22,7 @@ func attempt(t *testing.T, line int, text string) *sdk.Request {
 // Each ```toml block of the README configures the plugin, and the table
 // that follows it is a sequence of attempts and what the plugin answers.
 func TestReadmeExamples(t *testing.T) {
-	sdktest.ReadmeTest{Plugin: "ratelimit", Examples: 4, Rows: 20, Cells: 3}.Run(t, func(config string) (func(sdktest.Row) (string, string), error) {
+	sdktest.ReadmeTest{Plugin: "ratelimit", Examples: 5, Rows: 27, Cells: 3}.Run(t, func(config string) (func(sdktest.Row) (string, string), error) {
 		clk := &clock{start}
 		p := &plugin{}
 		sp, err := sdktest.Configure(p, config, sdktest.Clock(clk.Now))

@@ -202,6 +202,7 @@ func AppendRequest(b []byte, m *Request) []byte {
 		e.str(f.Symbol)
 		e.float(f.Score)
 	}
+	e.str(m.AuthenticatedUser)
 	return e.b
 }
 
@@ -288,6 +289,7 @@ func DecodeRequest(b []byte, m *Request) error {
 			m.Findings[i] = PluginFinding{Plugin: d.str(), Symbol: d.str(), Score: d.float()}
 		}
 	}
+	m.AuthenticatedUser = d.str()
 	return d.err
 }
 

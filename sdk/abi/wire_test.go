@@ -19,8 +19,9 @@ func fullRequest() *Request {
 			DMARC: DMARC{Result: "fail", FromDomain: "example.org", PolicyDomain: "example.org", Policy: "reject", Pct: 100,
 				SPFAligned: false, DKIMAligned: true, Reason: "x"},
 		},
-		ClientNameResult: "pass",
-		Findings:         []PluginFinding{{"dnsbl", "DNSBL_X", 2.5}, {"rspamd", "BAYES_HAM", -3.25}},
+		ClientNameResult:  "pass",
+		Findings:          []PluginFinding{{"dnsbl", "DNSBL_X", 2.5}, {"rspamd", "BAYES_HAM", -3.25}},
+		AuthenticatedUser: "alice",
 	}
 }
 
@@ -75,9 +76,9 @@ func TestMissingAndExtraTrailingFields(t *testing.T) {
 	// A host before the findings ends at client_name_result: the guest
 	// reads no findings; a guest before them reads the rest as before.
 	full := fullRequest()
-	full.Findings = nil
+	full.Findings, full.AuthenticatedUser = nil, ""
 	enc = AppendRequest(nil, full)
-	enc = enc[:len(enc)-1] // the count 0 of findings, which an older host does not write
+	enc = enc[:len(enc)-2] // the count 0 of findings and the empty user, which an older host does not write
 	if err := DecodeRequest(enc, &got); err != nil || !reflect.DeepEqual(&got, full) {
 		t.Fatalf("request of a host before findings: got %+v, %v; want %+v", got, err, full)
 	}
@@ -86,6 +87,35 @@ func TestMissingAndExtraTrailingFields(t *testing.T) {
 		MailFrom: d.str(), UTF8: d.bool(), Rcpts: d.strs(), Rcpt: d.str(), Size: d.uint(), Auth: d.auth(), ClientNameResult: d.str()}
 	if d.err != nil || !reflect.DeepEqual(&prior, full) {
 		t.Fatalf("the fields before findings, as a guest before them reads them: %+v, %v", prior, d.err)
+	}
+}
+
+// AuthenticatedUser is appended after Findings: a host before it sends
+// requests that read as from no user, and a guest before it reads every
+// earlier field of a request that names one.
+func TestAuthenticatedUserAppended(t *testing.T) {
+	full := fullRequest()
+	noUser := *full
+	noUser.AuthenticatedUser = ""
+	enc := AppendRequest(nil, full)
+	old := enc[:len(enc)-1-len(full.AuthenticatedUser)] // its length, then its bytes
+	var got Request
+	if err := DecodeRequest(old, &got); err != nil || !reflect.DeepEqual(got, noUser) {
+		t.Fatalf("request of a host before the field: got %+v, %v; want %+v", got, err, noUser)
+	}
+	// A guest before the field reads up to the findings and ignores the
+	// rest, as DecodeRequest does bytes after the fields it knows.
+	d := decoder{b: enc}
+	prior := Request{Stage: Stage(d.uint()), SessionID: d.str(), ClientIP: d.str(), ClientName: d.str(), Helo: d.str(), TLS: d.bool(),
+		MailFrom: d.str(), UTF8: d.bool(), Rcpts: d.strs(), Rcpt: d.str(), Size: d.uint(), Auth: d.auth(), ClientNameResult: d.str()}
+	for range d.count() {
+		prior.Findings = append(prior.Findings, PluginFinding{Plugin: d.str(), Symbol: d.str(), Score: d.float()})
+	}
+	if d.err != nil || !reflect.DeepEqual(prior, noUser) {
+		t.Fatalf("as a guest before the field reads it: %+v, %v; want %+v", prior, d.err, noUser)
+	}
+	if rest := string(d.b); rest != "\x05alice" {
+		t.Fatalf("after the findings: %q, want the user", rest)
 	}
 }
 

@@ -16,7 +16,7 @@ import (
 type probe struct {
 	Refuse  []string `toml:"refuse"`  // senders to reject at mail
 	Permit  string   `toml:"permit"`  // "reject" (default) or "none"
-	Verdict string   `toml:"verdict"` // at rcpt: what to answer; "findings": find at mail and rcpt, and tell the findings seen
+	Verdict string   `toml:"verdict"` // at rcpt: what to answer; "findings": find at mail and rcpt, and tell the findings seen; "user": tell the user at mail, rcpt and data
 }
 
 func (p *probe) Configure(c *sdk.Config) error {
@@ -35,8 +35,11 @@ func (p *probe) Mail(req *sdk.Request) sdk.Verdict {
 			return sdk.Reject(550, "5.7.1", "refused "+r)
 		}
 	}
-	if p.Verdict == "findings" {
+	switch p.Verdict {
+	case "findings":
 		return sdk.Continue().Finding("MAIL_SEEN", 1)
+	case "user":
+		return sdk.Continue().AddHeader("X-User", req.AuthenticatedUser)
 	}
 	return sdk.Continue()
 }
@@ -58,6 +61,8 @@ func (p *probe) Rcpt(req *sdk.Request) sdk.Verdict {
 		return sdk.Reject(250, "", "")
 	case p.Verdict == "findings":
 		return sdk.Continue().Finding("RCPT_SEEN", 0.5).AddHeader("X-Findings", seen(req))
+	case p.Verdict == "user":
+		return sdk.Continue().AddHeader("X-User", req.AuthenticatedUser)
 	case p.Verdict == "panic":
 		panic("probe panic")
 	case p.Verdict == "header":
@@ -79,8 +84,11 @@ func (p *probe) Data(req *sdk.Request) sdk.Verdict {
 	if err != nil {
 		size = errText(err)
 	}
-	if p.Verdict == "findings" {
+	switch p.Verdict {
+	case "findings":
 		return sdk.Continue().AddHeader("X-Findings", seen(req))
+	case "user":
+		return sdk.Continue().AddHeader("X-User", req.AuthenticatedUser)
 	}
 	return sdk.Continue().
 		AddHeader("X-Subject", subject).
@@ -216,6 +224,24 @@ func TestSessionFindings(t *testing.T) {
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("session:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// A session of the submission service (Envelope.AuthenticatedUser) names
+// the user from the mail stage on; one at the MX names none.
+func TestSessionAuthenticatedUser(t *testing.T) {
+	p := New(t, &probe{}, `verdict = "user"`)
+	for _, user := range []string{"alice", ""} {
+		steps := p.Session(Envelope{MailFrom: "info@ours.test", Rcpts: []string{"a@x.test"}, Message: []byte(message), AuthenticatedUser: user})
+		var got []string
+		for _, s := range steps {
+			got = append(got, s.String())
+		}
+		want := []string{"mail: continue; add header X-User: " + user, "rcpt <a@x.test>: continue; add header X-User: " + user,
+			"data: continue; add header X-User: " + user, "close: told"}
+		if strings.Join(got, "\n") != strings.Join(want, "\n") {
+			t.Errorf("session of %q:\n%s\nwant:\n%s", user, strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
 	}
 }
 

@@ -29,6 +29,11 @@ type Envelope struct {
 	// (abi.Request.Findings), and the plugin's own findings join them
 	// stage by stage, as the gateway adds them up.
 	Findings []abi.PluginFinding
+	// AuthenticatedUser is the user logged in to the submission service,
+	// as for mail our users send (abi.Request.AuthenticatedUser): a client
+	// logs in after EHLO, so every request from the mail stage on, close
+	// included, names the user. "" for mail arriving at the MX.
+	AuthenticatedUser string
 }
 
 // SessionID is the session ID of the requests Session sends.
@@ -108,6 +113,7 @@ func (p *Plugin) transaction(e Envelope, req *abi.Request, run func(abi.Stage) b
 	// A transaction starts at MAIL FROM: the gateway's findings of
 	// connect and helo are not part of it.
 	req.MailFrom, req.UTF8, req.Findings = e.MailFrom, e.UTF8, slices.Clone(e.Findings)
+	req.AuthenticatedUser = e.AuthenticatedUser
 	if run(abi.StageMail) {
 		return
 	}

@@ -33,6 +33,7 @@ type envelope struct {
 	clientIP, clientName, helo string
 	tls                        bool
 	from                       string
+	user                       string // logged in to the submission service; "" at the MX
 	rcpts                      []string
 	message                    []byte
 	auth                       abi.Auth
@@ -153,6 +154,7 @@ func pluginTest(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	fs.StringVar(&e.clientName, "client-name", "", "the client's verified reverse DNS `name`")
 	fs.StringVar(&e.helo, "helo", "client.example", "what the client says in EHLO")
 	fs.BoolVar(&e.tls, "tls", false, "the session is encrypted")
+	fs.StringVar(&e.user, "user", "", "the `name` the client logged in as, as on the submission service: requests from mail on carry it as authenticated_user (default: none, as at the MX)")
 	auth := fs.String("auth", "", "what the gateway found about the message, for the data stage: a comma-separated `list` of spf=, dkim=, arc=, dmarc= and dmarc.policy= results (default: not checked)")
 	files, err := parseWithArgs(fs, args, stdout)
 	if err != nil {
@@ -263,7 +265,7 @@ func runSession(e envelope, run func(*abi.Request, *plugin.Message) (refused boo
 	if req.Stage = abi.StageHelo; run(req, nil) {
 		return
 	}
-	req.MailFrom = e.from
+	req.MailFrom, req.AuthenticatedUser = e.from, e.user // a client logs in after EHLO
 	if req.Stage = abi.StageMail; run(req, nil) {
 		return
 	}

@@ -202,3 +202,75 @@ func TestChainPassesFindingsOn(t *testing.T) {
 		t.Errorf("the caller's request was changed: %+v", req.Findings)
 	}
 }
+
+// For makes each service's chain of the plugins whose services name it,
+// in order, and of the missing plugins likewise. A plugin in both is one
+// Plugin (one set of instances) and closes once, whichever chain closes
+// first; Loaded lists it once.
+func TestChainForServices(t *testing.T) {
+	h, _ := newHost(t)
+	spec := func(name string, services ...string) Spec {
+		s := scriptedSpec(t, name, "verdict = \"reject\"\ntext = \"refused by "+name+" for {authenticated_user}\"\npermit = [\"reject\"]")
+		s.Services = services
+		return s
+	}
+	mxOnly := load(t, h, spec("mx-only", "mx"))
+	subOnly := load(t, h, spec("sub-only", "submission"))
+	both := load(t, h, spec("both", "mx", "submission"))
+	gone := Missing{Name: "gone", Stages: abi.StageSetOf(abi.StageMail), Services: []string{"submission"}}
+	all := NewPartialChain([]Missing{gone}, mxOnly, subOnly, both)
+	mx, sub := all.For("mx"), all.For("submission")
+	if !reflect.DeepEqual(mx.Plugins(), []*Plugin{mxOnly, both}) || len(mx.Missing()) != 0 {
+		t.Errorf("mx chain: %v missing %v, want mx-only and both", mx.Plugins(), mx.Missing())
+	}
+	if !reflect.DeepEqual(sub.Plugins(), []*Plugin{subOnly, both}) || !reflect.DeepEqual(sub.Missing(), []Missing{gone}) {
+		t.Errorf("submission chain: %v missing %v, want sub-only and both, gone missing", sub.Plugins(), sub.Missing())
+	}
+	if got := Loaded(mx, sub); !reflect.DeepEqual(got, []*Plugin{mxOnly, both, subOnly}) {
+		t.Errorf("Loaded: %v, want each plugin once", got)
+	}
+	if !reflect.DeepEqual(both.Info().Services, []string{"mx", "submission"}) {
+		t.Errorf("Info().Services = %v", both.Info().Services)
+	}
+	// The submission chain's plugin sees the user at every stage and
+	// refuses there; the MX chain's first plugin is another.
+	msg := NewMessage([]byte("Subject: hi\r\n\r\nbody\r\n"))
+	for _, st := range []abi.Stage{abi.StageMail, abi.StageRcpt, abi.StageData} {
+		req := &abi.Request{Stage: st, SessionID: "s1", ClientIP: "127.0.0.1", MailFrom: "info@ours.test", Rcpt: "a@x.test", AuthenticatedUser: "alice"}
+		if o := sub.Run(context.Background(), req, msg); o.Action != abi.Reject || o.DecidedBy != "sub-only" ||
+			o.Reply.Message != "refused by sub-only for alice" || !reflect.DeepEqual(o.Skipped, skippedAt(st)) {
+			t.Errorf("submission chain at %s: %+v, want sub-only's refusal of alice", st, o)
+		}
+		req.AuthenticatedUser = ""
+		if o := mx.Run(context.Background(), req, msg); o.Action != abi.Reject || o.DecidedBy != "mx-only" || len(o.Skipped) != 0 {
+			t.Errorf("mx chain at %s: %+v, want mx-only's refusal", st, o)
+		}
+	}
+	// Closing the MX chain closes both, which the submission chain shares;
+	// closing that chain then closes sub-only, and both is not closed again.
+	if err := mx.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	req := &abi.Request{Stage: abi.StageMail, MailFrom: "info@ours.test", AuthenticatedUser: "alice"}
+	if _, err := both.handle(context.Background(), req); err != errClosed {
+		t.Errorf("both after the MX chain closed: %v, want it closed", err)
+	}
+	if v, err := subOnly.handle(context.Background(), req); err != nil || v.Action != abi.Reject {
+		t.Errorf("sub-only after the MX chain closed: %+v, %v, want it still answering", v, err)
+	}
+	if err := sub.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := subOnly.handle(context.Background(), req); err != errClosed {
+		t.Errorf("sub-only after the submission chain closed: %v, want it closed", err)
+	}
+}
+
+// skippedAt is what TestChainForServices' submission chain skips: the
+// missing plugin, at the mail stage only.
+func skippedAt(st abi.Stage) []string {
+	if st == abi.StageMail {
+		return []string{"gone"}
+	}
+	return nil
+}

@@ -7,7 +7,8 @@
 //
 // Keys: ip, from, to (comma-separated; at rcpt the first is the recipient
 // decided), name (a client name whose forward-confirmed lookup passed),
-// spf and dkim (domains for which they passed).
+// spf and dkim (domains for which they passed), user (the user logged in
+// to the submission service who sends it).
 package words
 
 import (
@@ -48,6 +49,8 @@ func Request(text string) (*sdk.Request, error) {
 			}
 		case "name":
 			req.ClientName, req.ClientNameResult = value, "pass"
+		case "user":
+			req.AuthenticatedUser = value
 		case "spf":
 			req.Auth.SPF = abi.SPF{Result: "pass", Domain: value}
 		case "dkim":

@@ -22,6 +22,11 @@ func TestRequest(t *testing.T) {
 	if err != nil || !reflect.DeepEqual(got, want) {
 		t.Errorf("data: %+v, %v; want %+v", got, err, want)
 	}
+	got, err = Request("mail ip=192.0.2.1 from=info@ours.test user=alice")
+	want = &sdk.Request{Stage: abi.StageMail, SessionID: "readme", ClientIP: "192.0.2.1", MailFrom: "info@ours.test", AuthenticatedUser: "alice"}
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Errorf("mail as a user: %+v, %v; want %+v", got, err, want)
+	}
 	for _, bad := range []string{"", "helo ip=1.2.3.4", "mail ip", "mail colour=red"} {
 		if _, err := Request(bad); err == nil {
 			t.Errorf("Request(%q) took it", bad)

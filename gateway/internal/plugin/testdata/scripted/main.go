@@ -24,8 +24,9 @@ type settings struct {
 	Destination string `toml:"destination"`
 	// Destinations, if set, are several (sdk.Verdict.WithDestinations).
 	Destinations []string `toml:"destinations"`
-	// Header is "Name: value" to add; {client_name}, {client_name_result}
-	// and {findings} (plugin:SYMBOL=score, ...) are the request's.
+	// Header is "Name: value" to add; {client_name}, {client_name_result},
+	// {authenticated_user} and {findings} (plugin:SYMBOL=score, ...) are
+	// the request's, in Text too.
 	Header       string   `toml:"header"`
 	Finding      string   `toml:"finding"`
 	FindingScore float64  `toml:"finding_score"` // default 1.5
@@ -69,6 +70,9 @@ func (p *scripted) verdict(req *sdk.Request) sdk.Verdict {
 		return v
 	}
 	s := p.s
+	expand := strings.NewReplacer("{client_name}", req.ClientName, "{client_name_result}", req.ClientNameResult,
+		"{authenticated_user}", req.AuthenticatedUser, "{findings}", findings(req))
+	s.Text = expand.Replace(s.Text)
 	var v sdk.Verdict
 	switch s.Verdict {
 	case "accept":
@@ -90,9 +94,7 @@ func (p *scripted) verdict(req *sdk.Request) sdk.Verdict {
 		v = v.WithDestinations(s.Destinations...)
 	}
 	if name, value, ok := strings.Cut(s.Header, ": "); ok {
-		value = strings.NewReplacer("{client_name}", req.ClientName, "{client_name_result}", req.ClientNameResult,
-			"{findings}", findings(req)).Replace(value)
-		v = v.AddHeader(name, value)
+		v = v.AddHeader(name, expand.Replace(value))
 	}
 	if s.Finding != "" {
 		score := s.FindingScore
