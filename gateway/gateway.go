@@ -21,6 +21,7 @@ import (
 
 	"github.com/sluice-mail/sluice/gateway/internal/acmecert"
 	"github.com/sluice-mail/sluice/gateway/internal/activity"
+	"github.com/sluice-mail/sluice/gateway/internal/admin"
 	"github.com/sluice-mail/sluice/gateway/internal/config"
 	"github.com/sluice-mail/sluice/gateway/internal/inbox"
 	"github.com/sluice-mail/sluice/gateway/internal/mtasts"
@@ -112,11 +113,19 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, level *slog.
 // fails to load is an error here, whatever its on_failure: a check is how
 // an operator finds out before mail does.
 func Check(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	_, err := CheckChain(ctx, cfg, log)
+	return err
+}
+
+// CheckChain is Check, and also describes the plugins it loaded, each
+// once with the services it runs in: what `sluice check` prints.
+func CheckChain(ctx context.Context, cfg *config.Config, log *slog.Logger) (admin.Chain, error) {
 	g, err := build(ctx, cfg, log, nil, true)
 	if err != nil {
-		return err
+		return admin.Chain{}, err
 	}
-	return g.Close()
+	chain := g.chainInfo()
+	return chain, g.Close()
 }
 
 func build(ctx context.Context, cfg *config.Config, log *slog.Logger, level *slog.LevelVar, strict bool) (*Gateway, error) {

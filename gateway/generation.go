@@ -348,6 +348,6 @@ func (g *Gateway) logins(cfg *config.Config) (*submission.Users, error) {
 		FailureWindow:      s.FailureWindow.D(),
 		KV:                 g.kv,
 		Logger:             g.log,
-		Metrics:            g.metrics.logins,
+		Metrics:            g.metrics.submission,
 	})
 }

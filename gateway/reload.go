@@ -21,7 +21,6 @@ import (
 	"github.com/sluice-mail/sluice/gateway/internal/config"
 	"github.com/sluice-mail/sluice/gateway/internal/login"
 	"github.com/sluice-mail/sluice/gateway/internal/metrics"
-	"github.com/sluice-mail/sluice/gateway/internal/plugin"
 	"github.com/sluice-mail/sluice/gateway/internal/queue"
 	"github.com/sluice-mail/sluice/gateway/internal/rediskv"
 	"github.com/sluice-mail/sluice/gateway/internal/submission"
@@ -51,7 +50,6 @@ type gatewayMetrics struct {
 	reportsDropped *prometheus.CounterVec
 	reportsSent    *prometheus.CounterVec
 	dsn            *prometheus.CounterVec
-	logins         *submission.Metrics // the submission service's, shared by every generation's users
 }
 
 func newGatewayMetrics() *gatewayMetrics {
@@ -59,7 +57,6 @@ func newGatewayMetrics() *gatewayMetrics {
 	f := promauto.With(r)
 	m := &gatewayMetrics{
 		registry: r,
-		logins:   submission.NewMetrics(r),
 		reloads: f.NewCounterVec(prometheus.CounterOpts{Name: "sluice_reloads_total",
 			Help: "Reloads of the configuration, by result: ok (the new generation serves) or failed (the old one still does)."}, []string{"result"}),
 		generation: f.NewGauge(prometheus.GaugeOpts{Name: "sluice_config_generation",
@@ -399,7 +396,7 @@ func (g *Gateway) chainInfo() admin.Chain {
 	}
 	defer gen.Release()
 	c := admin.Chain{Generation: gen.N, OpenGenerations: g.gens.Open(), Plugins: []admin.Plugin{}}
-	for _, p := range plugin.Loaded(gen.Chain, gen.SubmissionChain) {
+	for _, p := range gen.Chain.Loaded() { // every service's, each once
 		i := p.Info()
 		c.Plugins = append(c.Plugins, admin.Plugin{
 			Name:         i.Name,

@@ -116,7 +116,8 @@ per = "1h"
 		}
 	}
 
-	// The admin listener lists every plugin once, with its services.
+	// The admin listener lists every plugin once, in gateway.toml's
+	// order, with its services.
 	chain := func() admin.Chain {
 		t.Helper()
 		resp, err := http.Get("http://" + e.gw.AdminAddr() + "/admin/chain")
@@ -134,7 +135,7 @@ per = "1h"
 	for _, p := range chain().Plugins {
 		services = append(services, p.Name+":"+strings.Join(p.Services, ","))
 	}
-	want := []string{"router:mx", "mx-tag:mx", "both-tag:mx,submission", "submission-tag:submission", "ratelimit:submission"}
+	want := []string{"router:mx", "mx-tag:mx", "submission-tag:submission", "both-tag:mx,submission", "ratelimit:submission"}
 	if !reflect.DeepEqual(services, want) {
 		t.Errorf("/admin/chain: %v, want %v", services, want)
 	}

@@ -3,11 +3,15 @@ package gateway_test
 import (
 	"crypto/tls"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
@@ -225,5 +229,74 @@ func TestSubmissionTwoDomains(t *testing.T) {
 	a, b := waitDeliveries(t, e.dest, 1), waitDeliveries(t, e.dest2, 1)
 	if a[0].from != "info@custom.test" || b[0].from != "info@custom.test" || b[0].to[0] != "you@dest2.test" {
 		t.Errorf("dest.test received %+v, dest2.test %+v", a, b)
+	}
+}
+
+// A reload changes the users for the next session: a user removed can
+// no longer log in, one added can, without a restart.
+func TestSubmissionUsersReload(t *testing.T) {
+	e := startSubmission(t, "", envOptions{})
+	hash, err := login.HashBcrypt("bob's password")
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice := regexp.MustCompile(`name = "alice"\npassword_hash = "[^"]*"\nsenders = \[[^\]]*\]\n`)
+	edited := alice.ReplaceAllLiteralString(e.cfgText, fmt.Sprintf("name = \"bob\"\npassword_hash = %q\nsenders = [\"*@ours.test\"]\n", hash))
+	if edited == e.cfgText {
+		t.Fatal("no user alice in the configuration")
+	}
+	if err := os.WriteFile(e.cfgPath, []byte(edited), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, a := postReload(t, e); code != 200 || !a.OK || len(a.NotApplied) != 0 {
+		t.Fatalf("reload: %d %+v", code, a)
+	}
+	c := tlsClient(t, e.subAddr)
+	wantReply(t, "alice after the reload", c.Auth(sasl.NewPlainClient("", subUser, subPassword)), 535, smtp.EnhancedCode{5, 7, 8}, "")
+	if err := c.Auth(sasl.NewPlainClient("", "bob", "bob's password")); err != nil {
+		t.Fatalf("bob after the reload: %v", err)
+	}
+	wantReply(t, "bob as info@custom.test", c.Mail("info@custom.test", nil), 553, smtp.EnhancedCode{5, 7, 1}, "<bob> may not send as <info@custom.test>")
+}
+
+// Failed logins past max_failures_per_ip make the next wait: 454 4.7.0,
+// even with the right password, which the session passes on.
+func TestSubmissionThrottled(t *testing.T) {
+	e := startSubmission(t, "max_failures_per_ip = 2", envOptions{})
+	c := tlsClient(t, e.subAddr)
+	for range 2 {
+		wantReply(t, "wrong password", c.Auth(sasl.NewPlainClient("", subUser, "wrong")), 535, smtp.EnhancedCode{5, 7, 8}, "")
+	}
+	wantReply(t, "after two failures", c.Auth(sasl.NewPlainClient("", subUser, subPassword)), 454, smtp.EnhancedCode{4, 7, 0}, "")
+}
+
+// The submission service counts its connections apart from the MX's,
+// against the same [smtp] limits; one over them on the implicit TLS
+// port is closed, since its client cannot read a reply in clear text.
+func TestSubmissionConnectionLimits(t *testing.T) {
+	e := startSubmission(t, "", envOptions{smtp: "max_connections_per_ip = 1\n"})
+	mx := rawConn(t, e.addr, "127.0.0.1")
+	sub := rawConn(t, e.subAddr, "127.0.0.1")
+	if !strings.HasPrefix(mx.lastLine, "220") || !strings.HasPrefix(sub.lastLine, "220") {
+		t.Fatalf("one connection to each service: %q, %q, want 220 each", mx.lastLine, sub.lastLine)
+	}
+	if got := rawConn(t, e.subAddr, "127.0.0.1").lastLine; !strings.HasPrefix(got, "421 4.7.0") {
+		t.Errorf("a second submission connection: %q, want 421 4.7.0", got)
+	}
+	c, err := net.Dial("tcp", e.subTLSAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if got, err := io.ReadAll(c); len(got) > 0 || err != nil {
+		t.Errorf("a third submission connection, on the implicit TLS port: read %q, %v; want it closed with nothing written", got, err)
+	}
+	m := scrape(t, e)
+	if got := m[`sluice_submission_connections_refused_total{reason="max_connections_per_ip"}`]; got != 2 {
+		t.Errorf("submission connections refused: %v, want 2", got)
+	}
+	if got := m[`sluice_connections_refused_total{reason="max_connections_per_ip"}`]; got != 0 {
+		t.Errorf("MX connections refused: %v, want 0", got)
 	}
 }

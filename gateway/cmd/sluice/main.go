@@ -23,6 +23,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"strings"
 	"syscall"
 	"time"
 
@@ -234,13 +235,19 @@ func check(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Wr
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	if err := gateway.Check(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
+	chain, err := gateway.CheckChain(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
 		var errs config.Errors
 		if !errors.As(err, &errs) {
 			err = fmt.Errorf("%s: %v", *file, err)
 		}
 		fmt.Fprintln(stderr, err)
 		return 1
+	}
+	// Where each plugin runs: a plugin left on the MX only by default
+	// does not run on the mail users submit, which is worth seeing.
+	for _, p := range chain.Plugins {
+		fmt.Fprintf(stdout, "plugin %s: services %s; stages %s\n", p.Name, strings.Join(p.Services, ", "), strings.Join(p.Stages, ", "))
 	}
 	fmt.Fprintf(stdout, "%s: OK\n", *file)
 	return 0

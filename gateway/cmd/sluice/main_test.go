@@ -64,8 +64,10 @@ func TestCheckGolden(t *testing.T) {
 			var stdout, stderr bytes.Buffer
 			code := run(context.Background(), []string{"check", "-c", cfg}, nil, &stdout, &stderr)
 			if name == "ok.toml" {
-				if code != 0 || !strings.HasSuffix(stdout.String(), ": OK\n") {
-					t.Fatalf("check of a good config: exit %d, %s%s", code, stdout.String(), stderr.String())
+				// Each plugin with where it runs, then OK.
+				want := "plugin router: services mx; stages rcpt\nplugin outbound: services mx, submission; stages rcpt\n" + cfg + ": OK\n"
+				if code != 0 || stdout.String() != want {
+					t.Fatalf("check of a good config: exit %d, %s%s; want %s", code, stdout.String(), stderr.String(), want)
 				}
 				return
 			}

@@ -92,7 +92,7 @@ func testServer(t *testing.T, store Store) *httptest.Server {
 	srv := httptest.NewServer(Handler(Config{
 		Store: store,
 		Chain: func() admin.Chain {
-			return admin.Chain{Generation: generation, OpenGenerations: 1, Plugins: []admin.Plugin{{Name: "dmarc", Path: "plugins/dmarc.wasm", SHA256: "ab12cd34", Stages: []string{"data"}, Instances: 2}}}
+			return admin.Chain{Generation: generation, OpenGenerations: 1, Plugins: []admin.Plugin{{Name: "dmarc", Path: "plugins/dmarc.wasm", SHA256: "ab12cd34", Stages: []string{"data"}, Instances: 2, Services: []string{"mx", "submission"}}}}
 		},
 		Reload: func(context.Context) ([]string, error) {
 			calls++

@@ -245,7 +245,7 @@ func TestDetailPage(t *testing.T) {
 	}
 }
 
-// The chain page lists each plugin with its hash, and a reload form that
+// The chain page lists each plugin with its hash and services, and a reload form that
 // posts the CSRF token; the reload shows its errors (422) or the new
 // generation.
 func TestChainPage(t *testing.T) {
@@ -253,6 +253,9 @@ func TestChainPage(t *testing.T) {
 	doc := getPage(t, srv, "/chain", http.StatusOK)
 	if c := findAll(doc, "code", "class=hash"); len(c) != 1 || text(c[0]) != "ab12cd34" {
 		t.Errorf("no hash of the plugin")
+	}
+	if row := findAll(doc, "tr"); len(row) != 2 || !strings.Contains(text(row[1]), "mx, submission") {
+		t.Errorf("no services of the plugin")
 	}
 	forms := findAll(doc, "form", "action=/chain/reload")
 	if len(forms) != 1 || attr(forms[0], "method") != "post" || len(findAll(forms[0], "input", "name=csrf", "value=tok3n")) != 1 {

@@ -1,6 +1,7 @@
 package dmarc
 
 import (
+	"slices"
 	"strings"
 	"testing"
 )
@@ -60,5 +61,27 @@ func TestFromDomainErrors(t *testing.T) {
 				t.Fatalf("FromDomain = %q, %v; want an error saying %q", got, err, c.want)
 			}
 		})
+	}
+}
+
+// FromAddresses takes every address of every From field, and fails only
+// when there is none, or a field is not an address list.
+func TestFromAddresses(t *testing.T) {
+	for _, c := range []struct {
+		header string
+		want   []string
+		err    string
+	}{
+		{"From: Info <info@custom.test>\r\n", []string{"info@custom.test"}, ""},
+		{"From: a@x.test, \"B\" <b@y.test>\r\nSubject: s\r\n", []string{"a@x.test", "b@y.test"}, ""},
+		{"From: a@x.test\r\nFrom: b@y.test\r\n", []string{"a@x.test", "b@y.test"}, ""},
+		{"Subject: s\r\n", nil, "no From field"},
+		{"From: \r\n", nil, "not an address list"},
+		{"From: not an address\r\n", nil, "not an address list"},
+	} {
+		got, err := FromAddresses([]byte(c.header))
+		if !slices.Equal(got, c.want) || (err == nil) != (c.err == "") || err != nil && !strings.Contains(err.Error(), c.err) {
+			t.Errorf("FromAddresses(%q) = %q, %v; want %q, %q", c.header, got, err, c.want, c.err)
+		}
 	}
 }

@@ -16,6 +16,7 @@ type Chain struct {
 	plugins []*Plugin
 	missing []Missing
 	stages  abi.StageSet // every stage some plugin is called at, or would be but is missing
+	loaded  []*Plugin    // made by For: the plugins of every service (Loaded)
 }
 
 // Missing is a plugin left out of a chain because it failed to load and
@@ -75,22 +76,19 @@ func (c *Chain) For(service string) *Chain {
 			missing = append(missing, m)
 		}
 	}
-	return NewPartialChain(missing, plugins...)
+	sub := NewPartialChain(missing, plugins...)
+	sub.loaded = c.Loaded()
+	return sub
 }
 
-// Loaded returns the plugins of the chains, each once however many of
-// them share it, in the order first seen: what runs, for listings and
-// anything counted per plugin.
-func Loaded(chains ...*Chain) []*Plugin {
-	var all []*Plugin
-	for _, c := range chains {
-		for _, p := range c.plugins {
-			if !slices.Contains(all, p) {
-				all = append(all, p)
-			}
-		}
+// Loaded returns every plugin loaded with the chain: for a chain made by
+// For, also those of the other services, each once, in the order of the
+// chain For was called on (gateway.toml's). What runs, for listings.
+func (c *Chain) Loaded() []*Plugin {
+	if c.loaded != nil {
+		return c.loaded
 	}
-	return all
+	return c.plugins
 }
 
 // Close closes every plugin of the chain.

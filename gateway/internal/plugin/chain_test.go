@@ -206,7 +206,7 @@ func TestChainPassesFindingsOn(t *testing.T) {
 // For makes each service's chain of the plugins whose services name it,
 // in order, and of the missing plugins likewise. A plugin in both is one
 // Plugin (one set of instances) and closes once, whichever chain closes
-// first; Loaded lists it once.
+// first; Loaded lists every plugin once, in order.
 func TestChainForServices(t *testing.T) {
 	h, _ := newHost(t)
 	spec := func(name string, services ...string) Spec {
@@ -226,8 +226,10 @@ func TestChainForServices(t *testing.T) {
 	if !reflect.DeepEqual(sub.Plugins(), []*Plugin{subOnly, both}) || !reflect.DeepEqual(sub.Missing(), []Missing{gone}) {
 		t.Errorf("submission chain: %v missing %v, want sub-only and both, gone missing", sub.Plugins(), sub.Missing())
 	}
-	if got := Loaded(mx, sub); !reflect.DeepEqual(got, []*Plugin{mxOnly, both, subOnly}) {
-		t.Errorf("Loaded: %v, want each plugin once", got)
+	for _, c := range []*Chain{mx, sub} {
+		if got := c.Loaded(); !reflect.DeepEqual(got, []*Plugin{mxOnly, subOnly, both}) {
+			t.Errorf("Loaded: %v, want each plugin once, in order", got)
+		}
 	}
 	if !reflect.DeepEqual(both.Info().Services, []string{"mx", "submission"}) {
 		t.Errorf("Info().Services = %v", both.Info().Services)

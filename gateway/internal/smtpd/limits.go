@@ -88,6 +88,12 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		if limit := l.admit(lc); limit != "" {
 			reply := l.refusal(limit, lc.ip)
 			l.refused(limit, lc.ip, reply)
+			if l.implicitTLS {
+				// A client that speaks TLS from its first byte cannot
+				// read a reply in clear text: it is only closed.
+				c.Close()
+				continue
+			}
 			go refuse(c, formatReply(reply))
 			continue
 		}

@@ -313,6 +313,11 @@ func (s *session) rcpt(to string) (decider, error) {
 		return byHost, &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 6, 7}, Message: "Non-ASCII address without SMTPUTF8"}
 	}
 	var bounceTo string
+	if s.srv.cfg.Submission && s.user == "" {
+		// Not reached (MAIL needs a login, RCPT needs MAIL), but the
+		// only thing between anyone and an open relay: checked again.
+		return byHost, &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "Authentication required"}
+	}
 	if !s.srv.cfg.Submission {
 		// A logged-in user may send anywhere: relay protection and SRS
 		// bounces are the MX's.

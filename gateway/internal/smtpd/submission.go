@@ -220,5 +220,34 @@ func (s *session) submissionReceived() []byte {
 // submissionResults is the Authentication-Results of submitted mail
 // (RFC 8601 §2.7.4): the user who logged in.
 func (s *session) submissionResults(recorded []string) string {
-	return strings.Join(append([]string{"auth=pass smtp.auth=" + s.user}, recorded...), "; ")
+	return strings.Join(append([]string{"auth=pass smtp.auth=" + pvalue(s.user)}, recorded...), "; ")
+}
+
+// pvalue is a user name as RFC 8601's pvalue: as it is when it is made of
+// what a token or an address may hold, else a quoted-string (RFC 2045),
+// without control characters, which a name in gateway.toml may have.
+func pvalue(name string) string {
+	plain := name != ""
+	for _, r := range name {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune(".-_+@", r)) {
+			plain = false
+			break
+		}
+	}
+	if plain {
+		return name
+	}
+	var b strings.Builder
+	b.WriteByte('"')
+	for _, r := range name {
+		switch {
+		case r < ' ' || r == 0x7f:
+			continue
+		case r == '"' || r == '\\':
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	b.WriteByte('"')
+	return b.String()
 }

@@ -52,7 +52,8 @@ type Config struct {
 	// Metrics count the logins; nil counts nothing. Made once per
 	// process and shared by every generation's Users.
 	Metrics *Metrics
-	// Now is the clock of the verification cache; nil means time.Now.
+	// Now is the clock of the verification cache and of the throttled
+	// error lines; nil means time.Now.
 	Now func() time.Time
 }
 
@@ -81,6 +82,8 @@ type Users struct {
 	// 64 MiB each, so a flood of logins must not run them all at once.
 	verifying chan struct{}
 	cache     *cache
+	kvErrors  errorLog
+	now       func() time.Time
 }
 
 // New checks the users' hashes and returns them.
@@ -104,7 +107,11 @@ func New(c Config) (*Users, error) {
 	if u.log == nil {
 		u.log = slog.New(slog.DiscardHandler)
 	}
-	cache, err := newCache(c.Now)
+	u.now = c.Now
+	if u.now == nil {
+		u.now = time.Now
+	}
+	cache, err := newCache(u.now)
 	if err != nil {
 		return nil, err
 	}
@@ -144,7 +151,7 @@ func (u *Users) Authenticate(ctx context.Context, client netip.Addr, name, passw
 	ipKey, userKey := clientKey(client), userKey(name)
 	throttled, err := u.throttled(ctx, ipKey, userKey)
 	if err != nil {
-		u.log.Error("submission login not checked: the failure counters cannot be read", "client", client.String(), "user", name, "error", err)
+		u.kvFailed("submission login not checked: the failure counters cannot be read", client, name, err)
 		u.metrics.count(resultError)
 		return errTemporary
 	}
@@ -173,7 +180,7 @@ func (u *Users) Authenticate(ctx context.Context, client netip.Addr, name, passw
 	if err := u.countFailure(ctx, client, name, ipKey, userKey); err != nil {
 		// Uncounted, the failure would not throttle: say so, and
 		// answer as for any failure of ours.
-		u.log.Error("submission login failure not counted", "client", client.String(), "user", name, "error", err)
+		u.kvFailed("submission login failure not counted", client, name, err)
 		return errTemporary
 	}
 	return errInvalid
@@ -250,6 +257,35 @@ func (u *Users) verify(ctx context.Context, name, password string) (bool, error)
 	return ok && known, nil
 }
 
+// kvLogEvery is how often a failing KV is logged: while Redis is down
+// every login fails alike, each is counted
+// (sluice_submission_logins_total{result="error"}), and a line for each
+// would let anyone fill the log.
+const kvLogEvery = 10 * time.Second
+
+// errorLog throttles the lines of a failing KV.
+type errorLog struct {
+	mu     sync.Mutex
+	last   time.Time
+	missed int // failures not logged since last
+}
+
+// kvFailed logs a failure of the KV, at most once in kvLogEvery.
+func (u *Users) kvFailed(msg string, client netip.Addr, name string, err error) {
+	l := &u.kvErrors
+	now := u.now()
+	l.mu.Lock()
+	if !l.last.IsZero() && now.Sub(l.last) < kvLogEvery {
+		l.missed++
+		l.mu.Unlock()
+		return
+	}
+	missed := l.missed
+	l.last, l.missed = now, 0
+	l.mu.Unlock()
+	u.log.Error(msg, "client", client.String(), "user", name, "error", err, "failures_not_logged", missed)
+}
+
 // clientKey is the counter of a client: its IPv4 address, or its IPv6
 // /64, as a host is given a whole /64 and can use any address in it.
 func clientKey(a netip.Addr) string {
@@ -324,9 +360,6 @@ type cache struct {
 }
 
 func newCache(now func() time.Time) (*cache, error) {
-	if now == nil {
-		now = time.Now
-	}
 	key := make([]byte, 32)
 	if _, err := rand.Read(key); err != nil {
 		return nil, err

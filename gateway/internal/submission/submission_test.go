@@ -282,7 +282,8 @@ func TestKVDown(t *testing.T) {
 	}
 	t.Cleanup(kv.Close)
 	m := NewMetrics(prometheus.NewRegistry())
-	u := newUsers(t, Config{KV: kv, Metrics: m}, nil)
+	var log bytes.Buffer
+	u := newUsers(t, Config{KV: kv, Metrics: m, Logger: slog.New(slog.NewTextHandler(&log, nil))}, nil)
 	if err := u.Authenticate(ctx, ip("192.0.2.1"), "bob", "bob-pw"); err != nil {
 		t.Fatalf("with Redis up: %v", err)
 	}
@@ -296,6 +297,10 @@ func TestKVDown(t *testing.T) {
 	}
 	if n := testutil.ToFloat64(m.logins.WithLabelValues(resultError)); n != 2 {
 		t.Errorf("errors counted: %v, want 2", n)
+	}
+	// Logged once in kvLogEvery, not for each login.
+	if n := strings.Count(log.String(), "level=ERROR"); n != 1 {
+		t.Errorf("%d error lines, want 1:\n%s", n, log.String())
 	}
 }
 
