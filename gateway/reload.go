@@ -43,9 +43,10 @@ type gatewayMetrics struct {
 	acmeFailures *prometheus.CounterVec
 	stsFetches   *prometheus.CounterVec
 	stsNotWaited prometheus.Counter
-	queue        *queue.Metrics    // read the queue once Listen opened it
-	activity     *activity.Metrics // read the console's store once Listen opened it
-	redisKV      *rediskv.Metrics  // the key-value store's calls to Redis, when [cluster] has it
+	queue        *queue.Metrics      // read the queue once Listen opened it
+	activity     *activity.Metrics   // read the console's store once Listen opened it
+	redisKV      *rediskv.Metrics    // the key-value store's calls to Redis, when [cluster] has it
+	submission   *submission.Metrics // logins to the submission service, shared by every generation's users
 	// reportsDropped and reportsSent are the DMARC and TLS reports'.
 	reportsDropped *prometheus.CounterVec
 	reportsSent    *prometheus.CounterVec
@@ -95,6 +96,7 @@ func newGatewayMetrics() *gatewayMetrics {
 	m.queue = queue.NewMetrics(r)
 	m.activity = activity.NewMetrics(r)
 	m.redisKV = rediskv.NewMetrics(r)
+	m.submission = submission.NewMetrics(r)
 	m.dsn = newDSNCounter(r)
 	m.reloads.WithLabelValues("ok")
 	m.reloads.WithLabelValues("failed")

@@ -166,3 +166,20 @@ func TestPluginCommandUsage(t *testing.T) {
 		t.Errorf("sluice plugin frobnicate: exit %d", code)
 	}
 }
+
+// --user runs the session as the submission service would for a user
+// logged in: every request from mail on names the user.
+func TestPluginTestUser(t *testing.T) {
+	wasm := wasmbuild.ForTest(t, "./gateway/internal/plugin/testdata/scripted")
+	cfg := writeFile(t, "scripted.toml", "permit = [\"add_headers\"]\nheader = \"X-User: [{authenticated_user}]\"\n")
+	code, out, errOut := pluginTestRun(t, "", wasm, "--config", cfg, "--user", "alice")
+	for _, want := range []string{"helo: continue; add header X-User: []", "mail: continue; add header X-User: [alice]",
+		"data: continue; add header X-User: [alice]"} {
+		if code != exitPassed || !strings.Contains(out, want+"\n") {
+			t.Errorf("--user alice: exit %d, printed %q%s; want a line %q", code, out, errOut, want)
+		}
+	}
+	if _, out, _ := pluginTestRun(t, "", wasm, "--config", cfg); !strings.Contains(out, "mail: continue; add header X-User: []\n") {
+		t.Errorf("without --user: printed %q, want no user", out)
+	}
+}
