@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -71,6 +72,18 @@ func TestDemoWithTheRealBinary(t *testing.T) {
 				if _, err := os.Stat(filepath.Join(dir, "var/queue", id+".eml")); err != nil {
 					t.Errorf("README.md:%d: the queued message %s is not in var/queue: %v", c.line, id, err)
 				}
+			}
+			continue
+		}
+		if c.args[0] == "swaks" {
+			out := demoSwaks(t, d, c.args)
+			shown.WriteString(c.want)
+			if missing := linesMissing(storedAs.ReplaceAllString(out, "Stored as X.eml"), storedAs.ReplaceAllString(c.want, "Stored as X.eml")); missing != "" {
+				t.Errorf("README.md:%d: swaks printed\n%s\nwithout the line the README shows\n%s", c.line, out, missing)
+			}
+			if m := storedAs.FindStringSubmatch(out); m != nil {
+				stored = append(stored, m[1])
+				serve.waitLog(m[1])
 			}
 			continue
 		}
@@ -159,6 +172,31 @@ func TestDemoWithTheRealBinary(t *testing.T) {
 		t.Errorf("the message to team@your-domain.test went to the capture inbox for other than me@inbox.test alone:\n%.300s", team)
 	}
 
+	// The message sent as info@ with swaks left as the user's own: no SRS,
+	// signed with your-domain.test's keys, both verified.
+	if len(stored) < 6 {
+		t.Fatalf("the README's sends stored %d messages, want a 6th, sent as info@your-domain.test with swaks", len(stored))
+	}
+	sent := readInbox(t, dir, stored[5])
+	for _, want := range []string{"Return-Path: <info@your-domain.test>\n", "\nDelivered-To: friend@inbox.test\n", "\nFrom: info@your-domain.test\n",
+		"\nAuthentication-Results: mx.your-domain.test; auth=pass smtp.auth=me\n", " with ESMTPSA id ", " tls TLS_"} {
+		if !strings.Contains(sent, want) {
+			t.Errorf("the message sent with swaks lacks %q:\n%.1500s", want, sent)
+		}
+	}
+	raw, _ := os.ReadFile(filepath.Join(dir, "var/inbox", stored[5]))
+	vs, err = msgdkim.VerifyWithOptions(bytes.NewReader(raw), &msgdkim.VerifyOptions{
+		LookupTXT: func(name string) ([]string, error) { return []string{txt[name+"."]}, nil },
+	})
+	if err != nil || len(vs) != 2 {
+		t.Fatalf("DKIM of the message sent with swaks: %d signatures, %v", len(vs), err)
+	}
+	for _, v := range vs {
+		if v.Err != nil || v.Domain != "your-domain.test" {
+			t.Errorf("DKIM signature of the message sent with swaks: d=%s, %v; want a valid one by your-domain.test", v.Domain, v.Err)
+		}
+	}
+
 	// The console's demo login is the one the README gives.
 	demoLogin(t, d.adminAddr, readme)
 
@@ -234,6 +272,7 @@ func TestDemoWithGreylisting(t *testing.T) {
 // directory.
 type demo struct {
 	bin, dir, smtpAddr string
+	submitAddr         string // the submission listener (STARTTLS), the README's 127.0.0.1:5587
 	httpsAddr          string // the HTTPS listener, for the MTA-STS policy
 	adminAddr          string // the admin listener, which sluice queue asks
 	serve              *served
@@ -265,15 +304,19 @@ func startDemo(t *testing.T, extra string) *demo {
 		t.Fatal(err)
 	}
 	smtpAddr, inboxAddr, httpsAddr, adminAddr := freeport.Addr(t), freeport.Addr(t), freeport.Addr(t), freeport.Addr(t)
+	submitAddr, submitTLSAddr := freeport.Addr(t), freeport.Addr(t)
 	_, inboxPort, _ := net.SplitHostPort(inboxAddr)
 	cfg := strings.NewReplacer(
 		`"127.0.0.1:2525"`, `"`+smtpAddr+`"`,
 		`"127.0.0.1:2526"`, `"`+inboxAddr+`"`,
 		`"127.0.0.1:8443"`, `"`+httpsAddr+`"`,
+		`"127.0.0.1:5587"`, `"`+submitAddr+`"`,
+		`"127.0.0.1:5465"`, `"`+submitTLSAddr+`"`,
 		"port = 2526", "port = "+inboxPort,
 		"[log]", "[wasm]\ncache_dir = \""+wasmbuild.CacheDirForTest()+"\"\n[admin]\nlisten = \""+adminAddr+"\"\n[log]",
 	).Replace(string(src))
-	if strings.Count(cfg, smtpAddr) != 1 || strings.Count(cfg, inboxAddr) != 1 || strings.Count(cfg, httpsAddr) != 1 {
+	if strings.Count(cfg, smtpAddr) != 1 || strings.Count(cfg, inboxAddr) != 1 || strings.Count(cfg, httpsAddr) != 1 ||
+		strings.Count(cfg, submitAddr) != 1 || strings.Count(cfg, submitTLSAddr) != 1 {
 		t.Fatal("gateway.toml no longer has the demo's addresses; update this test")
 	}
 	// Every plugin the demo names, built from source.
@@ -294,7 +337,7 @@ func startDemo(t *testing.T, extra string) *demo {
 	}
 	serve := startServe(t, bin, cfgPath)
 	serve.waitLog("dev inbox listening")
-	return &demo{bin: bin, dir: dir, smtpAddr: smtpAddr, httpsAddr: httpsAddr, adminAddr: adminAddr, serve: serve, txt: txt}
+	return &demo{bin: bin, dir: dir, smtpAddr: smtpAddr, submitAddr: submitAddr, httpsAddr: httpsAddr, adminAddr: adminAddr, serve: serve, txt: txt}
 }
 
 var (
@@ -305,7 +348,8 @@ var (
 // tryItCommand is a command of the README's Try it: `bin/sluice send ...`
 // or `bin/sluice queue ...` (its arguments after bin/sluice, and a
 // here-document as its input),
-// `cat var/inbox/...` or `curl -sk --resolve NAME:PORT:IP URL`, with the
+// `cat var/inbox/...`, `swaks --server 127.0.0.1:5587 ...` (the demo's
+// submission listener) or `curl -sk --resolve NAME:PORT:IP URL`, with the
 // lines the README shows after it.
 type tryItCommand struct {
 	line  int
@@ -349,11 +393,15 @@ func readTryIt(t *testing.T, path string) []tryItCommand {
 			}
 			cmds = append(cmds, tryItCommand{line: n, args: args})
 			cmd = &cmds[len(cmds)-1]
+		case strings.HasPrefix(line, "$ swaks --server 127.0.0.1:5587 "):
+			args := strings.Fields(strings.TrimPrefix(line, "$ "))
+			cmds = append(cmds, tryItCommand{line: n, args: args})
+			cmd = &cmds[len(cmds)-1]
 		case strings.HasPrefix(line, "$ curl -sk --resolve "):
 			cmds = append(cmds, tryItCommand{line: n, args: strings.Fields(strings.TrimPrefix(line, "$ "))})
 			cmd = &cmds[len(cmds)-1]
 		case strings.HasPrefix(line, "$ "):
-			t.Fatalf("README.md:%d: %q: the test runs only bin/sluice send, bin/sluice queue, cat var/inbox/ and curl -sk --resolve", n, line)
+			t.Fatalf("README.md:%d: %q: the test runs only bin/sluice send, bin/sluice queue, cat var/inbox/, swaks --server 127.0.0.1:5587 and curl -sk --resolve", n, line)
 		case cmd == nil:
 		case heredoc && line == "EOF":
 			heredoc = false
@@ -398,6 +446,40 @@ func demoFetch(t *testing.T, addr string, args []string) string {
 		t.Fatalf("GET %s: %s, %v", u, resp.Status, err)
 	}
 	return strings.ReplaceAll(string(body), "\r\n", "\n")
+}
+
+// demoSwaks runs the README's swaks command (args) against the demo's
+// submission listener, and returns what it printed with that listener's
+// address shown as the README's.
+func demoSwaks(t *testing.T, d *demo, args []string) string {
+	t.Helper()
+	if _, err := os.Stat("/usr/bin/swaks"); err != nil {
+		t.Fatal("swaks is missing: apt-get install -y swaks")
+	}
+	args = slices.Clone(args)
+	args[2] = d.submitAddr
+	out, _ := exec.Command("/usr/bin/swaks", args[1:]...).CombinedOutput()
+	return strings.ReplaceAll(string(out), d.submitAddr, "127.0.0.1:5587")
+}
+
+// linesMissing returns the first line of shown, but for "..." lines,
+// that is not a line of out after the line before it; "" if all are.
+func linesMissing(out, shown string) string {
+	lines := strings.Split(out, "\n")
+	i := 0
+	for _, want := range strings.Split(strings.TrimSuffix(shown, "\n"), "\n") {
+		if want == "..." {
+			continue
+		}
+		for i < len(lines) && strings.TrimRight(lines[i], "\r") != want {
+			i++
+		}
+		if i == len(lines) {
+			return want
+		}
+		i++
+	}
+	return ""
 }
 
 // demoQueue runs `bin/sluice queue ARGS` against the demo's admin listener
@@ -463,7 +545,8 @@ func xFields(shown string) []string {
 
 // receivedFields returns the Received fields among the lines the README
 // shows, as patterns for a whole line of readInbox's text: the id and the
-// date, which change with each message, match any.
+// date, which change with each message, match any, as does "..." (text
+// the README leaves out).
 func receivedFields(shown string) []*regexp.Regexp {
 	var out []*regexp.Regexp
 	for _, line := range strings.Split(strings.NewReplacer("\n ", " ", "\n\t", " ").Replace(shown), "\n") {
@@ -471,6 +554,7 @@ func receivedFields(shown string) []*regexp.Regexp {
 			p := regexp.QuoteMeta(line)
 			p = receivedID.ReplaceAllString(p, " id [0-9a-f]+")
 			p = receivedDate.ReplaceAllString(p, "; [^\n]+")
+			p = strings.ReplaceAll(p, `\.\.\.`, "[^\n]*")
 			out = append(out, regexp.MustCompile("\n"+p+"\n"))
 		}
 	}

@@ -197,6 +197,22 @@ func (b *builder) add(r Record) {
 	s.Records = append(s.Records, r)
 }
 
+// submitsAs reports whether a user of the submission service may send as
+// an address at domain d.
+func submitsAs(c *config.Config, d string) bool {
+	if !c.Submission.Enabled() {
+		return false
+	}
+	for _, u := range c.Submission.Users {
+		for _, s := range u.Senders {
+			if strings.HasSuffix(s, "@"+d) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // domain adds the records of one served domain.
 func (b *builder) domain(d string) error {
 	c := b.c
@@ -211,8 +227,17 @@ func (b *builder) domain(d string) error {
 	// is what tells receivers to act. Change it to -all once every
 	// sender is listed.
 	comment := "who may send with an envelope sender at " + d
+	var uses []string
 	if d == c.SRS.Domain {
-		comment += ", as Sluice does for forwarded mail (SRS)"
+		uses = append(uses, "for forwarded mail (SRS)")
+	}
+	if submitsAs(c, d) {
+		// Submitted mail keeps the user's address as its envelope
+		// sender, and leaves from the same addresses as forwarded mail.
+		uses = append(uses, "for mail its users send as "+d+" ([submission])")
+	}
+	if len(uses) > 0 {
+		comment += ", as Sluice does " + strings.Join(uses, " and ")
 	}
 	b.spf(d, "~all", comment+"; ~all: add any other service that sends for "+d+", then -all")
 	if err := b.dkim(d); err != nil {

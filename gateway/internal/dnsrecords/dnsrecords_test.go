@@ -308,3 +308,36 @@ func TestBuildReportConsent(t *testing.T) {
 		t.Errorf("consent records %v, want %v", names, want)
 	}
 }
+
+// A domain the submission service's users send as says so in its SPF
+// record's comment: its addresses are the ones the destination checks for
+// that mail too (no SRS). A domain no user sends as does not.
+func TestBuildSPFCommentForSubmission(t *testing.T) {
+	c, _ := loadConfig(t, base+`
+[[relay.source]]
+address = "192.0.2.10"
+[smtp]
+tls_self_signed = true
+[submission]
+listen = ["127.0.0.1:587"]
+[[submission.user]]
+name = "me"
+password_hash = "$argon2id$v=19$m=65536,t=3,p=4$ljgUQ4CJLqMzzfdSD+/9yQ$OUGbgUY1wgrhIYkWxJJFyqRl+Q4XeOm9ri80Sxf0FQE"
+senders = ["*@example.org"]
+`, map[string]string{"r1": "rsa", "e1": "ed25519"})
+	plan, _, _ := buildZone(t, c)
+	comments := map[string]string{}
+	for _, s := range plan.Sections {
+		for _, r := range s.Records {
+			if r.Type == "TXT" && strings.HasPrefix(r.Text, "v=spf1") {
+				comments[r.Name] = r.Comment
+			}
+		}
+	}
+	if got := comments["example.org."]; !strings.Contains(got, "for mail its users send as example.org ([submission])") {
+		t.Errorf("example.org's SPF comment is %q, want it to name the submission service", got)
+	}
+	if got := comments["example.test."]; strings.Contains(got, "[submission]") || !strings.Contains(got, "as Sluice does for forwarded mail (SRS);") {
+		t.Errorf("example.test's SPF comment is %q, want forwarded mail (SRS) alone", got)
+	}
+}
