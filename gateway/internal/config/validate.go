@@ -798,6 +798,9 @@ func (v *validator) pluginServices(path string, p *Plugin) {
 		}
 		seen[s] = true
 	}
+	if slices.Equal(p.Services, []string{ServiceSubmission}) && !v.c.Submission.Enabled() {
+		v.errorf(path+".services", "plugin %q: services = [%q], but [submission] has no listen or listen_tls: it would run nowhere", p.Name, ServiceSubmission)
+	}
 }
 
 // RunsIn reports whether the plugin runs in service (ServiceMX or
