@@ -29,12 +29,12 @@ func TestSendAsDocs(t *testing.T) {
 
 	var keygen []string
 	for _, line := range doc["sh"] {
-		if rest, ok := strings.CutPrefix(strings.TrimSpace(line), "sluice keygen "); ok {
+		if rest, ok := strings.CutPrefix(strings.TrimSpace(line), "sudo -u sluice sluice keygen "); ok {
 			keygen = strings.Fields(local.Replace(rest))
 		}
 	}
 	if keygen == nil {
-		t.Fatal("docs/send-as.md no longer shows `sluice keygen` for the domain's key; update this test")
+		t.Fatal("docs/send-as.md no longer shows `sudo -u sluice sluice keygen` for the domain's key; update this test")
 	}
 	if _, code := runSluice(t, bin, append([]string{"keygen"}, keygen...)...); code != 0 {
 		t.Fatalf("sluice keygen %v: exit %d", keygen, code)
