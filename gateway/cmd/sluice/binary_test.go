@@ -197,11 +197,56 @@ func TestDemoWithTheRealBinary(t *testing.T) {
 		}
 	}
 
+	// What the README says of the other logins and senders, in prose:
+	// swaks run so, against the demo, gets the replies it names.
+	demoSubmissionRefusals(t, d, readme)
+
 	// The console's demo login is the one the README gives.
 	demoLogin(t, d.adminAddr, readme)
 
 	// SIGTERM stops it cleanly.
 	serve.stop()
+}
+
+// demoSubmissionRefusals checks the replies the README's Try it names
+// after sending as info@ with swaks, each with that swaks command changed
+// as the README says: without --tls, with a wrong password, as another
+// sender, and on the implicit TLS port with --tlsc.
+func demoSubmissionRefusals(t *testing.T, d *demo, readme string) {
+	t.Helper()
+	text, err := os.ReadFile(readme)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prose := strings.Join(strings.Fields(string(text)), " ")
+	base := []string{"--auth-user", "me", "--auth-password", "send-demo", "--from", "info@your-domain.test", "--to", "friend@inbox.test"}
+	set := func(args []string, flag, value string) []string {
+		args = slices.Clone(args)
+		args[slices.Index(args, flag)+1] = value
+		return args
+	}
+	for _, c := range []struct {
+		server string
+		args   []string
+		said   string // in the README, in backticks
+		want   string // in swaks's output
+	}{
+		{d.submitAddr, base, "Host did not advertise authentication", "*** Host did not advertise authentication"},
+		{d.submitAddr, append([]string{"--tls"}, set(base, "--auth-password", "wrong")...), "535 5.7.8", "<~* 535 5.7.8 "},
+		{d.submitAddr, append([]string{"--tls"}, set(base, "--from", "someone@example.org")...), "553 5.7.1 <me> may not send as <someone@example.org>", "<~* 553 5.7.1 <me> may not send as <someone@example.org>"},
+		{d.submitTLSAddr, append([]string{"--tlsc"}, base...), "--tlsc", "<~  250 2.0.0 Stored as "},
+	} {
+		if !strings.Contains(prose, "`"+c.said+"`") {
+			t.Errorf("README.md's Try it no longer says `%s`; update this test", c.said)
+		}
+		out, _ := exec.Command("/usr/bin/swaks", append([]string{"--server", c.server}, c.args...)...).CombinedOutput()
+		if !strings.Contains(string(out), c.want) {
+			t.Errorf("swaks %v printed\n%s\nwithout %q, which the README's `%s` says", c.args, out, c.want, c.said)
+		}
+		if m := storedAs.FindStringSubmatch(string(out)); m != nil {
+			d.serve.waitLog(m[1])
+		}
+	}
 }
 
 // demoLogin logs in to the demo's console with the user and password the
@@ -273,6 +318,7 @@ func TestDemoWithGreylisting(t *testing.T) {
 type demo struct {
 	bin, dir, smtpAddr string
 	submitAddr         string // the submission listener (STARTTLS), the README's 127.0.0.1:5587
+	submitTLSAddr      string // the submission listener (implicit TLS), the README's 127.0.0.1:5465
 	httpsAddr          string // the HTTPS listener, for the MTA-STS policy
 	adminAddr          string // the admin listener, which sluice queue asks
 	serve              *served
@@ -337,7 +383,7 @@ func startDemo(t *testing.T, extra string) *demo {
 	}
 	serve := startServe(t, bin, cfgPath)
 	serve.waitLog("dev inbox listening")
-	return &demo{bin: bin, dir: dir, smtpAddr: smtpAddr, submitAddr: submitAddr, httpsAddr: httpsAddr, adminAddr: adminAddr, serve: serve, txt: txt}
+	return &demo{bin: bin, dir: dir, smtpAddr: smtpAddr, submitAddr: submitAddr, submitTLSAddr: submitTLSAddr, httpsAddr: httpsAddr, adminAddr: adminAddr, serve: serve, txt: txt}
 }
 
 var (

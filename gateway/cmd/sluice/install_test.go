@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/sluice-mail/sluice/gateway/internal/certs"
+	"github.com/sluice-mail/sluice/gateway/internal/login"
 )
 
 // makeInstall runs `make install` in the repository with the given
@@ -135,9 +136,18 @@ func TestMakeInstallPrefix(t *testing.T) {
 	}
 
 	// Every block commented out, the other first-party plugins among them,
-	// turned on as its note says; fromrewrite's secret is the operator's.
+	// turned on as its note says; fromrewrite's secret and the submission
+	// user's password are the operator's.
 	all := commentedOut.ReplaceAllString(cfg, "$1")
 	all = strings.Replace(all, `secret = ""`, `secret = "a-secret-for-the-test-of-24"`, 1)
+	hash, err := login.HashBcrypt("a-password-for-the-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	all = strings.Replace(all, `password_hash = ""`, fmt.Sprintf("password_hash = %q", hash), 1)
+	if !strings.Contains(all, "\n[submission]\n") || !strings.Contains(all, "\n[[submission.user]]\n") {
+		t.Errorf("the example configuration has no [submission] to turn on")
+	}
 	mains, _ := filepath.Glob(filepath.Join(moduleRoot, "plugins", "*", "main.go"))
 	if len(mains) < 2 {
 		t.Fatalf("found %d first-party plugins", len(mains))

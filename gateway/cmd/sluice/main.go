@@ -42,7 +42,7 @@ commands:
   check   -c FILE            validate a configuration (keys and plugins are loaded)
   send    [flags] [FILE]     send a message through an SMTP server and show its replies
   keygen  [flags]            write a DKIM private key and print the DNS TXT record to publish
-  passwd  [-bcrypt]          read a password and print its hash for a [[console.user]]
+  passwd  [-bcrypt]          read a password and print its hash for a [[console.user]] or [[submission.user]]
   dns     -c FILE            print the DNS records the configuration needs, as zone-file lines
   doctor  -c FILE            check the published DNS records and the certificate, with the fix for each problem
   plugin  new|test|check     tools for plugin authors: scaffold, run and check a plugin

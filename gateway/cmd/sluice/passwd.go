@@ -12,14 +12,15 @@ import (
 	"github.com/sluice-mail/sluice/gateway/internal/login"
 )
 
-// passwd prints the hash of a password, for a [[console.user]].
+// passwd prints the hash of a password, for a [[console.user]] or a
+// [[submission.user]].
 func passwd(_ context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := newFlagSet("passwd", `usage: sluice passwd [-bcrypt]
 
 Reads a password and prints its hash for password_hash in a
-[[console.user]] of gateway.toml: argon2id by default. On a terminal it
-asks twice, without echo; otherwise it reads the first line of standard
-input (echo -n pw | sluice passwd).
+[[console.user]] or a [[submission.user]] of gateway.toml: argon2id by
+default. On a terminal it asks twice, without echo; otherwise it reads
+the first line of standard input (echo -n pw | sluice passwd).
 
 `, stderr)
 	useBcrypt := fs.Bool("bcrypt", false, "print a bcrypt hash instead of argon2id")

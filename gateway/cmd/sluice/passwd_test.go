@@ -47,3 +47,18 @@ func TestPasswd(t *testing.T) {
 		}
 	}
 }
+
+// sluice passwd's help, and sluice help's line for it, name both tables
+// whose password_hash it prints.
+func TestPasswdHelpNamesItsUsers(t *testing.T) {
+	for _, args := range [][]string{{"passwd", "-h"}, {"help"}} {
+		var stdout, stderr bytes.Buffer
+		run(context.Background(), args, strings.NewReader(""), &stdout, &stderr)
+		help := strings.Join(strings.Fields(stdout.String()+stderr.String()), " ")
+		for _, want := range []string{"[[console.user]]", "[[submission.user]]"} {
+			if !strings.Contains(help, want) {
+				t.Errorf("sluice %s does not mention %s:\n%s", strings.Join(args, " "), want, help)
+			}
+		}
+	}
+}

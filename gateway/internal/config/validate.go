@@ -284,7 +284,9 @@ func (v *validator) console() {
 // passwordHash checks a user's password_hash: name is how errors call
 // the user.
 func (v *validator) passwordHash(path, name, hash string) {
-	if !strings.HasPrefix(hash, "$2a$") && !strings.HasPrefix(hash, "$2b$") && !strings.HasPrefix(hash, "$argon2id$") {
+	if hash == "" {
+		v.errorf(path, "%s: missing key \"password_hash\" (sluice passwd prints one)", name)
+	} else if !strings.HasPrefix(hash, "$2a$") && !strings.HasPrefix(hash, "$2b$") && !strings.HasPrefix(hash, "$argon2id$") {
 		v.errorf(path, "%s: password_hash must be a bcrypt or argon2id hash (sluice passwd prints one)", name)
 	} else if err := login.CheckHash(hash); err != nil {
 		v.errorf(path, "%s: password_hash: %v (sluice passwd prints a good one)", name, err)
@@ -331,26 +333,28 @@ func (v *validator) submission() {
 	for i, u := range s.Users {
 		path := fmt.Sprintf("submission.user.%d", i)
 		name := fmt.Sprintf("submission.user[%d]", i)
+		// Each problem at the line of its key, or of the user's
+		// [[submission.user]] when the key is missing.
 		if u.Name == "" {
-			v.errorf(path, "%s: missing name", name)
+			v.errorf(path, "%s: missing key \"name\": the user name to log in with", name)
 		} else if seen[u.Name] {
-			v.errorf(path, "%s: %q is listed twice", name, u.Name)
+			v.errorf(path+".name", "%s: %q is listed twice", name, u.Name)
 		}
 		seen[u.Name] = true
-		v.passwordHash(path, name, u.PasswordHash)
+		v.passwordHash(path+".password_hash", name, u.PasswordHash)
 		if len(u.Senders) == 0 {
-			v.errorf(path, "%s: senders: at least one address the user may send as is needed", name)
+			v.errorf(path+".senders", "%s: senders: at least one address the user may send as is needed", name)
 		}
 		for j, sender := range u.Senders {
 			norm, err := senderPattern(sender)
 			if err != nil {
-				v.errorf(path, "%s: senders[%d]: %v", name, j, err)
+				v.errorf(path+".senders", "%s: senders[%d]: %v", name, j, err)
 				continue
 			}
 			if d := norm[strings.LastIndexByte(norm, '@')+1:]; !domains[d] {
 				// Only our own domains: their keys sign what users send,
 				// and their SPF records name our addresses.
-				v.errorf(path, "%s: senders[%d]: %q is not at one of domains", name, j, sender)
+				v.errorf(path+".senders", "%s: senders[%d]: %q: %s is not one of domains (%s)", name, j, sender, d, strings.Join(c.Domains, ", "))
 				continue
 			}
 			s.Users[i].Senders[j] = norm
@@ -367,7 +371,7 @@ func senderPattern(p string) (string, error) {
 	}
 	local := p[:at]
 	if strings.Contains(local, "*") && local != "*" {
-		return "", fmt.Errorf("%q: only a local part of \"*\" alone is a pattern", p)
+		return "", fmt.Errorf("%q: \"*\" is a pattern only as the whole local part (*@%s)", p, p[at+1:])
 	}
 	domain, err := normalizeDomain(p[at+1:])
 	if err != nil {
@@ -793,6 +797,9 @@ func (v *validator) pluginServices(path string, p *Plugin) {
 			v.errorf(path+".services", "plugin %q: service %q is listed twice", p.Name, s)
 		}
 		seen[s] = true
+	}
+	if slices.Equal(p.Services, []string{ServiceSubmission}) && !v.c.Submission.Enabled() {
+		v.errorf(path+".services", "plugin %q: services = [%q], but [submission] has no listen or listen_tls: it would run nowhere", p.Name, ServiceSubmission)
 	}
 }
 
