@@ -185,7 +185,7 @@ func (s *session) submissionFields(b *outgoing, header []byte) {
 
 // submissionReceived is the trace field of submitted mail: RFC 3848's
 // ESMTPSA (ESMTPA without TLS, which this service never takes), and RFC
-// 8314 §4.4's tls clause naming the cipher suite. With HideClient the
+// 8314 §4.3's tls clause naming the cipher suite. With HideClient the
 // from clause is left out: it would show where the user sends from.
 func (s *session) submissionReceived() []byte {
 	proto := "ESMTPA"
