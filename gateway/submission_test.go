@@ -210,6 +210,41 @@ func TestSubmissionDelivers(t *testing.T) {
 	wantReply(t, "to a mailbox the destination refuses", err, 550, smtp.EnhancedCode{5, 1, 1}, "does not exist")
 }
 
+// A Bcc field the client left in the message is not delivered: every
+// recipient gets the same copy, so it would show them all the blind
+// copies. The blind recipient still gets the message, and the
+// signatures cover the header without it.
+func TestSubmissionRemovesBcc(t *testing.T) {
+	e := startSubmission(t, "", envOptions{})
+	c := submissionClient(t, e)
+	if err := c.Mail("info@custom.test", nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, to := range []string{"me@dest.test", "hidden@dest.test"} {
+		if err := c.Rcpt(to, nil); err != nil {
+			t.Fatalf("RCPT %s: %v", to, err)
+		}
+	}
+	msg := "From: Info <info@custom.test>\r\nTo: Me <me@dest.test>\r\nBcc: Hidden <hidden@dest.test>\r\n" +
+		"Resent-Bcc: hidden@dest.test\r\nSubject: with a blind copy\r\n\r\nHello.\r\n"
+	if _, err := sendData(t, c, msg); err != nil {
+		t.Fatal(err)
+	}
+	d := e.dest.deliveries()[0]
+	if !slices.Equal(d.to, []string{"me@dest.test", "hidden@dest.test"}) {
+		t.Errorf("delivered to %v, want both recipients", d.to)
+	}
+	if bcc, resent := fields(d.data, "Bcc"), fields(d.data, "Resent-Bcc"); len(bcc) != 0 || len(resent) != 0 {
+		t.Errorf("delivered with Bcc %q, Resent-Bcc %q; want neither", bcc, resent)
+	}
+	if len(fields(d.data, "To")) != 1 || len(fields(d.data, "Subject")) != 1 {
+		t.Errorf("the other fields are not all delivered:\n%s", d.data)
+	}
+	if got, want := e.deliveredSignatures(t), []string{"custom.test/c1", "ours.test/rsa", "ours.test/ed"}; !slices.Equal(got, want) {
+		t.Errorf("signatures %v, want %v", got, want)
+	}
+}
+
 // Recipients at two domains: the first relayed in session, the other
 // queued, as for forwarded mail.
 func TestSubmissionTwoDomains(t *testing.T) {

@@ -183,6 +183,13 @@ func (s *session) submissionFields(b *outgoing, header []byte) {
 	}
 }
 
+// submissionRemoved are the fields a submitted message leaves without:
+// Bcc and Resent-Bcc name recipients the others must not see (RFC 5322
+// §3.6.3). A client normally leaves them out; one that does not would
+// show every recipient the blind copies, since every copy here is the
+// same message. Postfix's cleanup removes them too.
+var submissionRemoved = []string{"Bcc", "Resent-Bcc"}
+
 // submissionReceived is the trace field of submitted mail: RFC 3848's
 // ESMTPSA (ESMTPA without TLS, which this service never takes), and RFC
 // 8314 §4.4's tls clause naming the cipher suite. With HideClient the
