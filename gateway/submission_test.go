@@ -1,6 +1,7 @@
 package gateway_test
 
 import (
+	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -16,6 +17,7 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
+	"github.com/sluice-mail/sluice/gateway/internal/activity"
 	"github.com/sluice-mail/sluice/gateway/internal/dkim"
 	"github.com/sluice-mail/sluice/gateway/internal/login"
 )
@@ -242,6 +244,28 @@ func TestSubmissionRemovesBcc(t *testing.T) {
 	}
 	if got, want := e.deliveredSignatures(t), []string{"custom.test/c1", "ours.test/rsa", "ours.test/ed"}; !slices.Equal(got, want) {
 		t.Errorf("signatures %v, want %v", got, want)
+	}
+}
+
+// The console's record of a submitted message without a Message-ID has
+// the one Sluice added, which its recipients see.
+func TestSubmissionRecordsAddedMessageID(t *testing.T) {
+	e := startSubmission(t, "", envOptions{sections: consoleSections("")})
+	if err := sendMail(t, submissionClient(t, e), "info@custom.test", "me@dest.test", submittedMessage); err != nil {
+		t.Fatal(err)
+	}
+	ids := fields(e.dest.deliveries()[0].data, "Message-ID")
+	if len(ids) != 1 {
+		t.Fatalf("Message-ID %q, want one, added", ids)
+	}
+	var recs []activity.Record
+	waitFor(t, "the record", func() bool {
+		var err error
+		recs, _, err = e.gw.Activity().Query(context.Background(), activity.Filter{})
+		return err == nil && len(recs) == 1
+	})
+	if recs[0].MessageID != ids[0] {
+		t.Errorf("recorded Message-ID %q, want the one delivered, %q", recs[0].MessageID, ids[0])
 	}
 }
 

@@ -179,7 +179,10 @@ func (s *session) submissionFields(b *outgoing, header []byte) {
 		b.write(message.FormatField("Date", time.Now().Format(time.RFC1123Z)))
 	}
 	if message.Count(header, "Message-ID") == 0 {
-		b.write(message.FormatField("Message-ID", fmt.Sprintf("<%s.%s@%s>", s.id, newID(), s.srv.cfg.Hostname)))
+		id := fmt.Sprintf("<%s.%s@%s>", s.id, newID(), s.srv.cfg.Hostname)
+		b.write(message.FormatField("Message-ID", id))
+		// The record names the message as its recipients will.
+		s.txn.messageID = id
 	}
 }
 
