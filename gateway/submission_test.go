@@ -215,7 +215,8 @@ func TestSubmissionDelivers(t *testing.T) {
 // A Bcc field the client left in the message is not delivered: every
 // recipient gets the same copy, so it would show them all the blind
 // copies. The blind recipient still gets the message, and the
-// signatures cover the header without it.
+// signatures cover the header without it. Nor is a Return-Path, the
+// final delivery's to add.
 func TestSubmissionRemovesBcc(t *testing.T) {
 	e := startSubmission(t, "", envOptions{})
 	c := submissionClient(t, e)
@@ -227,7 +228,7 @@ func TestSubmissionRemovesBcc(t *testing.T) {
 			t.Fatalf("RCPT %s: %v", to, err)
 		}
 	}
-	msg := "From: Info <info@custom.test>\r\nTo: Me <me@dest.test>\r\nBcc: Hidden <hidden@dest.test>\r\n" +
+	msg := "Return-Path: <info@custom.test>\r\nFrom: Info <info@custom.test>\r\nTo: Me <me@dest.test>\r\nBcc: Hidden <hidden@dest.test>\r\n" +
 		"Resent-Bcc: hidden@dest.test\r\nSubject: with a blind copy\r\n\r\nHello.\r\n"
 	if _, err := sendData(t, c, msg); err != nil {
 		t.Fatal(err)
@@ -238,6 +239,9 @@ func TestSubmissionRemovesBcc(t *testing.T) {
 	}
 	if bcc, resent := fields(d.data, "Bcc"), fields(d.data, "Resent-Bcc"); len(bcc) != 0 || len(resent) != 0 {
 		t.Errorf("delivered with Bcc %q, Resent-Bcc %q; want neither", bcc, resent)
+	}
+	if rp := fields(d.data, "Return-Path"); len(rp) != 0 {
+		t.Errorf("delivered with Return-Path %q, want none", rp)
 	}
 	if len(fields(d.data, "To")) != 1 || len(fields(d.data, "Subject")) != 1 {
 		t.Errorf("the other fields are not all delivered:\n%s", d.data)

@@ -186,12 +186,14 @@ func (s *session) submissionFields(b *outgoing, header []byte) {
 	}
 }
 
-// submissionRemoved are the fields a submitted message leaves without:
-// Bcc and Resent-Bcc name recipients the others must not see (RFC 5322
-// §3.6.3). A client normally leaves them out; one that does not would
-// show every recipient the blind copies, since every copy here is the
-// same message. Postfix's cleanup removes them too.
-var submissionRemoved = []string{"Bcc", "Resent-Bcc"}
+// submissionRemoved are the fields a submitted message leaves without,
+// as Postfix's cleanup removes them. Bcc and Resent-Bcc name recipients
+// the others must not see (RFC 5322 §3.6.3): a client normally leaves
+// them out, and one that does not would show every recipient the blind
+// copies, since every copy here is the same message. Return-Path is the
+// final delivery's to add: a message that starts its way here must not
+// carry one (RFC 5321 §4.4).
+var submissionRemoved = []string{"Bcc", "Resent-Bcc", "Return-Path"}
 
 // submissionReceived is the trace field of submitted mail: RFC 3848's
 // ESMTPSA (ESMTPA without TLS, which this service never takes), and RFC
