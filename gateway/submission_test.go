@@ -295,6 +295,79 @@ func TestSubmissionTwoDomains(t *testing.T) {
 	}
 }
 
+// Mail a user sends to an address at one of our own domains goes out to
+// that domain's MX, which is this gateway, and is routed there as mail
+// from outside: here forwarded to me@dest.test, with the destination's
+// reply passed back through both sessions, and the custom domain's
+// signature still verifying at the end.
+func TestSubmissionToOurDomain(t *testing.T) {
+	e := startSubmission(t, "", envOptions{})
+	// The relay dials every MX on the destination's port: the gateway's
+	// MX is found there, at 127.0.0.3.
+	passOn(t, "127.0.0.3:"+e.dest.port(), e.addr)
+	e.addRecords(t, "ours.test. 300 IN MX 10 mx.loop.test.\nmx.loop.test. 300 IN A 127.0.0.3\n")
+
+	c := submissionClient(t, e)
+	if err := c.Mail("info@custom.test", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Rcpt("info@ours.test", nil); err != nil {
+		t.Fatalf("RCPT to our own domain: %v", err)
+	}
+	msg := strings.Replace(submittedMessage, "To: Me <me@dest.test>", "To: <info@ours.test>", 1)
+	resp, err := sendData(t, c, msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(resp.StatusText, "OK: queued as DEST1") {
+		t.Errorf("DATA: %q, want the destination's reply, passed on by our MX", resp.StatusText)
+	}
+	d := waitDeliveries(t, e.dest, 1)[0]
+	if !slices.Equal(d.to, []string{"me@dest.test"}) || !strings.HasPrefix(d.from, "SRS0=") {
+		t.Errorf("delivered from %q to %v, want from an SRS address to me@dest.test (the MX's route)", d.from, d.to)
+	}
+	var with []string
+	for _, r := range fields(d.data, "Received") {
+		if _, after, ok := strings.Cut(r, " with "); ok {
+			with = append(with, strings.Fields(after)[0])
+		}
+	}
+	if !slices.Equal(with, []string{"ESMTPS", "ESMTPSA"}) {
+		t.Errorf("Received fields with %v, want the MX's ESMTPS over the submission's ESMTPSA", with)
+	}
+	if sigs := e.deliveredSignatures(t); !slices.Contains(sigs, "custom.test/c1") {
+		t.Errorf("signatures %v, want custom.test's among them", sigs)
+	}
+}
+
+// passOn listens on addr and passes each connection on to target.
+func passOn(t *testing.T, addr, target string) {
+	t.Helper()
+	l, err := net.Listen("tcp4", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				u, err := net.Dial("tcp", target)
+				if err != nil {
+					return
+				}
+				defer u.Close()
+				go io.Copy(u, c)
+				io.Copy(c, u)
+			}()
+		}
+	}()
+}
+
 // A reload changes the users for the next session: a user removed can
 // no longer log in, one added can, without a restart.
 func TestSubmissionUsersReload(t *testing.T) {
