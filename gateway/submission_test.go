@@ -273,6 +273,21 @@ func TestSubmissionRecordsAddedMessageID(t *testing.T) {
 	}
 }
 
+// sign_recipient_domain is for forwarded mail: submitted mail is signed
+// for its From domain, never for where it goes, even a domain of ours
+// with keys of its own.
+func TestSubmissionNotSignedForRecipientDomain(t *testing.T) {
+	e := startSubmission(t, "", envOptions{dkim: "sign_recipient_domain = true"})
+	e.addRecords(t, "custom.test. 300 IN MX 10 mx.dest.test.\n")
+	msg := "From: sales@ours.test\r\nTo: someone@custom.test\r\nSubject: x\r\n\r\nHi.\r\n"
+	if err := sendMail(t, submissionClient(t, e), "sales@ours.test", "someone@custom.test", msg); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := e.deliveredSignatures(t), []string{"ours.test/rsa", "ours.test/ed"}; !slices.Equal(got, want) {
+		t.Errorf("signatures %v, want %v: the From domain's (the gateway's) alone", got, want)
+	}
+}
+
 // Recipients at two domains: the first relayed in session, the other
 // queued, as for forwarded mail.
 func TestSubmissionTwoDomains(t *testing.T) {
