@@ -273,6 +273,22 @@ func TestSubmissionRecordsAddedMessageID(t *testing.T) {
 	}
 }
 
+// An Authentication-Results field in our name that the client wrote is
+// removed, as on the MX (RFC 8601 §5); one of another server's stays.
+func TestSubmissionRemovesForgedResults(t *testing.T) {
+	e := startSubmission(t, "", envOptions{})
+	msg := "Authentication-Results: mx.ours.test; dkim=pass header.d=custom.test\r\n" +
+		"Authentication-Results: other.example; spf=pass smtp.mailfrom=info@custom.test\r\n" + submittedMessage
+	if err := sendMail(t, submissionClient(t, e), "info@custom.test", "me@dest.test", msg); err != nil {
+		t.Fatal(err)
+	}
+	got := fields(e.dest.deliveries()[0].data, "Authentication-Results")
+	want := []string{"mx.ours.test; auth=pass smtp.auth=alice", "other.example; spf=pass smtp.mailfrom=info@custom.test"}
+	if !slices.Equal(got, want) {
+		t.Errorf("Authentication-Results %q, want %q", got, want)
+	}
+}
+
 // sign_recipient_domain is for forwarded mail: submitted mail is signed
 // for its From domain, never for where it goes, even a domain of ours
 // with keys of its own.
