@@ -1,6 +1,7 @@
 package gateway_test
 
 import (
+	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -16,6 +17,7 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
+	"github.com/sluice-mail/sluice/gateway/internal/activity"
 	"github.com/sluice-mail/sluice/gateway/internal/dkim"
 	"github.com/sluice-mail/sluice/gateway/internal/login"
 )
@@ -210,6 +212,98 @@ func TestSubmissionDelivers(t *testing.T) {
 	wantReply(t, "to a mailbox the destination refuses", err, 550, smtp.EnhancedCode{5, 1, 1}, "does not exist")
 }
 
+// A Bcc field the client left in the message is not delivered: every
+// recipient gets the same copy, so it would show them all the blind
+// copies. The blind recipient still gets the message, and the
+// signatures cover the header without it. Nor is a Return-Path, the
+// final delivery's to add.
+func TestSubmissionRemovesBcc(t *testing.T) {
+	e := startSubmission(t, "", envOptions{})
+	c := submissionClient(t, e)
+	if err := c.Mail("info@custom.test", nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, to := range []string{"me@dest.test", "hidden@dest.test"} {
+		if err := c.Rcpt(to, nil); err != nil {
+			t.Fatalf("RCPT %s: %v", to, err)
+		}
+	}
+	msg := "Return-Path: <info@custom.test>\r\nFrom: Info <info@custom.test>\r\nTo: Me <me@dest.test>\r\nBcc: Hidden <hidden@dest.test>\r\n" +
+		"Resent-Bcc: hidden@dest.test\r\nSubject: with a blind copy\r\n\r\nHello.\r\n"
+	if _, err := sendData(t, c, msg); err != nil {
+		t.Fatal(err)
+	}
+	d := e.dest.deliveries()[0]
+	if !slices.Equal(d.to, []string{"me@dest.test", "hidden@dest.test"}) {
+		t.Errorf("delivered to %v, want both recipients", d.to)
+	}
+	if bcc, resent := fields(d.data, "Bcc"), fields(d.data, "Resent-Bcc"); len(bcc) != 0 || len(resent) != 0 {
+		t.Errorf("delivered with Bcc %q, Resent-Bcc %q; want neither", bcc, resent)
+	}
+	if rp := fields(d.data, "Return-Path"); len(rp) != 0 {
+		t.Errorf("delivered with Return-Path %q, want none", rp)
+	}
+	if len(fields(d.data, "To")) != 1 || len(fields(d.data, "Subject")) != 1 {
+		t.Errorf("the other fields are not all delivered:\n%s", d.data)
+	}
+	if got, want := e.deliveredSignatures(t), []string{"custom.test/c1", "ours.test/rsa", "ours.test/ed"}; !slices.Equal(got, want) {
+		t.Errorf("signatures %v, want %v", got, want)
+	}
+}
+
+// The console's record of a submitted message without a Message-ID has
+// the one Sluice added, which its recipients see.
+func TestSubmissionRecordsAddedMessageID(t *testing.T) {
+	e := startSubmission(t, "", envOptions{sections: consoleSections("")})
+	if err := sendMail(t, submissionClient(t, e), "info@custom.test", "me@dest.test", submittedMessage); err != nil {
+		t.Fatal(err)
+	}
+	ids := fields(e.dest.deliveries()[0].data, "Message-ID")
+	if len(ids) != 1 {
+		t.Fatalf("Message-ID %q, want one, added", ids)
+	}
+	var recs []activity.Record
+	waitFor(t, "the record", func() bool {
+		var err error
+		recs, _, err = e.gw.Activity().Query(context.Background(), activity.Filter{})
+		return err == nil && len(recs) == 1
+	})
+	if recs[0].MessageID != ids[0] {
+		t.Errorf("recorded Message-ID %q, want the one delivered, %q", recs[0].MessageID, ids[0])
+	}
+}
+
+// An Authentication-Results field in our name that the client wrote is
+// removed, as on the MX (RFC 8601 §5); one of another server's stays.
+func TestSubmissionRemovesForgedResults(t *testing.T) {
+	e := startSubmission(t, "", envOptions{})
+	msg := "Authentication-Results: mx.ours.test; dkim=pass header.d=custom.test\r\n" +
+		"Authentication-Results: other.example; spf=pass smtp.mailfrom=info@custom.test\r\n" + submittedMessage
+	if err := sendMail(t, submissionClient(t, e), "info@custom.test", "me@dest.test", msg); err != nil {
+		t.Fatal(err)
+	}
+	got := fields(e.dest.deliveries()[0].data, "Authentication-Results")
+	want := []string{"mx.ours.test; auth=pass smtp.auth=alice", "other.example; spf=pass smtp.mailfrom=info@custom.test"}
+	if !slices.Equal(got, want) {
+		t.Errorf("Authentication-Results %q, want %q", got, want)
+	}
+}
+
+// sign_recipient_domain is for forwarded mail: submitted mail is signed
+// for its From domain, never for where it goes, even a domain of ours
+// with keys of its own.
+func TestSubmissionNotSignedForRecipientDomain(t *testing.T) {
+	e := startSubmission(t, "", envOptions{dkim: "sign_recipient_domain = true"})
+	e.addRecords(t, "custom.test. 300 IN MX 10 mx.dest.test.\n")
+	msg := "From: sales@ours.test\r\nTo: someone@custom.test\r\nSubject: x\r\n\r\nHi.\r\n"
+	if err := sendMail(t, submissionClient(t, e), "sales@ours.test", "someone@custom.test", msg); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := e.deliveredSignatures(t), []string{"ours.test/rsa", "ours.test/ed"}; !slices.Equal(got, want) {
+		t.Errorf("signatures %v, want %v: the From domain's (the gateway's) alone", got, want)
+	}
+}
+
 // Recipients at two domains: the first relayed in session, the other
 // queued, as for forwarded mail.
 func TestSubmissionTwoDomains(t *testing.T) {
@@ -230,6 +324,79 @@ func TestSubmissionTwoDomains(t *testing.T) {
 	if a[0].from != "info@custom.test" || b[0].from != "info@custom.test" || b[0].to[0] != "you@dest2.test" {
 		t.Errorf("dest.test received %+v, dest2.test %+v", a, b)
 	}
+}
+
+// Mail a user sends to an address at one of our own domains goes out to
+// that domain's MX, which is this gateway, and is routed there as mail
+// from outside: here forwarded to me@dest.test, with the destination's
+// reply passed back through both sessions, and the custom domain's
+// signature still verifying at the end.
+func TestSubmissionToOurDomain(t *testing.T) {
+	e := startSubmission(t, "", envOptions{})
+	// The relay dials every MX on the destination's port: the gateway's
+	// MX is found there, at 127.0.0.3.
+	passOn(t, "127.0.0.3:"+e.dest.port(), e.addr)
+	e.addRecords(t, "ours.test. 300 IN MX 10 mx.loop.test.\nmx.loop.test. 300 IN A 127.0.0.3\n")
+
+	c := submissionClient(t, e)
+	if err := c.Mail("info@custom.test", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Rcpt("info@ours.test", nil); err != nil {
+		t.Fatalf("RCPT to our own domain: %v", err)
+	}
+	msg := strings.Replace(submittedMessage, "To: Me <me@dest.test>", "To: <info@ours.test>", 1)
+	resp, err := sendData(t, c, msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(resp.StatusText, "OK: queued as DEST1") {
+		t.Errorf("DATA: %q, want the destination's reply, passed on by our MX", resp.StatusText)
+	}
+	d := waitDeliveries(t, e.dest, 1)[0]
+	if !slices.Equal(d.to, []string{"me@dest.test"}) || !strings.HasPrefix(d.from, "SRS0=") {
+		t.Errorf("delivered from %q to %v, want from an SRS address to me@dest.test (the MX's route)", d.from, d.to)
+	}
+	var with []string
+	for _, r := range fields(d.data, "Received") {
+		if _, after, ok := strings.Cut(r, " with "); ok {
+			with = append(with, strings.Fields(after)[0])
+		}
+	}
+	if !slices.Equal(with, []string{"ESMTPS", "ESMTPSA"}) {
+		t.Errorf("Received fields with %v, want the MX's ESMTPS over the submission's ESMTPSA", with)
+	}
+	if sigs := e.deliveredSignatures(t); !slices.Contains(sigs, "custom.test/c1") {
+		t.Errorf("signatures %v, want custom.test's among them", sigs)
+	}
+}
+
+// passOn listens on addr and passes each connection on to target.
+func passOn(t *testing.T, addr, target string) {
+	t.Helper()
+	l, err := net.Listen("tcp4", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				u, err := net.Dial("tcp", target)
+				if err != nil {
+					return
+				}
+				defer u.Close()
+				go io.Copy(u, c)
+				io.Copy(c, u)
+			}()
+		}
+	}()
 }
 
 // A reload changes the users for the next session: a user removed can

@@ -223,7 +223,11 @@ func (s *session) forwardedHeader(buf *[]byte, header, body []byte, report *auth
 	if len(sc.symbols) > 0 {
 		b.write(message.FormatField("X-Sluice-Score", sc.String()))
 	}
-	b.write(message.Remove(header, s.txn.changes.remove))
+	remove := s.txn.changes.remove
+	if s.srv.cfg.Submission {
+		remove = append(remove[:len(remove):len(remove)], submissionRemoved...)
+	}
+	b.write(message.Remove(header, remove))
 	b.writeString("\r\n")
 
 	// DKIM first, then ARC (RFC 8617 §5.1): the seal then covers our own

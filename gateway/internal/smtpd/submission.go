@@ -179,9 +179,21 @@ func (s *session) submissionFields(b *outgoing, header []byte) {
 		b.write(message.FormatField("Date", time.Now().Format(time.RFC1123Z)))
 	}
 	if message.Count(header, "Message-ID") == 0 {
-		b.write(message.FormatField("Message-ID", fmt.Sprintf("<%s.%s@%s>", s.id, newID(), s.srv.cfg.Hostname)))
+		id := fmt.Sprintf("<%s.%s@%s>", s.id, newID(), s.srv.cfg.Hostname)
+		b.write(message.FormatField("Message-ID", id))
+		// The record names the message as its recipients will.
+		s.txn.messageID = id
 	}
 }
+
+// submissionRemoved are the fields a submitted message leaves without,
+// as Postfix's cleanup removes them. Bcc and Resent-Bcc name recipients
+// the others must not see (RFC 5322 §3.6.3): a client normally leaves
+// them out, and one that does not would show every recipient the blind
+// copies, since every copy here is the same message. Return-Path is the
+// final delivery's to add: a message that starts its way here must not
+// carry one (RFC 5321 §4.4).
+var submissionRemoved = []string{"Bcc", "Resent-Bcc", "Return-Path"}
 
 // submissionReceived is the trace field of submitted mail: RFC 3848's
 // ESMTPSA (ESMTPA without TLS, which this service never takes), and RFC
