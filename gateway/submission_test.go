@@ -401,3 +401,34 @@ func TestSubmissionOpenRelayBattery(t *testing.T) {
 		t.Errorf("the destination was contacted %d times for relay attempts", n)
 	}
 }
+
+// The client's EHLO name goes into Received as it came, but for control
+// characters: a NUL in it must not put a NUL in the header.
+func TestSubmissionReceivedNoControlCharacters(t *testing.T) {
+	e := startSubmission(t, "", envOptions{})
+	conn, err := tls.Dial("tcp", e.subTLSAddr, &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	rc := &rawClient{Conn: conn, r: bufio.NewReader(conn), t: t}
+	rc.reply()
+	auth := "AUTH PLAIN " + base64.StdEncoding.EncodeToString([]byte("\x00"+subUser+"\x00"+subPassword))
+	for _, s := range []struct{ line, want string }{{"EHLO laptop\x00\x1b.example", "250"}, {auth, "235"},
+		{"MAIL FROM:<info@custom.test>", "250"}, {"RCPT TO:<me@dest.test>", "250"}, {"DATA", "354"},
+		{submittedMessage + ".", "250"}} {
+		rc.send(s.line)
+		if got := rc.reply(); !strings.HasPrefix(got, s.want) {
+			t.Fatalf("%q: %q, want %s", s.line, got, s.want)
+		}
+	}
+	got := e.dest.deliveries()
+	if len(got) != 1 {
+		t.Fatalf("%d deliveries, want 1", len(got))
+	}
+	header, _, _ := strings.Cut(string(got[0].data), "\r\n\r\n")
+	if !strings.Contains(header, "Received: from laptop") || strings.ContainsAny(header, "\x00\x1b") {
+		t.Errorf("header with a control character, or without the Received field:\n%q", header)
+	}
+}
