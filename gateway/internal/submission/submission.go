@@ -151,16 +151,17 @@ var (
 // its password was right.
 func (u *Users) Authenticate(ctx context.Context, client netip.Addr, name, password string) error {
 	ipKey, userKey := clientKey(client), userKey(name)
-	n, throttled, err := u.reserve(ctx, ipKey, userKey)
+	n, reserved, throttled, err := u.reserve(ctx, ipKey, userKey)
 	if err != nil {
 		// Uncounted, the login could not be throttled: it is not
 		// verified, and the failure is ours.
+		u.release(ctx, client, name, reserved)
 		u.kvFailed("submission login not checked: the failure counters cannot be counted", client, name, err)
 		u.metrics.count(resultError)
 		return errTemporary
 	}
 	if throttled != "" {
-		u.release(ctx, client, name, ipKey, userKey)
+		u.release(ctx, client, name, reserved)
 		// At debug only: a throttled login costs its sender nothing, so
 		// a line for each would let anyone fill the log. The line when
 		// throttling starts (below) says it, once a window.
@@ -170,12 +171,12 @@ func (u *Users) Authenticate(ctx context.Context, client netip.Addr, name, passw
 	}
 	ok, err := u.verify(ctx, name, password)
 	if err != nil {
-		u.release(ctx, client, name, ipKey, userKey)
+		u.release(ctx, client, name, reserved)
 		u.metrics.count(resultError)
 		return errTemporary
 	}
 	if ok {
-		u.release(ctx, client, name, ipKey, userKey)
+		u.release(ctx, client, name, reserved)
 		u.log.Info("submission login", "client", client.String(), "user", name)
 		u.metrics.count(resultSuccess)
 		return nil
@@ -198,30 +199,33 @@ func (u *Users) Authenticate(ctx context.Context, client netip.Addr, name, passw
 	return errInvalid
 }
 
-// reserve counts a login as failed for its client and its user name, with
-// the KV's atomic increment, and returns the counts; it names the key
-// that is then over its limit ("client" or "user"), or "" when neither
-// is.
-func (u *Users) reserve(ctx context.Context, ipKey, userKey string) (n [2]int64, throttled string, err error) {
+// reserve counts a login as failed for its client, then for its user
+// name, with the KV's atomic increment, and returns the counts and the
+// keys it counted under. It names the key that is over its limit
+// ("client" or "user"), or "" when neither is; a throttled client's
+// login stops there, so that it makes no counter for the names it tries:
+// a throttled login costs nothing, and could otherwise fill the KV.
+func (u *Users) reserve(ctx context.Context, ipKey, userKey string) (n [2]int64, reserved []string, throttled string, err error) {
 	for i, k := range []struct {
 		key, name string
 		max       int64
 	}{{ipKey, "client", u.maxIP}, {userKey, "user", u.maxUser}} {
 		if n[i], err = u.kv.Incr(ctx, kvScope, k.key, 1, u.window); err != nil {
-			return n, "", err
+			return n, reserved, "", err
 		}
-		if n[i] > k.max && throttled == "" {
-			throttled = k.name
+		reserved = append(reserved, k.key)
+		if n[i] > k.max {
+			return n, reserved, k.name, nil
 		}
 	}
-	return n, throttled, nil
+	return n, reserved, "", nil
 }
 
 // release gives back what reserve counted, for a login that did not
 // fail. A counter whose window ended meanwhile starts the next one at
 // -1, one guess more in that window: not worth a script of its own.
-func (u *Users) release(ctx context.Context, client netip.Addr, name, ipKey, userKey string) {
-	for _, key := range []string{ipKey, userKey} {
+func (u *Users) release(ctx context.Context, client netip.Addr, name string, keys []string) {
+	for _, key := range keys {
 		if _, err := u.kv.Incr(ctx, kvScope, key, -1, u.window); err != nil {
 			// Counted as a failure that was not one: the client or user
 			// is throttled one failure early, in this window only.

@@ -317,6 +317,27 @@ func TestThrottleConcurrentGuesses(t *testing.T) {
 	}
 }
 
+// A throttled client's logins make no counters: trying a new name for
+// each, it would otherwise fill the KV for nothing (a throttled login
+// costs no hash), and then no one could log in.
+func TestThrottledMakesNoCounters(t *testing.T) {
+	u := newUsers(t, Config{}, nil) // 3 per client
+	guesser := ip("192.0.2.1")
+	for i := range 3 {
+		wantReply(t, u.Authenticate(ctx, guesser, fmt.Sprintf("name%d", i), "guess"), 535, invalid)
+	}
+	for i := 3; i < 20; i++ {
+		name := fmt.Sprintf("name%d", i)
+		wantReply(t, u.Authenticate(ctx, guesser, name, "guess"), 454, temporary)
+		if v, ok, _ := u.kv.Get(ctx, kvScope, userKey(name)); ok {
+			t.Fatalf("a throttled login made the counter of %q: %s", name, v)
+		}
+	}
+	if v, _, _ := u.kv.Get(ctx, kvScope, clientKey(guesser)); string(v) != "3" {
+		t.Errorf("the client's counter is %s, want 3", v)
+	}
+}
+
 // When the counters cannot be read or written, the failure is ours: 454,
 // never 535, whatever the password.
 func TestKVDown(t *testing.T) {
