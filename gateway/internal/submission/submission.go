@@ -155,8 +155,8 @@ func (u *Users) Authenticate(ctx context.Context, client netip.Addr, name, passw
 	if err != nil {
 		// Uncounted, the login could not be throttled: it is not
 		// verified, and the failure is ours.
-		u.release(ctx, client, name, reserved)
 		u.kvFailed("submission login not checked: the failure counters cannot be counted", client, name, err)
+		u.release(ctx, client, name, reserved)
 		u.metrics.count(resultError)
 		return errTemporary
 	}
