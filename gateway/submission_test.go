@@ -1,8 +1,10 @@
 package gateway_test
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"net"
@@ -465,5 +467,135 @@ func TestSubmissionConnectionLimits(t *testing.T) {
 	}
 	if got := m[`sluice_connections_refused_total{reason="max_connections_per_ip"}`]; got != 0 {
 		t.Errorf("MX connections refused: %v, want 0", got)
+	}
+}
+
+// The open relay battery on the submission listeners: every way to get a
+// recipient past the login without the right password. Each case is a
+// session, lines and the start of each reply; none of them reaches the
+// destination. go-smtp's client would not send most of these, so they go
+// over a bare connection; "STARTTLS" starts TLS after its 220.
+func TestSubmissionOpenRelayBattery(t *testing.T) {
+	e := startSubmission(t, `max_failures_per_ip = 1000`, envOptions{})
+	b64 := func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+	good, wrong := b64("\x00"+subUser+"\x00"+subPassword), b64("\x00"+subUser+"\x00wrong")
+	type step struct{ line, want string }
+	relay := []step{{"MAIL FROM:<info@custom.test>", "530 5.7.0"}, {"RCPT TO:<victim@dest.test>", "5"}, {"DATA", "5"}}
+	tlsHello := []step{{"EHLO laptop.example", "250"}, {"STARTTLS", "220"}, {"EHLO laptop.example", "250"}}
+	cat := func(parts ...[]step) []step { return slices.Concat(parts...) }
+	cases := []struct {
+		name     string
+		implicit bool // port 465
+		steps    []step
+	}{
+		{"no AUTH, clear text", false, cat([]step{{"EHLO laptop.example", "250"}, {"MAIL FROM:<info@custom.test>", "530 5.7.0"}, {"RCPT TO:<victim@dest.test>", "5"}})},
+		{"AUTH in clear text, then STARTTLS", false, cat([]step{{"EHLO laptop.example", "250"}, {"AUTH PLAIN " + good, "538 5.7.11"}, {"AUTH LOGIN", "538 5.7.11"}, {"STARTTLS", "220"}, {"EHLO laptop.example", "250"}}, relay)},
+		{"no AUTH, in TLS", false, cat(tlsHello, relay, []step{{"BDAT 5 LAST", "5"}})},
+		{"no AUTH, port 465", true, cat([]step{{"EHLO laptop.example", "250"}}, relay)},
+		{"wrong password", false, cat(tlsHello, []step{{"AUTH PLAIN " + wrong, "535 5.7.8"}}, relay)},
+		{"wrong password, LOGIN", true, cat([]step{{"EHLO laptop.example", "250"}, {"AUTH LOGIN " + b64(subUser), "334"}, {b64("wrong"), "535 5.7.8"}}, relay)},
+		{"AUTH cancelled", false, cat(tlsHello, []step{{"AUTH LOGIN", "334"}, {b64(subUser), "334"}, {"*", "501"}}, relay)},
+		{"another user's authorization identity", false, cat(tlsHello, []step{{"AUTH PLAIN " + b64("bob\x00"+subUser+"\x00"+subPassword), "535 5.7.8"}}, relay)},
+		{"empty user and password", false, cat(tlsHello, []step{{"AUTH PLAIN " + b64("\x00\x00"), "535 5.7.8"}}, relay)},
+		{"NUL in the password", false, cat(tlsHello, []step{{"AUTH PLAIN " + b64("\x00"+subUser+"\x00"+subPassword+"\x00x"), "501 5.5.2"}}, relay)},
+		{"malformed PLAIN response", false, cat(tlsHello, []step{{"AUTH PLAIN " + b64("no nul at all"), "501 5.5.2"}}, relay)},
+		{"malformed base64", false, cat(tlsHello, []step{{"AUTH PLAIN !!!", "4"}}, relay)},
+		{"unknown mechanism", false, cat(tlsHello, []step{{"AUTH CRAM-MD5", "504"}, {"AUTH XOAUTH2 " + b64("user=alice"), "504"}}, relay)},
+		{"wrong password, EHLO and RSET again", false, cat(tlsHello, []step{{"AUTH PLAIN " + wrong, "535"}, {"EHLO laptop.example", "250"}, {"RSET", "250"}}, relay)},
+	}
+	for _, c := range cases {
+		var rc *rawClient
+		if c.implicit {
+			conn, err := tls.Dial("tcp", e.subTLSAddr, &tls.Config{InsecureSkipVerify: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { conn.Close() })
+			rc = &rawClient{Conn: conn, r: bufio.NewReader(conn), t: t}
+			conn.SetDeadline(time.Now().Add(10 * time.Second))
+			rc.reply()
+		} else {
+			rc = rawConn(t, e.subAddr, "")
+		}
+		for _, s := range c.steps {
+			rc.send(s.line)
+			got := rc.reply()
+			if !strings.HasPrefix(got, s.want) {
+				t.Errorf("%s: %q: %q, want %s", c.name, s.line, got, s.want)
+			}
+			if s.line == "STARTTLS" {
+				conn := tls.Client(rc.Conn, &tls.Config{InsecureSkipVerify: true})
+				rc = &rawClient{Conn: conn, r: bufio.NewReader(conn), t: t}
+			}
+		}
+		rc.Close()
+	}
+	// Pipelined: a wrong password and the transaction in one write.
+	rc := rawConn(t, e.subAddr, "")
+	for _, s := range tlsHello {
+		rc.send(s.line)
+		rc.reply()
+		if s.line == "STARTTLS" {
+			conn := tls.Client(rc.Conn, &tls.Config{InsecureSkipVerify: true})
+			rc = &rawClient{Conn: conn, r: bufio.NewReader(conn), t: t}
+		}
+	}
+	rc.Write([]byte("AUTH PLAIN " + wrong + "\r\nMAIL FROM:<info@custom.test>\r\nRCPT TO:<victim@dest.test>\r\nDATA\r\n"))
+	for _, want := range []string{"535", "530", "5", "5"} {
+		if got := rc.reply(); !strings.HasPrefix(got, want) {
+			t.Errorf("pipelined: %q, want %s", got, want)
+		}
+	}
+	// The MX offers no AUTH and takes none, before TLS or after, and
+	// still refuses to relay after the attempts.
+	rc = rawConn(t, e.addr, "")
+	for _, s := range []step{{"EHLO laptop.example", "250"}, {"AUTH PLAIN " + good, "5"}, {"STARTTLS", "220"}, {"EHLO laptop.example", "250"},
+		{"AUTH PLAIN " + good, "504"}, {"AUTH LOGIN", "504"}, {"MAIL FROM:<info@custom.test>", "250"}, {"RCPT TO:<victim@dest.test>", "550 5.7.1"}} {
+		rc.send(s.line)
+		got := rc.reply()
+		if !strings.HasPrefix(got, s.want) {
+			t.Errorf("MX: %q: %q, want %s", s.line, got, s.want)
+		}
+		if s.line == "STARTTLS" {
+			conn := tls.Client(rc.Conn, &tls.Config{InsecureSkipVerify: true})
+			rc = &rawClient{Conn: conn, r: bufio.NewReader(conn), t: t}
+		}
+	}
+	if ok, mechs := tlsClient(t, e.addr).Extension("AUTH"); ok {
+		t.Errorf("the MX offers AUTH %s in TLS", mechs)
+	}
+	if n := e.dest.connections(); n != 0 {
+		t.Errorf("the destination was contacted %d times for relay attempts", n)
+	}
+}
+
+// The client's EHLO name goes into Received as it came, but for control
+// characters: a NUL in it must not put a NUL in the header.
+func TestSubmissionReceivedNoControlCharacters(t *testing.T) {
+	e := startSubmission(t, "", envOptions{})
+	conn, err := tls.Dial("tcp", e.subTLSAddr, &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	rc := &rawClient{Conn: conn, r: bufio.NewReader(conn), t: t}
+	rc.reply()
+	auth := "AUTH PLAIN " + base64.StdEncoding.EncodeToString([]byte("\x00"+subUser+"\x00"+subPassword))
+	for _, s := range []struct{ line, want string }{{"EHLO laptop\x00\x1b.example", "250"}, {auth, "235"},
+		{"MAIL FROM:<info@custom.test>", "250"}, {"RCPT TO:<me@dest.test>", "250"}, {"DATA", "354"},
+		{submittedMessage + ".", "250"}} {
+		rc.send(s.line)
+		if got := rc.reply(); !strings.HasPrefix(got, s.want) {
+			t.Fatalf("%q: %q, want %s", s.line, got, s.want)
+		}
+	}
+	got := e.dest.deliveries()
+	if len(got) != 1 {
+		t.Fatalf("%d deliveries, want 1", len(got))
+	}
+	header, _, _ := strings.Cut(string(got[0].data), "\r\n\r\n")
+	if !strings.Contains(header, "Received: from laptop") || strings.ContainsAny(header, "\x00\x1b") {
+		t.Errorf("header with a control character, or without the Received field:\n%q", header)
 	}
 }

@@ -143,10 +143,13 @@ func Remove(header []byte, names []string) []byte {
 
 // FormatField renders "Name: value\r\n", folding at spaces so that lines
 // stay under 78 characters where the value allows (RFC 5322 §2.1.1), and
-// replacing any CR or LF in the value, which could otherwise inject fields.
+// replacing with a space any CR or LF in the value, which could otherwise
+// inject fields, and any other control character but tab (a NUL, say, in
+// the EHLO name a Received field quotes), which RFC 5322 §3.2.5 does not
+// let a field hold and which a destination may refuse the message for.
 func FormatField(name, value string) []byte {
 	value = strings.Map(func(r rune) rune {
-		if r == '\r' || r == '\n' {
+		if r < ' ' && r != '\t' || r == 0x7f {
 			return ' '
 		}
 		return r

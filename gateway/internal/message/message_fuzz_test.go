@@ -111,6 +111,7 @@ func FuzzFormatField(f *testing.F) {
 	f.Add("X-Sluice-Quarantine", "dmarc: example.org's DMARC policy is quarantine and neither SPF nor DKIM aligned")
 	f.Add("X-Long", strings.Repeat("word ", 40))
 	f.Add("X-Inject", "a\r\nBcc: victim@example.org")
+	f.Add("Received", "from c\x00d\x1b[0m\x7f (client [192.0.2.1])")
 	f.Add("X-Spaces", strings.Repeat("x", 90)+"   ")
 	f.Fuzz(func(t *testing.T, name, value string) {
 		if name == "" || strings.ContainsFunc(name, func(r rune) bool { return r <= ' ' || r >= 0x7f || r == ':' }) {
@@ -125,6 +126,9 @@ func FuzzFormatField(f *testing.F) {
 		for i, line := range lines {
 			if strings.ContainsAny(line, "\r\n") {
 				t.Fatalf("FormatField(%q, %q) = %q: bare CR or LF", name, value, out)
+			}
+			if strings.ContainsFunc(line, func(r rune) bool { return r < ' ' && r != '\t' || r == 0x7f }) {
+				t.Fatalf("FormatField(%q, %q) = %q: a control character", name, value, out)
 			}
 			if i > 0 && strings.Trim(line, " \t") == "" {
 				t.Fatalf("FormatField(%q, %q) = %q: line %d is whitespace only", name, value, out, i)
@@ -147,7 +151,7 @@ func FuzzFormatField(f *testing.F) {
 		// Bytes that are not UTF-8 come out as U+FFFD, as strings.Map
 		// writes them.
 		want := strings.Fields(strings.Map(func(r rune) rune {
-			if r == '\r' || r == '\n' {
+			if r < ' ' && r != '\t' || r == 0x7f {
 				return ' '
 			}
 			return r

@@ -45,17 +45,36 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 	}
 	switch mech {
 	case sasl.Plain:
-		return sasl.NewPlainServer(func(identity, user, password string) error {
+		return malformedReply{sasl.NewPlainServer(func(identity, user, password string) error {
 			if identity != "" && identity != user {
 				// Acting as another user is not a thing here.
 				return &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8}, Message: "Authentication credentials invalid: the authorization identity must be the user's own"}
 			}
 			return s.login(user, password)
-		}), nil
+		})}, nil
 	case sasl.Login:
-		return &loginServer{authenticate: s.login}, nil
+		return malformedReply{&loginServer{authenticate: s.login}}, nil
 	}
 	return nil, smtp.ErrAuthUnknownMechanism
+}
+
+// malformedReply gives a mechanism's own errors, a response it cannot
+// parse (a PLAIN response without its two NULs), the reply of a syntax
+// error: go-smtp would answer them 454 4.7.0, a failure of ours that
+// the client retries with the same response for nothing. Our replies
+// (535, 454) pass as they are.
+type malformedReply struct{ sasl.Server }
+
+func (m malformedReply) Next(response []byte) ([]byte, bool, error) {
+	challenge, done, err := m.Server.Next(response)
+	if err == nil {
+		return challenge, done, nil
+	}
+	var reply *smtp.SMTPError
+	if !errors.As(err, &reply) {
+		reply = &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 5, 2}, Message: "Malformed authentication response"}
+	}
+	return challenge, done, reply // go-smtp passes an *smtp.SMTPError on only unwrapped
 }
 
 // login checks a user's password. A failure of the check itself is

@@ -14,7 +14,6 @@ import (
 	"log/slog"
 	"net/netip"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -144,31 +143,40 @@ var (
 )
 
 // Authenticate checks a login from client: nil for a good one, else an
-// *smtp.SMTPError to reply with. The counters are read before the
-// password is verified, so that a throttled login costs no hash and
-// never says whether its password was right.
+// *smtp.SMTPError to reply with. Each login is counted as a failure
+// before its password is verified (reserve), and given back if it turns
+// out not to be one: read first and counted after, logins started
+// together would all pass the limit, as many as the client can open
+// connections. A throttled login costs no hash and never says whether
+// its password was right.
 func (u *Users) Authenticate(ctx context.Context, client netip.Addr, name, password string) error {
 	ipKey, userKey := clientKey(client), userKey(name)
-	throttled, err := u.throttled(ctx, ipKey, userKey)
+	n, reserved, throttled, err := u.reserve(ctx, ipKey, userKey)
 	if err != nil {
-		u.kvFailed("submission login not checked: the failure counters cannot be read", client, name, err)
+		// Uncounted, the login could not be throttled: it is not
+		// verified, and the failure is ours.
+		u.kvFailed("submission login not checked: the failure counters cannot be counted", client, name, err)
+		u.release(ctx, client, name, reserved)
 		u.metrics.count(resultError)
 		return errTemporary
 	}
 	if throttled != "" {
+		u.release(ctx, client, name, reserved)
 		// At debug only: a throttled login costs its sender nothing, so
 		// a line for each would let anyone fill the log. The line when
-		// throttling starts (countFailure) says it, once a window.
+		// throttling starts (below) says it, once a window.
 		u.log.Debug("submission login throttled", "client", client.String(), "user", name, "by", throttled)
 		u.metrics.count(resultThrottled)
 		return errThrottled
 	}
 	ok, err := u.verify(ctx, name, password)
 	if err != nil {
+		u.release(ctx, client, name, reserved)
 		u.metrics.count(resultError)
 		return errTemporary
 	}
 	if ok {
+		u.release(ctx, client, name, reserved)
 		u.log.Info("submission login", "client", client.String(), "user", name)
 		u.metrics.count(resultSuccess)
 		return nil
@@ -177,59 +185,54 @@ func (u *Users) Authenticate(ctx context.Context, client netip.Addr, name, passw
 	// filter looks for it.
 	u.log.Warn(LogFailed, "client", client.String(), "user", name)
 	u.metrics.count(resultFailure)
-	if err := u.countFailure(ctx, client, name, ipKey, userKey); err != nil {
-		// Uncounted, the failure would not throttle: say so, and
-		// answer as for any failure of ours.
-		u.kvFailed("submission login failure not counted", client, name, err)
-		return errTemporary
+	for _, k := range []struct {
+		by, value string
+		n, max    int64
+	}{{"client", client.String(), n[0], u.maxIP}, {"user", name, n[1], u.maxUser}} {
+		if k.n == k.max {
+			// Once a window, on the node whose failure reached the
+			// limit. Not LogFailed: a user throttled by someone else's
+			// guesses must not get its own client banned by fail2ban.
+			u.log.Warn("submission logins throttled", "by", k.by, k.by, k.value, "failures", k.n, "window", u.window.String())
+		}
 	}
 	return errInvalid
 }
 
-// countFailure counts a failed login for its client and its user name,
-// and logs when either reaches its limit.
-func (u *Users) countFailure(ctx context.Context, client netip.Addr, name, ipKey, userKey string) error {
-	for _, k := range []struct {
-		key, by, value string
-		max            int64
-	}{{ipKey, "client", client.String(), u.maxIP}, {userKey, "user", name, u.maxUser}} {
-		n, err := u.kv.Incr(ctx, kvScope, k.key, 1, u.window)
-		if err != nil {
-			return err
-		}
-		if n == k.max {
-			// Once a window, on the node whose failure reached the
-			// limit. Not LogFailed: a user throttled by someone else's
-			// guesses must not get its own client banned by fail2ban.
-			u.log.Warn("submission logins throttled", "by", k.by, k.by, k.value, "failures", n, "window", u.window.String())
-		}
-	}
-	return nil
-}
-
-// throttled names the key that is over its limit ("client" or "user"),
-// or "" when neither is.
-func (u *Users) throttled(ctx context.Context, ipKey, userKey string) (string, error) {
-	for _, k := range []struct {
+// reserve counts a login as failed for its client, then for its user
+// name, with the KV's atomic increment, and returns the counts and the
+// keys it counted under. It names the key that is over its limit
+// ("client" or "user"), or "" when neither is; a throttled client's
+// login stops there, so that it makes no counter for the names it tries:
+// a throttled login costs nothing, and could otherwise fill the KV.
+func (u *Users) reserve(ctx context.Context, ipKey, userKey string) (n [2]int64, reserved []string, throttled string, err error) {
+	for i, k := range []struct {
 		key, name string
 		max       int64
 	}{{ipKey, "client", u.maxIP}, {userKey, "user", u.maxUser}} {
-		v, ok, err := u.kv.Get(ctx, kvScope, k.key)
-		if err != nil {
-			return "", err
+		if n[i], err = u.kv.Incr(ctx, kvScope, k.key, 1, u.window); err != nil {
+			return n, reserved, "", err
 		}
-		if !ok {
-			continue
-		}
-		n, err := strconv.ParseInt(string(v), 10, 64)
-		if err != nil {
-			return "", fmt.Errorf("counter %s: %v", k.key, err)
-		}
-		if n >= k.max {
-			return k.name, nil
+		reserved = append(reserved, k.key)
+		if n[i] > k.max {
+			return n, reserved, k.name, nil
 		}
 	}
-	return "", nil
+	return n, reserved, "", nil
+}
+
+// release gives back what reserve counted, for a login that did not
+// fail. A counter whose window ended meanwhile starts the next one at
+// -1, one guess more in that window: not worth a script of its own.
+func (u *Users) release(ctx context.Context, client netip.Addr, name string, keys []string) {
+	for _, key := range keys {
+		if _, err := u.kv.Incr(ctx, kvScope, key, -1, u.window); err != nil {
+			// Counted as a failure that was not one: the client or user
+			// is throttled one failure early, in this window only.
+			u.kvFailed("submission login counted as failed: the failure counters cannot be counted", client, name, err)
+			return
+		}
+	}
 }
 
 // verify checks name's password, against the dummy hash for a name that

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"regexp"
@@ -272,6 +273,71 @@ func TestThrottleAcrossNodes(t *testing.T) {
 	}
 }
 
+// Logins started together cannot all pass the limit: each is counted
+// before its password is verified, so of many guesses from one client at
+// once only as many as the limit are verified, and the rest are
+// throttled without a hash.
+func TestThrottleConcurrentGuesses(t *testing.T) {
+	u := newUsers(t, Config{MaxFailuresPerUser: 1000}, nil) // 3 per client
+	guesser := ip("192.0.2.1")
+	const guesses = 12
+	replies := make(chan error, guesses)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range guesses {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			replies <- u.Authenticate(ctx, guesser, fmt.Sprintf("name%d", i), "guess")
+		}()
+	}
+	close(start)
+	wg.Wait()
+	close(replies)
+	codes := map[int]int{}
+	for err := range replies {
+		var se *smtp.SMTPError
+		if !errors.As(err, &se) {
+			t.Fatalf("reply %v", err)
+		}
+		codes[se.Code]++
+	}
+	if codes[535] != 3 || codes[454] != guesses-3 {
+		t.Errorf("replies %v, want 3 guesses verified (535) and %d throttled (454)", codes, guesses-3)
+	}
+	// The right password is refused too, and a login that succeeds
+	// gives its count back.
+	wantReply(t, u.Authenticate(ctx, guesser, "bob", "bob-pw"), 454, temporary)
+	other := ip("192.0.2.2")
+	for range 5 {
+		if err := u.Authenticate(ctx, other, "bob", "bob-pw"); err != nil {
+			t.Fatalf("good logins counted as failures: %v", err)
+		}
+	}
+}
+
+// A throttled client's logins make no counters: trying a new name for
+// each, it would otherwise fill the KV for nothing (a throttled login
+// costs no hash), and then no one could log in.
+func TestThrottledMakesNoCounters(t *testing.T) {
+	u := newUsers(t, Config{}, nil) // 3 per client
+	guesser := ip("192.0.2.1")
+	for i := range 3 {
+		wantReply(t, u.Authenticate(ctx, guesser, fmt.Sprintf("name%d", i), "guess"), 535, invalid)
+	}
+	for i := 3; i < 20; i++ {
+		name := fmt.Sprintf("name%d", i)
+		wantReply(t, u.Authenticate(ctx, guesser, name, "guess"), 454, temporary)
+		if v, ok, _ := u.kv.Get(ctx, kvScope, userKey(name)); ok {
+			t.Fatalf("a throttled login made the counter of %q: %s", name, v)
+		}
+	}
+	if v, _, _ := u.kv.Get(ctx, kvScope, clientKey(guesser)); string(v) != "3" {
+		t.Errorf("the client's counter is %s, want 3", v)
+	}
+}
+
 // When the counters cannot be read or written, the failure is ours: 454,
 // never 535, whatever the password.
 func TestKVDown(t *testing.T) {
@@ -359,8 +425,8 @@ func TestVerificationsBounded(t *testing.T) {
 	defer cancel()
 	wantReply(t, u.Authenticate(short, ip("192.0.2.1"), "bob", "bob-pw"), 454, temporary)
 	// A wrong password that never got verified is not counted.
-	if _, ok, _ := u.kv.Get(ctx, kvScope, "ip:192.0.2.1"); ok {
-		t.Error("a login that was never verified was counted as failed")
+	if v, ok, _ := u.kv.Get(ctx, kvScope, "ip:192.0.2.1"); ok && string(v) != "0" {
+		t.Errorf("a login that was never verified was counted as failed: counter %s", v)
 	}
 	// An unknown name waits too: it is verified against the dummy hash,
 	// so that it costs what a known one does.
