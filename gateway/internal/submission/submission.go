@@ -146,24 +146,48 @@ var (
 // Authenticate checks a login from client: nil for a good one, else an
 // *smtp.SMTPError to reply with. The counters are read before the
 // password is verified, so that a throttled login costs no hash and
-// never says whether its password was right.
+// never says whether its password was right; and each login is counted
+// before it is verified, so that logins at the same time cannot go past
+// the limits together.
 func (u *Users) Authenticate(ctx context.Context, client netip.Addr, name, password string) error {
-	ipKey, userKey := clientKey(client), userKey(name)
-	throttled, err := u.throttled(ctx, ipKey, userKey)
+	counters := u.counters(client, name)
+	throttled, err := u.throttled(ctx, counters)
 	if err != nil {
 		u.kvFailed("submission login not checked: the failure counters cannot be read", client, name, err)
 		u.metrics.count(resultError)
 		return errTemporary
 	}
+	if throttled == "" && u.cached(name, password) {
+		u.log.Info("submission login", "client", client.String(), "user", name)
+		u.metrics.count(resultSuccess)
+		return nil
+	}
+	var counts []int64
+	if throttled == "" {
+		// Counted as failed before it is verified, and given back if
+		// the password is right: logins verified at the same time, on
+		// many connections or on several nodes, must each see the
+		// others, or all of them would pass the check above before the
+		// first was counted, however many guesses that makes.
+		throttled, counts, err = u.reserve(ctx, counters)
+		if err != nil {
+			u.kvFailed("submission login not checked: the failure counters cannot be written", client, name, err)
+			u.metrics.count(resultError)
+			return errTemporary
+		}
+	}
 	if throttled != "" {
 		// At debug only: a throttled login costs its sender nothing, so
 		// a line for each would let anyone fill the log. The line when
-		// throttling starts (countFailure) says it, once a window.
+		// throttling starts (below) says it, once a window.
 		u.log.Debug("submission login throttled", "client", client.String(), "user", name, "by", throttled)
 		u.metrics.count(resultThrottled)
 		return errThrottled
 	}
 	ok, err := u.verify(ctx, name, password)
+	if err != nil || ok {
+		u.release(ctx, client, name, counters)
+	}
 	if err != nil {
 		u.metrics.count(resultError)
 		return errTemporary
@@ -177,44 +201,84 @@ func (u *Users) Authenticate(ctx context.Context, client netip.Addr, name, passw
 	// filter looks for it.
 	u.log.Warn(LogFailed, "client", client.String(), "user", name)
 	u.metrics.count(resultFailure)
-	if err := u.countFailure(ctx, client, name, ipKey, userKey); err != nil {
-		// Uncounted, the failure would not throttle: say so, and
-		// answer as for any failure of ours.
-		u.kvFailed("submission login failure not counted", client, name, err)
-		return errTemporary
+	for i, c := range counters {
+		if counts[i] == c.max {
+			// Once a window, on the node whose failure reached the
+			// limit. Not LogFailed: a user throttled by someone else's
+			// guesses must not get its own client banned by fail2ban.
+			u.log.Warn("submission logins throttled", "by", c.by, c.by, c.value, "failures", counts[i], "window", u.window.String())
+		}
 	}
 	return errInvalid
 }
 
-// countFailure counts a failed login for its client and its user name,
-// and logs when either reaches its limit.
-func (u *Users) countFailure(ctx context.Context, client netip.Addr, name, ipKey, userKey string) error {
-	for _, k := range []struct {
-		key, by, value string
-		max            int64
-	}{{ipKey, "client", client.String(), u.maxIP}, {userKey, "user", name, u.maxUser}} {
-		n, err := u.kv.Incr(ctx, kvScope, k.key, 1, u.window)
-		if err != nil {
-			return err
-		}
-		if n == k.max {
-			// Once a window, on the node whose failure reached the
-			// limit. Not LogFailed: a user throttled by someone else's
-			// guesses must not get its own client banned by fail2ban.
-			u.log.Warn("submission logins throttled", "by", k.by, k.by, k.value, "failures", n, "window", u.window.String())
-		}
-	}
-	return nil
+// counter is one of the failure counters a login is checked against.
+type counter struct {
+	key, by, value string // by: "client" or "user"; value: the client or user
+	max            int64
 }
 
-// throttled names the key that is over its limit ("client" or "user"),
+// counters are the counters of a login from client as name: the
+// client's, then the user name's.
+func (u *Users) counters(client netip.Addr, name string) []counter {
+	return []counter{
+		{key: clientKey(client), by: "client", value: client.String(), max: u.maxIP},
+		{key: userKey(name), by: "user", value: name, max: u.maxUser},
+	}
+}
+
+// reserve counts a login as failed in each counter, with the KV's atomic
+// increment, and returns the counts. If that takes a counter past its
+// limit, the login is throttled: it gives back what it counted and
+// returns the counter's name.
+func (u *Users) reserve(ctx context.Context, counters []counter) (string, []int64, error) {
+	counts := make([]int64, 0, len(counters))
+	for i, c := range counters {
+		n, err := u.kv.Incr(ctx, kvScope, c.key, 1, u.window)
+		if err != nil {
+			u.giveBack(ctx, counters[:i])
+			return "", nil, err
+		}
+		if n > c.max {
+			u.giveBack(ctx, counters[:i+1])
+			return c.by, nil, nil
+		}
+		counts = append(counts, n)
+	}
+	return "", counts, nil
+}
+
+// release gives back what reserve counted for a login that did not fail:
+// its password was right, or it was never verified.
+func (u *Users) release(ctx context.Context, client netip.Addr, name string, counters []counter) {
+	if err := u.giveBack(ctx, counters); err != nil {
+		// The login stays counted as a failure until the window ends.
+		u.kvFailed("submission login counted as failed: the failure counters cannot be written", client, name, err)
+	}
+}
+
+// giveBack takes one off each counter. If a counter's window ended
+// meanwhile, its new window starts at -1, one failure more for that
+// window: too rare to be worth a script.
+func (u *Users) giveBack(ctx context.Context, counters []counter) error {
+	// Even when the login's context has ended (as while it waited for
+	// a verification), which would leave the failure counted; the KV
+	// bounds each call itself.
+	ctx = context.WithoutCancel(ctx)
+	var first error
+	for _, c := range counters {
+		if _, err := u.kv.Incr(ctx, kvScope, c.key, -1, u.window); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// throttled names the counter that is at its limit ("client" or "user"),
 // or "" when neither is.
-func (u *Users) throttled(ctx context.Context, ipKey, userKey string) (string, error) {
-	for _, k := range []struct {
-		key, name string
-		max       int64
-	}{{ipKey, "client", u.maxIP}, {userKey, "user", u.maxUser}} {
-		v, ok, err := u.kv.Get(ctx, kvScope, k.key)
+func (u *Users) throttled(ctx context.Context, counters []counter) (string, error) {
+	for _, c := range counters {
+		v, ok, err := u.kv.Get(ctx, kvScope, c.key)
 		if err != nil {
 			return "", err
 		}
@@ -223,13 +287,20 @@ func (u *Users) throttled(ctx context.Context, ipKey, userKey string) (string, e
 		}
 		n, err := strconv.ParseInt(string(v), 10, 64)
 		if err != nil {
-			return "", fmt.Errorf("counter %s: %v", k.key, err)
+			return "", fmt.Errorf("counter %s: %v", c.key, err)
 		}
-		if n >= k.max {
-			return k.name, nil
+		if n >= c.max {
+			return c.by, nil
 		}
 	}
 	return "", nil
+}
+
+// cached reports whether name logged in with password a short while
+// ago (cacheTTL), with the hash it has now.
+func (u *Users) cached(name, password string) bool {
+	usr, known := u.users[name]
+	return known && u.cache.hit(name, password, usr.PasswordHash)
 }
 
 // verify checks name's password, against the dummy hash for a name that
@@ -240,9 +311,6 @@ func (u *Users) verify(ctx context.Context, name, password string) (bool, error)
 	hash := usr.PasswordHash
 	if !known {
 		hash = u.dummy
-	}
-	if known && u.cache.hit(name, password, hash) {
-		return true, nil
 	}
 	select {
 	case u.verifying <- struct{}{}:
