@@ -190,3 +190,37 @@ text = "{authenticated_user} may not send this"
 		})
 	}
 }
+
+// A plugin of the submission service that fails (here it panics) gives
+// the user's mail program a 4xx, which it retries: never a 5xx that
+// would lose the message, and nothing is delivered. A failure is counted
+// in the submission service's metrics, not the MX's.
+func TestSubmissionPluginFails(t *testing.T) {
+	e := startSubmission(t, "", envOptions{plugins: fmt.Sprintf(`
+%s
+[[plugin]]
+name = "outbound-check"
+path = %q
+stages = ["rcpt"]
+services = ["submission"]
+on_failure = "tempfail"
+`, routerPlugin(t), wasmbuild.ForTest(t, "./gateway/internal/plugin/testdata/scripted"))})
+	err := sendMail(t, submissionClient(t, e), "info@custom.test", "panic@dest.test", submitted("fails"))
+	wantReply(t, "a failing plugin at submission", err, 451, smtp.EnhancedCode{4, 3, 0}, "Filter outbound-check failed, try again later")
+	if got := e.dest.deliveries(); len(got) != 0 {
+		t.Errorf("%d deliveries, want none", len(got))
+	}
+	_, b := adminDo(t, e, "GET", "/metrics")
+	body := string(b)
+	for _, want := range []string{
+		`sluice_submission_plugin_failures_total{plugin="outbound-check",stage="rcpt"} 1`,
+		`sluice_submission_messages_total{outcome="tempfailed"} 0`, // refused at RCPT: no message
+	} {
+		if !strings.Contains(body, want+"\n") {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	if strings.Contains(body, `sluice_plugin_failures_total{plugin="outbound-check"`) {
+		t.Error("the submission plugin's failure is in the MX's sluice_plugin_failures_total")
+	}
+}

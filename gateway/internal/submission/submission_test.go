@@ -260,7 +260,7 @@ func TestThrottleAcrossNodes(t *testing.T) {
 	wantReply(t, b.Authenticate(ctx, guesser, "bob", "bob-pw"), 454, temporary)
 	wantReply(t, a.Authenticate(ctx, guesser, "bob", "bob-pw"), 454, temporary)
 	// The window is the key's time to live in Redis.
-	if ttl := s.CLI("PTTL", "sluice:"+kvScope+":ip:192.0.2.1"); ttl == "-1" || ttl == "-2" {
+	if ttl := strings.TrimSpace(s.CLI("PTTL", "sluice:"+kvScope+":ip:192.0.2.1")); ttl == "-1" || ttl == "-2" {
 		t.Logf("keys: %s", s.CLI("KEYS", "*"))
 		t.Fatalf("PTTL of the counter = %s", ttl)
 	}
@@ -335,6 +335,65 @@ func TestThrottledMakesNoCounters(t *testing.T) {
 	}
 	if v, _, _ := u.kv.Get(ctx, kvScope, clientKey(guesser)); string(v) != "3" {
 		t.Errorf("the client's counter is %s, want 3", v)
+	}
+}
+
+// Guesses made at the same time on two nodes sharing Redis are held to
+// the per-user limit as guesses one after another are.
+func TestThrottleConcurrentGuessesAcrossNodes(t *testing.T) {
+	s := redistest.Start(t)
+	node := func() *Users {
+		kv, err := rediskv.New(rediskv.Config{Addrs: []string{s.Addr()}, Prefix: "sluice:", Timeout: 5 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(kv.Close)
+		// alice's hash is argon2id: each guess takes a while to verify.
+		return newUsers(t, Config{KV: kv, MaxFailuresPerUser: 5}, nil)
+	}
+	nodes := []*Users{node(), node()}
+	const guesses = 16
+	var (
+		wg      sync.WaitGroup
+		start   = make(chan struct{})
+		mu      sync.Mutex
+		replies = map[int]int{}
+	)
+	for i := range guesses {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			// From 16 clients, so that only alice's limit of 5 applies.
+			err := nodes[i%2].Authenticate(ctx, netip.AddrFrom4([4]byte{198, 51, 100, byte(i)}), "alice", "guess")
+			var se *smtp.SMTPError
+			if !errors.As(err, &se) {
+				t.Errorf("guess %d: %v", i, err)
+				return
+			}
+			mu.Lock()
+			replies[se.Code]++
+			mu.Unlock()
+		}()
+	}
+	close(start)
+	wg.Wait()
+	if replies[535] != 5 || replies[454] != guesses-5 {
+		t.Errorf("replies %v, want 5 guesses verified (535) and the other %d throttled (454)", replies, guesses-5)
+	}
+	if v := strings.TrimSpace(s.CLI("GET", "sluice:"+kvScope+":user:alice")); v != "5" {
+		t.Errorf("alice's counter %s, want 5", v)
+	}
+	// A right password gives back its count: three logins in a row from
+	// a client with a limit of 3 are not throttled.
+	for i := range 3 {
+		if err := nodes[i%2].Authenticate(ctx, ip("192.0.2.1"), "bob", "bob-pw"); err != nil {
+			t.Fatalf("login %d: %v", i, err)
+		}
+		nodes[i%2].cache = must(newCache(nodes[i%2].now)) // verified each time
+	}
+	if v := strings.TrimSpace(s.CLI("GET", "sluice:"+kvScope+":ip:192.0.2.1")); v != "0" {
+		t.Errorf("the client's counter after good logins: %s, want 0", v)
 	}
 }
 
