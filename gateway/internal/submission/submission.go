@@ -80,9 +80,13 @@ type Users struct {
 	// verifying bounds the verifications in progress: argon2id takes
 	// 64 MiB each, so a flood of logins must not run them all at once.
 	verifying chan struct{}
-	cache     *cache
-	kvErrors  errorLog
-	now       func() time.Time
+	// verifyWait bounds the wait for a turn: behind a flood of logins a
+	// real user gets 454 and retries, rather than hold its connection
+	// for as long as the flood lasts.
+	verifyWait time.Duration
+	cache      *cache
+	kvErrors   errorLog
+	now        func() time.Time
 }
 
 // New checks the users' hashes and returns them.
@@ -102,6 +106,8 @@ func New(c Config) (*Users, error) {
 		log:       c.Logger,
 		metrics:   c.Metrics,
 		verifying: make(chan struct{}, max(2, runtime.NumCPU())),
+
+		verifyWait: maxVerifyWait,
 	}
 	if u.log == nil {
 		u.log = slog.New(slog.DiscardHandler)
@@ -235,9 +241,16 @@ func (u *Users) release(ctx context.Context, client netip.Addr, name string, key
 	}
 }
 
+// maxVerifyWait is how long a login waits for its turn to be verified:
+// several hashes' time, far less than a client waits for its reply.
+const maxVerifyWait = 10 * time.Second
+
+// errBusy is verify's error when no turn came within verifyWait.
+var errBusy = errors.New("no turn to verify the password")
+
 // verify checks name's password, against the dummy hash for a name that
 // is not a user, so that the time taken does not tell which names exist.
-// Its error is ctx's, when it ended while waiting its turn.
+// Its error is ctx's, when it ended while waiting its turn, or errBusy.
 func (u *Users) verify(ctx context.Context, name, password string) (bool, error) {
 	usr, known := u.users[name]
 	hash := usr.PasswordHash
@@ -247,10 +260,14 @@ func (u *Users) verify(ctx context.Context, name, password string) (bool, error)
 	if known && u.cache.hit(name, password, hash) {
 		return true, nil
 	}
+	wait := time.NewTimer(u.verifyWait)
+	defer wait.Stop()
 	select {
 	case u.verifying <- struct{}{}:
 	case <-ctx.Done():
 		return false, ctx.Err()
+	case <-wait.C:
+		return false, errBusy
 	}
 	ok := login.Verify(hash, password)
 	<-u.verifying

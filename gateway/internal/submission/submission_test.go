@@ -505,6 +505,27 @@ func TestVerificationsBounded(t *testing.T) {
 	}
 }
 
+// A login waits for its turn a bounded time, whatever its context: the
+// session's is the server's, which ends only at shutdown, and behind a
+// flood of logins a real user would otherwise hold its connection as long
+// as the flood lasts.
+func TestVerifyWaitIsBounded(t *testing.T) {
+	u := newUsers(t, Config{}, nil)
+	u.verifyWait = 50 * time.Millisecond
+	fillVerifying(t, u)
+	done := make(chan error, 1)
+	go func() { done <- u.Authenticate(ctx, ip("192.0.2.1"), "bob", "bob-pw") }()
+	select {
+	case err := <-done:
+		wantReply(t, err, 454, temporary)
+	case <-time.After(10 * time.Second):
+		t.Fatal("still waiting for a turn")
+	}
+	if v, ok, _ := u.kv.Get(ctx, kvScope, "ip:192.0.2.1"); ok && string(v) != "0" {
+		t.Errorf("a login that was never verified was counted as failed: counter %s", v)
+	}
+}
+
 // A verified login is remembered for a few minutes: it needs no slot
 // (and no hash) the next time, but only with the same password.
 func TestCache(t *testing.T) {
