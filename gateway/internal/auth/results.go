@@ -136,8 +136,12 @@ func hasControl(s string) bool {
 func StripForged(header []byte, authServID string) []byte {
 	fields := message.Fields(header)
 	forged := func(f message.Field) bool {
-		return strings.EqualFold(f.Name, "Authentication-Results") && strings.EqualFold(authServIDOf(f.Raw), authServID) ||
-			len(f.Name) > 9 && strings.EqualFold(f.Name[:9], "X-Sluice-")
+		// The name as the most lenient reader takes it: a name with a
+		// vertical tab or form feed around it is no field name, but a
+		// next hop (or DKIM code) that trims every space sees ours.
+		name := strings.TrimSpace(f.Name)
+		return strings.EqualFold(name, "Authentication-Results") && strings.EqualFold(authServIDOf(f.Raw), authServID) ||
+			len(name) > 9 && strings.EqualFold(name[:9], "X-Sluice-")
 	}
 	if !slices.ContainsFunc(fields, forged) {
 		return header
