@@ -124,8 +124,8 @@ type hostFuncs struct {
 	resolver *resolver.Resolver
 	kv       KV
 	counters Counters
-	http     *httpClient // for a plugin granted http
-	kvLog    kvLog       // of its store's failures
+	http     *httpClient  // for a plugin granted http
+	kvLog    KVFailureLog // of its store's failures
 }
 
 // hostFunc is one function of module "sluice".

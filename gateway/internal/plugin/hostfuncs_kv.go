@@ -332,35 +332,41 @@ func (h *hostFuncs) kvIncr(ctx context.Context, mod api.Module, stack []uint64) 
 	}
 }
 
-// kvLogEvery is how often a plugin's failing store is logged: while
-// Redis is down every call fails, and each is already counted
-// (sluice_kv_redis_requests_total) and named in the plugin's own failure
-// line, so one line in this time, with how many calls failed, says the
-// rest.
-const kvLogEvery = 10 * time.Second
+// KVLogEvery is how often a failing store is logged: while Redis is down
+// every call fails alike, and each is already counted (by the store's and
+// the caller's metrics), so one line in this time, with how many calls
+// failed meanwhile, says the rest; a line for each would let anyone fill
+// the log.
+const KVLogEvery = 10 * time.Second
 
-// kvLog throttles the lines of one plugin's failing store.
-type kvLog struct {
+// KVFailureLog bounds the lines of a failing store to one in KVLogEvery.
+// Its zero value is ready.
+type KVFailureLog struct {
 	mu     sync.Mutex
 	last   time.Time
 	missed int // failures not logged since last
 }
 
-// kvFailed logs a call of the store that failed, at most once in
-// kvLogEvery for the plugin.
-func (h *hostFuncs) kvFailed(op string, err error) {
-	l := &h.kvLog
+// Due reports whether a failure at now is to be logged, and if so how
+// many were not since the last line.
+func (l *KVFailureLog) Due(now time.Time) (missed int, ok bool) {
 	l.mu.Lock()
-	now := time.Now()
-	if !l.last.IsZero() && now.Sub(l.last) < kvLogEvery {
+	defer l.mu.Unlock()
+	if !l.last.IsZero() && now.Sub(l.last) < KVLogEvery {
 		l.missed++
-		l.mu.Unlock()
-		return
+		return 0, false
 	}
-	missed := l.missed
+	missed = l.missed
 	l.last, l.missed = now, 0
-	l.mu.Unlock()
-	h.logger.Warn("key-value store failed", "op", op, "error", err, "failures_not_logged", missed)
+	return missed, true
+}
+
+// kvFailed logs a call of the store that failed, at most once in
+// KVLogEvery for the plugin.
+func (h *hostFuncs) kvFailed(op string, err error) {
+	if missed, ok := h.kvLog.Due(time.Now()); ok {
+		h.logger.Warn("key-value store failed", "op", op, "error", err, "failures_not_logged", missed)
+	}
 }
 
 // maxKVTTL keeps a TTL's arithmetic far from overflow; a year is longer

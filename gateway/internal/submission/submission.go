@@ -85,7 +85,7 @@ type Users struct {
 	// for as long as the flood lasts.
 	verifyWait time.Duration
 	cache      *cache
-	kvErrors   errorLog
+	kvErrors   plugin.KVFailureLog
 	now        func() time.Time
 }
 
@@ -277,33 +277,13 @@ func (u *Users) verify(ctx context.Context, name, password string) (bool, error)
 	return ok && known, nil
 }
 
-// kvLogEvery is how often a failing KV is logged: while Redis is down
-// every login fails alike, each is counted
-// (sluice_submission_logins_total{result="error"}), and a line for each
-// would let anyone fill the log.
-const kvLogEvery = 10 * time.Second
-
-// errorLog throttles the lines of a failing KV.
-type errorLog struct {
-	mu     sync.Mutex
-	last   time.Time
-	missed int // failures not logged since last
-}
-
-// kvFailed logs a failure of the KV, at most once in kvLogEvery.
+// kvFailed logs a failure of the KV, at most once in plugin.KVLogEvery:
+// each login it fails is counted
+// (sluice_submission_logins_total{result="error"}).
 func (u *Users) kvFailed(msg string, client netip.Addr, name string, err error) {
-	l := &u.kvErrors
-	now := u.now()
-	l.mu.Lock()
-	if !l.last.IsZero() && now.Sub(l.last) < kvLogEvery {
-		l.missed++
-		l.mu.Unlock()
-		return
+	if missed, ok := u.kvErrors.Due(u.now()); ok {
+		u.log.Error(msg, "client", client.String(), "user", name, "error", err, "failures_not_logged", missed)
 	}
-	missed := l.missed
-	l.last, l.missed = now, 0
-	l.mu.Unlock()
-	u.log.Error(msg, "client", client.String(), "user", name, "error", err, "failures_not_logged", missed)
 }
 
 // clientKey is the counter of a client: its IPv4 address, or its IPv6

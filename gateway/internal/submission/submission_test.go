@@ -423,7 +423,7 @@ func TestKVDown(t *testing.T) {
 	if n := testutil.ToFloat64(m.logins.WithLabelValues(resultError)); n != 2 {
 		t.Errorf("errors counted: %v, want 2", n)
 	}
-	// Logged once in kvLogEvery, not for each login.
+	// Logged once in plugin.KVLogEvery, not for each login.
 	if n := strings.Count(log.String(), "level=ERROR"); n != 1 {
 		t.Errorf("%d error lines, want 1:\n%s", n, log.String())
 	}
