@@ -238,35 +238,42 @@ func (g *Gateway) cacheDir() string {
 	return ""
 }
 
+// listenAll opens a listener on each of addrs, adding each to *ls as it
+// opens (so that closeListeners closes them after a later failure); what
+// names them in an error, "" for the SMTP listeners.
+func listenAll(ls *[]net.Listener, addrs []string, what string) error {
+	for _, a := range addrs {
+		l, err := listen(a)
+		if err != nil {
+			if what != "" {
+				err = fmt.Errorf("%s: %w", what, err)
+			}
+			return err
+		}
+		*ls = append(*ls, l)
+	}
+	return nil
+}
+
 // Listen opens every configured listener. An address whose IP is IPv6
 // listens on IPv6 only, so that "[::]:25" and "0.0.0.0:25" can be
 // configured side by side.
 func (g *Gateway) Listen() error {
-	for _, a := range g.cfg.SMTP.Listen {
-		l, err := listen(a)
-		if err != nil {
-			g.closeListeners()
-			return err
-		}
-		g.listeners = append(g.listeners, l)
+	if err := listenAll(&g.listeners, g.cfg.SMTP.Listen, ""); err != nil {
+		g.closeListeners()
+		return err
+	}
+	for _, l := range g.listeners {
 		g.addrs = append(g.addrs, l.Addr().String())
 	}
 	if g.submission != nil {
-		for _, a := range g.cfg.Submission.Listen {
-			l, err := listen(a)
-			if err != nil {
-				g.closeListeners()
-				return fmt.Errorf("submission listener: %w", err)
-			}
-			g.submissionListeners = append(g.submissionListeners, l)
+		if err := listenAll(&g.submissionListeners, g.cfg.Submission.Listen, "submission listener"); err != nil {
+			g.closeListeners()
+			return err
 		}
-		for _, a := range g.cfg.Submission.ListenTLS {
-			l, err := listen(a)
-			if err != nil {
-				g.closeListeners()
-				return fmt.Errorf("submission listener: %w", err)
-			}
-			g.submissionTLSListeners = append(g.submissionTLSListeners, l)
+		if err := listenAll(&g.submissionTLSListeners, g.cfg.Submission.ListenTLS, "submission listener"); err != nil {
+			g.closeListeners()
+			return err
 		}
 	}
 	if g.inbox != nil {
@@ -277,13 +284,9 @@ func (g *Gateway) Listen() error {
 		}
 		g.listeners = append(g.listeners, l)
 	}
-	for _, a := range g.cfg.HTTPS.Listen {
-		l, err := listen(a)
-		if err != nil {
-			g.closeListeners()
-			return fmt.Errorf("https listener: %w", err)
-		}
-		g.https = append(g.https, l)
+	if err := listenAll(&g.https, g.cfg.HTTPS.Listen, "https listener"); err != nil {
+		g.closeListeners()
+		return err
 	}
 	if a := g.cfg.AdminListen(); a != "" {
 		l, err := listen(a)
