@@ -105,7 +105,7 @@ func New(c Config) (*Users, error) {
 		kv:        c.KV,
 		log:       c.Logger,
 		metrics:   c.Metrics,
-		verifying: make(chan struct{}, max(2, runtime.NumCPU())),
+		verifying: make(chan struct{}, verifySlots(runtime.NumCPU())),
 
 		verifyWait: maxVerifyWait,
 	}
@@ -240,6 +240,13 @@ func (u *Users) release(ctx context.Context, client netip.Addr, name string, key
 		}
 	}
 }
+
+// verifySlots is how many verifications run at once on ncpu CPUs: one
+// per four, at least two. An argon2id verification of `sluice passwd`'s
+// hashes runs on four threads (p=4) and takes 64 MiB, so a quarter of
+// the CPUs keeps them all busy; one slot per CPU took as much CPU and four
+// times the memory (about 6 GiB at peak on 32 CPUs, RATIONALE.md).
+func verifySlots(ncpu int) int { return max(2, ncpu/4) }
 
 // maxVerifyWait is how long a login waits for its turn to be verified:
 // several hashes' time, far less than a client waits for its reply.

@@ -505,6 +505,14 @@ func TestVerificationsBounded(t *testing.T) {
 	}
 }
 
+func TestVerifySlots(t *testing.T) {
+	for _, c := range []struct{ ncpu, want int }{{1, 2}, {2, 2}, {8, 2}, {12, 3}, {32, 8}} {
+		if got := verifySlots(c.ncpu); got != c.want {
+			t.Errorf("verifySlots(%d) = %d, want %d", c.ncpu, got, c.want)
+		}
+	}
+}
+
 // A login waits for its turn a bounded time, whatever its context: the
 // session's is the server's, which ends only at shutdown, and behind a
 // flood of logins a real user would otherwise hold its connection as long
