@@ -42,7 +42,7 @@ plugins: go-plugins $(foreach d,$(WAT_PLUGINS),$(d)/$(notdir $(d)).wasm)
 go-plugins:
 	@for d in $(GO_PLUGINS); do \
 		echo "plugin $$d"; \
-		GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -o $$d/$$(basename $$d).wasm ./$$d || exit 1; \
+		GOOS=wasip1 GOARCH=wasm $(GO) build -trimpath -buildvcs=false -buildmode=c-shared -o $$d/$$(basename $$d).wasm ./$$d || exit 1; \
 	done
 
 # What the demo and make install need: no wabt for the examples' .wat.

@@ -23,6 +23,24 @@ func TestForTestBuildsOnce(t *testing.T) {
 	}
 }
 
+// A module names neither the checkout it was built in nor its commit, so
+// that every checkout of the same source builds the same bytes.
+func TestBuildIsReproducible(t *testing.T) {
+	root, err := moduleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(ForTest(t, "./plugins/router"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{root, "vcs.revision"} {
+		if bytes.Contains(b, []byte(s)) {
+			t.Errorf("the module holds %q", s)
+		}
+	}
+}
+
 func TestBuildReportsCompilerErrors(t *testing.T) {
 	root, err := moduleRoot()
 	if err != nil {
