@@ -2,6 +2,7 @@ package activity
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -277,6 +278,48 @@ func TestMigrateAddsNode(t *testing.T) {
 	if r, err := s.Get(context.Background(), "old-1"); err != nil || r.Node != "" {
 		t.Errorf("old record: %+v, %v", r, err)
 	}
+}
+
+// A database of schema version 2 (before the submission user) gains the
+// column, in SQLite as in PostgreSQL: its old records read with no user,
+// and the new ones are found by theirs.
+func TestMigrateAddsUser(t *testing.T) {
+	eachBackend(t, func(t *testing.T, database string) {
+		var db *sql.DB
+		var err error
+		d := &sqlite
+		if isPostgres(database) {
+			d = &postgres
+			_, db, err = openPostgres(database)
+		} else {
+			db, err = openSQLite(database)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, q := range []string{d.migrations[0], d.migrations[1], `CREATE TABLE schema_version (version INTEGER NOT NULL)`, `INSERT INTO schema_version VALUES (2)`,
+			`INSERT INTO transactions (id, node, time, sender, sender_dom, outcome, decided_by, message_id, subject, data)
+			 VALUES ('old-1', 'mx1', 0, '', '', 'none', '', '', '', '{"id":"old-1","node":"mx1"}')`} {
+			if _, err := db.Exec(q); err != nil {
+				t.Fatal(err)
+			}
+		}
+		db.Close()
+		s := openTest(t, database, Options{})
+		r := sample()[2]
+		s.Record(r)
+		waitWritten(t, s, 1)
+		if recs, _, err := s.Query(context.Background(), Filter{User: r.User}); err != nil || len(recs) != 1 || recs[0].User != r.User {
+			t.Errorf("user %s after migrating: %v, %v", r.User, ids(recs), err)
+		}
+		if r, err := s.Get(context.Background(), "old-1"); err != nil || r.User != "" || r.Node != "mx1" {
+			t.Errorf("old record: %+v, %v", r, err)
+		}
+		var v int
+		if err := s.db.QueryRow(`SELECT version FROM schema_version`).Scan(&v); err != nil || v != 3 {
+			t.Errorf("schema_version %d, %v; want 3", v, err)
+		}
+	})
 }
 
 // A server that takes the connection and never answers holds neither the
