@@ -275,6 +275,38 @@ func TestSubmissionRecordsAddedMessageID(t *testing.T) {
 	}
 }
 
+// The console's record of a submitted message names the user who sent
+// it; that of a message forwarded by the MX of the same gateway names
+// none.
+func TestSubmissionRecordsUser(t *testing.T) {
+	e := startSubmission(t, "", envOptions{sections: consoleSections("")})
+	if err := sendMail(t, submissionClient(t, e), "info@custom.test", "me@dest.test", submittedMessage); err != nil {
+		t.Fatal(err)
+	}
+	if err := sendMail(t, e.client(t), "bob@example.org", "info@ours.test", testMessage); err != nil {
+		t.Fatal(err)
+	}
+	var recs []activity.Record
+	waitFor(t, "the records", func() bool {
+		var err error
+		recs, _, err = e.gw.Activity().Query(context.Background(), activity.Filter{})
+		return err == nil && len(recs) == 2
+	})
+	byFrom := map[string]activity.Record{}
+	for _, r := range recs {
+		byFrom[r.From] = r
+	}
+	if r := byFrom["info@custom.test"]; r.User != "alice" || r.Outcome != "forwarded" {
+		t.Errorf("submitted: user %q, outcome %q; want alice, forwarded", r.User, r.Outcome)
+	}
+	if r, ok := byFrom["bob@example.org"]; !ok || r.User != "" {
+		t.Errorf("forwarded by the MX: user %q (recorded %v), want none", r.User, ok)
+	}
+	if got, _, err := e.gw.Activity().Query(context.Background(), activity.Filter{User: "alice"}); err != nil || len(got) != 1 || got[0].From != "info@custom.test" {
+		t.Errorf("alice's records: %+v, %v; want the submitted one", got, err)
+	}
+}
+
 // An Authentication-Results field in our name that the client wrote is
 // removed, as on the MX (RFC 8601 §5); one of another server's stays.
 func TestSubmissionRemovesForgedResults(t *testing.T) {

@@ -19,7 +19,10 @@ type Record struct {
 	ID string `json:"id"`
 	// Node is the gateway node that took the transaction ([cluster]
 	// node): several may write to one store.
-	Node       string        `json:"node"`
+	Node string `json:"node"`
+	// User is the submission service's user who sent the message
+	// (issue 15); "" for mail that arrived at the MX.
+	User       string        `json:"user"`
 	Time       time.Time     `json:"time"` // when the transaction ended
 	Duration   time.Duration `json:"duration_ns"`
 	SessionID  string        `json:"session"`
@@ -90,6 +93,7 @@ type Filter struct {
 	Until     time.Time // exclusive
 	Text      string    // in the subject or the message-id
 	Node      string    // the node that took it
+	User      string    // the submission user who sent it
 	Limit     int       // default 50, at most 500
 	Offset    int
 }

@@ -61,6 +61,8 @@ var sqlite = dialect{
 	);
 	CREATE INDEX recipients_txn ON recipients(txn);`,
 		`ALTER TABLE transactions ADD COLUMN node TEXT NOT NULL DEFAULT ''`,
+		// Record.User; "user" is a reserved word in PostgreSQL.
+		`ALTER TABLE transactions ADD COLUMN submitter TEXT NOT NULL DEFAULT ''`,
 	},
 	hasVersion: `SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'`,
 	ilike:      "LIKE",
@@ -91,6 +93,8 @@ var postgres = dialect{
 	);
 	CREATE INDEX recipients_txn ON recipients(txn);`,
 		`ALTER TABLE transactions ADD COLUMN node TEXT NOT NULL DEFAULT ''`,
+		// Record.User; "user" is a reserved word here.
+		`ALTER TABLE transactions ADD COLUMN submitter TEXT NOT NULL DEFAULT ''`,
 	},
 	// A transaction-level advisory lock: released when the migration
 	// commits or rolls back, or its connection dies. The key is ours:

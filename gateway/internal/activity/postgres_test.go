@@ -2,6 +2,7 @@ package activity
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -279,6 +280,48 @@ func TestMigrateAddsNode(t *testing.T) {
 	}
 }
 
+// A database of schema version 2 (before the submission user) gains the
+// column, in SQLite as in PostgreSQL: its old records read with no user,
+// and the new ones are found by theirs.
+func TestMigrateAddsUser(t *testing.T) {
+	eachBackend(t, func(t *testing.T, database string) {
+		var db *sql.DB
+		var err error
+		d := &sqlite
+		if isPostgres(database) {
+			d = &postgres
+			_, db, err = openPostgres(database)
+		} else {
+			db, err = openSQLite(database)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, q := range []string{d.migrations[0], d.migrations[1], `CREATE TABLE schema_version (version INTEGER NOT NULL)`, `INSERT INTO schema_version VALUES (2)`,
+			`INSERT INTO transactions (id, node, time, sender, sender_dom, outcome, decided_by, message_id, subject, data)
+			 VALUES ('old-1', 'mx1', 0, '', '', 'none', '', '', '', '{"id":"old-1","node":"mx1"}')`} {
+			if _, err := db.Exec(q); err != nil {
+				t.Fatal(err)
+			}
+		}
+		db.Close()
+		s := openTest(t, database, Options{})
+		r := sample()[2]
+		s.Record(r)
+		waitWritten(t, s, 1)
+		if recs, _, err := s.Query(context.Background(), Filter{User: r.User}); err != nil || len(recs) != 1 || recs[0].User != r.User {
+			t.Errorf("user %s after migrating: %v, %v", r.User, ids(recs), err)
+		}
+		if r, err := s.Get(context.Background(), "old-1"); err != nil || r.User != "" || r.Node != "mx1" {
+			t.Errorf("old record: %+v, %v", r, err)
+		}
+		var v int
+		if err := s.db.QueryRow(`SELECT version FROM schema_version`).Scan(&v); err != nil || v != 3 {
+			t.Errorf("schema_version %d, %v; want 3", v, err)
+		}
+	})
+}
+
 // A server that takes the connection and never answers holds neither the
 // store's Close nor, through it, the gateway's shutdown.
 func TestPostgresCloseWhileConnecting(t *testing.T) {
@@ -344,5 +387,45 @@ func TestPostgresDocumentedGrants(t *testing.T) {
 	}
 	if err := s.deleteBefore(t0.UnixNano() + 1); err != nil {
 		t.Errorf("retention: %v", err)
+	}
+}
+
+// Upgrading to schema version 3 (the submission user's column) with the
+// grants docs/console.md gives for tables that exist: ALTER TABLE is the
+// owner's, so the store stays unavailable and says why, mail goes on, and
+// once the owner has run the migration docs/console.md gives, the store
+// connects by itself.
+func TestPostgresUpgradeNeedsOwner(t *testing.T) {
+	pg := pgtest.Start(t)
+	pg.Exec(t, "postgres", `CREATE ROLE writer LOGIN PASSWORD 'writer-pw'`, `CREATE DATABASE shared`,
+		`GRANT CONNECT ON DATABASE shared TO writer`)
+	pg.Exec(t, "shared", postgres.migrations[0], postgres.migrations[1],
+		`CREATE TABLE schema_version (version INTEGER NOT NULL)`, `INSERT INTO schema_version VALUES (2)`,
+		`GRANT USAGE ON SCHEMA public TO writer`,
+		`GRANT SELECT, INSERT, DELETE ON transactions, recipients, schema_version TO writer`,
+		`GRANT UPDATE ON schema_version TO writer`)
+	var log syncbuf.Buffer
+	logger := slog.New(slog.NewTextHandler(&log, nil))
+	dsn := fmt.Sprintf("postgres://writer:writer-pw@127.0.0.1:%d/shared?sslmode=disable", pg.Port)
+	s, err := Open(dsn, Options{Logger: logger, RetryEvery: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	waitFor(t, func() bool { return strings.Contains(log.String(), "retrying") })
+	if _, _, err := s.Query(context.Background(), Filter{}); !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "must be owner of table transactions") {
+		t.Errorf("Query before the owner migrated: %v, want ErrUnavailable saying the owner must migrate", err)
+	}
+	// As docs/console.md says, run as the tables' owner.
+	pg.Exec(t, "shared", `ALTER TABLE transactions ADD COLUMN submitter TEXT NOT NULL DEFAULT ''`, `UPDATE schema_version SET version = 3`)
+	waitConnected(t, s)
+	if err := s.unavailable(); err != nil {
+		t.Fatal(err)
+	}
+	r := sample()[2]
+	s.Record(r)
+	waitWritten(t, s, 1)
+	if recs, _, err := s.Query(context.Background(), Filter{User: r.User}); err != nil || len(recs) != 1 {
+		t.Errorf("user %s after the owner migrated: %v, %v", r.User, ids(recs), err)
 	}
 }

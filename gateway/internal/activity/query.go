@@ -58,7 +58,7 @@ func (s *Store) query(ctx context.Context, f Filter) ([]Record, int, error) {
 func (f Filter) where(d *dialect) (string, []any) {
 	// As the store keeps them: a filter with bytes PostgreSQL refuses
 	// finds what they became rather than failing.
-	for _, p := range []*string{&f.Address, &f.Sender, &f.Outcome, &f.DecidedBy, &f.Text, &f.Node} {
+	for _, p := range []*string{&f.Address, &f.Sender, &f.Outcome, &f.DecidedBy, &f.Text, &f.Node, &f.User} {
 		*p = text(*p)
 	}
 	var conds []string
@@ -110,6 +110,10 @@ func (f Filter) where(d *dialect) (string, []any) {
 	if n := strings.TrimSpace(f.Node); n != "" {
 		conds = append(conds, `t.node = ?`)
 		args = append(args, n)
+	}
+	if u := strings.TrimSpace(f.User); u != "" {
+		conds = append(conds, `t.submitter = ?`)
+		args = append(args, u)
 	}
 	if len(conds) == 0 {
 		return "", nil

@@ -403,13 +403,13 @@ func (s *Store) insert(batch []Record) error {
 			return err
 		}
 		from := strings.ToLower(r.From)
-		txns = append(txns, []any{r.ID, r.Node, r.Time.UnixNano(), from, domain(from), r.Outcome, r.DecidedBy, r.MessageID, r.Subject, string(data)})
+		txns = append(txns, []any{r.ID, r.Node, r.User, r.Time.UnixNano(), from, domain(from), r.Outcome, r.DecidedBy, r.MessageID, r.Subject, string(data)})
 	}
 	// A transaction already recorded is left as it is, and its
 	// recipients are not added again: only the new rows come back.
 	added := map[string]int64{}
 	err = s.insertRows(ctx, tx, `INSERT INTO transactions
-		(id, node, time, sender, sender_dom, outcome, decided_by, message_id, subject, data) VALUES `,
+		(id, node, submitter, time, sender, sender_dom, outcome, decided_by, message_id, subject, data) VALUES `,
 		` ON CONFLICT (id) DO NOTHING RETURNING id, n`, txns, func(rows *sql.Rows) error {
 			var id string
 			var n int64
@@ -541,7 +541,7 @@ func text(s string) string {
 // is the one its columns say, and a client's bytes in a Subject, MAIL
 // FROM or RCPT TO are as welcome in PostgreSQL as in SQLite.
 func (r Record) clean() Record {
-	for _, p := range []*string{&r.ID, &r.Node, &r.SessionID, &r.ClientIP, &r.ClientName, &r.Helo, &r.From,
+	for _, p := range []*string{&r.ID, &r.Node, &r.User, &r.SessionID, &r.ClientIP, &r.ClientName, &r.Helo, &r.From,
 		&r.Outcome, &r.DecidedBy, &r.Reply, &r.SPF, &r.DKIM, &r.DMARC, &r.Relay, &r.MessageID, &r.Subject} {
 		*p = text(*p)
 	}

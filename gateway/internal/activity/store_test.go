@@ -86,7 +86,7 @@ func sample() []Record {
 		{ID: "b-1", Node: "mx2", Time: t0.Add(time.Minute), From: "bob@other.test", Outcome: "refused", DecidedBy: "plugin:dmarc", Reply: "550 5.7.1 DMARC",
 			Recipients: []Recipient{{Address: "sales@my.test", Outcome: "forwarded", DecidedBy: "destination"}},
 			MessageID:  "<m2@other.test>", Subject: "100% off_sale"},
-		{ID: "b-2", Node: "mx1", Time: t0.Add(2 * time.Minute), From: "bob@other.test", Outcome: "forwarded", DecidedBy: "destination",
+		{ID: "b-2", Node: "mx1", User: "bob", Time: t0.Add(2 * time.Minute), From: "bob@other.test", Outcome: "forwarded", DecidedBy: "destination",
 			Recipients: []Recipient{
 				{Address: "info@my.test", Outcome: "forwarded", DecidedBy: "destination"},
 				{Address: "nobody@my.test", Outcome: "refused", DecidedBy: "host", Reply: "550 5.1.1 no such recipient"}},
@@ -146,6 +146,9 @@ func TestQueryFilters(t *testing.T) {
 			{"underscore is literal", Filter{Text: "f_s"}, []string{"b-1"}},
 			{"node", Filter{Node: "mx2"}, []string{"c-1", "b-1"}},
 			{"node and more", Filter{Node: "mx1", Address: "nobody@my.test"}, []string{"b-2"}},
+			{"submission user", Filter{User: "bob"}, []string{"b-2"}},
+			{"submission user and more", Filter{User: "bob", Node: "mx2"}, nil},
+			{"no such user", Filter{User: "alice"}, nil},
 			{"combined", Filter{Address: "my.test", Outcome: "forwarded", Sender: "other.test"}, []string{"b-2", "b-1"}},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
@@ -193,6 +196,12 @@ func TestGet(t *testing.T) {
 			len(r.Recipients) != 1 || r.Recipients[0].Destinations[0] != "me@dest.test" ||
 			len(r.Plugins) != 1 || r.Plugins[0].Duration != time.Millisecond {
 			t.Errorf("Get = %+v, want %+v", r, want)
+		}
+		if r.User != "" {
+			t.Errorf("Get(a-1).User = %q: it came from the MX", r.User)
+		}
+		if r, err := s.Get(context.Background(), "b-2"); err != nil || r.User != "bob" {
+			t.Errorf("Get(b-2): user %q, %v; want bob", r.User, err)
 		}
 		if _, err := s.Get(context.Background(), "nope"); !errors.Is(err, ErrNotFound) {
 			t.Errorf("Get of an unknown id: %v, want ErrNotFound", err)
@@ -464,7 +473,7 @@ func TestBadBytes(t *testing.T) {
 	eachBackend(t, func(t *testing.T, database string) {
 		s := openTest(t, database, Options{BatchSize: 10, FlushEvery: time.Hour})
 		good := sample()[0]
-		bad := Record{ID: "bad\xff-1", Node: "mx\x001", Time: t0.Add(time.Second), From: "b\xe9b@Latin1.test", Outcome: "forwarded\x00",
+		bad := Record{ID: "bad\xff-1", Node: "mx\x001", User: "b\xe9b\x00", Time: t0.Add(time.Second), From: "b\xe9b@Latin1.test", Outcome: "forwarded\x00",
 			DecidedBy: "destination", MessageID: "<\xff@x>", Subject: "Caf\xe9 \x00 100%",
 			Recipients: []Recipient{{Address: "\xe9t\xe9@My.test", Outcome: "refused\xff", DecidedBy: "host\x00"}}}
 		s.Record(good)
@@ -488,7 +497,7 @@ func TestBadBytes(t *testing.T) {
 		for _, f := range []Filter{
 			{Sender: "b\uFFFDb@latin1.test"}, {Sender: "latin1.test"},
 			{Address: "\uFFFDt\uFFFD@my.test"}, {Address: "my.test"},
-			{Node: "mx\uFFFD1"}, {Outcome: "refused\uFFFD"}, {DecidedBy: "host\uFFFD"},
+			{Node: "mx\uFFFD1"}, {User: "b\uFFFDb\uFFFD"}, {Outcome: "refused\uFFFD"}, {DecidedBy: "host\uFFFD"},
 		} {
 			recs, _, err := s.Query(ctx, f)
 			if err != nil || !slices.Contains(ids(recs), id) {
@@ -496,7 +505,7 @@ func TestBadBytes(t *testing.T) {
 			}
 		}
 		// A filter with such bytes is no error either.
-		if _, _, err := s.Query(ctx, Filter{Address: "\xff\x00@my.test", Text: "\xff\x00", Node: "\x00"}); err != nil {
+		if _, _, err := s.Query(ctx, Filter{Address: "\xff\x00@my.test", Text: "\xff\x00", Node: "\x00", User: "\xff"}); err != nil {
 			t.Errorf("Query with bad bytes: %v", err)
 		}
 		if _, err := s.Get(ctx, "bad\xff\x00"); !errors.Is(err, ErrNotFound) {

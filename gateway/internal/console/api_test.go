@@ -51,6 +51,9 @@ func TestAPIFilters(t *testing.T) {
 		{"outcome=tempfailed", []string{}},
 		{"node=mx2", []string{"s5-1", "s3-1"}},
 		{"node=mx1&sender=bob@b.test", []string{"s4-1", "s2-1"}},
+		{"user=alice", []string{"s1-1"}},
+		{"user=alice&node=mx2", []string{}},
+		{"user=bob", []string{}},
 	} {
 		var a txAnswer
 		getJSON(t, srv, "/api/v1/transactions?"+c.query, http.StatusOK, &a)
@@ -92,6 +95,14 @@ func TestAPITransaction(t *testing.T) {
 	if r.ID != "s5-1" || r.Node != "mx2" || r.Reply != want.Reply || r.DMARC != "fail" || len(r.Plugins) != 1 || r.Plugins[0].Duration != want.Plugins[0].Duration ||
 		!slices.Equal(r.Symbols, want.Symbols) || r.Recipients[0].Destinations[0] != "me@home.test" {
 		t.Errorf("got %+v, want %+v", r, want)
+	}
+	// The submission user is the field "user": "" for mail from the MX.
+	for id, want := range map[string]string{"s1-1": "alice", "s5-1": ""} {
+		var m map[string]any
+		getJSON(t, srv, "/api/v1/transactions/"+id, http.StatusOK, &m)
+		if u, ok := m["user"]; !ok || u != want {
+			t.Errorf("%s: user %v (present %v), want %q", id, u, ok, want)
+		}
 	}
 	for _, path := range []string{"/api/v1/transactions/nope-1", "/api/v1/nothing"} {
 		var e apiError

@@ -121,7 +121,7 @@ type server struct {
 type badRequest struct{ error }
 
 // parseFilter reads the filter parameters shared by the list page and
-// the API: address, sender, outcome, decided_by, node, since, until, q. since
+// the API: address, sender, outcome, decided_by, node, user, since, until, q. since
 // and until are a date (YYYY-MM-DD, UTC; until then includes that whole
 // day) or an RFC 3339 time.
 func parseFilter(v url.Values) (activity.Filter, error) {
@@ -132,6 +132,7 @@ func parseFilter(v url.Values) (activity.Filter, error) {
 		DecidedBy: strings.TrimSpace(v.Get("decided_by")),
 		Text:      strings.TrimSpace(v.Get("q")),
 		Node:      strings.TrimSpace(v.Get("node")),
+		User:      strings.TrimSpace(v.Get("user")),
 	}
 	if f.Outcome != "" && !slices.Contains(Outcomes, f.Outcome) {
 		return f, badRequest{fmt.Errorf("outcome %q is not one of %s", f.Outcome, strings.Join(Outcomes, ", "))}

@@ -23,7 +23,8 @@ import (
 var testNow = time.Date(2026, 12, 6, 18, 30, 0, 0, time.UTC)
 
 // testRecords are five transactions, newest first, from two nodes (s5
-// and s3 from mx2, the others from mx1):
+// and s3 from mx2, the others from mx1); s1 was sent through the
+// submission service by the user alice, the others arrived at the MX:
 //
 //	t5 refused by plugin:dmarc      from x@spoof.test  to info@ours.test
 //	t4 forwarded by destination      from bob@b.test    to sales@ours.test, info@ours.test
@@ -50,7 +51,7 @@ func testRecords() []activity.Record {
 		{ID: "s2-1", Node: "mx1", Time: at(6 * time.Hour), From: "bob@b.test", Outcome: "refused", DecidedBy: "host",
 			Reply:      "554 5.7.1 Relay access denied",
 			Recipients: []activity.Recipient{{Address: "victim@elsewhere.test", Outcome: "refused", DecidedBy: "host", Reply: "554 5.7.1 Relay access denied"}}},
-		{ID: "s1-1", Node: "mx1", Time: at(48 * time.Hour), From: "alice@a.test", Outcome: "queued", DecidedBy: "queue",
+		{ID: "s1-1", Node: "mx1", User: "alice", Time: at(48 * time.Hour), From: "alice@a.test", Outcome: "queued", DecidedBy: "queue",
 			Reply: "250 2.0.0 queued", Subject: "Report", MessageID: "<m1@a.test>", QueueIDs: []string{"q1"},
 			Recipients: []activity.Recipient{{Address: "info@ours.test", Destinations: []string{"me@home.test"}, Outcome: "queued", DecidedBy: "queue"}}},
 	}

@@ -55,6 +55,14 @@ func TestListPage(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("first row %q, want %q", got, want)
 	}
+	// A submitted message says who sent it, under its sender; the others
+	// say nothing more.
+	if got := text(findAll(rows[4], "td")[1]); got != "alice@a.test submitted by alice" {
+		t.Errorf("submitted row's sender %q", got)
+	}
+	if got := findAll(rows[1], "span", "class=submitter"); len(got) != 0 {
+		t.Errorf("a row from the MX says it was submitted")
+	}
 	// Every field of the form has its label, and the form is a GET to /.
 	form := findAll(doc, "form", "method=get")
 	if len(form) != 1 || attr(form[0], "action") != "/" {
@@ -74,7 +82,7 @@ func TestListPage(t *testing.T) {
 		}
 	}
 	slices.Sort(names)
-	if want := []string{"address", "decided_by", "node", "outcome", "q", "sender", "since", "until"}; !slices.Equal(names, want) {
+	if want := []string{"address", "decided_by", "node", "outcome", "q", "sender", "since", "until", "user"}; !slices.Equal(names, want) {
 		t.Errorf("filter fields %v, want %v", names, want)
 	}
 
@@ -88,6 +96,14 @@ func TestListPage(t *testing.T) {
 	}
 	if opt := findAll(doc, "option", "selected"); len(opt) != 1 || text(opt[0]) != "refused" {
 		t.Errorf("outcome not kept selected")
+	}
+
+	doc = getPage(t, srv, "/?user=alice", http.StatusOK)
+	if got := rowLinks(doc); !slices.Equal(got, []string{"/tx/s1-1"}) {
+		t.Errorf("user alice's rows %v", got)
+	}
+	if in := findAll(doc, "input", "name=user"); attr(in[0], "value") != "alice" {
+		t.Errorf("user field %q", attr(in[0], "value"))
 	}
 
 	doc = getPage(t, srv, "/?node=mx2", http.StatusOK)
@@ -226,7 +242,7 @@ func TestDetailPage(t *testing.T) {
 	for _, want := range []string{
 		"550 5.7.1 DMARC policy of spoof.test refuses this message", "plugin:dmarc", "x@spoof.test",
 		"info@ours.test", "me@home.test", "DMARC fail", "SPF fail", "7.5", "DMARC_REJECT=5, SPF_FAIL=2.5",
-		"dmarc data reject no 1.5 ms", "<m5@spoof.test>", "Invoice", "Node mx2",
+		"dmarc data reject no 1.5 ms", "<m5@spoof.test>", "Invoice", "Node mx2", "Submitted by — (arrived at the MX)",
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("detail lacks %q:\n%s", want, body)
@@ -234,6 +250,9 @@ func TestDetailPage(t *testing.T) {
 	}
 	if len(findAll(doc, "th", "scope=row")) != 2 { // a recipient and a plugin
 		t.Errorf("want row headers for the recipient and the plugin")
+	}
+	if body := text(getPage(t, srv, "/tx/s1-1", http.StatusOK)); !strings.Contains(body, "Submitted by alice (submission service)") {
+		t.Errorf("submitted detail lacks its user:\n%s", body)
 	}
 	doc = getPage(t, srv, "/tx/s4-1", http.StatusOK)
 	if body := text(doc); !strings.Contains(body, "sales@ours.test team@home.test forwarded destination") || !strings.Contains(body, "mx.home.test") || !strings.Contains(body, "2048 bytes") {

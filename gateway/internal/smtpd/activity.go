@@ -32,6 +32,7 @@ func (s *session) activityRecord() activity.Record {
 	r := activity.Record{
 		ID:         s.id + "-" + strconv.Itoa(s.txns),
 		Node:       s.srv.cfg.Node,
+		User:       s.user, // "" at the MX, where no one logs in
 		Time:       now,
 		Duration:   now.Sub(t.started),
 		SessionID:  s.id,
