@@ -135,13 +135,16 @@ func hasControl(s string) bool {
 // is, comes back as it is, not copied.
 func StripForged(header []byte, authServID string) []byte {
 	fields := message.Fields(header)
-	forged := func(f message.Field) bool {
-		// The name as the most lenient reader takes it: a name with a
-		// vertical tab or form feed around it is no field name, but a
-		// next hop (or DKIM code) that trims every space sees ours.
-		name := strings.TrimSpace(f.Name)
+	ours := func(name string, f message.Field) bool {
 		return strings.EqualFold(name, "Authentication-Results") && strings.EqualFold(authServIDOf(f.Raw), authServID) ||
 			len(name) > 9 && strings.EqualFold(name[:9], "X-Sluice-")
+	}
+	// The name as written (plugins read it so) and as the most lenient
+	// reader takes it: a name with a vertical tab or form feed around it
+	// is no field name, but a next hop (or DKIM code) that trims every
+	// space sees ours.
+	forged := func(f message.Field) bool {
+		return ours(f.Name, f) || ours(strings.TrimSpace(f.Name), f)
 	}
 	if !slices.ContainsFunc(fields, forged) {
 		return header
