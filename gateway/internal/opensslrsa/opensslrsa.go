@@ -3,7 +3,7 @@
 package opensslrsa
 
 /*
-#cgo pkg-config: libcrypto
+#cgo LDFLAGS: -lcrypto
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rsa.h>
