@@ -202,7 +202,7 @@ func sealConfig(cfg *config.Config, keys []dkim.Key) *arc.SealConfig {
 			pick = i
 			break
 		}
-		if _, isRSA := k.Signer.(*rsa.PrivateKey); a.Selector == "" && isRSA && pick < 0 {
+		if _, isRSA := k.Signer.Public().(*rsa.PublicKey); a.Selector == "" && isRSA && pick < 0 {
 			pick = i
 		}
 	}

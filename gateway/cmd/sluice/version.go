@@ -6,13 +6,15 @@ import (
 	"io"
 
 	"github.com/sluice-mail/sluice/gateway/internal/buildinfo"
+	"github.com/sluice-mail/sluice/gateway/internal/dkim"
 	"github.com/sluice-mail/sluice/sdk/abi"
 )
 
 // versionCmd prints which build this is: what to quote in a bug report,
-// and the plugin ABI version a plugin must be built for.
+// the plugin ABI version a plugin must be built for, and what signs with RSA
+// keys (crypto/rsa, or OpenSSL in a build made with make build OPENSSL=1).
 func versionCmd(_ context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
-	fs := newFlagSet("version", "usage: sluice version\n\nPrints the version, the commit it was built from, the Go version that\nbuilt it and the plugin ABI version it speaks.\n", stderr)
+	fs := newFlagSet("version", "usage: sluice version\n\nPrints the version, the commit it was built from, the Go version that\nbuilt it, the plugin ABI version it speaks and what makes its RSA\nsignatures (DKIM, ARC): Go's crypto/rsa, or OpenSSL (make build OPENSSL=1).\n", stderr)
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return usageStatus(err)
 	}
@@ -21,6 +23,6 @@ func versionCmd(_ context.Context, args []string, _ io.Reader, stdout, stderr io
 		return 2
 	}
 	b := buildinfo.Read()
-	fmt.Fprintf(stdout, "sluice %s\nrevision:   %s\ngo:         %s\nplugin ABI: %d\n", b.Version, b.Revision, b.GoVersion, abi.Version)
+	fmt.Fprintf(stdout, "sluice %s\nrevision:   %s\ngo:         %s\nplugin ABI: %d\nRSA signer: %s\n", b.Version, b.Revision, b.GoVersion, abi.Version, dkim.RSABackend())
 	return 0
 }

@@ -35,12 +35,29 @@ type hop struct {
 }
 
 var (
-	rsaKey = sync.OnceValue(func() crypto.Signer { return mustKey("rsa") })
-	edKey  = sync.OnceValue(func() crypto.Signer { return mustKey("ed25519") })
+	rsaPEM = sync.OnceValue(func() []byte { return mustKey("rsa") })
+	edPEM  = sync.OnceValue(func() []byte { return mustKey("ed25519") })
+	rsaKey = sync.OnceValue(func() crypto.Signer { return mustLoad(rsaPEM()) })
+	edKey  = sync.OnceValue(func() crypto.Signer { return mustLoad(edPEM()) })
 )
 
-func mustKey(algorithm string) crypto.Signer {
+// mustKey generates a key and returns its PEM.
+func mustKey(algorithm string) []byte {
 	k, err := dkim.GenerateKey(algorithm, 0)
+	if err != nil {
+		panic(err)
+	}
+	pem, err := dkim.MarshalKey(k)
+	if err != nil {
+		panic(err)
+	}
+	return pem
+}
+
+// mustLoad loads a key as the gateway loads its keys, so that a build with
+// the tag openssl seals with OpenSSL.
+func mustLoad(pem []byte) crypto.Signer {
+	k, err := dkim.ParseKey(pem)
 	if err != nil {
 		panic(err)
 	}

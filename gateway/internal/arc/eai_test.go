@@ -39,7 +39,12 @@ func TestUTF8HeaderInterop(t *testing.T) {
 	// smtp.mailfrom=pelé@...: it would seal nothing.)
 	h := hops[0]
 	msg := []byte("Authentication-Results: mx.a.example; spf=pass smtp.mailfrom=exemple.test\r\n" + utf8Message)
-	key := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(h.key.(*rsa.PrivateKey))})
+	block, _ := pem.Decode(rsaPEM()) // h.key's, which may be in OpenSSL
+	goKey, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(goKey.(*rsa.PrivateKey))})
 	set := dkimpy.Run(t, "testdata/dkimpy_seal.py", dkimpy.WriteFile(t, "utf8.eml", msg), dkimpy.WriteFile(t, "key.pem", key),
 		h.selector, h.domain, "mx.a.example")
 	sealed := append(set, msg...)

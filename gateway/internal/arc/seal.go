@@ -17,7 +17,7 @@ import (
 type SealConfig struct {
 	Domain   string // d=: the sealing domain, whose DNS publishes the key
 	Selector string // s=: the key is at <Selector>._domainkey.<Domain>
-	// Key is an *rsa.PrivateKey (rsa-sha256) or an ed25519.PrivateKey
+	// Key is an RSA key (rsa-sha256; as dkim.LoadKey makes it) or an ed25519.PrivateKey
 	// (ed25519-sha256, RFC 8463).
 	Key crypto.Signer
 	// Headers are the header fields the ARC-Message-Signature signs, exactly

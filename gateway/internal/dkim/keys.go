@@ -31,8 +31,18 @@ func LoadKey(path string) (crypto.Signer, error) {
 		return nil, fmt.Errorf("dkim: reading key: %w", err)
 	}
 	k, err := parseKey(data)
+	clear(data) // the key is parsed: no copy of it stays behind in Go memory
 	if err != nil {
 		return nil, fmt.Errorf("dkim: key file %s: %w", path, err)
+	}
+	return k, nil
+}
+
+// ParseKey reads a PEM private key as LoadKey does, from memory.
+func ParseKey(pemData []byte) (crypto.Signer, error) {
+	k, err := parseKey(pemData)
+	if err != nil {
+		return nil, fmt.Errorf("dkim: %w", err)
 	}
 	return k, nil
 }
@@ -64,6 +74,16 @@ func parseKey(data []byte) (crypto.Signer, error) {
 	}
 	if _, err := keyKind(signer.Public()); err != nil {
 		return nil, err
+	}
+	if k, ok := key.(*rsa.PrivateKey); ok {
+		// Made once here, when the key is loaded, rather than per
+		// signature: the OpenSSL backend copies the key into its own
+		// memory, after which the DER is zeroed.
+		signer, err = rsaSigner(k, block.Bytes)
+		clear(block.Bytes)
+		if err != nil {
+			return nil, err
+		}
 	}
 	return signer, nil
 }

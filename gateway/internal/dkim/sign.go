@@ -28,7 +28,7 @@ type Key struct {
 	// the keys of a domain we sign its own mail for (SignAs).
 	Domain   string
 	Selector string
-	Signer   crypto.Signer // *rsa.PrivateKey or ed25519.PrivateKey
+	Signer   crypto.Signer // an RSA key (as LoadKey makes it: *rsa.PrivateKey, or OpenSSL's with the tag openssl) or ed25519.PrivateKey
 }
 
 // SignerConfig configures a Signer.

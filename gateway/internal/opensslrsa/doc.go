@@ -1,0 +1,7 @@
+// Package opensslrsa signs RSA PKCS#1 v1.5 SHA-256 digests with the
+// system's libcrypto (OpenSSL 3), which is several times faster than
+// crypto/rsa on CPUs with wide multiply instructions. It is built only with
+// the build tag openssl (and cgo); without it the package is empty and
+// Sluice signs with crypto/rsa (RATIONALE.md, "RSA signing through
+// OpenSSL").
+package opensslrsa
