@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -174,20 +175,11 @@ func (s *session) submittedFrom(header []byte) ([]string, *smtp.SMTPError) {
 		if reply := s.maySend(a); reply != nil {
 			return nil, reply
 		}
-		if _, d, err := address.Split(a); err == nil && !contains(domains, d) {
+		if _, d, err := address.Split(a); err == nil && !slices.Contains(domains, d) {
 			domains = append(domains, d)
 		}
 	}
 	return domains, nil
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // submissionFields are the fields a submission server adds to a
