@@ -140,11 +140,12 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, level *slo
 	if kvErr != nil {
 		return nil, config.Errors{kvErr}
 	}
-	g.kv = plugin.NewMemoryKV(plugin.MemoryKVConfig{})
 	if kv != nil {
 		g.redisKV, g.kv = kv, kv
 		log.Info("the plugins' key-value store is in Redis, shared with the other nodes", "redis", cfg.Cluster.Redis,
 			"sentinel_master", cfg.Cluster.RedisSentinelMaster, "key_prefix", cfg.Cluster.RedisKeyPrefix)
+	} else {
+		g.kv = plugin.NewMemoryKV(plugin.MemoryKVConfig{})
 	}
 	hc.KV = g.kv
 	g.host, err = plugin.NewHost(ctx, hc)
