@@ -38,7 +38,9 @@ func LoadKey(path string) (crypto.Signer, error) {
 	return k, nil
 }
 
-// ParseKey reads a PEM private key as LoadKey does, from memory.
+// ParseKey reads a PEM private key as LoadKey does, from memory. Like
+// LoadKey with the file's bytes, it zeroes the RSA key's DER in pemData
+// once the signer holds the key: pemData cannot be parsed again.
 func ParseKey(pemData []byte) (crypto.Signer, error) {
 	k, err := parseKey(pemData)
 	if err != nil {
