@@ -119,11 +119,13 @@ test: vet plugins
 fuzz-short:
 	GO=$(GO) scripts/fuzz-short
 
-# The Go benchmarks of the hot paths, then the load benchmark against
-# Postfix's smtp-source and smtp-sink (bench/README.md), then the long crash
-# test (20,000 messages, 30 SIGKILLs; docs/queue.md): about 25 minutes.
+# The Go benchmarks of the hot paths (the signing ones in both builds), then
+# the load benchmark against Postfix's smtp-source and smtp-sink, both builds
+# side by side (bench/README.md), then the long crash test (20,000 messages,
+# 30 SIGKILLs; docs/queue.md): about 30 minutes.
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+	@if $(HAVE_OPENSSL); then echo "$(GO) test -tags openssl -run '^$$' -bench . -benchmem $(OPENSSL_PKGS)"; CGO_ENABLED=1 $(GO) test -tags openssl -run '^$$' -bench . -benchmem $(OPENSSL_PKGS); else $(NO_OPENSSL); fi
 	bench/load.sh
 	SLUICE_CRASH_MESSAGES=20000 SLUICE_CRASH_KILLS=30 $(GO) test -run '^TestCrashAtRandomPoints$$' -v -timeout 60m ./gateway/
 

@@ -24,8 +24,10 @@ usage: bench/load.sh [-q] [-n N] [-r R] [-P PROFILES] [-z SIZES] [-s SESSIONS] [
                            DKIM RSA-2048 + Ed25519 signing, ARC seal, SRS
   -z SIZES      message sizes in bytes (default "4096 65536")
   -s SESSIONS   concurrent sessions (default "32 1000")
-  -b BIN        use these sluice binaries (space-separated) instead of building
-                bin/sluice; each gets its own rows, run side by side, to compare builds
+  -b BUILDS     the builds to compare, space-separated, each run side by side with
+                its own rows: "pure" (make build), "openssl" (make build OPENSSL=1)
+                or the path of a sluice binary (default: "pure openssl", or "pure"
+                where a C compiler and OpenSSL's headers are missing)
   -p DIR        write a CPU profile of each Sluice run to DIR (go tool pprof)
   -k            keep the work directory (configs, logs, messages)
 EOF
@@ -36,7 +38,7 @@ PROFILES="forward full"
 SIZES="4096 65536"
 SESSIONS="32 1000"
 REPEAT=1
-BINARIES=""
+BUILDS=""
 PROFILE_DIR=""
 KEEP=0
 while getopts "qn:r:P:z:s:b:p:kh" opt; do
@@ -44,7 +46,7 @@ while getopts "qn:r:P:z:s:b:p:kh" opt; do
 	q) N=2000 ;;
 	n) N=$OPTARG ;;
 	r) REPEAT=$OPTARG ;;
-	b) for b in $OPTARG; do BINARIES+="$(cd "$(dirname "$b")" && pwd)/$(basename "$b") "; done ;;
+	b) BUILDS=$OPTARG ;;
 	P) PROFILES=$OPTARG ;;
 	z) SIZES=$OPTARG ;;
 	s) SESSIONS=$OPTARG ;;
@@ -87,16 +89,51 @@ trap cleanup EXIT
 # 1,000 sessions through Sluice take 2,000 sockets on each side.
 ulimit -n "$(ulimit -Hn)"
 
-if [ -z "$BINARIES" ]; then
-	echo "building bin/sluice"
-	$GO build -o bin/sluice ./gateway/cmd/sluice
-	BINARIES=$ROOT/bin/sluice
+# have_openssl says whether the OpenSSL build can be made here.
+have_openssl() { echo '#include <openssl/evp.h>' | ${CC:-cc} -E - >/dev/null 2>&1; }
+if [ -z "$BUILDS" ]; then
+	BUILDS="pure openssl"
+	if ! have_openssl; then
+		BUILDS=pure
+		echo "load.sh: no C compiler or OpenSSL headers (apt-get install gcc libc6-dev libssl-dev): the pure Go build only" >&2
+	fi
 fi
+# BINARIES are the binaries to run, LABELS their names in the table, in
+# the order of BUILDS.
+BINARIES=()
+LABELS=()
+for b in $BUILDS; do
+	case $b in
+	pure)
+		echo "building bin/sluice-pure (make build)"
+		make -s build GO="$GO" SLUICE=bin/sluice-pure >/dev/null
+		BINARIES+=("$ROOT/bin/sluice-pure")
+		;;
+	openssl)
+		echo "building bin/sluice-openssl (make build OPENSSL=1)"
+		make -s build GO="$GO" OPENSSL=1 SLUICE=bin/sluice-openssl >/dev/null
+		BINARIES+=("$ROOT/bin/sluice-openssl")
+		;;
+	*)
+		[ -x "$b" ] || {
+			echo "load.sh: -b: $b is neither pure, openssl nor an executable" >&2
+			exit 2
+		}
+		BINARIES+=("$(cd "$(dirname "$b")" && pwd)/$(basename "$b")")
+		;;
+	esac
+	label=$(basename "$b")
+	# Two binaries of the same name are told apart by their place.
+	for l in "${LABELS[@]}"; do
+		[ "$l" = "$label" ] && label="$label-$((${#LABELS[@]} + 1))"
+	done
+	LABELS+=("$label")
+done
 echo "building the demo's plugins: dnsbl, ratelimit, router, spam, dmarc"
 for p in dnsbl ratelimit router spam dmarc; do
 	GOOS=wasip1 GOARCH=wasm $GO build -buildmode=c-shared -o plugins/$p/$p.wasm ./plugins/$p
 done
-SLUICE=${BINARIES%% *}
+SLUICE=${BINARIES[0]}
 
 # Keys: the sending domain's (its record goes into Sluice's static DNS) and
 # Sluice's own signing keys.
@@ -343,8 +380,9 @@ median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print v[int(
 
 ROWS=()
 BOUND_LINES=()
+COMPARE_LINES=()
 # row appends a line to the table.
-row() { ROWS+=("$(printf '| %-9s | %6s | %8s | %6s | %5s | %10s | %8s | %4s | %8s | %6s |' "$@")"); }
+row() { ROWS+=("$(printf '| %-12s | %6s | %8s | %6s | %5s | %10s | %8s | %4s | %8s | %6s |' "$@")"); }
 
 human_size() { awk -v s="$1" 'BEGIN { if (s % 1024 == 0) printf "%d KiB", s / 1024; else printf "%d B", s }'; }
 
@@ -368,14 +406,15 @@ baseline_once() {
 	SYS=$(awk -v c=$ticks -v s=$((ks1 - ks0 + SOURCE_SYS)) 'BEGIN { printf "%.0f", c ? s / c * 100 : 0 }')
 	OTHERS=$(others_pct $((b1 - b0)) $ticks)
 	FAILED=$((N - GOT))
-	printf '  %-8s  %6s %5s sessions: %6s msg/s (%s s), smtp-source + smtp-sink %s µs CPU/msg (%s%% in the kernel), others used %s%% of the machine, %d not delivered\n' \
+	printf '  %-16s  %6s %5s sessions: %6s msg/s (%s s), smtp-source + smtp-sink %s µs CPU/msg (%s%% in the kernel), others used %s%% of the machine, %d not delivered\n' \
 		straight "$(human_size "$size")" "$sessions" "$RATE" "$SECS" "$CPU" "$SYS" "$OTHERS" "$FAILED"
 }
 
 # sluice_once sends through a fresh Sluice; sets RATE, CPU, RSS, OTHERS, FAILED.
 sluice_once() {
-	local bin=$1 profile=$2 size=$3 sessions=$4 name cfg args c0 c1 b0 b1 k0 k1 outcomes
-	name=$profile-$size-$sessions-$RUN
+	local bin=$1 build=$2 profile=$3 size=$4 sessions=$5 name cfg args c0 c1 b0 b1 k0 k1 outcomes
+	# The build is in the name, so that each build's profile is its own file.
+	name=$profile-$size-$sessions-$build-$RUN
 	start_sink
 	next_port
 	SLUICE_PORT=$PORT
@@ -415,8 +454,8 @@ sluice_once() {
 		"$(metric 'sluice_messages_total{outcome="delivered"}')" \
 		"$(metric 'sluice_messages_total{outcome="rejected"}')" \
 		"$(metric 'sluice_messages_total{outcome="tempfailed"}')")
-	printf '  %-8s  %6s %5s sessions: %6s msg/s (%s s), %s µs CPU/msg (%s%% in the kernel), peak RSS %s MiB, others used %s%%, %d not delivered (Sluice: %s)\n' \
-		"$profile" "$(human_size "$size")" "$sessions" "$RATE" "$SECS" "$CPU" "$SYS" "$RSS" "$OTHERS" "$FAILED" "$outcomes"
+	printf '  %-16s  %6s %5s sessions: %6s msg/s (%s s), %s µs CPU/msg (%s%% in the kernel), peak RSS %s MiB, others used %s%%, %d not delivered (Sluice: %s)\n' \
+		"$profile $build" "$(human_size "$size")" "$sessions" "$RATE" "$SECS" "$CPU" "$SYS" "$RSS" "$OTHERS" "$FAILED" "$outcomes"
 	if [ "$FAILED" -gt 0 ]; then
 		grep 'msg=message' "$WORK/$name.log" | grep -v 'outcome=forwarded' | head -3 | sed 's/^/    /' || true
 	fi
@@ -439,15 +478,14 @@ measure_straight() {
 }
 
 # measure_sluice runs a profile REPEAT times with each binary, taking
-# turns, and adds a row per binary with the medians.
+# turns, and adds a row per binary with the medians; with several
+# binaries, a line comparing each to the first.
 measure_sluice() {
-	local profile=$1 size=$2 sessions=$3 i bin label
+	local profile=$1 size=$2 sessions=$3 i label rate cpu
 	local -A rates=() cpus=() syss=() rsss=() others=() failed=()
 	for RUN in $(seq "$REPEAT"); do
-		i=0
-		for bin in $BINARIES; do
-			i=$((i + 1))
-			sluice_once "$bin" "$profile" "$size" "$sessions"
+		for i in "${!BINARIES[@]}"; do
+			sluice_once "${BINARIES[$i]}" "${LABELS[$i]}" "$profile" "$size" "$sessions"
 			rates[$i]+=" $RATE"
 			cpus[$i]+=" $CPU"
 			syss[$i]+=" $SYS"
@@ -456,38 +494,62 @@ measure_sluice() {
 			failed[$i]=$((${failed[$i]:-0} + FAILED))
 		done
 	done
-	i=0
-	for bin in $BINARIES; do
-		i=$((i + 1))
+	local first_rate first_cpu
+	for i in "${!BINARIES[@]}"; do
 		label=$profile
-		[ "$(wc -w <<<"$BINARIES")" -gt 1 ] && label="$profile $i"
-		local rate
+		[ ${#BINARIES[@]} -gt 1 ] && label="$profile ${LABELS[$i]}"
 		rate=$(median ${rates[$i]})
-		if [ "$profile" = full ] && [ -n "$RSA_BOUND" ]; then
-			BOUND_LINES+=("$(printf '%s %s, %s sessions: %s msg/s is %s%% of the RSA bound (%s msg/s)' "$label" \
-				"$(human_size "$size")" "$sessions" "$rate" "$(awk -v r="$rate" -v b="$RSA_BOUND" 'BEGIN { printf "%.0f", r / b * 100 }')" "$RSA_BOUND")")
+		cpu=$(median ${cpus[$i]})
+		if [ "$profile" = full ] && [ -n "${RSA_BOUND[$i]:-}" ]; then
+			BOUND_LINES+=("$(printf '%s %s, %s sessions: %s msg/s is %s%% of its RSA bound (%s msg/s)' "$label" \
+				"$(human_size "$size")" "$sessions" "$rate" "$(awk -v r="$rate" -v b="${RSA_BOUND[$i]}" 'BEGIN { printf "%.0f", r / b * 100 }')" "${RSA_BOUND[$i]}")")
 		fi
 		row "$label" "$(human_size "$size")" "$sessions" "$rate" \
 			"$(awk -v r="$rate" -v b="$BASE_RATE" 'BEGIN { printf "%.2f", r / b }')" \
-			"$(median ${cpus[$i]})" "$(median ${syss[$i]})" "$(median ${rsss[$i]})" "$(median ${others[$i]})" "${failed[$i]}"
+			"$cpu" "$(median ${syss[$i]})" "$(median ${rsss[$i]})" "$(median ${others[$i]})" "${failed[$i]}"
+		if [ "$i" = 0 ]; then
+			first_rate=$rate first_cpu=$cpu
+		else
+			COMPARE_LINES+=("$(awk -v p="$profile" -v s="$(human_size "$size")" -v n="$sessions" -v a="${LABELS[0]}" -v b="${LABELS[$i]}" \
+				-v r0="$first_rate" -v r1="$rate" -v c0="$first_cpu" -v c1="$cpu" \
+				'BEGIN { printf "%s %s, %s sessions: %s / %s = %.2f× the msg/s, %.2f× the CPU per message", p, s, n, b, a, r0 ? r1 / r0 : 0, c0 ? c1 / c0 : 0 }')")
+		fi
 	done
 }
 
 echo "$N messages per run, $REPEAT run(s) each; machine: $CORES cores, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)"
 start=$(date +%s)
 
-# rsa_bound sets RSA_BOUND to the rate at which this machine, all cores
+# rsa_bound sets RSA_BOUND[i] to the rate at which this machine, all cores
 # busy, makes the three RSA-2048 signatures the full profile puts on each
-# message (DKIM, ARC-Message-Signature, ARC-Seal): no full-profile rate can
-# beat it. Measured now, on the same cores, with Go's crypto/rsa.
+# message (DKIM, ARC-Message-Signature, ARC-Seal) with the RSA signer of
+# binary i: no full-profile rate of that binary can beat it. Measured now,
+# on the same cores, with BenchmarkRSASignAllCores built as the binary signs:
+# Go's crypto/rsa, or OpenSSL's libcrypto (the tag openssl).
+declare -A RSA_NS=()
+RSA_BOUND=()
 rsa_bound() {
-	local ns
-	ns=$($GO test -run '^$' -bench '^BenchmarkRSASignAllCores$' -benchtime 3s ./gateway/internal/dkim/ |
-		awk '/^BenchmarkRSASignAllCores/ { print $3 }')
-	RSA_BOUND=$(awk -v ns="$ns" 'BEGIN { printf "%.0f", 1e9 / ns / 3 }')
-	echo "RSA-2048 signatures with all $CORES cores busy: $(awk -v ns="$ns" 'BEGIN { printf "%.0f", 1e9 / ns }')/s, so three per message bound the full profile at $RSA_BOUND msg/s"
+	local i signer tags ns
+	for i in "${!BINARIES[@]}"; do
+		signer=$("${BINARIES[$i]}" version | sed -n 's/^RSA signer: //p')
+		tags=go
+		case $signer in OpenSSL*) tags=openssl ;; esac
+		if [ -z "${RSA_NS[$tags]:-}" ]; then
+			if [ $tags = openssl ]; then
+				ns=$(CGO_ENABLED=1 $GO test -tags openssl -run '^$' -bench '^BenchmarkRSASignAllCores$' -benchtime 3s ./gateway/internal/dkim/ |
+					awk '/^BenchmarkRSASignAllCores/ { print $3 }') || ns=""
+			else
+				ns=$(CGO_ENABLED=0 $GO test -run '^$' -bench '^BenchmarkRSASignAllCores$' -benchtime 3s ./gateway/internal/dkim/ |
+					awk '/^BenchmarkRSASignAllCores/ { print $3 }')
+			fi
+			RSA_NS[$tags]=$ns
+			[ -n "$ns" ] && echo "RSA-2048 signatures with all $CORES cores busy, $signer: $(awk -v ns="$ns" 'BEGIN { printf "%.0f", 1e9 / ns }')/s, so three per message bound the full profile at $(awk -v ns="$ns" 'BEGIN { printf "%.0f", 1e9 / ns / 3 }') msg/s"
+		fi
+		ns=${RSA_NS[$tags]}
+		RSA_BOUND[$i]=""
+		[ -n "$ns" ] && RSA_BOUND[$i]=$(awk -v ns="$ns" 'BEGIN { printf "%.0f", 1e9 / ns / 3 }')
+	done
 }
-RSA_BOUND=""
 case " $PROFILES " in *" full "*) rsa_bound ;; esac
 for size in $SIZES; do
 	for sessions in $SESSIONS; do
@@ -499,8 +561,13 @@ for size in $SIZES; do
 done
 
 echo
-[ "$(wc -w <<<"$BINARIES")" -gt 1 ] && echo "binaries: $(tr ' ' '\n' <<<"$BINARIES" | grep . | nl -w1 -s'=' | tr '\n' ' ')"
-echo "| profile   |   size | sessions |  msg/s | ratio | µs CPU/msg | kernel % |  MiB | others % | failed |"
+if [ ${#BINARIES[@]} -gt 1 ]; then
+	echo "builds:"
+	for i in "${!BINARIES[@]}"; do
+		echo "  ${LABELS[$i]}: ${BINARIES[$i]} (RSA signer: $("${BINARIES[$i]}" version | sed -n 's/^RSA signer: //p'))"
+	done
+fi
+echo "| profile      |   size | sessions |  msg/s | ratio | µs CPU/msg | kernel % |  MiB | others % | failed |"
 echo "|---|---|---|---|---|---|---|---|---|---|"
 printf '%s\n' "${ROWS[@]}"
 echo
@@ -510,6 +577,10 @@ echo "system; kernel %: the system part) and MiB (peak RSS) are the Sluice proce
 echo "but on straight rows µs CPU/msg is smtp-source's and smtp-sink's together;"
 echo "others %: the share of the machine's $CORES cores used meanwhile by processes other"
 echo "than smtp-source, smtp-sink and Sluice (high: the rates are not to be trusted)."
+if [ ${#COMPARE_LINES[@]} -gt 0 ]; then
+	echo
+	printf '%s\n' "${COMPARE_LINES[@]}"
+fi
 if [ ${#BOUND_LINES[@]} -gt 0 ]; then
 	echo
 	printf '%s\n' "${BOUND_LINES[@]}"
