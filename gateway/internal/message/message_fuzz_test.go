@@ -69,6 +69,11 @@ func FuzzHeader(f *testing.F) {
 		if !bytes.Equal(joined, header) {
 			t.Fatalf("Fields(%q) joined = %q", header, joined)
 		}
+		// The header parsed once has the same fields.
+		parsed := ParseHeader(header)
+		if !slices.EqualFunc(parsed.Fields(), fields, func(a, b Field) bool { return a.Name == b.Name && bytes.Equal(a.Raw, b.Raw) }) {
+			t.Fatalf("ParseHeader(%q) = %q, Fields: %q", header, parsed.Fields(), fields)
+		}
 
 		// The plugins' view of the same header.
 		var abiNames []string
@@ -95,6 +100,15 @@ func FuzzHeader(f *testing.F) {
 			rest := Remove(header, []string{name})
 			if Count(rest, name) != 0 || len(Fields(rest)) != len(fields)-want {
 				t.Fatalf("Remove(%q, %q) = %q", header, name, rest)
+			}
+			if got := parsed.Count(name); got != want {
+				t.Fatalf("ParseHeader(%q).Count(%q) = %d, want %d", header, name, got, want)
+			}
+			if f, ok := parsed.Get(name, want-1); !ok || !strings.EqualFold(f.Name, name) {
+				t.Fatalf("ParseHeader(%q).Get(%q, %d) = %q, %v", header, name, want-1, f.Raw, ok)
+			}
+			if view := parsed.Without(name); !bytes.Equal(view.Bytes(), rest) || view.Count(name) != 0 {
+				t.Fatalf("ParseHeader(%q).Without(%q) = %q, Remove: %q", header, name, view.Bytes(), rest)
 			}
 		}
 	})
