@@ -93,7 +93,9 @@ func (h *Header) AppendTo(dst []byte) []byte {
 	return dst
 }
 
-// Count returns how many fields have the given name, in any case.
+// Count returns how many fields have the given name. Names match without
+// regard to the case of ASCII letters, and only of those: field names are
+// ASCII (RFC 5322 §3.6.8), and DKIM matches them so too.
 func (h *Header) Count(name string) int {
 	n := 0
 	for i := h.top(name); i >= 0; i = h.next[i] {
@@ -102,8 +104,8 @@ func (h *Header) Count(name string) int {
 	return n
 }
 
-// Get returns the nth field (0 the top one) with the given name, in any
-// case. No name finds the lines that are not fields.
+// Get returns the nth field (0 the top one) with the given name, matched
+// as Count matches it. No name finds the lines that are not fields.
 func (h *Header) Get(name string, nth int) (Field, bool) {
 	for i := h.top(name); i >= 0; i = h.next[i] {
 		if nth == 0 {
@@ -181,20 +183,17 @@ func appendLower(dst []byte, s string) []byte {
 	return dst
 }
 
-// Without returns the header without any field with one of names (in
-// any case), as Remove does for a block. It shares h's bytes; with
-// nothing to remove it is h itself.
+// Without returns the header without any field with one of names, as
+// Remove does for a block: names match as strings.EqualFold has them
+// match, and the name "" removes the lines that are no field. It shares
+// h's bytes; with nothing to remove it is h itself.
 func (h *Header) Without(names ...string) *Header {
-	drop := false
-	for _, n := range names {
-		drop = drop || h.top(n) >= 0
-	}
-	if !drop {
+	if len(names) == 0 {
 		return h
 	}
 	return h.WithoutFunc(func(f Field) bool {
 		for _, n := range names {
-			if f.Name != "" && strings.EqualFold(f.Name, n) {
+			if strings.EqualFold(f.Name, n) {
 				return true
 			}
 		}

@@ -58,6 +58,12 @@ func TestParseHeader(t *testing.T) {
 	if got := len(h.All("Received")); got != 2 || h.All("Received")[1].Value() != "from d" {
 		t.Errorf("All(Received) = %d fields", got)
 	}
+	// Names match in ASCII case only, as DKIM matches them; Without
+	// removes as Remove does (strings.EqualFold: ſ is s).
+	u := ParseHeader([]byte("\u017fubject: x\r\nSubject: y\r\n"))
+	if u.Count("subject") != 1 || u.Without("SUBJECT").Len() != 0 {
+		t.Error("non-ASCII names match wrongly")
+	}
 	long := strings.Repeat("x", 100)
 	if h.Count(long) != 0 {
 		t.Error("a long name was found")
@@ -97,7 +103,7 @@ func TestHeaderViews(t *testing.T) {
 	block := []byte("Received: a\r\nSubject: s\r\nX-Spam: yes\r\n\tfolded\r\nnot a field\r\nx-spam: no\r\nTo: b\r\n")
 	h := ParseHeader(block)
 
-	if h.Without("Cc", "") != h {
+	if h.Without("Cc") != h {
 		t.Error("Without a name not there is not h itself")
 	}
 	w := h.Without("x-SPAM", "received")
@@ -106,6 +112,9 @@ func TestHeaderViews(t *testing.T) {
 	}
 	if w.Count("X-Spam") != 0 || w.Count("to") != 1 || h.Count("X-Spam") != 2 {
 		t.Error("the view's index, or the original's, is wrong")
+	}
+	if got := string(h.Without("").Bytes()); got != string(Remove(block, []string{""})) {
+		t.Errorf(`Without("") = %q`, got)
 	}
 	if &w.Fields()[0].Raw[0] != &block[len("Received: a\r\n")] {
 		t.Error("the view copied the original's bytes")

@@ -101,17 +101,29 @@ func FuzzHeader(f *testing.F) {
 			if Count(rest, name) != 0 || len(Fields(rest)) != len(fields)-want {
 				t.Fatalf("Remove(%q, %q) = %q", header, name, rest)
 			}
-			if got := parsed.Count(name); got != want {
-				t.Fatalf("ParseHeader(%q).Count(%q) = %d, want %d", header, name, got, want)
+			// The parsed header matches names in ASCII case only.
+			ascii := 0
+			for _, other := range names {
+				if asciiEqualFold(other, name) {
+					ascii++
+				}
 			}
-			if f, ok := parsed.Get(name, want-1); !ok || !strings.EqualFold(f.Name, name) {
-				t.Fatalf("ParseHeader(%q).Get(%q, %d) = %q, %v", header, name, want-1, f.Raw, ok)
+			if got := parsed.Count(name); got != ascii {
+				t.Fatalf("ParseHeader(%q).Count(%q) = %d, want %d", header, name, got, ascii)
+			}
+			if f, ok := parsed.Get(name, ascii-1); !ok || !asciiEqualFold(f.Name, name) {
+				t.Fatalf("ParseHeader(%q).Get(%q, %d) = %q, %v", header, name, ascii-1, f.Raw, ok)
 			}
 			if view := parsed.Without(name); !bytes.Equal(view.Bytes(), rest) || view.Count(name) != 0 {
 				t.Fatalf("ParseHeader(%q).Without(%q) = %q, Remove: %q", header, name, view.Bytes(), rest)
 			}
 		}
 	})
+}
+
+// asciiEqualFold is strings.EqualFold for ASCII letters only.
+func asciiEqualFold(a, b string) bool {
+	return string(appendLower(nil, a)) == string(appendLower(nil, b))
 }
 
 // FuzzFormatField renders arbitrary values as header fields. The result

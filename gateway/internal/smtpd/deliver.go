@@ -77,7 +77,7 @@ func (s *session) deliver(msg []byte) (*smtp.SMTPError, decider) {
 		if report != nil {
 			req.Auth = report.Auth
 		}
-		out = s.runRequest(req, &plugin.Message{Header: header, Body: body})
+		out = s.runRequest(req, &plugin.Message{Header: message.ParseHeader(header), Body: body})
 	}
 	switch out.Action {
 	case abi.Reject, abi.Tempfail:
