@@ -82,6 +82,18 @@ func (h *Header) Bytes() []byte {
 	return h.AppendTo(nil)
 }
 
+// Size is the length of the header block, in bytes.
+func (h *Header) Size() int {
+	if h.block != nil {
+		return len(h.block)
+	}
+	n := 0
+	for _, f := range h.fields {
+		n += len(f.Raw)
+	}
+	return n
+}
+
 // AppendTo appends the header block to dst.
 func (h *Header) AppendTo(dst []byte) []byte {
 	if h.block != nil {
