@@ -110,7 +110,9 @@ func (c *Checker) Message(ctx context.Context, header *message.Header, body []by
 	wg.Go(func() {
 		r.dkim = dkim.VerifyHeader(ctx, header, body, dkim.VerifyOptions{Lookup: lookup, Now: c.cfg.Now, Keys: c.keys})
 	})
-	wg.Go(func() { r.ARC = arc.VerifyHeader(ctx, header, body, arc.VerifyOptions{Lookup: lookup, Now: c.cfg.Now, Keys: c.keys}) })
+	wg.Go(func() {
+		r.ARC = arc.VerifyHeader(ctx, header, body, arc.VerifyOptions{Lookup: lookup, Now: c.cfg.Now, Keys: c.keys})
+	})
 	wg.Wait()
 
 	r.Auth.SPF = spfRes
