@@ -39,7 +39,7 @@ func splitMessage(msg []byte) ([]headerField, []byte) {
 			last.raw = last.raw[:len(last.raw)+len(line)]
 		} else {
 			fields = append(fields, headerField{
-				name: string(fieldName(line)),
+				name: string(lineName(line)),
 				raw:  line,
 			})
 		}
@@ -65,13 +65,19 @@ func fieldsOf(h *message.Header) []headerField {
 	return fields
 }
 
-// fieldName is the name splitMessage gives a field: what comes before the
-// colon on its first line (the whole line if it has none), trimmed.
+// fieldName is the name splitMessage gives a field: lineName of its
+// first line.
 func fieldName(raw []byte) []byte {
 	if i := bytes.IndexByte(raw, '\n'); i >= 0 {
 		raw = raw[:i+1]
 	}
-	name, _, _ := bytes.Cut(raw, []byte(":"))
+	return lineName(raw)
+}
+
+// lineName is the name of the field a line starts: what comes before the
+// colon (the whole line if it has none), trimmed.
+func lineName(line []byte) []byte {
+	name, _, _ := bytes.Cut(line, []byte(":"))
 	return bytes.TrimSpace(name)
 }
 
