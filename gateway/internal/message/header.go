@@ -159,12 +159,22 @@ func (h *Header) makeIndex() {
 	for _, f := range h.fields {
 		size += len(f.Name)
 	}
-	low := make([]byte, 0, size)
+	var low strings.Builder
+	low.Grow(size)
 	for _, f := range h.fields {
-		low = appendLower(low, f.Name)
+		for i := 0; i < len(f.Name); i++ {
+			c := f.Name[i]
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			low.WriteByte(c)
+		}
 	}
-	keys := string(low)
-	h.index = make(map[string]int32, len(h.fields))
+	keys := low.String()
+	// Sized for the names of a short header: a long one repeats names
+	// (Received, DKIM-Signature), and a map made for every field would be
+	// mostly empty.
+	h.index = make(map[string]int32, min(len(h.fields), 8))
 	h.next = make([]int32, len(h.fields))
 	// Bottom up, so that each name ends at its top field.
 	for i := len(h.fields) - 1; i >= 0; i-- {
