@@ -2,6 +2,7 @@ package message
 
 import (
 	"bytes"
+	"slices"
 	"strings"
 	"sync"
 )
@@ -247,12 +248,24 @@ func (h *Header) WithoutFunc(drop func(Field) bool) *Header {
 }
 
 // Prepend returns the header with the fields of block (a header block of
-// whole fields, such as FormatField makes) on top. The new fields are
-// parsed; h's are not parsed again, and their bytes are shared.
+// whole fields, such as FormatField makes) on top: the header that
+// ParseHeader would make of block followed by h's block. The new fields
+// are parsed; h's are not parsed again, and their bytes are shared, but
+// for one case: a first field of h that starts with a space or tab (a
+// block that began with a continuation line) continues the last field of
+// block, as it will for whoever reads the two joined, and the two are
+// copied into one.
 func (h *Header) Prepend(block []byte) *Header {
 	if len(block) == 0 {
 		return h
 	}
 	fields := appendFields(make([]Field, 0, bytes.Count(block, []byte("\n"))+1+len(h.fields)), block)
-	return &Header{fields: append(fields, h.fields...)}
+	rest := h.fields
+	if len(rest) > 0 && (rest[0].Raw[0] == ' ' || rest[0].Raw[0] == '\t') {
+		last := &fields[len(fields)-1]
+		joined := append(slices.Clip(last.Raw), rest[0].Raw...)
+		*last = appendFields(nil, joined)[0]
+		rest = rest[1:]
+	}
+	return &Header{fields: append(fields, rest...)}
 }

@@ -139,4 +139,12 @@ func TestHeaderViews(t *testing.T) {
 	if p.Prepend(nil) != p {
 		t.Error("Prepend of nothing is not h itself")
 	}
+
+	// A header that began with a continuation line continues the last
+	// field put on top, as it does for whoever reads the two joined.
+	lead := ParseHeader([]byte(" leading: x\r\nTo: b\r\n"))
+	on := lead.Prepend([]byte("Received: by us\r\n"))
+	if got, want := names(on), "Received|To"; got != want || string(on.Fields()[0].Raw) != "Received: by us\r\n leading: x\r\n" {
+		t.Errorf("Prepend on a leading continuation = %q %q", got, on.Fields()[0].Raw)
+	}
 }

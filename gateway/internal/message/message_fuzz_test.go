@@ -69,10 +69,16 @@ func FuzzHeader(f *testing.F) {
 		if !bytes.Equal(joined, header) {
 			t.Fatalf("Fields(%q) joined = %q", header, joined)
 		}
-		// The header parsed once has the same fields.
+		// The header parsed once has the same fields; with fields put on
+		// top, those of the blocks joined.
+		sameFields := func(a, b Field) bool { return a.Name == b.Name && bytes.Equal(a.Raw, b.Raw) }
 		parsed := ParseHeader(header)
-		if !slices.EqualFunc(parsed.Fields(), fields, func(a, b Field) bool { return a.Name == b.Name && bytes.Equal(a.Raw, b.Raw) }) {
+		if !slices.EqualFunc(parsed.Fields(), fields, sameFields) {
 			t.Fatalf("ParseHeader(%q) = %q, Fields: %q", header, parsed.Fields(), fields)
+		}
+		ours := []byte("Received: by us\r\n\tfolded\r\nX-Ours: 1\r\n")
+		if on := parsed.Prepend(ours); !slices.EqualFunc(on.Fields(), Fields(slices.Concat(ours, header)), sameFields) {
+			t.Fatalf("ParseHeader(%q).Prepend(%q) = %q, Fields of both: %q", header, ours, on.Fields(), Fields(slices.Concat(ours, header)))
 		}
 
 		// The plugins' view of the same header.
