@@ -14,7 +14,8 @@ import (
 // reads this one value instead of scanning the block again; the views it
 // makes (Without, Prepend) share its fields' bytes rather than copying
 // them. A Header is never changed once made, and is safe for concurrent
-// reading. It must not be copied (use the pointer).
+// reading. It must not be copied (use the pointer). A nil *Header reads
+// as an empty one.
 type Header struct {
 	fields []Field
 	block  []byte // the block it was parsed from; nil for a view
@@ -68,15 +69,23 @@ func appendFields(dst []Field, block []byte) []Field {
 }
 
 // Len is the number of fields, lines that are no field included.
-func (h *Header) Len() int { return len(h.fields) }
+func (h *Header) Len() int { return len(h.Fields()) }
 
 // Fields returns the fields in order, top first. The caller must not
 // change the slice or the bytes of the fields.
-func (h *Header) Fields() []Field { return h.fields }
+func (h *Header) Fields() []Field {
+	if h == nil {
+		return nil
+	}
+	return h.fields
+}
 
 // Bytes returns the header block. A parsed Header gives back the block it
 // was parsed from; a view joins its fields into a new one.
 func (h *Header) Bytes() []byte {
+	if h == nil {
+		return nil
+	}
 	if h.block != nil || len(h.fields) == 0 {
 		return h.block
 	}
@@ -85,6 +94,9 @@ func (h *Header) Bytes() []byte {
 
 // Size is the length of the header block, in bytes.
 func (h *Header) Size() int {
+	if h == nil {
+		return 0
+	}
 	if h.block != nil {
 		return len(h.block)
 	}
@@ -97,6 +109,9 @@ func (h *Header) Size() int {
 
 // AppendTo appends the header block to dst.
 func (h *Header) AppendTo(dst []byte) []byte {
+	if h == nil {
+		return dst
+	}
 	if h.block != nil {
 		return append(dst, h.block...)
 	}
@@ -140,10 +155,10 @@ func (h *Header) All(name string) []Field {
 
 // top returns the index of the top field named name, or -1.
 func (h *Header) top(name string) int32 {
-	h.once.Do(h.makeIndex)
-	if name == "" {
+	if h == nil || name == "" {
 		return -1
 	}
+	h.once.Do(h.makeIndex)
 	var buf [64]byte
 	key := appendLower(buf[:0], name)
 	if i, ok := h.index[string(key)]; ok {
@@ -228,7 +243,7 @@ func (h *Header) Without(names ...string) *Header {
 // for. It shares h's bytes; with nothing to remove it is h itself.
 func (h *Header) WithoutFunc(drop func(Field) bool) *Header {
 	first := -1
-	for i, f := range h.fields {
+	for i, f := range h.Fields() {
 		if drop(f) {
 			first = i
 			break
@@ -259,8 +274,8 @@ func (h *Header) Prepend(block []byte) *Header {
 	if len(block) == 0 {
 		return h
 	}
-	fields := appendFields(make([]Field, 0, bytes.Count(block, []byte("\n"))+1+len(h.fields)), block)
-	rest := h.fields
+	rest := h.Fields()
+	fields := appendFields(make([]Field, 0, bytes.Count(block, []byte("\n"))+1+len(rest)), block)
 	if len(rest) > 0 && (rest[0].Raw[0] == ' ' || rest[0].Raw[0] == '\t') {
 		last := &fields[len(fields)-1]
 		joined := append(slices.Clip(last.Raw), rest[0].Raw...)

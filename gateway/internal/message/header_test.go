@@ -71,6 +71,16 @@ func TestParseHeader(t *testing.T) {
 }
 
 func TestParseHeaderEmpty(t *testing.T) {
+	var none *Header
+	if none.Len() != 0 || none.Count("From") != 0 || none.Bytes() != nil || none.Size() != 0 || len(none.AppendTo(nil)) != 0 {
+		t.Error("a nil Header is not empty")
+	}
+	if _, ok := none.Get("From", 0); ok {
+		t.Error("a nil Header has a From")
+	}
+	if none.Without("From") != none || none.WithoutFunc(func(Field) bool { return true }) != none || names(none.Prepend([]byte("A: 1\r\n"))) != "A" {
+		t.Error("the views of a nil Header are wrong")
+	}
 	for _, block := range [][]byte{nil, {}} {
 		h := ParseHeader(block)
 		if h.Len() != 0 || h.Count("From") != 0 || len(h.Bytes()) != 0 || len(h.Without("From").Fields()) != 0 {
