@@ -44,7 +44,7 @@ func probeCases(set abi.StageSet) []probeCase {
 			var msg *plugin.Message
 			if st == abi.StageData {
 				msg = plugin.NewMessage([]byte(s.message))
-				req.Size = uint64(len(msg.Header) + 2 + len(msg.Body))
+				req.Size = uint64(len(msg.Header.Bytes()) + 2 + len(msg.Body))
 			}
 			for _, f := range formats(&req) {
 				cases = append(cases, probeCase{stage: st, name: s.name + ", " + f.name, req: f.req, msg: msg})

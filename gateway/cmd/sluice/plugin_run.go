@@ -280,7 +280,7 @@ func runSession(e envelope, run func(*abi.Request, *plugin.Message) (refused boo
 		return
 	}
 	msg := plugin.NewMessage(e.message)
-	req.Stage, req.Size, req.Auth = abi.StageData, uint64(len(msg.Header)+2+len(msg.Body)), e.auth
+	req.Stage, req.Size, req.Auth = abi.StageData, uint64(len(msg.Header.Bytes())+2+len(msg.Body)), e.auth
 	run(req, msg)
 }
 

@@ -21,6 +21,7 @@ import (
 	"github.com/sluice-mail/sluice/gateway/internal/dmarc"
 	"github.com/sluice-mail/sluice/gateway/internal/dnstest"
 	"github.com/sluice-mail/sluice/gateway/internal/freeport"
+	"github.com/sluice-mail/sluice/gateway/internal/message"
 	"github.com/sluice-mail/sluice/gateway/internal/resolver"
 )
 
@@ -159,7 +160,7 @@ func checkSubmittedSignature(t *testing.T, res *resolver.Resolver, msg []byte, r
 	if len(got.DKIM) != 2 || len(domains) != 2 || domains[0] != "my-company.test" || domains[1] != "example.test" {
 		t.Fatalf("signatures d=%v, dkimpy %v; want my-company.test's then example.test's:\n%s", domains, got.DKIM, header)
 	}
-	from, err := dmarc.FromDomain(header)
+	from, err := dmarc.FromDomain(message.ParseHeader(append(bytes.Clone(header), "\r\n"...)))
 	if err != nil || from != "my-company.test" {
 		t.Fatalf("From domain %q, %v", from, err)
 	}

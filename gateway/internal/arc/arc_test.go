@@ -8,6 +8,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"fmt"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/sluice-mail/sluice/gateway/internal/dkim"
 	"github.com/sluice-mail/sluice/gateway/internal/dnstest"
+	"github.com/sluice-mail/sluice/gateway/internal/message"
 	"github.com/sluice-mail/sluice/gateway/internal/resolver"
 )
 
@@ -125,8 +127,18 @@ func keyRecords(t testing.TB, hops []hop) map[string]string {
 	return records
 }
 
+// verify is Verify, checked against VerifyHeader: the gateway verifies
+// the header it parsed once, which must give the same result.
 func verify(msg []byte, lookup TXTLookup) Result {
-	return Verify(context.Background(), msg, VerifyOptions{Lookup: lookup})
+	r := Verify(context.Background(), msg, VerifyOptions{Lookup: lookup})
+	if message.BareLineEndings(msg) > 0 {
+		return r // the gateway has none
+	}
+	header, body := message.Split(msg)
+	if parsed := VerifyHeader(context.Background(), message.ParseHeader(header), body, VerifyOptions{Lookup: lookup}); !reflect.DeepEqual(parsed, r) {
+		panic(fmt.Sprintf("VerifyHeader = %+v, Verify = %+v", parsed, r))
+	}
+	return r
 }
 
 // sealBy verifies msg, has h seal it and returns the sealed message.
@@ -514,7 +526,7 @@ func TestSealPartsIsSeal(t *testing.T) {
 		t.Fatal(err)
 	}
 	header, body, _ := bytes.Cut(msg, []byte("\r\n\r\n"))
-	parts, err := SealParts(append(bytes.Clone(header), "\r\n\r\n"...), body, "mx.forwarder.example", results, chain, c)
+	parts, err := SealParts(message.ParseHeader(append(bytes.Clone(header), "\r\n"...)), body, "mx.forwarder.example", results, chain, c)
 	if err != nil {
 		t.Fatal(err)
 	}

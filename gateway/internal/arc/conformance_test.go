@@ -1,6 +1,7 @@
 package arc
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/x509"
@@ -8,6 +9,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,6 +19,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/sluice-mail/sluice/gateway/internal/dkim"
+	"github.com/sluice-mail/sluice/gateway/internal/message"
 )
 
 // The ValiMail ARC test suite (see testdata/conformance/README.md).
@@ -154,7 +157,13 @@ func TestValidationSuite(t *testing.T) {
 				// fail, and no other result exists.
 				want = CVFail
 			}
-			got := Verify(context.Background(), crlf(tc.Message), VerifyOptions{Lookup: lookup, Keys: keys})
+			msg := crlf(tc.Message)
+			got := Verify(context.Background(), msg, VerifyOptions{Lookup: lookup, Keys: keys})
+			// The gateway verifies the header it parsed once.
+			header, body := message.Split(message.NormalizeLineEndings(msg))
+			if parsed := VerifyHeader(context.Background(), message.ParseHeader(header), body, VerifyOptions{Lookup: lookup, Keys: keys}); message.BareLineEndings(msg) == 0 && !reflect.DeepEqual(parsed, got) {
+				t.Errorf("%s: VerifyHeader = %+v, Verify = %+v", name, parsed, got)
+			}
 			ok := got.CV == want
 			if ok {
 				passed++
@@ -231,6 +240,13 @@ func checkSigningCase(tc signingCase, sc signingScenario, key crypto.Signer, loo
 	out, err := seal(msgFields, body, tc.SrvID, results, chain, c, 0)
 	if err != nil {
 		return "Seal: " + err.Error()
+	}
+	// The gateway seals the header it parsed once: the same set.
+	if message.BareLineEndings(msg) == 0 {
+		header, _ := message.Split(msg)
+		if parsed, _ := seal(dkim.FieldsOf(message.ParseHeader(header)), body, tc.SrvID, results, chain, c, 0); !bytes.Equal(parsed, out) {
+			return "sealed from the parsed header:\n" + string(parsed) + "\nfrom the message:\n" + string(out)
+		}
 	}
 	if strings.TrimSpace(tc.AS+tc.AMS+tc.AAR) == "" {
 		if out != nil {

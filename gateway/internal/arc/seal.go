@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sluice-mail/sluice/gateway/internal/dkim"
+	"github.com/sluice-mail/sluice/gateway/internal/message"
 )
 
 // SealConfig says who seals and how.
@@ -54,12 +55,12 @@ func Seal(msg []byte, authServID, results string, chain Result, c SealConfig) ([
 	return seal(fields, body, authServID, results, chain, c, maxLine)
 }
 
-// SealParts is Seal for a message held in two pieces: its header (the
-// fields, and the empty line after them if it likes) and its body, so
-// that a forwarder need not copy the body behind the header it made.
-func SealParts(header, body []byte, authServID, results string, chain Result, c SealConfig) ([]byte, error) {
-	fields, _ := dkim.SplitMessage(header)
-	return seal(fields, body, authServID, results, chain, c, maxLine)
+// SealParts is Seal for a message held in two pieces: its header, parsed
+// (message.ParseHeader, or a view of one), and its body, so that a
+// forwarder need not copy the body behind the header it made, nor parse
+// again the fields it parsed once.
+func SealParts(header *message.Header, body []byte, authServID, results string, chain Result, c SealConfig) ([]byte, error) {
+	return seal(dkim.FieldsOf(header), body, authServID, results, chain, c, maxLine)
 }
 
 // seal is Seal with the line width as a parameter: 0 writes each field on

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/sluice-mail/sluice/gateway/internal/dkim"
+	"github.com/sluice-mail/sluice/gateway/internal/message"
 )
 
 // maxSignedNames caps h= in an ARC-Message-Signature: real signers list a
@@ -26,6 +27,17 @@ const maxSignedNames = 256
 // error, DNS ones included, is a chain failure (§5.2.1).
 func Verify(ctx context.Context, msg []byte, o VerifyOptions) Result {
 	fields, body := dkim.SplitMessage(msg)
+	return verifyFields(ctx, fields, body, o)
+}
+
+// VerifyHeader is Verify for a message whose header the gateway parsed
+// once (message.ParseHeader), and its body: the fields are read where
+// they are, not parsed again.
+func VerifyHeader(ctx context.Context, header *message.Header, body []byte, o VerifyOptions) Result {
+	return verifyFields(ctx, dkim.FieldsOf(header), body, o)
+}
+
+func verifyFields(ctx context.Context, fields []dkim.HeaderField, body []byte, o VerifyOptions) Result {
 	c := parseChain(fields)
 	if c.err == nil && c.max == 0 {
 		return Result{CV: CVNone}

@@ -98,17 +98,21 @@ type Report struct {
 }
 
 // Message verifies the message's DKIM signatures and ARC chain at the same
-// time, then evaluates DMARC from them and the SPF result.
-func (c *Checker) Message(ctx context.Context, msg []byte, spfRes abi.SPF) Report {
+// time, then evaluates DMARC from them and the SPF result. header is the
+// message's header as the gateway parsed it, once: DKIM, ARC and DMARC all
+// read its fields rather than each splitting the message again.
+func (c *Checker) Message(ctx context.Context, header *message.Header, body []byte, spfRes abi.SPF) Report {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
 	lookup := c.cfg.Resolver.LookupTXT
 	var r Report
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		r.dkim = dkim.Verify(ctx, msg, dkim.VerifyOptions{Lookup: lookup, Now: c.cfg.Now, Keys: c.keys})
+		r.dkim = dkim.VerifyHeader(ctx, header, body, dkim.VerifyOptions{Lookup: lookup, Now: c.cfg.Now, Keys: c.keys})
 	})
-	wg.Go(func() { r.ARC = arc.Verify(ctx, msg, arc.VerifyOptions{Lookup: lookup, Now: c.cfg.Now, Keys: c.keys}) })
+	wg.Go(func() {
+		r.ARC = arc.VerifyHeader(ctx, header, body, arc.VerifyOptions{Lookup: lookup, Now: c.cfg.Now, Keys: c.keys})
+	})
 	wg.Wait()
 
 	r.Auth.SPF = spfRes
@@ -127,7 +131,6 @@ func (c *Checker) Message(ctx context.Context, msg []byte, spfRes abi.SPF) Repor
 		r.Auth.ARC.Sealers = append(r.Auth.ARC.Sealers, s.Domain)
 	}
 
-	header, _ := message.Split(msg)
 	from, err := dmarc.FromDomain(header)
 	if err != nil {
 		r.Auth.DMARC = abi.DMARC{Result: "permerror", Reason: err.Error()}

@@ -2,7 +2,6 @@ package auth
 
 import (
 	"fmt"
-	"slices"
 	"strings"
 
 	"github.com/sluice-mail/sluice/gateway/internal/message"
@@ -132,9 +131,8 @@ func hasControl(s string) bool {
 // 8601 §5) and fields named X-Sluice-*, which carry our plugins' marks
 // (quarantine, DMARC overrides). Fields of other authserv-ids are others'
 // claims and stay. A header with nothing to remove, as nearly every one
-// is, comes back as it is, not copied.
-func StripForged(header []byte, authServID string) []byte {
-	fields := message.Fields(header)
+// is, comes back as it is; otherwise a view of it without those fields.
+func StripForged(header *message.Header, authServID string) *message.Header {
 	ours := func(name string, f message.Field) bool {
 		return strings.EqualFold(name, "Authentication-Results") && strings.EqualFold(authServIDOf(f.Raw), authServID) ||
 			len(name) > 9 && strings.EqualFold(name[:9], "X-Sluice-")
@@ -146,16 +144,7 @@ func StripForged(header []byte, authServID string) []byte {
 	forged := func(f message.Field) bool {
 		return ours(f.Name, f) || ours(strings.TrimSpace(f.Name), f)
 	}
-	if !slices.ContainsFunc(fields, forged) {
-		return header
-	}
-	var out []byte
-	for _, f := range fields {
-		if !forged(f) {
-			out = append(out, f.Raw...)
-		}
-	}
-	return out
+	return header.WithoutFunc(forged)
 }
 
 // authServIDOf returns the authserv-id of a whole Authentication-Results

@@ -3,6 +3,8 @@ package dkim
 import (
 	"crypto"
 	"io"
+
+	"github.com/sluice-mail/sluice/gateway/internal/message"
 )
 
 // Exported access to this package's message parsing and canonicalization for
@@ -24,6 +26,10 @@ func (f headerField) Raw() []byte { return f.raw }
 // SplitMessage returns the header fields and the body of msg. The fields are
 // windows on msg, not copies.
 func SplitMessage(msg []byte) ([]HeaderField, []byte) { return splitMessage(msg) }
+
+// FieldsOf returns the fields of a parsed header as SplitMessage would
+// split and name them, without parsing it again: windows on its bytes.
+func FieldsOf(h *message.Header) []HeaderField { return fieldsOf(h) }
 
 // SelectFields returns the fields that the names of an h= list (lower case)
 // pick, in list order, chosen bottom-up as RFC 6376 §5.4.2 says.

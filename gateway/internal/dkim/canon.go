@@ -6,6 +6,8 @@ import (
 	"encoding/base64"
 	"io"
 	"slices"
+
+	"github.com/sluice-mail/sluice/gateway/internal/message"
 )
 
 // headerField is one header field exactly as it appears in the message,
@@ -36,15 +38,47 @@ func splitMessage(msg []byte) ([]headerField, []byte) {
 			last := &fields[len(fields)-1]
 			last.raw = last.raw[:len(last.raw)+len(line)]
 		} else {
-			name, _, _ := bytes.Cut(line, []byte(":"))
 			fields = append(fields, headerField{
-				name: string(bytes.TrimSpace(name)),
+				name: string(lineName(line)),
 				raw:  line,
 			})
 		}
 		rest = rest[end:]
 	}
 	return fields, nil
+}
+
+// fieldsOf returns the fields of a header the gateway parsed once
+// (message.ParseHeader and its views), named as splitMessage names them,
+// so that the two read a header alike. Each field's name is the
+// header's own where they agree, as they do for every well-formed field;
+// no field is parsed or copied again.
+func fieldsOf(h *message.Header) []headerField {
+	src := h.Fields()
+	fields := make([]headerField, len(src))
+	for i, f := range src {
+		fields[i] = headerField{name: f.Name, raw: f.Raw}
+		if name := fieldName(f.Raw); string(name) != f.Name {
+			fields[i].name = string(name)
+		}
+	}
+	return fields
+}
+
+// fieldName is the name splitMessage gives a field: lineName of its
+// first line.
+func fieldName(raw []byte) []byte {
+	if i := bytes.IndexByte(raw, '\n'); i >= 0 {
+		raw = raw[:i+1]
+	}
+	return lineName(raw)
+}
+
+// lineName is the name of the field a line starts: what comes before the
+// colon (the whole line if it has none), trimmed.
+func lineName(line []byte) []byte {
+	name, _, _ := bytes.Cut(line, []byte(":"))
+	return bytes.TrimSpace(name)
 }
 
 func isEmptyLine(line []byte) bool {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/sluice-mail/sluice/gateway/internal/dkimpy"
 	"github.com/sluice-mail/sluice/gateway/internal/dmarc"
+	"github.com/sluice-mail/sluice/gateway/internal/message"
 	"github.com/sluice-mail/sluice/gateway/internal/resolver"
 )
 
@@ -127,7 +128,7 @@ func TestSignPartsDomains(t *testing.T) {
 		t.Fatal(err)
 	}
 	header, body, _ := strings.Cut(msg, "\r\n\r\n")
-	parts, err := s.SignParts([]byte(header+"\r\n\r\n"), []byte(body), customDomain, customDomain, "nokey.example")
+	parts, err := s.SignParts(message.ParseHeader([]byte(header+"\r\n")), []byte(body), customDomain, customDomain, "nokey.example")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sluice-mail/sluice/gateway/internal/address"
+	"github.com/sluice-mail/sluice/gateway/internal/message"
 )
 
 // The signer is written against RFC 6376 rather than on go-msgauth's
@@ -200,14 +201,14 @@ func (s *Signer) SignAs(msg []byte, fromDomain string) ([]byte, error) {
 	return s.sign(fields, body, []string{fromDomain})
 }
 
-// SignParts is Sign for a message held in two pieces: its header (the
-// fields, and the empty line after them if it likes) and its body. A
-// forwarder that adds fields to a message keeps the body where it was
-// read instead of copying it behind the new header. The keys of each of
-// domains sign too, before the gateway's, as in SignAs.
-func (s *Signer) SignParts(header, body []byte, domains ...string) ([]byte, error) {
-	fields, _ := splitMessage(header)
-	return s.sign(fields, body, domains)
+// SignParts is Sign for a message held in two pieces: its header, parsed
+// (message.ParseHeader, or a view of one), and its body. A forwarder that
+// adds fields to a message keeps the body where it was read instead of
+// copying it behind the new header, and signs the fields it parsed once
+// rather than parsing them again. The keys of each of domains sign too,
+// before the gateway's, as in SignAs.
+func (s *Signer) SignParts(header *message.Header, body []byte, domains ...string) ([]byte, error) {
+	return s.sign(fieldsOf(header), body, domains)
 }
 
 // HasKeys reports whether domain has keys of its own, besides the

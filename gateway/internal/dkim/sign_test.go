@@ -14,6 +14,8 @@ import (
 	"time"
 
 	msgdkim "github.com/emersion/go-msgauth/dkim"
+
+	"github.com/sluice-mail/sluice/gateway/internal/message"
 )
 
 const testDomain = "forward.example"
@@ -448,17 +450,28 @@ func TestSignPartsIsSign(t *testing.T) {
 		t.Fatal(err)
 	}
 	header, body, _ := strings.Cut(testMessage, "\r\n\r\n")
-	for _, h := range []string{header + "\r\n\r\n", header + "\r\n"} {
-		parts, err := s.SignParts([]byte(h), []byte(body))
+	header += "\r\n"
+	first, rest, _ := strings.Cut(header, "\r\n")
+	// The header parsed, and the same fields as views of other headers:
+	// one with fields removed, and one with the top field put on.
+	for name, h := range map[string]*message.Header{
+		"parsed":  message.ParseHeader([]byte(header)),
+		"without": message.ParseHeader([]byte("X-Drop: 1\r\n" + first + "\r\nX-Drop: 2\r\n" + rest)).Without("x-drop"),
+		"prepend": message.ParseHeader([]byte(rest)).Prepend([]byte(first + "\r\n")),
+	} {
+		if got := string(h.Bytes()); got != header {
+			t.Fatalf("%s: header %q, want %q", name, got, header)
+		}
+		parts, err := s.SignParts(h, []byte(body))
 		if err != nil {
 			t.Fatal(err)
 		}
 		if string(parts) != string(whole) {
-			t.Errorf("SignParts(%q, body):\n%s\nSign(whole message):\n%s", h[len(h)-8:], parts, whole)
+			t.Errorf("SignParts(%s header, body):\n%s\nSign(whole message):\n%s", name, parts, whole)
 		}
 	}
 	// And the body matters: the same header with another body signs differently.
-	other, err := s.SignParts([]byte(header+"\r\n\r\n"), []byte("another body\r\n"))
+	other, err := s.SignParts(message.ParseHeader([]byte(header)), []byte("another body\r\n"))
 	if err != nil {
 		t.Fatal(err)
 	}

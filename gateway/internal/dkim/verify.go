@@ -17,6 +17,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/sluice-mail/sluice/gateway/internal/message"
 )
 
 // Verification is written against RFC 6376 §6 rather than on go-msgauth's
@@ -79,6 +81,25 @@ const (
 // signatures are checked at the same time, each with its own key lookup.
 // Verify never fails as a whole: whatever goes wrong is in a Result.
 func Verify(ctx context.Context, msg []byte, o VerifyOptions) []Result {
+	fields, body, tooManyFields := readHeader(msg)
+	return verify(ctx, fields, body, tooManyFields, o)
+}
+
+// VerifyHeader is Verify for a message whose header the gateway parsed
+// once (message.ParseHeader), and its body: the fields are read where
+// they are, not parsed again.
+func VerifyHeader(ctx context.Context, header *message.Header, body []byte, o VerifyOptions) []Result {
+	fields := fieldsOf(header)
+	tooMany := len(fields) > maxHeaderFields
+	if tooMany {
+		fields = appendSignatureFields(nil, fields)
+	}
+	return verify(ctx, fields, body, tooMany, o)
+}
+
+// verify is Verify of a message's fields and body. With tooManyFields,
+// fields are its DKIM-Signature fields only, and none is verified.
+func verify(ctx context.Context, fields []headerField, body []byte, tooManyFields bool, o VerifyOptions) []Result {
 	lookup := o.Lookup
 	if lookup == nil {
 		lookup = net.DefaultResolver.LookupTXT
@@ -92,7 +113,6 @@ func Verify(ctx context.Context, msg []byte, o VerifyOptions) []Result {
 		limit = defaultMaxSignatures
 	}
 
-	fields, body, tooManyFields := readHeader(msg)
 	var sigs []int // indexes in fields
 	for i, f := range fields {
 		if strings.EqualFold(f.name, "DKIM-Signature") {
@@ -103,7 +123,7 @@ func Verify(ctx context.Context, msg []byte, o VerifyOptions) []Result {
 		return nil
 	}
 
-	m := newMessage(fields, body)
+	m := newVerifying(fields, body)
 	m.keys = o.Keys
 	at := now()
 	results := make([]Result, len(sigs))
@@ -182,8 +202,8 @@ func unverified(field headerField, reason string) Result {
 	return r
 }
 
-// message is one message being verified, shared by its signatures.
-type message struct {
+// verifying is one message being verified, shared by its signatures.
+type verifying struct {
 	fields []headerField
 	keys   *KeyCache
 	// bodyHash holds the SHA-256 of the body per body canonicalization,
@@ -191,8 +211,8 @@ type message struct {
 	bodyHash map[string]func() []byte
 }
 
-func newMessage(fields []headerField, body []byte) *message {
-	m := &message{fields: fields, bodyHash: map[string]func() []byte{}}
+func newVerifying(fields []headerField, body []byte) *verifying {
+	m := &verifying{fields: fields, bodyHash: map[string]func() []byte{}}
 	for _, canon := range []string{"simple", "relaxed"} {
 		m.bodyHash[canon] = sync.OnceValue(func() []byte {
 			h := sha256.New()
@@ -204,7 +224,7 @@ func newMessage(fields []headerField, body []byte) *message {
 }
 
 // verify checks the signature in field number i.
-func (m *message) verify(ctx context.Context, i int, lookup TXTLookup, now time.Time) Result {
+func (m *verifying) verify(ctx context.Context, i int, lookup TXTLookup, now time.Time) Result {
 	field := m.fields[i]
 	s, err := parseSignature(field.raw)
 	r := s.result()
@@ -535,7 +555,7 @@ func parseRSAKey(der []byte) (*rsa.PublicKey, error) {
 
 // check verifies the signature in field number i with key: the body hash,
 // then the signature over the header.
-func (m *message) check(s *signature, key *publicKey, i int) error {
+func (m *verifying) check(s *signature, key *publicKey, i int) error {
 	if key.keyType != s.keyType {
 		return permerror("key type k=%s does not fit a=", key.keyType)
 	}
@@ -563,7 +583,7 @@ func (m *message) check(s *signature, key *publicKey, i int) error {
 // headerHash hashes what the signer signed (RFC 6376 §3.7): the fields
 // named in h= (§5.4.2), then the signature field itself, field number i,
 // with an empty b= and no final line break.
-func (m *message) headerHash(s *signature, i int) []byte {
+func (m *verifying) headerHash(s *signature, i int) []byte {
 	h := sha256.New()
 	var buf []byte
 	for _, f := range selectFields(m.fields, s.headers, i) {

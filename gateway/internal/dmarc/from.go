@@ -19,27 +19,21 @@ var fromParser = mail.AddressParser{WordDecoder: &mime.WordDecoder{
 	CharsetReader: func(_ string, input io.Reader) (io.Reader, error) { return input, nil },
 }}
 
-// FromDomain returns the domain of the RFC5322.From address in a header
-// block, in A-labels and lower case. RFC 7489 §6.6.1 leaves messages
+// FromDomain returns the domain of the RFC5322.From address in a header,
+// in A-labels and lower case. RFC 7489 §6.6.1 leaves messages
 // without exactly one From address to local policy; FromDomain reports them
 // as errors, which the host turns into a DMARC permerror:
 //
 //	Result{Result: PermError, Reason: err.Error()}
-func FromDomain(header []byte) (string, error) {
-	var value string
-	found := 0
-	for _, f := range message.Fields(header) {
-		if strings.EqualFold(f.Name, "From") {
-			found++
-			value = f.Value()
-		}
-	}
-	switch {
+func FromDomain(header *message.Header) (string, error) {
+	switch found := header.Count("From"); {
 	case found == 0:
 		return "", errors.New("the message has no From field")
 	case found > 1:
 		return "", fmt.Errorf("the message has %d From fields", found)
 	}
+	f, _ := header.Get("From", 0)
+	value := f.Value()
 	if strings.TrimSpace(value) == "" {
 		return "", errors.New("the From field is empty")
 	}
@@ -64,18 +58,15 @@ func FromDomain(header []byte) (string, error) {
 	return domain, nil
 }
 
-// FromAddresses returns every address of the From fields of a header
-// block, as written. Unlike FromDomain it takes a From field with several
+// FromAddresses returns every address of the From fields of a header, as
+// written. Unlike FromDomain it takes a From field with several
 // addresses (RFC 5322 §3.6.2 allows them): the submission service checks
 // that the user may send as each one.
-func FromAddresses(header []byte) ([]string, error) {
+func FromAddresses(header *message.Header) ([]string, error) {
 	var addrs []string
-	found := false
-	for _, f := range message.Fields(header) {
-		if !strings.EqualFold(f.Name, "From") {
-			continue
-		}
-		found = true
+	from := header.All("From")
+	found := len(from) > 0
+	for _, f := range from {
 		list, err := fromParser.ParseList(f.Value())
 		if err != nil {
 			return nil, fmt.Errorf("the From field is not an address list: %v", err)

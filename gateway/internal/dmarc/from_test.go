@@ -4,6 +4,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/sluice-mail/sluice/gateway/internal/message"
 )
 
 // header builds a header block from lines, each ending in CRLF.
@@ -31,7 +33,7 @@ func TestFromDomain(t *testing.T) {
 		{"Resent-From is not From", header("Resent-From: x@other.test", "From: alice@example.org"), "example.org"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			got, err := FromDomain(c.header)
+			got, err := FromDomain(message.ParseHeader(c.header))
 			if err != nil || got != c.want {
 				t.Fatalf("FromDomain = %q, %v; want %q", got, err, c.want)
 			}
@@ -56,7 +58,7 @@ func TestFromDomainErrors(t *testing.T) {
 		{"bad label", header("From: alice@exa_mple.org"), "bad domain"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			got, err := FromDomain(c.header)
+			got, err := FromDomain(message.ParseHeader(c.header))
 			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("FromDomain = %q, %v; want an error saying %q", got, err, c.want)
 			}
@@ -79,7 +81,7 @@ func TestFromAddresses(t *testing.T) {
 		{"From: \r\n", nil, "not an address list"},
 		{"From: not an address\r\n", nil, "not an address list"},
 	} {
-		got, err := FromAddresses([]byte(c.header))
+		got, err := FromAddresses(message.ParseHeader([]byte(c.header)))
 		if !slices.Equal(got, c.want) || (err == nil) != (c.err == "") || err != nil && !strings.Contains(err.Error(), c.err) {
 			t.Errorf("FromAddresses(%q) = %q, %v; want %q, %q", c.header, got, err, c.want, c.err)
 		}

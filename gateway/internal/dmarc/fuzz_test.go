@@ -6,6 +6,7 @@ import (
 	"github.com/emersion/go-msgauth/dmarc"
 
 	"github.com/sluice-mail/sluice/gateway/internal/address"
+	"github.com/sluice-mail/sluice/gateway/internal/message"
 )
 
 func FuzzFromDomain(f *testing.F) {
@@ -20,7 +21,7 @@ func FuzzFromDomain(f *testing.F) {
 		f.Add([]byte(h))
 	}
 	f.Fuzz(func(t *testing.T, header []byte) {
-		domain, err := FromDomain(header)
+		domain, err := FromDomain(message.ParseHeader(header))
 		if err != nil {
 			return
 		}

@@ -36,6 +36,17 @@ func BenchmarkFields(b *testing.B) {
 	}
 }
 
+// BenchmarkParseHeader is what deliver does once per message: parse the
+// header, and look a name up, which makes the index.
+func BenchmarkParseHeader(b *testing.B) {
+	header := benchHeader()
+	b.SetBytes(int64(len(header)))
+	b.ReportAllocs()
+	for b.Loop() {
+		ParseHeader(header).Count("Received")
+	}
+}
+
 func BenchmarkSplit(b *testing.B) {
 	msg := benchMessage("\r\n")
 	b.SetBytes(int64(len(msg)))

@@ -69,6 +69,17 @@ func FuzzHeader(f *testing.F) {
 		if !bytes.Equal(joined, header) {
 			t.Fatalf("Fields(%q) joined = %q", header, joined)
 		}
+		// The header parsed once has the same fields; with fields put on
+		// top, those of the blocks joined.
+		sameFields := func(a, b Field) bool { return a.Name == b.Name && bytes.Equal(a.Raw, b.Raw) }
+		parsed := ParseHeader(header)
+		if !slices.EqualFunc(parsed.Fields(), fields, sameFields) {
+			t.Fatalf("ParseHeader(%q) = %q, Fields: %q", header, parsed.Fields(), fields)
+		}
+		ours := []byte("Received: by us\r\n\tfolded\r\nX-Ours: 1\r\n")
+		if on := parsed.Prepend(ours); !slices.EqualFunc(on.Fields(), Fields(slices.Concat(ours, header)), sameFields) {
+			t.Fatalf("ParseHeader(%q).Prepend(%q) = %q, Fields of both: %q", header, ours, on.Fields(), Fields(slices.Concat(ours, header)))
+		}
 
 		// The plugins' view of the same header.
 		var abiNames []string
@@ -96,8 +107,29 @@ func FuzzHeader(f *testing.F) {
 			if Count(rest, name) != 0 || len(Fields(rest)) != len(fields)-want {
 				t.Fatalf("Remove(%q, %q) = %q", header, name, rest)
 			}
+			// The parsed header matches names in ASCII case only.
+			ascii := 0
+			for _, other := range names {
+				if asciiEqualFold(other, name) {
+					ascii++
+				}
+			}
+			if got := parsed.Count(name); got != ascii {
+				t.Fatalf("ParseHeader(%q).Count(%q) = %d, want %d", header, name, got, ascii)
+			}
+			if f, ok := parsed.Get(name, ascii-1); !ok || !asciiEqualFold(f.Name, name) {
+				t.Fatalf("ParseHeader(%q).Get(%q, %d) = %q, %v", header, name, ascii-1, f.Raw, ok)
+			}
+			if view := parsed.Without(name); !bytes.Equal(view.Bytes(), rest) || view.Count(name) != 0 {
+				t.Fatalf("ParseHeader(%q).Without(%q) = %q, Remove: %q", header, name, view.Bytes(), rest)
+			}
 		}
 	})
+}
+
+// asciiEqualFold is strings.EqualFold for ASCII letters only.
+func asciiEqualFold(a, b string) bool {
+	return string(appendLower(nil, a)) == string(appendLower(nil, b))
 }
 
 // FuzzFormatField renders arbitrary values as header fields. The result

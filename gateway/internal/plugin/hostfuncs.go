@@ -1,11 +1,10 @@
 package plugin
 
 import (
+	"bytes"
 	"context"
 	"log/slog"
 	"math"
-	"strings"
-	"sync"
 	"time"
 
 	"github.com/sluice-mail/sluice/gateway/internal/message"
@@ -39,34 +38,47 @@ const DefaultDNSLookups = 10
 // the header_get, headers and body_read functions copy out only what a
 // plugin asks for, so that one that never reads the body never pays for it.
 type Message struct {
-	// Header is the header block, each field ending in CRLF, without the
-	// empty line after it.
-	Header []byte
+	// Header is the header block as the gateway parsed it, once: the
+	// host functions look fields up in it rather than parse it again.
+	Header *message.Header
 	Body   []byte
-
-	once   sync.Once
-	fields []abi.Header // Header split, on the first header_get
 }
 
 // NewMessage splits a whole message, with CRLF or LF line endings, into
-// its header block and body.
+// its header and body.
 func NewMessage(raw []byte) *Message {
 	h, b := message.Split(message.NormalizeLineEndings(raw))
-	return &Message{Header: h, Body: b}
+	return &Message{Header: message.ParseHeader(h), Body: b}
 }
 
-// field returns the value of the index-th field with this name.
+// field returns the value of the index-th field with this name, as
+// abi.ParseHeader reads it: unfolded, spaces and tabs trimmed.
 func (m *Message) field(name string, index uint32) (string, bool) {
-	m.once.Do(func() { m.fields = abi.ParseHeader(m.Header) })
-	for _, f := range m.fields {
-		if strings.EqualFold(f.Name, name) {
-			if index == 0 {
-				return f.Value, true
-			}
-			index--
+	if index > math.MaxInt32 {
+		return "", false
+	}
+	f, ok := m.Header.Get(name, int(index))
+	if !ok {
+		return "", false
+	}
+	_, v, _ := bytes.Cut(f.Raw, []byte(":"))
+	return unfold(v), true
+}
+
+// unfold removes every CR and LF, which in a field only end its lines, and
+// trims spaces and tabs at the ends, as abi.ParseHeader does.
+func unfold(v []byte) string {
+	v = bytes.Trim(v, " \t\r\n")
+	if bytes.IndexByte(v, '\r') < 0 && bytes.IndexByte(v, '\n') < 0 {
+		return string(v)
+	}
+	b := make([]byte, 0, len(v))
+	for _, c := range v {
+		if c != '\r' && c != '\n' {
+			b = append(b, c)
 		}
 	}
-	return "", false
+	return string(bytes.Trim(b, " \t"))
 }
 
 // callState is what host functions need to know about the call in
@@ -264,7 +276,7 @@ func (h *hostFuncs) headers(ctx context.Context, mod api.Module, stack []uint64)
 		ret(stack, abi.ErrStage)
 		return
 	}
-	ret(stack, answer(mod, stack[0], stack[1], m.Header))
+	ret(stack, answer(mod, stack[0], stack[1], m.Header.Bytes()))
 }
 
 // bodySize is () → the body's length.

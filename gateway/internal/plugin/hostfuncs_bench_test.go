@@ -7,13 +7,14 @@ import (
 	"testing"
 
 	"github.com/sluice-mail/sluice/gateway/internal/dnstest"
+	"github.com/sluice-mail/sluice/gateway/internal/message"
 	"github.com/sluice-mail/sluice/sdk/abi"
 )
 
 // benchMessage is a message with a body of the given size.
 func benchMessage(size int) *Message {
 	return &Message{
-		Header: []byte("From: a@example.test\r\nTo: b@example.test\r\nSubject: a benchmark\r\nMessage-ID: <1@example.test>\r\n"),
+		Header: message.ParseHeader([]byte("From: a@example.test\r\nTo: b@example.test\r\nSubject: a benchmark\r\nMessage-ID: <1@example.test>\r\n")),
 		Body:   bytes.Repeat([]byte("0123456789abcdef"), size/16),
 	}
 }

@@ -111,6 +111,32 @@ mx.example.test.  300 IN AAAA 2001:db8::1
 			kv: NewMemoryKV(MemoryKVConfig{MaxBytes: 4096}), counters: noCounters{},
 		}
 		m := NewMessage(msg)
+		// header_get finds in the parsed header what the SDK's own
+		// parser finds in the block; an empty name finds nothing.
+		// Names match in ASCII case only (RFC 5322 §3.6.8).
+		asciiLower := func(s string) string {
+			b := []byte(s)
+			for i, c := range b {
+				if 'A' <= c && c <= 'Z' {
+					b[i] = c + 'a' - 'A'
+				}
+			}
+			return string(b)
+		}
+		seen := map[string]uint32{}
+		for _, f := range abi.ParseHeader(m.Header.Bytes()) {
+			if f.Name == "" {
+				continue // " : x": no name to ask for
+			}
+			n := seen[asciiLower(f.Name)]
+			seen[asciiLower(f.Name)]++
+			if v, ok := m.field(f.Name, n); !ok || v != f.Value {
+				t.Fatalf("header_get(%q, %d) = %q, %v; abi.ParseHeader: %q", f.Name, n, v, ok, f.Value)
+			}
+		}
+		if _, ok := m.field("", 0); ok {
+			t.Fatal(`header_get("") found a field`)
+		}
 		callCtx := ctx
 		switch stage % 3 {
 		case 1: // another stage: no message
@@ -209,7 +235,7 @@ func checkHostCall(t *testing.T, fn hostFunc, args, stack []uint64, before, afte
 		v, _ := m.field(string(arg(0)), uint32(args[2]))
 		want = []byte(v)
 	case abi.FuncHeaders:
-		want = m.Header
+		want = m.Header.Bytes()
 	case abi.FuncBodyRead:
 		off := uint64(uint32(args[0]))
 		want = m.Body[off:min(uint64(len(m.Body)), off+uint64(uint32(args[2])))]

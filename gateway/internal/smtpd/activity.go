@@ -135,18 +135,26 @@ func recordOutcome(o string) string {
 
 // readHeader keeps the Message-ID and, if it is to be recorded, the
 // Subject of the message for its record.
-func (t *transaction) readHeader(header []byte, subject bool) {
-	for _, f := range message.Fields(header) {
-		switch {
-		case t.messageID == "" && strings.EqualFold(f.Name, "Message-ID"):
-			t.messageID = clip(f.Value())
-		case subject && t.subject == "" && strings.EqualFold(f.Name, "Subject"):
-			v := f.Value()
-			if d, err := subjectDecoder.DecodeHeader(v); err == nil {
-				v = d
-			}
-			t.subject = clip(v)
+func (t *transaction) readHeader(header *message.Header, subject bool) {
+	// The first of each that is not empty.
+	for _, f := range header.All("Message-ID") {
+		if t.messageID != "" {
+			break
 		}
+		t.messageID = clip(f.Value())
+	}
+	if !subject {
+		return
+	}
+	for _, f := range header.All("Subject") {
+		if t.subject != "" {
+			break
+		}
+		v := f.Value()
+		if d, err := subjectDecoder.DecodeHeader(v); err == nil {
+			v = d
+		}
+		t.subject = clip(v)
 	}
 }
 

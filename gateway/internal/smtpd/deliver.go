@@ -30,23 +30,25 @@ func (s *session) deliver(msg []byte) (*smtp.SMTPError, decider) {
 	// From here on the message has CRLF line endings only: nothing in it
 	// can end it early at a next hop that is lenient about line endings.
 	msg = message.NormalizeLineEndings(msg)
-	header, body := message.Split(msg)
+	block, body := message.Split(msg)
 	if max := s.srv.cfg.MaxHeaderFields; max > 0 {
 		// Every part that reads fields (plugins, DKIM, ARC, DMARC) pays
-		// for each one; a few thousand would cost them all.
-		if n := headerFields(header); n > max {
+		// for each one, and parsing them costs memory for each; a few
+		// thousand would cost them all. Counted before they are parsed.
+		if n := headerFields(block); n > max {
 			s.closeRelay()
 			return &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4}, Message: fmt.Sprintf("Too many header fields (%d; the limit is %d)", n, max)}, byHost
 		}
 	}
+	// The header is parsed here, once: every check, the plugins, signing
+	// and sealing read this value (or a view of it without fields, or with
+	// ours on top) rather than scanning the block again.
+	header := message.ParseHeader(block)
 	if s.srv.cfg.Activity != nil {
 		s.txn.readHeader(header, s.srv.cfg.RecordSubject)
 	}
-	whole := msg // the message as the checks see it
-	if h := auth.StripForged(header, s.srv.cfg.Hostname); len(h) != len(header) {
-		header, whole = h, join(h, body)
-	}
-	if hops := message.Count(header, "Received"); hops >= s.srv.cfg.MaxHops {
+	header = auth.StripForged(header, s.srv.cfg.Hostname)
+	if hops := header.Count("Received"); hops >= s.srv.cfg.MaxHops {
 		s.closeRelay()
 		return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 4, 6}, Message: fmt.Sprintf("Too many hops (%d Received fields): mail loop?", hops)}, byHost
 	}
@@ -63,7 +65,7 @@ func (s *session) deliver(msg []byte) (*smtp.SMTPError, decider) {
 		// Submitted mail comes from a user who logged in: SPF, DKIM,
 		// ARC and DMARC of its client say nothing, and no ARC set or
 		// DMARC record follows from them.
-		r := a.Message(s.srv.ctx, whole, s.txn.spf.Wait(s.srv.ctx))
+		r := a.Message(s.srv.ctx, header, body, s.txn.spf.Wait(s.srv.ctx))
 		report = &r
 		if s.srv.cfg.Activity != nil {
 			s.txn.keepAuth(r.Auth)
@@ -183,8 +185,12 @@ func (s *session) lineEndings(msg []byte) *smtp.SMTPError {
 // it and the body. The body leaves as it came, from the buffer it was
 // read into: copying it behind the new header would hold a second copy
 // of every message in flight. It is made in *buf, which it may grow.
-func (s *session) forwardedHeader(buf *[]byte, header, body []byte, report *auth.Report, sc score) ([]byte, error) {
-	b := newOutgoing(*buf, len(header)+4096)
+func (s *session) forwardedHeader(buf *[]byte, header *message.Header, body []byte, report *auth.Report, sc score) ([]byte, error) {
+	kept := header.Without(s.txn.changes.remove...)
+	if s.srv.cfg.Submission {
+		kept = kept.Without(submissionRemoved...)
+	}
+	b := newOutgoing(*buf, header.Size()+4096)
 	defer func() { *buf = b.buf }()
 	// What plugins record under Authentication-Results joins our own field
 	// rather than standing alone without an authserv-id.
@@ -223,24 +229,25 @@ func (s *session) forwardedHeader(buf *[]byte, header, body []byte, report *auth
 	if len(sc.symbols) > 0 {
 		b.write(message.FormatField("X-Sluice-Score", sc.String()))
 	}
-	remove := s.txn.changes.remove
-	if s.srv.cfg.Submission {
-		remove = append(remove[:len(remove):len(remove)], submissionRemoved...)
-	}
-	b.write(message.Remove(header, remove))
+	ours := len(b.bytes())
+	b.buf = kept.AppendTo(b.buf)
 	b.writeString("\r\n")
 
+	// What is signed is the header as it leaves: our fields, parsed now,
+	// on top of the original's kept fields as they were parsed in deliver.
 	// DKIM first, then ARC (RFC 8617 §5.1): the seal then covers our own
 	// signatures too.
+	signed := kept.Prepend(b.bytes()[:ours])
 	if signer := s.gen.Signer; signer != nil {
-		sigs, err := signer.SignParts(b.bytes(), body, signAs...)
+		sigs, err := signer.SignParts(signed, body, signAs...)
 		if err != nil {
 			return nil, fmt.Errorf("DKIM: %w", err)
 		}
 		b.prepend(sigs)
+		signed = signed.Prepend(sigs)
 	}
 	if c := s.gen.Seal; c != nil && report != nil {
-		set, err := arc.SealParts(b.bytes(), body, s.srv.cfg.Hostname, results, report.ARC, *c)
+		set, err := arc.SealParts(signed, body, s.srv.cfg.Hostname, results, report.ARC, *c)
 		if err != nil {
 			return nil, fmt.Errorf("ARC: %w", err)
 		}
@@ -368,14 +375,6 @@ func headerFields(header []byte) int {
 		header = header[i+1:]
 	}
 	return n
-}
-
-// join puts a header block and body back together.
-func join(header, body []byte) []byte {
-	m := make([]byte, 0, len(header)+2+len(body))
-	m = append(m, header...)
-	m = append(m, "\r\n"...)
-	return append(m, body...)
 }
 
 func (s *session) closeRelay() {

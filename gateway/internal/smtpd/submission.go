@@ -165,7 +165,7 @@ func (s *session) maySend(addr string) *smtp.SMTPError {
 // address in it must be one the user may send as. It returns the domains
 // of those addresses, whose own keys sign the message (DMARC aligns on
 // the From domain).
-func (s *session) submittedFrom(header []byte) ([]string, *smtp.SMTPError) {
+func (s *session) submittedFrom(header *message.Header) ([]string, *smtp.SMTPError) {
 	addrs, err := dmarc.FromAddresses(header)
 	if err != nil {
 		return nil, &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: fmt.Sprintf("Message refused: %v; it needs a From field with the sender's address (RFC 5322 section 3.6)", err)}
@@ -185,11 +185,11 @@ func (s *session) submittedFrom(header []byte) ([]string, *smtp.SMTPError) {
 // submissionFields are the fields a submission server adds to a
 // message: RFC 6409 §8.1 and §8.3 let it add the Date and Message-ID a
 // client left out, which a destination may otherwise count against it.
-func (s *session) submissionFields(b *outgoing, header []byte) {
-	if message.Count(header, "Date") == 0 {
+func (s *session) submissionFields(b *outgoing, header *message.Header) {
+	if header.Count("Date") == 0 {
 		b.write(message.FormatField("Date", time.Now().Format(time.RFC1123Z)))
 	}
-	if message.Count(header, "Message-ID") == 0 {
+	if header.Count("Message-ID") == 0 {
 		id := fmt.Sprintf("<%s.%s@%s>", s.id, newID(), s.srv.cfg.Hostname)
 		b.write(message.FormatField("Message-ID", id))
 		// The record names the message as its recipients will.
