@@ -24,18 +24,28 @@ static int public(EVP_PKEY *k, unsigned char **out) {
 	return i2d_PUBKEY(k, out);
 }
 
-// sign makes the PKCS#1 v1.5 signature of a SHA-256 digest into sig, which
-// holds *siglen bytes; it returns 1 on success. A context per call keeps
-// the shared EVP_PKEY read-only, so concurrent calls are safe.
-static int sign(EVP_PKEY *k, const unsigned char *digest, size_t dlen, unsigned char *sig, size_t *siglen) {
+// signer makes a context that signs SHA-256 digests with k and PKCS#1 v1.5
+// padding, or returns NULL. Setting it up (finding the provider's
+// implementation, fetching SHA-256) costs a tenth of a signature, so a
+// context is made once and used for many signatures: EVP_PKEY_sign may be
+// called again on a context with the same parameters. A context is used by
+// one thread at a time; the shared EVP_PKEY is only read.
+static EVP_PKEY_CTX *signer(EVP_PKEY *k) {
 	EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new(k, NULL);
-	int ok = ctx != NULL
-		&& EVP_PKEY_sign_init(ctx) == 1
-		&& EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) == 1
-		&& EVP_PKEY_CTX_set_signature_md(ctx, EVP_sha256()) == 1
-		&& EVP_PKEY_sign(ctx, sig, siglen, digest, dlen) == 1;
-	EVP_PKEY_CTX_free(ctx);
-	return ok;
+	if (ctx == NULL) return NULL;
+	if (EVP_PKEY_sign_init(ctx) != 1
+		|| EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) != 1
+		|| EVP_PKEY_CTX_set_signature_md(ctx, EVP_sha256()) != 1) {
+		EVP_PKEY_CTX_free(ctx);
+		return NULL;
+	}
+	return ctx;
+}
+
+// sign makes the signature of a SHA-256 digest into sig, which holds
+// *siglen bytes; it returns 1 on success.
+static int sign(EVP_PKEY_CTX *ctx, const unsigned char *digest, size_t dlen, unsigned char *sig, size_t *siglen) {
+	return EVP_PKEY_sign(ctx, sig, siglen, digest, dlen) == 1;
 }
 
 // lastError takes OpenSSL's error queue, returning the latest error.
@@ -68,10 +78,62 @@ func Version() string { return C.GoString(C.OpenSSL_version(C.OPENSSL_VERSION)) 
 // is freed by Close, or when the Key is garbage collected.
 type Key struct {
 	mu   sync.RWMutex // Sign holds it for reading, Close for writing
-	pkey *C.EVP_PKEY  // nil once closed
+	c    *cKey        // nil once closed
 	pub  *rsa.PublicKey
 	size int // the signature's length in bytes
 	free runtime.Cleanup
+}
+
+// maxIdle bounds the signing contexts a key keeps between signatures. A
+// context is in use for the length of one signature, so as many are busy
+// as signatures run at once: a few per core. One more is made when they
+// are all busy, and dropped after use if maxIdle are idle already.
+const maxIdle = 64
+
+// cKey is what a Key holds in OpenSSL's memory: the key and its signing
+// contexts not in use. It is apart from Key so that the cleanup that frees
+// it does not keep the Key reachable.
+type cKey struct {
+	pkey *C.EVP_PKEY
+	mu   sync.Mutex
+	idle []*C.EVP_PKEY_CTX
+}
+
+// signer takes an idle signing context, or makes one.
+func (c *cKey) signer() (*C.EVP_PKEY_CTX, error) {
+	c.mu.Lock()
+	if n := len(c.idle); n > 0 {
+		ctx := c.idle[n-1]
+		c.idle = c.idle[:n-1]
+		c.mu.Unlock()
+		return ctx, nil
+	}
+	c.mu.Unlock()
+	ctx := C.signer(c.pkey)
+	if ctx == nil {
+		return nil, opensslError("setting up a signature")
+	}
+	return ctx, nil
+}
+
+// done gives a context back after a signature.
+func (c *cKey) done(ctx *C.EVP_PKEY_CTX) {
+	c.mu.Lock()
+	if len(c.idle) < maxIdle {
+		c.idle = append(c.idle, ctx)
+		ctx = nil
+	}
+	c.mu.Unlock()
+	C.EVP_PKEY_CTX_free(ctx) // NULL is fine
+}
+
+// close frees the contexts, then the key. No signature may be running.
+func (c *cKey) close() {
+	for _, ctx := range c.idle {
+		C.EVP_PKEY_CTX_free(ctx)
+	}
+	c.idle = nil
+	C.EVP_PKEY_free(c.pkey)
 }
 
 // New loads a DER RSA private key, PKCS#8 or PKCS#1, into OpenSSL. OpenSSL
@@ -85,10 +147,10 @@ func New(der []byte) (*Key, error) {
 	if pkey == nil {
 		return nil, opensslError("reading the private key")
 	}
-	k := &Key{pkey: pkey}
+	k := &Key{c: &cKey{pkey: pkey}}
 	// Cleanup rather than a finalizer: it runs once k is unreachable, with
-	// only the C pointer, which nothing else holds.
-	k.free = runtime.AddCleanup(k, func(p *C.EVP_PKEY) { C.EVP_PKEY_free(p) }, pkey)
+	// only the C side, which nothing else holds.
+	k.free = runtime.AddCleanup(k, (*cKey).close, k.c)
 	if C.EVP_PKEY_get_base_id(pkey) != C.EVP_PKEY_RSA {
 		k.Close()
 		return nil, errors.New("opensslrsa: the key is not an RSA key")
@@ -130,14 +192,22 @@ func (k *Key) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, 
 	}
 	k.mu.RLock()
 	defer k.mu.RUnlock()
-	if k.pkey == nil {
+	if k.c == nil {
 		return nil, errors.New("opensslrsa: the key is closed")
+	}
+	ctx, err := k.c.signer()
+	if err != nil {
+		return nil, err
 	}
 	sig := make([]byte, k.size)
 	n := C.size_t(len(sig))
-	if C.sign(k.pkey, (*C.uchar)(unsafe.Pointer(&digest[0])), C.size_t(len(digest)), (*C.uchar)(unsafe.Pointer(&sig[0])), &n) != 1 {
+	if C.sign(ctx, (*C.uchar)(unsafe.Pointer(&digest[0])), C.size_t(len(digest)), (*C.uchar)(unsafe.Pointer(&sig[0])), &n) != 1 {
+		// The context is dropped: what state a failure leaves it in is
+		// not documented.
+		C.EVP_PKEY_CTX_free(ctx)
 		return nil, opensslError("signing")
 	}
+	k.c.done(ctx)
 	// RSA signatures are as long as the modulus (RFC 8017 §8.2.1); OpenSSL
 	// pads them so, but check rather than hand on a short one.
 	if int(n) != len(sig) {
@@ -151,10 +221,10 @@ func (k *Key) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, 
 func (k *Key) Close() {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if k.pkey != nil {
+	if k.c != nil {
 		k.free.Stop()
-		C.EVP_PKEY_free(k.pkey)
-		k.pkey = nil
+		k.c.close()
+		k.c = nil
 	}
 }
 
