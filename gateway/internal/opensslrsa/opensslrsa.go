@@ -17,6 +17,12 @@ static EVP_PKEY *load(const unsigned char *p, long len) {
 	return d2i_AutoPrivateKey(NULL, &q, len);
 }
 
+// loadPublic reads a DER SubjectPublicKeyInfo.
+static EVP_PKEY *loadPublic(const unsigned char *p, long len) {
+	const unsigned char *q = p;
+	return d2i_PUBKEY(NULL, &q, len);
+}
+
 // public writes the key's SubjectPublicKeyInfo into OpenSSL-allocated memory
 // at *out and returns its length, or a negative number.
 static int public(EVP_PKEY *k, unsigned char **out) {
@@ -24,16 +30,18 @@ static int public(EVP_PKEY *k, unsigned char **out) {
 	return i2d_PUBKEY(k, out);
 }
 
-// signer makes a context that signs SHA-256 digests with k and PKCS#1 v1.5
-// padding, or returns NULL. Setting it up (finding the provider's
-// implementation, fetching SHA-256) costs a tenth of a signature, so a
-// context is made once and used for many signatures: EVP_PKEY_sign may be
-// called again on a context with the same parameters. A context is used by
-// one thread at a time; the shared EVP_PKEY is only read.
-static EVP_PKEY_CTX *signer(EVP_PKEY *k) {
+// context makes a context that signs (or, if verify, verifies) SHA-256
+// digests with k and PKCS#1 v1.5 padding, or returns NULL. Setting it up
+// (finding the provider's implementation, fetching SHA-256) costs about
+// 4 µs, a fifth of a verification, so a context is made once and used many
+// times:
+// EVP_PKEY_sign and EVP_PKEY_verify may be called again on a context with
+// the same parameters. A context is used by one thread at a time; the
+// shared EVP_PKEY is only read.
+static EVP_PKEY_CTX *context(EVP_PKEY *k, int verify) {
 	EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new(k, NULL);
 	if (ctx == NULL) return NULL;
-	if (EVP_PKEY_sign_init(ctx) != 1
+	if ((verify ? EVP_PKEY_verify_init(ctx) : EVP_PKEY_sign_init(ctx)) != 1
 		|| EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) != 1
 		|| EVP_PKEY_CTX_set_signature_md(ctx, EVP_sha256()) != 1) {
 		EVP_PKEY_CTX_free(ctx);
@@ -42,18 +50,32 @@ static EVP_PKEY_CTX *signer(EVP_PKEY *k) {
 	return ctx;
 }
 
-// sign makes the signature of a SHA-256 digest into sig, which holds
-// *siglen bytes; it returns 1 on success.
-static int sign(EVP_PKEY_CTX *ctx, const unsigned char *digest, size_t dlen, unsigned char *sig, size_t *siglen) {
-	return EVP_PKEY_sign(ctx, sig, siglen, digest, dlen) == 1;
-}
-
-// lastError takes OpenSSL's error queue, returning the latest error.
+// lastError takes OpenSSL's error queue, returning the latest error, or 1
+// (not an error code) if the queue is empty. The queue is the thread's, so
+// it is read in the C call that failed: the next call may run on another
+// thread.
 static unsigned long lastError(void) {
 	unsigned long e, last = 0;
 	while ((e = ERR_get_error()) != 0) last = e;
-	return last;
+	return last != 0 ? last : 1;
 }
+
+// sign makes the signature of a SHA-256 digest into sig, which holds
+// *siglen bytes; it returns 0 on success, else lastError().
+static unsigned long sign(EVP_PKEY_CTX *ctx, const unsigned char *digest, size_t dlen, unsigned char *sig, size_t *siglen) {
+	return EVP_PKEY_sign(ctx, sig, siglen, digest, dlen) == 1 ? 0 : lastError();
+}
+
+// verify returns 1 if sig is the signature of a SHA-256 digest, 0 if not,
+// and a negative number if the check failed. The errors a signature that
+// does not verify leaves in the queue are dropped, so that they are not
+// taken for the cause of a later failure on this thread.
+static int verify(EVP_PKEY_CTX *ctx, const unsigned char *sig, size_t siglen, const unsigned char *digest, size_t dlen) {
+	int r = EVP_PKEY_verify(ctx, sig, siglen, digest, dlen);
+	ERR_clear_error();
+	return r;
+}
+
 */
 import "C"
 
@@ -90,17 +112,18 @@ type Key struct {
 // are all busy, and dropped after use if maxIdle are idle already.
 const maxIdle = 64
 
-// cKey is what a Key holds in OpenSSL's memory: the key and its signing
-// contexts not in use. It is apart from Key so that the cleanup that frees
-// it does not keep the Key reachable.
+// cKey is what a Key or PublicKey holds in OpenSSL's memory: the key and
+// its contexts not in use. It is apart from the Go value so that the
+// cleanup that frees it does not keep that value reachable.
 type cKey struct {
-	pkey *C.EVP_PKEY
-	mu   sync.Mutex
-	idle []*C.EVP_PKEY_CTX
+	pkey   *C.EVP_PKEY
+	verify C.int // 1: the contexts verify; 0: they sign
+	mu     sync.Mutex
+	idle   []*C.EVP_PKEY_CTX
 }
 
-// signer takes an idle signing context, or makes one.
-func (c *cKey) signer() (*C.EVP_PKEY_CTX, error) {
+// context takes an idle context, or makes one.
+func (c *cKey) context() (*C.EVP_PKEY_CTX, error) {
 	c.mu.Lock()
 	if n := len(c.idle); n > 0 {
 		ctx := c.idle[n-1]
@@ -109,14 +132,14 @@ func (c *cKey) signer() (*C.EVP_PKEY_CTX, error) {
 		return ctx, nil
 	}
 	c.mu.Unlock()
-	ctx := C.signer(c.pkey)
+	ctx := C.context(c.pkey, c.verify)
 	if ctx == nil {
-		return nil, opensslError("setting up a signature")
+		return nil, opensslError("setting up the key")
 	}
 	return ctx, nil
 }
 
-// done gives a context back after a signature.
+// done gives a context back after use.
 func (c *cKey) done(ctx *C.EVP_PKEY_CTX) {
 	c.mu.Lock()
 	if len(c.idle) < maxIdle {
@@ -195,17 +218,17 @@ func (k *Key) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, 
 	if k.c == nil {
 		return nil, errors.New("opensslrsa: the key is closed")
 	}
-	ctx, err := k.c.signer()
+	ctx, err := k.c.context()
 	if err != nil {
 		return nil, err
 	}
 	sig := make([]byte, k.size)
 	n := C.size_t(len(sig))
-	if C.sign(ctx, (*C.uchar)(unsafe.Pointer(&digest[0])), C.size_t(len(digest)), (*C.uchar)(unsafe.Pointer(&sig[0])), &n) != 1 {
+	if e := C.sign(ctx, (*C.uchar)(unsafe.Pointer(&digest[0])), C.size_t(len(digest)), (*C.uchar)(unsafe.Pointer(&sig[0])), &n); e != 0 {
 		// The context is dropped: what state a failure leaves it in is
 		// not documented.
 		C.EVP_PKEY_CTX_free(ctx)
-		return nil, opensslError("signing")
+		return nil, errorText("signing", e)
 	}
 	k.c.done(ctx)
 	// RSA signatures are as long as the modulus (RFC 8017 §8.2.1); OpenSSL
@@ -228,9 +251,73 @@ func (k *Key) Close() {
 	}
 }
 
-func opensslError(doing string) error {
-	e := C.lastError()
-	if e == 0 {
+// PublicKey is an RSA public key held in OpenSSL's memory, which verifies
+// PKCS#1 v1.5 SHA-256 signatures, safe for concurrent use. Its memory is
+// freed when it is garbage collected.
+type PublicKey struct {
+	c *cKey
+}
+
+// NewPublic loads pub into OpenSSL. A key crypto/rsa would not verify with
+// is refused, as are keys OpenSSL does not take (more than 16384 bits).
+func NewPublic(pub *rsa.PublicKey) (*PublicKey, error) {
+	// crypto/rsa's checks, which OpenSSL does not all make (it verifies
+	// with e = 1, with which anyone can sign).
+	switch {
+	case pub.N == nil || pub.N.Bit(0) == 0:
+		return nil, errors.New("opensslrsa: the modulus is missing or even")
+	case pub.E < 3 || pub.E&1 == 0 || pub.E > 1<<31-1:
+		return nil, fmt.Errorf("opensslrsa: public exponent %d is not odd, 3 to 2³¹-1", pub.E)
+	}
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return nil, fmt.Errorf("opensslrsa: %w", err)
+	}
+	pkey := C.loadPublic((*C.uchar)(unsafe.Pointer(&der[0])), C.long(len(der)))
+	if pkey == nil {
+		return nil, opensslError("reading the public key")
+	}
+	k := &PublicKey{c: &cKey{pkey: pkey, verify: 1}}
+	runtime.AddCleanup(k, (*cKey).close, k.c)
+	// A context now, so that a key OpenSSL will not use is refused here.
+	ctx, err := k.c.context()
+	if err != nil {
+		return nil, err
+	}
+	k.c.done(ctx)
+	return k, nil
+}
+
+// Verify reports whether sig is the PKCS#1 v1.5 signature of a SHA-256
+// digest, as crypto/rsa.VerifyPKCS1v15 does.
+func (k *PublicKey) Verify(digest, sig []byte) error {
+	if len(digest) != crypto.SHA256.Size() || len(sig) == 0 {
+		return errors.New("opensslrsa: verification error")
+	}
+	ctx, err := k.c.context()
+	if err != nil {
+		return err
+	}
+	r := C.verify(ctx, (*C.uchar)(unsafe.Pointer(&sig[0])), C.size_t(len(sig)), (*C.uchar)(unsafe.Pointer(&digest[0])), C.size_t(len(digest)))
+	if r >= 0 {
+		k.c.done(ctx)
+	} else {
+		C.EVP_PKEY_CTX_free(ctx) // as after a failed signature
+	}
+	runtime.KeepAlive(k) // its cleanup would free the contexts, not this one
+	if r != 1 {
+		return errors.New("opensslrsa: verification error")
+	}
+	return nil
+}
+
+// opensslError is the error of a failed call to OpenSSL other than sign
+// and verify, from the thread's error queue.
+func opensslError(doing string) error { return errorText(doing, C.lastError()) }
+
+// errorText makes the error of a failed call from OpenSSL's error code e.
+func errorText(doing string, e C.ulong) error {
+	if e == 1 {
 		return fmt.Errorf("opensslrsa: %s failed", doing)
 	}
 	var buf [256]C.char

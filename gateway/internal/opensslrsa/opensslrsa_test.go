@@ -10,6 +10,7 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
+	"math/big"
 	mrand "math/rand/v2"
 	"sync"
 	"syscall"
@@ -166,6 +167,101 @@ func TestSignersReused(t *testing.T) {
 	k.Close()
 	if c.idle != nil || k.c != nil {
 		t.Errorf("Close left %d contexts", len(c.idle))
+	}
+}
+
+// TestSameVerification checks that OpenSSL verifies what crypto/rsa does:
+// every signature crypto/rsa makes, and none of the same signatures
+// altered (a bit flipped, cut short, grown by a byte, raised past the
+// modulus) or checked against another digest.
+func TestSameVerification(t *testing.T) {
+	for _, bits := range []int{1024, 2048, 4096} {
+		goKey, _ := testKey(t, bits, false)
+		pub, err := NewPublic(&goKey.PublicKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rng := mrand.New(mrand.NewPCG(uint64(bits), 17))
+		for i := range 100 {
+			digest := sha256.Sum256([]byte{byte(i), byte(i >> 8)})
+			sig, err := rsa.SignPKCS1v15(nil, goKey, crypto.SHA256, digest[:])
+			if err != nil {
+				t.Fatal(err)
+			}
+			flipped := bytes.Clone(sig)
+			flipped[rng.IntN(len(sig))] ^= 1 << rng.IntN(8)
+			other := sha256.Sum256([]byte("other"))
+			for _, c := range []struct {
+				name        string
+				digest, sig []byte
+			}{
+				{"signature", digest[:], sig},
+				{"bit flipped", digest[:], flipped},
+				{"cut short", digest[:], sig[1:]},
+				{"a byte longer", digest[:], append([]byte{0}, sig...)},
+				{"past the modulus", digest[:], bytes.Repeat([]byte{0xff}, len(sig))},
+				{"empty", digest[:], nil},
+				{"other digest", other[:], sig},
+			} {
+				want := rsa.VerifyPKCS1v15(&goKey.PublicKey, crypto.SHA256, c.digest, c.sig) == nil
+				if got := pub.Verify(c.digest, c.sig) == nil; got != want {
+					t.Fatalf("RSA-%d input %d, %s: OpenSSL says %v, crypto/rsa %v", bits, i, c.name, got, want)
+				}
+				if c.name == "signature" && !want {
+					t.Fatalf("RSA-%d input %d: crypto/rsa does not verify its own signature", bits, i)
+				}
+			}
+		}
+	}
+}
+
+// TestNewPublicRefuses checks that a public key crypto/rsa would not
+// verify with is refused too: OpenSSL would verify with some.
+func TestNewPublicRefuses(t *testing.T) {
+	goKey, _ := testKey(t, 1024, true)
+	n := goKey.N
+	even := new(big.Int).Add(n, big.NewInt(1))
+	for name, pub := range map[string]*rsa.PublicKey{
+		"e = 1":       {N: n, E: 1},
+		"e even":      {N: n, E: 65536},
+		"e too large": {N: n, E: 1 << 32},
+		"n even":      {N: even, E: 65537},
+		"no n":        {E: 65537},
+	} {
+		if _, err := NewPublic(pub); err == nil {
+			t.Errorf("NewPublic(%s) gave a key, want an error", name)
+		}
+	}
+}
+
+// BenchmarkVerify checks one RSA-2048 PKCS#1 v1.5 SHA-256 signature with
+// each backend, the key loaded once.
+func BenchmarkVerify(b *testing.B) {
+	goKey, _ := testKey(b, 2048, false)
+	pub, err := NewPublic(&goKey.PublicKey)
+	if err != nil {
+		b.Fatal(err)
+	}
+	digest := sha256.Sum256([]byte("benchmark"))
+	sig, err := rsa.SignPKCS1v15(nil, goKey, crypto.SHA256, digest[:])
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, v := range []struct {
+		name   string
+		verify func() error
+	}{
+		{"go", func() error { return rsa.VerifyPKCS1v15(&goKey.PublicKey, crypto.SHA256, digest[:], sig) }},
+		{"openssl", func() error { return pub.Verify(digest[:], sig) }},
+	} {
+		b.Run(v.name, func(b *testing.B) {
+			defer reportCPU(b)()
+			for b.Loop() {
+				if err := v.verify(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 
