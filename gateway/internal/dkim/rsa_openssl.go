@@ -24,3 +24,14 @@ func rsaSigner(key *rsa.PrivateKey, der []byte) (crypto.Signer, error) {
 	}
 	return opensslrsa.New(der)
 }
+
+// rsaVerifierOf returns what verifies with pub: the key loaded into
+// OpenSSL, which sets it up once rather than per signature; or, for a key
+// OpenSSL does not take (more than 16384 bits, or one crypto/rsa refuses
+// too), crypto/rsa, so that each build gives the same results.
+func rsaVerifierOf(pub *rsa.PublicKey) rsaVerifier {
+	if k, err := opensslrsa.NewPublic(pub); err == nil {
+		return k
+	}
+	return goVerifier{pub}
+}

@@ -5,6 +5,10 @@ package dkim
 import (
 	"crypto"
 	"crypto/ed25519"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"math/big"
 	"reflect"
 	"testing"
 	"time"
@@ -51,5 +55,39 @@ func TestLoadKeyUsesOpenSSL(t *testing.T) {
 	}
 	if got, want := sign(osslKey), sign(goKey); got != want {
 		t.Errorf("OpenSSL-backed signature:\n%s\ncrypto/rsa's:\n%s", got, want)
+	}
+}
+
+// TestVerifyUsesOpenSSL checks that in a build with the tag openssl a key
+// from a key record is loaded into OpenSSL, once, and verifies there; and
+// that a key OpenSSL does not take is verified by crypto/rsa instead.
+func TestVerifyUsesOpenSSL(t *testing.T) {
+	keys := testKeys(t)
+	der, err := x509.MarshalPKIXPublicKey(keys[0].Signer.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache := NewKeyCache()
+	k, err := cache.RSA(der, parseRSAKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := k.verifier.(*opensslrsa.PublicKey); !ok {
+		t.Errorf("a key record's key verifies with a %T, want an *opensslrsa.PublicKey", k.verifier)
+	}
+	digest := sha256.Sum256([]byte("x"))
+	sig, err := keys[0].Signer.Sign(nil, digest[:], crypto.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !k.Verify(digest[:], sig) || k.Verify(digest[:], sig[1:]) {
+		t.Error("the OpenSSL key does not tell a signature from a cut one")
+	}
+
+	// More than the 16384 bits OpenSSL verifies with.
+	n := new(big.Int).Lsh(big.NewInt(1), 16400)
+	n.Add(n, big.NewInt(1))
+	if v := newRSAKey(&rsa.PublicKey{N: n, E: 65537}).verifier; reflect.TypeOf(v) != reflect.TypeFor[goVerifier]() {
+		t.Errorf("a 16401-bit key verifies with a %T, want crypto/rsa", v)
 	}
 }

@@ -259,7 +259,8 @@ type PublicKey struct {
 }
 
 // NewPublic loads pub into OpenSSL. A key crypto/rsa would not verify with
-// is refused, as are keys OpenSSL does not take (more than 16384 bits).
+// is refused, as are keys OpenSSL does not verify with (more than 16384
+// bits).
 func NewPublic(pub *rsa.PublicKey) (*PublicKey, error) {
 	// crypto/rsa's checks, which OpenSSL does not all make (it verifies
 	// with e = 1, with which anyone can sign).
@@ -268,6 +269,9 @@ func NewPublic(pub *rsa.PublicKey) (*PublicKey, error) {
 		return nil, errors.New("opensslrsa: the modulus is missing or even")
 	case pub.E < 3 || pub.E&1 == 0 || pub.E > 1<<31-1:
 		return nil, fmt.Errorf("opensslrsa: public exponent %d is not odd, 3 to 2³¹-1", pub.E)
+	case pub.N.BitLen() > C.OPENSSL_RSA_MAX_MODULUS_BITS:
+		// OpenSSL loads such a key, but fails every verification.
+		return nil, fmt.Errorf("opensslrsa: OpenSSL does not verify with keys of more than %d bits", C.OPENSSL_RSA_MAX_MODULUS_BITS)
 	}
 	der, err := x509.MarshalPKIXPublicKey(pub)
 	if err != nil {

@@ -227,6 +227,7 @@ func TestNewPublicRefuses(t *testing.T) {
 		"e too large": {N: n, E: 1 << 32},
 		"n even":      {N: even, E: 65537},
 		"no n":        {E: 65537},
+		"16401 bits":  {N: new(big.Int).SetBit(big.NewInt(1), 16400, 1), E: 65537},
 	} {
 		if _, err := NewPublic(pub); err == nil {
 			t.Errorf("NewPublic(%s) gave a key, want an error", name)
