@@ -6,7 +6,6 @@ import (
 	"io"
 
 	"github.com/sluice-mail/sluice/gateway/internal/buildinfo"
-	"github.com/sluice-mail/sluice/gateway/internal/dkim"
 	"github.com/sluice-mail/sluice/sdk/abi"
 )
 
@@ -23,6 +22,6 @@ func versionCmd(_ context.Context, args []string, _ io.Reader, stdout, stderr io
 		return 2
 	}
 	b := buildinfo.Read()
-	fmt.Fprintf(stdout, "sluice %s\nrevision:   %s\ngo:         %s\nplugin ABI: %d\nRSA signer: %s\n", b.Version, b.Revision, b.GoVersion, abi.Version, dkim.RSABackend())
+	fmt.Fprintf(stdout, "sluice %s\nrevision:   %s\ngo:         %s\nplugin ABI: %d\nRSA signer: %s\n", b.Version, b.Revision, b.GoVersion, abi.Version, b.RSASigner)
 	return 0
 }

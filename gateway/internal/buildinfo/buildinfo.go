@@ -5,6 +5,8 @@ package buildinfo
 import (
 	"runtime"
 	"runtime/debug"
+
+	"github.com/sluice-mail/sluice/gateway/internal/dkim"
 )
 
 // version and revision are set by the Makefile, from `git describe
@@ -21,11 +23,12 @@ type Info struct {
 	Version   string // a release tag, `git describe` output, or "devel"
 	Revision  string // the full commit hash, "-dirty" appended if the tree had changes; "unknown" if not recorded
 	GoVersion string // the toolchain that built the binary, as runtime.Version says it
+	RSASigner string // what makes (and verifies) RSA signatures, dkim.RSABackend(): Go's crypto/rsa, or OpenSSL and its version
 }
 
 // Read returns the running binary's build information.
 func Read() Info {
-	info := Info{Version: version, Revision: revision, GoVersion: runtime.Version()}
+	info := Info{Version: version, Revision: revision, GoVersion: runtime.Version(), RSASigner: dkim.RSABackend()}
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		if info.Revision == "" {
 			info.Revision = vcsRevision(bi.Settings)
