@@ -28,7 +28,6 @@ import (
 	"time"
 
 	"github.com/sluice-mail/sluice/gateway"
-	"github.com/sluice-mail/sluice/gateway/internal/buildinfo"
 	"github.com/sluice-mail/sluice/gateway/internal/config"
 )
 
@@ -155,7 +154,7 @@ func serve(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Wr
 		return 1
 	}
 	log, level := newLogger(cfg.Log, stderr)
-	b := buildinfo.Read()
+	b := gateway.BuildInfo()
 	log.Info("starting", "version", b.Version, "revision", b.Revision, "rsa_signer", b.RSASigner)
 	// Caught from here on, so that a SIGHUP while the plugins load is a
 	// reload once they have, rather than the end of the process.

@@ -5,8 +5,6 @@ package buildinfo
 import (
 	"runtime"
 	"runtime/debug"
-
-	"github.com/sluice-mail/sluice/gateway/internal/dkim"
 )
 
 // version and revision are set by the Makefile, from `git describe
@@ -23,12 +21,16 @@ type Info struct {
 	Version   string // a release tag, `git describe` output, or "devel"
 	Revision  string // the full commit hash, "-dirty" appended if the tree had changes; "unknown" if not recorded
 	GoVersion string // the toolchain that built the binary, as runtime.Version says it
-	RSASigner string // what makes (and verifies) RSA signatures, dkim.RSABackend(): Go's crypto/rsa, or OpenSSL and its version
+	// RSASigner says what makes (and verifies) RSA signatures: Go's
+	// crypto/rsa, or OpenSSL and its version. Read leaves it empty; the
+	// caller sets it from dkim.RSABackend() (package gateway's BuildInfo),
+	// since dkim's tests import this package, through the metrics.
+	RSASigner string
 }
 
 // Read returns the running binary's build information.
 func Read() Info {
-	info := Info{Version: version, Revision: revision, GoVersion: runtime.Version(), RSASigner: dkim.RSABackend()}
+	info := Info{Version: version, Revision: revision, GoVersion: runtime.Version()}
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		if info.Revision == "" {
 			info.Revision = vcsRevision(bi.Settings)

@@ -3,13 +3,17 @@
 package dkim
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ed25519"
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/pem"
 	"math/big"
+	"os"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -89,5 +93,43 @@ func TestVerifyUsesOpenSSL(t *testing.T) {
 	n.Add(n, big.NewInt(1))
 	if v := newRSAKey(&rsa.PublicKey{N: n, E: 65537}).verifier; reflect.TypeOf(v) != reflect.TypeFor[goVerifier]() {
 		t.Errorf("a 16401-bit key verifies with a %T, want crypto/rsa", v)
+	}
+}
+
+// TestLoadZeroesGoKey checks that once OpenSSL holds a key, the private
+// values crypto/x509 parsed into Go memory are zeroed, and that OpenSSL's
+// copy still signs as the key did.
+func TestLoadZeroesGoKey(t *testing.T) {
+	data, err := os.ReadFile("testdata/rsa2048-pkcs1.pem")
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(data)
+	goKey, err := x509.ParsePKCS1PrivateKey(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	digest := sha256.Sum256([]byte("x"))
+	want, err := goKey.Sign(nil, digest[:], crypto.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What the Go key's values are kept in: each must hold only zeroes.
+	values := []*big.Int{goKey.D, goKey.Primes[0], goKey.Primes[1], goKey.Precomputed.Dp, goKey.Precomputed.Dq, goKey.Precomputed.Qinv}
+	words := make([][]big.Word, len(values))
+	for i, v := range values {
+		words[i] = v.Bits()
+	}
+	signer, err := rsaSigner(goKey, block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, w := range words {
+		if slices.ContainsFunc(w, func(x big.Word) bool { return x != 0 }) || values[i].Sign() != 0 {
+			t.Errorf("private value %d of the Go key is not zeroed", i)
+		}
+	}
+	if got, err := signer.Sign(nil, digest[:], crypto.SHA256); err != nil || !bytes.Equal(got, want) {
+		t.Errorf("OpenSSL's key signs differently after the Go key was zeroed (%v)", err)
 	}
 }
