@@ -10,24 +10,42 @@ package opensslrsa
 #include <openssl/x509.h>
 #include <openssl/err.h>
 
-// load reads a DER private key (PKCS#8 or PKCS#1) from len bytes at p: d2i
-// advances a pointer, which must be a C variable, not a Go one.
-static EVP_PKEY *load(const unsigned char *p, long len) {
-	const unsigned char *q = p;
-	return d2i_AutoPrivateKey(NULL, &q, len);
+// lastError takes OpenSSL's error queue, returning the latest error, or 1
+// (not an error code) if the queue is empty. The queue is the thread's, so
+// each function here that can fail reads it before it returns: the next
+// cgo call may run on another thread.
+static unsigned long lastError(void) {
+	unsigned long e, last = 0;
+	while ((e = ERR_get_error()) != 0) last = e;
+	return last != 0 ? last : 1;
 }
 
-// loadPublic reads a DER SubjectPublicKeyInfo.
-static EVP_PKEY *loadPublic(const unsigned char *p, long len) {
+// load reads a DER private key (PKCS#8 or PKCS#1) from len bytes at p: d2i
+// advances a pointer, which must be a C variable, not a Go one. On failure
+// it returns NULL and the error in *err.
+static EVP_PKEY *load(const unsigned char *p, long len, unsigned long *err) {
 	const unsigned char *q = p;
-	return d2i_PUBKEY(NULL, &q, len);
+	EVP_PKEY *k = d2i_AutoPrivateKey(NULL, &q, len);
+	if (k == NULL) *err = lastError();
+	return k;
+}
+
+// loadPublic reads a DER SubjectPublicKeyInfo, as load does.
+static EVP_PKEY *loadPublic(const unsigned char *p, long len, unsigned long *err) {
+	const unsigned char *q = p;
+	EVP_PKEY *k = d2i_PUBKEY(NULL, &q, len);
+	if (k == NULL) *err = lastError();
+	return k;
 }
 
 // public writes the key's SubjectPublicKeyInfo into OpenSSL-allocated memory
-// at *out and returns its length, or a negative number.
-static int public(EVP_PKEY *k, unsigned char **out) {
+// at *out and returns its length, or a negative number and the error in
+// *err.
+static int public(EVP_PKEY *k, unsigned char **out, unsigned long *err) {
 	*out = NULL;
-	return i2d_PUBKEY(k, out);
+	int n = i2d_PUBKEY(k, out);
+	if (n <= 0) *err = lastError();
+	return n;
 }
 
 // context makes a context that signs (or, if verify, verifies) SHA-256
@@ -38,26 +56,17 @@ static int public(EVP_PKEY *k, unsigned char **out) {
 // EVP_PKEY_sign and EVP_PKEY_verify may be called again on a context with
 // the same parameters. A context is used by one thread at a time; the
 // shared EVP_PKEY is only read.
-static EVP_PKEY_CTX *context(EVP_PKEY *k, int verify) {
+static EVP_PKEY_CTX *context(EVP_PKEY *k, int verify, unsigned long *err) {
 	EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new(k, NULL);
-	if (ctx == NULL) return NULL;
-	if ((verify ? EVP_PKEY_verify_init(ctx) : EVP_PKEY_sign_init(ctx)) != 1
+	if (ctx == NULL
+		|| (verify ? EVP_PKEY_verify_init(ctx) : EVP_PKEY_sign_init(ctx)) != 1
 		|| EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) != 1
 		|| EVP_PKEY_CTX_set_signature_md(ctx, EVP_sha256()) != 1) {
+		*err = lastError();
 		EVP_PKEY_CTX_free(ctx);
 		return NULL;
 	}
 	return ctx;
-}
-
-// lastError takes OpenSSL's error queue, returning the latest error, or 1
-// (not an error code) if the queue is empty. The queue is the thread's, so
-// it is read in the C call that failed: the next call may run on another
-// thread.
-static unsigned long lastError(void) {
-	unsigned long e, last = 0;
-	while ((e = ERR_get_error()) != 0) last = e;
-	return last != 0 ? last : 1;
 }
 
 // sign makes the signature of a SHA-256 digest into sig, which holds
@@ -106,20 +115,27 @@ type Key struct {
 	free runtime.Cleanup
 }
 
-// maxIdle bounds the signing contexts a key keeps between signatures. A
-// context is in use for the length of one signature, so as many are busy
-// as signatures run at once: a few per core. One more is made when they
-// are all busy, and dropped after use if maxIdle are idle already.
-const maxIdle = 64
+// The contexts a key keeps between uses, at most. A context is in use for
+// the length of one signature or verification, so as many are busy as run
+// at once with the key; one more is made when they are all busy, and freed
+// after use if the key keeps as many idle already. A signing key signs
+// much of the mail, with signatures long enough that the scheduler runs
+// others meanwhile; a public key is one of up to a thousand cached, each
+// verifying for 20 µs at a time.
+const (
+	maxIdleSigning   = 64
+	maxIdleVerifying = 4
+)
 
 // cKey is what a Key or PublicKey holds in OpenSSL's memory: the key and
 // its contexts not in use. It is apart from the Go value so that the
 // cleanup that frees it does not keep that value reachable.
 type cKey struct {
-	pkey   *C.EVP_PKEY
-	verify C.int // 1: the contexts verify; 0: they sign
-	mu     sync.Mutex
-	idle   []*C.EVP_PKEY_CTX
+	pkey    *C.EVP_PKEY
+	verify  C.int // 1: the contexts verify; 0: they sign
+	maxIdle int
+	mu      sync.Mutex
+	idle    []*C.EVP_PKEY_CTX
 }
 
 // context takes an idle context, or makes one.
@@ -132,9 +148,10 @@ func (c *cKey) context() (*C.EVP_PKEY_CTX, error) {
 		return ctx, nil
 	}
 	c.mu.Unlock()
-	ctx := C.context(c.pkey, c.verify)
+	var e C.ulong
+	ctx := C.context(c.pkey, c.verify, &e)
 	if ctx == nil {
-		return nil, opensslError("setting up the key")
+		return nil, opensslError("setting up the key", e)
 	}
 	return ctx, nil
 }
@@ -142,7 +159,7 @@ func (c *cKey) context() (*C.EVP_PKEY_CTX, error) {
 // done gives a context back after use.
 func (c *cKey) done(ctx *C.EVP_PKEY_CTX) {
 	c.mu.Lock()
-	if len(c.idle) < maxIdle {
+	if len(c.idle) < c.maxIdle {
 		c.idle = append(c.idle, ctx)
 		ctx = nil
 	}
@@ -166,11 +183,12 @@ func New(der []byte) (*Key, error) {
 	if len(der) == 0 {
 		return nil, errors.New("opensslrsa: empty key")
 	}
-	pkey := C.load((*C.uchar)(unsafe.Pointer(&der[0])), C.long(len(der)))
+	var e C.ulong
+	pkey := C.load((*C.uchar)(unsafe.Pointer(&der[0])), C.long(len(der)), &e)
 	if pkey == nil {
-		return nil, opensslError("reading the private key")
+		return nil, opensslError("reading the private key", e)
 	}
-	k := &Key{c: &cKey{pkey: pkey}}
+	k := &Key{c: &cKey{pkey: pkey, maxIdle: maxIdleSigning}}
 	// Cleanup rather than a finalizer: it runs once k is unreachable, with
 	// only the C side, which nothing else holds.
 	k.free = runtime.AddCleanup(k, (*cKey).close, k.c)
@@ -179,10 +197,10 @@ func New(der []byte) (*Key, error) {
 		return nil, errors.New("opensslrsa: the key is not an RSA key")
 	}
 	var out *C.uchar
-	n := C.public(pkey, &out)
+	n := C.public(pkey, &out, &e)
 	if n <= 0 {
 		k.Close()
-		return nil, opensslError("writing the public key")
+		return nil, opensslError("writing the public key", e)
 	}
 	spki := C.GoBytes(unsafe.Pointer(out), n)
 	C.CRYPTO_free(unsafe.Pointer(out), nil, 0)
@@ -228,7 +246,7 @@ func (k *Key) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, 
 		// The context is dropped: what state a failure leaves it in is
 		// not documented.
 		C.EVP_PKEY_CTX_free(ctx)
-		return nil, errorText("signing", e)
+		return nil, opensslError("signing", e)
 	}
 	k.c.done(ctx)
 	// RSA signatures are as long as the modulus (RFC 8017 §8.2.1); OpenSSL
@@ -277,11 +295,12 @@ func NewPublic(pub *rsa.PublicKey) (*PublicKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opensslrsa: %w", err)
 	}
-	pkey := C.loadPublic((*C.uchar)(unsafe.Pointer(&der[0])), C.long(len(der)))
+	var e C.ulong
+	pkey := C.loadPublic((*C.uchar)(unsafe.Pointer(&der[0])), C.long(len(der)), &e)
 	if pkey == nil {
-		return nil, opensslError("reading the public key")
+		return nil, opensslError("reading the public key", e)
 	}
-	k := &PublicKey{c: &cKey{pkey: pkey, verify: 1}}
+	k := &PublicKey{c: &cKey{pkey: pkey, verify: 1, maxIdle: maxIdleVerifying}}
 	runtime.AddCleanup(k, (*cKey).close, k.c)
 	// A context now, so that a key OpenSSL will not use is refused here.
 	ctx, err := k.c.context()
@@ -315,12 +334,9 @@ func (k *PublicKey) Verify(digest, sig []byte) error {
 	return nil
 }
 
-// opensslError is the error of a failed call to OpenSSL other than sign
-// and verify, from the thread's error queue.
-func opensslError(doing string) error { return errorText(doing, C.lastError()) }
-
-// errorText makes the error of a failed call from OpenSSL's error code e.
-func errorText(doing string, e C.ulong) error {
+// opensslError makes the error of a failed call from OpenSSL's error
+// code e, or 1 if OpenSSL gave none.
+func opensslError(doing string, e C.ulong) error {
 	if e == 1 {
 		return fmt.Errorf("opensslrsa: %s failed", doing)
 	}

@@ -12,6 +12,7 @@ import (
 	"crypto/x509"
 	"math/big"
 	mrand "math/rand/v2"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -117,6 +118,10 @@ func TestRefuses(t *testing.T) {
 			t.Errorf("New(%s) gave a key, want an error", name)
 		}
 	}
+	// OpenSSL's own reason, read on the thread that failed.
+	if _, err := New([]byte("not a key")); err == nil || !strings.Contains(err.Error(), "reading the private key: error:") {
+		t.Errorf("New(garbage): %v, want OpenSSL's reason", err)
+	}
 	_, k := testKey(t, 1024, true)
 	digest := sha256.Sum256([]byte("x"))
 	if _, err := k.Sign(nil, digest[:], crypto.SHA1); err == nil {
@@ -151,7 +156,7 @@ func TestSignersReused(t *testing.T) {
 		t.Errorf("after 50 signatures one at a time the key keeps %d contexts, want 1", n)
 	}
 	var wg sync.WaitGroup
-	for range 4 * maxIdle {
+	for range 4 * maxIdleSigning {
 		wg.Go(func() {
 			digest := sha256.Sum256([]byte("x"))
 			if _, err := k.Sign(nil, digest[:], crypto.SHA256); err != nil {
@@ -160,8 +165,8 @@ func TestSignersReused(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if n := len(k.c.idle); n < 1 || n > maxIdle {
-		t.Errorf("after concurrent signatures the key keeps %d contexts, want 1 to %d", n, maxIdle)
+	if n := len(k.c.idle); n < 1 || n > maxIdleSigning {
+		t.Errorf("after concurrent signatures the key keeps %d contexts, want 1 to %d", n, maxIdleSigning)
 	}
 	c := k.c
 	k.Close()
