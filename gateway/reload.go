@@ -19,6 +19,7 @@ import (
 	"github.com/sluice-mail/sluice/gateway/internal/admin"
 	"github.com/sluice-mail/sluice/gateway/internal/buildinfo"
 	"github.com/sluice-mail/sluice/gateway/internal/config"
+	"github.com/sluice-mail/sluice/gateway/internal/dkim"
 	"github.com/sluice-mail/sluice/gateway/internal/login"
 	"github.com/sluice-mail/sluice/gateway/internal/metrics"
 	"github.com/sluice-mail/sluice/gateway/internal/queue"
@@ -53,8 +54,17 @@ type gatewayMetrics struct {
 	dsn            *prometheus.CounterVec
 }
 
+// BuildInfo is the running binary's build information, with what makes
+// its RSA signatures: sluice_build_info, `sluice version` and the log line
+// serve starts with show it.
+func BuildInfo() buildinfo.Info {
+	b := buildinfo.Read()
+	b.RSASigner = dkim.RSABackend()
+	return b
+}
+
 func newGatewayMetrics() *gatewayMetrics {
-	r := metrics.NewRegistry(buildinfo.Read())
+	r := metrics.NewRegistry(BuildInfo())
 	f := promauto.With(r)
 	m := &gatewayMetrics{
 		registry: r,

@@ -24,6 +24,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/sluice-mail/sluice/gateway/internal/dkim"
 	"github.com/sluice-mail/sluice/gateway/internal/wasmbuild"
 )
 
@@ -541,5 +542,14 @@ func BenchmarkReload(b *testing.B) {
 		if err := e.gw.Reload(ctx); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// sluice_build_info says what makes the build's RSA signatures.
+func TestBuildInfoMetricSaysRSASigner(t *testing.T) {
+	e := startEnv(t, envOptions{})
+	want := fmt.Sprintf("rsa_signer=%q", dkim.RSABackend())
+	if _, m := adminDo(t, e, "GET", "/metrics"); !bytes.Contains(m, []byte(want)) {
+		t.Errorf("metrics lack %s:\n%s", want, m)
 	}
 }

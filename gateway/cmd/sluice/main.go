@@ -154,6 +154,8 @@ func serve(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Wr
 		return 1
 	}
 	log, level := newLogger(cfg.Log, stderr)
+	b := gateway.BuildInfo()
+	log.Info("starting", "version", b.Version, "revision", b.Revision, "rsa_signer", b.RSASigner)
 	// Caught from here on, so that a SIGHUP while the plugins load is a
 	// reload once they have, rather than the end of the process.
 	hup := make(chan os.Signal, 1)

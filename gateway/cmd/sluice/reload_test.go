@@ -20,6 +20,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/sluice-mail/sluice/gateway/internal/certs"
+	"github.com/sluice-mail/sluice/gateway/internal/dkim"
 	"github.com/sluice-mail/sluice/gateway/internal/freeport"
 	"github.com/sluice-mail/sluice/gateway/internal/wasmbuild"
 )
@@ -72,6 +73,8 @@ func TestServeReloadsOnSIGHUPAndAdminPost(t *testing.T) {
 	writeVersion(1)
 
 	serve := startServe(t, bin, cfgPath)
+	// The first line says which build runs, with what makes RSA signatures.
+	serve.waitLog(`msg=starting`, fmt.Sprintf("rsa_signer=%q", dkim.RSABackend()))
 	serve.waitLog(`msg=listening`)
 	line := serve.waitLog(`msg="admin listening"`)
 	adminAddr := regexp.MustCompile(`addr=(\S+)`).FindStringSubmatch(line)[1]

@@ -5,8 +5,7 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/sluice-mail/sluice/gateway/internal/buildinfo"
-	"github.com/sluice-mail/sluice/gateway/internal/dkim"
+	"github.com/sluice-mail/sluice/gateway"
 	"github.com/sluice-mail/sluice/sdk/abi"
 )
 
@@ -22,7 +21,7 @@ func versionCmd(_ context.Context, args []string, _ io.Reader, stdout, stderr io
 		fs.Usage()
 		return 2
 	}
-	b := buildinfo.Read()
-	fmt.Fprintf(stdout, "sluice %s\nrevision:   %s\ngo:         %s\nplugin ABI: %d\nRSA signer: %s\n", b.Version, b.Revision, b.GoVersion, abi.Version, dkim.RSABackend())
+	b := gateway.BuildInfo()
+	fmt.Fprintf(stdout, "sluice %s\nrevision:   %s\ngo:         %s\nplugin ABI: %d\nRSA signer: %s\n", b.Version, b.Revision, b.GoVersion, abi.Version, b.RSASigner)
 	return 0
 }

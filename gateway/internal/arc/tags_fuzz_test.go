@@ -2,11 +2,12 @@ package arc
 
 import (
 	"crypto/ed25519"
-	"crypto/rsa"
 	"maps"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/sluice-mail/sluice/gateway/internal/dkim"
 )
 
 // The parsers of what an ARC sealer controls, reached directly: many times
@@ -57,7 +58,7 @@ func FuzzParseKeyRecord(f *testing.F) {
 			return
 		}
 		switch key := k.key.(type) {
-		case *rsa.PublicKey:
+		case *dkim.RSAKey:
 			if k.kind != "rsa" || key.N.BitLen() < minRSABits {
 				t.Fatalf("parseKeyRecord(%q): %s key of %d bits", record, k.kind, key.N.BitLen())
 			}

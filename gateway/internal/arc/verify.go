@@ -3,9 +3,7 @@ package arc
 import (
 	"bytes"
 	"context"
-	"crypto"
 	"crypto/ed25519"
-	"crypto/rsa"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -206,8 +204,8 @@ func (v *verifier) checkSignature(kind string, t tags, digest, sig []byte) error
 		return fmt.Errorf("a=%s but the key is k=%s", t["a"], key.kind)
 	}
 	switch pub := key.key.(type) {
-	case *rsa.PublicKey:
-		if rsa.VerifyPKCS1v15(pub, crypto.SHA256, digest, sig) != nil {
+	case *dkim.RSAKey:
+		if !pub.Verify(digest, sig) {
 			return errors.New("signature does not verify")
 		}
 	case ed25519.PublicKey:

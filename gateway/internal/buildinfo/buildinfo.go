@@ -21,6 +21,11 @@ type Info struct {
 	Version   string // a release tag, `git describe` output, or "devel"
 	Revision  string // the full commit hash, "-dirty" appended if the tree had changes; "unknown" if not recorded
 	GoVersion string // the toolchain that built the binary, as runtime.Version says it
+	// RSASigner says what makes (and verifies) RSA signatures: Go's
+	// crypto/rsa, or OpenSSL and its version. Read leaves it empty; the
+	// caller sets it from dkim.RSABackend() (package gateway's BuildInfo),
+	// since dkim's tests import this package, through the metrics.
+	RSASigner string
 }
 
 // Read returns the running binary's build information.

@@ -174,7 +174,7 @@ func PublicKey(record string) (crypto.PublicKey, error) {
 		return nil, err
 	}
 	if k.rsa != nil {
-		return k.rsa, nil
+		return k.rsa.PublicKey, nil
 	}
 	return k.ed25519, nil
 }

@@ -15,3 +15,6 @@ func RSABackend() string { return "Go crypto/rsa" }
 // loaded; der is the key's DER (PKCS#8 or PKCS#1), which the OpenSSL
 // backend reads. This build signs with key itself.
 func rsaSigner(key *rsa.PrivateKey, der []byte) (crypto.Signer, error) { return key, nil }
+
+// rsaVerifierOf returns what verifies with pub: crypto/rsa in this build.
+func rsaVerifierOf(pub *rsa.PublicKey) rsaVerifier { return goVerifier{pub} }

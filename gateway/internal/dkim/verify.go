@@ -3,7 +3,6 @@ package dkim
 import (
 	"bytes"
 	"context"
-	"crypto"
 	"crypto/ed25519"
 	"crypto/rsa"
 	"crypto/sha256"
@@ -442,7 +441,7 @@ func (s *signature) checkTime(now time.Time) error {
 // publicKey is a parsed key record (RFC 6376 §3.6.1).
 type publicKey struct {
 	keyType string // "rsa" or "ed25519"
-	rsa     *rsa.PublicKey
+	rsa     *RSAKey
 	ed25519 ed25519.PublicKey
 	testing bool // t=y
 	strict  bool // t=s: i= must be in d= itself, not a subdomain
@@ -569,7 +568,7 @@ func (m *verifying) check(s *signature, key *publicKey, i int) error {
 	ok := false
 	switch key.keyType {
 	case "rsa":
-		ok = rsa.VerifyPKCS1v15(key.rsa, crypto.SHA256, digest, s.sig) == nil
+		ok = key.rsa.Verify(digest, s.sig)
 	case "ed25519":
 		// RFC 8463 §3: Ed25519 signs the SHA-256 hash as its message.
 		ok = ed25519.Verify(key.ed25519, digest, s.sig)

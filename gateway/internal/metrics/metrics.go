@@ -30,8 +30,8 @@ func NewRegistry(b buildinfo.Info) *prometheus.Registry {
 		collectors.NewGoCollector(),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name:        "sluice_build_info",
-			Help:        "Always 1; its labels say which build runs: version, revision and the Go version that built it.",
-			ConstLabels: prometheus.Labels{"version": b.Version, "revision": b.Revision, "goversion": b.GoVersion},
+			Help:        "Always 1; its labels say which build runs: version, revision, the Go version that built it and what makes its RSA signatures.",
+			ConstLabels: prometheus.Labels{"version": b.Version, "revision": b.Revision, "goversion": b.GoVersion, "rsa_signer": b.RSASigner},
 		}, func() float64 { return 1 }),
 	)
 	return r

@@ -107,7 +107,7 @@ func scrape(t *testing.T, h http.Handler, accept string) (contentType, body stri
 // testRegistry holds a metric of each kind the gateway uses, with values
 // that show whether they are written right.
 func testRegistry() (*prometheus.Registry, string) {
-	r := NewRegistry(buildinfo.Info{Version: "v1.2.3", Revision: "abc123", GoVersion: "go1.99"})
+	r := NewRegistry(buildinfo.Info{Version: "v1.2.3", Revision: "abc123", GoVersion: "go1.99", RSASigner: "Go crypto/rsa"})
 	f := promauto.With(r)
 	msgs := f.NewCounterVec(prometheus.CounterOpts{Name: "test_messages_total", Help: "Messages by outcome.\nSecond line with a \\ backslash."}, []string{"outcome"})
 	msgs.WithLabelValues("delivered").Add(3)
@@ -206,7 +206,7 @@ func checkSamples(t *testing.T, s []sample, weird string, openMetrics bool) {
 		{"test_call_seconds_count", map[string]string{"plugin": "router", "stage": "rcpt"}, 5.0},
 		{"test_call_seconds_sum", map[string]string{"plugin": "router", "stage": "rcpt"}, 3.0535},
 		{"test_call_seconds_count", map[string]string{"plugin": "dmarc", "stage": "data"}, 1.0},
-		{"sluice_build_info", map[string]string{"version": "v1.2.3", "revision": "abc123", "goversion": "go1.99"}, 1.0},
+		{"sluice_build_info", map[string]string{"version": "v1.2.3", "revision": "abc123", "goversion": "go1.99", "rsa_signer": "Go crypto/rsa"}, 1.0},
 	}
 	for _, c := range checks {
 		got := find(t, s, c.name, c.labels)
