@@ -279,11 +279,12 @@ var goSMTPTooManyErrors = []byte("500 5.5.1 Too many errors")
 //
 // It also sends a multi-line reply in one write. go-smtp writes each line
 // of a reply on its own (net/textproto flushes every line), so EHLO's
-// reply of seven lines or more cost as many writes, each a syscall and a segment that
-// wakes the client, who reads on until the last line anyway. A line that
-// continues a reply ("250-PIPELINING") is held until the reply's last
-// line, which go-smtp writes at once after it. Inside TLS, each write is
-// a TLS record, whose first byte (its type) is no digit: never held.
+// reply of seven lines or more cost as many writes, each a syscall and a
+// segment that wakes the client, who reads on until the last line
+// anyway. A line that continues a reply ("250-PIPELINING") is held until
+// the reply's last line, which go-smtp writes at once after it. Inside
+// TLS, each write is a TLS record, whose first byte (its type) is no
+// digit: never held.
 func (c *limitedConn) Write(p []byte) (int, error) {
 	if bytes.HasPrefix(p, goSMTPTooManyErrors) {
 		reply := tooManyErrors(c.limits.hostname)
@@ -294,6 +295,9 @@ func (c *limitedConn) Write(p []byte) (int, error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if continuesReply(p) && len(c.held)+len(p) <= maxHeldReply {
+		if c.held == nil {
+			c.held = make([]byte, 0, 512) // EHLO's reply, in one allocation
+		}
 		c.held = append(c.held, p...)
 		return len(p), nil
 	}
