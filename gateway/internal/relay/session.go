@@ -26,8 +26,8 @@ type session struct {
 	// name is formatRemote(host, addr), made once for the connection
 	// rather than for every transaction on it.
 	name string
-	helo string         // the EHLO name, that of the local address
-	raw  net.Conn       // the TCP connection; closing it aborts anything in progress
+	helo string   // the EHLO name, that of the local address
+	raw  net.Conn // the TCP connection; closing it aborts anything in progress
 	c    *client
 	// tlsVersion is the TLS version in use, 0 without TLS.
 	tlsVersion uint16
