@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -39,6 +40,29 @@ type serverMetrics struct {
 	recipientsBy   map[[2]string]prometheus.Counter // by outcome, decided_by
 	relayRepliesBy map[[2]string]prometheus.Counter // by step, class
 	tlsSessionsBy  map[[2]string]prometheus.Counter // by direction, version
+
+	// seriesBy are the chain's and each plugin's series at each stage,
+	// found in their vectors once per pair (chainRun counts several per
+	// message) and made at their first use, as the vectors would.
+	seriesMu sync.RWMutex
+	seriesBy map[pluginStage]stageSeries
+}
+
+// pluginStage names a plugin's series at a stage; the plugin chainSeries
+// is the whole chain's (no plugin has an empty name).
+type pluginStage struct {
+	plugin string
+	stage  abi.Stage
+}
+
+const chainSeries = ""
+
+// stageSeries are the series chainRun counts in: the time taken
+// (stage_seconds for the chain, plugin_call_seconds for a plugin) and a
+// plugin's failures.
+type stageSeries struct {
+	took     prometheus.Observer
+	failures prometheus.Counter
 }
 
 // Message outcomes, as the messages counter labels them; the recipients
@@ -102,6 +126,7 @@ func newServerMetrics(r prometheus.Registerer, submission bool) *serverMetrics {
 			Help: "Connections answered 421 and closed before the greeting, by the limit they met: max_connections (all listeners together) or max_connections_per_ip."},
 			[]string{"reason"}),
 	}
+	m.seriesBy = make(map[pluginStage]stageSeries)
 	// Every known label value shows from the start, so that rates work
 	// from zero.
 	m.messagesBy = make(map[string]prometheus.Counter)
@@ -213,17 +238,37 @@ func outcome(reply *smtp.SMTPError) string {
 
 // chainRun records one run of the chain at a stage.
 func (m *serverMetrics) chainRun(st abi.Stage, took time.Duration, verdicts []plugin.Record) {
-	stage := st.String()
-	m.stages.WithLabelValues(stage).Observe(took.Seconds())
+	m.series(chainSeries, st).took.Observe(took.Seconds())
 	for _, v := range verdicts {
-		m.calls.WithLabelValues(v.Name, stage).Observe(v.Duration.Seconds())
-		// A plugin's failures show at 0 from its first call, so that
-		// their rate works from zero.
-		failures := m.failures.WithLabelValues(v.Name, stage)
+		s := m.series(v.Name, st)
+		s.took.Observe(v.Duration.Seconds())
 		if v.Err != nil {
-			failures.Inc()
+			s.failures.Inc()
 		}
 	}
+}
+
+// series returns the series of a plugin (or of the chain) at a stage,
+// making them at the first call. A plugin's failures show at 0 from its
+// first call, so that their rate works from zero.
+func (m *serverMetrics) series(name string, st abi.Stage) stageSeries {
+	k := pluginStage{name, st}
+	m.seriesMu.RLock()
+	s, ok := m.seriesBy[k]
+	m.seriesMu.RUnlock()
+	if ok {
+		return s
+	}
+	stage := st.String()
+	if name == chainSeries {
+		s = stageSeries{took: m.stages.WithLabelValues(stage)}
+	} else {
+		s = stageSeries{took: m.calls.WithLabelValues(name, stage), failures: m.failures.WithLabelValues(name, stage)}
+	}
+	m.seriesMu.Lock()
+	m.seriesBy[k] = s
+	m.seriesMu.Unlock()
+	return s
 }
 
 // relayReply counts the class of what the relay answered at a step: nil

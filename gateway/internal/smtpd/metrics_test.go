@@ -37,6 +37,22 @@ func TestForwardedMessageCounted(t *testing.T) {
 			t.Errorf("%s%q = %v, want %v", w.name, w.labels, got, w.value)
 		}
 	}
+	// The chain ran the router once per message, at RCPT; its failures
+	// show, at 0.
+	for _, h := range []struct {
+		name   string
+		labels []string
+	}{
+		{"sluice_stage_seconds", []string{"stage", "rcpt"}},
+		{"sluice_plugin_call_seconds", []string{"plugin", "router", "stage", "rcpt"}},
+	} {
+		if got := observations(t, e, h.name, h.labels...); got != 2 {
+			t.Errorf("%s%q counted %d times, want 2", h.name, h.labels, got)
+		}
+	}
+	if !e.has(t, "sluice_plugin_failures_total", "plugin", "router", "stage", "rcpt") {
+		t.Error("no sluice_plugin_failures_total series for router at rcpt, want one at 0")
+	}
 	// Inbound sessions count when they end, after the client's QUIT.
 	deadline := time.Now().Add(5 * time.Second)
 	for e.counter(t, "sluice_tls_sessions_total", "direction", "inbound", "version", "none") != 2 && time.Now().Before(deadline) {
@@ -45,4 +61,14 @@ func TestForwardedMessageCounted(t *testing.T) {
 	if got := e.counter(t, "sluice_tls_sessions_total", "direction", "inbound", "version", "none"); got != 2 {
 		t.Errorf("inbound sessions without TLS = %v, want 2", got)
 	}
+}
+
+// observations is how many values the histogram name with the labels
+// (name=value pairs) took, -1 if it has no such series.
+func observations(t *testing.T, e *multiEnv, name string, labels ...string) int {
+	t.Helper()
+	if m := e.series(t, name, labels...); m != nil {
+		return int(m.GetHistogram().GetSampleCount())
+	}
+	return -1
 }
