@@ -23,8 +23,11 @@ const quitTimeout = time.Second
 type session struct {
 	host string         // MX host name, no trailing dot
 	addr netip.AddrPort // where we connected
-	helo string         // the EHLO name, that of the local address
-	raw  net.Conn       // the TCP connection; closing it aborts anything in progress
+	// name is formatRemote(host, addr), made once for the connection
+	// rather than for every transaction on it.
+	name string
+	helo string   // the EHLO name, that of the local address
+	raw  net.Conn // the TCP connection; closing it aborts anything in progress
 	c    *client
 	// tlsVersion is the TLS version in use, 0 without TLS.
 	tlsVersion uint16
@@ -93,7 +96,7 @@ func (r *Relay) dial(ctx context.Context, host string, ip netip.Addr, req requir
 	if err != nil {
 		return nil, err
 	}
-	s := &session{host: host, addr: addr, helo: src.Helo, raw: raw, c: newClient(raw, r.cfg.CommandTimeout)}
+	s := &session{host: host, addr: addr, name: formatRemote(host, addr), helo: src.Helo, raw: raw, c: newClient(raw, r.cfg.CommandTimeout)}
 	stop := context.AfterFunc(ctx, s.abort)
 	err = s.c.greet()
 	if err == nil {
@@ -340,7 +343,7 @@ func (s *session) quit() {
 // abort closes the connection at once; whatever was in progress fails.
 func (s *session) abort() { s.raw.Close() }
 
-func (s *session) remote() string { return formatRemote(s.host, s.addr) }
+func (s *session) remote() string { return s.name }
 
 // formatRemote names a destination the way Postfix logs it:
 // mx.example.net[2001:db8::1]:25.

@@ -2,6 +2,7 @@ package resolver
 
 import (
 	"context"
+	"net/netip"
 	"testing"
 
 	"github.com/miekg/dns"
@@ -37,4 +38,20 @@ func BenchmarkQueryCachedParallel(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkVerifiedNameCached is the client name's check as each session
+// makes it (a PTR record, then its name's addresses), from the cache.
+func BenchmarkVerifiedNameCached(b *testing.B) {
+	s := dnstest.Start(b, reverseZone)
+	r := newResolver(b, Config{}, s.Addr())
+	ctx := context.Background()
+	ip := netip.MustParseAddr("127.0.0.1")
+	if name, result := r.VerifiedName(ctx, ip); result != NamePass {
+		b.Fatalf("VerifiedName = %q, %q; want a pass", name, result)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		r.VerifiedName(ctx, ip)
+	}
 }

@@ -64,17 +64,24 @@ func (r *Resolver) VerifiedName(ctx context.Context, ip netip.Addr) (name, resul
 	}
 	matched := make([]bool, len(names))
 	failed := make([]bool, len(names))
-	var wg sync.WaitGroup
-	for i, n := range names {
-		wg.Go(func() {
-			addrs, err := r.LookupNetIP(ctx, network, n)
-			failed[i] = err != nil && !isNotFound(err)
-			for _, a := range addrs {
-				matched[i] = matched[i] || a == ip
-			}
-		})
+	check := func(i int) {
+		addrs, err := r.LookupNetIP(ctx, network, names[i])
+		failed[i] = err != nil && !isNotFound(err)
+		for _, a := range addrs {
+			matched[i] = matched[i] || a == ip
+		}
 	}
-	wg.Wait()
+	if len(names) == 1 {
+		// Most addresses have one name: looked up here, without a
+		// goroutine to start and wait for, once per session.
+		check(0)
+	} else {
+		var wg sync.WaitGroup
+		for i := range names {
+			wg.Go(func() { check(i) })
+		}
+		wg.Wait()
+	}
 	result = NameFail
 	for i, n := range names {
 		switch {

@@ -43,7 +43,7 @@ func (loopbackMX) LookupNetIP(_ context.Context, network, _ string) ([]netip.Add
 	return []netip.Addr{netip.MustParseAddr("127.0.0.1")}, nil
 }
 
-func listenLoopback(b *testing.B) net.Listener {
+func listenLoopback(b testing.TB) net.Listener {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
@@ -54,7 +54,14 @@ func listenLoopback(b *testing.B) net.Listener {
 // benchServer starts a Sluice SMTP server for example.test on loopback,
 // routing everything to owner@dest.test through the router plugin and
 // relaying to destPort on 127.0.0.1, and returns its listener.
-func benchServer(b *testing.B, destPort int) net.Listener {
+func benchServer(b testing.TB, destPort int) net.Listener {
+	l := listenLoopback(b)
+	serveOn(b, destPort, l)
+	return l
+}
+
+// serveOn starts benchServer's server on l.
+func serveOn(b testing.TB, destPort int, l net.Listener) {
 	r, err := relay.New(relay.Config{Helo: "mx.example.test", Port: destPort}, loopbackMX{})
 	if err != nil {
 		b.Fatal(err)
@@ -76,10 +83,8 @@ func benchServer(b *testing.B, destPort int) net.Listener {
 	if err != nil {
 		b.Fatal(err)
 	}
-	l := listenLoopback(b)
 	go srv.Serve(l)
 	b.Cleanup(func() { srv.Shutdown(context.Background()) })
-	return l
 }
 
 // BenchmarkForward is one message through a whole SMTP session, as a

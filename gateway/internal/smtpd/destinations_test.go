@@ -16,6 +16,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/sluice-mail/sluice/gateway/internal/dnstest"
 	"github.com/sluice-mail/sluice/gateway/internal/plugin"
@@ -277,6 +278,22 @@ func (e *multiEnv) send(t *testing.T, msg string, rcpts ...string) (rcptErrs []e
 // pairs), 0 if there is none.
 func (e *multiEnv) counter(t *testing.T, name string, labels ...string) float64 {
 	t.Helper()
+	if m := e.series(t, name, labels...); m != nil {
+		return m.GetCounter().GetValue()
+	}
+	return 0
+}
+
+// has reports whether the metric name has a series with the labels.
+func (e *multiEnv) has(t *testing.T, name string, labels ...string) bool {
+	t.Helper()
+	return e.series(t, name, labels...) != nil
+}
+
+// series is the first series of the metric name with the labels
+// (name=value pairs), nil if there is none.
+func (e *multiEnv) series(t *testing.T, name string, labels ...string) *dto.Metric {
+	t.Helper()
 	families, err := e.metrics.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -296,10 +313,10 @@ func (e *multiEnv) counter(t *testing.T, name string, labels ...string) float64 
 					continue metrics
 				}
 			}
-			return m.GetCounter().GetValue()
+			return m
 		}
 	}
-	return 0
+	return nil
 }
 
 func wantCode(t *testing.T, what string, err error, code int, enh smtp.EnhancedCode) {

@@ -208,6 +208,11 @@ type limitedConn struct {
 
 	mu           sync.Mutex
 	readDeadline time.Time // as go-smtp or the session set it
+
+	wmu sync.Mutex
+	// held are the lines of a multi-line reply written so far, which go
+	// out with its last line (see Write).
+	held []byte
 }
 
 // SetReadDeadline sets the deadline asked for, brought forward to
@@ -271,6 +276,15 @@ var goSMTPTooManyErrors = []byte("500 5.5.1 Too many errors")
 // only plain text: inside TLS the farewell goes out as go-smtp wrote it.
 // As go-smtp ends the connection without asking the session, the end is
 // logged here.
+//
+// It also sends a multi-line reply in one write. go-smtp writes each line
+// of a reply on its own (net/textproto flushes every line), so EHLO's
+// reply of seven lines or more cost as many writes, each a syscall and a
+// segment that wakes the client, who reads on until the last line
+// anyway. A line that continues a reply ("250-PIPELINING") is held until
+// the reply's last line, which go-smtp writes at once after it. Inside
+// TLS, each write is a TLS record, whose first byte (its type) is no
+// digit: never held.
 func (c *limitedConn) Write(p []byte) (int, error) {
 	if bytes.HasPrefix(p, goSMTPTooManyErrors) {
 		reply := tooManyErrors(c.limits.hostname)
@@ -278,8 +292,39 @@ func (c *limitedConn) Write(p []byte) (int, error) {
 		_, err := c.Conn.Write(formatReply(reply))
 		return len(p), err
 	}
-	return c.Conn.Write(p)
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if continuesReply(p) && len(c.held)+len(p) <= maxHeldReply {
+		if c.held == nil {
+			c.held = make([]byte, 0, 512) // EHLO's reply, in one allocation
+		}
+		c.held = append(c.held, p...)
+		return len(p), nil
+	}
+	if len(c.held) == 0 {
+		return c.Conn.Write(p)
+	}
+	c.held = append(c.held, p...)
+	_, err := c.Conn.Write(c.held)
+	c.held = c.held[:0]
+	if err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }
+
+// maxHeldReply bounds the lines of one reply held for one write; a longer
+// reply goes out in several.
+const maxHeldReply = 4096
+
+// continuesReply reports whether p is one reply line that is not its
+// reply's last: three digits, a hyphen, text and CRLF (RFC 5321 §4.2.1).
+func continuesReply(p []byte) bool {
+	return len(p) >= 6 && isDigit(p[0]) && isDigit(p[1]) && isDigit(p[2]) && p[3] == '-' &&
+		bytes.IndexByte(p, '\n') == len(p)-1 && p[len(p)-2] == '\r'
+}
+
+func isDigit(b byte) bool { return '0' <= b && b <= '9' }
 
 // tooManyErrors is the reply that ends a session that made too many
 // errors, as Postfix words it.

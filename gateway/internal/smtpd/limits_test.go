@@ -1,6 +1,11 @@
 package smtpd
 
 import (
+	"net"
+	"net/textproto"
+	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -27,6 +32,97 @@ func TestSampler(t *testing.T) {
 	for _, st := range steps {
 		if ok, held := s.allow(t0.Add(st.at)); ok != st.ok || held != st.held {
 			t.Errorf("%s: allow = %v, %d; want %v, %d", st.scenario, ok, held, st.ok, st.held)
+		}
+	}
+}
+
+// writeCounter is a listener whose connections record each write, to see
+// how replies leave: the bytes still go over the real connection.
+type writeCounter struct {
+	net.Listener
+	mu     sync.Mutex
+	writes []string
+}
+
+func (l *writeCounter) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &countedConn{Conn: c, l: l}, nil
+}
+
+func (l *writeCounter) written() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.writes)
+}
+
+type countedConn struct {
+	net.Conn
+	l *writeCounter
+}
+
+func (c *countedConn) Write(p []byte) (int, error) {
+	c.l.mu.Lock()
+	c.l.writes = append(c.l.writes, string(p))
+	c.l.mu.Unlock()
+	return c.Conn.Write(p)
+}
+
+// A multi-line reply, EHLO's, leaves in one write rather than one per
+// line as go-smtp writes it, and arrives whole; one-line replies leave
+// as they are written.
+func TestMultiLineReplyOneWrite(t *testing.T) {
+	l := &writeCounter{Listener: listenLoopback(t)}
+	serveOn(t, 0, l)
+	conn, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	text := textproto.NewConn(conn)
+	if _, _, err := text.ReadResponse(220); err != nil {
+		t.Fatal(err)
+	}
+	text.PrintfLine("EHLO client.example.org")
+	_, ehlo, err := text.ReadResponse(250)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(ehlo, "\n")
+	if len(lines) < 5 || !slices.Contains(lines, "PIPELINING") {
+		t.Fatalf("EHLO reply %q, want several lines with PIPELINING", ehlo)
+	}
+	text.PrintfLine("NOOP")
+	if _, _, err := text.ReadResponse(250); err != nil {
+		t.Fatal(err)
+	}
+	w := l.written()
+	if len(w) != 3 {
+		t.Fatalf("replies to the greeting, EHLO and NOOP went in %d writes, want 3: %q", len(w), w)
+	}
+	if got := strings.Count(w[1], "\r\n"); got != len(lines) || !strings.HasPrefix(w[1], "250-") {
+		t.Errorf("second write %q, want EHLO's %d lines", w[1], len(lines))
+	}
+}
+
+// Only a line that continues a reply is held: not its last line, nor
+// several lines, nor what goes out inside TLS (a record begins with its
+// type, a byte below 0x20).
+func TestContinuesReply(t *testing.T) {
+	for p, want := range map[string]bool{
+		"250-PIPELINING\r\n":            true,
+		"250-\r\n":                      true,
+		"250 SMTPUTF8\r\n":              false,
+		"250-A\r\n250 B\r\n":            false,
+		"250-no line end":               false,
+		"250-bare LF\n":                 false,
+		"\x17\x03\x03\x00\x1f250-x\r\n": false,
+		"25-x\r\n":                      false,
+	} {
+		if got := continuesReply([]byte(p)); got != want {
+			t.Errorf("continuesReply(%q) = %v, want %v", p, got, want)
 		}
 	}
 }

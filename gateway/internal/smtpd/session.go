@@ -123,6 +123,7 @@ func (c *changes) merge(o plugin.Outcome) {
 // go-smtp creates a session: the connect and helo stages run here.
 // The session holds the generation current at this moment until Logout.
 func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
+	growStack() // at once, while the stack is shallow: see sessionStack
 	gen := s.gens.Acquire()
 	if gen == nil {
 		return nil, &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "Shutting down, try again later"}

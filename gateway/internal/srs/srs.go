@@ -59,7 +59,7 @@ type Config struct {
 // concurrent use.
 type Rewriter struct {
 	domain     string
-	secrets    [][]byte
+	secrets    []*secret // the first signs; any verifies
 	maxAgeDays int64
 	hashLength int
 	now        func() time.Time
@@ -76,12 +76,12 @@ func New(c Config) (*Rewriter, error) {
 	if len(c.Secrets) == 0 {
 		return nil, errors.New("srs: no Secrets; at least one is needed to sign addresses")
 	}
-	secrets := make([][]byte, len(c.Secrets))
+	secrets := make([]*secret, len(c.Secrets))
 	for i, s := range c.Secrets {
 		if s == "" {
 			return nil, fmt.Errorf("srs: Secrets[%d] is empty", i)
 		}
-		secrets[i] = []byte(s)
+		secrets[i] = newSecret([]byte(s))
 	}
 
 	maxAge := c.MaxAge

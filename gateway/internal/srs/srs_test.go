@@ -3,6 +3,7 @@ package srs
 import (
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -80,6 +81,38 @@ func TestKnownAnswers(t *testing.T) {
 			t.Errorf("HashLength %d: Forward(%q) = %q, want %q", tt.hashLength, tt.sender, got, tt.want)
 		}
 	}
+}
+
+// TestKeyedMACsReused checks that the keyed HMAC states a Rewriter keeps
+// and reuses carry nothing from one hash to the next: one Rewriter gives
+// the known answers again and again, in turn and from several goroutines
+// at once, and Reverse still takes every address it made.
+func TestKeyedMACsReused(t *testing.T) {
+	want := map[string]string{
+		"user@example.org":                             "SRS0=uP83=G3=example.org=user@sluice.test",
+		"a=b=c@Example.ORG":                            "SRS0=UocB=G3=Example.ORG=a=b=c@sluice.test",
+		"SRS0=abcd=G3=orig.example=alice@hop1.example": "SRS1=WXwn=hop1.example==abcd=G3=orig.example=alice@sluice.test",
+	}
+	r := newRewriter(t, Config{})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for range 50 {
+				for sender, srs := range want {
+					got, err := r.Forward(sender)
+					if err != nil || got != srs {
+						t.Errorf("Forward(%q) = %q, %v; want %q", sender, got, err, srs)
+						return
+					}
+					if _, err := r.Reverse(got); err != nil {
+						t.Errorf("Reverse(%q): %v", got, err)
+						return
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
 
 func TestTimestampKnownAnswers(t *testing.T) {
