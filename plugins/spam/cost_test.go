@@ -2,6 +2,7 @@ package main
 
 import (
 	"net/mail"
+	"net/netip"
 	"net/textproto"
 	"reflect"
 	"slices"
@@ -99,5 +100,33 @@ func TestParseMessageKeepsCheckedFields(t *testing.T) {
 	skipped := []byte(strings.Repeat("DKIM-Signature: v=1;\r\n b="+strings.Repeat("x", 400)+"\r\n", 4))
 	if n := testing.AllocsPerRun(100, func() { abi.ParseHeaderFunc(skipped, checked) }); n != 0 {
 		t.Errorf("four DKIM signatures took %v allocations, want 0", n)
+	}
+}
+
+// TestIsIPHostAsNetip checks isIPHost against its longer form, netip's
+// parse before the decimal and hex forms, and that a name costs no
+// allocation.
+func TestIsIPHostAsNetip(t *testing.T) {
+	long := func(host string) bool {
+		if _, err := netip.ParseAddr(host); err == nil {
+			return true
+		}
+		if strings.HasPrefix(host, "0x") {
+			return strings.Trim(host[2:], "0123456789abcdef.") == ""
+		}
+		return strings.Trim(host, "0123456789.") == ""
+	}
+	hosts := []string{
+		"192.0.2.1", "192.0.2.256", "1.2.3", "3232235777", "0xc0a80001", "0xc0.0xa8.0.1", "0x", "0xzz",
+		"::1", "2001:db8::1", "fe80::1%eth0", "::ffff:192.0.2.1", "2001:db8:::1", "a:b", ":",
+		"1.2.3.4%eth0", "www.example.com", "example", "1example.com", "", ".", "..", "1.2.3.4.",
+	}
+	for _, h := range hosts {
+		if got, want := isIPHost(h), long(h); got != want {
+			t.Errorf("isIPHost(%q) = %v, want %v", h, got, want)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { isIPHost("click.example.com") }); n != 0 {
+		t.Errorf("isIPHost of a name took %v allocations, want 0", n)
 	}
 }
