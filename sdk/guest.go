@@ -1,6 +1,7 @@
 package sdk
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"runtime/debug"
@@ -74,7 +75,9 @@ func (g *guest) callConfigure(c *Config) (err error) {
 // handle answers the Request of n bytes in the buffer.
 func (g *guest) handle(n uint32) []byte {
 	var v Verdict
-	if err := g.request(n, func(b []byte) error { return abi.DecodeRequest(b, &g.req) }); err != nil {
+	// The request's strings share one copy of it: the buffer is the next
+	// request's, and a plugin may keep a string past this call.
+	if err := g.request(n, func(b []byte) error { return abi.DecodeRequestShared(bytes.Clone(b), &g.req) }); err != nil {
 		v = Tempfail(451, "4.3.0", "plugin could not read the request: "+err.Error())
 	} else {
 		v = g.dispatch(&g.req)

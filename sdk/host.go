@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sluice-mail/sluice/sdk/abi"
@@ -93,10 +94,35 @@ var codeErrors = map[int32]error{
 }
 
 func hostError(fn string, code int32) error {
-	if err, ok := codeErrors[code]; ok {
-		return fmt.Errorf("sdk: %s: %w", fn, err)
+	base, ok := codeErrors[code]
+	if !ok {
+		return fmt.Errorf("sdk: %s: %s", fn, abi.ErrorText(code))
 	}
-	return fmt.Errorf("sdk: %s: %s", fn, abi.ErrorText(code))
+	k := hostErrorKey{fn, code}
+	hostErrors.mu.Lock()
+	defer hostErrors.mu.Unlock()
+	err, ok := hostErrors.made[k]
+	if !ok {
+		err = fmt.Errorf("sdk: %s: %w", fn, base)
+		hostErrors.made[k] = err
+	}
+	return err
+}
+
+// hostErrors keeps the errors hostError made for the codes it knows, by
+// function and code: the same few come back call after call (a header
+// field or a name not found, at the end of every HeaderValues), and
+// formatting one was a good part of a small plugin's call in WebAssembly.
+// An error is a value nobody changes, so the same one can go to every
+// caller. The functions and known codes are few, so the map stays small.
+var hostErrors = struct {
+	mu   sync.Mutex
+	made map[hostErrorKey]error
+}{made: map[hostErrorKey]error{}}
+
+type hostErrorKey struct {
+	fn   string
+	code int32
 }
 
 // result turns a function's return value into an error, if it is one.

@@ -260,6 +260,28 @@ func TestHostErrors(t *testing.T) {
 	}
 }
 
+// TestHostErrorsAreMadeOnce checks that a known code's error, which a
+// plugin meets on every missing field or name, is made once per function
+// and reads as before; an unknown code is not kept.
+func TestHostErrorsAreMadeOnce(t *testing.T) {
+	err := hostError(abi.FuncDNSLookup, abi.ErrNotFound)
+	if !errors.Is(err, ErrNotFound) || err.Error() != "sdk: "+abi.FuncDNSLookup+": "+ErrNotFound.Error() {
+		t.Errorf("error = %v", err)
+	}
+	if other := hostError(abi.FuncHeaderGet, abi.ErrNotFound); !strings.Contains(other.Error(), abi.FuncHeaderGet) {
+		t.Errorf("%s's error = %v", abi.FuncHeaderGet, other)
+	}
+	if n := testing.AllocsPerRun(100, func() { hostError(abi.FuncDNSLookup, abi.ErrNotFound) }); n != 0 {
+		t.Errorf("a known error took %v allocations again, want 0", n)
+	}
+	hostError(abi.FuncDNSLookup, -12345)
+	hostErrors.mu.Lock()
+	defer hostErrors.mu.Unlock()
+	if _, kept := hostErrors.made[hostErrorKey{abi.FuncDNSLookup, -12345}]; kept {
+		t.Error("an unknown code's error was kept")
+	}
+}
+
 func TestNoHost(t *testing.T) {
 	t.Cleanup(SetImports(nil))
 	if _, err := Header("Subject"); !errors.Is(err, ErrNoHost) {

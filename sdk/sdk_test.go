@@ -202,6 +202,21 @@ func (r *recorder) Data(req *Request) Verdict {
 	return Continue()
 }
 
+// TestRequestStringsOutliveTheBuffer checks that the strings of a request
+// a plugin keeps stay as they were when the host writes the next request
+// into the same buffer: they share a copy of the request, not the buffer.
+func TestRequestStringsOutliveTheBuffer(t *testing.T) {
+	rec := &recorder{}
+	g := newGuest(rec)
+	first := &abi.Request{Stage: abi.StageData, SessionID: "s1", MailFrom: "alice@example.org", Rcpts: []string{"a@example.test"}}
+	handle(t, g, first)
+	kept := rec.got
+	handle(t, g, &abi.Request{Stage: abi.StageData, SessionID: "s2", MailFrom: "bobby@example.net", Rcpts: []string{"b@example.test"}})
+	if kept.SessionID != "s1" || kept.MailFrom != "alice@example.org" || kept.Rcpts[0] != "a@example.test" {
+		t.Errorf("the first request's strings became %q, %q, %q", kept.SessionID, kept.MailFrom, kept.Rcpts)
+	}
+}
+
 // olderHostRequest encodes a request as a host from before the Auth fields
 // did: fields 1 to 11 of sdk/ABI.md, written out by hand so that the test
 // does not share the encoder it checks.

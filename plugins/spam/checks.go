@@ -55,18 +55,14 @@ func authentication(f *findings, a *abi.Auth) {
 	}
 	// One passing signature is enough: a broken one beside it is often
 	// a mailing list's footer.
-	results := map[string]bool{}
-	for _, d := range a.DKIM {
-		results[d.Result] = true
-	}
 	switch {
-	case results["pass"]:
+	case dkimResult(a.DKIM, "pass"):
 		f.add(dkimAllow)
-	case results["fail"]:
+	case dkimResult(a.DKIM, "fail"):
 		f.add(dkimReject)
-	case results["permerror"]:
+	case dkimResult(a.DKIM, "permerror"):
 		f.add(dkimPermfail)
-	case results["temperror"]:
+	case dkimResult(a.DKIM, "temperror"):
 		f.add(dkimTempfail)
 	case len(a.DKIM) == 0 && a.SPF.Result != "":
 		f.add(dkimNone)
@@ -100,6 +96,17 @@ func authentication(f *findings, a *abi.Auth) {
 	case "fail":
 		f.add(arcReject)
 	}
+}
+
+// dkimResult reports whether a signature has this result. (A map of the
+// results costs more than looking through the few signatures again.)
+func dkimResult(sigs []abi.DKIM, result string) bool {
+	for _, d := range sigs {
+		if d.Result == result {
+			return true
+		}
+	}
+	return false
 }
 
 // client scores the connecting host: its forward-confirmed reverse DNS,
@@ -144,7 +151,7 @@ func (c *config) headers(f *findings, h mail.Header, now time.Time) {
 	case date == "":
 		f.add(missingDate)
 	default:
-		t, err := mail.ParseDate(date)
+		t, err := parseDate(date)
 		switch {
 		case err != nil:
 			f.add(invalidDate)
@@ -171,6 +178,25 @@ func (c *config) headers(f *findings, h mail.Header, now time.Time) {
 	}
 }
 
+// usualDate is the form RFC 5322 §3.3 prefers and nearly every mailer
+// writes: "Mon, 7 Dec 2026 00:23:45 +0000".
+const usualDate = "Mon, 2 Jan 2006 15:04:05 -0700"
+
+// parseDate is mail.ParseDate, which tries 48 layouts in order and makes
+// an error value for each that fails: 24 fail on a date that starts with
+// its day of the week, before the first with one, usualDate, matches.
+// Trying usualDate first answers the same for every date: one that
+// time.Parse reads whole with it starts with a weekday, so every earlier
+// layout fails on it (they start with the day's digits), and it holds
+// nothing that ParseDate would cut off or change (no CR, LF or leading
+// space, nothing after the zone, no sign before it).
+func parseDate(date string) (time.Time, error) {
+	if t, err := time.Parse(usualDate, date); err == nil {
+		return t, nil
+	}
+	return mail.ParseDate(date)
+}
+
 // fromField scores the From field: missing, malformed, or showing another
 // address than its own. dmarc is the gateway's DMARC result, which can say
 // the From field is at fault where the plugin's reading found no fault.
@@ -188,7 +214,10 @@ func (c *config) fromField(f *findings, h mail.Header, dmarc *abi.DMARC) {
 	if spoofedName(from) {
 		f.add(spoofName)
 	}
-	if replyTo, err := addressParser.ParseList(h.Get("Reply-To")); err == nil {
+	// An absent Reply-To is no address list: parsing "" only fails.
+	if rt := h.Get("Reply-To"); rt == "" {
+		return
+	} else if replyTo, err := addressParser.ParseList(rt); err == nil {
 		fromDomain := domainOf(from.Address)
 		for _, r := range replyTo {
 			d := domainOf(r.Address)

@@ -37,11 +37,36 @@ type link struct {
 // maxDepth bounds how deep multiparts and attached messages nest.
 const maxDepth = 8
 
+// checkedFields are the header fields the checks read, by their canonical
+// names (textproto.CanonicalMIMEHeaderKey): message.header holds these
+// only, so a check that reads another field adds it here.
+var checkedFields = []string{
+	"Date", "Message-Id", "Subject", "From", "Reply-To",
+	"Content-Type", "Content-Transfer-Encoding", "Content-Disposition",
+}
+
+// checked reports whether the checks read the field name: the others,
+// DKIM signatures and ARC sets often most of the header, are neither
+// copied nor unfolded. A name has the canonical form of one of
+// checkedFields exactly when it is that name in any ASCII case: each of
+// them is a token, and CanonicalMIMEHeaderKey only changes the case of
+// tokens (other names it leaves as they are). The lengths are compared
+// first, so that bytes.EqualFold cannot match a longer non-ASCII letter
+// (ſ, K) with an ASCII one.
+func checked(name []byte) bool {
+	for _, f := range checkedFields {
+		if len(name) == len(f) && bytes.EqualFold(name, []byte(f)) {
+			return true
+		}
+	}
+	return false
+}
+
 // parseMessage parses a header block as the host gives it and the first
 // bytes of the body, within the limits.
 func parseMessage(block, body []byte, lim limits) *message {
 	m := &message{header: mail.Header{}}
-	for _, f := range abi.ParseHeader(block) {
+	for _, f := range abi.ParseHeaderFunc(block, checked) {
 		key := textproto.CanonicalMIMEHeaderKey(f.Name)
 		m.header[key] = append(m.header[key], f.Value)
 	}

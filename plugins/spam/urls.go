@@ -28,8 +28,12 @@ func urlHost(raw string) (string, bool) {
 // dotted, bracketed IPv6, or the decimal and hex forms (http://3232235777/,
 // http://0xc0a80001/) that browsers accept and that hide it.
 func isIPHost(host string) bool {
-	if _, err := netip.ParseAddr(host); err == nil {
-		return true
+	// Only an IPv6 address has a colon, and only with one can netip accept
+	// what the forms below refuse: a name, nearly every host, is told
+	// without the error netip would make of it.
+	if strings.Contains(host, ":") {
+		_, err := netip.ParseAddr(host)
+		return err == nil
 	}
 	if strings.HasPrefix(host, "0x") {
 		return strings.Trim(host[2:], "0123456789abcdef.") == ""

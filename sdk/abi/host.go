@@ -220,7 +220,14 @@ func DecodeStrings(b []byte) ([]string, error) {
 // line breaks of continuation lines (RFC 5322 §2.2.3) and without
 // whitespace at either end. Nothing else is decoded. Lines that are not a
 // field are skipped. FuncHeaderGet answers from the same split.
-func ParseHeader(block []byte) []Header {
+func ParseHeader(block []byte) []Header { return ParseHeaderFunc(block, nil) }
+
+// ParseHeaderFunc is ParseHeader keeping only the fields whose name, as
+// written, keep accepts (all if keep is nil). The others are neither
+// copied nor unfolded, which spares a plugin that reads a few fields the
+// work of every DKIM signature and ARC set. keep must not retain name,
+// which is part of block.
+func ParseHeaderFunc(block []byte, keep func(name []byte) bool) []Header {
 	var fields []Header
 	for len(block) > 0 {
 		end := lineEnd(block)
@@ -233,8 +240,11 @@ func ParseHeader(block []byte) []Header {
 		if colon <= 0 {
 			continue
 		}
-		name := strings.TrimRight(string(raw[:colon]), " \t")
-		fields = append(fields, Header{Name: name, Value: unfold(raw[colon+1:])})
+		name := bytes.TrimRight(raw[:colon], " \t")
+		if keep != nil && !keep(name) {
+			continue
+		}
+		fields = append(fields, Header{Name: string(name), Value: unfold(raw[colon+1:])})
 	}
 	return fields
 }

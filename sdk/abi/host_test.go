@@ -2,6 +2,7 @@ package abi
 
 import (
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -24,6 +25,36 @@ func TestParseHeader(t *testing.T) {
 	}
 	if got := ParseHeader(nil); got != nil {
 		t.Errorf("ParseHeader(nil) = %q", got)
+	}
+}
+
+// TestParseHeaderFunc checks that keep picks fields by their name as
+// written, trimmed, that what it keeps reads as ParseHeader reads it, and
+// that the fields it passes over cost nothing: a plugin reading a few
+// fields does not pay for the DKIM signatures beside them.
+func TestParseHeaderFunc(t *testing.T) {
+	block := []byte("DKIM-Signature: v=1; a=rsa-sha256;\r\n b=" + strings.Repeat("x", 300) + "\r\n" +
+		"Subject:  hello\r\n world\r\n" +
+		"not a field\r\n" +
+		"X-Spaced : v\r\n" +
+		"subject: again\r\n")
+	var asked []string
+	got := ParseHeaderFunc(block, func(name []byte) bool {
+		asked = append(asked, string(name))
+		return strings.EqualFold(string(name), "subject") || string(name) == "X-Spaced"
+	})
+	want := []Header{{"Subject", "hello world"}, {"X-Spaced", "v"}, {"subject", "again"}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("ParseHeaderFunc =\n%q\nwant\n%q", got, want)
+	}
+	if names := []string{"DKIM-Signature", "Subject", "X-Spaced", "subject"}; !reflect.DeepEqual(asked, names) {
+		t.Errorf("keep was asked about %q, want %q", asked, names)
+	}
+	if got := ParseHeaderFunc(block, nil); !reflect.DeepEqual(got, ParseHeader(block)) {
+		t.Errorf("ParseHeaderFunc(nil) = %q, not ParseHeader's", got)
+	}
+	if n := testing.AllocsPerRun(100, func() { ParseHeaderFunc(block, func([]byte) bool { return false }) }); n != 0 {
+		t.Errorf("passing over every field took %v allocations, want 0", n)
 	}
 }
 

@@ -35,6 +35,30 @@ func fullVerdict() *Verdict {
 	}
 }
 
+// TestDecodeRequestShared checks that the shared decoding reads what
+// DecodeRequest reads, with an allocation per list at most rather than
+// one per string.
+func TestDecodeRequestShared(t *testing.T) {
+	enc := AppendRequest(nil, fullRequest())
+	var want, got Request
+	if err := DecodeRequest(enc, &want); err != nil {
+		t.Fatal(err)
+	}
+	if err := DecodeRequestShared(bytes.Clone(enc), &got); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("DecodeRequestShared =\n%+v\nwant\n%+v", got, want)
+	}
+	// Rcpts, DKIM, Sealers, Findings.
+	if n := testing.AllocsPerRun(100, func() { DecodeRequestShared(enc, &got) }); n > 4 {
+		t.Errorf("DecodeRequestShared took %v allocations, want at most 4", n)
+	}
+	if err := DecodeRequestShared(enc[:len(enc)-3], &got); err == nil {
+		t.Error("a request cut short decoded")
+	}
+}
+
 func TestRoundTrip(t *testing.T) {
 	req := fullRequest()
 	var gotReq Request
