@@ -172,8 +172,8 @@ func call(fn string, f func(i Imports) int32) (int32, error) {
 // Field is one header field: its name as written and its unfolded value.
 type Field = abi.Header
 
-// Header returns the value of the first header field with this name (in
-// any case), unfolded and trimmed but otherwise as written: encoded words
+// Header returns the value of the first header field with this name (its
+// ASCII letters in any case), unfolded and trimmed but otherwise as written: encoded words
 // (RFC 2047) are not decoded. It is ErrNotFound when there is none. Like
 // every header and body function it needs the "headers" capability and
 // works at the data stage only (ErrStage elsewhere).

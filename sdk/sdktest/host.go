@@ -145,7 +145,7 @@ func (h *host) HeaderGet(name string, index uint32, buf []byte) int32 {
 		return code
 	}
 	for _, f := range h.fields {
-		if strings.EqualFold(f.Name, name) {
+		if equalFoldASCII(f.Name, name) {
 			if index == 0 {
 				return answer(buf, []byte(f.Value))
 			}
@@ -153,6 +153,29 @@ func (h *host) HeaderGet(name string, index uint32, buf []byte) int32 {
 		}
 	}
 	return abi.ErrNotFound
+}
+
+// equalFoldASCII reports whether two field names are equal without regard
+// to the case of ASCII letters, as the gateway's header_get matches them
+// (sdk/ABI.md): field names are ASCII (RFC 5322 §3.6.8), and Unicode
+// folding would let "ſubject" (long s) pass for "Subject".
+func equalFoldASCII(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		if lowerASCII(a[i]) != lowerASCII(b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func lowerASCII(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
 }
 
 func (h *host) Headers(buf []byte) int32 {

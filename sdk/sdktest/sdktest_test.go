@@ -269,6 +269,18 @@ func TestHostFunctionRules(t *testing.T) {
 	}
 }
 
+// TestHeaderNamesMatchInASCIICase holds sdk.Header to the gateway's
+// header_get: a name matches without regard to ASCII case only, so a
+// field named with a long s (ſ, which Unicode folds to s) is no Subject.
+func TestHeaderNamesMatchInASCIICase(t *testing.T) {
+	p := New(t, &probe{}, "")
+	p.SetMessage([]byte("\u017fubject: long s\nSUBJECT: ascii\n\nbody\n"))
+	v := p.Handle(t, &sdk.Request{Stage: abi.StageData})
+	if v.AddHeaders[0].Value != "ascii" {
+		t.Errorf("Subject read as %q, want %q", v.AddHeaders[0].Value, "ascii")
+	}
+}
+
 // kvPlugin counts calls in the key-value store and in a counter, and looks
 // up a TXT record.
 type kvPlugin struct{}

@@ -368,6 +368,27 @@ func TestFolding(t *testing.T) {
 	}
 }
 
+// TestSignedNamesASCII: a field whose name only Unicode folds to
+// DKIM-Signature (a long s) is no DKIM-Signature, so the default h= lists
+// the one real signature once, and a hop after us that signs the message
+// does not break the seal.
+func TestSignedNamesASCII(t *testing.T) {
+	hops := testHops()
+	lookup := mapLookup(t, hops)
+	msg := []byte("DKIM-Signature: v=1; d=example.org; b=abc\r\nDKIM-\u017fignature: x\r\n" + testMessage)
+	set, err := Seal(msg, "mx.gateway.example", "dkim=none", verify(msg, lookup), SealConfig{Domain: hops[0].domain, Selector: hops[0].selector, Key: hops[0].key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fields, _ := dkim.SplitMessage(set)
+	ams, _ := parseTags(fieldValue(fields[1].Raw()))
+	if names := strings.Split(removeFWS(ams["h"]), ":"); count(names, "dkim-signature") != 1 {
+		t.Errorf("h= %v: want dkim-signature once", names)
+	}
+	next := append([]byte("DKIM-Signature: v=1; d=next.example; b=def\r\n"), append(set, msg...)...)
+	wantResult(t, verify(next, lookup), CVPass, 1, 1)
+}
+
 func count(list []string, s string) int {
 	n := 0
 	for _, x := range list {

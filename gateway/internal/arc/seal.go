@@ -190,9 +190,12 @@ func (c SealConfig) signedNames(fields []dkim.HeaderField) ([]string, error) {
 			names = append(names, strings.ToLower(h))
 		}
 		// Each DKIM-Signature once, not oversigned: hops after Sluice may
-		// add their own.
+		// add their own. Named as the signature picks fields, in ASCII
+		// case only: a name that only Unicode folds to DKIM-Signature
+		// ("DKIM-ſignature") picks nothing, and counting it would sign the
+		// absence of a next hop's signature.
 		for _, f := range fields {
-			if strings.EqualFold(f.Name(), "DKIM-Signature") {
+			if dkim.EqualName(f.Name(), "dkim-signature") {
 				names = append(names, "dkim-signature")
 			}
 		}

@@ -31,6 +31,13 @@ func SplitMessage(msg []byte) ([]HeaderField, []byte) { return splitMessage(msg)
 // split and name them, without parsing it again: windows on its bytes.
 func FieldsOf(h *message.Header) []HeaderField { return fieldsOf(h) }
 
+// EqualName reports whether a field's name is lower, a lower-case name,
+// as SelectFields matches names: in ASCII case only.
+func EqualName(name, lower string) bool {
+	var buf [64]byte
+	return string(appendLower(buf[:0], name)) == lower
+}
+
 // SelectFields returns the fields that the names of an h= list (lower case)
 // pick, in list order, chosen bottom-up as RFC 6376 §5.4.2 says.
 func SelectFields(fields []HeaderField, names []string) []HeaderField {

@@ -26,14 +26,14 @@ var fromParser = mail.AddressParser{WordDecoder: &mime.WordDecoder{
 //
 //	Result{Result: PermError, Reason: err.Error()}
 func FromDomain(header *message.Header) (string, error) {
-	switch found := header.Count("From"); {
+	from := fromFields(header)
+	switch found := len(from); {
 	case found == 0:
 		return "", errors.New("the message has no From field")
 	case found > 1:
 		return "", fmt.Errorf("the message has %d From fields", found)
 	}
-	f, _ := header.Get("From", 0)
-	value := f.Value()
+	value := from[0].Value()
 	if strings.TrimSpace(value) == "" {
 		return "", errors.New("the From field is empty")
 	}
@@ -58,13 +58,30 @@ func FromDomain(header *message.Header) (string, error) {
 	return domain, nil
 }
 
+// fromFields returns the From fields of a header, top first: those named
+// From, and those whose name is From once the other spaces around it (a
+// vertical tab, a form feed) are gone. Such a name is no field name, but
+// DKIM reads it so (it trims every space, as a lenient next hop may), and
+// a DKIM signature over "from" covers it: were it not counted here, a
+// second From could pass beside the one DMARC checked, or a submitted one
+// beside the one the user may send as. auth.StripForged reads names alike.
+func fromFields(header *message.Header) []message.Field {
+	var from []message.Field
+	for _, f := range header.Fields() {
+		if n := strings.TrimSpace(f.Name); len(n) == 4 && strings.EqualFold(n, "From") {
+			from = append(from, f)
+		}
+	}
+	return from
+}
+
 // FromAddresses returns every address of the From fields of a header, as
 // written. Unlike FromDomain it takes a From field with several
 // addresses (RFC 5322 §3.6.2 allows them): the submission service checks
 // that the user may send as each one.
 func FromAddresses(header *message.Header) ([]string, error) {
 	var addrs []string
-	from := header.All("From")
+	from := fromFields(header)
 	found := len(from) > 0
 	for _, f := range from {
 		list, err := fromParser.ParseList(f.Value())

@@ -31,6 +31,8 @@ func TestFromDomain(t *testing.T) {
 		{"U-label domain", header("From: Ålice <ålice@Bücher.example>"), "xn--bcher-kva.example"},
 		{"A-label domain", header("From: alice@XN--BCHER-KVA.example"), "xn--bcher-kva.example"},
 		{"Resent-From is not From", header("Resent-From: x@other.test", "From: alice@example.org"), "example.org"},
+		// No field name, but DKIM reads it as From (and signs it so).
+		{"form feed after the name", header("From\f: alice@example.org"), "example.org"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			got, err := FromDomain(message.ParseHeader(c.header))
@@ -49,6 +51,9 @@ func TestFromDomainErrors(t *testing.T) {
 	}{
 		{"missing", header("To: bob@example.net"), "no From field"},
 		{"two fields", header("From: a@example.org", "From: b@example.org"), "2 From fields"},
+		// A second From that DKIM and a lenient next hop read as one.
+		{"two fields, one with a vertical tab", header("From: a@example.org", "From\v: b@bank.test"), "2 From fields"},
+		{"two fields, one with a vertical tab before", header("\vFROM: b@bank.test", "From: a@example.org"), "2 From fields"},
 		{"two addresses", header("From: a@example.org, b@example.net"), "2 addresses"},
 		{"two addresses in a group", header("From: Team: a@example.org, b@example.org;"), "2 addresses"},
 		{"empty group", header("From: undisclosed-recipients:;"), "no address"},
@@ -77,6 +82,7 @@ func TestFromAddresses(t *testing.T) {
 		{"From: Info <info@custom.test>\r\n", []string{"info@custom.test"}, ""},
 		{"From: a@x.test, \"B\" <b@y.test>\r\nSubject: s\r\n", []string{"a@x.test", "b@y.test"}, ""},
 		{"From: a@x.test\r\nFrom: b@y.test\r\n", []string{"a@x.test", "b@y.test"}, ""},
+		{"From: me@x.test\r\nFrom\v: boss@y.test\r\n", []string{"me@x.test", "boss@y.test"}, ""},
 		{"Subject: s\r\n", nil, "no From field"},
 		{"From: \r\n", nil, "not an address list"},
 		{"From: not an address\r\n", nil, "not an address list"},
