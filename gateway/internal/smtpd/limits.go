@@ -265,10 +265,11 @@ func (c *limitedConn) Close() error {
 	return c.Conn.Close()
 }
 
-// goSMTPTooManyErrors starts the reply with which go-smtp (v0.25) closes
-// a connection after its fourth protocol error (an unknown or mangled
-// command).
-var goSMTPTooManyErrors = []byte("500 5.5.1 Too many errors")
+// goSMTPTooManyErrors is the reply with which go-smtp (v0.25) closes a
+// connection after its fourth protocol error (an unknown or mangled
+// command). The whole line: a destination's reply passed on to the sender
+// may start the same way, or end a multi-line reply so.
+var goSMTPTooManyErrors = []byte("500 5.5.1 Too many errors. Quiting now\r\n")
 
 // Write sends 421 in place of go-smtp's farewell after too many protocol
 // errors: RFC 5321 §3.8 has a server close only after a 421, and a
@@ -286,14 +287,16 @@ var goSMTPTooManyErrors = []byte("500 5.5.1 Too many errors")
 // TLS, each write is a TLS record, whose first byte (its type) is no
 // digit: never held.
 func (c *limitedConn) Write(p []byte) (int, error) {
-	if bytes.HasPrefix(p, goSMTPTooManyErrors) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	// go-smtp's farewell is a reply of its own: a line that ends held
+	// lines is the last of another reply.
+	if len(c.held) == 0 && bytes.Equal(p, goSMTPTooManyErrors) {
 		reply := tooManyErrors(c.limits.hostname)
 		c.limits.log.Info("session ended: too many errors", "client", c.ip.String(), "reply", replyText(reply))
 		_, err := c.Conn.Write(formatReply(reply))
 		return len(p), err
 	}
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
 	if continuesReply(p) && len(c.held)+len(p) <= maxHeldReply {
 		if c.held == nil {
 			c.held = make([]byte, 0, 512) // EHLO's reply, in one allocation

@@ -1,6 +1,7 @@
 package smtpd
 
 import (
+	"io"
 	"net"
 	"net/textproto"
 	"slices"
@@ -8,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/emersion/go-smtp"
 )
 
 // The sampler lets one event through per interval, and the next one
@@ -124,5 +127,62 @@ func TestContinuesReply(t *testing.T) {
 		if got := continuesReply([]byte(p)); got != want {
 			t.Errorf("continuesReply(%q) = %v, want %v", p, got, want)
 		}
+	}
+}
+
+// refusingBackend is a destination that refuses every recipient with its
+// reply.
+type refusingBackend struct{ reply *smtp.SMTPError }
+
+func (b refusingBackend) NewSession(*smtp.Conn) (smtp.Session, error) {
+	return refusingSession(b), nil
+}
+
+type refusingSession struct{ reply *smtp.SMTPError }
+
+func (refusingSession) Mail(string, *smtp.MailOptions) error   { return nil }
+func (s refusingSession) Rcpt(string, *smtp.RcptOptions) error { return s.reply }
+func (refusingSession) Data(r io.Reader) error                 { _, err := io.Copy(io.Discard, r); return err }
+func (refusingSession) Reset()                                 {}
+func (refusingSession) Logout() error                          { return nil }
+
+// A destination's multi-line reply, passed on as the sender's, whose last
+// line reads like go-smtp's farewell after too many errors, is passed on
+// whole: its held lines go out with it, not in front of the next reply,
+// and no 421 takes its place on a session that goes on.
+func TestRelayedReplyLikeFarewellPassedWhole(t *testing.T) {
+	destL := listenLoopback(t)
+	dest := smtp.NewServer(refusingBackend{&smtp.SMTPError{Code: 500, EnhancedCode: smtp.EnhancedCode{5, 5, 1},
+		Message: "Mailbox busy\nToo many errors. Quiting now"}})
+	dest.Domain = "mx.dest.test"
+	go dest.Serve(destL)
+	t.Cleanup(func() { dest.Close() })
+	l := listenLoopback(t)
+	serveOn(t, destL.Addr().(*net.TCPAddr).Port, l)
+
+	conn, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second)) // a reply read wrong waits for more
+	text := textproto.NewConn(conn)
+	if _, _, err := text.ReadResponse(220); err != nil {
+		t.Fatal(err)
+	}
+	for _, cmd := range []string{"EHLO client.example.org", "MAIL FROM:<alice@example.org>"} {
+		text.PrintfLine("%s", cmd)
+		if _, _, err := text.ReadResponse(250); err != nil {
+			t.Fatalf("%s: %v", cmd, err)
+		}
+	}
+	text.PrintfLine("RCPT TO:<info@example.test>")
+	code, msg, err := text.ReadResponse(500)
+	if want := "Mailbox busy\n5.5.1 Too many errors. Quiting now"; err != nil || msg != want {
+		t.Errorf("RCPT: %d %q, %v; want the destination's 500 %q", code, msg, err, want)
+	}
+	text.PrintfLine("NOOP")
+	if code, msg, err := text.ReadResponse(250); err != nil || strings.Contains(msg, "\n") {
+		t.Errorf("NOOP after it: %d %q, %v; want one line of 250", code, msg, err)
 	}
 }
