@@ -145,7 +145,7 @@ func (h *host) HeaderGet(name string, index uint32, buf []byte) int32 {
 		return code
 	}
 	for _, f := range h.fields {
-		if strings.EqualFold(f.Name, name) {
+		if asciiEqualFold(f.Name, name) {
 			if index == 0 {
 				return answer(buf, []byte(f.Value))
 			}
@@ -153,6 +153,28 @@ func (h *host) HeaderGet(name string, index uint32, buf []byte) int32 {
 		}
 	}
 	return abi.ErrNotFound
+}
+
+// asciiEqualFold reports whether two field names are equal ignoring the
+// case of ASCII letters only, as the gateway's header_get matches them
+// (sdk/ABI.md): strings.EqualFold would also take "ſubject" for Subject.
+func asciiEqualFold(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
 }
 
 func (h *host) Headers(buf []byte) int32 {

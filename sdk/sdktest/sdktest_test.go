@@ -269,6 +269,24 @@ func TestHostFunctionRules(t *testing.T) {
 	}
 }
 
+// TestHeaderNamesMatchInASCIICase checks that sdk.Header finds a field as
+// the gateway's header_get does (sdk/ABI.md): its name in any ASCII case,
+// and not a name that matches only under Unicode's case folding
+// ("ſubject", with U+017F, is no Subject field).
+func TestHeaderNamesMatchInASCIICase(t *testing.T) {
+	for _, c := range []struct{ msg, want string }{
+		{"SUBJECT: upper\n\nbody\n", "upper"},
+		{"subject: lower\n\nbody\n", "lower"},
+		{"\u017fubject: long s\n\nbody\n", "notfound"},
+	} {
+		p := New(t, &probe{}, "")
+		p.SetMessage([]byte(c.msg))
+		if v := p.Handle(t, &sdk.Request{Stage: abi.StageData}); v.AddHeaders[0].Value != c.want {
+			t.Errorf("Subject of %q: %q, want %q", c.msg, v.AddHeaders[0].Value, c.want)
+		}
+	}
+}
+
 // kvPlugin counts calls in the key-value store and in a counter, and looks
 // up a TXT record.
 type kvPlugin struct{}
