@@ -25,7 +25,13 @@ import (
 	"github.com/sluice-mail/sluice/sdk/abi"
 )
 
-// Request is what the host sends at each stage.
+// Request is what the host sends at each stage. Its strings share one copy
+// of the encoded request, made for each call (abi.DecodeRequestShared), so
+// they stay as they are after the call, but a string kept past it keeps
+// that whole copy alive: up to the request's size, tens of KiB with a
+// hundred recipients, for a string of a few bytes. A plugin that keeps
+// strings from many requests in its memory (a cache) keeps
+// strings.Clone(s) instead, within its memory_limit.
 type Request = abi.Request
 
 // Configurer is implemented by a plugin that has settings or takes any

@@ -284,7 +284,8 @@ func DecodeRequest(b []byte, m *Request) error {
 // memory, where DecodeRequest copies each: one allocation, b, serves a
 // request's dozens of strings. A guest allocates at several times the
 // native cost, and these allocations were most of what the SDK did per
-// call. b must never change afterwards: give it a copy of its own.
+// call. b must never change afterwards: give it a copy of its own. Any
+// one of m's strings kept keeps all of b alive.
 func DecodeRequestShared(b []byte, m *Request) error {
 	return decodeRequest(&decoder{b: b, shared: true}, m)
 }
