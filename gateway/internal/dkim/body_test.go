@@ -73,8 +73,12 @@ func TestBodyHashedOnce(t *testing.T) {
 	var results []dkim.Result
 	var chain arc.Result
 	var wg sync.WaitGroup
-	wg.Go(func() { results = dkim.VerifyHeader(context.Background(), header, body, dkim.VerifyOptions{Lookup: lookup}) })
-	wg.Go(func() { chain = arc.VerifyHeader(context.Background(), header, body, arc.VerifyOptions{Lookup: lookup}) })
+	wg.Go(func() {
+		results = dkim.VerifyHeader(context.Background(), header, body, dkim.VerifyOptions{Lookup: lookup})
+	})
+	wg.Go(func() {
+		chain = arc.VerifyHeader(context.Background(), header, body, arc.VerifyOptions{Lookup: lookup})
+	})
 	wg.Wait()
 	if len(results) != 1 || results[0].Result != "pass" {
 		t.Errorf("DKIM verification: %+v, want one pass: it hashed the body again", results)
