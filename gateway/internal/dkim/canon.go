@@ -259,9 +259,7 @@ func bodyHash(body *Body) string {
 func writeRelaxedBody(w io.Writer, body []byte) {
 	if n, ok := relaxedAsIs(body); ok {
 		// Most bodies (plain text, base64 attachments) need nothing done:
-		// hashing them as they are costs no copy and no pass per byte,
-		// and every message is hashed this way up to four times (DKIM and
-		// ARC, verified and signed).
+		// hashing them as they are costs no copy and no pass per byte.
 		w.Write(body[:n])
 		return
 	}
