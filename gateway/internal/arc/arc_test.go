@@ -135,7 +135,7 @@ func verify(msg []byte, lookup TXTLookup) Result {
 		return r // the gateway has none
 	}
 	header, body := message.Split(msg)
-	if parsed := VerifyHeader(context.Background(), message.ParseHeader(header), body, VerifyOptions{Lookup: lookup}); !reflect.DeepEqual(parsed, r) {
+	if parsed := VerifyHeader(context.Background(), message.ParseHeader(header), dkim.NewBody(body), VerifyOptions{Lookup: lookup}); !reflect.DeepEqual(parsed, r) {
 		panic(fmt.Sprintf("VerifyHeader = %+v, Verify = %+v", parsed, r))
 	}
 	return r
@@ -298,7 +298,7 @@ func TestSealFailedChain(t *testing.T) {
 	// The new seal validates over its own set alone.
 	ams, _ := parseTags(fieldValue(fields[1].Raw()))
 	own := arcSet{aar: fields[2], ams: fields[1], as: fields[0], amsTags: ams, asTags: as}
-	v := verifier{ctx: context.Background(), keys: keys{lookup: lookup}, now: time.Now, fields: fields, body: body}
+	v := verifier{ctx: context.Background(), keys: keys{lookup: lookup}, now: time.Now, fields: fields, body: dkim.NewBody(body)}
 	if err := v.verifyAS([]arcSet{own}); err != nil {
 		t.Errorf("the cv=fail seal does not validate over its own set: %v", err)
 	}
@@ -547,7 +547,7 @@ func TestSealPartsIsSeal(t *testing.T) {
 		t.Fatal(err)
 	}
 	header, body, _ := bytes.Cut(msg, []byte("\r\n\r\n"))
-	parts, err := SealParts(message.ParseHeader(append(bytes.Clone(header), "\r\n"...)), body, "mx.forwarder.example", results, chain, c)
+	parts, err := SealParts(message.ParseHeader(append(bytes.Clone(header), "\r\n"...)), dkim.NewBody(body), "mx.forwarder.example", results, chain, c)
 	if err != nil {
 		t.Fatal(err)
 	}

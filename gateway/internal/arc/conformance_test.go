@@ -161,7 +161,7 @@ func TestValidationSuite(t *testing.T) {
 			got := Verify(context.Background(), msg, VerifyOptions{Lookup: lookup, Keys: keys})
 			// The gateway verifies the header it parsed once.
 			header, body := message.Split(message.NormalizeLineEndings(msg))
-			if parsed := VerifyHeader(context.Background(), message.ParseHeader(header), body, VerifyOptions{Lookup: lookup, Keys: keys}); message.BareLineEndings(msg) == 0 && !reflect.DeepEqual(parsed, got) {
+			if parsed := VerifyHeader(context.Background(), message.ParseHeader(header), dkim.NewBody(body), VerifyOptions{Lookup: lookup, Keys: keys}); message.BareLineEndings(msg) == 0 && !reflect.DeepEqual(parsed, got) {
 				t.Errorf("%s: VerifyHeader = %+v, Verify = %+v", name, parsed, got)
 			}
 			ok := got.CV == want
@@ -237,14 +237,14 @@ func checkSigningCase(tc signingCase, sc signingScenario, key crypto.Signer, loo
 	}
 	results := consolidateResults(msg, tc.SrvID)
 	msgFields, body := dkim.SplitMessage(msg)
-	out, err := seal(msgFields, body, tc.SrvID, results, chain, c, 0)
+	out, err := seal(msgFields, dkim.NewBody(body), tc.SrvID, results, chain, c, 0)
 	if err != nil {
 		return "Seal: " + err.Error()
 	}
 	// The gateway seals the header it parsed once: the same set.
 	if message.BareLineEndings(msg) == 0 {
 		header, _ := message.Split(msg)
-		if parsed, _ := seal(dkim.FieldsOf(message.ParseHeader(header)), body, tc.SrvID, results, chain, c, 0); !bytes.Equal(parsed, out) {
+		if parsed, _ := seal(dkim.FieldsOf(message.ParseHeader(header)), dkim.NewBody(body), tc.SrvID, results, chain, c, 0); !bytes.Equal(parsed, out) {
 			return "sealed from the parsed header:\n" + string(parsed) + "\nfrom the message:\n" + string(out)
 		}
 	}

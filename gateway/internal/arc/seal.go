@@ -2,7 +2,6 @@ package arc
 
 import (
 	"crypto"
-	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -52,21 +51,21 @@ const maxLine = 76
 // a set of ours, its chain as broken (or as full) as it came.
 func Seal(msg []byte, authServID, results string, chain Result, c SealConfig) ([]byte, error) {
 	fields, body := dkim.SplitMessage(msg)
-	return seal(fields, body, authServID, results, chain, c, maxLine)
+	return seal(fields, dkim.NewBody(body), authServID, results, chain, c, maxLine)
 }
 
 // SealParts is Seal for a message held in two pieces: its header, parsed
 // (message.ParseHeader, or a view of one), and its body, so that a
 // forwarder need not copy the body behind the header it made, nor parse
-// again the fields it parsed once.
-func SealParts(header *message.Header, body []byte, authServID, results string, chain Result, c SealConfig) ([]byte, error) {
+// again the fields it parsed once, nor hash the body again.
+func SealParts(header *message.Header, body *dkim.Body, authServID, results string, chain Result, c SealConfig) ([]byte, error) {
 	return seal(dkim.FieldsOf(header), body, authServID, results, chain, c, maxLine)
 }
 
 // seal is Seal with the line width as a parameter: 0 writes each field on
 // one line, the layout the ARC test suite's expected signatures were made
 // with (its README, "Signing Header Format Standardization").
-func seal(fields []dkim.HeaderField, body []byte, authServID, results string, verified Result, c SealConfig, width int) ([]byte, error) {
+func seal(fields []dkim.HeaderField, body *dkim.Body, authServID, results string, verified Result, c SealConfig, width int) ([]byte, error) {
 	algorithm, hash, err := c.algorithm()
 	if err != nil {
 		return nil, err
@@ -94,12 +93,10 @@ func seal(fields []dkim.HeaderField, body []byte, authServID, results string, ve
 
 	aar := dkim.FoldField(aarName, "i="+i+"; "+authServID+"; "+results, width)
 
-	h := sha256.New()
-	dkim.WriteRelaxedBody(h, body)
 	ams, err := signField(amsName, []dkim.Tag{
 		{Name: "a", Value: algorithm},
 		{Name: "b", Value: ""},
-		{Name: "bh", Value: base64.StdEncoding.EncodeToString(h.Sum(nil))},
+		{Name: "bh", Value: base64.StdEncoding.EncodeToString(body.Hash("relaxed"))},
 		{Name: "c", Value: "relaxed/relaxed"},
 		{Name: "d", Value: c.Domain},
 		{Name: "h", Value: strings.Join(names, ":")},

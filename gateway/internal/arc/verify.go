@@ -25,17 +25,18 @@ const maxSignedNames = 256
 // error, DNS ones included, is a chain failure (§5.2.1).
 func Verify(ctx context.Context, msg []byte, o VerifyOptions) Result {
 	fields, body := dkim.SplitMessage(msg)
-	return verifyFields(ctx, fields, body, o)
+	return verifyFields(ctx, fields, dkim.NewBody(body), o)
 }
 
 // VerifyHeader is Verify for a message whose header the gateway parsed
 // once (message.ParseHeader), and its body: the fields are read where
-// they are, not parsed again.
-func VerifyHeader(ctx context.Context, header *message.Header, body []byte, o VerifyOptions) Result {
+// they are, not parsed again, and the body's hashes are the ones the
+// message's DKIM signatures, checked or made, share.
+func VerifyHeader(ctx context.Context, header *message.Header, body *dkim.Body, o VerifyOptions) Result {
 	return verifyFields(ctx, dkim.FieldsOf(header), body, o)
 }
 
-func verifyFields(ctx context.Context, fields []dkim.HeaderField, body []byte, o VerifyOptions) Result {
+func verifyFields(ctx context.Context, fields []dkim.HeaderField, body *dkim.Body, o VerifyOptions) Result {
 	c := parseChain(fields)
 	if c.err == nil && c.max == 0 {
 		return Result{CV: CVNone}
@@ -84,8 +85,8 @@ type verifier struct {
 	keys   keys
 	now    func() time.Time
 	fields []dkim.HeaderField
-	body   []byte
-	bodies map[string][]byte // body hashes by canonicalization and l=
+	body   *dkim.Body
+	bodies map[string][]byte // hashes of a body cut to l=, by canonicalization and l=
 }
 
 // verifyAMS checks one ARC-Message-Signature: a DKIM signature without v=,
@@ -310,15 +311,15 @@ func signedNames(h string) ([]string, error) {
 
 // bodyHash returns the SHA-256 of the canonical body, cut to l= octets if
 // the tag is there. Sets often share a canonicalization, so the hash is
-// computed once per kind.
+// computed once per kind; that of the whole body, once per message.
 func (v *verifier) bodyHash(canon string, t tags) ([]byte, error) {
-	limit := int64(-1)
-	if s, ok := t["l"]; ok {
-		n, err := strconv.ParseInt(s, 10, 64)
-		if err != nil || !isDigits(s) {
-			return nil, fmt.Errorf("l=%.20q is not a length", s)
-		}
-		limit = n
+	s, ok := t["l"]
+	if !ok {
+		return v.body.Hash(canon), nil
+	}
+	limit, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || !isDigits(s) {
+		return nil, fmt.Errorf("l=%.20q is not a length", s)
 	}
 	key := canon + "/" + strconv.FormatInt(limit, 10)
 	if sum, ok := v.bodies[key]; ok {
@@ -326,7 +327,7 @@ func (v *verifier) bodyHash(canon string, t tags) ([]byte, error) {
 	}
 	h := sha256.New()
 	w := &limitedWriter{w: h, left: limit}
-	dkim.WriteCanonBody(w, v.body, canon)
+	dkim.WriteCanonBody(w, v.body.Bytes(), canon)
 	if w.left > 0 {
 		return nil, errors.New("l= is longer than the body")
 	}

@@ -100,8 +100,10 @@ type Report struct {
 // Message verifies the message's DKIM signatures and ARC chain at the same
 // time, then evaluates DMARC from them and the SPF result. header is the
 // message's header as the gateway parsed it, once: DKIM, ARC and DMARC all
-// read its fields rather than each splitting the message again.
-func (c *Checker) Message(ctx context.Context, header *message.Header, body []byte, spfRes abi.SPF) Report {
+// read its fields rather than each splitting the message again; body,
+// made once with it, hashes each canonical form once for DKIM, ARC and
+// the signing that follows.
+func (c *Checker) Message(ctx context.Context, header *message.Header, body *dkim.Body, spfRes abi.SPF) Report {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
 	lookup := c.cfg.Resolver.LookupTXT

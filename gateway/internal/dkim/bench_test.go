@@ -64,7 +64,7 @@ func BenchmarkBodyHash(b *testing.B) {
 			b.SetBytes(int64(len(bench.body)))
 			b.ReportAllocs()
 			for b.Loop() {
-				bodyHash(bench.body)
+				bodyHash(NewBody(bench.body))
 			}
 		})
 	}

@@ -2,7 +2,6 @@ package dkim
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"encoding/base64"
 	"io"
 	"slices"
@@ -248,10 +247,8 @@ func writeCanonBody(w io.Writer, body []byte, canon string) {
 
 // bodyHash returns the base64 SHA-256 of the "relaxed" canonical body
 // (RFC 6376 §3.4.4), the bh= value.
-func bodyHash(body []byte) string {
-	h := sha256.New()
-	writeRelaxedBody(h, body)
-	return base64.StdEncoding.EncodeToString(h.Sum(nil))
+func bodyHash(body *Body) string {
+	return base64.StdEncoding.EncodeToString(body.Hash("relaxed"))
 }
 
 // writeRelaxedBody writes the relaxed canonical form of body to w: whitespace
@@ -262,9 +259,7 @@ func bodyHash(body []byte) string {
 func writeRelaxedBody(w io.Writer, body []byte) {
 	if n, ok := relaxedAsIs(body); ok {
 		// Most bodies (plain text, base64 attachments) need nothing done:
-		// hashing them as they are costs no copy and no pass per byte,
-		// and every message is hashed this way up to four times (DKIM and
-		// ARC, verified and signed).
+		// hashing them as they are costs no copy and no pass per byte.
 		w.Write(body[:n])
 		return
 	}

@@ -128,7 +128,7 @@ func TestSignPartsDomains(t *testing.T) {
 		t.Fatal(err)
 	}
 	header, body, _ := strings.Cut(msg, "\r\n\r\n")
-	parts, err := s.SignParts(message.ParseHeader([]byte(header+"\r\n")), []byte(body), customDomain, customDomain, "nokey.example")
+	parts, err := s.SignParts(message.ParseHeader([]byte(header+"\r\n")), NewBody([]byte(body)), customDomain, customDomain, "nokey.example")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -97,7 +97,7 @@ func TestRFC8463Example(t *testing.T) {
 				t.Errorf("TXT record\n got %s\nwant %s", txt, want)
 			}
 
-			bh := bodyHash(body)
+			bh := bodyHash(NewBody(body))
 			if bh != k.rfc["bh"] {
 				t.Errorf("bh=%s, want the RFC's %s", bh, k.rfc["bh"])
 			}

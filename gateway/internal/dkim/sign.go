@@ -180,7 +180,7 @@ func (s *Signer) Domain() string { return s.domain }
 // changed.
 func (s *Signer) Sign(msg []byte) ([]byte, error) {
 	fields, body := splitMessage(msg)
-	return s.sign(fields, body, nil)
+	return s.sign(fields, NewBody(body), nil)
 }
 
 // SignAs is Sign for mail From an address at fromDomain, such as mail a
@@ -198,16 +198,17 @@ func (s *Signer) Sign(msg []byte) ([]byte, error) {
 // the same key file.
 func (s *Signer) SignAs(msg []byte, fromDomain string) ([]byte, error) {
 	fields, body := splitMessage(msg)
-	return s.sign(fields, body, []string{fromDomain})
+	return s.sign(fields, NewBody(body), []string{fromDomain})
 }
 
 // SignParts is Sign for a message held in two pieces: its header, parsed
 // (message.ParseHeader, or a view of one), and its body. A forwarder that
 // adds fields to a message keeps the body where it was read instead of
 // copying it behind the new header, and signs the fields it parsed once
-// rather than parsing them again. The keys of each of domains sign too,
+// rather than parsing them again, and the body hash it already computed
+// verifying the message, if it did. The keys of each of domains sign too,
 // before the gateway's, as in SignAs.
-func (s *Signer) SignParts(header *message.Header, body []byte, domains ...string) ([]byte, error) {
+func (s *Signer) SignParts(header *message.Header, body *Body, domains ...string) ([]byte, error) {
 	return s.sign(fieldsOf(header), body, domains)
 }
 
@@ -246,7 +247,7 @@ func (s *Signer) keysFor(domains []string) []signingKey {
 	return append(keys, s.keys...)
 }
 
-func (s *Signer) sign(fields []headerField, body []byte, domains []string) ([]byte, error) {
+func (s *Signer) sign(fields []headerField, body *Body, domains []string) ([]byte, error) {
 	bh := bodyHash(body)
 	signed := appendSignedHeaders(nil, fields, s.headers)
 	now := s.now()

@@ -462,7 +462,7 @@ func TestSignPartsIsSign(t *testing.T) {
 		if got := string(h.Bytes()); got != header {
 			t.Fatalf("%s: header %q, want %q", name, got, header)
 		}
-		parts, err := s.SignParts(h, []byte(body))
+		parts, err := s.SignParts(h, NewBody([]byte(body)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -471,7 +471,7 @@ func TestSignPartsIsSign(t *testing.T) {
 		}
 	}
 	// And the body matters: the same header with another body signs differently.
-	other, err := s.SignParts(message.ParseHeader([]byte(header)), []byte("another body\r\n"))
+	other, err := s.SignParts(message.ParseHeader([]byte(header)), NewBody([]byte("another body\r\n")))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -81,13 +81,14 @@ const (
 // Verify never fails as a whole: whatever goes wrong is in a Result.
 func Verify(ctx context.Context, msg []byte, o VerifyOptions) []Result {
 	fields, body, tooManyFields := readHeader(msg)
-	return verify(ctx, fields, body, tooManyFields, o)
+	return verify(ctx, fields, NewBody(body), tooManyFields, o)
 }
 
 // VerifyHeader is Verify for a message whose header the gateway parsed
 // once (message.ParseHeader), and its body: the fields are read where
-// they are, not parsed again.
-func VerifyHeader(ctx context.Context, header *message.Header, body []byte, o VerifyOptions) []Result {
+// they are, not parsed again, and the body's hashes are the ones the
+// message's other signatures, checked or made, share.
+func VerifyHeader(ctx context.Context, header *message.Header, body *Body, o VerifyOptions) []Result {
 	fields := fieldsOf(header)
 	tooMany := len(fields) > maxHeaderFields
 	if tooMany {
@@ -98,7 +99,7 @@ func VerifyHeader(ctx context.Context, header *message.Header, body []byte, o Ve
 
 // verify is Verify of a message's fields and body. With tooManyFields,
 // fields are its DKIM-Signature fields only, and none is verified.
-func verify(ctx context.Context, fields []headerField, body []byte, tooManyFields bool, o VerifyOptions) []Result {
+func verify(ctx context.Context, fields []headerField, body *Body, tooManyFields bool, o VerifyOptions) []Result {
 	lookup := o.Lookup
 	if lookup == nil {
 		lookup = net.DefaultResolver.LookupTXT
@@ -122,8 +123,7 @@ func verify(ctx context.Context, fields []headerField, body []byte, tooManyField
 		return nil
 	}
 
-	m := newVerifying(fields, body)
-	m.keys = o.Keys
+	m := &verifying{fields: fields, body: body, keys: o.Keys}
 	at := now()
 	results := make([]Result, len(sigs))
 	var wg sync.WaitGroup
@@ -204,22 +204,8 @@ func unverified(field headerField, reason string) Result {
 // verifying is one message being verified, shared by its signatures.
 type verifying struct {
 	fields []headerField
+	body   *Body // hashed once per canonicalization for all signatures
 	keys   *KeyCache
-	// bodyHash holds the SHA-256 of the body per body canonicalization,
-	// computed the first time a signature asks, once per message.
-	bodyHash map[string]func() []byte
-}
-
-func newVerifying(fields []headerField, body []byte) *verifying {
-	m := &verifying{fields: fields, bodyHash: map[string]func() []byte{}}
-	for _, canon := range []string{"simple", "relaxed"} {
-		m.bodyHash[canon] = sync.OnceValue(func() []byte {
-			h := sha256.New()
-			writeCanonBody(h, body, canon)
-			return h.Sum(nil)
-		})
-	}
-	return m
 }
 
 // verify checks the signature in field number i.
@@ -561,7 +547,7 @@ func (m *verifying) check(s *signature, key *publicKey, i int) error {
 	if key.strict && !inDomain(s.identifier, s.domain, true) {
 		return permerror("i= is a subdomain of d= but the key says t=s")
 	}
-	if subtle.ConstantTimeCompare(m.bodyHash[s.bodyCanon](), s.bodyHash) != 1 {
+	if subtle.ConstantTimeCompare(m.body.Hash(s.bodyCanon), s.bodyHash) != 1 {
 		return &failure{resultFail, "body hash did not verify"}
 	}
 	digest := m.headerHash(s, i)

@@ -216,7 +216,7 @@ func (n *Notifier) send(ctx context.Context, log *slog.Logger, kind string, qkin
 func (n *Notifier) enqueue(ctx context.Context, kind queue.Kind, m *queue.Message, msg *built) error {
 	var data []byte
 	if s := n.signer(); s != nil {
-		sigs, err := s.SignParts(message.ParseHeader(msg.header), msg.body)
+		sigs, err := s.SignParts(message.ParseHeader(msg.header), dkim.NewBody(msg.body))
 		if err != nil {
 			return fmt.Errorf("DKIM: %w", err)
 		}

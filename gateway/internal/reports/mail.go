@@ -74,7 +74,7 @@ func (r *Reports) render(m mail, now time.Time) ([]byte, error) {
 	b.WriteString("--" + bnd + "--\r\n")
 	header := h.Bytes()
 	if s := r.signer(); s != nil {
-		sigs, err := s.SignParts(message.ParseHeader(header), b.Bytes())
+		sigs, err := s.SignParts(message.ParseHeader(header), dkim.NewBody(b.Bytes()))
 		if err != nil {
 			return nil, fmt.Errorf("DKIM: %w", err)
 		}

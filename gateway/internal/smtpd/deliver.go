@@ -14,6 +14,7 @@ import (
 	"github.com/sluice-mail/sluice/gateway/internal/address"
 	"github.com/sluice-mail/sluice/gateway/internal/arc"
 	"github.com/sluice-mail/sluice/gateway/internal/auth"
+	"github.com/sluice-mail/sluice/gateway/internal/dkim"
 	"github.com/sluice-mail/sluice/gateway/internal/message"
 	"github.com/sluice-mail/sluice/gateway/internal/plugin"
 	"github.com/sluice-mail/sluice/sdk/abi"
@@ -44,6 +45,10 @@ func (s *session) deliver(msg []byte) (*smtp.SMTPError, decider) {
 	// and sealing read this value (or a view of it without fields, or with
 	// ours on top) rather than scanning the block again.
 	header := message.ParseHeader(block)
+	// The body likewise gets one value, whose canonical hashes the first
+	// check or signature that needs them computes for the others: DKIM
+	// and ARC, verified and made, four hashes of the same bytes.
+	hashed := dkim.NewBody(body)
 	if s.srv.cfg.Activity != nil {
 		s.txn.readHeader(header, s.srv.cfg.RecordSubject)
 	}
@@ -65,7 +70,7 @@ func (s *session) deliver(msg []byte) (*smtp.SMTPError, decider) {
 		// Submitted mail comes from a user who logged in: SPF, DKIM,
 		// ARC and DMARC of its client say nothing, and no ARC set or
 		// DMARC record follows from them.
-		r := a.Message(s.srv.ctx, header, body, s.txn.spf.Wait(s.srv.ctx))
+		r := a.Message(s.srv.ctx, header, hashed, s.txn.spf.Wait(s.srv.ctx))
 		report = &r
 		if s.srv.cfg.Activity != nil {
 			s.txn.keepAuth(r.Auth)
@@ -114,7 +119,7 @@ func (s *session) deliver(msg []byte) (*smtp.SMTPError, decider) {
 
 	buf := s.srv.headers.get()
 	defer s.srv.headers.put(buf)
-	fwd, err := s.forwardedHeader(buf, header, body, report, sc)
+	fwd, err := s.forwardedHeader(buf, header, hashed, report, sc)
 	if err != nil {
 		s.closeRelay()
 		s.srv.log.Error("sealing or signing failed", "session", s.id, "err", err)
@@ -185,7 +190,7 @@ func (s *session) lineEndings(msg []byte) *smtp.SMTPError {
 // it and the body. The body leaves as it came, from the buffer it was
 // read into: copying it behind the new header would hold a second copy
 // of every message in flight. It is made in *buf, which it may grow.
-func (s *session) forwardedHeader(buf *[]byte, header *message.Header, body []byte, report *auth.Report, sc score) ([]byte, error) {
+func (s *session) forwardedHeader(buf *[]byte, header *message.Header, body *dkim.Body, report *auth.Report, sc score) ([]byte, error) {
 	kept := header.Without(s.txn.changes.remove...)
 	if s.srv.cfg.Submission {
 		kept = kept.Without(submissionRemoved...)
