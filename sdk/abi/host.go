@@ -256,6 +256,15 @@ func lineEnd(b []byte) int {
 	return len(b)
 }
 
+// FieldValue is the value of one raw header field (its name, colon, value
+// and line ends) as ParseHeader reads it: what follows the first colon,
+// unfolded, spaces and tabs trimmed. The gateway's header_get answers with
+// it, so that a plugin reads the same value either way.
+func FieldValue(raw []byte) string {
+	_, v, _ := bytes.Cut(raw, []byte(":"))
+	return unfold(v)
+}
+
 // unfold removes every CR and LF, which in a field only end its lines, and
 // trims the ends.
 func unfold(v []byte) string {

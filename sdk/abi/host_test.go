@@ -28,6 +28,26 @@ func TestParseHeader(t *testing.T) {
 	}
 }
 
+// TestFieldValue: the value of one raw field, as the gateway's header_get
+// answers, is what ParseHeader reads for it, folded or not.
+func TestFieldValue(t *testing.T) {
+	for _, raw := range []string{
+		"From: a@example.test\r\n",
+		"Subject:  hello\r\n world\r\n\tagain \r\n",
+		"X-Empty:\r\n",
+		"X-Spaced : v\r\n",
+		"X-LF: bare\n more\n",
+		"X-Colon: a: b\r\n",
+		"X-Blank:   \r\n \r\n",
+		"X-No-End: v",
+	} {
+		want := ParseHeader([]byte(raw))[0].Value
+		if got := FieldValue([]byte(raw)); got != want {
+			t.Errorf("FieldValue(%q) = %q, ParseHeader reads %q", raw, got, want)
+		}
+	}
+}
+
 // TestParseHeaderFunc checks that keep picks fields by their name as
 // written, trimmed, that what it keeps reads as ParseHeader reads it, and
 // that the fields it passes over cost nothing: a plugin reading a few

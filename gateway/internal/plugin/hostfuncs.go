@@ -1,7 +1,6 @@
 package plugin
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"math"
@@ -52,7 +51,7 @@ func NewMessage(raw []byte) *Message {
 }
 
 // field returns the value of the index-th field with this name, as
-// abi.ParseHeader reads it: unfolded, spaces and tabs trimmed.
+// abi.ParseHeader reads it (abi.FieldValue).
 func (m *Message) field(name string, index uint32) (string, bool) {
 	if index > math.MaxInt32 {
 		return "", false
@@ -61,24 +60,7 @@ func (m *Message) field(name string, index uint32) (string, bool) {
 	if !ok {
 		return "", false
 	}
-	_, v, _ := bytes.Cut(f.Raw, []byte(":"))
-	return unfold(v), true
-}
-
-// unfold removes every CR and LF, which in a field only end its lines, and
-// trims spaces and tabs at the ends, as abi.ParseHeader does.
-func unfold(v []byte) string {
-	v = bytes.Trim(v, " \t\r\n")
-	if bytes.IndexByte(v, '\r') < 0 && bytes.IndexByte(v, '\n') < 0 {
-		return string(v)
-	}
-	b := make([]byte, 0, len(v))
-	for _, c := range v {
-		if c != '\r' && c != '\n' {
-			b = append(b, c)
-		}
-	}
-	return string(bytes.Trim(b, " \t"))
+	return abi.FieldValue(f.Raw), true
 }
 
 // callState is what host functions need to know about the call in
