@@ -35,7 +35,7 @@ func FieldsOf(h *message.Header) []HeaderField { return fieldsOf(h) }
 // as SelectFields matches names: in ASCII case only.
 func EqualName(name, lower string) bool {
 	var buf [64]byte
-	return string(appendLower(buf[:0], name)) == lower
+	return string(message.AppendLower(buf[:0], name)) == lower
 }
 
 // SelectFields returns the fields that the names of an h= list (lower case)

@@ -113,7 +113,7 @@ func selectFields(fields []headerField, names []string, except int) []headerFiel
 	next := make([]int, len(fields))
 	var key []byte
 	for i, f := range fields {
-		key = appendLower(key[:0], f.name)
+		key = message.AppendLower(key[:0], f.name)
 		if n, ok := slot[string(key)]; ok && i != except {
 			next[i], head[n] = head[n], i
 		}
@@ -127,17 +127,6 @@ func selectFields(fields []headerField, names []string, except int) []headerFiel
 		}
 	}
 	return picked
-}
-
-// appendLower appends s with ASCII letters in lower case.
-func appendLower(dst []byte, s string) []byte {
-	for _, c := range []byte(s) {
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		dst = append(dst, c)
-	}
-	return dst
 }
 
 // appendSignedHeaders appends the relaxed canonical form of the fields that

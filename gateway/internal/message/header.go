@@ -160,7 +160,7 @@ func (h *Header) top(name string) int32 {
 	}
 	h.once.Do(h.makeIndex)
 	var buf [64]byte
-	key := appendLower(buf[:0], name)
+	key := AppendLower(buf[:0], name)
 	if i, ok := h.index[string(key)]; ok {
 		return i
 	}
@@ -208,9 +208,10 @@ func (h *Header) makeIndex() {
 	}
 }
 
-// appendLower appends s with ASCII letters in lower case: field names
-// are ASCII (RFC 5322 §3.6.8) and match without regard to case.
-func appendLower(dst []byte, s string) []byte {
+// AppendLower appends s with ASCII letters in lower case: field names
+// are ASCII (RFC 5322 §3.6.8) and match without regard to case. DKIM
+// picks the fields a signature covers by the same rule.
+func AppendLower(dst []byte, s string) []byte {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if 'A' <= c && c <= 'Z' {

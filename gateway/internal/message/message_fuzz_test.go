@@ -129,7 +129,7 @@ func FuzzHeader(f *testing.F) {
 
 // asciiEqualFold is strings.EqualFold for ASCII letters only.
 func asciiEqualFold(a, b string) bool {
-	return string(appendLower(nil, a)) == string(appendLower(nil, b))
+	return string(AppendLower(nil, a)) == string(AppendLower(nil, b))
 }
 
 // FuzzFormatField renders arbitrary values as header fields. The result
